@@ -1,0 +1,281 @@
+"""The `ggufc` torch op library: three ops on raw GGUF blocks, with CPU reference kernels.
+
+Importing this module registers the ops with `torch.library` (that is how torch learns about
+custom ops; no other ggufc module registers anything).  Importing it again, or reloading it,
+is harmless: an op that already exists is left as it is.
+
+Ops (schemas exactly as the dispatcher sees them)
+-------------------------------------------------
+
+``ggufc::dequantize(Tensor blocks, str fmt, SymInt n, SymInt k, ScalarType dtype) -> Tensor``
+    ``W = dequant(blocks)`` of shape ``[n, k]`` in ``dtype``.  What model front ends emit.
+
+``ggufc::linear(Tensor x, Tensor blocks, Tensor? bias, str fmt, SymInt n, SymInt k,
+str kernel="auto") -> Tensor``
+    ``y[..., j] = sum_i x[..., i] * W[j, i] + bias[j]`` with ``x: [..., k]`` and
+    ``y: [..., n]``, accumulated in float32 and cast to ``x.dtype``.  ``kernel`` names the
+    GPU kernel family a backend must use ("auto" lets it choose; `split-dynamic-m` makes it
+    explicit per M bucket); the CPU reference only checks that the name is known.
+
+``ggufc::embedding(Tensor blocks, Tensor indices, str fmt, SymInt n, SymInt k,
+ScalarType dtype) -> Tensor``
+    ``out[..., :] = W[indices[...], :]`` of shape ``[*indices.shape, k]`` in ``dtype``;
+    only the gathered rows are dequantized.
+
+Layout of ``blocks`` (all three ops): uint8 ``[n, row_bytes]`` where
+``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
+the ``k`` weights of output feature / vocabulary entry ``j`` as consecutive GGUF blocks.
+
+Activations and outputs may be float32, float16 or bfloat16.  Every op validates its
+arguments in both the real and the fake (shape-only) kernel, so a mistake surfaces while
+tracing with `torch.export` too: `UnsupportedError` for a format, dtype or kernel name
+ggufc does not handle, `FormatError` for a tensor whose dtype or shape does not fit the
+format and sizes.  Messages name the op, the format and the expected vs actual shapes.
+
+The ops are opaque to `torch.export` and survive `ExportedProgram.run_decompositions()` as
+one node each, which is what lets the `fuse-gguf` pass and the code generators find them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+from compiler import formats
+from compiler.errors import FormatError, UnsupportedError
+
+NAMESPACE = "ggufc"
+
+# Kernel families a fused linear can be pinned to (see `split-dynamic-m`).
+KERNEL_AUTO = "auto"
+KERNELS = (KERNEL_AUTO, "matvec", "matvec_batched", "matmul")
+
+# Activation / output dtypes the reference and the generated kernels handle.
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+# Products are summed in this dtype whatever the activation dtype, then cast back.
+ACCUMULATE_DTYPE = torch.float32
+
+DEQUANTIZE_SCHEMA = "(Tensor blocks, str fmt, SymInt n, SymInt k, ScalarType dtype) -> Tensor"
+LINEAR_SCHEMA = (
+    "(Tensor x, Tensor blocks, Tensor? bias, str fmt, SymInt n, SymInt k, "
+    'str kernel="auto") -> Tensor'
+)
+EMBEDDING_SCHEMA = (
+    "(Tensor blocks, Tensor indices, str fmt, SymInt n, SymInt k, ScalarType dtype) -> Tensor"
+)
+
+
+# ---- validation (shared by real and fake kernels; never reads tensor data) ---------------
+#
+# `where` is the label that starts every message, e.g. "ggufc.linear(Q4_K)".
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _shape_text(shape: Sequence) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _op_label(op: str, fmt: object) -> str:
+    return f"{NAMESPACE}.{op}({fmt})"
+
+
+def _require_same_size(actual, expected, message: Callable[[], str]) -> None:
+    """Raise FormatError when two sizes differ; symbolic sizes become a traced check."""
+    if statically_known_true(actual != expected):
+        raise FormatError(message())
+    # Sizes known only symbolically: record the requirement rather than guess.
+    torch._check(actual == expected, message)
+
+
+def check_format(where: str, fmt: object):
+    """The spec of format `fmt`; UnsupportedError if ggufc does not know it."""
+    if not isinstance(fmt, str) or fmt not in formats.FORMATS:
+        known = ", ".join(formats.FORMATS)
+        raise UnsupportedError(f"{where}: unknown format {fmt!r}; known: {known}")
+    return formats.FORMATS[fmt]
+
+
+def check_float_dtype(where: str, what: str, dtype: torch.dtype) -> None:
+    """UnsupportedError unless `dtype` is one of FLOAT_DTYPES; `what` names the tensor."""
+    if dtype not in FLOAT_DTYPES:
+        allowed = ", ".join(_dtype_name(d) for d in FLOAT_DTYPES)
+        raise UnsupportedError(
+            f"{where}: {what} dtype {_dtype_name(dtype)} is not supported; "
+            f"expected one of {allowed}"
+        )
+
+
+def check_blocks(where: str, fmt: str, blocks: torch.Tensor, n, k) -> None:
+    """Check that `blocks` is uint8 [n, row_bytes(fmt, k)] and k a whole number of blocks."""
+    spec = check_format(where, fmt)
+    block_weights = spec.block_weights
+    if statically_known_true(k <= 0) or statically_known_true(k % block_weights != 0):
+        raise FormatError(
+            f"{where}: k={k} must be a positive multiple of the {fmt} block size "
+            f"{block_weights}"
+        )
+    if statically_known_true(n < 0):
+        raise FormatError(f"{where}: n={n} must not be negative")
+    row_bytes = k // block_weights * spec.block_bytes
+
+    def message() -> str:
+        return (
+            f"{where}: blocks must be uint8 [n={n}, row_bytes={row_bytes}] (k={k}), "
+            f"got {_dtype_name(blocks.dtype)} {_shape_text(blocks.shape)}"
+        )
+
+    if blocks.dtype != torch.uint8 or blocks.dim() != 2:
+        raise FormatError(message())
+    _require_same_size(blocks.shape[0], n, message)
+    _require_same_size(blocks.shape[1], row_bytes, message)
+
+
+def _check_linear_args(
+    x: torch.Tensor,
+    blocks: torch.Tensor,
+    bias: torch.Tensor | None,
+    fmt: str,
+    n,
+    k,
+    kernel: str,
+) -> None:
+    where = _op_label("linear", fmt)
+    check_blocks(where, fmt, blocks, n, k)
+    if kernel not in KERNELS:
+        raise UnsupportedError(
+            f"{where}: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}"
+        )
+    check_float_dtype(where, "activation", x.dtype)
+    if x.dim() == 0:
+        raise FormatError(f"{where}: x must be [..., k={k}], got a 0-d tensor")
+    _require_same_size(
+        x.shape[-1], k, lambda: f"{where}: x must be [..., k={k}], got {_shape_text(x.shape)}"
+    )
+    if bias is not None:
+        check_float_dtype(where, "bias", bias.dtype)
+
+        def bias_message() -> str:
+            return f"{where}: bias must be [n={n}], got {_shape_text(bias.shape)}"
+
+        if bias.dim() != 1:
+            raise FormatError(bias_message())
+        _require_same_size(bias.shape[0], n, bias_message)
+
+
+def _check_dequantize_args(blocks: torch.Tensor, fmt: str, n, k, dtype: torch.dtype) -> None:
+    where = _op_label("dequantize", fmt)
+    check_blocks(where, fmt, blocks, n, k)
+    check_float_dtype(where, "output", dtype)
+
+
+def _check_embedding_args(
+    blocks: torch.Tensor, indices: torch.Tensor, fmt: str, n, k, dtype: torch.dtype
+) -> None:
+    where = _op_label("embedding", fmt)
+    check_blocks(where, fmt, blocks, n, k)
+    check_float_dtype(where, "output", dtype)
+    if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+        raise UnsupportedError(
+            f"{where}: indices must be an integer tensor, got {_dtype_name(indices.dtype)}"
+        )
+
+
+# ---- real (CPU reference) kernels -----------------------------------------------------------
+
+
+def _dequantize_impl(blocks: torch.Tensor, fmt: str, n: int, k: int, dtype: torch.dtype):
+    _check_dequantize_args(blocks, fmt, n, k, dtype)
+    # Dequantize in float32 (exact for every format) and round once to the target dtype.
+    weights = formats.dequantize(blocks, fmt, dtype=ACCUMULATE_DTYPE)
+    return weights.to(dtype).contiguous()
+
+
+def _linear_impl(
+    x: torch.Tensor,
+    blocks: torch.Tensor,
+    bias: torch.Tensor | None,
+    fmt: str,
+    n: int,
+    k: int,
+    kernel: str = KERNEL_AUTO,
+):
+    _check_linear_args(x, blocks, bias, fmt, n, k, kernel)
+    weights = formats.dequantize(blocks, fmt, dtype=ACCUMULATE_DTYPE)
+    out = torch.matmul(x.to(ACCUMULATE_DTYPE), weights.t())
+    if bias is not None:
+        out = out + bias.to(ACCUMULATE_DTYPE)
+    return out.to(x.dtype).contiguous()
+
+
+def _embedding_impl(
+    blocks: torch.Tensor, indices: torch.Tensor, fmt: str, n: int, k: int, dtype: torch.dtype
+):
+    _check_embedding_args(blocks, indices, fmt, n, k, dtype)
+    flat = indices.reshape(-1).to(torch.int64)
+    if flat.numel() == 0:
+        return torch.empty((*indices.shape, k), dtype=dtype, device=blocks.device)
+    low, high = int(flat.min()), int(flat.max())
+    if low < 0 or high >= n:
+        raise FormatError(
+            f"{_op_label('embedding', fmt)}: indices must lie in [0, n={n}), "
+            f"got values from {low} to {high}"
+        )
+    rows = blocks.index_select(0, flat)
+    weights = formats.dequantize(rows, fmt, dtype=ACCUMULATE_DTYPE)
+    return weights.to(dtype).reshape(*indices.shape, k).contiguous()
+
+
+# ---- fake (shape-only) kernels --------------------------------------------------------------
+
+
+def _dequantize_fake(blocks: torch.Tensor, fmt: str, n, k, dtype: torch.dtype):
+    _check_dequantize_args(blocks, fmt, n, k, dtype)
+    return blocks.new_empty((n, k), dtype=dtype)
+
+
+def _linear_fake(
+    x: torch.Tensor,
+    blocks: torch.Tensor,
+    bias: torch.Tensor | None,
+    fmt: str,
+    n,
+    k,
+    kernel: str = KERNEL_AUTO,
+):
+    _check_linear_args(x, blocks, bias, fmt, n, k, kernel)
+    return x.new_empty((*x.shape[:-1], n))
+
+
+def _embedding_fake(blocks: torch.Tensor, indices: torch.Tensor, fmt: str, n, k, dtype):
+    _check_embedding_args(blocks, indices, fmt, n, k, dtype)
+    return blocks.new_empty((*indices.shape, k), dtype=dtype)
+
+
+# ---- registration ---------------------------------------------------------------------------
+
+
+def _is_registered(name: str) -> bool:
+    return hasattr(getattr(torch.ops, NAMESPACE), name)
+
+
+def _register(name: str, schema: str, impl: Callable, fake: Callable) -> None:
+    if _is_registered(name):
+        return
+    op = torch.library.custom_op(f"{NAMESPACE}::{name}", impl, mutates_args=(), schema=schema)
+    op.register_fake(fake)
+
+
+_register("dequantize", DEQUANTIZE_SCHEMA, _dequantize_impl, _dequantize_fake)
+_register("linear", LINEAR_SCHEMA, _linear_impl, _linear_fake)
+_register("embedding", EMBEDDING_SCHEMA, _embedding_impl, _embedding_fake)
+
+# The registered overloads, for code that matches graph nodes by target.
+dequantize = torch.ops.ggufc.dequantize.default
+linear = torch.ops.ggufc.linear.default
+embedding = torch.ops.ggufc.embedding.default

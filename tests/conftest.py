@@ -1,0 +1,20 @@
+"""Shared fixtures.
+
+`gemma_path` is the real Gemma 3 270M Q4_K_M file from the `models` extra.  CI installs that
+extra, so a missing package is a failure with an install hint, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def gemma_path():
+    from compiler.bundled import bundled_model_path
+    from compiler.errors import GgufFileError
+
+    try:
+        return bundled_model_path("gemma3-270m")
+    except GgufFileError as exc:
+        pytest.fail(f"the real-model tests need the models extra: {exc}")
