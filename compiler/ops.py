@@ -117,8 +117,7 @@ def check_blocks(where: str, fmt: str, blocks: torch.Tensor, n, k) -> None:
     block_weights = spec.block_weights
     if statically_known_true(k <= 0) or statically_known_true(k % block_weights != 0):
         raise FormatError(
-            f"{where}: k={k} must be a positive multiple of the {fmt} block size "
-            f"{block_weights}"
+            f"{where}: k={k} must be a positive multiple of the {fmt} block size {block_weights}"
         )
     if statically_known_true(n < 0):
         raise FormatError(f"{where}: n={n} must not be negative")
@@ -187,13 +186,20 @@ def _check_embedding_args(
 
 
 # ---- real (CPU reference) kernels -----------------------------------------------------------
+#
+# The reference dequantizes on the CPU whatever the device of its inputs, and hands results
+# back on the inputs' device, so a graph stays runnable (slowly) wherever its tensors live.
+
+
+def _dequantize_on_cpu(blocks: torch.Tensor, fmt: str) -> torch.Tensor:
+    return formats.dequantize(blocks.cpu(), fmt, dtype=ACCUMULATE_DTYPE)
 
 
 def _dequantize_impl(blocks: torch.Tensor, fmt: str, n: int, k: int, dtype: torch.dtype):
     _check_dequantize_args(blocks, fmt, n, k, dtype)
     # Dequantize in float32 (exact for every format) and round once to the target dtype.
-    weights = formats.dequantize(blocks, fmt, dtype=ACCUMULATE_DTYPE)
-    return weights.to(dtype).contiguous()
+    weights = _dequantize_on_cpu(blocks, fmt)
+    return weights.to(device=blocks.device, dtype=dtype).contiguous()
 
 
 def _linear_impl(
@@ -206,7 +212,7 @@ def _linear_impl(
     kernel: str = KERNEL_AUTO,
 ):
     _check_linear_args(x, blocks, bias, fmt, n, k, kernel)
-    weights = formats.dequantize(blocks, fmt, dtype=ACCUMULATE_DTYPE)
+    weights = _dequantize_on_cpu(blocks, fmt).to(x.device)
     out = torch.matmul(x.to(ACCUMULATE_DTYPE), weights.t())
     if bias is not None:
         out = out + bias.to(ACCUMULATE_DTYPE)
@@ -226,9 +232,9 @@ def _embedding_impl(
             f"{_op_label('embedding', fmt)}: indices must lie in [0, n={n}), "
             f"got values from {low} to {high}"
         )
-    rows = blocks.index_select(0, flat)
-    weights = formats.dequantize(rows, fmt, dtype=ACCUMULATE_DTYPE)
-    return weights.to(dtype).reshape(*indices.shape, k).contiguous()
+    rows = blocks.index_select(0, flat.to(blocks.device))
+    weights = _dequantize_on_cpu(rows, fmt)
+    return weights.to(device=blocks.device, dtype=dtype).reshape(*indices.shape, k).contiguous()
 
 
 # ---- fake (shape-only) kernels --------------------------------------------------------------

@@ -159,7 +159,9 @@ def embedding_weight(embedding: nn.Module, dtype: torch.dtype) -> torch.Tensor:
     from compiler.modules import GGUFEmbedding
 
     if isinstance(embedding, GGUFEmbedding):
-        return embedding.dequantized_weight(dtype)
+        return torch.ops.ggufc.dequantize(
+            embedding.blocks, embedding.fmt, embedding.num_embeddings, embedding.embedding_dim, dtype
+        )
     return embedding.weight.to(dtype)
 
 
