@@ -141,7 +141,7 @@ class Gemma3Model(nn.Module):
         tensors = gguf_file.tensors
         self.config = config
         self.token_embd = embedding_from_gguf(tensors["token_embd.weight"])
-        self.layers = nn.ModuleList(
+        self.blk = nn.ModuleList(
             Gemma3Layer(config, tensors, f"blk.{i}", config.is_global_layer(i))
             for i in range(config.num_layers)
         )
@@ -164,7 +164,7 @@ class Gemma3Model(nn.Module):
         k_caches, v_caches = caches[:n], caches[n:]
         x = self.token_embd(tokens) * self.embedding_scale
         new_k, new_v = [], []
-        for layer, k_cache, v_cache in zip(self.layers, k_caches, v_caches):
+        for layer, k_cache, v_cache in zip(self.blk, k_caches, v_caches):
             x, k_cache, v_cache = layer(x, positions, k_cache, v_cache)
             new_k.append(k_cache)
             new_v.append(v_cache)

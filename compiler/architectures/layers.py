@@ -22,6 +22,11 @@ from torch import nn
 from compiler.errors import UnsupportedError
 
 
+def as_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`x.to(dtype)`, but no node at all in the exported graph when it is already `dtype`."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * weight, computed in float32.
 
@@ -33,9 +38,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
+        xf = as_dtype(x, torch.float32)
         normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight).to(x.dtype)
+        return as_dtype(normed * self.weight, x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
@@ -56,8 +61,8 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x: [1, heads, M, head_dim]; positions: [M]."""
         angles = positions.float()[:, None] * self.inv_freq[None, :]  # [M, head_dim/2]
-        cos = torch.cos(angles).to(x.dtype)
-        sin = torch.sin(angles).to(x.dtype)
+        cos = as_dtype(torch.cos(angles), x.dtype)
+        sin = as_dtype(torch.sin(angles), x.dtype)
         if self.interleaved:
             pairs = x.unflatten(-1, (-1, 2))
             x1, x2 = pairs[..., 0], pairs[..., 1]
@@ -80,13 +85,14 @@ def cached_attention(
     """q: [1, H, M, D]; k, v: [1, KV, M, D]; caches [KV, S, D].
 
     Returns (out [1, M, H*D], new_k_cache, new_v_cache)."""
-    new_k = k_cache.index_copy(1, positions, k[0].to(k_cache.dtype))
-    new_v = v_cache.index_copy(1, positions, v[0].to(v_cache.dtype))
+    new_k = k_cache.index_copy(1, positions, as_dtype(k[0], k_cache.dtype))
+    new_v = v_cache.index_copy(1, positions, as_dtype(v[0], v_cache.dtype))
     heads, kv_heads = q.shape[1], new_k.shape[0]
     group = heads // kv_heads
     keys = new_k.repeat_interleave(group, dim=0).unsqueeze(0)  # [1, H, S, D]
     values = new_v.repeat_interleave(group, dim=0).unsqueeze(0)
-    scores = torch.matmul(q.float(), keys.float().transpose(-1, -2)) * scale  # [1, H, M, S]
+    f32 = torch.float32
+    scores = torch.matmul(as_dtype(q, f32), as_dtype(keys, f32).transpose(-1, -2)) * scale
     key_pos = torch.arange(new_k.shape[1], device=q.device)
     query_pos = positions[:, None]
     visible = key_pos[None, :] <= query_pos
@@ -94,7 +100,7 @@ def cached_attention(
         visible = visible & (query_pos - key_pos[None, :] < window)
     scores = scores.masked_fill(~visible, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
-    out = torch.matmul(probs, values.float()).to(q.dtype)  # [1, H, M, D]
+    out = as_dtype(torch.matmul(probs, as_dtype(values, f32)), q.dtype)  # [1, H, M, D]
     out = out.transpose(1, 2).reshape(1, q.shape[2], heads * q.shape[3])
     return out, new_k, new_v
 

@@ -121,7 +121,7 @@ class LlamaModel(nn.Module):
         self.config = config
         self.architecture = config.architecture
         self.token_embd = embedding_from_gguf(tensors["token_embd.weight"])
-        self.layers = nn.ModuleList(
+        self.blk = nn.ModuleList(
             LlamaLayer(config, tensors, f"blk.{i}") for i in range(config.num_layers)
         )
         self.output_norm = RMSNorm(float_tensor(tensors["output_norm.weight"]), config.rms_eps)
@@ -140,7 +140,7 @@ class LlamaModel(nn.Module):
         n = self.config.num_layers
         x = self.token_embd(tokens)
         new_k, new_v = [], []
-        for layer, k_cache, v_cache in zip(self.layers, caches[:n], caches[n:]):
+        for layer, k_cache, v_cache in zip(self.blk, caches[:n], caches[n:]):
             x, k_cache, v_cache = layer(x, positions, k_cache, v_cache)
             new_k.append(k_cache)
             new_v.append(v_cache)

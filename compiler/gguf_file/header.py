@@ -202,15 +202,17 @@ class _HeaderParser:
 
     def _lazy_strings(self, key: str, element_type: ValueType, count: int) -> LazyStringArray:
         """Record each string's offset by hopping over its length prefix; decode nothing."""
-        # count * 8 bytes fit in the file (checked by the caller), so this allocation is bounded
-        offsets = array("Q", bytes(count * U64.size))
+        # Grown as strings are found, not sized by `count`: a damaged count in a large file
+        # then fails after a few hops instead of first allocating memory in proportion to it.
+        offsets = array("Q")
+        append = offsets.append
         buffer, size, unpack = self.buffer, self.size, U64.unpack_from
         position = self.position
         for i in range(count):
             if position + STRING_LENGTH_BYTES > size:
                 self.position = position
                 self._truncated(f"string {i} of {count} of metadata {key!r}", STRING_LENGTH_BYTES)
-            offsets[i] = position
+            append(position)
             position += STRING_LENGTH_BYTES + unpack(buffer, position)[0]
         if position > size:
             self.position = offsets[count - 1]

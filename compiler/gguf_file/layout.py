@@ -96,7 +96,9 @@ VALUE_TYPES: Final[dict[int, ValueType]] = {
 # Arrays nested deeper than this are refused (GGUF writers emit at most arrays of arrays).
 MAX_ARRAY_NESTING: Final = 8
 
-KV_MIN_BYTES: Final = STRING_LENGTH_BYTES + U32.size + min(vt.min_bytes for vt in VALUE_TYPES.values())
+KV_MIN_BYTES: Final = (
+    STRING_LENGTH_BYTES + U32.size + min(vt.min_bytes for vt in VALUE_TYPES.values())
+)
 # name (empty), n_dims = 0, type, offset
 TENSOR_INFO_MIN_BYTES: Final = STRING_LENGTH_BYTES + U32.size + U32.size + U64.size
 
