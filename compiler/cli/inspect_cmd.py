@@ -33,9 +33,11 @@ class FileKind:
         return importlib.import_module(self.summary_module)
 
 
-# Kinds are tried in order; the lead adds the `.ggufc` program file here.
+# Kinds are tried in order.  The program file's magic is runtime_schema.container.MAGIC (not
+# imported here so that inspecting a .gguf never loads the program-file code).
 FILE_KINDS: tuple[FileKind, ...] = (
     FileKind("gguf", b"GGUF", ".gguf", "compiler.gguf_file.summary"),
+    FileKind("ggufc", b"GGUFCPRG", ".ggufc", "runtime_schema.describe"),
 )
 
 
@@ -46,7 +48,8 @@ def file_kind(path: Path, kinds: Sequence[FileKind] = FILE_KINDS) -> FileKind:
             head = handle.read(max(len(kind.magic) for kind in kinds))
     except OSError as exc:
         raise GgufFileError(f"{path}: cannot read: {exc.strerror}") from None
-    for kind in kinds:
+    # Longest magic first: a program file's b"GGUFCPRG" also starts with b"GGUF".
+    for kind in sorted(kinds, key=lambda kind: len(kind.magic), reverse=True):
         if head.startswith(kind.magic):
             return kind
     for kind in kinds:

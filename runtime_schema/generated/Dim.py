@@ -10,58 +10,21 @@ class Dim(object):
     __slots__ = ['_tab']
 
     @classmethod
-    def GetRootAs(cls, buf, offset=0):
-        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
-        x = Dim()
-        x.Init(buf, n + offset)
-        return x
-
-    @classmethod
-    def GetRootAsDim(cls, buf, offset=0):
-        """This method is deprecated. Please switch to GetRootAs."""
-        return cls.GetRootAs(buf, offset)
-    @classmethod
-    def DimBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x47\x47\x50\x46", size_prefixed=size_prefixed)
+    def SizeOf(cls):
+        return 16
 
     # Dim
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
     # Dim
-    def Size(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
-        return 0
-
+    def Size(self): return self._tab.Get(flatbuffers.number_types.Int64Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(0))
     # Dim
-    def Value(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
-        return -1
+    def Value(self): return self._tab.Get(flatbuffers.number_types.Int32Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(8))
 
-def DimStart(builder):
-    builder.StartObject(2)
-
-def Start(builder):
-    DimStart(builder)
-
-def DimAddSize(builder, size):
-    builder.PrependInt64Slot(0, size, 0)
-
-def AddSize(builder, size):
-    DimAddSize(builder, size)
-
-def DimAddValue(builder, value):
-    builder.PrependInt32Slot(1, value, -1)
-
-def AddValue(builder, value):
-    DimAddValue(builder, value)
-
-def DimEnd(builder):
-    return builder.EndObject()
-
-def End(builder):
-    return DimEnd(builder)
+def CreateDim(builder, size, value):
+    builder.Prep(8, 16)
+    builder.Pad(4)
+    builder.PrependInt32(value)
+    builder.PrependInt64(size)
+    return builder.Offset()

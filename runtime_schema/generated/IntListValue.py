@@ -33,8 +33,7 @@ class IntListValue(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
             x = self._tab.Vector(o)
-            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
-            x = self._tab.Indirect(x)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 16
             from runtime_schema.generated.Dim import Dim
             obj = Dim()
             obj.Init(self._tab.Bytes, x)
@@ -66,7 +65,7 @@ def AddItems(builder, items):
     IntListValueAddItems(builder, items)
 
 def IntListValueStartItemsVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
+    return builder.StartVector(16, numElems, 8)
 
 def StartItemsVector(builder, numElems):
     return IntListValueStartItemsVector(builder, numElems)

@@ -140,8 +140,7 @@ class KernelNode(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
         if o != 0:
             x = self._tab.Vector(o)
-            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
-            x = self._tab.Indirect(x)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 16
             from runtime_schema.generated.Dim import Dim
             obj = Dim()
             obj.Init(self._tab.Bytes, x)
@@ -165,8 +164,7 @@ class KernelNode(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
         if o != 0:
             x = self._tab.Vector(o)
-            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
-            x = self._tab.Indirect(x)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 16
             from runtime_schema.generated.Dim import Dim
             obj = Dim()
             obj.Init(self._tab.Bytes, x)
@@ -315,7 +313,7 @@ def AddGrid(builder, grid):
     KernelNodeAddGrid(builder, grid)
 
 def KernelNodeStartGridVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
+    return builder.StartVector(16, numElems, 8)
 
 def StartGridVector(builder, numElems):
     return KernelNodeStartGridVector(builder, numElems)
@@ -327,7 +325,7 @@ def AddBlock(builder, block):
     KernelNodeAddBlock(builder, block)
 
 def KernelNodeStartBlockVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
+    return builder.StartVector(16, numElems, 8)
 
 def StartBlockVector(builder, numElems):
     return KernelNodeStartBlockVector(builder, numElems)

@@ -40,8 +40,7 @@ class SymNode(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             x = self._tab.Vector(o)
-            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
-            x = self._tab.Indirect(x)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 16
             from runtime_schema.generated.Dim import Dim
             obj = Dim()
             obj.Init(self._tab.Bytes, x)
@@ -86,7 +85,7 @@ def AddOperands(builder, operands):
     SymNodeAddOperands(builder, operands)
 
 def SymNodeStartOperandsVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
+    return builder.StartVector(16, numElems, 8)
 
 def StartOperandsVector(builder, numElems):
     return SymNodeStartOperandsVector(builder, numElems)

@@ -40,8 +40,7 @@ class TensorInfo(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             x = self._tab.Vector(o)
-            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
-            x = self._tab.Indirect(x)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 16
             from runtime_schema.generated.Dim import Dim
             obj = Dim()
             obj.Init(self._tab.Bytes, x)
@@ -79,7 +78,7 @@ def AddShape(builder, shape):
     TensorInfoAddShape(builder, shape)
 
 def TensorInfoStartShapeVector(builder, numElems):
-    return builder.StartVector(4, numElems, 4)
+    return builder.StartVector(16, numElems, 8)
 
 def StartShapeVector(builder, numElems):
     return TensorInfoStartShapeVector(builder, numElems)

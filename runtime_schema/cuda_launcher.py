@@ -1,0 +1,103 @@
+"""Compile a KernelNode's CUDA source with NVRTC (through CuPy) and launch it.
+
+* One compiled function per distinct (header, source, entry), keyed by their SHA-256 and
+  kept for the life of the launcher; 62 layers sharing a source compile it once.
+* Code compiled = ``header + "\\n" + source``; ``entry`` must name an ``extern "C"``
+  ``__global__`` function, or a template instance (``name<...>``), which is passed to
+  NVRTC as a name expression.
+* Parameters, in order (the contract with `codegen`): one device pointer per tensor
+  (inputs, then outputs), then the scalar arguments: ints as int64, floats as float32,
+  bools as int32.
+* Launched on PyTorch's current CUDA stream, so it is ordered with the torch ops around it.
+
+CuPy is an optional dependency (``pip install ggufc[cuda]``); importing this module
+without it fails only when a launcher is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from compiler.errors import GgufcError
+from runtime_schema.program import KernelSource
+
+NVRTC_OPTIONS = ("--std=c++17",)
+TEMPLATE_MARK = "<"
+
+
+class CudaLaunchError(GgufcError):
+    """A CUDA kernel could not be compiled or launched."""
+
+
+def source_digest(source: KernelSource) -> str:
+    h = hashlib.sha256()
+    for part in (source.header, source.source, source.entry):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _scalar(value) -> np.generic:
+    if isinstance(value, bool):
+        return np.int32(value)
+    if isinstance(value, int):
+        return np.int64(value)
+    if isinstance(value, float):
+        return np.float32(value)
+    raise CudaLaunchError(f"kernel argument {value!r} is not an int, float or bool")
+
+
+class CudaLauncher:
+    def __init__(self):
+        try:
+            import cupy
+        except ImportError as exc:
+            raise CudaLaunchError(
+                "running KernelNodes on CUDA needs CuPy: pip install 'ggufc[cuda]'"
+            ) from exc
+        self._cupy = cupy
+        self._functions: dict[str, object] = {}
+
+    def function(self, source: KernelSource):
+        key = source_digest(source)
+        fn = self._functions.get(key)
+        if fn is None:
+            cupy = self._cupy
+            templated = TEMPLATE_MARK in source.entry
+            try:
+                module = cupy.RawModule(
+                    code=source.header + "\n" + source.source,
+                    options=NVRTC_OPTIONS,
+                    name_expressions=(source.entry,) if templated else None,
+                )
+                fn = module.get_function(source.entry)
+            except Exception as exc:  # NVRTC and driver errors have no common base class
+                raise CudaLaunchError(f"compiling {source.entry!r}: {exc}") from exc
+            self._functions[key] = fn
+        return fn
+
+    def _torch_stream(self):
+        """PyTorch's current stream as a CuPy stream (CuPy 14 takes the CUDA stream
+        protocol; older CuPy only the raw handle)."""
+        current = torch.cuda.current_stream()
+        from_external = getattr(self._cupy.cuda.Stream, "from_external", None)
+        if from_external is not None and hasattr(current, "__cuda_stream__"):
+            return from_external(current)
+        return self._cupy.cuda.ExternalStream(current.cuda_stream)
+
+    def launch(self, source, *, grid, block, shared_memory_bytes, tensors, scalars) -> None:
+        if 0 in grid:
+            return  # nothing to compute (an empty dimension)
+        fn = self.function(source)
+        params = tuple(np.uint64(t.data_ptr()) for t in tensors) + tuple(
+            _scalar(s) for s in scalars
+        )
+        stream = self._torch_stream()
+        try:
+            with stream:
+                fn(grid, block, params, shared_mem=shared_memory_bytes)
+        except Exception as exc:  # CUDA driver errors
+            raise CudaLaunchError(f"launching {source.entry!r}: {exc}") from exc

@@ -1,0 +1,337 @@
+"""The reference interpreter: run a `Program` on CPU, or on CUDA with its generated kernels.
+
+``run_program(program, inputs, device="cpu" | "cuda") -> list[Tensor]`` (one per
+``program.outputs``):
+
+1. binds the inputs (by position, or by value name from a mapping), checking dtype and
+   shape; a SymInt first met as an input's dim takes that size, later ones must agree;
+   every SymInt must lie in its declared range;
+2. binds constants (moved to the device once per run);
+3. runs the main chain in order:
+
+   * `SymNode`: integer arithmetic on sizes (``CEIL_DIV(a, b) = -(-a // b)``);
+   * `IfNode`: ``values[condition] <compare> constant`` picks a chain, whose results become
+     the IfNode's outputs;
+   * `AtenNode`: only ops on the allow-list (`runtime_schema.aten_ops`); factory ops get
+     ``device=`` the run's device unless the program names one;
+   * `KernelNode`: on CPU the `ggufc` reference op of its kind
+     (``torch.ops.ggufc.linear(x, blocks, bias, fmt, n, k, kernel=kind)``, ``embedding``,
+     ``dequantize``); on CUDA its CUDA source, compiled once per process by NVRTC and
+     launched with its grid and block (`runtime_schema.cuda_launcher`);
+
+4. checks every result against its value's declared dtype and shape.
+
+A failure while running raises `ProgramRunError` naming the instruction.  Programs that did
+not come from `load_program` are validated first, so the interpreter never indexes out of
+range on a malformed in-memory program either.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from compiler.errors import GgufcError
+from runtime_schema.aten_ops import FACTORY_ATEN_OPS, resolve_aten_op
+from runtime_schema.loader import LoadedProgram
+from runtime_schema.program import (
+    AtenNode,
+    Backend,
+    BoolValue,
+    Chain,
+    CompareOp,
+    Dim,
+    DTypeValue,
+    FloatListValue,
+    FloatValue,
+    IfNode,
+    IntListValue,
+    IntValue,
+    KernelKind,
+    KernelNode,
+    NoneValue,
+    OpKind,
+    Program,
+    StringValue,
+    SymIntRef,
+    SymNode,
+    SymOp,
+    TensorInfo,
+    TensorListRef,
+    TensorRef,
+)
+from runtime_schema.validate import validate_program
+
+DEVICES = ("cpu", "cuda")
+
+_COMPARE = {
+    CompareOp.LT: operator.lt,
+    CompareOp.LE: operator.le,
+    CompareOp.EQ: operator.eq,
+    CompareOp.NE: operator.ne,
+    CompareOp.GT: operator.gt,
+    CompareOp.GE: operator.ge,
+}
+# Errors torch ops raise on arguments they reject; reported as ProgramRunError.
+_OP_ERRORS = (RuntimeError, TypeError, ValueError, IndexError, MemoryError)
+
+
+class ProgramRunError(GgufcError):
+    """A program failed while running: bad inputs, or an instruction that raised."""
+
+
+def run_program(
+    program: Program | LoadedProgram,
+    inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    device: str = "cpu",
+) -> list[torch.Tensor]:
+    """Run `program` on `inputs`; returns its outputs in order (see the module doc)."""
+    if isinstance(program, LoadedProgram):
+        program = program.program
+    else:
+        validate_program(program)
+    if device not in DEVICES:
+        raise ProgramRunError(f"device must be one of {DEVICES}, got {device!r}")
+    return _Interpreter(program, device).run(inputs)
+
+
+def _sym_eval(op: SymOp, xs: list[int], where: str) -> int:
+    if op == SymOp.ADD:
+        return sum(xs)
+    if op == SymOp.SUB:
+        return xs[0] - xs[1]
+    if op == SymOp.MUL:
+        out = 1
+        for x in xs:
+            out *= x
+        return out
+    if op == SymOp.MIN:
+        return min(xs)
+    if op == SymOp.MAX:
+        return max(xs)
+    if xs[1] == 0:
+        raise ProgramRunError(f"{where}: {op.name} by zero")
+    if op == SymOp.FLOOR_DIV:
+        return xs[0] // xs[1]
+    if op == SymOp.CEIL_DIV:
+        return -(-xs[0] // xs[1])
+    assert op == SymOp.MOD
+    return xs[0] % xs[1]
+
+
+class _Interpreter:
+    def __init__(self, program: Program, device: str):
+        self.program = program
+        self.device = torch.device(device)
+        self.env: list = [None] * len(program.values)
+        self._aten: dict[str, object] = {}
+        self._launcher = None
+
+    # ---- values ----------------------------------------------------------------------------
+    def size(self, d: Dim, where: str) -> int:
+        if not d.is_symbolic:
+            return d.size
+        bound = self.env[d.value]
+        if bound is None:
+            name = self.program.values[d.value].name
+            raise ProgramRunError(f"{where}: SymInt {name!r} has no value yet")
+        return bound
+
+    def bind_symint(self, index: int, size: int, where: str) -> None:
+        info = self.program.values[index].info
+        name = self.program.values[index].name
+        bound = self.env[index]
+        if bound is not None and bound != size:
+            raise ProgramRunError(f"{where}: {name} is {bound} elsewhere, {size} here")
+        if not info.min <= size <= info.max:
+            raise ProgramRunError(
+                f"{where}: {name} = {size} is outside its range [{info.min}, {info.max}]"
+            )
+        self.env[index] = size
+
+    def check_tensor(self, index: int, tensor, where: str, *, bind: bool = False) -> None:
+        value = self.program.values[index]
+        info = value.info
+        if not isinstance(tensor, torch.Tensor):
+            raise ProgramRunError(f"{where}: {value.name} must be a tensor, got {type(tensor)}")
+        expected_dtype = info.dtype.torch_dtype
+        if tensor.dtype != expected_dtype or tensor.dim() != len(info.shape):
+            raise ProgramRunError(
+                f"{where}: {value.name} must be {expected_dtype} of rank {len(info.shape)}, got "
+                f"{tensor.dtype} {list(tensor.shape)}"
+            )
+        for axis, (d, actual) in enumerate(zip(info.shape, tensor.shape)):
+            if d.is_symbolic and bind:
+                self.bind_symint(d.value, int(actual), f"{where}: {value.name}.shape[{axis}]")
+            elif self.size(d, where) != actual:
+                raise ProgramRunError(
+                    f"{where}: {value.name}.shape[{axis}] is {actual}, expected "
+                    f"{self.size(d, where)}"
+                )
+
+    def set_result(self, index: int, result, where: str) -> None:
+        info = self.program.values[index].info
+        if isinstance(info, TensorInfo):
+            self.check_tensor(index, result, where)
+        else:
+            if isinstance(result, torch.Tensor) and result.dim() == 0:
+                result = int(result.item())
+            if not isinstance(result, int):
+                raise ProgramRunError(f"{where}: expected an integer, got {type(result)}")
+            self.bind_symint(index, result, where)
+            return
+        self.env[index] = result
+
+    # ---- run -------------------------------------------------------------------------------
+    def run(self, inputs) -> list[torch.Tensor]:
+        p = self.program
+        if isinstance(inputs, Mapping):
+            names = [p.values[i].name for i in p.inputs]
+            missing = [n for n in names if n not in inputs]
+            if missing:
+                raise ProgramRunError(f"inputs: missing {missing}; the program takes {names}")
+            inputs = [inputs[n] for n in names]
+        if len(inputs) != len(p.inputs):
+            raise ProgramRunError(
+                f"inputs: the program takes {len(p.inputs)} inputs, got {len(inputs)}"
+            )
+        for j, (index, tensor) in enumerate(zip(p.inputs, inputs)):
+            self.check_tensor(index, tensor, f"inputs[{j}]", bind=True)
+            self.env[index] = tensor.to(self.device)
+        for c in p.constants:
+            self.env[c.value] = c.data.to(self.device)
+        self.run_chain(p.main_chain)
+        return [self.env[i] for i in p.outputs]
+
+    def run_chain(self, c: int) -> Chain:
+        chain = self.program.chains[c]
+        for n, node in enumerate(chain.instructions):
+            where = f"chains[{c}].instructions[{n}]"
+            if isinstance(node, SymNode):
+                xs = [self.size(d, where) for d in node.operands]
+                self.set_result(node.output, _sym_eval(node.op, xs, where), f"{where} (SymNode)")
+            elif isinstance(node, IfNode):
+                taken = _COMPARE[node.compare](self.env[node.condition], node.constant)
+                branch = node.then_chain if taken else node.else_chain
+                results = self.run_chain(branch).results
+                for out, res in zip(node.outputs, results):
+                    self.set_result(out, self.env[res], f"{where} (IfNode)")
+            elif isinstance(node, AtenNode):
+                self.run_aten(node, f"{where} (AtenNode {node.op!r})")
+            else:
+                assert isinstance(node, KernelNode)
+                self.run_kernel(node, f"{where} (KernelNode {node.name!r})")
+        return chain
+
+    def argument(self, v, where: str):
+        if isinstance(v, TensorRef):
+            return self.env[v.value]
+        if isinstance(v, TensorListRef):
+            return [self.env[i] for i in v.values]
+        if isinstance(v, SymIntRef):
+            return self.env[v.value]
+        if isinstance(v, IntListValue):
+            return [self.size(d, where) if d.is_symbolic else d.size for d in v.items]
+        if isinstance(v, (IntValue, FloatValue, BoolValue, StringValue)):
+            return v.value
+        if isinstance(v, FloatListValue):
+            return list(v.items)
+        if isinstance(v, DTypeValue):
+            return v.dtype.torch_dtype
+        assert isinstance(v, NoneValue)
+        return None
+
+    def run_aten(self, node: AtenNode, where: str) -> None:
+        fn = self._aten.get(node.op)
+        if fn is None:
+            fn = self._aten[node.op] = resolve_aten_op(node.op)
+        args, kwargs = [], {}
+        for a in node.args:
+            value = self.argument(a.value, where)
+            if a.name:
+                kwargs[a.name] = value
+            else:
+                args.append(value)
+        if node.op in FACTORY_ATEN_OPS and "device" not in kwargs:
+            kwargs["device"] = self.device
+        try:
+            result = fn(*args, **kwargs)
+        except _OP_ERRORS as exc:
+            raise ProgramRunError(f"{where}: {exc}") from exc
+        results = result if isinstance(result, (tuple, list)) else (result,)
+        if len(results) != len(node.outputs):
+            raise ProgramRunError(
+                f"{where}: the op returned {len(results)} results, the node has "
+                f"{len(node.outputs)} outputs"
+            )
+        for out, res in zip(node.outputs, results):
+            self.set_result(out, res, where)
+
+    def named_args(self, node: KernelNode, where: str) -> dict:
+        return {a.name: self.argument(a.value, where) for a in (*node.template_args, *node.args)}
+
+    def run_kernel(self, node: KernelNode, where: str) -> None:
+        out_index = node.outputs[0]
+        ins = [self.env[i] for i in node.inputs]
+        if self.device.type == "cuda":
+            result = self.launch_cuda(node, ins, where)
+        else:
+            try:
+                result = self.run_reference(node, ins, where)
+            except (GgufcError, *_OP_ERRORS) as exc:
+                raise ProgramRunError(f"{where}: {exc}") from exc
+        self.set_result(out_index, result, where)
+
+    def run_reference(self, node: KernelNode, ins: list, where: str) -> torch.Tensor:
+        import compiler.ops  # noqa: F401  (registers torch.ops.ggufc)
+
+        named = self.named_args(node, where)
+        n, k = named["n"], named["k"]
+        fmt = node.format.name
+        out_dtype = self.program.values[node.outputs[0]].info.dtype.torch_dtype
+        ops = torch.ops.ggufc
+        if node.op == OpKind.LINEAR:
+            bias = ins[2] if len(ins) == 3 else None
+            return ops.linear(ins[0], ins[1], bias, fmt, n, k, kernel=_KERNEL_NAMES[node.kind])
+        if node.op == OpKind.EMBEDDING:
+            return ops.embedding(ins[0], ins[1], fmt, n, k, out_dtype)
+        assert node.op == OpKind.DEQUANTIZE
+        return ops.dequantize(ins[0], fmt, n, k, out_dtype)
+
+    def launch_cuda(self, node: KernelNode, ins: list, where: str) -> torch.Tensor:
+        from runtime_schema.cuda_launcher import CudaLauncher
+
+        source = node.source_for(Backend.CUDA)
+        if source is None:
+            raise ProgramRunError(f"{where}: has no CUDA source")
+        if self._launcher is None:
+            self._launcher = CudaLauncher()
+        info = self.program.values[node.outputs[0]].info
+        shape = [self.size(d, where) for d in info.shape]
+        out = torch.empty(shape, dtype=info.dtype.torch_dtype, device=self.device)
+        scalars = [self.argument(a.value, where) for a in node.args]
+        grid = tuple(self.size(d, where) for d in node.grid)
+        block = tuple(self.size(d, where) for d in node.block)
+        try:
+            self._launcher.launch(
+                source,
+                grid=grid,
+                block=block,
+                shared_memory_bytes=node.shared_memory_bytes,
+                tensors=[t.contiguous() for t in ins] + [out],
+                scalars=scalars,
+            )
+        except GgufcError as exc:
+            raise ProgramRunError(f"{where}: {exc}") from exc
+        return out
+
+
+_KERNEL_NAMES = {
+    KernelKind.MATVEC: "matvec",
+    KernelKind.MATVEC_BATCHED: "matvec_batched",
+    KernelKind.MATMUL: "matmul",
+}
+
+__all__ = ["DEVICES", "ProgramRunError", "run_program"]

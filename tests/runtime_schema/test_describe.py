@@ -1,0 +1,61 @@
+"""describe_program / render_description: the figures `ggufc inspect` shows."""
+
+from __future__ import annotations
+
+import json
+
+from rs_sample_programs import kitchen_sink, kitchen_sink_data
+
+from runtime_schema import save_program
+from runtime_schema.describe import describe_program, inspect_program, render_description
+from runtime_schema.synthetic import layered_program
+
+
+def test_describe_kitchen_sink(tmp_path):
+    data = kitchen_sink_data(seed=2)
+    program = kitchen_sink(data)
+    path = tmp_path / "p.ggufc"
+    save_program(program, path)
+    d = describe_program(path)
+    assert d["file"]["bytes"] == path.stat().st_size
+    assert d["inputs"][0] == {"name": "x", "dtype": "float32", "shape": ["M", 64]}
+    assert d["symbols"] == {"M": {"min": 1, "max": 64}}
+    assert d["kernels"]["count"] == 5
+    assert d["kernels"]["by_format_and_kind"] == {
+        "Q4_0/embedding": 1,
+        "Q8_0/dequantize": 1,
+        "Q8_0/matmul": 1,
+        "Q8_0/matvec": 1,
+        "Q8_0/matvec_batched": 1,
+    }
+    assert [n["condition"] for n in d["if_nodes"]] == ["M == 1", "M <= 8"]
+    c = d["constants"]
+    assert c["count"] == 4
+    assert c["dedup_saved_bytes"] == data.w1.numel()  # the tied copy of w1
+    assert c["referenced_bytes"] == c["stored_bytes"] + c["dedup_saved_bytes"]
+    s = d["strings"]
+    assert s["stored_bytes"] < s["uninterned_bytes"]
+    assert s["references"] > s["unique"]
+    json.dumps(d)  # --json must serialize
+    text = render_description(d)
+    assert "if M == 1 then m1 else m2_max" in text
+    assert "saved by dedup" in text
+    assert inspect_program(path, as_json=True).startswith("{")
+
+
+def test_kernel_source_bytes_do_not_grow_with_layers():
+    small = describe_program(layered_program(2, hidden=256, ffn=256, vocab=32))["strings"]
+    large = describe_program(layered_program(6, hidden=256, ffn=256, vocab=32))["strings"]
+    assert large["kernel_stored_bytes"] == small["kernel_stored_bytes"]
+    assert large["kernel_references"] > small["kernel_references"]
+    assert large["kernel_uninterned_bytes"] > 2 * small["kernel_uninterned_bytes"]
+
+
+def test_inspect_summary_module_interface(tmp_path):
+    from runtime_schema import describe
+
+    path = tmp_path / "p.ggufc"
+    save_program(kitchen_sink(kitchen_sink_data(seed=4)), path)
+    summary = describe.summarize(path, None)
+    assert summary["kernels"]["count"] == 5
+    assert describe.render_text(summary).startswith(f"program {path}")

@@ -1,0 +1,230 @@
+"""The interpreter's own rules: SymNode arithmetic, IfNode buckets, inputs, allow-list."""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rs_sample_programs import HIDDEN, VOCAB, kitchen_sink, kitchen_sink_data
+
+from compiler.errors import ProgramFormatError
+from runtime_schema import ProgramRunError, load_program_bytes, program_to_bytes, run_program
+from runtime_schema.aten_ops import ALLOWED_ATEN_OPS, resolve_aten_op
+from runtime_schema.builder import ProgramBuilder
+from runtime_schema.program import (
+    Argument,
+    AtenNode,
+    CompareOp,
+    Dim,
+    DType,
+    FloatValue,
+    IfNode,
+    IntListValue,
+    SymIntRef,
+    SymNode,
+    SymOp,
+    TensorRef,
+)
+
+SYM_REFERENCE = {
+    SymOp.ADD: operator.add,
+    SymOp.SUB: operator.sub,
+    SymOp.MUL: operator.mul,
+    SymOp.FLOOR_DIV: operator.floordiv,
+    SymOp.CEIL_DIV: lambda a, b: -(-a // b),
+    SymOp.MOD: operator.mod,
+    SymOp.MIN: min,
+    SymOp.MAX: max,
+}
+BIG = 10**6
+
+
+def _sym_program(op: SymOp, constant: int):
+    """out = shape of x (a [M] tensor) after `M <op> constant`, via aten::arange."""
+    b = ProgramBuilder()
+    m = b.symint("M", 1, BIG)
+    x = b.input("x", DType.FLOAT32, [Dim.symbolic(m)])
+    r = b.symint("r", -(BIG**2), BIG**2)
+    b.emit(b.main, SymNode(op, (Dim.symbolic(m), Dim(constant)), r))
+    out = b.tensor("out", DType.FLOAT32, [Dim.symbolic(m)])
+    b.emit(
+        b.main,
+        AtenNode("aten::mul.Scalar", (Argument(TensorRef(x)), Argument(SymIntRef(r))), (out,)),
+    )
+    return b.build(outputs=[out])
+
+
+@settings(max_examples=60, deadline=None)
+@given(op=st.sampled_from(list(SymOp)), m=st.integers(1, 50), c=st.integers(1, 1000))
+def test_sym_nodes_compute_like_python(op, m, c):
+    program = load_program_bytes(program_to_bytes(_sym_program(op, c))).program
+    (out,) = run_program(program, [torch.ones(m)])
+    assert out[0].item() == float(SYM_REFERENCE[op](m, c))
+
+
+def test_division_by_zero_is_a_run_error():
+    with pytest.raises(ProgramRunError, match="FLOOR_DIV by zero"):
+        run_program(_sym_program(SymOp.FLOOR_DIV, 0), [torch.ones(3)])
+
+
+def test_symint_outside_its_range_is_a_run_error():
+    b = ProgramBuilder()
+    m = b.symint("M", 1, 4)
+    x = b.input("x", DType.FLOAT32, [Dim.symbolic(m)])
+    program = b.build(outputs=[x])
+    run_program(program, [torch.ones(4)])
+    with pytest.raises(ProgramRunError, match=r"M = 5 is outside its range \[1, 4\]"):
+        run_program(program, [torch.ones(5)])
+
+
+def _bucket_program():
+    """Returns M's bucket number: 0 for M < 4, 1 for 4 <= M < 16, 2 for M >= 16."""
+    b = ProgramBuilder()
+    m = b.symint("M", 1, 1000)
+    x = b.input("x", DType.FLOAT32, [Dim.symbolic(m)])
+    bucket = b.tensor("bucket", DType.FLOAT32, [Dim.symbolic(m)])
+    chains = []
+    for value in range(3):
+        c = b.chain(f"b{value}")
+        out = b.tensor(f"b{value}.out", DType.FLOAT32, [Dim.symbolic(m)])
+        b.emit(
+            c,
+            AtenNode("aten::mul.Scalar", (Argument(TensorRef(x)), Argument(SymIntRef(m))), (out,)),
+        )
+        scaled = b.tensor(f"b{value}.scaled", DType.FLOAT32, [Dim.symbolic(m)])
+        b.emit(
+            c,
+            AtenNode(
+                "aten::mul.Scalar", (Argument(TensorRef(out)), Argument(FloatValue(0.0))), (scaled,)
+            ),
+        )
+        marked = b.tensor(f"b{value}.marked", DType.FLOAT32, [Dim.symbolic(m)])
+        b.emit(
+            c,
+            AtenNode(
+                "aten::add.Scalar",
+                (Argument(TensorRef(scaled)), Argument(FloatValue(float(value)))),
+                (marked,),
+            ),
+        )
+        b.results(c, [marked])
+        chains.append(c)
+    upper = b.chain("upper")
+    upper_out = b.tensor("upper.out", DType.FLOAT32, [Dim.symbolic(m)])
+    b.emit(upper, IfNode(m, CompareOp.LT, 16, chains[1], chains[2], (upper_out,)))
+    b.results(upper, [upper_out])
+    b.emit(b.main, IfNode(m, CompareOp.GE, 4, upper, chains[0], (bucket,)))
+    return b.build(outputs=[bucket])
+
+
+@pytest.mark.parametrize(("m", "bucket"), [(1, 0), (3, 0), (4, 1), (15, 1), (16, 2), (999, 2)])
+def test_nested_if_nodes_pick_the_bucket(m, bucket):
+    program = load_program_bytes(program_to_bytes(_bucket_program()))
+    (out,) = run_program(program, [torch.ones(m)])
+    assert torch.equal(out, torch.full((m,), float(bucket)))
+
+
+def test_inputs_are_checked():
+    program = kitchen_sink(kitchen_sink_data(seed=1))
+    x, tokens = torch.randn(2, HIDDEN), torch.randint(0, VOCAB, (2,))
+    with pytest.raises(ProgramRunError, match="takes 2 inputs"):
+        run_program(program, [x])
+    with pytest.raises(ProgramRunError, match="must be torch.float32"):
+        run_program(program, [x.double(), tokens])
+    with pytest.raises(ProgramRunError, match="M is 2 elsewhere, 3 here"):
+        run_program(program, [x, torch.randint(0, VOCAB, (3,))])
+    with pytest.raises(ProgramRunError, match=r"x.shape\[1\] is 5"):
+        run_program(program, [torch.randn(2, 5), tokens])
+    with pytest.raises(ProgramRunError, match="missing"):
+        run_program(program, {"x": x})
+
+
+def test_reference_op_errors_name_the_node():
+    program = kitchen_sink(kitchen_sink_data(seed=1))
+    tokens = torch.full((2,), VOCAB + 5)  # out of the embedding's range
+    with pytest.raises(ProgramRunError, match=r"KernelNode 'embed'.*indices must lie"):
+        run_program(program, [torch.randn(2, HIDDEN), tokens])
+
+
+def test_aten_runtime_failure_is_a_run_error():
+    b = ProgramBuilder()
+    x = b.input("x", DType.FLOAT32, [4])
+    y = b.tensor("y", DType.FLOAT32, [3, 3])
+    b.emit(
+        b.main,
+        AtenNode(
+            "aten::view", (Argument(TensorRef(x)), Argument(IntListValue((Dim(3), Dim(3))))), (y,)
+        ),
+    )
+    with pytest.raises(ProgramRunError, match="aten::view"):
+        run_program(b.build(outputs=[y]), [torch.ones(4)])
+
+
+def test_declared_output_shape_is_checked():
+    b = ProgramBuilder()
+    x = b.input("x", DType.FLOAT32, [4])
+    y = b.tensor("y", DType.FLOAT32, [2, 3])  # wrong: the view gives [2, 2]
+    b.emit(
+        b.main,
+        AtenNode(
+            "aten::view", (Argument(TensorRef(x)), Argument(IntListValue((Dim(2), Dim(2))))), (y,)
+        ),
+    )
+    with pytest.raises(ProgramRunError, match=r"y.shape\[1\] is 2, expected 3"):
+        run_program(b.build(outputs=[y]), [torch.ones(4)])
+
+
+def test_op_off_the_allow_list_refused_at_load(monkeypatch):
+    from runtime_schema import writer
+
+    b = ProgramBuilder()
+    x = b.input("x", DType.FLOAT32, [2])
+    y = b.tensor("y", DType.FLOAT32, [2])
+    b.emit(b.main, AtenNode("aten::_local_scalar_dense", (Argument(TensorRef(x)),), (y,)))
+    program = b.build(outputs=[y], validate=False)
+    # write it anyway, bypassing the writer's validation, to check the loader's
+    monkeypatch.setattr(writer, "validate_program", lambda p: None)
+    blob = program_to_bytes(program)
+    with pytest.raises(ProgramFormatError, match="not on the ATen allow-list"):
+        load_program_bytes(blob)
+    with pytest.raises(ProgramFormatError, match="allow-list"):
+        run_program(program, [torch.ones(2)])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b, x, y: b.emit(b.main, IfNode(0, CompareOp.EQ, 1, 0, 0, ())), "main chain"),
+        (lambda b, x, y: b.results(b.chain("orphan"), []), "no IfNode runs this chain"),
+        (
+            lambda b, x, y: b.emit(b.main, AtenNode("aten::neg", (Argument(TensorRef(99)),), (y,))),
+            "out of range",
+        ),
+        (
+            lambda b, x, y: b.emit(b.main, AtenNode("aten::neg", (Argument(TensorRef(y)),), (y,))),
+            "before it is defined",
+        ),
+        (
+            lambda b, x, y: b.emit(b.main, AtenNode("aten::neg", (Argument(TensorRef(x)),), (x,))),
+            "defined twice",
+        ),
+    ],
+)
+def test_structural_mistakes_are_refused(mutate, message):
+    b = ProgramBuilder()
+    b.symint("M", 1, 2)
+    x = b.input("x", DType.FLOAT32, [2])
+    y = b.tensor("y", DType.FLOAT32, [2])
+    mutate(b, x, y)
+    with pytest.raises(ProgramFormatError, match=message):
+        b.build(outputs=[x])
+
+
+def test_allow_list_resolves_every_entry():
+    for name in ALLOWED_ATEN_OPS:
+        assert callable(resolve_aten_op(name))
+    with pytest.raises(KeyError):
+        resolve_aten_op("aten::_local_scalar_dense")
