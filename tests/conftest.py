@@ -6,7 +6,13 @@ extra, so a missing package is a failure with an install hint, never a silent sk
 
 from __future__ import annotations
 
-import pytest
+import os
+
+# torch's OpenMP threads spin-wait by default; on a 2-core CI machine shared with other
+# processes that makes every op 10-30x slower.  Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""Dequantization throughput: ggufc's ``formats.dequantize`` against ``gguf.quants.dequantize``
+(the PyPI gguf package) on the same random valid blocks, per format.
+
+Throughput is MB/s of packed blocks read (1 MB = 1e6 bytes), median of ``--runs`` timed runs
+of each, in alternating rounds (so both see the same load) with a warm-up run per round.
+Prints the machine, a markdown table of wall-clock throughput, and one per CPU-second.
+
+    python benchmarks/dequantize_throughput.py [--rows 1024] [--k 4096] [--runs 5] [--threads N]
+
+The script sets OMP_WAIT_POLICY=PASSIVE (unless already set) before importing torch: with
+the default policy idle OpenMP workers spin, which on a busy machine steals the core the
+measured thread needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType
+from gguf import quants as gguf_quants
+
+from compiler import formats
+
+MEGABYTE = 1e6
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def timings_in_rounds(ours, theirs, runs: int, rounds: int) -> dict[str, dict[str, list]]:
+    """Wall and CPU seconds of ``runs`` back-to-back calls of each, in ``rounds`` alternating
+    rounds so that both see the same machine load over time; one warm-up call first in each
+    round (the other's big allocations in between change what the allocator must map)."""
+    timings = {name: {"wall": [], "cpu": []} for name in ("ours", "theirs")}
+    for _ in range(rounds):
+        for name, run in (("ours", ours), ("theirs", theirs)):
+            run()
+            for _ in range(runs):
+                wall, cpu = time.perf_counter(), time.process_time()
+                run()
+                timings[name]["wall"].append(time.perf_counter() - wall)
+                timings[name]["cpu"].append(time.process_time() - cpu)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--k", type=int, default=4096)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--formats", default=",".join(formats.FORMATS))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    generator = torch.Generator().manual_seed(0)
+    print(
+        f"machine: {cpu_model()}, nproc {os.cpu_count()}, torch {torch.__version__} "
+        f"threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"data: {args.rows} x {args.k} weights per format, median of {args.rounds} rounds "
+        f"of {args.runs} runs\n"
+    )
+    wall_rows, cpu_rows = [], []
+    for fmt in args.formats.split(","):
+        blocks = formats.random_blocks(fmt, args.rows, args.k, generator=generator)
+        packed = blocks.numpy()
+        qtype = GGMLQuantizationType[fmt]
+        with np.errstate(all="ignore"):
+            timings = timings_in_rounds(
+                lambda b=blocks, f=fmt: formats.dequantize(b, f),
+                lambda p=packed, q=qtype: gguf_quants.dequantize(p, q),
+                args.runs,
+                args.rounds,
+            )
+        megabytes = blocks.numel() / MEGABYTE
+        for rows, clock in ((wall_rows, "wall"), (cpu_rows, "cpu")):
+            ours = megabytes / statistics.median(timings["ours"][clock])
+            theirs = megabytes / statistics.median(timings["theirs"][clock])
+            rows.append(f"| {fmt} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.1f}x |")
+    print("| format | ours MB/s | gguf-py MB/s | ratio |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(wall_rows))
+    print("\nper CPU-second of the process (all threads), less sensitive to other load:\n")
+    print("| format | ours MB/cpu-s | gguf-py MB/cpu-s | ratio |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(cpu_rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Q4_0: 32 weights in 18 bytes (4.5 bits per weight), one f16 scale, no offset.
+
+Layout::
+
+    f16 d          bytes 0..1
+    u8  qs[16]     bytes 2..17   low nibble of qs[j] -> weight j, high nibble -> weight j+16
+
+Value: ``y[j] = d * (q[j] - 8)`` with ``q`` in 0..15.  The product of an 11-bit f16
+significand and a 4-bit integer is exact in float32, so the result does not depend on the
+order of operations.
+
+Quantization (matches ``gguf.quants`` and ggml's ``quantize_row_q4_0_ref``): ``max`` is the
+signed weight of largest magnitude (first one on ties), ``d = max / -8``,
+``q = min(15, trunc(x / d + 8.5))``, all in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compiler.formats import blockbits
+from compiler.formats.spec import Field, FormatSpec
+
+SPEC = FormatSpec(
+    name="Q4_0",
+    block_weights=32,
+    block_bytes=18,
+    fields=(Field("d", "f16", 1), Field("qs", "u8", 16)),
+)
+ZERO_POINT = 8
+LEVELS = 16
+QS_OFFSET = 2
+
+
+def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-block float32 scale data of blocks [n, 18]: (d [n, 1],)."""
+    return (blockbits.f16_field(blocks, 0).unsqueeze(1),)
+
+
+def dequantize_into(
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+) -> None:
+    """blocks [n, 18] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
+    (d,) = scales
+    n = blocks.shape[0]
+    half = SPEC.block_weights // 2
+    stream = blockbits.stream_words(blocks)
+    if stream is None:  # unaligned: gather the quant bytes first
+        stream, start = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes), 0
+    else:
+        start = QS_OFFSET
+    for part, nibbles in (
+        (out[:, :half], blockbits.low_nibbles(stream)),
+        (out[:, half:], blockbits.high_nibbles(stream)),
+    ):
+        centered = nibbles.view(torch.int8).sub_(ZERO_POINT).view(n, -1)
+        part.copy_(centered[:, start : start + half])
+    out.mul_(d)
+
+
+def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [..., nblocks, 18] -> float32 [..., nblocks, 32] (written to ``out`` if given,
+    a contiguous float32 [N, 32] for the N blocks)."""
+    flat = blocks.reshape(-1, SPEC.block_bytes)
+    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
+    dequantize_into(flat, block_scales(flat), out)
+    return out.view(*blocks.shape[:-1], SPEC.block_weights)
+
+
+def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:
+    """float [..., nblocks, 32] -> uint8 [..., nblocks, 18], bit-identical to gguf-py."""
+    x = weights.reshape(-1, SPEC.block_weights).float()
+    extreme = x.gather(1, x.abs().argmax(1, keepdim=True))
+    d = extreme / -ZERO_POINT
+    inverse = torch.where(d == 0, torch.zeros_like(d), 1 / d)
+    q = torch.trunc(x * inverse + (ZERO_POINT + 0.5)).clamp_(0, LEVELS - 1).to(torch.uint8)
+    half = SPEC.block_weights // 2
+    qs = blockbits.pack_nibbles(q[:, :half], q[:, half:])
+    packed = torch.cat([blockbits.f16_bytes(d.squeeze(1)), qs], dim=1)
+    return packed.view(*weights.shape[:-1], SPEC.block_bytes)

@@ -1,0 +1,74 @@
+"""Q4_K: 256 weights in 144 bytes (4.5 bits per weight): a super-block of 8 sub-blocks of 32
+weights, each with a 6-bit scale and a 6-bit min.
+
+Layout::
+
+    f16 d           bytes 0..1     super-block scale of the sub-block scales
+    f16 dmin        bytes 2..3     super-block scale of the sub-block mins
+    u8  scales[12]  bytes 4..15    sc[0..7], m[0..7], 6 bits each (see blockbits)
+    u8  qs[128]     bytes 16..143  4 groups of 32 bytes; group g: low nibbles -> sub-block 2g,
+                                   high nibbles -> sub-block 2g+1
+
+Value: ``y = (d * sc[s]) * q - (dmin * m[s])`` for weight ``q`` (0..15) of sub-block ``s``.
+Both products are exact in float32; the subtraction is the only rounding, as in gguf-py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compiler.formats import blockbits, kquant
+from compiler.formats.spec import Field, FormatSpec
+
+SPEC = FormatSpec(
+    name="Q4_K",
+    block_weights=256,
+    block_bytes=144,
+    fields=(
+        Field("d", "f16", 1),
+        Field("dmin", "f16", 1),
+        Field("scales", "u8", 12),
+        Field("qs", "u8", 128),
+    ),
+)
+SUB_BLOCKS = 8
+SUB_BLOCK_WEIGHTS = 32
+SCALES_OFFSET = 4
+QS_OFFSET = 16
+MAX_LEVEL = 15
+
+
+def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-block float32 scale data of blocks [n, 144]: (d*sc, dmin*m), each [n, 8, 1]."""
+    return kquant.sub_block_scales(blocks, SCALES_OFFSET)
+
+
+def dequantize_into(
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+) -> None:
+    """blocks [n, 144] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
+    n = blocks.shape[0]
+    packed = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes).view(n, SUB_BLOCKS // 2, -1)
+    groups = out.view(n, SUB_BLOCKS // 2, 2, SUB_BLOCK_WEIGHTS)
+    groups[:, :, 0].copy_(blockbits.low_nibbles(packed).view(torch.uint8).view(n, 4, -1))
+    groups[:, :, 1].copy_(blockbits.high_nibbles(packed).view(torch.uint8).view(n, 4, -1))
+    kquant.scale_and_offset_(out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS), scales)
+
+
+def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [..., nblocks, 144] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
+    flat = blocks.reshape(-1, SPEC.block_bytes)
+    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
+    dequantize_into(flat, block_scales(flat), out)
+    return out.view(*blocks.shape[:-1], SPEC.block_weights)
+
+
+def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:
+    """float [..., nblocks, 256] -> uint8 [..., nblocks, 144] (see ``kquant``)."""
+    x = weights.reshape(-1, SPEC.block_weights).float()
+    n = x.shape[0]
+    q, d, dmin, scales = kquant.quantize_scale_min(x, MAX_LEVEL, kquant.Q4_K_SEARCH)
+    q = q.view(n, SUB_BLOCKS // 2, 2, SUB_BLOCK_WEIGHTS)
+    qs = blockbits.pack_nibbles(q[:, :, 0], q[:, :, 1]).view(n, -1)
+    packed = torch.cat([blockbits.f16_bytes(d), blockbits.f16_bytes(dmin), scales, qs], dim=1)
+    return packed.view(*weights.shape[:-1], SPEC.block_bytes)

@@ -1,0 +1,85 @@
+"""Q5_K: 256 weights in 176 bytes (5.5 bits per weight): as Q4_K with a fifth bit per weight.
+
+Layout::
+
+    f16 d           bytes 0..1
+    f16 dmin        bytes 2..3
+    u8  scales[12]  bytes 4..15    sc[0..7], m[0..7], 6 bits each (see blockbits)
+    u8  qh[32]      bytes 16..47   bit s of qh[l] is bit 4 of weight l of sub-block s
+    u8  qs[128]     bytes 48..175  low 4 bits, arranged as in Q4_K
+
+Value: ``y = (d * sc[s]) * q - (dmin * m[s])`` with ``q`` in 0..31; only the subtraction
+rounds, as in gguf-py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compiler.formats import blockbits, kquant
+from compiler.formats.spec import Field, FormatSpec
+
+SPEC = FormatSpec(
+    name="Q5_K",
+    block_weights=256,
+    block_bytes=176,
+    fields=(
+        Field("d", "f16", 1),
+        Field("dmin", "f16", 1),
+        Field("scales", "u8", 12),
+        Field("qh", "u8", 32),
+        Field("qs", "u8", 128),
+    ),
+)
+SUB_BLOCKS = 8
+SUB_BLOCK_WEIGHTS = 32
+SCALES_OFFSET = 4
+QH_OFFSET = 16
+QS_OFFSET = 48
+MAX_LEVEL = 31
+FIFTH_BIT = 4
+WORDS_PER_SUB_BLOCK = SUB_BLOCK_WEIGHTS // blockbits.BYTES_PER_WORD
+
+
+def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-block float32 scale data of blocks [n, 176]: (d*sc, dmin*m), each [n, 8, 1]."""
+    return kquant.sub_block_scales(blocks, SCALES_OFFSET)
+
+
+def dequantize_into(
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+) -> None:
+    """blocks [n, 176] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
+    n = blocks.shape[0]
+    packed = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes).view(n, SUB_BLOCKS // 2, -1)
+    fifth = torch.empty(n, SUB_BLOCKS // 2, 2, WORDS_PER_SUB_BLOCK, dtype=torch.int64)
+    blockbits.bit_planes_into(
+        blockbits.words(blocks, QH_OFFSET, QS_OFFSET), fifth.view(n, SUB_BLOCKS, -1), FIFTH_BIT
+    )
+    groups = out.view(n, SUB_BLOCKS // 2, 2, SUB_BLOCK_WEIGHTS)
+    for half, nibbles in enumerate((blockbits.low_nibbles(packed), blockbits.high_nibbles(packed))):
+        q = nibbles.bitwise_or_(fifth[:, :, half])
+        groups[:, :, half].copy_(q.view(torch.uint8).view(n, SUB_BLOCKS // 2, -1))
+    kquant.scale_and_offset_(out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS), scales)
+
+
+def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [..., nblocks, 176] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
+    flat = blocks.reshape(-1, SPEC.block_bytes)
+    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
+    dequantize_into(flat, block_scales(flat), out)
+    return out.view(*blocks.shape[:-1], SPEC.block_weights)
+
+
+def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:
+    """float [..., nblocks, 256] -> uint8 [..., nblocks, 176] (see ``kquant``)."""
+    x = weights.reshape(-1, SPEC.block_weights).float()
+    n = x.shape[0]
+    q, d, dmin, scales = kquant.quantize_scale_min(x, MAX_LEVEL, kquant.Q5_K_SEARCH)
+    qh = blockbits.pack_bits(
+        (q >> FIFTH_BIT).view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS).transpose(1, 2).reshape(n, -1)
+    )
+    low = (q & 0x0F).view(n, SUB_BLOCKS // 2, 2, SUB_BLOCK_WEIGHTS)
+    qs = blockbits.pack_nibbles(low[:, :, 0], low[:, :, 1]).view(n, -1)
+    packed = torch.cat([blockbits.f16_bytes(d), blockbits.f16_bytes(dmin), scales, qh, qs], dim=1)
+    return packed.view(*weights.shape[:-1], SPEC.block_bytes)
