@@ -60,6 +60,11 @@ class PassOption:
     doc: str
 
     @property
+    def text_name(self) -> str:
+        """The option's name in pipeline text: the field name with `-` for `_`."""
+        return self.name.replace("_", "-")
+
+    @property
     def type_text(self) -> str:
         base = self.element_type.__name__
         return f"list<{base}>" if self.is_tuple else base
@@ -144,7 +149,7 @@ class Pass:
         """Pipeline text for this pass; options equal to their default are left out, so a
         pass with defaults prints as its bare name."""
         parts = [
-            f"{opt.name}={opt.format_value(getattr(self, opt.name))}"
+            f"{opt.text_name}={opt.format_value(getattr(self, opt.name))}"
             for opt in self.options()
             if getattr(self, opt.name) != opt.default
         ]
@@ -183,7 +188,9 @@ def check_pass_class(cls: type) -> None:
     label = getattr(cls, "__qualname__", repr(cls))
     if not (isinstance(cls, type) and issubclass(cls, Pass)):
         raise PassError(f"{label} is not a subclass of passes.Pass")
-    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
+    # The decorator must be on the class itself: an undecorated subclass would inherit its
+    # base's fields and silently ignore its own option annotations.
+    if "__dataclass_fields__" not in cls.__dict__ or not cls.__dataclass_params__.frozen:
         raise PassError(f"pass class {label} must be decorated with @dataclass(frozen=True)")
     if not isinstance(cls.name, str) or not PASS_NAME_PATTERN.match(cls.name):
         raise PassError(
@@ -205,4 +212,4 @@ def _option_type(cls: type, field_name: str, hint: Any) -> tuple[type, bool]:
     )
 
 
-__all__ = ["Pass", "PassOption", "option", "pass_options", "check_pass_class"]
+__all__ = ["Pass", "PassOption", "check_pass_class", "option", "pass_options"]

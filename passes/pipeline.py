@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from compiler.errors import PassError, PipelineParseError
 from passes.pass_base import Pass
-from passes.registry import get_pass, lookup_pass, pass_names
+from passes.registry import lookup_pass, pass_names
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 BARE_PATTERN = re.compile(r"[A-Za-z0-9_./:+*-]+")
@@ -86,9 +86,7 @@ class _Parser:
     def error(self, message: str, pos: int | None = None) -> PipelineParseError:
         pos = self.pos if pos is None else pos
         caret = " " * pos + "^"
-        return PipelineParseError(
-            f"pipeline column {pos + 1}: {message}\n  {self.text}\n  {caret}"
-        )
+        return PipelineParseError(f"pipeline column {pos + 1}: {message}\n  {self.text}\n  {caret}")
 
     # ---- scanning ------------------------------------------------------------------------
     def skip_ws(self) -> None:
@@ -155,7 +153,7 @@ class _Parser:
                     key = option_name.replace("-", "_")
                     opt = by_name.get(key)
                     if opt is None:
-                        known = ", ".join(o.name.replace("_", "-") for o in cls.options())
+                        known = ", ".join(o.text_name for o in cls.options())
                         raise self.error(
                             f"pass {pass_name!r} has no option {option_name!r}"
                             + (f"; its options: {known}" if known else "; it takes no options"),
@@ -164,7 +162,6 @@ class _Parser:
                     if key in values:
                         raise self.error(f"option {option_name!r} given twice", option_start)
                     self.expect("=", f"'=' after option {option_name!r}")
-                    value_start = self.pos
                     self.skip_ws()
                     value_start = self.pos
                     words = self.parse_value()
@@ -249,8 +246,4 @@ class _Parser:
         raise self.error("unterminated string", start)
 
 
-def pipeline_from(spec: str | Pipeline | Iterable[Pass]) -> Pipeline:
-    return Pipeline.of(spec)
-
-
-__all__ = ["Pipeline", "parse_pipeline", "pipeline_from", "get_pass"]
+__all__ = ["Pipeline", "parse_pipeline"]

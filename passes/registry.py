@@ -32,6 +32,8 @@ BUILTIN_PASSES: dict[str, str] = {
     "canonicalize": "passes.canonicalize:Canonicalize",
     "cse": "passes.cse:CommonSubexpressionElimination",
     "dce": "passes.dce:DeadCodeElimination",
+    "fuse-gguf": "passes.fuse_gguf:FuseGguf",
+    "split-dynamic-m": "passes.split_dynamic_m:SplitDynamicM",
 }
 
 _registered: dict[str, type[Pass]] = {}
