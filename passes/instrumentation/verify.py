@@ -31,16 +31,34 @@ GGUF_OPS = ("ggufc.dequantize", "ggufc.linear", "ggufc.embedding")
 
 def verify_program(program: GraphProgram, where: str, allowed_dangling: frozenset = frozenset()):
     """Raise VerificationError (message starts with `where`) if the program is malformed."""
+    _verify_graph(program.graph_module, where, "")
+    dangling = dangling_constants(program) - allowed_dangling
+    if dangling:
+        raise VerificationError(
+            f"{where}: dangling constant(s) {', '.join(sorted(dangling))}: a constant must be "
+            "read by some node (erase it with the rewriter, which deletes unused constants)"
+        )
+
+
+def _verify_graph(graph_module: torch.fx.GraphModule, where: str, region: str) -> None:
+    """Lint and check the nodes of one graph; branch subgraphs (torch.cond) recursively.
+    `region` names the subgraph in messages ("" for the top level)."""
     try:
-        program.graph.lint()
+        graph_module.graph.lint()
     except Exception as exc:
-        raise VerificationError(f"{where}: malformed graph: {exc}") from exc
-    for node in program.graph.nodes:
+        raise VerificationError(f"{where}: malformed graph{region}: {exc}") from exc
+    for node in graph_module.graph.nodes:
         if node.op == "output":
             continue
+        if node.op == "get_attr":
+            attribute = _attribute(graph_module, node.target)
+            if isinstance(attribute, torch.fx.GraphModule):
+                # A branch reference: export gives it no value; its body is checked instead.
+                _verify_graph(attribute, where, f"{region} in branch {node.target}")
+                continue
         if "val" not in node.meta:
             raise VerificationError(
-                f"{where}: node %{node.name} ({describe_target(node)}) has no meta['val']"
+                f"{where}: node %{node.name}{region} ({describe_target(node)}) has no meta['val']"
             )
         if node.meta["val"] is None and _returns_value(node):
             raise VerificationError(
@@ -50,13 +68,16 @@ def verify_program(program: GraphProgram, where: str, allowed_dangling: frozense
         if node.op == "call_function" and str(node.target).startswith(GGUF_OPS):
             problem = _gguf_op_problem(node)
             if problem:
-                raise VerificationError(f"{where}: node %{node.name} ({node.target}): {problem}")
-    dangling = dangling_constants(program) - allowed_dangling
-    if dangling:
-        raise VerificationError(
-            f"{where}: dangling constant(s) {', '.join(sorted(dangling))}: a constant must be "
-            "read by some node (erase it with the rewriter, which deletes unused constants)"
-        )
+                raise VerificationError(
+                    f"{where}: node %{node.name}{region} ({node.target}): {problem}"
+                )
+
+
+def _attribute(root: torch.nn.Module, target: str):
+    obj = root
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 def _returns_value(node: torch.fx.Node) -> bool:
