@@ -160,6 +160,7 @@ class PassManager:
         instrumentations = self.instrumentations
         reverse = instrumentations[::-1]
         succeeded = False
+        any_changed = False
         try:
             for inst in instrumentations:
                 inst.before_pipeline(program, self.pipeline)
@@ -172,6 +173,7 @@ class PassManager:
                 try:
                     changed = pass_.run(program, context)
                     changed = True if changed is None else bool(changed)
+                    any_changed |= changed
                     for inst in reverse:
                         inst.after_pass(index, pass_, program, changed)
                 except Exception as exc:
@@ -183,6 +185,10 @@ class PassManager:
                     if error is exc:
                         raise
                     raise error from exc
+            if any_changed:
+                # Passes edit the FX graph; the module's generated forward is stale until
+                # recompiled (instrumentation runs graphs through an Interpreter instead).
+                program.graph_module.recompile()
             succeeded = True
         finally:
             for inst in reverse:

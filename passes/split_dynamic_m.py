@@ -44,7 +44,8 @@ region whose outside readers need a non-tensor value falls back to one region pe
 
 Statistics: ``static-linear`` (kernel set directly), ``split-linear`` (linears inside
 regions), ``regions``, ``branches`` (leaf branches over all regions), ``region-nodes``
-(nodes moved into regions, counted once).
+(nodes moved into regions, counted once), ``unsplittable-regions`` (regions left alone, their
+kernels "auto", because no graph input carries a symbol of their M).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from compiler.errors import PassError, VerificationError
+from compiler.ir.program import GraphProgram
 from compiler.ir.parser import parse_program
 from compiler.ir.printer import print_program
 from passes import PassManager, parse_pipeline
@@ -189,3 +192,18 @@ def test_failure_dump_and_constant_cleanup(broken, tmp_path):
     assert hasattr(unused.graph_module, "w")
     PassManager("dce").run(unused)
     assert not hasattr(unused.graph_module, "w") and hasattr(unused.graph_module, "v")
+
+
+def test_program_runs_the_rewritten_graph_after_the_pipeline():
+    """The module's generated forward is recompiled, not left describing the input graph."""
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return (x.reshape(x.shape) * 1.0).permute(1, 0).permute(1, 0)
+
+    program = GraphProgram.from_module(Model(), (torch.randn(4, 8),))
+    assert "permute" in program.graph_module.code
+    PassManager("canonicalize,dce").run(program)
+    assert "permute" not in program.graph_module.code
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(program(x)[0], x)
