@@ -1,12 +1,16 @@
-"""Bit-level helpers shared by the format modules: f16 fields, nibbles, packed bits, and the
-6-bit scale/min packing of the K-quants.
+"""Bit-level helpers shared by the format modules: f16 fields, nibbles, packed bits, row
+gathers, and the 6-bit scale/min packing of the K-quants.
 
 Unpacking works on 64-bit words (SWAR: eight packed bytes per lane), either of a block's quant
-bytes copied into an aligned buffer or of a whole aligned run of small blocks read in place,
-so that torch's elementwise kernels touch eight times fewer elements than a byte-by-byte
-unpack would.  Masks below are per-byte patterns
-replicated over the eight bytes of a word; a right shift of a signed int64 only drags sign
-bits into the top byte's high bits, which every mask here clears.
+bytes (read in place when blocks are 8-byte aligned, else copied into an aligned buffer) or of
+a whole aligned run of small blocks, so that torch's elementwise kernels touch eight times
+fewer elements than a byte-by-byte unpack would.  Each op runs over a whole plane (all low
+nibbles, all high nibbles, all bit-s planes ...), contiguous, and one ``index_select`` of
+32-byte rows then puts the planes' rows in weight order: a torch op whose loop is 3-D or
+more (what writing each nibble straight to its place would take) costs ~40 ns per block.
+Masks below are per-byte patterns replicated over the eight bytes of a word; a right shift
+of a signed int64 only drags sign bits into the top byte's high bits, which every mask here
+clears.
 
 K-quant 6-bit scales (12 bytes for 8 sub-blocks, scale ``sc[j]`` and min ``m[j]``)::
 
@@ -17,9 +21,14 @@ K-quant 6-bit scales (12 bytes for 8 sub-blocks, scale ``sc[j]`` and min ``m[j]`
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from compiler.formats.workspace import Workspace
+
 BYTES_PER_WORD = 8
+WORDS_PER_32 = 32 // BYTES_PER_WORD  # words holding 32 one-byte quants (one gathered row)
 LOW_NIBBLES = 0x0F0F0F0F0F0F0F0F
 LOW_BITS = 0x0101010101010101
 NIBBLE_BITS = 4
@@ -28,6 +37,9 @@ KQUANT_SCALE_BYTES = 12
 SIX_BIT_WORD = 0x3F3F3F3F  # bits 0-5 of each byte of a 32-bit word
 LOW_NIBBLE_WORD = 0x0F0F0F0F
 HIGH_PAIR_WORD = 0x30303030  # bits 4-5 of each byte
+# shifts of the mixed scale word that bring sc[4..7] (low nibbles) and m[4..7] (high nibbles)
+# to the low nibbles
+_SC_M_NIBBLE_SHIFTS = torch.tensor([[0], [NIBBLE_BITS]], dtype=torch.int32)
 
 
 def f16_fields(blocks: torch.Tensor, offset: int, count: int) -> torch.Tensor:
@@ -51,82 +63,119 @@ def f16_bytes(values: torch.Tensor) -> torch.Tensor:
     return values.to(torch.float16).unsqueeze(-1).view(torch.uint8)
 
 
-def words(blocks: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Bytes ``start:stop`` of each block copied into an aligned buffer, as int64 words."""
-    aligned = torch.empty(blocks.shape[0], stop - start, dtype=torch.uint8)
+def words(
+    blocks: torch.Tensor, start: int, stop: int, scratch: Workspace | None = None
+) -> torch.Tensor:
+    """Bytes ``start:stop`` of each block copied into an aligned buffer (from ``scratch``
+    when given), as contiguous int64 words [n, (stop - start) / 8]."""
+    shape = (blocks.shape[0], stop - start)
+    if scratch is None:
+        aligned = torch.empty(shape, dtype=torch.uint8)
+    else:
+        aligned = scratch.take(f"bytes {start}:{stop}", shape, torch.uint8)
     aligned.copy_(blocks[:, start:stop])
     return aligned.view(torch.int64)
 
 
-def stream_words(blocks: torch.Tensor) -> torch.Tensor | None:
-    """The whole of ``blocks`` [n, bb], read in place as one stream of int64 words, or None
-    when it is not contiguous or not a whole number of aligned words.  Small blocks (18 or 22
-    bytes) are unpacked faster this way than by first gathering their quant bytes; the scale
-    bytes get unpacked too, and are simply not read."""
+def block_words(
+    blocks: torch.Tensor, start: int, stop: int, scratch: Workspace | None = None
+) -> torch.Tensor:
+    """Bytes ``start:stop`` of each block as int64 words [n, (stop - start) / 8]: read in
+    place when every block starts on an 8-byte boundary (144- and 176-byte blocks of an
+    aligned tensor), else copied by :func:`words`."""
     if (
-        not blocks.is_contiguous()
-        or blocks.numel() % BYTES_PER_WORD
-        or blocks.storage_offset() % BYTES_PER_WORD
+        blocks.stride(1) == 1
+        and blocks.shape[1] % BYTES_PER_WORD == 0
+        and blocks.stride(0) % BYTES_PER_WORD == 0
+        and blocks.storage_offset() % BYTES_PER_WORD == 0
+        and start % BYTES_PER_WORD == 0
+        and stop % BYTES_PER_WORD == 0
     ):
-        return None
-    return blocks.view(-1).view(torch.int64)
+        return blocks.view(torch.int64)[:, start // BYTES_PER_WORD : stop // BYTES_PER_WORD]
+    return words(blocks, start, stop, scratch)
 
 
-def low_nibbles(packed: torch.Tensor) -> torch.Tensor:
-    """Low nibble of every byte of int64 words, byte for byte."""
-    return packed & LOW_NIBBLES
+def stream_words(blocks: torch.Tensor, padded: int, scratch: Workspace) -> torch.Tensor:
+    """Blocks [n, bb] as one stream of int64 words covering ``padded`` >= n blocks (padded *
+    bb a multiple of 8): read in place when ``blocks`` is contiguous, aligned and n ==
+    padded, else copied into a ``scratch`` buffer whose tail bytes (past n blocks) are
+    left uninitialized.  Small blocks (18 or 22 bytes) are unpacked faster this way than by
+    first gathering their quant bytes; the scale bytes get unpacked too, and are not read."""
+    n, block_bytes = blocks.shape
+    if (
+        n == padded
+        and blocks.is_contiguous()
+        and blocks.storage_offset() % BYTES_PER_WORD == 0
+        and (n * block_bytes) % BYTES_PER_WORD == 0
+    ):
+        return blocks.view(-1).view(torch.int64)
+    stream = scratch.take("stream", (padded * block_bytes,), torch.uint8)
+    stream[: n * block_bytes].view(n, block_bytes).copy_(blocks)
+    return stream.view(torch.int64)
 
 
-def high_nibbles(packed: torch.Tensor) -> torch.Tensor:
-    """High nibble of every byte of int64 words, moved to the low nibble."""
-    return (packed >> NIBBLE_BITS).bitwise_and_(LOW_NIBBLES)
+# a few entries per format suffice (full chunks and the last partial chunk of recent calls)
+@functools.lru_cache(maxsize=16)
+def row_order(sizes: tuple[int, ...], order: tuple[int, ...]) -> torch.Tensor:
+    """Index for ``index_select`` along dim 0 that rearranges the rows of a tensor laid out
+    as ``sizes`` (rows numbered in that row-major order) into ``permute(order)`` order.
+
+    The formats store a block's quants in an order of their own (low nibbles of a group of
+    bytes, then its high nibbles, ...); the unpacking works on whole planes of such rows, and
+    one row gather (a memcpy per row) puts them in weight order.  A permuting copy would do
+    the same with one strided loop per block, several times slower in torch."""
+    count = 1
+    for size in sizes:
+        count *= size
+    return torch.arange(count).view(sizes).permute(order).reshape(-1)
 
 
-def bit_planes_into(packed: torch.Tensor, out: torch.Tensor, position: int) -> None:
-    """Bit ``i`` of every byte of ``packed`` (int64 words [..., w]) moved to bit ``position``
-    of the same byte of ``out[..., i, :]`` (``out`` int64 [..., 8, w]), for i in 0..7."""
-    for bit in range(8):
-        torch.bitwise_right_shift(packed, bit, out=out[..., bit, :])
-    out.bitwise_and_(LOW_BITS).bitwise_left_shift_(position)
+def gather_rows(
+    rows: torch.Tensor, sizes: tuple[int, ...], order: tuple[int, ...], out: torch.Tensor
+) -> torch.Tensor:
+    """``rows`` [R, w] (R rows numbered in ``sizes`` order) rearranged into ``order``,
+    written to ``out`` [R, w]."""
+    return torch.index_select(rows, 0, row_order(sizes, order), out=out)
 
 
-def int32_columns(blocks: torch.Tensor, offset: int, count: int) -> torch.Tensor:
-    """The ``count`` 32-bit words at byte ``offset`` of each block, word-major: int32
-    [count, n] (one strided gather per word along the blocks, no per-block loop)."""
-    n = blocks.shape[0]
-    if blocks.storage_offset() % 4 == 0 and blocks.stride(0) % 4 == 0 and offset % 4 == 0:
-        as_words = blocks.view(torch.int32)[:, offset // 4 : offset // 4 + count]
-    else:
-        aligned = torch.empty(n, 4 * count, dtype=torch.uint8)
-        aligned.copy_(blocks[:, offset : offset + 4 * count])
-        as_words = aligned.view(torch.int32)
-    columns = torch.empty(count, n, dtype=torch.int32)
-    columns.copy_(as_words.t())
+def nibble_planes_into(packed: torch.Tensor, planes: torch.Tensor) -> None:
+    """Low nibbles of the bytes of int64 words ``packed`` [...] into ``planes[0]``, high
+    nibbles (moved down) into ``planes[1]``, byte for byte (``planes`` int64 [2, ...])."""
+    torch.bitwise_and(packed, LOW_NIBBLES, out=planes[0])
+    torch.bitwise_right_shift(packed, NIBBLE_BITS, out=planes[1])
+    planes[1].bitwise_and_(LOW_NIBBLES)
+
+
+def unpack_kquant_scale_words(packed: torch.Tensor) -> torch.Tensor:
+    """The three 32-bit words of packed K-quant scales, word-major (int32 [3, n]: sc low
+    bits, m low bits, mixed) -> uint8 [2, n, 8] in 0..63: ``[0]`` the sub-block scales sc,
+    ``[1]`` the mins m.
+
+    Works on whole words, four sub-blocks at a time, sc and m side by side, every op along
+    the blocks; the arithmetic shifts only drag sign bits into bits the masks clear."""
+    n = packed.shape[1]
+    levels = torch.empty(2, n, 2, dtype=torch.int32)  # [sc/m, block, sub-blocks 0-3/4-7]
+    low_words = packed[:2]
+    torch.bitwise_and(low_words, SIX_BIT_WORD, out=levels[:, :, 0])
+    # sub-blocks 4..7: low 4 bits from the mixed word (sc: its low nibbles, m: its high
+    # nibbles), high 2 bits from bits 6-7 of the low words
+    mixed = torch.bitwise_right_shift(packed[2:], _SC_M_NIBBLE_SHIFTS)
+    mixed.bitwise_and_(LOW_NIBBLE_WORD)
+    high_pairs = torch.bitwise_right_shift(low_words, 2).bitwise_and_(HIGH_PAIR_WORD)
+    torch.bitwise_or(mixed, high_pairs, out=levels[:, :, 1])
+    return levels.view(torch.uint8).view(2, n, KQUANT_SUB_BLOCKS)
+
+
+def int32_columns(words: torch.Tensor) -> torch.Tensor:
+    """int32 [n, c] -> the same values word-major, contiguous int32 [c, n] (ops on its rows
+    then run along the blocks, in one loop each)."""
+    columns = torch.empty(words.shape[1], words.shape[0], dtype=torch.int32)
+    columns.copy_(words.t())
     return columns
 
 
-def unpack_kquant_scales(blocks: torch.Tensor, offset: int) -> torch.Tensor:
-    """The 12 scale bytes at ``offset`` of each block [n, bb] -> uint8 [n, 2, 8] in 0..63:
-    ``[:, 0]`` the sub-block scales sc, ``[:, 1]`` the mins m.
-
-    Works on the three 32-bit words (sc low, m low, mixed), four sub-blocks at a time and
-    word-major, so that every op runs along the blocks; the arithmetic shifts only drag
-    sign bits into bits the masks clear."""
-    n = blocks.shape[0]
-    low, mins, mixed = int32_columns(blocks, offset, KQUANT_SCALE_BYTES // 4)
-    packed = torch.empty(n, 2, 2, dtype=torch.int32)  # [block, sc/m, sub-blocks 0-3/4-7]
-    torch.bitwise_and(low, SIX_BIT_WORD, out=packed[:, 0, 0])
-    torch.bitwise_and(mins, SIX_BIT_WORD, out=packed[:, 1, 0])
-    # sub-blocks 4..7: low 4 bits from `mixed`, high 2 bits from bits 6-7 of bytes 0..7
-    torch.bitwise_or(mixed & LOW_NIBBLE_WORD, (low >> 2) & HIGH_PAIR_WORD, out=packed[:, 0, 1])
-    torch.bitwise_or(
-        (mixed >> 4) & LOW_NIBBLE_WORD, (mins >> 2) & HIGH_PAIR_WORD, out=packed[:, 1, 1]
-    )
-    return packed.view(torch.uint8).view(n, 2, KQUANT_SUB_BLOCKS)
-
-
 def pack_kquant_scales(sc: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """The packing :func:`unpack_kquant_scales` reads: uint8 [..., 8] twice (values 0..63)
+    """The packing :func:`unpack_kquant_scale_words` reads: uint8 [..., 8] twice (values 0..63)
     -> uint8 [..., 12]."""
     out = torch.empty(*sc.shape[:-1], KQUANT_SCALE_BYTES, dtype=torch.uint8)
     out[..., 0:4] = sc[..., :4] | ((sc[..., 4:] >> 4) << 6)

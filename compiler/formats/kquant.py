@@ -53,17 +53,23 @@ Q6_K_SUB_BLOCK = 16
 Q6_K_NMAX = 32
 SCALE_MIN_SUB_BLOCK = 32
 GROUP_MAX_EPS = 1e-15  # ggml: sub-blocks below this magnitude quantize to zero
+INT32_BYTES = 4
 
 
 def sub_block_scales(blocks: torch.Tensor, scales_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d*sc, dmin*m), float32 [n, 8, 1] each, of scale/min blocks [n, bb] (d at byte 0,
-    dmin at byte 2, the 12 packed scale bytes at ``scales_offset``).  Both products are
-    exact in float32 (11-bit significand times a 6-bit integer)."""
-    levels = blockbits.unpack_kquant_scales(blocks, scales_offset).float()
-    # d and dmin are adjacent f16s: one [n, 2, 1] factor scales sc and m in a single op
-    factors = blockbits.int32_columns(blocks, 0, 1).view(torch.float16).view(-1, 2, 1).float()
-    scales = levels.mul_(factors).unsqueeze(3)
-    return scales[:, 0], scales[:, 1]
+    """(d*sc, dmin*m), float32 [n, 8, 1] each (contiguous, so that applying them is a 2-D
+    loop), of scale/min blocks [n, bb] (d at byte 0, dmin at byte 2, the 12 packed scale
+    bytes at ``scales_offset``).  Both products are exact in float32 (11-bit significand
+    times a 6-bit integer)."""
+    # the header: d, dmin, then the three 32-bit words of packed scales (16 bytes)
+    header = blockbits.block_words(blocks, 0, scales_offset + blockbits.KQUANT_SCALE_BYTES)
+    columns = blockbits.int32_columns(header.view(torch.int32))  # word-major [4, n]
+    first_scale_word = scales_offset // INT32_BYTES
+    levels = blockbits.unpack_kquant_scale_words(columns[first_scale_word:]).float()
+    factors = columns[0].view(torch.float16).view(-1, 2).float()  # [n, 2]: d, dmin
+    scale = torch.mul(levels[0], factors[:, :1])
+    offset = torch.mul(levels[1], factors[:, 1:])
+    return scale.unsqueeze(2), offset.unsqueeze(2)
 
 
 def scale_and_offset_(values: torch.Tensor, scales: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -20,6 +20,7 @@ import torch
 
 from compiler.formats import blockbits
 from compiler.formats.spec import Field, FormatSpec
+from compiler.formats.workspace import Workspace
 
 SPEC = FormatSpec(
     name="Q4_0",
@@ -30,6 +31,8 @@ SPEC = FormatSpec(
 ZERO_POINT = 8
 LEVELS = 16
 QS_OFFSET = 2
+# blocks per run that fills whole 8-byte words (4 * 18 = 9 words)
+BLOCKS_PER_WORD_RUN = 4
 
 
 def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -38,23 +41,21 @@ def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
 ) -> None:
     """blocks [n, 18] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
     (d,) = scales
     n = blocks.shape[0]
+    padded = -(-n // BLOCKS_PER_WORD_RUN) * BLOCKS_PER_WORD_RUN
+    stream = blockbits.stream_words(blocks, padded, scratch)
+    planes = scratch.take("planes", (2, stream.numel()), torch.int64)
+    blockbits.nibble_planes_into(stream, planes)
+    # plane p of block b holds weights 16p..16p+15 at bytes 2..17: one gather interleaves
     half = SPEC.block_weights // 2
-    stream = blockbits.stream_words(blocks)
-    if stream is None:  # unaligned: gather the quant bytes first
-        stream, start = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes), 0
-    else:
-        start = QS_OFFSET
-    for part, nibbles in (
-        (out[:, :half], blockbits.low_nibbles(stream)),
-        (out[:, half:], blockbits.high_nibbles(stream)),
-    ):
-        centered = nibbles.view(torch.int8).sub_(ZERO_POINT).view(n, -1)
-        part.copy_(centered[:, start : start + half])
+    rows = planes.view(torch.uint8).view(2 * padded, SPEC.block_bytes)[:, QS_OFFSET:]
+    q = scratch.take("quants", (2 * padded, half), torch.uint8)
+    blockbits.gather_rows(rows, (2, padded), (1, 0), q)
+    out.copy_(q[: 2 * n].view(torch.int8).view(n, SPEC.block_weights).sub_(ZERO_POINT))
     out.mul_(d)
 
 
@@ -63,7 +64,7 @@ def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> 
     a contiguous float32 [N, 32] for the N blocks)."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out)
+    dequantize_into(flat, block_scales(flat), out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

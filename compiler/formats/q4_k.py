@@ -19,6 +19,7 @@ import torch
 
 from compiler.formats import blockbits, kquant
 from compiler.formats.spec import Field, FormatSpec
+from compiler.formats.workspace import Workspace
 
 SPEC = FormatSpec(
     name="Q4_K",
@@ -36,6 +37,7 @@ SUB_BLOCK_WEIGHTS = 32
 SCALES_OFFSET = 4
 QS_OFFSET = 16
 MAX_LEVEL = 15
+QS_GROUPS = SUB_BLOCKS // 2  # groups of 32 bytes, each holding two sub-blocks
 
 
 def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -44,14 +46,17 @@ def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
 ) -> None:
     """blocks [n, 144] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
     n = blocks.shape[0]
-    packed = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes).view(n, SUB_BLOCKS // 2, -1)
-    groups = out.view(n, SUB_BLOCKS // 2, 2, SUB_BLOCK_WEIGHTS)
-    groups[:, :, 0].copy_(blockbits.low_nibbles(packed).view(torch.uint8).view(n, 4, -1))
-    groups[:, :, 1].copy_(blockbits.high_nibbles(packed).view(torch.uint8).view(n, 4, -1))
+    packed = blockbits.block_words(blocks, QS_OFFSET, SPEC.block_bytes, scratch)  # [n, 16]
+    # nibble planes [low/high, block, group, word]: sub-block 2g + p is plane p of group g
+    planes = scratch.take("planes", (2, n, QS_GROUPS * blockbits.WORDS_PER_32), torch.int64)
+    blockbits.nibble_planes_into(packed, planes)
+    q = scratch.take("quants", (n * SUB_BLOCKS, blockbits.WORDS_PER_32), torch.int64)
+    blockbits.gather_rows(planes.view(-1, blockbits.WORDS_PER_32), (2, n, QS_GROUPS), (1, 2, 0), q)
+    out.copy_(q.view(torch.uint8).view(n, SPEC.block_weights))
     kquant.scale_and_offset_(out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS), scales)
 
 
@@ -59,7 +64,7 @@ def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> 
     """uint8 [..., nblocks, 144] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out)
+    dequantize_into(flat, block_scales(flat), out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from compiler.formats import blockbits
 from compiler.formats.spec import Field, FormatSpec
+from compiler.formats.workspace import Workspace
 
 SPEC = FormatSpec(
     name="Q5_0",
@@ -30,6 +31,8 @@ LEVELS = 32
 QH_OFFSET = 2
 QS_OFFSET = 6
 FIFTH_BIT = 4
+# blocks per run that fills whole 8-byte words (4 * 22 = 11 words)
+BLOCKS_PER_WORD_RUN = 4
 
 # byte value v -> int64 whose byte i is 0x10 when bit i of v is set: spreads one qh byte
 # over the eight weights it covers, already in bit position 4
@@ -44,28 +47,29 @@ def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
 ) -> None:
     """blocks [n, 22] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
     (d,) = scales
     n = blocks.shape[0]
+    padded = -(-n // BLOCKS_PER_WORD_RUN) * BLOCKS_PER_WORD_RUN
+    stream = blockbits.stream_words(blocks, padded, scratch)
+    planes = scratch.take("planes", (2, stream.numel()), torch.int64)
+    blockbits.nibble_planes_into(stream, planes)
+    # plane p of block b holds bits 0-3 of weights 16p..16p+15 at bytes 6..21
     half = SPEC.block_weights // 2
-    stream = blockbits.stream_words(blocks)
-    if stream is None:  # unaligned: gather the quant bytes first
-        stream, start = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes), 0
-    else:
-        start = QS_OFFSET
-    qh_index = blocks[:, QH_OFFSET:QS_OFFSET].to(torch.int32).view(-1)
-    fifth = _BIT_SPREAD.index_select(0, qh_index).view(torch.uint8).view(n, 2, half)
-    for index, (part, nibbles) in enumerate(
-        (
-            (out[:, :half], blockbits.low_nibbles(stream)),
-            (out[:, half:], blockbits.high_nibbles(stream)),
-        )
-    ):
-        q = nibbles.view(torch.uint8).view(n, -1)
-        q[:, start : start + half].bitwise_or_(fifth[:, index])
-        part.copy_(q.view(torch.int8).sub_(ZERO_POINT)[:, start : start + half])
+    rows = planes.view(torch.uint8).view(2 * padded, SPEC.block_bytes)[:, QS_OFFSET:]
+    q = scratch.take("quants", (2 * padded, half), torch.uint8)
+    blockbits.gather_rows(rows, (2, padded), (1, 0), q)
+    # qh byte k holds the fifth bits of weights 8k..8k+7: spread to one byte each
+    qh_bytes = stream.view(torch.uint8).view(padded, SPEC.block_bytes)[:n, QH_OFFSET:QS_OFFSET]
+    qh_index = scratch.take("qh index", (n, QS_OFFSET - QH_OFFSET), torch.int64)
+    qh_index.copy_(qh_bytes)
+    fifth = scratch.take("fifth", (qh_index.numel(),), torch.int64)
+    torch.index_select(_BIT_SPREAD, 0, qh_index.view(-1), out=fifth)
+    values = q[: 2 * n].view(n, SPEC.block_weights)
+    values.view(-1).bitwise_or_(fifth.view(torch.uint8))
+    out.copy_(values.view(torch.int8).sub_(ZERO_POINT))
     out.mul_(d)
 
 
@@ -73,7 +77,7 @@ def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> 
     """uint8 [..., nblocks, 22] -> float32 [..., nblocks, 32] (``out``: float32 [N, 32])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out)
+    dequantize_into(flat, block_scales(flat), out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from compiler.formats import blockbits, kquant
 from compiler.formats.spec import Field, FormatSpec
+from compiler.formats.workspace import Workspace
 
 SPEC = FormatSpec(
     name="Q5_K",
@@ -38,7 +39,8 @@ QH_OFFSET = 16
 QS_OFFSET = 48
 MAX_LEVEL = 31
 FIFTH_BIT = 4
-WORDS_PER_SUB_BLOCK = SUB_BLOCK_WEIGHTS // blockbits.BYTES_PER_WORD
+QS_GROUPS = SUB_BLOCKS // 2  # groups of 32 bytes, each holding two sub-blocks
+_SUB_BLOCK_SHIFTS = torch.arange(SUB_BLOCKS, dtype=torch.int64).view(-1, 1)
 
 
 def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -47,19 +49,26 @@ def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
 ) -> None:
     """blocks [n, 176] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
     n = blocks.shape[0]
-    packed = blockbits.words(blocks, QS_OFFSET, SPEC.block_bytes).view(n, SUB_BLOCKS // 2, -1)
-    fifth = torch.empty(n, SUB_BLOCKS // 2, 2, WORDS_PER_SUB_BLOCK, dtype=torch.int64)
-    blockbits.bit_planes_into(
-        blockbits.words(blocks, QH_OFFSET, QS_OFFSET), fifth.view(n, SUB_BLOCKS, -1), FIFTH_BIT
-    )
-    groups = out.view(n, SUB_BLOCKS // 2, 2, SUB_BLOCK_WEIGHTS)
-    for half, nibbles in enumerate((blockbits.low_nibbles(packed), blockbits.high_nibbles(packed))):
-        q = nibbles.bitwise_or_(fifth[:, :, half])
-        groups[:, :, half].copy_(q.view(torch.uint8).view(n, SUB_BLOCKS // 2, -1))
+    rows = n * SUB_BLOCKS
+    packed = blockbits.block_words(blocks, QS_OFFSET, SPEC.block_bytes, scratch)  # [n, 16]
+    # nibble planes [low/high, block, group, word]: sub-block 2g + p is plane p of group g
+    planes = scratch.take("planes", (2, n, QS_GROUPS * blockbits.WORDS_PER_32), torch.int64)
+    blockbits.nibble_planes_into(packed, planes)
+    q = scratch.take("quants", (rows, blockbits.WORDS_PER_32), torch.int64)
+    blockbits.gather_rows(planes.view(-1, blockbits.WORDS_PER_32), (2, n, QS_GROUPS), (1, 2, 0), q)
+    # fifth bits [sub-block, block, word]: bit s of every qh byte, moved to bit 4
+    qh = blockbits.words(blocks, QH_OFFSET, QS_OFFSET, scratch)  # contiguous [n, 4]
+    fifth = scratch.take("fifth", (SUB_BLOCKS, qh.numel()), torch.int64)
+    torch.bitwise_right_shift(qh.view(1, -1), _SUB_BLOCK_SHIFTS, out=fifth)
+    fifth.bitwise_and_(blockbits.LOW_BITS).bitwise_left_shift_(FIFTH_BIT)
+    gathered = scratch.take("fifth gathered", (rows, blockbits.WORDS_PER_32), torch.int64)
+    blockbits.gather_rows(fifth.view(-1, blockbits.WORDS_PER_32), (SUB_BLOCKS, n), (1, 0), gathered)
+    q.bitwise_or_(gathered)
+    out.copy_(q.view(torch.uint8).view(n, SPEC.block_weights))
     kquant.scale_and_offset_(out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS), scales)
 
 
@@ -67,7 +76,7 @@ def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> 
     """uint8 [..., nblocks, 176] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out)
+    dequantize_into(flat, block_scales(flat), out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

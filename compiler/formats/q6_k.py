@@ -25,6 +25,7 @@ import torch
 
 from compiler.formats import blockbits, kquant
 from compiler.formats.spec import Field, FormatSpec
+from compiler.formats.workspace import Workspace
 
 SPEC = FormatSpec(
     name="Q6_K",
@@ -43,12 +44,13 @@ QH_OFFSET = 128
 SCALES_OFFSET = 192
 D_OFFSET = 208
 ZERO_POINT = 32
+HALVES = 2
 QUARTERS = 4
 QUARTER_WEIGHTS = 32
-WORDS_PER_QUARTER = QUARTER_WEIGHTS // blockbits.BYTES_PER_WORD
-HIGH_BITS_MASK = 0x3030303030303030  # bits 4-5 of every byte
-# shift that moves bits (2t, 2t+1) of a qh byte to bits (4, 5); negative = right shift
-HIGH_BITS_SHIFTS = (4, 2, 0, -2)
+TWO_LOW_BITS = 0x0303030303030303  # bits 0-1 of every byte
+HIGH_BITS_POSITION = 4
+# right shifts that bring bits (2t, 2t+1) of a qh byte to bits (0, 1), one row per quarter t
+_QUARTER_SHIFTS = (2 * torch.arange(QUARTERS, dtype=torch.int64)).view(-1, 1, 1)
 
 
 def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -58,24 +60,32 @@ def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor
+    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
 ) -> None:
     """blocks [n, 210] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
     (scale,) = scales
     n = blocks.shape[0]
-    low = blockbits.words(blocks, 0, QH_OFFSET).view(n, 2, 2, -1)  # [half, quarter, word]
-    qh = blockbits.words(blocks, QH_OFFSET, SCALES_OFFSET).view(n, 2, 1, -1)
-    high = torch.empty(n, 2, QUARTERS, WORDS_PER_QUARTER, dtype=torch.int64)
-    for quarter, shift in enumerate(HIGH_BITS_SHIFTS):
-        if shift >= 0:
-            torch.bitwise_left_shift(qh, shift, out=high[:, :, quarter : quarter + 1])
-        else:
-            torch.bitwise_right_shift(qh, -shift, out=high[:, :, quarter : quarter + 1])
-    high.bitwise_and_(HIGH_BITS_MASK)
-    quarters = out.view(n, 2, QUARTERS, QUARTER_WEIGHTS)
-    for part, nibbles in enumerate((blockbits.low_nibbles(low), blockbits.high_nibbles(low))):
-        q = nibbles.bitwise_or_(high[:, :, 2 * part : 2 * part + 2]).view(torch.int8)
-        quarters[:, :, 2 * part : 2 * part + 2].copy_(q.sub_(ZERO_POINT).view(n, 2, 2, -1))
+    rows = n * HALVES * QUARTERS
+    raw = blockbits.words(blocks, 0, SCALES_OFFSET, scratch)  # [n, 24]: ql, then qh
+    # nibble planes [low/high, block, half, 32-byte part, word]: quarter t of a half takes
+    # the low nibbles of part t for t < 2, the high nibbles of part t - 2 for t >= 2
+    planes = scratch.take("planes", (2, n, QH_OFFSET // blockbits.BYTES_PER_WORD), torch.int64)
+    blockbits.nibble_planes_into(raw[:, : QH_OFFSET // blockbits.BYTES_PER_WORD], planes)
+    q = scratch.take("quants", (rows, blockbits.WORDS_PER_32), torch.int64)
+    blockbits.gather_rows(
+        planes.view(-1, blockbits.WORDS_PER_32), (2, n, HALVES, 2), (1, 2, 0, 3), q
+    )
+    # high bits [quarter, block, half, word]: bits 2t, 2t+1 of every qh byte, moved to 4-5
+    qh = raw[:, QH_OFFSET // blockbits.BYTES_PER_WORD :].unsqueeze(0)
+    high = scratch.take("high", (QUARTERS, n, qh.shape[2]), torch.int64)
+    torch.bitwise_right_shift(qh, _QUARTER_SHIFTS, out=high)
+    high.bitwise_and_(TWO_LOW_BITS).bitwise_left_shift_(HIGH_BITS_POSITION)
+    gathered = scratch.take("high gathered", (rows, blockbits.WORDS_PER_32), torch.int64)
+    blockbits.gather_rows(
+        high.view(-1, blockbits.WORDS_PER_32), (QUARTERS, n, HALVES), (1, 2, 0), gathered
+    )
+    values = q.bitwise_or_(gathered).view(torch.int8).view(n, SPEC.block_weights)
+    out.copy_(values.sub_(ZERO_POINT))
     out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS).mul_(scale)
 
 
@@ -83,7 +93,7 @@ def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> 
     """uint8 [..., nblocks, 210] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out)
+    dequantize_into(flat, block_scales(flat), out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 
