@@ -1,0 +1,172 @@
+"""Generated GGUF CUDA kernels vs the memory floor and cuBLAS half precision.
+
+    python benchmarks/cuda_matmul.py [--formats Q4_0,Q4_K] [--out results.md]
+
+Per format: M=1 on five weight shapes (N x K), then M=4 (matvec_batched) and M=512 (matmul)
+on 4096 x 14336.  Beside each time:
+
+* floor: bytes the kernel must move (packed weights + activations + output) divided by the
+  device-copy bandwidth measured in this run (bytes read + written per second);
+* cuBLAS: torch's float16 matmul on the dequantized weights (same shapes).
+
+Timing: device events around a batch of launches queued behind a device-side sleep, so the
+host's launch cost does not show; warm-up first, median of several batches.  Weights and
+activations rotate over enough copies that the 50 MB L2 cache cannot serve them; every input
+is random (never zeros).  Prints a markdown table naming the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codegen.cuda_run import CudaKernelRunner
+from codegen.kernels import FORMAT_NAMES, emit
+from compiler import formats
+
+M1_SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144, 640))
+BATCH_SHAPE = (4096, 14336)
+BATCH_MS = (4, 512)
+KIND_FOR_M = {1: "matvec", 4: "matvec_batched", 512: "matmul"}
+ROTATE_BYTES = 256 << 20  # > 5x the H100's 50 MB L2
+MAX_COPIES = 16
+LAUNCHES_PER_BATCH = 40
+BATCHES = 7
+WARMUP_BATCHES = 2
+SLEEP_CYCLES = 20_000_000  # ~10 ms of device time: the host queues the batch meanwhile
+COPY_BYTES = 1 << 30
+
+
+def copies_for(nbytes: int) -> int:
+    return max(2, min(MAX_COPIES, -(-ROTATE_BYTES // max(nbytes, 1))))
+
+
+def time_batches(launch, copies: int) -> float:
+    """Median microseconds per launch; ``launch(i)`` runs on input copy ``i``."""
+    times = []
+    for batch in range(WARMUP_BATCHES + BATCHES):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(SLEEP_CYCLES)
+        start.record()
+        for i in range(LAUNCHES_PER_BATCH):
+            launch(i % copies)
+        end.record()
+        torch.cuda.synchronize()
+        if batch >= WARMUP_BATCHES:
+            times.append(start.elapsed_time(end) * 1000.0 / LAUNCHES_PER_BATCH)
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy, bytes read + written per second."""
+    src = torch.randint(0, 255, (COPY_BYTES,), dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us = time_batches(lambda i: dst.copy_(src), 1)
+    return 2 * COPY_BYTES / (us * 1e-6)
+
+
+def random_blocks_cuda(fmt: str, n: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    return formats.random_blocks(fmt, n, k, generator=generator).cuda()
+
+
+def bench_case(runner, fmt, n, k, m, bandwidth, generator):
+    kind = KIND_FOR_M[m]
+    kernel = emit("cuda", fmt, kind, "float16")
+    blocks = random_blocks_cuda(fmt, n, k, generator)
+    packed = blocks.numel()
+    copies = copies_for(packed)
+    weight_copies = [blocks] + [blocks.clone() for _ in range(copies - 1)]
+    xs = [torch.randn(m, k, device="cuda", dtype=torch.float16) for _ in range(copies)]
+    outs = [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(copies)]
+
+    def ours(i):
+        runner.linear(kernel, xs[i], weight_copies[i], None, n, k, out=outs[i])
+
+    ggufc_us = time_batches(ours, copies)
+    # correctness of the timed configuration (the full check lives in the GPU tests)
+    ref = xs[0].float() @ formats.dequantize(blocks.cpu(), fmt, torch.float32).cuda().T
+    error = float((outs[0].float() - ref).norm() / ref.norm())
+    weight_copies.clear()  # free the copies before the dense ones are made
+
+    dense = formats.dequantize(blocks.cpu(), fmt, torch.float16).cuda()
+    dense_copies = copies_for(dense.numel() * 2)
+    dense_list = [dense] + [dense.clone() for _ in range(dense_copies - 1)]
+    dense_outs = [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(copies)]
+
+    def cublas(i):
+        torch.matmul(xs[i % copies], dense_list[i].T, out=dense_outs[i % copies])
+
+    cublas_us = time_batches(cublas, dense_copies)
+    dense_list.clear()
+    floor_bytes = packed + 2 * (m * k + m * n)
+    floor_us = floor_bytes / bandwidth * 1e6
+    return {
+        "format": fmt,
+        "shape": f"{n}x{k}",
+        "m": m,
+        "kind": kind,
+        "ggufc_us": ggufc_us,
+        "floor_us": floor_us,
+        "cublas_us": cublas_us,
+        "error": error,
+    }
+
+
+def markdown(rows, card, bandwidth) -> str:
+    lines = [
+        (
+            f"Card: {card}; device copy {bandwidth / 1e9:.0f} GB/s (read + write); "
+            "float16 activations; times in us (median)."
+        ),
+        "",
+        "| format | N x K | M | kernel | ggufc | floor | ggufc/floor | cuBLAS f16 | ggufc/cuBLAS | rel. err |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['format']} | {r['shape']} | {r['m']} | {r['kind']} | {r['ggufc_us']:.1f} | "
+            f"{r['floor_us']:.1f} | {r['ggufc_us'] / r['floor_us']:.2f} | {r['cublas_us']:.1f} | "
+            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {r['error']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--formats", default=",".join(FORMAT_NAMES))
+    parser.add_argument("--out", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("no CUDA device", file=sys.stderr)
+        return 1
+    card = torch.cuda.get_device_name()
+    runner = CudaKernelRunner()
+    generator = torch.Generator().manual_seed(torch.seed())
+    bandwidth = copy_bandwidth()
+    rows = []
+    for fmt in args.formats.split(","):
+        block_weights = formats.get_format(fmt).block_weights
+        cases = [(n, k, 1) for n, k in M1_SHAPES] + [(*BATCH_SHAPE, m) for m in BATCH_MS]
+        for n, k, m in cases:
+            if k % block_weights:
+                continue  # e.g. K=640 is not a whole number of 256-weight K-quant blocks
+            row = bench_case(runner, fmt, n, k, m, bandwidth, generator)
+            print(row, flush=True)
+            rows.append(row)
+            torch.cuda.empty_cache()
+    table = markdown(rows, card, bandwidth)
+    print(table)
+    if args.out:
+        args.out.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Run a generated CUDA kernel directly on torch tensors (tests, benchmarks, tuning).
+
+A thin layer over `runtime_schema.cuda_launcher.CudaLauncher` (NVRTC through CuPy, launched
+on torch's current stream): it flattens the activation's leading dims to M rows, checks
+shapes, dtypes and alignment, evaluates the kernel's launch rule and passes the arguments
+in the order of the kernel signature (see `codegen.kernels.emitter`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from codegen.kernels import KernelSource
+from compiler.errors import UnsupportedError
+from compiler.formats import get_format, row_bytes
+
+# the CUDA kernels use 16-byte loads of activations and (for Q4_K/Q5_K) of blocks
+REQUIRED_ALIGNMENT = 16
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def program_source(kernel: KernelSource):
+    """The `runtime_schema.program.KernelSource` of a generated CUDA kernel."""
+    from runtime_schema.program import Backend
+    from runtime_schema.program import KernelSource as ProgramKernelSource
+
+    return ProgramKernelSource(
+        backend=Backend.CUDA, entry=kernel.entry, source=kernel.source, header=kernel.header
+    )
+
+
+def _check_tensor(name: str, tensor: torch.Tensor, kernel: KernelSource) -> None:
+    if not tensor.is_cuda or not tensor.is_contiguous():
+        raise UnsupportedError(f"{kernel.entry}: {name} must be a contiguous CUDA tensor")
+    if tensor.data_ptr() % REQUIRED_ALIGNMENT:
+        raise UnsupportedError(f"{kernel.entry}: {name} must be {REQUIRED_ALIGNMENT}-byte aligned")
+
+
+def _check_blocks(kernel: KernelSource, blocks: torch.Tensor, n: int, k: int) -> None:
+    get_format(kernel.format)
+    expected = (n, row_bytes(kernel.format, k))
+    if blocks.dtype != torch.uint8 or tuple(blocks.shape) != expected:
+        raise UnsupportedError(
+            f"{kernel.entry}: blocks must be uint8 {list(expected)}, got "
+            f"{blocks.dtype} {list(blocks.shape)}"
+        )
+    _check_tensor("blocks", blocks, kernel)
+
+
+class CudaKernelRunner:
+    """Launches generated kernels; one NVRTC compile per distinct kernel."""
+
+    def __init__(self):
+        from runtime_schema.cuda_launcher import CudaLauncher
+
+        self._launcher = CudaLauncher()
+
+    def linear(
+        self,
+        kernel: KernelSource,
+        x: torch.Tensor,
+        blocks: torch.Tensor,
+        bias: torch.Tensor | None,
+        n: int,
+        k: int,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x[..., K] @ dequantize(blocks)^T (+ bias) -> [..., N] in x's dtype."""
+        if kernel.kind == "embedding" or x.dtype != TORCH_DTYPES[kernel.dtype]:
+            raise UnsupportedError(f"{kernel.entry}: not a linear kernel for {x.dtype}")
+        if x.shape[-1] != k:
+            raise UnsupportedError(f"{kernel.entry}: x has K={x.shape[-1]}, expected {k}")
+        get_format(kernel.format)
+        _check_blocks(kernel, blocks, n, k)
+        rows = x.reshape(-1, k)
+        m = rows.shape[0]
+        if out is None:
+            out = torch.empty(*x.shape[:-1], n, dtype=x.dtype, device=x.device)
+        for name, tensor in (("x", rows), ("out", out)):
+            _check_tensor(name, tensor, kernel)
+        if bias is not None:
+            if bias.shape != (n,) or bias.dtype != x.dtype:
+                raise UnsupportedError(f"{kernel.entry}: bias must be {x.dtype} [{n}]")
+            _check_tensor("bias", bias, kernel)
+        self._launcher.launch(
+            program_source(kernel),
+            grid=kernel.launch.grid_size(m, n, k),
+            block=kernel.launch.block_size(),
+            shared_memory_bytes=kernel.launch.shared_memory_bytes,
+            # an unused bias slot still needs a valid pointer: pass x
+            tensors=(rows, blocks, rows if bias is None else bias, out),
+            scalars=(m, n, k, bias is not None),
+        )
+        return out
+
+    def embedding(
+        self,
+        kernel: KernelSource,
+        blocks: torch.Tensor,
+        indices: torch.Tensor,
+        n: int,
+        k: int,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """dequantize(blocks)[indices] -> [*indices.shape, K] in the kernel's dtype."""
+        if kernel.kind != "embedding":
+            raise UnsupportedError(f"{kernel.entry}: not an embedding kernel")
+        _check_blocks(kernel, blocks, n, k)
+        flat = indices.reshape(-1).to(torch.int64).contiguous()
+        m = flat.shape[0]
+        if out is None:
+            out = torch.empty(
+                *indices.shape, k, dtype=TORCH_DTYPES[kernel.dtype], device=blocks.device
+            )
+        _check_tensor("out", out, kernel)
+        self._launcher.launch(
+            program_source(kernel),
+            grid=kernel.launch.grid_size(m, n, k),
+            block=kernel.launch.block_size(),
+            shared_memory_bytes=kernel.launch.shared_memory_bytes,
+            tensors=(blocks, flat, out),
+            scalars=(m, n, k),
+        )
+        return out

@@ -1,0 +1,50 @@
+// 6-bit scale/min unpacking shared by the Q4_K and Q5_K helpers (CUDA).
+// scales[12]: bytes 0..3 sc[0..3] | sc[4..7] bits 4-5 in bits 6-7; bytes 4..7 m[0..3] |
+// m[4..7] bits 4-5 in bits 6-7; bytes 8..11 sc[4..7] bits 0-3 | m[4..7] bits 0-3 << 4.
+#ifndef GGUFC_CUDA_KQUANT_SCALES
+#define GGUFC_CUDA_KQUANT_SCALES
+
+namespace ggufc {
+
+constexpr int KQUANT_SCALES_OFFSET = 4;
+constexpr u32 SIX_BITS = 0x3Fu;
+
+// The raw bytes sub-block s's scale and min come from, plus the f16 d and dmin.
+struct KquantScaleBytes {
+    u16 d;
+    u16 dmin;
+    u8 first;   // s < 4: sc byte s;      else byte s + 4 (low nibbles of sc, m)
+    u8 second;  // s < 4: m byte s + 4;   else byte s - 4 (top bits of sc)
+    u8 third;   // s >= 4: byte s (top bits of m); unused for s < 4
+};
+
+__device__ __forceinline__ KquantScaleBytes load_kquant_scales(const u8* block, int s) {
+    const u8* packed = block + KQUANT_SCALES_OFFSET;
+    KquantScaleBytes raw;
+    raw.d = load_u16(block);
+    raw.dmin = load_u16(block + 2);
+    raw.first = packed[s < 4 ? s : s + 4];
+    raw.second = packed[s < 4 ? s + 4 : s - 4];
+    raw.third = packed[s];
+    return raw;
+}
+
+// Sub-block ``s`` scale (d * sc[s]) and offset (dmin * m[s]).
+__device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, int s, float& scale,
+                                                 float& offset) {
+    u32 sc;
+    u32 m;
+    if (s < 4) {
+        sc = raw.first & SIX_BITS;
+        m = raw.second & SIX_BITS;
+    } else {
+        sc = (raw.first & 0xFu) | ((static_cast<u32>(raw.second) >> 6) << 4);
+        m = (static_cast<u32>(raw.first) >> 4) | ((static_cast<u32>(raw.third) >> 6) << 4);
+    }
+    scale = __half2float(__ushort_as_half(raw.d)) * small_uint_to_float(sc, 0);
+    offset = __half2float(__ushort_as_half(raw.dmin)) * small_uint_to_float(m, 0);
+}
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_KQUANT_SCALES

@@ -1,0 +1,53 @@
+// Q4_0 dequantize helper (CUDA).  Block: f16 d | u8 qs[16]; 18 bytes, 32 weights.
+// Weight j (0..15) is the low nibble of qs[j], weight j+16 its high nibble; y = (q - 8) * d.
+// One part per block.  Blocks are 18 bytes, so only 2-byte loads are aligned.
+// ``load`` only issues loads (kernels call it a step ahead to overlap memory latency);
+// ``decode_values`` does the arithmetic (see PartAffine).
+#ifndef GGUFC_CUDA_FORMAT_Q4_0
+#define GGUFC_CUDA_FORMAT_Q4_0
+
+namespace ggufc {
+
+struct Q4_0 {
+    static constexpr int BLOCK_WEIGHTS = 32;
+    static constexpr int BLOCK_BYTES = 18;
+    static constexpr bool HAS_OFFSET = false;
+    static constexpr int PARTS = 1;
+    static constexpr int ZERO_POINT = 8;
+
+    struct Raw {
+        u16 d;
+        u16 qs[8];
+    };
+
+    __device__ static __forceinline__ Raw load(const u8* block, int /*part*/) {
+        Raw raw;
+        raw.d = load_u16(block);
+        load_u16s<8>(block + 2, raw.qs);
+        return raw;
+    }
+
+    __device__ static __forceinline__ void decode_values(const Raw& raw, int /*part*/,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(raw.d));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            const u32 q = byte_of(raw.qs, j);
+            v[j] = small_uint_to_float(q & 0xFu, ZERO_POINT);
+            v[j + 16] = small_uint_to_float(q >> 4, ZERO_POINT);
+        }
+    }
+
+    __device__ static __forceinline__ void decode(const Raw& raw, int part,
+                                                  float (&w)[PART_WEIGHTS]) {
+        PartAffine affine;
+        decode_values(raw, part, w, affine);
+        apply_affine(affine, w);
+    }
+};
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_FORMAT_Q4_0

@@ -1,0 +1,55 @@
+// Q4_K dequantize helper (CUDA).  Block (144 bytes, 256 weights): f16 d | f16 dmin |
+// u8 scales[12] | u8 qs[128].  Part p (weights 32p..32p+31) is sub-block p: the low nibbles
+// (p even) or high nibbles (p odd) of qs[32*(p/2) .. +31]; y = (d*sc[p]) * q - dmin*m[p].
+// 144 is a multiple of 16 and qs starts at byte 16, so with a 16-byte aligned tensor each
+// part's quants are two aligned 16-byte loads.  ``load`` only issues loads; ``decode_values``
+// does the arithmetic (see PartAffine).
+#ifndef GGUFC_CUDA_FORMAT_Q4_K
+#define GGUFC_CUDA_FORMAT_Q4_K
+
+namespace ggufc {
+
+struct Q4_K {
+    static constexpr int BLOCK_WEIGHTS = 256;
+    static constexpr int BLOCK_BYTES = 144;
+    static constexpr bool HAS_OFFSET = true;
+    static constexpr int PARTS = 8;
+    static constexpr int QS_OFFSET = 16;
+
+    struct Raw {
+        KquantScaleBytes scales;
+        uint4 qs[2];
+    };
+
+    __device__ static __forceinline__ Raw load(const u8* block, int part) {
+        Raw raw;
+        raw.scales = load_kquant_scales(block, part);
+        load_u128s<2>(block + QS_OFFSET + PART_WEIGHTS * (part / 2), raw.qs);
+        return raw;
+    }
+
+    __device__ static __forceinline__ void decode_values(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        float scale;
+        float offset;
+        kquant_scale_min(raw.scales, part, scale, offset);
+        affine = make_affine(scale, scale, offset, offset);
+        const int shift = 4 * (part % 2);
+#pragma unroll
+        for (int j = 0; j < PART_WEIGHTS; ++j) {
+            v[j] = small_uint_to_float((static_cast<u32>(byte_of(raw.qs, j)) >> shift) & 0xFu, 0);
+        }
+    }
+
+    __device__ static __forceinline__ void decode(const Raw& raw, int part,
+                                                  float (&w)[PART_WEIGHTS]) {
+        PartAffine affine;
+        decode_values(raw, part, w, affine);
+        apply_affine(affine, w);
+    }
+};
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_FORMAT_Q4_K

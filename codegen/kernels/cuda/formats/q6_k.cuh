@@ -1,0 +1,69 @@
+// Q6_K dequantize helper (CUDA).  Block (210 bytes, 256 weights): u8 ql[128] | u8 qh[64] |
+// i8 scales[16] | f16 d.  Part p (weights 32p..32p+31) is half h = p/4, quarter t = p%4:
+// weight l has nibble (ql[64h + 32*(t%2) + l] >> 4*(t/2)) & 15 and top bits
+// (qh[32h + l] >> 2t) & 3; y = (d * scales[2p + l/16]) * (q - 32).  Blocks are 210 bytes,
+// so only 2-byte loads are aligned.  ``load`` only issues loads; ``decode_values`` does the
+// arithmetic (see PartAffine).
+#ifndef GGUFC_CUDA_FORMAT_Q6_K
+#define GGUFC_CUDA_FORMAT_Q6_K
+
+namespace ggufc {
+
+struct Q6_K {
+    static constexpr int BLOCK_WEIGHTS = 256;
+    static constexpr int BLOCK_BYTES = 210;
+    static constexpr bool HAS_OFFSET = false;
+    static constexpr int PARTS = 8;
+    static constexpr int QH_OFFSET = 128;
+    static constexpr int SCALES_OFFSET = 192;
+    static constexpr int D_OFFSET = 208;
+    static constexpr int ZERO_POINT = 32;
+    static constexpr int SUB_BLOCK_WEIGHTS = 16;
+
+    struct Raw {
+        u16 ql[16];
+        u16 qh[16];
+        u16 scales;  // the two i8 scales of the part's sub-blocks
+        u16 d;
+    };
+
+    __device__ static __forceinline__ Raw load(const u8* block, int part) {
+        const int half_index = part / 4;
+        const int quarter = part % 4;
+        Raw raw;
+        load_u16s<16>(block + 64 * half_index + PART_WEIGHTS * (quarter % 2), raw.ql);
+        load_u16s<16>(block + QH_OFFSET + PART_WEIGHTS * half_index, raw.qh);
+        raw.scales = load_u16(block + SCALES_OFFSET + 2 * part);
+        raw.d = load_u16(block + D_OFFSET);
+        return raw;
+    }
+
+    __device__ static __forceinline__ void decode_values(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const int quarter = part % 4;
+        const float d = __half2float(__ushort_as_half(raw.d));
+        const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
+        const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
+        affine = make_affine(scale_lo, scale_hi, 0.0f, 0.0f);
+        const int nibble_shift = 4 * (quarter / 2);
+        const int top_shift = 2 * quarter;
+#pragma unroll
+        for (int l = 0; l < PART_WEIGHTS; ++l) {
+            const u32 q = ((static_cast<u32>(byte_of(raw.ql, l)) >> nibble_shift) & 0xFu) |
+                          (((static_cast<u32>(byte_of(raw.qh, l)) >> top_shift) & 3u) << 4);
+            v[l] = small_uint_to_float(q, ZERO_POINT);
+        }
+    }
+
+    __device__ static __forceinline__ void decode(const Raw& raw, int part,
+                                                  float (&w)[PART_WEIGHTS]) {
+        PartAffine affine;
+        decode_values(raw, part, w, affine);
+        apply_affine(affine, w);
+    }
+};
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_FORMAT_Q6_K

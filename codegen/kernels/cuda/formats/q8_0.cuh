@@ -1,0 +1,51 @@
+// Q8_0 dequantize helper (CUDA).  Block: f16 d | i8 qs[32]; 34 bytes, 32 weights; y = qs * d.
+// One part per block; blocks are 34 bytes, so 2-byte loads are the widest aligned ones.
+// ``load`` only issues loads; ``decode_values`` does the arithmetic (see PartAffine).
+#ifndef GGUFC_CUDA_FORMAT_Q8_0
+#define GGUFC_CUDA_FORMAT_Q8_0
+
+namespace ggufc {
+
+struct Q8_0 {
+    static constexpr int BLOCK_WEIGHTS = 32;
+    static constexpr int BLOCK_BYTES = 34;
+    static constexpr bool HAS_OFFSET = false;
+    static constexpr int PARTS = 1;
+    // flipping the sign bit maps int8 q to the unsigned q + 128
+    static constexpr u32 SIGN_BIT = 0x80u;
+    static constexpr int SIGNED_OFFSET = 128;
+
+    struct Raw {
+        u16 d;
+        u16 qs[16];
+    };
+
+    __device__ static __forceinline__ Raw load(const u8* block, int /*part*/) {
+        Raw raw;
+        raw.d = load_u16(block);
+        load_u16s<16>(block + 2, raw.qs);
+        return raw;
+    }
+
+    __device__ static __forceinline__ void decode_values(const Raw& raw, int /*part*/,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(raw.d));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+            v[j] = small_uint_to_float(byte_of(raw.qs, j) ^ SIGN_BIT, SIGNED_OFFSET);
+        }
+    }
+
+    __device__ static __forceinline__ void decode(const Raw& raw, int part,
+                                                  float (&w)[PART_WEIGHTS]) {
+        PartAffine affine;
+        decode_values(raw, part, w, affine);
+        apply_affine(affine, w);
+    }
+};
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_FORMAT_Q8_0

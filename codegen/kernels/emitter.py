@@ -1,0 +1,254 @@
+"""Specialise the kernel templates: one source per (backend, format, kind, activation dtype).
+
+Templates live beside this module as ordinary source files (``cuda/*.cu``, ``cuda/*.cuh``,
+``metal/*.metal``) rendered by jinja2 with ``StrictUndefined``.  Every generated kernel is
+
+    header = prelude + the format's dequantize helper      (shared by all kinds and dtypes)
+    source = the kind's kernel, specialised to one dtype   (defines ``entry``)
+
+and the program compiles ``header + "\\n" + source``.  Headers are include-guarded and the
+sources keep their names in a namespace of their own, so any set of generated sources can
+be concatenated into one translation unit (the CI compile checks do that).
+
+What is a template constant and what is a kernel argument
+---------------------------------------------------------
+* Template constants (baked into the source text): backend, format, kernel kind, activation
+  dtype, and the tile geometry of the kind (threads, rows per block, tile sizes).
+* Kernel arguments (the same source serves every layer): the sizes ``M``, ``N``, ``K`` as
+  int64 and, for linear kinds, ``has_bias`` as int32.  So there are at most
+  2 x 6 x 4 x 3 = 144 distinct sources however many layers a model has, and a program file
+  interns each once.
+
+Kernel signatures (CUDA parameter order = Metal buffer indices)::
+
+    linear kinds:  (const T* x, const u8* blocks, const T* bias, T* out,
+                    int64 M, int64 N, int64 K, int32 has_bias)
+                   out[M, N] = x[M, K] @ dequantize(blocks[N, K])^T (+ bias[N])
+    embedding:     (const u8* blocks, const int64* indices, T* out, int64 M, int64 N, int64 K)
+                   out[M, K] = dequantize(blocks[indices[i]]), M = number of indices
+
+``bias`` must be a valid pointer even when ``has_bias`` is 0 (pass any tensor; it is not
+read).  ``blocks`` must be 16-byte aligned (torch allocations and the program file's
+64-byte aligned constants are).  ``x``, ``out`` are contiguous, 16-byte aligned, and K is
+a multiple of the format's block weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from codegen.kernels.launch import GridExtent, LaunchRule
+from compiler.errors import UnsupportedError
+from compiler.formats import FORMATS
+
+TEMPLATE_DIR = Path(__file__).parent
+BACKENDS = ("cuda", "metal")
+KINDS = ("matvec", "matvec_batched", "matmul", "embedding")
+LINEAR_KINDS = ("matvec", "matvec_batched", "matmul")
+DTYPES = ("float16", "bfloat16", "float32")
+FORMAT_NAMES = tuple(FORMATS)
+DTYPE_TAGS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
+# Q4_K and Q5_K share the 6-bit scale/min packing
+KQUANT_SCALE_FORMATS = ("Q4_K", "Q5_K")
+
+THREADS = 128  # 4 warps / simdgroups per block in every kind
+WARPS = THREADS // 32
+MATVEC_BATCHED_ROWS = 8  # activation rows served by one read of the weights
+MATVEC_ROWS_PER_WARP = 4  # weight rows a matvec warp decodes against one read of x
+
+
+@dataclass(frozen=True)
+class BackendSyntax:
+    """The spellings of one backend: file suffixes and activation / matrix types."""
+
+    source_suffix: str
+    header_suffix: str
+    act_types: dict[str, str]
+
+
+CUDA = BackendSyntax(
+    ".cu", ".cuh", {"float16": "__half", "bfloat16": "__nv_bfloat16", "float32": "float"}
+)
+METAL = BackendSyntax(
+    ".metal", ".metal", {"float16": "half", "bfloat16": "bfloat", "float32": "float"}
+)
+SYNTAX = {"cuda": CUDA, "metal": METAL}
+
+# Tile geometry of the matmul kind per (backend, dtype): M x N x K per block, one weight part
+# of 32 per thread per K step (TILE_N * TILE_K / 32 == THREADS).  CUDA's 16-bit tiles are
+# taller (weights dequantized once per 128 activation rows); float32 staging is twice the
+# bytes, so its tile stays within 48 KB of static shared memory.  Metal's fit 32 KB.
+MATMUL_TILES = {
+    ("cuda", "float16"): (128, 64, 64),
+    ("cuda", "bfloat16"): (128, 64, 64),
+    ("cuda", "float32"): (64, 64, 64),
+    ("metal", "float16"): (32, 64, 64),
+    ("metal", "bfloat16"): (32, 64, 64),
+    ("metal", "float32"): (32, 64, 64),
+}
+# CUDA tensor-core operands per dtype: (type as staged in shared memory, mma.sync PTX type,
+# mma K, rounded to TF32).  float32 activations use TF32 (float range, 10-bit mantissa).
+CUDA_MMA = {
+    "float16": ("__half", "f16", 16, False),
+    "bfloat16": ("__nv_bfloat16", "bf16", 16, False),
+    "float32": ("float", "tf32", 8, True),
+}
+METAL_SIMDGROUP_MATRIX = {
+    "float16": "simdgroup_half8x8",
+    "bfloat16": "simdgroup_bfloat8x8",
+    "float32": "simdgroup_float8x8",
+}
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """One generated kernel: compile ``header + "\\n" + source`` and call ``entry``."""
+
+    backend: str
+    format: str
+    kind: str
+    dtype: str
+    entry: str
+    header: str
+    source: str
+    launch: LaunchRule
+
+    @property
+    def name(self) -> str:
+        return self.entry
+
+    @property
+    def text(self) -> str:
+        """The whole translation unit."""
+        return self.header + "\n" + self.source
+
+
+def entry_name(fmt: str, kind: str, dtype: str) -> str:
+    return f"ggufc_{kind}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
+
+
+def launch_rule(backend: str, kind: str, dtype: str) -> LaunchRule:
+    """Grid and block of ``kind`` for ``dtype`` on ``backend`` (see codegen.kernels.launch)."""
+    one = GridExtent()
+    if kind == "matvec":
+        rows = WARPS * (MATVEC_ROWS_PER_WARP if backend == "cuda" else 1)
+        return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
+    if kind == "matvec_batched":
+        rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
+        return LaunchRule(THREADS, (GridExtent(("N",), WARPS), rows, one))
+    if kind == "matmul":
+        tile_m, tile_n, _ = MATMUL_TILES[backend, dtype]
+        return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
+    return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def _check(backend: str, fmt: str, kind: str, dtype: str) -> None:
+    for value, allowed, what in (
+        (backend, BACKENDS, "backend"),
+        (fmt, FORMAT_NAMES, "format"),
+        (kind, KINDS, "kernel kind"),
+        (dtype, DTYPES, "activation dtype"),
+    ):
+        if value not in allowed:
+            raise UnsupportedError(
+                f"no kernel for {what} {value!r}; supported: {', '.join(allowed)}"
+            )
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _render(path: str, **values) -> str:
+    return _environment().get_template(path).render(**values)
+
+
+@cache
+def emit_header(backend: str, fmt: str) -> str:
+    """Prelude + dequantize helper of ``fmt`` for ``backend`` (shared by all its kernels)."""
+    _check(backend, fmt, "matvec", "float32")
+    suffix = SYNTAX[backend].header_suffix
+    parts = [f"{backend}/prelude{suffix}"]
+    if fmt in KQUANT_SCALE_FORMATS:
+        parts.append(f"{backend}/formats/kquant_scales{suffix}")
+    parts.append(f"{backend}/formats/{fmt.lower()}{suffix}")
+    return "\n".join(_render(part) for part in parts)
+
+
+def _kind_values(backend: str, fmt: str, kind: str, dtype: str) -> tuple[str, dict]:
+    """Template path and values of one kernel."""
+    syntax = SYNTAX[backend]
+    values = {
+        "entry": entry_name(fmt, kind, dtype),
+        "format": fmt,
+        "kind": kind,
+        "dtype": dtype,
+        "act_type": syntax.act_types[dtype],
+        "threads": THREADS,
+    }
+    if kind == "matvec":
+        values["warps_per_block"] = WARPS
+        values["rows_per_warp"] = MATVEC_ROWS_PER_WARP if backend == "cuda" else 1
+        values["max_rows"] = 1
+        return f"{backend}/matvec{syntax.source_suffix}", values
+    if kind == "matvec_batched":
+        values["warps_per_block"] = WARPS
+        values["max_rows"] = MATVEC_BATCHED_ROWS
+        # Metal shares one template for both (one weight row per simdgroup)
+        template = "matvec_batched" if backend == "cuda" else "matvec"
+        return f"{backend}/{template}{syntax.source_suffix}", values
+    if kind == "matmul":
+        tile_m, tile_n, tile_k = MATMUL_TILES[backend, dtype]
+        values.update(tile_m=tile_m, tile_n=tile_n, tile_k=tile_k)
+        if backend == "cuda":
+            storage, ptx_type, frag_k, tf32 = CUDA_MMA[dtype]
+            values.update(mma_storage=storage, mma_ptx_type=ptx_type, frag_k=frag_k, tf32=tf32)
+        else:
+            values["simdgroup_matrix"] = METAL_SIMDGROUP_MATRIX[dtype]
+        return f"{backend}/matmul{syntax.source_suffix}", values
+    return f"{backend}/embedding{syntax.source_suffix}", values
+
+
+@cache
+def emit(backend: str, fmt: str, kind: str, dtype: str) -> KernelSource:
+    """The kernel of ``kind`` for ``fmt`` weights and ``dtype`` activations on ``backend``.
+
+    ``dtype`` is the activation (and output) dtype by torch name; embedding's is the output
+    dtype.  UnsupportedError for anything outside BACKENDS x FORMAT_NAMES x KINDS x DTYPES."""
+    _check(backend, fmt, kind, dtype)
+    template, values = _kind_values(backend, fmt, kind, dtype)
+    return KernelSource(
+        backend=backend,
+        format=fmt,
+        kind=kind,
+        dtype=dtype,
+        entry=values["entry"],
+        header=emit_header(backend, fmt),
+        source=_render(template, **values),
+        launch=launch_rule(backend, kind, dtype),
+    )
+
+
+def all_kernels(backend: str) -> list[KernelSource]:
+    """Every kernel of ``backend``, in a fixed order (format, kind, dtype)."""
+    return [
+        emit(backend, fmt, kind, dtype)
+        for fmt in FORMAT_NAMES
+        for kind in KINDS
+        for dtype in DTYPES
+    ]
+
+
+def translation_unit(kernels: list[KernelSource]) -> str:
+    """One compilable text holding ``kernels`` (headers are include-guarded)."""
+    return "\n".join(kernel.text for kernel in kernels)

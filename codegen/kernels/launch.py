@@ -1,0 +1,75 @@
+"""How a generated kernel is launched: block size and grid as functions of (M, N, K).
+
+A kernel's launch is pure data so that lowering can turn it into program Dims (static where
+N and K are, SymNode arithmetic where M is symbolic) and the launcher can evaluate it::
+
+    block = (threads, 1, 1)                      # a CUDA block / a Metal threadgroup
+    grid[d] = ceil(product(sizes[d]) / per_block[d])
+
+The sizes a grid extent may multiply are named in ``GRID_SIZES``: ``M`` (activation rows,
+all leading dims flattened; the number of indices for embedding), ``N`` (weight rows),
+``K_PARTS`` (``K / 32``, the 32-weight parts a row is decoded in).  Shared memory is static
+in every kernel (``shared_memory_bytes`` is 0 at launch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.errors import UnsupportedError
+
+# weights per part: the unit of work of one thread in every kernel kind
+PART_WEIGHTS = 32
+GRID_SIZES = ("M", "N", "K_PARTS")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class GridExtent:
+    """One grid dimension: ``ceil(product of the named sizes / per_block)``; 1 if none."""
+
+    sizes: tuple[str, ...] = ()
+    per_block: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sizes if s not in GRID_SIZES]
+        if unknown or self.per_block < 1:
+            raise ValueError(f"grid extent {self}: sizes must be among {GRID_SIZES}")
+
+    def evaluate(self, m: int, n: int, k: int) -> int:
+        values = {"M": m, "N": n, "K_PARTS": k // PART_WEIGHTS}
+        product = 1
+        for name in self.sizes:
+            product *= values[name]
+        return ceil_div(product, self.per_block)
+
+    def describe(self) -> str:
+        if not self.sizes:
+            return "1"
+        product = "*".join(self.sizes)
+        return product if self.per_block == 1 else f"ceil({product}/{self.per_block})"
+
+
+@dataclass(frozen=True)
+class LaunchRule:
+    """Block of ``threads`` threads; grid (x, y, z) from ``grid``; no dynamic shared memory."""
+
+    threads: int
+    grid: tuple[GridExtent, GridExtent, GridExtent]
+    shared_memory_bytes: int = 0
+
+    def block_size(self) -> tuple[int, int, int]:
+        return (self.threads, 1, 1)
+
+    def grid_size(self, m: int, n: int, k: int) -> tuple[int, int, int]:
+        if k % PART_WEIGHTS:
+            raise UnsupportedError(f"K={k} is not a multiple of {PART_WEIGHTS}")
+        x, y, z = (extent.evaluate(m, n, k) for extent in self.grid)
+        return (x, y, z)
+
+    def describe(self) -> str:
+        grid = ", ".join(extent.describe() for extent in self.grid)
+        return f"grid=({grid}) block=({self.threads}, 1, 1)"

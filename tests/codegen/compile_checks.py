@@ -1,0 +1,38 @@
+"""Helpers of the CI compile checks: one translation unit per format holding every kind and
+dtype of one backend, compiled by a host tool in parallel (two at a time: CI has 2 cores)."""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, translation_unit
+
+PARALLEL_JOBS = 2
+SUFFIX = {"cuda": ".cu", "metal": ".metal"}
+
+
+def write_translation_units(backend: str, directory: Path) -> list[Path]:
+    paths = []
+    for fmt in FORMAT_NAMES:
+        kernels = [emit(backend, fmt, kind, dtype) for kind in KINDS for dtype in DTYPES]
+        path = directory / f"ggufc_{backend}_{fmt.lower()}{SUFFIX[backend]}"
+        path.write_text(translation_unit(kernels))
+        paths.append(path)
+    return paths
+
+
+def run_all(commands: list[list[str]], timeout_s: float) -> list[str]:
+    """Runs the commands two at a time; the output of each that failed."""
+
+    def run(command: list[str]) -> str | None:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if done.returncode == 0:
+            return None
+        return f"$ {' '.join(command)}\n{done.stdout}{done.stderr}"
+
+    with ThreadPoolExecutor(PARALLEL_JOBS) as pool:
+        return [failure for failure in pool.map(run, commands) if failure is not None]

@@ -1,0 +1,157 @@
+"""Every generated CUDA kernel against a float64 reference, on a GPU.
+
+Reference: ``formats.dequantize(blocks).double() @ x.double().T + bias`` on the CPU, with x
+and bias rounded to the activation dtype first (the kernels see the same values).  Blocks,
+activations, bias and indices are fresh random data each run (the seed is in every failure
+message); outputs are NaN-poisoned before each launch, so an element a kernel fails to write
+fails the check.  Error: ||out - ref|| / ||ref|| under the per-(kind, dtype) bound below.
+
+Skipped without a CUDA device and CuPy (run them with ``benchmarks/gpu_check.sh``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit
+from compiler import formats
+
+HAS_GPU = torch.cuda.is_available()
+try:
+    import cupy  # noqa: F401
+
+    HAS_CUPY = True
+except ImportError:
+    HAS_CUPY = False
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (HAS_GPU and HAS_CUPY), reason="needs an NVIDIA GPU and CuPy"),
+]
+
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+# float32 accumulation everywhere; the output rounding to the dtype dominates
+# (fp16: 2^-11, bf16: 2^-8 relative); the matmul's tensor-core operands are rounded too
+# (fp16 / bf16 weights; TF32 for float32, 10-bit mantissa).
+ERROR_BOUNDS = {
+    ("matvec", "float32"): 1e-5,
+    ("matvec_batched", "float32"): 1e-5,
+    ("matmul", "float32"): 3e-3,
+    ("embedding", "float32"): 1e-6,
+}
+DTYPE_BOUNDS = {"float16": 2e-3, "bfloat16": 1.6e-2}
+# rows of activations: 1, the bucket edges of matvec_batched (2, 8), one past it (9) and large
+M_VALUES = (1, 2, 8, 9, 130)
+# N = 131 is ragged for the matvec (4 rows per block) and matmul (64) tiles; K % 64 == 32
+# for the 32-weight formats exercises the matmul's partial K step
+RAGGED_N = 131
+K_BY_FORMAT = {"Q4_0": 352, "Q5_0": 352, "Q8_0": 352, "Q4_K": 768, "Q5_K": 768, "Q6_K": 768}
+LARGE_K = 21504
+EMBEDDING_ROWS = 131
+ACTIVATION_SCALE = 2.0
+
+
+def error_bound(kind: str, dtype: str) -> float:
+    return ERROR_BOUNDS.get((kind, dtype), DTYPE_BOUNDS.get(dtype, 0.0))
+
+
+@pytest.fixture(scope="module")
+def runner():
+    from codegen.cuda_run import CudaKernelRunner
+
+    return CudaKernelRunner()
+
+
+@pytest.fixture
+def rng():
+    seed = int.from_bytes(os.urandom(8), "little") >> 1
+    return torch.Generator().manual_seed(seed)
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.double() - ref).norm() / ref.norm())
+
+
+def check_linear(runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias):
+    kernel = emit("cuda", fmt, kind, dtype)
+    torch_dtype = TORCH_DTYPES[dtype]
+    blocks = formats.random_blocks(fmt, n, k, generator=rng)
+    x = (torch.randn(*m_shape, k, generator=rng) * ACTIVATION_SCALE).to(torch_dtype)
+    bias = torch.randn(n, generator=rng).to(torch_dtype) if with_bias else None
+    weights = formats.dequantize(blocks, fmt, torch.float32).double()
+    ref = x.double() @ weights.T
+    if bias is not None:
+        ref = ref + bias.double()
+    out = torch.full((*m_shape, n), float("nan"), dtype=torch_dtype, device="cuda")
+    runner.linear(
+        kernel,
+        x.cuda(),
+        blocks.cuda(),
+        None if bias is None else bias.cuda(),
+        n,
+        k,
+        out=out,
+    )
+    out = out.cpu()
+    where = f"{kernel.entry} M={m_shape} N={n} K={k} bias={with_bias} seed={rng.initial_seed()}"
+    assert bool(torch.isfinite(out).all()), f"{where}: unwritten or non-finite outputs"
+    error = relative_error(out, ref)
+    assert error <= error_bound(kind, dtype), f"{where}: relative error {error:.3g}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", LINEAR_KINDS)
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, dtype):
+    k = K_BY_FORMAT[fmt]
+    for m in M_VALUES:
+        # bias on odd M only: both paths of every kernel run in every test
+        check_linear(runner, rng, fmt, kind, dtype, (m,), RAGGED_N, k, with_bias=m % 2 == 1)
+
+
+@pytest.mark.parametrize("kind", LINEAR_KINDS)
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind):
+    check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, with_bias=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_embedding_kernel_gathers_dequantized_rows(runner, rng, fmt, dtype):
+    kernel = emit("cuda", fmt, "embedding", dtype)
+    torch_dtype = TORCH_DTYPES[dtype]
+    k = K_BY_FORMAT[fmt]
+    blocks = formats.random_blocks(fmt, EMBEDDING_ROWS, k, generator=rng)
+    weights = formats.dequantize(blocks, fmt, torch.float32).double()
+    for shape in ((1,), (9,), (2, 65)):
+        indices = torch.randint(0, EMBEDDING_ROWS, shape, generator=rng)
+        indices.view(-1)[0] = EMBEDDING_ROWS - 1  # the last row, every time
+        out = torch.full((*shape, k), float("nan"), dtype=torch_dtype, device="cuda")
+        runner.embedding(kernel, blocks.cuda(), indices.cuda(), EMBEDDING_ROWS, k, out=out)
+        out = out.cpu()
+        ref = weights[indices]
+        where = f"{kernel.entry} indices={list(shape)} seed={rng.initial_seed()}"
+        assert bool(torch.isfinite(out).all()), f"{where}: unwritten or non-finite outputs"
+        error = relative_error(out, ref)
+        assert error <= error_bound("embedding", dtype), f"{where}: relative error {error:.3g}"
+
+
+def test_embedding_kernel_marks_out_of_range_indices_with_nan(runner):
+    kernel = emit("cuda", "Q8_0", "embedding", "float32")
+    blocks = formats.random_blocks("Q8_0", 4, 64).cuda()
+    out = runner.embedding(kernel, blocks, torch.tensor([0, 4, -1, 3], device="cuda"), 4, 64)
+    finite = torch.isfinite(out).all(dim=1).tolist()
+    assert finite == [True, False, False, True]
+
+
+def test_embedding_kernel_reaches_the_last_row_of_a_vocabulary(runner, rng):
+    rows, k = 262144, 256
+    kernel = emit("cuda", "Q4_K", "embedding", "float16")
+    blocks = formats.random_blocks("Q4_K", rows, k, generator=rng)
+    indices = torch.tensor([rows - 1, 0, rows // 2])
+    out = runner.embedding(kernel, blocks.cuda(), indices.cuda(), rows, k).cpu()
+    ref = formats.dequantize(blocks[indices], "Q4_K", torch.float32).double()
+    assert relative_error(out, ref) <= error_bound("embedding", "float16")

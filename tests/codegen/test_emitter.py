@@ -1,0 +1,103 @@
+"""The kernel emitter: one source per (backend, format, kind, dtype), launch rules that cover
+every output, strict templates, and errors that name what was asked for."""
+
+from __future__ import annotations
+
+import itertools
+
+import jinja2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from codegen.kernels import (
+    BACKENDS,
+    DTYPES,
+    FORMAT_NAMES,
+    KINDS,
+    LINEAR_KINDS,
+    LaunchRule,
+    emit,
+    emit_header,
+)
+from codegen.kernels.emitter import _render
+from codegen.kernels.launch import PART_WEIGHTS
+from compiler.errors import UnsupportedError
+from compiler.formats import get_format
+
+ALL_CELLS = list(itertools.product(BACKENDS, FORMAT_NAMES, KINDS, DTYPES))
+
+
+def test_every_cell_has_its_own_source_and_entry():
+    kernels = [emit(*cell) for cell in ALL_CELLS]
+    assert len({k.entry for k in kernels}) == len(ALL_CELLS) // len(BACKENDS)
+    assert len({(k.backend, k.source) for k in kernels}) == len(ALL_CELLS)
+    for kernel in kernels:
+        assert kernel.entry in kernel.source
+        assert kernel.header == emit_header(kernel.backend, kernel.format)
+
+
+def test_emission_is_deterministic():
+    cell = ("cuda", "Q6_K", "matmul", "bfloat16")
+    first = emit(*cell)
+    emit.cache_clear()
+    assert emit(*cell) == first
+
+
+@pytest.mark.parametrize(
+    "cell, bad",
+    [
+        (("rocm", "Q4_0", "matvec", "float16"), "rocm"),
+        (("cuda", "Q3_K", "matvec", "float16"), "Q3_K"),
+        (("cuda", "Q4_0", "gemv", "float16"), "gemv"),
+        (("metal", "Q4_0", "matvec", "float64"), "float64"),
+    ],
+)
+def test_unsupported_cells_raise_naming_the_value(cell, bad):
+    with pytest.raises(UnsupportedError, match=bad):
+        emit(*cell)
+
+
+def test_templates_reject_missing_values():
+    with pytest.raises(jinja2.UndefinedError):
+        _render("cuda/matvec.cu", entry="ggufc_x", format="Q4_0")
+
+
+@pytest.mark.parametrize("backend, kind", list(itertools.product(BACKENDS, LINEAR_KINDS)))
+def test_linear_kernels_take_sizes_as_arguments(backend, kind):
+    source = emit(backend, "Q4_K", kind, "float16").source
+    for size in ("M", "N", "K", "has_bias"):
+        assert f" {size}" in source
+    assert "4096" not in source and "14336" not in source  # no shape baked in
+
+
+@given(
+    cell=st.sampled_from(ALL_CELLS),
+    m=st.integers(1, 5000),
+    n=st.integers(1, 300_000),
+    blocks=st.integers(1, 84),
+)
+def test_launch_rule_covers_every_output_with_no_spare_block(cell, m, n, blocks):
+    _, fmt, kind, _ = cell
+    k = blocks * get_format(fmt).block_weights
+    rule: LaunchRule = emit(*cell).launch
+    grid = rule.grid_size(m, n, k)
+    assert rule.block_size() == (rule.threads, 1, 1) and grid[2] == 1
+    for extent, size in zip(rule.grid[:2], grid[:2]):
+        values = {"M": m, "N": n, "K_PARTS": k // PART_WEIGHTS}
+        product = 1
+        for name in extent.sizes:
+            product *= values[name]
+        assert size * extent.per_block >= product  # every output has a block
+        assert (size - 1) * extent.per_block < max(product, 1)  # and no block is idle
+    if kind != "embedding":
+        assert {e.sizes for e in rule.grid[:2]} == {("N",), ("M",)}
+
+
+def test_launch_rule_describes_itself():
+    assert emit("cuda", "Q4_0", "matmul", "float16").launch.describe() == (
+        "grid=(ceil(N/64), ceil(M/128), 1) block=(128, 1, 1)"
+    )
+    assert emit("cuda", "Q8_0", "embedding", "float32").launch.describe() == (
+        "grid=(ceil(M*K_PARTS/128), 1, 1) block=(128, 1, 1)"
+    )

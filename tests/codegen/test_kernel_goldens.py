@@ -1,0 +1,38 @@
+"""Every generated kernel source and header matches its golden file (see golden_files)."""
+
+from __future__ import annotations
+
+import pytest
+from golden_files import GOLDEN_DIR, GOLDEN_EXTENSIONS
+
+from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_kernel_sources_match_goldens(snapshot, backend, fmt):
+    extension = GOLDEN_EXTENSIONS[backend]
+    header = emit_header(backend, fmt)
+    assert header == snapshot(extension_class=extension, name=f"header_{fmt.lower()}")
+    for kind in KINDS:
+        for dtype in DTYPES:
+            kernel = emit(backend, fmt, kind, dtype)
+            assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_golden_file_belongs_to_a_generated_kernel(backend):
+    extension = GOLDEN_EXTENSIONS[backend]
+    expected = {f"header_{fmt.lower()}" for fmt in FORMAT_NAMES} | {
+        emit(backend, fmt, kind, dtype).entry
+        for fmt in FORMAT_NAMES
+        for kind in KINDS
+        for dtype in DTYPES
+    }
+    found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
+    others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {
+        f"{name}.{extension.file_extension}" for name in found
+    }
+    assert not others, f"unexpected files in tests/golden/{backend}: {sorted(others)}"
+    assert found - expected == set(), "stale goldens: delete them or rerun --snapshot-update"
+    assert expected - found == set(), "missing goldens: run pytest tests/codegen --snapshot-update"

@@ -1,0 +1,290 @@
+// ggufc CUDA prelude: scalar types, activation conversions, warp reduction and the aligned
+// loads every kernel kind uses.  Included once per translation unit (guarded), so several
+// generated sources can be concatenated into one file for compile checks.
+#ifndef GGUFC_CUDA_PRELUDE
+#define GGUFC_CUDA_PRELUDE
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+namespace ggufc {
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+constexpr int WARP_SIZE = 32;
+constexpr unsigned FULL_MASK = 0xffffffffu;
+// Every format is decoded in parts of this many consecutive weights (one thread's work).
+constexpr int PART_WEIGHTS = 32;
+
+__device__ __forceinline__ float warp_sum(float value) {
+#pragma unroll
+    for (int offset = WARP_SIZE / 2; offset > 0; offset /= 2) {
+        value += __shfl_xor_sync(FULL_MASK, value, offset);
+    }
+    return value;
+}
+
+// Block fields sit at even offsets of blocks of even size (Q4_0 is 18 bytes, Q6_K 210), so
+// 2-byte loads are the widest that are aligned for every block of those formats.
+__device__ __forceinline__ u16 load_u16(const u8* p) {
+    return *reinterpret_cast<const u16*>(p);
+}
+
+__device__ __forceinline__ float load_f16(const u8* p) {
+    return __half2float(__ushort_as_half(load_u16(p)));
+}
+
+// Copies 2*count bytes from a 2-byte aligned address into registers.
+template <int COUNT>
+__device__ __forceinline__ void load_u16s(const u8* p, u16 (&out)[COUNT]) {
+#pragma unroll
+    for (int i = 0; i < COUNT; ++i) {
+        out[i] = load_u16(p + 2 * i);
+    }
+}
+
+// Copies 16*count bytes from a 16-byte aligned address into registers (one 16-byte load each).
+template <int COUNT>
+__device__ __forceinline__ void load_u128s(const u8* p, uint4 (&out)[COUNT]) {
+#pragma unroll
+    for (int i = 0; i < COUNT; ++i) {
+        out[i] = reinterpret_cast<const uint4*>(p)[i];
+    }
+}
+
+// Exact float of a small unsigned integer q (< 2^23) minus ``zero_point`` without the slow
+// integer-to-float instruction: OR-ing q into the mantissa of 2^23 gives the float 2^23 + q.
+constexpr u32 FLOAT_2POW23_BITS = 0x4B000000u;
+constexpr float FLOAT_2POW23 = 8388608.0f;
+
+__device__ __forceinline__ float small_uint_to_float(u32 q, int zero_point) {
+    return __uint_as_float(FLOAT_2POW23_BITS | q) - (FLOAT_2POW23 + static_cast<float>(zero_point));
+}
+
+// A 16-byte load of weights that are read once: it bypasses L1 so that the activations, which
+// every row rereads, stay cached there (streaming weights through L1 evicts them, and the
+// activation rereads then run at L2 bandwidth).
+__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ u8 byte_of(const uint4 (&words)[2], int index) {
+    const u32 word[8] = {words[0].x, words[0].y, words[0].z, words[0].w,
+                         words[1].x, words[1].y, words[1].z, words[1].w};
+    return static_cast<u8>(word[index / 4] >> (8 * (index % 4)));
+}
+
+__device__ __forceinline__ u8 byte_of(const u16* halves, int index) {
+    return static_cast<u8>(halves[index / 2] >> (8 * (index % 2)));
+}
+
+// ---- activation dtypes: float32 accumulate, loads of 8 consecutive activations ----------
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) {
+    return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+// 8 activations from a 16-byte aligned address (32 bytes for float32).
+__device__ __forceinline__ void load8(const float* p, float (&v)[8]) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0];
+    const float4 b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+__device__ __forceinline__ void load8(const __half* p, float (&v)[8]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __half2* pairs = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(pairs[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&v)[8]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(pairs[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+    }
+}
+
+// A part decodes to exact small-integer values v[32] and, per half of 16 weights, an affine
+// map to the weights: w[j] = scale[j / 16] * v[j] - offset[j / 16].  Kernels that reduce
+// apply it once per half (scale * sum(v x) - offset * sum(x)), not once per weight.
+constexpr int HALF_PART = PART_WEIGHTS / 2;
+
+struct PartAffine {
+    float scale[2];
+    float offset[2];
+};
+
+__device__ __forceinline__ PartAffine make_affine(float scale_lo, float scale_hi, float offset_lo,
+                                                  float offset_hi) {
+    PartAffine affine;
+    affine.scale[0] = scale_lo;
+    affine.scale[1] = scale_hi;
+    affine.offset[0] = offset_lo;
+    affine.offset[1] = offset_hi;
+    return affine;
+}
+
+__device__ __forceinline__ void apply_affine(const PartAffine& affine, float (&w)[PART_WEIGHTS]) {
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; ++j) {
+        w[j] = affine.scale[j / HALF_PART] * w[j] - affine.offset[j / HALF_PART];
+    }
+}
+
+// sum_j w[j] * x[j] of one part from its values and affine map; x: 32 activations at a
+// 16-byte aligned address.  WITH_OFFSET: the format has offsets (else they are zero).
+template <bool WITH_OFFSET, typename T>
+__device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], const PartAffine& affine,
+                                            const T* x) {
+    float dot[2] = {};
+    float sum[2] = {};
+#pragma unroll
+    for (int chunk = 0; chunk < PART_WEIGHTS / 8; ++chunk) {
+        float xv[8];
+        load8(x + 8 * chunk, xv);
+        const int half_index = chunk / 2;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            dot[half_index] = fmaf(v[8 * chunk + j], xv[j], dot[half_index]);
+            if constexpr (WITH_OFFSET) {
+                sum[half_index] += xv[j];
+            }
+        }
+    }
+    float total = affine.scale[0] * dot[0] + affine.scale[1] * dot[1];
+    if constexpr (WITH_OFFSET) {
+        total -= affine.offset[0] * sum[0] + affine.offset[1] * sum[1];
+    }
+    return total;
+}
+
+// Dot product of one decoded part (32 weights) with 32 activations at a 16-byte aligned address.
+template <typename T>
+__device__ __forceinline__ float dot_part(const float (&w)[PART_WEIGHTS], const T* x) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int chunk = 0; chunk < PART_WEIGHTS / 8; ++chunk) {
+        float v[8];
+        load8(x + 8 * chunk, v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            sum = fmaf(w[8 * chunk + j], v[j], sum);
+        }
+    }
+    return sum;
+}
+
+// 8 float values stored as 8 consecutive T (16-byte aligned for 2-byte T, 32 for float).
+__device__ __forceinline__ void store8(float* p, const float* v) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+__device__ __forceinline__ void store8(__half* p, const float* v) {
+    uint4 raw;
+    __half2* pairs = reinterpret_cast<__half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        pairs[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+    }
+    *reinterpret_cast<uint4*>(p) = raw;
+}
+
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const float* v) {
+    uint4 raw;
+    __nv_bfloat162* pairs = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        pairs[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    }
+    *reinterpret_cast<uint4*>(p) = raw;
+}
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_PRELUDE
+
+// Q5_0 dequantize helper (CUDA).  Block: f16 d | u8 qh[4] | u8 qs[16]; 22 bytes, 32 weights.
+// Weight j (0..15): low nibble of qs[j] with bit j of qh as bit 4; weight j+16: high nibble
+// with bit j+16 of qh.  y = (q - 16) * d.  One part per block; 2-byte loads are aligned.
+// ``load`` only issues loads; ``decode_values`` does the arithmetic (see PartAffine).
+#ifndef GGUFC_CUDA_FORMAT_Q5_0
+#define GGUFC_CUDA_FORMAT_Q5_0
+
+namespace ggufc {
+
+struct Q5_0 {
+    static constexpr int BLOCK_WEIGHTS = 32;
+    static constexpr int BLOCK_BYTES = 22;
+    static constexpr bool HAS_OFFSET = false;
+    static constexpr int PARTS = 1;
+    static constexpr int ZERO_POINT = 16;
+
+    struct Raw {
+        u16 d;
+        u16 qh[2];
+        u16 qs[8];
+    };
+
+    __device__ static __forceinline__ Raw load(const u8* block, int /*part*/) {
+        Raw raw;
+        raw.d = load_u16(block);
+        load_u16s<2>(block + 2, raw.qh);
+        load_u16s<8>(block + 6, raw.qs);
+        return raw;
+    }
+
+    __device__ static __forceinline__ void decode_values(const Raw& raw, int /*part*/,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(raw.d));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+        const u32 qh = static_cast<u32>(raw.qh[0]) | (static_cast<u32>(raw.qh[1]) << 16);
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            const u32 q = byte_of(raw.qs, j);
+            const u32 low = (q & 0xFu) | (((qh >> j) & 1u) << 4);
+            const u32 high = (q >> 4) | (((qh >> (j + 16)) & 1u) << 4);
+            v[j] = small_uint_to_float(low, ZERO_POINT);
+            v[j + 16] = small_uint_to_float(high, ZERO_POINT);
+        }
+    }
+
+    __device__ static __forceinline__ void decode(const Raw& raw, int part,
+                                                  float (&w)[PART_WEIGHTS]) {
+        PartAffine affine;
+        decode_values(raw, part, w, affine);
+        apply_affine(affine, w);
+    }
+};
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_FORMAT_Q5_0

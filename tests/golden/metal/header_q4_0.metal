@@ -1,0 +1,74 @@
+// ggufc Metal prelude: byte-field helpers and the 8-value activation loads and stores every
+// kernel kind uses.  Include-guarded so generated sources can share one translation unit.
+#ifndef GGUFC_METAL_PRELUDE
+#define GGUFC_METAL_PRELUDE
+
+#include <metal_stdlib>
+using namespace metal;
+
+namespace ggufc {
+
+enum {
+    SIMD_WIDTH = 32,
+    // every format is decoded in parts of this many consecutive weights (one thread's work)
+    PART_WEIGHTS = 32,
+    CHUNK = 8,
+};
+
+// Block fields are read byte-wise: blocks of Q4_0 (18 bytes) or Q6_K (210) leave wider
+// fields unaligned, and the weights stream through the cache either way.
+inline float load_f16(device const uchar* p) {
+    return float(as_type<half>(ushort(ushort(p[0]) | (ushort(p[1]) << 8))));
+}
+
+template <typename T>
+inline float dot_part(thread const float* w, device const T* x) {
+    float sum = 0.0f;
+    for (int j = 0; j < PART_WEIGHTS; ++j) {
+        sum = fma(w[j], float(x[j]), sum);
+    }
+    return sum;
+}
+
+template <typename T>
+inline void load_chunk(device const T* src, thread float* v) {
+    for (int j = 0; j < CHUNK; ++j) {
+        v[j] = float(src[j]);
+    }
+}
+
+template <typename T>
+inline void store_chunk(threadgroup T* dst, thread const float* v) {
+    for (int j = 0; j < CHUNK; ++j) {
+        dst[j] = T(v[j]);
+    }
+}
+
+}  // namespace ggufc
+
+#endif  // GGUFC_METAL_PRELUDE
+
+// Q4_0 dequantize helper (Metal).  Block: f16 d | u8 qs[16]; 18 bytes, 32 weights.
+// Weight j (0..15) is the low nibble of qs[j], weight j+16 its high nibble; y = (q - 8) * d.
+#ifndef GGUFC_METAL_FORMAT_Q4_0
+#define GGUFC_METAL_FORMAT_Q4_0
+
+namespace ggufc {
+
+struct Q4_0 {
+    enum { BLOCK_WEIGHTS = 32, BLOCK_BYTES = 18, PARTS = 1, ZERO_POINT = 8, QS_OFFSET = 2 };
+
+    static inline void dequantize_part(device const uchar* block, int part, thread float* w) {
+        (void)part;
+        const float d = load_f16(block);
+        device const uchar* qs = block + QS_OFFSET;
+        for (int j = 0; j < 16; ++j) {
+            w[j] = float(int(qs[j] & 0xF) - ZERO_POINT) * d;
+            w[j + 16] = float(int(qs[j] >> 4) - ZERO_POINT) * d;
+        }
+    }
+};
+
+}  // namespace ggufc
+
+#endif  // GGUFC_METAL_FORMAT_Q4_0
