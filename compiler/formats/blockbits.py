@@ -194,3 +194,31 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     grouped = bits.reshape(*bits.shape[:-1], -1, 8).to(torch.int32)
     weights = torch.tensor([1 << i for i in range(8)], dtype=torch.int32)
     return (grouped * weights).sum(-1).to(torch.uint8)
+
+
+# Legacy 32-weight blocks (Q4_0, Q5_0): this many blocks fill whole 8-byte words
+# (4 * 18 = 9 words, 4 * 22 = 11 words).
+LEGACY_BLOCKS_PER_WORD_RUN = 4
+QS_BYTES_PER_LEGACY_BLOCK = 16
+
+
+def legacy_nibbles(
+    blocks: torch.Tensor, block_bytes: int, qs_offset: int, scratch: Workspace
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 4-bit quants of legacy blocks [n, block_bytes] whose 16 `qs` bytes start at
+    `qs_offset` (low nibble -> weight j, high nibble -> weight j + 16), in weight order.
+
+    Returns (stream, quants): the padded word stream of the blocks (for reading other
+    fields) and uint8 [n, 32] quants.  Plane p of block b holds weights 16p..16p+15 at
+    the qs bytes, so one row gather interleaves the two planes."""
+    n = blocks.shape[0]
+    padded = -(-n // LEGACY_BLOCKS_PER_WORD_RUN) * LEGACY_BLOCKS_PER_WORD_RUN
+    stream = stream_words(blocks, padded, scratch)
+    planes = scratch.take("planes", (2, stream.numel()), torch.int64)
+    nibble_planes_into(stream, planes)
+    half = QS_BYTES_PER_LEGACY_BLOCK
+    rows = planes.view(torch.uint8).view(2 * padded, block_bytes)[:, qs_offset:]
+    quants = scratch.take("quants", (2 * padded, half), torch.uint8)
+    gather_rows(rows, (2, padded), (1, 0), quants)
+    return stream, quants[: 2 * n].view(n, 2 * half)
+

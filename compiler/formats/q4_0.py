@@ -31,8 +31,6 @@ SPEC = FormatSpec(
 ZERO_POINT = 8
 LEVELS = 16
 QS_OFFSET = 2
-# blocks per run that fills whole 8-byte words (4 * 18 = 9 words)
-BLOCKS_PER_WORD_RUN = 4
 
 
 def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -45,17 +43,8 @@ def dequantize_into(
 ) -> None:
     """blocks [n, 18] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
     (d,) = scales
-    n = blocks.shape[0]
-    padded = -(-n // BLOCKS_PER_WORD_RUN) * BLOCKS_PER_WORD_RUN
-    stream = blockbits.stream_words(blocks, padded, scratch)
-    planes = scratch.take("planes", (2, stream.numel()), torch.int64)
-    blockbits.nibble_planes_into(stream, planes)
-    # plane p of block b holds weights 16p..16p+15 at bytes 2..17: one gather interleaves
-    half = SPEC.block_weights // 2
-    rows = planes.view(torch.uint8).view(2 * padded, SPEC.block_bytes)[:, QS_OFFSET:]
-    q = scratch.take("quants", (2 * padded, half), torch.uint8)
-    blockbits.gather_rows(rows, (2, padded), (1, 0), q)
-    out.copy_(q[: 2 * n].view(torch.int8).view(n, SPEC.block_weights).sub_(ZERO_POINT))
+    _, q = blockbits.legacy_nibbles(blocks, SPEC.block_bytes, QS_OFFSET, scratch)
+    out.copy_(q.view(torch.int8).sub_(ZERO_POINT))
     out.mul_(d)
 
 

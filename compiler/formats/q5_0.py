@@ -31,8 +31,6 @@ LEVELS = 32
 QH_OFFSET = 2
 QS_OFFSET = 6
 FIFTH_BIT = 4
-# blocks per run that fills whole 8-byte words (4 * 22 = 11 words)
-BLOCKS_PER_WORD_RUN = 4
 
 # byte value v -> int64 whose byte i is 0x10 when bit i of v is set: spreads one qh byte
 # over the eight weights it covers, already in bit position 4
@@ -52,22 +50,13 @@ def dequantize_into(
     """blocks [n, 22] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
     (d,) = scales
     n = blocks.shape[0]
-    padded = -(-n // BLOCKS_PER_WORD_RUN) * BLOCKS_PER_WORD_RUN
-    stream = blockbits.stream_words(blocks, padded, scratch)
-    planes = scratch.take("planes", (2, stream.numel()), torch.int64)
-    blockbits.nibble_planes_into(stream, planes)
-    # plane p of block b holds bits 0-3 of weights 16p..16p+15 at bytes 6..21
-    half = SPEC.block_weights // 2
-    rows = planes.view(torch.uint8).view(2 * padded, SPEC.block_bytes)[:, QS_OFFSET:]
-    q = scratch.take("quants", (2 * padded, half), torch.uint8)
-    blockbits.gather_rows(rows, (2, padded), (1, 0), q)
+    stream, values = blockbits.legacy_nibbles(blocks, SPEC.block_bytes, QS_OFFSET, scratch)
     # qh byte k holds the fifth bits of weights 8k..8k+7: spread to one byte each
-    qh_bytes = stream.view(torch.uint8).view(padded, SPEC.block_bytes)[:n, QH_OFFSET:QS_OFFSET]
+    qh_bytes = stream.view(torch.uint8).view(-1, SPEC.block_bytes)[:n, QH_OFFSET:QS_OFFSET]
     qh_index = scratch.take("qh index", (n, QS_OFFSET - QH_OFFSET), torch.int64)
     qh_index.copy_(qh_bytes)
     fifth = scratch.take("fifth", (qh_index.numel(),), torch.int64)
     torch.index_select(_BIT_SPREAD, 0, qh_index.view(-1), out=fifth)
-    values = q[: 2 * n].view(n, SPEC.block_weights)
     values.view(-1).bitwise_or_(fifth.view(torch.uint8))
     out.copy_(values.view(torch.int8).sub_(ZERO_POINT))
     out.mul_(d)
