@@ -30,6 +30,7 @@ _LAZY = {
     "GGUFEmbedding": "compiler.modules",
     "quantize_module": "compiler.modules",
     "GraphProgram": "compiler.ir.program",
+    "compile_gguf": "compiler.driver",
 }
 
 __all__ = [

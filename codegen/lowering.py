@@ -1,0 +1,891 @@
+"""Lower a final graph program (after the pass pipeline) to a runtime `Program`.
+
+``lower(graph_program, backends=("metal", "cuda")) -> Program``
+
+What each FX node becomes
+-------------------------
+* placeholder (top graph)            -> a program input (tensor; its symbolic dims bind the
+                                        program's SymInts at run time)
+* get_attr of a tensor               -> a `Constant` (one value per constant name, with the
+                                        `.gguf` slice it came from when the caller knows it,
+                                        so ``save_program(weights="external")`` can reference
+                                        the file instead of copying it)
+* ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` -> a `KernelNode`
+* ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
+                                        from the branch subgraphs (nested conds nest chains)
+* a node whose value is a SymInt (``aten.sym_size.int``, ``operator.mul`` ...) -> no
+                                        instruction: its sympy expression becomes a `Dim`
+                                        (see "Sizes" below)
+* export's runtime asserts (`DROPPED_OPS`) -> nothing
+* any other ATen op                  -> an `AtenNode` (its name must be on the interpreter's
+                                        allow-list, `runtime_schema.aten_ops`)
+
+Sizes
+-----
+Every symbolic size is a sympy expression over the graph's symbols (``s0``: the token count
+M).  A plain symbol is a SymInt value bound from the first input whose shape names it; a
+compound expression (``4*s0``, ``ceil(s0/64)``) is computed by `SymNode`s placed at the start
+of the main chain (all symbols are known once the inputs are bound), each distinct expression
+once.  The same machinery computes kernel grids.
+
+Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
+-----------------------------------------------------------------------------
+``ggufc.linear(x [..., K], blocks, bias, fmt, n, k, kernel)``::
+
+    inputs  = (x, blocks, bias)       bias: the node's, else a zero vector of x's dtype
+    outputs = (out [..., N],)
+    args    = (m = prod(x.shape[:-1]), n, k, has_bias = True)   int64, int64, int64, int32
+
+    kind    = the node's ``kernel`` ("matvec" | "matvec_batched" | "matmul"); ``"auto"`` picks
+              by a static M (1 -> matvec, <= MATVEC_BATCHED_ROWS -> matvec_batched) and
+              matmul for a symbolic one (matmul serves every M).
+
+The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
+input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
+(adding 0.0), one small constant per distinct width, and the file stores each once.
+
+``ggufc.embedding(blocks, indices, fmt, n, k, dtype)``: inputs ``(blocks, indices)``, args
+``(m = indices.numel(), n, k)``.  ``ggufc.dequantize`` has no generated kernel: it lowers to a
+KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
+
+``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
+symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
+CUDA's when CUDA is among the backends (the runtime launcher is CUDA's), else the first
+backend's.  Sources come from ``emitter(backend, fmt, kind, dtype)`` (default
+`codegen.kernels.emit`), one per backend; ``backends=()`` gives a program for the CPU
+reference interpreter only.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import sympy
+import torch
+import torch.fx
+
+from compiler.errors import UnsupportedError
+from compiler.ir.printer import symbolic_expr
+from runtime_schema.aten_ops import ALLOWED_ATEN_OPS
+from runtime_schema.builder import ProgramBuilder
+from runtime_schema.program import (
+    Argument,
+    AtenNode,
+    Backend,
+    BoolValue,
+    CompareOp,
+    Dim,
+    DType,
+    DTypeValue,
+    FloatListValue,
+    FloatValue,
+    GgufSlice,
+    IfNode,
+    IntListValue,
+    IntValue,
+    KernelKind,
+    KernelNode,
+    KernelSource,
+    NoneValue,
+    OpKind,
+    Program,
+    QuantFormat,
+    StringValue,
+    SymIntRef,
+    SymNode,
+    SymOp,
+    TensorListRef,
+    TensorRef,
+)
+
+DEFAULT_BACKENDS = ("metal", "cuda")
+BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
+# The backend whose launch geometry a KernelNode carries when several are emitted.
+LAUNCH_BACKEND = "cuda"
+
+KERNEL_AUTO = "auto"
+# `kernel="auto"` with a static M: M == 1 -> matvec, M <= this -> matvec_batched, else matmul
+MATVEC_BATCHED_ROWS = 8
+KERNEL_KINDS = {
+    "matvec": KernelKind.MATVEC,
+    "matvec_batched": KernelKind.MATVEC_BATCHED,
+    "matmul": KernelKind.MATMUL,
+    "embedding": KernelKind.EMBEDDING,
+}
+# torch dtype -> the emitter's activation dtype name
+KERNEL_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
+
+# Export's runtime checks: they return nothing and the interpreter checks shapes itself.
+DROPPED_OPS = frozenset(
+    {
+        "aten::_assert_tensor_metadata",
+        "aten::_assert_scalar",
+        "aten::sym_constrain_range",
+        "aten::sym_constrain_range_for_size",
+        "aten::_assert_async.msg",
+    }
+)
+# Keyword arguments that only say where / how to allocate: the interpreter allocates on its
+# own device, so a program file stays device-agnostic.  Dropped when they have these values.
+ALLOCATION_KWARGS = {
+    "device": None,  # any device
+    "pin_memory": (False, None),
+    "layout": (torch.strided, None),
+    "memory_format": (torch.preserve_format, torch.contiguous_format, None),
+}
+# Python comparison on a SymInt -> IfNode compare (and its mirror, for `1 >= s0`)
+COMPARE_OPS = {
+    sympy.Le: CompareOp.LE,
+    sympy.Lt: CompareOp.LT,
+    sympy.Ge: CompareOp.GE,
+    sympy.Gt: CompareOp.GT,
+    sympy.Eq: CompareOp.EQ,
+    sympy.Ne: CompareOp.NE,
+}
+MIRRORED = {
+    CompareOp.LE: CompareOp.GE,
+    CompareOp.LT: CompareOp.GT,
+    CompareOp.GE: CompareOp.LE,
+    CompareOp.GT: CompareOp.LT,
+    CompareOp.EQ: CompareOp.EQ,
+    CompareOp.NE: CompareOp.NE,
+}
+
+Emitter = Callable[[str, str, str, str], object]
+
+
+def lower(
+    graph_program,
+    backends: Sequence[str] = DEFAULT_BACKENDS,
+    *,
+    emitter: Emitter | None = None,
+    constant_sources: Mapping[str, GgufSlice] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Program:
+    """The `Program` of `graph_program` (see the module doc).
+
+    ``constant_sources`` maps a constant's name (its get_attr target) to where its bytes lie
+    in a `.gguf` file; ``metadata`` is stored in the program as is."""
+    for backend in backends:
+        if backend not in BACKEND_ENUMS:
+            raise UnsupportedError(
+                f"lowering: unknown backend {backend!r}; supported: {', '.join(BACKEND_ENUMS)}"
+            )
+    if emitter is None and backends:
+        from codegen.kernels import emit as emitter
+    lowering = _Lowering(graph_program, tuple(backends), emitter, dict(constant_sources or {}))
+    return lowering.run(dict(metadata or {}))
+
+
+# ---- sizes ----------------------------------------------------------------------------------
+
+
+class _Sizes:
+    """Sympy size expressions -> program Dims, computing compound ones with SymNodes in the
+    prologue (the head of the main chain), each distinct expression once."""
+
+    def __init__(
+        self,
+        builder: ProgramBuilder,
+        symbol_ranges: Mapping[str, tuple[int, int]],
+        display_names: Mapping[str, str],
+    ):
+        self.builder = builder
+        self.prologue: list[SymNode] = []
+        self.symbols: dict[str, int] = {
+            name: builder.symint(display_names.get(name, name), low, high)
+            for name, (low, high) in symbol_ranges.items()
+        }
+        self.ranges = dict(symbol_ranges)
+        self._memo: dict[tuple, Dim] = {}
+
+    def of(self, value, where: str) -> Dim:
+        """A dim / SymInt / int as a Dim."""
+        if isinstance(value, bool):
+            raise UnsupportedError(f"{where}: expected a size, got the bool {value}")
+        if isinstance(value, int):
+            return Dim(value)
+        if isinstance(value, torch.SymInt):
+            return self.expr(symbolic_expr(value), where)
+        raise UnsupportedError(f"{where}: expected a size, got {type(value).__name__}")
+
+    def expr(self, expr, where: str) -> Dim:
+        expr = sympy.sympify(expr)
+        if expr.is_Integer:
+            return Dim(int(expr))
+        if expr.is_Symbol:
+            index = self.symbols.get(str(expr))
+            if index is None:
+                raise UnsupportedError(
+                    f"{where}: size symbol {expr} has no range (the program's symbols: "
+                    f"{', '.join(self.symbols) or 'none'})"
+                )
+            return Dim.symbolic(index)
+        return self._compound(expr, where)
+
+    def _compound(self, expr, where: str) -> Dim:
+        from torch.utils._sympy.functions import CeilToInt, FloorDiv, Max, Min, Mod, PythonMod
+
+        if isinstance(expr, sympy.Add):
+            positive = [t for t in expr.args if not t.could_extract_minus_sign()]
+            negative = [-t for t in expr.args if t.could_extract_minus_sign()]
+            if not positive:
+                raise UnsupportedError(f"{where}: size {expr} is negative")
+            total = self.apply(SymOp.ADD, [self.expr(t, where) for t in positive], where)
+            for term in negative:
+                total = self.apply(SymOp.SUB, [total, self.expr(term, where)], where)
+            return total
+        if isinstance(expr, sympy.Mul):
+            factors = list(expr.args)
+            if any(f.is_Rational and not f.is_Integer for f in factors):
+                raise UnsupportedError(f"{where}: size {expr} has a fractional factor")
+            return self.apply(SymOp.MUL, [self.expr(f, where) for f in factors], where)
+        if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and expr.exp > 0:
+            return self.apply(SymOp.MUL, [self.expr(expr.base, where)] * int(expr.exp), where)
+        if isinstance(expr, FloorDiv):
+            return self.apply(SymOp.FLOOR_DIV, [self.expr(a, where) for a in expr.args], where)
+        if isinstance(expr, (Mod, PythonMod)):
+            return self.apply(SymOp.MOD, [self.expr(a, where) for a in expr.args], where)
+        if isinstance(expr, (Min, sympy.Min)):
+            return self.apply(SymOp.MIN, [self.expr(a, where) for a in expr.args], where)
+        if isinstance(expr, (Max, sympy.Max)):
+            return self.apply(SymOp.MAX, [self.expr(a, where) for a in expr.args], where)
+        if isinstance(expr, CeilToInt):
+            inner = expr.args[0]
+            numerator, denominator = sympy.fraction(sympy.together(inner))
+            if denominator.is_Integer:
+                return self.ceil_div(self.expr(numerator, where), int(denominator), where)
+        raise UnsupportedError(
+            f"{where}: size expression {expr} ({type(expr).__name__}) cannot be computed by "
+            f"SymNodes (supported: + - * floor-div mod min max ceil-div)"
+        )
+
+    def apply(self, op: SymOp, operands: list[Dim], where: str) -> Dim:
+        """``op(operands)`` folded when every operand is static, else a (memoized) SymNode."""
+        if op in (SymOp.ADD, SymOp.MUL):
+            static = [d.size for d in operands if not d.is_symbolic]
+            symbolic = [d for d in operands if d.is_symbolic]
+            folded = sum(static) if op == SymOp.ADD else _product(static)
+            if op == SymOp.MUL and folded == 0:
+                return Dim(0)
+            identity = 0 if op == SymOp.ADD else 1
+            operands = symbolic + ([Dim(folded)] if folded != identity or not symbolic else [])
+            if len(operands) == 1:
+                return operands[0]
+            operands = sorted(operands, key=lambda d: (d.is_symbolic, d.value, d.size))
+        elif all(not d.is_symbolic for d in operands):
+            from runtime_schema.interpreter import _sym_eval
+
+            return Dim(_sym_eval(op, [d.size for d in operands], where))
+        key = (op, tuple(operands))
+        dim = self._memo.get(key)
+        if dim is None:
+            low, high = self._range(op, operands)
+            name = f"{op.name.lower()}_{len(self._memo)}"
+            output = self.builder.symint(name, low, high)
+            self.prologue.append(SymNode(op, tuple(operands), output))
+            dim = self._memo[key] = Dim.symbolic(output)
+        return dim
+
+    def ceil_div(self, numerator: Dim, denominator: int, where: str) -> Dim:
+        if denominator == 1:
+            return numerator
+        return self.apply(SymOp.CEIL_DIV, [numerator, Dim(denominator)], where)
+
+    def _range(self, op: SymOp, operands: list[Dim]) -> tuple[int, int]:
+        """Inclusive range of ``op(operands)`` from the operands' ranges (sizes are >= 0, and
+        every SymOp is monotonic in each operand except SUB's and the divisors')."""
+        from runtime_schema.interpreter import _sym_eval
+
+        lows, highs = zip(*(self._dim_range(d) for d in operands))
+        if op == SymOp.SUB:
+            return max(lows[0] - highs[1], 0), highs[0] - lows[1]
+        if op in (SymOp.FLOOR_DIV, SymOp.CEIL_DIV):
+            return _sym_eval(op, [lows[0], max(highs[1], 1)], ""), _sym_eval(
+                op, [highs[0], max(lows[1], 1)], ""
+            )
+        if op == SymOp.MOD:
+            return 0, max(highs[1] - 1, 0)
+        return _sym_eval(op, list(lows), ""), _sym_eval(op, list(highs), "")
+
+    def _dim_range(self, d: Dim) -> tuple[int, int]:
+        if not d.is_symbolic:
+            return d.size, d.size
+        info = self.builder.values[d.value].info
+        return info.min, info.max
+
+
+def _product(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+# ---- the lowering ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Predicate:
+    """``condition <compare> constant`` over a SymInt (a cond's predicate)."""
+
+    condition: Dim
+    compare: CompareOp
+    constant: int
+
+
+class _Scope:
+    """One FX graph being lowered into one chain: node -> what it lowered to."""
+
+    def __init__(self, module: torch.fx.GraphModule, chain: int, name: str):
+        self.module = module
+        self.chain = chain
+        self.name = name
+        self.env: dict[torch.fx.Node, object] = {}
+
+
+class _Lowering:
+    def __init__(self, gp, backends: tuple[str, ...], emitter, constant_sources: dict):
+        self.gp = gp
+        self.backends = backends
+        self.emitter = emitter
+        self.constant_sources = constant_sources
+        self.builder = ProgramBuilder()
+        self.sizes = _Sizes(self.builder, gp.symbol_ranges, _display_names(gp))
+        self.constants: dict[int, int] = {}  # id(tensor) -> value index
+        self.zero_biases: dict[tuple[int, torch.dtype], int] = {}
+        self.names: set[str] = {v.name for v in self.builder.values}
+        self.kernel_count = 0
+
+    # ---- entry -----------------------------------------------------------------------------
+    def run(self, metadata: dict[str, str]) -> Program:
+        b = self.builder
+        scope = _Scope(self.gp.graph_module, b.main, "main")
+        outputs = self.lower_graph(scope, inputs=None)
+        b.chains[b.main][1][:0] = self.sizes.prologue
+        b.metadata.extend(sorted(metadata.items()))
+        self._check_symbols_bound()
+        return b.build(outputs)
+
+    def _check_symbols_bound(self) -> None:
+        bound = {
+            d.value
+            for i in self.builder.inputs
+            for d in self.builder.values[i].info.shape
+            if d.is_symbolic
+        }
+        for name, index in self.sizes.symbols.items():
+            if index not in bound:
+                raise UnsupportedError(
+                    f"lowering: symbol {name} is not a plain dim of any graph input, so the "
+                    f"program could not bind it from its inputs"
+                )
+
+    def lower_graph(self, scope: _Scope, inputs: list | None) -> list[int]:
+        """Lower every node of `scope`'s graph into its chain; returns the values of its
+        output.  ``inputs`` binds a branch subgraph's placeholders (None: the top graph)."""
+        placeholders = {
+            n: position
+            for position, n in enumerate(
+                n for n in scope.module.graph.nodes if n.op == "placeholder"
+            )
+        }
+        if inputs is not None and len(inputs) != len(placeholders):
+            raise UnsupportedError(
+                f"{scope.name}: subgraph takes {len(placeholders)} operands, got {len(inputs)}"
+            )
+        outputs: list[int] = []
+        for node in scope.module.graph.nodes:
+            where = f"{scope.name}: node %{node.name}"
+            if node.op == "placeholder":
+                if inputs is None:
+                    scope.env[node] = self.program_input(node, where)
+                else:
+                    scope.env[node] = inputs[placeholders[node]]
+            elif node.op == "get_attr":
+                scope.env[node] = self.get_attr(scope, node, where)
+            elif node.op == "call_function":
+                scope.env[node] = self.call(scope, node, where)
+            elif node.op == "output":
+                outputs = self.output_values(scope, node, where)
+            else:
+                raise UnsupportedError(f"{where}: {node.op} nodes cannot be lowered")
+        return outputs
+
+    # ---- values ----------------------------------------------------------------------------
+    def unique_name(self, name: str) -> str:
+        candidate, n = name, 1
+        while candidate in self.names:
+            candidate = f"{name}_{n}"
+            n += 1
+        self.names.add(candidate)
+        return candidate
+
+    def tensor_info(self, fake, where: str) -> tuple[DType, list[Dim]]:
+        if not isinstance(fake, torch.Tensor):
+            raise UnsupportedError(f"{where}: expected a tensor value, got {type(fake).__name__}")
+        try:
+            dtype = DType.from_torch(fake.dtype)
+        except ValueError as exc:
+            raise UnsupportedError(f"{where}: {exc}") from None
+        return dtype, [self.sizes.of(d, f"{where} shape") for d in fake.shape]
+
+    def new_tensor(self, name: str, fake, where: str) -> int:
+        dtype, shape = self.tensor_info(fake, where)
+        return self.builder.tensor(self.unique_name(name), dtype, shape)
+
+    def program_input(self, node: torch.fx.Node, where: str) -> int:
+        fake = node.meta.get("val")
+        if not isinstance(fake, torch.Tensor):
+            raise UnsupportedError(
+                f"{where}: a program input must be a tensor, got {type(fake).__name__} "
+                f"(sizes are bound from input shapes)"
+            )
+        dtype, shape = self.tensor_info(fake, where)
+        return self.builder.input(self.unique_name(node.name), dtype, shape)
+
+    def constant(self, name: str, tensor: torch.Tensor, where: str) -> int:
+        index = self.constants.get(id(tensor))
+        if index is not None:
+            return index
+        if tensor.device.type != "cpu":
+            tensor = tensor.cpu()
+        try:
+            DType.from_torch(tensor.dtype)
+        except ValueError as exc:
+            raise UnsupportedError(f"{where}: constant {name!r}: {exc}") from None
+        index = self.builder.constant(
+            self.unique_name(name), tensor.detach(), source=self.constant_sources.get(name)
+        )
+        self.constants[id(tensor)] = index
+        return index
+
+    def get_attr(self, scope: _Scope, node: torch.fx.Node, where: str):
+        obj = scope.module
+        for part in str(node.target).split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise UnsupportedError(f"{where}: get_attr target {node.target!r} does not exist")
+        if isinstance(obj, torch.fx.GraphModule):
+            return obj  # a cond branch, lowered when the cond is
+        if isinstance(obj, torch.Tensor):
+            return self.constant(str(node.target), obj, where)
+        raise UnsupportedError(f"{where}: get_attr of a {type(obj).__name__} cannot be lowered")
+
+    def output_values(self, scope: _Scope, node: torch.fx.Node, where: str) -> list[int]:
+        values = []
+        for j, item in enumerate(_flatten(node.args[0])):
+            lowered = scope.env.get(item) if isinstance(item, torch.fx.Node) else None
+            if not isinstance(lowered, int):
+                raise UnsupportedError(
+                    f"{where}: output {j} ({item}) is not a tensor; program outputs are tensors"
+                )
+            values.append(lowered)
+        return values
+
+    # ---- calls -----------------------------------------------------------------------------
+    def call(self, scope: _Scope, node: torch.fx.Node, where: str):
+        target = node.target
+        val = node.meta.get("val")
+        if target is operator.getitem:
+            container, index = node.args
+            return scope.env[container][index]
+        if target is torch.ops.higher_order.cond:
+            return self.cond(scope, node, where)
+        if isinstance(val, torch.SymBool):
+            return self.predicate(val, where)
+        if isinstance(val, torch.SymInt) or (
+            isinstance(val, int) and not isinstance(target, torch._ops.OpOverload)
+        ):
+            return self.sizes.of(val, where)
+        if not isinstance(target, torch._ops.OpOverload):
+            raise UnsupportedError(f"{where}: cannot lower a call to {target}")
+        namespace = target.namespace
+        schema_name = _schema_name(target)
+        if schema_name in DROPPED_OPS:
+            return None
+        if namespace == "ggufc":
+            return self.kernel(scope, node, where)
+        if namespace == "aten":
+            if schema_name == "aten::sym_size.int":
+                return self.sizes.of(val, where)
+            return self.aten(scope, node, schema_name, where)
+        raise UnsupportedError(f"{where}: op {schema_name} has no lowering")
+
+    def predicate(self, val: torch.SymBool, where: str) -> _Predicate | bool:
+        expr = symbolic_expr(val)
+        if expr in (sympy.true, sympy.false):
+            return bool(expr)
+        compare = COMPARE_OPS.get(type(expr))
+        if compare is None:
+            raise UnsupportedError(f"{where}: condition {expr} is not a comparison")
+        lhs, rhs = expr.lhs, expr.rhs
+        if lhs.is_Integer and not rhs.is_Integer:
+            lhs, rhs, compare = rhs, lhs, MIRRORED[compare]
+        if not rhs.is_Integer:
+            raise UnsupportedError(
+                f"{where}: condition {expr} must compare a size with an integer constant"
+            )
+        return _Predicate(self.sizes.expr(lhs, where), compare, int(rhs))
+
+    def cond(self, scope: _Scope, node: torch.fx.Node, where: str):
+        pred_node, then_node, else_node, operands = node.args[:4]
+        predicate = scope.env[pred_node] if isinstance(pred_node, torch.fx.Node) else pred_node
+        branches = [scope.env[then_node], scope.env[else_node]]
+        operand_values = [
+            scope.env[o] if isinstance(o, torch.fx.Node) else self.sizes.of(o, where)
+            for o in operands
+        ]
+        if isinstance(predicate, bool):
+            # A static predicate: inline the branch that always runs.
+            taken = branches[0] if predicate else branches[1]
+            sub = _Scope(taken, scope.chain, f"{scope.name}/{node.name}")
+            return tuple(self.lower_graph(sub, operand_values))
+        if not isinstance(predicate, _Predicate):
+            raise UnsupportedError(
+                f"{where}: cond predicate must be a comparison of a size with a constant"
+            )
+        condition = predicate.condition
+        if not condition.is_symbolic:
+            raise UnsupportedError(f"{where}: cond predicate compares a static size")
+        chains = []
+        for label, branch in zip(("then", "else"), branches):
+            chain_name = self.unique_name(f"{scope.name}/{node.name}.{label}")
+            chain = self.builder.chain(chain_name)
+            results = self.lower_graph(_Scope(branch, chain, chain_name), operand_values)
+            self.builder.results(chain, results)
+            chains.append(chain)
+        fakes = node.meta.get("val")
+        if not isinstance(fakes, (tuple, list)):
+            fakes = (fakes,)
+        outputs = tuple(
+            self.new_tensor(f"{node.name}_{j}", fake, f"{where} output {j}")
+            for j, fake in enumerate(fakes)
+        )
+        self.builder.emit(
+            scope.chain,
+            IfNode(
+                condition=condition.value,
+                compare=predicate.compare,
+                constant=predicate.constant,
+                then_chain=chains[0],
+                else_chain=chains[1],
+                outputs=outputs,
+            ),
+        )
+        return outputs
+
+    # ---- ATen ------------------------------------------------------------------------------
+    def aten(self, scope: _Scope, node: torch.fx.Node, schema_name: str, where: str):
+        if schema_name not in ALLOWED_ATEN_OPS:
+            raise UnsupportedError(
+                f"{where}: {schema_name} is not on the interpreter's ATen allow-list "
+                f"(runtime_schema/aten_ops.py)"
+            )
+        schema_args = {a.name: a for a in node.target._schema.arguments}
+        positional = list(node.target._schema.arguments)
+        args: list[Argument] = []
+        for j, value in enumerate(node.args):
+            arg_type = positional[j].type if j < len(positional) else None
+            args.append(Argument(self.argument(scope, value, arg_type, f"{where} arg {j}")))
+        for name, value in node.kwargs.items():
+            if name in ALLOCATION_KWARGS and _droppable(name, value):
+                continue
+            arg_type = schema_args[name].type if name in schema_args else None
+            args.append(Argument(self.argument(scope, value, arg_type, f"{where} {name}="), name))
+        val = node.meta.get("val")
+        fakes = val if isinstance(val, (tuple, list)) else (val,)
+        if val is None:
+            fakes = ()
+        outputs = tuple(
+            self.new_tensor(node.name if len(fakes) == 1 else f"{node.name}_{j}", fake, where)
+            for j, fake in enumerate(fakes)
+        )
+        self.builder.emit(scope.chain, AtenNode(schema_name, tuple(args), outputs))
+        if isinstance(val, (tuple, list)):
+            return outputs
+        return outputs[0] if outputs else None
+
+    def argument(self, scope: _Scope, value, arg_type, where: str):
+        """An FX argument as a program argument value (`arg_type`: the schema's type)."""
+        if isinstance(value, torch.fx.Node):
+            lowered = scope.env.get(value)
+            if isinstance(lowered, int):
+                return TensorRef(lowered)
+            if isinstance(lowered, Dim):
+                return SymIntRef(lowered.value) if lowered.is_symbolic else IntValue(lowered.size)
+            raise UnsupportedError(f"{where}: %{value.name} is not a tensor or a size")
+        if value is None:
+            return NoneValue()
+        if isinstance(value, bool):
+            return BoolValue(value)
+        if isinstance(value, int):
+            return IntValue(value)
+        if isinstance(value, float):
+            return FloatValue(value)
+        if isinstance(value, str):
+            return StringValue(value)
+        if isinstance(value, torch.dtype):
+            try:
+                return DTypeValue(DType.from_torch(value))
+            except ValueError as exc:
+                raise UnsupportedError(f"{where}: {exc}") from None
+        if isinstance(value, (list, tuple)):
+            return self.list_argument(scope, value, arg_type, where)
+        raise UnsupportedError(
+            f"{where}: argument {value!r} ({type(value).__name__}) cannot be lowered"
+        )
+
+    def list_argument(self, scope: _Scope, items, arg_type, where: str):
+        element = str(arg_type.getElementType()) if hasattr(arg_type, "getElementType") else ""
+        lowered = [scope.env.get(v) if isinstance(v, torch.fx.Node) else v for v in items]
+        all_tensors = bool(items) and all(
+            isinstance(node, torch.fx.Node) and isinstance(value, int)
+            for node, value in zip(items, lowered)
+        )
+        if "Tensor" in element or all_tensors:
+            if not all_tensors:
+                raise UnsupportedError(f"{where}: a tensor list may hold only tensors")
+            return TensorListRef(tuple(lowered))
+        if "float" in element:
+            return FloatListValue(tuple(float(v) for v in items))
+        dims = []
+        for v in lowered:
+            if isinstance(v, Dim):
+                dims.append(v)
+            elif isinstance(v, int) and not isinstance(v, bool):
+                dims.append(Dim(v))
+            else:
+                raise UnsupportedError(f"{where}: list element {v!r} is not a size")
+        return IntListValue(tuple(dims))
+
+    # ---- GGUF kernels ------------------------------------------------------------------------
+    def kernel(self, scope: _Scope, node: torch.fx.Node, where: str) -> int:
+        target = node.target
+        bound = {a.name: a.default_value for a in target._schema.arguments if a.has_default_value()}
+        bound.update(zip((a.name for a in target._schema.arguments), node.args))
+        bound.update(node.kwargs)
+        op_name = target._schema.name.split("::")[-1]
+        fmt = bound["fmt"]
+        if fmt not in QuantFormat.__members__:
+            raise UnsupportedError(
+                f"{where}: format {fmt!r} has no kernels; supported: "
+                f"{', '.join(QuantFormat.__members__)}"
+            )
+        n = self.static_int(scope, bound["n"], f"{where} n")
+        k = self.static_int(scope, bound["k"], f"{where} k")
+        val = node.meta.get("val")
+        output = self.new_tensor(node.name, val, where)
+        blocks = self.tensor_operand(scope, bound["blocks"], f"{where} blocks")
+        if op_name == "linear":
+            x_node = bound["x"]
+            x = self.tensor_operand(scope, x_node, f"{where} x")
+            x_fake = x_node.meta["val"]
+            rows = self.sizes.apply(
+                SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]] or [Dim(1)], where
+            )
+            kind_name = self.linear_kind(bound.get("kernel", KERNEL_AUTO), rows, where)
+            if bound.get("bias") is not None:
+                bias = self.tensor_operand(scope, bound["bias"], f"{where} bias")
+            else:
+                bias = self.zero_bias(n, x_fake.dtype)
+            dtype = x_fake.dtype
+            return self.emit_kernel(
+                scope,
+                node,
+                OpKind.LINEAR,
+                kind_name,
+                fmt,
+                dtype,
+                (x, blocks, bias),
+                output,
+                rows,
+                n,
+                k,
+                has_bias=True,
+            )
+        if op_name == "embedding":
+            indices_node = bound["indices"]
+            indices = self.tensor_operand(scope, indices_node, f"{where} indices")
+            index_fake = indices_node.meta["val"]
+            if "cuda" in self.backends and index_fake.dtype != torch.int64:
+                raise UnsupportedError(
+                    f"{where}: the CUDA embedding kernel reads int64 indices, got {index_fake.dtype}"
+                )
+            count = self.sizes.apply(
+                SymOp.MUL, [self.sizes.of(d, where) for d in index_fake.shape] or [Dim(1)], where
+            )
+            return self.emit_kernel(
+                scope,
+                node,
+                OpKind.EMBEDDING,
+                "embedding",
+                fmt,
+                val.dtype,
+                (blocks, indices),
+                output,
+                count,
+                n,
+                k,
+                has_bias=None,
+            )
+        if op_name == "dequantize":
+            name = self.kernel_name("dequantize", fmt)
+            self.builder.emit(
+                scope.chain,
+                KernelNode(
+                    name=name,
+                    format=QuantFormat[fmt],
+                    op=OpKind.DEQUANTIZE,
+                    kind=KernelKind.DEQUANTIZE,
+                    sources=(),
+                    inputs=(blocks,),
+                    outputs=(output,),
+                    args=(Argument(IntValue(n), "n"), Argument(IntValue(k), "k")),
+                ),
+            )
+            return output
+        raise UnsupportedError(f"{where}: ggufc op {op_name!r} has no lowering")
+
+    def kernel_name(self, kind: str, fmt: str) -> str:
+        self.kernel_count += 1
+        return f"{kind}_{fmt.lower()}_{self.kernel_count}"
+
+    def linear_kind(self, kernel: str, rows: Dim, where: str) -> str:
+        if kernel != KERNEL_AUTO:
+            if kernel not in KERNEL_KINDS or kernel == "embedding":
+                raise UnsupportedError(f"{where}: unknown linear kernel {kernel!r}")
+            return kernel
+        if rows.is_symbolic:
+            return "matmul"
+        if rows.size == 1:
+            return "matvec"
+        return "matvec_batched" if rows.size <= MATVEC_BATCHED_ROWS else "matmul"
+
+    def emit_kernel(
+        self, scope, node, op, kind_name, fmt, dtype, inputs, output, rows, n, k, *, has_bias
+    ) -> int:
+        where = f"{scope.name}: node %{node.name}"
+        dtype_name = KERNEL_DTYPES.get(dtype)
+        if dtype_name is None:
+            raise UnsupportedError(
+                f"{where}: activation dtype {dtype} has no kernels; supported: "
+                f"{', '.join(str(d) for d in KERNEL_DTYPES)}"
+            )
+        sources, rules = [], {}
+        for backend in self.backends:
+            generated = self.emitter(backend, fmt, kind_name, dtype_name)
+            sources.append(
+                KernelSource(
+                    backend=BACKEND_ENUMS[backend],
+                    entry=generated.entry,
+                    source=generated.source,
+                    header=generated.header,
+                )
+            )
+            rules[backend] = generated.launch
+        grid, block, shared = (Dim(1),) * 3, (Dim(1),) * 3, 0
+        if rules:
+            rule = rules.get(LAUNCH_BACKEND) or rules[self.backends[0]]
+            grid = tuple(self.grid_extent(extent, rows, n, k, where) for extent in rule.grid)
+            block = tuple(Dim(s) for s in rule.block_size())
+            shared = rule.shared_memory_bytes
+        args = [
+            Argument(_size_arg(rows), "m"),
+            Argument(IntValue(n), "n"),
+            Argument(IntValue(k), "k"),
+        ]
+        if has_bias is not None:
+            args.append(Argument(BoolValue(has_bias), "has_bias"))
+        self.builder.emit(
+            scope.chain,
+            KernelNode(
+                name=self.kernel_name(kind_name, fmt),
+                format=QuantFormat[fmt],
+                op=op,
+                kind=KERNEL_KINDS[kind_name],
+                sources=tuple(sources),
+                inputs=tuple(inputs),
+                outputs=(output,),
+                grid=grid,
+                block=block,
+                shared_memory_bytes=shared,
+                args=tuple(args),
+            ),
+        )
+        return output
+
+    def grid_extent(self, extent, rows: Dim, n: int, k: int, where: str) -> Dim:
+        from codegen.kernels.launch import PART_WEIGHTS
+
+        named = {"M": rows, "N": Dim(n), "K_PARTS": Dim(k // PART_WEIGHTS)}
+        factors = [named[s] for s in extent.sizes] or [Dim(1)]
+        product = self.sizes.apply(SymOp.MUL, factors, where)
+        return self.sizes.ceil_div(product, extent.per_block, where)
+
+    def zero_bias(self, n: int, dtype: torch.dtype) -> int:
+        key = (n, dtype)
+        index = self.zero_biases.get(key)
+        if index is None:
+            name = self.unique_name(f"zero_bias_{n}_{KERNEL_DTYPES.get(dtype, str(dtype))}")
+            index = self.builder.constant(name, torch.zeros(n, dtype=dtype))
+            self.zero_biases[key] = index
+        return index
+
+    def tensor_operand(self, scope: _Scope, value, where: str) -> int:
+        lowered = scope.env.get(value) if isinstance(value, torch.fx.Node) else None
+        if not isinstance(lowered, int):
+            raise UnsupportedError(f"{where}: expected a tensor operand, got {value!r}")
+        return lowered
+
+    def static_int(self, scope: _Scope, value, where: str) -> int:
+        if isinstance(value, torch.fx.Node):
+            value = scope.env.get(value)
+        if isinstance(value, Dim) and not value.is_symbolic:
+            return value.size
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UnsupportedError(f"{where}: expected a static integer, got {value!r}")
+
+
+def _display_names(gp) -> dict[str, str]:
+    """torch's symbol name -> ``s0, s1, ...`` in order of first appearance in the graph
+    inputs' shapes (as IR dumps print them), so program dumps read like graph dumps."""
+    names: dict[str, str] = {}
+    for node in gp.inputs:
+        fake = node.meta.get("val")
+        if not isinstance(fake, torch.Tensor):
+            continue
+        for d in fake.shape:
+            if isinstance(d, torch.SymInt):
+                for symbol in sorted(symbolic_expr(d).free_symbols, key=str):
+                    names.setdefault(str(symbol), f"s{len(names)}")
+    return names
+
+
+def _size_arg(d: Dim):
+    return SymIntRef(d.value) if d.is_symbolic else IntValue(d.size)
+
+
+def _schema_name(op: torch._ops.OpOverload) -> str:
+    name = op._schema.name
+    overload = op._schema.overload_name
+    return f"{name}.{overload}" if overload else name
+
+
+def _droppable(name: str, value) -> bool:
+    allowed = ALLOCATION_KWARGS[name]
+    if allowed is None:
+        return True
+    return value in allowed
+
+
+def _flatten(tree) -> list:
+    if isinstance(tree, (list, tuple)):
+        return [leaf for item in tree for leaf in _flatten(item)]
+    return [tree]
+
+
+__all__ = ["DEFAULT_BACKENDS", "lower"]

@@ -1,0 +1,259 @@
+"""Greedy text generation over a compiled program, and the metadata it needs.
+
+Calling convention of a compiled model (`compiler.architectures.layers`)::
+
+    inputs   tokens [1, M] int64, positions [M] int64, k_cache_0 .. k_cache_{L-1},
+             v_cache_0 .. v_cache_{L-1}            (caches: static [kv_heads, max_seq, head_dim])
+    outputs  logits [1, M, vocab], then the updated caches in the same order as the inputs
+
+`generate` runs the prefill with M = prompt length, then decodes with M = 1, feeding the
+updated caches of each call into the next (so both M buckets of the program run in one
+generation).  The next token is the argmax of the last position's logits (greedy); the loop
+stops after ``max_tokens`` tokens, at the end-of-sequence token, or when the cache is full.
+
+Program metadata written by `compile_gguf` and read here (all strings):
+
+    ggufc.architecture, ggufc.num_layers, ggufc.max_seq    the model and its cache length
+    ggufc.source.name, ggufc.source.size                   the .gguf it was compiled from
+    ggufc.pipeline, ggufc.backends                         how it was compiled
+    ggufc.tokenizer                                        JSON: {"model": "llama",
+                                                           "fields": {...}} (the tokenizer's
+                                                           constructor arguments; absent when
+                                                           the GGUF tokenizer is unsupported)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from compiler.errors import GgufcError, UnsupportedError
+
+KEY_ARCHITECTURE = "ggufc.architecture"
+KEY_NUM_LAYERS = "ggufc.num_layers"
+KEY_MAX_SEQ = "ggufc.max_seq"
+KEY_SOURCE_NAME = "ggufc.source.name"
+KEY_SOURCE_SIZE = "ggufc.source.size"
+KEY_PIPELINE = "ggufc.pipeline"
+KEY_BACKENDS = "ggufc.backends"
+KEY_TOKENIZER = "ggufc.tokenizer"
+
+# Leading program inputs before the caches, and leading outputs before the caches.
+TOKENS_INPUT, POSITIONS_INPUT, FIRST_CACHE_INPUT = 0, 1, 2
+LOGITS_OUTPUT, FIRST_CACHE_OUTPUT = 0, 1
+
+
+class GenerationError(GgufcError):
+    """A program cannot be used for generation (missing metadata, bad prompt)."""
+
+
+# ---- metadata -------------------------------------------------------------------------------
+
+
+def model_metadata(
+    gguf_file,
+    *,
+    num_layers: int,
+    max_seq: int,
+    source: Path,
+    pipeline: str,
+    backends: Sequence[str],
+) -> dict[str, str]:
+    """The metadata `compile_gguf` stores for `ggufc run` (see the module doc)."""
+    metadata = {
+        KEY_ARCHITECTURE: gguf_file.architecture,
+        KEY_NUM_LAYERS: str(num_layers),
+        KEY_MAX_SEQ: str(max_seq),
+        KEY_SOURCE_NAME: Path(source).name,
+        KEY_SOURCE_SIZE: str(Path(source).stat().st_size),
+        KEY_PIPELINE: pipeline,
+        KEY_BACKENDS: ",".join(backends),
+    }
+    tokenizer_json = tokenizer_to_json(gguf_file)
+    if tokenizer_json is not None:
+        metadata[KEY_TOKENIZER] = tokenizer_json
+    return metadata
+
+
+def tokenizer_to_json(gguf_file) -> str | None:
+    """The GGUF file's tokenizer as JSON, or None when its model is not supported."""
+    from compiler.tokenizer import TOKENIZERS, tokenizer_from_gguf
+
+    model = gguf_file.metadata.get("tokenizer.ggml.model")
+    if model not in TOKENIZERS:
+        return None
+    tokenizer = tokenizer_from_gguf(gguf_file)
+    fields = {f.name: getattr(tokenizer, f.name) for f in dataclasses.fields(tokenizer)}
+    return json.dumps({"model": model, "fields": fields}, ensure_ascii=False)
+
+
+def tokenizer_from_metadata(metadata: dict[str, str]):
+    """The tokenizer stored in a program's metadata."""
+    from compiler.tokenizer import TOKENIZERS
+
+    text = metadata.get(KEY_TOKENIZER)
+    if text is None:
+        raise GenerationError(
+            "the program stores no tokenizer (its GGUF tokenizer model is not supported); "
+            "pass token ids with --tokens"
+        )
+    try:
+        stored = json.loads(text)
+        cls = TOKENIZERS[stored["model"]]
+        return cls(**stored["fields"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GenerationError(f"metadata {KEY_TOKENIZER}: not a stored tokenizer ({exc})") from None
+
+
+def program_metadata(program) -> dict[str, str]:
+    return dict(program.metadata)
+
+
+# ---- generation -----------------------------------------------------------------------------
+
+
+@dataclass
+class Generation:
+    """A greedy generation: the prompt, the generated token ids, the prefill logits
+    (float32 [prompt_len, vocab]) and the time of the prefill and of the decode steps."""
+
+    prompt_tokens: list[int]
+    tokens: list[int]
+    prefill_logits: torch.Tensor
+    prefill_seconds: float
+    decode_seconds: float
+    decode_steps: int
+
+    @property
+    def prefill_tokens_per_second(self) -> float:
+        return len(self.prompt_tokens) / self.prefill_seconds if self.prefill_seconds else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        return self.decode_steps / self.decode_seconds if self.decode_seconds else 0.0
+
+
+def _cache_inputs(program, device) -> list[torch.Tensor]:
+    caches = []
+    for index in program.inputs[FIRST_CACHE_INPUT:]:
+        value = program.values[index]
+        info = value.info
+        if not info.is_static:
+            raise GenerationError(f"cache input {value.name!r} must have a static shape")
+        shape = [d.size for d in info.shape]
+        caches.append(torch.zeros(shape, dtype=info.dtype.torch_dtype, device=device))
+    return caches
+
+
+def max_sequence(program) -> int:
+    """The cache length: dim 1 of the first cache input."""
+    if len(program.inputs) <= FIRST_CACHE_INPUT:
+        raise GenerationError("the program takes no KV caches; not a compiled language model")
+    info = program.values[program.inputs[FIRST_CACHE_INPUT]].info
+    return info.shape[1].size
+
+
+def generate(
+    program,
+    prompt_tokens: Sequence[int],
+    max_tokens: int,
+    *,
+    device: str = "cpu",
+    eos_id: int | None = None,
+    step=None,
+) -> Generation:
+    """Greedy generation of up to `max_tokens` tokens after `prompt_tokens`.
+
+    ``program``: a `Program` or `LoadedProgram`; ``step(tokens, positions, caches) ->
+    (logits, caches)`` replaces running the program (the eager model, in benchmarks)."""
+    from runtime_schema import run_program
+    from runtime_schema.loader import LoadedProgram
+
+    plain = program.program if isinstance(program, LoadedProgram) else program
+    prompt = [int(t) for t in prompt_tokens]
+    if not prompt:
+        raise GenerationError("the prompt has no tokens")
+    if max_tokens < 0:
+        raise GenerationError(f"max_tokens must be >= 0, got {max_tokens}")
+    max_seq = max_sequence(plain)
+    if len(prompt) > max_seq:
+        raise GenerationError(
+            f"the prompt has {len(prompt)} tokens; the program was compiled for at most "
+            f"{max_seq} (ggufc compile --max-seq)"
+        )
+    if step is None:
+
+        def step(tokens, positions, caches):
+            outputs = run_program(program, [tokens, positions, *caches], device=device)
+            return outputs[LOGITS_OUTPUT], outputs[FIRST_CACHE_OUTPUT:]
+
+    caches = _cache_inputs(plain, device)
+    with torch.no_grad():
+        start = time.perf_counter()
+        tokens = torch.tensor([prompt], dtype=torch.int64, device=device)
+        positions = torch.arange(len(prompt), dtype=torch.int64, device=device)
+        logits, caches = step(tokens, positions, caches)
+        prefill_logits = logits[0].float().cpu()
+        prefill_seconds = time.perf_counter() - start
+        generated: list[int] = []
+        decode_steps = 0
+        start = time.perf_counter()
+        next_token = int(prefill_logits[-1].argmax())
+        position = len(prompt)
+        while len(generated) < max_tokens:
+            generated.append(next_token)
+            if next_token == eos_id or len(generated) == max_tokens or position >= max_seq:
+                break
+            tokens = torch.tensor([[next_token]], dtype=torch.int64, device=device)
+            positions = torch.tensor([position], dtype=torch.int64, device=device)
+            logits, caches = step(tokens, positions, caches)
+            decode_steps += 1
+            next_token = int(logits[0, -1].argmax())
+            position += 1
+        decode_seconds = time.perf_counter() - start
+    return Generation(
+        prompt, generated, prefill_logits, prefill_seconds, decode_seconds, decode_steps
+    )
+
+
+def eos_token_id(metadata: dict[str, str]) -> int | None:
+    text = metadata.get(KEY_TOKENIZER)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)["fields"].get("eos_id")
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_token_list(text: str) -> list[int]:
+    """``"2,818,5279"`` -> ``[2, 818, 5279]``."""
+    try:
+        tokens = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise UnsupportedError(
+            f"--tokens: expected comma-separated integers, got {text!r}"
+        ) from None
+    if not tokens:
+        raise UnsupportedError("--tokens: no token ids given")
+    return tokens
+
+
+__all__ = [
+    "Generation",
+    "GenerationError",
+    "eos_token_id",
+    "generate",
+    "max_sequence",
+    "model_metadata",
+    "parse_token_list",
+    "program_metadata",
+    "tokenizer_from_metadata",
+    "tokenizer_to_json",
+]

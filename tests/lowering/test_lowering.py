@@ -1,0 +1,276 @@
+"""codegen.lower: graph programs (text IR, passes applied) -> Program, saved, loaded and run by
+the reference interpreter, against the FX graph itself; and the structure lowering gives
+(IfNode chains per M bucket, kernel kinds, symbolic grids, constants)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codegen import lower
+from codegen.kernels import emit
+from compiler.errors import UnsupportedError
+from compiler.ir.parser import parse_program
+from passes import PassManager
+from runtime_schema import load_program, run_program, save_program
+from runtime_schema.program import (
+    AtenNode,
+    Backend,
+    CompareOp,
+    GgufSlice,
+    IfNode,
+    KernelKind,
+    KernelNode,
+    OpKind,
+    SymIntRef,
+    SymNode,
+)
+
+# Both linears and the op between them depend on M = s0; the embedding feeds them.
+MLP_IR = """
+symbol s0 : [1, 256]
+const @embd.blocks : u8[100, 144] gguf Q4_0
+const @up.blocks : u8[512, 144] gguf Q4_K
+const @down.blocks : u8[256, 420] gguf Q6_K
+const @down.bias : f32[256]
+
+graph @main(%ids : i64[1, s0]) {
+  %x : f32[1, s0, 256] = ggufc.embedding(@embd.blocks, %ids, "Q4_0", 100, 256, torch.float32)
+  %up : f32[1, s0, 512] = ggufc.linear(%x, @up.blocks, None, "Q4_K", 512, 256)
+  %gelu : f32[1, s0, 512] = aten.gelu(%up)
+  %down : f32[1, s0, 256] = ggufc.linear(%gelu, @down.blocks, @down.bias, "Q6_K", 256, 512)
+  %out : f32[1, s0, 256] = aten.add.Tensor(%down, %x)
+  return (%out, %gelu)
+}
+"""
+
+# A static M: `kernel="auto"` is resolved by lowering.
+STATIC_IR = """
+const @w.blocks : u8[64, 34] gguf Q8_0
+
+graph @main(%x1 : f32[1, 32], %x4 : f32[4, 32], %x9 : f32[9, 32]) {
+  %a : f32[1, 64] = ggufc.linear(%x1, @w.blocks, None, "Q8_0", 64, 32)
+  %b : f32[4, 64] = ggufc.linear(%x4, @w.blocks, None, "Q8_0", 64, 32)
+  %c : f32[9, 64] = ggufc.linear(%x9, @w.blocks, None, "Q8_0", 64, 32)
+  return (%a, %b, %c)
+}
+"""
+
+M_VALUES = (1, 2, 8, 9, 61)  # every bucket and both sides of each edge
+
+
+def split_program(text: str, pipeline: str = "split-dynamic-m"):
+    program = parse_program(text)
+    PassManager(pipeline).run(program)
+    return program
+
+
+def fx_outputs(gp, inputs):
+    with torch.no_grad():
+        result = torch.fx.Interpreter(gp.graph_module).run(*inputs)
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def mlp_inputs(m: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 100, (1, m), generator=generator)]
+
+
+def kernels_by_chain(program):
+    return {
+        chain.name: [n for n in chain.instructions if isinstance(n, KernelNode)]
+        for chain in program.chains
+    }
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    gp = split_program(MLP_IR)
+    return gp, lower(gp)
+
+
+@pytest.mark.parametrize("m", M_VALUES)
+def test_saved_program_runs_like_the_graph(mlp, tmp_path, m):
+    gp, program = mlp
+    path = tmp_path / "mlp.ggufc"
+    save_program(program, path)
+    loaded = load_program(path)
+    inputs = mlp_inputs(m, seed=m)
+    expected = fx_outputs(gp, inputs)
+    actual = run_program(loaded, inputs)
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
+def test_three_buckets_become_nested_if_nodes(mlp):
+    _, program = mlp
+    ifs = [n for n in program.instructions() if isinstance(n, IfNode)]
+    assert len(ifs) == 2
+    outer = next(n for n in program.main.instructions if isinstance(n, IfNode))
+    assert (outer.compare, outer.constant) == (CompareOp.LE, 1)
+    inner = next(n for n in program.chains[outer.else_chain].instructions if isinstance(n, IfNode))
+    assert (inner.compare, inner.constant) == (CompareOp.LE, 8)
+    assert outer.condition == inner.condition
+    assert program.values[outer.condition].name == "s0"
+
+    def kinds(chain):
+        return [n.kind for n in program.chains[chain].instructions if isinstance(n, KernelNode)]
+
+    assert kinds(outer.then_chain) == [KernelKind.MATVEC] * 2
+    assert kinds(inner.then_chain) == [KernelKind.MATVEC_BATCHED] * 2
+    assert kinds(inner.else_chain) == [KernelKind.MATMUL] * 2
+    main_kernels = [n for n in program.main.instructions if isinstance(n, KernelNode)]
+    assert [(n.op, n.kind) for n in main_kernels] == [(OpKind.EMBEDDING, KernelKind.EMBEDDING)]
+
+
+def test_kernels_carry_both_sources_and_the_cuda_launch(mlp):
+    _, program = mlp
+    for node in program.instructions():
+        if not isinstance(node, KernelNode):
+            continue
+        assert {s.backend for s in node.sources} == {Backend.METAL, Backend.CUDA}
+        expected = emit("cuda", node.format.name, node.kind.name.lower(), "float32")
+        cuda = node.source_for(Backend.CUDA)
+        assert (cuda.entry, cuda.source, cuda.header) == (
+            expected.entry,
+            expected.source,
+            expected.header,
+        )
+        assert tuple(d.size for d in node.block) == expected.launch.block_size()
+        names = [a.name for a in node.args]
+        if node.op == OpKind.LINEAR:
+            assert names == ["m", "n", "k", "has_bias"]
+            assert len(node.inputs) == 3  # x, blocks, bias (a zero bias when the graph has none)
+        else:
+            assert names == ["m", "n", "k"]
+
+
+def test_symbolic_grid_evaluates_to_the_launch_rule(mlp):
+    """Grid Dims that depend on M are SymNodes in the main chain's prologue; evaluated at a
+    given M they equal the emitter's launch rule."""
+    from runtime_schema.interpreter import _sym_eval
+
+    _, program = mlp
+    prologue = []
+    for node in program.main.instructions:
+        if not isinstance(node, SymNode):
+            break
+        prologue.append(node)
+    assert prologue, "compound sizes are computed at the head of the main chain"
+    assert not any(isinstance(n, SymNode) for n in program.main.instructions[len(prologue) :])
+    s0 = next(i for i, v in enumerate(program.values) if v.name == "s0")
+    for m in M_VALUES:
+        env = {s0: m}
+        for node in prologue:
+            operands = [env[d.value] if d.is_symbolic else d.size for d in node.operands]
+            env[node.output] = _sym_eval(node.op, operands, "")
+        for node in program.instructions():
+            if not isinstance(node, KernelNode):
+                continue
+            args = {a.name: a.value for a in node.args}
+            m = args["m"]
+            rows = env[m.value] if isinstance(m, SymIntRef) else m.value
+            kind = node.kind.name.lower()
+            rule = emit("cuda", node.format.name, kind, "float32").launch
+            grid = tuple(env[d.value] if d.is_symbolic else d.size for d in node.grid)
+            assert grid == rule.grid_size(rows, args["n"].value, args["k"].value)
+            if node.kind == KernelKind.MATMUL:
+                assert node.grid[1].is_symbolic and not node.grid[0].is_symbolic
+
+
+def test_static_m_picks_the_kernel_kind():
+    gp = parse_program(STATIC_IR)
+    program = lower(gp, backends=())
+    kinds = [n.kind for n in program.instructions() if isinstance(n, KernelNode)]
+    assert kinds == [KernelKind.MATVEC, KernelKind.MATVEC_BATCHED, KernelKind.MATMUL]
+    assert all(n.sources == () for n in program.instructions() if isinstance(n, KernelNode))
+    inputs = [torch.randn(1, 32), torch.randn(4, 32), torch.randn(9, 32)]
+    for a, e in zip(run_program(program, inputs), fx_outputs(gp, inputs)):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
+def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):
+    gp = parse_program(STATIC_IR)
+    blob = gp.get_constant("w.blocks")
+    gguf_copy = tmp_path / "weights.bin"
+    prefix = b"\0" * 96
+    gguf_copy.write_bytes(prefix + blob.numpy().tobytes())
+    source = GgufSlice(str(gguf_copy), len(prefix), blob.numel())
+    program = lower(gp, backends=(), constant_sources={"w.blocks": source})
+    blocks = [c for c in program.constants if program.values[c.value].name == "w.blocks"]
+    assert len(blocks) == 1 and blocks[0].source == source
+    # the three linears read the one constant value
+    readers = {n.inputs[1] for n in program.instructions() if isinstance(n, KernelNode)}
+    assert readers == {blocks[0].value}
+    # a no-bias linear reads a zero bias, one per (N, dtype)
+    zero_biases = {n.inputs[2] for n in program.instructions() if isinstance(n, KernelNode)}
+    assert len(zero_biases) == 1
+    external = tmp_path / "external.ggufc"
+    save_program(program, external, weights="external")
+    embedded = tmp_path / "embedded.ggufc"
+    save_program(program, embedded)
+    assert external.stat().st_size < embedded.stat().st_size - blob.numel() // 2
+    inputs = [torch.randn(1, 32), torch.randn(4, 32), torch.randn(9, 32)]
+    for a, e in zip(run_program(load_program(external), inputs), fx_outputs(gp, inputs)):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
+def test_dequantize_lowers_to_a_reference_kernel():
+    gp = parse_program(
+        """
+symbol s0 : [1, 64]
+const @token_embd : u8[100, 68] gguf Q8_0
+
+graph @main(%ids : i64[1, s0]) {
+  %dequantize : f32[100, 64] = ggufc.dequantize(@token_embd, "Q8_0", 100, 64, torch.float32)
+  %embedding : f32[1, s0, 64] = aten.embedding(%dequantize, %ids)
+  return (%embedding,)
+}
+"""
+    )
+    program = lower(gp)
+    (kernel,) = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert (kernel.op, kernel.kind, kernel.sources) == (
+        OpKind.DEQUANTIZE,
+        KernelKind.DEQUANTIZE,
+        (),
+    )
+    assert [n.op for n in program.instructions() if isinstance(n, AtenNode)] == ["aten::embedding"]
+    ids = torch.randint(0, 100, (1, 7))
+    torch.testing.assert_close(run_program(program, [ids])[0], fx_outputs(gp, [ids])[0])
+
+
+def test_op_off_the_allow_list_is_named():
+    gp = parse_program(
+        """
+symbol s0 : [1, 64]
+graph @main(%x : f32[1, s0, 8]) {
+  %erf : f32[1, s0, 8] = aten.erf(%x)
+  return (%erf,)
+}
+"""
+    )
+    with pytest.raises(UnsupportedError, match=r"%erf: aten::erf is not on the .*allow-list"):
+        lower(gp)
+
+
+def test_unknown_backend_is_rejected(mlp):
+    gp, _ = mlp
+    with pytest.raises(UnsupportedError, match="unknown backend 'vulkan'"):
+        lower(gp, backends=("vulkan",))
+
+
+def test_emitter_is_a_parameter(mlp):
+    gp, _ = mlp
+    calls = []
+
+    def emitter(backend, fmt, kind, dtype):
+        calls.append((backend, fmt, kind, dtype))
+        return emit(backend, fmt, kind, dtype)
+
+    lower(gp, backends=("cuda",), emitter=emitter)
+    assert ("cuda", "Q4_0", "embedding", "float32") in calls
+    assert {c[2] for c in calls} == {"embedding", "matvec", "matvec_batched", "matmul"}
+    assert {c[0] for c in calls} == {"cuda"}
