@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the GPU kernel suite, then the CUDA kernel benchmark, on a machine with an NVIDIA GPU
-# and CuPy:  benchmarks/gpu_check.sh [output-dir]
+# Runs every GPU test (pytest -m gpu: kernels, CUDA launcher, programs on CUDA), then the
+# CUDA kernel benchmark, on a machine with an NVIDIA GPU and CuPy:
+#   benchmarks/gpu_check.sh [output-dir]
 # Writes gpu_tests.log, benchmark.log and cuda_matmul.md into output-dir (default: .).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c 'import torch, cupy; assert torch.cuda.is_available(), "no CUDA device"'
 status=0
-python3 -m pytest tests/codegen/test_cuda_kernels.py -q -p no:cacheprovider 2>&1 \
+python3 -m pytest tests -m gpu -q -p no:cacheprovider 2>&1 \
     | tee "$out/gpu_tests.log" || status=$?
 python3 benchmarks/cuda_matmul.py --out "$out/cuda_matmul.md" 2>&1 | tee "$out/benchmark.log"
 exit "$status"

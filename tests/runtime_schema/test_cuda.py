@@ -24,7 +24,12 @@ from runtime_schema.program import (
 )
 
 HAS_CUDA = torch.cuda.is_available() and importlib.util.find_spec("cupy") is not None
-gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU and CuPy")
+_needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU and CuPy")
+
+
+def gpu(test):
+    """Marked `gpu` (benchmarks/gpu_check.sh selects these) and skipped without CUDA."""
+    return pytest.mark.gpu(_needs_cuda(test))
 
 # A dequantize kernel for Q8_0 written for this test (the generated ones come from codegen):
 # one thread per weight; params: blocks, out, n, k.
