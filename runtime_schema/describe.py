@@ -13,7 +13,10 @@
   saved by deduplication (``referenced - stored - external``), external bytes and files;
 * ``strings``: unique, references, bytes stored, bytes a non-interning writer would store,
   bytes saved; the same for kernel sources and headers alone;
-* ``metadata``: the program's key/value pairs.
+* ``metadata``: the program's key/value pairs; a value longer than
+  `METADATA_PREVIEW_CHARS` characters (the compiled Gemma program stores its tokenizer as
+  a ~6 MB JSON value) is shortened to its first `METADATA_PREVIEW_CHARS` characters plus
+  ``"... (N bytes)"`` (N: its UTF-8 size), unless ``full_metadata=True``.
 
 A `Program` that was never saved is encoded in memory first (the string figures are those
 of the file it would become).
@@ -38,6 +41,8 @@ from runtime_schema.program import (
 )
 from runtime_schema.writer import program_to_bytes
 
+# Longest metadata value `describe_program` shows in full (text and --json alike).
+METADATA_PREVIEW_CHARS = 80
 _COMPARE_TEXT = {"LT": "<", "LE": "<=", "EQ": "==", "NE": "!=", "GT": ">", "GE": ">="}
 
 
@@ -49,7 +54,17 @@ def _load(subject) -> LoadedProgram:
     return load_program(subject)
 
 
-def describe_program(subject: str | os.PathLike | Program | LoadedProgram) -> dict:
+def metadata_preview(value: str, limit: int = METADATA_PREVIEW_CHARS) -> str:
+    """`value` if at most `limit` characters, else its first `limit` characters followed by
+    ``"... (N bytes)"`` with N the UTF-8 size of the whole value."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value.encode('utf-8'))} bytes)"
+
+
+def describe_program(
+    subject: str | os.PathLike | Program | LoadedProgram, *, full_metadata: bool = False
+) -> dict:
     loaded = _load(subject)
     p = loaded.program
     names = [v.name for v in p.values]
@@ -128,7 +143,9 @@ def describe_program(subject: str | os.PathLike | Program | LoadedProgram) -> di
             "flatbuffer_bytes": header.flatbuffer_size,
             "segment_bytes": header.segment_size,
         },
-        "metadata": dict(p.metadata),
+        "metadata": {
+            key: value if full_metadata else metadata_preview(value) for key, value in p.metadata
+        },
         "values": {
             "count": len(p.values),
             "tensors": sum(isinstance(v.info, TensorInfo) for v in p.values),

@@ -14,12 +14,23 @@
 
 Seven KernelNodes per layer per bucket (``3 * 7 * layers`` in all) share a handful of
 kernel sources: one per (format, kernel kind, backend) plus one header per (format,
-backend).  Until `codegen` exists the sources are stand-in text of realistic size
-(`SOURCE_BYTES`), so interning can be measured; on CPU the interpreter runs the reference
-ops and never reads them.
+backend).  By default the sources are stand-in text of realistic size (`SOURCE_BYTES`), so
+interning can be measured without `codegen` (which this package must not import); pass
+``kernel_sources(fmt, kind) -> tuple[KernelSource, ...]`` to carry real generated ones (the
+program-file benchmark passes `codegen.kernels.emit`'s).  On CPU the interpreter runs the
+reference ops and never reads them.
+
+``layer_formats(i) -> {linear: format}`` (linears `LINEAR_NAMES`) gives a per-layer format
+mix such as Q4_K_M's; by default attention linears are ``attn_format`` and FFN linears
+``ffn_format``.  ``weight_rows``, when given, stores only that many rows of each weight (a
+small dummy constant) while the kernels' ``n`` / ``k`` arguments and activation shapes keep
+the full sizes: metadata and strings are those of a large model, constants stay small, and
+such a program is for measuring the file, not for running.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -54,6 +65,9 @@ THREADS_PER_BLOCK = 128
 MATMUL_TILE = 64
 BATCHED_MAX_M = 8
 LINEARS_PER_LAYER = 7
+ATTENTION_LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output")
+FFN_LINEARS = ("ffn_gate", "ffn_up", "ffn_down")
+LINEAR_NAMES = ATTENTION_LINEARS + FFN_LINEARS
 BUCKETS = (
     ("m1", KernelKind.MATVEC),
     ("m2_8", KernelKind.MATVEC_BATCHED),
@@ -71,7 +85,7 @@ def stand_in_source(backend: Backend, fmt: str, kind: str, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sources(fmt: str, kind: KernelKind) -> tuple[KernelSource, ...]:
+def stand_in_sources(fmt: str, kind: KernelKind) -> tuple[KernelSource, ...]:
     out = []
     for backend in (Backend.METAL, Backend.CUDA):
         entry = f"ggufc_{kind.name.lower()}_{fmt.lower()}_f32"
@@ -95,39 +109,65 @@ def layered_program(
     max_m: int = 512,
     attn_format: str = "Q4_K",
     ffn_format: str = "Q6_K",
+    embedding_format: str | None = None,
+    layer_formats: Callable[[int], Mapping[str, str]] | None = None,
+    kernel_sources: Callable[[str, KernelKind], tuple[KernelSource, ...]] | None = None,
+    weight_rows: int | None = None,
     seed: int = 0,
 ) -> Program:
     gen = torch.Generator().manual_seed(seed)
+    embedding_format = attn_format if embedding_format is None else embedding_format
+    make_sources = stand_in_sources if kernel_sources is None else kernel_sources
+    source_cache: dict[tuple[str, KernelKind], tuple[KernelSource, ...]] = {}
+
+    def sources_of(fmt: str, kind: KernelKind) -> tuple[KernelSource, ...]:
+        if (fmt, kind) not in source_cache:
+            source_cache[(fmt, kind)] = tuple(make_sources(fmt, kind))
+        return source_cache[(fmt, kind)]
+
+    def formats_of_layer(i: int) -> Mapping[str, str]:
+        if layer_formats is not None:
+            return layer_formats(i)
+        return {
+            **{name: attn_format for name in ATTENTION_LINEARS},
+            **{name: ffn_format for name in FFN_LINEARS},
+        }
+
+    def weight_blocks(fmt: str, n: int, k: int) -> torch.Tensor:
+        rows = n if weight_rows is None else min(n, weight_rows)
+        return formats.random_blocks(fmt, rows, k, gen)
+
     b = ProgramBuilder()
     b.metadata.append(("model", f"synthetic-{layers}-layers"))
     m = b.symint("M", 1, max_m)
     tokens = b.input("tokens", DType.INT64, [Dim.symbolic(m)])
-    tok_embd = formats.random_blocks(attn_format, vocab, hidden, gen)
+    tok_embd = weight_blocks(embedding_format, vocab, hidden)
     w_embd = b.constant("token_embd.weight", tok_embd)
     w_out = b.constant("output.weight", tok_embd.clone())  # tied: same bytes, stored once
 
     def linear_weights(prefix: str, fmt: str, n: int, k: int) -> tuple[int, str, int, int]:
-        return b.constant(prefix, formats.random_blocks(fmt, n, k, gen)), fmt, n, k
+        return b.constant(prefix, weight_blocks(fmt, n, k)), fmt, n, k
 
     per_layer = []
     for i in range(layers):
+        fmts = formats_of_layer(i)
         attn = [
-            linear_weights(f"blk.{i}.attn_{p}.weight", attn_format, hidden, hidden)
-            for p in ("q", "k", "v", "output")
+            linear_weights(f"blk.{i}.{name}.weight", fmts[name], hidden, hidden)
+            for name in ATTENTION_LINEARS
         ]
-        gate = linear_weights(f"blk.{i}.ffn_gate.weight", ffn_format, ffn, hidden)
-        up = linear_weights(f"blk.{i}.ffn_up.weight", ffn_format, ffn, hidden)
-        down = linear_weights(f"blk.{i}.ffn_down.weight", ffn_format, hidden, ffn)
+        gate = linear_weights(f"blk.{i}.ffn_gate.weight", fmts["ffn_gate"], ffn, hidden)
+        up = linear_weights(f"blk.{i}.ffn_up.weight", fmts["ffn_up"], ffn, hidden)
+        down = linear_weights(f"blk.{i}.ffn_down.weight", fmts["ffn_down"], hidden, ffn)
         per_layer.append((attn, gate, up, down))
 
     rows = Dim.symbolic(m)
     x = b.tensor("x", DType.FLOAT32, [rows, hidden])
-    embed_sources = _sources(attn_format, KernelKind.EMBEDDING)
+    embed_sources = sources_of(embedding_format, KernelKind.EMBEDDING)
     b.emit(
         b.main,
         KernelNode(
             name="token_embd",
-            format=QuantFormat[attn_format],
+            format=QuantFormat[embedding_format],
             op=OpKind.EMBEDDING,
             kind=KernelKind.EMBEDDING,
             sources=embed_sources,
@@ -138,9 +178,6 @@ def layered_program(
             args=(Argument(IntValue(vocab), "n"), Argument(IntValue(hidden), "k")),
         ),
     )
-    sources = {
-        (fmt, kind): _sources(fmt, kind) for fmt in {attn_format, ffn_format} for _, kind in BUCKETS
-    }
     logits = b.tensor("logits", DType.FLOAT32, [rows, vocab])
 
     def bucket_chain(name: str, kind: KernelKind) -> int:
@@ -162,7 +199,7 @@ def layered_program(
                     format=QuantFormat[fmt],
                     op=OpKind.LINEAR,
                     kind=kind,
-                    sources=sources[(fmt, kind)],
+                    sources=sources_of(fmt, kind),
                     inputs=(inp, w),
                     outputs=(out,),
                     grid=(Dim(-(-n // ROWS_PER_BLOCK)), grid_y, Dim(1)),
@@ -195,7 +232,7 @@ def layered_program(
             gu = aten("aten::mul.Tensor", f"blk.{i}.ffn_gate_up", g, u, ffn)
             d = linear(f"blk.{i}.ffn_down", gu, down, hidden)
             h = aten("aten::add.Tensor", f"blk.{i}.ffn_residual", h1, d, hidden)
-        out = linear("output", h, (w_out, attn_format, vocab, hidden), vocab)
+        out = linear("output", h, (w_out, embedding_format, vocab, hidden), vocab)
         b.results(c, [out])
         return c
 

@@ -59,3 +59,30 @@ def test_inspect_summary_module_interface(tmp_path):
     summary = describe.summarize(path, None)
     assert summary["kernels"]["count"] == 5
     assert describe.render_text(summary).startswith(f"program {path}")
+
+
+def test_long_metadata_values_are_shortened(tmp_path):
+    from dataclasses import replace
+
+    from runtime_schema.describe import METADATA_PREVIEW_CHARS
+
+    # a tokenizer-sized value with multi-byte characters: the byte count is UTF-8's
+    tokenizer = '{"tokens": [' + ", ".join(f'"tök{i}"' for i in range(5000)) + "]}"
+    short = "x" * METADATA_PREVIEW_CHARS
+    base = layered_program(1, hidden=256, ffn=256, vocab=32)
+    program = replace(base, metadata=base.metadata + (("tokenizer", tokenizer), ("short", short)))
+    path = tmp_path / "p.ggufc"
+    save_program(program, path)
+
+    shown = describe_program(path)["metadata"]
+    expected = f"{tokenizer[:METADATA_PREVIEW_CHARS]}... ({len(tokenizer.encode())} bytes)"
+    assert shown["tokenizer"] == expected
+    assert len(tokenizer.encode()) > len(tokenizer)  # the count is bytes, not characters
+    assert shown["short"] == short  # at the limit: shown whole
+    assert describe_program(path, full_metadata=True)["metadata"]["tokenizer"] == tokenizer
+
+    text = inspect_program(path)
+    assert f"  tokenizer: {expected}" in text.splitlines()
+    assert len(text) < len(tokenizer) // 10
+    as_json = json.loads(inspect_program(path, as_json=True))
+    assert as_json["metadata"]["tokenizer"] == expected
