@@ -186,9 +186,10 @@ class PassManager:
                         raise
                     raise error from exc
             if any_changed:
-                # Passes edit the FX graph; the module's generated forward is stale until
-                # recompiled (instrumentation runs graphs through an Interpreter instead).
-                program.graph_module.recompile()
+                # The module's generated forward no longer matches the edited graph; it is
+                # regenerated when the program next runs (instrumentation runs graphs
+                # through an Interpreter and needs no generated code).
+                program.mark_graph_changed()
             succeeded = True
         finally:
             for inst in reverse:

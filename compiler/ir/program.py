@@ -32,6 +32,10 @@ _EXPORT_GUARD_MODULE = "_guards_fn"
 class GraphProgram:
     graph_module: torch.fx.GraphModule
     symbol_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # True once the graph was edited after the module's forward was generated; calling the
+    # program regenerates it then (recompiling a 10,000-node graph after every pass would
+    # cost more than the passes themselves).
+    code_is_stale: bool = field(default=False, repr=False, compare=False)
 
     # ---- views -------------------------------------------------------------------------
     @property
@@ -63,7 +67,15 @@ class GraphProgram:
         return iter(self.graph.nodes)
 
     # ---- running -----------------------------------------------------------------------
+    def mark_graph_changed(self) -> None:
+        """Note that the graph was edited, so the generated forward must be regenerated
+        before the program runs (the pass manager calls this after a pass that changed it)."""
+        self.code_is_stale = True
+
     def __call__(self, *inputs: torch.Tensor):
+        if self.code_is_stale:
+            self.graph_module.recompile()
+            self.code_is_stale = False
         return self.graph_module(*inputs)
 
     def default_symbol_values(self) -> dict[str, int]:
@@ -125,7 +137,9 @@ class GraphProgram:
     def copy(self) -> GraphProgram:
         """A deep copy of the graph; constant tensors are shared, not copied."""
         memo = {id(t): t for t in self.constants().values()}
-        return GraphProgram(copy.deepcopy(self.graph_module, memo), dict(self.symbol_ranges))
+        return GraphProgram(
+            copy.deepcopy(self.graph_module, memo), dict(self.symbol_ranges), self.code_is_stale
+        )
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
