@@ -96,7 +96,10 @@ def _mutate(data: bytes, header_end: int, change) -> bytes:
         del buffer[change[1] % len(buffer) :]
     else:
         layout = struct.Struct("<Q" if kind == "u64" else "<I")
-        position = change[1] % max(1, min(header_end, len(buffer)) - layout.size)
+        if len(buffer) < layout.size:
+            # an earlier truncation left too few bytes to overwrite a field: truncate instead
+            return bytes(buffer[:-1])
+        position = change[1] % (min(header_end, len(buffer)) - layout.size + 1)
         layout.pack_into(buffer, position, change[2])
     return bytes(buffer)
 
