@@ -86,13 +86,17 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "inspect",
-        help="show what is inside a .gguf file (metadata, tensors per format)",
+        help="show what is inside a .gguf model or a .ggufc program",
         description=(
-            "Print a model file's header: version, architecture, metadata (long arrays "
-            "summarized), tensor count, bytes and parameters per format."
+            "For a .gguf model: version, architecture, metadata (long arrays summarized), "
+            "tensor count, bytes and parameters per format.  For a .ggufc program: chains, "
+            "kernels per format and kind, IfNodes, constants (bytes saved by dedup) and "
+            "strings (bytes saved by interning)."
         ),
     )
-    parser.add_argument("file", metavar="FILE", help="a .gguf file, or a bundled model name")
+    parser.add_argument(
+        "file", metavar="FILE", help="a .gguf or .ggufc file, or a bundled model name"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--tensors", action="store_true", help="also list every tensor")
     parser.set_defaults(run=run)
