@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,25 +21,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads on a
 import torch
 
 from compiler.driver import DEFAULT_MAX_SEQ, compile_gguf
+from machine_info import describe_machine
 
 DEFAULT_MODEL = "gemma3-270m"
 TARGET_SECONDS = 30.0
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
-    )
 
 
 def export_split(model_path: Path, max_seq: int) -> dict[str, float]:
@@ -79,7 +64,7 @@ def main() -> None:
         size = output.stat().st_size
     split = export_split(model_path, args.max_seq)
 
-    print(f"Machine: {machine()}; 1-minute load average at start: {load_average:.2f}")
+    print(f"Machine: {describe_machine()}; 1-minute load average at start: {load_average:.2f}")
     print(
         f"Model: {model_path.name}, max_seq {args.max_seq}, weights {args.weights}, "
         f"program {size / 2**20:.1f} MiB\n"

@@ -14,8 +14,6 @@ the exported program.  Prints markdown tables naming the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from dataclasses import dataclass
 
@@ -27,6 +25,7 @@ from compiler.architectures.gemma3 import Gemma3Config, Gemma3Model
 from compiler.ir.program import GraphProgram
 from compiler.modules import q4_k_m_policy
 from passes import PassManager, default_pipeline
+from machine_info import describe_machine
 
 # Gemma-4-31B-like shapes (as Gemma 3 27B: 62 layers, hidden 5376, FFN 21504).
 LAYERS = 62
@@ -167,17 +166,6 @@ def best_of(repeats: int, program: GraphProgram, action) -> tuple[float, float, 
     return best, best_cpu, result
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, load {load:.1f}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,7 +191,7 @@ def main() -> None:
     fused_linears = sum(1 for n in fused.graph.nodes if n.target is ops.linear)
     patterns = len(_signatures(program.graph))
 
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {describe_machine()}\n")
     print(f"Synthetic decoder: {args.layers} layers, hidden {HIDDEN}, FFN {FFN}, {HEADS} heads "
           f"({KV_HEADS} KV) x {HEAD_DIM}, vocab {VOCAB}, Q4_K_M mix on meta weights; "
           f"{nodes} nodes, {dequantizes} ggufc.dequantize; export {export_seconds:.1f} s "

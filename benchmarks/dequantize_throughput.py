@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -28,19 +27,10 @@ from gguf import GGMLQuantizationType
 from gguf import quants as gguf_quants
 
 from compiler import formats
+from machine_info import cpu_model
 
 MEGABYTE = 1e6
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timings_in_rounds(ours, theirs, runs: int, rounds: int) -> dict[str, dict[str, list]]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from machine_info import describe_machine
 
 DEFAULT_MODEL = "gemma3-270m"
 DEFAULT_RUNS = 21
@@ -55,19 +55,6 @@ def time_runs(open_file: Callable[[str], tuple[int, int]], path: str, runs: int)
     return seconds
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs{load}, {platform.system()}, "
-        f"Python {platform.python_version()}"
-    )
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -87,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio = statistics.median(reference) / statistics.median(ours)
     print(f"GGUF open time: `{os.path.basename(path)}` ({os.path.getsize(path):,} bytes)\n")
-    print(f"machine: {machine()}; gguf {version('gguf')}, numpy {version('numpy')}\n")
+    print(f"machine: {describe_machine()}; gguf {version('gguf')}, numpy {version('numpy')}\n")
     print("| reader | runs | median (s) | min (s) |")
     print("|---|---:|---:|---:|")
     print(f"| ggufc `open_gguf` | {len(ours)} | {statistics.median(ours):.4f} | {min(ours):.4f} |")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +25,7 @@ import torch.fx
 from compiler.ir.parser import parse_program
 from compiler.ir.program import GraphProgram
 from passes.pass_base import Pass
+from machine_info import describe_machine
 
 BLOCK = """
 symbol s0 : [1, 4096]
@@ -133,18 +132,6 @@ def manager_cost_per_pass(program: GraphProgram, passes: int = NO_OP_PASSES) -> 
     return (managed - direct) / passes
 
 
-def machine_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, torch {torch.__version__}"
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -167,7 +154,7 @@ def main(argv=None) -> int:
     best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in runs.items()}
     median = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
     overhead = PERCENT * (best["managed"][1] - best["direct"][1]) / best["direct"][1]
-    print(f"Machine: {machine_name()}\n")
+    print(f"Machine: {describe_machine()}\n")
     print(
         f"Pipeline `{PIPELINE}` on {graph_nodes} nodes, best of {args.repeats} "
         "(wall median in brackets); the ratio is of CPU time, which other processes on a "

@@ -21,8 +21,6 @@ file-backed) before and after loading and after reading every constant:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -36,6 +34,7 @@ from runtime_schema.program import Backend, KernelKind, KernelSource
 from runtime_schema.reader import read_program_flatbuffer
 from runtime_schema.synthetic import layered_program
 from runtime_schema.writer import encode_program
+from machine_info import describe_machine
 
 KERNEL_SAVING_TARGET = 0.95
 LAYER_COUNTS = (1, 8, 31, 62)
@@ -102,21 +101,6 @@ def gemma4_like(layers: int):
         weight_rows=DUMMY_WEIGHT_ROWS,
     )
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {platform.system()} {platform.release()}"
-    )
 
 
 def rss_kib() -> dict[str, int]:
@@ -332,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-gemma", action="store_true", help="only the synthetic program")
     args = parser.parse_args(argv)
 
-    print(f"# Program file benchmark\n\nMachine: {machine()}\n")
+    print(f"# Program file benchmark\n\nMachine: {describe_machine()}\n")
     # the real model first: its RSS figures are then not inflated by the synthetic builds
     if not args.skip_gemma:
         gemma_section(args.program, args.repeats)

@@ -22,7 +22,8 @@ import sys
 import time
 
 # Run as a script, this folder is on sys.path.
-from pass_manager_overhead import DEFAULT_NODES, DEFAULT_REPEATS, build_large_program, machine_name
+from machine_info import describe_machine
+from pass_manager_overhead import DEFAULT_NODES, DEFAULT_REPEATS, build_large_program
 
 from compiler.ir.printer import structural_hash
 from passes.canonicalize import Canonicalize
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
             results[name] = program
     hashes = {structural_hash(p) for p in results.values()}
     remaining = len(next(iter(results.values())).graph.nodes)
-    print(f"Machine: {machine_name()}\n")
+    print(f"Machine: {describe_machine()}\n")
     print(
         f"canonicalize on {graph_nodes} nodes ({remaining} left after), best of "
         f"{args.repeats} (median in brackets); same result from every runner: "

@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads on a shared host
 
 import torch
-from compile_time import machine
+from machine_info import describe_machine
 
 DEFAULT_MODEL = "gemma3-270m"
 DEFAULT_PROMPT = "The capital of France is"
@@ -77,7 +77,7 @@ def main() -> None:
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(
-        f"Machine: {machine()}; device: {device}; 1-minute load average: {os.getloadavg()[0]:.2f}"
+        f"Machine: {describe_machine()}; device: {device}; 1-minute load average: {os.getloadavg()[0]:.2f}"
     )
     print(
         f"Model: {model_path.name}; prompt {len(prompt)} tokens; {args.max_tokens} tokens "
