@@ -19,9 +19,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads on a shared host
 
 import torch
+from machine_info import describe_machine
 
 from compiler.driver import DEFAULT_MAX_SEQ, compile_gguf
-from machine_info import describe_machine
 
 DEFAULT_MODEL = "gemma3-270m"
 TARGET_SECONDS = 30.0
@@ -30,14 +30,13 @@ TARGET_SECONDS = 30.0
 
 def export_split(model_path: Path, max_seq: int) -> dict[str, float]:
     from compiler.architectures import build_model
-    from compiler.export import EXAMPLE_TOKENS, TOKENS_DIM_NAME, example_inputs
+    from compiler.export import EXAMPLE_TOKENS, dynamic_shapes, example_inputs
     from compiler.gguf_file import open_gguf
     from compiler.ir.program import GraphProgram
 
     model = build_model(open_gguf(model_path))
     inputs = example_inputs(model, max_seq, EXAMPLE_TOKENS)
-    tokens = torch.export.Dim(TOKENS_DIM_NAME, min=1, max=max_seq)
-    shapes = ({1: tokens}, {0: tokens}, tuple(None for _ in inputs[2:]))
+    shapes = dynamic_shapes(inputs, max_seq)
     start = time.perf_counter()
     with torch.no_grad():
         exported = torch.export.export(model, inputs, dynamic_shapes=shapes)

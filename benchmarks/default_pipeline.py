@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.fx
+from machine_info import describe_machine
 
 from compiler import formats, ops
 from compiler.architectures.gemma3 import Gemma3Config, Gemma3Model
+from compiler.export import EXAMPLE_TOKENS, dynamic_shapes
 from compiler.ir.program import GraphProgram
 from compiler.modules import q4_k_m_policy
 from passes import PassManager, default_pipeline
-from machine_info import describe_machine
 
 # Gemma-4-31B-like shapes (as Gemma 3 27B: 62 layers, hidden 5376, FFN 21504).
 LAYERS = 62
@@ -36,7 +37,6 @@ KV_HEADS = 16
 HEAD_DIM = 128
 VOCAB = 262_144
 MAX_SEQ = 256
-EXAMPLE_TOKENS = 2
 PER_LAYER_LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 FUSE_TARGET_SECONDS = 2.0
 SPEEDUP_TARGET = 20.0
@@ -100,15 +100,15 @@ def fake_gguf(layers: int) -> tuple[Gemma3Config, FakeGgufFile]:
 def export_synthetic(layers: int) -> GraphProgram:
     config, gguf_file = fake_gguf(layers)
     model = Gemma3Model(config, gguf_file).to("meta")
-    tokens_dim = torch.export.Dim("tokens", min=1, max=MAX_SEQ)
     tokens = torch.zeros((1, EXAMPLE_TOKENS), dtype=torch.long, device="meta")
     positions = torch.zeros((EXAMPLE_TOKENS,), dtype=torch.long, device="meta")
     caches = tuple(
         torch.zeros(model.cache_shape(MAX_SEQ), device="meta") for _ in range(2 * layers)
     )
-    dynamic_shapes = ({1: tokens_dim}, {0: tokens_dim}, tuple(None for _ in caches))
+    # meta inputs: example_inputs would allocate the real KV caches of a 31B-size model
+    inputs = (tokens, positions, *caches)
     with torch.no_grad():
-        ep = torch.export.export(model, (tokens, positions, *caches), dynamic_shapes=dynamic_shapes)
+        ep = torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes(inputs, MAX_SEQ))
     return GraphProgram.from_exported(ep)
 
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType
 from gguf import quants as gguf_quants
+from machine_info import cpu_model
 
 from compiler import formats
-from machine_info import cpu_model
 
 MEGABYTE = 1e6
 

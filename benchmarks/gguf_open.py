@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+
 from machine_info import describe_machine
 
 DEFAULT_MODEL = "gemma3-270m"

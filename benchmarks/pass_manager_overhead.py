@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch.fx
+from machine_info import describe_machine
 
 from compiler.ir.parser import parse_program
 from compiler.ir.program import GraphProgram
 from passes.pass_base import Pass
-from machine_info import describe_machine
 
 BLOCK = """
 symbol s0 : [1, 4096]

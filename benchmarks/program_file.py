@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine_info import describe_machine
 
 from codegen.kernels import emit
 from runtime_schema import load_program, save_program
@@ -34,7 +35,6 @@ from runtime_schema.program import Backend, KernelKind, KernelSource
 from runtime_schema.reader import read_program_flatbuffer
 from runtime_schema.synthetic import layered_program
 from runtime_schema.writer import encode_program
-from machine_info import describe_machine
 
 KERNEL_SAVING_TARGET = 0.95
 LAYER_COUNTS = (1, 8, 31, 62)

@@ -24,12 +24,16 @@ def example_inputs(model, max_seq: int, num_tokens: int = EXAMPLE_TOKENS) -> tup
     return (tokens, positions, *caches)
 
 
+def dynamic_shapes(inputs: tuple[torch.Tensor, ...], max_seq: int) -> tuple:
+    """`torch.export` dynamic shapes for `example_inputs`: M symbolic in [1, max_seq]."""
+    tokens_dim = torch.export.Dim(TOKENS_DIM_NAME, min=1, max=max_seq)
+    # forward(tokens, positions, *caches): the varargs are one entry of dynamic_shapes
+    return ({1: tokens_dim}, {0: tokens_dim}, tuple(None for _ in inputs[2:]))
+
+
 def export_model(model, max_seq: int) -> GraphProgram:
     """The model as a GraphProgram with a dynamic token count M in [1, max_seq]."""
-    tokens_dim = torch.export.Dim(TOKENS_DIM_NAME, min=1, max=max_seq)
     inputs = example_inputs(model, max_seq)
-    # forward(tokens, positions, *caches): the varargs are one entry of dynamic_shapes
-    dynamic_shapes = ({1: tokens_dim}, {0: tokens_dim}, tuple(None for _ in inputs[2:]))
     with torch.no_grad():
-        ep = torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes)
+        ep = torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes(inputs, max_seq))
     return GraphProgram.from_exported(ep)
