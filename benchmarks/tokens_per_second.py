@@ -2,7 +2,11 @@
 CUDA) and of the eager front-end model, prefill and decode separately, in the same run.
 
     python benchmarks/tokens_per_second.py [MODEL] [--prompt TEXT] [--max-tokens 16]
-        [--max-seq 256] [--device cpu|cuda] [--program FILE.ggufc]
+        [--max-seq 256] [--device cpu|cuda] [--program FILE.ggufc] [--profile]
+
+On CUDA the program path replays its decode step as a CUDA graph; the table adds the same
+program run node by node (no graph), and ``--profile`` prints where the GPU time of the
+node-by-node decode goes: the GGUF kernels (ggufc's generated ones) against every other op.
 
 MODEL defaults to the bundled Gemma 3 270M.  Without `--program` the model is compiled first
 (CPU-only sources when the device is the CPU).  Each path runs the prompt once untimed (page
@@ -35,6 +39,42 @@ def eager_step(model, device):
     return step
 
 
+GGUF_KERNEL_PREFIXES = ("matvec_", "matvec_batched_", "matmul_", "embedding_")
+
+
+def decode_profile(loaded, prompt, steps: int = 8) -> str:
+    """GPU time of `steps` node-by-node decode steps by kernel, GGUF kernels against the rest
+    (torch.profiler's CUDA activity; CuPy's launches are seen like torch's)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from compiler.generate import generate
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        generate(loaded, prompt, steps + 1, device="cuda", cuda_graph=False)
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.device_type.name == "CUDA" or getattr(event, "self_device_time_total", 0):
+            us = getattr(event, "self_device_time_total", 0.0)
+            if us > 0:
+                totals[event.key] = totals.get(event.key, 0.0) + us
+    gguf = sum(us for name, us in totals.items() if name.startswith(GGUF_KERNEL_PREFIXES))
+    total = sum(totals.values())
+    top = sorted(totals.items(), key=lambda kv: -kv[1])[:12]
+    lines = [
+        (
+            f"\nGPU time of prefill + {steps} node-by-node decode steps: {total / 1e3:.2f} ms; "
+            f"GGUF kernels {gguf / 1e3:.2f} ms ({100 * gguf / total:.1f}%), other ops "
+            f"{(total - gguf) / 1e3:.2f} ms ({100 * (total - gguf) / total:.1f}%)"
+        ),
+        "",
+        "| kernel | GPU ms | share |",
+        "|---|---:|---:|",
+    ]
+    for name, us in top:
+        lines.append(f"| {name[:70]} | {us / 1e3:.3f} | {100 * us / total:.1f}% |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL)
@@ -43,6 +83,11 @@ def main() -> None:
     parser.add_argument("--max-seq", type=int, default=256)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--program", help="a compiled .ggufc (else MODEL is compiled)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="CUDA: GPU time of a decode, GGUF kernels vs the rest",
+    )
     args = parser.parse_args()
 
     from compiler.architectures import build_model
@@ -65,15 +110,16 @@ def main() -> None:
         eos = None  # time exactly max_tokens tokens on both paths
 
         model = build_model(open_gguf(model_path)).to(args.device)
+        paths = [("ggufc run (program)", None, True)]
+        if args.device == "cuda":
+            paths.append(("ggufc run, no CUDA graph", None, False))
+        paths.append(("eager model", eager_step(model, args.device), False))
         runs = {}
-        for name, step in (
-            ("ggufc run (program)", None),
-            ("eager model", eager_step(model, args.device)),
-        ):
-            generate(loaded, prompt, 2, device=args.device, eos_id=eos, step=step)  # warm-up
-            runs[name] = generate(
-                loaded, prompt, args.max_tokens, device=args.device, eos_id=eos, step=step
-            )
+        for name, step, graph in paths:
+            options = {"device": args.device, "eos_id": eos, "step": step, "cuda_graph": graph}
+            generate(loaded, prompt, 2, **options)  # warm-up
+            runs[name] = generate(loaded, prompt, args.max_tokens, **options)
+        profile = decode_profile(loaded, prompt) if args.profile and args.device == "cuda" else None
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(
@@ -83,14 +129,19 @@ def main() -> None:
         f"Model: {model_path.name}; prompt {len(prompt)} tokens; {args.max_tokens} tokens "
         f"generated; max_seq {args.max_seq}\n"
     )
-    print("| path | prefill tok/s | decode tok/s | prefill s | decode s (steps) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| path | prefill tok/s | decode tok/s | prefill s | decode s (steps) | graph capture s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, run in runs.items():
         print(
             f"| {name} | {run.prefill_tokens_per_second:.1f} | {run.decode_tokens_per_second:.2f} "
-            f"| {run.prefill_seconds:.2f} | {run.decode_seconds:.2f} ({run.decode_steps}) |"
+            f"| {run.prefill_seconds:.3f} | {run.decode_seconds:.3f} ({run.decode_steps}) "
+            f"| {run.capture_seconds:.2f} |"
         )
-    program_run, eager_run = runs.values()
+    if profile is not None:
+        print(profile)
+    program_run, eager_run = runs["ggufc run (program)"], runs["eager model"]
     ratio_prefill = program_run.prefill_tokens_per_second / eager_run.prefill_tokens_per_second
     ratio_decode = program_run.decode_tokens_per_second / eager_run.decode_tokens_per_second
     print(

@@ -8,7 +8,9 @@ Calling convention of a compiled model (`compiler.architectures.layers`)::
 
 `generate` runs the prefill with M = prompt length, then decodes with M = 1, feeding the
 updated caches of each call into the next (so both M buckets of the program run in one
-generation).  The next token is the argmax of the last position's logits (greedy); the loop
+generation).  On CUDA the decode step is captured once as a CUDA graph and replayed
+(`runtime_schema.cuda_graph`; ``cuda_graph=False`` runs it node by node), since launching
+its few thousand kernels one by one from Python costs far more than their GPU time.  The next token is the argmax of the last position's logits (greedy); the loop
 stops after ``max_tokens`` tokens, at the end-of-sequence token, or when the cache is full.
 
 Program metadata written by `compile_gguf` and read here (all strings):
@@ -129,6 +131,7 @@ class Generation:
     prefill_seconds: float
     decode_seconds: float
     decode_steps: int
+    capture_seconds: float = 0.0  # capturing the decode step as a CUDA graph (not in decode)
 
     @property
     def prefill_tokens_per_second(self) -> float:
@@ -167,12 +170,14 @@ def generate(
     device: str = "cpu",
     eos_id: int | None = None,
     step=None,
+    cuda_graph: bool = True,
 ) -> Generation:
     """Greedy generation of up to `max_tokens` tokens after `prompt_tokens`.
 
     ``program``: a `Program` or `LoadedProgram`; ``step(tokens, positions, caches) ->
-    (logits, caches)`` replaces running the program (the eager model, in benchmarks)."""
-    from runtime_schema import run_program
+    (logits, caches)`` replaces running the program (the eager model, in benchmarks);
+    ``cuda_graph``: replay the decode step as a CUDA graph (device "cuda", no ``step``)."""
+    from runtime_schema.interpreter import ProgramRunner
     from runtime_schema.loader import LoadedProgram
 
     plain = program.program if isinstance(program, LoadedProgram) else program
@@ -187,10 +192,12 @@ def generate(
             f"the prompt has {len(prompt)} tokens; the program was compiled for at most "
             f"{max_seq} (ggufc compile --max-seq)"
         )
+    runner = None
     if step is None:
+        runner = ProgramRunner(program, device)
 
         def step(tokens, positions, caches):
-            outputs = run_program(program, [tokens, positions, *caches], device=device)
+            outputs = runner.run([tokens, positions, *caches])
             return outputs[LOGITS_OUTPUT], outputs[FIRST_CACHE_OUTPUT:]
 
     caches = _cache_inputs(plain, device)
@@ -203,9 +210,14 @@ def generate(
         prefill_seconds = time.perf_counter() - start
         generated: list[int] = []
         decode_steps = 0
-        start = time.perf_counter()
         next_token = int(prefill_logits[-1].argmax())
         position = len(prompt)
+        capture_seconds = 0.0
+        if runner is not None and cuda_graph and device == "cuda" and max_tokens > 1:
+            start = time.perf_counter()
+            step = _captured_decode_step(runner, caches, next_token, position) or step
+            capture_seconds = time.perf_counter() - start
+        start = time.perf_counter()
         while len(generated) < max_tokens:
             generated.append(next_token)
             if next_token == eos_id or len(generated) == max_tokens or position >= max_seq:
@@ -218,8 +230,37 @@ def generate(
             position += 1
         decode_seconds = time.perf_counter() - start
     return Generation(
-        prompt, generated, prefill_logits, prefill_seconds, decode_seconds, decode_steps
+        prompt,
+        generated,
+        prefill_logits,
+        prefill_seconds,
+        decode_seconds,
+        decode_steps,
+        capture_seconds,
     )
+
+
+def _captured_decode_step(runner, caches, token: int, position: int):
+    """The decode step (M = 1) as a replayed CUDA graph, the caches fed back inside it; None
+    (with a warning) when the program cannot be captured."""
+    import warnings
+
+    from runtime_schema.cuda_graph import CapturedStep, GraphCaptureError
+
+    tokens = torch.tensor([[token]], dtype=torch.int64, device="cuda")
+    positions = torch.tensor([position], dtype=torch.int64, device="cuda")
+    feedback = {FIRST_CACHE_INPUT + i: FIRST_CACHE_OUTPUT + i for i in range(len(caches))}
+    try:
+        captured = CapturedStep(runner, [tokens, positions, *caches], feedback)
+    except GraphCaptureError as exc:
+        warnings.warn(f"{exc}; decoding node by node", stacklevel=3)
+        return None
+
+    def step(tokens, positions, _caches):
+        outputs = captured.run([tokens, positions])
+        return outputs[LOGITS_OUTPUT], outputs[FIRST_CACHE_OUTPUT:]
+
+    return step
 
 
 def eos_token_id(metadata: dict[str, str]) -> int | None:

@@ -1,7 +1,8 @@
 """Compile a KernelNode's CUDA source with NVRTC (through CuPy) and launch it.
 
 * One compiled function per distinct (header, source, entry), keyed by their SHA-256 and
-  kept for the life of the launcher; 62 layers sharing a source compile it once.
+  kept for the life of the launcher; 62 layers sharing a source compile it once.  The
+  digest of a source object is remembered too, so a launch hashes nothing.
 * Code compiled = ``header + "\\n" + source``; ``entry`` must name an ``extern "C"``
   ``__global__`` function, or a template instance (``name<...>``), which is passed to
   NVRTC as a name expression.
@@ -60,8 +61,19 @@ class CudaLauncher:
             ) from exc
         self._cupy = cupy
         self._functions: dict[str, object] = {}
+        # id(source) -> (source, function); holding the source keeps its id from being reused
+        self._by_object: dict[int, tuple[KernelSource, object]] = {}
+        self._streams: dict[int, object] = {}
 
     def function(self, source: KernelSource):
+        known = self._by_object.get(id(source))
+        if known is not None and known[0] is source:
+            return known[1]
+        fn = self._compiled(source)
+        self._by_object[id(source)] = (source, fn)
+        return fn
+
+    def _compiled(self, source: KernelSource):
         key = source_digest(source)
         fn = self._functions.get(key)
         if fn is None:
@@ -83,6 +95,12 @@ class CudaLauncher:
         """PyTorch's current stream as a CuPy stream (CuPy 14 takes the CUDA stream
         protocol; older CuPy only the raw handle)."""
         current = torch.cuda.current_stream()
+        stream = self._streams.get(current.cuda_stream)
+        if stream is None:
+            stream = self._streams[current.cuda_stream] = self._cupy_stream(current)
+        return stream
+
+    def _cupy_stream(self, current):
         from_external = getattr(self._cupy.cuda.Stream, "from_external", None)
         if from_external is not None and hasattr(current, "__cuda_stream__"):
             return from_external(current)

@@ -1,12 +1,14 @@
 """The reference interpreter: run a `Program` on CPU, or on CUDA with its generated kernels.
 
 ``run_program(program, inputs, device="cpu" | "cuda") -> list[Tensor]`` (one per
-``program.outputs``):
+``program.outputs``) runs a program once.  ``ProgramRunner(program, device)`` runs it many
+times: it validates once, moves the constants (the weights) to the device once and keeps the
+compiled CUDA functions, so a generation loop pays for none of that per step.  A run:
 
 1. binds the inputs (by position, or by value name from a mapping), checking dtype and
    shape; a SymInt first met as an input's dim takes that size, later ones must agree;
    every SymInt must lie in its declared range;
-2. binds constants (moved to the device once per run);
+2. binds constants (moved to the device when the runner is made);
 3. runs the main chain in order:
 
    * `SymNode`: integer arithmetic on sizes (``CEIL_DIV(a, b) = -(-a // b)``);
@@ -87,14 +89,42 @@ def run_program(
     inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
     device: str = "cpu",
 ) -> list[torch.Tensor]:
-    """Run `program` on `inputs`; returns its outputs in order (see the module doc)."""
-    if isinstance(program, LoadedProgram):
-        program = program.program
-    else:
-        validate_program(program)
-    if device not in DEVICES:
-        raise ProgramRunError(f"device must be one of {DEVICES}, got {device!r}")
-    return _Interpreter(program, device).run(inputs)
+    """Run `program` on `inputs` once; returns its outputs in order (see the module doc)."""
+    return ProgramRunner(program, device).run(inputs)
+
+
+class ProgramRunner:
+    """A program bound to a device, to run many times (see the module doc).
+
+    ``run`` may be captured into a CUDA graph (`runtime_schema.cuda_graph`): for inputs of
+    fixed shapes it launches the same work in the same order every time and reads nothing
+    back from the device."""
+
+    def __init__(self, program: Program | LoadedProgram, device: str = "cpu"):
+        if isinstance(program, LoadedProgram):
+            program = program.program
+        else:
+            validate_program(program)
+        if device not in DEVICES:
+            raise ProgramRunError(f"device must be one of {DEVICES}, got {device!r}")
+        self.program = program
+        self.device = torch.device(device)
+        self._constants = [(c.value, c.data.to(self.device)) for c in program.constants]
+        self._state = _InterpreterState()
+
+    def run(
+        self, inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """The program's outputs for `inputs`, in order."""
+        return _Interpreter(self.program, self.device, self._constants, self._state).run(inputs)
+
+
+class _InterpreterState:
+    """What runs of one program on one device share: resolved aten ops, the CUDA launcher."""
+
+    def __init__(self):
+        self.aten: dict[str, object] = {}
+        self.launcher = None
 
 
 def _sym_eval(op: SymOp, xs: list[int], where: str) -> int:
@@ -122,12 +152,14 @@ def _sym_eval(op: SymOp, xs: list[int], where: str) -> int:
 
 
 class _Interpreter:
-    def __init__(self, program: Program, device: str):
+    """One run: the environment of values, filled as the chains execute."""
+
+    def __init__(self, program: Program, device: torch.device, constants, state):
         self.program = program
-        self.device = torch.device(device)
+        self.device = device
         self.env: list = [None] * len(program.values)
-        self._aten: dict[str, object] = {}
-        self._launcher = None
+        self._constants = constants
+        self._state = state
 
     # ---- values ----------------------------------------------------------------------------
     def size(self, d: Dim, where: str) -> int:
@@ -200,8 +232,8 @@ class _Interpreter:
         for j, (index, tensor) in enumerate(zip(p.inputs, inputs)):
             self.check_tensor(index, tensor, f"inputs[{j}]", bind=True)
             self.env[index] = tensor.to(self.device)
-        for c in p.constants:
-            self.env[c.value] = c.data.to(self.device)
+        for index, data in self._constants:
+            self.env[index] = data
         self.run_chain(p.main_chain)
         return [self.env[i] for i in p.outputs]
 
@@ -244,9 +276,10 @@ class _Interpreter:
         return None
 
     def run_aten(self, node: AtenNode, where: str) -> None:
-        fn = self._aten.get(node.op)
+        aten = self._state.aten
+        fn = aten.get(node.op)
         if fn is None:
-            fn = self._aten[node.op] = resolve_aten_op(node.op)
+            fn = aten[node.op] = resolve_aten_op(node.op)
         args, kwargs = [], {}
         for a in node.args:
             value = self.argument(a.value, where)
@@ -306,8 +339,8 @@ class _Interpreter:
         source = node.source_for(Backend.CUDA)
         if source is None:
             raise ProgramRunError(f"{where}: has no CUDA source")
-        if self._launcher is None:
-            self._launcher = CudaLauncher()
+        if self._state.launcher is None:
+            self._state.launcher = CudaLauncher()
         info = self.program.values[node.outputs[0]].info
         shape = [self.size(d, where) for d in info.shape]
         out = torch.empty(shape, dtype=info.dtype.torch_dtype, device=self.device)
@@ -315,7 +348,7 @@ class _Interpreter:
         grid = tuple(self.size(d, where) for d in node.grid)
         block = tuple(self.size(d, where) for d in node.block)
         try:
-            self._launcher.launch(
+            self._state.launcher.launch(
                 source,
                 grid=grid,
                 block=block,
@@ -334,4 +367,4 @@ _KERNEL_NAMES = {
     KernelKind.MATMUL: "matmul",
 }
 
-__all__ = ["DEVICES", "ProgramRunError", "run_program"]
+__all__ = ["DEVICES", "ProgramRunError", "ProgramRunner", "run_program"]

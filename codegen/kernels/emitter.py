@@ -60,6 +60,27 @@ WARPS = THREADS // 32
 MATVEC_BATCHED_ROWS = 8  # activation rows served by one read of the weights
 MATVEC_ROWS_PER_WARP = 4  # weight rows a matvec warp decodes against one read of x
 
+# CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
+# a block computes an 8 x 8 tile of out (8 weight rows = the mma's N, up to 8 activation
+# rows), its warps splitting K; weights stream through a ring of shared-memory stages by
+# cp.async.  At M = 1 that kernel is slower than the CUDA-core matvec (it issues ~2
+# instructions per weight to build f16 operands; H100 2026-11-25: Q4_K 4096x14336 36 us vs
+# 35 us, Q4_0 28 vs 25 us, Q6_K 49 vs 42 us), so M = 1 keeps the CUDA-core kernel.  float32
+# activations keep the CUDA-core kernels too (their 1e-5 error bound rules out f16 weights).
+TENSOR_CORE_MATVEC_KINDS = ("matvec_batched",)
+TENSOR_CORE_MATVEC_DTYPES = ("float16", "bfloat16")
+TENSOR_CORE_MATVEC_TILE = 8
+TENSOR_CORE_MATVEC_STAGES = 3
+TENSOR_CORE_MATVEC_WARPS = 8  # warps splitting K in a block (more warps in flight per SM)
+# blocks per SM the registers must allow (__launch_bounds__): 3 x 8 warps keep enough
+# weight bytes in flight to stream at the memory bandwidth
+TENSOR_CORE_MATVEC_MIN_BLOCKS_PER_SM = 3
+TENSOR_CORE_MATVEC_ACCUMULATORS = 2  # independent mma accumulator sets per lane
+# Blocks per weight row a warp stages per step: whole K-quant blocks (their scales sit in the
+# block header); eight of the 32-weight formats (4 of Q8_0's 34-byte blocks keep the stage
+# ring small).  Every step then splits into parts of 32 weights among 4 lanes per row.
+TENSOR_CORE_MATVEC_STEP_BLOCKS = {"Q4_0": 8, "Q5_0": 8, "Q8_0": 4, "Q4_K": 1, "Q5_K": 1, "Q6_K": 1}
+
 
 @dataclass(frozen=True)
 class BackendSyntax:
@@ -134,6 +155,10 @@ def entry_name(fmt: str, kind: str, dtype: str) -> str:
 def launch_rule(backend: str, kind: str, dtype: str) -> LaunchRule:
     """Grid and block of ``kind`` for ``dtype`` on ``backend`` (see codegen.kernels.launch)."""
     one = GridExtent()
+    if uses_tensor_core_matvec(backend, kind, dtype):
+        tile = TENSOR_CORE_MATVEC_TILE
+        threads = 32 * TENSOR_CORE_MATVEC_WARPS
+        return LaunchRule(threads, (GridExtent(("N",), tile), GridExtent(("M",), tile), one))
     if kind == "matvec":
         rows = WARPS * (MATVEC_ROWS_PER_WARP if backend == "cuda" else 1)
         return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
@@ -144,6 +169,14 @@ def launch_rule(backend: str, kind: str, dtype: str) -> LaunchRule:
         tile_m, tile_n, _ = MATMUL_TILES[backend, dtype]
         return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def uses_tensor_core_matvec(backend: str, kind: str, dtype: str) -> bool:
+    return (
+        backend == "cuda"
+        and kind in TENSOR_CORE_MATVEC_KINDS
+        and dtype in TENSOR_CORE_MATVEC_DTYPES
+    )
 
 
 def _check(backend: str, fmt: str, kind: str, dtype: str) -> None:
@@ -196,6 +229,20 @@ def _kind_values(backend: str, fmt: str, kind: str, dtype: str) -> tuple[str, di
         "act_type": syntax.act_types[dtype],
         "threads": THREADS,
     }
+    if uses_tensor_core_matvec(backend, kind, dtype):
+        values.update(
+            threads=32 * TENSOR_CORE_MATVEC_WARPS,
+            warps_per_block=TENSOR_CORE_MATVEC_WARPS,
+            min_blocks_per_sm=TENSOR_CORE_MATVEC_MIN_BLOCKS_PER_SM,
+            accumulators=TENSOR_CORE_MATVEC_ACCUMULATORS,
+            pair_type="__half2" if dtype == "float16" else "__nv_bfloat162",
+            pair_from_float="__float2half2_rn" if dtype == "float16" else "__float2bfloat162_rn",
+            tile=TENSOR_CORE_MATVEC_TILE,
+            stages=TENSOR_CORE_MATVEC_STAGES,
+            step_blocks=TENSOR_CORE_MATVEC_STEP_BLOCKS[fmt],
+            mma_ptx_type=CUDA_MMA[dtype][1],
+        )
+        return f"{backend}/matvec_tensor_core{syntax.source_suffix}", values
     if kind == "matvec":
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = MATVEC_ROWS_PER_WARP if backend == "cuda" else 1

@@ -38,6 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
+        "--no-cuda-graph",
+        action="store_true",
+        help="on CUDA, launch every node of each decode step from Python instead of replaying "
+        "the step captured once as a CUDA graph (slower; for debugging)",
+    )
+    parser.add_argument(
         "--dump-logits", metavar="FILE.npy", help="write the prefill logits [prompt_len, vocab]"
     )
     parser.add_argument("--json", action="store_true", help="print {tokens, text} as JSON")
@@ -78,7 +84,12 @@ def run(args) -> int:
     else:
         prompt = parse_token_list(args.tokens)
     result = generate(
-        loaded, prompt, args.max_tokens, device=args.device, eos_id=eos_token_id(metadata)
+        loaded,
+        prompt,
+        args.max_tokens,
+        device=args.device,
+        eos_id=eos_token_id(metadata),
+        cuda_graph=not args.no_cuda_graph,
     )
     if args.dump_logits:
         _save_npy(Path(args.dump_logits), result.prefill_logits.float().numpy())

@@ -124,6 +124,21 @@ def test_program_on_cuda_matches_cpu(compiled):
     assert difference <= CUDA_RELATIVE_TOLERANCE * scale, (difference, scale)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU and CuPy")
+def test_decode_replayed_as_a_cuda_graph_matches_node_by_node(compiled):
+    """The decode step captured once and replayed (caches fed back inside the graph) gives
+    the tokens of launching every node from Python, step after step."""
+    _, program_path, _ = compiled
+    loaded = load_program(program_path)
+    prompt = list(range(3, 9))
+    replayed = generate(loaded, prompt, MAX_TOKENS, device="cuda")
+    stepped = generate(loaded, prompt, MAX_TOKENS, device="cuda", cuda_graph=False)
+    assert replayed.capture_seconds > 0.0, "the decode step was not captured"
+    assert replayed.tokens == stepped.tokens
+    assert replayed.decode_steps == stepped.decode_steps == MAX_TOKENS - 1
+
+
 def test_cli_errors_name_what_is_wrong(compiled, capsys, tmp_path):
     gguf_path, program_path, _ = compiled
     cases = [

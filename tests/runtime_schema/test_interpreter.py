@@ -14,6 +14,7 @@ from compiler.errors import ProgramFormatError
 from runtime_schema import ProgramRunError, load_program_bytes, program_to_bytes, run_program
 from runtime_schema.aten_ops import ALLOWED_ATEN_OPS, resolve_aten_op
 from runtime_schema.builder import ProgramBuilder
+from runtime_schema.interpreter import ProgramRunner
 from runtime_schema.program import (
     Argument,
     AtenNode,
@@ -140,6 +141,23 @@ def test_inputs_are_checked():
         run_program(program, [torch.randn(2, 5), tokens])
     with pytest.raises(ProgramRunError, match="missing"):
         run_program(program, {"x": x})
+
+
+def test_a_runner_binds_constants_once_and_runs_many_shapes():
+    """`ProgramRunner` keeps the constants it bound (no copy per run) and gives each run the
+    outputs a fresh `run_program` gives, across bucket changes of M."""
+    program = kitchen_sink(kitchen_sink_data(seed=2))
+    runner = ProgramRunner(program)
+    bound = [id(data) for _, data in runner._constants]
+    for m in (1, 3, 1, 7):
+        gen = torch.Generator().manual_seed(m)
+        x, tokens = (
+            torch.randn(m, HIDDEN, generator=gen),
+            torch.randint(0, VOCAB, (m,), generator=gen),
+        )
+        for got, want in zip(runner.run([x, tokens]), run_program(program, [x, tokens])):
+            assert torch.equal(got, want)
+    assert [id(data) for _, data in runner._constants] == bound
 
 
 def test_reference_op_errors_name_the_node():

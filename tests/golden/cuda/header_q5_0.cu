@@ -86,6 +86,55 @@ __device__ __forceinline__ u8 byte_of(const u16* halves, int index) {
     return static_cast<u8>(halves[index / 2] >> (8 * (index % 2)));
 }
 
+// ---- tensor-core decode: weights as pairs of small integers ---------------------------
+// The tensor-core matvec reads a part (32 weights) as 32-bit words from shared memory and
+// turns them into 16 "integer pairs": pair j holds weights 2j and 2j+1 as unsigned integers
+// (the format's value plus its ZERO_POINT) in bits 0..15 and 16..31.  OR-ing the exponent of
+// 1024.0 into both halves gives the half2 (1024 + q0, 1024 + q1) exactly (q < 1024), so one
+// half2 subtraction yields the exact integers (see half_pair_of_ints).
+
+// N 32-bit words of the bytes at a 2-byte aligned address: N + 1 aligned 4-byte loads
+// (reading up to 4 bytes past the last word), joined by funnel shifts.
+template <int N>
+__device__ __forceinline__ void load_words(const u8* p, u32 (&words)[N]) {
+    const size_t address = reinterpret_cast<size_t>(p);
+    const u32* aligned = reinterpret_cast<const u32*>(address & ~static_cast<size_t>(3));
+    const u32 shift = static_cast<u32>(address & 2u) * 8u;
+    u32 previous = aligned[0];
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const u32 next = aligned[i + 1];
+        words[i] = __funnelshift_r(previous, next, shift);
+        previous = next;
+    }
+}
+
+// Bytes 2*(j%2) and 2*(j%2)+1 of ``word`` in the low byte of each 16-bit half (``j``: the pair
+// index; a word holds pairs 2*(j/2) and 2*(j/2)+1).
+// (enumerators, unlike constexpr variables, may go unused in a translation unit under -Werror)
+enum : u32 {
+    PAIR_SELECT_LOW = 0x4140u,   // bytes 0, 1
+    PAIR_SELECT_HIGH = 0x4342u,  // bytes 2, 3
+    NIBBLE_PAIR_MASK = 0x000F000Fu,
+    HALF2_1024_BITS = 0x64006400u,  // (1024.0, 1024.0) as half2
+};
+__device__ __forceinline__ u32 byte_pair(u32 word, int j) {
+    return __byte_perm(word, 0u, (j % 2) ? static_cast<u32>(PAIR_SELECT_HIGH)
+                                         : static_cast<u32>(PAIR_SELECT_LOW));
+}
+
+// (q0 - zero_point, q1 - zero_point) as exact half2 from an integer pair.
+template <int ZERO_POINT>
+__device__ __forceinline__ __half2 half_pair_of_ints(u32 pair) {
+    static_assert(0 <= ZERO_POINT && ZERO_POINT < 1024, "1024 + ZERO_POINT is exact in f16");
+    // 1024 + z has the bits 0x6400 + z (f16 steps by 1 in [1024, 2048))
+    constexpr u32 ZERO_BITS = (0x6400u + ZERO_POINT) * 0x10001u;
+    const u32 biased = pair | static_cast<u32>(HALF2_1024_BITS);
+    const u32 zero = ZERO_BITS;
+    return __hsub2(*reinterpret_cast<const __half2*>(&biased),
+                   *reinterpret_cast<const __half2*>(&zero));
+}
+
 // ---- activation dtypes: float32 accumulate, loads of 8 consecutive activations ----------
 
 __device__ __forceinline__ float to_float(float v) { return v; }
@@ -282,6 +331,46 @@ struct Q5_0 {
         PartAffine affine;
         decode_values(raw, part, w, affine);
         apply_affine(affine, w);
+    }
+
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    static constexpr int PAIR_ZERO_POINT = ZERO_POINT;
+    struct PartWords {
+        u32 d;
+        u32 qh;
+        u32 qs[4];
+    };
+
+    __device__ static __forceinline__ PartWords load_part_words(const u8* block, int /*part*/) {
+        PartWords words;
+        words.d = load_u16(block);
+        u32 w[5];
+        load_words<5>(block + 2, w);
+        words.qh = w[0];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            words.qs[i] = w[i + 1];
+        }
+        return words;
+    }
+
+    // bit 4 of weights w, w+1 from bits w, w+1 of qh, into bit 4 of each 16-bit half
+    __device__ static __forceinline__ u32 top_bits(u32 qh, int w) {
+        const u32 bits = qh >> w;
+        return ((bits & 1u) << 4) | ((bits & 2u) << 19);
+    }
+
+    __device__ static __forceinline__ void integer_pairs(const PartWords& words, int /*part*/,
+                                                         u32 (&pairs)[16], PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(static_cast<u16>(words.d)));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const u32 bytes = byte_pair(words.qs[j / 2], j);
+            pairs[j] = (bytes & NIBBLE_PAIR_MASK) | top_bits(words.qh, 2 * j);
+            pairs[j + 8] = ((bytes >> 4) & NIBBLE_PAIR_MASK) | top_bits(words.qh, 16 + 2 * j);
+        }
     }
 };
 

@@ -46,6 +46,34 @@ struct Q4_0 {
         decode_values(raw, part, w, affine);
         apply_affine(affine, w);
     }
+
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    static constexpr int PAIR_ZERO_POINT = ZERO_POINT;
+    struct PartWords {
+        u32 d;
+        u32 qs[4];
+    };
+
+    __device__ static __forceinline__ PartWords load_part_words(const u8* block, int /*part*/) {
+        PartWords words;
+        words.d = load_u16(block);
+        load_words<4>(block + 2, words.qs);
+        return words;
+    }
+
+    // weights 0..15 are the low nibbles of qs[0..15], 16..31 the high ones
+    __device__ static __forceinline__ void integer_pairs(const PartWords& words, int /*part*/,
+                                                         u32 (&pairs)[16], PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(static_cast<u16>(words.d)));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const u32 bytes = byte_pair(words.qs[j / 2], j);
+            pairs[j] = bytes & NIBBLE_PAIR_MASK;
+            pairs[j + 8] = (bytes >> 4) & NIBBLE_PAIR_MASK;
+        }
+    }
 };
 
 }  // namespace ggufc

@@ -50,6 +50,46 @@ struct Q5_0 {
         decode_values(raw, part, w, affine);
         apply_affine(affine, w);
     }
+
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    static constexpr int PAIR_ZERO_POINT = ZERO_POINT;
+    struct PartWords {
+        u32 d;
+        u32 qh;
+        u32 qs[4];
+    };
+
+    __device__ static __forceinline__ PartWords load_part_words(const u8* block, int /*part*/) {
+        PartWords words;
+        words.d = load_u16(block);
+        u32 w[5];
+        load_words<5>(block + 2, w);
+        words.qh = w[0];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            words.qs[i] = w[i + 1];
+        }
+        return words;
+    }
+
+    // bit 4 of weights w, w+1 from bits w, w+1 of qh, into bit 4 of each 16-bit half
+    __device__ static __forceinline__ u32 top_bits(u32 qh, int w) {
+        const u32 bits = qh >> w;
+        return ((bits & 1u) << 4) | ((bits & 2u) << 19);
+    }
+
+    __device__ static __forceinline__ void integer_pairs(const PartWords& words, int /*part*/,
+                                                         u32 (&pairs)[16], PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(static_cast<u16>(words.d)));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const u32 bytes = byte_pair(words.qs[j / 2], j);
+            pairs[j] = (bytes & NIBBLE_PAIR_MASK) | top_bits(words.qh, 2 * j);
+            pairs[j + 8] = ((bytes >> 4) & NIBBLE_PAIR_MASK) | top_bits(words.qh, 16 + 2 * j);
+        }
+    }
 };
 
 }  // namespace ggufc

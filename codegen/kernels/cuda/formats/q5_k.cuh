@@ -52,6 +52,41 @@ struct Q5_K {
         decode_values(raw, part, w, affine);
         apply_affine(affine, w);
     }
+
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    // part p + PART_PARTNER_OFFSET reads the same quant bytes as part p (the other nibble)
+    static constexpr int PART_PARTNER_OFFSET = 1;
+    static constexpr int PAIR_ZERO_POINT = 0;
+    struct PartWords {
+        KquantScaleBytes scales;
+        u32 qh[8];
+        u32 qs[8];
+    };
+
+    __device__ static __forceinline__ PartWords load_part_words(const u8* block, int part) {
+        PartWords words;
+        words.scales = load_kquant_scales(block, part);
+        load_words<8>(block + QH_OFFSET, words.qh);
+        load_words<8>(block + QS_OFFSET + PART_WEIGHTS * (part / 2), words.qs);
+        return words;
+    }
+
+    __device__ static __forceinline__ void integer_pairs(const PartWords& words, int part,
+                                                         u32 (&pairs)[16], PartAffine& affine) {
+        float scale;
+        float offset;
+        kquant_scale_min(words.scales, part, scale, offset);
+        affine = make_affine(scale, scale, offset, offset);
+        const int shift = 4 * (part % 2);
+        constexpr u32 BIT_PAIR_MASK = 0x00010001u;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            const u32 low = (byte_pair(words.qs[j / 2], j) >> shift) & NIBBLE_PAIR_MASK;
+            const u32 top = (byte_pair(words.qh[j / 2], j) >> part) & BIT_PAIR_MASK;
+            pairs[j] = low | (top << 4);
+        }
+    }
 };
 
 }  // namespace ggufc

@@ -62,6 +62,47 @@ struct Q6_K {
         decode_values(raw, part, w, affine);
         apply_affine(affine, w);
     }
+
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    // part p + PART_PARTNER_OFFSET reads the same quant bytes as part p (the other nibble)
+    static constexpr int PART_PARTNER_OFFSET = 2;
+    static constexpr int PAIR_ZERO_POINT = ZERO_POINT;
+    struct PartWords {
+        u32 ql[8];
+        u32 qh[8];
+        u32 scales;
+        u32 d;
+    };
+
+    __device__ static __forceinline__ PartWords load_part_words(const u8* block, int part) {
+        const int half_index = part / 4;
+        const int quarter = part % 4;
+        PartWords words;
+        load_words<8>(block + 64 * half_index + PART_WEIGHTS * (quarter % 2), words.ql);
+        load_words<8>(block + QH_OFFSET + PART_WEIGHTS * half_index, words.qh);
+        words.scales = load_u16(block + SCALES_OFFSET + 2 * part);
+        words.d = load_u16(block + D_OFFSET);
+        return words;
+    }
+
+    __device__ static __forceinline__ void integer_pairs(const PartWords& words, int part,
+                                                         u32 (&pairs)[16], PartAffine& affine) {
+        const int quarter = part % 4;
+        const float d = __half2float(__ushort_as_half(static_cast<u16>(words.d)));
+        const float scale_lo = d * static_cast<float>(static_cast<i8>(words.scales & 0xFFu));
+        const float scale_hi = d * static_cast<float>(static_cast<i8>(words.scales >> 8));
+        affine = make_affine(scale_lo, scale_hi, 0.0f, 0.0f);
+        const int nibble_shift = 4 * (quarter / 2);
+        const int top_shift = 2 * quarter;
+        constexpr u32 TWO_BIT_PAIR_MASK = 0x00030003u;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            const u32 low = (byte_pair(words.ql[j / 2], j) >> nibble_shift) & NIBBLE_PAIR_MASK;
+            const u32 top = (byte_pair(words.qh[j / 2], j) >> top_shift) & TWO_BIT_PAIR_MASK;
+            pairs[j] = low | (top << 4);
+        }
+    }
 };
 
 }  // namespace ggufc

@@ -44,6 +44,33 @@ struct Q8_0 {
         decode_values(raw, part, w, affine);
         apply_affine(affine, w);
     }
+
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    static constexpr int PAIR_ZERO_POINT = SIGNED_OFFSET;
+    struct PartWords {
+        u32 d;
+        u32 qs[8];
+    };
+
+    __device__ static __forceinline__ PartWords load_part_words(const u8* block, int /*part*/) {
+        PartWords words;
+        words.d = load_u16(block);
+        load_words<8>(block + 2, words.qs);
+        return words;
+    }
+
+    // flipping the sign bit of an int8 gives it + 128 as an unsigned byte
+    __device__ static __forceinline__ void integer_pairs(const PartWords& words, int /*part*/,
+                                                         u32 (&pairs)[16], PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(static_cast<u16>(words.d)));
+        affine = make_affine(d, d, 0.0f, 0.0f);
+        constexpr u32 SIGN_BITS = (SIGN_BIT << 16) | SIGN_BIT;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            pairs[j] = byte_pair(words.qs[j / 2], j) ^ SIGN_BITS;
+        }
+    }
 };
 
 }  // namespace ggufc
