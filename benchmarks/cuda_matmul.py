@@ -18,7 +18,6 @@ is random (never zeros).  Prints a markdown table naming the card.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
+from codegen.cuda_timing import copies_for, time_launches
 from codegen.kernels import FORMAT_NAMES, emit
 from compiler import formats
 
@@ -34,41 +34,14 @@ M1_SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144,
 BATCH_SHAPE = (4096, 14336)
 BATCH_MS = (4, 512)
 KIND_FOR_M = {1: "matvec", 4: "matvec_batched", 512: "matmul"}
-ROTATE_BYTES = 256 << 20  # > 5x the H100's 50 MB L2
-MAX_COPIES = 16
-LAUNCHES_PER_BATCH = 40
-BATCHES = 7
-WARMUP_BATCHES = 2
-SLEEP_CYCLES = 20_000_000  # ~10 ms of device time: the host queues the batch meanwhile
 COPY_BYTES = 1 << 30
-
-
-def copies_for(nbytes: int) -> int:
-    return max(2, min(MAX_COPIES, -(-ROTATE_BYTES // max(nbytes, 1))))
-
-
-def time_batches(launch, copies: int) -> float:
-    """Median microseconds per launch; ``launch(i)`` runs on input copy ``i``."""
-    times = []
-    for batch in range(WARMUP_BATCHES + BATCHES):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(SLEEP_CYCLES)
-        start.record()
-        for i in range(LAUNCHES_PER_BATCH):
-            launch(i % copies)
-        end.record()
-        torch.cuda.synchronize()
-        if batch >= WARMUP_BATCHES:
-            times.append(start.elapsed_time(end) * 1000.0 / LAUNCHES_PER_BATCH)
-    return statistics.median(times)
 
 
 def copy_bandwidth() -> float:
     """Device-to-device copy, bytes read + written per second."""
     src = torch.randint(0, 255, (COPY_BYTES,), dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    us = time_batches(lambda i: dst.copy_(src), 1)
+    us = time_launches(lambda i: dst.copy_(src), 1)
     return 2 * COPY_BYTES / (us * 1e-6)
 
 
@@ -89,7 +62,7 @@ def bench_case(runner, fmt, n, k, m, bandwidth, generator):
     def ours(i):
         runner.linear(kernel, xs[i], weight_copies[i], None, n, k, out=outs[i])
 
-    ggufc_us = time_batches(ours, copies)
+    ggufc_us = time_launches(ours, copies)
     # correctness of the timed configuration (the full check lives in the GPU tests)
     ref = xs[0].float() @ formats.dequantize(blocks.cpu(), fmt, torch.float32).cuda().T
     error = float((outs[0].float() - ref).norm() / ref.norm())
@@ -103,7 +76,7 @@ def bench_case(runner, fmt, n, k, m, bandwidth, generator):
     def cublas(i):
         torch.matmul(xs[i % copies], dense_list[i].T, out=dense_outs[i % copies])
 
-    cublas_us = time_batches(cublas, dense_copies)
+    cublas_us = time_launches(cublas, dense_copies)
     dense_list.clear()
     floor_bytes = packed + 2 * (m * k + m * n)
     floor_us = floor_bytes / bandwidth * 1e6

@@ -4,7 +4,8 @@ Stages, each timed (`CompileResult.stage_seconds`) and shown on one progress bar
 
     load     open_gguf(path) + the architecture's front end (packed GGUF weights, no copies)
     export   torch.export with M (tokens) dynamic in [1, max_seq] -> GraphProgram
-    passes   the pass pipeline (`passes.default_pipeline()` unless `pipeline` is given)
+    passes   the pass pipeline (`passes.default_pipeline()` unless `pipeline` is given; with
+             `tuning`, split-dynamic-m gets the tuned buckets, see `compiler.tuning`)
     codegen  `codegen.lower`: KernelNodes with Metal / CUDA sources, IfNodes, SymNodes
     write    `save_program(output, weights=...)` (only when `output` is given)
 
@@ -92,6 +93,7 @@ def compile_gguf(
     pass_statistics: bool = False,
     progress: bool = False,
     stream=None,
+    tuning=None,
 ) -> CompileResult:
     """Compile the model at `path` (a `.gguf` file or a bundled model name).
 
@@ -99,7 +101,10 @@ def compile_gguf(
     ``max_seq``: KV-cache length and the largest token count per call (default
     `DEFAULT_MAX_SEQ`, capped at the model's context length).  ``dump_dir``,
     ``time_passes``, ``pass_statistics``: the pass manager's instrumentation (reports go to
-    ``stream``, default stderr).  ``progress``: show a progress bar over the stages."""
+    ``stream``, default stderr).  ``progress``: show a progress bar over the stages.
+    ``tuning``: a `compiler.tuning.Tuning` or the path of a `ggufc tune` file; its thresholds
+    for the model's dominant linear-weight format become split-dynamic-m's ``buckets``
+    (a pipeline that sets ``buckets`` itself, or has no split-dynamic-m, is refused)."""
     from compiler.bundled import resolve_model_path
 
     if weights not in WEIGHT_MODES:
@@ -111,11 +116,18 @@ def compile_gguf(
     model_path = resolve_model_path(path)
     # bad pipeline text fails now, not after a long export
     pipeline = default_pipeline() if pipeline is None else Pipeline.of(pipeline)
+    if tuning is not None:
+        from compiler.tuning import as_tuning, check_pipeline_takes_tuning
+
+        tuning, tuning_source = as_tuning(tuning)
+        check_pipeline_takes_tuning(pipeline, tuning_source)
     stages = _Stages(progress, stream)
     try:
         gguf_file, model = stages.run("load", _load, model_path)
         max_seq = _max_seq(model, max_seq, model_path)
         graph_program = stages.run("export", _export, model, max_seq)
+        if tuning is not None:
+            pipeline = _apply_tuning(pipeline, tuning, tuning_source, graph_program)
         pipeline = stages.run(
             "passes",
             _run_passes,
@@ -168,6 +180,13 @@ def _export(model, max_seq: int):
     from compiler.export import export_model
 
     return export_model(model, max_seq)
+
+
+def _apply_tuning(pipeline, tuning, source: str, graph_program):
+    from compiler.tuning import linear_weight_bytes, tuned_pipeline
+
+    thresholds = tuning.thresholds_for(linear_weight_bytes(graph_program))
+    return tuned_pipeline(pipeline, thresholds, source)
 
 
 def _run_passes(graph_program, pipeline, *, dump_dir, time_passes, pass_statistics, stream):

@@ -63,6 +63,7 @@ import torch.fx
 
 from compiler import ops
 from compiler.errors import PassError
+from compiler.tuning import DEFAULT_BUCKETS
 from passes.fuse_gguf_patterns import bound_arguments
 from passes.pass_base import Pass, option
 from passes.regions import form_regions, graph_view, quotient_is_acyclic
@@ -107,8 +108,10 @@ class SplitDynamicM(Pass):
     """Pin each ggufc.linear's kernel per M bucket, with torch.cond regions for symbolic M."""
 
     name: ClassVar[str] = "split-dynamic-m"
-    buckets: tuple[int, ...] = option((1, 8), "M thresholds: matvec up to the first, "
-                                      "matvec_batched up to the second, matmul above")
+    buckets: tuple[int, ...] = option(
+        DEFAULT_BUCKETS,
+        "M thresholds: matvec up to the first, matvec_batched up to the second, matmul above",
+    )
     region: str = option("max", "what one cond covers: op, layer or max")
 
     def __post_init__(self) -> None:
@@ -249,7 +252,9 @@ class _Splitter:
         ranges); unknown shapes are treated as unbounded."""
         coefficient, monomial = m.as_coeff_Mul()
         powers = monomial.as_powers_dict()
-        if coefficient <= 0 or any(not (isinstance(p, sympy.Integer) and p > 0) for p in powers.values()):
+        if coefficient <= 0 or any(
+            not (isinstance(p, sympy.Integer) and p > 0) for p in powers.values()
+        ):
             return -UNBOUNDED, UNBOUNDED
         low, high = float(coefficient), float(coefficient)
         for symbol, power in powers.items():
@@ -327,19 +332,25 @@ class _Splitter:
                 return None
             placeholder, dim = sources[symbol]
             size = self.rewriter.call_function(
-                torch.ops.aten.sym_size.int, (placeholder, dim), before=before,
+                torch.ops.aten.sym_size.int,
+                (placeholder, dim),
+                before=before,
                 val=placeholder.meta["val"].shape[dim],
             )
             factors.extend([size] * int(power))
         result = factors[0]
         for factor in factors[1:]:
             result = self.rewriter.call_function(
-                operator.mul, (result, factor), before=before,
+                operator.mul,
+                (result, factor),
+                before=before,
                 val=result.meta["val"] * factor.meta["val"],
             )
         if coefficient != 1:
             result = self.rewriter.call_function(
-                operator.mul, (int(coefficient), result), before=before,
+                operator.mul,
+                (int(coefficient), result),
+                before=before,
                 val=int(coefficient) * result.meta["val"],
             )
         return result
@@ -447,7 +458,9 @@ class _BranchBuilder:
         predicate.meta["val"] = rows.meta["val"] <= threshold
         true_branch = graph.get_attr(f"{TRUE_BRANCH}_0")
         false_branch = graph.get_attr(f"{FALSE_BRANCH}_0")
-        cond = graph.call_function(COND, (predicate, true_branch, false_branch, tuple(placeholders)))
+        cond = graph.call_function(
+            COND, (predicate, true_branch, false_branch, tuple(placeholders))
+        )
         cond.meta["val"] = self.values
         items = []
         for index, value in enumerate(self.values):

@@ -17,6 +17,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect", "inspect_cmd"),
     ("passes", "passes_cmd"),
     ("opt", "opt_cmd"),
+    ("tune", "tune_cmd"),
     ("compile", "compile_cmd"),
     ("run", "run_cmd"),
 )

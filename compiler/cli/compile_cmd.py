@@ -3,7 +3,8 @@
 MODEL is a `.gguf` path or a bundled model name (`ggufc compile gemma3-270m -o g.ggufc`).
 A progress bar over the stages (load / export / passes / codegen / write) goes to stderr,
 then one line per stage with its time; `--time-passes` / `--pass-statistics` add the pass
-manager's reports, `--dump-dir` its per-pass IR dumps.  See `compiler.driver`.
+manager's reports, `--dump-dir` its per-pass IR dumps.  `--tuning FILE` (from `ggufc tune`)
+sets split-dynamic-m's M buckets.  See `compiler.driver` and `compiler.tuning`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="pass pipeline (default: `ggufc passes --default`)",
     )
     parser.add_argument(
+        "--tuning",
+        metavar="FILE.json",
+        help="M-bucket thresholds from `ggufc tune`: split-dynamic-m gets those of the format "
+        "holding most of the model's linear-weight bytes (the file's overall ones if that "
+        "format was not tuned); an error with a --pipeline that sets split-dynamic-m's "
+        "buckets itself or has no split-dynamic-m",
+    )
+    parser.add_argument(
         "--max-seq",
         type=int,
         default=None,
@@ -96,9 +105,15 @@ def run(args) -> int:
         time_passes=args.time_passes,
         pass_statistics=args.pass_statistics,
         progress=not args.no_progress,
+        tuning=args.tuning,
     )
     for stage, seconds in result.stage_seconds.items():
         sys.stderr.write(f"  {stage:<8} {seconds:8.2f} s\n")
+    if args.tuning:
+        from compiler.generate import KEY_PIPELINE
+
+        pipeline = dict(result.program.metadata).get(KEY_PIPELINE, "")
+        sys.stderr.write(f"  pipeline {pipeline} (buckets from {args.tuning})\n")
     size = output.stat().st_size
     sys.stderr.write(
         f"  {'total':<8} {result.total_seconds:8.2f} s  -> {output} ({size / 2**20:.1f} MiB)\n"

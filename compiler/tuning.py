@@ -1,0 +1,810 @@
+"""M-bucket tuning: time the CUDA linear kernels over M and choose `split-dynamic-m`'s buckets.
+
+`split-dynamic-m{buckets=t1,t2}` sends a ``ggufc.linear`` with ``M <= t1`` rows to the
+``matvec`` kernel, ``t1 < M <= t2`` to ``matvec_batched`` and larger M to ``matmul``.
+Where one kernel overtakes the next depends on the card, the format and the dtype, so
+``ggufc tune`` measures it and ``ggufc compile --tuning FILE`` uses the result.
+
+Measuring (`tune`, `measure_kernels`; needs a CUDA device and CuPy)
+    For each format and weight shape ``N x K`` (default `DEFAULT_SHAPES`, float16
+    activations), each of the three kernels at every M of `m_grid` (1..16, then
+    24, 32, 48, 64, ... up to ``m_max``), timed by `codegen.cuda_timing` (the method of
+    benchmarks/cuda_matmul.py: device events, median of batches after warm-up, random
+    weights rotated over copies larger than the L2).  The kernels accept any M: matvec runs
+    one block row per activation row, matvec_batched one per 8 rows (past 8 it reads the
+    weights once more per 8 rows, which the timings show), matmul one per tile of 64 or
+    128 rows.  So the only limit on a threshold is CUDA's grid.y of 65535 blocks
+    (`MAX_THRESHOLDS`), far above any measured M.
+
+Choosing (`choose_thresholds`, a pure function of the timings)
+    Every bucket layout split-dynamic-m can express is scored: none (matmul only), one
+    threshold ``t`` (matvec up to t, matmul above), two (matvec, matvec_batched, matmul),
+    with thresholds among the measured M.  The score is the mean over the curves (one per
+    format and shape) and the measured M of ``time(kernel the layout picks) / time(fastest
+    kernel)``, so each (shape, M) counts alike whatever its absolute time.  The lowest score
+    wins; among layouts within `TIE_TOLERANCE` of it, fewer thresholds first (fewer
+    ``torch.cond`` levels), then smaller ones.  When two curves cross once this is that
+    crossover (rounded to a measured M); when one kernel never overtakes the next within
+    the measured range the threshold sits at the last measured M, and matmul, which serves
+    every M, takes over beyond it.
+
+One set of thresholds per model (`Tuning.thresholds_for`)
+    A split-dynamic-m region puts several linears, possibly of different formats, under one
+    ``torch.cond``, so a compile needs one set.  The rule: the thresholds tuned for the
+    format holding the most bytes of linear weights in the model (`linear_weight_bytes`:
+    the weights ``ggufc.dequantize`` feeds to something other than an embedding, a tied
+    output head included), since time goes with the bytes a kernel streams.  If that format
+    was not tuned, the file's ``thresholds``: the choice over every tuned format together.
+
+The file (`Tuning.to_json`, `Tuning.from_json`, `load_tuning`, `Tuning.save`)::
+
+    {"version": 1, "device": "NVIDIA H100 80GB HBM3", "dtype": "float16", "date": "2026-11-25",
+     "m_values": [1, 2, ..., 64], "shapes": [[4096, 4096], ...],
+     "formats": {"Q4_K": {"thresholds": [3, 12],
+                          "timings_us": {"4096x4096": {"matvec": [...], "matvec_batched": [...],
+                                                       "matmul": [...]}, ...}}, ...},
+     "thresholds": [3, 12]}
+
+``timings_us[shape][kernel][i]`` is the median time in microseconds at ``m_values[i]``.
+Every field is checked on load; an error (`TuningFileError`) names the file and the field.
+The thresholds may be edited by hand; they are not recomputed from the timings.
+
+Compile applies the chosen thresholds as the ``buckets`` option of every ``split-dynamic-m``
+in the pipeline (`tuned_pipeline`).  A pipeline whose split-dynamic-m already sets ``buckets``
+to something other than the pass default is an error rather than a silent choice between two
+sources of thresholds; so is a pipeline without split-dynamic-m, where the file would do
+nothing.  (``buckets`` equal to the default is indistinguishable from not setting it: the
+pipeline's canonical text leaves default options out.)
+
+This module imports only the standard library at import time; torch, the kernels and the
+passes are imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from compiler.errors import GgufcError
+
+# Thresholds split-dynamic-m uses without a tuning file.  Provisional: these are the pass's
+# original hand-picked values (matvec for one row, matvec_batched up to the 8 rows it serves
+# with one read of the weights), kept until an H100 run of `ggufc tune` replaces them; that
+# replacement is this one line, with the run's date in this comment.
+DEFAULT_BUCKETS: tuple[int, ...] = (1, 8)
+
+TUNING_VERSION = 1
+DEFAULT_DTYPE = "float16"
+# A square projection and the two MLP shapes of an 8B-class llama (hidden 4096, FFN 14336).
+DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((4096, 4096), (14336, 4096), (4096, 14336))
+DEFAULT_M_MAX = 64
+# matvec's time grows linearly with M (one pass over the weights per row); at 256 rows one
+# point of the largest default shape already takes about a second to time.
+M_MAX_LIMIT = 256
+# Every M up to here is measured; beyond it, 16 and 24 times powers of two.
+DENSE_M = 16
+# The kernels of split-dynamic-m's buckets, by the number of thresholds (its `buckets=`).
+BUCKET_KERNELS = ("matvec", "matvec_batched", "matmul")
+KERNELS_BY_THRESHOLD_COUNT = {0: ("matmul",), 1: ("matvec", "matmul"), 2: BUCKET_KERNELS}
+# The largest M each bucket's kernel can launch for: CUDA's grid.y is at most 65535 blocks,
+# and matvec has one block row per activation row, matvec_batched one per 8
+# (codegen.kernels.emitter.MATVEC_BATCHED_ROWS).
+CUDA_MAX_GRID_Y = 65535
+MAX_THRESHOLDS = {"matvec": CUDA_MAX_GRID_Y, "matvec_batched": CUDA_MAX_GRID_Y * 8}
+# Relative score difference below which two bucket layouts count as equally fast.
+TIE_TOLERANCE = 1e-9
+FILE_FIELDS = ("version", "device", "dtype", "date", "m_values", "shapes", "formats", "thresholds")
+FORMAT_FIELDS = ("thresholds", "timings_us")
+
+# One curve: kernel -> microseconds at each measured M.
+Curve = Mapping[str, Sequence[float]]
+
+
+class TuningError(GgufcError):
+    """`ggufc tune` cannot run here, or a tuning cannot be applied to a pipeline."""
+
+
+class TuningFileError(TuningError):
+    """A tuning file is not one ggufc wrote or can read; names the file and the field."""
+
+
+# ---- choosing thresholds ----------------------------------------------------------------------
+
+
+def kernel_for(thresholds: Sequence[int], m: int) -> str:
+    """The kernel split-dynamic-m with ``buckets=thresholds`` gives a linear of M rows."""
+    kernels = KERNELS_BY_THRESHOLD_COUNT[len(thresholds)]
+    for threshold, kernel in zip(thresholds, kernels):
+        if m <= threshold:
+            return kernel
+    return kernels[-1]
+
+
+def _check_curves(curves: Sequence[Curve], m_values: Sequence[int]) -> None:
+    if not curves:
+        raise TuningError("choosing thresholds needs at least one timing curve")
+    for index, curve in enumerate(curves):
+        for kernel in BUCKET_KERNELS:
+            times = curve.get(kernel)
+            if times is None or len(times) != len(m_values):
+                raise TuningError(
+                    f"timing curve {index}: expected {len(m_values)} times for {kernel}, got "
+                    f"{'none' if times is None else len(times)}"
+                )
+            if not all(_is_positive_number(t) for t in times):
+                raise TuningError(
+                    f"timing curve {index}: {kernel} times must be positive finite numbers"
+                )
+
+
+def relative_score(
+    curves: Sequence[Curve], m_values: Sequence[int], thresholds: Sequence[int]
+) -> float:
+    """Mean over curves and measured M of time(kernel ``thresholds`` picks) / time(fastest
+    kernel): 1.0 when the buckets always pick the fastest kernel."""
+    _check_curves(curves, m_values)
+    return _score(_ratios(curves, m_values), m_values, tuple(thresholds))
+
+
+def _ratios(curves: Sequence[Curve], m_values: Sequence[int]) -> dict[str, list[float]]:
+    """kernel -> time / fastest time, summed over the curves, at each measured M."""
+    sums = {kernel: [0.0] * len(m_values) for kernel in BUCKET_KERNELS}
+    for curve in curves:
+        for i in range(len(m_values)):
+            fastest = min(curve[kernel][i] for kernel in BUCKET_KERNELS)
+            for kernel in BUCKET_KERNELS:
+                sums[kernel][i] += curve[kernel][i] / fastest
+    count = len(curves) * len(m_values)
+    return {kernel: [value / count for value in values] for kernel, values in sums.items()}
+
+
+def _score(ratios: dict[str, list[float]], m_values: Sequence[int], thresholds) -> float:
+    return sum(ratios[kernel_for(thresholds, m)][i] for i, m in enumerate(m_values))
+
+
+def _layouts(m_values: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """Every bucket layout with thresholds among `m_values`, in order of preference on a tie:
+    fewer thresholds first, then smaller ones."""
+    yield ()
+    for t1 in m_values:
+        if t1 <= MAX_THRESHOLDS["matvec"]:
+            yield (t1,)
+    for i, t1 in enumerate(m_values):
+        for t2 in m_values[i + 1 :]:
+            if t1 <= MAX_THRESHOLDS["matvec"] and t2 <= MAX_THRESHOLDS["matvec_batched"]:
+                yield (t1, t2)
+
+
+def choose_thresholds(curves: Sequence[Curve], m_values: Sequence[int]) -> tuple[int, ...]:
+    """split-dynamic-m's ``buckets`` for these timing curves (see the module docstring).
+
+    ``curves``: one mapping per measured shape (and format), kernel -> microseconds at each
+    of ``m_values`` (increasing positive row counts)."""
+    m_values = tuple(m_values)
+    if not m_values or list(m_values) != sorted(set(m_values)) or m_values[0] < 1:
+        raise TuningError(f"M values must be increasing positive integers, got {list(m_values)}")
+    _check_curves(curves, m_values)
+    ratios = _ratios(curves, m_values)
+    best, best_score = (), math.inf
+    for layout in _layouts(m_values):
+        score = _score(ratios, m_values, layout)
+        if score < best_score * (1.0 - TIE_TOLERANCE):
+            best, best_score = layout, score
+    return best
+
+
+def m_grid(m_max: int) -> tuple[int, ...]:
+    """The M values `tune` measures: every M up to `DENSE_M`, then 16 and 24 times powers of
+    two, and `m_max` itself."""
+    if not isinstance(m_max, int) or not 1 <= m_max <= M_MAX_LIMIT:
+        raise TuningError(f"m_max must be an integer in 1..{M_MAX_LIMIT}, got {m_max!r}")
+    sparse = {base << shift for base in (2, 3) for shift in range(3, M_MAX_LIMIT.bit_length())}
+    values = set(range(1, min(m_max, DENSE_M) + 1))
+    values |= {m for m in sparse if m <= m_max}
+    values.add(m_max)
+    return tuple(sorted(values))
+
+
+# ---- the tuning record ------------------------------------------------------------------------
+
+
+def shape_label(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+@dataclass(frozen=True)
+class FormatTuning:
+    """One format: its chosen thresholds and ``timings_us[shape label][kernel]`` (us per M)."""
+
+    thresholds: tuple[int, ...]
+    timings_us: Mapping[str, Mapping[str, tuple[float, ...]]]
+
+    def curves(self) -> list[Curve]:
+        return list(self.timings_us.values())
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What `ggufc tune` measured and chose on one device (see the module docstring)."""
+
+    device: str
+    dtype: str
+    date: str
+    m_values: tuple[int, ...]
+    shapes: tuple[tuple[int, int], ...]
+    formats: Mapping[str, FormatTuning]
+    thresholds: tuple[int, ...]
+
+    def dominant_format(self, linear_bytes: Mapping[str, int]) -> str | None:
+        """The format holding the most linear-weight bytes (ties: the earlier name)."""
+        if not linear_bytes:
+            return None
+        return max(sorted(linear_bytes), key=lambda fmt: linear_bytes[fmt])
+
+    def thresholds_for(self, linear_bytes: Mapping[str, int]) -> tuple[int, ...]:
+        """The buckets to compile a model with, given its bytes of linear weights per format:
+        its dominant format's thresholds if tuned, else the file's overall ones."""
+        fmt = self.dominant_format(linear_bytes)
+        if fmt is not None and fmt in self.formats:
+            return self.formats[fmt].thresholds
+        return self.thresholds
+
+    # ---- JSON ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "version": TUNING_VERSION,
+            "device": self.device,
+            "dtype": self.dtype,
+            "date": self.date,
+            "m_values": list(self.m_values),
+            "shapes": [list(shape) for shape in self.shapes],
+            "formats": {
+                fmt: {
+                    "thresholds": list(entry.thresholds),
+                    "timings_us": {
+                        label: {kernel: list(times) for kernel, times in by_kernel.items()}
+                        for label, by_kernel in entry.timings_us.items()
+                    },
+                }
+                for fmt, entry in self.formats.items()
+            },
+            "thresholds": list(self.thresholds),
+        }
+
+    def to_json(self) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        # one line per list of numbers: a timing curve reads across, not down
+        return _SCALAR_LIST.sub(_join_scalar_list, text) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<tuning>") -> Tuning:
+        """Parse and check a tuning file's text; `source` names it in errors."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise TuningFileError(f"{source}: not a JSON document: {exc}") from None
+        return _FileReader(source).tuning(data)
+
+    def save(self, path) -> Path:
+        """Write the JSON to `path` atomically (a temporary file beside it, then a rename), so
+        an interrupted write never leaves half a file."""
+        path = Path(path)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
+
+
+_SCALAR_LIST = re.compile(r"\[\s*([-0-9.eE+,\s]*?)\s*\]")
+
+
+def _join_scalar_list(match: re.Match) -> str:
+    items = [item.strip() for item in match.group(1).split(",") if item.strip()]
+    return "[" + ", ".join(items) + "]"
+
+
+def load_tuning(path) -> Tuning:
+    """Read and check a tuning file written by `ggufc tune`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TuningFileError(f"{path}: cannot read the tuning file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise TuningFileError(f"{path}: not a UTF-8 text file") from None
+    return Tuning.from_json(text, str(path))
+
+
+def as_tuning(tuning) -> tuple[Tuning, str]:
+    """(Tuning, name for messages) from a `Tuning` or the path of a tuning file."""
+    if isinstance(tuning, Tuning):
+        return tuning, "tuning"
+    if isinstance(tuning, (str, os.PathLike)):
+        return load_tuning(tuning), str(tuning)
+    raise TuningError(f"tuning must be a Tuning or a file path, got {type(tuning).__name__}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_number(value) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _show(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _FileReader:
+    """Checks a parsed tuning file, field by field; errors name the file and the field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, field: str, expected: str, value=None, *, missing: bool = False):
+        got = "it is missing" if missing else f"got {_show(value)}"
+        raise TuningFileError(f"{self.source}: field {field}: expected {expected}, {got}")
+
+    def object(self, field: str, value, keys: Sequence[str] | None) -> dict:
+        if not isinstance(value, dict):
+            self.fail(field, "a JSON object", value)
+        if keys is not None:
+            prefix = f"{field}." if field else ""
+            for key in keys:
+                if key not in value:
+                    self.fail(f"{prefix}{key}", "a value", missing=True)
+            for key in value:
+                if key not in keys:
+                    raise TuningFileError(
+                        f"{self.source}: field {prefix}{key}: unknown field; a tuning file "
+                        f"has {', '.join(keys)}"
+                    )
+        return value
+
+    def tuning(self, data) -> Tuning:
+        from codegen.kernels.emitter import DTYPES, FORMAT_NAMES
+
+        self.object("", data, FILE_FIELDS)
+        if not _is_int(data["version"]) or data["version"] != TUNING_VERSION:
+            self.fail(
+                "version", f"{TUNING_VERSION} (the version this ggufc reads)", data["version"]
+            )
+        device = data["device"]
+        if not isinstance(device, str) or not device.strip():
+            self.fail("device", "the device name, a non-empty string", device)
+        if data["dtype"] not in DTYPES:
+            self.fail("dtype", f"one of {', '.join(DTYPES)}", data["dtype"])
+        date = data["date"]
+        try:
+            datetime.date.fromisoformat(date)
+        except (TypeError, ValueError):
+            self.fail("date", "an ISO date YYYY-MM-DD", date)
+        m_values = self.m_values(data["m_values"])
+        shapes = self.shapes(data["shapes"])
+        labels = [shape_label(shape) for shape in shapes]
+        formats = {}
+        for fmt, entry in self.object("formats", data["formats"], None).items():
+            if fmt not in FORMAT_NAMES:
+                raise TuningFileError(
+                    f"{self.source}: field formats.{fmt}: unknown format; expected one of "
+                    f"{', '.join(FORMAT_NAMES)}"
+                )
+            formats[fmt] = self.format_entry(f"formats.{fmt}", entry, labels, len(m_values))
+        thresholds = self.thresholds("thresholds", data["thresholds"])
+        return Tuning(
+            device=device,
+            dtype=data["dtype"],
+            date=date,
+            m_values=m_values,
+            shapes=shapes,
+            formats=formats,
+            thresholds=thresholds,
+        )
+
+    def m_values(self, value) -> tuple[int, ...]:
+        expected = "a non-empty list of increasing positive integers"
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(_is_int(m) and m >= 1 for m in value)
+            or any(a >= b for a, b in itertools.pairwise(value))
+        ):
+            self.fail("m_values", expected, value)
+        return tuple(value)
+
+    def shapes(self, value) -> tuple[tuple[int, int], ...]:
+        if not isinstance(value, list) or not value:
+            self.fail("shapes", "a non-empty list of [N, K] pairs", value)
+        shapes = []
+        for index, shape in enumerate(value):
+            if not (
+                isinstance(shape, list)
+                and len(shape) == 2
+                and all(_is_int(size) and size >= 1 for size in shape)
+            ):
+                self.fail(f"shapes[{index}]", "[N, K], two positive integers", shape)
+            if tuple(shape) in shapes:
+                self.fail(f"shapes[{index}]", "a shape not listed before", shape)
+            shapes.append(tuple(shape))
+        return tuple(shapes)
+
+    def thresholds(self, field: str, value) -> tuple[int, ...]:
+        expected = (
+            "split-dynamic-m buckets: at most 2 increasing positive integers, the first at "
+            f"most {MAX_THRESHOLDS['matvec']} and the second at most "
+            f"{MAX_THRESHOLDS['matvec_batched']} (CUDA grid limits of matvec, matvec_batched)"
+        )
+        if (
+            not isinstance(value, list)
+            or len(value) > 2
+            or not all(_is_int(t) and t >= 1 for t in value)
+            or any(a >= b for a, b in itertools.pairwise(value))
+            or any(t > MAX_THRESHOLDS[kernel] for t, kernel in zip(value, BUCKET_KERNELS))
+        ):
+            self.fail(field, expected, value)
+        return tuple(value)
+
+    def format_entry(self, field: str, entry, labels: list[str], count: int) -> FormatTuning:
+        self.object(field, entry, FORMAT_FIELDS)
+        thresholds = self.thresholds(f"{field}.thresholds", entry["thresholds"])
+        timings = self.object(f"{field}.timings_us", entry["timings_us"], labels)
+        curves = {}
+        for label in labels:
+            by_kernel = self.object(f"{field}.timings_us.{label}", timings[label], BUCKET_KERNELS)
+            curve = {}
+            for kernel in BUCKET_KERNELS:
+                where = f"{field}.timings_us.{label}.{kernel}"
+                times = by_kernel[kernel]
+                if not isinstance(times, list) or len(times) != count:
+                    self.fail(where, f"a list of {count} times (one per m_values entry)", times)
+                for index, time in enumerate(times):
+                    if not _is_positive_number(time):
+                        self.fail(f"{where}[{index}]", "a positive number of microseconds", time)
+                curve[kernel] = tuple(times)
+            curves[label] = curve
+        return FormatTuning(thresholds, curves)
+
+
+# ---- applying a tuning to a compile -------------------------------------------------------------
+
+
+def linear_weight_bytes(graph_program) -> dict[str, int]:
+    """Bytes of packed weights per format that the model's linears read: each
+    ``ggufc.dequantize`` with a user other than ``aten.embedding`` (before fuse-gguf), and
+    each ``ggufc.linear`` (after it)."""
+    import torch
+
+    from compiler import ops
+    from compiler.formats import row_bytes
+    from passes.fuse_gguf_patterns import bound_arguments
+
+    embedding = torch.ops.aten.embedding.default
+    totals: dict[str, int] = {}
+    for node in graph_program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if node.target is ops.dequantize:
+            if all(user.target is embedding for user in node.users):
+                continue
+        elif node.target is not ops.linear:
+            continue
+        arguments = bound_arguments(node)
+        fmt, n, k = arguments.get("fmt"), arguments.get("n"), arguments.get("k")
+        if isinstance(fmt, str) and _is_int(n) and _is_int(k):
+            totals[fmt] = totals.get(fmt, 0) + n * row_bytes(fmt, k)
+    return totals
+
+
+def _split_passes(pipeline, source: str) -> list:
+    """The split-dynamic-m passes of `pipeline`; raises TuningError if there are none or one
+    sets its own buckets."""
+    from passes.pass_base import pass_options
+    from passes.split_dynamic_m import SplitDynamicM
+
+    default = {opt.name: opt.default for opt in pass_options(SplitDynamicM)}["buckets"]
+    found = [p for p in pipeline if isinstance(p, SplitDynamicM)]
+    if not found:
+        raise TuningError(
+            f"{source}: the pipeline has no split-dynamic-m pass, so the tuned buckets would "
+            f"do nothing; pipeline: {pipeline}"
+        )
+    for split in found:
+        if split.buckets != default:
+            raise TuningError(
+                f"{source}: the pipeline already sets {split}; give the buckets either in the "
+                "pipeline or in the tuning file, not both"
+            )
+    return found
+
+
+def check_pipeline_takes_tuning(pipeline, source: str) -> None:
+    """Raise TuningError now if `tuned_pipeline` would refuse `pipeline` later."""
+    _split_passes(pipeline, source)
+
+
+def tuned_pipeline(pipeline, thresholds: Sequence[int], source: str):
+    """`pipeline` with ``buckets=thresholds`` on each split-dynamic-m (see the module
+    docstring for the pipelines this refuses)."""
+    import dataclasses
+
+    from passes.pipeline import Pipeline
+    from passes.split_dynamic_m import SplitDynamicM
+
+    _split_passes(pipeline, source)
+    return Pipeline(
+        tuple(
+            dataclasses.replace(p, buckets=tuple(thresholds)) if isinstance(p, SplitDynamicM) else p
+            for p in pipeline
+        )
+    )
+
+
+# ---- measuring ----------------------------------------------------------------------------------
+
+
+def require_cuda() -> None:
+    """Raise TuningError unless torch sees a CUDA device and CuPy is installed."""
+    import importlib
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TuningError(
+            "tuning times the generated CUDA kernels and torch sees no CUDA device here; "
+            "run `ggufc tune` on the machine (and card) you will run the programs on"
+        )
+    try:
+        importlib.import_module("cupy")
+    except ImportError:
+        raise TuningError(
+            "tuning launches the generated CUDA kernels through CuPy, which is not installed: "
+            "pip install 'ggufc[cuda]' (or 'ggufc[cuda13]' for CUDA 13 drivers)"
+        ) from None
+
+
+def check_tune_arguments(formats: Sequence[str], shapes, dtype: str) -> None:
+    """Raise TuningError for a format, shape or dtype the kernels cannot be timed with."""
+    from codegen.kernels.emitter import DTYPES, FORMAT_NAMES
+    from compiler.formats import get_format
+
+    unknown = [fmt for fmt in formats if fmt not in FORMAT_NAMES]
+    if unknown or not formats:
+        raise TuningError(
+            f"formats {', '.join(unknown) or '(none)'}: expected some of {', '.join(FORMAT_NAMES)}"
+        )
+    if dtype not in DTYPES:
+        raise TuningError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if not shapes:
+        raise TuningError("no shapes to measure")
+    for shape in shapes:
+        if len(shape) != 2 or not all(_is_int(size) and size >= 1 for size in shape):
+            raise TuningError(f"shape {shape!r}: expected (N, K), two positive integers")
+        for fmt in formats:
+            block_weights = get_format(fmt).block_weights
+            if shape[1] % block_weights:
+                raise TuningError(
+                    f"shape {shape_label(shape)}: K={shape[1]} is not a multiple of {fmt}'s "
+                    f"{block_weights}-weight blocks"
+                )
+
+
+def measure_kernels(
+    runner,
+    fmt: str,
+    shape: tuple[int, int],
+    m_values: Sequence[int],
+    dtype: str = DEFAULT_DTYPE,
+    generator=None,
+    advance: Callable[[int], object] | None = None,
+) -> dict[str, tuple[float, ...]]:
+    """kernel -> median microseconds at each of `m_values`, for random `fmt` weights of
+    `shape` (N x K) and random activations; `advance(1)` after each timed point."""
+    import torch
+
+    from codegen.cuda_run import TORCH_DTYPES
+    from codegen.cuda_timing import copies_for, time_launches
+    from codegen.kernels import emit
+    from compiler import formats
+
+    n, k = shape
+    blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
+    copies = copies_for(blocks.numel())
+    weights = [blocks] + [blocks.clone() for _ in range(copies - 1)]
+    act_dtype = TORCH_DTYPES[dtype]
+    rows = max(m_values)
+    xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
+    outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
+    kernels = {kernel: emit("cuda", fmt, kernel, dtype) for kernel in BUCKET_KERNELS}
+    times: dict[str, list[float]] = {kernel: [] for kernel in BUCKET_KERNELS}
+    for m in m_values:
+        x_rows = [x[:m] for x in xs]  # leading rows of a contiguous tensor: contiguous
+        out_rows = [out[:m] for out in outs]
+        for kernel_name, kernel in kernels.items():
+            launch = _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k)
+            times[kernel_name].append(round(time_launches(launch, copies), 3))
+            if advance is not None:
+                advance(1)
+    return {kernel: tuple(values) for kernel, values in times.items()}
+
+
+def _linear_launch(runner, kernel, xs, weights, outs, n: int, k: int) -> Callable[[int], object]:
+    """``launch(i)``: one run of `kernel` on copy ``i`` of the activations and weights."""
+
+    def launch(i: int):
+        return runner.linear(kernel, xs[i], weights[i], None, n, k, out=outs[i])
+
+    return launch
+
+
+def tune(
+    formats: Sequence[str] | None = None,
+    shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
+    m_max: int = DEFAULT_M_MAX,
+    dtype: str = DEFAULT_DTYPE,
+    progress: bool = False,
+    stream=None,
+    seed: int | None = None,
+) -> Tuning:
+    """Time every kernel for each format and shape over `m_grid(m_max)` on the current CUDA
+    device and choose the thresholds.  ``formats`` default: every format with kernels;
+    ``seed``: of the random weights (default: a fresh one); ``progress``: a tqdm bar on
+    ``stream`` (default stderr).  Raises TuningError before measuring anything if the
+    arguments do not fit the kernels or there is no CUDA device or CuPy."""
+    import sys
+
+    from codegen.kernels.emitter import FORMAT_NAMES
+
+    formats = tuple(FORMAT_NAMES if formats is None else formats)
+    shapes = tuple(tuple(shape) for shape in shapes)
+    m_values = m_grid(m_max)
+    check_tune_arguments(formats, shapes, dtype)
+    require_cuda()
+
+    import torch
+    from tqdm import tqdm
+
+    from codegen.cuda_run import CudaKernelRunner
+
+    runner = CudaKernelRunner()
+    generator = torch.Generator().manual_seed(torch.seed() if seed is None else seed)
+    points = len(formats) * len(shapes) * len(m_values) * len(BUCKET_KERNELS)
+    bar = tqdm(
+        total=points,
+        disable=not progress,
+        file=sys.stderr if stream is None else stream,
+        unit="kernel",
+        leave=False,
+    )
+    per_format: dict[str, FormatTuning] = {}
+    try:
+        for fmt in formats:
+            timings = {}
+            for shape in shapes:
+                bar.set_description(f"ggufc tune: {fmt} {shape_label(shape)}")
+                timings[shape_label(shape)] = measure_kernels(
+                    runner, fmt, shape, m_values, dtype, generator, bar.update
+                )
+                torch.cuda.empty_cache()  # the next shape's copies need the room
+            per_format[fmt] = FormatTuning(
+                choose_thresholds(list(timings.values()), m_values), timings
+            )
+    finally:
+        bar.close()
+    every_curve = [curve for entry in per_format.values() for curve in entry.curves()]
+    return Tuning(
+        device=torch.cuda.get_device_name(),
+        dtype=dtype,
+        date=datetime.date.today().isoformat(),
+        m_values=m_values,
+        shapes=shapes,
+        formats=per_format,
+        thresholds=choose_thresholds(every_curve, m_values),
+    )
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+
+
+def describe_buckets(thresholds: Sequence[int]) -> tuple[str, str, str]:
+    """The M range of matvec, matvec_batched and matmul for ``buckets=thresholds``."""
+    if not thresholds:
+        return "-", "-", "every M"
+    if len(thresholds) == 1:
+        (t1,) = thresholds
+        return f"M <= {t1}", "-", f"M > {t1}"
+    t1, t2 = thresholds
+    middle = f"M = {t2}" if t2 == t1 + 1 else f"{t1 + 1} <= M <= {t2}"
+    return f"M <= {t1}", middle, f"M > {t2}"
+
+
+def summary_table(tuning: Tuning) -> str:
+    """A readable table: per format the buckets, each kernel's M range, and how much slower
+    than always picking the fastest kernel the buckets are over the measured points."""
+    m_values = tuning.m_values
+    header = ("format", "buckets", "matvec", "matvec_batched", "matmul", "vs fastest")
+    rows = []
+    entries = [(fmt, entry.thresholds, entry.curves()) for fmt, entry in tuning.formats.items()]
+    every_curve = [curve for _, _, curves in entries for curve in curves]
+    if every_curve:
+        entries.append(("all", tuning.thresholds, every_curve))
+    for name, thresholds, curves in entries:
+        score = relative_score(curves, m_values, thresholds)
+        rows.append(
+            (
+                name,
+                ",".join(map(str, thresholds)) or "{}",
+                *describe_buckets(thresholds),
+                f"+{max(score - 1.0, 0.0) * 100:.1f}%",
+            )
+        )
+    if not every_curve:
+        rows.append(
+            (
+                "all",
+                ",".join(map(str, tuning.thresholds)) or "{}",
+                *describe_buckets(tuning.thresholds),
+                "-",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    lines = [
+        f"{tuning.device}, {tuning.dtype} activations, {tuning.date}; M measured at "
+        f"{len(m_values)} values in {m_values[0]}..{m_values[-1]}; shapes (N x K) "
+        + ", ".join(shape_label(shape) for shape in tuning.shapes),
+        "",
+    ]
+    for row in (header, *rows):
+        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    lines += [
+        "",
+        (
+            "vs fastest: the mean, over the measured shapes and M, of the time of the kernel "
+            "the buckets pick over the time of the fastest kernel."
+        ),
+        (
+            "`ggufc compile --tuning FILE` uses the row of the format holding the most bytes "
+            "of the model's linear weights, or the `all` row for a format not measured here."
+        ),
+    ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "DEFAULT_SHAPES",
+    "FormatTuning",
+    "Tuning",
+    "TuningError",
+    "TuningFileError",
+    "check_pipeline_takes_tuning",
+    "choose_thresholds",
+    "kernel_for",
+    "linear_weight_bytes",
+    "load_tuning",
+    "m_grid",
+    "measure_kernels",
+    "relative_score",
+    "summary_table",
+    "tune",
+    "tuned_pipeline",
+]

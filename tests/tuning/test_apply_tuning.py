@@ -1,0 +1,49 @@
+"""Applying tuned thresholds to a pipeline: split-dynamic-m gets them as `buckets`; a pipeline
+that sets its own buckets, or has no split-dynamic-m, is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.tuning import TuningError, check_pipeline_takes_tuning, tuned_pipeline
+from passes import default_pipeline, parse_pipeline
+
+
+def test_default_pipeline_gets_the_buckets():
+    tuned = tuned_pipeline(default_pipeline(), (3, 12), "t.json")
+    assert str(tuned) == "fuse-gguf,canonicalize,cse,split-dynamic-m{buckets=3,12},dce"
+    assert str(tuned_pipeline(default_pipeline(), (), "t.json")).count("buckets={}") == 1
+
+
+def test_other_options_and_every_split_pass_are_kept():
+    pipeline = parse_pipeline("fuse-gguf,split-dynamic-m{region=op},dce,split-dynamic-m")
+    tuned = tuned_pipeline(pipeline, (2,), "t.json")
+    assert str(tuned) == (
+        "fuse-gguf,split-dynamic-m{buckets=2,region=op},dce,split-dynamic-m{buckets=2}"
+    )
+
+
+def test_buckets_equal_to_the_default_count_as_unset():
+    # the canonical pipeline text drops default options, so `buckets=1,8` cannot be told apart
+    pipeline = parse_pipeline("split-dynamic-m{buckets=1,8}")
+    assert str(tuned_pipeline(pipeline, (4, 16), "t.json")) == "split-dynamic-m{buckets=4,16}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("fuse-gguf,split-dynamic-m{buckets=2,4},dce", "already sets split-dynamic-m{buckets=2,4}"),
+        ("split-dynamic-m{buckets=4}", "not both"),
+        ("fuse-gguf,dce", "has no split-dynamic-m pass"),
+        ("", "has no split-dynamic-m pass"),
+    ],
+)
+def test_pipelines_that_cannot_take_a_tuning(text, message):
+    pipeline = parse_pipeline(text)
+    for apply in (
+        lambda: check_pipeline_takes_tuning(pipeline, "t.json"),
+        lambda: tuned_pipeline(pipeline, (3, 12), "t.json"),
+    ):
+        with pytest.raises(TuningError, match=message) as caught:
+            apply()
+        assert str(caught.value).startswith("t.json: ")
