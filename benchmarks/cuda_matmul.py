@@ -2,7 +2,7 @@
 
     python benchmarks/cuda_matmul.py [--formats Q4_0,Q4_K] [--out results.md]
 
-Per format: M=1 on five weight shapes (N x K), then M=4 (matvec_batched) and M=512 (matmul)
+Per format: M=1 on five weight shapes (N x K), then M=4 (matvec_batched), M=512 and 2048 (matmul)
 on 4096 x 14336.  Beside each time:
 
 * floor: bytes the kernel must move (packed weights + activations + output) divided by the
@@ -32,8 +32,8 @@ from compiler import formats
 
 M1_SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144, 640))
 BATCH_SHAPE = (4096, 14336)
-BATCH_MS = (4, 512)
-KIND_FOR_M = {1: "matvec", 4: "matvec_batched", 512: "matmul"}
+BATCH_MS = (4, 512, 2048)
+KIND_FOR_M = {1: "matvec", 4: "matvec_batched", 512: "matmul", 2048: "matmul"}
 COPY_BYTES = 1 << 30
 
 

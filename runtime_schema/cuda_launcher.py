@@ -27,6 +27,9 @@ from runtime_schema.program import KernelSource
 
 NVRTC_OPTIONS = ("--std=c++17",)
 TEMPLATE_MARK = "<"
+# Dynamic shared memory a launch may ask for without opting the function in first; a kernel
+# that needs more (the CUDA 16-bit matmul's stages) gets the function attribute raised once.
+DEFAULT_DYNAMIC_SHARED_BYTES = 48 * 1024
 
 
 class CudaLaunchError(GgufcError):
@@ -64,6 +67,8 @@ class CudaLauncher:
         # id(source) -> (source, function); holding the source keeps its id from being reused
         self._by_object: dict[int, tuple[KernelSource, object]] = {}
         self._streams: dict[int, object] = {}
+        # id(function) -> dynamic shared memory it has been allowed (functions live as long)
+        self._shared_allowed: dict[int, int] = {}
 
     def function(self, source: KernelSource):
         known = self._by_object.get(id(source))
@@ -106,10 +111,26 @@ class CudaLauncher:
             return from_external(current)
         return self._cupy.cuda.ExternalStream(current.cuda_stream)
 
+    def _allow_shared_memory(self, source: KernelSource, fn, nbytes: int) -> None:
+        """Raises the function's dynamic shared memory limit to ``nbytes`` (cuFuncSetAttribute
+        through CuPy's ``Function.max_dynamic_shared_size_bytes``); fails, naming the kernel,
+        where the device or CuPy cannot."""
+        if self._shared_allowed.get(id(fn), 0) >= nbytes:
+            return
+        try:
+            fn.max_dynamic_shared_size_bytes = nbytes
+        except Exception as exc:  # an old CuPy without the attribute, or a device with less
+            raise CudaLaunchError(
+                f"{source.entry!r} needs {nbytes} bytes of shared memory per block: {exc}"
+            ) from exc
+        self._shared_allowed[id(fn)] = nbytes
+
     def launch(self, source, *, grid, block, shared_memory_bytes, tensors, scalars) -> None:
         if 0 in grid:
             return  # nothing to compute (an empty dimension)
         fn = self.function(source)
+        if shared_memory_bytes > DEFAULT_DYNAMIC_SHARED_BYTES:
+            self._allow_shared_memory(source, fn, shared_memory_bytes)
         params = tuple(np.uint64(t.data_ptr()) for t in tensors) + tuple(
             _scalar(s) for s in scalars
         )

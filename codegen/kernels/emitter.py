@@ -41,7 +41,7 @@ from pathlib import Path
 
 import jinja2
 
-from codegen.kernels.launch import GridExtent, LaunchRule
+from codegen.kernels.launch import PART_WEIGHTS, GridExtent, LaunchRule
 from compiler.errors import UnsupportedError
 from compiler.formats import FORMATS
 
@@ -99,18 +99,36 @@ METAL = BackendSyntax(
 )
 SYNTAX = {"cuda": CUDA, "metal": METAL}
 
-# Tile geometry of the matmul kind per (backend, dtype): M x N x K per block, one weight part
-# of 32 per thread per K step (TILE_N * TILE_K / 32 == THREADS).  CUDA's 16-bit tiles are
-# taller (weights dequantized once per 128 activation rows); float32 staging is twice the
-# bytes, so its tile stays within 48 KB of static shared memory.  Metal's fit 32 KB.
+# Tile geometry of the matmul kind per (backend, dtype): M x N x K per block and K step.
+# CUDA 16-bit (cuda/matmul.cu): 8 warps, 2 (M) x 2 (N) x 2 (K), each a 64x64 tile of out and
+# one 32-weight part of each step, decoding weight fragments from raw GGUF bytes that a ring
+# of MATMUL_STAGES cp.async stages brings in with the activations (dynamic shared memory,
+# see cuda_matmul_layout).  CUDA float32 (cuda/matmul_tf32.cuh): one weight part of 32 per
+# thread per K step (TILE_N * TILE_K / 32 == THREADS), staged dequantized within 48 KB of
+# static shared memory.  Metal's fit 32 KB.
 MATMUL_TILES = {
-    ("cuda", "float16"): (128, 64, 64),
-    ("cuda", "bfloat16"): (128, 64, 64),
+    ("cuda", "float16"): (128, 128, 64),
+    ("cuda", "bfloat16"): (128, 128, 64),
     ("cuda", "float32"): (64, 64, 64),
     ("metal", "float16"): (32, 64, 64),
     ("metal", "bfloat16"): (32, 64, 64),
     ("metal", "float32"): (32, 64, 64),
 }
+MATMUL_THREADS = {("cuda", "float16"): 256, ("cuda", "bfloat16"): 256}  # else THREADS
+MATMUL_STAGES = 3
+# 16-byte chunks of raw weight bytes per weight row and K step of the CUDA 16-bit matmul:
+# (header, body).  The header holds K-quant scales (decoded once per row and part into a
+# table); chunk counts cover a byte range on any 2-byte boundary.  They must match the
+# StagedXX structs of cuda/matmul_operands.cuh (the kernel static_asserts it).
+MATMUL_STAGED_CHUNKS = {
+    "Q4_0": (0, 4),  # 2 blocks, 36 bytes
+    "Q5_0": (0, 4),  # 2 blocks, 44 bytes
+    "Q8_0": (0, 6),  # 2 blocks, 68 bytes
+    "Q4_K": (1, 2),  # d, dmin, scales | 32 bytes of qs
+    "Q5_K": (1, 4),  # d, dmin, scales | qh, 32 bytes of qs
+    "Q6_K": (2, 8),  # scales, d | 64 bytes of ql, 32 of qh
+}
+CUDA_MATMUL_EXCHANGE_BYTES = 64 * 1024  # K group 1's float32 sums of the 128x128 tile
 # CUDA tensor-core operands per dtype: (type as staged in shared memory, mma.sync PTX type,
 # mma K, rounded to TF32).  float32 activations use TF32 (float range, 10-bit mantissa).
 CUDA_MMA = {
@@ -152,8 +170,34 @@ def entry_name(fmt: str, kind: str, dtype: str) -> str:
     return f"ggufc_{kind}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
 
 
-def launch_rule(backend: str, kind: str, dtype: str) -> LaunchRule:
-    """Grid and block of ``kind`` for ``dtype`` on ``backend`` (see codegen.kernels.launch)."""
+def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
+    """Shared-memory row strides and total bytes of the CUDA 16-bit matmul for ``fmt``.
+
+    Per stage: the activation tile, then one slot per weight row for the body chunks and one
+    for the header chunks; then two scale tables (K-quants).  A slot is an odd number of
+    16-byte chunks, so the 8 rows a fragment read touches fall in distinct banks."""
+    tile_m, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
+    header_chunks, body_chunks = MATMUL_STAGED_CHUNKS[fmt]
+
+    def stride(chunks: int) -> int:
+        return 16 * (chunks + 1 - chunks % 2) if chunks else 0
+
+    activation_bytes = tile_m * tile_k * 2
+    stage = activation_bytes + tile_n * (stride(body_chunks) + stride(header_chunks))
+    tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if header_chunks else 0
+    total = MATMUL_STAGES * stage + tables
+    return {
+        "body_chunks": body_chunks,
+        "header_chunks": header_chunks,
+        "body_stride": stride(body_chunks),
+        "header_stride": stride(header_chunks),
+        "shared_bytes": max(total, CUDA_MATMUL_EXCHANGE_BYTES),
+    }
+
+
+def launch_rule(backend: str, fmt: str, kind: str, dtype: str) -> LaunchRule:
+    """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` (see
+    codegen.kernels.launch)."""
     one = GridExtent()
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
@@ -167,7 +211,11 @@ def launch_rule(backend: str, kind: str, dtype: str) -> LaunchRule:
         return LaunchRule(THREADS, (GridExtent(("N",), WARPS), rows, one))
     if kind == "matmul":
         tile_m, tile_n, _ = MATMUL_TILES[backend, dtype]
-        return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
+        grid = (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one)
+        if backend == "cuda" and (backend, dtype) in MATMUL_THREADS:
+            shared = cuda_matmul_layout(fmt, dtype)["shared_bytes"]
+            return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
+        return LaunchRule(THREADS, grid)
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
 
 
@@ -260,6 +308,12 @@ def _kind_values(backend: str, fmt: str, kind: str, dtype: str) -> tuple[str, di
         if backend == "cuda":
             storage, ptx_type, frag_k, tf32 = CUDA_MMA[dtype]
             values.update(mma_storage=storage, mma_ptx_type=ptx_type, frag_k=frag_k, tf32=tf32)
+            if (backend, dtype) in MATMUL_THREADS:
+                values.update(
+                    threads=MATMUL_THREADS[backend, dtype],
+                    stages=MATMUL_STAGES,
+                    **cuda_matmul_layout(fmt, dtype),
+                )
         else:
             values["simdgroup_matrix"] = METAL_SIMDGROUP_MATRIX[dtype]
         return f"{backend}/matmul{syntax.source_suffix}", values
@@ -282,7 +336,7 @@ def emit(backend: str, fmt: str, kind: str, dtype: str) -> KernelSource:
         entry=values["entry"],
         header=emit_header(backend, fmt),
         source=_render(template, **values),
-        launch=launch_rule(backend, kind, dtype),
+        launch=launch_rule(backend, fmt, kind, dtype),
     )
 
 

@@ -9,7 +9,9 @@ N and K are, SymNode arithmetic where M is symbolic) and the launcher can evalua
 The sizes a grid extent may multiply are named in ``GRID_SIZES``: ``M`` (activation rows,
 all leading dims flattened; the number of indices for embedding), ``N`` (weight rows),
 ``K_PARTS`` (``K / 32``, the 32-weight parts a row is decoded in).  Shared memory is static
-in every kernel (``shared_memory_bytes`` is 0 at launch).
+in every kernel except the CUDA 16-bit matmul, whose cp.async stages take
+``shared_memory_bytes`` of dynamic shared memory (the launcher opts the function in above
+48 KB).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class GridExtent:
 
 @dataclass(frozen=True)
 class LaunchRule:
-    """Block of ``threads`` threads; grid (x, y, z) from ``grid``; no dynamic shared memory."""
+    """Block of ``threads`` threads; grid (x, y, z) from ``grid``; ``shared_memory_bytes`` of
+    dynamic shared memory (0 but for the CUDA 16-bit matmul)."""
 
     threads: int
     grid: tuple[GridExtent, GridExtent, GridExtent]

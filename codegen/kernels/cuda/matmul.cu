@@ -1,110 +1,205 @@
+{% if tf32 %}
+{% include "cuda/matmul_tf32.cuh" %}
+{% else %}
 // ggufc matmul: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for {{ format }} weights,
-// {{ act_type }} activations, tensor cores (mma.sync m16n8k{{ frag_k }}, {{ mma_storage }} operands{% if tf32 %} rounded to TF32{% endif %},
-// float32 accumulators).
+// {{ act_type }} activations, tensor cores (mma.sync m16n8k16, {{ mma_ptx_type }} operands, float32
+// accumulators).
 //
-// A block computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}), ceil(M / {{ tile_m }}))) with
-// {{ threads }} threads = 4 warps in 2x2, each warp a {{ tile_m // 2 }}x{{ tile_n // 2 }} sub-tile of 16x8 mma tiles.
-// Per {{ tile_k }}-wide K step the block stages x[{{ tile_m }}][{{ tile_k }}] (copied as is) and the dequantized
-// weights W[{{ tile_n }}][{{ tile_k }}] (one part of 32 weights per thread) in shared memory, then runs the
-// products; the global loads of the next step are issued before the products, so they
-// overlap.  Rows past M, weight rows past N and columns past K are zero-filled, so ragged
-// shapes need no other path.  Shared rows are padded by 16 bytes: the fragment loads of a
-// warp (8 rows x 4 words) then hit 32 distinct banks.
+// A block of {{ threads }} threads computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}),
+// ceil(M / {{ tile_m }}))).  K advances {{ tile_k }} weights a step through a ring of {{ stages }} shared-memory stages
+// filled by cp.async {{ stages - 1 }} steps ahead: the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw GGUF
+// bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
+// The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
+// part of each step; it reads its activation fragments with ldmatrix and decodes its weight
+// fragments from the raw bytes straight into registers (no dequantized copy in shared
+// memory).  The two K groups' sums meet through shared memory at the end.  Activation rows
+// are 128 bytes of 8 chunks, chunk c of row r stored at c ^ (r % 8), so the 8 rows an
+// ldmatrix reads and the 4 rows a warp's copies write hit distinct banks.  Rows past M, weight
+// rows past N and columns past K are zero-filled or skipped, so ragged shapes need no other
+// path.  Dynamic shared memory: {{ shared_bytes }} bytes (the launch rule's).
 // Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
+{% include "cuda/matmul_operands.cuh" %}
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
-using mma_t = {{ mma_storage }};  // operand type as staged in shared memory
-using Format = ggufc::{{ format }};
+using Staged = ggufc::tc::Staged{{ format }};
+using ggufc::i64;
 using ggufc::u32;
+using ggufc::u8;
 constexpr int TILE_M = {{ tile_m }};
 constexpr int TILE_N = {{ tile_n }};
-constexpr int TILE_K = {{ tile_k }};
+constexpr int STEP_K = {{ tile_k }};
 constexpr int THREADS = {{ threads }};
-constexpr int MMA_M = 16;
-constexpr int MMA_N = 8;
-constexpr int MMA_K = {{ frag_k }};
+constexpr int STAGES = {{ stages }};
+constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
+constexpr int K_GROUPS = STEP_K / PART;
 constexpr int WARPS_M = 2;
 constexpr int WARPS_N = 2;
+constexpr int MMA_M = 16;
+constexpr int MMA_N = 8;
+constexpr int MMA_K = 16;
 constexpr int WARP_TILE_M = TILE_M / WARPS_M;
 constexpr int WARP_TILE_N = TILE_N / WARPS_N;
 constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
 constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
-constexpr int ROW_PAD = 16 / sizeof(mma_t);
-constexpr int LDS = TILE_K + ROW_PAD;  // elements per shared row, A and B alike
-constexpr int CHUNK = 8;               // weights per shared store
-// activations move as 16-byte words, unconverted (act_t is the staged operand type)
-constexpr int WORD_ELEMENTS = 16 / sizeof(act_t);
-constexpr int WORDS_PER_ROW = TILE_K / WORD_ELEMENTS;
-constexpr int A_WORDS = TILE_M * WORDS_PER_ROW / THREADS;  // per thread and step
-static_assert(TILE_N * (TILE_K / ggufc::PART_WEIGHTS) == THREADS, "one weight part per thread");
-static_assert(TILE_M * WORDS_PER_ROW % THREADS == 0, "whole activation words per thread");
-static_assert(sizeof(act_t) == sizeof(mma_t), "activations are staged as they are");
+constexpr int SUB_STEPS = PART / MMA_K;
+static_assert(WARPS_M * WARPS_N * K_GROUPS * ggufc::WARP_SIZE == THREADS, "8 warps, 2x2x2");
+static_assert(K_GROUPS * TILE_N == THREADS, "one scale-table entry per thread and step");
+static_assert(2 * TILE_N == THREADS, "two threads copy each weight row");
 
-// One mma.sync: d += a (16 x MMA_K, row-major) * b (MMA_K x 8, column-major).
-__device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k{{ frag_k }}.row.col.f32.{{ mma_ptx_type }}.{{ mma_ptx_type }}.f32 "
-        {% raw %}"{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"{% endraw %}
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-{% if tf32 %}
-// The mma operand register of the float at p (its TF32 rounding).
-__device__ __forceinline__ u32 operand(const mma_t* p) {
-    u32 bits;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(bits) : "f"(*p));
-    return bits;
-}
-// Fragment element (row, col) of a 16 x 8 A tile / 8 x 8 B tile for lane (group, pair):
-// a[i]: rows group (+8 for odd i), cols pair (+4 for i >= 2); b[i]: k = pair (+4 for i = 1).
-constexpr int K_HALF = 4;
-{% else %}
-// ldmatrix.x4: four 8x8 16-bit matrices from shared memory, lane l giving the address of row
-// l % 8 of matrix l / 8; thread (group, pair) receives elements (group, 2*pair..+1) of each.
-// For an A tile (16 x 16, [m][k]) the matrices are (rows 0-7 | 8-15) x (k 0-7 | 8-15) in mma
-// order; for two B tiles ([n][k]) they are (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, ...).
-__device__ __forceinline__ void load_matrix_x4(u32 (&r)[4], const mma_t* row) {
-    const u32 address = static_cast<u32>(__cvta_generic_to_shared(row));
-    asm volatile({% raw %}"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"{% endraw %}
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-{% endif %}
+// shared memory: activation stages | body stages | header stages | 2 scale tables
+constexpr int CHUNK = ggufc::tc::CHUNK_BYTES;
+constexpr int A_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
+constexpr int A_ROW_CHUNKS = A_ROW_BYTES / CHUNK;
+static_assert(A_ROW_CHUNKS == 8, "the swizzle permutes 8 chunks by row % 8");
+constexpr int A_STAGE_BYTES = TILE_M * A_ROW_BYTES;
+constexpr int BODY_CHUNKS = Staged::BODY_CHUNKS_0 + Staged::BODY_CHUNKS_1;
+constexpr int HEADER_CHUNKS = Staged::HEADER_CHUNKS;
+constexpr bool HAS_TABLE = HEADER_CHUNKS > 0;
+// odd multiples of 16 bytes: the 8 rows of a fragment read fall in distinct banks
+constexpr int BODY_STRIDE = {{ body_stride }};
+constexpr int HEADER_STRIDE = {{ header_stride }};
+static_assert(BODY_CHUNKS == {{ body_chunks }} && HEADER_CHUNKS == {{ header_chunks }},
+              "the emitter's MATMUL_STAGED_CHUNKS are the format's");
+static_assert(BODY_CHUNKS * CHUNK <= BODY_STRIDE && HEADER_CHUNKS * CHUNK <= HEADER_STRIDE,
+              "row slots hold the staged chunks");
+constexpr int BODY_STAGE_BYTES = TILE_N * BODY_STRIDE;
+constexpr int HEADER_STAGE_BYTES = TILE_N * HEADER_STRIDE;
+constexpr int BODY_OFFSET = STAGES * A_STAGE_BYTES;
+constexpr int HEADER_OFFSET = BODY_OFFSET + STAGES * BODY_STAGE_BYTES;
+constexpr int TABLE_OFFSET = HEADER_OFFSET + STAGES * HEADER_STAGE_BYTES;
+constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
+constexpr int LAYOUT_BYTES = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+// at the end the K group 1 warps hand their accumulators (a float4 per lane and fragment) over
+constexpr int EXCHANGE_BYTES = WARPS_M * WARPS_N * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE * 16;
+constexpr int SHARED_BYTES = {{ shared_bytes }};
+static_assert(SHARED_BYTES == (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES),
+              "the launch rule's dynamic shared memory is this layout's");
 }  // namespace {{ entry }}_impl
 
-extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
+extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
     const {{ entry }}_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const {{ entry }}_impl::act_t* __restrict__ bias, {{ entry }}_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace {{ entry }}_impl;
-    using ggufc::i64;
-    __shared__ __align__(16) mma_t a_tile[TILE_M * LDS];
-    __shared__ __align__(16) mma_t b_tile[TILE_N * LDS];
+    namespace tc = ggufc::tc;
+    extern __shared__ __align__(16) u8 {{ entry }}_shared[];
+    u8* const shared = {{ entry }}_shared;
 
     const int tid = static_cast<int>(threadIdx.x);
     const int warp = tid / ggufc::WARP_SIZE;
     const int lane = tid % ggufc::WARP_SIZE;
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
-{%- if not tf32 %}
-    // the row each lane addresses in ldmatrix.x4 (see load_matrix_x4)
-    const int a_lane_row = lane % 16;
-    const int a_lane_col = 8 * (lane / 16);
-    const int b_lane_row = lane % 8 + 8 * (lane / 16);
-    const int b_lane_col = 8 * ((lane / 8) % 2);
-{%- endif %}
-    const int warp_m = (warp / WARPS_N) * WARP_TILE_M;
-    const int warp_n = (warp % WARPS_N) * WARP_TILE_N;
+    const int k_group = warp / (WARPS_M * WARPS_N);
+    const int warp_m = (warp / WARPS_N) % WARPS_M;
+    const int warp_n = warp % WARPS_N;
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
-    const i64 blocks_per_row = K / Format::BLOCK_WEIGHTS;
+    // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
+    const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
+    const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
 
-    // this thread's weight part in each K step: row b_row of the tile, columns b_col..+31
-    const int b_row = tid / (TILE_K / ggufc::PART_WEIGHTS);
-    const int b_col = (tid % (TILE_K / ggufc::PART_WEIGHTS)) * ggufc::PART_WEIGHTS;
-    const bool b_row_valid = n0 + b_row < N;
-    const ggufc::u8* b_src =
-        blocks + (b_row_valid ? (n0 + b_row) * blocks_per_row * Format::BLOCK_BYTES : 0);
+    // What this thread copies each step, fixed for the whole loop.  Activations: chunk column
+    // a_col of rows a_row + 32i.  Weights: the chunks w_half, w_half + 2, ... of row w_row
+    // (two lanes per row: a warp's copy covers 32 contiguous bytes of each of 16 rows).
+    const int a_row = tid / A_ROW_CHUNKS;
+    const int a_col = tid % A_ROW_CHUNKS;
+    constexpr int A_ROWS_APART = THREADS / A_ROW_CHUNKS;
+    const act_t* a_src = x + (m0 + a_row) * K + a_col * (CHUNK / static_cast<int>(sizeof(act_t)));
+    const i64 a_rows_apart = A_ROWS_APART * K;
+    const int a_dst = a_row * A_ROW_BYTES + (a_col ^ (a_row % 8)) * CHUNK;  // same for all i
+    int a_rows_valid = 0;
+#pragma unroll
+    for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+        a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
+    }
+    const int w_row = tid / 2;
+    const int w_half = tid % 2;
+    const i64 w_row_offset = (n0 + w_row) * row_bytes;
+    const u8* w_src = blocks + w_row_offset;
+    const int w_row_misalignment = static_cast<int>(w_row_offset) & (CHUNK - 1);
+    // bytes from the row's start to the tensor's end, capped past any offset a copy reaches
+    // within the row: copies never read beyond the tensor
+    const i64 w_left = N * static_cast<i64>(row_bytes) - w_row_offset;
+    const int w_reach = row_bytes + CHUNK * (BODY_CHUNKS + HEADER_CHUNKS);
+    const int w_row_left =
+        static_cast<int>(w_left <= 0 ? 0 : (w_left < w_reach ? w_left : w_reach));
+    // no copy of any row of this block needs clamping (all but the tensor's last block)
+    const bool block_inside = (n0 + TILE_N + 1) * static_cast<i64>(row_bytes) + w_reach <=
+                              N * static_cast<i64>(row_bytes);
+
+    // chunk ``index`` of the aligned chunks covering the row's bytes from ``start`` on
+    auto stage_chunk = [&](u8* slot, int start, int index) {
+        const int offset = start - ((w_row_misalignment + start) & (CHUNK - 1)) + CHUNK * index;
+        if (block_inside) {
+            ggufc::cp_async_16(slot, w_src + offset);
+        } else {
+            const int left = w_row_left - offset;
+            ggufc::cp_async_16_fill(slot, w_src + offset, left <= 0 ? 0 : (left < CHUNK ? left : CHUNK));
+        }
+    };
+    auto issue_activations = [&](int step, int stage) {
+        if (step >= steps) {
+            return;
+        }
+        u8* tile = shared + stage * A_STAGE_BYTES + a_dst;
+        const i64 k0 = static_cast<i64>(step) * STEP_K;
+        const bool k_valid = k0 + a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
+        const act_t* src = a_src + k0;
+#pragma unroll
+        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            const bool valid = k_valid && ((a_rows_valid >> i) & 1);
+            ggufc::cp_async_16_fill(tile + i * A_ROWS_APART * A_ROW_BYTES, src + i * a_rows_apart,
+                           valid ? CHUNK : 0);
+        }
+    };
+    auto issue_body = [&](int step, int stage) {
+        if (step >= steps) {
+            return;
+        }
+        u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + w_row * BODY_STRIDE;
+        const int start0 = Staged::body_start(0, step);
+        const int start1 = Staged::body_start(1, step);
+#pragma unroll
+        for (int i = 0; i < (BODY_CHUNKS + 1) / 2; ++i) {
+            const int chunk = 2 * i + w_half;
+            if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
+                const bool second = chunk >= Staged::BODY_CHUNKS_0;
+                stage_chunk(slot + chunk * CHUNK, second ? start1 : start0,
+                            second ? chunk - Staged::BODY_CHUNKS_0 : chunk);
+            }
+        }
+    };
+    auto issue_header = [&](int step, int stage) {
+        if (!HAS_TABLE || step >= steps) {
+            return;
+        }
+        u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + w_row * HEADER_STRIDE;
+#pragma unroll
+        for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
+            const int chunk = 2 * i + w_half;
+            if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
+                stage_chunk(slot + chunk * CHUNK, Staged::header_start(step), chunk);
+            }
+        }
+    };
+    // the scales of step ``step``'s parts, one (K group, row) per thread, from its header
+    const int table_row = tid % TILE_N;
+    const int table_group = tid / TILE_N;
+    // (n0 + row) * row_bytes mod 16, in unsigned arithmetic that may wrap
+    const int table_row_misalignment = static_cast<int>(
+        (static_cast<u32>(n0 + table_row) * static_cast<u32>(row_bytes)) & (CHUNK - 1));
+    auto prepare_table = [&](int step, int table_index, int stage) {
+        const u8* header =
+            shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + table_row * HEADER_STRIDE;
+        const int misalignment =
+            Staged::ALIGNED ? 0
+                            : (table_row_misalignment + Staged::header_start(step)) & (CHUNK - 1);
+        const int part = K_GROUPS * (step & 3) + table_group;
+        u32* table = reinterpret_cast<u32*>(shared + TABLE_OFFSET) + table_index * TABLE_WORDS;
+        table[table_group * TILE_N + table_row] =
+            Staged::template prepare<act_t>(header, misalignment, part);
+    };
 
     float acc[FRAGS_M][FRAGS_N][4];
 #pragma unroll
@@ -118,123 +213,148 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
         }
     }
 
-    // the registers one K step travels through: raw weight part and activation words
-    typename Format::Raw w_raw{};
-    uint4 x_words[A_WORDS];
-    auto load_step = [&](i64 k0) {
-        const i64 k = k0 + b_col;
-        if (b_row_valid && k < K) {
-            const int part = static_cast<int>(k % Format::BLOCK_WEIGHTS) / ggufc::PART_WEIGHTS;
-            w_raw = Format::load(b_src + (k / Format::BLOCK_WEIGHTS) * Format::BLOCK_BYTES, part);
-        }
+    // ldmatrix.x4 of a 16x16 A tile: lanes 0-15 address rows 0-15 at K 0-7, lanes 16-31 the
+    // same rows at K 8-15, giving the mma's a0..a3; row % 8 == lane % 8 in every tile
+    const int a_row_offset = (warp_m * WARP_TILE_M + lane % 16) * A_ROW_BYTES;
+    int a_chunk_offset[SUB_STEPS];
 #pragma unroll
-        for (int i = 0; i < A_WORDS; ++i) {
-            const int c = tid + i * THREADS;
-            const int row = c / WORDS_PER_ROW;
-            const int col = (c % WORDS_PER_ROW) * WORD_ELEMENTS;
-            if (m0 + row < M && k0 + col < K) {
-                x_words[i] = *reinterpret_cast<const uint4*>(x + (m0 + row) * K + k0 + col);
-            } else {
-                x_words[i] = make_uint4(0u, 0u, 0u, 0u);
-            }
-        }
-    };
-    auto store_step = [&](i64 k0) {
-#pragma unroll
-        for (int i = 0; i < A_WORDS; ++i) {
-            const int c = tid + i * THREADS;
-            const int row = c / WORDS_PER_ROW;
-            const int col = (c % WORDS_PER_ROW) * WORD_ELEMENTS;
-            *reinterpret_cast<uint4*>(a_tile + row * LDS + col) = x_words[i];
-        }
-        float w[ggufc::PART_WEIGHTS];
-        const i64 k = k0 + b_col;
-        if (b_row_valid && k < K) {
-            const int part = static_cast<int>(k % Format::BLOCK_WEIGHTS) / ggufc::PART_WEIGHTS;
-            Format::decode(w_raw, part, w);
-        } else {
-#pragma unroll
-            for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
-                w[j] = 0.0f;
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < ggufc::PART_WEIGHTS; j += CHUNK) {
-            ggufc::store8(b_tile + b_row * LDS + b_col + j, w + j);
-        }
-    };
+    for (int s = 0; s < SUB_STEPS; ++s) {
+        const int chunk = (k_group * PART + s * MMA_K) / 8 + lane / 16;
+        a_chunk_offset[s] = (chunk ^ (lane % 8)) * CHUNK;
+    }
+    // the weight rows of this lane's fragments are n0 + warp_n * 64 + 8j + group: modulo 16
+    // they are group + 8 (j % 2), so two misalignments serve all eight
+    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
+                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
 
-    load_step(0);
-    for (i64 k0 = 0; k0 < K; k0 += TILE_K) {
-        store_step(k0);
-        __syncthreads();
-        if (k0 + TILE_K < K) {
-            load_step(k0 + TILE_K);  // in flight during the products below
+    auto compute = [&](int step, int stage) {
+        const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
+        u32 a[SUB_STEPS][FRAGS_M][4];
+#pragma unroll
+        for (int s = 0; s < SUB_STEPS; ++s) {
+#pragma unroll
+            for (int i = 0; i < FRAGS_M; ++i) {
+                tc::load_matrix_x4(a[s][i], a_tile + i * MMA_M * A_ROW_BYTES + a_chunk_offset[s]);
+            }
+        }
+        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES +
+                         (warp_n * WARP_TILE_N + group) * BODY_STRIDE;
+        const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                           (step & 1) * TABLE_WORDS + k_group * TILE_N + warp_n * WARP_TILE_N +
+                           group;
+        int misalignment[2] = {0, 0};
+        if (!Staged::ALIGNED) {
+            const int start = Staged::row_start(step);
+            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
+            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
         }
 #pragma unroll
-        for (int ks = 0; ks < TILE_K; ks += MMA_K) {
-            u32 a[FRAGS_M][4];
-            u32 b[FRAGS_N][2];
-{%- if tf32 %}
-            const int kk = ks + pair;
+        for (int j = 0; j < FRAGS_N; ++j) {
+            u32 b[SUB_STEPS][2];
+            Staged::template fragment<act_t>(body + j * MMA_N * BODY_STRIDE, misalignment[j % 2],
+                                             HAS_TABLE ? table[j * MMA_N] : 0u, k_group, pair,
+                                             step, b);
 #pragma unroll
-            for (int i = 0; i < FRAGS_M; ++i) {
-                const mma_t* rows = a_tile + (warp_m + i * MMA_M + group) * LDS + kk;
-                a[i][0] = operand(rows);
-                a[i][1] = operand(rows + 8 * LDS);
-                a[i][2] = operand(rows + K_HALF);
-                a[i][3] = operand(rows + 8 * LDS + K_HALF);
-            }
+            for (int s = 0; s < SUB_STEPS; ++s) {
 #pragma unroll
-            for (int j = 0; j < FRAGS_N; ++j) {
-                const mma_t* cols = b_tile + (warp_n + j * MMA_N + group) * LDS + kk;
-                b[j][0] = operand(cols);
-                b[j][1] = operand(cols + K_HALF);
-            }
-{%- else %}
-#pragma unroll
-            for (int i = 0; i < FRAGS_M; ++i) {
-                load_matrix_x4(a[i], a_tile + (warp_m + i * MMA_M + a_lane_row) * LDS + ks + a_lane_col);
-            }
-#pragma unroll
-            for (int j = 0; j < FRAGS_N; j += 2) {
-                u32 pair_of_tiles[4];
-                load_matrix_x4(pair_of_tiles,
-                               b_tile + (warp_n + j * MMA_N + b_lane_row) * LDS + ks + b_lane_col);
-                b[j][0] = pair_of_tiles[0];
-                b[j][1] = pair_of_tiles[1];
-                b[j + 1][0] = pair_of_tiles[2];
-                b[j + 1][1] = pair_of_tiles[3];
-            }
-{%- endif %}
-#pragma unroll
-            for (int i = 0; i < FRAGS_M; ++i) {
-#pragma unroll
-                for (int j = 0; j < FRAGS_N; ++j) {
-                    mma(acc[i][j], a[i], b[j]);
+                for (int i = 0; i < FRAGS_M; ++i) {
+                    tc::mma<act_t>(acc[i][j], a[s][i], b[s]);
                 }
             }
         }
+    };
+
+    // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
+    // ...; step t commits {A t+STAGES-1, body t+STAGES-1, header t+STAGES}.  So when step t
+    // waits for its own A and body it also has header t+1, whose table it builds while the
+    // products of step t run.
+    issue_header(0, 0);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        issue_activations(s, s);
+        issue_body(s, s);
+        issue_header(s + 1, (s + 1) % STAGES);
+        ggufc::cp_async_commit();
+    }
+    ggufc::cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    if (HAS_TABLE) {
+        prepare_table(0, 0, 0);
+        __syncthreads();
+    }
+    // stage of this step; the one before it (refilled with step + STAGES - 1) and after it
+    int stage = 0;
+    for (int step = 0; step < steps; ++step) {
+        const int previous = stage == 0 ? STAGES - 1 : stage - 1;
+        const int next = stage == STAGES - 1 ? 0 : stage + 1;
+        issue_activations(step + STAGES - 1, previous);
+        issue_body(step + STAGES - 1, previous);
+        issue_header(step + STAGES, stage);
+        ggufc::cp_async_commit();
+        if (HAS_TABLE && step + 1 < steps) {
+            prepare_table(step + 1, (step + 1) & 1, next);
+        }
+        // the last step of a K % 64 == 32 row has no part for K group 1
+        if (static_cast<i64>(step) * STEP_K + k_group * PART < K) {
+            compute(step, stage);
+        }
+        stage = next;
+        ggufc::cp_async_wait<STAGES - 2>();
         __syncthreads();
     }
 
-    // epilogue: accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
+    // K group 1 hands its sums to K group 0, which adds them and writes out
+    ggufc::cp_async_wait<0>();
+    __syncthreads();
+    float4* exchange = reinterpret_cast<float4*>(shared) +
+                       (warp_m * WARPS_N + warp_n) * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE + lane;
+    if (k_group == 1) {
+#pragma unroll
+        for (int i = 0; i < FRAGS_M; ++i) {
+#pragma unroll
+            for (int j = 0; j < FRAGS_N; ++j) {
+                exchange[(i * FRAGS_N + j) * ggufc::WARP_SIZE] =
+                    make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+            }
+        }
+    }
+    __syncthreads();
+    if (k_group == 1) {
+        return;
+    }
+    // accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
+    const bool paired_stores = N % 2 == 0;  // two outputs of a lane share an aligned word
 #pragma unroll
     for (int j = 0; j < FRAGS_N; ++j) {
-        const i64 n_base = n0 + warp_n + j * MMA_N + 2 * pair;
+        const i64 n = n0 + warp_n * WARP_TILE_N + j * MMA_N + 2 * pair;
+        const float bias0 = has_bias && n < N ? ggufc::to_float(bias[n]) : 0.0f;
+        const float bias1 = has_bias && n + 1 < N ? ggufc::to_float(bias[n + 1]) : 0.0f;
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const i64 n = n_base + e % 2;
-            if (n < N) {
-                const float b = has_bias ? ggufc::to_float(bias[n]) : 0.0f;
+        for (int i = 0; i < FRAGS_M; ++i) {
+            const float4 other = exchange[(i * FRAGS_N + j) * ggufc::WARP_SIZE];
+            const float sums[4] = {acc[i][j][0] + other.x, acc[i][j][1] + other.y,
+                                   acc[i][j][2] + other.z, acc[i][j][3] + other.w};
 #pragma unroll
-                for (int i = 0; i < FRAGS_M; ++i) {
-                    const i64 m = m0 + warp_m + i * MMA_M + group + 8 * (e / 2);
-                    if (m < M) {
-                        out[m * N + n] = ggufc::from_float<act_t>(acc[i][j][e] + b);
+            for (int h = 0; h < 2; ++h) {
+                const i64 m = m0 + warp_m * WARP_TILE_M + i * MMA_M + group + 8 * h;
+                if (m >= M) {
+                    continue;
+                }
+                const float v0 = sums[2 * h] + bias0;
+                const float v1 = sums[2 * h + 1] + bias1;
+                act_t* dst = out + m * N + n;
+                if (paired_stores && n + 1 < N) {
+                    *reinterpret_cast<u32*>(dst) = ggufc::tc::Pair<act_t>::pack(v0, v1);
+                } else {
+                    if (n < N) {
+                        dst[0] = ggufc::from_float<act_t>(v0);
+                    }
+                    if (n + 1 < N) {
+                        dst[1] = ggufc::from_float<act_t>(v1);
                     }
                 }
             }
         }
     }
 }
+{% endif %}

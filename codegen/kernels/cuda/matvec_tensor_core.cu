@@ -41,18 +41,6 @@ constexpr int ACCUMULATORS = {{ accumulators }};
 static_assert(STEP_PARTS % LANE_GROUPS == 0, "every lane group decodes whole parts");
 static_assert(WARPS * ggufc::WARP_SIZE == {{ threads }}, "block of WARPS warps");
 
-__device__ __forceinline__ void copy_async_16(void* shared, const void* global) {
-    const u32 address = static_cast<u32>(__cvta_generic_to_shared(shared));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global));
-}
-
-__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int PENDING>
-__device__ __forceinline__ void wait_copies() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING));
-}
-
 // d += a (16 x 16, row-major) * b (16 x 8, column-major)
 __device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
     asm volatile(
@@ -159,10 +147,10 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
             const u8* source = first + copy_offset[i];
             if (copy_offset[i] >= 0 && source < copy_row[i] + end) {
                 const int r = (lane + ggufc::WARP_SIZE * i) / ROW_CHUNKS;
-                copy_async_16(slot_stage + r * ROW_STAGE_BYTES + copy_offset[i], source);
+                ggufc::cp_async_16(slot_stage + r * ROW_STAGE_BYTES + copy_offset[i], source);
             }
         }
-        commit_copies();
+        ggufc::cp_async_commit();
     };
 
     // independent accumulators, so consecutive mma do not wait on each other's result
@@ -172,17 +160,17 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
         if (i < my_steps) {
             issue(warp + WARPS * i, i);
         } else {
-            commit_copies();  // an empty group keeps the wait count uniform
+            ggufc::cp_async_commit();  // an empty group keeps the wait count uniform
         }
     }
     for (int i = 0; i < my_steps; ++i) {
-        wait_copies<STAGES - 2>();
+        ggufc::cp_async_wait<STAGES - 2>();
         __syncwarp();  // every lane's copies of step i landed; slot (i - 1) is free
         const int ahead = i + STAGES - 1;
         if (ahead < my_steps) {
             issue(warp + WARPS * ahead, ahead % STAGES);
         } else {
-            commit_copies();
+            ggufc::cp_async_commit();
         }
         const int step = warp + WARPS * i;
         const u8* row_stage = stage + (i % STAGES) * STAGE_BYTES + g * ROW_STAGE_BYTES +
@@ -240,7 +228,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
             }
         }
     }
-    wait_copies<0>();  // no copy may still target shared memory when the block exits
+    ggufc::cp_async_wait<0>();  // no copy may still target shared memory when the block exits
 
     // acc[0], acc[1]: activation row m0 + g, weight rows n0 + 2c, n0 + 2c + 1 (acc[2..3]: the
     // zero rows 8..15 of A)

@@ -1,47 +1,322 @@
-// ggufc matmul: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for Q4_0 weights,
-// __half activations, tensor cores (mma.sync m16n8k16, __half operands,
-// float32 accumulators).
-//
-// A block computes a 128x64 tile of out (grid = (ceil(N / 64), ceil(M / 128))) with
-// 128 threads = 4 warps in 2x2, each warp a 64x32 sub-tile of 16x8 mma tiles.
-// Per 64-wide K step the block stages x[128][64] (copied as is) and the dequantized
-// weights W[64][64] (one part of 32 weights per thread) in shared memory, then runs the
-// products; the global loads of the next step are issued before the products, so they
-// overlap.  Rows past M, weight rows past N and columns past K are zero-filled, so ragged
-// shapes need no other path.  Shared rows are padded by 16 bytes: the fragment loads of a
-// warp (8 rows x 4 words) then hit 32 distinct banks.
-// Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
-namespace ggufc_matmul_q4_0_f16_impl {
-using act_t = __half;
-using mma_t = __half;  // operand type as staged in shared memory
-using Format = ggufc::Q4_0;
-using ggufc::u32;
-constexpr int TILE_M = 128;
-constexpr int TILE_N = 64;
-constexpr int TILE_K = 64;
-constexpr int THREADS = 128;
-constexpr int MMA_M = 16;
-constexpr int MMA_N = 8;
-constexpr int MMA_K = 16;
-constexpr int WARPS_M = 2;
-constexpr int WARPS_N = 2;
-constexpr int WARP_TILE_M = TILE_M / WARPS_M;
-constexpr int WARP_TILE_N = TILE_N / WARPS_N;
-constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
-constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
-constexpr int ROW_PAD = 16 / sizeof(mma_t);
-constexpr int LDS = TILE_K + ROW_PAD;  // elements per shared row, A and B alike
-constexpr int CHUNK = 8;               // weights per shared store
-// activations move as 16-byte words, unconverted (act_t is the staged operand type)
-constexpr int WORD_ELEMENTS = 16 / sizeof(act_t);
-constexpr int WORDS_PER_ROW = TILE_K / WORD_ELEMENTS;
-constexpr int A_WORDS = TILE_M * WORDS_PER_ROW / THREADS;  // per thread and step
-static_assert(TILE_N * (TILE_K / ggufc::PART_WEIGHTS) == THREADS, "one weight part per thread");
-static_assert(TILE_M * WORDS_PER_ROW % THREADS == 0, "whole activation words per thread");
-static_assert(sizeof(act_t) == sizeof(mma_t), "activations are staged as they are");
 
-// One mma.sync: d += a (16 x MMA_K, row-major) * b (MMA_K x 8, column-major).
-__device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+// ggufc matmul: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for Q4_0 weights,
+// __half activations, tensor cores (mma.sync m16n8k16, f16 operands, float32
+// accumulators).
+//
+// A block of 256 threads computes a 128x128 tile of out (grid = (ceil(N / 128),
+// ceil(M / 128))).  K advances 64 weights a step through a ring of 3 shared-memory stages
+// filled by cp.async 2 steps ahead: the activations x[128][64] as they are, and the raw GGUF
+// bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
+// The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
+// part of each step; it reads its activation fragments with ldmatrix and decodes its weight
+// fragments from the raw bytes straight into registers (no dequantized copy in shared
+// memory).  The two K groups' sums meet through shared memory at the end.  Activation rows
+// are 128 bytes of 8 chunks, chunk c of row r stored at c ^ (r % 8), so the 8 rows an
+// ldmatrix reads and the 4 rows a warp's copies write hit distinct banks.  Rows past M, weight
+// rows past N and columns past K are zero-filled or skipped, so ragged shapes need no other
+// path.  Dynamic shared memory: 79872 bytes (the launch rule's).
+// Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
+// Tensor-core operands of the 16-bit matmul (matmul.cu): asynchronous staging of raw GGUF
+// blocks into shared memory and their decoding, per format, straight into mma.sync B fragments.
+//
+// A K step of the matmul covers 64 weights of each weight row: two parts of 32, one per warp
+// K group.  For each format the raw bytes a step needs are one or two byte ranges of the row
+// ("segments"); each is copied as the 16-byte aligned chunks that cover it, so a segment on
+// any 2-byte boundary (Q4_0, Q5_0, Q8_0, Q6_K blocks are 18, 22, 34, 210 bytes) lands in
+// shared memory at the same offset mod 16 as in global memory (its "misalignment").  K-quant
+// scales are decoded once per (row, part) from a separately staged header into a table.
+//
+// Fragment layout (mma.sync m16n8k16, B operand, column n = lane / 4, pair = lane % 4): the
+// lane holds b[s][0] = weights (16s + 2*pair, +1) and b[s][1] = weights (16s + 2*pair + 8, +9)
+// of its row's part, K sub-step s = 0, 1.  So a lane reads bytes 2*pair + 8i (+1), i = 0..3,
+// of each 32-byte run of per-weight bytes, or of the 16 bytes of a 4-bit block (Q4_0, Q5_0).
+// Integers become 16-bit floats without conversion instructions: OR-ing q into the mantissa
+// of BASE (1024 for f16, 128 for bf16; BASE + q is exact for q < BASE) gives BASE + q, and
+// one exact subtraction leaves q - zero_point; one more fused op applies the scale.
+#ifndef GGUFC_CUDA_MATMUL_OPERANDS
+#define GGUFC_CUDA_MATMUL_OPERANDS
+
+namespace ggufc {
+namespace tc {
+
+constexpr int CHUNK_BYTES = 16;
+
+__device__ __forceinline__ u32 shared_address(const void* p) {
+    return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+// ldmatrix.x4: four 8x8 16-bit matrices; lane l gives the address of row l % 8 of matrix
+// l / 8 and receives elements (l / 4, 2 * (l % 4) .. +1) of each.
+__device__ __forceinline__ void load_matrix_x4(u32 (&r)[4], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(row)));
+}
+
+// Three-input bitwise functions in one LOP3 (in C++ the compiler spends one LOP3 per
+// immediate operand): LUT 0xEA is (a & b) | c, 0x6A is (a & b) ^ c.
+template <u32 LUT, u32 B, u32 C>
+__device__ __forceinline__ u32 lop3(u32 a) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n" : "=r"(d) : "r"(a), "n"(B), "n"(C), "n"(LUT));
+    return d;
+}
+template <u32 LUT, u32 B>
+__device__ __forceinline__ u32 lop3(u32 a, u32 c) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n" : "=r"(d) : "r"(a), "n"(B), "r"(c), "n"(LUT));
+    return d;
+}
+template <u32 LUT>
+__device__ __forceinline__ u32 lop3(u32 a, u32 b, u32 c) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
+    return d;
+}
+// (enumerators, unlike constexpr variables, may go unused in a translation unit under -Werror)
+enum : u32 { AND_OR = 0xEA, AND_XOR = 0x6A };
+// (a & MASK) | BITS
+template <u32 MASK, u32 BITS>
+__device__ __forceinline__ u32 and_or(u32 a) { return lop3<AND_OR, MASK, BITS>(a); }
+// (a & MASK) | bits
+template <u32 MASK>
+__device__ __forceinline__ u32 and_or(u32 a, u32 bits) { return lop3<AND_OR, MASK>(a, bits); }
+// (a & mask) | bits
+__device__ __forceinline__ u32 and_or(u32 a, u32 mask, u32 bits) {
+    return lop3<AND_OR>(a, mask, bits);
+}
+
+__device__ __forceinline__ u32 load_shared_u16(const u8* p) {
+    return *reinterpret_cast<const u16*>(p);
+}
+
+// Bits of the 16-bit float (f16: 10 mantissa bits, bf16: 7) of the integer v; v must be
+// exactly representable (true of every constant here).
+template <int MANTISSA_BITS, int EXPONENT_BIAS>
+__host__ __device__ constexpr u32 small_int_bits(int v) {
+    const u32 sign = v < 0 ? 0x8000u : 0u;
+    const u32 magnitude = static_cast<u32>(v < 0 ? -v : v);
+    if (magnitude == 0) {
+        return sign;
+    }
+    int exponent = 0;
+    while ((magnitude >> (exponent + 1)) != 0) {
+        ++exponent;
+    }
+    const u32 fraction = magnitude - (1u << exponent);
+    const u32 mantissa = exponent <= MANTISSA_BITS ? fraction << (MANTISSA_BITS - exponent)
+                                                   : fraction >> (exponent - MANTISSA_BITS);
+    return sign | (static_cast<u32>(exponent + EXPONENT_BIAS) << MANTISSA_BITS) | mantissa;
+}
+
+__host__ __device__ constexpr u32 both_halves(u32 bits) { return bits | (bits << 16); }
+
+// Two 16-bit floats in one register (the low half is the lower K index), f16 or bf16.
+template <typename T>
+struct Pair;
+
+template <>
+struct Pair<__half> {
+    static constexpr int BASE = 1024;
+    __host__ __device__ static constexpr u32 constant(int v) {
+        return both_halves(small_int_bits<10, 15>(v));
+    }
+    __device__ static __forceinline__ u32 fma(u32 a, u32 b, u32 c) {
+        u32 d;
+        asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+        return d;
+    }
+    // both halves = the f16 whose bits are ``bits``
+    __device__ static __forceinline__ u32 splat_f16(u32 bits) { return bits * 0x10001u; }
+    __device__ static __forceinline__ u32 pack(float lo, float hi) {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<const u32*>(&v);
+    }
+};
+
+template <>
+struct Pair<__nv_bfloat16> {
+    static constexpr int BASE = 128;
+    __host__ __device__ static constexpr u32 constant(int v) {
+        return both_halves(small_int_bits<7, 127>(v));
+    }
+    __device__ static __forceinline__ u32 fma(u32 a, u32 b, u32 c) {
+        u32 d;
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+        return d;
+    }
+    __device__ static __forceinline__ u32 splat_f16(u32 bits) {
+        return pack(__half2float(__ushort_as_half(static_cast<u16>(bits))),
+                    __half2float(__ushort_as_half(static_cast<u16>(bits))));
+    }
+    __device__ static __forceinline__ u32 pack(float lo, float hi) {
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<const u32*>(&v);
+    }
+};
+
+// Arithmetic on pairs.  ``magic`` is a pair of BASE + q built by OR-ing q into BASE's bits.
+template <typename T>
+struct PairMath {
+    static constexpr u32 ONE = Pair<T>::constant(1);
+    static constexpr u32 NEGATIVE_ZERO = 0x80008000u;
+    static constexpr u32 MAGIC = Pair<T>::constant(Pair<T>::BASE);
+    // x - V (exact where x and the result are small integers)
+    template <int V>
+    __device__ static __forceinline__ u32 minus(u32 x) {
+        return Pair<T>::fma(x, ONE, Pair<T>::constant(-V));
+    }
+    // q - ZERO_POINT from BASE + q
+    template <int ZERO_POINT>
+    __device__ static __forceinline__ u32 unbias(u32 magic) {
+        return minus<Pair<T>::BASE + ZERO_POINT>(magic);
+    }
+    __device__ static __forceinline__ u32 mul(u32 a, u32 b) {
+        return Pair<T>::fma(a, b, NEGATIVE_ZERO);
+    }
+};
+
+// The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
+// f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
+// too few mantissa bits for that and shifts instead.
+template <typename T>
+struct Nibbles;
+
+template <>
+struct Nibbles<__half> {
+    static constexpr int BASE_LOW = 1024;
+    static constexpr int BASE_HIGH = 64;
+    __device__ static __forceinline__ u32 low(u32 w) { return and_or<0x000F000Fu, 0x64006400u>(w); }
+    __device__ static __forceinline__ u32 high(u32 w) {
+        return and_or<0x00F000F0u, 0x54005400u>(w);
+    }
+};
+
+template <>
+struct Nibbles<__nv_bfloat16> {
+    static constexpr int BASE_LOW = 128;
+    static constexpr int BASE_HIGH = 128;
+    __device__ static __forceinline__ u32 low(u32 w) { return and_or<0x000F000Fu, 0x43004300u>(w); }
+    __device__ static __forceinline__ u32 high(u32 w) {
+        return and_or<0x000F000Fu, 0x43004300u>(w >> 4);
+    }
+};
+
+// The nibble of bytes 0 and 2 of w selected by a warp-uniform ``high`` (0 or 1) as q - 0,
+// for formats whose K group picks the nibble (Q4_K): the mask, magic and base are chosen
+// once per warp.
+template <typename T>
+struct NibbleSelect;
+
+template <>
+struct NibbleSelect<__half> {
+    u32 mask;
+    u32 magic;
+    u32 unbias;
+    __device__ explicit NibbleSelect(int high)
+        : mask(high ? 0x00F000F0u : 0x000F000Fu),
+          magic(high ? 0x54005400u : 0x64006400u),
+          unbias(high ? Pair<__half>::constant(-Nibbles<__half>::BASE_HIGH)
+                      : Pair<__half>::constant(-Nibbles<__half>::BASE_LOW)) {}
+    __device__ __forceinline__ u32 values(u32 w) const {
+        return Pair<__half>::fma(and_or(w, mask, magic), PairMath<__half>::ONE, unbias);
+    }
+};
+
+template <>
+struct NibbleSelect<__nv_bfloat16> {
+    int shift;
+    __device__ explicit NibbleSelect(int high) : shift(4 * high) {}
+    __device__ __forceinline__ u32 values(u32 w) const {
+        return PairMath<__nv_bfloat16>::unbias<0>(and_or<0x000F000Fu, 0x43004300u>(w >> shift));
+    }
+};
+
+// Values of 4 + EXTRA bits, q = nibble | extra << 4: the nibble (low or high) of bytes 0 and 2
+// of w (``first``) or 1 and 3 (``second``), the EXTRA bits from bit ``bit`` of the same bytes
+// of h, returned as q - ZERO_POINT.  The choices are uniform over a warp and step, so masks
+// and shifts are set up once.  f16 reads a high nibble in place (see Nibbles) and moves the
+// extra bits above it, by ``shift`` = bit + 4 - 4 * high_nibble for bytes 1 and 3;
+// MAX_F16_SHIFT bounds it (at most 8 saves a shift for bytes 0 and 2).
+template <typename T, int EXTRA, int MAX_F16_SHIFT, int ZERO_POINT>
+struct WideNibbles;
+
+template <int EXTRA, int MAX_F16_SHIFT, int ZERO_POINT>
+struct WideNibbles<__half, EXTRA, MAX_F16_SHIFT, ZERO_POINT> {
+    static constexpr u32 EXTRA_LOW = (1u << EXTRA) - 1;
+    static constexpr bool LEFT_ONLY = MAX_F16_SHIFT <= 8;
+    u32 nibble_mask;
+    u32 magic;
+    u32 extra_mask;
+    u32 unbias;
+    int shift;
+    __device__ WideNibbles(int high_nibble, int bit)
+        : nibble_mask(high_nibble ? 0x00F000F0u : 0x000F000Fu),
+          magic(high_nibble ? 0x54005400u : 0x64006400u),
+          extra_mask(EXTRA_LOW * (high_nibble ? 0x01000100u : 0x00100010u)),
+          unbias(Pair<__half>::constant(-(Nibbles<__half>::BASE_LOW + ZERO_POINT))),
+          shift(bit + 4 - 4 * high_nibble) {
+        if (high_nibble) {
+            unbias = Pair<__half>::constant(-(Nibbles<__half>::BASE_HIGH + ZERO_POINT));
+        }
+    }
+    __device__ __forceinline__ u32 values(u32 nibbles, u32 extras) const {
+        const u32 magic_bits = and_or(extras, extra_mask, and_or(nibbles, nibble_mask, magic));
+        return Pair<__half>::fma(magic_bits, PairMath<__half>::ONE, unbias);
+    }
+    __device__ __forceinline__ u32 first(u32 w, u32 h) const {
+        return values(w, LEFT_ONLY ? h << (8 - shift) : (h << 8) >> shift);
+    }
+    __device__ __forceinline__ u32 second(u32 w, u32 h) const {
+        return values(w >> 8, h >> shift);
+    }
+};
+
+template <int EXTRA, int MAX_F16_SHIFT, int ZERO_POINT>
+struct WideNibbles<__nv_bfloat16, EXTRA, MAX_F16_SHIFT, ZERO_POINT> {
+    static constexpr u32 EXTRA_MASK = ((1u << EXTRA) - 1) * 0x00100010u;
+    int nibble_shift;
+    int shift;  // from the extra bits of bytes 1, 3 to bit 4
+    __device__ WideNibbles(int high_nibble, int bit)
+        : nibble_shift(4 * high_nibble), shift(bit + 4) {}
+    __device__ __forceinline__ u32 values(u32 nibbles, u32 extras) const {
+        const u32 magic_bits = and_or<EXTRA_MASK>(
+            extras, and_or<0x000F000Fu, PairMath<__nv_bfloat16>::MAGIC>(nibbles));
+        return PairMath<__nv_bfloat16>::template unbias<ZERO_POINT>(magic_bits);
+    }
+    __device__ __forceinline__ u32 first(u32 w, u32 h) const {
+        return values(w >> nibble_shift, (h << 8) >> shift);
+    }
+    __device__ __forceinline__ u32 second(u32 w, u32 h) const {
+        return values(w >> (nibble_shift + 8), h >> shift);
+    }
+};
+
+// Bytes 2*pair + 8i and +1 (i = 0..3) of a 32-byte run as two words: w01 holds the bytes
+// of i = 0 at bits 0-7 / 16-23 and of i = 1 at bits 8-15 / 24-31, w23 those of i = 2, 3.
+struct ByteQuad {
+    u32 w01;
+    u32 w23;
+};
+
+__device__ __forceinline__ ByteQuad load_byte_quad(const u8* run, int pair) {
+    const u8* p = run + 2 * pair;
+    ByteQuad quad;
+    quad.w01 = __byte_perm(load_shared_u16(p), load_shared_u16(p + 8), 0x5140);
+    quad.w23 = __byte_perm(load_shared_u16(p + 16), load_shared_u16(p + 24), 0x5140);
+    return quad;
+}
+
+// The two halves of a table word as pairs: {lo, lo} and {hi, hi}.
+__device__ __forceinline__ u32 low_pair(u32 word) { return __byte_perm(word, 0u, 0x1010); }
+__device__ __forceinline__ u32 high_pair(u32 word) { return __byte_perm(word, 0u, 0x3232); }
+
+// mma.sync m16n8k16, float32 accumulators: d += a (16x16, row-major) * b (16x8, column-major).
+template <typename T>
+__device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]);
+
+template <>
+__device__ __forceinline__ void mma<__half>(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
@@ -49,50 +324,263 @@ __device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// ldmatrix.x4: four 8x8 16-bit matrices from shared memory, lane l giving the address of row
-// l % 8 of matrix l / 8; thread (group, pair) receives elements (group, 2*pair..+1) of each.
-// For an A tile (16 x 16, [m][k]) the matrices are (rows 0-7 | 8-15) x (k 0-7 | 8-15) in mma
-// order; for two B tiles ([n][k]) they are (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, ...).
-__device__ __forceinline__ void load_matrix_x4(u32 (&r)[4], const mma_t* row) {
-    const u32 address = static_cast<u32>(__cvta_generic_to_shared(row));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
+template <>
+__device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)[4],
+                                                   const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Each staged format below defines
+//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step (header: K-quant scales)
+//   ALIGNED               every segment starts on a 16-byte boundary (misalignment always 0)
+//   row_start(step)       offset in the row whose misalignment (added to the row's) is every
+//                         segment's in that step
+//   body_start(s, step), header_start(step)   offsets of the segments in the row
+//   prepare<T>(header, misalignment, part) -> table word (K-quants)
+//   fragment<T>(body, misalignment, table word, k_group, pair, step, b)
+// where ``body`` / ``header`` point at the row's staged chunks and ``step`` is the K step.
+
+}  // namespace tc
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_MATMUL_OPERANDS
+
+#ifndef GGUFC_CUDA_MATMUL_Q4_0
+#define GGUFC_CUDA_MATMUL_Q4_0
+
+namespace ggufc {
+namespace tc {
+
+// A step is blocks 2*step (K group 0) and 2*step + 1 (K group 1): 36 bytes.
+struct StagedQ4_0 {
+    static constexpr int BLOCK_WEIGHTS = 32;
+    static constexpr int BLOCK_BYTES = 18;
+    static constexpr int ZERO_POINT = 8;
+    static constexpr int HEADER_CHUNKS = 0;
+    static constexpr int BODY_CHUNKS_0 = 4;
+    static constexpr int BODY_CHUNKS_1 = 0;
+    static constexpr bool ALIGNED = false;
+
+    __device__ static __forceinline__ int row_start(int step) { return step * 2 * BLOCK_BYTES; }
+    __device__ static __forceinline__ int body_start(int, int step) { return row_start(step); }
+    __device__ static __forceinline__ int header_start(int) { return 0; }
+
+    template <typename T>
+    __device__ static __forceinline__ u32 prepare(const u8*, int, int) { return 0; }
+
+    // qs[j] holds weight j (low nibble) and weight j + 16 (high nibble)
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, int misalignment, u32,
+                                                    int k_group, int pair, int,
+                                                    u32 (&b)[2][2]) {
+        using Math = PairMath<T>;
+        const u8* block = body + misalignment + k_group * BLOCK_BYTES;
+        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
+        const u8* qs = block + 2 + 2 * pair;
+        // bytes qs[2p], qs[2p+8], qs[2p+1], qs[2p+9]
+        const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
+        const u32 w8 = w >> 8;
+        using N = Nibbles<T>;
+        constexpr int LOW = N::BASE_LOW + ZERO_POINT;
+        constexpr int HIGH = N::BASE_HIGH + ZERO_POINT;
+        b[0][0] = Math::mul(Math::template minus<LOW>(N::low(w)), scale);     // 2p, 2p+1
+        b[0][1] = Math::mul(Math::template minus<LOW>(N::low(w8)), scale);    // 2p+8, 2p+9
+        b[1][0] = Math::mul(Math::template minus<HIGH>(N::high(w)), scale);   // 2p+16, 2p+17
+        b[1][1] = Math::mul(Math::template minus<HIGH>(N::high(w8)), scale);  // 2p+24, 2p+25
+    }
+};
+
+}  // namespace tc
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_MATMUL_Q4_0
+
+
+namespace ggufc_matmul_q4_0_f16_impl {
+using act_t = __half;
+using Staged = ggufc::tc::StagedQ4_0;
+using ggufc::i64;
+using ggufc::u32;
+using ggufc::u8;
+constexpr int TILE_M = 128;
+constexpr int TILE_N = 128;
+constexpr int STEP_K = 64;
+constexpr int THREADS = 256;
+constexpr int STAGES = 3;
+constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
+constexpr int K_GROUPS = STEP_K / PART;
+constexpr int WARPS_M = 2;
+constexpr int WARPS_N = 2;
+constexpr int MMA_M = 16;
+constexpr int MMA_N = 8;
+constexpr int MMA_K = 16;
+constexpr int WARP_TILE_M = TILE_M / WARPS_M;
+constexpr int WARP_TILE_N = TILE_N / WARPS_N;
+constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
+constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
+constexpr int SUB_STEPS = PART / MMA_K;
+static_assert(WARPS_M * WARPS_N * K_GROUPS * ggufc::WARP_SIZE == THREADS, "8 warps, 2x2x2");
+static_assert(K_GROUPS * TILE_N == THREADS, "one scale-table entry per thread and step");
+static_assert(2 * TILE_N == THREADS, "two threads copy each weight row");
+
+// shared memory: activation stages | body stages | header stages | 2 scale tables
+constexpr int CHUNK = ggufc::tc::CHUNK_BYTES;
+constexpr int A_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
+constexpr int A_ROW_CHUNKS = A_ROW_BYTES / CHUNK;
+static_assert(A_ROW_CHUNKS == 8, "the swizzle permutes 8 chunks by row % 8");
+constexpr int A_STAGE_BYTES = TILE_M * A_ROW_BYTES;
+constexpr int BODY_CHUNKS = Staged::BODY_CHUNKS_0 + Staged::BODY_CHUNKS_1;
+constexpr int HEADER_CHUNKS = Staged::HEADER_CHUNKS;
+constexpr bool HAS_TABLE = HEADER_CHUNKS > 0;
+// odd multiples of 16 bytes: the 8 rows of a fragment read fall in distinct banks
+constexpr int BODY_STRIDE = 80;
+constexpr int HEADER_STRIDE = 0;
+static_assert(BODY_CHUNKS == 4 && HEADER_CHUNKS == 0,
+              "the emitter's MATMUL_STAGED_CHUNKS are the format's");
+static_assert(BODY_CHUNKS * CHUNK <= BODY_STRIDE && HEADER_CHUNKS * CHUNK <= HEADER_STRIDE,
+              "row slots hold the staged chunks");
+constexpr int BODY_STAGE_BYTES = TILE_N * BODY_STRIDE;
+constexpr int HEADER_STAGE_BYTES = TILE_N * HEADER_STRIDE;
+constexpr int BODY_OFFSET = STAGES * A_STAGE_BYTES;
+constexpr int HEADER_OFFSET = BODY_OFFSET + STAGES * BODY_STAGE_BYTES;
+constexpr int TABLE_OFFSET = HEADER_OFFSET + STAGES * HEADER_STAGE_BYTES;
+constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
+constexpr int LAYOUT_BYTES = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+// at the end the K group 1 warps hand their accumulators (a float4 per lane and fragment) over
+constexpr int EXCHANGE_BYTES = WARPS_M * WARPS_N * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE * 16;
+constexpr int SHARED_BYTES = 79872;
+static_assert(SHARED_BYTES == (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES),
+              "the launch rule's dynamic shared memory is this layout's");
 }  // namespace ggufc_matmul_q4_0_f16_impl
 
-extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q4_0_f16(
+extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_f16(
     const ggufc_matmul_q4_0_f16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matmul_q4_0_f16_impl::act_t* __restrict__ bias, ggufc_matmul_q4_0_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matmul_q4_0_f16_impl;
-    using ggufc::i64;
-    __shared__ __align__(16) mma_t a_tile[TILE_M * LDS];
-    __shared__ __align__(16) mma_t b_tile[TILE_N * LDS];
+    namespace tc = ggufc::tc;
+    extern __shared__ __align__(16) u8 ggufc_matmul_q4_0_f16_shared[];
+    u8* const shared = ggufc_matmul_q4_0_f16_shared;
 
     const int tid = static_cast<int>(threadIdx.x);
     const int warp = tid / ggufc::WARP_SIZE;
     const int lane = tid % ggufc::WARP_SIZE;
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
-    // the row each lane addresses in ldmatrix.x4 (see load_matrix_x4)
-    const int a_lane_row = lane % 16;
-    const int a_lane_col = 8 * (lane / 16);
-    const int b_lane_row = lane % 8 + 8 * (lane / 16);
-    const int b_lane_col = 8 * ((lane / 8) % 2);
-    const int warp_m = (warp / WARPS_N) * WARP_TILE_M;
-    const int warp_n = (warp % WARPS_N) * WARP_TILE_N;
+    const int k_group = warp / (WARPS_M * WARPS_N);
+    const int warp_m = (warp / WARPS_N) % WARPS_M;
+    const int warp_n = warp % WARPS_N;
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
-    const i64 blocks_per_row = K / Format::BLOCK_WEIGHTS;
+    // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
+    const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
+    const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
 
-    // this thread's weight part in each K step: row b_row of the tile, columns b_col..+31
-    const int b_row = tid / (TILE_K / ggufc::PART_WEIGHTS);
-    const int b_col = (tid % (TILE_K / ggufc::PART_WEIGHTS)) * ggufc::PART_WEIGHTS;
-    const bool b_row_valid = n0 + b_row < N;
-    const ggufc::u8* b_src =
-        blocks + (b_row_valid ? (n0 + b_row) * blocks_per_row * Format::BLOCK_BYTES : 0);
+    // What this thread copies each step, fixed for the whole loop.  Activations: chunk column
+    // a_col of rows a_row + 32i.  Weights: the chunks w_half, w_half + 2, ... of row w_row
+    // (two lanes per row: a warp's copy covers 32 contiguous bytes of each of 16 rows).
+    const int a_row = tid / A_ROW_CHUNKS;
+    const int a_col = tid % A_ROW_CHUNKS;
+    constexpr int A_ROWS_APART = THREADS / A_ROW_CHUNKS;
+    const act_t* a_src = x + (m0 + a_row) * K + a_col * (CHUNK / static_cast<int>(sizeof(act_t)));
+    const i64 a_rows_apart = A_ROWS_APART * K;
+    const int a_dst = a_row * A_ROW_BYTES + (a_col ^ (a_row % 8)) * CHUNK;  // same for all i
+    int a_rows_valid = 0;
+#pragma unroll
+    for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+        a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
+    }
+    const int w_row = tid / 2;
+    const int w_half = tid % 2;
+    const i64 w_row_offset = (n0 + w_row) * row_bytes;
+    const u8* w_src = blocks + w_row_offset;
+    const int w_row_misalignment = static_cast<int>(w_row_offset) & (CHUNK - 1);
+    // bytes from the row's start to the tensor's end, capped past any offset a copy reaches
+    // within the row: copies never read beyond the tensor
+    const i64 w_left = N * static_cast<i64>(row_bytes) - w_row_offset;
+    const int w_reach = row_bytes + CHUNK * (BODY_CHUNKS + HEADER_CHUNKS);
+    const int w_row_left =
+        static_cast<int>(w_left <= 0 ? 0 : (w_left < w_reach ? w_left : w_reach));
+    // no copy of any row of this block needs clamping (all but the tensor's last block)
+    const bool block_inside = (n0 + TILE_N + 1) * static_cast<i64>(row_bytes) + w_reach <=
+                              N * static_cast<i64>(row_bytes);
+
+    // chunk ``index`` of the aligned chunks covering the row's bytes from ``start`` on
+    auto stage_chunk = [&](u8* slot, int start, int index) {
+        const int offset = start - ((w_row_misalignment + start) & (CHUNK - 1)) + CHUNK * index;
+        if (block_inside) {
+            ggufc::cp_async_16(slot, w_src + offset);
+        } else {
+            const int left = w_row_left - offset;
+            ggufc::cp_async_16_fill(slot, w_src + offset, left <= 0 ? 0 : (left < CHUNK ? left : CHUNK));
+        }
+    };
+    auto issue_activations = [&](int step, int stage) {
+        if (step >= steps) {
+            return;
+        }
+        u8* tile = shared + stage * A_STAGE_BYTES + a_dst;
+        const i64 k0 = static_cast<i64>(step) * STEP_K;
+        const bool k_valid = k0 + a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
+        const act_t* src = a_src + k0;
+#pragma unroll
+        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            const bool valid = k_valid && ((a_rows_valid >> i) & 1);
+            ggufc::cp_async_16_fill(tile + i * A_ROWS_APART * A_ROW_BYTES, src + i * a_rows_apart,
+                           valid ? CHUNK : 0);
+        }
+    };
+    auto issue_body = [&](int step, int stage) {
+        if (step >= steps) {
+            return;
+        }
+        u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + w_row * BODY_STRIDE;
+        const int start0 = Staged::body_start(0, step);
+        const int start1 = Staged::body_start(1, step);
+#pragma unroll
+        for (int i = 0; i < (BODY_CHUNKS + 1) / 2; ++i) {
+            const int chunk = 2 * i + w_half;
+            if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
+                const bool second = chunk >= Staged::BODY_CHUNKS_0;
+                stage_chunk(slot + chunk * CHUNK, second ? start1 : start0,
+                            second ? chunk - Staged::BODY_CHUNKS_0 : chunk);
+            }
+        }
+    };
+    auto issue_header = [&](int step, int stage) {
+        if (!HAS_TABLE || step >= steps) {
+            return;
+        }
+        u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + w_row * HEADER_STRIDE;
+#pragma unroll
+        for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
+            const int chunk = 2 * i + w_half;
+            if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
+                stage_chunk(slot + chunk * CHUNK, Staged::header_start(step), chunk);
+            }
+        }
+    };
+    // the scales of step ``step``'s parts, one (K group, row) per thread, from its header
+    const int table_row = tid % TILE_N;
+    const int table_group = tid / TILE_N;
+    // (n0 + row) * row_bytes mod 16, in unsigned arithmetic that may wrap
+    const int table_row_misalignment = static_cast<int>(
+        (static_cast<u32>(n0 + table_row) * static_cast<u32>(row_bytes)) & (CHUNK - 1));
+    auto prepare_table = [&](int step, int table_index, int stage) {
+        const u8* header =
+            shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + table_row * HEADER_STRIDE;
+        const int misalignment =
+            Staged::ALIGNED ? 0
+                            : (table_row_misalignment + Staged::header_start(step)) & (CHUNK - 1);
+        const int part = K_GROUPS * (step & 3) + table_group;
+        u32* table = reinterpret_cast<u32*>(shared + TABLE_OFFSET) + table_index * TABLE_WORDS;
+        table[table_group * TILE_N + table_row] =
+            Staged::template prepare<act_t>(header, misalignment, part);
+    };
 
     float acc[FRAGS_M][FRAGS_N][4];
 #pragma unroll
@@ -106,105 +594,148 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q4_0_f16(
         }
     }
 
-    // the registers one K step travels through: raw weight part and activation words
-    typename Format::Raw w_raw{};
-    uint4 x_words[A_WORDS];
-    auto load_step = [&](i64 k0) {
-        const i64 k = k0 + b_col;
-        if (b_row_valid && k < K) {
-            const int part = static_cast<int>(k % Format::BLOCK_WEIGHTS) / ggufc::PART_WEIGHTS;
-            w_raw = Format::load(b_src + (k / Format::BLOCK_WEIGHTS) * Format::BLOCK_BYTES, part);
-        }
+    // ldmatrix.x4 of a 16x16 A tile: lanes 0-15 address rows 0-15 at K 0-7, lanes 16-31 the
+    // same rows at K 8-15, giving the mma's a0..a3; row % 8 == lane % 8 in every tile
+    const int a_row_offset = (warp_m * WARP_TILE_M + lane % 16) * A_ROW_BYTES;
+    int a_chunk_offset[SUB_STEPS];
 #pragma unroll
-        for (int i = 0; i < A_WORDS; ++i) {
-            const int c = tid + i * THREADS;
-            const int row = c / WORDS_PER_ROW;
-            const int col = (c % WORDS_PER_ROW) * WORD_ELEMENTS;
-            if (m0 + row < M && k0 + col < K) {
-                x_words[i] = *reinterpret_cast<const uint4*>(x + (m0 + row) * K + k0 + col);
-            } else {
-                x_words[i] = make_uint4(0u, 0u, 0u, 0u);
-            }
-        }
-    };
-    auto store_step = [&](i64 k0) {
-#pragma unroll
-        for (int i = 0; i < A_WORDS; ++i) {
-            const int c = tid + i * THREADS;
-            const int row = c / WORDS_PER_ROW;
-            const int col = (c % WORDS_PER_ROW) * WORD_ELEMENTS;
-            *reinterpret_cast<uint4*>(a_tile + row * LDS + col) = x_words[i];
-        }
-        float w[ggufc::PART_WEIGHTS];
-        const i64 k = k0 + b_col;
-        if (b_row_valid && k < K) {
-            const int part = static_cast<int>(k % Format::BLOCK_WEIGHTS) / ggufc::PART_WEIGHTS;
-            Format::decode(w_raw, part, w);
-        } else {
-#pragma unroll
-            for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
-                w[j] = 0.0f;
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < ggufc::PART_WEIGHTS; j += CHUNK) {
-            ggufc::store8(b_tile + b_row * LDS + b_col + j, w + j);
-        }
-    };
+    for (int s = 0; s < SUB_STEPS; ++s) {
+        const int chunk = (k_group * PART + s * MMA_K) / 8 + lane / 16;
+        a_chunk_offset[s] = (chunk ^ (lane % 8)) * CHUNK;
+    }
+    // the weight rows of this lane's fragments are n0 + warp_n * 64 + 8j + group: modulo 16
+    // they are group + 8 (j % 2), so two misalignments serve all eight
+    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
+                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
 
-    load_step(0);
-    for (i64 k0 = 0; k0 < K; k0 += TILE_K) {
-        store_step(k0);
-        __syncthreads();
-        if (k0 + TILE_K < K) {
-            load_step(k0 + TILE_K);  // in flight during the products below
+    auto compute = [&](int step, int stage) {
+        const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
+        u32 a[SUB_STEPS][FRAGS_M][4];
+#pragma unroll
+        for (int s = 0; s < SUB_STEPS; ++s) {
+#pragma unroll
+            for (int i = 0; i < FRAGS_M; ++i) {
+                tc::load_matrix_x4(a[s][i], a_tile + i * MMA_M * A_ROW_BYTES + a_chunk_offset[s]);
+            }
+        }
+        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES +
+                         (warp_n * WARP_TILE_N + group) * BODY_STRIDE;
+        const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                           (step & 1) * TABLE_WORDS + k_group * TILE_N + warp_n * WARP_TILE_N +
+                           group;
+        int misalignment[2] = {0, 0};
+        if (!Staged::ALIGNED) {
+            const int start = Staged::row_start(step);
+            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
+            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
         }
 #pragma unroll
-        for (int ks = 0; ks < TILE_K; ks += MMA_K) {
-            u32 a[FRAGS_M][4];
-            u32 b[FRAGS_N][2];
+        for (int j = 0; j < FRAGS_N; ++j) {
+            u32 b[SUB_STEPS][2];
+            Staged::template fragment<act_t>(body + j * MMA_N * BODY_STRIDE, misalignment[j % 2],
+                                             HAS_TABLE ? table[j * MMA_N] : 0u, k_group, pair,
+                                             step, b);
 #pragma unroll
-            for (int i = 0; i < FRAGS_M; ++i) {
-                load_matrix_x4(a[i], a_tile + (warp_m + i * MMA_M + a_lane_row) * LDS + ks + a_lane_col);
-            }
+            for (int s = 0; s < SUB_STEPS; ++s) {
 #pragma unroll
-            for (int j = 0; j < FRAGS_N; j += 2) {
-                u32 pair_of_tiles[4];
-                load_matrix_x4(pair_of_tiles,
-                               b_tile + (warp_n + j * MMA_N + b_lane_row) * LDS + ks + b_lane_col);
-                b[j][0] = pair_of_tiles[0];
-                b[j][1] = pair_of_tiles[1];
-                b[j + 1][0] = pair_of_tiles[2];
-                b[j + 1][1] = pair_of_tiles[3];
-            }
-#pragma unroll
-            for (int i = 0; i < FRAGS_M; ++i) {
-#pragma unroll
-                for (int j = 0; j < FRAGS_N; ++j) {
-                    mma(acc[i][j], a[i], b[j]);
+                for (int i = 0; i < FRAGS_M; ++i) {
+                    tc::mma<act_t>(acc[i][j], a[s][i], b[s]);
                 }
             }
         }
+    };
+
+    // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
+    // ...; step t commits {A t+STAGES-1, body t+STAGES-1, header t+STAGES}.  So when step t
+    // waits for its own A and body it also has header t+1, whose table it builds while the
+    // products of step t run.
+    issue_header(0, 0);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        issue_activations(s, s);
+        issue_body(s, s);
+        issue_header(s + 1, (s + 1) % STAGES);
+        ggufc::cp_async_commit();
+    }
+    ggufc::cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    if (HAS_TABLE) {
+        prepare_table(0, 0, 0);
+        __syncthreads();
+    }
+    // stage of this step; the one before it (refilled with step + STAGES - 1) and after it
+    int stage = 0;
+    for (int step = 0; step < steps; ++step) {
+        const int previous = stage == 0 ? STAGES - 1 : stage - 1;
+        const int next = stage == STAGES - 1 ? 0 : stage + 1;
+        issue_activations(step + STAGES - 1, previous);
+        issue_body(step + STAGES - 1, previous);
+        issue_header(step + STAGES, stage);
+        ggufc::cp_async_commit();
+        if (HAS_TABLE && step + 1 < steps) {
+            prepare_table(step + 1, (step + 1) & 1, next);
+        }
+        // the last step of a K % 64 == 32 row has no part for K group 1
+        if (static_cast<i64>(step) * STEP_K + k_group * PART < K) {
+            compute(step, stage);
+        }
+        stage = next;
+        ggufc::cp_async_wait<STAGES - 2>();
         __syncthreads();
     }
 
-    // epilogue: accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
+    // K group 1 hands its sums to K group 0, which adds them and writes out
+    ggufc::cp_async_wait<0>();
+    __syncthreads();
+    float4* exchange = reinterpret_cast<float4*>(shared) +
+                       (warp_m * WARPS_N + warp_n) * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE + lane;
+    if (k_group == 1) {
+#pragma unroll
+        for (int i = 0; i < FRAGS_M; ++i) {
+#pragma unroll
+            for (int j = 0; j < FRAGS_N; ++j) {
+                exchange[(i * FRAGS_N + j) * ggufc::WARP_SIZE] =
+                    make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+            }
+        }
+    }
+    __syncthreads();
+    if (k_group == 1) {
+        return;
+    }
+    // accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
+    const bool paired_stores = N % 2 == 0;  // two outputs of a lane share an aligned word
 #pragma unroll
     for (int j = 0; j < FRAGS_N; ++j) {
-        const i64 n_base = n0 + warp_n + j * MMA_N + 2 * pair;
+        const i64 n = n0 + warp_n * WARP_TILE_N + j * MMA_N + 2 * pair;
+        const float bias0 = has_bias && n < N ? ggufc::to_float(bias[n]) : 0.0f;
+        const float bias1 = has_bias && n + 1 < N ? ggufc::to_float(bias[n + 1]) : 0.0f;
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const i64 n = n_base + e % 2;
-            if (n < N) {
-                const float b = has_bias ? ggufc::to_float(bias[n]) : 0.0f;
+        for (int i = 0; i < FRAGS_M; ++i) {
+            const float4 other = exchange[(i * FRAGS_N + j) * ggufc::WARP_SIZE];
+            const float sums[4] = {acc[i][j][0] + other.x, acc[i][j][1] + other.y,
+                                   acc[i][j][2] + other.z, acc[i][j][3] + other.w};
 #pragma unroll
-                for (int i = 0; i < FRAGS_M; ++i) {
-                    const i64 m = m0 + warp_m + i * MMA_M + group + 8 * (e / 2);
-                    if (m < M) {
-                        out[m * N + n] = ggufc::from_float<act_t>(acc[i][j][e] + b);
+            for (int h = 0; h < 2; ++h) {
+                const i64 m = m0 + warp_m * WARP_TILE_M + i * MMA_M + group + 8 * h;
+                if (m >= M) {
+                    continue;
+                }
+                const float v0 = sums[2 * h] + bias0;
+                const float v1 = sums[2 * h + 1] + bias1;
+                act_t* dst = out + m * N + n;
+                if (paired_stores && n + 1 < N) {
+                    *reinterpret_cast<u32*>(dst) = ggufc::tc::Pair<act_t>::pack(v0, v1);
+                } else {
+                    if (n < N) {
+                        dst[0] = ggufc::from_float<act_t>(v0);
+                    }
+                    if (n + 1 < N) {
+                        dst[1] = ggufc::from_float<act_t>(v1);
                     }
                 }
             }
         }
     }
 }
+

@@ -1,4 +1,5 @@
-// ggufc matmul: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for Q5_0 weights,
+
+// ggufc matmul, float32 activations: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for Q5_0 weights,
 // float activations, tensor cores (mma.sync m16n8k8, float operands rounded to TF32,
 // float32 accumulators).
 //
@@ -48,7 +49,6 @@ __device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-
 // The mma operand register of the float at p (its TF32 rounding).
 __device__ __forceinline__ u32 operand(const mma_t* p) {
     u32 bits;
@@ -75,6 +75,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q5_0_f32(
     const int lane = tid % ggufc::WARP_SIZE;
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
+
     const int warp_m = (warp / WARPS_N) * WARP_TILE_M;
     const int warp_n = (warp % WARPS_N) * WARP_TILE_N;
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
@@ -157,6 +158,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q5_0_f32(
         for (int ks = 0; ks < TILE_K; ks += MMA_K) {
             u32 a[FRAGS_M][4];
             u32 b[FRAGS_N][2];
+
             const int kk = ks + pair;
 #pragma unroll
             for (int i = 0; i < FRAGS_M; ++i) {
@@ -172,6 +174,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q5_0_f32(
                 b[j][0] = operand(cols);
                 b[j][1] = operand(cols + K_HALF);
             }
+
 #pragma unroll
             for (int i = 0; i < FRAGS_M; ++i) {
 #pragma unroll
@@ -203,3 +206,5 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q5_0_f32(
         }
     }
 }
+
+

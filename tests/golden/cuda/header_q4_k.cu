@@ -86,6 +86,33 @@ __device__ __forceinline__ u8 byte_of(const u16* halves, int index) {
     return static_cast<u8>(halves[index / 2] >> (8 * (index % 2)));
 }
 
+// ---- cp.async: global -> shared copies that hold no registers while in flight -----------
+// 16 bytes from a 16-byte aligned global address, bypassing L1 (.cg).
+__device__ __forceinline__ void cp_async_16(void* shared, const void* global) {
+    const u32 address = static_cast<u32>(__cvta_generic_to_shared(shared));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global)
+                 : "memory");
+}
+
+// The same where only ``bytes`` (0..16) of the 16 lie inside the source: the rest of the 16
+// shared bytes are zero-filled.
+__device__ __forceinline__ void cp_async_16_fill(void* shared, const void* global, int bytes) {
+    const u32 address = static_cast<u32>(__cvta_generic_to_shared(shared));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most PENDING of this thread's commit groups are still in flight.
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+
 // ---- tensor-core decode: weights as pairs of small integers ---------------------------
 // The tensor-core matvec reads a part (32 weights) as 32-bit words from shared memory and
 // turns them into 16 "integer pairs": pair j holds weights 2j and 2j+1 as unsigned integers
