@@ -75,11 +75,12 @@ from pathlib import Path
 
 from compiler.errors import GgufcError
 
-# Thresholds split-dynamic-m uses without a tuning file.  Provisional: these are the pass's
-# original hand-picked values (matvec for one row, matvec_batched up to the 8 rows it serves
-# with one read of the weights), kept until an H100 run of `ggufc tune` replaces them; that
-# replacement is this one line, with the run's date in this comment.
-DEFAULT_BUCKETS: tuple[int, ...] = (1, 8)
+# Thresholds split-dynamic-m uses without a tuning file: `ggufc tune --formats
+# Q4_0,Q4_K,Q6_K,Q8_0 --m-max 16` on an NVIDIA H100 80GB HBM3, 2026-11-25 (float16, the three
+# default shapes).  matvec wins at M = 1 only; the tensor-core matvec_batched stays ahead of
+# the matmul up to the largest M measured (16, two passes over the weights), so the second
+# threshold is where the measurement stopped, not a measured crossover.
+DEFAULT_BUCKETS: tuple[int, ...] = (1, 16)
 
 TUNING_VERSION = 1
 DEFAULT_DTYPE = "float16"

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from compiler.cli import main
+from compiler.tuning import DEFAULT_BUCKETS
 from runtime_schema import load_program, save_program
 from runtime_schema.program import CompareOp, IfNode, KernelKind, KernelNode, OpKind
 
@@ -119,7 +120,7 @@ def test_program_has_no_dequantize_and_one_branch_per_bucket(programs, gemma_pat
     for kind in (KernelKind.MATVEC, KernelKind.MATVEC_BATCHED, KernelKind.MATMUL):
         assert sum(n.kind == kind for n in kernels) == linears_per_bucket
     ifs = [n for n in program.instructions() if isinstance(n, IfNode)]
-    assert {(n.compare, n.constant) for n in ifs} == {(CompareOp.LE, 1), (CompareOp.LE, 8)}
+    assert {(n.compare, n.constant) for n in ifs} == {(CompareOp.LE, t) for t in DEFAULT_BUCKETS}
     assert all(len(n.sources) == 2 for n in kernels)
 
 

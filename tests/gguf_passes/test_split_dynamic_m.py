@@ -15,8 +15,13 @@ from passes.regions import graph_view, is_convex
 from passes.split_dynamic_m import SplitDynamicM
 
 # M at each bucket edge of the default buckets=1,8, and a large M.
-M_AND_KERNEL = [(1, "matvec"), (2, "matvec_batched"), (8, "matvec_batched"), (9, "matmul"),
-                (33, "matmul")]
+M_AND_KERNEL = [
+    (1, "matvec"),
+    (2, "matvec_batched"),
+    (8, "matvec_batched"),
+    (9, "matmul"),
+    (33, "matmul"),
+]
 LINEARS = 6
 COND = torch.ops.higher_order.cond
 
@@ -36,7 +41,7 @@ def split(program, options: str):
 
 @pytest.mark.parametrize("region, conds", [("op", LINEARS), ("layer", LINEARS), ("max", 1)])
 def test_each_m_runs_its_buckets_kernel(fused_program, region, conds):
-    program = split(fused_program, f"{{region={region}}}")
+    program = split(fused_program, f"{{buckets=1,8,region={region}}}")  # M_AND_KERNEL's
     assert count_targets(program.graph, COND) == conds
     assert count_targets(program.graph, ops.linear) == 0, "every linear moved into a branch"
     for m, kernel in M_AND_KERNEL:
@@ -56,8 +61,10 @@ def test_every_branch_is_convex_in_the_original_graph(fused_program):
     view = graph_view(fused_program.graph)
     by_name = {n.name: n for n in fused_program.graph.nodes}
     leaves = [
-        child for child in program.graph_module.modules()
-        if isinstance(child, torch.fx.GraphModule) and count_targets(child.graph, COND) == 0
+        child
+        for child in program.graph_module.modules()
+        if isinstance(child, torch.fx.GraphModule)
+        and count_targets(child.graph, COND) == 0
         and child is not program.graph_module
     ]
     assert len(leaves) == 3

@@ -11,6 +11,7 @@ from codegen import lower
 from codegen.kernels import emit
 from compiler.errors import UnsupportedError
 from compiler.ir.parser import parse_program
+from compiler.tuning import DEFAULT_BUCKETS
 from passes import PassManager
 from runtime_schema import load_program, run_program, save_program
 from runtime_schema.program import (
@@ -111,7 +112,7 @@ def test_three_buckets_become_nested_if_nodes(mlp):
     outer = next(n for n in program.main.instructions if isinstance(n, IfNode))
     assert (outer.compare, outer.constant) == (CompareOp.LE, 1)
     inner = next(n for n in program.chains[outer.else_chain].instructions if isinstance(n, IfNode))
-    assert (inner.compare, inner.constant) == (CompareOp.LE, 8)
+    assert (inner.compare, inner.constant) == (CompareOp.LE, DEFAULT_BUCKETS[1])
     assert outer.condition == inner.condition
     assert program.values[outer.condition].name == "s0"
 

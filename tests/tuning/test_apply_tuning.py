@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.tuning import TuningError, check_pipeline_takes_tuning, tuned_pipeline
+from compiler.tuning import (
+    DEFAULT_BUCKETS,
+    TuningError,
+    check_pipeline_takes_tuning,
+    tuned_pipeline,
+)
 from passes import default_pipeline, parse_pipeline
 
 
@@ -24,8 +29,10 @@ def test_other_options_and_every_split_pass_are_kept():
 
 
 def test_buckets_equal_to_the_default_count_as_unset():
-    # the canonical pipeline text drops default options, so `buckets=1,8` cannot be told apart
-    pipeline = parse_pipeline("split-dynamic-m{buckets=1,8}")
+    # the canonical pipeline text drops default options, so the default buckets written out
+    # cannot be told apart from no buckets option
+    default = ",".join(map(str, DEFAULT_BUCKETS))
+    pipeline = parse_pipeline(f"split-dynamic-m{{buckets={default}}}")
     assert str(tuned_pipeline(pipeline, (4, 16), "t.json")) == "split-dynamic-m{buckets=4,16}"
 
 
