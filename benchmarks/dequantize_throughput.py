@@ -4,6 +4,8 @@
 Throughput is MB/s of packed blocks read (1 MB = 1e6 bytes), median of ``--runs`` timed runs
 of each, in alternating rounds (so both see the same load) with a warm-up run per round.
 Prints the machine, a markdown table of wall-clock throughput, and one per CPU-second.
+``formats.dequantize`` spreads a call over as many threads as torch may use (``--threads``,
+see ``compiler.formats.parallel``); gguf-py runs on one.
 
     python benchmarks/dequantize_throughput.py [--rows 1024] [--k 4096] [--runs 5] [--threads N]
 
@@ -30,7 +32,6 @@ from machine_info import cpu_model
 from compiler import formats
 
 MEGABYTE = 1e6
-
 
 
 def timings_in_rounds(ours, theirs, runs: int, rounds: int) -> dict[str, dict[str, list]]:

@@ -9,6 +9,11 @@ out="${1:-.}"
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c 'import torch, cupy; assert torch.cuda.is_available(), "no CUDA device"'
+# pytest collects every test module: the test extra must be importable here too
+python3 -c 'import syrupy, hypothesis, filecheck' 2>/dev/null || {
+    echo "gpu_check.sh: the test extra is missing: pip install -e '.[test,cuda]'" >&2
+    exit 2
+}
 status=0
 python3 -m pytest tests -m gpu -q -p no:cacheprovider 2>&1 \
     | tee "$out/gpu_tests.log" || status=$?

@@ -5,16 +5,21 @@ explicit tuple of format modules below, so adding a format means adding a module
 listing it here.  Each format module exposes the same names:
 
 * ``SPEC`` - its :class:`FormatSpec`;
-* ``block_scales(blocks[n, bb])`` - the per-block / per-sub-block float32 scales, small;
-* ``dequantize_into(blocks[n, bb], scales, out[n, bw], scratch)`` - float32 values of the
-  blocks (temporaries taken from the :class:`~compiler.formats.workspace.Workspace`);
-* ``dequantize_blocks(blocks[..., nblocks, bb])`` - the two above in one call;
+* ``chunk_views(blocks[n, bb])`` - views of the blocks (the blocks themselves, or e.g. the
+  f16 scale column and the bytes as int8) that ``dequantize`` splits into chunks once per
+  call, instead of every chunk slicing and viewing its blocks again;
+* ``dequantize_views(*views, out[n, bw], scratch)`` - float32 values of one chunk's blocks
+  (temporaries taken from the :class:`~compiler.formats.workspace.Workspace`);
+* ``dequantize_into(blocks[n, bb], out[n, bw], scratch)`` - the two above in one call;
+* ``dequantize_blocks(blocks[..., nblocks, bb])`` - the same with a fresh output;
 * ``quantize_blocks(weights[..., nblocks, bw])`` - uint8 blocks.
 
 Row-level functions work on tensors whose last dimension is a row of blocks.
-``dequantize`` matches ``gguf.quants.dequantize`` bit for bit (float32): it decodes all
-scales at once, then the quants in chunks of blocks so that temporaries stay in cache, reusing
-one set of scratch buffers for all chunks.
+``dequantize`` matches ``gguf.quants.dequantize`` bit for bit (float32).  It works in
+chunks of CHUNK_WEIGHTS weights, each decoded start to finish (scales, then quants) while
+its blocks, temporaries and output are in cache, with the running thread's scratch buffers;
+the chunks of a large call are spread over as many threads as torch may use, every op on
+one core (see :mod:`compiler.formats.parallel`).
 
 Speed in eager torch comes from the shape of each op more than from the op count: an op
 over contiguous memory, or a 2-D loop with long rows, runs at memory speed, while one whose
@@ -22,19 +27,23 @@ loop is 3-D or more (a permuting copy, a strided ``out=`` slice) pays ~40 ns per
 the formats unpack bits with SWAR ops on int64 words over whole planes, put the quants in
 weight order with one ``index_select`` of 32-byte rows (a memcpy per row), and finish with a
 contiguous int8 -> float32 conversion and one broadcast multiply (and subtract) per
-sub-block.
+sub-block.  The op count matters too, at 3-7 us of Python and dispatch per op: the views of
+scratch buffers a chunk shape needs are built once per thread (``Workspace.plan``), and the
+constants of the bit ops are 0-dim tensors (a Python number is wrapped anew at every call).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
 import torch
 
 from compiler.errors import FormatError, UnsupportedError
-from compiler.formats import q4_0, q4_k, q5_0, q5_k, q6_k, q8_0
+from compiler.formats import parallel, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0
 from compiler.formats.spec import Field, FormatSpec
 from compiler.formats.workspace import Workspace
 
@@ -54,10 +63,18 @@ _FORMAT_MODULES: tuple[ModuleType, ...] = (q4_0, q5_0, q8_0, q4_k, q5_k, q6_k)
 _MODULES: dict[str, ModuleType] = {module.SPEC.name: module for module in _FORMAT_MODULES}
 FORMATS: dict[str, FormatSpec] = {name: module.SPEC for name, module in _MODULES.items()}
 
-# weights dequantized per chunk: 4 MiB of float32, so that a chunk's temporaries stay in L3
-# between the passes over it, while each chunk is big enough that per-op overhead (5-10 us,
-# ~15 ops a chunk) is small; measured on a 2-core EPYC, 2^18 is ~1.4x slower, 2^21+ no faster
-CHUNK_WEIGHTS = 1 << 20
+# weights dequantized per chunk (2 MiB of float32): small enough that a chunk's output and
+# temporaries stay in cache between the passes over them, large enough that the ~30-60 us
+# a chunk costs in Python and torch dispatch (5-15 ops) stays small, and that the ops are
+# long next to a GIL hand-over between threads (50-200 us on a virtual machine).  On the
+# 2-core EPYC of BENCHMARKS.md, 2^18 and 2^20 are 5-25% slower, 2^16 2-3x slower.
+CHUNK_WEIGHTS = 1 << 19
+# a call run on several threads gets chunks of at least this many weights (more chunks than
+# threads, but not so small that the per-chunk cost takes over)
+MIN_CHUNK_WEIGHTS = 1 << 16
+# chunk boundaries fall on multiples of this many blocks: 4 blocks of every format are a
+# whole number of 8-byte words, so the word views of an aligned tensor stay aligned
+CHUNK_ALIGN_BLOCKS = 4
 # outputs at least this large are allocated through numpy, for huge pages (numpy's threshold)
 HUGE_PAGE_MIN_BYTES = 1 << 22
 # weights quantized per chunk: the K-quant scale searches hold ~20 candidate copies of each
@@ -132,7 +149,9 @@ def dequantize(blocks: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float3
     """uint8 [..., row_bytes] -> ``dtype`` [..., row_weights].
 
     Computed in float32 (bit-identical to ``gguf.quants.dequantize``), then cast.  Non-finite
-    scales are not an error here (see :func:`find_nonfinite_scales`)."""
+    scales are not an error here (see :func:`find_nonfinite_scales`).  Large calls run in
+    chunks spread over as many threads as torch may use (see
+    :mod:`compiler.formats.parallel`), each chunk's ops on one core."""
     spec, blocks = _as_blocks(blocks, fmt)
     module = _MODULES[spec.name]
     leading = blocks.shape[:-1]
@@ -144,20 +163,39 @@ def dequantize(blocks: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float3
     out = _empty_output(n, spec.block_weights, dtype)
     if n == 0:
         return out.view(*leading, row_weights)
-    # scale data is small (one value per sub-block): decode it for all blocks at once
-    scales = module.block_scales(flat)
-    chunk = max(1, CHUNK_WEIGHTS // spec.block_weights)
-    scratch = Workspace()
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        if dtype == torch.float32:
-            target = out[start:stop]
-        else:
-            target = scratch.take("float32", (stop - start, spec.block_weights), torch.float32)
-        module.dequantize_into(flat[start:stop], [s[start:stop] for s in scales], target, scratch)
-        if dtype != torch.float32:
-            out[start:stop].copy_(target)
+    threads = parallel.thread_count(n * spec.block_weights)
+    chunk = _chunk_blocks(module, n, threads)
+    # views of the whole tensor split once, rather than sliced and viewed in every chunk
+    pieces = zip(*(view.split(chunk) for view in module.chunk_views(flat)), out.split(chunk))
+    kernel = module.dequantize_views
+    tasks = [functools.partial(_dequantize_chunk, kernel, piece) for piece in pieces]
+    parallel.run(tasks, threads)
     return out.view(*leading, row_weights)
+
+
+def _chunk_blocks(module: ModuleType, n: int, threads: int) -> int:
+    """Blocks per chunk: about CHUNK_WEIGHTS weights, fewer when that would leave one of
+    ``threads`` threads without a chunk, a multiple of CHUNK_ALIGN_BLOCKS in any case."""
+    spec = module.SPEC
+    blocks = max(1, CHUNK_WEIGHTS // spec.block_weights)
+    if threads > 1:
+        blocks = min(blocks, max(MIN_CHUNK_WEIGHTS // spec.block_weights, -(-n // threads)))
+    return -(-blocks // CHUNK_ALIGN_BLOCKS) * CHUNK_ALIGN_BLOCKS
+
+
+def _dequantize_chunk(kernel: Callable, piece: tuple[torch.Tensor, ...]) -> None:
+    """``kernel(*views, out, scratch)`` for one chunk ``(*views, out)``: the chunk's blocks
+    are read from memory once (scales and quants together), and its temporaries and output
+    stay in cache between the passes over them.  Scratch buffers are the running thread's,
+    kept from call to call (fresh ones would cost page faults at every call)."""
+    *views, out = piece
+    scratch = Workspace.of_this_thread()
+    if out.dtype == torch.float32:
+        kernel(*views, out, scratch)
+    else:
+        values = scratch.take("float32", tuple(out.shape), torch.float32)
+        kernel(*views, values, scratch)
+        out.copy_(values)
 
 
 def quantize(weights: torch.Tensor, fmt: str) -> torch.Tensor:

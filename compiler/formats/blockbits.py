@@ -42,20 +42,29 @@ HIGH_PAIR_WORD = 0x30303030  # bits 4-5 of each byte
 _SC_M_NIBBLE_SHIFTS = torch.tensor([[0], [NIBBLE_BITS]], dtype=torch.int32)
 
 
-def f16_fields(blocks: torch.Tensor, offset: int, count: int) -> torch.Tensor:
-    """The ``count`` consecutive f16s at byte ``offset`` of each block, as float32 [n, count].
+def constant(value: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """``value`` as a 0-dim tensor, for the operand of an op run once per chunk: torch wraps
+    a Python number in a fresh tensor at every call, which costs ~3 us, as much as the op
+    itself on a chunk's few KiB of packed words."""
+    return torch.tensor(value, dtype=dtype)
 
-    Every block size and f16 offset of the GGUF formats is even, so a block row can be
-    viewed as f16 in place (one strided conversion, no gather of byte pairs)."""
+
+LOW_NIBBLES_MASK = constant(LOW_NIBBLES)
+LOW_BITS_MASK = constant(LOW_BITS)
+NIBBLE_SHIFT = constant(NIBBLE_BITS)
+_SIX_BITS = constant(SIX_BIT_WORD, torch.int32)
+_LOW_NIBBLE_WORD = constant(LOW_NIBBLE_WORD, torch.int32)
+_HIGH_PAIRS = constant(HIGH_PAIR_WORD, torch.int32)
+_TWO = constant(2, torch.int32)
+
+
+def f16_column_view(blocks: torch.Tensor, offset: int) -> torch.Tensor:
+    """The f16 at byte ``offset`` of each block, as f16 [n, 1]: a view of ``blocks`` when
+    they are 2-byte aligned (every block size and f16 offset of the GGUF formats is even),
+    else a copy."""
     if blocks.storage_offset() % 2 == 0 and blocks.stride(0) % 2 == 0:
-        return blocks.view(torch.float16)[:, offset // 2 : offset // 2 + count].float()
-    pairs = blocks[:, offset : offset + 2 * count].contiguous()
-    return pairs.view(torch.float16).float()
-
-
-def f16_field(blocks: torch.Tensor, offset: int) -> torch.Tensor:
-    """The f16 at byte ``offset`` of each block, as float32: [n, bb] -> [n]."""
-    return f16_fields(blocks, offset, 1).view(-1)
+        return blocks.view(torch.float16)[:, offset // 2 : offset // 2 + 1]
+    return blocks[:, offset : offset + 2].contiguous().view(torch.float16)
 
 
 def f16_bytes(values: torch.Tensor) -> torch.Tensor:
@@ -138,32 +147,57 @@ def gather_rows(
     return torch.index_select(rows, 0, row_order(sizes, order), out=out)
 
 
-def nibble_planes_into(packed: torch.Tensor, planes: torch.Tensor) -> None:
+def nibble_planes_into(
+    packed: torch.Tensor, planes: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+) -> None:
     """Low nibbles of the bytes of int64 words ``packed`` [...] into ``planes[0]``, high
-    nibbles (moved down) into ``planes[1]``, byte for byte (``planes`` int64 [2, ...])."""
-    torch.bitwise_and(packed, LOW_NIBBLES, out=planes[0])
-    torch.bitwise_right_shift(packed, NIBBLE_BITS, out=planes[1])
-    planes[1].bitwise_and_(LOW_NIBBLES)
+    nibbles (moved down) into ``planes[1]``, byte for byte (``planes`` int64 [2, ...], or
+    its two halves)."""
+    low, high = planes
+    torch.bitwise_and(packed, LOW_NIBBLES_MASK, out=low)
+    torch.bitwise_right_shift(packed, NIBBLE_SHIFT, out=high)
+    high.bitwise_and_(LOW_NIBBLES_MASK)
+
+
+class KQuantScaleUnpacker:
+    """Scratch views that unpack the packed K-quant scales of n blocks: fill ``columns``
+    (int32 [4, n], word-major: d|dmin, then the three scale words), call :meth:`unpack`,
+    read ``levels`` (uint8 [2, n, 8] in 0..63: ``[0]`` the sub-block scales sc, ``[1]`` the
+    mins m).
+
+    Works on whole words, four sub-blocks at a time, sc and m side by side, every op along
+    the blocks; the arithmetic shifts only drag sign bits into bits the masks clear."""
+
+    def __init__(self, n: int, scratch: Workspace) -> None:
+        self.columns = scratch.take("scale columns", (4, n), torch.int32)
+        self._low_words = self.columns[1:3]  # sc and m, bits 0-5 of sub-blocks 0..3
+        self._mixed_word = self.columns[3:4]  # low 4 bits of sub-blocks 4..7
+        # [sc/m, block, sub-blocks 0-3/4-7]
+        levels = scratch.take("scale levels", (2, n, 2), torch.int32)
+        self._first_four = levels[:, :, 0]
+        self._last_four = levels[:, :, 1]
+        self.levels = levels.view(torch.uint8).view(2, n, KQUANT_SUB_BLOCKS)
+        self._mixed = scratch.take("scale mixed", (2, n), torch.int32)
+        self._high_pairs = scratch.take("scale high pairs", (2, n), torch.int32)
+
+    def unpack(self) -> torch.Tensor:
+        torch.bitwise_and(self._low_words, _SIX_BITS, out=self._first_four)
+        # sub-blocks 4..7: low 4 bits from the mixed word (sc: its low nibbles, m: its high
+        # nibbles), high 2 bits from bits 6-7 of the low words
+        torch.bitwise_right_shift(self._mixed_word, _SC_M_NIBBLE_SHIFTS, out=self._mixed)
+        self._mixed.bitwise_and_(_LOW_NIBBLE_WORD)
+        torch.bitwise_right_shift(self._low_words, _TWO, out=self._high_pairs)
+        self._high_pairs.bitwise_and_(_HIGH_PAIRS)
+        torch.bitwise_or(self._mixed, self._high_pairs, out=self._last_four)
+        return self.levels
 
 
 def unpack_kquant_scale_words(packed: torch.Tensor) -> torch.Tensor:
     """The three 32-bit words of packed K-quant scales, word-major (int32 [3, n]: sc low
-    bits, m low bits, mixed) -> uint8 [2, n, 8] in 0..63: ``[0]`` the sub-block scales sc,
-    ``[1]`` the mins m.
-
-    Works on whole words, four sub-blocks at a time, sc and m side by side, every op along
-    the blocks; the arithmetic shifts only drag sign bits into bits the masks clear."""
-    n = packed.shape[1]
-    levels = torch.empty(2, n, 2, dtype=torch.int32)  # [sc/m, block, sub-blocks 0-3/4-7]
-    low_words = packed[:2]
-    torch.bitwise_and(low_words, SIX_BIT_WORD, out=levels[:, :, 0])
-    # sub-blocks 4..7: low 4 bits from the mixed word (sc: its low nibbles, m: its high
-    # nibbles), high 2 bits from bits 6-7 of the low words
-    mixed = torch.bitwise_right_shift(packed[2:], _SC_M_NIBBLE_SHIFTS)
-    mixed.bitwise_and_(LOW_NIBBLE_WORD)
-    high_pairs = torch.bitwise_right_shift(low_words, 2).bitwise_and_(HIGH_PAIR_WORD)
-    torch.bitwise_or(mixed, high_pairs, out=levels[:, :, 1])
-    return levels.view(torch.uint8).view(2, n, KQUANT_SUB_BLOCKS)
+    bits, m low bits, mixed) -> uint8 [2, n, 8] in 0..63 (see :class:`KQuantScaleUnpacker`)."""
+    unpacker = KQuantScaleUnpacker(packed.shape[1], Workspace())
+    unpacker.columns[1:].copy_(packed)
+    return unpacker.unpack()
 
 
 def int32_columns(words: torch.Tensor) -> torch.Tensor:
@@ -202,23 +236,33 @@ LEGACY_BLOCKS_PER_WORD_RUN = 4
 QS_BYTES_PER_LEGACY_BLOCK = 16
 
 
-def legacy_nibbles(
-    blocks: torch.Tensor, block_bytes: int, qs_offset: int, scratch: Workspace
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 4-bit quants of legacy blocks [n, block_bytes] whose 16 `qs` bytes start at
-    `qs_offset` (low nibble -> weight j, high nibble -> weight j + 16), in weight order.
+class LegacyNibbles:
+    """Scratch views that unpack the 4-bit quants of n legacy blocks of ``block_bytes``
+    bytes whose 16 ``qs`` bytes start at ``qs_offset`` (low nibble -> weight j, high nibble
+    -> weight j + 16): :meth:`unpack` gives them as uint8 [n, 32] in weight order.
 
-    Returns (stream, quants): the padded word stream of the blocks (for reading other
-    fields) and uint8 [n, 32] quants.  Plane p of block b holds weights 16p..16p+15 at
-    the qs bytes, so one row gather interleaves the two planes."""
-    n = blocks.shape[0]
-    padded = -(-n // LEGACY_BLOCKS_PER_WORD_RUN) * LEGACY_BLOCKS_PER_WORD_RUN
-    stream = stream_words(blocks, padded, scratch)
-    planes = scratch.take("planes", (2, stream.numel()), torch.int64)
-    nibble_planes_into(stream, planes)
-    half = QS_BYTES_PER_LEGACY_BLOCK
-    rows = planes.view(torch.uint8).view(2 * padded, block_bytes)[:, qs_offset:]
-    quants = scratch.take("quants", (2 * padded, half), torch.uint8)
-    gather_rows(rows, (2, padded), (1, 0), quants)
-    return stream, quants[: 2 * n].view(n, 2 * half)
+    The blocks are unpacked as one stream of words (read in place when aligned, else
+    copied), scale bytes included; plane p of block b then holds weights 16p..16p+15 at
+    the qs bytes, and one row gather interleaves the two planes."""
 
+    def __init__(self, n: int, block_bytes: int, qs_offset: int, scratch: Workspace) -> None:
+        self._n = n
+        self._padded = -(-n // LEGACY_BLOCKS_PER_WORD_RUN) * LEGACY_BLOCKS_PER_WORD_RUN
+        words = self._padded * block_bytes // BYTES_PER_WORD
+        planes = scratch.take("planes", (2, words), torch.int64)
+        self._planes = (planes[0], planes[1])
+        self._rows = planes.view(torch.uint8).view(2 * self._padded, block_bytes)[:, qs_offset:]
+        half = QS_BYTES_PER_LEGACY_BLOCK
+        quants = scratch.take("quants", (2 * self._padded, half), torch.uint8)
+        self._quants = quants
+        self.quants = quants[: 2 * n].view(n, 2 * half)
+        self._order = row_order((2, self._padded), (1, 0))
+        self._scratch = scratch
+
+    def unpack(self, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stream, quants): the padded word stream of ``blocks`` (for reading other
+        fields) and their uint8 [n, 32] quants (in this unpacker's scratch)."""
+        stream = stream_words(blocks, self._padded, self._scratch)
+        nibble_planes_into(stream, self._planes)
+        torch.index_select(self._rows, 0, self._order, out=self._quants)
+        return stream, self.quants

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from compiler.formats import blockbits
+from compiler.formats.workspace import Workspace
 
 SIX_BIT_MAX = 63
 I8_SCALE_RANGE = 128  # ggml maps the largest sub-block scale to -128 (so it fits 127 or -128)
@@ -53,23 +54,38 @@ Q6_K_SUB_BLOCK = 16
 Q6_K_NMAX = 32
 SCALE_MIN_SUB_BLOCK = 32
 GROUP_MAX_EPS = 1e-15  # ggml: sub-blocks below this magnitude quantize to zero
-INT32_BYTES = 4
+SUB_BLOCKS = blockbits.KQUANT_SUB_BLOCKS
+# d, dmin and the packed scales of a Q4_K / Q5_K block: four 32-bit words
+SCALE_MIN_HEADER_BYTES = 4 + blockbits.KQUANT_SCALE_BYTES
 
 
-def sub_block_scales(blocks: torch.Tensor, scales_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+class _ScalePlan:
+    """Scratch views that decode the sub-block scales and mins of n blocks."""
+
+    def __init__(self, n: int, scratch: Workspace) -> None:
+        self.unpacker = blockbits.KQuantScaleUnpacker(n, scratch)
+        # [sc/m, block, sub-block] times [d/dmin, block, 1]: both products in one op
+        self.products = scratch.take("sub-block scales", (2, n, SUB_BLOCKS), torch.float32)
+        self.factors = scratch.take("super-block scales", (2, n, 1), torch.float32)
+        self.factor_halves = self.unpacker.columns[0].view(torch.float16).view(n, 2).t()
+        self.factor_halves = self.factor_halves.unsqueeze(2)
+        self.scales = (self.products[0].unsqueeze(2), self.products[1].unsqueeze(2))
+
+
+def sub_block_scales(blocks: torch.Tensor, scratch: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
     """(d*sc, dmin*m), float32 [n, 8, 1] each (contiguous, so that applying them is a 2-D
-    loop), of scale/min blocks [n, bb] (d at byte 0, dmin at byte 2, the 12 packed scale
-    bytes at ``scales_offset``).  Both products are exact in float32 (11-bit significand
-    times a 6-bit integer)."""
+    loop; in ``scratch``), of scale/min blocks [n, bb] (Q4_K, Q5_K: f16 d at byte 0, f16
+    dmin at byte 2, the 12 packed scale bytes from byte 4).  Both products are exact in
+    float32 (11-bit significand times a 6-bit integer)."""
+    n = blocks.shape[0]
+    plan = scratch.plan(("k-quant scales", n), lambda: _ScalePlan(n, scratch))
     # the header: d, dmin, then the three 32-bit words of packed scales (16 bytes)
-    header = blockbits.block_words(blocks, 0, scales_offset + blockbits.KQUANT_SCALE_BYTES)
-    columns = blockbits.int32_columns(header.view(torch.int32))  # word-major [4, n]
-    first_scale_word = scales_offset // INT32_BYTES
-    levels = blockbits.unpack_kquant_scale_words(columns[first_scale_word:]).float()
-    factors = columns[0].view(torch.float16).view(-1, 2).float()  # [n, 2]: d, dmin
-    scale = torch.mul(levels[0], factors[:, :1])
-    offset = torch.mul(levels[1], factors[:, 1:])
-    return scale.unsqueeze(2), offset.unsqueeze(2)
+    header = blockbits.block_words(blocks, 0, SCALE_MIN_HEADER_BYTES, scratch)
+    plan.unpacker.columns.copy_(header.view(torch.int32).t())
+    plan.products.copy_(plan.unpacker.unpack())
+    plan.factors.copy_(plan.factor_halves)
+    plan.products.mul_(plan.factors)
+    return plan.scales
 
 
 def scale_and_offset_(values: torch.Tensor, scales: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -29,23 +29,41 @@ SPEC = FormatSpec(
     fields=(Field("d", "f16", 1), Field("qs", "u8", 16)),
 )
 ZERO_POINT = 8
+_ZERO_POINT = blockbits.constant(ZERO_POINT, torch.int8)
 LEVELS = 16
 QS_OFFSET = 2
 
 
-def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-block float32 scale data of blocks [n, 18]: (d [n, 1],)."""
-    return (blockbits.f16_field(blocks, 0).unsqueeze(1),)
+class _Plan:
+    """Scratch views for n blocks."""
+
+    def __init__(self, n: int, scratch: Workspace) -> None:
+        self.nibbles = blockbits.LegacyNibbles(n, SPEC.block_bytes, QS_OFFSET, scratch)
+        self.signed_quants = self.nibbles.quants.view(torch.int8)
+        self.scale = scratch.take("d", (n, 1), torch.float32)
 
 
-def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
+def dequantize_views(
+    d: torch.Tensor, blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace
 ) -> None:
-    """blocks [n, 18] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
-    (d,) = scales
-    _, q = blockbits.legacy_nibbles(blocks, SPEC.block_bytes, QS_OFFSET, scratch)
-    out.copy_(q.view(torch.int8).sub_(ZERO_POINT))
-    out.mul_(d)
+    """d as f16 [n, 1] and blocks [n, 18] -> ``out`` float32 [n, 32]."""
+    n = blocks.shape[0]
+    plan = scratch.plan((SPEC.name, n), lambda: _Plan(n, scratch))
+    plan.scale.copy_(d)
+    plan.nibbles.unpack(blocks)
+    out.copy_(plan.signed_quants.sub_(_ZERO_POINT))
+    out.mul_(plan.scale)
+
+
+def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d as f16 [n, 1], the blocks): what :func:`dequantize_views` reads, split into
+    chunks along dim 0 by the caller."""
+    return blockbits.f16_column_view(blocks, 0), blocks
+
+
+def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+    """blocks [n, bb] -> ``out`` float32 [n, 32]."""
+    dequantize_views(*chunk_views(blocks), out, scratch)
 
 
 def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -53,7 +71,7 @@ def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> 
     a contiguous float32 [N, 32] for the N blocks)."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out, Workspace())
+    dequantize_into(flat, out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

@@ -41,42 +41,60 @@ MAX_LEVEL = 31
 FIFTH_BIT = 4
 QS_GROUPS = SUB_BLOCKS // 2  # groups of 32 bytes, each holding two sub-blocks
 _SUB_BLOCK_SHIFTS = torch.arange(SUB_BLOCKS, dtype=torch.int64).view(-1, 1)
+_FIFTH_BIT = blockbits.constant(FIFTH_BIT)
 
 
-def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-block float32 scale data of blocks [n, 176]: (d*sc, dmin*m), each [n, 8, 1]."""
-    return kquant.sub_block_scales(blocks, SCALES_OFFSET)
+class _Plan:
+    """Scratch views for n blocks."""
+
+    def __init__(self, n: int, scratch: Workspace) -> None:
+        words_per_row = blockbits.WORDS_PER_32
+        rows = n * SUB_BLOCKS
+        # nibble planes [low/high, block, group, word]: sub-block 2g + p is plane p of group g
+        planes = scratch.take("planes", (2, n, QS_GROUPS * words_per_row), torch.int64)
+        self.planes = (planes[0], planes[1])
+        self.plane_rows = planes.view(-1, words_per_row)
+        self.order = blockbits.row_order((2, n, QS_GROUPS), (1, 2, 0))
+        self.quants = scratch.take("quants", (rows, words_per_row), torch.int64)
+        self.quant_bytes = self.quants.view(torch.uint8).view(n, SPEC.block_weights)
+        # fifth bits [sub-block, block, word]: bit s of every qh byte, moved to bit 4
+        self.fifth = scratch.take("fifth", (SUB_BLOCKS, n * words_per_row), torch.int64)
+        self.fifth_rows = self.fifth.view(-1, words_per_row)
+        self.fifth_order = blockbits.row_order((SUB_BLOCKS, n), (1, 0))
+        self.fifth_gathered = scratch.take("fifth gathered", (rows, words_per_row), torch.int64)
 
 
-def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
-) -> None:
-    """blocks [n, 176] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
+def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+    """blocks [n, 176] -> ``out`` float32 [n, 256]."""
     n = blocks.shape[0]
-    rows = n * SUB_BLOCKS
+    plan = scratch.plan((SPEC.name, n), lambda: _Plan(n, scratch))
+    scales = kquant.sub_block_scales(blocks, scratch)
     packed = blockbits.block_words(blocks, QS_OFFSET, SPEC.block_bytes, scratch)  # [n, 16]
-    # nibble planes [low/high, block, group, word]: sub-block 2g + p is plane p of group g
-    planes = scratch.take("planes", (2, n, QS_GROUPS * blockbits.WORDS_PER_32), torch.int64)
-    blockbits.nibble_planes_into(packed, planes)
-    q = scratch.take("quants", (rows, blockbits.WORDS_PER_32), torch.int64)
-    blockbits.gather_rows(planes.view(-1, blockbits.WORDS_PER_32), (2, n, QS_GROUPS), (1, 2, 0), q)
-    # fifth bits [sub-block, block, word]: bit s of every qh byte, moved to bit 4
+    blockbits.nibble_planes_into(packed, plan.planes)
+    torch.index_select(plan.plane_rows, 0, plan.order, out=plan.quants)
     qh = blockbits.words(blocks, QH_OFFSET, QS_OFFSET, scratch)  # contiguous [n, 4]
-    fifth = scratch.take("fifth", (SUB_BLOCKS, qh.numel()), torch.int64)
-    torch.bitwise_right_shift(qh.view(1, -1), _SUB_BLOCK_SHIFTS, out=fifth)
-    fifth.bitwise_and_(blockbits.LOW_BITS).bitwise_left_shift_(FIFTH_BIT)
-    gathered = scratch.take("fifth gathered", (rows, blockbits.WORDS_PER_32), torch.int64)
-    blockbits.gather_rows(fifth.view(-1, blockbits.WORDS_PER_32), (SUB_BLOCKS, n), (1, 0), gathered)
-    q.bitwise_or_(gathered)
-    out.copy_(q.view(torch.uint8).view(n, SPEC.block_weights))
+    torch.bitwise_right_shift(qh.view(1, -1), _SUB_BLOCK_SHIFTS, out=plan.fifth)
+    plan.fifth.bitwise_and_(blockbits.LOW_BITS_MASK).bitwise_left_shift_(_FIFTH_BIT)
+    torch.index_select(plan.fifth_rows, 0, plan.fifth_order, out=plan.fifth_gathered)
+    plan.quants.bitwise_or_(plan.fifth_gathered)
+    out.copy_(plan.quant_bytes)
     kquant.scale_and_offset_(out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS), scales)
+
+
+def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor]:
+    """The views of blocks [n, bb] that :func:`dequantize_views` reads, split into chunks
+    along dim 0 by the caller."""
+    return (blocks,)
+
+
+dequantize_views = dequantize_into
 
 
 def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 [..., nblocks, 176] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out, Workspace())
+    dequantize_into(flat, out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

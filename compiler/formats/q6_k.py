@@ -21,6 +21,8 @@ bits.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from compiler.formats import blockbits, kquant
@@ -49,51 +51,101 @@ QUARTERS = 4
 QUARTER_WEIGHTS = 32
 TWO_LOW_BITS = 0x0303030303030303  # bits 0-1 of every byte
 HIGH_BITS_POSITION = 4
+# a block copied into a row of this many bytes: 8 rows of 32 bytes, ql in rows 0-3 (half h,
+# part p in row 2h + p), qh in rows 4-5 (half h in row 4 + h), then scales and d
+RAW_ROW_BYTES = 256
+RAW_ROWS = RAW_ROW_BYTES // QUARTER_WEIGHTS
+QL_ROWS = QH_OFFSET // QUARTER_WEIGHTS
 # right shifts that bring bits (2t, 2t+1) of a qh byte to bits (0, 1), one row per quarter t
-_QUARTER_SHIFTS = (2 * torch.arange(QUARTERS, dtype=torch.int64)).view(-1, 1, 1)
+_QUARTER_SHIFTS = (2 * torch.arange(QUARTERS, dtype=torch.int64)).view(-1, 1)
+_TWO_LOW_BITS = blockbits.constant(TWO_LOW_BITS)
+_HIGH_BITS_POSITION = blockbits.constant(HIGH_BITS_POSITION)
+_ZERO_POINT = blockbits.constant(ZERO_POINT, torch.int8)
 
 
-def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-block float32 scale data of blocks [n, 210]: (d*scales [n, 16, 1],)."""
-    scale = blocks[:, SCALES_OFFSET:D_OFFSET].view(torch.int8).float()
-    return (scale.mul_(blockbits.f16_field(blocks, D_OFFSET).unsqueeze(1)).unsqueeze(2),)
+@functools.lru_cache(maxsize=8)
+def _raw_row_order(n: int) -> torch.Tensor:
+    """Index of the 32-byte rows of n blocks copied to RAW_ROW_BYTES apart, in the order
+    :func:`dequantize_into` unpacks them: the ql rows in (part, block, half) order, then
+    the qh rows in (block, half) order."""
+    rows = torch.arange(n * RAW_ROWS).view(n, RAW_ROWS)
+    ql = rows[:, :QL_ROWS].reshape(n, HALVES, 2).permute(2, 0, 1).reshape(-1)
+    qh = rows[:, QL_ROWS : QL_ROWS + HALVES].reshape(-1)
+    return torch.cat([ql, qh])
 
 
-def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
-) -> None:
-    """blocks [n, 210] with their ``block_scales`` -> ``out`` float32 [n, 256]."""
-    (scale,) = scales
+class _Plan:
+    """Scratch views for n blocks."""
+
+    def __init__(self, n: int, scratch: Workspace) -> None:
+        words_per_row = blockbits.WORDS_PER_32
+        raw = scratch.take("raw", (n, RAW_ROW_BYTES), torch.uint8)
+        self.raw_blocks = raw[:, : SPEC.block_bytes]
+        self.raw_scales = raw[:, SCALES_OFFSET:D_OFFSET].view(torch.int8)
+        self.raw_d = blockbits.f16_column_view(raw, D_OFFSET)
+        self.raw_rows = raw.view(torch.int64).view(-1, words_per_row)
+        self.d = scratch.take("d", (n, 1), torch.float32)
+        self.scale = scratch.take("scale", (n, SUB_BLOCKS), torch.float32)
+        self.scale_column = self.scale.unsqueeze(2)
+        self.raw_order = _raw_row_order(n)
+        rows = scratch.take("rows", ((QL_ROWS + HALVES) * n, words_per_row), torch.int64)
+        ql_rows, qh_rows = rows.split(QL_ROWS * n)
+        self.ql_words = ql_rows.view(-1)
+        self.qh_words = qh_rows.view(1, -1)
+        self.rows = rows
+        # [p, part, block, half] = [t, block, half]
+        planes = scratch.take("planes", (2, ql_rows.numel()), torch.int64)
+        self.planes = (planes[0], planes[1])
+        self.plane_words = planes.view(-1)
+        self.plane_rows = planes.view(-1, words_per_row)
+        # [t, block, half]: bits 2t, 2t+1 of every qh byte, moved to bits 4-5
+        self.high = scratch.take("high", (QUARTERS, qh_rows.numel()), torch.int64)
+        self.high_words = self.high.view(-1)
+        self.order = blockbits.row_order((QUARTERS, n, HALVES), (1, 2, 0))
+        self.quants = scratch.take("quants", (n * HALVES * QUARTERS, words_per_row), torch.int64)
+        self.values = self.quants.view(torch.int8).view(n, SPEC.block_weights)
+
+
+def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+    """blocks [n, 210] -> ``out`` float32 [n, 256].
+
+    The blocks are copied once into rows RAW_ROW_BYTES apart (210 bytes are no whole
+    number of words), where each block's ql and qh are whole 32-byte rows.  One gather puts
+    the ql rows in (part, block, half) order and the qh rows after them, contiguous; the
+    nibble planes of the ql rows are then [p, part, block, half], i.e. quarter t = 2p + part
+    first, the layout in which the high bits of quarter t come out of the qh rows, so they
+    are OR-ed in whole-plane, and one gather of the result puts the quarters in weight
+    order."""
     n = blocks.shape[0]
-    rows = n * HALVES * QUARTERS
-    raw = blockbits.words(blocks, 0, SCALES_OFFSET, scratch)  # [n, 24]: ql, then qh
-    # nibble planes [low/high, block, half, 32-byte part, word]: quarter t of a half takes
-    # the low nibbles of part t for t < 2, the high nibbles of part t - 2 for t >= 2
-    planes = scratch.take("planes", (2, n, QH_OFFSET // blockbits.BYTES_PER_WORD), torch.int64)
-    blockbits.nibble_planes_into(raw[:, : QH_OFFSET // blockbits.BYTES_PER_WORD], planes)
-    q = scratch.take("quants", (rows, blockbits.WORDS_PER_32), torch.int64)
-    blockbits.gather_rows(
-        planes.view(-1, blockbits.WORDS_PER_32), (2, n, HALVES, 2), (1, 2, 0, 3), q
-    )
-    # high bits [quarter, block, half, word]: bits 2t, 2t+1 of every qh byte, moved to 4-5
-    qh = raw[:, QH_OFFSET // blockbits.BYTES_PER_WORD :].unsqueeze(0)
-    high = scratch.take("high", (QUARTERS, n, qh.shape[2]), torch.int64)
-    torch.bitwise_right_shift(qh, _QUARTER_SHIFTS, out=high)
-    high.bitwise_and_(TWO_LOW_BITS).bitwise_left_shift_(HIGH_BITS_POSITION)
-    gathered = scratch.take("high gathered", (rows, blockbits.WORDS_PER_32), torch.int64)
-    blockbits.gather_rows(
-        high.view(-1, blockbits.WORDS_PER_32), (QUARTERS, n, HALVES), (1, 2, 0), gathered
-    )
-    values = q.bitwise_or_(gathered).view(torch.int8).view(n, SPEC.block_weights)
-    out.copy_(values.sub_(ZERO_POINT))
-    out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS).mul_(scale)
+    plan = scratch.plan((SPEC.name, n), lambda: _Plan(n, scratch))
+    plan.raw_blocks.copy_(blocks)
+    plan.scale.copy_(plan.raw_scales)
+    plan.d.copy_(plan.raw_d)
+    plan.scale.mul_(plan.d)
+    torch.index_select(plan.raw_rows, 0, plan.raw_order, out=plan.rows)
+    blockbits.nibble_planes_into(plan.ql_words, plan.planes)
+    torch.bitwise_right_shift(plan.qh_words, _QUARTER_SHIFTS, out=plan.high)
+    plan.high.bitwise_and_(_TWO_LOW_BITS).bitwise_left_shift_(_HIGH_BITS_POSITION)
+    plan.plane_words.bitwise_or_(plan.high_words)
+    torch.index_select(plan.plane_rows, 0, plan.order, out=plan.quants)
+    out.copy_(plan.values.sub_(_ZERO_POINT))
+    out.view(n, SUB_BLOCKS, SUB_BLOCK_WEIGHTS).mul_(plan.scale_column)
+
+
+def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor]:
+    """The views of blocks [n, bb] that :func:`dequantize_views` reads, split into chunks
+    along dim 0 by the caller."""
+    return (blocks,)
+
+
+dequantize_views = dequantize_into
 
 
 def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 [..., nblocks, 210] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out, Workspace())
+    dequantize_into(flat, out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

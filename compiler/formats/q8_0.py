@@ -29,25 +29,46 @@ QS_OFFSET = 2
 MAX_LEVEL = 127
 
 
-def block_scales(blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-block float32 scale data of blocks [n, 34]: (d [n, 1],)."""
-    return (blockbits.f16_field(blocks, 0).unsqueeze(1),)
+def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d as f16 [n, 1], the block bytes as int8 [n, 34]) of blocks [n, 34]: what
+    :func:`dequantize_views` reads, split into chunks along dim 0 by the caller."""
+    return blockbits.f16_column_view(blocks, 0), blocks.view(torch.int8)
 
 
-def dequantize_into(
-    blocks: torch.Tensor, scales: tuple[torch.Tensor, ...], out: torch.Tensor, scratch: Workspace
+def dequantize_views(
+    d: torch.Tensor, block_bytes: torch.Tensor, out: torch.Tensor, scratch: Workspace
 ) -> None:
-    """blocks [n, 34] with their ``block_scales`` -> ``out`` float32 [n, 32]."""
-    (d,) = scales
-    out.copy_(blocks[:, QS_OFFSET:].view(torch.int8))
-    out.mul_(d)
+    """The :func:`chunk_views` of n blocks -> ``out`` float32 [n, 32].
+
+    Every byte of the blocks, d's included, is converted to float in one contiguous pass
+    (into scratch), and the multiply by d reads the quants from there and writes ``out``
+    once: an int8 -> float copy from the 34-byte rows would loop row by row, as the
+    multiply must, and the multiply would then read ``out`` back."""
+    n = out.shape[0]
+    values, quant_values, scale = scratch.plan((SPEC.name, n), lambda: _plan(n, scratch))
+    scale.copy_(d)
+    values.copy_(block_bytes)
+    torch.mul(quant_values, scale, out=out)
+
+
+def _plan(n: int, scratch: Workspace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scratch views for n blocks: the block bytes as float [n, 34], their quants [n, 32],
+    and d as float [n, 1]."""
+    values = scratch.take("block bytes as float", (n, SPEC.block_bytes), torch.float32)
+    scale = scratch.take("d", (n, 1), torch.float32)
+    return values, values[:, QS_OFFSET:], scale
+
+
+def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+    """blocks [n, 34] -> ``out`` float32 [n, 32]."""
+    dequantize_views(*chunk_views(blocks), out, scratch)
 
 
 def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 [..., nblocks, 34] -> float32 [..., nblocks, 32] (``out``: float32 [N, 32])."""
     flat = blocks.reshape(-1, SPEC.block_bytes)
     out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, block_scales(flat), out, Workspace())
+    dequantize_into(flat, out, Workspace())
     return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 

@@ -3,6 +3,8 @@ views, scratch buffers, and the K-quant scale unpacking (against its packer)."""
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from format_cases import generator
 from hypothesis import given, settings
@@ -39,6 +41,34 @@ def test_workspace_reuses_a_name_and_grows_it():
     assert larger.shape == (8, 8) and larger.is_contiguous()
     retyped = scratch.take("planes", (8, 8), torch.uint8)
     assert retyped.dtype == torch.uint8 and retyped.shape == (8, 8)
+
+
+def test_workspace_plans_are_built_once_and_dropped_when_a_buffer_grows():
+    scratch = Workspace()
+    builds = []
+
+    def build(count):
+        builds.append(count)
+        return scratch.take("rows", (count, WORD_ROW), torch.int64)
+
+    plan = scratch.plan(("rows", 4), lambda: build(4))
+    assert scratch.plan(("rows", 4), lambda: build(4)) is plan
+    assert builds == [4]
+    # a bigger take replaces the buffer: the plan's view would be of the old one
+    bigger = scratch.take("rows", (16, WORD_ROW), torch.int64)
+    rebuilt = scratch.plan(("rows", 4), lambda: build(4))
+    assert builds == [4, 4]
+    assert rebuilt.data_ptr() == bigger.data_ptr() != plan.data_ptr()
+
+
+def test_workspace_of_this_thread_is_per_thread():
+    mine = Workspace.of_this_thread()
+    assert Workspace.of_this_thread() is mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(Workspace.of_this_thread()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
 
 
 def test_block_words_read_aligned_blocks_in_place_and_copy_the_others(seed):
