@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every GPU test (pytest -m gpu: kernels, CUDA launcher, programs on CUDA), then the
-# CUDA kernel benchmark, on a machine with an NVIDIA GPU and CuPy:
+# CUDA kernel benchmarks (linear kinds, embedding gather), on a machine with an NVIDIA GPU and CuPy:
 #   benchmarks/gpu_check.sh [output-dir]
-# Writes gpu_tests.log, benchmark.log and cuda_matmul.md into output-dir (default: .).
+# Writes gpu_tests.log, benchmark.log, cuda_matmul.md and cuda_embedding.md into output-dir (default: .).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.}"
@@ -18,4 +18,5 @@ status=0
 python3 -m pytest tests -m gpu -q -p no:cacheprovider 2>&1 \
     | tee "$out/gpu_tests.log" || status=$?
 python3 benchmarks/cuda_matmul.py --out "$out/cuda_matmul.md" 2>&1 | tee "$out/benchmark.log"
+python3 benchmarks/cuda_embedding.py --out "$out/cuda_embedding.md" 2>&1 | tee -a "$out/benchmark.log"
 exit "$status"
