@@ -2,6 +2,7 @@
 # Runs every GPU test (pytest -m gpu: kernels, CUDA launcher, programs on CUDA), then the
 # CUDA kernel benchmarks (linear kinds, embedding gather), on a machine with an NVIDIA GPU and CuPy:
 #   benchmarks/gpu_check.sh [output-dir]
+# The real-model GPU test needs Gemma 3 270M: the models extra, or GGUFC_GEMMA_GGUF=FILE.
 # Writes gpu_tests.log, benchmark.log, cuda_matmul.md and cuda_embedding.md into output-dir (default: .).
 set -euo pipefail
 cd "$(dirname "$0")/.."

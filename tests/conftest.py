@@ -12,14 +12,25 @@ import os
 # processes that makes every op 10-30x slower.  Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
+import pytest
+
+# A Gemma 3 270M Q4_K_M .gguf to use instead of the bundled package's (a GPU machine that
+# cannot install the models extra gets the file some other way and points here).
+GEMMA_FILE_VARIABLE = "GGUFC_GEMMA_GGUF"
 
 
 @pytest.fixture(scope="session")
 def gemma_path():
+    from pathlib import Path
+
     from compiler.bundled import bundled_model_path
     from compiler.errors import GgufFileError
 
+    given = os.environ.get(GEMMA_FILE_VARIABLE)
+    if given:
+        if not Path(given).is_file():
+            pytest.fail(f"{GEMMA_FILE_VARIABLE}={given}: no such file")
+        return Path(given)
     try:
         return bundled_model_path("gemma3-270m")
     except GgufFileError as exc:
