@@ -22,28 +22,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
-from codegen.cuda_timing import copies_for, time_launches
+from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import FORMAT_NAMES, emit
 from compiler import formats
 
 VOCAB = 262144
 WIDTH = {"Q4_K": 768, "Q5_K": 768, "Q6_K": 768}  # K-quant blocks hold 256 weights
 DEFAULT_WIDTH = 640
-COPY_BYTES = 1 << 30
-
-
-def copy_bandwidth() -> float:
-    src = torch.randint(0, 255, (COPY_BYTES,), dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return 2 * COPY_BYTES / (time_launches(lambda i: dst.copy_(src), 1) * 1e-6)
 
 
 def bench(runner, fmt: str, rows: int, generator: torch.Generator) -> dict:
     k = WIDTH.get(fmt, DEFAULT_WIDTH)
     kernel = emit("cuda", fmt, "embedding", "float16")
     table = formats.random_blocks(fmt, VOCAB, k, generator=generator).cuda()
-    copies = copies_for(table.numel())
-    tables = [table] + [table.clone() for _ in range(copies - 1)]
+    tables = rotated_copies(table)
+    copies = len(tables)
     indices = [torch.randint(0, VOCAB, (rows,), generator=generator).cuda() for _ in range(copies)]
     outs = [torch.empty(rows, k, dtype=torch.float16, device="cuda") for _ in range(copies)]
     us = time_launches(

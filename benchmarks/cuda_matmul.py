@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
-from codegen.cuda_timing import copies_for, time_launches
+from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import FORMAT_NAMES, emit
 from compiler import formats
 
@@ -34,15 +34,6 @@ M1_SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144,
 BATCH_SHAPE = (4096, 14336)
 BATCH_MS = (4, 512, 2048)
 KIND_FOR_M = {1: "matvec", 4: "matvec_batched", 512: "matmul", 2048: "matmul"}
-COPY_BYTES = 1 << 30
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy, bytes read + written per second."""
-    src = torch.randint(0, 255, (COPY_BYTES,), dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    us = time_launches(lambda i: dst.copy_(src), 1)
-    return 2 * COPY_BYTES / (us * 1e-6)
 
 
 def random_blocks_cuda(fmt: str, n: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -54,8 +45,8 @@ def bench_case(runner, fmt, n, k, m, bandwidth, generator):
     kernel = emit("cuda", fmt, kind, "float16")
     blocks = random_blocks_cuda(fmt, n, k, generator)
     packed = blocks.numel()
-    copies = copies_for(packed)
-    weight_copies = [blocks] + [blocks.clone() for _ in range(copies - 1)]
+    weight_copies = rotated_copies(blocks)
+    copies = len(weight_copies)
     xs = [torch.randn(m, k, device="cuda", dtype=torch.float16) for _ in range(copies)]
     outs = [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(copies)]
 
@@ -69,8 +60,8 @@ def bench_case(runner, fmt, n, k, m, bandwidth, generator):
     weight_copies.clear()  # free the copies before the dense ones are made
 
     dense = formats.dequantize(blocks.cpu(), fmt, torch.float16).cuda()
-    dense_copies = copies_for(dense.numel() * 2)
-    dense_list = [dense] + [dense.clone() for _ in range(dense_copies - 1)]
+    dense_list = rotated_copies(dense)
+    dense_copies = len(dense_list)
     dense_outs = [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(copies)]
 
     def cublas(i):

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
-from codegen.cuda_timing import copies_for, time_launches
+from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import emit
 from compiler import formats
 
@@ -53,12 +53,6 @@ def variant(source: str, mode: str) -> str:
     return cut.replace(MMA, "                (void)a; (void)b;")
 
 
-def copy_bandwidth() -> float:
-    src = torch.randint(0, 255, (1 << 30,), dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return 2 * (1 << 30) / (time_launches(lambda i: dst.copy_(src), 1) * 1e-6)
-
-
 def time_kernel(runner, kernel, xs, weights, outs, n: int, k: int) -> float:
     def launch(i):
         runner.linear(kernel, xs[i], weights[i], None, n, k, out=outs[i])
@@ -79,8 +73,7 @@ def main() -> None:
     for fmt in fmts:
         for n, k in SHAPES:
             blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
-            copies = copies_for(blocks.numel())
-            weights = [blocks] + [blocks.clone() for _ in range(copies - 1)]
+            weights = rotated_copies(blocks)
             xs = [torch.randn(1, k, device="cuda", dtype=torch.float16) for _ in weights]
             outs = [torch.empty(1, n, device="cuda", dtype=torch.float16) for _ in weights]
             kernels = [emit("cuda", fmt, "matvec", "float16")]

@@ -623,14 +623,14 @@ def measure_kernels(
     import torch
 
     from codegen.cuda_run import TORCH_DTYPES
-    from codegen.cuda_timing import copies_for, time_launches
+    from codegen.cuda_timing import rotated_copies, time_launches
     from codegen.kernels import emit
     from compiler import formats
 
     n, k = shape
     blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
-    copies = copies_for(blocks.numel())
-    weights = [blocks] + [blocks.clone() for _ in range(copies - 1)]
+    weights = rotated_copies(blocks)
+    copies = len(weights)
     act_dtype = TORCH_DTYPES[dtype]
     rows = max(m_values)
     xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
