@@ -10,8 +10,6 @@ listing it here.  Each format module exposes the same names:
   call, instead of every chunk slicing and viewing its blocks again;
 * ``dequantize_views(*views, out[n, bw], scratch)`` - float32 values of one chunk's blocks
   (temporaries taken from the :class:`~compiler.formats.workspace.Workspace`);
-* ``dequantize_into(blocks[n, bb], out[n, bw], scratch)`` - the two above in one call;
-* ``dequantize_blocks(blocks[..., nblocks, bb])`` - the same with a fresh output;
 * ``quantize_blocks(weights[..., nblocks, bw])`` - uint8 blocks.
 
 Row-level functions work on tensors whose last dimension is a row of blocks.

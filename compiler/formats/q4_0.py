@@ -61,20 +61,6 @@ def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return blockbits.f16_column_view(blocks, 0), blocks
 
 
-def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
-    """blocks [n, bb] -> ``out`` float32 [n, 32]."""
-    dequantize_views(*chunk_views(blocks), out, scratch)
-
-
-def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [..., nblocks, 18] -> float32 [..., nblocks, 32] (written to ``out`` if given,
-    a contiguous float32 [N, 32] for the N blocks)."""
-    flat = blocks.reshape(-1, SPEC.block_bytes)
-    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, out, Workspace())
-    return out.view(*blocks.shape[:-1], SPEC.block_weights)
-
-
 def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:
     """float [..., nblocks, 32] -> uint8 [..., nblocks, 18], bit-identical to gguf-py."""
     x = weights.reshape(-1, SPEC.block_weights).float()

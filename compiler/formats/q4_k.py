@@ -54,7 +54,7 @@ class _Plan:
         self.quant_bytes = self.quants.view(torch.uint8).view(n, SPEC.block_weights)
 
 
-def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+def dequantize_views(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
     """blocks [n, 144] -> ``out`` float32 [n, 256]."""
     n = blocks.shape[0]
     plan = scratch.plan((SPEC.name, n), lambda: _Plan(n, scratch))
@@ -70,17 +70,6 @@ def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor]:
     """The views of blocks [n, bb] that :func:`dequantize_views` reads, split into chunks
     along dim 0 by the caller."""
     return (blocks,)
-
-
-dequantize_views = dequantize_into
-
-
-def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [..., nblocks, 144] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
-    flat = blocks.reshape(-1, SPEC.block_bytes)
-    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, out, Workspace())
-    return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 
 def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ class _Plan:
         self.fifth_gathered = scratch.take("fifth gathered", (rows, words_per_row), torch.int64)
 
 
-def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+def dequantize_views(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
     """blocks [n, 176] -> ``out`` float32 [n, 256]."""
     n = blocks.shape[0]
     plan = scratch.plan((SPEC.name, n), lambda: _Plan(n, scratch))
@@ -85,17 +85,6 @@ def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor]:
     """The views of blocks [n, bb] that :func:`dequantize_views` reads, split into chunks
     along dim 0 by the caller."""
     return (blocks,)
-
-
-dequantize_views = dequantize_into
-
-
-def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [..., nblocks, 176] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
-    flat = blocks.reshape(-1, SPEC.block_bytes)
-    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, out, Workspace())
-    return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 
 def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:

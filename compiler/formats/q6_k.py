@@ -66,7 +66,7 @@ _ZERO_POINT = blockbits.constant(ZERO_POINT, torch.int8)
 @functools.lru_cache(maxsize=8)
 def _raw_row_order(n: int) -> torch.Tensor:
     """Index of the 32-byte rows of n blocks copied to RAW_ROW_BYTES apart, in the order
-    :func:`dequantize_into` unpacks them: the ql rows in (part, block, half) order, then
+    :func:`dequantize_views` unpacks them: the ql rows in (part, block, half) order, then
     the qh rows in (block, half) order."""
     rows = torch.arange(n * RAW_ROWS).view(n, RAW_ROWS)
     ql = rows[:, :QL_ROWS].reshape(n, HALVES, 2).permute(2, 0, 1).reshape(-1)
@@ -106,7 +106,7 @@ class _Plan:
         self.values = self.quants.view(torch.int8).view(n, SPEC.block_weights)
 
 
-def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
+def dequantize_views(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
     """blocks [n, 210] -> ``out`` float32 [n, 256].
 
     The blocks are copied once into rows RAW_ROW_BYTES apart (210 bytes are no whole
@@ -136,17 +136,6 @@ def chunk_views(blocks: torch.Tensor) -> tuple[torch.Tensor]:
     """The views of blocks [n, bb] that :func:`dequantize_views` reads, split into chunks
     along dim 0 by the caller."""
     return (blocks,)
-
-
-dequantize_views = dequantize_into
-
-
-def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [..., nblocks, 210] -> float32 [..., nblocks, 256] (``out``: float32 [N, 256])."""
-    flat = blocks.reshape(-1, SPEC.block_bytes)
-    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, out, Workspace())
-    return out.view(*blocks.shape[:-1], SPEC.block_weights)
 
 
 def quantize_blocks(weights: torch.Tensor) -> torch.Tensor:

@@ -59,19 +59,6 @@ def _plan(n: int, scratch: Workspace) -> tuple[torch.Tensor, torch.Tensor, torch
     return values, values[:, QS_OFFSET:], scale
 
 
-def dequantize_into(blocks: torch.Tensor, out: torch.Tensor, scratch: Workspace) -> None:
-    """blocks [n, 34] -> ``out`` float32 [n, 32]."""
-    dequantize_views(*chunk_views(blocks), out, scratch)
-
-
-def dequantize_blocks(blocks: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [..., nblocks, 34] -> float32 [..., nblocks, 32] (``out``: float32 [N, 32])."""
-    flat = blocks.reshape(-1, SPEC.block_bytes)
-    out = torch.empty(flat.shape[0], SPEC.block_weights) if out is None else out
-    dequantize_into(flat, out, Workspace())
-    return out.view(*blocks.shape[:-1], SPEC.block_weights)
-
-
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
     # the floor-based formula of gguf-py, kept operation for operation: a plain x + 0.5
     # would round 0.49999997 up
