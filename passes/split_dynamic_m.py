@@ -63,7 +63,7 @@ import torch.fx
 
 from compiler import ops
 from compiler.errors import PassError
-from compiler.tuning import DEFAULT_BUCKETS
+from compiler.tuning import DEFAULT_BUCKETS, KERNELS_BY_THRESHOLD_COUNT
 from passes.fuse_gguf_patterns import bound_arguments
 from passes.pass_base import Pass, option
 from passes.regions import form_regions, graph_view, quotient_is_acyclic
@@ -71,12 +71,8 @@ from passes.shape_facts import dim_expr, tensor_value
 
 COND = torch.ops.higher_order.cond
 REGION_MODES = ("op", "layer", "max")
-# Kernel of each bucket, by the number of thresholds given.
-KERNELS_BY_THRESHOLDS = {
-    0: ("matmul",),
-    1: ("matvec", "matmul"),
-    2: ("matvec", "matvec_batched", "matmul"),
-}
+# Kernel of each bucket, by the number of thresholds given (shared with `ggufc tune`).
+KERNELS_BY_THRESHOLDS = KERNELS_BY_THRESHOLD_COUNT
 # ggufc.linear's arguments in schema order; the kernel is the last one.
 LINEAR_ARGUMENTS = ("x", "blocks", "bias", "fmt", "n", "k", "kernel")
 # Names torch.export gives the two branches of a cond; reused for readable dumps.
