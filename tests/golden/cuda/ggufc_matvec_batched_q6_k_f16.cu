@@ -6,7 +6,9 @@
 // mma.sync m16n8k16 with A = activations (rows m0 + 0..7; rows 8..15 of A are zero) and
 // B = weights (8 weight rows as its 8 columns).  The K order inside an mma is free as long as
 // A and B agree: lane (g, c) = (lane / 4, lane % 4) supplies, in mma j, weights 4j..4j+3 of
-// part c + 4i of weight row n0 + g (B) and the activations at those positions of row m0 + g (A).
+// part step_part(c, i) of weight row n0 + g (B) and the activations at those positions of row
+// m0 + g (A): block c + 4i of the step for the 32-weight formats; a K-quant lane's two parts are the two
+// nibbles of the same quant bytes.
 //
 // The warps split K by steps of 1 block(s) per weight row: warp w takes steps w, w + 8, ...
 // Each warp streams its steps global -> shared memory with 16-byte cp.async (L2 only) into a
