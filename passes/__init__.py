@@ -13,9 +13,10 @@ import importlib
 from typing import Any
 
 # `fuse-gguf` (ggufc.dequantize + consumer -> ggufc.linear / ggufc.embedding), cleanup while
-# the graph is flat, then `split-dynamic-m` (torch.cond per M bucket: the regions it copies into
+# the graph is flat, `fuse-rms-norm` (spelled-out RMSNorms -> aten.rms_norm: one kernel instead
+# of six), then `split-dynamic-m` (torch.cond per M bucket: the regions it copies into
 # branches are already clean, and the cleanup passes do not look inside branches), then dce.
-DEFAULT_PIPELINE_TEXT = "fuse-gguf,canonicalize,cse,split-dynamic-m,dce"
+DEFAULT_PIPELINE_TEXT = "fuse-gguf,canonicalize,fuse-rms-norm,cse,split-dynamic-m,dce"
 
 _LAZY = {
     "PassManager": "passes.manager",

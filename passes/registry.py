@@ -33,6 +33,7 @@ BUILTIN_PASSES: dict[str, str] = {
     "cse": "passes.cse:CommonSubexpressionElimination",
     "dce": "passes.dce:DeadCodeElimination",
     "fuse-gguf": "passes.fuse_gguf:FuseGguf",
+    "fuse-rms-norm": "passes.fuse_rms_norm:FuseRmsNormPass",
     "split-dynamic-m": "passes.split_dynamic_m:SplitDynamicM",
 }
 

@@ -78,6 +78,7 @@ ALLOWED_ATEN_OPS: frozenset[str] = frozenset(
         "aten::relu",
         "aten::repeat_interleave.self_int",
         "aten::reshape",
+        "aten::rms_norm",
         "aten::rsqrt",
         "aten::scaled_dot_product_attention",
         "aten::select.int",

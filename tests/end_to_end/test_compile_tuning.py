@@ -109,7 +109,9 @@ def test_cli_compile_with_a_tuning_file(gguf_path, tmp_path, capsys):
         capsys.readouterr().err
     )
     metadata = dict(load_program(output).program.metadata)
-    assert metadata[KEY_PIPELINE] == ("fuse-gguf,canonicalize,cse,split-dynamic-m{buckets=4,9},dce")
+    assert metadata[KEY_PIPELINE] == (
+        "fuse-gguf,canonicalize,fuse-rms-norm,cse,split-dynamic-m{buckets=4,9},dce"
+    )
 
 
 def test_bad_tuning_input_fails_before_compiling(gguf_path, tmp_path, capsys):
