@@ -1,0 +1,133 @@
+"""How fast can any kernel merely read the packed weights of each M = 1 shape?
+
+    python benchmarks/cuda_read_floor.py [--formats Q4_0,Q6_K] [--out results.md]
+
+The memory floor of `cuda_matmul.py` (bytes / device-copy bandwidth) leaves out what every
+kernel launch pays on top of moving its bytes: the launch gap, the ramp until enough loads are
+in flight, the tail of the last blocks.  This benchmark launches a kernel that only streams the
+same bytes (coalesced 16-byte loads that bypass L1, four in flight per thread, 256-thread
+blocks of 8 rows, the values XOR-folded so the loads are not optimized away) and times it with
+the method of `codegen.cuda_timing`.  Its ratio to the floor is the least a real matvec can
+reach at that size; issue 8's M = 1 target (<= 1.18x the floor) is measured against the floor,
+so this says how much of the margin is left for decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
+from compiler import formats
+
+M1_SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144, 640))
+THREADS = 256
+ROWS_PER_BLOCK = 8
+LOADS_IN_FLIGHT = 4
+WORD_BYTES = 16
+
+READ_ONLY_SOURCE = r"""
+extern "C" __global__ void __launch_bounds__(THREADS) read_rows(
+        const unsigned char* __restrict__ rows, long long total_words, long long words_per_block,
+        unsigned int* sink) {
+    const long long first = (long long)blockIdx.x * words_per_block;
+    const long long end = min(first + words_per_block, total_words);
+    const uint4* base = reinterpret_cast<const uint4*>(rows);
+    unsigned int fold = 0;
+    for (long long i0 = first + threadIdx.x; i0 < end; i0 += (long long)THREADS * LOADS) {
+        uint4 v[LOADS];
+#pragma unroll
+        for (int u = 0; u < LOADS; ++u) {
+            const long long i = i0 + (long long)u * THREADS;
+            v[u] = make_uint4(0u, 0u, 0u, 0u);
+            if (i < end) {
+                asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                             : "=r"(v[u].x), "=r"(v[u].y), "=r"(v[u].z), "=r"(v[u].w)
+                             : "l"(base + i));
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < LOADS; ++u) {
+            fold ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+        }
+    }
+    if (fold == 0x9e3779b9u) {  // practically never: keeps the loads without writing
+        sink[0] = fold;
+    }
+}
+"""
+
+
+def read_kernel():
+    import cupy
+
+    source = READ_ONLY_SOURCE.replace("THREADS", str(THREADS)).replace(
+        "LOADS", str(LOADS_IN_FLIGHT)
+    )
+    return cupy.RawModule(code=source, options=("--std=c++17",)).get_function("read_rows")
+
+
+def bench_shape(kernel, fmt: str, n: int, k: int, bandwidth: float) -> dict:
+    import cupy
+
+    row_bytes = k // formats.FORMATS[fmt].block_weights * formats.FORMATS[fmt].block_bytes
+    packed = n * row_bytes
+    total_words = -(-packed // WORD_BYTES)
+    # random bytes: the read kernel does not decode, so they need not be valid blocks
+    data = torch.randint(0, 256, (total_words * WORD_BYTES,), dtype=torch.uint8, device="cuda")
+    copies = rotated_copies(data)
+    words_per_block = ROWS_PER_BLOCK * row_bytes // WORD_BYTES
+    grid = (-(-total_words // words_per_block),)
+    sink = cupy.zeros(1, dtype=cupy.uint32)
+
+    def launch(i):
+        kernel(grid, (THREADS,), (copies[i].data_ptr(), total_words, words_per_block, sink))
+
+    read_us = time_launches(launch, len(copies))
+    floor_us = packed / bandwidth * 1e6
+    return {"format": fmt, "shape": f"{n}x{k}", "read_us": read_us, "floor_us": floor_us}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--formats", default=",".join(formats.FORMATS))
+    parser.add_argument("--out", help="also write the markdown table here")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("cuda_read_floor.py: needs a CUDA device", file=sys.stderr)
+        return 2
+    kernel = read_kernel()
+    bandwidth = copy_bandwidth()
+    lines = [
+        (
+            f"Card: {torch.cuda.get_device_name()}; device copy {bandwidth / 1e9:.0f} GB/s "
+            "(read + written); floor = packed weight bytes / copy bandwidth"
+        ),
+        "",
+        "| format | N x K | floor us | read-only kernel us | read / floor |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for fmt in args.formats.split(","):
+        for n, k in M1_SHAPES:
+            if k % formats.FORMATS[fmt].block_weights:
+                continue
+            r = bench_shape(kernel, fmt, n, k, bandwidth)
+            lines.append(
+                f"| {fmt} | {r['shape']} | {r['floor_us']:.1f} | {r['read_us']:.1f} | "
+                f"{r['read_us'] / r['floor_us']:.2f} |"
+            )
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
