@@ -118,7 +118,7 @@ def test_round_trip_pipeline_text_pipeline(items):
         ("cse dce", 5, "expected ',' or end of pipeline"),
         ("cse,", 5, "expected a pass name"),
         ('test-all-option-types{label="abc}', 29, "unterminated string"),
-        ("cse{x=1}", 5, "it takes no options"),
+        ("dce{x=1}", 5, "it takes no options"),
         ("canonicalize{max-iterations=}", 29, "expected a value"),
         ("cse,canonicalize{max-iterations=0}", 5, "max-iterations must be at least 1"),
         ("canonicalize{disable-patterns=fold-nothing}", 1, "unknown pattern(s) fold-nothing"),
