@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -67,7 +67,10 @@ class _Job:
     is left or one failed.  ``finished`` is set once no task will be taken any more and none
     is running."""
 
-    def __init__(self, tasks: Sequence[Callable[[], None]]) -> None:
+    def __init__(self, tasks: list[Callable[[], None] | None]) -> None:
+        # each entry is dropped once taken: what a task holds (views of the caller's
+        # tensors) is freed by the thread that ran it while the others work, instead of
+        # all at once by the caller after the last chunk
         self._tasks = tasks
         self._next = 0
         self._running = 0
@@ -100,8 +103,9 @@ class _Job:
     def work(self) -> None:
         while (index := self._take()) is not None:
             error = None
+            task, self._tasks[index] = self._tasks[index], None
             try:
-                self._tasks[index]()
+                task()
             except Exception as failure:  # noqa: BLE001 -- re-raised by the caller, whatever it is
                 error = failure
             finally:
@@ -159,14 +163,18 @@ if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere there is no fork to
     os.register_at_fork(after_in_child=_forget_helpers)
 
 
-def run(tasks: Sequence[Callable[[], None]], threads: int) -> None:
+def run(tasks: list[Callable[[], None] | None], threads: int) -> None:
     """Run ``tasks`` to completion on ``threads`` threads (see the module docstring): with 1,
-    one after another on the calling thread as it is.  The first exception of a task is
-    raised here, once no task is running any more (tasks write into the caller's tensors)."""
+    one after another on the calling thread as it is.  Each entry of the list is set to None
+    once taken, so that what it holds is freed as soon as it has run.  The first exception
+    of a task is raised here, once no task is running any more (tasks write into the
+    caller's tensors)."""
     global _helpers
     if threads <= 1:
-        for task in tasks:
+        for index, task in enumerate(tasks):
+            tasks[index] = None
             task()
+            del task
         return
     job = _Job(tasks)
     helpers = min(threads, len(tasks)) - 1

@@ -131,6 +131,38 @@ def test_tasks_run_once_each_on_any_thread_count():
         assert counts == [1] * 25, threads
 
 
+class _Held:
+    """Stands for the views a chunk task holds; counts how many are alive."""
+
+    alive = 0
+
+    def __init__(self) -> None:
+        _Held.alive += 1
+
+    def __del__(self) -> None:
+        _Held.alive -= 1
+
+
+def _note_alive(alive_seen: list[int], start: int, index: int, held: _Held) -> None:
+    alive_seen[index] = _Held.alive - start
+
+
+def test_each_task_is_freed_once_taken():
+    # what a task holds goes with it once it has run, not when run() returns: the last task
+    # sees every earlier one's object gone whatever the thread count
+    for threads in (1, THREADS):
+        start = _Held.alive
+        alive_seen = [-1] * 9
+        tasks = [
+            functools.partial(_note_alive, alive_seen, start, index, _Held()) for index in range(9)
+        ]
+        parallel.run(tasks, threads)
+        assert tasks == [None] * 9, threads
+        assert _Held.alive == start, threads
+        if threads == 1:  # in order on one thread: task i sees 9 - i objects left, its own too
+            assert alive_seen == [9 - index for index in range(9)]
+
+
 def _record_thread(threads_seen: set[int]) -> None:
     time.sleep(0.01)  # long enough for the helpers to wake and take tasks
     threads_seen.add(threading.get_ident())
