@@ -38,7 +38,9 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
 
     kind    = the node's ``kernel`` ("matvec" | "matvec_batched" | "matmul"); ``"auto"`` picks
               by a static M (1 -> matvec, <= MATVEC_BATCHED_ROWS -> matvec_batched) and
-              matmul for a symbolic one (matmul serves every M).
+              matmul for a symbolic one (matmul serves every M).  A matvec of at most
+              `MATVEC_NARROW_MAX_WEIGHTS[dtype]` (N * K) gets the emitter's narrow geometry on
+              CUDA (one weight row a warp; `codegen.kernels.uses_narrow_variant`).
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
@@ -51,7 +53,7 @@ KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
 CUDA's when CUDA is among the backends (the runtime launcher is CUDA's), else the first
-backend's.  Sources come from ``emitter(backend, fmt, kind, dtype)`` (default
+backend's.  Sources come from ``emitter(backend, fmt, kind, dtype[, narrow=True])`` (default
 `codegen.kernels.emit`), one per backend; ``backends=()`` gives a program for the CPU
 reference interpreter only.
 """
@@ -153,7 +155,9 @@ MIRRORED = {
     CompareOp.NE: CompareOp.NE,
 }
 
-Emitter = Callable[[str, str, str, str], object]
+# emit(backend, fmt, kind, dtype, narrow=...) -> KernelSource; `narrow` is passed (True) only
+# where codegen.kernels.uses_narrow_variant picks the small-weight geometry
+Emitter = Callable[..., object]
 
 
 def lower(
@@ -774,9 +778,14 @@ class _Lowering:
                 f"{where}: activation dtype {dtype} has no kernels; supported: "
                 f"{', '.join(str(d) for d in KERNEL_DTYPES)}"
             )
+        from codegen.kernels import uses_narrow_variant
+
         sources, rules = [], {}
         for backend in self.backends:
-            generated = self.emitter(backend, fmt, kind_name, dtype_name)
+            # the small-weight geometry where the backend has one (emitter.variants)
+            small = uses_narrow_variant(backend, kind_name, dtype_name, n, k)
+            narrow = {"narrow": True} if small else {}
+            generated = self.emitter(backend, fmt, kind_name, dtype_name, **narrow)
             sources.append(
                 KernelSource(
                     backend=BACKEND_ENUMS[backend],

@@ -1,6 +1,7 @@
 """GGUF kernel templates for Metal and CUDA and the emitter that specialises them.
 
-``emit(backend, fmt, kind, dtype) -> KernelSource`` (entry, header, source, launch rule);
+``emit(backend, fmt, kind, dtype, narrow=False) -> KernelSource`` (entry, header, source,
+launch rule; ``narrow``: the small-weight geometry of the kinds `variants` lists);
 see :mod:`codegen.kernels.emitter` for the template-constant / kernel-argument rule and the
 kernel signatures, :mod:`codegen.kernels.launch` for grid and block.
 """
@@ -17,6 +18,8 @@ from codegen.kernels.emitter import (
     emit_header,
     entry_name,
     translation_unit,
+    uses_narrow_variant,
+    variants,
 )
 from codegen.kernels.launch import GridExtent, LaunchRule
 
@@ -34,4 +37,6 @@ __all__ = [
     "emit_header",
     "entry_name",
     "translation_unit",
+    "uses_narrow_variant",
+    "variants",
 ]

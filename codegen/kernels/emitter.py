@@ -59,6 +59,21 @@ THREADS = 128  # 4 warps / simdgroups per block in every kind
 WARPS = THREADS // 32
 MATVEC_BATCHED_ROWS = 8  # activation rows served by one read of the weights
 MATVEC_ROWS_PER_WARP = 4  # weight rows a matvec warp decodes against one read of x
+# Small CUDA matvecs (N * K up to the bound of their activation dtype) take a narrow
+# geometry, one weight row a warp: a matvec that small is bound by the latency of its few
+# chunks, not by bandwidth, and four times the warps each decoding a quarter of the rows
+# finish sooner.  Larger ones keep MATVEC_ROWS_PER_WARP (one read of x serves more rows,
+# which matters most for float32 x, twice the bytes).  `benchmarks/cuda_matvec_geometry.py`,
+# H100, 2026-11-26, narrow / default time: float32 0.75-0.92 at 1.2 Mi weights (640x2048),
+# 0.97-1.08 at 2 Mi, 1.28-1.42 at 8 Mi; float16 0.65-0.77 at 1.2 Mi, 0.85-0.97 at 8 Mi,
+# 0.85-1.02 at 16 Mi (Q5_0, Q4_K, Q8_0).  bfloat16 moves as many bytes as float16 and takes
+# its bound (not measured separately).
+MATVEC_NARROW_MAX_WEIGHTS = {
+    "float32": 3 << 19,  # 1.5 Mi: every linear of Gemma 3 270M but its lm_head
+    "float16": 8 << 20,
+    "bfloat16": 8 << 20,
+}
+MATVEC_NARROW_ROWS_PER_WARP = 1
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
 # a block computes an 8 x 8 tile of out (8 weight rows = the mma's N, up to 8 activation
@@ -166,8 +181,26 @@ class KernelSource:
         return self.header + "\n" + self.source
 
 
-def entry_name(fmt: str, kind: str, dtype: str) -> str:
-    return f"ggufc_{kind}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
+def entry_name(fmt: str, kind: str, dtype: str, narrow: bool = False) -> str:
+    variant = f"{kind}_narrow" if narrow else kind
+    return f"ggufc_{variant}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
+
+
+def has_narrow_variant(backend: str, kind: str) -> bool:
+    """Whether ``kind`` has a narrow geometry for small weights on ``backend`` (the CUDA
+    matvec; Metal's matvec is one row a simdgroup already)."""
+    return backend == "cuda" and kind == "matvec"
+
+
+def uses_narrow_variant(backend: str, kind: str, dtype: str, n: int, k: int) -> bool:
+    """The geometry rule of `MATVEC_NARROW_MAX_WEIGHTS` for an N x K weight and ``dtype``
+    activations."""
+    return has_narrow_variant(backend, kind) and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]
+
+
+def variants(backend: str, kind: str) -> tuple[bool, ...]:
+    """The ``narrow`` values `emit` takes for ``kind`` on ``backend``."""
+    return (False, True) if has_narrow_variant(backend, kind) else (False,)
 
 
 def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
@@ -195,16 +228,16 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
     }
 
 
-def launch_rule(backend: str, fmt: str, kind: str, dtype: str) -> LaunchRule:
+def launch_rule(backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False) -> LaunchRule:
     """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` (see
-    codegen.kernels.launch)."""
+    codegen.kernels.launch); ``narrow``: the small-weight geometry (see `variants`)."""
     one = GridExtent()
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
         return LaunchRule(threads, (GridExtent(("N",), tile), GridExtent(("M",), tile), one))
     if kind == "matvec":
-        rows = WARPS * (MATVEC_ROWS_PER_WARP if backend == "cuda" else 1)
+        rows = WARPS * _matvec_rows_per_warp(backend, narrow)
         return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
@@ -217,6 +250,12 @@ def launch_rule(backend: str, fmt: str, kind: str, dtype: str) -> LaunchRule:
             return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
         return LaunchRule(THREADS, grid)
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def _matvec_rows_per_warp(backend: str, narrow: bool) -> int:
+    if backend != "cuda":
+        return 1
+    return MATVEC_NARROW_ROWS_PER_WARP if narrow else MATVEC_ROWS_PER_WARP
 
 
 def uses_tensor_core_matvec(backend: str, kind: str, dtype: str) -> bool:
@@ -266,11 +305,13 @@ def emit_header(backend: str, fmt: str) -> str:
     return "\n".join(_render(part) for part in parts)
 
 
-def _kind_values(backend: str, fmt: str, kind: str, dtype: str) -> tuple[str, dict]:
+def _kind_values(
+    backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False
+) -> tuple[str, dict]:
     """Template path and values of one kernel."""
     syntax = SYNTAX[backend]
     values = {
-        "entry": entry_name(fmt, kind, dtype),
+        "entry": entry_name(fmt, kind, dtype, narrow),
         "format": fmt,
         "kind": kind,
         "dtype": dtype,
@@ -293,7 +334,7 @@ def _kind_values(backend: str, fmt: str, kind: str, dtype: str) -> tuple[str, di
         return f"{backend}/matvec_tensor_core{syntax.source_suffix}", values
     if kind == "matvec":
         values["warps_per_block"] = WARPS
-        values["rows_per_warp"] = MATVEC_ROWS_PER_WARP if backend == "cuda" else 1
+        values["rows_per_warp"] = _matvec_rows_per_warp(backend, narrow)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
@@ -321,13 +362,17 @@ def _kind_values(backend: str, fmt: str, kind: str, dtype: str) -> tuple[str, di
 
 
 @cache
-def emit(backend: str, fmt: str, kind: str, dtype: str) -> KernelSource:
+def emit(backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False) -> KernelSource:
     """The kernel of ``kind`` for ``fmt`` weights and ``dtype`` activations on ``backend``.
 
     ``dtype`` is the activation (and output) dtype by torch name; embedding's is the output
-    dtype.  UnsupportedError for anything outside BACKENDS x FORMAT_NAMES x KINDS x DTYPES."""
+    dtype.  ``narrow``: the small-weight geometry, for the kinds `variants` allows it (the
+    lowering picks it by `uses_narrow_variant`).  UnsupportedError for anything outside
+    BACKENDS x FORMAT_NAMES x KINDS x DTYPES x variants."""
     _check(backend, fmt, kind, dtype)
-    template, values = _kind_values(backend, fmt, kind, dtype)
+    if narrow not in variants(backend, kind):
+        raise UnsupportedError(f"{backend} {kind} has no narrow variant")
+    template, values = _kind_values(backend, fmt, kind, dtype, narrow)
     return KernelSource(
         backend=backend,
         format=fmt,
@@ -336,17 +381,18 @@ def emit(backend: str, fmt: str, kind: str, dtype: str) -> KernelSource:
         entry=values["entry"],
         header=emit_header(backend, fmt),
         source=_render(template, **values),
-        launch=launch_rule(backend, fmt, kind, dtype),
+        launch=launch_rule(backend, fmt, kind, dtype, narrow),
     )
 
 
 def all_kernels(backend: str) -> list[KernelSource]:
-    """Every kernel of ``backend``, in a fixed order (format, kind, dtype)."""
+    """Every kernel of ``backend``, in a fixed order (format, kind, dtype, variant)."""
     return [
-        emit(backend, fmt, kind, dtype)
+        emit(backend, fmt, kind, dtype, narrow)
         for fmt in FORMAT_NAMES
         for kind in KINDS
         for dtype in DTYPES
+        for narrow in variants(backend, kind)
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from golden_files import GOLDEN_DIR, GOLDEN_EXTENSIONS
 
-from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header
+from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header, variants
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -16,18 +16,20 @@ def test_kernel_sources_match_goldens(snapshot, backend, fmt):
     assert header == snapshot(extension_class=extension, name=f"header_{fmt.lower()}")
     for kind in KINDS:
         for dtype in DTYPES:
-            kernel = emit(backend, fmt, kind, dtype)
-            assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
+            for narrow in variants(backend, kind):
+                kernel = emit(backend, fmt, kind, dtype, narrow)
+                assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_golden_file_belongs_to_a_generated_kernel(backend):
     extension = GOLDEN_EXTENSIONS[backend]
     expected = {f"header_{fmt.lower()}" for fmt in FORMAT_NAMES} | {
-        emit(backend, fmt, kind, dtype).entry
+        emit(backend, fmt, kind, dtype, narrow).entry
         for fmt in FORMAT_NAMES
         for kind in KINDS
         for dtype in DTYPES
+        for narrow in variants(backend, kind)
     }
     found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
     others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {

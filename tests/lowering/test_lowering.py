@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from codegen import lower
-from codegen.kernels import emit
+from codegen.kernels import emit, uses_narrow_variant
 from compiler.errors import UnsupportedError
 from compiler.ir.parser import parse_program
 from compiler.tuning import DEFAULT_BUCKETS
@@ -132,7 +132,12 @@ def test_kernels_carry_both_sources_and_the_cuda_launch(mlp):
         if not isinstance(node, KernelNode):
             continue
         assert {s.backend for s in node.sources} == {Backend.METAL, Backend.CUDA}
-        expected = emit("cuda", node.format.name, node.kind.name.lower(), "float32")
+        kind = node.kind.name.lower()
+        named = {a.name: a.value for a in node.args}
+        # the mlp's weights are small: its matvecs take the narrow geometry
+        narrow = uses_narrow_variant("cuda", kind, "float32", named["n"].value, named["k"].value)
+        assert narrow == (kind == "matvec")
+        expected = emit("cuda", node.format.name, kind, "float32", narrow)
         cuda = node.source_for(Backend.CUDA)
         assert (cuda.entry, cuda.source, cuda.header) == (
             expected.entry,
@@ -174,9 +179,11 @@ def test_symbolic_grid_evaluates_to_the_launch_rule(mlp):
             m = args["m"]
             rows = env[m.value] if isinstance(m, SymIntRef) else m.value
             kind = node.kind.name.lower()
-            rule = emit("cuda", node.format.name, kind, "float32").launch
+            n, k = args["n"].value, args["k"].value
+            narrow = uses_narrow_variant("cuda", kind, "float32", n, k)
+            rule = emit("cuda", node.format.name, kind, "float32", narrow).launch
             grid = tuple(env[d.value] if d.is_symbolic else d.size for d in node.grid)
-            assert grid == rule.grid_size(rows, args["n"].value, args["k"].value)
+            assert grid == rule.grid_size(rows, n, k)
             if node.kind == KernelKind.MATMUL:
                 assert node.grid[1].is_symbolic and not node.grid[0].is_symbolic
 
@@ -267,9 +274,9 @@ def test_emitter_is_a_parameter(mlp):
     gp, _ = mlp
     calls = []
 
-    def emitter(backend, fmt, kind, dtype):
+    def emitter(backend, fmt, kind, dtype, **variant):
         calls.append((backend, fmt, kind, dtype))
-        return emit(backend, fmt, kind, dtype)
+        return emit(backend, fmt, kind, dtype, **variant)
 
     lower(gp, backends=("cuda",), emitter=emitter)
     assert ("cuda", "Q4_0", "embedding", "float32") in calls

@@ -1,0 +1,88 @@
+"""The CUDA matvec's two geometries against each other: where does one row a warp win?
+
+    python benchmarks/cuda_matvec_geometry.py [--formats Q5_0,Q4_K,Q8_0] [--dtypes float32,float16]
+
+Times, per format, dtype and N x K (from Gemma-3-270M-sized weights up to 8192x4096), the
+default matvec (MATVEC_ROWS_PER_WARP weight rows a warp) and the narrow one (one row a warp)
+that the lowering picks for N * K <= MATVEC_NARROW_MAX_WEIGHTS[dtype] (codegen/kernels/emitter.py);
+this is the measurement behind that bound, to rerun on another GPU.  Each cell is checked
+against a float64 reference before it is timed.  Timing: codegen.cuda_timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codegen.cuda_run import TORCH_DTYPES, CudaKernelRunner
+from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
+from codegen.kernels import emit
+from codegen.kernels.emitter import MATVEC_NARROW_MAX_WEIGHTS
+from compiler import formats
+
+SHAPES = ((640, 2048), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096))
+ERROR_BOUNDS = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def time_cell(runner, fmt: str, dtype: str, n: int, k: int, generator) -> tuple[float, float]:
+    torch_dtype = TORCH_DTYPES[dtype]
+    blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
+    copies = rotated_copies(blocks)
+    xs = [torch.randn(1, k, generator=generator).to(torch_dtype).cuda() for _ in copies]
+    outs = [torch.empty(1, n, dtype=torch_dtype, device="cuda") for _ in copies]
+    ref = xs[0].double() @ formats.dequantize(blocks.cpu(), fmt, torch.float64).cuda().T
+    times = []
+    for narrow in (False, True):
+        kernel = emit("cuda", fmt, "matvec", dtype, narrow)
+        outs[0].fill_(float("nan"))
+        runner.linear(kernel, xs[0], blocks, None, n, k, out=outs[0])
+        error = float((outs[0].double() - ref).norm() / ref.norm())
+        if not error <= ERROR_BOUNDS[dtype]:
+            raise SystemExit(f"{kernel.entry} {n}x{k}: relative error {error:.3g}")
+        times.append(
+            time_launches(
+                lambda i, kernel=kernel: runner.linear(
+                    kernel, xs[i], copies[i], None, n, k, out=outs[i]
+                ),
+                len(copies),
+            )
+        )
+    return times[0], times[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--formats", default="Q5_0,Q4_K,Q8_0")
+    parser.add_argument("--dtypes", default="float32,float16")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("cuda_matvec_geometry.py: needs a CUDA device", file=sys.stderr)
+        return 2
+    runner = CudaKernelRunner()
+    generator = torch.Generator().manual_seed(0)
+    bandwidth = copy_bandwidth()
+    print(
+        f"Card: {torch.cuda.get_device_name()}; device copy {bandwidth / 1e9:.0f} GB/s; "
+        f"the lowering picks the narrow geometry up to {MATVEC_NARROW_MAX_WEIGHTS} weights\n"
+    )
+    print("| format | dtype | N x K | weights (Mi) | default us | narrow us | narrow / default |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for fmt in args.formats.split(","):
+        for dtype in args.dtypes.split(","):
+            for n, k in SHAPES:
+                wide, narrow = time_cell(runner, fmt, dtype, n, k, generator)
+                print(
+                    f"| {fmt} | {dtype} | {n}x{k} | {n * k / 2**20:.1f} | {wide:.2f} | "
+                    f"{narrow:.2f} | {narrow / wide:.2f} |",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
