@@ -16,13 +16,18 @@ Python.  `run` copies only the other inputs into the graph's tensors; the output
 are the graph's own tensors, overwritten by the next replay (the fed-back ones are the
 graph's input tensors, already updated).
 
+``epilogue(inputs, outputs)``, if given, runs inside the capture after the feedback copies:
+device work that prepares the next run's inputs from this run's outputs (a greedy decoder
+writes the argmax token and the next position into the graph's own input tensors, so steps
+replay back to back without the host in between).
+
 A run that syncs with the host (reads a value back) cannot be captured: `CapturedStep`
 raises `GraphCaptureError`, and callers fall back to running the program step by step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -41,6 +46,7 @@ class CapturedStep:
         runner,
         example_inputs: Sequence[torch.Tensor],
         feedback: Mapping[int, int] | None = None,
+        epilogue: Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None = None,
     ):
         self.feedback = dict(feedback or {})
         self.inputs = [t.to("cuda").clone() for t in example_inputs]
@@ -57,6 +63,8 @@ class CapturedStep:
                 outputs = runner.run(self.inputs)
                 for input_index, output_index in self.feedback.items():
                     self.inputs[input_index].copy_(outputs[output_index])
+                if epilogue is not None:
+                    epilogue(self.inputs, outputs)
         except (RuntimeError, GgufcError) as exc:
             raise GraphCaptureError(f"capturing the program run as a CUDA graph: {exc}") from exc
         self.outputs = [
@@ -69,6 +77,11 @@ class CapturedStep:
         for index, (static, value) in enumerate(zip(self.inputs, inputs)):
             if index not in self.feedback:
                 static.copy_(value, non_blocking=True)
+        return self.replay()
+
+    def replay(self) -> list[torch.Tensor]:
+        """Replay on the graph's input tensors as they are (set by the last replay's
+        feedback and epilogue, or by `run`)."""
         self.graph.replay()
         return self.outputs
 
