@@ -14,7 +14,9 @@ for the next run (a language model's KV caches): the graph copies those outputs 
 input tensors at its end, so a generation loop passes them on without a copy launched from
 Python.  `run` copies only the other inputs into the graph's tensors; the outputs it returns
 are the graph's own tensors, overwritten by the next replay (the fed-back ones are the
-graph's input tensors, already updated).
+graph's input tensors, already updated).  A fed-back input the program only writes one
+slice of with ``aten::index_copy`` (`ProgramRunner.donatable_inputs`) is updated in place
+instead: no whole-cache copy to make the output, none to feed it back.
 
 ``epilogue(inputs, outputs)``, if given, runs inside the capture after the feedback copies:
 device work that prepares the next run's inputs from this run's outputs (a greedy decoder
@@ -50,19 +52,22 @@ class CapturedStep:
     ):
         self.feedback = dict(feedback or {})
         self.inputs = [t.to("cuda").clone() for t in example_inputs]
+        donated = runner.donatable_inputs() & self.feedback.keys()
         try:
             # the recipe of torch.cuda.graphs: a warm-up run on a side stream compiles the
-            # kernels and settles the allocator before capture
+            # kernels and settles the allocator before capture (on copies: it may write the
+            # donated inputs)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                runner.run(self.inputs)
+                runner.run([t.clone() for t in self.inputs], frozenset(donated))
             torch.cuda.current_stream().wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                outputs = runner.run(self.inputs)
+                outputs = runner.run(self.inputs, frozenset(donated))
                 for input_index, output_index in self.feedback.items():
-                    self.inputs[input_index].copy_(outputs[output_index])
+                    if outputs[output_index] is not self.inputs[input_index]:
+                        self.inputs[input_index].copy_(outputs[output_index])
                 if epilogue is not None:
                     epilogue(self.inputs, outputs)
         except (RuntimeError, GgufcError) as exc:

@@ -113,10 +113,25 @@ class ProgramRunner:
         self._state = _InterpreterState()
 
     def run(
-        self, inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+        self,
+        inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+        donated: frozenset[int] = frozenset(),
     ) -> list[torch.Tensor]:
-        """The program's outputs for `inputs`, in order."""
-        return _Interpreter(self.program, self.device, self._constants, self._state).run(inputs)
+        """The program's outputs for `inputs`, in order.
+
+        ``donated``: positions of inputs (from `donatable_inputs`) the run may update in
+        place: the one ``aten::index_copy`` that reads each runs as ``index_copy_`` on the
+        input tensor itself, which its output then is (a KV cache fed back each step is not
+        copied whole to write one row)."""
+        interpreter = _Interpreter(self.program, self.device, self._constants, self._state)
+        interpreter.donated = frozenset(self.program.inputs[j] for j in donated)
+        return interpreter.run(inputs)
+
+    def donatable_inputs(self) -> frozenset[int]:
+        """Positions of the inputs whose only use in the whole program is as the tensor an
+        ``aten::index_copy`` copies into (not an output, read by nothing else), so that
+        updating them in place changes nothing another node sees."""
+        return donatable_inputs(self.program)
 
 
 class _InterpreterState:
@@ -160,6 +175,7 @@ class _Interpreter:
         self.env: list = [None] * len(program.values)
         self._constants = constants
         self._state = state
+        self.donated: frozenset[int] = frozenset()  # value indices (ProgramRunner.run)
 
     # ---- values ----------------------------------------------------------------------------
     def size(self, d: Dim, where: str) -> int:
@@ -277,9 +293,14 @@ class _Interpreter:
 
     def run_aten(self, node: AtenNode, where: str) -> None:
         aten = self._state.aten
-        fn = aten.get(node.op)
+        op = node.op
+        if op == INDEX_COPY and self.donated and _copies_into(node) in self.donated:
+            op = INDEX_COPY_IN_PLACE  # on the donated input itself (ProgramRunner.run)
+        fn = aten.get(op)
         if fn is None:
-            fn = aten[node.op] = resolve_aten_op(node.op)
+            fn = aten[op] = (
+                resolve_aten_op(node.op) if op == node.op else torch.ops.aten.index_copy_
+            )
         args, kwargs = [], {}
         for a in node.args:
             value = self.argument(a.value, where)
@@ -359,6 +380,71 @@ class _Interpreter:
         except GgufcError as exc:
             raise ProgramRunError(f"{where}: {exc}") from exc
         return out
+
+
+INDEX_COPY = "aten::index_copy"
+# not on the allow-list (a program cannot name it): only a donated input's index_copy runs it
+INDEX_COPY_IN_PLACE = "aten::index_copy_ (donated input)"
+
+
+def _copies_into(node: AtenNode) -> int | None:
+    """The value an ``aten::index_copy`` node copies into (its first argument), if a tensor."""
+    first = node.args[0].value if node.args else None
+    return first.value if isinstance(first, TensorRef) else None
+
+
+def _reads(node) -> list[int]:
+    """The values an instruction reads (not those of the chains an IfNode runs)."""
+    if isinstance(node, AtenNode):
+        reads = []
+        for a in node.args:
+            if isinstance(a.value, (TensorRef, SymIntRef)):
+                reads.append(a.value.value)
+            elif isinstance(a.value, TensorListRef):
+                reads.extend(a.value.values)
+        return reads
+    if isinstance(node, KernelNode):
+        return list(node.inputs)
+    if isinstance(node, IfNode):
+        return [node.condition]
+    return []
+
+
+def _path_reads(program: Program, c: int) -> dict[int, int]:
+    """The most times each value is read on one run of chain ``c``: its instructions, its
+    results, and for each IfNode the larger count of its two branches (one runs)."""
+    counts: dict[int, int] = {}
+    chain = program.chains[c]
+    for node in chain.instructions:
+        for index in _reads(node):
+            counts[index] = counts.get(index, 0) + 1
+        if isinstance(node, IfNode):
+            then, other = (
+                _path_reads(program, node.then_chain),
+                _path_reads(program, node.else_chain),
+            )
+            for index in then.keys() | other.keys():
+                counts[index] = counts.get(index, 0) + max(then.get(index, 0), other.get(index, 0))
+    for index in chain.results:
+        counts[index] = counts.get(index, 0) + 1
+    return counts
+
+
+def donatable_inputs(program: Program) -> frozenset[int]:
+    """See `ProgramRunner.donatable_inputs`."""
+    reads = _path_reads(program, program.main_chain)
+    for index in program.outputs:
+        reads[index] = reads.get(index, 0) + 1
+    copied_into = {
+        _copies_into(node)
+        for node in program.instructions()
+        if isinstance(node, AtenNode) and node.op == INDEX_COPY
+    }
+    return frozenset(
+        j
+        for j, index in enumerate(program.inputs)
+        if index in copied_into and reads.get(index, 0) == 1
+    )
 
 
 _KERNEL_NAMES = {

@@ -192,3 +192,31 @@ def test_compile_instrumentation_flags(compiled, capsys, tmp_path):
     assert kernels and all(len(n.sources) == 1 for n in kernels)
     assert dict(program.metadata)["ggufc.backends"] == "cuda"
     assert dict(program.metadata)["ggufc.max_seq"] == "16"
+
+
+def test_donated_caches_are_updated_in_place_with_the_same_outputs(compiled):
+    """The KV caches are the inputs only an index_copy reads, so `ProgramRunner` may update
+    them in place (what the CUDA-graph decode does); the outputs stay those of a plain run."""
+    from runtime_schema.interpreter import ProgramRunner
+
+    _, program_path, _ = compiled
+    program = load_program(program_path).program
+    runner = ProgramRunner(program, "cpu")
+    donated = runner.donatable_inputs()
+    caches = len(program.inputs) - 2
+    assert donated == frozenset(range(2, 2 + caches)), "every cache, nothing else"
+    generator = torch.Generator().manual_seed(0)
+    for m, position in ((3, 0), (1, 3)):  # a prefill, then a decode step
+        inputs = [
+            torch.randint(0, 100, (1, m), generator=generator),
+            torch.arange(position, position + m),
+        ]
+        for index in program.inputs[2:]:
+            shape = [d.size for d in program.values[index].info.shape]
+            inputs.append(torch.randn(shape, generator=generator))
+        plain = runner.run([t.clone() for t in inputs])
+        outputs = runner.run(inputs, donated)
+        for j, output in enumerate(outputs[1:], start=2):
+            assert output is inputs[j]  # written in place, not copied
+        for a, b in zip(outputs, plain, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
