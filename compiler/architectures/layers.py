@@ -98,19 +98,22 @@ def cached_attention(
     new_v = v_cache.index_copy(1, positions, as_dtype(v[0], v_cache.dtype))
     heads, kv_heads = q.shape[1], new_k.shape[0]
     group = heads // kv_heads
-    keys = new_k.repeat_interleave(group, dim=0).unsqueeze(0)  # [1, H, S, D]
-    values = new_v.repeat_interleave(group, dim=0).unsqueeze(0)
+    m, head_dim, seq = q.shape[2], q.shape[3], new_k.shape[1]
     f32 = torch.float32
-    scores = torch.matmul(as_dtype(q, f32), as_dtype(keys, f32).transpose(-1, -2)) * scale
-    key_pos = torch.arange(new_k.shape[1], device=q.device)
+    # query heads h = g * group + r share key/value head g: as [KV, group * M, D] the queries
+    # of one KV head are one matrix against its [S, D] keys, so the cache is never repeated
+    # per query head (no copy of it a step)
+    queries = as_dtype(q, f32).reshape(kv_heads, group * m, head_dim)
+    scores = torch.matmul(queries, as_dtype(new_k, f32).transpose(-1, -2)) * scale
+    key_pos = torch.arange(seq, device=q.device)
     query_pos = positions[:, None]
     visible = key_pos[None, :] <= query_pos
     if window is not None:
         visible = visible & (query_pos - key_pos[None, :] < window)
-    scores = scores.masked_fill(~visible, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    out = as_dtype(torch.matmul(probs, as_dtype(values, f32)), q.dtype)  # [1, H, M, D]
-    out = out.transpose(1, 2).reshape(1, q.shape[2], heads * q.shape[3])
+    scores = scores.view(kv_heads, group, m, seq).masked_fill(~visible, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).view(kv_heads, group * m, seq)
+    out = as_dtype(torch.matmul(probs, as_dtype(new_v, f32)), q.dtype)  # [KV, group * M, D]
+    out = out.view(1, heads, m, head_dim).transpose(1, 2).reshape(1, m, heads * head_dim)
     return out, new_k, new_v
 
 
