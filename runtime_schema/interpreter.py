@@ -128,9 +128,10 @@ class ProgramRunner:
         return interpreter.run(inputs)
 
     def donatable_inputs(self) -> frozenset[int]:
-        """Positions of the inputs whose only use in the whole program is as the tensor an
-        ``aten::index_copy`` copies into (not an output, read by nothing else), so that
-        updating them in place changes nothing another node sees."""
+        """Positions of the inputs read once at most on any run (counting the larger of an
+        IfNode's two branches, and the program outputs), by an ``aten::index_copy`` copying
+        into them somewhere: updating such an input in place changes nothing another node
+        sees."""
         return donatable_inputs(self.program)
 
 
