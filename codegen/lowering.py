@@ -53,7 +53,7 @@ KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
 CUDA's when CUDA is among the backends (the runtime launcher is CUDA's), else the first
-backend's.  Sources come from ``emitter(backend, fmt, kind, dtype[, narrow=True])`` (default
+backend's.  Sources come from ``emitter(backend, fmt, kind, dtype, narrow=...)`` (default
 `codegen.kernels.emit`), one per backend; ``backends=()`` gives a program for the CPU
 reference interpreter only.
 """
@@ -155,8 +155,8 @@ MIRRORED = {
     CompareOp.NE: CompareOp.NE,
 }
 
-# emit(backend, fmt, kind, dtype, narrow=...) -> KernelSource; `narrow` is passed (True) only
-# where codegen.kernels.uses_narrow_variant picks the small-weight geometry
+# emit(backend, fmt, kind, dtype, *, narrow) -> KernelSource (narrow: the small-weight
+# geometry that codegen.kernels.uses_narrow_variant picks)
 Emitter = Callable[..., object]
 
 
@@ -782,10 +782,8 @@ class _Lowering:
 
         sources, rules = [], {}
         for backend in self.backends:
-            # the small-weight geometry where the backend has one (emitter.variants)
-            small = uses_narrow_variant(backend, kind_name, dtype_name, n, k)
-            narrow = {"narrow": True} if small else {}
-            generated = self.emitter(backend, fmt, kind_name, dtype_name, **narrow)
+            narrow = uses_narrow_variant(backend, kind_name, dtype_name, n, k)
+            generated = self.emitter(backend, fmt, kind_name, dtype_name, narrow=narrow)
             sources.append(
                 KernelSource(
                     backend=BACKEND_ENUMS[backend],

@@ -230,16 +230,15 @@ def generate(
             generated, decode_steps = _decode_replayed(
                 captured, next_token, position, max_tokens, max_seq, eos_id
             )
-        while captured is None and len(generated) < max_tokens:
+        elif max_tokens > 0:
             generated.append(next_token)
-            if next_token == eos_id or len(generated) == max_tokens or position >= max_seq:
-                break
-            tokens = torch.tensor([[next_token]], dtype=torch.int64, device=device)
-            positions = torch.tensor([position], dtype=torch.int64, device=device)
-            logits, caches = step(tokens, positions, caches)
-            decode_steps += 1
-            next_token = int(logits[0, -1].argmax())
-            position += 1
+            while not _finished(generated, position, max_tokens, max_seq, eos_id):
+                tokens = torch.tensor([[generated[-1]]], dtype=torch.int64, device=device)
+                positions = torch.tensor([position], dtype=torch.int64, device=device)
+                logits, caches = step(tokens, positions, caches)
+                decode_steps += 1
+                generated.append(int(logits[0, -1].argmax()))
+                position += 1
         decode_seconds = time.perf_counter() - start
     return Generation(
         prompt,
@@ -288,7 +287,7 @@ def _decode_replayed(
     steps = 0
     token_input = captured.inputs[TOKENS_INPUT].view(1)
     read_back = torch.empty(TOKENS_PER_READ, dtype=torch.int64, device=token_input.device)
-    while not (generated[-1] == eos_id or len(generated) >= max_tokens or position >= max_seq):
+    while not _finished(generated, position, max_tokens, max_seq, eos_id):
         count = min(TOKENS_PER_READ, max_tokens - len(generated), max_seq - position)
         for i in range(count):
             captured.replay()
@@ -300,6 +299,12 @@ def _decode_replayed(
             if token == eos_id:
                 break
     return generated, steps
+
+
+def _finished(generated: list[int], position: int, max_tokens: int, max_seq: int, eos_id) -> bool:
+    """Whether generation stops after ``generated`` with the next token due at ``position``:
+    the end-of-sequence token, the token budget, or a full cache."""
+    return generated[-1] == eos_id or len(generated) >= max_tokens or position >= max_seq
 
 
 def eos_token_id(metadata: dict[str, str]) -> int | None:

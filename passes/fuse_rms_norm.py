@@ -29,6 +29,7 @@ from typing import ClassVar
 import torch
 import torch.fx
 
+from passes.fuse_gguf_patterns import bound_arguments
 from passes.pass_base import Pass, option
 from passes.rewrite.driver import DEFAULT_MAX_ITERATIONS, GreedyConfig, apply_patterns_greedily
 from passes.rewrite.pattern import RewritePattern
@@ -64,7 +65,7 @@ def _float_scalar(value) -> float | None:
 
 def _epsilon_of(node) -> tuple[Node, float] | None:
     """``add(mean, eps)`` or ``add(eps, mean)`` with a number eps and alpha 1 -> (mean, eps)."""
-    if not _call(node, aten.add.Tensor) or node.kwargs.get("alpha", 1) != 1:
+    if not _call(node, aten.add.Tensor) or bound_arguments(node)["alpha"] != 1:
         return None
     a, b = node.args[0], node.args[1]
     mean, eps = (a, b) if isinstance(a, Node) else (b, a)
@@ -74,11 +75,13 @@ def _epsilon_of(node) -> tuple[Node, float] | None:
 
 def _mean_square_of(node: Node) -> Node | None:
     """``mean(pow(x, 2), [last dim], keepdim=True)`` -> x."""
-    if not _call(node, aten.mean.dim) or node.kwargs.get("dtype") is not None:
+    if not _call(node, aten.mean.dim):
         return None
-    args = list(node.args) + [None] * (3 - len(node.args))
-    square, dims, keepdim = args[0], args[1], node.kwargs.get("keepdim", args[2])
-    if not _call(square, aten.pow.Tensor_Scalar) or keepdim is not True:
+    mean = bound_arguments(node)
+    square, dims = mean["self"], mean["dim"]
+    if mean["dtype"] is not None or mean["keepdim"] is not True:
+        return None
+    if not _call(square, aten.pow.Tensor_Scalar):
         return None
     x = square.args[0]
     ndim = rank(x) if isinstance(x, Node) else None

@@ -294,14 +294,12 @@ class _Interpreter:
 
     def run_aten(self, node: AtenNode, where: str) -> None:
         aten = self._state.aten
-        op = node.op
-        if op == INDEX_COPY and self.donated and _copies_into(node) in self.donated:
-            op = INDEX_COPY_IN_PLACE  # on the donated input itself (ProgramRunner.run)
-        fn = aten.get(op)
-        if fn is None:
-            fn = aten[op] = (
-                resolve_aten_op(node.op) if op == node.op else torch.ops.aten.index_copy_
-            )
+        if node.op == INDEX_COPY and self.donated and _copies_into(node) in self.donated:
+            fn = INDEX_COPY_IN_PLACE  # on the donated input itself (ProgramRunner.run)
+        else:
+            fn = aten.get(node.op)
+            if fn is None:
+                fn = aten[node.op] = resolve_aten_op(node.op)
         args, kwargs = [], {}
         for a in node.args:
             value = self.argument(a.value, where)
@@ -385,7 +383,7 @@ class _Interpreter:
 
 INDEX_COPY = "aten::index_copy"
 # not on the allow-list (a program cannot name it): only a donated input's index_copy runs it
-INDEX_COPY_IN_PLACE = "aten::index_copy_ (donated input)"
+INDEX_COPY_IN_PLACE = torch.ops.aten.index_copy_.default
 
 
 def _copies_into(node: AtenNode) -> int | None:
