@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
-from codegen.kernels import FORMAT_NAMES, emit, uses_narrow_variant
+from codegen.kernels import FORMAT_NAMES, emit, pick_geometry
 from compiler import formats
 
 M1_SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144, 640))
@@ -43,7 +43,7 @@ def random_blocks_cuda(fmt: str, n: int, k: int, generator: torch.Generator) -> 
 def bench_case(runner, fmt, n, k, m, bandwidth, generator):
     kind = KIND_FOR_M[m]
     # the geometry the lowering would pick for this weight
-    kernel = emit("cuda", fmt, kind, "float16", uses_narrow_variant("cuda", kind, "float16", n, k))
+    kernel = emit("cuda", fmt, kind, "float16", pick_geometry("cuda", fmt, kind, "float16", n, k))
     blocks = random_blocks_cuda(fmt, n, k, generator)
     packed = blocks.numel()
     weight_copies = rotated_copies(blocks)

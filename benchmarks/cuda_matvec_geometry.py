@@ -1,12 +1,19 @@
-"""The CUDA matvec's two geometries against each other: where does one row a warp win?
+"""The CUDA matvec's geometries against each other: where does each win?
 
     python benchmarks/cuda_matvec_geometry.py [--formats Q5_0,Q4_K,Q8_0] [--dtypes float32,float16]
 
-Times, per format, dtype and N x K (from Gemma-3-270M-sized weights up to 8192x4096), the
-default matvec (MATVEC_ROWS_PER_WARP weight rows a warp) and the narrow one (one row a warp)
-that the lowering picks for N * K <= MATVEC_NARROW_MAX_WEIGHTS[dtype] (codegen/kernels/emitter.py);
-this is the measurement behind that bound, to rerun on another GPU.  Each cell is checked
-against a float64 reference before it is timed.  Timing: codegen.cuda_timing.
+Two tables, the measurements behind two choices of codegen/kernels/emitter.py, to rerun on
+another GPU:
+
+* narrow vs default, per format, dtype and N x K from Gemma-3-270M-sized weights up to
+  8192x4096: the default matvec against the narrow one (one row a warp) that the lowering
+  picks for N * K <= MATVEC_NARROW_MAX_WEIGHTS[dtype];
+* split-K vs default, for the formats of MATVEC_SPLIT_K_FORMATS from K = 640 to 21504: the
+  split-K kernel (`cuda/matvec_split_k.cu`) against the warp-staged default (`cuda/matvec.cu`),
+  the measurement behind MATVEC_SPLIT_K_MIN_K.
+
+Each cell is checked against a float64 reference before it is timed.  Timing:
+codegen.cuda_timing.
 """
 
 from __future__ import annotations
@@ -22,14 +29,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codegen.cuda_run import TORCH_DTYPES, CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import emit
-from codegen.kernels.emitter import MATVEC_NARROW_MAX_WEIGHTS
+from codegen.kernels.emitter import (
+    MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_SPLIT_K_FORMATS,
+    MATVEC_SPLIT_K_MIN_K,
+)
 from compiler import formats
 
 SHAPES = ((640, 2048), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096))
+SPLIT_K_SHAPES = (
+    (262144, 640),
+    (16384, 2048),
+    (8192, 3072),
+    (8192, 4096),
+    (14336, 4096),
+    (4096, 14336),
+    (5376, 21504),
+)
 ERROR_BOUNDS = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 
-def time_cell(runner, fmt: str, dtype: str, n: int, k: int, generator) -> tuple[float, float]:
+def time_cell(runner, kernels, fmt: str, dtype: str, n: int, k: int, generator) -> list[float]:
     torch_dtype = TORCH_DTYPES[dtype]
     blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
     copies = rotated_copies(blocks)
@@ -37,8 +57,7 @@ def time_cell(runner, fmt: str, dtype: str, n: int, k: int, generator) -> tuple[
     outs = [torch.empty(1, n, dtype=torch_dtype, device="cuda") for _ in copies]
     ref = xs[0].double() @ formats.dequantize(blocks.cpu(), fmt, torch.float64).cuda().T
     times = []
-    for narrow in (False, True):
-        kernel = emit("cuda", fmt, "matvec", dtype, narrow)
+    for kernel in kernels:
         outs[0].fill_(float("nan"))
         runner.linear(kernel, xs[0], blocks, None, n, k, out=outs[0])
         error = float((outs[0].double() - ref).norm() / ref.norm())
@@ -52,12 +71,12 @@ def time_cell(runner, fmt: str, dtype: str, n: int, k: int, generator) -> tuple[
                 len(copies),
             )
         )
-    return times[0], times[1]
+    return times
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--formats", default="Q5_0,Q4_K,Q8_0")
+    parser.add_argument("--formats", default="Q4_0,Q5_0,Q4_K,Q8_0")
     parser.add_argument("--dtypes", default="float32,float16")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -75,10 +94,26 @@ def main() -> int:
     for fmt in args.formats.split(","):
         for dtype in args.dtypes.split(","):
             for n, k in SHAPES:
-                wide, narrow = time_cell(runner, fmt, dtype, n, k, generator)
+                kernels = [emit("cuda", fmt, "matvec", dtype, g) for g in ("default", "narrow")]
+                wide, narrow = time_cell(runner, kernels, fmt, dtype, n, k, generator)
                 print(
                     f"| {fmt} | {dtype} | {n}x{k} | {n * k / 2**20:.1f} | {wide:.2f} | "
                     f"{narrow:.2f} | {narrow / wide:.2f} |",
+                    flush=True,
+                )
+    split_formats = [fmt for fmt in args.formats.split(",") if fmt in MATVEC_SPLIT_K_FORMATS]
+    if split_formats:
+        print(f"\nThe lowering picks split-K from K = {MATVEC_SPLIT_K_MIN_K} (when not narrow)\n")
+        print("| format | dtype | N x K | split-K us | default us | split-K / default |")
+        print("|---|---|---|---:|---:|---:|")
+    for fmt in split_formats:
+        for dtype in args.dtypes.split(","):
+            for n, k in SPLIT_K_SHAPES:
+                kernels = [emit("cuda", fmt, "matvec", dtype, g) for g in ("split_k", "default")]
+                split, staged = time_cell(runner, kernels, fmt, dtype, n, k, generator)
+                print(
+                    f"| {fmt} | {dtype} | {n}x{k} | {split:.2f} | {staged:.2f} | "
+                    f"{split / staged:.2f} |",
                     flush=True,
                 )
     return 0

@@ -38,9 +38,10 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
 
     kind    = the node's ``kernel`` ("matvec" | "matvec_batched" | "matmul"); ``"auto"`` picks
               by a static M (1 -> matvec, <= MATVEC_BATCHED_ROWS -> matvec_batched) and
-              matmul for a symbolic one (matmul serves every M).  A matvec of at most
-              `MATVEC_NARROW_MAX_WEIGHTS[dtype]` (N * K) gets the emitter's narrow geometry on
-              CUDA (one weight row a warp; `codegen.kernels.uses_narrow_variant`).
+              matmul for a symbolic one (matmul serves every M).  A CUDA matvec takes the
+              geometry `codegen.kernels.pick_geometry` picks from N and K: narrow (one weight
+              row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, split-K for large
+              Q4_0 / Q5_0 weights with K >= 4096, else the default.
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
@@ -53,7 +54,7 @@ KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
 CUDA's when CUDA is among the backends (the runtime launcher is CUDA's), else the first
-backend's.  Sources come from ``emitter(backend, fmt, kind, dtype, narrow=...)`` (default
+backend's.  Sources come from ``emitter(backend, fmt, kind, dtype, geometry=...)`` (default
 `codegen.kernels.emit`), one per backend; ``backends=()`` gives a program for the CPU
 reference interpreter only.
 """
@@ -155,8 +156,8 @@ MIRRORED = {
     CompareOp.NE: CompareOp.NE,
 }
 
-# emit(backend, fmt, kind, dtype, *, narrow) -> KernelSource (narrow: the small-weight
-# geometry that codegen.kernels.uses_narrow_variant picks)
+# emit(backend, fmt, kind, dtype, *, geometry) -> KernelSource (geometry: the one
+# codegen.kernels.pick_geometry picks)
 Emitter = Callable[..., object]
 
 
@@ -778,12 +779,12 @@ class _Lowering:
                 f"{where}: activation dtype {dtype} has no kernels; supported: "
                 f"{', '.join(str(d) for d in KERNEL_DTYPES)}"
             )
-        from codegen.kernels import uses_narrow_variant
+        from codegen.kernels import pick_geometry
 
         sources, rules = [], {}
         for backend in self.backends:
-            narrow = uses_narrow_variant(backend, kind_name, dtype_name, n, k)
-            generated = self.emitter(backend, fmt, kind_name, dtype_name, narrow=narrow)
+            geometry = pick_geometry(backend, fmt, kind_name, dtype_name, n, k)
+            generated = self.emitter(backend, fmt, kind_name, dtype_name, geometry=geometry)
             sources.append(
                 KernelSource(
                     backend=BACKEND_ENUMS[backend],

@@ -1,7 +1,7 @@
 """GGUF kernel templates for Metal and CUDA and the emitter that specialises them.
 
-``emit(backend, fmt, kind, dtype, narrow=False) -> KernelSource`` (entry, header, source,
-launch rule; ``narrow``: the small-weight geometry of the kinds `variants` lists);
+``emit(backend, fmt, kind, dtype, geometry="default") -> KernelSource`` (entry, header,
+source, launch rule; ``geometry``: one of `geometries`, picked by `pick_geometry`);
 see :mod:`codegen.kernels.emitter` for the template-constant / kernel-argument rule and the
 kernel signatures, :mod:`codegen.kernels.launch` for grid and block.
 """
@@ -17,9 +17,9 @@ from codegen.kernels.emitter import (
     emit,
     emit_header,
     entry_name,
+    geometries,
+    pick_geometry,
     translation_unit,
-    uses_narrow_variant,
-    variants,
 )
 from codegen.kernels.launch import GridExtent, LaunchRule
 
@@ -36,7 +36,7 @@ __all__ = [
     "emit",
     "emit_header",
     "entry_name",
+    "geometries",
+    "pick_geometry",
     "translation_unit",
-    "uses_narrow_variant",
-    "variants",
 ]

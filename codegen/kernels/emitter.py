@@ -74,6 +74,21 @@ MATVEC_NARROW_MAX_WEIGHTS = {
     "bfloat16": 8 << 20,
 }
 MATVEC_NARROW_ROWS_PER_WARP = 1
+# Large CUDA matvecs of these formats with K >= MATVEC_SPLIT_K_MIN_K take the split-K
+# geometry (`cuda/matvec_split_k.cu`): a block's threads split K and load their parts
+# straight from global memory.  Their 18- and 22-byte blocks are only 2-byte aligned, so
+# decoding them from the warp-staged chunks of `cuda/matvec.cu` costs shared-memory bank
+# conflicts; with fewer parts a row than threads a block (K < 32 * 128) threads idle and the
+# staged kernel wins again.  `benchmarks/cuda_matvec_geometry.py` measures both (figures in
+# BENCHMARKS.md).  The K-quants' aligned blocks stage well and are slower split (H200
+# 2026-11-26, Q6_K float16 4096x14336: 45.8 vs 27.5 us).
+MATVEC_SPLIT_K_FORMATS = ("Q4_0", "Q5_0")
+MATVEC_SPLIT_K_THREADS = 128
+MATVEC_SPLIT_K_MIN_K = PART_WEIGHTS * MATVEC_SPLIT_K_THREADS  # a part for every thread
+MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each part of x
+# The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
+# the CUDA matvec also "narrow" and, for MATVEC_SPLIT_K_FORMATS, "split_k".
+DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
 # a block computes an 8 x 8 tile of out (8 weight rows = the mma's N, up to 8 activation
@@ -181,26 +196,32 @@ class KernelSource:
         return self.header + "\n" + self.source
 
 
-def entry_name(fmt: str, kind: str, dtype: str, narrow: bool = False) -> str:
-    variant = f"{kind}_narrow" if narrow else kind
+def entry_name(fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY) -> str:
+    variant = kind if geometry == DEFAULT_GEOMETRY else f"{kind}_{geometry}"
     return f"ggufc_{variant}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
 
 
-def has_narrow_variant(backend: str, kind: str) -> bool:
-    """Whether ``kind`` has a narrow geometry for small weights on ``backend`` (the CUDA
-    matvec; Metal's matvec is one row a simdgroup already)."""
-    return backend == "cuda" and kind == "matvec"
+def geometries(backend: str, fmt: str, kind: str) -> tuple[str, ...]:
+    """The ``geometry`` values `emit` takes for ``kind`` of ``fmt`` on ``backend``: the CUDA
+    matvec has a narrow one for small weights (Metal's matvec is one row a simdgroup
+    already) and, for MATVEC_SPLIT_K_FORMATS, a split-K one."""
+    if backend != "cuda" or kind != "matvec":
+        return (DEFAULT_GEOMETRY,)
+    if fmt in MATVEC_SPLIT_K_FORMATS:
+        return (DEFAULT_GEOMETRY, "narrow", "split_k")
+    return (DEFAULT_GEOMETRY, "narrow")
 
 
-def uses_narrow_variant(backend: str, kind: str, dtype: str, n: int, k: int) -> bool:
-    """The geometry rule of `MATVEC_NARROW_MAX_WEIGHTS` for an N x K weight and ``dtype``
-    activations."""
-    return has_narrow_variant(backend, kind) and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]
-
-
-def variants(backend: str, kind: str) -> tuple[bool, ...]:
-    """The ``narrow`` values `emit` takes for ``kind`` on ``backend``."""
-    return (False, True) if has_narrow_variant(backend, kind) else (False,)
+def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int) -> str:
+    """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
+    activations: narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else split-K where the format has
+    it and K >= `MATVEC_SPLIT_K_MIN_K`, else the default."""
+    available = geometries(backend, fmt, kind)
+    if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
+        return "narrow"
+    if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
+        return "split_k"
+    return DEFAULT_GEOMETRY
 
 
 def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
@@ -228,16 +249,21 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
     }
 
 
-def launch_rule(backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False) -> LaunchRule:
-    """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` (see
-    codegen.kernels.launch); ``narrow``: the small-weight geometry (see `variants`)."""
+def launch_rule(
+    backend: str, fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY
+) -> LaunchRule:
+    """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` in ``geometry``
+    (see codegen.kernels.launch and `geometries`)."""
     one = GridExtent()
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
         return LaunchRule(threads, (GridExtent(("N",), tile), GridExtent(("M",), tile), one))
+    if geometry == "split_k":
+        grid = (GridExtent(("N",), MATVEC_SPLIT_K_ROWS), GridExtent(("M",), 1), one)
+        return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
     if kind == "matvec":
-        rows = WARPS * _matvec_rows_per_warp(backend, narrow)
+        rows = WARPS * _matvec_rows_per_warp(backend, geometry)
         return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
@@ -252,10 +278,10 @@ def launch_rule(backend: str, fmt: str, kind: str, dtype: str, narrow: bool = Fa
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
 
 
-def _matvec_rows_per_warp(backend: str, narrow: bool) -> int:
+def _matvec_rows_per_warp(backend: str, geometry: str) -> int:
     if backend != "cuda":
         return 1
-    return MATVEC_NARROW_ROWS_PER_WARP if narrow else MATVEC_ROWS_PER_WARP
+    return MATVEC_NARROW_ROWS_PER_WARP if geometry == "narrow" else MATVEC_ROWS_PER_WARP
 
 
 def uses_tensor_core_matvec(backend: str, kind: str, dtype: str) -> bool:
@@ -306,12 +332,12 @@ def emit_header(backend: str, fmt: str) -> str:
 
 
 def _kind_values(
-    backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False
+    backend: str, fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY
 ) -> tuple[str, dict]:
     """Template path and values of one kernel."""
     syntax = SYNTAX[backend]
     values = {
-        "entry": entry_name(fmt, kind, dtype, narrow),
+        "entry": entry_name(fmt, kind, dtype, geometry),
         "format": fmt,
         "kind": kind,
         "dtype": dtype,
@@ -332,9 +358,12 @@ def _kind_values(
             mma_ptx_type=CUDA_MMA[dtype][1],
         )
         return f"{backend}/matvec_tensor_core{syntax.source_suffix}", values
+    if geometry == "split_k":
+        values.update(threads=MATVEC_SPLIT_K_THREADS, rows=MATVEC_SPLIT_K_ROWS)
+        return f"{backend}/matvec_split_k{syntax.source_suffix}", values
     if kind == "matvec":
         values["warps_per_block"] = WARPS
-        values["rows_per_warp"] = _matvec_rows_per_warp(backend, narrow)
+        values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
@@ -362,17 +391,22 @@ def _kind_values(
 
 
 @cache
-def emit(backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False) -> KernelSource:
+def emit(
+    backend: str, fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY
+) -> KernelSource:
     """The kernel of ``kind`` for ``fmt`` weights and ``dtype`` activations on ``backend``.
 
     ``dtype`` is the activation (and output) dtype by torch name; embedding's is the output
-    dtype.  ``narrow``: the small-weight geometry, for the kinds `variants` allows it (the
-    lowering picks it by `uses_narrow_variant`).  UnsupportedError for anything outside
-    BACKENDS x FORMAT_NAMES x KINDS x DTYPES x variants."""
+    dtype.  ``geometry``: one of `geometries` (the lowering picks it by `pick_geometry`).
+    UnsupportedError for anything outside BACKENDS x FORMAT_NAMES x KINDS x DTYPES x
+    geometries."""
     _check(backend, fmt, kind, dtype)
-    if narrow not in variants(backend, kind):
-        raise UnsupportedError(f"{backend} {kind} has no narrow variant")
-    template, values = _kind_values(backend, fmt, kind, dtype, narrow)
+    if geometry not in geometries(backend, fmt, kind):
+        raise UnsupportedError(
+            f"{backend} {kind} of {fmt} has no {geometry!r} geometry "
+            f"(expected one of {geometries(backend, fmt, kind)})"
+        )
+    template, values = _kind_values(backend, fmt, kind, dtype, geometry)
     return KernelSource(
         backend=backend,
         format=fmt,
@@ -381,18 +415,18 @@ def emit(backend: str, fmt: str, kind: str, dtype: str, narrow: bool = False) ->
         entry=values["entry"],
         header=emit_header(backend, fmt),
         source=_render(template, **values),
-        launch=launch_rule(backend, fmt, kind, dtype, narrow),
+        launch=launch_rule(backend, fmt, kind, dtype, geometry),
     )
 
 
 def all_kernels(backend: str) -> list[KernelSource]:
-    """Every kernel of ``backend``, in a fixed order (format, kind, dtype, variant)."""
+    """Every kernel of ``backend``, in a fixed order (format, kind, dtype, geometry)."""
     return [
-        emit(backend, fmt, kind, dtype, narrow)
+        emit(backend, fmt, kind, dtype, geometry)
         for fmt in FORMAT_NAMES
         for kind in KINDS
         for dtype in DTYPES
-        for narrow in variants(backend, kind)
+        for geometry in geometries(backend, fmt, kind)
     ]
 
 

@@ -16,7 +16,7 @@ import os
 import pytest
 import torch
 
-from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, variants
+from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
 from compiler import formats
 
 HAS_GPU = torch.cuda.is_available()
@@ -75,8 +75,8 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.double() - ref).norm() / ref.norm())
 
 
-def check_linear(runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias, narrow=False):
-    kernel = emit("cuda", fmt, kind, dtype, narrow)
+def check_linear(runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias, geometry="default"):
+    kernel = emit("cuda", fmt, kind, dtype, geometry)
     torch_dtype = TORCH_DTYPES[dtype]
     blocks = formats.random_blocks(fmt, n, k, generator=rng)
     x = (torch.randn(*m_shape, k, generator=rng) * ACTIVATION_SCALE).to(torch_dtype)
@@ -102,25 +102,28 @@ def check_linear(runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias, narrow
     assert error <= error_bound(kind, dtype), f"{where}: relative error {error:.3g}"
 
 
-# every linear kind, and the matvec's narrow (small-weight) geometry too
-KIND_VARIANTS = [(kind, narrow) for kind in LINEAR_KINDS for narrow in variants("cuda", kind)]
+# every linear kind of every format in every geometry (the matvec's narrow and split-K too)
+KERNELS = [
+    (fmt, kind, geometry)
+    for fmt in FORMAT_NAMES
+    for kind in LINEAR_KINDS
+    for geometry in geometries("cuda", fmt, kind)
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("kind", "narrow"), KIND_VARIANTS)
-@pytest.mark.parametrize("fmt", FORMAT_NAMES)
-def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, narrow, dtype):
+@pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
+def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, geometry, dtype):
     k = K_BY_FORMAT[fmt]
     for m in M_VALUES:
         # bias on odd M only: both paths of every kernel run in every test
         with_bias = m % 2 == 1
-        check_linear(runner, rng, fmt, kind, dtype, (m,), RAGGED_N, k, with_bias, narrow)
+        check_linear(runner, rng, fmt, kind, dtype, (m,), RAGGED_N, k, with_bias, geometry)
 
 
-@pytest.mark.parametrize(("kind", "narrow"), KIND_VARIANTS)
-@pytest.mark.parametrize("fmt", FORMAT_NAMES)
-def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, narrow):
-    check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, narrow)
+@pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
+def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, geometry):
+    check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -19,13 +19,24 @@ from codegen.kernels import (
     LaunchRule,
     emit,
     emit_header,
+    geometries,
+    pick_geometry,
 )
-from codegen.kernels.emitter import _render
+from codegen.kernels.emitter import (
+    MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_SPLIT_K_FORMATS,
+    MATVEC_SPLIT_K_MIN_K,
+    _render,
+)
 from codegen.kernels.launch import PART_WEIGHTS
 from compiler.errors import UnsupportedError
 from compiler.formats import get_format
 
 ALL_CELLS = list(itertools.product(BACKENDS, FORMAT_NAMES, KINDS, DTYPES))
+# every cell in every geometry it has
+ALL_KERNELS = [
+    (*cell, geometry) for cell in ALL_CELLS for geometry in geometries(cell[0], cell[1], cell[2])
+]
 
 
 def test_every_cell_has_its_own_source_and_entry():
@@ -72,13 +83,13 @@ def test_linear_kernels_take_sizes_as_arguments(backend, kind):
 
 
 @given(
-    cell=st.sampled_from(ALL_CELLS),
+    cell=st.sampled_from(ALL_KERNELS),
     m=st.integers(1, 5000),
     n=st.integers(1, 300_000),
     blocks=st.integers(1, 84),
 )
 def test_launch_rule_covers_every_output_with_no_spare_block(cell, m, n, blocks):
-    _, fmt, kind, _ = cell
+    _, fmt, kind, _, _ = cell
     k = blocks * get_format(fmt).block_weights
     rule: LaunchRule = emit(*cell).launch
     grid = rule.grid_size(m, n, k)
@@ -101,3 +112,37 @@ def test_launch_rule_describes_itself():
     assert emit("cuda", "Q8_0", "embedding", "float32").launch.describe() == (
         "grid=(ceil(M*K_PARTS/128), 1, 1) block=(128, 1, 1)"
     )
+
+
+def test_geometries_are_distinct_kernels():
+    for backend, fmt, kind, dtype, geometry in ALL_KERNELS:
+        if geometry != "default":
+            kernel = emit(backend, fmt, kind, dtype, geometry)
+            assert kernel.entry != emit(backend, fmt, kind, dtype).entry
+            assert geometry in kernel.entry
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
+    narrow_bound = MATVEC_NARROW_MAX_WEIGHTS[dtype]
+    split = fmt in MATVEC_SPLIT_K_FORMATS
+    large_k = MATVEC_SPLIT_K_MIN_K * 2
+    # small weights: narrow, whatever K
+    assert pick_geometry("cuda", fmt, "matvec", dtype, 64, large_k) == "narrow"
+    # large weights: split-K from MATVEC_SPLIT_K_MIN_K where the format has it
+    n = narrow_bound // MATVEC_SPLIT_K_MIN_K + 1
+    expected = "split_k" if split else "default"
+    assert pick_geometry("cuda", fmt, "matvec", dtype, n, MATVEC_SPLIT_K_MIN_K) == expected
+    short_k = MATVEC_SPLIT_K_MIN_K // 2
+    assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, short_k) == "default"
+    # other kinds and Metal have one geometry
+    assert pick_geometry("cuda", fmt, "matmul", dtype, n, large_k) == "default"
+    assert pick_geometry("metal", fmt, "matvec", dtype, n, large_k) == "default"
+
+
+def test_emit_rejects_a_geometry_the_kernel_lacks_naming_the_choices():
+    with pytest.raises(UnsupportedError, match=r"Q4_K has no 'split_k' geometry.*'narrow'"):
+        emit("cuda", "Q4_K", "matvec", "float16", "split_k")
+    with pytest.raises(UnsupportedError, match="'narrow'"):
+        emit("metal", "Q4_0", "matvec", "float16", "narrow")

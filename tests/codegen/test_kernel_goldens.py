@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from golden_files import GOLDEN_DIR, GOLDEN_EXTENSIONS
 
-from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header, variants
+from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header, geometries
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -16,8 +16,8 @@ def test_kernel_sources_match_goldens(snapshot, backend, fmt):
     assert header == snapshot(extension_class=extension, name=f"header_{fmt.lower()}")
     for kind in KINDS:
         for dtype in DTYPES:
-            for narrow in variants(backend, kind):
-                kernel = emit(backend, fmt, kind, dtype, narrow)
+            for geometry in geometries(backend, fmt, kind):
+                kernel = emit(backend, fmt, kind, dtype, geometry)
                 assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
 
 
@@ -25,11 +25,11 @@ def test_kernel_sources_match_goldens(snapshot, backend, fmt):
 def test_every_golden_file_belongs_to_a_generated_kernel(backend):
     extension = GOLDEN_EXTENSIONS[backend]
     expected = {f"header_{fmt.lower()}" for fmt in FORMAT_NAMES} | {
-        emit(backend, fmt, kind, dtype, narrow).entry
+        emit(backend, fmt, kind, dtype, geometry).entry
         for fmt in FORMAT_NAMES
         for kind in KINDS
         for dtype in DTYPES
-        for narrow in variants(backend, kind)
+        for geometry in geometries(backend, fmt, kind)
     }
     found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
     others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from codegen import lower
-from codegen.kernels import emit, uses_narrow_variant
+from codegen.kernels import emit, pick_geometry
 from compiler.errors import UnsupportedError
 from compiler.ir.parser import parse_program
 from compiler.tuning import DEFAULT_BUCKETS
@@ -135,9 +135,10 @@ def test_kernels_carry_both_sources_and_the_cuda_launch(mlp):
         kind = node.kind.name.lower()
         named = {a.name: a.value for a in node.args}
         # the mlp's weights are small: its matvecs take the narrow geometry
-        narrow = uses_narrow_variant("cuda", kind, "float32", named["n"].value, named["k"].value)
-        assert narrow == (kind == "matvec")
-        expected = emit("cuda", node.format.name, kind, "float32", narrow)
+        fmt = node.format.name
+        geometry = pick_geometry("cuda", fmt, kind, "float32", named["n"].value, named["k"].value)
+        assert geometry == ("narrow" if kind == "matvec" else "default")
+        expected = emit("cuda", fmt, kind, "float32", geometry)
         cuda = node.source_for(Backend.CUDA)
         assert (cuda.entry, cuda.source, cuda.header) == (
             expected.entry,
@@ -180,8 +181,9 @@ def test_symbolic_grid_evaluates_to_the_launch_rule(mlp):
             rows = env[m.value] if isinstance(m, SymIntRef) else m.value
             kind = node.kind.name.lower()
             n, k = args["n"].value, args["k"].value
-            narrow = uses_narrow_variant("cuda", kind, "float32", n, k)
-            rule = emit("cuda", node.format.name, kind, "float32", narrow).launch
+            fmt = node.format.name
+            geometry = pick_geometry("cuda", fmt, kind, "float32", n, k)
+            rule = emit("cuda", fmt, kind, "float32", geometry).launch
             grid = tuple(env[d.value] if d.is_symbolic else d.size for d in node.grid)
             assert grid == rule.grid_size(rows, n, k)
             if node.kind == KernelKind.MATMUL:

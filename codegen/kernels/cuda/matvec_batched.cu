@@ -91,13 +91,13 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
                 float v[ggufc::PART_WEIGHTS];
                 ggufc::PartAffine affine;
                 const int part = q % Format::PARTS;
-                Format::decode_values(Format::load(chunk + (q / Format::PARTS) * Format::BLOCK_BYTES, part),
+                Format::decode_biased(Format::load(chunk + (q / Format::PARTS) * Format::BLOCK_BYTES, part),
                                       part, v, affine);
                 const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + q) * ggufc::PART_WEIGHTS;
 #pragma unroll
                 for (int r = 0; r < MAX_ROWS; ++r) {
                     if (r < rows) {
-                        acc[r] += ggufc::affine_dot<Format::HAS_OFFSET>(v, affine, xs + r * K + k0);
+                        acc[r] += ggufc::affine_dot<Format::HAS_OFFSET || Format::BIASED>(v, affine, xs + r * K + k0);
                     }
                 }
             }

@@ -90,17 +90,8 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q5_0_bf16(
         if (lane < chunk_parts) {
             const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
             float xv[ggufc::PART_WEIGHTS];
-            float x_sum[2] = {};
-#pragma unroll
-            for (int j = 0; j < ggufc::PART_WEIGHTS; j += 8) {
-                ggufc::load8(xm + k0 + j, *reinterpret_cast<float (*)[8]>(xv + j));
-            }
-            if constexpr (Format::HAS_OFFSET) {
-#pragma unroll
-                for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
-                    x_sum[j / ggufc::HALF_PART] += xv[j];
-                }
-            }
+            float x_sum[2];
+            ggufc::load_part_activations<Format::HAS_OFFSET || Format::BIASED>(xm + k0, xv, x_sum);
             const int part = lane % Format::PARTS;
             // byte offset of the chunk in the stage: its start's address modulo 16
             const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &
@@ -114,16 +105,10 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q5_0_bf16(
                         reinterpret_cast<const ggufc::u8*>(stage_all[warp][r]) + row_delta;
                     float v[ggufc::PART_WEIGHTS];
                     ggufc::PartAffine affine;
-                    Format::decode_values(
+                    Format::decode_biased(
                         Format::load(chunk + (lane / Format::PARTS) * Format::BLOCK_BYTES, part), part,
                         v, affine);
-                    float dot[2] = {};
-#pragma unroll
-                    for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
-                        dot[j / ggufc::HALF_PART] = fmaf(v[j], xv[j], dot[j / ggufc::HALF_PART]);
-                    }
-                    acc[r] += affine.scale[0] * dot[0] + affine.scale[1] * dot[1] -
-                              (affine.offset[0] * x_sum[0] + affine.offset[1] * x_sum[1]);
+                    acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
                 }
             }
         }

@@ -234,6 +234,61 @@ __device__ __forceinline__ void apply_affine(const PartAffine& affine, float (&w
     }
 }
 
+// ---- biased values: a quant as a float in one instruction --------------------------------
+// A quant q < 128 permuted into bits 16..23 of the float 0.5 (whose bit 23 is clear) is
+// exactly 0.5 + q / 256; the exact integer would cost a mask, an or and a subtraction.  The
+// reducing kernels (matvec) take the quants this way and fold the bias into the part's
+// affine map: w = s * q - o = (256 s) * v - (o + 128 s)  (see biased_affine).  The
+// cancellation costs ~2^-24 * 136 / |q - zero| relative per weight, far below the output
+// rounding of every activation dtype.  Formats decode 4 quant bytes of a 32-bit word at a time.
+enum : u32 {
+    BIASED_FLOAT_BITS = 0x3F000000u,  // 0.5f
+    BIASED_SELECT = 0x7044u,          // byte 0 of x into byte 2; 0x3F into byte 3; zeros
+    LOW_NIBBLES = 0x0F0F0F0Fu,        // bits 0..3 of each byte
+    LOW_TWO_BITS = 0x03030303u,
+    LOW_BITS = 0x01010101u,
+    SPREAD_MULTIPLIER = 0x00204081u,  // 1 + 2^7 + 2^14 + 2^21
+};
+constexpr float BIASED_SCALE = 256.0f;  // q = BIASED_SCALE * v - BIASED_ZERO
+constexpr float BIASED_ZERO = 128.0f;
+
+// byte ``index`` of ``bytes`` (a quant < 128) as the biased float 0.5 + q / 256
+__device__ __forceinline__ float biased_float(u32 bytes, int index) {
+    return __uint_as_float(__byte_perm(bytes, static_cast<u32>(BIASED_FLOAT_BITS),
+                                       static_cast<u32>(BIASED_SELECT) | (static_cast<u32>(index) << 8)));
+}
+
+// the 4 quant bytes of ``bytes`` as biased floats v[0..3]
+__device__ __forceinline__ void biased_floats(u32 bytes, float* v) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[i] = biased_float(bytes, i);
+    }
+}
+
+// the affine map of biased values from that of the exact quants (w = scale * q - offset)
+__device__ __forceinline__ PartAffine biased_affine(float scale_lo, float scale_hi,
+                                                    float offset_lo, float offset_hi) {
+    return make_affine(BIASED_SCALE * scale_lo, BIASED_SCALE * scale_hi,
+                       fmaf(BIASED_ZERO, scale_lo, offset_lo), fmaf(BIASED_ZERO, scale_hi, offset_hi));
+}
+
+// bits 0..3 of ``bits`` into bit 0 of bytes 0..3 (bit b moves up 7b places)
+__device__ __forceinline__ u32 spread_bits(u32 bits) {
+    return (bits * static_cast<u32>(SPREAD_MULTIPLIER)) & static_cast<u32>(LOW_BITS);
+}
+
+// word i of 2-byte loads (bytes 4i..4i+3)
+__device__ __forceinline__ u32 word_of(const u16* halves, int i) {
+    return __byte_perm(halves[2 * i], halves[2 * i + 1], 0x5410u);
+}
+
+__device__ __forceinline__ u32 word_of(const uint4 (&words)[2], int i) {
+    const u32 word[8] = {words[0].x, words[0].y, words[0].z, words[0].w,
+                         words[1].x, words[1].y, words[1].z, words[1].w};
+    return word[i];
+}
+
 // sum_j w[j] * x[j] of one part from its values and affine map; x: 32 activations at a
 // 16-byte aligned address.  WITH_OFFSET: the format has offsets (else they are zero).
 template <bool WITH_OFFSET, typename T>
@@ -259,6 +314,41 @@ __device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], cons
         total -= affine.offset[0] * sum[0] + affine.offset[1] * sum[1];
     }
     return total;
+}
+
+// The 32 activations of a part (16-byte aligned) as floats, and with WITH_SUM the sums of
+// its two halves (what an affine map's offsets multiply); the matvecs load them once for
+// all the rows they reuse them for.
+template <bool WITH_SUM, typename T>
+__device__ __forceinline__ void load_part_activations(const T* x, float (&xv)[PART_WEIGHTS],
+                                                      float (&x_sum)[2]) {
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; j += 8) {
+        load8(x + j, *reinterpret_cast<float (*)[8]>(xv + j));
+    }
+    x_sum[0] = 0.0f;
+    x_sum[1] = 0.0f;
+    if constexpr (WITH_SUM) {
+#pragma unroll
+        for (int j = 0; j < PART_WEIGHTS; ++j) {
+            x_sum[j / HALF_PART] += xv[j];
+        }
+    }
+}
+
+// sum_j w[j] * x[j] of one part from its values and affine map and activations loaded by
+// load_part_activations (x_sum zero where the map has no offsets)
+__device__ __forceinline__ float affine_dot_loaded(const float (&v)[PART_WEIGHTS],
+                                                   const PartAffine& affine,
+                                                   const float (&xv)[PART_WEIGHTS],
+                                                   const float (&x_sum)[2]) {
+    float dot[2] = {};
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; ++j) {
+        dot[j / HALF_PART] = fmaf(v[j], xv[j], dot[j / HALF_PART]);
+    }
+    return affine.scale[0] * dot[0] + affine.scale[1] * dot[1] -
+           (affine.offset[0] * x_sum[0] + affine.offset[1] * x_sum[1]);
 }
 
 // Dot product of one decoded part (32 weights) with 32 activations at a 16-byte aligned address.
@@ -358,11 +448,12 @@ __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, in
 
 #endif  // GGUFC_CUDA_KQUANT_SCALES
 
-// Q5_K dequantize helper (CUDA).  Block (176 bytes, 256 weights): f16 d | f16 dmin |
-// u8 scales[12] | u8 qh[32] | u8 qs[128].  Part p is sub-block p: nibbles as in Q4_K, bit 4
-// of weight l is bit p of qh[l]; y = (d*sc[p]) * q - dmin*m[p].  176 is a multiple of 16 and
-// qh, qs start at bytes 16 and 48: all loads are aligned 16-byte loads.  ``load`` only issues
-// loads; ``decode_values`` does the arithmetic (see PartAffine).
+// Q5_K dequantize helper (CUDA).  Block (176 bytes, 256 weights): f16 d | f16 dmin | u8
+// scales[12] | u8 qh[32] | u8 qs[128].  Part p is sub-block p: nibbles as in Q4_K, bit 4 of
+// weight l is bit p of qh[l]; y = (d*sc[p]) * q - dmin*m[p].  176 is a multiple of 16 and qh,
+// qs start at bytes 16 and 48: all loads are aligned 16-byte loads.  ``load`` only issues
+// loads; ``decode_values`` (exact quants) and ``decode_biased`` (biased ones, for the reducing
+// kernels; prelude) do the arithmetic (see PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q5_K
 #define GGUFC_CUDA_FORMAT_Q5_K
 
@@ -375,6 +466,8 @@ struct Q5_K {
     static constexpr int PARTS = 8;
     static constexpr int QH_OFFSET = 16;
     static constexpr int QS_OFFSET = 48;
+    // decode_biased gives biased values (prelude); kernels then always need sum(x)
+    static constexpr bool BIASED = true;
 
     struct Raw {
         KquantScaleBytes scales;
@@ -403,6 +496,23 @@ struct Q5_K {
             const u32 q = ((static_cast<u32>(byte_of(raw.qs, j)) >> shift) & 0xFu) |
                           (((static_cast<u32>(byte_of(raw.qh, j)) >> part) & 1u) << 4);
             v[j] = small_uint_to_float(q, 0);
+        }
+    }
+
+    // word i of the quant and top-bit bytes: weights 4i..4i+3
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        float scale;
+        float offset;
+        kquant_scale_min(raw.scales, part, scale, offset);
+        affine = biased_affine(scale, scale, offset, offset);
+        const int shift = 4 * (part % 2);
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
+            const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
+            biased_floats(low | (top << 4), v + 4 * i);
         }
     }
 

@@ -2,7 +2,8 @@
 // Weight j (0..15) is the low nibble of qs[j], weight j+16 its high nibble; y = (q - 8) * d.
 // One part per block.  Blocks are 18 bytes, so only 2-byte loads are aligned.
 // ``load`` only issues loads (kernels call it a step ahead to overlap memory latency);
-// ``decode_values`` does the arithmetic (see PartAffine).
+// ``decode_values`` (exact quants) and ``decode_biased`` (biased ones, for the reducing
+// kernels; prelude) do the arithmetic (see PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q4_0
 #define GGUFC_CUDA_FORMAT_Q4_0
 
@@ -14,6 +15,8 @@ struct Q4_0 {
     static constexpr bool HAS_OFFSET = false;
     static constexpr int PARTS = 1;
     static constexpr int ZERO_POINT = 8;
+    // decode_biased gives biased values (prelude); kernels then always need sum(x)
+    static constexpr bool BIASED = true;
 
     struct Raw {
         u16 d;
@@ -37,6 +40,20 @@ struct Q4_0 {
             const u32 q = byte_of(raw.qs, j);
             v[j] = small_uint_to_float(q & 0xFu, ZERO_POINT);
             v[j + 16] = small_uint_to_float(q >> 4, ZERO_POINT);
+        }
+    }
+
+    // word i of qs: weights 4i..4i+3 in its low nibbles, 16+4i..16+4i+3 in its high ones
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int /*part*/,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(raw.d));
+        affine = biased_affine(d, d, ZERO_POINT * d, ZERO_POINT * d);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const u32 word = word_of(raw.qs, i);
+            biased_floats(word & LOW_NIBBLES, v + 4 * i);
+            biased_floats((word >> 4) & LOW_NIBBLES, v + 16 + 4 * i);
         }
     }
 

@@ -1,9 +1,10 @@
-// Q4_K dequantize helper (CUDA).  Block (144 bytes, 256 weights): f16 d | f16 dmin |
-// u8 scales[12] | u8 qs[128].  Part p (weights 32p..32p+31) is sub-block p: the low nibbles
-// (p even) or high nibbles (p odd) of qs[32*(p/2) .. +31]; y = (d*sc[p]) * q - dmin*m[p].
-// 144 is a multiple of 16 and qs starts at byte 16, so with a 16-byte aligned tensor each
-// part's quants are two aligned 16-byte loads.  ``load`` only issues loads; ``decode_values``
-// does the arithmetic (see PartAffine).
+// Q4_K dequantize helper (CUDA).  Block (144 bytes, 256 weights): f16 d | f16 dmin | u8
+// scales[12] | u8 qs[128].  Part p (weights 32p..32p+31) is sub-block p: the low nibbles (p
+// even) or high nibbles (p odd) of qs[32*(p/2) .. +31]; y = (d*sc[p]) * q - dmin*m[p]. 144 is a
+// multiple of 16 and qs starts at byte 16, so with a 16-byte aligned tensor each part's quants
+// are two aligned 16-byte loads.  ``load`` only issues loads; ``decode_values`` (exact quants)
+// and ``decode_biased`` (biased ones, for the reducing kernels; prelude) do the arithmetic (see
+// PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q4_K
 #define GGUFC_CUDA_FORMAT_Q4_K
 
@@ -15,6 +16,8 @@ struct Q4_K {
     static constexpr bool HAS_OFFSET = true;
     static constexpr int PARTS = 8;
     static constexpr int QS_OFFSET = 16;
+    // decode_biased gives biased values (prelude); kernels then always need sum(x)
+    static constexpr bool BIASED = true;
 
     struct Raw {
         KquantScaleBytes scales;
@@ -39,6 +42,21 @@ struct Q4_K {
 #pragma unroll
         for (int j = 0; j < PART_WEIGHTS; ++j) {
             v[j] = small_uint_to_float((static_cast<u32>(byte_of(raw.qs, j)) >> shift) & 0xFu, 0);
+        }
+    }
+
+    // word i of the part's 32 quant bytes: weights 4i..4i+3
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        float scale;
+        float offset;
+        kquant_scale_min(raw.scales, part, scale, offset);
+        affine = biased_affine(scale, scale, offset, offset);
+        const int shift = 4 * (part % 2);
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            biased_floats((word_of(raw.qs, i) >> shift) & LOW_NIBBLES, v + 4 * i);
         }
     }
 

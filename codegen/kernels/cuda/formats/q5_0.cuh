@@ -1,7 +1,8 @@
 // Q5_0 dequantize helper (CUDA).  Block: f16 d | u8 qh[4] | u8 qs[16]; 22 bytes, 32 weights.
 // Weight j (0..15): low nibble of qs[j] with bit j of qh as bit 4; weight j+16: high nibble
 // with bit j+16 of qh.  y = (q - 16) * d.  One part per block; 2-byte loads are aligned.
-// ``load`` only issues loads; ``decode_values`` does the arithmetic (see PartAffine).
+// ``load`` only issues loads; ``decode_values`` (exact quants) and ``decode_biased`` (biased
+// ones, for the reducing kernels; prelude) do the arithmetic (see PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q5_0
 #define GGUFC_CUDA_FORMAT_Q5_0
 
@@ -13,6 +14,8 @@ struct Q5_0 {
     static constexpr bool HAS_OFFSET = false;
     static constexpr int PARTS = 1;
     static constexpr int ZERO_POINT = 16;
+    // decode_biased gives biased values (prelude); kernels then always need sum(x)
+    static constexpr bool BIASED = true;
 
     struct Raw {
         u16 d;
@@ -41,6 +44,25 @@ struct Q5_0 {
             const u32 high = (q >> 4) | (((qh >> (j + 16)) & 1u) << 4);
             v[j] = small_uint_to_float(low, ZERO_POINT);
             v[j + 16] = small_uint_to_float(high, ZERO_POINT);
+        }
+    }
+
+    // word i of qs: weights 4i..4i+3 (low nibbles) and 16+4i.. (high), their fifth bits
+    // from qh bits 4i.. and 16+4i.. spread one to a byte
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int /*part*/,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const float d = __half2float(__ushort_as_half(raw.d));
+        affine = biased_affine(d, d, ZERO_POINT * d, ZERO_POINT * d);
+        const u32 qh = static_cast<u32>(raw.qh[0]) | (static_cast<u32>(raw.qh[1]) << 16);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const u32 word = word_of(raw.qs, i);
+            const u32 low = (word & LOW_NIBBLES) | (spread_bits((qh >> (4 * i)) & 0xFu) << 4);
+            const u32 high =
+                ((word >> 4) & LOW_NIBBLES) | (spread_bits((qh >> (16 + 4 * i)) & 0xFu) << 4);
+            biased_floats(low, v + 4 * i);
+            biased_floats(high, v + 16 + 4 * i);
         }
     }
 

@@ -1,8 +1,9 @@
-// Q5_K dequantize helper (CUDA).  Block (176 bytes, 256 weights): f16 d | f16 dmin |
-// u8 scales[12] | u8 qh[32] | u8 qs[128].  Part p is sub-block p: nibbles as in Q4_K, bit 4
-// of weight l is bit p of qh[l]; y = (d*sc[p]) * q - dmin*m[p].  176 is a multiple of 16 and
-// qh, qs start at bytes 16 and 48: all loads are aligned 16-byte loads.  ``load`` only issues
-// loads; ``decode_values`` does the arithmetic (see PartAffine).
+// Q5_K dequantize helper (CUDA).  Block (176 bytes, 256 weights): f16 d | f16 dmin | u8
+// scales[12] | u8 qh[32] | u8 qs[128].  Part p is sub-block p: nibbles as in Q4_K, bit 4 of
+// weight l is bit p of qh[l]; y = (d*sc[p]) * q - dmin*m[p].  176 is a multiple of 16 and qh,
+// qs start at bytes 16 and 48: all loads are aligned 16-byte loads.  ``load`` only issues
+// loads; ``decode_values`` (exact quants) and ``decode_biased`` (biased ones, for the reducing
+// kernels; prelude) do the arithmetic (see PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q5_K
 #define GGUFC_CUDA_FORMAT_Q5_K
 
@@ -15,6 +16,8 @@ struct Q5_K {
     static constexpr int PARTS = 8;
     static constexpr int QH_OFFSET = 16;
     static constexpr int QS_OFFSET = 48;
+    // decode_biased gives biased values (prelude); kernels then always need sum(x)
+    static constexpr bool BIASED = true;
 
     struct Raw {
         KquantScaleBytes scales;
@@ -43,6 +46,23 @@ struct Q5_K {
             const u32 q = ((static_cast<u32>(byte_of(raw.qs, j)) >> shift) & 0xFu) |
                           (((static_cast<u32>(byte_of(raw.qh, j)) >> part) & 1u) << 4);
             v[j] = small_uint_to_float(q, 0);
+        }
+    }
+
+    // word i of the quant and top-bit bytes: weights 4i..4i+3
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        float scale;
+        float offset;
+        kquant_scale_min(raw.scales, part, scale, offset);
+        affine = biased_affine(scale, scale, offset, offset);
+        const int shift = 4 * (part % 2);
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
+            const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
+            biased_floats(low | (top << 4), v + 4 * i);
         }
     }
 

@@ -2,7 +2,8 @@
 // i8 scales[16] | f16 d.  Part p (weights 32p..32p+31) is half h = p/4, quarter t = p%4:
 // weight l has nibble (ql[64h + 32*(t%2) + l] >> 4*(t/2)) & 15 and top bits
 // (qh[32h + l] >> 2t) & 3; y = (d * scales[2p + l/16]) * (q - 32).  Blocks are 210 bytes,
-// so only 2-byte loads are aligned.  ``load`` only issues loads; ``decode_values`` does the
+// so only 2-byte loads are aligned.  ``load`` only issues loads; ``decode_values`` (exact
+// quants) and ``decode_biased`` (biased ones, for the reducing kernels; prelude) do the
 // arithmetic (see PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q6_K
 #define GGUFC_CUDA_FORMAT_Q6_K
@@ -18,6 +19,8 @@ struct Q6_K {
     static constexpr int SCALES_OFFSET = 192;
     static constexpr int D_OFFSET = 208;
     static constexpr int ZERO_POINT = 32;
+    // decode_biased gives biased values (prelude); kernels then always need sum(x)
+    static constexpr bool BIASED = true;
     static constexpr int SUB_BLOCK_WEIGHTS = 16;
 
     struct Raw {
@@ -53,6 +56,25 @@ struct Q6_K {
             const u32 q = ((static_cast<u32>(byte_of(raw.ql, l)) >> nibble_shift) & 0xFu) |
                           (((static_cast<u32>(byte_of(raw.qh, l)) >> top_shift) & 3u) << 4);
             v[l] = small_uint_to_float(q, ZERO_POINT);
+        }
+    }
+
+    // word i of the part's ql and qh bytes: weights 4i..4i+3
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        const int quarter = part % 4;
+        const float d = __half2float(__ushort_as_half(raw.d));
+        const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
+        const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
+        affine = biased_affine(scale_lo, scale_hi, ZERO_POINT * scale_lo, ZERO_POINT * scale_hi);
+        const int nibble_shift = 4 * (quarter / 2);
+        const int top_shift = 2 * quarter;
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            const u32 low = (word_of(raw.ql, i) >> nibble_shift) & LOW_NIBBLES;
+            const u32 top = (word_of(raw.qh, i) >> top_shift) & LOW_TWO_BITS;
+            biased_floats(low | (top << 4), v + 4 * i);
         }
     }
 

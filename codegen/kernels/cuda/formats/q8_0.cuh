@@ -1,6 +1,7 @@
 // Q8_0 dequantize helper (CUDA).  Block: f16 d | i8 qs[32]; 34 bytes, 32 weights; y = qs * d.
 // One part per block; blocks are 34 bytes, so 2-byte loads are the widest aligned ones.
-// ``load`` only issues loads; ``decode_values`` does the arithmetic (see PartAffine).
+// ``load`` only issues loads; ``decode_values`` (exact quants) and ``decode_biased`` (biased
+// ones, for the reducing kernels; prelude) do the arithmetic (see PartAffine).
 #ifndef GGUFC_CUDA_FORMAT_Q8_0
 #define GGUFC_CUDA_FORMAT_Q8_0
 
@@ -10,6 +11,7 @@ struct Q8_0 {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 34;
     static constexpr bool HAS_OFFSET = false;
+    static constexpr bool BIASED = false;  // decode_biased gives the exact values
     static constexpr int PARTS = 1;
     // flipping the sign bit maps int8 q to the unsigned q + 128
     static constexpr u32 SIGN_BIT = 0x80u;
@@ -36,6 +38,14 @@ struct Q8_0 {
         for (int j = 0; j < 32; ++j) {
             v[j] = small_uint_to_float(byte_of(raw.qs, j) ^ SIGN_BIT, SIGNED_OFFSET);
         }
+    }
+
+    // signed bytes do not fit the biased trick (bit 7 would reach the exponent): the exact
+    // values, whose affine map (offset 0) is one for biased values too
+    __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
+                                                         float (&v)[PART_WEIGHTS],
+                                                         PartAffine& affine) {
+        decode_values(raw, part, v, affine);
     }
 
     __device__ static __forceinline__ void decode(const Raw& raw, int part,

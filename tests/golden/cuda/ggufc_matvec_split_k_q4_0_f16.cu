@@ -1,0 +1,86 @@
+// ggufc matvec, split-K geometry: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for
+// Q4_0 weights, __half activations, float32 accumulation (the M = 1 kernel of the
+// formats in emitter.MATVEC_SPLIT_K_FORMATS).
+//
+// One block of 128 threads per 4 weight rows (grid.x = ceil(N / 4), grid.y = M).
+// Thread t decodes parts t, t + 128, t + 256, ... of each of the block's rows,
+// loading their bytes straight from global memory (no staging: the 18- and 22-byte blocks of
+// these formats are only 2-byte aligned, and reading them back from a staged copy costs
+// shared-memory bank conflicts that the L1-cached loads here do not), and reuses each part's
+// 32 activations for the 4 rows.  Partial sums meet in shared memory at the end.
+// Quants are decoded as biased values (prelude), so sum(x) is taken for every part.
+// Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
+// multiple of the block weights), has_bias (0: bias is not read).
+namespace ggufc_matvec_split_k_q4_0_f16_impl {
+using act_t = __half;
+using Format = ggufc::Q4_0;
+using ggufc::i64;
+constexpr int THREADS = 128;
+constexpr int WARPS = THREADS / ggufc::WARP_SIZE;
+constexpr int ROWS = 4;
+}  // namespace ggufc_matvec_split_k_q4_0_f16_impl
+
+extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_f16(
+    const ggufc_matvec_split_k_q4_0_f16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_split_k_q4_0_f16_impl::act_t* __restrict__ bias, ggufc_matvec_split_k_q4_0_f16_impl::act_t* __restrict__ out,
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    using namespace ggufc_matvec_split_k_q4_0_f16_impl;
+    __shared__ float partial[WARPS][ROWS];
+    const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
+    const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
+    const i64 n0 = static_cast<i64>(blockIdx.x) * ROWS;
+    const int rows = static_cast<int>(N - n0 < ROWS ? N - n0 : ROWS);
+    const i64 m = blockIdx.y;
+    const int parts_per_row = static_cast<int>(K / ggufc::PART_WEIGHTS);
+    const i64 row_bytes = static_cast<i64>(K / Format::BLOCK_WEIGHTS) * Format::BLOCK_BYTES;
+    const act_t* xm = x + m * K;
+    const ggufc::u8* first_row = blocks + n0 * row_bytes;
+
+    float acc[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        acc[r] = 0.0f;
+    }
+    for (int p = static_cast<int>(threadIdx.x); p < parts_per_row; p += THREADS) {
+        const int part = p % Format::PARTS;
+        const i64 block_offset = static_cast<i64>(p / Format::PARTS) * Format::BLOCK_BYTES;
+        typename Format::Raw raw[ROWS];
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            if (r < rows) {
+                raw[r] = Format::load(first_row + r * row_bytes + block_offset, part);
+            }
+        }
+        float xv[ggufc::PART_WEIGHTS];
+        float x_sum[2];
+        ggufc::load_part_activations<Format::HAS_OFFSET || Format::BIASED>(
+            xm + static_cast<i64>(p) * ggufc::PART_WEIGHTS, xv, x_sum);
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            if (r < rows) {
+                float v[ggufc::PART_WEIGHTS];
+                ggufc::PartAffine affine;
+                Format::decode_biased(raw[r], part, v, affine);
+                acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const float total = ggufc::warp_sum(acc[r]);
+        if (lane == 0) {
+            partial[warp][r] = total;
+        }
+    }
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            const float total = ggufc::warp_sum(lane < WARPS ? partial[lane][r] : 0.0f);
+            if (lane == 0 && r < rows) {
+                const float b = has_bias ? ggufc::to_float(bias[n0 + r]) : 0.0f;
+                out[m * N + n0 + r] = ggufc::from_float<act_t>(total + b);
+            }
+        }
+    }
+}
