@@ -10,7 +10,9 @@ another GPU:
   picks for N * K <= MATVEC_NARROW_MAX_WEIGHTS[dtype];
 * split-K vs default, for the formats of MATVEC_SPLIT_K_FORMATS from K = 640 to 21504: the
   split-K kernel (`cuda/matvec_split_k.cu`) against the warp-staged default (`cuda/matvec.cu`),
-  the measurement behind MATVEC_SPLIT_K_MIN_K.
+  the measurement behind MATVEC_SPLIT_K_MIN_K;
+* k-split, for the formats of --k-split-formats on the large shapes: the default geometry
+  with 1, 2 and 4 warps sharing each row group (MATVEC_K_SPLIT picks one per format).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
 codegen.cuda_timing.
@@ -30,13 +32,16 @@ from codegen.cuda_run import TORCH_DTYPES, CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import emit
 from codegen.kernels.emitter import (
+    MATVEC_K_SPLIT,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
+    cuda_matvec_with_k_split,
 )
 from compiler import formats
 
 SHAPES = ((640, 2048), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096))
+K_SPLIT_SHAPES = ((4096, 14336), (14336, 4096), (5376, 21504), (2048, 4096), (4096, 2048))
 SPLIT_K_SHAPES = (
     (262144, 640),
     (16384, 2048),
@@ -78,6 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--formats", default="Q4_0,Q5_0,Q4_K,Q8_0")
     parser.add_argument("--dtypes", default="float32,float16")
+    parser.add_argument("--k-split-formats", default="Q4_K,Q5_K,Q6_K,Q8_0")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("cuda_matvec_geometry.py: needs a CUDA device", file=sys.stderr)
@@ -116,6 +122,18 @@ def main() -> int:
                     f"{split / staged:.2f} |",
                     flush=True,
                 )
+    k_split_formats = [fmt for fmt in args.k_split_formats.split(",") if fmt]
+    if k_split_formats:
+        print(f"\nMATVEC_K_SPLIT (the default geometry's warps a row group): {MATVEC_K_SPLIT}\n")
+        print("| format | dtype | N x K | 1 warp us | 2 warps us | 4 warps us |")
+        print("|---|---|---|---:|---:|---:|")
+    for fmt in k_split_formats:
+        for dtype in args.dtypes.split(","):
+            for n, k in K_SPLIT_SHAPES:
+                kernels = [cuda_matvec_with_k_split(fmt, dtype, s) for s in (1, 2, 4)]
+                times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
+                cells = " | ".join(f"{t:.2f}" for t in times)
+                print(f"| {fmt} | {dtype} | {n}x{k} | {cells} |", flush=True)
     return 0
 
 

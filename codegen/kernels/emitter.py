@@ -86,6 +86,13 @@ MATVEC_SPLIT_K_FORMATS = ("Q4_0", "Q5_0")
 MATVEC_SPLIT_K_THREADS = 128
 MATVEC_SPLIT_K_MIN_K = PART_WEIGHTS * MATVEC_SPLIT_K_THREADS  # a part for every thread
 MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each part of x
+# In the CUDA matvec's default geometry, MATVEC_K_SPLIT[fmt] warps share each group of
+# MATVEC_ROWS_PER_WARP rows, each taking every k-th chunk of them (partial sums meet in shared
+# memory): for the 4-bit K-quants, the longest decode per byte, twice the warps in flight
+# beat the longer chunk pipeline of each.  H100 2026-11-26 (`benchmarks/cuda_matvec_geometry.py`
+# measures it; figures in BENCHMARKS.md): Q4_K / Q5_K float16 4096x14336 21.6 / 24.3 us with
+# two warps vs 27.9 / 29.6 with one; Q6_K and Q8_0 gain at some shapes and lose at others.
+MATVEC_K_SPLIT = {"Q4_K": 2, "Q5_K": 2}
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow" and, for MATVEC_SPLIT_K_FORMATS, "split_k".
 DEFAULT_GEOMETRY = "default"
@@ -263,7 +270,8 @@ def launch_rule(
         grid = (GridExtent(("N",), MATVEC_SPLIT_K_ROWS), GridExtent(("M",), 1), one)
         return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
     if kind == "matvec":
-        rows = WARPS * _matvec_rows_per_warp(backend, geometry)
+        k_split = _matvec_k_split(backend, fmt, geometry)
+        rows = WARPS // k_split * _matvec_rows_per_warp(backend, geometry)
         return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
@@ -276,6 +284,12 @@ def launch_rule(
             return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
         return LaunchRule(THREADS, grid)
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def _matvec_k_split(backend: str, fmt: str, geometry: str) -> int:
+    if backend != "cuda" or geometry != DEFAULT_GEOMETRY:
+        return 1
+    return MATVEC_K_SPLIT.get(fmt, 1)
 
 
 def _matvec_rows_per_warp(backend: str, geometry: str) -> int:
@@ -364,6 +378,7 @@ def _kind_values(
     if kind == "matvec":
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
+        values["k_split"] = _matvec_k_split(backend, fmt, geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
@@ -416,6 +431,28 @@ def emit(
         header=emit_header(backend, fmt),
         source=_render(template, **values),
         launch=launch_rule(backend, fmt, kind, dtype, geometry),
+    )
+
+
+def cuda_matvec_with_k_split(fmt: str, dtype: str, k_split: int) -> KernelSource:
+    """The CUDA matvec of the default geometry with ``k_split`` warps a row group instead
+    of MATVEC_K_SPLIT's: what `benchmarks/cuda_matvec_geometry.py` weighs that table
+    against.  Not used by the lowering."""
+    _check("cuda", fmt, "matvec", dtype)
+    if k_split not in (1, 2, 4):
+        raise UnsupportedError(f"k_split {k_split}: expected 1, 2 or 4 (warps a block: {WARPS})")
+    _, values = _kind_values("cuda", fmt, "matvec", dtype)
+    values.update(k_split=k_split, entry=f"{values['entry']}_k{k_split}")
+    rows = WARPS // k_split * MATVEC_ROWS_PER_WARP
+    return KernelSource(
+        backend="cuda",
+        format=fmt,
+        kind="matvec",
+        dtype=dtype,
+        entry=values["entry"],
+        header=emit_header("cuda", fmt),
+        source=_render("cuda/matvec.cu", **values),
+        launch=LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), GridExtent())),
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
+from codegen.kernels.emitter import cuda_matvec_with_k_split
 from compiler import formats
 
 HAS_GPU = torch.cuda.is_available()
@@ -75,8 +76,10 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.double() - ref).norm() / ref.norm())
 
 
-def check_linear(runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias, geometry="default"):
-    kernel = emit("cuda", fmt, kind, dtype, geometry)
+def check_linear(
+    runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias, geometry="default", kernel=None
+):
+    kernel = kernel or emit("cuda", fmt, kind, dtype, geometry)
     torch_dtype = TORCH_DTYPES[dtype]
     blocks = formats.random_blocks(fmt, n, k, generator=rng)
     x = (torch.randn(*m_shape, k, generator=rng) * ACTIVATION_SCALE).to(torch_dtype)
@@ -124,6 +127,16 @@ def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, geometr
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
 def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, geometry):
     check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)
+
+
+@pytest.mark.parametrize("k_split", (1, 2, 4))
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matvec_with_any_k_split_matches_float64_reference(runner, rng, fmt, k_split):
+    """The benchmarks' k-split variants (MATVEC_K_SPLIT picks one a format), at a K of
+    several chunks a row and a ragged N whose last row group is empty."""
+    kernel = cuda_matvec_with_k_split(fmt, "float32", k_split)
+    for k in (K_BY_FORMAT[fmt], LARGE_K):
+        check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, k, True, kernel=kernel)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -2,7 +2,8 @@
 // float activations, float32 accumulation; one activation row per block row
 // (grid.y = M; the M = 1 kernel).
 //
-// One warp per 1 weight rows (4 rows per block, grid.x = ceil(N / 4)).  The warp
+// 1 warp(s) per 1 weight rows (4 rows per block, grid.x = ceil(N / 4)), taking
+// every 1th chunk of them (partial sums meet in shared memory).  A warp
 // streams its rows in chunks of 32 parts (whole blocks): the lanes copy each row's chunk with
 // coalesced 16-byte loads (bypassing L1) into the warp's shared buffer while the previous
 // chunk is decoded; lane l then decodes part l of every row and reuses its 32 activations,
@@ -16,6 +17,9 @@ using Format = ggufc::Q6_K;
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 1;
+constexpr int K_SPLIT = 1;  // warps sharing the same rows
+constexpr int ROW_GROUPS = WARPS_PER_BLOCK / K_SPLIT;
+static_assert(WARPS_PER_BLOCK % K_SPLIT == 0, "whole row groups");
 constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
 constexpr int CHUNK_BLOCKS = CHUNK_PARTS / Format::PARTS;
 constexpr int CHUNK_BYTES = CHUNK_BLOCKS * Format::BLOCK_BYTES;
@@ -34,11 +38,15 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q6_k_f32(
     __shared__ uint4 stage_all[WARPS_PER_BLOCK][ROWS_PER_WARP][STAGE_WORDS];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
-    const i64 n0 = (static_cast<i64>(blockIdx.x) * WARPS_PER_BLOCK + warp) * ROWS_PER_WARP;
-    if (n0 >= N) {
-        return;  // the whole warp leaves together: no shuffle below misses a lane
+    const int slice = warp % K_SPLIT;
+    const i64 n0 = (static_cast<i64>(blockIdx.x) * ROW_GROUPS + warp / K_SPLIT) * ROWS_PER_WARP;
+    if constexpr (K_SPLIT == 1) {
+        if (n0 >= N) {
+            return;  // the whole warp leaves together: no shuffle below misses a lane
+        }
     }
-    const int rows = static_cast<int>(N - n0 < ROWS_PER_WARP ? N - n0 : ROWS_PER_WARP);
+    // a row group past N (K_SPLIT > 1 only) has no rows but joins the barrier below
+    const int rows = static_cast<int>(max(min(N - n0, static_cast<i64>(ROWS_PER_WARP)), i64{0}));
     const i64 m = blockIdx.y;
     const int blocks_per_row = static_cast<int>(K / Format::BLOCK_WEIGHTS);
     const i64 row_bytes = static_cast<i64>(blocks_per_row) * Format::BLOCK_BYTES;
@@ -72,8 +80,10 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q6_k_f32(
     for (int r = 0; r < ROWS_PER_WARP; ++r) {
         acc[r] = 0.0f;
     }
-    load_chunk(0);
-    for (int c = 0; c < chunks; ++c) {
+    if (slice < chunks) {
+        load_chunk(slice);
+    }
+    for (int c = slice; c < chunks; c += K_SPLIT) {
         __syncwarp();  // every lane is done decoding the previous chunk
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
@@ -83,8 +93,8 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q6_k_f32(
             }
         }
         __syncwarp();
-        if (c + 1 < chunks) {
-            load_chunk(c + 1);  // in flight while this chunk is decoded
+        if (c + K_SPLIT < chunks) {
+            load_chunk(c + K_SPLIT);  // in flight while this chunk is decoded
         }
         const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
         if (lane < chunk_parts) {
@@ -113,13 +123,36 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q6_k_f32(
             }
         }
     }
+    if constexpr (K_SPLIT > 1) {
+        __shared__ float partial[WARPS_PER_BLOCK][ROWS_PER_WARP];
 #pragma unroll
-    for (int r = 0; r < ROWS_PER_WARP; ++r) {
-        if (r < rows) {
+        for (int r = 0; r < ROWS_PER_WARP; ++r) {
             const float total = ggufc::warp_sum(acc[r]);
             if (lane == 0) {
-                const float b = has_bias ? ggufc::to_float(bias[n0 + r]) : 0.0f;
-                out[m * N + n0 + r] = ggufc::from_float<act_t>(total + b);
+                partial[warp][r] = total;
+            }
+        }
+        __syncthreads();
+        if (slice != 0 || lane >= rows) {
+            return;
+        }
+        // lane r of the row group's first warp sums row r
+        float total = 0.0f;
+#pragma unroll
+        for (int s = 0; s < K_SPLIT; ++s) {
+            total += partial[warp + s][lane];
+        }
+        const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
+        out[m * N + n0 + lane] = ggufc::from_float<act_t>(total + b);
+    } else {
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; ++r) {
+            if (r < rows) {
+                const float total = ggufc::warp_sum(acc[r]);
+                if (lane == 0) {
+                    const float b = has_bias ? ggufc::to_float(bias[n0 + r]) : 0.0f;
+                    out[m * N + n0 + r] = ggufc::from_float<act_t>(total + b);
+                }
             }
         }
     }
