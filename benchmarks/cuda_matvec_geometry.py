@@ -12,7 +12,8 @@ another GPU:
   split-K kernel (`cuda/matvec_split_k.cu`) against the warp-staged default (`cuda/matvec.cu`),
   the measurement behind MATVEC_SPLIT_K_MIN_K;
 * k-split, for the formats of --k-split-formats on the large shapes: the default geometry
-  with 1, 2 and 4 warps sharing each row group (MATVEC_K_SPLIT picks one per format).
+  with 1, 2 and 4 warps sharing each row group (the paired geometry of MATVEC_PAIRED_FORMATS
+  is 2, from K = MATVEC_PAIRED_MIN_K).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
 codegen.cuda_timing.
@@ -32,8 +33,9 @@ from codegen.cuda_run import TORCH_DTYPES, CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import emit
 from codegen.kernels.emitter import (
-    MATVEC_K_SPLIT,
     MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_PAIRED_FORMATS,
+    MATVEC_PAIRED_MIN_K,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
     cuda_matvec_with_k_split,
@@ -41,7 +43,14 @@ from codegen.kernels.emitter import (
 from compiler import formats
 
 SHAPES = ((640, 2048), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096))
-K_SPLIT_SHAPES = ((4096, 14336), (14336, 4096), (5376, 21504), (2048, 4096), (4096, 2048))
+K_SPLIT_SHAPES = (
+    (4096, 14336),
+    (14336, 4096),
+    (5376, 21504),
+    (2048, 4096),
+    (4096, 2048),
+    (32768, 1024),
+)
 SPLIT_K_SHAPES = (
     (262144, 640),
     (16384, 2048),
@@ -124,7 +133,9 @@ def main() -> int:
                 )
     k_split_formats = [fmt for fmt in args.k_split_formats.split(",") if fmt]
     if k_split_formats:
-        print(f"\nMATVEC_K_SPLIT (the default geometry's warps a row group): {MATVEC_K_SPLIT}\n")
+        print(
+            f"\nThe lowering pairs warps for {MATVEC_PAIRED_FORMATS} from K = {MATVEC_PAIRED_MIN_K}\n"
+        )
         print("| format | dtype | N x K | 1 warp us | 2 warps us | 4 warps us |")
         print("|---|---|---|---:|---:|---:|")
     for fmt in k_split_formats:

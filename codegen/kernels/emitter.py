@@ -86,15 +86,20 @@ MATVEC_SPLIT_K_FORMATS = ("Q4_0", "Q5_0")
 MATVEC_SPLIT_K_THREADS = 128
 MATVEC_SPLIT_K_MIN_K = PART_WEIGHTS * MATVEC_SPLIT_K_THREADS  # a part for every thread
 MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each part of x
-# In the CUDA matvec's default geometry, MATVEC_K_SPLIT[fmt] warps share each group of
-# MATVEC_ROWS_PER_WARP rows, each taking every k-th chunk of them (partial sums meet in shared
-# memory): for the 4-bit K-quants, the longest decode per byte, twice the warps in flight
-# beat the longer chunk pipeline of each.  H100 2026-11-26 (`benchmarks/cuda_matvec_geometry.py`
-# measures it; figures in BENCHMARKS.md): Q4_K / Q5_K float16 4096x14336 21.6 / 24.3 us with
-# two warps vs 27.9 / 29.6 with one; Q6_K and Q8_0 gain at some shapes and lose at others.
-MATVEC_K_SPLIT = {"Q4_K": 2, "Q5_K": 2}
+# Large CUDA matvecs of these formats with K >= MATVEC_PAIRED_MIN_K take the paired
+# geometry: `cuda/matvec.cu` with MATVEC_PAIRED_WARPS warps sharing each group of
+# MATVEC_ROWS_PER_WARP rows, each taking every other chunk of them (partial sums meet in
+# shared memory).  For the 4-bit K-quants, the longest decode per byte, twice the warps in
+# flight beat each warp's longer chunk pipeline; with fewer than four chunks (1024 weights
+# each) a row the second warp has too little to do.  H100 2026-11-26
+# (`benchmarks/cuda_matvec_geometry.py`, figures in BENCHMARKS.md): Q4_K / Q5_K float16
+# 4096x14336 21.6 / 24.2 us paired vs 28.0 / 29.6; Q6_K and Q8_0 gain at some shapes and
+# lose at others (5376x21504: 65 vs 52 us) and stay unpaired.
+MATVEC_PAIRED_FORMATS = ("Q4_K", "Q5_K")
+MATVEC_PAIRED_WARPS = 2
+MATVEC_PAIRED_MIN_K = 4096
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
-# the CUDA matvec also "narrow" and, for MATVEC_SPLIT_K_FORMATS, "split_k".
+# the CUDA matvec also "narrow" and, for its formats, "split_k" or "paired".
 DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
@@ -211,23 +216,28 @@ def entry_name(fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY
 def geometries(backend: str, fmt: str, kind: str) -> tuple[str, ...]:
     """The ``geometry`` values `emit` takes for ``kind`` of ``fmt`` on ``backend``: the CUDA
     matvec has a narrow one for small weights (Metal's matvec is one row a simdgroup
-    already) and, for MATVEC_SPLIT_K_FORMATS, a split-K one."""
+    already), a split-K one for MATVEC_SPLIT_K_FORMATS and a paired one for
+    MATVEC_PAIRED_FORMATS."""
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
         return (DEFAULT_GEOMETRY, "narrow", "split_k")
+    if fmt in MATVEC_PAIRED_FORMATS:
+        return (DEFAULT_GEOMETRY, "narrow", "paired")
     return (DEFAULT_GEOMETRY, "narrow")
 
 
 def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int) -> str:
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
-    activations: narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else split-K where the format has
-    it and K >= `MATVEC_SPLIT_K_MIN_K`, else the default."""
+    activations: narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else split-K or paired where the
+    format has it and K >= `MATVEC_SPLIT_K_MIN_K` / `MATVEC_PAIRED_MIN_K`, else the default."""
     available = geometries(backend, fmt, kind)
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
         return "narrow"
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
         return "split_k"
+    if "paired" in available and k >= MATVEC_PAIRED_MIN_K:
+        return "paired"
     return DEFAULT_GEOMETRY
 
 
@@ -270,7 +280,7 @@ def launch_rule(
         grid = (GridExtent(("N",), MATVEC_SPLIT_K_ROWS), GridExtent(("M",), 1), one)
         return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
     if kind == "matvec":
-        k_split = _matvec_k_split(backend, fmt, geometry)
+        k_split = _matvec_k_split(geometry)
         rows = WARPS // k_split * _matvec_rows_per_warp(backend, geometry)
         return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
     if kind == "matvec_batched":
@@ -286,10 +296,8 @@ def launch_rule(
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
 
 
-def _matvec_k_split(backend: str, fmt: str, geometry: str) -> int:
-    if backend != "cuda" or geometry != DEFAULT_GEOMETRY:
-        return 1
-    return MATVEC_K_SPLIT.get(fmt, 1)
+def _matvec_k_split(geometry: str) -> int:
+    return MATVEC_PAIRED_WARPS if geometry == "paired" else 1
 
 
 def _matvec_rows_per_warp(backend: str, geometry: str) -> int:
@@ -378,7 +386,7 @@ def _kind_values(
     if kind == "matvec":
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
-        values["k_split"] = _matvec_k_split(backend, fmt, geometry)
+        values["k_split"] = _matvec_k_split(geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
@@ -435,8 +443,8 @@ def emit(
 
 
 def cuda_matvec_with_k_split(fmt: str, dtype: str, k_split: int) -> KernelSource:
-    """The CUDA matvec of the default geometry with ``k_split`` warps a row group instead
-    of MATVEC_K_SPLIT's: what `benchmarks/cuda_matvec_geometry.py` weighs that table
+    """The CUDA matvec of the default geometry with ``k_split`` warps a row group (the paired
+    geometry is 2): what `benchmarks/cuda_matvec_geometry.py` weighs MATVEC_PAIRED_FORMATS
     against.  Not used by the lowering."""
     _check("cuda", fmt, "matvec", dtype)
     if k_split not in (1, 2, 4):

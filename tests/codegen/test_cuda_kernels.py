@@ -132,8 +132,8 @@ def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, 
 @pytest.mark.parametrize("k_split", (1, 2, 4))
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
 def test_matvec_with_any_k_split_matches_float64_reference(runner, rng, fmt, k_split):
-    """The benchmarks' k-split variants (MATVEC_K_SPLIT picks one a format), at a K of
-    several chunks a row and a ragged N whose last row group is empty."""
+    """The benchmarks' k-split variants (the paired geometry is 2), at a K of several
+    chunks a row and a ragged N whose last row group is empty."""
     kernel = cuda_matvec_with_k_split(fmt, "float32", k_split)
     for k in (K_BY_FORMAT[fmt], LARGE_K):
         check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, k, True, kernel=kernel)

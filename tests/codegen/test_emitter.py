@@ -24,6 +24,8 @@ from codegen.kernels import (
 )
 from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_PAIRED_FORMATS,
+    MATVEC_PAIRED_MIN_K,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
     _render,
@@ -126,15 +128,18 @@ def test_geometries_are_distinct_kernels():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     narrow_bound = MATVEC_NARROW_MAX_WEIGHTS[dtype]
-    split = fmt in MATVEC_SPLIT_K_FORMATS
-    large_k = MATVEC_SPLIT_K_MIN_K * 2
+    min_k = {**dict.fromkeys(MATVEC_SPLIT_K_FORMATS, MATVEC_SPLIT_K_MIN_K)}
+    min_k.update(dict.fromkeys(MATVEC_PAIRED_FORMATS, MATVEC_PAIRED_MIN_K))
+    special = "split_k" if fmt in MATVEC_SPLIT_K_FORMATS else "paired"
+    threshold = min_k.get(fmt, MATVEC_SPLIT_K_MIN_K)
+    large_k = threshold * 2
     # small weights: narrow, whatever K
     assert pick_geometry("cuda", fmt, "matvec", dtype, 64, large_k) == "narrow"
-    # large weights: split-K from MATVEC_SPLIT_K_MIN_K where the format has it
-    n = narrow_bound // MATVEC_SPLIT_K_MIN_K + 1
-    expected = "split_k" if split else "default"
-    assert pick_geometry("cuda", fmt, "matvec", dtype, n, MATVEC_SPLIT_K_MIN_K) == expected
-    short_k = MATVEC_SPLIT_K_MIN_K // 2
+    # large weights: split-K or paired from the format's bound on K where it has one
+    n = narrow_bound // threshold + 1
+    expected = special if fmt in min_k else "default"
+    assert pick_geometry("cuda", fmt, "matvec", dtype, n, threshold) == expected
+    short_k = threshold // 2
     assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, short_k) == "default"
     # other kinds and Metal have one geometry
     assert pick_geometry("cuda", fmt, "matmul", dtype, n, large_k) == "default"

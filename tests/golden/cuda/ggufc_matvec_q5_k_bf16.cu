@@ -2,8 +2,8 @@
 // __nv_bfloat16 activations, float32 accumulation; one activation row per block row
 // (grid.y = M; the M = 1 kernel).
 //
-// 2 warp(s) per 4 weight rows (8 rows per block, grid.x = ceil(N / 8)), taking
-// every 2th chunk of them (partial sums meet in shared memory).  A warp
+// 1 warp(s) per 4 weight rows (16 rows per block, grid.x = ceil(N / 16)), taking
+// every 1th chunk of them (partial sums meet in shared memory).  A warp
 // streams its rows in chunks of 32 parts (whole blocks): the lanes copy each row's chunk with
 // coalesced 16-byte loads (bypassing L1) into the warp's shared buffer while the previous
 // chunk is decoded; lane l then decodes part l of every row and reuses its 32 activations,
@@ -17,7 +17,7 @@ using Format = ggufc::Q5_K;
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 4;
-constexpr int K_SPLIT = 2;  // warps sharing the same rows
+constexpr int K_SPLIT = 1;  // warps sharing the same rows
 constexpr int ROW_GROUPS = WARPS_PER_BLOCK / K_SPLIT;
 static_assert(WARPS_PER_BLOCK % K_SPLIT == 0, "whole row groups");
 constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
