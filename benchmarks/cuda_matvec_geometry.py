@@ -1,9 +1,10 @@
 """The CUDA matvec's geometries against each other: where does each win?
 
-    python benchmarks/cuda_matvec_geometry.py [--formats Q5_0,Q4_K,Q8_0] [--dtypes float32,float16]
+    python benchmarks/cuda_matvec_geometry.py [--formats Q4_0,Q5_0,Q4_K,Q8_0]
+        [--dtypes float32,float16] [--group-warps-formats Q4_K,Q5_K,Q6_K,Q8_0]
 
-Two tables, the measurements behind two choices of codegen/kernels/emitter.py, to rerun on
-another GPU:
+Three tables, the measurements behind the geometry rules of codegen/kernels/emitter.py, to
+rerun on another GPU:
 
 * narrow vs default, per format, dtype and N x K from Gemma-3-270M-sized weights up to
   8192x4096: the default matvec against the narrow one (one row a warp) that the lowering
@@ -11,9 +12,9 @@ another GPU:
 * split-K vs default, for the formats of MATVEC_SPLIT_K_FORMATS from K = 640 to 21504: the
   split-K kernel (`cuda/matvec_split_k.cu`) against the warp-staged default (`cuda/matvec.cu`),
   the measurement behind MATVEC_SPLIT_K_MIN_K;
-* k-split, for the formats of --k-split-formats on the large shapes: the default geometry
-  with 1, 2 and 4 warps sharing each row group (the paired geometry of MATVEC_PAIRED_FORMATS
-  is 2, from K = MATVEC_PAIRED_MIN_K).
+* warps a row group, for the formats of --group-warps-formats on the large shapes: the
+  default geometry with 1, 2 and 4 warps sharing each row group (the paired geometry of
+  MATVEC_PAIRED_FORMATS is 2, from K = MATVEC_PAIRED_MIN_K).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
 codegen.cuda_timing.
@@ -38,12 +39,12 @@ from codegen.kernels.emitter import (
     MATVEC_PAIRED_MIN_K,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
-    cuda_matvec_with_k_split,
+    cuda_matvec_with_group_warps,
 )
 from compiler import formats
 
 SHAPES = ((640, 2048), (2048, 1024), (2048, 2048), (4096, 2048), (4096, 4096), (8192, 4096))
-K_SPLIT_SHAPES = (
+GROUP_WARPS_SHAPES = (
     (4096, 14336),
     (14336, 4096),
     (5376, 21504),
@@ -92,7 +93,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--formats", default="Q4_0,Q5_0,Q4_K,Q8_0")
     parser.add_argument("--dtypes", default="float32,float16")
-    parser.add_argument("--k-split-formats", default="Q4_K,Q5_K,Q6_K,Q8_0")
+    parser.add_argument("--group-warps-formats", default="Q4_K,Q5_K,Q6_K,Q8_0")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("cuda_matvec_geometry.py: needs a CUDA device", file=sys.stderr)
@@ -131,17 +132,17 @@ def main() -> int:
                     f"{split / staged:.2f} |",
                     flush=True,
                 )
-    k_split_formats = [fmt for fmt in args.k_split_formats.split(",") if fmt]
-    if k_split_formats:
+    group_warps_formats = [fmt for fmt in args.group_warps_formats.split(",") if fmt]
+    if group_warps_formats:
         print(
             f"\nThe lowering pairs warps for {MATVEC_PAIRED_FORMATS} from K = {MATVEC_PAIRED_MIN_K}\n"
         )
         print("| format | dtype | N x K | 1 warp us | 2 warps us | 4 warps us |")
         print("|---|---|---|---:|---:|---:|")
-    for fmt in k_split_formats:
+    for fmt in group_warps_formats:
         for dtype in args.dtypes.split(","):
-            for n, k in K_SPLIT_SHAPES:
-                kernels = [cuda_matvec_with_k_split(fmt, dtype, s) for s in (1, 2, 4)]
+            for n, k in GROUP_WARPS_SHAPES:
+                kernels = [cuda_matvec_with_group_warps(fmt, dtype, s) for s in (1, 2, 4)]
                 times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
                 cells = " | ".join(f"{t:.2f}" for t in times)
                 print(f"| {fmt} | {dtype} | {n}x{k} | {cells} |", flush=True)

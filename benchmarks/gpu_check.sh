@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every GPU test (pytest -m gpu: kernels, CUDA launcher, programs on CUDA), then the
 # CUDA kernel benchmarks (linear kinds, embedding gather, the read-only floor, the matvec's
-# two geometries), on a machine with an NVIDIA GPU and CuPy:
+# geometries), on a machine with an NVIDIA GPU and CuPy:
 #   benchmarks/gpu_check.sh [output-dir]
 # The real-model GPU test needs Gemma 3 270M: the models extra, or GGUFC_GEMMA_GGUF=FILE.
 # Writes gpu_tests.log, benchmark.log, cuda_matmul.md, cuda_embedding.md, cuda_read_floor.md and

@@ -39,9 +39,10 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
     kind    = the node's ``kernel`` ("matvec" | "matvec_batched" | "matmul"); ``"auto"`` picks
               by a static M (1 -> matvec, <= MATVEC_BATCHED_ROWS -> matvec_batched) and
               matmul for a symbolic one (matmul serves every M).  A CUDA matvec takes the
-              geometry `codegen.kernels.pick_geometry` picks from N and K: narrow (one weight
-              row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, split-K for large
-              Q4_0 / Q5_0 weights with K >= 4096, else the default.
+              geometry `codegen.kernels.pick_geometry` picks from N, K and the dtype: narrow
+              (one weight row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, else
+              split-K (`MATVEC_SPLIT_K_FORMATS`, K >= `MATVEC_SPLIT_K_MIN_K`) or paired
+              (`MATVEC_PAIRED_FORMATS`, K >= `MATVEC_PAIRED_MIN_K`), else the default.
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact

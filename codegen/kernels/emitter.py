@@ -1,4 +1,5 @@
-"""Specialise the kernel templates: one source per (backend, format, kind, activation dtype).
+"""Specialise the kernel templates: one source per (backend, format, kind, activation dtype,
+geometry); a kind has one geometry but the CUDA matvec (see `geometries`).
 
 Templates live beside this module as ordinary source files (``cuda/*.cu``, ``cuda/*.cuh``,
 ``metal/*.metal``) rendered by jinja2 with ``StrictUndefined``.  Every generated kernel is
@@ -13,11 +14,13 @@ be concatenated into one translation unit (the CI compile checks do that).
 What is a template constant and what is a kernel argument
 ---------------------------------------------------------
 * Template constants (baked into the source text): backend, format, kernel kind, activation
-  dtype, and the tile geometry of the kind (threads, rows per block, tile sizes).
+  dtype, and the tile geometry of the kind (threads, rows per block, tile sizes; for the CUDA
+  matvec one of its geometries, picked from N and K by `pick_geometry`).
 * Kernel arguments (the same source serves every layer): the sizes ``M``, ``N``, ``K`` as
-  int64 and, for linear kinds, ``has_bias`` as int32.  So there are at most
-  2 x 6 x 4 x 3 = 144 distinct sources however many layers a model has, and a program file
-  interns each once.
+  int64 and, for linear kinds, ``has_bias`` as int32.  So there are at most 72 Metal and 102
+  CUDA sources (6 formats x 3 dtypes x 4 kinds, plus the CUDA matvec's 2-3 geometries a
+  format instead of one) however many layers a model has, and a program file interns each
+  once.
 
 Kernel signatures (CUDA parameter order = Metal buffer indices)::
 
@@ -93,8 +96,8 @@ MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each 
 # flight beat each warp's longer chunk pipeline; with fewer than four chunks (1024 weights
 # each) a row the second warp has too little to do.  H100 2026-11-26
 # (`benchmarks/cuda_matvec_geometry.py`, figures in BENCHMARKS.md): Q4_K / Q5_K float16
-# 4096x14336 21.6 / 24.2 us paired vs 28.0 / 29.6; Q6_K and Q8_0 gain at some shapes and
-# lose at others (5376x21504: 65 vs 52 us) and stay unpaired.
+# 4096x14336 21.4 / 24.2 us paired vs 27.4 / 28.9; Q6_K and Q8_0 gain at some shapes and
+# lose at others (float16 5376x21504: 65 vs 52 us) and stay unpaired.
 MATVEC_PAIRED_FORMATS = ("Q4_K", "Q5_K")
 MATVEC_PAIRED_WARPS = 2
 MATVEC_PAIRED_MIN_K = 4096
@@ -271,6 +274,8 @@ def launch_rule(
 ) -> LaunchRule:
     """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` in ``geometry``
     (see codegen.kernels.launch and `geometries`)."""
+    if geometry not in geometries(backend, fmt, kind):
+        raise UnsupportedError(f"{backend} {kind} of {fmt} has no {geometry!r} geometry")
     one = GridExtent()
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
@@ -280,8 +285,8 @@ def launch_rule(
         grid = (GridExtent(("N",), MATVEC_SPLIT_K_ROWS), GridExtent(("M",), 1), one)
         return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
     if kind == "matvec":
-        k_split = _matvec_k_split(geometry)
-        rows = WARPS // k_split * _matvec_rows_per_warp(backend, geometry)
+        group_warps = _matvec_group_warps(geometry)
+        rows = WARPS // group_warps * _matvec_rows_per_warp(backend, geometry)
         return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
@@ -296,7 +301,7 @@ def launch_rule(
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
 
 
-def _matvec_k_split(geometry: str) -> int:
+def _matvec_group_warps(geometry: str) -> int:
     return MATVEC_PAIRED_WARPS if geometry == "paired" else 1
 
 
@@ -386,7 +391,7 @@ def _kind_values(
     if kind == "matvec":
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
-        values["k_split"] = _matvec_k_split(geometry)
+        values["group_warps"] = _matvec_group_warps(geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
@@ -442,16 +447,20 @@ def emit(
     )
 
 
-def cuda_matvec_with_k_split(fmt: str, dtype: str, k_split: int) -> KernelSource:
-    """The CUDA matvec of the default geometry with ``k_split`` warps a row group (the paired
-    geometry is 2): what `benchmarks/cuda_matvec_geometry.py` weighs MATVEC_PAIRED_FORMATS
+def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> KernelSource:
+    """The CUDA matvec of the default geometry with ``group_warps`` warps a row group (the
+    paired geometry is 2): what `benchmarks/cuda_matvec_geometry.py` weighs MATVEC_PAIRED_FORMATS
     against.  Not used by the lowering."""
     _check("cuda", fmt, "matvec", dtype)
-    if k_split not in (1, 2, 4):
-        raise UnsupportedError(f"k_split {k_split}: expected 1, 2 or 4 (warps a block: {WARPS})")
+    choices = [d for d in range(1, WARPS + 1) if WARPS % d == 0]
+    if group_warps not in choices:
+        raise UnsupportedError(
+            f"CUDA matvec {fmt} {dtype}: {group_warps} warps a row group; expected one of "
+            f"{choices} (divisors of the {WARPS} warps a block)"
+        )
     _, values = _kind_values("cuda", fmt, "matvec", dtype)
-    values.update(k_split=k_split, entry=f"{values['entry']}_k{k_split}")
-    rows = WARPS // k_split * MATVEC_ROWS_PER_WARP
+    values.update(group_warps=group_warps, entry=f"{values['entry']}_w{group_warps}")
+    rows = WARPS // group_warps * MATVEC_ROWS_PER_WARP
     return KernelSource(
         backend="cuda",
         format=fmt,

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
-from codegen.kernels.emitter import cuda_matvec_with_k_split
+from codegen.kernels.emitter import cuda_matvec_with_group_warps
 from compiler import formats
 
 HAS_GPU = torch.cuda.is_available()
@@ -105,7 +105,8 @@ def check_linear(
     assert error <= error_bound(kind, dtype), f"{where}: relative error {error:.3g}"
 
 
-# every linear kind of every format in every geometry (the matvec's narrow and split-K too)
+# every linear kind of every format in every geometry it has (the matvec's narrow, split-K
+# and paired too)
 KERNELS = [
     (fmt, kind, geometry)
     for fmt in FORMAT_NAMES
@@ -129,12 +130,22 @@ def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, 
     check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)
 
 
-@pytest.mark.parametrize("k_split", (1, 2, 4))
+@pytest.mark.parametrize(
+    ("fmt", "geometry"),
+    [(fmt, geometry) for fmt, kind, geometry in KERNELS if kind == "matvec"],
+)
+def test_matvec_geometries_at_large_k_in_float32(runner, rng, fmt, geometry):
+    """float32 has the tightest bound; LARGE_K runs the split-K loop several times with a
+    ragged tail and the staged kernels over many chunks."""
+    check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, LARGE_K, True, geometry)
+
+
+@pytest.mark.parametrize("group_warps", (1, 2, 4))
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
-def test_matvec_with_any_k_split_matches_float64_reference(runner, rng, fmt, k_split):
-    """The benchmarks' k-split variants (the paired geometry is 2), at a K of several
+def test_matvec_with_any_group_warps_matches_float64_reference(runner, rng, fmt, group_warps):
+    """The benchmarks' group-warps variants (the paired geometry is 2), at a K of several
     chunks a row and a ragged N whose last row group is empty."""
-    kernel = cuda_matvec_with_k_split(fmt, "float32", k_split)
+    kernel = cuda_matvec_with_group_warps(fmt, "float32", group_warps)
     for k in (K_BY_FORMAT[fmt], LARGE_K):
         check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, k, True, kernel=kernel)
 

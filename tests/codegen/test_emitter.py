@@ -117,30 +117,29 @@ def test_launch_rule_describes_itself():
 
 
 def test_geometries_are_distinct_kernels():
-    for backend, fmt, kind, dtype, geometry in ALL_KERNELS:
-        if geometry != "default":
-            kernel = emit(backend, fmt, kind, dtype, geometry)
-            assert kernel.entry != emit(backend, fmt, kind, dtype).entry
-            assert geometry in kernel.entry
+    kernels = [emit(*cell) for cell in ALL_KERNELS]
+    assert len({(k.backend, k.entry) for k in kernels}) == len(ALL_KERNELS)
+    assert len({(k.backend, k.source) for k in kernels}) == len(ALL_KERNELS)
+    assert len({(k.backend, k.launch) for k in kernels if k.kind == "matvec"}) > len(BACKENDS)
 
 
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     narrow_bound = MATVEC_NARROW_MAX_WEIGHTS[dtype]
-    min_k = {**dict.fromkeys(MATVEC_SPLIT_K_FORMATS, MATVEC_SPLIT_K_MIN_K)}
-    min_k.update(dict.fromkeys(MATVEC_PAIRED_FORMATS, MATVEC_PAIRED_MIN_K))
-    special = "split_k" if fmt in MATVEC_SPLIT_K_FORMATS else "paired"
-    threshold = min_k.get(fmt, MATVEC_SPLIT_K_MIN_K)
+    special = {
+        **{f: ("split_k", MATVEC_SPLIT_K_MIN_K) for f in MATVEC_SPLIT_K_FORMATS},
+        **{f: ("paired", MATVEC_PAIRED_MIN_K) for f in MATVEC_PAIRED_FORMATS},
+    }
+    geometry, threshold = special.get(fmt, ("default", MATVEC_SPLIT_K_MIN_K))
     large_k = threshold * 2
     # small weights: narrow, whatever K
     assert pick_geometry("cuda", fmt, "matvec", dtype, 64, large_k) == "narrow"
     # large weights: split-K or paired from the format's bound on K where it has one
     n = narrow_bound // threshold + 1
-    expected = special if fmt in min_k else "default"
-    assert pick_geometry("cuda", fmt, "matvec", dtype, n, threshold) == expected
-    short_k = threshold // 2
-    assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, short_k) == "default"
+    assert pick_geometry("cuda", fmt, "matvec", dtype, n, threshold) == geometry
+    below = threshold - get_format(fmt).block_weights
+    assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, below) == "default"
     # other kinds and Metal have one geometry
     assert pick_geometry("cuda", fmt, "matmul", dtype, n, large_k) == "default"
     assert pick_geometry("metal", fmt, "matvec", dtype, n, large_k) == "default"
@@ -151,3 +150,18 @@ def test_emit_rejects_a_geometry_the_kernel_lacks_naming_the_choices():
         emit("cuda", "Q4_K", "matvec", "float16", "split_k")
     with pytest.raises(UnsupportedError, match="'narrow'"):
         emit("metal", "Q4_0", "matvec", "float16", "narrow")
+
+
+@given(
+    backend=st.sampled_from(BACKENDS),
+    fmt=st.sampled_from(FORMAT_NAMES),
+    kind=st.sampled_from(KINDS),
+    dtype=st.sampled_from(DTYPES),
+    n=st.integers(1, 300_000),
+    blocks=st.integers(1, 84),
+)
+def test_pick_geometry_picks_one_the_kernel_has(backend, fmt, kind, dtype, n, blocks):
+    k = blocks * get_format(fmt).block_weights
+    geometry = pick_geometry(backend, fmt, kind, dtype, n, k)
+    assert geometry in geometries(backend, fmt, kind)
+    emit(backend, fmt, kind, dtype, geometry)

@@ -201,6 +201,41 @@ def test_static_m_picks_the_kernel_kind():
         torch.testing.assert_close(a, e, rtol=0, atol=0)
 
 
+# M = 1 linears too large for the narrow geometry (2 Mi weights at float32), K = 4096
+LARGE_MATVEC_IR = """
+const @a.blocks : u8[512, 2304] gguf Q4_0
+const @b.blocks : u8[512, 2304] gguf Q4_K
+const @c.blocks : u8[512, 4352] gguf Q8_0
+
+graph @main(%x : f32[1, 4096]) {
+  %a : f32[1, 512] = ggufc.linear(%x, @a.blocks, None, "Q4_0", 512, 4096)
+  %b : f32[1, 512] = ggufc.linear(%x, @b.blocks, None, "Q4_K", 512, 4096)
+  %c : f32[1, 512] = ggufc.linear(%x, @c.blocks, None, "Q8_0", 512, 4096)
+  return (%a, %b, %c)
+}
+"""
+
+
+def test_large_matvecs_take_their_formats_geometry():
+    """Split-K for Q4_0, paired warps for Q4_K, the default for Q8_0: the entry, source and
+    grid of each KernelNode are those of that geometry's kernel."""
+    program = lower(parse_program(LARGE_MATVEC_IR), backends=("cuda",))
+    kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    expected = {
+        "Q4_0": ("split_k", 512 // 4),
+        "Q4_K": ("paired", 512 // 8),
+        "Q8_0": ("default", 512 // 16),
+    }
+    assert sorted(n.format.name for n in kernels) == sorted(expected)
+    for node in kernels:
+        geometry, blocks = expected[node.format.name]
+        kernel = emit("cuda", node.format.name, "matvec", "float32", geometry)
+        cuda = node.source_for(Backend.CUDA)
+        assert (cuda.entry, cuda.source) == (kernel.entry, kernel.source)
+        assert tuple(d.size for d in node.grid) == (blocks, 1, 1)
+        assert tuple(d.size for d in node.block) == kernel.launch.block_size()
+
+
 def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):
     gp = parse_program(STATIC_IR)
     blob = gp.get_constant("w.blocks")
@@ -276,9 +311,9 @@ def test_emitter_is_a_parameter(mlp):
     gp, _ = mlp
     calls = []
 
-    def emitter(backend, fmt, kind, dtype, **variant):
+    def emitter(backend, fmt, kind, dtype, **geometry):
         calls.append((backend, fmt, kind, dtype))
-        return emit(backend, fmt, kind, dtype, **variant)
+        return emit(backend, fmt, kind, dtype, **geometry)
 
     lower(gp, backends=("cuda",), emitter=emitter)
     assert ("cuda", "Q4_0", "embedding", "float32") in calls

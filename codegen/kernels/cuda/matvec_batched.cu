@@ -14,6 +14,7 @@
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
 using Format = ggufc::{{ format }};
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = {{ warps_per_block }};
 constexpr int MAX_ROWS = {{ max_rows }};
@@ -91,13 +92,13 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
                 float v[ggufc::PART_WEIGHTS];
                 ggufc::PartAffine affine;
                 const int part = q % Format::PARTS;
-                Format::decode_biased(Format::load(chunk + (q / Format::PARTS) * Format::BLOCK_BYTES, part),
-                                      part, v, affine);
+                Decode::values(Format::load(chunk + (q / Format::PARTS) * Format::BLOCK_BYTES, part),
+                               part, v, affine);
                 const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + q) * ggufc::PART_WEIGHTS;
 #pragma unroll
                 for (int r = 0; r < MAX_ROWS; ++r) {
                     if (r < rows) {
-                        acc[r] += ggufc::affine_dot<Format::HAS_OFFSET || Format::BIASED>(v, affine, xs + r * K + k0);
+                        acc[r] += ggufc::affine_dot<Decode::NEEDS_X_SUM>(v, affine, xs + r * K + k0);
                     }
                 }
             }

@@ -14,6 +14,7 @@
 namespace ggufc_matvec_batched_q5_k_f32_impl {
 using act_t = float;
 using Format = ggufc::Q5_K;
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int MAX_ROWS = 8;
@@ -91,13 +92,13 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_batched_q5_k_f32(
                 float v[ggufc::PART_WEIGHTS];
                 ggufc::PartAffine affine;
                 const int part = q % Format::PARTS;
-                Format::decode_biased(Format::load(chunk + (q / Format::PARTS) * Format::BLOCK_BYTES, part),
-                                      part, v, affine);
+                Decode::values(Format::load(chunk + (q / Format::PARTS) * Format::BLOCK_BYTES, part),
+                               part, v, affine);
                 const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + q) * ggufc::PART_WEIGHTS;
 #pragma unroll
                 for (int r = 0; r < MAX_ROWS; ++r) {
                     if (r < rows) {
-                        acc[r] += ggufc::affine_dot<Format::HAS_OFFSET || Format::BIASED>(v, affine, xs + r * K + k0);
+                        acc[r] += ggufc::affine_dot<Decode::NEEDS_X_SUM>(v, affine, xs + r * K + k0);
                     }
                 }
             }

@@ -2,8 +2,8 @@
 // __nv_bfloat16 activations, float32 accumulation; one activation row per block row
 // (grid.y = M; the M = 1 kernel).
 //
-// 2 warp(s) per 4 weight rows (8 rows per block, grid.x = ceil(N / 8)), taking
-// every 2th chunk of them (partial sums meet in shared memory).  A warp
+// 2 warps per 4 weight rows (8 rows per block, grid.x = ceil(N / 8)), warp w of
+// a group taking chunks w, w + 2, ... of them (partial sums meet in shared memory).  A warp
 // streams its rows in chunks of 32 parts (whole blocks): the lanes copy each row's chunk with
 // coalesced 16-byte loads (bypassing L1) into the warp's shared buffer while the previous
 // chunk is decoded; lane l then decodes part l of every row and reuses its 32 activations,
@@ -14,12 +14,13 @@
 namespace ggufc_matvec_paired_q5_k_bf16_impl {
 using act_t = __nv_bfloat16;
 using Format = ggufc::Q5_K;
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 4;
-constexpr int K_SPLIT = 2;  // warps sharing the same rows
-constexpr int ROW_GROUPS = WARPS_PER_BLOCK / K_SPLIT;
-static_assert(WARPS_PER_BLOCK % K_SPLIT == 0, "whole row groups");
+constexpr int GROUP_WARPS = 2;  // warps sharing the same rows
+constexpr int ROW_GROUPS = WARPS_PER_BLOCK / GROUP_WARPS;
+static_assert(WARPS_PER_BLOCK % GROUP_WARPS == 0, "whole row groups");
 constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
 constexpr int CHUNK_BLOCKS = CHUNK_PARTS / Format::PARTS;
 constexpr int CHUNK_BYTES = CHUNK_BLOCKS * Format::BLOCK_BYTES;
@@ -38,14 +39,14 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_bf16(
     __shared__ uint4 stage_all[WARPS_PER_BLOCK][ROWS_PER_WARP][STAGE_WORDS];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
-    const int slice = warp % K_SPLIT;
-    const i64 n0 = (static_cast<i64>(blockIdx.x) * ROW_GROUPS + warp / K_SPLIT) * ROWS_PER_WARP;
-    if constexpr (K_SPLIT == 1) {
+    const int slice = warp % GROUP_WARPS;
+    const i64 n0 = (static_cast<i64>(blockIdx.x) * ROW_GROUPS + warp / GROUP_WARPS) * ROWS_PER_WARP;
+    if constexpr (GROUP_WARPS == 1) {
         if (n0 >= N) {
             return;  // the whole warp leaves together: no shuffle below misses a lane
         }
     }
-    // a row group past N (K_SPLIT > 1 only) has no rows but joins the barrier below
+    // a row group past N (GROUP_WARPS > 1 only) has no rows but joins the barrier below
     const int rows = static_cast<int>(max(min(N - n0, static_cast<i64>(ROWS_PER_WARP)), i64{0}));
     const i64 m = blockIdx.y;
     const int blocks_per_row = static_cast<int>(K / Format::BLOCK_WEIGHTS);
@@ -82,10 +83,10 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_bf16(
     }
     // chunk 0 always exists: with one warp a row group the test is left out (it cost float32
     // Q4_0 ten registers and a block an SM)
-    if (K_SPLIT == 1 || slice < chunks) {
+    if (GROUP_WARPS == 1 || slice < chunks) {
         load_chunk(slice);
     }
-    for (int c = slice; c < chunks; c += K_SPLIT) {
+    for (int c = slice; c < chunks; c += GROUP_WARPS) {
         __syncwarp();  // every lane is done decoding the previous chunk
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
@@ -95,15 +96,15 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_bf16(
             }
         }
         __syncwarp();
-        if (c + K_SPLIT < chunks) {
-            load_chunk(c + K_SPLIT);  // in flight while this chunk is decoded
+        if (c + GROUP_WARPS < chunks) {
+            load_chunk(c + GROUP_WARPS);  // in flight while this chunk is decoded
         }
         const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
         if (lane < chunk_parts) {
             const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
             float xv[ggufc::PART_WEIGHTS];
             float x_sum[2];
-            ggufc::load_part_activations<Format::HAS_OFFSET || Format::BIASED>(xm + k0, xv, x_sum);
+            ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
             const int part = lane % Format::PARTS;
             // byte offset of the chunk in the stage: its start's address modulo 16
             const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &
@@ -117,7 +118,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_bf16(
                         reinterpret_cast<const ggufc::u8*>(stage_all[warp][r]) + row_delta;
                     float v[ggufc::PART_WEIGHTS];
                     ggufc::PartAffine affine;
-                    Format::decode_biased(
+                    Decode::values(
                         Format::load(chunk + (lane / Format::PARTS) * Format::BLOCK_BYTES, part), part,
                         v, affine);
                     acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
@@ -125,7 +126,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_bf16(
             }
         }
     }
-    if constexpr (K_SPLIT > 1) {
+    if constexpr (GROUP_WARPS > 1) {
         __shared__ float partial[WARPS_PER_BLOCK][ROWS_PER_WARP];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
@@ -141,7 +142,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_bf16(
         // lane r of the row group's first warp sums row r
         float total = 0.0f;
 #pragma unroll
-        for (int s = 0; s < K_SPLIT; ++s) {
+        for (int s = 0; s < GROUP_WARPS; ++s) {
             total += partial[warp + s][lane];
         }
         const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;

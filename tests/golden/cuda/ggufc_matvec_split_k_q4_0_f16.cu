@@ -8,12 +8,14 @@
 // these formats are only 2-byte aligned, and reading them back from a staged copy costs
 // shared-memory bank conflicts that the L1-cached loads here do not), and reuses each part's
 // 32 activations for the 4 rows.  Partial sums meet in shared memory at the end.
-// Quants are decoded as biased values (prelude), so sum(x) is taken for every part.
+// Quants are biased values for 16-bit activations (prelude: PartDecode), so then sum(x) is
+// taken for every part.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace ggufc_matvec_split_k_q4_0_f16_impl {
 using act_t = __half;
 using Format = ggufc::Q4_0;
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
 using ggufc::i64;
 constexpr int THREADS = 128;
 constexpr int WARPS = THREADS / ggufc::WARP_SIZE;
@@ -53,14 +55,14 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_f16(
         }
         float xv[ggufc::PART_WEIGHTS];
         float x_sum[2];
-        ggufc::load_part_activations<Format::HAS_OFFSET || Format::BIASED>(
+        ggufc::load_part_activations<Decode::NEEDS_X_SUM>(
             xm + static_cast<i64>(p) * ggufc::PART_WEIGHTS, xv, x_sum);
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             if (r < rows) {
                 float v[ggufc::PART_WEIGHTS];
                 ggufc::PartAffine affine;
-                Format::decode_biased(raw[r], part, v, affine);
+                Decode::values(raw[r], part, v, affine);
                 acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
             }
         }

@@ -237,10 +237,12 @@ __device__ __forceinline__ void apply_affine(const PartAffine& affine, float (&w
 // ---- biased values: a quant as a float in one instruction --------------------------------
 // A quant q < 128 permuted into bits 16..23 of the float 0.5 (whose bit 23 is clear) is
 // exactly 0.5 + q / 256; the exact integer would cost a mask, an or and a subtraction.  The
-// reducing kernels (matvec) take the quants this way and fold the bias into the part's
-// affine map: w = s * q - o = (256 s) * v - (o + 128 s)  (see biased_affine).  The
-// cancellation costs ~2^-24 * 136 / |q - zero| relative per weight, far below the output
-// rounding of every activation dtype.  Formats decode 4 quant bytes of a 32-bit word at a time.
+// reducing kernels (matvec) take the quants this way for 16-bit activations and fold the bias
+// into the part's affine map: w = s * q - o = (256 s) * v - (o + 128 s)  (see biased_affine).
+// The cancellation costs ~2^-24 * (128 + q) / |q - zero| relative per weight: far below the
+// 16-bit output rounding, but 10-20x the error of exact values in a float32 result (2-3e-6
+// against ~2e-7 on random data), so float32 activations keep the exact values (PartDecode).
+// Formats decode 4 quant bytes of a 32-bit word at a time.
 enum : u32 {
     BIASED_FLOAT_BITS = 0x3F000000u,  // 0.5f
     BIASED_SELECT = 0x7044u,          // byte 0 of x into byte 2; 0x3F into byte 3; zeros
@@ -315,6 +317,28 @@ __device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], cons
     }
     return total;
 }
+
+template <typename T> struct IsFloat32 { static constexpr bool value = false; };
+template <> struct IsFloat32<float> { static constexpr bool value = true; };
+
+// How the reducing kernels decode a part of Format for activations of type T: biased values
+// where the format has them and T is 16-bit, else the exact values.  NEEDS_X_SUM: the affine
+// map has offsets, so the kernel must take sum(x) of each half part.
+template <typename Format, typename T>
+struct PartDecode {
+    static constexpr bool BIASED = Format::BIASED && !IsFloat32<T>::value;
+    static constexpr bool NEEDS_X_SUM = Format::HAS_OFFSET || BIASED;
+
+    template <typename Raw>
+    __device__ static __forceinline__ void values(const Raw& raw, int part,
+                                                  float (&v)[PART_WEIGHTS], PartAffine& affine) {
+        if constexpr (BIASED) {
+            Format::decode_biased(raw, part, v, affine);
+        } else {
+            Format::decode_values(raw, part, v, affine);
+        }
+    }
+};
 
 // The 32 activations of a part (16-byte aligned) as floats, and with WITH_SUM the sums of
 // its two halves (what an affine map's offsets multiply); the matvecs load them once for

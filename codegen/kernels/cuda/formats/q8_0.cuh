@@ -40,8 +40,8 @@ struct Q8_0 {
         }
     }
 
-    // signed bytes do not fit the biased trick (bit 7 would reach the exponent): the exact
-    // values, whose affine map (offset 0) is one for biased values too
+    // signed bytes do not fit the biased trick (bit 7 would reach the exponent): this returns
+    // the exact values, and BIASED = false tells the kernels they need no sum(x)
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
