@@ -274,8 +274,7 @@ def launch_rule(
 ) -> LaunchRule:
     """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` in ``geometry``
     (see codegen.kernels.launch and `geometries`)."""
-    if geometry not in geometries(backend, fmt, kind):
-        raise UnsupportedError(f"{backend} {kind} of {fmt} has no {geometry!r} geometry")
+    _check_geometry(backend, fmt, kind, geometry)
     one = GridExtent()
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
@@ -285,9 +284,9 @@ def launch_rule(
         grid = (GridExtent(("N",), MATVEC_SPLIT_K_ROWS), GridExtent(("M",), 1), one)
         return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
     if kind == "matvec":
-        group_warps = _matvec_group_warps(geometry)
-        rows = WARPS // group_warps * _matvec_rows_per_warp(backend, geometry)
-        return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), one))
+        return _matvec_launch(
+            _matvec_rows_per_warp(backend, geometry), _matvec_group_warps(geometry)
+        )
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
         return LaunchRule(THREADS, (GridExtent(("N",), WARPS), rows, one))
@@ -299,6 +298,21 @@ def launch_rule(
             return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
         return LaunchRule(THREADS, grid)
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def _check_geometry(backend: str, fmt: str, kind: str, geometry: str) -> None:
+    if geometry not in geometries(backend, fmt, kind):
+        raise UnsupportedError(
+            f"{backend} {kind} of {fmt} has no {geometry!r} geometry "
+            f"(expected one of {geometries(backend, fmt, kind)})"
+        )
+
+
+def _matvec_launch(rows_per_warp: int, group_warps: int) -> LaunchRule:
+    """The (staged) matvec's launch: each row group of ``rows_per_warp`` rows is shared by
+    ``group_warps`` warps of the block."""
+    rows = WARPS // group_warps * rows_per_warp
+    return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), GridExtent()))
 
 
 def _matvec_group_warps(geometry: str) -> int:
@@ -429,11 +443,7 @@ def emit(
     UnsupportedError for anything outside BACKENDS x FORMAT_NAMES x KINDS x DTYPES x
     geometries."""
     _check(backend, fmt, kind, dtype)
-    if geometry not in geometries(backend, fmt, kind):
-        raise UnsupportedError(
-            f"{backend} {kind} of {fmt} has no {geometry!r} geometry "
-            f"(expected one of {geometries(backend, fmt, kind)})"
-        )
+    _check_geometry(backend, fmt, kind, geometry)
     template, values = _kind_values(backend, fmt, kind, dtype, geometry)
     return KernelSource(
         backend=backend,
@@ -460,7 +470,6 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
         )
     _, values = _kind_values("cuda", fmt, "matvec", dtype)
     values.update(group_warps=group_warps, entry=f"{values['entry']}_w{group_warps}")
-    rows = WARPS // group_warps * MATVEC_ROWS_PER_WARP
     return KernelSource(
         backend="cuda",
         format=fmt,
@@ -469,7 +478,7 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
         entry=values["entry"],
         header=emit_header("cuda", fmt),
         source=_render("cuda/matvec.cu", **values),
-        launch=LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), GridExtent())),
+        launch=_matvec_launch(MATVEC_ROWS_PER_WARP, group_warps),
     )
 
 

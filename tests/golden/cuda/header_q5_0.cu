@@ -76,10 +76,20 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* p) {
     return v;
 }
 
-__device__ __forceinline__ u8 byte_of(const uint4 (&words)[2], int index) {
+// word i (bytes 4i..4i+3) of two 16-byte loads
+__device__ __forceinline__ u32 word_of(const uint4 (&words)[2], int i) {
     const u32 word[8] = {words[0].x, words[0].y, words[0].z, words[0].w,
                          words[1].x, words[1].y, words[1].z, words[1].w};
-    return static_cast<u8>(word[index / 4] >> (8 * (index % 4)));
+    return word[i];
+}
+
+// word i (bytes 4i..4i+3) of 2-byte loads
+__device__ __forceinline__ u32 word_of(const u16* halves, int i) {
+    return __byte_perm(halves[2 * i], halves[2 * i + 1], 0x5410u);
+}
+
+__device__ __forceinline__ u8 byte_of(const uint4 (&words)[2], int index) {
+    return static_cast<u8>(word_of(words, index / 4) >> (8 * (index % 4)));
 }
 
 __device__ __forceinline__ u8 byte_of(const u16* halves, int index) {
@@ -280,19 +290,11 @@ __device__ __forceinline__ u32 spread_bits(u32 bits) {
     return (bits * static_cast<u32>(SPREAD_MULTIPLIER)) & static_cast<u32>(LOW_BITS);
 }
 
-// word i of 2-byte loads (bytes 4i..4i+3)
-__device__ __forceinline__ u32 word_of(const u16* halves, int i) {
-    return __byte_perm(halves[2 * i], halves[2 * i + 1], 0x5410u);
-}
-
-__device__ __forceinline__ u32 word_of(const uint4 (&words)[2], int i) {
-    const u32 word[8] = {words[0].x, words[0].y, words[0].z, words[0].w,
-                         words[1].x, words[1].y, words[1].z, words[1].w};
-    return word[i];
-}
-
 // sum_j w[j] * x[j] of one part from its values and affine map; x: 32 activations at a
-// 16-byte aligned address.  WITH_OFFSET: the format has offsets (else they are zero).
+// 16-byte aligned address.  WITH_OFFSET: the format has offsets (else they are zero).  x is
+// read 8 at a time between the FMAs, not all 32 first as load_part_activations does: the
+// batched kernel calls this per activation row, and holding 32 more floats a call cost it up
+// to 27 registers more or 8 bytes of spills (nvcc 13, sm_90).
 template <bool WITH_OFFSET, typename T>
 __device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], const PartAffine& affine,
                                             const T* x) {
