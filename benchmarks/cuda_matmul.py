@@ -7,7 +7,9 @@ on 4096 x 14336.  Beside each time:
 
 * floor: bytes the kernel must move (packed weights + activations + output) divided by the
   device-copy bandwidth measured in this run (bytes read + written per second);
-* cuBLAS: torch's float16 matmul on the dequantized weights (same shapes).
+* cuBLAS: torch's float16 matmul on the dequantized weights (same shapes);
+* portable: for the matmul, the same source compiled for the device's portable target
+  (mma.sync; on an H100 the timed kernel is its sm_90a build, which runs wgmma).
 
 Timing: device events around a batch of launches queued behind a device-side sleep, so the
 host's launch cost does not show; warm-up first, median of several batches.  Weights and
@@ -40,7 +42,7 @@ def random_blocks_cuda(fmt: str, n: int, k: int, generator: torch.Generator) -> 
     return formats.random_blocks(fmt, n, k, generator=generator).cuda()
 
 
-def bench_case(runner, fmt, n, k, m, bandwidth, generator):
+def bench_case(runner, portable_runner, fmt, n, k, m, bandwidth, generator):
     kind = KIND_FOR_M[m]
     # the geometry the lowering would pick for this weight
     kernel = emit("cuda", fmt, kind, "float16", pick_geometry("cuda", fmt, kind, "float16", n, k))
@@ -55,6 +57,13 @@ def bench_case(runner, fmt, n, k, m, bandwidth, generator):
         runner.linear(kernel, xs[i], weight_copies[i], None, n, k, out=outs[i])
 
     ggufc_us = time_launches(ours, copies)
+    portable_us = None
+    if kind == "matmul":
+
+        def portable(i):
+            portable_runner.linear(kernel, xs[i], weight_copies[i], None, n, k, out=outs[i])
+
+        portable_us = time_launches(portable, copies)
     # correctness of the timed configuration (the full check lives in the GPU tests)
     ref = xs[0].float() @ formats.dequantize(blocks.cpu(), fmt, torch.float32).cuda().T
     error = float((outs[0].float() - ref).norm() / ref.norm())
@@ -78,6 +87,7 @@ def bench_case(runner, fmt, n, k, m, bandwidth, generator):
         "m": m,
         "kind": kind,
         "ggufc_us": ggufc_us,
+        "portable_us": portable_us,
         "floor_us": floor_us,
         "cublas_us": cublas_us,
         "error": error,
@@ -91,14 +101,18 @@ def markdown(rows, card, bandwidth) -> str:
             "float16 activations; times in us (median)."
         ),
         "",
-        "| format | N x K | M | kernel | ggufc | floor | ggufc/floor | cuBLAS f16 | ggufc/cuBLAS | rel. err |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        (
+            "| format | N x K | M | kernel | ggufc | floor | ggufc/floor | cuBLAS f16 "
+            "| ggufc/cuBLAS | portable build | rel. err |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        portable = "" if r["portable_us"] is None else f"{r['portable_us']:.1f}"
         lines.append(
             f"| {r['format']} | {r['shape']} | {r['m']} | {r['kind']} | {r['ggufc_us']:.1f} | "
             f"{r['floor_us']:.1f} | {r['ggufc_us'] / r['floor_us']:.2f} | {r['cublas_us']:.1f} | "
-            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {r['error']:.1e} |"
+            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {portable} | {r['error']:.1e} |"
         )
     return "\n".join(lines)
 
@@ -113,6 +127,7 @@ def main(argv=None) -> int:
         return 1
     card = torch.cuda.get_device_name()
     runner = CudaKernelRunner()
+    portable_runner = CudaKernelRunner(arch_specific=False)
     generator = torch.Generator().manual_seed(torch.seed())
     bandwidth = copy_bandwidth()
     rows = []
@@ -122,7 +137,7 @@ def main(argv=None) -> int:
         for n, k, m in cases:
             if k % block_weights:
                 continue  # e.g. K=640 is not a whole number of 256-weight K-quant blocks
-            row = bench_case(runner, fmt, n, k, m, bandwidth, generator)
+            row = bench_case(runner, portable_runner, fmt, n, k, m, bandwidth, generator)
             print(row, flush=True)
             rows.append(row)
             torch.cuda.empty_cache()

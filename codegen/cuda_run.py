@@ -50,10 +50,12 @@ def _check_blocks(kernel: KernelSource, blocks: torch.Tensor, n: int, k: int) ->
 class CudaKernelRunner:
     """Launches generated kernels; one NVRTC compile per distinct kernel."""
 
-    def __init__(self):
+    def __init__(self, arch_specific: bool = True):
+        """``arch_specific``: compile for the device's architecture-specific target (sm_90a
+        on an H100; see `runtime_schema.cuda_launcher`), else for its portable one."""
         from runtime_schema.cuda_launcher import CudaLauncher
 
-        self._launcher = CudaLauncher()
+        self._launcher = CudaLauncher(arch_specific=arch_specific)
 
     def linear(
         self,

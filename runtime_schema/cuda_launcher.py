@@ -10,6 +10,10 @@
   (inputs, then outputs), then the scalar arguments: ints as int64, floats as float32,
   bools as int32.
 * Launched on PyTorch's current CUDA stream, so it is ordered with the torch ops around it.
+* On a compute capability 9.0 device (H100, H200) sources are compiled for ``sm_90a``, whose
+  architecture-specific instructions (wgmma: the 16-bit matmul's warpgroup path) the portable
+  ``sm_90`` target lacks; kernels test ``__CUDA_ARCH_FEAT_SM90_ALL`` and keep a portable path.
+  ``CudaLauncher(arch_specific=False)`` compiles for the plain target (tests of that path).
 
 CuPy is an optional dependency (``pip install ggufc[cuda]``); importing this module
 without it fails only when a launcher is created.
@@ -26,6 +30,8 @@ from compiler.errors import GgufcError
 from runtime_schema.program import KernelSource
 
 NVRTC_OPTIONS = ("--std=c++17",)
+# compute capability -> the NVRTC target with its architecture-specific features
+ARCH_SPECIFIC_TARGETS = {(9, 0): "sm_90a"}
 TEMPLATE_MARK = "<"
 # Dynamic shared memory a launch may ask for without opting the function in first; a kernel
 # that needs more (the CUDA 16-bit matmul's stages) gets the function attribute raised once.
@@ -54,8 +60,18 @@ def _scalar(value) -> np.generic:
     raise CudaLaunchError(f"kernel argument {value!r} is not an int, float or bool")
 
 
+def architecture_options(arch_specific: bool) -> tuple[str, ...]:
+    """NVRTC's target option for the current device: its arch-specific target where
+    ARCH_SPECIFIC_TARGETS has one (and ``arch_specific``), else none (CuPy then targets the
+    device's plain architecture)."""
+    if not arch_specific:
+        return ()
+    target = ARCH_SPECIFIC_TARGETS.get(torch.cuda.get_device_capability())
+    return (f"--gpu-architecture={target}",) if target else ()
+
+
 class CudaLauncher:
-    def __init__(self):
+    def __init__(self, arch_specific: bool = True):
         try:
             import cupy
         except ImportError as exc:
@@ -63,6 +79,7 @@ class CudaLauncher:
                 "running KernelNodes on CUDA needs CuPy: pip install 'ggufc[cuda]'"
             ) from exc
         self._cupy = cupy
+        self._options = NVRTC_OPTIONS + architecture_options(arch_specific)
         self._functions: dict[str, object] = {}
         # id(source) -> (source, function); holding the source keeps its id from being reused
         self._by_object: dict[int, tuple[KernelSource, object]] = {}
@@ -87,7 +104,7 @@ class CudaLauncher:
             try:
                 module = cupy.RawModule(
                     code=source.header + "\n" + source.source,
-                    options=NVRTC_OPTIONS,
+                    options=self._options,
                     name_expressions=(source.entry,) if templated else None,
                 )
                 fn = module.get_function(source.entry)

@@ -160,7 +160,7 @@ MATMUL_TILES = {
     ("metal", "float32"): (32, 64, 64),
 }
 MATMUL_THREADS = {("cuda", "float16"): 256, ("cuda", "bfloat16"): 256}  # else THREADS
-MATMUL_STAGES = 3
+MATMUL_STAGES = 4
 # 16-byte chunks of raw weight bytes per weight row and K step of the CUDA 16-bit matmul:
 # (header, body).  The header holds K-quant scales (decoded once per row and part into a
 # table); chunk counts cover a byte range on any 2-byte boundary.  They must match the
@@ -174,6 +174,10 @@ MATMUL_STAGED_CHUNKS = {
     "Q6_K": (2, 8),  # scales, d | 64 bytes of ql, 32 of qh
 }
 CUDA_MATMUL_EXCHANGE_BYTES = 64 * 1024  # K group 1's float32 sums of the 128x128 tile
+# The CUDA 16-bit matmul's layout starts at the first boundary of this many bytes of its
+# dynamic shared memory: on sm_90a wgmma reads the activation stages as 128-byte swizzle
+# atoms of 8 rows, which must be aligned to it.
+CUDA_MATMUL_SHARED_ALIGNMENT = 1024
 # CUDA tensor-core operands per dtype: (type as staged in shared memory, mma.sync PTX type,
 # mma K, rounded to TF32).  float32 activations use TF32 (float range, 10-bit mantissa).
 CUDA_MMA = {
@@ -265,7 +269,8 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
         "header_chunks": header_chunks,
         "body_stride": stride(body_chunks),
         "header_stride": stride(header_chunks),
-        "shared_bytes": max(total, CUDA_MATMUL_EXCHANGE_BYTES),
+        "shared_alignment": CUDA_MATMUL_SHARED_ALIGNMENT,
+        "shared_bytes": max(total, CUDA_MATMUL_EXCHANGE_BYTES) + CUDA_MATMUL_SHARED_ALIGNMENT,
     }
 
 

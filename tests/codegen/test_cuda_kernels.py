@@ -66,6 +66,15 @@ def runner():
     return CudaKernelRunner()
 
 
+@pytest.fixture(scope="module")
+def portable_runner():
+    """Compiles for the device's portable target: on an H100 (sm_90, not sm_90a) the 16-bit
+    matmul takes its mma.sync path instead of wgmma."""
+    from codegen.cuda_run import CudaKernelRunner
+
+    return CudaKernelRunner(arch_specific=False)
+
+
 @pytest.fixture
 def rng():
     seed = int.from_bytes(os.urandom(8), "little") >> 1
@@ -123,6 +132,17 @@ def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, geometr
         # bias on odd M only: both paths of every kernel run in every test
         with_bias = m % 2 == 1
         check_linear(runner, rng, fmt, kind, dtype, (m,), RAGGED_N, k, with_bias, geometry)
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matmul_portable_build_matches_float64_reference(portable_runner, rng, fmt, dtype):
+    """The 16-bit matmul has two paths in one source (wgmma on sm_90a, mma.sync elsewhere);
+    the default runner tests the device's, this one the portable build's."""
+    k = K_BY_FORMAT[fmt]
+    for m in (9, 130):
+        check_linear(portable_runner, rng, fmt, "matmul", dtype, (m,), RAGGED_N, k, m == 9)
+    check_linear(portable_runner, rng, fmt, "matmul", dtype, (3, 3), 37, LARGE_K, True)
 
 
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)

@@ -7,7 +7,7 @@
 //
 // A block of {{ threads }} threads computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}),
 // ceil(M / {{ tile_m }}))).  K advances {{ tile_k }} weights a step through a ring of {{ stages }} shared-memory stages
-// filled by cp.async {{ stages - 1 }} steps ahead: the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw GGUF
+// filled by cp.async {{ stages - 1 }} steps ahead ({{ stages - 2 }} for wgmma, below): the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw GGUF
 // bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
 // The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
 // part of each step; it reads its activation fragments with ldmatrix and decodes its weight
@@ -17,8 +17,14 @@
 // ldmatrix reads and the 4 rows a warp's copies write hit distinct banks.  Rows past M, weight
 // rows past N and columns past K are zero-filled or skipped, so ragged shapes need no other
 // path.  Dynamic shared memory: {{ shared_bytes }} bytes (the launch rule's).
+// Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
+// (wgmma) instead: the 2 warpgroups own 64 weight rows each and all {{ tile_m }} activation rows
+// (wgmma.m64n{{ tile_m }}k16), the decoded weights are its A operand in registers and the staged
+// activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
+// memory; no K groups, so no exchange.  Same launch rule either way.
 // Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
 {% include "cuda/matmul_operands.cuh" %}
+{% with wgmma_n = tile_m %}{% include "cuda/matmul_wgmma.cuh" %}{% endwith %}
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
 using Staged = ggufc::tc::Staged{{ format }};
@@ -71,8 +77,13 @@ constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> 
 constexpr int LAYOUT_BYTES = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
 // at the end the K group 1 warps hand their accumulators (a float4 per lane and fragment) over
 constexpr int EXCHANGE_BYTES = WARPS_M * WARPS_N * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE * 16;
+// the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
+// swizzle atoms are aligned to it)
+constexpr int SHARED_ALIGNMENT = {{ shared_alignment }};
+static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
 constexpr int SHARED_BYTES = {{ shared_bytes }};
-static_assert(SHARED_BYTES == (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES),
+static_assert(SHARED_BYTES ==
+                  (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES) + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 }  // namespace {{ entry }}_impl
 
@@ -83,16 +94,15 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
     using namespace {{ entry }}_impl;
     namespace tc = ggufc::tc;
     extern __shared__ __align__(16) u8 {{ entry }}_shared[];
-    u8* const shared = {{ entry }}_shared;
+    const u32 shared_start = tc::shared_address({{ entry }}_shared);
+    u8* const shared =
+        {{ entry }}_shared + ((SHARED_ALIGNMENT - shared_start % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);
 
     const int tid = static_cast<int>(threadIdx.x);
     const int warp = tid / ggufc::WARP_SIZE;
     const int lane = tid % ggufc::WARP_SIZE;
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
-    const int k_group = warp / (WARPS_M * WARPS_N);
-    const int warp_m = (warp / WARPS_N) % WARPS_M;
-    const int warp_n = warp % WARPS_N;
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
@@ -201,6 +211,83 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
             Staged::template prepare<act_t>(header, misalignment, part);
     };
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // wgmma: warpgroup g owns weight rows 64g .. 64g + 63, its warp r rows 16r .. 16r + 15 of
+    // those; this lane decodes rows ``row`` and ``row + 8`` into A fragments
+    namespace wg = ggufc::wg;
+    constexpr int WGMMA_M = 64;
+    constexpr int A_FRAGMENT_ROWS = 16;
+    static_assert(TILE_N == (THREADS / wg::WARPGROUP_THREADS) * WGMMA_M, "a warpgroup per 64 rows");
+    static_assert(A_STAGE_BYTES % wg::SWIZZLE_ATOM_BYTES == 0, "stages start on swizzle atoms");
+    const int warpgroup = tid / wg::WARPGROUP_THREADS;
+    const int rank = warp % (wg::WARPGROUP_THREADS / ggufc::WARP_SIZE);
+    const int row = warpgroup * WGMMA_M + rank * A_FRAGMENT_ROWS + group;
+    float acc[TILE_M / 2];
+#pragma unroll
+    for (int i = 0; i < TILE_M / 2; ++i) {
+        acc[i] = 0.0f;
+    }
+    // rows are row and row + 8, so modulo 16 rows group and group + 8 (as in the mma.sync path)
+    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
+                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
+    const u32 a_tiles = tc::shared_address(shared);
+    auto compute = [&](int step, int stage) {
+        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + row * BODY_STRIDE;
+        const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                           (step & 1) * TABLE_WORDS + row;
+        int misalignment[2] = {0, 0};
+        if (!Staged::ALIGNED) {
+            const int start = Staged::row_start(step);
+            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
+            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
+        }
+        // the last step of a K % 64 == 32 row has no second part (uniform over the block)
+        const bool second_part = static_cast<i64>(step) * STEP_K + PART < K;
+        u32 a[K_GROUPS][SUB_STEPS][4];
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+            u32 low_rows[SUB_STEPS][2];
+            u32 high_rows[SUB_STEPS][2];
+            Staged::template fragment<act_t>(body, misalignment[0],
+                                             HAS_TABLE ? table[g * TILE_N] : 0u, g, pair, step,
+                                             low_rows);
+            Staged::template fragment<act_t>(body + 8 * BODY_STRIDE, misalignment[1],
+                                             HAS_TABLE ? table[g * TILE_N + 8] : 0u, g, pair,
+                                             step, high_rows);
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                a[g][s][0] = low_rows[s][0];
+                a[g][s][1] = high_rows[s][0];
+                a[g][s][2] = low_rows[s][1];
+                a[g][s][3] = high_rows[s][1];
+            }
+        }
+        const u32 a_tile = a_tiles + stage * A_STAGE_BYTES;
+        wg::fence();
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+            if (g == 0 || second_part) {
+#pragma unroll
+                for (int s = 0; s < SUB_STEPS; ++s) {
+                    const int k_bytes = (g * PART + s * MMA_K) * static_cast<int>(sizeof(act_t));
+                    wg::mma_m64n{{ tile_m }}k16<act_t>(acc, a[g][s], wg::descriptor(a_tile + k_bytes));
+                }
+            }
+        }
+        wg::commit();
+        // the products of the step before are done: the next step may refill their stage
+        wg::wait<1>();
+    };
+    auto make_visible_to_mma = [] { wg::fence_async_shared(); };
+    auto finish_mma = [] { wg::wait<0>(); };
+    // a stage is refilled two steps after its products were issued (they may run one step on)
+    constexpr int PREFETCH = STAGES - 2;
+
+#else
+    // mma.sync: 8 warps, 2 (M) x 2 (N) x 2 (K groups)
+    const int k_group = warp / (WARPS_M * WARPS_N);
+    const int warp_m = (warp / WARPS_N) % WARPS_M;
+    const int warp_n = warp % WARPS_N;
     float acc[FRAGS_M][FRAGS_N][4];
 #pragma unroll
     for (int i = 0; i < FRAGS_M; ++i) {
@@ -228,6 +315,10 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
                                      ((group + 8) * row_bytes) & (CHUNK - 1)};
 
     auto compute = [&](int step, int stage) {
+        // the last step of a K % 64 == 32 row has no part for K group 1
+        if (static_cast<i64>(step) * STEP_K + k_group * PART >= K) {
+            return;
+        }
         const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
         u32 a[SUB_STEPS][FRAGS_M][4];
 #pragma unroll
@@ -264,45 +355,75 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
         }
     };
 
+    auto make_visible_to_mma = [] {};
+    auto finish_mma = [] {};
+    // a stage is refilled the step after its products ran (mma.sync is synchronous)
+    constexpr int PREFETCH = STAGES - 1;
+
+#endif
     // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
-    // ...; step t commits {A t+STAGES-1, body t+STAGES-1, header t+STAGES}.  So when step t
-    // waits for its own A and body it also has header t+1, whose table it builds while the
-    // products of step t run.
+    // ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body t+PREFETCH, header
+    // t+PREFETCH+1}.  So when step t waits for its own A and body it also has header t+1, whose
+    // table it builds while the products of step t run.  Step t's copies refill the stage of
+    // step t + PREFETCH - STAGES, which every thread has finished with by the barrier ending
+    // the step before (its products too: see PREFETCH).
     issue_header(0, 0);
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
+    for (int s = 0; s < PREFETCH; ++s) {
         issue_activations(s, s);
         issue_body(s, s);
         issue_header(s + 1, (s + 1) % STAGES);
         ggufc::cp_async_commit();
     }
-    ggufc::cp_async_wait<STAGES - 2>();
+    ggufc::cp_async_wait<PREFETCH - 1>();
+    make_visible_to_mma();
     __syncthreads();
     if (HAS_TABLE) {
         prepare_table(0, 0, 0);
         __syncthreads();
     }
-    // stage of this step; the one before it (refilled with step + STAGES - 1) and after it
-    int stage = 0;
+    int stage = 0;  // step % STAGES
     for (int step = 0; step < steps; ++step) {
-        const int previous = stage == 0 ? STAGES - 1 : stage - 1;
+        const int ahead = (stage + PREFETCH) % STAGES;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        issue_activations(step + STAGES - 1, previous);
-        issue_body(step + STAGES - 1, previous);
-        issue_header(step + STAGES, stage);
+        issue_activations(step + PREFETCH, ahead);
+        issue_body(step + PREFETCH, ahead);
+        issue_header(step + PREFETCH + 1, (ahead + 1) % STAGES);
         ggufc::cp_async_commit();
         if (HAS_TABLE && step + 1 < steps) {
             prepare_table(step + 1, (step + 1) & 1, next);
         }
-        // the last step of a K % 64 == 32 row has no part for K group 1
-        if (static_cast<i64>(step) * STEP_K + k_group * PART < K) {
-            compute(step, stage);
-        }
+        compute(step, stage);
         stage = next;
-        ggufc::cp_async_wait<STAGES - 2>();
+        ggufc::cp_async_wait<PREFETCH - 1>();
+        make_visible_to_mma();
         __syncthreads();
     }
+    finish_mma();
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair
+    // + e % 2 of the tile
+    float bias_of[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const i64 n = n0 + row + 8 * h;
+        if (has_bias && n < N) {
+            bias_of[h] = ggufc::to_float(bias[n]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < TILE_M / 8; ++i) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const i64 m = m0 + 8 * i + 2 * pair + e % 2;
+            const i64 n = n0 + row + 8 * (e / 2);
+            if (m < M && n < N) {
+                out[m * N + n] = ggufc::from_float<act_t>(acc[4 * i + e] + bias_of[e / 2]);
+            }
+        }
+    }
+#else
     // K group 1 hands its sums to K group 0, which adds them and writes out
     ggufc::cp_async_wait<0>();
     __syncthreads();
@@ -356,5 +477,6 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
             }
         }
     }
+#endif
 }
 {% endif %}

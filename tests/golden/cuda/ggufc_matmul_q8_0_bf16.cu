@@ -4,8 +4,8 @@
 // accumulators).
 //
 // A block of 256 threads computes a 128x128 tile of out (grid = (ceil(N / 128),
-// ceil(M / 128))).  K advances 64 weights a step through a ring of 3 shared-memory stages
-// filled by cp.async 2 steps ahead: the activations x[128][64] as they are, and the raw GGUF
+// ceil(M / 128))).  K advances 64 weights a step through a ring of 4 shared-memory stages
+// filled by cp.async 3 steps ahead (2 for wgmma, below): the activations x[128][64] as they are, and the raw GGUF
 // bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
 // The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
 // part of each step; it reads its activation fragments with ldmatrix and decodes its weight
@@ -14,7 +14,12 @@
 // are 128 bytes of 8 chunks, chunk c of row r stored at c ^ (r % 8), so the 8 rows an
 // ldmatrix reads and the 4 rows a warp's copies write hit distinct banks.  Rows past M, weight
 // rows past N and columns past K are zero-filled or skipped, so ragged shapes need no other
-// path.  Dynamic shared memory: 92160 bytes (the launch rule's).
+// path.  Dynamic shared memory: 123904 bytes (the launch rule's).
+// Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
+// (wgmma) instead: the 2 warpgroups own 64 weight rows each and all 128 activation rows
+// (wgmma.m64n128k16), the decoded weights are its A operand in registers and the staged
+// activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
+// memory; no K groups, so no exchange.  Same launch rule either way.
 // Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
 // Tensor-core operands of the 16-bit matmul (matmul.cu): asynchronous staging of raw GGUF
 // blocks into shared memory and their decoding, per format, straight into mma.sync B fragments.
@@ -411,6 +416,97 @@ struct StagedQ8_0 {
 #endif  // GGUFC_CUDA_MATMUL_Q8_0
 
 
+// Warpgroup tensor-core operations (wgmma, sm_90a) of the 16-bit matmul (matmul.cu).
+//
+// A warpgroup is 4 consecutive warps (128 threads) whose warp index % 4 is its rank.  One
+// wgmma.m64n128k16 multiplies a 64x16 A tile held in registers (warp r of the group holds
+// rows 16r..16r+15 in the mma.sync m16n8k16 A fragment layout: a[0] = (row g, K 2p, 2p+1),
+// a[1] = (row g + 8, same K), a[2] = (row g, K 2p + 8, +9), a[3] = (row g + 8, same K), where
+// g = lane / 4, p = lane % 4) by a 16x128 B tile read from shared memory through a
+// descriptor, into 64 float32 accumulators a thread: d[4i + e] is (row 16r + g + 8 (e / 2),
+// column 8i + 2p + e % 2).  B is K-major with the 128-byte swizzle: each of the 128 columns is
+// a 128-byte row of 64 K values whose 16-byte chunk c sits at c ^ (row % 8), 8 rows to a
+// 1024-byte atom; the atoms must start 1024-byte aligned, and the K sub-step j of a 64-wide
+// row starts 32 j bytes in.  These helpers exist only where the compiler targets sm_90a
+// (``__CUDA_ARCH_FEAT_SM90_ALL``); the matmul falls back to mma.sync elsewhere.
+#ifndef GGUFC_CUDA_MATMUL_WGMMA_N128
+#define GGUFC_CUDA_MATMUL_WGMMA_N128
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+namespace ggufc {
+namespace wg {
+
+typedef unsigned long long u64;
+
+constexpr int WARPGROUP_THREADS = 128;
+constexpr int SWIZZLE_ATOM_BYTES = 1024;  // 8 rows of 128 bytes
+// descriptor fields (PTX "matrix descriptor"): start address, leading and stride byte offsets
+// in 16-byte units at bits 0, 16 and 32; layout at bits 62-63 (1 = 128-byte swizzle)
+constexpr u64 DESCRIPTOR_LEADING_OFFSET = 1ull << 16;  // unused by swizzled K-major layouts
+constexpr u64 DESCRIPTOR_STRIDE_OFFSET = static_cast<u64>(SWIZZLE_ATOM_BYTES / 16) << 32;
+constexpr u64 DESCRIPTOR_SWIZZLE_128B = 1ull << 62;
+
+// descriptor of a K-major, 128-byte swizzled B tile starting at shared address ``address``
+__device__ __forceinline__ u64 descriptor(u32 address) {
+    return static_cast<u64>((address & 0x3FFFFu) >> 4) | DESCRIPTOR_LEADING_OFFSET |
+           DESCRIPTOR_STRIDE_OFFSET | DESCRIPTOR_SWIZZLE_128B;
+}
+
+// Orders this thread's register and shared-memory writes before the warpgroup's next wgmma.
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.
+template <int PENDING>
+__device__ __forceinline__ void wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+}
+// Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
+__device__ __forceinline__ void fence_async_shared() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// d += a * b for a 64x16 A in registers and a 16x128 B at ``b`` (the scale-d predicate
+// ``accumulate`` is always set: the accumulators start at zero).
+template <typename T>
+__device__ __forceinline__ void mma_m64n128k16(float (&d)[64], const u32 (&a)[4], u64 b);
+
+
+template <>
+__device__ __forceinline__ void mma_m64n128k16<__half>(float (&d)[64], const u32 (&a)[4],
+                                                        u64 b) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, "
+        "accumulate, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+
+template <>
+__device__ __forceinline__ void mma_m64n128k16<__nv_bfloat16>(float (&d)[64], const u32 (&a)[4],
+                                                        u64 b) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, "
+        "accumulate, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+
+}  // namespace wg
+}  // namespace ggufc
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // GGUFC_CUDA_MATMUL_WGMMA_N128
+
 namespace ggufc_matmul_q8_0_bf16_impl {
 using act_t = __nv_bfloat16;
 using Staged = ggufc::tc::StagedQ8_0;
@@ -421,7 +517,7 @@ constexpr int TILE_M = 128;
 constexpr int TILE_N = 128;
 constexpr int STEP_K = 64;
 constexpr int THREADS = 256;
-constexpr int STAGES = 3;
+constexpr int STAGES = 4;
 constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
 constexpr int K_GROUPS = STEP_K / PART;
 constexpr int WARPS_M = 2;
@@ -463,8 +559,13 @@ constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> 
 constexpr int LAYOUT_BYTES = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
 // at the end the K group 1 warps hand their accumulators (a float4 per lane and fragment) over
 constexpr int EXCHANGE_BYTES = WARPS_M * WARPS_N * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE * 16;
-constexpr int SHARED_BYTES = 92160;
-static_assert(SHARED_BYTES == (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES),
+// the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
+// swizzle atoms are aligned to it)
+constexpr int SHARED_ALIGNMENT = 1024;
+static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
+constexpr int SHARED_BYTES = 123904;
+static_assert(SHARED_BYTES ==
+                  (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES) + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 }  // namespace ggufc_matmul_q8_0_bf16_impl
 
@@ -475,16 +576,15 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q8_0_bf16(
     using namespace ggufc_matmul_q8_0_bf16_impl;
     namespace tc = ggufc::tc;
     extern __shared__ __align__(16) u8 ggufc_matmul_q8_0_bf16_shared[];
-    u8* const shared = ggufc_matmul_q8_0_bf16_shared;
+    const u32 shared_start = tc::shared_address(ggufc_matmul_q8_0_bf16_shared);
+    u8* const shared =
+        ggufc_matmul_q8_0_bf16_shared + ((SHARED_ALIGNMENT - shared_start % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);
 
     const int tid = static_cast<int>(threadIdx.x);
     const int warp = tid / ggufc::WARP_SIZE;
     const int lane = tid % ggufc::WARP_SIZE;
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
-    const int k_group = warp / (WARPS_M * WARPS_N);
-    const int warp_m = (warp / WARPS_N) % WARPS_M;
-    const int warp_n = warp % WARPS_N;
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
@@ -593,6 +693,83 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q8_0_bf16(
             Staged::template prepare<act_t>(header, misalignment, part);
     };
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // wgmma: warpgroup g owns weight rows 64g .. 64g + 63, its warp r rows 16r .. 16r + 15 of
+    // those; this lane decodes rows ``row`` and ``row + 8`` into A fragments
+    namespace wg = ggufc::wg;
+    constexpr int WGMMA_M = 64;
+    constexpr int A_FRAGMENT_ROWS = 16;
+    static_assert(TILE_N == (THREADS / wg::WARPGROUP_THREADS) * WGMMA_M, "a warpgroup per 64 rows");
+    static_assert(A_STAGE_BYTES % wg::SWIZZLE_ATOM_BYTES == 0, "stages start on swizzle atoms");
+    const int warpgroup = tid / wg::WARPGROUP_THREADS;
+    const int rank = warp % (wg::WARPGROUP_THREADS / ggufc::WARP_SIZE);
+    const int row = warpgroup * WGMMA_M + rank * A_FRAGMENT_ROWS + group;
+    float acc[TILE_M / 2];
+#pragma unroll
+    for (int i = 0; i < TILE_M / 2; ++i) {
+        acc[i] = 0.0f;
+    }
+    // rows are row and row + 8, so modulo 16 rows group and group + 8 (as in the mma.sync path)
+    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
+                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
+    const u32 a_tiles = tc::shared_address(shared);
+    auto compute = [&](int step, int stage) {
+        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + row * BODY_STRIDE;
+        const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                           (step & 1) * TABLE_WORDS + row;
+        int misalignment[2] = {0, 0};
+        if (!Staged::ALIGNED) {
+            const int start = Staged::row_start(step);
+            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
+            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
+        }
+        // the last step of a K % 64 == 32 row has no second part (uniform over the block)
+        const bool second_part = static_cast<i64>(step) * STEP_K + PART < K;
+        u32 a[K_GROUPS][SUB_STEPS][4];
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+            u32 low_rows[SUB_STEPS][2];
+            u32 high_rows[SUB_STEPS][2];
+            Staged::template fragment<act_t>(body, misalignment[0],
+                                             HAS_TABLE ? table[g * TILE_N] : 0u, g, pair, step,
+                                             low_rows);
+            Staged::template fragment<act_t>(body + 8 * BODY_STRIDE, misalignment[1],
+                                             HAS_TABLE ? table[g * TILE_N + 8] : 0u, g, pair,
+                                             step, high_rows);
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                a[g][s][0] = low_rows[s][0];
+                a[g][s][1] = high_rows[s][0];
+                a[g][s][2] = low_rows[s][1];
+                a[g][s][3] = high_rows[s][1];
+            }
+        }
+        const u32 a_tile = a_tiles + stage * A_STAGE_BYTES;
+        wg::fence();
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+            if (g == 0 || second_part) {
+#pragma unroll
+                for (int s = 0; s < SUB_STEPS; ++s) {
+                    const int k_bytes = (g * PART + s * MMA_K) * static_cast<int>(sizeof(act_t));
+                    wg::mma_m64n128k16<act_t>(acc, a[g][s], wg::descriptor(a_tile + k_bytes));
+                }
+            }
+        }
+        wg::commit();
+        // the products of the step before are done: the next step may refill their stage
+        wg::wait<1>();
+    };
+    auto make_visible_to_mma = [] { wg::fence_async_shared(); };
+    auto finish_mma = [] { wg::wait<0>(); };
+    // a stage is refilled two steps after its products were issued (they may run one step on)
+    constexpr int PREFETCH = STAGES - 2;
+
+#else
+    // mma.sync: 8 warps, 2 (M) x 2 (N) x 2 (K groups)
+    const int k_group = warp / (WARPS_M * WARPS_N);
+    const int warp_m = (warp / WARPS_N) % WARPS_M;
+    const int warp_n = warp % WARPS_N;
     float acc[FRAGS_M][FRAGS_N][4];
 #pragma unroll
     for (int i = 0; i < FRAGS_M; ++i) {
@@ -620,6 +797,10 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q8_0_bf16(
                                      ((group + 8) * row_bytes) & (CHUNK - 1)};
 
     auto compute = [&](int step, int stage) {
+        // the last step of a K % 64 == 32 row has no part for K group 1
+        if (static_cast<i64>(step) * STEP_K + k_group * PART >= K) {
+            return;
+        }
         const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
         u32 a[SUB_STEPS][FRAGS_M][4];
 #pragma unroll
@@ -656,45 +837,75 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q8_0_bf16(
         }
     };
 
+    auto make_visible_to_mma = [] {};
+    auto finish_mma = [] {};
+    // a stage is refilled the step after its products ran (mma.sync is synchronous)
+    constexpr int PREFETCH = STAGES - 1;
+
+#endif
     // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
-    // ...; step t commits {A t+STAGES-1, body t+STAGES-1, header t+STAGES}.  So when step t
-    // waits for its own A and body it also has header t+1, whose table it builds while the
-    // products of step t run.
+    // ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body t+PREFETCH, header
+    // t+PREFETCH+1}.  So when step t waits for its own A and body it also has header t+1, whose
+    // table it builds while the products of step t run.  Step t's copies refill the stage of
+    // step t + PREFETCH - STAGES, which every thread has finished with by the barrier ending
+    // the step before (its products too: see PREFETCH).
     issue_header(0, 0);
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
+    for (int s = 0; s < PREFETCH; ++s) {
         issue_activations(s, s);
         issue_body(s, s);
         issue_header(s + 1, (s + 1) % STAGES);
         ggufc::cp_async_commit();
     }
-    ggufc::cp_async_wait<STAGES - 2>();
+    ggufc::cp_async_wait<PREFETCH - 1>();
+    make_visible_to_mma();
     __syncthreads();
     if (HAS_TABLE) {
         prepare_table(0, 0, 0);
         __syncthreads();
     }
-    // stage of this step; the one before it (refilled with step + STAGES - 1) and after it
-    int stage = 0;
+    int stage = 0;  // step % STAGES
     for (int step = 0; step < steps; ++step) {
-        const int previous = stage == 0 ? STAGES - 1 : stage - 1;
+        const int ahead = (stage + PREFETCH) % STAGES;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        issue_activations(step + STAGES - 1, previous);
-        issue_body(step + STAGES - 1, previous);
-        issue_header(step + STAGES, stage);
+        issue_activations(step + PREFETCH, ahead);
+        issue_body(step + PREFETCH, ahead);
+        issue_header(step + PREFETCH + 1, (ahead + 1) % STAGES);
         ggufc::cp_async_commit();
         if (HAS_TABLE && step + 1 < steps) {
             prepare_table(step + 1, (step + 1) & 1, next);
         }
-        // the last step of a K % 64 == 32 row has no part for K group 1
-        if (static_cast<i64>(step) * STEP_K + k_group * PART < K) {
-            compute(step, stage);
-        }
+        compute(step, stage);
         stage = next;
-        ggufc::cp_async_wait<STAGES - 2>();
+        ggufc::cp_async_wait<PREFETCH - 1>();
+        make_visible_to_mma();
         __syncthreads();
     }
+    finish_mma();
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair
+    // + e % 2 of the tile
+    float bias_of[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const i64 n = n0 + row + 8 * h;
+        if (has_bias && n < N) {
+            bias_of[h] = ggufc::to_float(bias[n]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < TILE_M / 8; ++i) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const i64 m = m0 + 8 * i + 2 * pair + e % 2;
+            const i64 n = n0 + row + 8 * (e / 2);
+            if (m < M && n < N) {
+                out[m * N + n] = ggufc::from_float<act_t>(acc[4 * i + e] + bias_of[e / 2]);
+            }
+        }
+    }
+#else
     // K group 1 hands its sums to K group 0, which adds them and writes out
     ggufc::cp_async_wait<0>();
     __syncthreads();
@@ -748,5 +959,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q8_0_bf16(
             }
         }
     }
+#endif
 }
 

@@ -1,0 +1,76 @@
+// Warpgroup tensor-core operations (wgmma, sm_90a) of the 16-bit matmul (matmul.cu).
+//
+// A warpgroup is 4 consecutive warps (128 threads) whose warp index % 4 is its rank.  One
+// wgmma.m64n{{ wgmma_n }}k16 multiplies a 64x16 A tile held in registers (warp r of the group holds
+// rows 16r..16r+15 in the mma.sync m16n8k16 A fragment layout: a[0] = (row g, K 2p, 2p+1),
+// a[1] = (row g + 8, same K), a[2] = (row g, K 2p + 8, +9), a[3] = (row g + 8, same K), where
+// g = lane / 4, p = lane % 4) by a 16x{{ wgmma_n }} B tile read from shared memory through a
+// descriptor, into {{ wgmma_n // 2 }} float32 accumulators a thread: d[4i + e] is (row 16r + g + 8 (e / 2),
+// column 8i + 2p + e % 2).  B is K-major with the 128-byte swizzle: each of the {{ wgmma_n }} columns is
+// a 128-byte row of 64 K values whose 16-byte chunk c sits at c ^ (row % 8), 8 rows to a
+// 1024-byte atom; the atoms must start 1024-byte aligned, and the K sub-step j of a 64-wide
+// row starts 32 j bytes in.  These helpers exist only where the compiler targets sm_90a
+// (``__CUDA_ARCH_FEAT_SM90_ALL``); the matmul falls back to mma.sync elsewhere.
+#ifndef GGUFC_CUDA_MATMUL_WGMMA_N{{ wgmma_n }}
+#define GGUFC_CUDA_MATMUL_WGMMA_N{{ wgmma_n }}
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+namespace ggufc {
+namespace wg {
+
+typedef unsigned long long u64;
+
+constexpr int WARPGROUP_THREADS = 128;
+constexpr int SWIZZLE_ATOM_BYTES = 1024;  // 8 rows of 128 bytes
+// descriptor fields (PTX "matrix descriptor"): start address, leading and stride byte offsets
+// in 16-byte units at bits 0, 16 and 32; layout at bits 62-63 (1 = 128-byte swizzle)
+constexpr u64 DESCRIPTOR_LEADING_OFFSET = 1ull << 16;  // unused by swizzled K-major layouts
+constexpr u64 DESCRIPTOR_STRIDE_OFFSET = static_cast<u64>(SWIZZLE_ATOM_BYTES / 16) << 32;
+constexpr u64 DESCRIPTOR_SWIZZLE_128B = 1ull << 62;
+
+// descriptor of a K-major, 128-byte swizzled B tile starting at shared address ``address``
+__device__ __forceinline__ u64 descriptor(u32 address) {
+    return static_cast<u64>((address & 0x3FFFFu) >> 4) | DESCRIPTOR_LEADING_OFFSET |
+           DESCRIPTOR_STRIDE_OFFSET | DESCRIPTOR_SWIZZLE_128B;
+}
+
+// Orders this thread's register and shared-memory writes before the warpgroup's next wgmma.
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.
+template <int PENDING>
+__device__ __forceinline__ void wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+}
+// Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
+__device__ __forceinline__ void fence_async_shared() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// d += a * b for a 64x16 A in registers and a 16x{{ wgmma_n }} B at ``b`` (the scale-d predicate
+// ``accumulate`` is always set: the accumulators start at zero).
+template <typename T>
+__device__ __forceinline__ void mma_m64n{{ wgmma_n }}k16(float (&d)[{{ wgmma_n // 2 }}], const u32 (&a)[4], u64 b);
+{% for type, ptx in (("__half", "f16"), ("__nv_bfloat16", "bf16")) %}
+
+template <>
+__device__ __forceinline__ void mma_m64n{{ wgmma_n }}k16<{{ type }}>(float (&d)[{{ wgmma_n // 2 }}], const u32 (&a)[4],
+                                                        u64 b) {
+    asm volatile(
+        "{{ '{' }}\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %{{ wgmma_n // 2 + 5 }}, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n{{ wgmma_n }}k16.f32.{{ ptx }}.{{ ptx }} "
+        "{{ '{' }}{% for i in range(wgmma_n // 2) %}%{{ i }}{{ ', ' if not loop.last }}{% endfor %}{{ '}' }}, "
+        "{{ '{' }}%{{ wgmma_n // 2 }}, %{{ wgmma_n // 2 + 1 }}, %{{ wgmma_n // 2 + 2 }}, %{{ wgmma_n // 2 + 3 }}{{ '}' }}, %{{ wgmma_n // 2 + 4 }}, "
+        "accumulate, 1, 1, 0;\n{{ '}' }}\n"
+        : {% for i in range(wgmma_n // 2) %}"+f"(d[{{ i }}]){{ ', ' if not loop.last }}{% endfor %}
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+{% endfor %}
+
+}  // namespace wg
+}  // namespace ggufc
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // GGUFC_CUDA_MATMUL_WGMMA_N{{ wgmma_n }}
