@@ -161,7 +161,7 @@ MATMUL_TILES = {
     ("metal", "float32"): (32, 64, 64),
 }
 MATMUL_THREADS = {("cuda", "float16"): 256, ("cuda", "bfloat16"): 256}  # else THREADS
-MATMUL_STAGES = 4
+MATMUL_STAGES = 3
 # 16-byte chunks of raw weight bytes per weight row and K step of the CUDA 16-bit matmul:
 # (header, body).  The header holds K-quant scales (decoded once per row and part into a
 # table); chunk counts cover a byte range on any 2-byte boundary.  They must match the

@@ -7,7 +7,7 @@
 //
 // A block of {{ threads }} threads computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}),
 // ceil(M / {{ tile_m }}))).  K advances {{ tile_k }} weights a step through a ring of {{ stages }} shared-memory stages
-// filled by cp.async {{ stages - 1 }} steps ahead ({{ stages - 2 }} for wgmma, below): the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw GGUF
+// filled by cp.async {{ stages - 1 }} steps ahead: the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw GGUF
 // bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
 // The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
 // part of each step; it reads its activation fragments with ldmatrix and decodes its weight
@@ -275,13 +275,11 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
             }
         }
         wg::commit();
-        // the products of the step before are done: the next step may refill their stage
-        wg::wait<1>();
+        // done before the next step refills this stage (letting them run on into the next
+        // step's decode, one more stage, measured no faster: PERFORMANCE.md, session 5)
+        wg::wait<0>();
     };
     auto make_visible_to_mma = [] { wg::fence_async_shared(); };
-    auto finish_mma = [] { wg::wait<0>(); };
-    // a stage is refilled two steps after its products were issued (they may run one step on)
-    constexpr int PREFETCH = STAGES - 2;
 
 #else
     // mma.sync: 8 warps, 2 (M) x 2 (N) x 2 (K groups)
@@ -356,17 +354,16 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
     };
 
     auto make_visible_to_mma = [] {};
-    auto finish_mma = [] {};
-    // a stage is refilled the step after its products ran (mma.sync is synchronous)
-    constexpr int PREFETCH = STAGES - 1;
 
 #endif
+    // a stage is refilled the step after its products ran
+    constexpr int PREFETCH = STAGES - 1;
     // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
     // ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body t+PREFETCH, header
     // t+PREFETCH+1}.  So when step t waits for its own A and body it also has header t+1, whose
     // table it builds while the products of step t run.  Step t's copies refill the stage of
-    // step t + PREFETCH - STAGES, which every thread has finished with by the barrier ending
-    // the step before (its products too: see PREFETCH).
+    // step t + PREFETCH - STAGES = t - 1, which every thread (its products too) has finished
+    // with by the barrier ending the step before.
     issue_header(0, 0);
 #pragma unroll
     for (int s = 0; s < PREFETCH; ++s) {
@@ -399,7 +396,6 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, 1) {{ entry }}(
         make_visible_to_mma();
         __syncthreads();
     }
-    finish_mma();
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair

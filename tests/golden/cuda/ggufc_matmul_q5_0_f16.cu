@@ -4,8 +4,8 @@
 // accumulators).
 //
 // A block of 256 threads computes a 128x128 tile of out (grid = (ceil(N / 128),
-// ceil(M / 128))).  K advances 64 weights a step through a ring of 4 shared-memory stages
-// filled by cp.async 3 steps ahead (2 for wgmma, below): the activations x[128][64] as they are, and the raw GGUF
+// ceil(M / 128))).  K advances 64 weights a step through a ring of 3 shared-memory stages
+// filled by cp.async 2 steps ahead: the activations x[128][64] as they are, and the raw GGUF
 // bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
 // The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
 // part of each step; it reads its activation fragments with ldmatrix and decodes its weight
@@ -14,7 +14,7 @@
 // are 128 bytes of 8 chunks, chunk c of row r stored at c ^ (r % 8), so the 8 rows an
 // ldmatrix reads and the 4 rows a warp's copies write hit distinct banks.  Rows past M, weight
 // rows past N and columns past K are zero-filled or skipped, so ragged shapes need no other
-// path.  Dynamic shared memory: 107520 bytes (the launch rule's).
+// path.  Dynamic shared memory: 80896 bytes (the launch rule's).
 // Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
 // (wgmma) instead: the 2 warpgroups own 64 weight rows each and all 128 activation rows
 // (wgmma.m64n128k16), the decoded weights are its A operand in registers and the staged
@@ -525,7 +525,7 @@ constexpr int TILE_M = 128;
 constexpr int TILE_N = 128;
 constexpr int STEP_K = 64;
 constexpr int THREADS = 256;
-constexpr int STAGES = 4;
+constexpr int STAGES = 3;
 constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
 constexpr int K_GROUPS = STEP_K / PART;
 constexpr int WARPS_M = 2;
@@ -571,7 +571,7 @@ constexpr int EXCHANGE_BYTES = WARPS_M * WARPS_N * FRAGS_M * FRAGS_N * ggufc::WA
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = 1024;
 static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
-constexpr int SHARED_BYTES = 107520;
+constexpr int SHARED_BYTES = 80896;
 static_assert(SHARED_BYTES ==
                   (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES) + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
@@ -765,13 +765,11 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q5_0_f16(
             }
         }
         wg::commit();
-        // the products of the step before are done: the next step may refill their stage
-        wg::wait<1>();
+        // done before the next step refills this stage (letting them run on into the next
+        // step's decode, one more stage, measured no faster: PERFORMANCE.md, session 5)
+        wg::wait<0>();
     };
     auto make_visible_to_mma = [] { wg::fence_async_shared(); };
-    auto finish_mma = [] { wg::wait<0>(); };
-    // a stage is refilled two steps after its products were issued (they may run one step on)
-    constexpr int PREFETCH = STAGES - 2;
 
 #else
     // mma.sync: 8 warps, 2 (M) x 2 (N) x 2 (K groups)
@@ -846,17 +844,16 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q5_0_f16(
     };
 
     auto make_visible_to_mma = [] {};
-    auto finish_mma = [] {};
-    // a stage is refilled the step after its products ran (mma.sync is synchronous)
-    constexpr int PREFETCH = STAGES - 1;
 
 #endif
+    // a stage is refilled the step after its products ran
+    constexpr int PREFETCH = STAGES - 1;
     // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
     // ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body t+PREFETCH, header
     // t+PREFETCH+1}.  So when step t waits for its own A and body it also has header t+1, whose
     // table it builds while the products of step t run.  Step t's copies refill the stage of
-    // step t + PREFETCH - STAGES, which every thread has finished with by the barrier ending
-    // the step before (its products too: see PREFETCH).
+    // step t + PREFETCH - STAGES = t - 1, which every thread (its products too) has finished
+    // with by the barrier ending the step before.
     issue_header(0, 0);
 #pragma unroll
     for (int s = 0; s < PREFETCH; ++s) {
@@ -889,7 +886,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q5_0_f16(
         make_visible_to_mma();
         __syncthreads();
     }
-    finish_mma();
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair
