@@ -149,9 +149,10 @@ SYNTAX = {"cuda": CUDA, "metal": METAL}
 # ring of MATMUL_STAGES cp.async stages brings in with the activations (dynamic shared
 # memory, see cuda_matmul_layout); built for sm_90a they are 2 warpgroups of wgmma, each 64
 # weight rows x all 128 activation rows, elsewhere 2 (M) x 2 (N) x 2 (K) warps of mma.sync,
-# each a 64x64 tile of out and one 32-weight part of each step.  Same launch either way.  CUDA float32 (cuda/matmul_tf32.cuh): one weight part of 32 per
-# thread per K step (TILE_N * TILE_K / 32 == THREADS), staged dequantized within 48 KB of
-# static shared memory.  Metal's fit 32 KB.
+# each a 64x64 tile of out and one 32-weight part of each step.  Same launch either way.
+# CUDA float32 (cuda/matmul_tf32.cuh): one weight part of 32 per thread per K step
+# (TILE_N * TILE_K / 32 == THREADS), staged dequantized within 48 KB of static shared
+# memory.  Metal's fit 32 KB.
 MATMUL_TILES = {
     ("cuda", "float16"): (128, 128, 64),
     ("cuda", "bfloat16"): (128, 128, 64),

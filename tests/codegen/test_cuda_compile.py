@@ -1,9 +1,11 @@
-"""Every generated CUDA source compiles with nvcc for sm_80, sm_90 and sm_90a, warnings as errors.
+"""Every generated CUDA source compiles with nvcc for sm_80, sm_90 and sm_90a, warnings as
+errors.
 
 sm_90a is the target the launcher uses on an H100: it compiles the 16-bit matmul's wgmma
 path, which the other two skip.  One translation unit per format (all kinds and dtypes;
-headers are include-guarded), all architectures in one nvcc call, two calls at a time.  CI has nvcc: a missing nvcc FAILS
-this test; set GGUFC_NO_NVCC=1 to skip it on a machine without the CUDA toolkit.
+headers are include-guarded), all architectures in one nvcc call, two calls at a time.  CI
+has nvcc: a missing nvcc FAILS this test; set GGUFC_NO_NVCC=1 to skip it on a machine
+without the CUDA toolkit.
 """
 
 from __future__ import annotations

@@ -702,6 +702,20 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q6_k_bf16(
             Staged::template prepare<act_t>(header, misalignment, part);
     };
 
+    // Every weight row this lane decodes is, modulo 16, row ``group`` or ``group + 8`` of the
+    // tile (mma.sync: n0 + warp_n * 64 + 8j + group; wgmma: rows ``row`` and ``row + 8``), and
+    // 16 rows are a whole number of 16-byte chunks, so two misalignments serve all of them.
+    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
+                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
+    auto step_misalignments = [&](int step, int (&misalignment)[2]) {
+        misalignment[0] = misalignment[1] = 0;
+        if (!Staged::ALIGNED) {
+            const int start = Staged::row_start(step);
+            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
+            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
+        }
+    };
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // wgmma: warpgroup g owns weight rows 64g .. 64g + 63, its warp r rows 16r .. 16r + 15 of
     // those; this lane decodes rows ``row`` and ``row + 8`` into A fragments
@@ -718,20 +732,13 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q6_k_bf16(
     for (int i = 0; i < TILE_M / 2; ++i) {
         acc[i] = 0.0f;
     }
-    // rows are row and row + 8, so modulo 16 rows group and group + 8 (as in the mma.sync path)
-    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
-                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
     const u32 a_tiles = tc::shared_address(shared);
     auto compute = [&](int step, int stage) {
         const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + row * BODY_STRIDE;
         const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
                            (step & 1) * TABLE_WORDS + row;
-        int misalignment[2] = {0, 0};
-        if (!Staged::ALIGNED) {
-            const int start = Staged::row_start(step);
-            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
-            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
-        }
+        int misalignment[2];
+        step_misalignments(step, misalignment);
         // the last step of a K % 64 == 32 row has no second part (uniform over the block)
         const bool second_part = static_cast<i64>(step) * STEP_K + PART < K;
         u32 a[K_GROUPS][SUB_STEPS][4];
@@ -798,10 +805,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q6_k_bf16(
         const int chunk = (k_group * PART + s * MMA_K) / 8 + lane / 16;
         a_chunk_offset[s] = (chunk ^ (lane % 8)) * CHUNK;
     }
-    // the weight rows of this lane's fragments are n0 + warp_n * 64 + 8j + group: modulo 16
-    // they are group + 8 (j % 2), so two misalignments serve all eight
-    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
-                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
 
     auto compute = [&](int step, int stage) {
         // the last step of a K % 64 == 32 row has no part for K group 1
@@ -822,12 +825,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q6_k_bf16(
         const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
                            (step & 1) * TABLE_WORDS + k_group * TILE_N + warp_n * WARP_TILE_N +
                            group;
-        int misalignment[2] = {0, 0};
-        if (!Staged::ALIGNED) {
-            const int start = Staged::row_start(step);
-            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
-            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
-        }
+        int misalignment[2];
+        step_misalignments(step, misalignment);
 #pragma unroll
         for (int j = 0; j < FRAGS_N; ++j) {
             u32 b[SUB_STEPS][2];
