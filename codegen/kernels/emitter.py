@@ -148,7 +148,7 @@ SYNTAX = {"cuda": CUDA, "metal": METAL}
 # CUDA 16-bit (cuda/matmul.cu): 8 warps decoding weight fragments from raw GGUF bytes that a
 # ring of MATMUL_STAGES cp.async stages brings in with the activations (dynamic shared
 # memory, see cuda_matmul_layout); built for sm_90a they are 2 warpgroups of wgmma, each 64
-# weight rows x all 128 activation rows, elsewhere 2 (M) x 2 (N) x 2 (K) warps of mma.sync,
+# weight rows x all 128 activation rows, paced by shared-memory barriers, elsewhere 2 (M) x 2 (N) x 2 (K) warps of mma.sync,
 # each a 64x64 tile of out and one 32-weight part of each step.  Same launch either way.
 # CUDA float32 (cuda/matmul_tf32.cuh): one weight part of 32 per thread per K step
 # (TILE_N * TILE_K / 32 == THREADS), staged dequantized within 48 KB of static shared
@@ -180,6 +180,10 @@ CUDA_MATMUL_EXCHANGE_BYTES = 64 * 1024  # K group 1's float32 sums of the 128x12
 # dynamic shared memory: on sm_90a wgmma reads the activation stages as 128-byte swizzle
 # atoms of 8 rows, which must be aligned to it.
 CUDA_MATMUL_SHARED_ALIGNMENT = 1024
+# Shared memory of an sm_90 SM and what the driver reserves per block: the wgmma matmul asks
+# for two blocks an SM (registers capped at 128) where two blocks' layouts fit.
+CUDA_SM90_SHARED_PER_SM = 228 * 1024
+CUDA_SHARED_RESERVED_PER_BLOCK = 1024
 # CUDA tensor-core operands per dtype: (type as staged in shared memory, mma.sync PTX type,
 # mma K, rounded to TF32).  float32 activations use TF32 (float range, 10-bit mantissa).
 CUDA_MMA = {
@@ -266,13 +270,16 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
     stage = activation_bytes + tile_n * (stride(body_chunks) + stride(header_chunks))
     tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if header_chunks else 0
     total = MATMUL_STAGES * stage + tables
+    shared_bytes = max(total, CUDA_MATMUL_EXCHANGE_BYTES) + CUDA_MATMUL_SHARED_ALIGNMENT
+    two_fit = 2 * (shared_bytes + CUDA_SHARED_RESERVED_PER_BLOCK) <= CUDA_SM90_SHARED_PER_SM
     return {
         "body_chunks": body_chunks,
         "header_chunks": header_chunks,
         "body_stride": stride(body_chunks),
         "header_stride": stride(header_chunks),
         "shared_alignment": CUDA_MATMUL_SHARED_ALIGNMENT,
-        "shared_bytes": max(total, CUDA_MATMUL_EXCHANGE_BYTES) + CUDA_MATMUL_SHARED_ALIGNMENT,
+        "shared_bytes": shared_bytes,
+        "wgmma_min_blocks": 2 if two_fit else 1,
     }
 
 

@@ -145,6 +145,15 @@ def test_matmul_portable_build_matches_float64_reference(portable_runner, rng, f
     check_linear(portable_runner, rng, fmt, "matmul", dtype, (3, 3), 37, LARGE_K, True)
 
 
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matmul_with_fewer_k_steps_than_stages(runner, rng, fmt):
+    """A row of one or two blocks is one to four K steps: the copy ring's first stages and
+    their barriers are then never all filled."""
+    block = formats.get_format(fmt).block_weights
+    for k in (block, 2 * block):
+        check_linear(runner, rng, fmt, "matmul", "float16", (130,), RAGGED_N, k, True)
+
+
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
 def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, geometry):
     check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)

@@ -19,6 +19,7 @@ namespace ggufc {
 namespace wg {
 
 typedef unsigned long long u64;
+namespace tc = ggufc::tc;
 
 constexpr int WARPGROUP_THREADS = 128;
 constexpr int SWIZZLE_ATOM_BYTES = 1024;  // 8 rows of 128 bytes
@@ -47,6 +48,44 @@ __device__ __forceinline__ void wait() {
 // Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
 __device__ __forceinline__ void fence_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Shared-memory barriers (mbarrier) of the stage ring: a barrier completes a phase when its
+// count of arrivals is reached, and a waiter names the phase by its parity.
+__device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::shared_address(barrier)),
+                 "r"(count)
+                 : "memory");
+}
+// Arrives once all of this thread's earlier cp.async copies have landed (the barrier's count
+// includes this arrival: no pending count is added).
+__device__ __forceinline__ void arrive_after_copies(u64* barrier) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+__device__ __forceinline__ void arrive(u64* barrier) {
+    asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+// Waits until the phase of parity ``parity`` has completed.
+__device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
+    asm volatile(
+        "{\n.reg .pred complete;\nretry:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%0], %1;\n"
+        "@!complete bra retry;\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(parity)
+        : "memory");
+}
+// Barrier of the 128 threads of warpgroup ``warpgroup`` (0 or 1: barriers 1 and 2, 0 being
+// __syncthreads').  Constant ids: a register id makes ptxas reserve all 16 barriers.
+__device__ __forceinline__ void warpgroup_sync(int warpgroup) {
+    if (warpgroup == 0) {
+        asm volatile("bar.sync 1, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
+    } else {
+        asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
+    }
 }
 
 // d += a * b for a 64x16 A in registers and a 16x{{ wgmma_n }} B at ``b`` (the scale-d predicate

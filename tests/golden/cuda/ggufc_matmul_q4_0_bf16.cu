@@ -19,7 +19,10 @@
 // (wgmma) instead: the 2 warpgroups own 64 weight rows each and all 128 activation rows
 // (wgmma.m64n128k16), the decoded weights are its A operand in registers and the staged
 // activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
-// memory; no K groups, so no exchange.  Same launch rule either way.
+// memory; no K groups, so no exchange.  There shared-memory barriers (mbarrier) track each
+// stage instead of a block barrier a step, so the warpgroups drift apart and one decodes
+// while the other's products run; registers are capped for two blocks an SM where two fit.
+// Same launch rule either way.
 // Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
 // Tensor-core operands of the 16-bit matmul (matmul.cu): asynchronous staging of raw GGUF
 // blocks into shared memory and their decoding, per format, straight into mma.sync B fragments.
@@ -426,6 +429,7 @@ namespace ggufc {
 namespace wg {
 
 typedef unsigned long long u64;
+namespace tc = ggufc::tc;
 
 constexpr int WARPGROUP_THREADS = 128;
 constexpr int SWIZZLE_ATOM_BYTES = 1024;  // 8 rows of 128 bytes
@@ -454,6 +458,44 @@ __device__ __forceinline__ void wait() {
 // Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
 __device__ __forceinline__ void fence_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Shared-memory barriers (mbarrier) of the stage ring: a barrier completes a phase when its
+// count of arrivals is reached, and a waiter names the phase by its parity.
+__device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::shared_address(barrier)),
+                 "r"(count)
+                 : "memory");
+}
+// Arrives once all of this thread's earlier cp.async copies have landed (the barrier's count
+// includes this arrival: no pending count is added).
+__device__ __forceinline__ void arrive_after_copies(u64* barrier) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+__device__ __forceinline__ void arrive(u64* barrier) {
+    asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+// Waits until the phase of parity ``parity`` has completed.
+__device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
+    asm volatile(
+        "{\n.reg .pred complete;\nretry:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%0], %1;\n"
+        "@!complete bra retry;\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(parity)
+        : "memory");
+}
+// Barrier of the 128 threads of warpgroup ``warpgroup`` (0 or 1: barriers 1 and 2, 0 being
+// __syncthreads').  Constant ids: a register id makes ptxas reserve all 16 barriers.
+__device__ __forceinline__ void warpgroup_sync(int warpgroup) {
+    if (warpgroup == 0) {
+        asm volatile("bar.sync 1, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
+    } else {
+        asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
+    }
 }
 
 // d += a * b for a 64x16 A in registers and a 16x128 B at ``b`` (the scale-d predicate
@@ -556,9 +598,16 @@ constexpr int SHARED_BYTES = 80896;
 static_assert(SHARED_BYTES ==
                   (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES) + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// registers capped for two blocks an SM where two fit its shared memory (the emitter's rule;
+// the wgmma path needs no more); the mma.sync path needs ~230 registers, so one block
+constexpr int MIN_BLOCKS = 2;
+#else
+constexpr int MIN_BLOCKS = 1;
+#endif
 }  // namespace ggufc_matmul_q4_0_bf16_impl
 
-extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_bf16(
+extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q4_0_bf16_impl::MIN_BLOCKS) ggufc_matmul_q4_0_bf16(
     const ggufc_matmul_q4_0_bf16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matmul_q4_0_bf16_impl::act_t* __restrict__ bias, ggufc_matmul_q4_0_bf16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
@@ -664,9 +713,12 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_bf16(
             }
         }
     };
-    // the scales of step ``step``'s parts, one (K group, row) per thread, from its header
-    const int table_row = tid % TILE_N;
-    const int table_group = tid / TILE_N;
+    // the scales of step ``step``'s parts, one (K group, row) per thread, from its header; the
+    // threads of each 128 build the entries of 64 rows, so that on sm_90a a warpgroup builds
+    // those of its own rows and its own barrier orders them
+    constexpr int TABLE_ROWS_A_SET = TILE_N / K_GROUPS;
+    const int table_row = tid / (K_GROUPS * TABLE_ROWS_A_SET) * TABLE_ROWS_A_SET + tid % TABLE_ROWS_A_SET;
+    const int table_group = tid / TABLE_ROWS_A_SET % K_GROUPS;
     // (n0 + row) * row_bytes mod 16, in unsigned arithmetic that may wrap
     const int table_row_misalignment = static_cast<int>(
         (static_cast<u32>(n0 + table_row) * static_cast<u32>(row_bytes)) & (CHUNK - 1));
@@ -753,11 +805,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_bf16(
             }
         }
         wg::commit();
-        // done before the next step refills this stage (letting them run on into the next
-        // step's decode, one more stage, measured no faster: PERFORMANCE.md, session 5)
-        wg::wait<0>();
     };
-    auto make_visible_to_mma = [] { wg::fence_async_shared(); };
 
 #else
     // mma.sync: 8 warps, 2 (M) x 2 (N) x 2 (K groups)
@@ -823,11 +871,69 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_bf16(
         }
     };
 
-    auto make_visible_to_mma = [] {};
-
 #endif
     // a stage is refilled the step after its products ran
     constexpr int PREFETCH = STAGES - 1;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // No block barrier a step: shared-memory barriers track each stage, so that the two
+    // warpgroups run out of step and one decodes while the other's products run.  Step t's
+    // copies (A t, body t, header t + 1) arrive on filled[t % STAGES] as they land; a thread
+    // done with step t (its products completed) arrives on drained[t % STAGES], and the
+    // stage is refilled once all have.  Each barrier counts THREADS arrivals a phase, phase
+    // k of stage s being step s + k STAGES.  The scale tables are built a step ahead by the
+    // warpgroup that reads them, ordered by its own barrier.
+    __shared__ wg::u64 filled[STAGES];
+    __shared__ wg::u64 drained[STAGES];
+    if (tid == 0) {
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) {
+            wg::barrier_init(&filled[s], THREADS);
+            wg::barrier_init(&drained[s], THREADS);
+        }
+    }
+    __syncthreads();
+    issue_header(0, 0);
+#pragma unroll
+    for (int s = 0; s < PREFETCH; ++s) {
+        issue_activations(s, s);
+        issue_body(s, s);
+        issue_header(s + 1, (s + 1) % STAGES);
+        if (s < steps) {
+            wg::arrive_after_copies(&filled[s]);
+        }
+    }
+    int stage = 0;  // step % STAGES
+    for (int step = 0; step < steps; ++step) {
+        const int next = stage == STAGES - 1 ? 0 : stage + 1;
+        wg::wait_phase(&filled[stage], (step / STAGES) & 1);
+        wg::fence_async_shared();  // the copies' writes, seen by wgmma
+        if (HAS_TABLE) {
+            if (step == 0) {
+                prepare_table(0, 0, 0);
+            }
+            // every thread of the warpgroup has built step's table and read step - 1's
+            wg::warpgroup_sync(warpgroup);
+            if (step + 1 < steps) {
+                prepare_table(step + 1, (step + 1) & 1, next);
+            }
+        }
+        compute(step, stage);
+        // while the products run, refill the stage of step - 1 with step + PREFETCH
+        const int ahead = (stage + PREFETCH) % STAGES;
+        if (step + PREFETCH < steps) {
+            if (step > 0) {
+                wg::wait_phase(&drained[ahead], ((step - 1) / STAGES) & 1);
+            }
+            issue_activations(step + PREFETCH, ahead);
+            issue_body(step + PREFETCH, ahead);
+            issue_header(step + PREFETCH + 1, (ahead + 1) % STAGES);
+            wg::arrive_after_copies(&filled[ahead]);
+        }
+        wg::wait<0>();
+        wg::arrive(&drained[stage]);
+        stage = next;
+    }
+#else
     // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
     // ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body t+PREFETCH, header
     // t+PREFETCH+1}.  So when step t waits for its own A and body it also has header t+1, whose
@@ -843,7 +949,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_bf16(
         ggufc::cp_async_commit();
     }
     ggufc::cp_async_wait<PREFETCH - 1>();
-    make_visible_to_mma();
     __syncthreads();
     if (HAS_TABLE) {
         prepare_table(0, 0, 0);
@@ -863,9 +968,9 @@ extern "C" __global__ void __launch_bounds__(256, 1) ggufc_matmul_q4_0_bf16(
         compute(step, stage);
         stage = next;
         ggufc::cp_async_wait<PREFETCH - 1>();
-        make_visible_to_mma();
         __syncthreads();
     }
+#endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair
