@@ -899,8 +899,8 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q5_0_f16_impl::MI
     // copies (A t, body t, header t + 1) arrive on filled[t % STAGES] as they land; a thread
     // done with step t (its products completed) arrives on drained[t % STAGES], and the
     // stage is refilled once all have.  Each barrier counts THREADS arrivals a phase, phase
-    // k of stage s being step s + k STAGES.  The scale tables are built a step ahead by the
-    // warpgroup that reads them, ordered by its own barrier.
+    // k of stage s being step s + k STAGES.  The scale tables are built a step ahead, while
+    // the products run, by the warpgroup that reads them, ordered by its own barrier.
     __shared__ wg::u64 filled[STAGES];
     __shared__ wg::u64 drained[STAGES];
     if (tid == 0) {
@@ -932,9 +932,6 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q5_0_f16_impl::MI
             }
             // every thread of the warpgroup has built step's table and read step - 1's
             wg::warpgroup_sync(warpgroup);
-            if (step + 1 < steps) {
-                prepare_table(step + 1, (step + 1) & 1, next);
-            }
         }
         compute(step, stage);
         // while the products run, refill the stage of step - 1 with step + PREFETCH
@@ -947,6 +944,9 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q5_0_f16_impl::MI
             issue_body(step + PREFETCH, ahead);
             issue_header(step + PREFETCH + 1, (ahead + 1) % STAGES);
             wg::arrive_after_copies(&filled[ahead]);
+        }
+        if (HAS_TABLE && step + 1 < steps) {
+            prepare_table(step + 1, (step + 1) & 1, next);  // its header came with step's copies
         }
         wg::wait<0>();
         wg::arrive(&drained[stage]);
