@@ -7,8 +7,9 @@ Where one kernel overtakes the next depends on the card, the format and the dtyp
 
 Measuring (`tune`, `measure_kernels`; needs a CUDA device and CuPy)
     For each format and weight shape ``N x K`` (default `DEFAULT_SHAPES`, float16
-    activations), each of the three kernels at every M of `m_grid` (1..16, then
-    24, 32, 48, 64, ... up to ``m_max``), timed by `codegen.cuda_timing` (the method of
+    activations), each of the three kernels, in the geometry lowering picks for the shape
+    (`codegen.kernels.pick_geometry`), at every M of `m_grid` (1..16, then 24, 32, 48, 64,
+    ... up to ``m_max``), timed by `codegen.cuda_timing` (the method of
     benchmarks/cuda_matmul.py: device events, median of batches after warm-up, random
     weights rotated over copies larger than the L2).  The kernels accept any M: matvec runs
     one block row per activation row, matvec_batched one per 8 rows (past 8 it reads the
@@ -75,12 +76,12 @@ from pathlib import Path
 
 from compiler.errors import GgufcError
 
-# Thresholds split-dynamic-m uses without a tuning file: `ggufc tune --formats
-# Q4_0,Q4_K,Q6_K,Q8_0 --m-max 16` on an NVIDIA H100 80GB HBM3, 2026-11-25 (float16, the three
-# default shapes).  matvec wins at M = 1 only; the tensor-core matvec_batched stays ahead of
-# the matmul up to the largest M measured (16, two passes over the weights), so the second
-# threshold is where the measurement stopped, not a measured crossover.
-DEFAULT_BUCKETS: tuple[int, ...] = (1, 16)
+# Thresholds split-dynamic-m uses without a tuning file: the `all` row of `ggufc tune --m-max
+# 64` (every format, the three default shapes, float16) on an NVIDIA H100 80GB HBM3,
+# 2026-11-26, kernels of commit fce1d73.  matvec wins at M = 1 (Q5_K: up to 2); the
+# tensor-core matvec_batched stays ahead of the matmul up to M = 24 (Q4_K: 15, Q5_K: 16),
+# three passes over the weights; the matmul wins from M = 32 on.
+DEFAULT_BUCKETS: tuple[int, ...] = (1, 24)
 
 TUNING_VERSION = 1
 DEFAULT_DTYPE = "float16"
@@ -624,7 +625,7 @@ def measure_kernels(
 
     from codegen.cuda_run import TORCH_DTYPES
     from codegen.cuda_timing import rotated_copies, time_launches
-    from codegen.kernels import emit
+    from codegen.kernels import emit, pick_geometry
     from compiler import formats
 
     n, k = shape
@@ -635,7 +636,12 @@ def measure_kernels(
     rows = max(m_values)
     xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
     outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
-    kernels = {kernel: emit("cuda", fmt, kernel, dtype) for kernel in BUCKET_KERNELS}
+    # each kernel in the geometry lowering picks for this shape (the matvec's split-K, paired
+    # or narrow one)
+    kernels = {
+        kernel: emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k))
+        for kernel in BUCKET_KERNELS
+    }
     times: dict[str, list[float]] = {kernel: [] for kernel in BUCKET_KERNELS}
     for m in m_values:
         x_rows = [x[:m] for x in xs]  # leading rows of a contiguous tensor: contiguous
