@@ -33,17 +33,24 @@ _LAZY = {
     "compile_gguf": "compiler.driver",
 }
 
+# the error classes and the names of _LAZY, as literal strings (what linters read)
 __all__ = [
     "FormatError",
-    "GgufcError",
+    "GGUFEmbedding",
+    "GGUFLinear",
     "GgufFileError",
+    "GgufcError",
+    "GraphProgram",
     "IRParseError",
     "PassError",
     "PipelineParseError",
     "ProgramFormatError",
     "UnsupportedError",
     "VerificationError",
-    *_LAZY,
+    "compile_gguf",
+    "formats",
+    "open_gguf",
+    "quantize_module",
 ]
 
 

@@ -58,16 +58,13 @@ class SentencePieceTokenizer:
     def from_gguf(cls, gguf_file) -> SentencePieceTokenizer:
         meta = gguf_file.metadata
 
-        def optional(key):
-            return meta[key] if key in meta else None
-
         return cls(
             tokens=list(meta["tokenizer.ggml.tokens"]),
             scores=list(meta["tokenizer.ggml.scores"]),
-            token_types=list(meta["tokenizer.ggml.token_type"]) if "tokenizer.ggml.token_type" in meta else [],
-            bos_id=optional("tokenizer.ggml.bos_token_id"),
-            eos_id=optional("tokenizer.ggml.eos_token_id"),
-            unknown_id=optional("tokenizer.ggml.unknown_token_id"),
+            token_types=list(meta.get("tokenizer.ggml.token_type", [])),
+            bos_id=meta.get("tokenizer.ggml.bos_token_id"),
+            eos_id=meta.get("tokenizer.ggml.eos_token_id"),
+            unknown_id=meta.get("tokenizer.ggml.unknown_token_id"),
             add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", True)),
             add_space_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", True)),
         )
@@ -147,12 +144,16 @@ class SentencePieceTokenizer:
         out = bytearray()
         for token_id in ids:
             if not 0 <= token_id < len(self.tokens):
-                raise UnsupportedError(f"tokenizer: token id {token_id} out of range [0, {len(self.tokens)})")
+                raise UnsupportedError(
+                    f"tokenizer: token id {token_id} out of range [0, {len(self.tokens)})"
+                )
             kind = self.token_types[token_id] if self.token_types else TOKEN_TYPE_NORMAL
             token = self.tokens[token_id]
             if kind == TOKEN_TYPE_BYTE:
                 out.append(int(token[3:5], 16))
-            elif kind in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_UNUSED) and skip_special:
+            elif (
+                kind in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_UNUSED) and skip_special
+            ):
                 continue
             else:
                 out.extend(token.replace(SPACE_MARK, " ").encode("utf-8"))

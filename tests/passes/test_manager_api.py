@@ -8,13 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from compiler.errors import PassError, VerificationError
-from compiler.ir.program import GraphProgram
 from compiler.ir.parser import parse_program
 from compiler.ir.printer import print_program
+from compiler.ir.program import GraphProgram
 from passes import PassManager, parse_pipeline
 from passes.instrumentation.base import PassInstrumentation
 from passes.instrumentation.reproducer import read_reproducer
