@@ -27,7 +27,6 @@ DEFAULT_MODEL = "gemma3-270m"
 TARGET_SECONDS = 30.0
 
 
-
 def export_split(model_path: Path, max_seq: int) -> dict[str, float]:
     from compiler.architectures import build_model
     from compiler.export import EXAMPLE_TOKENS, dynamic_shapes, example_inputs

@@ -68,15 +68,28 @@ def _float(name: str, *shape: int) -> FakeGgufTensor:
 
 def fake_gguf(layers: int) -> tuple[Gemma3Config, FakeGgufFile]:
     config = Gemma3Config(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_layers=layers, num_heads=HEADS,
-        num_kv_heads=KV_HEADS, head_dim=HEAD_DIM, ffn_size=FFN, rms_eps=1e-6,
-        rope_base=1_000_000.0, rope_scale=1.0, sliding_window=1024, context_length=MAX_SEQ,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_layers=layers,
+        num_heads=HEADS,
+        num_kv_heads=KV_HEADS,
+        head_dim=HEAD_DIM,
+        ffn_size=FFN,
+        rms_eps=1e-6,
+        rope_base=1_000_000.0,
+        rope_scale=1.0,
+        sliding_window=1024,
+        context_length=MAX_SEQ,
     )
     policy = q4_k_m_policy(layers, tied_embeddings=True)
     shapes = {
-        "attn_q": (HEADS * HEAD_DIM, HIDDEN), "attn_k": (KV_HEADS * HEAD_DIM, HIDDEN),
-        "attn_v": (KV_HEADS * HEAD_DIM, HIDDEN), "attn_output": (HIDDEN, HEADS * HEAD_DIM),
-        "ffn_gate": (FFN, HIDDEN), "ffn_up": (FFN, HIDDEN), "ffn_down": (HIDDEN, FFN),
+        "attn_q": (HEADS * HEAD_DIM, HIDDEN),
+        "attn_k": (KV_HEADS * HEAD_DIM, HIDDEN),
+        "attn_v": (KV_HEADS * HEAD_DIM, HIDDEN),
+        "attn_output": (HIDDEN, HEADS * HEAD_DIM),
+        "ffn_gate": (FFN, HIDDEN),
+        "ffn_up": (FFN, HIDDEN),
+        "ffn_down": (HIDDEN, FFN),
     }
     tensors = {}
 
@@ -146,7 +159,9 @@ def fuse_with_replace_pattern(program: GraphProgram) -> int:
     replaced = 0
     for signature in _signatures(program.graph):
         pattern, replacement = _pattern_pair(*signature)
-        replaced += len(subgraph_rewriter.replace_pattern(program.graph_module, pattern, replacement))
+        replaced += len(
+            subgraph_rewriter.replace_pattern(program.graph_module, pattern, replacement)
+        )
     return replaced
 
 
@@ -164,7 +179,6 @@ def best_of(repeats: int, program: GraphProgram, action) -> tuple[float, float, 
         if wall < best:
             best, best_cpu = wall, cpu
     return best, best_cpu, result
-
 
 
 def main() -> None:
@@ -192,22 +206,30 @@ def main() -> None:
     patterns = len(_signatures(program.graph))
 
     print(f"Machine: {describe_machine()}\n")
-    print(f"Synthetic decoder: {args.layers} layers, hidden {HIDDEN}, FFN {FFN}, {HEADS} heads "
-          f"({KV_HEADS} KV) x {HEAD_DIM}, vocab {VOCAB}, Q4_K_M mix on meta weights; "
-          f"{nodes} nodes, {dequantizes} ggufc.dequantize; export {export_seconds:.1f} s "
-          "(not timed below)\n")
+    print(
+        f"Synthetic decoder: {args.layers} layers, hidden {HIDDEN}, FFN {FFN}, {HEADS} heads "
+        f"({KV_HEADS} KV) x {HEAD_DIM}, vocab {VOCAB}, Q4_K_M mix on meta weights; "
+        f"{nodes} nodes, {dequantizes} ggufc.dequantize; export {export_seconds:.1f} s "
+        "(not timed below)\n"
+    )
     met = "met" if pipeline_s < FUSE_TARGET_SECONDS else "MISSED"
     print(f"| what | wall s (best of {args.repeats}) | CPU s | target |")
     print("|---|---|---|---|")
-    print(f"| default pipeline `{pipeline.to_text()}` | {pipeline_s:.3f} | {pipeline_cpu:.3f} "
-          f"| < {FUSE_TARGET_SECONDS:.0f} s wall: {met} |")
+    print(
+        f"| default pipeline `{pipeline.to_text()}` | {pipeline_s:.3f} | {pipeline_cpu:.3f} "
+        f"| < {FUSE_TARGET_SECONDS:.0f} s wall: {met} |"
+    )
     print(f"| fuse-gguf ({fused_linears} linears fused) | {fuse_s:.3f} | {fuse_cpu:.3f} | |")
-    print(f"| replace_pattern, {patterns} patterns ({replaced} linears fused) | {baseline_s:.3f} "
-          f"| {baseline_cpu:.3f} | |")
+    print(
+        f"| replace_pattern, {patterns} patterns ({replaced} linears fused) | {baseline_s:.3f} "
+        f"| {baseline_cpu:.3f} | |"
+    )
     ratio = baseline_s / fuse_s
     met = "met" if ratio >= SPEEDUP_TARGET else "MISSED"
-    print(f"\n| ratio replace_pattern / fuse-gguf (wall) | target |\n|---|---|\n"
-          f"| {ratio:.1f}x | >= {SPEEDUP_TARGET:.0f}x: {met} |")
+    print(
+        f"\n| ratio replace_pattern / fuse-gguf (wall) | target |\n|---|---|\n"
+        f"| {ratio:.1f}x | >= {SPEEDUP_TARGET:.0f}x: {met} |"
+    )
 
 
 if __name__ == "__main__":

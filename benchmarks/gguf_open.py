@@ -56,7 +56,6 @@ def time_runs(open_file: Callable[[str], tuple[int, int]], path: str, runs: int)
     return seconds
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL)

@@ -132,7 +132,6 @@ def manager_cost_per_pass(program: GraphProgram, passes: int = NO_OP_PASSES) -> 
     return (managed - direct) / passes
 
 
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=DEFAULT_NODES)

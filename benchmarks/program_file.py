@@ -102,7 +102,6 @@ def gemma4_like(layers: int):
     )
 
 
-
 def rss_kib() -> dict[str, int]:
     """RssAnon / RssFile of this process in KiB (Linux)."""
     out = {}

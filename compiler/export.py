@@ -16,7 +16,9 @@ EXAMPLE_TOKENS = 2
 TOKENS_DIM_NAME = "tokens"
 
 
-def example_inputs(model, max_seq: int, num_tokens: int = EXAMPLE_TOKENS) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    model, max_seq: int, num_tokens: int = EXAMPLE_TOKENS
+) -> tuple[torch.Tensor, ...]:
     """Inputs of the model's calling convention: tokens, positions, then zeroed caches."""
     tokens = torch.zeros((1, num_tokens), dtype=torch.long)
     positions = torch.arange(num_tokens, dtype=torch.long)

@@ -77,7 +77,11 @@ def bound_arguments(node: Node) -> dict:
 
 def as_dequantized(value, formats: Collection[str]) -> Dequantized | None:
     """`value` as a dequantize of a format in `formats`, else None."""
-    if not isinstance(value, Node) or value.op != "call_function" or value.target is not ops.dequantize:
+    if (
+        not isinstance(value, Node)
+        or value.op != "call_function"
+        or value.target is not ops.dequantize
+    ):
         return None
     args = bound_arguments(value)
     blocks, fmt = args.get("blocks"), args.get("fmt")
@@ -245,7 +249,11 @@ class FoldLinearReshapes(RewritePattern):
 
     def match_and_rewrite(self, node: Node, rewriter: Rewriter) -> bool:
         linear = node.args[0] if node.args else None
-        if not isinstance(linear, Node) or linear.target is not ops.linear or len(linear.users) != 1:
+        if (
+            not isinstance(linear, Node)
+            or linear.target is not ops.linear
+            or len(linear.users) != 1
+        ):
             return False
         args = bound_arguments(linear)
         flat = args.get("x")

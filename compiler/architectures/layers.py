@@ -178,7 +178,11 @@ def embedding_weight(embedding: nn.Module, dtype: torch.dtype) -> torch.Tensor:
 
     if isinstance(embedding, GGUFEmbedding):
         return torch.ops.ggufc.dequantize(
-            embedding.blocks, embedding.fmt, embedding.num_embeddings, embedding.embedding_dim, dtype
+            embedding.blocks,
+            embedding.fmt,
+            embedding.num_embeddings,
+            embedding.embedding_dim,
+            dtype,
         )
     return embedding.weight.to(dtype)
 

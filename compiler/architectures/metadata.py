@@ -26,11 +26,15 @@ class MetadataReader:
     def int(self, key: str, default=_REQUIRED) -> int:
         full, value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UnsupportedError(f"{self.file.path}: metadata {full!r} should be an integer, got {value!r}")
+            raise UnsupportedError(
+                f"{self.file.path}: metadata {full!r} should be an integer, got {value!r}"
+            )
         return value
 
     def float(self, key: str, default=_REQUIRED) -> float:
         full, value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UnsupportedError(f"{self.file.path}: metadata {full!r} should be a number, got {value!r}")
+            raise UnsupportedError(
+                f"{self.file.path}: metadata {full!r} should be a number, got {value!r}"
+            )
         return float(value)

@@ -21,7 +21,13 @@ def test_reference_prompt_encodes_like_llama_cpp(tokenizer):
 
 @pytest.mark.parametrize(
     "text",
-    ["The capital of France is", "  two leading spaces", "naïve café 🙂", "tabs\tand\nnewlines", ""],
+    [
+        "The capital of France is",
+        "  two leading spaces",
+        "naïve café 🙂",
+        "tabs\tand\nnewlines",
+        "",
+    ],
 )
 def test_decode_inverts_encode(tokenizer, text):
     ids = tokenizer.encode(text)

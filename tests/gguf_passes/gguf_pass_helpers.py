@@ -81,8 +81,15 @@ def cached_dequantize():
         ops._dequantize_on_cpu = original
 
 
-def quantized_linear(fmt: str, in_features: int, out_features: int, *, bias: bool = False,
-                     dtype: torch.dtype = torch.float32, seed: int = 0) -> GGUFLinear:
+def quantized_linear(
+    fmt: str,
+    in_features: int,
+    out_features: int,
+    *,
+    bias: bool = False,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> GGUFLinear:
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(out_features, in_features, generator=generator) / in_features**0.5
     blocks = formats.quantize(weight, fmt)

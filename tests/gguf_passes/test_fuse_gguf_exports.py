@@ -38,17 +38,17 @@ class TinyDecoder(nn.Module):
         self.proj = quantized_linear("Q5_K", HIDDEN, HIDDEN, seed=6)
 
     def forward(self, tokens):
-        h = self.embed(tokens).to(self.dtype)                    # [1, M, H]
-        h = self.down(F.gelu(self.up(h)))                        # 3-D, bias / no bias
-        flat = self.mix(h[0])                                    # 2-D with bias
-        four = self.gate(flat.view(1, 1, -1, HIDDEN))            # 4-D
+        h = self.embed(tokens).to(self.dtype)  # [1, M, H]
+        h = self.down(F.gelu(self.up(h)))  # 3-D, bias / no bias
+        flat = self.mix(h[0])  # 2-D with bias
+        four = self.gate(flat.view(1, 1, -1, HIDDEN))  # 4-D
         # x @ W^T spelled with matmul (aten.matmul in the export)
         proj_weight = torch.ops.ggufc.dequantize(
             self.proj.blocks, "Q5_K", HIDDEN, HIDDEN, self.dtype
         )
         mixed = torch.matmul(four.view(1, -1, HIDDEN), proj_weight.t())
         tied = torch.ops.ggufc.dequantize(self.embed.blocks, "Q8_0", VOCAB, HIDDEN, self.dtype)
-        return F.linear(mixed, tied)                             # lm_head tied to the embedding
+        return F.linear(mixed, tied)  # lm_head tied to the embedding
 
 
 def export(dtype: torch.dtype, decompose: bool) -> GraphProgram:
@@ -73,8 +73,13 @@ def test_every_consumer_is_fused_and_outputs_match(decompose, dtype):
     assert count_targets(graph, ops.linear) == 6
     assert count_targets(graph, ops.embedding) == 1
     assert not any(
-        n.target in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
-                     torch.ops.aten.linear.default, torch.ops.aten.matmul.default)
+        n.target
+        in (
+            torch.ops.aten.mm.default,
+            torch.ops.aten.addmm.default,
+            torch.ops.aten.linear.default,
+            torch.ops.aten.matmul.default,
+        )
         for n in graph.nodes
     ), "an unfused product is left"
     # The tied lm_head and the embedding read the one blob; it is stored once.
@@ -88,7 +93,9 @@ def test_every_consumer_is_fused_and_outputs_match(decompose, dtype):
             assert node.meta["val"].dtype == node.args[0].meta["val"].dtype == dtype
 
     for tokens_count in (1, 5, MAX_TOKENS):
-        tokens = torch.randint(0, VOCAB, (1, tokens_count), generator=torch.Generator().manual_seed(tokens_count))
+        tokens = torch.randint(
+            0, VOCAB, (1, tokens_count), generator=torch.Generator().manual_seed(tokens_count)
+        )
         (expected,) = run_program(before, tokens)
         (actual,) = run_program(program, tokens)
         assert actual.dtype == expected.dtype == dtype

@@ -50,7 +50,8 @@ def test_everything_is_fused(gemma_model, gemma_program, gemma_after):
     fused, program = gemma_after
     layers = gemma_model.num_layers
     quantized_linears = [
-        n for n in gemma_program.graph.nodes
+        n
+        for n in gemma_program.graph.nodes
         if n.target is torch.ops.aten.linear.default and n.args[1].target is ops.dequantize
     ]
     assert len(quantized_linears) == layers * LINEARS_PER_LAYER + 1  # + the tied lm_head
@@ -61,18 +62,25 @@ def test_everything_is_fused(gemma_model, gemma_program, gemma_after):
     assert count_targets(program.graph, ops.embedding) == 1
 
     # The tied lm_head and the embedding read the one blob, stored once.
-    readers = [n for n in fused.graph.nodes
-               if n.target in (ops.linear, ops.embedding)
-               and TOKEN_EMBEDDING in {a.target for a in n.all_input_nodes if a.op == "get_attr"}]
+    readers = [
+        n
+        for n in fused.graph.nodes
+        if n.target in (ops.linear, ops.embedding)
+        and TOKEN_EMBEDDING in {a.target for a in n.all_input_nodes if a.op == "get_attr"}
+    ]
     assert sorted(n.target.__name__ for n in readers) == ["embedding.default", "linear.default"]
     assert program.constant_names().count(TOKEN_EMBEDDING) == 1
     assert program.get_constant(TOKEN_EMBEDDING) is gemma_program.get_constant(TOKEN_EMBEDDING)
 
     # region=max: one cond covers every linear; its leaves hold all of them.
     assert count_targets(program.graph, COND) == 1
-    leaves = [m for m in program.graph_module.modules()
-              if isinstance(m, torch.fx.GraphModule) and m is not program.graph_module
-              and count_targets(m.graph, COND) == 0]
+    leaves = [
+        m
+        for m in program.graph_module.modules()
+        if isinstance(m, torch.fx.GraphModule)
+        and m is not program.graph_module
+        and count_targets(m.graph, COND) == 0
+    ]
     assert len(leaves) == len(M_AND_KERNEL)
     for leaf in leaves:
         assert count_targets(leaf.graph, ops.linear) == len(quantized_linears)
@@ -95,5 +103,10 @@ def test_outputs_match_the_eager_model(gemma_model, gemma_after):
             assert recorder.kernels == [kernel] * linears, f"M={m}"
             assert len(actual) == len(expected)
             for index, (a, e) in enumerate(zip(actual, expected)):
-                torch.testing.assert_close(a, e, atol=ATOL, rtol=RTOL,
-                                           msg=lambda text, i=index, m=m: f"M={m}, output {i}: {text}")
+                torch.testing.assert_close(
+                    a,
+                    e,
+                    atol=ATOL,
+                    rtol=RTOL,
+                    msg=lambda text, i=index, m=m: f"M={m}, output {i}: {text}",
+                )

@@ -30,7 +30,9 @@ def dags(draw):
 
 def brute_closure(view: nx.DiGraph, seeds: set) -> set:
     reach = {v: nx.descendants(view, v) | {v} for v in view}
-    return {v for v in view if any(v in reach[a] and any(b in reach[v] for b in seeds) for a in seeds)}
+    return {
+        v for v in view if any(v in reach[a] and any(b in reach[v] for b in seeds) for a in seeds)
+    }
 
 
 @settings(max_examples=150, deadline=None)
@@ -52,7 +54,9 @@ def test_is_convex_means_no_path_leaves_and_returns(data):
     outside = set(view) - subset
     leaves_and_returns = any(
         nx.has_path(view, a, w) and nx.has_path(view, w, b)
-        for w in outside for a in subset for b in subset
+        for w in outside
+        for a in subset
+        for b in subset
     )
     assert is_convex(view, subset) == (not leaves_and_returns)
 
@@ -64,7 +68,9 @@ def test_form_regions_are_convex_clean_disjoint_and_contractible(data):
     vertices = sorted(view)
     barriers = data.draw(st.sets(st.sampled_from(vertices)))
     free = [v for v in vertices if v not in barriers]
-    groups = data.draw(st.lists(st.lists(st.sampled_from(free), min_size=1), max_size=3)) if free else []
+    groups = (
+        data.draw(st.lists(st.lists(st.sampled_from(free), min_size=1), max_size=3)) if free else []
+    )
     # Later groups may not reuse earlier seeds: a vertex is in one region at most.
     used: set = set()
     disjoint_groups = []

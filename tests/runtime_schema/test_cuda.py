@@ -31,6 +31,7 @@ def gpu(test):
     """Marked `gpu` (benchmarks/gpu_check.sh selects these) and skipped without CUDA."""
     return pytest.mark.gpu(_needs_cuda(test))
 
+
 # A dequantize kernel for Q8_0 written for this test (the generated ones come from codegen):
 # one thread per weight; params: blocks, out, n, k.
 Q8_0_DEQUANTIZE = r"""
