@@ -148,8 +148,9 @@ SYNTAX = {"cuda": CUDA, "metal": METAL}
 # CUDA 16-bit (cuda/matmul.cu): 8 warps decoding weight fragments from raw GGUF bytes that a
 # ring of MATMUL_STAGES cp.async stages brings in with the activations (dynamic shared
 # memory, see cuda_matmul_layout); built for sm_90a they are 2 warpgroups of wgmma, each 64
-# weight rows x all 128 activation rows, paced by shared-memory barriers, elsewhere 2 (M) x 2 (N) x 2 (K) warps of mma.sync,
-# each a 64x64 tile of out and one 32-weight part of each step.  Same launch either way.
+# weight rows x all 128 activation rows, paced by shared-memory barriers, elsewhere 2 (M) x
+# 2 (N) x 2 (K) warps of mma.sync, each a 64x64 tile of out and one 32-weight part of each
+# step.  Same launch either way.
 # CUDA float32 (cuda/matmul_tf32.cuh): one weight part of 32 per thread per K step
 # (TILE_N * TILE_K / 32 == THREADS), staged dequantized within 48 KB of static shared
 # memory.  Metal's fit 32 KB.

@@ -752,7 +752,8 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q5_k_f16_impl::MI
     // threads of each 128 build the entries of 64 rows, so that on sm_90a a warpgroup builds
     // those of its own rows and its own barrier orders them
     constexpr int TABLE_ROWS_A_SET = TILE_N / K_GROUPS;
-    const int table_row = tid / (K_GROUPS * TABLE_ROWS_A_SET) * TABLE_ROWS_A_SET + tid % TABLE_ROWS_A_SET;
+    const int table_row =
+        tid / (K_GROUPS * TABLE_ROWS_A_SET) * TABLE_ROWS_A_SET + tid % TABLE_ROWS_A_SET;
     const int table_group = tid / TABLE_ROWS_A_SET % K_GROUPS;
     // (n0 + row) * row_bytes mod 16, in unsigned arithmetic that may wrap
     const int table_row_misalignment = static_cast<int>(
@@ -950,7 +951,10 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q5_k_f16_impl::MI
             wg::warpgroup_sync(warpgroup);
         }
         compute(step, stage);
-        // while the products run, refill the stage of step - 1 with step + PREFETCH
+        // While the products run, refill the stage of step - 1 with step + PREFETCH.  At step
+        // 0 that stage is unused; the header slot it also fills (stage 0's, with step
+        // STAGES's header) was read by prepare_table(0) before the warpgroup barrier above,
+        // in the warpgroup whose threads copy those rows (w_row = tid / 2).
         const int ahead = (stage + PREFETCH) % STAGES;
         if (step + PREFETCH < steps) {
             if (step > 0) {
