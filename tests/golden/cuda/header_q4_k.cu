@@ -359,6 +359,9 @@ __device__ __forceinline__ void load_part_activations(const T* x, float (&xv)[PA
         for (int j = 0; j < PART_WEIGHTS; ++j) {
             x_sum[j / HALF_PART] += xv[j];
         }
+        // summed here, once: without this the compiler sinks the 32 additions into each
+        // row's (conditional) block of the caller and repeats them there
+        asm volatile("" : "+f"(x_sum[0]), "+f"(x_sum[1]));
     }
 }
 
