@@ -724,6 +724,13 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q8_0_bf16_impl::M
             }
         }
     };
+    // step ``step``'s copies: its activations and body into ``stage``, and the next step's
+    // header into the stage after (see the copy groups below)
+    auto issue_step = [&](int step, int stage) {
+        issue_activations(step, stage);
+        issue_body(step, stage);
+        issue_header(step + 1, (stage + 1) % STAGES);
+    };
     // the scales of step ``step``'s parts, one (K group, row) per thread, from its header; the
     // threads of each 128 build the entries of 64 rows, so that on sm_90a a warpgroup builds
     // those of its own rows and its own barrier orders them
@@ -907,9 +914,7 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q8_0_bf16_impl::M
     issue_header(0, 0);
 #pragma unroll
     for (int s = 0; s < PREFETCH; ++s) {
-        issue_activations(s, s);
-        issue_body(s, s);
-        issue_header(s + 1, (s + 1) % STAGES);
+        issue_step(s, s);
         if (s < steps) {
             wg::arrive_after_copies(&filled[s]);
         }
@@ -936,9 +941,7 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q8_0_bf16_impl::M
             if (step > 0) {
                 wg::wait_phase(&drained[ahead], ((step - 1) / STAGES) & 1);
             }
-            issue_activations(step + PREFETCH, ahead);
-            issue_body(step + PREFETCH, ahead);
-            issue_header(step + PREFETCH + 1, (ahead + 1) % STAGES);
+            issue_step(step + PREFETCH, ahead);
             wg::arrive_after_copies(&filled[ahead]);
         }
         if (HAS_TABLE && step + 1 < steps) {
@@ -958,9 +961,7 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q8_0_bf16_impl::M
     issue_header(0, 0);
 #pragma unroll
     for (int s = 0; s < PREFETCH; ++s) {
-        issue_activations(s, s);
-        issue_body(s, s);
-        issue_header(s + 1, (s + 1) % STAGES);
+        issue_step(s, s);
         ggufc::cp_async_commit();
     }
     ggufc::cp_async_wait<PREFETCH - 1>();
@@ -973,9 +974,7 @@ extern "C" __global__ void __launch_bounds__(256, ggufc_matmul_q8_0_bf16_impl::M
     for (int step = 0; step < steps; ++step) {
         const int ahead = (stage + PREFETCH) % STAGES;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        issue_activations(step + PREFETCH, ahead);
-        issue_body(step + PREFETCH, ahead);
-        issue_header(step + PREFETCH + 1, (ahead + 1) % STAGES);
+        issue_step(step + PREFETCH, ahead);
         ggufc::cp_async_commit();
         if (HAS_TABLE && step + 1 < steps) {
             prepare_table(step + 1, (step + 1) & 1, next);
