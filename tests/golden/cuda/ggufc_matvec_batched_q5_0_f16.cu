@@ -37,7 +37,6 @@ constexpr int CHUNK_BYTES = 16;
 constexpr int ROW_CHUNKS = (STEP_BYTES + CHUNK_BYTES - 2 + CHUNK_BYTES - 1) / CHUNK_BYTES;
 constexpr int ROW_STAGE_BYTES = ROW_CHUNKS * CHUNK_BYTES;
 constexpr int STAGE_BYTES = TILE * ROW_STAGE_BYTES;
-constexpr int SLACK_BYTES = CHUNK_BYTES;  // load_words reads a word past the last one it needs
 constexpr int MMAS_PER_PART = ggufc::PART_WEIGHTS / 4;
 constexpr int ACCUMULATORS = 2;
 static_assert(STEP_PARTS % LANE_GROUPS == 0, "every lane group decodes whole parts");
@@ -103,7 +102,7 @@ extern "C" __global__ void __launch_bounds__(256, 3) ggufc_matvec_batched_q5_0_f
     const ggufc_matvec_batched_q5_0_f16_impl::act_t* __restrict__ bias, ggufc_matvec_batched_q5_0_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_batched_q5_0_f16_impl;
-    __shared__ __align__(16) u8 stage_all[WARPS][STAGES * STAGE_BYTES + SLACK_BYTES];
+    __shared__ __align__(16) u8 stage_all[WARPS][STAGES * STAGE_BYTES];
     __shared__ float partial[WARPS][TILE][TILE];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;

@@ -130,8 +130,11 @@ __device__ __forceinline__ void cp_async_wait() {
 // 1024.0 into both halves gives the half2 (1024 + q0, 1024 + q1) exactly (q < 1024), so one
 // half2 subtraction yields the exact integers (see half_pair_of_ints).
 
-// N 32-bit words of the bytes at a 2-byte aligned address: N + 1 aligned 4-byte loads
-// (reading up to 4 bytes past the last word), joined by funnel shifts.
+// N 32-bit words of the bytes at a 2-byte aligned address p: N aligned 4-byte loads joined by
+// funnel shifts, the last half word of an address 2 mod 4 by a 2-byte load.  Nothing past
+// p + 4N is read (the embedding reads blocks in global memory, where the last block of a table
+// may end its allocation); at an address 2 mod 4 the 2 bytes before p are, in p's aligned
+// 4-byte word (so inside any 16-byte aligned tensor or staged chunk that holds p).
 template <int N>
 __device__ __forceinline__ void load_words(const u8* p, u32 (&words)[N]) {
     const size_t address = reinterpret_cast<size_t>(p);
@@ -139,11 +142,14 @@ __device__ __forceinline__ void load_words(const u8* p, u32 (&words)[N]) {
     const u32 shift = static_cast<u32>(address & 2u) * 8u;
     u32 previous = aligned[0];
 #pragma unroll
-    for (int i = 0; i < N; ++i) {
+    for (int i = 0; i + 1 < N; ++i) {
         const u32 next = aligned[i + 1];
         words[i] = __funnelshift_r(previous, next, shift);
         previous = next;
     }
+    // p + 4N - 2 holds the last 2 bytes wanted, at either offset
+    const u32 tail = load_u16(p + 4 * N - 2);
+    words[N - 1] = shift != 0u ? __funnelshift_r(previous, tail, shift) : previous;
 }
 
 // Bytes 2*(j%2) and 2*(j%2)+1 of ``word`` in the low byte of each 16-bit half (``j``: the pair
