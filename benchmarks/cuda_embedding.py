@@ -9,10 +9,9 @@ device-to-device copies measured in the same run (bytes read + written per secon
 1 GiB (the copy bandwidth, as the memory floor of benchmarks/cuda_matmul.py), and one that
 moves as many bytes as the gather (half read, half written), which pays the same fixed cost
 of a launch of that size (filling and draining the memory pipeline: a 42 MiB copy reaches
-~90% of the 1 GiB copy's rate on an H100).  Timing
-as in benchmarks/cuda_matmul.py (codegen.cuda_timing): device events, median of batches,
-tables rotated past the 50 MB L2, random rows (never zeros).  The output is checked against
-the format's dequantize.
+~90% of the 1 GiB copy's rate on an H100).  Timing as in benchmarks/cuda_matmul.py
+(codegen.cuda_timing): device events, median of batches, tables rotated past the 50 MB L2,
+random rows (never zeros).  The output is checked against the format's dequantize.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ static_assert(128 % ggufc::WARP_SIZE == 0, "whole warps");
 // The 32 values of part ``part`` of the block at ``block``.  Blocks whose size is a multiple of
 // 16 bytes (Q4_K, Q5_K) are read by their format's 16-byte loads; the others (2-byte aligned)
 // as 32-bit words joined by funnel shifts rather than by 2-byte loads, the loads a warp issues
-// being what bounds this kernel (Q6_K: 18 loads a part instead of 34; 9-10% less time for Q6_K
-// and up to 5% for Q8_0 on an H100).  Both give the exact values, then the part's affine map.
+// being what bounds this kernel (Q6_K: 18 loads a part instead of 34, 9% less time on an H100;
+// Q8_0 6-7%).  Both give the exact values, then the part's affine map.
 __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
                                             float (&w)[ggufc::PART_WEIGHTS]) {
     if constexpr (Format::BLOCK_BYTES % 16 == 0) {
