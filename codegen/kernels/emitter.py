@@ -116,10 +116,14 @@ TENSOR_CORE_MATVEC_KINDS = ("matvec_batched",)
 TENSOR_CORE_MATVEC_DTYPES = ("float16", "bfloat16")
 TENSOR_CORE_MATVEC_TILE = 8
 TENSOR_CORE_MATVEC_STAGES = 3
-TENSOR_CORE_MATVEC_WARPS = 8  # warps splitting K in a block (more warps in flight per SM)
-# blocks per SM the registers must allow (__launch_bounds__): 3 x 8 warps keep enough
-# weight bytes in flight to stream at the memory bandwidth
-TENSOR_CORE_MATVEC_MIN_BLOCKS_PER_SM = 3
+# Warps splitting K in a block, and the blocks an SM the registers must allow
+# (__launch_bounds__): 4 x 6 warps keep enough weight bytes in flight, and 4 blocks an SM
+# (528 on an H100) take the 512 blocks of N = 4096 in one wave, where 3 x 8 warps (396) left
+# a second wave of 116 blocks at a third of the occupancy: H100, float16, 4096x14336, same
+# call, M = 8: Q4_0 36.6 -> 29.8 us, Q8_0 46.3 -> 39.4, Q4_K 71.2 -> 59.0; every cell of
+# M = 2, 4, 8 at 4096x14336 and 14336x4096 within -19% .. +2% (BENCHMARKS.md, session 7)
+TENSOR_CORE_MATVEC_WARPS = 6
+TENSOR_CORE_MATVEC_MIN_BLOCKS_PER_SM = 4
 TENSOR_CORE_MATVEC_ACCUMULATORS = 2  # independent mma accumulator sets per lane
 # Blocks per weight row a warp stages per step: whole K-quant blocks (their scales sit in the
 # block header); eight of the 32-weight formats (4 of Q8_0's 34-byte blocks keep the stage

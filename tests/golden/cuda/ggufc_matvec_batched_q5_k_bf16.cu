@@ -2,7 +2,7 @@
 // Q5_K weights, __nv_bfloat16 activations, float32 accumulation.  Any M; the weights are
 // read once for up to 8 activation rows (the matvec_batched bucket).
 //
-// A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+7] (grid = (ceil(N / 8), ceil(M / 8))).
+// A block of 6 warps computes out[m0 .. m0+7][n0 .. n0+7] (grid = (ceil(N / 8), ceil(M / 8))).
 // mma.sync m16n8k16 with A = activations (rows m0 + 0..7; rows 8..15 of A are zero) and
 // B = weights (8 weight rows as its 8 columns).  The K order inside an mma is free as long as
 // A and B agree: lane (g, c) = (lane / 4, lane % 4) supplies, in mma j, weights 4j..4j+3 of
@@ -10,7 +10,7 @@
 // m0 + g (A): block c + 4i of the step for the 32-weight formats; a K-quant lane's two parts are the two
 // nibbles of the same quant bytes.
 //
-// The warps split K by steps of 1 block(s) per weight row: warp w takes steps w, w + 8, ...
+// The warps split K by steps of 1 block(s) per weight row: warp w takes steps w, w + 6, ...
 // Each warp streams its steps global -> shared memory with 16-byte cp.async (L2 only) into a
 // ring of 3 buffers (8 rows each), 2 steps ahead, so many bytes are in flight without
 // holding registers.  A lane decodes its part from the staged bytes (2-byte aligned words) to
@@ -24,7 +24,7 @@ using Format = ggufc::Q5_K;
 using ggufc::i64;
 using ggufc::u32;
 using ggufc::u8;
-constexpr int WARPS = 8;
+constexpr int WARPS = 6;
 constexpr int TILE = 8;  // weight rows (mma N) and activation rows per block
 constexpr int STAGES = 3;
 constexpr int STEP_BLOCKS = 1;
@@ -40,7 +40,7 @@ constexpr int STAGE_BYTES = TILE * ROW_STAGE_BYTES;
 constexpr int MMAS_PER_PART = ggufc::PART_WEIGHTS / 4;
 constexpr int ACCUMULATORS = 2;
 static_assert(STEP_PARTS % LANE_GROUPS == 0, "every lane group decodes whole parts");
-static_assert(WARPS * ggufc::WARP_SIZE == 256, "block of WARPS warps");
+static_assert(WARPS * ggufc::WARP_SIZE == 192, "block of WARPS warps");
 
 // d += a (16 x 16, row-major) * b (16 x 8, column-major)
 __device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
@@ -97,7 +97,7 @@ __device__ __forceinline__ u32 weight_pair(u32 pair, const PairAffine& affine, i
 }
 }  // namespace ggufc_matvec_batched_q5_k_bf16_impl
 
-extern "C" __global__ void __launch_bounds__(256, 3) ggufc_matvec_batched_q5_k_bf16(
+extern "C" __global__ void __launch_bounds__(192, 4) ggufc_matvec_batched_q5_k_bf16(
     const ggufc_matvec_batched_q5_k_bf16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_batched_q5_k_bf16_impl::act_t* __restrict__ bias, ggufc_matvec_batched_q5_k_bf16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
