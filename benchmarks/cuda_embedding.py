@@ -45,7 +45,8 @@ def bench(runner, fmt: str, rows: int, generator: torch.Generator) -> dict:
     us = time_launches(
         lambda i: runner.embedding(kernel, tables[i], indices[i], VOCAB, k, out=outs[i]), copies
     )
-    half = moved_bytes(table, rows, k) // 2
+    moved = rows * (table.shape[1] + 2 * k)  # packed rows read + float16 values written
+    half = moved // 2
     sources = [
         torch.randint(0, 255, (half,), dtype=torch.uint8, device="cuda") for _ in range(copies)
     ]
@@ -54,13 +55,7 @@ def bench(runner, fmt: str, rows: int, generator: torch.Generator) -> dict:
     picked = indices[0].cpu()
     ref = formats.dequantize(table[picked].cpu(), fmt, torch.float32)
     error = float((outs[0].float().cpu() - ref).norm() / ref.norm())
-    moved = moved_bytes(table, rows, k)
     return {"format": fmt, "k": k, "us": us, "copy_us": copy_us, "bytes": moved, "error": error}
-
-
-def moved_bytes(table: torch.Tensor, rows: int, k: int) -> int:
-    """Packed bytes of ``rows`` table rows read + their float16 values written."""
-    return rows * (table.shape[1] + 2 * k)
 
 
 def main(argv=None) -> int:

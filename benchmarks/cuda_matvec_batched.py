@@ -30,13 +30,10 @@ from codegen.cuda_run import CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import FORMAT_NAMES, emitter
 from compiler import formats
+from compiler.cli.tune_cmd import parse_shapes
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 CHECK_SHAPE = (131, 2048)  # ragged N: the last block of weight rows is partly empty
-
-
-def parse_shapes(text: str) -> list[tuple[int, int]]:
-    return [tuple(int(v) for v in shape.split("x")) for shape in text.split(",")]
 
 
 def check(runner, kernel, fmt: str, m: int, dtype: torch.dtype, generator) -> float:
@@ -66,7 +63,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--formats", default=",".join(FORMAT_NAMES))
     parser.add_argument("--ms", default="2,4,8", help="activation rows, comma-separated")
-    parser.add_argument("--shapes", default="4096x14336,14336x4096", help="N x K, comma-separated")
+    parser.add_argument(
+        "--shapes",
+        type=parse_shapes,
+        default=((4096, 14336), (14336, 4096)),
+        help="N x K, comma-separated (default: 4096x14336,14336x4096)",
+    )
     parser.add_argument("--dtype", default="float16", choices=sorted(TORCH_DTYPES))
     parser.add_argument("--warps", type=int, help="override the tensor-core kernel's warps a block")
     parser.add_argument("--min-blocks", type=int, help="override its blocks an SM")
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
     for fmt in args.formats.split(","):
         kernel = emitter.emit("cuda", fmt, "matvec_batched", args.dtype)
         error = check(runner, kernel, fmt, max(ms), dtype, generator)
-        for n, k in parse_shapes(args.shapes):
+        for n, k in args.shapes:
             for m in ms:
                 us, packed = time_kernel(runner, kernel, fmt, n, k, m, dtype, generator)
                 floor = packed / bandwidth * 1e6

@@ -33,7 +33,8 @@ def _formats(text: str) -> tuple[str, ...]:
     return names
 
 
-def _shapes(text: str) -> tuple[tuple[int, int], ...]:
+def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """``NxK,NxK,...`` -> ((N, K), ...); argparse.ArgumentTypeError naming a bad item."""
     shapes = []
     for item in text.split(","):
         parts = item.strip().lower().split("x")
@@ -87,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shapes",
-        type=_shapes,
+        type=parse_shapes,
         default=None,
         metavar="NxK,...",
         help=f"weight shapes (rows x columns) to time, comma-separated; each format's choice "

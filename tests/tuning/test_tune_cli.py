@@ -97,7 +97,7 @@ def test_cli_defaults_match_the_module():
     parser = build_parser()
     args = parser.parse_args(["tune"])
     assert args.m_max == tuning.DEFAULT_M_MAX and args.dtype == tuning.DEFAULT_DTYPE
-    assert tune_cmd._shapes(tune_cmd.DEFAULT_SHAPES_TEXT) == tuning.DEFAULT_SHAPES
+    assert tune_cmd.parse_shapes(tune_cmd.DEFAULT_SHAPES_TEXT) == tuning.DEFAULT_SHAPES
     assert tune_cmd.M_MAX_LIMIT == tuning.M_MAX_LIMIT
     (dtype_action,) = [
         a
