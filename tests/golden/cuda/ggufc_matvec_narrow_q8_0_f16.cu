@@ -8,6 +8,9 @@
 // chunk is decoded; lane l then decodes part l of every row and reuses its 32 activations,
 // held in registers, for all 1 rows.  Activation reads through L1 (every warp rereads x)
 // were the limit with one row per warp.
+// With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) the warp copies a chunk's
+// activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
+// stage_part_activations) instead of from L1 one cache line a lane.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace ggufc_matvec_narrow_q8_0_f16_impl {
@@ -28,6 +31,9 @@ constexpr int WORD_BYTES = 16;
 constexpr int WORDS_PER_LANE = (CHUNK_BYTES / WORD_BYTES + 2 + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
 constexpr int STAGE_WORDS = WORDS_PER_LANE * ggufc::WARP_SIZE;
 static_assert(CHUNK_PARTS % Format::PARTS == 0, "a chunk holds whole blocks");
+// activations staged through shared memory by each warp (prelude: stage_part_activations)
+constexpr bool STAGE_X = false;
+using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace ggufc_matvec_narrow_q8_0_f16_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q8_0_f16(
@@ -36,6 +42,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q8_0_f16(
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_narrow_q8_0_f16_impl;
     __shared__ uint4 stage_all[WARPS_PER_BLOCK][ROWS_PER_WARP][STAGE_WORDS];
+    __shared__ uint4 x_stage[STAGE_X ? WARPS_PER_BLOCK : 1][STAGE_X ? XStage::WORDS : 1];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int slice = warp % GROUP_WARPS;
@@ -99,11 +106,18 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q8_0_f16(
             load_chunk(c + GROUP_WARPS);  // in flight while this chunk is decoded
         }
         const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
+        float xv[ggufc::PART_WEIGHTS];
+        float x_sum[2];
+        if constexpr (STAGE_X) {
+            ggufc::stage_part_activations<Decode::NEEDS_X_SUM>(
+                xm + static_cast<i64>(c) * CHUNK_PARTS * ggufc::PART_WEIGHTS, chunk_parts,
+                x_stage[warp], lane, xv, x_sum);
+        }
         if (lane < chunk_parts) {
-            const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
-            float xv[ggufc::PART_WEIGHTS];
-            float x_sum[2];
-            ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
+            if constexpr (!STAGE_X) {
+                const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
+                ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
+            }
             const int part = lane % Format::PARTS;
             // byte offset of the chunk in the stage: its start's address modulo 16
             const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &

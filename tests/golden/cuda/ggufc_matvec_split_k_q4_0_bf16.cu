@@ -10,6 +10,8 @@
 // 32 activations for the 4 rows.  Partial sums meet in shared memory at the end.
 // Quants are biased values for 16-bit activations (prelude: PartDecode), so then sum(x) is
 // taken for every part.
+// With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) each warp first copies its
+// 32 parts' activations to shared memory, coalesced (prelude: stage_part_activations).
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace ggufc_matvec_split_k_q4_0_bf16_impl {
@@ -20,6 +22,9 @@ using ggufc::i64;
 constexpr int THREADS = 128;
 constexpr int WARPS = THREADS / ggufc::WARP_SIZE;
 constexpr int ROWS = 4;
+// activations staged through shared memory by each warp (prelude: stage_part_activations)
+constexpr bool STAGE_X = false;
+using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace ggufc_matvec_split_k_q4_0_bf16_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_bf16(
@@ -28,6 +33,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_bf16
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_split_k_q4_0_bf16_impl;
     __shared__ float partial[WARPS][ROWS];
+    __shared__ uint4 x_stage[STAGE_X ? WARPS : 1][STAGE_X ? XStage::WORDS : 1];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const i64 n0 = static_cast<i64>(blockIdx.x) * ROWS;
@@ -43,20 +49,35 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_bf16
     for (int r = 0; r < ROWS; ++r) {
         acc[r] = 0.0f;
     }
-    for (int p = static_cast<int>(threadIdx.x); p < parts_per_row; p += THREADS) {
+    // with STAGE_X a warp's lanes run the loop together (its x stage is shared), those past
+    // the row's last part without a part
+    const int loop_parts = STAGE_X ? (parts_per_row + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE * ggufc::WARP_SIZE
+                                   : parts_per_row;
+    for (int p = static_cast<int>(threadIdx.x); p < loop_parts; p += THREADS) {
+        const bool has_part = !STAGE_X || p < parts_per_row;
         const int part = p % Format::PARTS;
         const i64 block_offset = static_cast<i64>(p / Format::PARTS) * Format::BLOCK_BYTES;
         typename Format::Raw raw[ROWS];
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
-            if (r < rows) {
+            if (has_part && r < rows) {
                 raw[r] = Format::load(first_row + r * row_bytes + block_offset, part);
             }
         }
         float xv[ggufc::PART_WEIGHTS];
         float x_sum[2];
-        ggufc::load_part_activations<Decode::NEEDS_X_SUM>(
-            xm + static_cast<i64>(p) * ggufc::PART_WEIGHTS, xv, x_sum);
+        if constexpr (STAGE_X) {
+            const int first = p - lane;  // the warp's first part
+            ggufc::stage_part_activations<Decode::NEEDS_X_SUM>(
+                xm + static_cast<i64>(first) * ggufc::PART_WEIGHTS,
+                min(ggufc::WARP_SIZE, parts_per_row - first), x_stage[warp], lane, xv, x_sum);
+        } else {
+            ggufc::load_part_activations<Decode::NEEDS_X_SUM>(
+                xm + static_cast<i64>(p) * ggufc::PART_WEIGHTS, xv, x_sum);
+        }
+        if (!has_part) {
+            continue;
+        }
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             if (r < rows) {

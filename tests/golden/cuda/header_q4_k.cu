@@ -348,16 +348,10 @@ struct PartDecode {
     }
 };
 
-// The 32 activations of a part (16-byte aligned) as floats, and with WITH_SUM the sums of
-// its two halves (what an affine map's offsets multiply); the matvecs load them once for
-// all the rows they reuse them for.
-template <bool WITH_SUM, typename T>
-__device__ __forceinline__ void load_part_activations(const T* x, float (&xv)[PART_WEIGHTS],
-                                                      float (&x_sum)[2]) {
-#pragma unroll
-    for (int j = 0; j < PART_WEIGHTS; j += 8) {
-        load8(x + j, *reinterpret_cast<float (*)[8]>(xv + j));
-    }
+// With WITH_SUM the sums of a part's two halves of activations (what an affine map's offsets
+// multiply), else zeros.
+template <bool WITH_SUM>
+__device__ __forceinline__ void sum_part_halves(const float (&xv)[PART_WEIGHTS], float (&x_sum)[2]) {
     x_sum[0] = 0.0f;
     x_sum[1] = 0.0f;
     if constexpr (WITH_SUM) {
@@ -369,6 +363,73 @@ __device__ __forceinline__ void load_part_activations(const T* x, float (&xv)[PA
         // row's (conditional) block of the caller and repeats them there
         asm volatile("" : "+f"(x_sum[0]), "+f"(x_sum[1]));
     }
+}
+
+// The 32 activations of a part (16-byte aligned) as floats, and with WITH_SUM the sums of
+// its two halves (what an affine map's offsets multiply); the matvecs load them once for
+// all the rows they reuse them for.
+template <bool WITH_SUM, typename T>
+__device__ __forceinline__ void load_part_activations(const T* x, float (&xv)[PART_WEIGHTS],
+                                                      float (&x_sum)[2]) {
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; j += 8) {
+        load8(x + j, *reinterpret_cast<float (*)[8]>(xv + j));
+    }
+    sum_part_halves<WITH_SUM>(xv, x_sum);
+}
+
+// The activations of a warp's 32 consecutive parts, lane l taking part l's, staged through
+// shared memory.  Each lane reading its own part straight from global memory touches 32
+// cache lines per load instruction (one per lane), and L1 serves each line separately:
+// for float32 x that was the matvecs' limit (H100: float32 Q4_0 4096x14336 32.3 us, 20.0
+// with every lane loading the same part).  Here the warp loads the parts' words coalesced
+// (4 lines an instruction) into a stage of one row of WORDS_PER_PART 16-byte words a part,
+// its columns XOR-swizzled so that both the coalesced stores and each lane's reads of its
+// own row hit 8 distinct 16-byte bank groups per 8 lanes (no bank conflicts).
+template <typename T>
+struct PartActivationStage {
+    static constexpr int WORDS_PER_PART = PART_WEIGHTS * static_cast<int>(sizeof(T)) / 16;
+    static constexpr int WORDS = WARP_SIZE * WORDS_PER_PART;
+    static constexpr int VALUES_PER_WORD = 16 / static_cast<int>(sizeof(T));
+    // parts sharing one 128-byte row of the 8 bank groups
+    static constexpr int PARTS_PER_BANK_ROW = 8 / WORDS_PER_PART;
+    static_assert(WORDS_PER_PART * PARTS_PER_BANK_ROW == 8, "a part's words tile the banks");
+
+    __device__ static __forceinline__ int slot(int part, int column) {
+        return part * WORDS_PER_PART + (column ^ ((part / PARTS_PER_BANK_ROW) % WORDS_PER_PART));
+    }
+};
+
+// Lane l's part-l activations of the warp's parts at x (16-byte aligned), of which the first
+// ``parts`` exist (the rest are not read, their lanes' values are undefined), and with
+// WITH_SUM the sums of each part's two halves, as load_part_activations.  ``stage``: the
+// warp's PartActivationStage<T>::WORDS words of shared memory.  Every lane of the warp calls it.
+template <bool WITH_SUM, typename T>
+__device__ __forceinline__ void stage_part_activations(const T* x, int parts, uint4* stage,
+                                                       int lane, float (&xv)[PART_WEIGHTS],
+                                                       float (&x_sum)[2]) {
+    using Stage = PartActivationStage<T>;
+    const uint4* words = reinterpret_cast<const uint4*>(x);
+    __syncwarp();  // every lane is done reading the previous parts
+#pragma unroll
+    for (int i = 0; i < Stage::WORDS_PER_PART; ++i) {
+        const int word = lane + i * WARP_SIZE;
+        const int part = word / Stage::WORDS_PER_PART;
+        if (part < parts) {
+            stage[Stage::slot(part, word % Stage::WORDS_PER_PART)] = words[word];
+        }
+    }
+    __syncwarp();
+#pragma unroll
+    for (int column = 0; column < Stage::WORDS_PER_PART; ++column) {
+        const uint4 raw = stage[Stage::slot(lane, column)];
+        const T* values = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int j = 0; j < Stage::VALUES_PER_WORD; ++j) {
+            xv[column * Stage::VALUES_PER_WORD + j] = to_float(values[j]);
+        }
+    }
+    sum_part_halves<WITH_SUM>(xv, x_sum);
 }
 
 // sum_j w[j] * x[j] of one part from its values and affine map and activations loaded by
