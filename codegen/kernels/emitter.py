@@ -103,11 +103,11 @@ MATVEC_PAIRED_WARPS = 2
 MATVEC_PAIRED_MIN_K = 4096
 # Activation dtypes whose CUDA matvecs (every geometry) stage each warp's activations through
 # shared memory (prelude: stage_part_activations) instead of every lane loading its own part
-# through L1, one cache line a lane.  H100, same process, lanes -> staged (us): float32 Q6_K
-# 4096x14336 51.4 -> 41.5, Q4_0 32.6 -> 26.9, Q8_0 262144x640 135.4 -> 114.3, 640x2048
-# (narrow) 5.0-6.0 -> 3.9-4.8, a few cells 1-7% slower (Q4_0 262144x640 108.9 -> 116.3);
-# float16 mostly slower (Q4_K 4096x14336 20.5 -> 28.3: more registers, half the lines), so
-# 16-bit x keeps the per-lane loads (BENCHMARKS.md, session 8).
+# through L1, one cache line a lane.  H100, lanes -> staged (us, benchmarks/cuda_matvec_ab.py):
+# float32 Q6_K 4096x14336 51.4 -> 41.6, Q4_0 32.4 -> 26.8, Q8_0 262144x640 134.9 -> 113.9,
+# 640x2048 (narrow) 5.2-6.1 -> 4.0-5.0; three cells 3-7% slower (Q4_0 262144x640 108.8 ->
+# 116.3).  float16 was mostly slower staged (Q4_K 4096x14336 20.5 -> 28.3: 24 more registers
+# and half the lines to save), so 16-bit x keeps the per-lane loads (BENCHMARKS.md, session 8).
 MATVEC_STAGED_X_DTYPES = ("float32",)
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow" and, for its formats, "split_k" or "paired".
