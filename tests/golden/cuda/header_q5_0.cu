@@ -135,16 +135,11 @@ __device__ __forceinline__ void cp_async_wait() {
 // p + 4N is read (the embedding reads blocks in global memory, where the last block of a table
 // may end its allocation); at an address 2 mod 4 the 2 bytes before p are, in p's aligned
 // 4-byte word (so inside any 16-byte aligned tensor or staged chunk that holds p).
-//
-// The aligned address is p minus its offset (pointer arithmetic, not an integer cast: the
-// compiler then still knows p's memory space and emits global or shared loads, not generic
-// ones), and the tail is loaded and shifted in for either offset (a shift of 0 keeps
-// ``previous``), so lanes of mixed alignment do not diverge.
 template <int N>
 __device__ __forceinline__ void load_words(const u8* p, u32 (&words)[N]) {
-    const u32 offset = static_cast<u32>(reinterpret_cast<size_t>(p)) & 2u;
-    const u32* aligned = reinterpret_cast<const u32*>(p - offset);
-    const u32 shift = offset * 8u;
+    const size_t address = reinterpret_cast<size_t>(p);
+    const u32* aligned = reinterpret_cast<const u32*>(address & ~static_cast<size_t>(3));
+    const u32 shift = static_cast<u32>(address & 2u) * 8u;
     u32 previous = aligned[0];
 #pragma unroll
     for (int i = 0; i + 1 < N; ++i) {
@@ -154,7 +149,7 @@ __device__ __forceinline__ void load_words(const u8* p, u32 (&words)[N]) {
     }
     // p + 4N - 2 holds the last 2 bytes wanted, at either offset
     const u32 tail = load_u16(p + 4 * N - 2);
-    words[N - 1] = __funnelshift_r(previous, tail, shift);
+    words[N - 1] = shift != 0u ? __funnelshift_r(previous, tail, shift) : previous;
 }
 
 // Bytes 2*(j%2) and 2*(j%2)+1 of ``word`` in the low byte of each 16-bit half (``j``: the pair
