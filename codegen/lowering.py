@@ -359,7 +359,8 @@ class _Lowering:
         self.emitter = emitter
         self.constant_sources = constant_sources
         self.builder = ProgramBuilder()
-        self.sizes = _Sizes(self.builder, gp.symbol_ranges, _display_names(gp))
+        self.display_names = _display_names(gp)
+        self.sizes = _Sizes(self.builder, gp.symbol_ranges, self.display_names)
         self.constants: dict[int, int] = {}  # id(tensor) -> value index
         self.zero_biases: dict[tuple[int, torch.dtype], int] = {}
         self.names: set[str] = {v.name for v in self.builder.values}
@@ -449,6 +450,21 @@ class _Lowering:
                 f"{where}: a program input must be a tensor, got {type(fake).__name__} "
                 f"(sizes are bound from input shapes)"
             )
+        for axis, size in enumerate(fake.shape):
+            expr = symbolic_expr(size) if isinstance(size, torch.SymInt) else None
+            if expr is not None and not sympy.sympify(expr).is_Symbol:
+                # the interpreter binds an input's symbolic dims as values: a compound one
+                # would be defined twice (bound, and computed by its SymNode)
+                shown = expr.subs(
+                    {
+                        sym: sympy.Symbol(self.display_names.get(str(sym), str(sym)))
+                        for sym in expr.free_symbols
+                    }
+                )
+                raise UnsupportedError(
+                    f"{where}: dim {axis} of the input is {shown}; a program input's dims must "
+                    f"be integers or plain symbols (sizes are bound from them)"
+                )
         dtype, shape = self.tensor_info(fake, where)
         return self.builder.input(self.unique_name(node.name), dtype, shape)
 

@@ -301,6 +301,22 @@ graph @main(%x : f32[1, s0, 8]) {
         lower(gp)
 
 
+def test_input_with_a_compound_symbolic_dim_is_named():
+    # bound from its shape at run time and computed by a SymNode, its size would be defined
+    # twice: the lowering says so instead of writing an invalid program
+    gp = parse_program(
+        """
+symbol s0 : [1, 16]
+graph @main(%x : f32[2*s0, 8], %y : f32[s0, 4]) {
+  %z : f32[2*s0, 8] = aten.neg(%x)
+  return (%z, %y)
+}
+"""
+    )
+    with pytest.raises(UnsupportedError, match=r"%x: dim 0 of the input is 2\*s0; .*plain symbols"):
+        lower(gp)
+
+
 def test_unknown_backend_is_rejected(mlp):
     gp, _ = mlp
     with pytest.raises(UnsupportedError, match="unknown backend 'vulkan'"):
