@@ -451,8 +451,8 @@ class _Lowering:
                 f"(sizes are bound from input shapes)"
             )
         for axis, size in enumerate(fake.shape):
-            expr = symbolic_expr(size) if isinstance(size, torch.SymInt) else None
-            if expr is not None and not sympy.sympify(expr).is_Symbol:
+            expr = sympy.sympify(symbolic_expr(size)) if isinstance(size, torch.SymInt) else None
+            if expr is not None and not (expr.is_Symbol or expr.is_Integer):
                 # the interpreter binds an input's symbolic dims as values: a compound one
                 # would be defined twice (bound, and computed by its SymNode)
                 shown = expr.subs(
