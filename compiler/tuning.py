@@ -80,7 +80,8 @@ from compiler.errors import GgufcError
 # 64` (every format, the three default shapes, float16) on an NVIDIA H100 80GB HBM3,
 # 2026-11-26, kernels of commit fce1d73.  matvec wins at M = 1 (Q5_K: up to 2); the
 # tensor-core matvec_batched stays ahead of the matmul up to M = 24 (Q4_K: 15, Q5_K: 16),
-# three passes over the weights; the matmul wins from M = 32 on.
+# three passes over the weights; the matmul wins from M = 32 on.  Re-run with the one-wave
+# batched kernel (session 8, kernels of 2826a68): the same `all` row (BENCHMARKS.md).
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 24)
 
 TUNING_VERSION = 1
