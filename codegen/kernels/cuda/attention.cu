@@ -18,6 +18,7 @@ constexpr int HEAD_DIM = {{ head_dim }};
 constexpr int VALUE_DIM = {{ value_dim }};
 constexpr int DOT_STEPS = (HEAD_DIM + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;  // q dims a lane
 constexpr int VALUE_STEPS = (VALUE_DIM + THREADS - 1) / THREADS;  // output dims a thread
+constexpr unsigned NEGATIVE_INFINITY_BITS = 0xff800000u;  // no math.h (INFINITY) under NVRTC
 
 }  // namespace {{ entry }}_impl
 
@@ -26,6 +27,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
     const bool* __restrict__ visible, float* __restrict__ out, ggufc::i64 rows,
     ggufc::i64 tokens, ggufc::i64 keys, float scale) {
     using namespace {{ entry }}_impl;
+    const float negative_infinity = __uint_as_float(NEGATIVE_INFINITY_BITS);
     extern __shared__ float weights[];  // the row's scores, then its softmax weights
     __shared__ float scratch[WARPS];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
@@ -44,7 +46,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
         q_part[i] = d < HEAD_DIM ? q_row[d] : 0.0f;
     }
     for (i64 j = warp; j < keys; j += WARPS) {
-        float score = -INFINITY;
+        float score = negative_infinity;
         if (seen[j]) {  // the same j for every lane: no divergence
             const float* k_row = k_head + j * HEAD_DIM;
             float dot = 0.0f;
@@ -62,7 +64,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
         }
     }
     __syncthreads();
-    float largest = -INFINITY;
+    float largest = negative_infinity;
     for (i64 j = threadIdx.x; j < keys; j += THREADS) {
         largest = fmaxf(largest, weights[j]);
     }
@@ -70,7 +72,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
     float total = 0.0f;
     for (i64 j = threadIdx.x; j < keys; j += THREADS) {
         // masked keys weigh 0 (also when no key is seen: largest is -inf then)
-        const float p = weights[j] == -INFINITY ? 0.0f : expf(weights[j] - largest);
+        const float p = weights[j] == negative_infinity ? 0.0f : expf(weights[j] - largest);
         weights[j] = p;
         total += p;
     }
