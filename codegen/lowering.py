@@ -805,9 +805,9 @@ class _Lowering:
             )
         )
         value_dim = self.static_int(scope, v.shape[2], f"{where} value dim")
+        output = self.new_tensor(node.name, node.meta.get("val"), where)
         rows = self.sizes.of(q.shape[1], where)
         tokens = self.sizes.of(visible.shape[0], where)
-        output = self.new_tensor(node.name, node.meta.get("val"), where)
         sources = []
         for backend in self.backends:
             generated = emit_attention(backend, head_dim, value_dim)
