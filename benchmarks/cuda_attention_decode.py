@@ -64,6 +64,7 @@ def ggufc_attention(kv_heads: int, group: int, dim: int, slots: int, scale: floa
     """The cache writes, then ggufc's attention kernel, as a callable on one layer's tensors."""
     from codegen.kernels.attention import (
         ATTENTION_THREADS,
+        attention_grid,
         attention_shared_bytes,
         emit_attention,
     )
@@ -87,9 +88,9 @@ def ggufc_attention(kv_heads: int, group: int, dim: int, slots: int, scale: floa
         out = torch.empty(kv_heads, rows, dim, device="cuda")
         launcher.launch(
             source,
-            grid=(rows, kv_heads, 1),
+            grid=attention_grid(rows, kv_heads),
             block=(ATTENTION_THREADS, 1, 1),
-            shared_memory_bytes=attention_shared_bytes(slots),
+            shared_memory_bytes=attention_shared_bytes(slots, dim),
             tensors=[q.reshape(kv_heads, rows, dim), new_k, new_v, visible, out],
             scalars=[rows, 1, slots, scale],
         )

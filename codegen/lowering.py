@@ -56,9 +56,10 @@ KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
 ``ggufc.attention(q [B, R, D], k [B, S, D], v [B, S, Dv], visible [M, S], scale)``:
 inputs ``(q, k, v, visible)``, args ``(rows = R, tokens = M, keys = S, scale)`` (int64 x 3,
 float32), template args ``(head_dim, value_dim, kernel_max_rows)`` (a CUDA run with more
-rows than `ATTENTION_KERNEL_MAX_ROWS` runs the reference ops instead), grid ``(R, B, 1)``, block
-`codegen.kernels.attention.ATTENTION_THREADS`, ``attention_shared_bytes(S)`` of dynamic
-shared memory; its sources come from `codegen.kernels.attention.emit_attention` (B, S, D, Dv
+rows than `ATTENTION_KERNEL_MAX_ROWS` runs the reference ops instead), grid
+``attention_grid(R, B)`` (``(ATTENTION_SPLITS, R, B)``: a CUDA thread block cluster a row),
+block `codegen.kernels.attention.ATTENTION_THREADS`, ``attention_shared_bytes(S, Dv)`` of
+dynamic shared memory; its sources come from `codegen.kernels.attention.emit_attention` (B, S, D, Dv
 static).  Not a GGUF op: the KernelNode's format is unused (Q4_0).
 
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
@@ -786,6 +787,7 @@ class _Lowering:
         from codegen.kernels.attention import (
             ATTENTION_KERNEL_MAX_ROWS,
             ATTENTION_THREADS,
+            attention_grid,
             attention_shared_bytes,
             emit_attention,
         )
@@ -820,6 +822,7 @@ class _Lowering:
                 )
             )
         self.kernel_count += 1
+        splits, grid_rows, grid_heads = attention_grid(rows, Dim(heads))
         self.builder.emit(
             scope.chain,
             KernelNode(
@@ -830,9 +833,9 @@ class _Lowering:
                 sources=tuple(sources),
                 inputs=inputs,
                 outputs=(output,),
-                grid=(rows, Dim(heads), Dim(1)),
+                grid=(Dim(splits), grid_rows, grid_heads),
                 block=(Dim(ATTENTION_THREADS), Dim(1), Dim(1)),
-                shared_memory_bytes=attention_shared_bytes(keys),
+                shared_memory_bytes=attention_shared_bytes(keys, value_dim),
                 args=(
                     Argument(_size_arg(rows), "rows"),
                     Argument(_size_arg(tokens), "tokens"),

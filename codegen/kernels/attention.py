@@ -1,10 +1,13 @@
 """The fused attention kernel (``ggufc.attention``) for Metal and CUDA: one template per backend
 (`cuda/attention.cu`, `metal/attention.metal`), specialised by head dim and value dim.
 
-Launch: one block (threadgroup) of `ATTENTION_THREADS` threads per query row and key head,
-grid ``(R, B, 1)``; ``attention_shared_bytes(S)`` bytes of dynamic shared (threadgroup)
-memory hold a row's S scores.  Kernel arguments after the tensors (q, k, v, visible, out):
-rows R, tokens M, keys S (64-bit integers), scale (float32).  float32 only.
+Launch: grid ``attention_grid(R, B)`` = ``(ATTENTION_SPLITS, R, B)`` of blocks (threadgroups) of
+`ATTENTION_THREADS` threads; ``attention_shared_bytes(S, Dv)`` bytes of dynamic shared
+(threadgroup) memory.  On CUDA from sm_90 the `ATTENTION_SPLITS` blocks of a query row form a
+thread block cluster and split its keys (flash decoding), meeting in distributed shared memory;
+before sm_90, and on Metal (no clusters), the first block of a row takes every key and the
+others return.  Kernel arguments after the tensors (q, k, v, visible, out): rows R, tokens M,
+keys S (64-bit integers), scale (float32).  float32 only.
 """
 
 from __future__ import annotations
@@ -16,13 +19,20 @@ from codegen.kernels.emitter import BACKENDS, SYNTAX, render_template
 from compiler.errors import UnsupportedError
 
 ATTENTION_THREADS = 256
+# Blocks of a CUDA thread block cluster that split a query row's keys: 8 is the largest
+# cluster every sm_90 device launches without opting in.  A decode step of Gemma 3 270M (4
+# query rows) then runs on 32 SMs instead of 4.
+ATTENTION_SPLITS = 8
+# Keys a warp scores (and weighs values of) at once: their loads are in flight together.
+ATTENTION_KEY_BATCH = 4
+WARP_SIZE = 32
 # Query rows (R = groups x tokens) up to which a CUDA run takes the kernel; beyond, the
 # runtime runs the reference ops on the device (cuBLAS): a block per row rereads the keys it
 # sees, which a long prefill (R in the thousands) would pay for thousands of times, while a
 # decode step has R = query heads.  The program carries it (KernelNode template argument
 # ``kernel_max_rows``).  Not tuned yet: R = 64 is 16 tokens of 4 query heads a key head.
 ATTENTION_KERNEL_MAX_ROWS = 64
-SCORE_BYTES = 4  # a float32 score a key
+FLOAT_BYTES = 4
 # Head and value dims a kernel is made for (the dot product keeps HEAD_DIM / 32 values of q
 # a lane in registers).
 MAX_HEAD_DIM = 512
@@ -45,9 +55,18 @@ class AttentionKernelSource:
         return self.header + "\n" + self.source
 
 
-def attention_shared_bytes(keys: int) -> int:
-    """Dynamic shared memory of a launch over ``keys`` keys."""
-    return keys * SCORE_BYTES
+def attention_shared_bytes(keys: int, value_dim: int) -> int:
+    """Dynamic shared memory of a launch over ``keys`` keys with values of ``value_dim`` dims:
+    a float score a key (a block without clusters takes every key), then a warp's sums of
+    values for each warp."""
+    warps = ATTENTION_THREADS // WARP_SIZE
+    return (keys + warps * value_dim) * FLOAT_BYTES
+
+
+def attention_grid(rows, heads) -> tuple:
+    """Grid of a launch over ``rows`` query rows (R) of ``heads`` key heads (B): the blocks of a
+    row's cluster along x."""
+    return (ATTENTION_SPLITS, rows, heads)
 
 
 def attention_entry(head_dim: int, value_dim: int) -> str:
@@ -80,6 +99,8 @@ def emit_attention(backend: str, head_dim: int, value_dim: int) -> AttentionKern
             f"{backend}/attention{syntax.source_suffix}",
             entry=entry,
             threads=ATTENTION_THREADS,
+            splits=ATTENTION_SPLITS,
+            key_batch=ATTENTION_KEY_BATCH,
             head_dim=head_dim,
             value_dim=value_dim,
         ),
@@ -88,9 +109,11 @@ def emit_attention(backend: str, head_dim: int, value_dim: int) -> AttentionKern
 
 __all__ = [
     "ATTENTION_KERNEL_MAX_ROWS",
+    "ATTENTION_SPLITS",
     "ATTENTION_THREADS",
     "AttentionKernelSource",
     "attention_entry",
+    "attention_grid",
     "attention_shared_bytes",
     "emit_attention",
 ]

@@ -352,7 +352,12 @@ graph @main(%x : f32[2, 2, s0, 8], %k : f32[2, 24, 8], %v : f32[2, 24, 12], %vis
 
 
 def test_attention_lowers_to_one_kernel_with_its_launch_and_runs_like_the_graph(tmp_path):
-    from codegen.kernels.attention import ATTENTION_KERNEL_MAX_ROWS, ATTENTION_THREADS
+    from codegen.kernels.attention import (
+        ATTENTION_KERNEL_MAX_ROWS,
+        ATTENTION_SPLITS,
+        ATTENTION_THREADS,
+        attention_shared_bytes,
+    )
 
     gp = parse_program(ATTENTION_IR)
     program = lower(gp)
@@ -361,9 +366,10 @@ def test_attention_lowers_to_one_kernel_with_its_launch_and_runs_like_the_graph(
     node = kernels[0]
     assert (node.op, node.kind) == (OpKind.ATTENTION, KernelKind.ATTENTION)
     assert {s.backend for s in node.sources} == {Backend.METAL, Backend.CUDA}
-    assert [d.size for d in node.grid[1:]] == [2, 1] and node.grid[0].is_symbolic
+    splits, rows, heads = node.grid
+    assert (splits.size, heads.size) == (ATTENTION_SPLITS, 2) and rows.is_symbolic
     assert [d.size for d in node.block] == [ATTENTION_THREADS, 1, 1]
-    assert node.shared_memory_bytes == 24 * 4
+    assert node.shared_memory_bytes == attention_shared_bytes(24, 12)
     args = {a.name: a.value for a in node.args}
     assert list(args) == ["rows", "tokens", "keys", "scale"]
     assert isinstance(args["rows"], SymIntRef) and isinstance(args["tokens"], SymIntRef)

@@ -2,9 +2,11 @@
 // k[b, j, :]) over the keys j that visible[r % M, j] lets row r see (the others get weight 0
 // and are never read); float32 throughout.  See ggufc.attention (compiler/ops.py).
 //
-// One threadgroup of 256 threads per query row r and key head b (threadgroups (R, B)).  The
-// simdgroups take keys sg, sg + 8, ... (lanes split the dot product over the 128
-// dims); the row's scores sit in threadgroup memory (S floats, set by the host at index 0); a
+// Threadgroups (8, R, B), the CUDA kernel's grid, whose 8 blocks of a row form a
+// cluster that splits its keys; Metal has no clusters, so threadgroup 0 of query row r and key
+// head b takes every key and the others return.  The simdgroups take keys sg,
+// sg + 8, ... (lanes split the dot product over the 128 dims); the row's scores
+// sit in threadgroup memory (its first S floats; the host sets it at index 0); a
 // threadgroup-wide max and sum turn them into weights; then thread t sums output dims t,
 // t + 256, ... over the keys with a weight.  A row that sees no key gives NaN.
 // Template constants: head_dim D, value_dim Dv.  Arguments: rows R, tokens M, keys S, scale.
@@ -30,14 +32,17 @@ kernel void ggufc_attention_d128_v128_f32(
     constant long& keys [[buffer(7)]],
     constant float& scale [[buffer(8)]],
     threadgroup float* weights GGUFC_THREADGROUP_ARGUMENT(0),
-    uint2 group [[threadgroup_position_in_grid]],
+    uint3 group [[threadgroup_position_in_grid]],
     uint t [[thread_index_in_threadgroup]],
     uint sg [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]]) {
     using namespace ggufc_attention_d128_v128_f32_impl;
     threadgroup float scratch[SIMDGROUPS];
-    const long r = long(group.x);
-    const long b = long(group.y);
+    if (group.x != 0) {
+        return;
+    }
+    const long r = long(group.y);
+    const long b = long(group.z);
     device const float* q_row = q + (b * rows + r) * HEAD_DIM;
     device const float* k_head = k + b * keys * HEAD_DIM;
     device const float* v_head = v + b * keys * VALUE_DIM;
