@@ -10,6 +10,8 @@ device events around 200 replays after warm-up; the figure is us a layer.  Rows:
 
 * the front end's ops: `compiler.architectures.layers.cached_attention` (the two cache
   writes, scores, scale, mask, softmax, weighted sum: what a compiled program runs);
+* the same cache writes, then ggufc's fused attention kernel (`codegen.kernels.attention`,
+  what `fuse-attention` makes of those ops) on the grouped queries;
 * the same cache writes, then torch's `scaled_dot_product_attention` on the same queries,
   caches and mask (4-D, one float mask shared by the layers), with torch's own choice of
   kernel and with each backend forced; backends that refuse the inputs are reported so.
@@ -58,6 +60,45 @@ def graph_us_per_call(calls) -> tuple[float, list]:
     return start.elapsed_time(end) * 1e3 / REPLAYS / len(calls), outs
 
 
+def ggufc_attention(kv_heads: int, group: int, dim: int, slots: int, scale: float, position):
+    """The cache writes, then ggufc's attention kernel, as a callable on one layer's tensors."""
+    from codegen.kernels.attention import (
+        ATTENTION_THREADS,
+        attention_grid,
+        attention_shared_bytes,
+        emit_attention,
+    )
+    from runtime_schema.cuda_launcher import CudaLauncher
+    from runtime_schema.program import Backend, KernelSource
+
+    generated = emit_attention("cuda", dim, dim)
+    source = KernelSource(
+        backend=Backend.CUDA,
+        entry=generated.entry,
+        source=generated.source,
+        header=generated.header,
+    )
+    launcher = CudaLauncher()
+    visible = torch.arange(slots, device="cuda")[None, :] <= position[:, None]  # [1, S]
+    rows = group  # one token
+
+    def call(q, k, v, k_cache, v_cache):
+        new_k = k_cache.index_copy(1, position, k[0])
+        new_v = v_cache.index_copy(1, position, v[0])
+        out = torch.empty(kv_heads, rows, dim, device="cuda")
+        launcher.launch(
+            source,
+            grid=attention_grid(rows, kv_heads),
+            block=(ATTENTION_THREADS, 1, 1),
+            shared_memory_bytes=attention_shared_bytes(slots, dim),
+            tensors=[q.reshape(kv_heads, rows, dim), new_k, new_v, visible, out],
+            scalars=[rows, 1, slots, scale],
+        )
+        return out.reshape(1, 1, kv_heads * rows * dim)
+
+    return call
+
+
 def attention_rows(slots: int, args) -> list[tuple[str, str, str]]:
     heads, dim = args.kv_heads * args.group, args.head_dim
     scale = default_attention_scale(dim)
@@ -89,6 +130,10 @@ def attention_rows(slots: int, args) -> list[tuple[str, str, str]]:
 
     us, expected = graph_us_per_call([lambda a=a: front_end(*a) for a in layers])
     rows = [("front end's ops (`cached_attention`)", f"{us:.1f}", "")]
+    kernel = ggufc_attention(args.kv_heads, args.group, dim, slots, scale, position)
+    us, outs = graph_us_per_call([lambda a=a: kernel(*a) for a in layers])
+    diff = max(float((o - e).abs().max()) for o, e in zip(outs, expected))
+    rows.append(("ggufc attention kernel", f"{us:.1f}", f"{diff:.1e}"))
     backends = [("torch's choice", None)] + [
         (name, getattr(SDPBackend, name))
         for name in ("EFFICIENT_ATTENTION", "MATH", "FLASH_ATTENTION", "CUDNN_ATTENTION")

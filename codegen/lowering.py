@@ -10,7 +10,8 @@ What each FX node becomes
                                         `.gguf` slice it came from when the caller knows it,
                                         so ``save_program(weights="external")`` can reference
                                         the file instead of copying it)
-* ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` -> a `KernelNode`
+* ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` / ``ggufc.attention`` -> a
+                                        `KernelNode`
 * ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
                                         from the branch subgraphs (nested conds nest chains)
 * a node whose value is a SymInt (``aten.sym_size.int``, ``operator.mul`` ...) -> no
@@ -51,6 +52,15 @@ input as the bias, so a linear without bias gets a shared zero bias per (N, dtyp
 ``ggufc.embedding(blocks, indices, fmt, n, k, dtype)``: inputs ``(blocks, indices)``, args
 ``(m = indices.numel(), n, k)``.  ``ggufc.dequantize`` has no generated kernel: it lowers to a
 KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
+
+``ggufc.attention(q [B, R, D], k [B, S, D], v [B, S, Dv], visible [M, S], scale)``:
+inputs ``(q, k, v, visible)``, args ``(rows = R, tokens = M, keys = S, scale)`` (int64 x 3,
+float32), template args ``(head_dim, value_dim, kernel_max_rows)`` (a CUDA run with more
+rows than `ATTENTION_KERNEL_MAX_ROWS` runs the reference ops instead), grid
+``attention_grid(R, B)`` (``(ATTENTION_SPLITS, R, B)``: a CUDA thread block cluster a row),
+block `codegen.kernels.attention.ATTENTION_THREADS`, ``attention_shared_bytes(S, Dv)`` of
+dynamic shared memory; its sources come from `codegen.kernels.attention.emit_attention` (B, S, D, Dv
+static).  Not a GGUF op: the KernelNode's format is unused (Q4_0).
 
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
@@ -690,6 +700,8 @@ class _Lowering:
         bound.update(zip((a.name for a in target._schema.arguments), node.args))
         bound.update(node.kwargs)
         op_name = target._schema.name.split("::")[-1]
+        if op_name == "attention":
+            return self.attention(scope, node, bound, where)
         fmt = bound["fmt"]
         if fmt not in QuantFormat.__members__:
             raise UnsupportedError(
@@ -770,6 +782,74 @@ class _Lowering:
             )
             return output
         raise UnsupportedError(f"{where}: ggufc op {op_name!r} has no lowering")
+
+    def attention(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
+        from codegen.kernels.attention import (
+            ATTENTION_KERNEL_MAX_ROWS,
+            ATTENTION_THREADS,
+            attention_grid,
+            attention_shared_bytes,
+            emit_attention,
+        )
+
+        operands = [bound[name] for name in ("q", "k", "v", "visible")]
+        inputs = tuple(
+            self.tensor_operand(scope, value, f"{where} {name}")
+            for name, value in zip(("q", "k", "v", "visible"), operands)
+        )
+        q, k, v, visible = (value.meta["val"] for value in operands)
+        heads, keys, head_dim = (
+            self.static_int(scope, size, f"{where} {what}")
+            for size, what in (
+                (k.shape[0], "heads"),
+                (k.shape[1], "keys"),
+                (k.shape[2], "head dim"),
+            )
+        )
+        value_dim = self.static_int(scope, v.shape[2], f"{where} value dim")
+        output = self.new_tensor(node.name, node.meta.get("val"), where)
+        rows = self.sizes.of(q.shape[1], where)
+        tokens = self.sizes.of(visible.shape[0], where)
+        sources = []
+        for backend in self.backends:
+            generated = emit_attention(backend, head_dim, value_dim)
+            sources.append(
+                KernelSource(
+                    backend=BACKEND_ENUMS[backend],
+                    entry=generated.entry,
+                    source=generated.source,
+                    header=generated.header,
+                )
+            )
+        self.kernel_count += 1
+        splits, grid_rows, grid_heads = attention_grid(rows, Dim(heads))
+        self.builder.emit(
+            scope.chain,
+            KernelNode(
+                name=f"attention_{self.kernel_count}",
+                format=QuantFormat.Q4_0,  # unused: not a GGUF op
+                op=OpKind.ATTENTION,
+                kind=KernelKind.ATTENTION,
+                sources=tuple(sources),
+                inputs=inputs,
+                outputs=(output,),
+                grid=(Dim(splits), grid_rows, grid_heads),
+                block=(Dim(ATTENTION_THREADS), Dim(1), Dim(1)),
+                shared_memory_bytes=attention_shared_bytes(keys, value_dim),
+                args=(
+                    Argument(_size_arg(rows), "rows"),
+                    Argument(_size_arg(tokens), "tokens"),
+                    Argument(IntValue(keys), "keys"),
+                    Argument(FloatValue(float(bound["scale"])), "scale"),
+                ),
+                template_args=(
+                    Argument(IntValue(head_dim), "head_dim"),
+                    Argument(IntValue(value_dim), "value_dim"),
+                    Argument(IntValue(ATTENTION_KERNEL_MAX_ROWS), "kernel_max_rows"),
+                ),
+            ),
+        )
+        return output
 
     def kernel_name(self, kind: str, fmt: str) -> str:
         self.kernel_count += 1

@@ -1,4 +1,5 @@
-"""The `ggufc` torch op library: three ops on raw GGUF blocks, with CPU reference kernels.
+"""The `ggufc` torch op library: three ops on raw GGUF blocks and a fused attention, with CPU
+reference kernels.
 
 Importing this module registers the ops with `torch.library` (that is how torch learns about
 custom ops; no other ggufc module registers anything).  Importing it again, or reloading it,
@@ -29,7 +30,18 @@ ScalarType dtype) -> Tensor``
     ``out[..., :] = W[indices[...], :]`` of shape ``[*indices.shape, k]`` in ``dtype``;
     only the gathered rows are dequantized.
 
-Layout of ``blocks`` (all three ops): uint8 ``[n, row_bytes]`` where
+``ggufc::attention(Tensor q, Tensor k, Tensor v, Tensor visible, float scale) -> Tensor``
+    Masked softmax attention of float32 ``q: [B, R, D]`` against ``k: [B, S, D]`` and
+    ``v: [B, S, Dv]`` (B heads of keys and values, each read by R query rows), out
+    ``[B, R, Dv]``: ``softmax(scale * q k^T, masked) v`` where row ``r`` of every head sees
+    key ``j`` iff ``visible[r % M, j]`` (``visible``: bool ``[M, S]``, ``R`` a multiple of
+    ``M``: the rows of a head are ``G`` groups of the ``M`` query tokens, as a grouped-query
+    front end lays them out).  A row that sees no key gives NaN, as softmax does.  Not a
+    GGUF op: the `fuse-attention` pass makes it from the spelled-out ops (matmul, scale,
+    mask, softmax, matmul) so a backend can run them as one kernel; the reference runs those
+    ops.
+
+Layout of ``blocks`` (the three GGUF ops): uint8 ``[n, row_bytes]`` where
 ``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
 the ``k`` weights of output feature / vocabulary entry ``j`` as consecutive GGUF blocks.
 
@@ -80,6 +92,9 @@ LINEAR_SCHEMA = (
 EMBEDDING_SCHEMA = (
     "(Tensor blocks, Tensor indices, str fmt, SymInt n, SymInt k, ScalarType dtype) -> Tensor"
 )
+ATTENTION_SCHEMA = "(Tensor q, Tensor k, Tensor v, Tensor visible, float scale) -> Tensor"
+# dtypes of the attention's q, k, v and output
+ATTENTION_DTYPES = (torch.float32,)
 
 
 # ---- validation (shared by real and fake kernels; never reads tensor data) ---------------
@@ -199,6 +214,43 @@ def _check_embedding_args(
         )
 
 
+def _check_attention_args(q, k, v, visible, scale) -> None:
+    where = f"{NAMESPACE}.attention"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 3:
+            raise FormatError(
+                f"{where}: {name} must be [heads, rows, dim], got {_shape_text(t.shape)}"
+            )
+        if t.dtype not in ATTENTION_DTYPES:
+            raise UnsupportedError(
+                f"{where}: {name} is {_dtype_name(t.dtype)}; supported: "
+                f"{', '.join(_dtype_name(d) for d in ATTENTION_DTYPES)}"
+            )
+    if visible.dtype != torch.bool or visible.dim() != 2:
+        raise FormatError(
+            f"{where}: visible must be bool [M, S], got {_dtype_name(visible.dtype)} "
+            f"{_shape_text(visible.shape)}"
+        )
+    shapes = f"q {_shape_text(q.shape)}, k {_shape_text(k.shape)}, v {_shape_text(v.shape)}, "
+    shapes += f"visible {_shape_text(visible.shape)}"
+
+    def message() -> str:
+        return f"{where}: expected q [B, R, D], k [B, S, D], v [B, S, Dv], visible [M, S]; {shapes}"
+
+    for actual, expected in (
+        (k.shape[0], q.shape[0]),
+        (v.shape[0], q.shape[0]),
+        (k.shape[2], q.shape[2]),
+        (v.shape[1], k.shape[1]),
+        (visible.shape[1], k.shape[1]),
+    ):
+        _require_same_size(actual, expected, message)
+    torch._check(
+        q.shape[1] % visible.shape[0] == 0,
+        lambda: f"{where}: q's rows must be a multiple of visible's M; {shapes}",
+    )
+
+
 # ---- real (CPU reference) kernels -----------------------------------------------------------
 #
 # The reference dequantizes on the CPU whatever the device of its inputs, and hands results
@@ -277,6 +329,20 @@ def _embedding_impl(
     return weights.to(device=blocks.device, dtype=dtype).reshape(*indices.shape, k).contiguous()
 
 
+def attention_reference(q, k, v, visible, scale: float) -> torch.Tensor:
+    """The spelled-out attention (arguments already checked): what `fuse-attention` fuses."""
+    heads, rows, _ = q.shape
+    tokens, keys = visible.shape
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    scores = scores.view(heads, rows // tokens, tokens, keys).masked_fill(~visible, float("-inf"))
+    return torch.matmul(torch.softmax(scores, dim=-1).view(heads, rows, keys), v)
+
+
+def _attention_impl(q, k, v, visible, scale: float):
+    _check_attention_args(q, k, v, visible, scale)
+    return attention_reference(q, k, v, visible, scale).contiguous()
+
+
 # ---- fake (shape-only) kernels --------------------------------------------------------------
 
 
@@ -303,6 +369,11 @@ def _embedding_fake(blocks: torch.Tensor, indices: torch.Tensor, fmt: str, n, k,
     return blocks.new_empty((*indices.shape, k), dtype=dtype)
 
 
+def _attention_fake(q, k, v, visible, scale: float):
+    _check_attention_args(q, k, v, visible, scale)
+    return q.new_empty((q.shape[0], q.shape[1], v.shape[2]))
+
+
 # ---- registration ---------------------------------------------------------------------------
 
 
@@ -320,8 +391,10 @@ def _register(name: str, schema: str, impl: Callable, fake: Callable) -> None:
 _register("dequantize", DEQUANTIZE_SCHEMA, _dequantize_impl, _dequantize_fake)
 _register("linear", LINEAR_SCHEMA, _linear_impl, _linear_fake)
 _register("embedding", EMBEDDING_SCHEMA, _embedding_impl, _embedding_fake)
+_register("attention", ATTENTION_SCHEMA, _attention_impl, _attention_fake)
 
 # The registered overloads, for code that matches graph nodes by target.
 dequantize = torch.ops.ggufc.dequantize.default
 linear = torch.ops.ggufc.linear.default
 embedding = torch.ops.ggufc.embedding.default
+attention = torch.ops.ggufc.attention.default

@@ -32,6 +32,7 @@ BUILTIN_PASSES: dict[str, str] = {
     "canonicalize": "passes.canonicalize:Canonicalize",
     "cse": "passes.cse:CommonSubexpressionElimination",
     "dce": "passes.dce:DeadCodeElimination",
+    "fuse-attention": "passes.fuse_attention:FuseAttentionPass",
     "fuse-gguf": "passes.fuse_gguf:FuseGguf",
     "fuse-rms-norm": "passes.fuse_rms_norm:FuseRmsNormPass",
     "split-dynamic-m": "passes.split_dynamic_m:SplitDynamicM",

@@ -71,7 +71,12 @@ def architecture_options(arch_specific: bool) -> tuple[str, ...]:
 
 
 class CudaLauncher:
-    def __init__(self, arch_specific: bool = True):
+    """Compiles KernelSources with NVRTC (through CuPy) and launches them on PyTorch's current
+    stream.  ``target`` (an NVRTC ``--gpu-architecture`` value) overrides the device's own:
+    ``compute_80`` makes PTX the driver compiles for the device, running kernels' pre-sm_90
+    paths on an H100 (tests of those paths)."""
+
+    def __init__(self, arch_specific: bool = True, target: str | None = None):
         try:
             import cupy
         except ImportError as exc:
@@ -79,7 +84,9 @@ class CudaLauncher:
                 "running KernelNodes on CUDA needs CuPy: pip install 'ggufc[cuda]'"
             ) from exc
         self._cupy = cupy
-        self._options = NVRTC_OPTIONS + architecture_options(arch_specific)
+        self._options = NVRTC_OPTIONS + (
+            (f"--gpu-architecture={target}",) if target else architecture_options(arch_specific)
+        )
         self._functions: dict[str, object] = {}
         # id(source) -> (source, function); holding the source keeps its id from being reused
         self._by_object: dict[int, tuple[KernelSource, object]] = {}

@@ -34,6 +34,7 @@ from runtime_schema.program import (
     Dim,
     IfNode,
     KernelNode,
+    OpKind,
     Program,
     SymIntInfo,
     SymNode,
@@ -110,7 +111,9 @@ def describe_program(
         for node in chain.instructions:
             if isinstance(node, KernelNode):
                 kernel_count += 1
-                by_kind[f"{node.format.name}/{node.kind.name.lower()}"] += 1
+                kind = node.kind.name.lower()
+                # a GGUF op's kernels by format; the attention has none (its format is unused)
+                by_kind[kind if node.op == OpKind.ATTENTION else f"{node.format.name}/{kind}"] += 1
                 for s in node.sources:
                     by_backend[s.backend.name.lower()] += 1
                     sources.add((s.backend, s.entry, s.source, s.header))

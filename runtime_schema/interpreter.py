@@ -341,10 +341,12 @@ class _Interpreter:
         import compiler.ops  # noqa: F401  (registers torch.ops.ggufc)
 
         named = self.named_args(node, where)
+        ops = torch.ops.ggufc
+        if node.op == OpKind.ATTENTION:
+            return ops.attention(*ins, named["scale"])
         n, k = named["n"], named["k"]
         fmt = node.format.name
         out_dtype = self.program.values[node.outputs[0]].info.dtype.torch_dtype
-        ops = torch.ops.ggufc
         if node.op == OpKind.LINEAR:
             bias = ins[2] if len(ins) == 3 else None
             return ops.linear(ins[0], ins[1], bias, fmt, n, k, kernel=_KERNEL_NAMES[node.kind])
@@ -355,6 +357,15 @@ class _Interpreter:
 
     def launch_cuda(self, node: KernelNode, ins: list, where: str) -> torch.Tensor:
         from runtime_schema.cuda_launcher import CudaLauncher
+
+        if node.op == OpKind.ATTENTION:
+            named = self.named_args(node, where)
+            if named["rows"] > named.get("kernel_max_rows", named["rows"]):
+                # many query rows (a long prefill): the reference ops on the device (cuBLAS)
+                # beat a kernel that rereads the keys for every row
+                from compiler.ops import attention_reference
+
+                return attention_reference(*ins, named["scale"])
 
         source = node.source_for(Backend.CUDA)
         if source is None:

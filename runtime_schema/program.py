@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: OpKind.ATTENTION, KernelKind.ATTENTION
 
 # A value index / chain index that means "none" in a Dim.
 NO_VALUE = -1
@@ -110,6 +110,7 @@ class OpKind(enum.IntEnum):
     LINEAR = 0
     EMBEDDING = 1
     DEQUANTIZE = 2
+    ATTENTION = 3  # ggufc.attention: not a GGUF op, its KernelNode's format is unused
 
 
 class KernelKind(enum.IntEnum):
@@ -118,6 +119,7 @@ class KernelKind(enum.IntEnum):
     MATMUL = 2
     EMBEDDING = 3
     DEQUANTIZE = 4
+    ATTENTION = 5
 
 
 class Backend(enum.IntEnum):

@@ -65,15 +65,25 @@ KERNEL_INPUT_COUNTS = {
     OpKind.LINEAR: (2, 3),  # x, blocks[, bias]
     OpKind.EMBEDDING: (2,),  # blocks, indices
     OpKind.DEQUANTIZE: (1,),  # blocks
+    OpKind.ATTENTION: (4,),  # q, k, v, visible
 }
 KERNEL_OUTPUT_COUNT = 1
 KERNEL_KINDS_OF_OP = {
     OpKind.LINEAR: (KernelKind.MATVEC, KernelKind.MATVEC_BATCHED, KernelKind.MATMUL),
     OpKind.EMBEDDING: (KernelKind.EMBEDDING,),
     OpKind.DEQUANTIZE: (KernelKind.DEQUANTIZE,),
+    OpKind.ATTENTION: (KernelKind.ATTENTION,),
 }
-# Arguments (in `args` or `template_args`) every KernelNode needs for its reference op.
-KERNEL_REQUIRED_ARGS = ("n", "k")
+# Integer arguments (in `args` or `template_args`) a KernelNode needs for its reference op.
+GGUF_OP_REQUIRED_ARGS = ("n", "k")
+KERNEL_REQUIRED_ARGS = {
+    OpKind.LINEAR: GGUF_OP_REQUIRED_ARGS,
+    OpKind.EMBEDDING: GGUF_OP_REQUIRED_ARGS,
+    OpKind.DEQUANTIZE: GGUF_OP_REQUIRED_ARGS,
+    OpKind.ATTENTION: ("rows", "tokens", "keys", "head_dim", "value_dim"),
+}
+# Float arguments a KernelNode needs for its reference op.
+KERNEL_REQUIRED_FLOAT_ARGS = {OpKind.ATTENTION: ("scale",)}
 # SymOp -> (fewest operands, most operands or None for no limit)
 SYM_OP_ARITY = {
     SymOp.ADD: (2, None),
@@ -321,10 +331,15 @@ class _Validator:
         self.arguments(node.args, defined, f"{where}.args", named=True)
         self.arguments(node.template_args, defined, f"{where}.template_args", named=True)
         names = {a.name: a.value for a in (*node.args, *node.template_args)}
-        for required in KERNEL_REQUIRED_ARGS:
+        for required in KERNEL_REQUIRED_ARGS[op]:
             if not isinstance(names.get(required), (IntValue, SymIntRef)):
                 raise ProgramFormatError(
                     f"{where}: needs an integer argument {required!r} in args or template_args"
+                )
+        for required in KERNEL_REQUIRED_FLOAT_ARGS.get(op, ()):
+            if not isinstance(names.get(required), FloatValue):
+                raise ProgramFormatError(
+                    f"{where}: needs a float argument {required!r} in args or template_args"
                 )
         for j, raw in enumerate(node.outputs):
             self.define(self.tensor(raw, f"{where}.outputs[{j}]"), defined, f"{where}.outputs")

@@ -383,7 +383,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _render(path: str, **values) -> str:
+def render_template(path: str, **values) -> str:
     return _environment().get_template(path).render(**values)
 
 
@@ -396,7 +396,7 @@ def emit_header(backend: str, fmt: str) -> str:
     if fmt in KQUANT_SCALE_FORMATS:
         parts.append(f"{backend}/formats/kquant_scales{suffix}")
     parts.append(f"{backend}/formats/{fmt.lower()}{suffix}")
-    return "\n".join(_render(part) for part in parts)
+    return "\n".join(render_template(part) for part in parts)
 
 
 def _kind_values(
@@ -481,7 +481,7 @@ def emit(
         dtype=dtype,
         entry=values["entry"],
         header=emit_header(backend, fmt),
-        source=_render(template, **values),
+        source=render_template(template, **values),
         launch=launch_rule(backend, fmt, kind, dtype, geometry),
     )
 
@@ -506,7 +506,7 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
         dtype=dtype,
         entry=values["entry"],
         header=emit_header("cuda", fmt),
-        source=_render("cuda/matvec.cu", **values),
+        source=render_template("cuda/matvec.cu", **values),
         launch=_matvec_launch(MATVEC_ROWS_PER_WARP, group_warps),
     )
 

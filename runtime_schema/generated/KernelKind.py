@@ -8,3 +8,4 @@ class KernelKind(object):
     MATMUL = 2
     EMBEDDING = 3
     DEQUANTIZE = 4
+    ATTENTION = 5

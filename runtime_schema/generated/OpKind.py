@@ -6,3 +6,4 @@ class OpKind(object):
     LINEAR = 0
     EMBEDDING = 1
     DEQUANTIZE = 2
+    ATTENTION = 3

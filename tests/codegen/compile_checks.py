@@ -1,5 +1,6 @@
 """Helpers of the CI compile checks: one translation unit per format holding every kind and
-dtype of one backend, compiled by a host tool in parallel (two at a time: CI has 2 cores)."""
+dtype of one backend, and one of attention kernels, compiled by a host tool in parallel (two
+at a time: CI has 2 cores)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, translation_unit
+from codegen.kernels.attention import emit_attention
 
 PARALLEL_JOBS = 2
 SUFFIX = {"cuda": ".cu", "metal": ".metal"}
+# (head dim, value dim) of the attention kernels the checks and goldens cover: common head
+# sizes, and one that is not a multiple of 32 (partial lanes) with a wider value dim
+ATTENTION_DIMS = ((64, 64), (128, 128), (256, 256), (80, 96))
 
 
 def write_translation_units(backend: str, directory: Path) -> list[Path]:
@@ -20,6 +25,9 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
         path = directory / f"ggufc_{backend}_{fmt.lower()}{SUFFIX[backend]}"
         path.write_text(translation_unit(kernels))
         paths.append(path)
+    path = directory / f"ggufc_{backend}_attention{SUFFIX[backend]}"
+    path.write_text("\n".join(emit_attention(backend, d, v).text for d, v in ATTENTION_DIMS))
+    paths.append(path)
     return paths
 
 

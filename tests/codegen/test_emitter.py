@@ -28,7 +28,7 @@ from codegen.kernels.emitter import (
     MATVEC_PAIRED_MIN_K,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
-    _render,
+    render_template,
 )
 from codegen.kernels.launch import PART_WEIGHTS
 from compiler.errors import UnsupportedError
@@ -73,7 +73,7 @@ def test_unsupported_cells_raise_naming_the_value(cell, bad):
 
 def test_templates_reject_missing_values():
     with pytest.raises(jinja2.UndefinedError):
-        _render("cuda/matvec.cu", entry="ggufc_x", format="Q4_0")
+        render_template("cuda/matvec.cu", entry="ggufc_x", format="Q4_0")
 
 
 @pytest.mark.parametrize("backend, kind", list(itertools.product(BACKENDS, LINEAR_KINDS)))

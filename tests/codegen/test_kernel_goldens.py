@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from compile_checks import ATTENTION_DIMS
 from golden_files import GOLDEN_DIR, GOLDEN_EXTENSIONS
 
 from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header, geometries
+from codegen.kernels.attention import emit_attention
+
+ATTENTION_HEADER = "header_attention"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -22,6 +26,16 @@ def test_kernel_sources_match_goldens(snapshot, backend, fmt):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_kernel_sources_match_goldens(snapshot, backend):
+    extension = GOLDEN_EXTENSIONS[backend]
+    kernels = [emit_attention(backend, d, v) for d, v in ATTENTION_DIMS]
+    assert {kernel.header for kernel in kernels} == {kernels[0].header}
+    assert kernels[0].header == snapshot(extension_class=extension, name=ATTENTION_HEADER)
+    for kernel in kernels:
+        assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_every_golden_file_belongs_to_a_generated_kernel(backend):
     extension = GOLDEN_EXTENSIONS[backend]
     expected = {f"header_{fmt.lower()}" for fmt in FORMAT_NAMES} | {
@@ -30,6 +44,9 @@ def test_every_golden_file_belongs_to_a_generated_kernel(backend):
         for kind in KINDS
         for dtype in DTYPES
         for geometry in geometries(backend, fmt, kind)
+    }
+    expected |= {ATTENTION_HEADER} | {
+        emit_attention(backend, d, v).entry for d, v in ATTENTION_DIMS
     }
     found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
     others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {

@@ -335,3 +335,62 @@ def test_emitter_is_a_parameter(mlp):
     assert ("cuda", "Q4_0", "embedding", "float32") in calls
     assert {c[2] for c in calls} == {"embedding", "matvec", "matvec_batched", "matmul"}
     assert {c[0] for c in calls} == {"cuda"}
+
+
+# A fused attention of 2 query groups of the s0 tokens a key head (see fuse-attention).
+ATTENTION_IR = """
+symbol s0 : [1, 16]
+
+graph @main(%x : f32[2, 2, s0, 8], %k : f32[2, 24, 8], %v : f32[2, 24, 12], %visible : b8[s0, 24]) {
+  %m : int(s0) = aten.sym_size.int(%visible, 0)
+  %r : int(2*s0) = operator.mul(2, %m)
+  %q : f32[2, 2*s0, 8] = aten.reshape(%x, [2, %r, 8])
+  %out : f32[2, 2*s0, 12] = ggufc.attention(%q, %k, %v, %visible, 0.25)
+  return (%out,)
+}
+"""
+
+
+def test_attention_lowers_to_one_kernel_with_its_launch_and_runs_like_the_graph(tmp_path):
+    from codegen.kernels.attention import (
+        ATTENTION_KERNEL_MAX_ROWS,
+        ATTENTION_SPLITS,
+        ATTENTION_THREADS,
+        attention_shared_bytes,
+    )
+
+    gp = parse_program(ATTENTION_IR)
+    program = lower(gp)
+    kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert len(kernels) == 1
+    node = kernels[0]
+    assert (node.op, node.kind) == (OpKind.ATTENTION, KernelKind.ATTENTION)
+    assert {s.backend for s in node.sources} == {Backend.METAL, Backend.CUDA}
+    splits, rows, heads = node.grid
+    assert (splits.size, heads.size) == (ATTENTION_SPLITS, 2) and rows.is_symbolic
+    assert [d.size for d in node.block] == [ATTENTION_THREADS, 1, 1]
+    assert node.shared_memory_bytes == attention_shared_bytes(24, 12)
+    args = {a.name: a.value for a in node.args}
+    assert list(args) == ["rows", "tokens", "keys", "scale"]
+    assert isinstance(args["rows"], SymIntRef) and isinstance(args["tokens"], SymIntRef)
+    assert (args["keys"].value, args["scale"].value) == (24, 0.25)
+    template = {a.name: a.value.value for a in node.template_args}
+    assert template == {
+        "head_dim": 8,
+        "value_dim": 12,
+        "kernel_max_rows": ATTENTION_KERNEL_MAX_ROWS,
+    }
+    path = tmp_path / "attention.ggufc"
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in (1, 5):
+        inputs = [
+            torch.randn(2, 2, tokens, 8, generator=generator),
+            torch.randn(2, 24, 8, generator=generator),
+            torch.randn(2, 24, 12, generator=generator),
+            torch.rand(tokens, 24, generator=generator) < 0.7,
+        ]
+        inputs[3][:, 0] = True
+        (got,) = run_program(load_program(path), inputs)
+        (expected,) = fx_outputs(gp, inputs)
+        torch.testing.assert_close(got, expected)

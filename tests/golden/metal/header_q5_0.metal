@@ -6,6 +6,13 @@
 #include <metal_stdlib>
 using namespace metal;
 
+// [[threadgroup(index)]], the attribute of a kernel's threadgroup-memory argument, spelled
+// through a macro: in the syntax-check shim `threadgroup` is a macro of its own (an address
+// space expanding to nothing), and the shim defines this one first, as nothing.
+#ifndef GGUFC_THREADGROUP_ARGUMENT
+#define GGUFC_THREADGROUP_ARGUMENT(index) [[threadgroup(index)]]
+#endif
+
 namespace ggufc {
 
 enum {

@@ -18,6 +18,8 @@
 #define threadgroup
 #define thread
 #define constant
+// the prelude's spelling of [[threadgroup(index)]] (the attribute would expand the macro above)
+#define GGUFC_THREADGROUP_ARGUMENT(index)
 
 namespace metal {
 
@@ -40,6 +42,9 @@ struct bfloat {
     operator float() const;
 };
 
+struct uint2 {
+    uint x, y;
+};
 struct uint3 {
     uint x, y, z;
 };
@@ -65,8 +70,10 @@ T max(T a, T b) {
     return a < b ? b : a;
 }
 inline float fma(float a, float b, float c) { return std::fma(a, b, c); }
+inline float exp(float x) { return std::exp(x); }
 
 float simd_sum(float value);
+float simd_max(float value);
 
 enum class mem_flags { mem_none = 0, mem_device = 1, mem_threadgroup = 2 };
 void threadgroup_barrier(mem_flags flags);
