@@ -4,8 +4,9 @@ Stages, each timed (`CompileResult.stage_seconds`) and shown on one progress bar
 
     load     open_gguf(path) + the architecture's front end (packed GGUF weights, no copies)
     export   torch.export with M (tokens) dynamic in [1, max_seq] -> GraphProgram
-    passes   the pass pipeline (`passes.default_pipeline()` unless `pipeline` is given; with
-             `tuning`, split-dynamic-m gets the tuned buckets, see `compiler.tuning`)
+    passes   the pass pipeline (`passes.default_pipeline()` unless `pipeline` is given, less
+             fuse-sibling-linears with external weights; with `tuning`, split-dynamic-m gets
+             the tuned buckets, see `compiler.tuning`)
     codegen  `codegen.lower`: KernelNodes with Metal / CUDA sources, IfNodes, SymNodes
     write    `save_program(output, weights=...)` (only when `output` is given)
 
@@ -32,6 +33,8 @@ from compiler.errors import UnsupportedError
 
 STAGES = ("load", "export", "passes", "codegen", "write")
 WEIGHT_MODES = ("embed", "external")
+# the default pipeline's pass whose constants are not slices of the .gguf
+EMBEDS_NEW_WEIGHTS = "fuse-sibling-linears"
 # Default KV-cache length: long enough for chat-sized prompts, small enough that the caches
 # (2 x layers x kv_heads x max_seq x head_dim floats) and full-cache attention stay cheap.
 DEFAULT_MAX_SEQ = 1024
@@ -115,7 +118,14 @@ def compile_gguf(
     stream = sys.stderr if stream is None else stream
     model_path = resolve_model_path(path)
     # bad pipeline text fails now, not after a long export
-    pipeline = default_pipeline() if pipeline is None else Pipeline.of(pipeline)
+    if pipeline is None:
+        pipeline = default_pipeline()
+        if weights == "external":
+            # fuse-sibling-linears stacks weights into constants the .gguf does not hold,
+            # which an external-weights program would have to embed
+            pipeline = Pipeline(tuple(p for p in pipeline if p.name != EMBEDS_NEW_WEIGHTS))
+    else:
+        pipeline = Pipeline.of(pipeline)
     if tuning is not None:
         from compiler.tuning import as_tuning, check_pipeline_takes_tuning
 

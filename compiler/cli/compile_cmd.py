@@ -72,7 +72,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--weights",
         choices=("embed", "external"),
         default="embed",
-        help="embed the weights, or reference the .gguf file (default: embed)",
+        help="embed the weights, or reference the .gguf file (default: embed); with "
+        "external the default pipeline leaves out fuse-sibling-linears, whose stacked "
+        "weights the file does not hold",
     )
     parser.add_argument("--dump-dir", metavar="DIR", help="write the IR after each pass here")
     parser.add_argument("--time-passes", action="store_true", help="report the time of each pass")

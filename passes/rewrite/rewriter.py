@@ -61,6 +61,31 @@ class Rewriter:
             self.listener.node_inserted(self.origin, node)
         return node
 
+    def constant(
+        self, name: str, tensor: torch.Tensor, *, before: torch.fx.Node, val: Any
+    ) -> torch.fx.Node:
+        """Register ``tensor`` on the graph module as a new constant (``name``, or ``name`` with
+        a numeric suffix when taken) and insert a ``get_attr`` of it just before ``before``,
+        with ``meta["val"] = val`` (its fake tensor)."""
+        self._before_edit()
+        root = self.program.graph_module
+        target, suffix = name, 1
+        while _has_attribute(root, target):
+            target, suffix = f"{name}_{suffix}", suffix + 1
+        owner, _, leaf = target.rpartition(".")
+        module = root
+        for part in owner.split(".") if owner else ():
+            if not hasattr(module, part):
+                module.add_module(part, torch.nn.Module())
+            module = getattr(module, part)
+        module.register_buffer(leaf, tensor)
+        with self.graph.inserting_before(before):
+            node = self.graph.get_attr(target)
+        node.meta["val"] = val
+        if self.listener is not None:
+            self.listener.node_inserted(self.origin, node)
+        return node
+
     def replace_all_uses(self, old: torch.fx.Node, new: torch.fx.Node) -> None:
         if old is new:
             raise PassError(f"{self.origin}: cannot replace %{old.name} with itself")
@@ -105,6 +130,15 @@ class Rewriter:
         get_attr reads it any more (FX's op/target index answers without a graph walk)."""
         if not self.graph.find_nodes(op="get_attr", target=target, sort=False):
             delete_attribute(self.program.graph_module, target)
+
+
+def _has_attribute(root: torch.nn.Module, path: str) -> bool:
+    value = root
+    for part in path.split("."):
+        if not hasattr(value, part):
+            return False
+        value = getattr(value, part)
+    return True
 
 
 def delete_attribute(root: torch.nn.Module, path: str) -> None:

@@ -1,8 +1,10 @@
 """The real model: `ggufc compile` Gemma 3 270M Q4_K_M, then `ggufc run` it.
 
-One compile (through the CLI, `--weights external`: a small file that references the .gguf)
-serves every test; the embedded form is the same program re-saved with its weights copied,
-so both weight modes run.  Expected text: what llama.cpp and transformers produce greedily.
+Two compiles through the CLI: `--weights external` (a small file that references the .gguf;
+its default pipeline leaves out fuse-sibling-linears), re-saved with its weights copied so
+both weight modes run; and the default (embedded weights, the whole default pipeline: q/k/v
+and gate/up stacked into one linear each where their formats agree).  Expected text: what
+llama.cpp and transformers produce greedily.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ MAX_TOKENS = 8
 MAX_SEQ = 64  # small caches keep the CPU runs quick
 # Per layer: q, k, v, o, gate, up, down; plus the tied output projection.
 LINEARS_PER_LAYER = 7
+# The linears fuse-sibling-linears stacks where their weights share a format (all read the
+# same activation)
+SIBLING_GROUPS = (("attn_q", "attn_k", "attn_v"), ("ffn_gate", "ffn_up"))
 MAX_LOGIT_DIFFERENCE = 1e-3
 HAS_CUDA = torch.cuda.is_available() and importlib.util.find_spec("cupy") is not None
 
@@ -48,9 +53,12 @@ def programs(gemma_path, tmp_path_factory):
         ]
     )
     assert status == 0
-    embedded = folder / "gemma.ggufc"
+    embedded = folder / "gemma-resaved.ggufc"
     save_program(load_program(external).program, embedded, weights="embed")
-    return {"external": external, "embedded": embedded}
+    default = folder / "gemma.ggufc"
+    argv = ["compile", str(gemma_path), "-o", str(default), "--max-seq", str(MAX_SEQ)]
+    assert main([*argv, "--no-progress"]) == 0
+    return {"external": external, "embedded": embedded, "default": default}
 
 
 def run_cli(capsys, *args) -> str:
@@ -59,18 +67,20 @@ def run_cli(capsys, *args) -> str:
     return capsys.readouterr().out
 
 
-def test_prompt_generates_the_reference_text(programs, capsys):
-    out = run_cli(capsys, programs["embedded"], "--prompt", PROMPT, "--max-tokens", MAX_TOKENS)
+@pytest.mark.parametrize("which", ["embedded", "default"])
+def test_prompt_generates_the_reference_text(programs, capsys, which):
+    out = run_cli(capsys, programs[which], "--prompt", PROMPT, "--max-tokens", MAX_TOKENS)
     assert out == EXPECTED_TEXT + "\n"
 
 
+@pytest.mark.parametrize("which", ["external", "default"])
 def test_prefill_logits_match_the_eager_model(
-    programs, capsys, tmp_path, gemma_path, record_property
+    programs, capsys, tmp_path, gemma_path, record_property, which
 ):
     logits_path = tmp_path / "logits.npy"
     out = run_cli(
         capsys,
-        programs["external"],
+        programs[which],
         "--tokens",
         ",".join(map(str, PROMPT_TOKENS)),
         "--max-tokens",
@@ -124,6 +134,26 @@ def test_program_has_no_dequantize_and_one_branch_per_bucket(programs, gemma_pat
     assert all(len(n.sources) == 2 for n in kernels)
 
 
+def test_default_program_stacks_sibling_linears_of_one_format(programs, gemma_path):
+    from compiler import open_gguf
+
+    gguf_file = open_gguf(gemma_path)
+    layers = gguf_file.metadata["gemma3.block_count"]
+    formats = {name: t.format for name, t in gguf_file.tensors.items()}
+    linears_per_bucket = 1  # the output projection
+    for i in range(layers):
+        merged = sum(
+            len(group) - len({formats[f"blk.{i}.{n}.weight"] for n in group})
+            for group in SIBLING_GROUPS
+        )
+        linears_per_bucket += LINEARS_PER_LAYER - merged
+    assert linears_per_bucket < LINEARS_PER_LAYER * layers + 1  # this model has some to stack
+    program = load_program(programs["default"]).program
+    kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    for kind in (KernelKind.MATVEC, KernelKind.MATVEC_BATCHED, KernelKind.MATMUL):
+        assert sum(n.kind == kind for n in kernels) == linears_per_bucket
+
+
 def test_weights_external_and_embedded(programs, gemma_path):
     external = load_program(programs["external"])
     embedded = load_program(programs["embedded"], verify_segment=False)
@@ -154,7 +184,7 @@ def test_weights_external_and_embedded(programs, gemma_path):
 def test_prompt_on_cuda(programs, capsys):
     out = run_cli(
         capsys,
-        programs["embedded"],
+        programs["default"],
         "--prompt",
         PROMPT,
         "--max-tokens",

@@ -18,7 +18,8 @@ def test_default_pipeline_gets_the_buckets():
     tuned = tuned_pipeline(default_pipeline(), (3, 12), "t.json")
     assert (
         str(tuned)
-        == "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,split-dynamic-m{buckets=3,12},dce"
+        == "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-sibling-linears,"
+        "split-dynamic-m{buckets=3,12},dce"
     )
     assert str(tuned_pipeline(default_pipeline(), (), "t.json")).count("buckets={}") == 1
 
