@@ -12,6 +12,7 @@ What each FX node becomes
                                         the file instead of copying it)
 * ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` / ``ggufc.attention`` -> a
                                         `KernelNode`
+* ``aten.rms_norm`` of float32 over the last dim -> a `KernelNode` (the RMSNorm kernel)
 * ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
                                         from the branch subgraphs (nested conds nest chains)
 * a node whose value is a SymInt (``aten.sym_size.int``, ``operator.mul`` ...) -> no
@@ -61,6 +62,12 @@ rows than `ATTENTION_KERNEL_MAX_ROWS` runs the reference ops instead), grid
 block `codegen.kernels.attention.ATTENTION_THREADS`, ``attention_shared_bytes(S, Dv)`` of
 dynamic shared memory; its sources come from `codegen.kernels.attention.emit_attention` (B, S, D, Dv
 static).  Not a GGUF op: the KernelNode's format is unused (Q4_0).
+
+``aten.rms_norm(x, [D], weight?, eps)`` of float32 x over its last dim (D static; weight None
+or float32 ``[D]``): inputs ``(x[, weight])``, args ``(rows = x.numel() / D, eps)`` (int64,
+float32), template arg ``dim``, grid ``(ceil(rows / RMS_NORM_ROWS_PER_BLOCK), 1, 1)``, block
+`codegen.kernels.rms_norm.RMS_NORM_THREADS`; sources from
+`codegen.kernels.rms_norm.emit_rms_norm`.  Other rms_norms stay ATen nodes.
 
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
@@ -543,6 +550,8 @@ class _Lowering:
         if namespace == "aten":
             if schema_name == "aten::sym_size.int":
                 return self.sizes.of(val, where)
+            if schema_name == "aten::rms_norm" and _rms_norm_kernel_applies(node):
+                return self.rms_norm(scope, node, where)
             return self.aten(scope, node, schema_name, where)
         raise UnsupportedError(f"{where}: op {schema_name} has no lowering")
 
@@ -783,6 +792,65 @@ class _Lowering:
             return output
         raise UnsupportedError(f"{where}: ggufc op {op_name!r} has no lowering")
 
+    def generated_sources(self, emit_for: Callable[[str], object]) -> tuple[KernelSource, ...]:
+        """The KernelSource of each backend from ``emit_for(backend)`` (a generated kernel
+        with ``entry``, ``source`` and ``header``)."""
+        sources = []
+        for backend in self.backends:
+            generated = emit_for(backend)
+            sources.append(
+                KernelSource(
+                    backend=BACKEND_ENUMS[backend],
+                    entry=generated.entry,
+                    source=generated.source,
+                    header=generated.header,
+                )
+            )
+        return tuple(sources)
+
+    def rms_norm(self, scope: _Scope, node: torch.fx.Node, where: str) -> int:
+        from codegen.kernels.rms_norm import (
+            RMS_NORM_ROWS_PER_BLOCK,
+            RMS_NORM_THREADS,
+            emit_rms_norm,
+        )
+
+        x, _, weight, eps = _rms_norm_arguments(node)
+        inputs = [self.tensor_operand(scope, x, f"{where} input")]
+        if weight is not None:
+            inputs.append(self.tensor_operand(scope, weight, f"{where} weight"))
+        x_fake = x.meta["val"]
+        dim = int(x_fake.shape[-1])
+        eps = torch.finfo(torch.float32).eps if eps is None else float(eps)  # aten's default
+        rows = self.sizes.apply(
+            SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]] or [Dim(1)], where
+        )
+        output = self.new_tensor(node.name, node.meta.get("val"), where)
+        sources = self.generated_sources(
+            lambda backend: emit_rms_norm(backend, dim, weight is not None)
+        )
+        self.kernel_count += 1
+        self.builder.emit(
+            scope.chain,
+            KernelNode(
+                name=f"rms_norm_{self.kernel_count}",
+                format=QuantFormat.Q4_0,  # unused: not a GGUF op
+                op=OpKind.RMS_NORM,
+                kind=KernelKind.RMS_NORM,
+                sources=sources,
+                inputs=tuple(inputs),
+                outputs=(output,),
+                grid=(self.sizes.ceil_div(rows, RMS_NORM_ROWS_PER_BLOCK, where), Dim(1), Dim(1)),
+                block=(Dim(RMS_NORM_THREADS), Dim(1), Dim(1)),
+                args=(
+                    Argument(_size_arg(rows), "rows"),
+                    Argument(FloatValue(eps), "eps"),
+                ),
+                template_args=(Argument(IntValue(dim), "dim"),),
+            ),
+        )
+        return output
+
     def attention(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
         from codegen.kernels.attention import (
             ATTENTION_KERNEL_MAX_ROWS,
@@ -810,17 +878,9 @@ class _Lowering:
         output = self.new_tensor(node.name, node.meta.get("val"), where)
         rows = self.sizes.of(q.shape[1], where)
         tokens = self.sizes.of(visible.shape[0], where)
-        sources = []
-        for backend in self.backends:
-            generated = emit_attention(backend, head_dim, value_dim)
-            sources.append(
-                KernelSource(
-                    backend=BACKEND_ENUMS[backend],
-                    entry=generated.entry,
-                    source=generated.source,
-                    header=generated.header,
-                )
-            )
+        sources = self.generated_sources(
+            lambda backend: emit_attention(backend, head_dim, value_dim)
+        )
         self.kernel_count += 1
         splits, grid_rows, grid_heads = attention_grid(rows, Dim(heads))
         self.builder.emit(
@@ -830,7 +890,7 @@ class _Lowering:
                 format=QuantFormat.Q4_0,  # unused: not a GGUF op
                 op=OpKind.ATTENTION,
                 kind=KernelKind.ATTENTION,
-                sources=tuple(sources),
+                sources=sources,
                 inputs=inputs,
                 outputs=(output,),
                 grid=(Dim(splits), grid_rows, grid_heads),
@@ -968,6 +1028,34 @@ def _display_names(gp) -> dict[str, str]:
                 for symbol in sorted(symbolic_expr(d).free_symbols, key=str):
                     names.setdefault(str(symbol), f"s{len(names)}")
     return names
+
+
+def _rms_norm_arguments(node: torch.fx.Node) -> tuple:
+    """(x, normalized_shape, weight, eps) of an ``aten.rms_norm`` node."""
+    names = ("input", "normalized_shape", "weight", "eps")
+    bound = dict(zip(names, node.args))
+    bound.update(node.kwargs)
+    return tuple(bound.get(name) for name in names)
+
+
+def _rms_norm_kernel_applies(node: torch.fx.Node) -> bool:
+    """True for the norms the RMSNorm kernel computes: float32 x normed over its last dim
+    (a static size), with no weight or a float32 one of that size."""
+    x, shape, weight, _ = _rms_norm_arguments(node)
+    x_fake = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+    if not isinstance(x_fake, torch.Tensor) or x_fake.dtype != torch.float32 or x_fake.dim() < 1:
+        return False
+    last = x_fake.shape[-1]
+    if not isinstance(last, int) or list(shape) != [last]:
+        return False
+    if weight is None:
+        return True
+    w_fake = weight.meta.get("val") if isinstance(weight, torch.fx.Node) else None
+    return (
+        isinstance(w_fake, torch.Tensor)
+        and w_fake.dtype == torch.float32
+        and list(w_fake.shape) == [last]
+    )
 
 
 def _size_arg(d: Dim):

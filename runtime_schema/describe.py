@@ -44,6 +44,8 @@ from runtime_schema.writer import program_to_bytes
 
 # Longest metadata value `describe_program` shows in full (text and --json alike).
 METADATA_PREVIEW_CHARS = 80
+# Kernel ops that are not GGUF ops: their KernelNodes' format is unused, counted by kind alone
+NON_GGUF_OPS = (OpKind.ATTENTION, OpKind.RMS_NORM)
 _COMPARE_TEXT = {"LT": "<", "LE": "<=", "EQ": "==", "NE": "!=", "GT": ">", "GE": ">="}
 
 
@@ -112,8 +114,9 @@ def describe_program(
             if isinstance(node, KernelNode):
                 kernel_count += 1
                 kind = node.kind.name.lower()
-                # a GGUF op's kernels by format; the attention has none (its format is unused)
-                by_kind[kind if node.op == OpKind.ATTENTION else f"{node.format.name}/{kind}"] += 1
+                # a GGUF op's kernels by format; attention and RMSNorm have none (format unused)
+                gguf = node.op not in NON_GGUF_OPS
+                by_kind[f"{node.format.name}/{kind}" if gguf else kind] += 1
                 for s in node.sources:
                     by_backend[s.backend.name.lower()] += 1
                     sources.add((s.backend, s.entry, s.source, s.header))

@@ -344,6 +344,9 @@ class _Interpreter:
         ops = torch.ops.ggufc
         if node.op == OpKind.ATTENTION:
             return ops.attention(*ins, named["scale"])
+        if node.op == OpKind.RMS_NORM:
+            weight = ins[1] if len(ins) == 2 else None
+            return torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])
         n, k = named["n"], named["k"]
         fmt = node.format.name
         out_dtype = self.program.values[node.outputs[0]].info.dtype.torch_dtype

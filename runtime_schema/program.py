@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
-SCHEMA_VERSION = 2  # 2: OpKind.ATTENTION, KernelKind.ATTENTION
+# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: OpKind.RMS_NORM, KernelKind.RMS_NORM
+SCHEMA_VERSION = 3
 
 # A value index / chain index that means "none" in a Dim.
 NO_VALUE = -1
@@ -111,6 +112,7 @@ class OpKind(enum.IntEnum):
     EMBEDDING = 1
     DEQUANTIZE = 2
     ATTENTION = 3  # ggufc.attention: not a GGUF op, its KernelNode's format is unused
+    RMS_NORM = 4  # aten.rms_norm of float32: not a GGUF op either
 
 
 class KernelKind(enum.IntEnum):
@@ -120,6 +122,7 @@ class KernelKind(enum.IntEnum):
     EMBEDDING = 3
     DEQUANTIZE = 4
     ATTENTION = 5
+    RMS_NORM = 6
 
 
 class Backend(enum.IntEnum):

@@ -66,6 +66,7 @@ KERNEL_INPUT_COUNTS = {
     OpKind.EMBEDDING: (2,),  # blocks, indices
     OpKind.DEQUANTIZE: (1,),  # blocks
     OpKind.ATTENTION: (4,),  # q, k, v, visible
+    OpKind.RMS_NORM: (1, 2),  # x[, weight]
 }
 KERNEL_OUTPUT_COUNT = 1
 KERNEL_KINDS_OF_OP = {
@@ -73,6 +74,7 @@ KERNEL_KINDS_OF_OP = {
     OpKind.EMBEDDING: (KernelKind.EMBEDDING,),
     OpKind.DEQUANTIZE: (KernelKind.DEQUANTIZE,),
     OpKind.ATTENTION: (KernelKind.ATTENTION,),
+    OpKind.RMS_NORM: (KernelKind.RMS_NORM,),
 }
 # Integer arguments (in `args` or `template_args`) a KernelNode needs for its reference op.
 GGUF_OP_REQUIRED_ARGS = ("n", "k")
@@ -81,9 +83,10 @@ KERNEL_REQUIRED_ARGS = {
     OpKind.EMBEDDING: GGUF_OP_REQUIRED_ARGS,
     OpKind.DEQUANTIZE: GGUF_OP_REQUIRED_ARGS,
     OpKind.ATTENTION: ("rows", "tokens", "keys", "head_dim", "value_dim"),
+    OpKind.RMS_NORM: ("rows", "dim"),
 }
 # Float arguments a KernelNode needs for its reference op.
-KERNEL_REQUIRED_FLOAT_ARGS = {OpKind.ATTENTION: ("scale",)}
+KERNEL_REQUIRED_FLOAT_ARGS = {OpKind.ATTENTION: ("scale",), OpKind.RMS_NORM: ("eps",)}
 # SymOp -> (fewest operands, most operands or None for no limit)
 SYM_OP_ARITY = {
     SymOp.ADD: (2, None),

@@ -9,3 +9,4 @@ class KernelKind(object):
     EMBEDDING = 3
     DEQUANTIZE = 4
     ATTENTION = 5
+    RMS_NORM = 6

@@ -7,3 +7,4 @@ class OpKind(object):
     EMBEDDING = 1
     DEQUANTIZE = 2
     ATTENTION = 3
+    RMS_NORM = 4

@@ -1,5 +1,5 @@
 """Helpers of the CI compile checks: one translation unit per format holding every kind and
-dtype of one backend, and one of attention kernels, compiled by a host tool in parallel (two
+dtype of one backend, one of attention kernels and one of RMSNorm kernels, compiled by a host tool in parallel (two
 at a time: CI has 2 cores)."""
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from pathlib import Path
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, translation_unit
 from codegen.kernels.attention import emit_attention
+from codegen.kernels.rms_norm import emit_rms_norm
 
 PARALLEL_JOBS = 2
 SUFFIX = {"cuda": ".cu", "metal": ".metal"}
 # (head dim, value dim) of the attention kernels the checks and goldens cover: common head
 # sizes, and one that is not a multiple of 32 (partial lanes) with a wider value dim
 ATTENTION_DIMS = ((64, 64), (128, 128), (256, 256), (80, 96))
+# (dim, weighted) of the RMSNorm kernels the checks and goldens cover: Gemma 3 270M's two dims,
+# one too wide for a lane to keep its elements in registers, and a ragged one without weight
+RMS_NORM_CASES = ((640, True), (256, True), (2048, True), (100, False))
 
 
 def write_translation_units(backend: str, directory: Path) -> list[Path]:
@@ -27,6 +31,9 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
         paths.append(path)
     path = directory / f"ggufc_{backend}_attention{SUFFIX[backend]}"
     path.write_text("\n".join(emit_attention(backend, d, v).text for d, v in ATTENTION_DIMS))
+    paths.append(path)
+    path = directory / f"ggufc_{backend}_rms_norm{SUFFIX[backend]}"
+    path.write_text("\n".join(emit_rms_norm(backend, d, w).text for d, w in RMS_NORM_CASES))
     paths.append(path)
     return paths
 

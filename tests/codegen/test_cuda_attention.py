@@ -6,10 +6,9 @@ row sees hold NaN: the kernel must not read them."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from cuda_test_support import CUDA_TEST_MARKS
 
 from codegen.kernels.attention import (
     ATTENTION_THREADS,
@@ -19,18 +18,7 @@ from codegen.kernels.attention import (
 )
 from compiler.ops import attention_reference
 
-HAS_GPU = torch.cuda.is_available()
-try:
-    import cupy  # noqa: F401
-
-    HAS_CUPY = True
-except ImportError:
-    HAS_CUPY = False
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not (HAS_GPU and HAS_CUPY), reason="needs an NVIDIA GPU and CuPy"),
-]
+pytestmark = CUDA_TEST_MARKS
 
 # float32 sums in another order than the reference's: relative error of the output
 ERROR_BOUND = 1e-5
@@ -42,19 +30,6 @@ SHAPES = [
     (1, 2, 3, 40, 80, 96),  # head dim not a multiple of 32, wider values
     (1, 1, 33, 600, 128, 128),  # more keys than threads
 ]
-
-
-@pytest.fixture(scope="module")
-def launcher():
-    from runtime_schema.cuda_launcher import CudaLauncher
-
-    return CudaLauncher()
-
-
-@pytest.fixture
-def generator():
-    seed = int.from_bytes(os.urandom(8), "little") >> 1
-    return torch.Generator().manual_seed(seed)
 
 
 def launch(launcher, q, k, v, visible, scale):

@@ -15,23 +15,13 @@ import os
 
 import pytest
 import torch
+from cuda_test_support import CUDA_TEST_MARKS
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
 from codegen.kernels.emitter import cuda_matvec_with_group_warps
 from compiler import formats
 
-HAS_GPU = torch.cuda.is_available()
-try:
-    import cupy  # noqa: F401
-
-    HAS_CUPY = True
-except ImportError:
-    HAS_CUPY = False
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not (HAS_GPU and HAS_CUPY), reason="needs an NVIDIA GPU and CuPy"),
-]
+pytestmark = CUDA_TEST_MARKS
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # float32 accumulation everywhere; the output rounding to the dtype dominates

@@ -48,7 +48,10 @@ def test_each_kernel_source_is_stored_once(compiled):
     assert max(references.values()) >= 3
     assert sum(references.values()) >= 3 * len(references)
     for text, count in references.items():
-        stored = metadata_bytes.count(text.encode("utf-8"))
+        # a source may also lie inside a longer one (the plain prelude, the RMSNorm kernels'
+        # header, begins every format's header): those copies are the longer strings'
+        inside = sum(other.count(text) for other in references if other != text)
+        stored = metadata_bytes.count(text.encode("utf-8")) - inside
         assert stored == 1, f"{text[:60]!r} referenced {count} times, stored {stored} times"
 
 

@@ -394,3 +394,53 @@ def test_attention_lowers_to_one_kernel_with_its_launch_and_runs_like_the_graph(
         (got,) = run_program(load_program(path), inputs)
         (expected,) = fx_outputs(gp, inputs)
         torch.testing.assert_close(got, expected)
+
+
+RMS_NORM_IR = """
+symbol s0 : [1, 16]
+const @w : f32[8]
+
+graph @main(%x : f32[1, 4, s0, 8], %h : f16[s0, 8]) {
+  %t : f32[1, s0, 4, 8] = aten.transpose.int(%x, 1, 2)
+  %a : f32[1, s0, 4, 8] = aten.rms_norm(%t, [8], @w, 1e-06)
+  %b : f32[1, s0, 4, 8] = aten.rms_norm(%a, [8])
+  %c : f16[s0, 8] = aten.rms_norm(%h, [8], None, 1e-05)
+  return (%b, %c)
+}
+"""
+
+
+def test_float32_rms_norm_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path):
+    from codegen.kernels.rms_norm import RMS_NORM_THREADS
+
+    gp = parse_program(RMS_NORM_IR)
+    program = lower(gp)
+    kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert [(n.op, n.kind) for n in kernels] == [(OpKind.RMS_NORM, KernelKind.RMS_NORM)] * 2
+    weighted, plain = kernels
+    assert (len(weighted.inputs), len(plain.inputs)) == (2, 1)
+    assert all({s.backend for s in n.sources} == {Backend.METAL, Backend.CUDA} for n in kernels)
+    assert [d.size for d in weighted.block] == [RMS_NORM_THREADS, 1, 1]
+    assert weighted.grid[0].is_symbolic and [d.size for d in weighted.grid[1:]] == [1, 1]
+    args = {a.name: a.value for a in weighted.args}
+    assert isinstance(args["rows"], SymIntRef) and args["eps"].value == pytest.approx(1e-6)
+    assert {a.name: a.value.value for a in weighted.template_args} == {"dim": 8}
+    # aten's default eps when the graph gives none; the float16 norm stays an ATen node
+    assert {a.name: a.value for a in plain.args}["eps"].value == pytest.approx(
+        torch.finfo(torch.float32).eps
+    )
+    assert [n.op for n in program.instructions() if isinstance(n, AtenNode)].count(
+        "aten::rms_norm"
+    ) == 1
+    path = tmp_path / "rms_norm.ggufc"
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in (1, 3, 9):
+        inputs = [
+            torch.randn(1, 4, tokens, 8, generator=generator),
+            torch.randn(tokens, 8, generator=generator).half(),
+        ]
+        got = run_program(load_program(path), inputs)
+        expected = fx_outputs(gp, inputs)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e)

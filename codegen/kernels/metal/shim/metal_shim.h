@@ -71,6 +71,7 @@ T max(T a, T b) {
 }
 inline float fma(float a, float b, float c) { return std::fma(a, b, c); }
 inline float exp(float x) { return std::exp(x); }
+inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
 
 float simd_sum(float value);
 float simd_max(float value);

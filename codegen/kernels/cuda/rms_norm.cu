@@ -1,0 +1,75 @@
+// ggufc RMSNorm: out[r, :] = x[r, :] * rsqrt(mean_i x[r, i]^2 + eps){% if weighted %} * w{% endif %} for each row r of
+// {{ dim }} floats (aten.rms_norm of float32 over the last dim).
+//
+// A warp a row, {{ threads // 32 }} rows a block of {{ threads }} threads (grid.x = ceil(R / {{ threads // 32 }})): the lanes read the
+// row coalesced (lane l takes elements l, l + 32, ...), a warp sum gives the sum of squares,
+// then each lane writes its elements scaled.  No shared memory and no block barrier: a decode
+// step's norms are one to a few rows, so a row's latency is the kernel's.
+// Template constants: dim D{% if weighted %}, a weight of D floats{% endif %}.  Kernel arguments: rows R, eps.
+namespace {{ entry }}_impl {
+using ggufc::i64;
+constexpr int THREADS = {{ threads }};
+constexpr int ROWS_PER_BLOCK = THREADS / ggufc::WARP_SIZE;
+constexpr int DIM = {{ dim }};
+constexpr int STEPS = (DIM + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;  // elements a lane
+// a lane keeps its elements in registers when it has few; else it reads them again (from L1)
+constexpr bool KEEP = STEPS <= {{ max_kept_steps }};
+constexpr int KEPT = KEEP ? STEPS : 1;
+
+}  // namespace {{ entry }}_impl
+
+extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
+    const float* __restrict__ x,{% if weighted %} const float* __restrict__ weight,{% endif %} float* __restrict__ out,
+    ggufc::i64 rows, float eps) {
+    using namespace {{ entry }}_impl;
+    const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
+    const i64 row = static_cast<i64>(blockIdx.x) * ROWS_PER_BLOCK +
+                    static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
+    if (row >= rows) {
+        return;  // the whole warp: no shuffle below misses a lane
+    }
+    const float* x_row = x + row * DIM;
+    float* out_row = out + row * DIM;
+    float kept[KEPT];
+{%- if weighted %}
+    float kept_weight[KEPT];
+{%- endif %}
+    float squares = 0.0f;
+#pragma unroll
+    for (int i = 0; i < STEPS; ++i) {
+        const int d = lane + i * ggufc::WARP_SIZE;
+        if (d < DIM) {
+            const float value = x_row[d];
+            if constexpr (KEEP) {
+                kept[i] = value;
+{%- if weighted %}
+                kept_weight[i] = weight[d];  // in flight with x, not after the sum
+{%- endif %}
+            }
+            squares = fmaf(value, value, squares);
+        }
+    }
+    const float scale = rsqrtf(ggufc::warp_sum(squares) / static_cast<float>(DIM) + eps);
+#pragma unroll
+    for (int i = 0; i < STEPS; ++i) {
+        const int d = lane + i * ggufc::WARP_SIZE;
+        if (d < DIM) {
+            float value;
+{%- if weighted %}
+            float w;
+{%- endif %}
+            if constexpr (KEEP) {
+                value = kept[i];
+{%- if weighted %}
+                w = kept_weight[i];
+{%- endif %}
+            } else {
+                value = x_row[d];
+{%- if weighted %}
+                w = weight[d];
+{%- endif %}
+            }
+            out_row[d] = value * scale{% if weighted %} * w{% endif %};
+        }
+    }
+}

@@ -1,0 +1,95 @@
+"""The RMSNorm kernel (``aten.rms_norm`` of float32 over the last dim) for Metal and CUDA:
+one template per backend (`cuda/rms_norm.cu`, `metal/rms_norm.metal`), specialised by the
+normalized dim and by whether a weight multiplies the result.
+
+``out[r, :] = x[r, :] * rsqrt(mean_i x[r, i]^2 + eps) * w`` for each row r of ``dim`` floats.
+Launch: grid ``rms_norm_grid(R)`` = ``(ceil(R / RMS_NORM_ROWS_PER_BLOCK), 1, 1)`` of blocks
+(threadgroups) of `RMS_NORM_THREADS` threads, a warp (simdgroup) a row; no shared memory.
+Tensors: x, [weight,] out; arguments after them: rows R (64-bit integer), eps (float32).
+
+Why a kernel of ggufc's own: a decode step of Gemma 3 270M runs 109 norms of one to four
+rows, and torch's fused layer-norm kernel spends ~2.4 us on each (H100), 22% of the step;
+a warp a row needs no block barrier or shared memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from codegen.kernels.emitter import BACKENDS, SYNTAX, render_template
+from compiler.errors import UnsupportedError
+
+WARP_SIZE = 32
+RMS_NORM_THREADS = 128
+RMS_NORM_ROWS_PER_BLOCK = RMS_NORM_THREADS // WARP_SIZE  # a warp a row
+# A lane keeps its elements (and the weight's) in registers up to this many a lane (dims up to
+# 1,024); wider rows are read twice (the second time from L1).
+RMS_NORM_MAX_KEPT_STEPS = 32
+MAX_DIM = 1 << 16
+
+
+@dataclass(frozen=True)
+class RmsNormKernelSource:
+    """One generated RMSNorm kernel: compile ``header + "\\n" + source``, call ``entry``."""
+
+    backend: str
+    dim: int
+    weighted: bool
+    entry: str
+    header: str
+    source: str
+    threads: int = RMS_NORM_THREADS
+
+    @property
+    def text(self) -> str:
+        return self.header + "\n" + self.source
+
+
+def rms_norm_entry(dim: int, weighted: bool) -> str:
+    return f"ggufc_rms_norm_d{dim}{'' if weighted else '_unweighted'}_f32"
+
+
+def rms_norm_grid(rows: int) -> tuple[int, int, int]:
+    """Grid of a launch over ``rows`` rows (static sizes; the lowering builds the same with
+    symbolic ones)."""
+    return (-(-rows // RMS_NORM_ROWS_PER_BLOCK), 1, 1)
+
+
+@cache
+def emit_rms_norm(backend: str, dim: int, weighted: bool) -> RmsNormKernelSource:
+    """The RMSNorm kernel of ``backend`` over rows of ``dim`` floats, times a weight of
+    ``dim`` floats when ``weighted``; UnsupportedError outside BACKENDS or 1..MAX_DIM."""
+    if backend not in BACKENDS:
+        raise UnsupportedError(
+            f"no RMSNorm kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
+        )
+    if not 1 <= dim <= MAX_DIM:
+        raise UnsupportedError(f"RMSNorm kernel: dim {dim} is outside 1..{MAX_DIM}")
+    entry = rms_norm_entry(dim, weighted)
+    syntax = SYNTAX[backend]
+    return RmsNormKernelSource(
+        backend=backend,
+        dim=dim,
+        weighted=weighted,
+        entry=entry,
+        header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
+        source=render_template(
+            f"{backend}/rms_norm{syntax.source_suffix}",
+            entry=entry,
+            threads=RMS_NORM_THREADS,
+            dim=dim,
+            weighted=weighted,
+            max_kept_steps=RMS_NORM_MAX_KEPT_STEPS,
+        ),
+    )
+
+
+__all__ = [
+    "RMS_NORM_ROWS_PER_BLOCK",
+    "RMS_NORM_THREADS",
+    "RmsNormKernelSource",
+    "emit_rms_norm",
+    "rms_norm_entry",
+    "rms_norm_grid",
+]
