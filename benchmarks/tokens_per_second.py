@@ -6,7 +6,8 @@ CUDA) and of the eager front-end model, prefill and decode separately, in the sa
 
 On CUDA the program path replays its decode step as a CUDA graph; the table adds the same
 program run node by node (no graph), and ``--profile`` prints where the GPU time of the
-node-by-node decode goes: the GGUF kernels (ggufc's generated ones) against every other op.
+node-by-node decode goes: ggufc's generated kernels (GGUF linears and embedding, attention,
+RMSNorm) against every other op.
 
 MODEL defaults to the bundled Gemma 3 270M.  Without `--program` the model is compiled first
 (CPU-only sources when the device is the CPU).  Each path runs the prompt once untimed (page
@@ -39,11 +40,11 @@ def eager_step(model, device):
     return step
 
 
-GGUF_KERNEL_PREFIX = "ggufc_"  # every generated kernel's entry name
+GENERATED_KERNEL_PREFIX = "ggufc_"  # every generated kernel's entry name
 
 
 def decode_profile(loaded, prompt, steps: int = 16) -> str:
-    """GPU time of `steps` node-by-node decode steps by kernel, GGUF kernels against the rest
+    """GPU time of `steps` node-by-node decode steps by kernel, ggufc's kernels against the rest
     (torch.profiler's CUDA activity, which sees CuPy's launches like torch's).  The program
     is bound to the device and the prompt prefilled before profiling starts."""
     from torch.profiler import ProfilerActivity, profile
@@ -69,15 +70,15 @@ def decode_profile(loaded, prompt, steps: int = 16) -> str:
         us = getattr(event, "self_device_time_total", 0.0)
         if us > 0:
             totals[event.key] = totals.get(event.key, 0.0) + us
-    gguf = sum(us for name, us in totals.items() if name.startswith(GGUF_KERNEL_PREFIX))
+    generated = sum(us for name, us in totals.items() if name.startswith(GENERATED_KERNEL_PREFIX))
     total = sum(totals.values())
     top = sorted(totals.items(), key=lambda kv: -kv[1])[:12]
     lines = [
         (
             f"\nGPU time of {steps} decode steps (node by node): {total / 1e3:.2f} ms, "
-            f"{total / steps:.0f} us a step; GGUF kernels {gguf / 1e3:.2f} ms "
-            f"({100 * gguf / total:.1f}%), other ops {(total - gguf) / 1e3:.2f} ms "
-            f"({100 * (total - gguf) / total:.1f}%)"
+            f"{total / steps:.0f} us a step; ggufc kernels {generated / 1e3:.2f} ms "
+            f"({100 * generated / total:.1f}%), other ops {(total - generated) / 1e3:.2f} ms "
+            f"({100 * (total - generated) / total:.1f}%)"
         ),
         "",
         "| kernel | GPU ms | share |",
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="CUDA: GPU time of a decode, GGUF kernels vs the rest",
+        help="CUDA: GPU time of a decode, ggufc's kernels vs the rest",
     )
     args = parser.parse_args()
 
