@@ -92,6 +92,20 @@ def _views_fit_a_slice(node: Node) -> bool:
     return True
 
 
+def _positions_after(x: Node, users: list[Node]) -> dict[Node, int]:
+    """Each of ``users`` (users of ``x``, so after it) by its distance after ``x`` in the graph:
+    a walk that stops at the last of them, not a scan of the graph."""
+    remaining = set(users)
+    positions = {}
+    cursor, distance = x.next, 1
+    while remaining:
+        if cursor in remaining:
+            positions[cursor] = distance
+            remaining.discard(cursor)
+        cursor, distance = cursor.next, distance + 1
+    return positions
+
+
 def _attribute(root: torch.nn.Module, path: str) -> torch.Tensor:
     value = root
     for part in path.split("."):
@@ -129,9 +143,11 @@ class FuseSiblingLinears(RewritePattern):
         if first is None or not _views_fit_a_slice(node):
             return False
         x = first["x"]
+        if not isinstance(x, Node):
+            return False
         group = [node]
         arguments = [first]
-        for user in x.users:  # insertion order: the graph's order of the users
+        for user in x.users:  # in the order the uses were made; sorted by position below
             if user is node:
                 continue
             args = _fusable_arguments(user)
@@ -145,7 +161,7 @@ class FuseSiblingLinears(RewritePattern):
             arguments.append(args)
         if len(group) < 2:
             return False
-        order = {n: i for i, n in enumerate(x.graph.nodes) if n in group}
+        order = _positions_after(x, group)
         ranked = sorted(zip(group, arguments), key=lambda pair: order[pair[0]])
         group = [n for n, _ in ranked]
         arguments = [a for _, a in ranked]
@@ -193,7 +209,7 @@ class FuseSiblingLinears(RewritePattern):
             )
             rewriter.replace_node(sibling, part)
             start = end
-        for blocks in blocks_nodes:
+        for blocks in dict.fromkeys(blocks_nodes):  # a weight two siblings share: once
             if not blocks.users:
                 rewriter.erase_node(blocks)
 
