@@ -13,6 +13,7 @@ What each FX node becomes
 * ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` / ``ggufc.attention`` -> a
                                         `KernelNode`
 * ``aten.rms_norm`` of float32 over the last dim -> a `KernelNode` (the RMSNorm kernel)
+* ``ggufc.rotary`` -> a `KernelNode` (the rotary kernel)
 * ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
                                         from the branch subgraphs (nested conds nest chains)
 * a node whose value is a SymInt (``aten.sym_size.int``, ``operator.mul`` ...) -> no
@@ -62,6 +63,11 @@ rows than `ATTENTION_KERNEL_MAX_ROWS` runs the reference ops instead), grid
 block `codegen.kernels.attention.ATTENTION_THREADS`, ``attention_shared_bytes(S, Dv)`` of
 dynamic shared memory; its sources come from `codegen.kernels.attention.emit_attention` (B, S, D, Dv
 static).  Not a GGUF op: the KernelNode's format is unused (Q4_0).
+
+``ggufc.rotary(x [..., M, D], cos [M, D], sin [M, D])``: inputs ``(x, cos, sin)``, args
+``(rows = x.numel() / D, tokens = M)`` (int64), template arg ``dim``, grid
+``(ceil(rows * D / ROTARY_THREADS), 1, 1)``, block `codegen.kernels.rotary.ROTARY_THREADS`;
+sources from `codegen.kernels.rotary.emit_rotary`.
 
 ``aten.rms_norm(x, [D], weight?, eps)`` of float32 x over its last dim (D static; weight None
 or float32 ``[D]``): inputs ``(x[, weight])``, args ``(rows = x.numel() / D, eps)`` (int64,
@@ -711,6 +717,8 @@ class _Lowering:
         op_name = target._schema.name.split("::")[-1]
         if op_name == "attention":
             return self.attention(scope, node, bound, where)
+        if op_name == "rotary":
+            return self.rotary(scope, node, bound, where)
         fmt = bound["fmt"]
         if fmt not in QuantFormat.__members__:
             raise UnsupportedError(
@@ -807,6 +815,44 @@ class _Lowering:
                 )
             )
         return tuple(sources)
+
+    def rotary(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
+        from codegen.kernels.rotary import ROTARY_THREADS, emit_rotary
+
+        inputs = tuple(
+            self.tensor_operand(scope, bound[name], f"{where} {name}")
+            for name in ("x", "cos", "sin")
+        )
+        x_fake = bound["x"].meta["val"]
+        dim = self.static_int(scope, x_fake.shape[-1], f"{where} dim")
+        rows = self.sizes.apply(
+            SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]], where
+        )
+        tokens = self.sizes.of(x_fake.shape[-2], where)
+        elements = self.sizes.apply(SymOp.MUL, [rows, Dim(dim)], where)
+        output = self.new_tensor(node.name, node.meta.get("val"), where)
+        sources = self.generated_sources(lambda backend: emit_rotary(backend, dim))
+        self.kernel_count += 1
+        self.builder.emit(
+            scope.chain,
+            KernelNode(
+                name=f"rotary_{self.kernel_count}",
+                format=QuantFormat.Q4_0,  # unused: not a GGUF op
+                op=OpKind.ROTARY,
+                kind=KernelKind.ROTARY,
+                sources=sources,
+                inputs=inputs,
+                outputs=(output,),
+                grid=(self.sizes.ceil_div(elements, ROTARY_THREADS, where), Dim(1), Dim(1)),
+                block=(Dim(ROTARY_THREADS), Dim(1), Dim(1)),
+                args=(
+                    Argument(_size_arg(rows), "rows"),
+                    Argument(_size_arg(tokens), "tokens"),
+                ),
+                template_args=(Argument(IntValue(dim), "dim"),),
+            ),
+        )
+        return output
 
     def rms_norm(self, scope: _Scope, node: torch.fx.Node, where: str) -> int:
         from codegen.kernels.rms_norm import (

@@ -41,6 +41,14 @@ ScalarType dtype) -> Tensor``
     mask, softmax, matmul) so a backend can run them as one kernel; the reference runs those
     ops.
 
+``ggufc::rotary(Tensor x, Tensor cos, Tensor sin) -> Tensor``
+    Rotary position embedding of the rotate-half kind on float32 ``x: [..., M, D]`` (D even):
+    ``out = x * cos + roll(x, D / 2, -1) * sin`` with ``cos`` and ``sin`` ``[M, D]``
+    broadcast over x's leading dims (the front end folds the rotation's sign into ``sin``:
+    ``cat(-sin_half, sin_half)``).  Not a GGUF op: the `fuse-rotary` pass makes it from the
+    spelled-out ops (roll, mul, addcmul) so a backend runs them as one kernel; the reference
+    runs those ops.
+
 Layout of ``blocks`` (the three GGUF ops): uint8 ``[n, row_bytes]`` where
 ``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
 the ``k`` weights of output feature / vocabulary entry ``j`` as consecutive GGUF blocks.
@@ -95,6 +103,8 @@ EMBEDDING_SCHEMA = (
 ATTENTION_SCHEMA = "(Tensor q, Tensor k, Tensor v, Tensor visible, float scale) -> Tensor"
 # dtypes of the attention's q, k, v and output
 ATTENTION_DTYPES = (torch.float32,)
+ROTARY_SCHEMA = "(Tensor x, Tensor cos, Tensor sin) -> Tensor"
+ROTARY_DTYPES = (torch.float32,)
 
 
 # ---- validation (shared by real and fake kernels; never reads tensor data) ---------------
@@ -251,6 +261,27 @@ def _check_attention_args(q, k, v, visible, scale) -> None:
     )
 
 
+def _check_rotary_args(x, cos, sin) -> None:
+    where = f"{NAMESPACE}.rotary"
+    for name, t in (("x", x), ("cos", cos), ("sin", sin)):
+        if t.dtype not in ROTARY_DTYPES:
+            raise UnsupportedError(
+                f"{where}: {name} is {_dtype_name(t.dtype)}; supported: "
+                f"{', '.join(_dtype_name(d) for d in ROTARY_DTYPES)}"
+            )
+    shapes = f"x {_shape_text(x.shape)}, cos {_shape_text(cos.shape)}, sin {_shape_text(sin.shape)}"
+    if x.dim() < 2 or cos.dim() != 2 or sin.dim() != 2:
+        raise FormatError(f"{where}: expected x [..., M, D], cos and sin [M, D]; {shapes}")
+
+    def message() -> str:
+        return f"{where}: expected x [..., M, D], cos and sin [M, D]; {shapes}"
+
+    for t in (cos, sin):
+        _require_same_size(t.shape[0], x.shape[-2], message)
+        _require_same_size(t.shape[1], x.shape[-1], message)
+    torch._check(x.shape[-1] % 2 == 0, lambda: f"{where}: D must be even; {shapes}")
+
+
 # ---- real (CPU reference) kernels -----------------------------------------------------------
 #
 # The reference dequantizes on the CPU whatever the device of its inputs, and hands results
@@ -343,6 +374,17 @@ def _attention_impl(q, k, v, visible, scale: float):
     return attention_reference(q, k, v, visible, scale).contiguous()
 
 
+def rotary_reference(x, cos, sin) -> torch.Tensor:
+    """The spelled-out rotary embedding (arguments already checked): what `fuse-rotary` fuses."""
+    partner = x.roll(x.shape[-1] // 2, dims=-1)
+    return torch.addcmul(x * cos, partner, sin)
+
+
+def _rotary_impl(x, cos, sin):
+    _check_rotary_args(x, cos, sin)
+    return rotary_reference(x, cos, sin).contiguous()
+
+
 # ---- fake (shape-only) kernels --------------------------------------------------------------
 
 
@@ -374,6 +416,11 @@ def _attention_fake(q, k, v, visible, scale: float):
     return q.new_empty((q.shape[0], q.shape[1], v.shape[2]))
 
 
+def _rotary_fake(x, cos, sin):
+    _check_rotary_args(x, cos, sin)
+    return x.new_empty(x.shape)
+
+
 # ---- registration ---------------------------------------------------------------------------
 
 
@@ -392,9 +439,11 @@ _register("dequantize", DEQUANTIZE_SCHEMA, _dequantize_impl, _dequantize_fake)
 _register("linear", LINEAR_SCHEMA, _linear_impl, _linear_fake)
 _register("embedding", EMBEDDING_SCHEMA, _embedding_impl, _embedding_fake)
 _register("attention", ATTENTION_SCHEMA, _attention_impl, _attention_fake)
+_register("rotary", ROTARY_SCHEMA, _rotary_impl, _rotary_fake)
 
 # The registered overloads, for code that matches graph nodes by target.
 dequantize = torch.ops.ggufc.dequantize.default
 linear = torch.ops.ggufc.linear.default
 embedding = torch.ops.ggufc.embedding.default
 attention = torch.ops.ggufc.attention.default
+rotary = torch.ops.ggufc.rotary.default

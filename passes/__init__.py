@@ -15,13 +15,14 @@ from typing import Any
 # `fuse-gguf` (ggufc.dequantize + consumer -> ggufc.linear / ggufc.embedding), cleanup while
 # the graph is flat, `fuse-rms-norm` (spelled-out RMSNorms -> aten.rms_norm: one kernel instead
 # of six), `fuse-attention` (spelled-out masked softmax attention -> ggufc.attention: one
-# kernel instead of five), cse, `fuse-sibling-linears` (linears reading one activation -> one
+# kernel instead of five), cse, `fuse-rotary` (roll, mul, addcmul -> ggufc.rotary: one kernel
+# instead of three), `fuse-sibling-linears` (linears reading one activation -> one
 # linear over their stacked weights: q/k/v and gate/up are one launch each), then
 # `split-dynamic-m` (torch.cond per M bucket: the regions it copies into branches are already
 # clean, and the cleanup passes do not look inside branches), then dce.
 DEFAULT_PIPELINE_TEXT = (
-    "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-sibling-linears,"
-    "split-dynamic-m,dce"
+    "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-rotary,"
+    "fuse-sibling-linears,split-dynamic-m,dce"
 )
 
 _LAZY = {

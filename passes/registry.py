@@ -35,6 +35,7 @@ BUILTIN_PASSES: dict[str, str] = {
     "fuse-attention": "passes.fuse_attention:FuseAttentionPass",
     "fuse-gguf": "passes.fuse_gguf:FuseGguf",
     "fuse-rms-norm": "passes.fuse_rms_norm:FuseRmsNormPass",
+    "fuse-rotary": "passes.fuse_rotary:FuseRotaryPass",
     "fuse-sibling-linears": "passes.fuse_sibling_linears:FuseSiblingLinearsPass",
     "split-dynamic-m": "passes.split_dynamic_m:SplitDynamicM",
 }

@@ -45,7 +45,7 @@ from runtime_schema.writer import program_to_bytes
 # Longest metadata value `describe_program` shows in full (text and --json alike).
 METADATA_PREVIEW_CHARS = 80
 # Kernel ops that are not GGUF ops: their KernelNodes' format is unused, counted by kind alone
-NON_GGUF_OPS = (OpKind.ATTENTION, OpKind.RMS_NORM)
+NON_GGUF_OPS = (OpKind.ATTENTION, OpKind.RMS_NORM, OpKind.ROTARY)
 _COMPARE_TEXT = {"LT": "<", "LE": "<=", "EQ": "==", "NE": "!=", "GT": ">", "GE": ">="}
 
 
@@ -114,7 +114,7 @@ def describe_program(
             if isinstance(node, KernelNode):
                 kernel_count += 1
                 kind = node.kind.name.lower()
-                # a GGUF op's kernels by format; attention and RMSNorm have none (format unused)
+                # a GGUF op's kernels by format; the others have none (format unused)
                 gguf = node.op not in NON_GGUF_OPS
                 by_kind[f"{node.format.name}/{kind}" if gguf else kind] += 1
                 for s in node.sources:

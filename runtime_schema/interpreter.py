@@ -344,6 +344,8 @@ class _Interpreter:
         ops = torch.ops.ggufc
         if node.op == OpKind.ATTENTION:
             return ops.attention(*ins, named["scale"])
+        if node.op == OpKind.ROTARY:
+            return ops.rotary(*ins)
         if node.op == OpKind.RMS_NORM:
             weight = ins[1] if len(ins) == 2 else None
             return torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])

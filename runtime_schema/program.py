@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
-# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: OpKind.RMS_NORM, KernelKind.RMS_NORM
+# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both
 SCHEMA_VERSION = 3
 
 # A value index / chain index that means "none" in a Dim.
@@ -113,6 +113,7 @@ class OpKind(enum.IntEnum):
     DEQUANTIZE = 2
     ATTENTION = 3  # ggufc.attention: not a GGUF op, its KernelNode's format is unused
     RMS_NORM = 4  # aten.rms_norm of float32: not a GGUF op either
+    ROTARY = 5  # ggufc.rotary: not a GGUF op either
 
 
 class KernelKind(enum.IntEnum):
@@ -123,6 +124,7 @@ class KernelKind(enum.IntEnum):
     DEQUANTIZE = 4
     ATTENTION = 5
     RMS_NORM = 6
+    ROTARY = 7
 
 
 class Backend(enum.IntEnum):

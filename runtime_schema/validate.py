@@ -67,6 +67,7 @@ KERNEL_INPUT_COUNTS = {
     OpKind.DEQUANTIZE: (1,),  # blocks
     OpKind.ATTENTION: (4,),  # q, k, v, visible
     OpKind.RMS_NORM: (1, 2),  # x[, weight]
+    OpKind.ROTARY: (3,),  # x, cos, sin
 }
 KERNEL_OUTPUT_COUNT = 1
 KERNEL_KINDS_OF_OP = {
@@ -75,6 +76,7 @@ KERNEL_KINDS_OF_OP = {
     OpKind.DEQUANTIZE: (KernelKind.DEQUANTIZE,),
     OpKind.ATTENTION: (KernelKind.ATTENTION,),
     OpKind.RMS_NORM: (KernelKind.RMS_NORM,),
+    OpKind.ROTARY: (KernelKind.ROTARY,),
 }
 # Integer arguments (in `args` or `template_args`) a KernelNode needs for its reference op.
 GGUF_OP_REQUIRED_ARGS = ("n", "k")
@@ -84,6 +86,7 @@ KERNEL_REQUIRED_ARGS = {
     OpKind.DEQUANTIZE: GGUF_OP_REQUIRED_ARGS,
     OpKind.ATTENTION: ("rows", "tokens", "keys", "head_dim", "value_dim"),
     OpKind.RMS_NORM: ("rows", "dim"),
+    OpKind.ROTARY: ("rows", "tokens", "dim"),
 }
 # Float arguments a KernelNode needs for its reference op.
 KERNEL_REQUIRED_FLOAT_ARGS = {OpKind.ATTENTION: ("scale",), OpKind.RMS_NORM: ("eps",)}

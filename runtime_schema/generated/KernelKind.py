@@ -10,3 +10,4 @@ class KernelKind(object):
     DEQUANTIZE = 4
     ATTENTION = 5
     RMS_NORM = 6
+    ROTARY = 7

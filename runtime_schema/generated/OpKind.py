@@ -8,3 +8,4 @@ class OpKind(object):
     DEQUANTIZE = 2
     ATTENTION = 3
     RMS_NORM = 4
+    ROTARY = 5

@@ -1,5 +1,5 @@
 """Helpers of the CI compile checks: one translation unit per format holding every kind and
-dtype of one backend, one of attention kernels and one of RMSNorm kernels, compiled by a host tool in parallel (two
+dtype of one backend, and one each of attention, RMSNorm and rotary kernels, compiled by a host tool in parallel (two
 at a time: CI has 2 cores)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, translation_unit
 from codegen.kernels.attention import emit_attention
 from codegen.kernels.rms_norm import emit_rms_norm
+from codegen.kernels.rotary import emit_rotary
 
 PARALLEL_JOBS = 2
 SUFFIX = {"cuda": ".cu", "metal": ".metal"}
@@ -20,6 +21,9 @@ ATTENTION_DIMS = ((64, 64), (128, 128), (256, 256), (80, 96))
 # (dim, weighted) of the RMSNorm kernels the checks and goldens cover: Gemma 3 270M's two dims,
 # one too wide for a lane to keep its elements in registers, and a ragged one without weight
 RMS_NORM_CASES = ((640, True), (256, True), (2048, True), (100, False))
+# head dims of the rotary kernels the checks and goldens cover (Gemma 3 270M's, Llama's, and
+# one whose half is not a multiple of 32)
+ROTARY_DIMS = (256, 128, 80)
 
 
 def write_translation_units(backend: str, directory: Path) -> list[Path]:
@@ -34,6 +38,9 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
     paths.append(path)
     path = directory / f"ggufc_{backend}_rms_norm{SUFFIX[backend]}"
     path.write_text("\n".join(emit_rms_norm(backend, d, w).text for d, w in RMS_NORM_CASES))
+    paths.append(path)
+    path = directory / f"ggufc_{backend}_rotary{SUFFIX[backend]}"
+    path.write_text("\n".join(emit_rotary(backend, d).text for d in ROTARY_DIMS))
     paths.append(path)
     return paths
 

@@ -444,3 +444,40 @@ def test_float32_rms_norm_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path)
         expected = fx_outputs(gp, inputs)
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e)
+
+
+ROTARY_IR = """
+symbol s0 : [1, 16]
+
+graph @main(%x : f32[1, 4, s0, 8], %cos : f32[s0, 8], %sin : f32[s0, 8]) {
+  %y : f32[1, 4, s0, 8] = ggufc.rotary(%x, %cos, %sin)
+  return (%y,)
+}
+"""
+
+
+def test_rotary_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path):
+    from codegen.kernels.rotary import ROTARY_THREADS
+
+    gp = parse_program(ROTARY_IR)
+    program = lower(gp)
+    (node,) = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert (node.op, node.kind) == (OpKind.ROTARY, KernelKind.ROTARY)
+    assert {s.backend for s in node.sources} == {Backend.METAL, Backend.CUDA}
+    assert [d.size for d in node.block] == [ROTARY_THREADS, 1, 1]
+    assert node.grid[0].is_symbolic and [d.size for d in node.grid[1:]] == [1, 1]
+    args = {a.name: a.value for a in node.args}
+    assert isinstance(args["rows"], SymIntRef) and isinstance(args["tokens"], SymIntRef)
+    assert {a.name: a.value.value for a in node.template_args} == {"dim": 8}
+    path = tmp_path / "rotary.ggufc"
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in (1, 5):
+        inputs = [
+            torch.randn(1, 4, tokens, 8, generator=generator),
+            torch.randn(tokens, 8, generator=generator),
+            torch.randn(tokens, 8, generator=generator),
+        ]
+        (got,) = run_program(load_program(path), inputs)
+        (expected,) = fx_outputs(gp, inputs)
+        torch.testing.assert_close(got, expected)

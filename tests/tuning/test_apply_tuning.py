@@ -17,8 +17,8 @@ from passes import default_pipeline, parse_pipeline
 def test_default_pipeline_gets_the_buckets():
     tuned = tuned_pipeline(default_pipeline(), (3, 12), "t.json")
     assert (
-        str(tuned)
-        == "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-sibling-linears,"
+        str(tuned) == "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-rotary,"
+        "fuse-sibling-linears,"
         "split-dynamic-m{buckets=3,12},dce"
     )
     assert str(tuned_pipeline(default_pipeline(), (), "t.json")).count("buckets={}") == 1

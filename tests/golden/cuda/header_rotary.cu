@@ -1,0 +1,494 @@
+// ggufc CUDA prelude: scalar types, activation conversions, warp reduction and the aligned
+// loads every kernel kind uses.  Included once per translation unit (guarded), so several
+// generated sources can be concatenated into one file for compile checks.
+#ifndef GGUFC_CUDA_PRELUDE
+#define GGUFC_CUDA_PRELUDE
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+namespace ggufc {
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+constexpr int WARP_SIZE = 32;
+constexpr unsigned FULL_MASK = 0xffffffffu;
+// Every format is decoded in parts of this many consecutive weights (one thread's work).
+constexpr int PART_WEIGHTS = 32;
+
+__device__ __forceinline__ float warp_sum(float value) {
+#pragma unroll
+    for (int offset = WARP_SIZE / 2; offset > 0; offset /= 2) {
+        value += __shfl_xor_sync(FULL_MASK, value, offset);
+    }
+    return value;
+}
+
+// Block fields sit at even offsets of blocks of even size (Q4_0 is 18 bytes, Q6_K 210), so
+// 2-byte loads are the widest that are aligned for every block of those formats.
+__device__ __forceinline__ u16 load_u16(const u8* p) {
+    return *reinterpret_cast<const u16*>(p);
+}
+
+__device__ __forceinline__ float load_f16(const u8* p) {
+    return __half2float(__ushort_as_half(load_u16(p)));
+}
+
+// Copies 2*count bytes from a 2-byte aligned address into registers.
+template <int COUNT>
+__device__ __forceinline__ void load_u16s(const u8* p, u16 (&out)[COUNT]) {
+#pragma unroll
+    for (int i = 0; i < COUNT; ++i) {
+        out[i] = load_u16(p + 2 * i);
+    }
+}
+
+// Copies 16*count bytes from a 16-byte aligned address into registers (one 16-byte load each).
+template <int COUNT>
+__device__ __forceinline__ void load_u128s(const u8* p, uint4 (&out)[COUNT]) {
+#pragma unroll
+    for (int i = 0; i < COUNT; ++i) {
+        out[i] = reinterpret_cast<const uint4*>(p)[i];
+    }
+}
+
+// Exact float of a small unsigned integer q (< 2^23) minus ``zero_point`` without the slow
+// integer-to-float instruction: OR-ing q into the mantissa of 2^23 gives the float 2^23 + q.
+constexpr u32 FLOAT_2POW23_BITS = 0x4B000000u;
+constexpr float FLOAT_2POW23 = 8388608.0f;
+
+__device__ __forceinline__ float small_uint_to_float(u32 q, int zero_point) {
+    return __uint_as_float(FLOAT_2POW23_BITS | q) - (FLOAT_2POW23 + static_cast<float>(zero_point));
+}
+
+// A 16-byte load of weights that are read once: it bypasses L1 so that the activations, which
+// every row rereads, stay cached there (streaming weights through L1 evicts them, and the
+// activation rereads then run at L2 bandwidth).
+__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+// word i (bytes 4i..4i+3) of two 16-byte loads
+__device__ __forceinline__ u32 word_of(const uint4 (&words)[2], int i) {
+    const u32 word[8] = {words[0].x, words[0].y, words[0].z, words[0].w,
+                         words[1].x, words[1].y, words[1].z, words[1].w};
+    return word[i];
+}
+
+// word i (bytes 4i..4i+3) of 2-byte loads
+__device__ __forceinline__ u32 word_of(const u16* halves, int i) {
+    return __byte_perm(halves[2 * i], halves[2 * i + 1], 0x5410u);
+}
+
+__device__ __forceinline__ u8 byte_of(const uint4 (&words)[2], int index) {
+    return static_cast<u8>(word_of(words, index / 4) >> (8 * (index % 4)));
+}
+
+__device__ __forceinline__ u8 byte_of(const u16* halves, int index) {
+    return static_cast<u8>(halves[index / 2] >> (8 * (index % 2)));
+}
+
+// ---- cp.async: global -> shared copies that hold no registers while in flight -----------
+// 16 bytes from a 16-byte aligned global address, bypassing L1 (.cg).
+__device__ __forceinline__ void cp_async_16(void* shared, const void* global) {
+    const u32 address = static_cast<u32>(__cvta_generic_to_shared(shared));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global)
+                 : "memory");
+}
+
+// The same where only ``bytes`` (0..16) of the 16 lie inside the source: the rest of the 16
+// shared bytes are zero-filled.
+__device__ __forceinline__ void cp_async_16_fill(void* shared, const void* global, int bytes) {
+    const u32 address = static_cast<u32>(__cvta_generic_to_shared(shared));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most PENDING of this thread's commit groups are still in flight.
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+
+// ---- tensor-core decode: weights as pairs of small integers ---------------------------
+// The tensor-core matvec reads a part (32 weights) as 32-bit words from shared memory and
+// turns them into 16 "integer pairs": pair j holds weights 2j and 2j+1 as unsigned integers
+// (the format's value plus its ZERO_POINT) in bits 0..15 and 16..31.  OR-ing the exponent of
+// 1024.0 into both halves gives the half2 (1024 + q0, 1024 + q1) exactly (q < 1024), so one
+// half2 subtraction yields the exact integers (see half_pair_of_ints).
+
+// N 32-bit words of the bytes at a 2-byte aligned address p: N aligned 4-byte loads joined by
+// funnel shifts, the last half word of an address 2 mod 4 by a 2-byte load.  Nothing past
+// p + 4N is read (the embedding reads blocks in global memory, where the last block of a table
+// may end its allocation); at an address 2 mod 4 the 2 bytes before p are, in p's aligned
+// 4-byte word (so inside any 16-byte aligned tensor or staged chunk that holds p).
+template <int N>
+__device__ __forceinline__ void load_words(const u8* p, u32 (&words)[N]) {
+    const size_t address = reinterpret_cast<size_t>(p);
+    const u32* aligned = reinterpret_cast<const u32*>(address & ~static_cast<size_t>(3));
+    const u32 shift = static_cast<u32>(address & 2u) * 8u;
+    u32 previous = aligned[0];
+#pragma unroll
+    for (int i = 0; i + 1 < N; ++i) {
+        const u32 next = aligned[i + 1];
+        words[i] = __funnelshift_r(previous, next, shift);
+        previous = next;
+    }
+    // p + 4N - 2 holds the last 2 bytes wanted, at either offset
+    const u32 tail = load_u16(p + 4 * N - 2);
+    words[N - 1] = shift != 0u ? __funnelshift_r(previous, tail, shift) : previous;
+}
+
+// Bytes 2*(j%2) and 2*(j%2)+1 of ``word`` in the low byte of each 16-bit half (``j``: the pair
+// index; a word holds pairs 2*(j/2) and 2*(j/2)+1).
+// (enumerators, unlike constexpr variables, may go unused in a translation unit under -Werror)
+enum : u32 {
+    PAIR_SELECT_LOW = 0x4140u,   // bytes 0, 1
+    PAIR_SELECT_HIGH = 0x4342u,  // bytes 2, 3
+    NIBBLE_PAIR_MASK = 0x000F000Fu,
+    HALF2_1024_BITS = 0x64006400u,  // (1024.0, 1024.0) as half2
+};
+__device__ __forceinline__ u32 byte_pair(u32 word, int j) {
+    return __byte_perm(word, 0u, (j % 2) ? static_cast<u32>(PAIR_SELECT_HIGH)
+                                         : static_cast<u32>(PAIR_SELECT_LOW));
+}
+
+// (q0 - zero_point, q1 - zero_point) as exact half2 from an integer pair.
+template <int ZERO_POINT>
+__device__ __forceinline__ __half2 half_pair_of_ints(u32 pair) {
+    static_assert(0 <= ZERO_POINT && ZERO_POINT < 1024, "1024 + ZERO_POINT is exact in f16");
+    // 1024 + z has the bits 0x6400 + z (f16 steps by 1 in [1024, 2048))
+    constexpr u32 ZERO_BITS = (0x6400u + ZERO_POINT) * 0x10001u;
+    const u32 biased = pair | static_cast<u32>(HALF2_1024_BITS);
+    const u32 zero = ZERO_BITS;
+    return __hsub2(*reinterpret_cast<const __half2*>(&biased),
+                   *reinterpret_cast<const __half2*>(&zero));
+}
+
+// ---- activation dtypes: float32 accumulate, loads of 8 consecutive activations ----------
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) {
+    return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+// 8 activations from a 16-byte aligned address (32 bytes for float32).
+__device__ __forceinline__ void load8(const float* p, float (&v)[8]) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0];
+    const float4 b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+__device__ __forceinline__ void load8(const __half* p, float (&v)[8]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __half2* pairs = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(pairs[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&v)[8]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(pairs[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+    }
+}
+
+// A part decodes to exact small-integer values v[32] and, per half of 16 weights, an affine
+// map to the weights: w[j] = scale[j / 16] * v[j] - offset[j / 16].  Kernels that reduce
+// apply it once per half (scale * sum(v x) - offset * sum(x)), not once per weight.
+constexpr int HALF_PART = PART_WEIGHTS / 2;
+
+struct PartAffine {
+    float scale[2];
+    float offset[2];
+};
+
+__device__ __forceinline__ PartAffine make_affine(float scale_lo, float scale_hi, float offset_lo,
+                                                  float offset_hi) {
+    PartAffine affine;
+    affine.scale[0] = scale_lo;
+    affine.scale[1] = scale_hi;
+    affine.offset[0] = offset_lo;
+    affine.offset[1] = offset_hi;
+    return affine;
+}
+
+__device__ __forceinline__ void apply_affine(const PartAffine& affine, float (&w)[PART_WEIGHTS]) {
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; ++j) {
+        w[j] = affine.scale[j / HALF_PART] * w[j] - affine.offset[j / HALF_PART];
+    }
+}
+
+// ---- biased values: a quant as a float in one instruction --------------------------------
+// A quant q < 128 permuted into bits 16..23 of the float 0.5 (whose bit 23 is clear) is
+// exactly 0.5 + q / 256; the exact integer would cost a mask, an or and a subtraction.  The
+// reducing kernels (matvec) take the quants this way for 16-bit activations and fold the bias
+// into the part's affine map: w = s * q - o = (256 s) * v - (o + 128 s)  (see biased_affine).
+// The cancellation costs ~2^-24 * (128 + q) / |q - zero| relative per weight: far below the
+// 16-bit output rounding, but 10-20x the error of exact values in a float32 result (2-3e-6
+// against ~2e-7 on random data), so float32 activations keep the exact values (PartDecode).
+// Formats decode 4 quant bytes of a 32-bit word at a time.
+enum : u32 {
+    BIASED_FLOAT_BITS = 0x3F000000u,  // 0.5f
+    BIASED_SELECT = 0x7044u,          // byte 0 of x into byte 2; 0x3F into byte 3; zeros
+    LOW_NIBBLES = 0x0F0F0F0Fu,        // bits 0..3 of each byte
+    LOW_TWO_BITS = 0x03030303u,
+    LOW_BITS = 0x01010101u,
+    SPREAD_MULTIPLIER = 0x00204081u,  // 1 + 2^7 + 2^14 + 2^21
+};
+constexpr float BIASED_SCALE = 256.0f;  // q = BIASED_SCALE * v - BIASED_ZERO
+constexpr float BIASED_ZERO = 128.0f;
+
+// byte ``index`` of ``bytes`` (a quant < 128) as the biased float 0.5 + q / 256
+__device__ __forceinline__ float biased_float(u32 bytes, int index) {
+    return __uint_as_float(__byte_perm(bytes, static_cast<u32>(BIASED_FLOAT_BITS),
+                                       static_cast<u32>(BIASED_SELECT) | (static_cast<u32>(index) << 8)));
+}
+
+// the 4 quant bytes of ``bytes`` as biased floats v[0..3]
+__device__ __forceinline__ void biased_floats(u32 bytes, float* v) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[i] = biased_float(bytes, i);
+    }
+}
+
+// the affine map of biased values from that of the exact quants (w = scale * q - offset)
+__device__ __forceinline__ PartAffine biased_affine(float scale_lo, float scale_hi,
+                                                    float offset_lo, float offset_hi) {
+    return make_affine(BIASED_SCALE * scale_lo, BIASED_SCALE * scale_hi,
+                       fmaf(BIASED_ZERO, scale_lo, offset_lo), fmaf(BIASED_ZERO, scale_hi, offset_hi));
+}
+
+// bits 0..3 of ``bits`` into bit 0 of bytes 0..3 (bit b moves up 7b places)
+__device__ __forceinline__ u32 spread_bits(u32 bits) {
+    return (bits * static_cast<u32>(SPREAD_MULTIPLIER)) & static_cast<u32>(LOW_BITS);
+}
+
+// sum_j w[j] * x[j] of one part from its values and affine map; x: 32 activations at a
+// 16-byte aligned address.  WITH_OFFSET: the format has offsets (else they are zero).  x is
+// read 8 at a time between the FMAs, not all 32 first as load_part_activations does: the
+// batched kernel calls this per activation row, and holding 32 more floats a call cost it up
+// to 27 registers more or 8 bytes of spills (nvcc 13, sm_90).
+template <bool WITH_OFFSET, typename T>
+__device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], const PartAffine& affine,
+                                            const T* x) {
+    float dot[2] = {};
+    float sum[2] = {};
+#pragma unroll
+    for (int chunk = 0; chunk < PART_WEIGHTS / 8; ++chunk) {
+        float xv[8];
+        load8(x + 8 * chunk, xv);
+        const int half_index = chunk / 2;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            dot[half_index] = fmaf(v[8 * chunk + j], xv[j], dot[half_index]);
+            if constexpr (WITH_OFFSET) {
+                sum[half_index] += xv[j];
+            }
+        }
+    }
+    float total = affine.scale[0] * dot[0] + affine.scale[1] * dot[1];
+    if constexpr (WITH_OFFSET) {
+        total -= affine.offset[0] * sum[0] + affine.offset[1] * sum[1];
+    }
+    return total;
+}
+
+template <typename T> struct IsFloat32 { static constexpr bool value = false; };
+template <> struct IsFloat32<float> { static constexpr bool value = true; };
+
+// How the reducing kernels decode a part of Format for activations of type T: biased values
+// where the format has them and T is 16-bit, else the exact values.  NEEDS_X_SUM: the affine
+// map has offsets, so the kernel must take sum(x) of each half part.
+template <typename Format, typename T>
+struct PartDecode {
+    static constexpr bool BIASED = Format::BIASED && !IsFloat32<T>::value;
+    static constexpr bool NEEDS_X_SUM = Format::HAS_OFFSET || BIASED;
+
+    template <typename Raw>
+    __device__ static __forceinline__ void values(const Raw& raw, int part,
+                                                  float (&v)[PART_WEIGHTS], PartAffine& affine) {
+        if constexpr (BIASED) {
+            Format::decode_biased(raw, part, v, affine);
+        } else {
+            Format::decode_values(raw, part, v, affine);
+        }
+    }
+};
+
+// With WITH_SUM the sums of a part's two halves of activations (what an affine map's offsets
+// multiply), else zeros.
+template <bool WITH_SUM>
+__device__ __forceinline__ void sum_part_halves(const float (&xv)[PART_WEIGHTS], float (&x_sum)[2]) {
+    x_sum[0] = 0.0f;
+    x_sum[1] = 0.0f;
+    if constexpr (WITH_SUM) {
+#pragma unroll
+        for (int j = 0; j < PART_WEIGHTS; ++j) {
+            x_sum[j / HALF_PART] += xv[j];
+        }
+        // summed here, once: without this the compiler sinks the 32 additions into each
+        // row's (conditional) block of the caller and repeats them there
+        asm volatile("" : "+f"(x_sum[0]), "+f"(x_sum[1]));
+    }
+}
+
+// The 32 activations of a part (16-byte aligned) as floats, and with WITH_SUM the sums of
+// its two halves (what an affine map's offsets multiply); the matvecs load them once for
+// all the rows they reuse them for.
+template <bool WITH_SUM, typename T>
+__device__ __forceinline__ void load_part_activations(const T* x, float (&xv)[PART_WEIGHTS],
+                                                      float (&x_sum)[2]) {
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; j += 8) {
+        load8(x + j, *reinterpret_cast<float (*)[8]>(xv + j));
+    }
+    sum_part_halves<WITH_SUM>(xv, x_sum);
+}
+
+// The activations of a warp's 32 consecutive parts, lane l taking part l's, staged through
+// shared memory.  Each lane reading its own part straight from global memory touches 32
+// cache lines per load instruction (one per lane), and L1 serves each line separately:
+// for float32 x that was the matvecs' limit (H100: float32 Q4_0 4096x14336 32.3 us, 20.0
+// with every lane loading the same part).  Here the warp loads the parts' words coalesced
+// (4 lines an instruction) into a stage of one row of WORDS_PER_PART 16-byte words a part,
+// its columns XOR-swizzled so that both the coalesced stores and each lane's reads of its
+// own row hit 8 distinct 16-byte bank groups per 8 lanes (no bank conflicts).
+template <typename T>
+struct PartActivationStage {
+    static constexpr int WORDS_PER_PART = PART_WEIGHTS * static_cast<int>(sizeof(T)) / 16;
+    static constexpr int WORDS = WARP_SIZE * WORDS_PER_PART;
+    static constexpr int VALUES_PER_WORD = 16 / static_cast<int>(sizeof(T));
+    // parts sharing one 128-byte row of the 8 bank groups
+    static constexpr int PARTS_PER_BANK_ROW = 8 / WORDS_PER_PART;
+    static_assert(WORDS_PER_PART * PARTS_PER_BANK_ROW == 8, "a part's words tile the banks");
+
+    __device__ static __forceinline__ int slot(int part, int column) {
+        return part * WORDS_PER_PART + (column ^ ((part / PARTS_PER_BANK_ROW) % WORDS_PER_PART));
+    }
+};
+
+// Lane l's part-l activations of the warp's parts at x (16-byte aligned), of which the first
+// ``parts`` exist (the rest are not read, their lanes' values are undefined), and with
+// WITH_SUM the sums of each part's two halves, as load_part_activations.  ``stage``: the
+// warp's PartActivationStage<T>::WORDS words of shared memory.  Every lane of the warp calls it.
+template <bool WITH_SUM, typename T>
+__device__ __forceinline__ void stage_part_activations(const T* x, int parts, uint4* stage,
+                                                       int lane, float (&xv)[PART_WEIGHTS],
+                                                       float (&x_sum)[2]) {
+    using Stage = PartActivationStage<T>;
+    const uint4* words = reinterpret_cast<const uint4*>(x);
+    __syncwarp();  // every lane is done reading the previous parts
+#pragma unroll
+    for (int i = 0; i < Stage::WORDS_PER_PART; ++i) {
+        const int word = lane + i * WARP_SIZE;
+        const int part = word / Stage::WORDS_PER_PART;
+        if (part < parts) {
+            stage[Stage::slot(part, word % Stage::WORDS_PER_PART)] = words[word];
+        }
+    }
+    __syncwarp();
+#pragma unroll
+    for (int column = 0; column < Stage::WORDS_PER_PART; ++column) {
+        const uint4 raw = stage[Stage::slot(lane, column)];
+        const T* values = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int j = 0; j < Stage::VALUES_PER_WORD; ++j) {
+            xv[column * Stage::VALUES_PER_WORD + j] = to_float(values[j]);
+        }
+    }
+    sum_part_halves<WITH_SUM>(xv, x_sum);
+}
+
+// sum_j w[j] * x[j] of one part from its values and affine map and activations loaded by
+// load_part_activations (x_sum zero where the map has no offsets)
+__device__ __forceinline__ float affine_dot_loaded(const float (&v)[PART_WEIGHTS],
+                                                   const PartAffine& affine,
+                                                   const float (&xv)[PART_WEIGHTS],
+                                                   const float (&x_sum)[2]) {
+    float dot[2] = {};
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; ++j) {
+        dot[j / HALF_PART] = fmaf(v[j], xv[j], dot[j / HALF_PART]);
+    }
+    return affine.scale[0] * dot[0] + affine.scale[1] * dot[1] -
+           (affine.offset[0] * x_sum[0] + affine.offset[1] * x_sum[1]);
+}
+
+// Dot product of one decoded part (32 weights) with 32 activations at a 16-byte aligned address.
+template <typename T>
+__device__ __forceinline__ float dot_part(const float (&w)[PART_WEIGHTS], const T* x) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int chunk = 0; chunk < PART_WEIGHTS / 8; ++chunk) {
+        float v[8];
+        load8(x + 8 * chunk, v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            sum = fmaf(w[8 * chunk + j], v[j], sum);
+        }
+    }
+    return sum;
+}
+
+// 8 float values stored as 8 consecutive T (16-byte aligned for 2-byte T, 32 for float).
+__device__ __forceinline__ void store8(float* p, const float* v) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+__device__ __forceinline__ void store8(__half* p, const float* v) {
+    uint4 raw;
+    __half2* pairs = reinterpret_cast<__half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        pairs[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+    }
+    *reinterpret_cast<uint4*>(p) = raw;
+}
+
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const float* v) {
+    uint4 raw;
+    __nv_bfloat162* pairs = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        pairs[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    }
+    *reinterpret_cast<uint4*>(p) = raw;
+}
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_PRELUDE
