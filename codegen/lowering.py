@@ -64,10 +64,11 @@ block `codegen.kernels.attention.ATTENTION_THREADS`, ``attention_shared_bytes(S,
 dynamic shared memory; its sources come from `codegen.kernels.attention.emit_attention` (B, S, D, Dv
 static).  Not a GGUF op: the KernelNode's format is unused (Q4_0).
 
-``ggufc.rotary(x [..., M, D], cos [M, D], sin [M, D])``: inputs ``(x, cos, sin)``, args
-``(rows = x.numel() / D, tokens = M)`` (int64), template arg ``dim``, grid
-``(ceil(rows * D / ROTARY_THREADS), 1, 1)``, block `codegen.kernels.rotary.ROTARY_THREADS`;
-sources from `codegen.kernels.rotary.emit_rotary`.
+``ggufc.rotary(x [..., M, D], cos [M, D], sin [M, D], norm_weight?, norm_eps?)``: inputs
+``(x, cos, sin[, norm_weight])``, args ``(rows = x.numel() / D, tokens = M[, eps])``
+(int64, int64, float32), template arg ``dim``, grid and block from
+`codegen.kernels.rotary.rotary_grid` / ``rotary_threads`` (a thread an element; with a norm,
+a warp a row); sources from `codegen.kernels.rotary.emit_rotary`.
 
 ``aten.rms_norm(x, [D], weight?, eps)`` of float32 x over its last dim (D static; weight None
 or float32 ``[D]``): inputs ``(x[, weight])``, args ``(rows = x.numel() / D, eps)`` (int64,
@@ -817,21 +818,37 @@ class _Lowering:
         return tuple(sources)
 
     def rotary(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
-        from codegen.kernels.rotary import ROTARY_THREADS, emit_rotary
-
-        inputs = tuple(
-            self.tensor_operand(scope, bound[name], f"{where} {name}")
-            for name in ("x", "cos", "sin")
+        from codegen.kernels.rotary import (
+            ROTARY_NORMED_ROWS_PER_BLOCK,
+            ROTARY_THREADS,
+            emit_rotary,
+            rotary_threads,
         )
+
+        normed = bound.get("norm_eps") is not None
+        names = ["x", "cos", "sin"] + (
+            ["norm_weight"] if bound.get("norm_weight") is not None else []
+        )
+        inputs = tuple(self.tensor_operand(scope, bound[name], f"{where} {name}") for name in names)
+        weighted = len(inputs) == 4
         x_fake = bound["x"].meta["val"]
         dim = self.static_int(scope, x_fake.shape[-1], f"{where} dim")
         rows = self.sizes.apply(
             SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]], where
         )
         tokens = self.sizes.of(x_fake.shape[-2], where)
-        elements = self.sizes.apply(SymOp.MUL, [rows, Dim(dim)], where)
+        if normed:  # a warp a row
+            blocks = self.sizes.ceil_div(rows, ROTARY_NORMED_ROWS_PER_BLOCK, where)
+        else:  # a thread an element
+            elements = self.sizes.apply(SymOp.MUL, [rows, Dim(dim)], where)
+            blocks = self.sizes.ceil_div(elements, ROTARY_THREADS, where)
+        args = [Argument(_size_arg(rows), "rows"), Argument(_size_arg(tokens), "tokens")]
+        if normed:
+            args.append(Argument(FloatValue(float(bound["norm_eps"])), "eps"))
         output = self.new_tensor(node.name, node.meta.get("val"), where)
-        sources = self.generated_sources(lambda backend: emit_rotary(backend, dim))
+        sources = self.generated_sources(
+            lambda backend: emit_rotary(backend, dim, normed, weighted)
+        )
         self.kernel_count += 1
         self.builder.emit(
             scope.chain,
@@ -843,12 +860,9 @@ class _Lowering:
                 sources=sources,
                 inputs=inputs,
                 outputs=(output,),
-                grid=(self.sizes.ceil_div(elements, ROTARY_THREADS, where), Dim(1), Dim(1)),
-                block=(Dim(ROTARY_THREADS), Dim(1), Dim(1)),
-                args=(
-                    Argument(_size_arg(rows), "rows"),
-                    Argument(_size_arg(tokens), "tokens"),
-                ),
+                grid=(blocks, Dim(1), Dim(1)),
+                block=(Dim(rotary_threads(normed)), Dim(1), Dim(1)),
+                args=tuple(args),
                 template_args=(Argument(IntValue(dim), "dim"),),
             ),
         )

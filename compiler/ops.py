@@ -41,13 +41,15 @@ ScalarType dtype) -> Tensor``
     mask, softmax, matmul) so a backend can run them as one kernel; the reference runs those
     ops.
 
-``ggufc::rotary(Tensor x, Tensor cos, Tensor sin) -> Tensor``
+``ggufc::rotary(Tensor x, Tensor cos, Tensor sin, Tensor? norm_weight=None,
+float? norm_eps=None) -> Tensor``
     Rotary position embedding of the rotate-half kind on float32 ``x: [..., M, D]`` (D even):
     ``out = x * cos + roll(x, D / 2, -1) * sin`` with ``cos`` and ``sin`` ``[M, D]``
     broadcast over x's leading dims (the front end folds the rotation's sign into ``sin``:
-    ``cat(-sin_half, sin_half)``).  Not a GGUF op: the `fuse-rotary` pass makes it from the
-    spelled-out ops (roll, mul, addcmul) so a backend runs them as one kernel; the reference
-    runs those ops.
+    ``cat(-sin_half, sin_half)``).  With ``norm_eps``, x is first RMS-normed over its last
+    dim (``rms_norm(x, [D], norm_weight, norm_eps)``: a model's per-head q / k norm).  Not a
+    GGUF op: the `fuse-rotary` pass makes it from the spelled-out ops (rms_norm, roll, mul,
+    addcmul) so a backend runs them as one kernel; the reference runs those ops.
 
 Layout of ``blocks`` (the three GGUF ops): uint8 ``[n, row_bytes]`` where
 ``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
@@ -103,7 +105,9 @@ EMBEDDING_SCHEMA = (
 ATTENTION_SCHEMA = "(Tensor q, Tensor k, Tensor v, Tensor visible, float scale) -> Tensor"
 # dtypes of the attention's q, k, v and output
 ATTENTION_DTYPES = (torch.float32,)
-ROTARY_SCHEMA = "(Tensor x, Tensor cos, Tensor sin) -> Tensor"
+ROTARY_SCHEMA = (
+    "(Tensor x, Tensor cos, Tensor sin, Tensor? norm_weight=None, float? norm_eps=None) -> Tensor"
+)
 ROTARY_DTYPES = (torch.float32,)
 
 
@@ -261,9 +265,26 @@ def _check_attention_args(q, k, v, visible, scale) -> None:
     )
 
 
-def _check_rotary_args(x, cos, sin) -> None:
+def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
     where = f"{NAMESPACE}.rotary"
-    for name, t in (("x", x), ("cos", cos), ("sin", sin)):
+    if norm_weight is not None and norm_eps is None:
+        raise UnsupportedError(f"{where}: norm_weight needs norm_eps (the norm's epsilon)")
+    named = [("x", x), ("cos", cos), ("sin", sin)]
+    if norm_weight is not None:
+        named.append(("norm_weight", norm_weight))
+        if norm_weight.dim() != 1:
+            raise FormatError(
+                f"{where}: norm_weight must be [D], got {_shape_text(norm_weight.shape)}"
+            )
+        _require_same_size(
+            norm_weight.shape[0],
+            x.shape[-1],
+            lambda: (
+                f"{where}: norm_weight {_shape_text(norm_weight.shape)} against x "
+                f"{_shape_text(x.shape)}"
+            ),
+        )
+    for name, t in named:
         if t.dtype not in ROTARY_DTYPES:
             raise UnsupportedError(
                 f"{where}: {name} is {_dtype_name(t.dtype)}; supported: "
@@ -374,15 +395,17 @@ def _attention_impl(q, k, v, visible, scale: float):
     return attention_reference(q, k, v, visible, scale).contiguous()
 
 
-def rotary_reference(x, cos, sin) -> torch.Tensor:
+def rotary_reference(x, cos, sin, norm_weight=None, norm_eps=None) -> torch.Tensor:
     """The spelled-out rotary embedding (arguments already checked): what `fuse-rotary` fuses."""
+    if norm_eps is not None:
+        x = torch.rms_norm(x, [x.shape[-1]], norm_weight, norm_eps)
     partner = x.roll(x.shape[-1] // 2, dims=-1)
     return torch.addcmul(x * cos, partner, sin)
 
 
-def _rotary_impl(x, cos, sin):
-    _check_rotary_args(x, cos, sin)
-    return rotary_reference(x, cos, sin).contiguous()
+def _rotary_impl(x, cos, sin, norm_weight=None, norm_eps=None):
+    _check_rotary_args(x, cos, sin, norm_weight, norm_eps)
+    return rotary_reference(x, cos, sin, norm_weight, norm_eps).contiguous()
 
 
 # ---- fake (shape-only) kernels --------------------------------------------------------------
@@ -416,8 +439,8 @@ def _attention_fake(q, k, v, visible, scale: float):
     return q.new_empty((q.shape[0], q.shape[1], v.shape[2]))
 
 
-def _rotary_fake(x, cos, sin):
-    _check_rotary_args(x, cos, sin)
+def _rotary_fake(x, cos, sin, norm_weight=None, norm_eps=None):
+    _check_rotary_args(x, cos, sin, norm_weight, norm_eps)
     return x.new_empty(x.shape)
 
 

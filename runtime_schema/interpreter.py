@@ -345,7 +345,9 @@ class _Interpreter:
         if node.op == OpKind.ATTENTION:
             return ops.attention(*ins, named["scale"])
         if node.op == OpKind.ROTARY:
-            return ops.rotary(*ins)
+            # an RMSNorm folded in: its eps (and its weight, the fourth input, if any)
+            weight = ins[3] if len(ins) == 4 else None
+            return ops.rotary(*ins[:3], weight, named.get("eps"))
         if node.op == OpKind.RMS_NORM:
             weight = ins[1] if len(ins) == 2 else None
             return torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])

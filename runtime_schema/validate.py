@@ -67,7 +67,7 @@ KERNEL_INPUT_COUNTS = {
     OpKind.DEQUANTIZE: (1,),  # blocks
     OpKind.ATTENTION: (4,),  # q, k, v, visible
     OpKind.RMS_NORM: (1, 2),  # x[, weight]
-    OpKind.ROTARY: (3,),  # x, cos, sin
+    OpKind.ROTARY: (3, 4),  # x, cos, sin[, norm weight]
 }
 KERNEL_OUTPUT_COUNT = 1
 KERNEL_KINDS_OF_OP = {

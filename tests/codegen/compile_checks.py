@@ -21,9 +21,16 @@ ATTENTION_DIMS = ((64, 64), (128, 128), (256, 256), (80, 96))
 # (dim, weighted) of the RMSNorm kernels the checks and goldens cover: Gemma 3 270M's two dims,
 # one too wide for a lane to keep its elements in registers, and a ragged one without weight
 RMS_NORM_CASES = ((640, True), (256, True), (2048, True), (100, False))
-# head dims of the rotary kernels the checks and goldens cover (Gemma 3 270M's, Llama's, and
-# one whose half is not a multiple of 32)
-ROTARY_DIMS = (256, 128, 80)
+# (head dim, normed, weighted) of the rotary kernels the checks and goldens cover: Gemma 3
+# 270M's, Llama's, one whose half is not a multiple of 32; with an RMSNorm folded in, with and
+# without its weight
+ROTARY_CASES = (
+    (256, False, False),
+    (128, False, False),
+    (80, False, False),
+    (256, True, True),
+    (128, True, False),
+)
 
 
 def write_translation_units(backend: str, directory: Path) -> list[Path]:
@@ -40,7 +47,7 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
     path.write_text("\n".join(emit_rms_norm(backend, d, w).text for d, w in RMS_NORM_CASES))
     paths.append(path)
     path = directory / f"ggufc_{backend}_rotary{SUFFIX[backend]}"
-    path.write_text("\n".join(emit_rotary(backend, d).text for d in ROTARY_DIMS))
+    path.write_text("\n".join(emit_rotary(backend, *case).text for case in ROTARY_CASES))
     paths.append(path)
     return paths
 

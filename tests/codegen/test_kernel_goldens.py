@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from compile_checks import ATTENTION_DIMS, RMS_NORM_CASES, ROTARY_DIMS
+from compile_checks import ATTENTION_DIMS, RMS_NORM_CASES, ROTARY_CASES
 from golden_files import GOLDEN_DIR, GOLDEN_EXTENSIONS
 
 from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header, geometries
@@ -52,7 +52,7 @@ def test_rms_norm_kernel_sources_match_goldens(snapshot, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rotary_kernel_sources_match_goldens(snapshot, backend):
     extension = GOLDEN_EXTENSIONS[backend]
-    kernels = [emit_rotary(backend, d) for d in ROTARY_DIMS]
+    kernels = [emit_rotary(backend, *case) for case in ROTARY_CASES]
     assert {kernel.header for kernel in kernels} == {kernels[0].header}
     assert kernels[0].header == snapshot(extension_class=extension, name=ROTARY_HEADER)
     for kernel in kernels:
@@ -73,7 +73,7 @@ def test_every_golden_file_belongs_to_a_generated_kernel(backend):
         emit_attention(backend, d, v).entry for d, v in ATTENTION_DIMS
     }
     expected |= {RMS_NORM_HEADER} | {emit_rms_norm(backend, d, w).entry for d, w in RMS_NORM_CASES}
-    expected |= {ROTARY_HEADER} | {emit_rotary(backend, d).entry for d in ROTARY_DIMS}
+    expected |= {ROTARY_HEADER} | {emit_rotary(backend, *case).entry for case in ROTARY_CASES}
     found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
     others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {
         f"{name}.{extension.file_extension}" for name in found

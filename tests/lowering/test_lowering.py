@@ -481,3 +481,48 @@ def test_rotary_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path):
         (got,) = run_program(load_program(path), inputs)
         (expected,) = fx_outputs(gp, inputs)
         torch.testing.assert_close(got, expected)
+
+
+ROTARY_NORMED_IR = """
+symbol s0 : [1, 16]
+const @w : f32[64]
+
+graph @main(%x : f32[1, 4, s0, 64], %cos : f32[s0, 64], %sin : f32[s0, 64]) {
+  %y : f32[1, 4, s0, 64] = ggufc.rotary(%x, %cos, %sin, @w, 1e-06)
+  %z : f32[1, 4, s0, 64] = ggufc.rotary(%x, %cos, %sin, None, 1e-05)
+  return (%y, %z)
+}
+"""
+
+
+def test_rotary_with_a_norm_lowers_to_the_normed_kernel_and_runs_like_the_graph(tmp_path):
+    from codegen.kernels import rotary
+    from passes import fuse_rotary
+
+    # the pass folds norms only for the dims the kernel takes
+    assert (fuse_rotary.NORMED_DIM_MULTIPLE, fuse_rotary.NORMED_MAX_DIM) == (
+        rotary.NORMED_DIM_MULTIPLE,
+        rotary.NORMED_MAX_DIM,
+    )
+    gp = parse_program(ROTARY_NORMED_IR)
+    program = lower(gp)
+    weighted, plain = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert (len(weighted.inputs), len(plain.inputs)) == (4, 3)
+    assert {a.name: a.value.value for a in weighted.args if a.name == "eps"} == {
+        "eps": pytest.approx(1e-6)
+    }
+    assert [d.size for d in weighted.block] == [rotary.rotary_threads(True), 1, 1]
+    assert weighted.sources[0].entry != plain.sources[0].entry
+    path = tmp_path / "rotary_normed.ggufc"
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in (1, 5):
+        inputs = [
+            torch.randn(1, 4, tokens, 64, generator=generator),
+            torch.randn(tokens, 64, generator=generator),
+            torch.randn(tokens, 64, generator=generator),
+        ]
+        got = run_program(load_program(path), inputs)
+        expected = fx_outputs(gp, inputs)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e)
