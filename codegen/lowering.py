@@ -89,6 +89,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy
 import torch
@@ -184,6 +185,9 @@ MIRRORED = {
 # emit(backend, fmt, kind, dtype, *, geometry) -> KernelSource (geometry: the one
 # codegen.kernels.pick_geometry picks)
 Emitter = Callable[..., object]
+
+if TYPE_CHECKING:
+    from codegen.kernels.emitter import GeneratedKernel
 
 
 def lower(
@@ -801,9 +805,10 @@ class _Lowering:
             return output
         raise UnsupportedError(f"{where}: ggufc op {op_name!r} has no lowering")
 
-    def generated_sources(self, emit_for: Callable[[str], object]) -> tuple[KernelSource, ...]:
-        """The KernelSource of each backend from ``emit_for(backend)`` (a generated kernel
-        with ``entry``, ``source`` and ``header``)."""
+    def generated_sources(
+        self, emit_for: Callable[[str], GeneratedKernel]
+    ) -> tuple[KernelSource, ...]:
+        """The KernelSource of each backend from ``emit_for(backend)``."""
         sources = []
         for backend in self.backends:
             generated = emit_for(backend)

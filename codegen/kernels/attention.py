@@ -12,10 +12,9 @@ keys S (64-bit integers), scale (float32).  float32 only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, render_template
+from codegen.kernels.emitter import BACKENDS, SYNTAX, WARP_SIZE, GeneratedKernel, render_template
 from compiler.errors import UnsupportedError
 
 ATTENTION_THREADS = 256
@@ -25,7 +24,6 @@ ATTENTION_THREADS = 256
 ATTENTION_SPLITS = 8
 # Keys a warp scores (and weighs values of) at once: their loads are in flight together.
 ATTENTION_KEY_BATCH = 4
-WARP_SIZE = 32
 # Query rows (R = groups x tokens) up to which a CUDA run takes the kernel; beyond, the
 # runtime runs the reference ops on the device (cuBLAS): a block per row rereads the keys it
 # sees, which a long prefill (R in the thousands) would pay for thousands of times, while a
@@ -36,23 +34,6 @@ FLOAT_BYTES = 4
 # Head and value dims a kernel is made for (the dot product keeps HEAD_DIM / 32 values of q
 # a lane in registers).
 MAX_HEAD_DIM = 512
-
-
-@dataclass(frozen=True)
-class AttentionKernelSource:
-    """One generated attention kernel: compile ``header + "\\n" + source``, call ``entry``."""
-
-    backend: str
-    head_dim: int
-    value_dim: int
-    entry: str
-    header: str
-    source: str
-    threads: int = ATTENTION_THREADS
-
-    @property
-    def text(self) -> str:
-        return self.header + "\n" + self.source
 
 
 def attention_shared_bytes(keys: int, value_dim: int) -> int:
@@ -74,7 +55,7 @@ def attention_entry(head_dim: int, value_dim: int) -> str:
 
 
 @cache
-def emit_attention(backend: str, head_dim: int, value_dim: int) -> AttentionKernelSource:
+def emit_attention(backend: str, head_dim: int, value_dim: int) -> GeneratedKernel:
     """The attention kernel of ``backend`` for queries and keys of ``head_dim`` dims and values
     of ``value_dim``; UnsupportedError outside BACKENDS or 1..MAX_HEAD_DIM."""
     if backend not in BACKENDS:
@@ -86,10 +67,8 @@ def emit_attention(backend: str, head_dim: int, value_dim: int) -> AttentionKern
             raise UnsupportedError(f"attention kernel: {what} {dim} is outside 1..{MAX_HEAD_DIM}")
     entry = attention_entry(head_dim, value_dim)
     syntax = SYNTAX[backend]
-    return AttentionKernelSource(
+    return GeneratedKernel(
         backend=backend,
-        head_dim=head_dim,
-        value_dim=value_dim,
         entry=entry,
         header="\n".join(
             render_template(f"{backend}/{part}{syntax.header_suffix}")
@@ -104,6 +83,7 @@ def emit_attention(backend: str, head_dim: int, value_dim: int) -> AttentionKern
             head_dim=head_dim,
             value_dim=value_dim,
         ),
+        threads=ATTENTION_THREADS,
     )
 
 
@@ -111,7 +91,6 @@ __all__ = [
     "ATTENTION_KERNEL_MAX_ROWS",
     "ATTENTION_SPLITS",
     "ATTENTION_THREADS",
-    "AttentionKernelSource",
     "attention_entry",
     "attention_grid",
     "attention_shared_bytes",

@@ -58,8 +58,9 @@ DTYPE_TAGS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
 # Q4_K and Q5_K share the 6-bit scale/min packing
 KQUANT_SCALE_FORMATS = ("Q4_K", "Q5_K")
 
+WARP_SIZE = 32  # threads of a CUDA warp and of a Metal simdgroup
 THREADS = 128  # 4 warps / simdgroups per block in every kind
-WARPS = THREADS // 32
+WARPS = THREADS // WARP_SIZE
 MATVEC_BATCHED_ROWS = 8  # activation rows served by one read of the weights
 MATVEC_ROWS_PER_WARP = 4  # weight rows a matvec warp decodes against one read of x
 # Small CUDA matvecs (N * K up to the bound of their activation dtype) take a narrow
@@ -231,6 +232,22 @@ class KernelSource:
     @property
     def text(self) -> str:
         """The whole translation unit."""
+        return self.header + "\n" + self.source
+
+
+@dataclass(frozen=True)
+class GeneratedKernel:
+    """A kernel outside the GGUF formats (attention, RMSNorm, rotary): compile
+    ``header + "\n" + source``, call ``entry`` with blocks of ``threads`` threads."""
+
+    backend: str
+    entry: str
+    header: str
+    source: str
+    threads: int
+
+    @property
+    def text(self) -> str:
         return self.header + "\n" + self.source
 
 

@@ -14,36 +14,17 @@ a warp a row needs no block barrier or shared memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, render_template
+from codegen.kernels.emitter import BACKENDS, SYNTAX, WARP_SIZE, GeneratedKernel, render_template
 from compiler.errors import UnsupportedError
 
-WARP_SIZE = 32
 RMS_NORM_THREADS = 128
 RMS_NORM_ROWS_PER_BLOCK = RMS_NORM_THREADS // WARP_SIZE  # a warp a row
 # A lane keeps its elements (and the weight's) in registers up to this many a lane (dims up to
 # 1,024); wider rows are read twice (the second time from L1).
 RMS_NORM_MAX_KEPT_STEPS = 32
 MAX_DIM = 1 << 16
-
-
-@dataclass(frozen=True)
-class RmsNormKernelSource:
-    """One generated RMSNorm kernel: compile ``header + "\\n" + source``, call ``entry``."""
-
-    backend: str
-    dim: int
-    weighted: bool
-    entry: str
-    header: str
-    source: str
-    threads: int = RMS_NORM_THREADS
-
-    @property
-    def text(self) -> str:
-        return self.header + "\n" + self.source
 
 
 def rms_norm_entry(dim: int, weighted: bool) -> str:
@@ -57,7 +38,7 @@ def rms_norm_grid(rows: int) -> tuple[int, int, int]:
 
 
 @cache
-def emit_rms_norm(backend: str, dim: int, weighted: bool) -> RmsNormKernelSource:
+def emit_rms_norm(backend: str, dim: int, weighted: bool) -> GeneratedKernel:
     """The RMSNorm kernel of ``backend`` over rows of ``dim`` floats, times a weight of
     ``dim`` floats when ``weighted``; UnsupportedError outside BACKENDS or 1..MAX_DIM."""
     if backend not in BACKENDS:
@@ -68,10 +49,8 @@ def emit_rms_norm(backend: str, dim: int, weighted: bool) -> RmsNormKernelSource
         raise UnsupportedError(f"RMSNorm kernel: dim {dim} is outside 1..{MAX_DIM}")
     entry = rms_norm_entry(dim, weighted)
     syntax = SYNTAX[backend]
-    return RmsNormKernelSource(
+    return GeneratedKernel(
         backend=backend,
-        dim=dim,
-        weighted=weighted,
         entry=entry,
         header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
         source=render_template(
@@ -82,13 +61,13 @@ def emit_rms_norm(backend: str, dim: int, weighted: bool) -> RmsNormKernelSource
             weighted=weighted,
             max_kept_steps=RMS_NORM_MAX_KEPT_STEPS,
         ),
+        threads=RMS_NORM_THREADS,
     )
 
 
 __all__ = [
     "RMS_NORM_ROWS_PER_BLOCK",
     "RMS_NORM_THREADS",
-    "RmsNormKernelSource",
     "emit_rms_norm",
     "rms_norm_entry",
     "rms_norm_grid",

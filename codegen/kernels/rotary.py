@@ -15,37 +15,19 @@ cos, sin[, weight], out; arguments after them: rows R, tokens M (64-bit integers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, render_template
+from codegen.kernels.emitter import BACKENDS, SYNTAX, WARP_SIZE, GeneratedKernel, render_template
 from compiler.errors import UnsupportedError
 
 ROTARY_THREADS = 256
 MAX_DIM = 1 << 16
-WARP_SIZE = 32
 ROTARY_NORMED_THREADS = 128
 ROTARY_NORMED_ROWS_PER_BLOCK = ROTARY_NORMED_THREADS // WARP_SIZE
 # the fused norm's lanes hold a row's pairs (d, d + D/2) in registers: D/2 a multiple of the
 # warp, D at most 32 elements a lane
 NORMED_DIM_MULTIPLE = 2 * WARP_SIZE
 NORMED_MAX_DIM = 32 * WARP_SIZE
-
-
-@dataclass(frozen=True)
-class RotaryKernelSource:
-    """One generated rotary kernel: compile ``header + "\\n" + source``, call ``entry``."""
-
-    backend: str
-    dim: int
-    entry: str
-    header: str
-    source: str
-    threads: int
-
-    @property
-    def text(self) -> str:
-        return self.header + "\n" + self.source
 
 
 def rotary_entry(dim: int, normed: bool = False, weighted: bool = False) -> str:
@@ -68,7 +50,7 @@ def rotary_grid(rows: int, dim: int, normed: bool = False) -> tuple[int, int, in
 @cache
 def emit_rotary(
     backend: str, dim: int, normed: bool = False, weighted: bool = False
-) -> RotaryKernelSource:
+) -> GeneratedKernel:
     """The rotary kernel of ``backend`` for rows of ``dim`` floats (even, 2..MAX_DIM), with an
     RMSNorm first when ``normed`` (times a weight when ``weighted``; dim a multiple of
     NORMED_DIM_MULTIPLE up to NORMED_MAX_DIM); UnsupportedError otherwise or outside BACKENDS."""
@@ -87,9 +69,8 @@ def emit_rotary(
     syntax = SYNTAX[backend]
     template = "rotary_rms_norm" if normed else "rotary"
     threads = rotary_threads(normed)
-    return RotaryKernelSource(
+    return GeneratedKernel(
         backend=backend,
-        dim=dim,
         entry=entry,
         header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
         source=render_template(
@@ -108,7 +89,6 @@ __all__ = [
     "NORMED_MAX_DIM",
     "ROTARY_NORMED_ROWS_PER_BLOCK",
     "ROTARY_THREADS",
-    "RotaryKernelSource",
     "emit_rotary",
     "rotary_entry",
     "rotary_grid",
