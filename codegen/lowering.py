@@ -129,6 +129,9 @@ from runtime_schema.program import (
     TensorRef,
 )
 
+if TYPE_CHECKING:
+    from codegen.kernels.emitter import GeneratedKernel
+
 DEFAULT_BACKENDS = ("metal", "cuda")
 BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
 # The backend whose launch geometry a KernelNode carries when several are emitted.
@@ -185,9 +188,6 @@ MIRRORED = {
 # emit(backend, fmt, kind, dtype, *, geometry) -> KernelSource (geometry: the one
 # codegen.kernels.pick_geometry picks)
 Emitter = Callable[..., object]
-
-if TYPE_CHECKING:
-    from codegen.kernels.emitter import GeneratedKernel
 
 
 def lower(
@@ -715,11 +715,8 @@ class _Lowering:
 
     # ---- GGUF kernels ------------------------------------------------------------------------
     def kernel(self, scope: _Scope, node: torch.fx.Node, where: str) -> int:
-        target = node.target
-        bound = {a.name: a.default_value for a in target._schema.arguments if a.has_default_value()}
-        bound.update(zip((a.name for a in target._schema.arguments), node.args))
-        bound.update(node.kwargs)
-        op_name = target._schema.name.split("::")[-1]
+        bound = _bound_arguments(node)
+        op_name = node.target._schema.name.split("::")[-1]
         if op_name == "attention":
             return self.attention(scope, node, bound, where)
         if op_name == "rotary":
@@ -1095,12 +1092,19 @@ def _display_names(gp) -> dict[str, str]:
     return names
 
 
+def _bound_arguments(node: torch.fx.Node) -> dict:
+    """The call's arguments by schema name, defaults filled in."""
+    arguments = node.target._schema.arguments
+    bound = {a.name: a.default_value for a in arguments if a.has_default_value()}
+    bound.update(zip((a.name for a in arguments), node.args))
+    bound.update(node.kwargs)
+    return bound
+
+
 def _rms_norm_arguments(node: torch.fx.Node) -> tuple:
     """(x, normalized_shape, weight, eps) of an ``aten.rms_norm`` node."""
-    names = ("input", "normalized_shape", "weight", "eps")
-    bound = dict(zip(names, node.args))
-    bound.update(node.kwargs)
-    return tuple(bound.get(name) for name in names)
+    bound = _bound_arguments(node)
+    return tuple(bound[name] for name in ("input", "normalized_shape", "weight", "eps"))
 
 
 def _rms_norm_kernel_applies(node: torch.fx.Node) -> bool:

@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 import torch.fx
 
-from passes.fuse_gguf_patterns import bound_arguments
+from passes.fuse_gguf_patterns import bound_arguments, is_call
 from passes.pass_base import Pass, option
 from passes.rewrite.driver import DEFAULT_MAX_ITERATIONS, GreedyConfig, apply_patterns_greedily
 from passes.rewrite.pattern import RewritePattern
@@ -48,10 +48,6 @@ FUSED_DTYPES = (torch.float32,)
 ATTENTION_MAX_KEYS = (32 * 1024 - 256) // 4
 
 
-def _call(value, target) -> bool:
-    return isinstance(value, Node) and value.op == "call_function" and value.target is target
-
-
 def _single_use(node: Node) -> bool:
     return len(node.users) == 1
 
@@ -66,7 +62,7 @@ def _float32(value, rank: int):
 
 def _last_two_swapped(node) -> Node | None:
     """``transpose(k, -2, -1)`` (either order, any spelling of the dims) of a rank-3 k -> k."""
-    if not _call(node, aten.transpose.int) or not _single_use(node):
+    if not is_call(node, aten.transpose.int) or not _single_use(node):
         return None
     k = node.args[0]
     if _float32(k, 3) is None:
@@ -86,29 +82,29 @@ class FuseAttention(RewritePattern):
     def match_and_rewrite(self, node: Node, rewriter: Rewriter) -> bool:
         # rooted at the weighted sum: matmul(probs as [B, R, S], v)
         probs, v = node.args[0], node.args[1]
-        if not (_call(probs, aten.view.default) and _single_use(probs)):
+        if not (is_call(probs, aten.view.default) and _single_use(probs)):
             return False
         softmax = probs.args[0]
-        if not (_call(softmax, aten.softmax.int) and _single_use(softmax)):
+        if not (is_call(softmax, aten.softmax.int) and _single_use(softmax)):
             return False
         arguments = bound_arguments(softmax)
         if arguments["dtype"] is not None or normalize_dim(arguments["dim"], 4) != 3:
             return False
         masked = arguments["self"]
-        if not (_call(masked, aten.masked_fill.Scalar) and _single_use(masked)):
+        if not (is_call(masked, aten.masked_fill.Scalar) and _single_use(masked)):
             return False
         grouped, negated, fill = masked.args[0], masked.args[1], masked.args[2]
-        if not (_negative_infinity(fill) and _call(negated, aten.bitwise_not.default)):
+        if not (_negative_infinity(fill) and is_call(negated, aten.bitwise_not.default)):
             return False
-        if not (_call(grouped, aten.view.default) and _single_use(grouped)):
+        if not (is_call(grouped, aten.view.default) and _single_use(grouped)):
             return False
         scaled = grouped.args[0]
-        if not (_call(scaled, aten.mul.Tensor) and _single_use(scaled)):
+        if not (is_call(scaled, aten.mul.Tensor) and _single_use(scaled)):
             return False
         scores, scale = scaled.args[0], scaled.args[1]
         if isinstance(scale, bool) or not isinstance(scale, (int, float)):
             return False
-        if not (_call(scores, aten.matmul.default) and _single_use(scores)):
+        if not (is_call(scores, aten.matmul.default) and _single_use(scores)):
             return False
         q = scores.args[0]
         k = _last_two_swapped(scores.args[1])
@@ -169,7 +165,7 @@ class FuseAttentionPass(Pass):
 
 
 def _count(graph: torch.fx.Graph) -> int:
-    return sum(1 for node in graph.nodes if _call(node, torch.ops.ggufc.attention.default))
+    return sum(1 for node in graph.nodes if is_call(node, torch.ops.ggufc.attention.default))
 
 
 __all__ = ["ATTENTION_MAX_KEYS", "ATTENTION_PATTERNS", "FuseAttentionPass"]

@@ -61,6 +61,11 @@ class Dequantized:
     dtype: torch.dtype
 
 
+def is_call(value, target) -> bool:
+    """True when ``value`` is a node calling ``target``."""
+    return isinstance(value, Node) and value.op == "call_function" and value.target is target
+
+
 def bound_arguments(node: Node) -> dict:
     """The node's arguments by schema name (positional and keyword alike)."""
     schema = node.target._schema

@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 import torch.fx
 
-from passes.fuse_gguf_patterns import bound_arguments
+from passes.fuse_gguf_patterns import bound_arguments, is_call
 from passes.pass_base import Pass, option
 from passes.rewrite.driver import DEFAULT_MAX_ITERATIONS, GreedyConfig, apply_patterns_greedily
 from passes.rewrite.pattern import RewritePattern
@@ -41,10 +41,6 @@ Node = torch.fx.Node
 
 FUSED_DTYPES = (torch.float32,)
 SQUARE_EXPONENT = 2
-
-
-def _call(value, target) -> bool:
-    return isinstance(value, Node) and value.op == "call_function" and value.target is target
 
 
 def _single_use(node: Node) -> bool:
@@ -65,7 +61,7 @@ def _float_scalar(value) -> float | None:
 
 def _epsilon_of(node) -> tuple[Node, float] | None:
     """``add(mean, eps)`` or ``add(eps, mean)`` with a number eps and alpha 1 -> (mean, eps)."""
-    if not _call(node, aten.add.Tensor) or bound_arguments(node)["alpha"] != 1:
+    if not is_call(node, aten.add.Tensor) or bound_arguments(node)["alpha"] != 1:
         return None
     a, b = node.args[0], node.args[1]
     mean, eps = (a, b) if isinstance(a, Node) else (b, a)
@@ -75,13 +71,13 @@ def _epsilon_of(node) -> tuple[Node, float] | None:
 
 def _mean_square_of(node: Node) -> Node | None:
     """``mean(pow(x, 2), [last dim], keepdim=True)`` -> x."""
-    if not _call(node, aten.mean.dim):
+    if not is_call(node, aten.mean.dim):
         return None
     mean = bound_arguments(node)
     square, dims = mean["self"], mean["dim"]
     if mean["dtype"] is not None or mean["keepdim"] is not True:
         return None
-    if not _call(square, aten.pow.Tensor_Scalar):
+    if not is_call(square, aten.pow.Tensor_Scalar):
         return None
     x = square.args[0]
     ndim = rank(x) if isinstance(x, Node) else None
@@ -109,7 +105,7 @@ class FuseRmsNorm(RewritePattern):
             return False
         scaled = next(iter(node.users))
         found = _epsilon_of(node.args[0])
-        if not _call(scaled, aten.mul.Tensor) or found is None or not _single_use(node.args[0]):
+        if not is_call(scaled, aten.mul.Tensor) or found is None or not _single_use(node.args[0]):
             return False
         mean, eps = found
         x = _mean_square_of(mean)
@@ -130,7 +126,7 @@ class FoldRmsNormWeight(RewritePattern):
     root_targets = (aten.mul.Tensor,)
 
     def match_and_rewrite(self, node: Node, rewriter: Rewriter) -> bool:
-        norm = next((a for a in node.args[:2] if _call(a, aten.rms_norm.default)), None)
+        norm = next((a for a in node.args[:2] if is_call(a, aten.rms_norm.default)), None)
         if norm is None or not _single_use(norm) or len(norm.args) < 4 or norm.args[2] is not None:
             return False
         weight = _other_operand(node, norm)
@@ -167,7 +163,7 @@ class FuseRmsNormPass(Pass):
 
 
 def _count_norms(graph: torch.fx.Graph) -> int:
-    return sum(1 for node in graph.nodes if _call(node, aten.rms_norm.default))
+    return sum(1 for node in graph.nodes if is_call(node, aten.rms_norm.default))
 
 
 __all__ = ["RMS_NORM_PATTERNS", "FuseRmsNormPass"]

@@ -31,7 +31,7 @@ import torch
 import torch.fx
 
 from compiler import ops
-from passes.fuse_gguf_patterns import bound_arguments
+from passes.fuse_gguf_patterns import bound_arguments, is_call
 from passes.pass_base import Pass, option
 from passes.rewrite.driver import DEFAULT_MAX_ITERATIONS, GreedyConfig, apply_patterns_greedily
 from passes.rewrite.pattern import RewritePattern
@@ -44,13 +44,9 @@ aten = torch.ops.aten
 FUSED_DTYPES = ops.ROTARY_DTYPES
 
 
-def _call(value, target) -> bool:
-    return isinstance(value, Node) and value.op == "call_function" and value.target is target
-
-
 def _half_roll_of(node) -> Node | None:
     """``roll(x, [D/2], [last dim])`` with a single use -> x."""
-    if not _call(node, aten.roll.default) or len(node.users) != 1:
+    if not is_call(node, aten.roll.default) or len(node.users) != 1:
         return None
     args = bound_arguments(node)
     x, shifts, dims = args["self"], args["shifts"], args["dims"]
@@ -91,7 +87,7 @@ class FuseRotary(RewritePattern):
                 break
         else:
             return False
-        if not _call(product, aten.mul.Tensor) or len(product.users) != 1:
+        if not is_call(product, aten.mul.Tensor) or len(product.users) != 1:
             return False
         a, b = product.args[0], product.args[1]
         if a is x:
@@ -124,11 +120,10 @@ NORMED_MAX_DIM = 1024
 def _foldable_norm(norm, users: set) -> tuple | None:
     """(x, weight, eps) of ``norm`` when it is a float32 ``rms_norm(x, [D], weight, eps)`` read
     only by ``users``, with a number eps and a D the fused kernel takes; else None."""
-    if not _call(norm, aten.rms_norm.default) or set(norm.users) - users:
+    if not is_call(norm, aten.rms_norm.default) or set(norm.users) - users:
         return None
-    x, shape, weight, eps = (list(norm.args) + [None, None])[:4]
-    eps = norm.kwargs.get("eps", eps)
-    weight = norm.kwargs.get("weight", weight)
+    args = bound_arguments(norm)
+    x, shape, weight, eps = (args[name] for name in ("input", "normalized_shape", "weight", "eps"))
     x_fake = tensor_value(x)
     if x_fake is None or x_fake.dtype not in FUSED_DTYPES or isinstance(eps, bool):
         return None
@@ -187,7 +182,8 @@ def _count(graph: torch.fx.Graph, normed: bool = False) -> int:
     return sum(
         1
         for node in graph.nodes
-        if _call(node, ops.rotary) and (not normed or bound_arguments(node)["norm_eps"] is not None)
+        if is_call(node, ops.rotary)
+        and (not normed or bound_arguments(node)["norm_eps"] is not None)
     )
 
 

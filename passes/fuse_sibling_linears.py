@@ -106,13 +106,6 @@ def _positions_after(x: Node, users: list[Node]) -> dict[Node, int]:
     return positions
 
 
-def _attribute(root: torch.nn.Module, path: str) -> torch.Tensor:
-    value = root
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def stacked_name(targets: list[str]) -> str:
     """A name for the constant stacking ``targets``' rows: their common dotted prefix and
     suffix around their differing middles joined by ``_and_`` (``blk.0.attn_q.blocks`` and
@@ -176,7 +169,7 @@ class FuseSiblingLinears(RewritePattern):
         program = rewriter.program
         first = arguments[0]
         blocks_nodes = [a["blocks"] for a in arguments]
-        stacked = torch.cat([_attribute(program.graph_module, b.target) for b in blocks_nodes])
+        stacked = torch.cat([program.get_constant(b.target) for b in blocks_nodes])
         x_fake = tensor_value(first["x"])
         fake_mode = x_fake.fake_mode
         stacked_fake = fake_mode.from_tensor(stacked, static_shapes=True)
