@@ -1,7 +1,7 @@
 """The CUDA M = 1 matvec of this checkout against that of an earlier commit, in one run.
 
     python benchmarks/cuda_matvec_ab.py --baseline REV | --baseline-tree DIR
-        [--dtypes float16,float32] [--formats Q4_0,...] [--out FILE]
+        [--dtypes float16,float32] [--formats Q4_0,...] [--shapes NxK,... | gemma] [--out FILE]
 
 For issue 6's M = 1 shapes, each format and dtype: the kernel the lowering of this checkout
 picks and the one the lowering of REV picked, timed back to back on the same weights
@@ -42,6 +42,19 @@ from compiler import formats
 from cuda_matvec_geometry import time_cell  # isort: skip
 
 SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336), (5376, 21504), (262144, 640))
+# The N x K of Gemma 3 270M's linears after fuse-sibling-linears (q/k/v stacked: 1536 or, where
+# v is Q8_0, 1280 rows; gate/up stacked: 4096), its lm_head (the tied embedding) included.
+GEMMA_SHAPES = ((1536, 640), (1280, 640), (640, 1024), (4096, 640), (640, 2048), (262144, 640))
+
+
+def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """"gemma" or comma-separated NxK."""
+    if text == "gemma":
+        return GEMMA_SHAPES
+    try:
+        return tuple(tuple(int(v) for v in item.split("x")) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shapes: expected NxK,NxK,... or gemma, got {text!r}")
 
 # Run inside the baseline's tree: its lowering's pick for each cell, as JSON.  Older trees
 # chose between two geometries with uses_narrow_variant(...) -> bool.
@@ -99,6 +112,13 @@ def main() -> int:
     which.add_argument("--baseline-tree", type=Path, help="an unpacked source tree instead")
     parser.add_argument("--formats", default=",".join(FORMAT_NAMES))
     parser.add_argument("--dtypes", default="float16,float32")
+    parser.add_argument(
+        "--shapes",
+        type=parse_shapes,
+        default=SHAPES,
+        help="N x K cells: comma-separated NxK, or gemma (Gemma 3 270M's linears); "
+        "default: issue 6's shapes",
+    )
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -108,7 +128,7 @@ def main() -> int:
         (fmt, dtype, n, k)
         for dtype in args.dtypes.split(",")
         for fmt in args.formats.split(",")
-        for n, k in SHAPES
+        for n, k in args.shapes
         if k % formats.get_format(fmt).block_weights == 0
     ]
     if args.baseline:

@@ -120,7 +120,7 @@ DEFAULT_GEOMETRY = "default"
 # cp.async.  At M = 1 that kernel is slower than the CUDA-core matvec (it issues ~2
 # instructions per weight to build f16 operands; H100 2026-11-25: Q4_K 4096x14336 36 us vs
 # 35 us, Q4_0 28 vs 25 us, Q6_K 49 vs 42 us), so M = 1 keeps the CUDA-core kernel.  float32
-# activations keep the CUDA-core kernels too (their 1e-5 error bound rules out f16 weights).
+# activations keep the CUDA-core kernels too (their 2e-6 error bound rules out f16 weights).
 TENSOR_CORE_MATVEC_KINDS = ("matvec_batched",)
 TENSOR_CORE_MATVEC_DTYPES = ("float16", "bfloat16")
 TENSOR_CORE_MATVEC_TILE = 8

@@ -26,10 +26,13 @@ pytestmark = CUDA_TEST_MARKS
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # float32 accumulation everywhere; the output rounding to the dtype dominates
 # (fp16: 2^-11, bf16: 2^-8 relative); the matmul's tensor-core operands are rounded too
-# (fp16 / bf16 weights; TF32 for float32, 10-bit mantissa).
+# (fp16 / bf16 weights; TF32 for float32, 10-bit mantissa).  The float32 matvecs take biased
+# quants at the top of the float's mantissa (prelude.cuh, "biased values"): up to 9.5e-7 on
+# the H100 (session 10), exact values ~1e-7; with the quants in the low bits (the 16-bit
+# placement) it would be 2.6-3.1e-6, which this bound catches.
 ERROR_BOUNDS = {
-    ("matvec", "float32"): 1e-5,
-    ("matvec_batched", "float32"): 1e-5,
+    ("matvec", "float32"): 2e-6,
+    ("matvec_batched", "float32"): 2e-6,
     ("matmul", "float32"): 3e-3,
     ("embedding", "float32"): 1e-6,
 }

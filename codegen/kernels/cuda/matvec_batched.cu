@@ -14,7 +14,7 @@
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
 using Format = ggufc::{{ format }};
-using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased values (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = {{ warps_per_block }};
 constexpr int MAX_ROWS = {{ max_rows }};

@@ -16,7 +16,7 @@
 namespace ggufc_matvec_narrow_q4_0_bf16_impl {
 using act_t = __nv_bfloat16;
 using Format = ggufc::Q4_0;
-using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased values (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 1;

@@ -17,7 +17,7 @@
 namespace ggufc_matvec_paired_q4_k_f32_impl {
 using act_t = float;
 using Format = ggufc::Q4_K;
-using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased values (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 4;

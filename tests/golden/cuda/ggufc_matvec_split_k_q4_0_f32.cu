@@ -8,8 +8,7 @@
 // these formats are only 2-byte aligned, and reading them back from a staged copy costs
 // shared-memory bank conflicts that the L1-cached loads here do not), and reuses each part's
 // 32 activations for the 4 rows.  Partial sums meet in shared memory at the end.
-// Quants are biased values for 16-bit activations (prelude: PartDecode), so then sum(x) is
-// taken for every part.
+// Quants are biased values (prelude: PartDecode), so sum(x) is taken for every part.
 // With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) each warp first copies its
 // 32 parts' activations to shared memory, coalesced (prelude: stage_part_activations).
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
@@ -17,7 +16,7 @@
 namespace ggufc_matvec_split_k_q4_0_f32_impl {
 using act_t = float;
 using Format = ggufc::Q4_0;
-using Decode = ggufc::PartDecode<Format, act_t>;  // biased for 16-bit x (prelude)
+using Decode = ggufc::PartDecode<Format, act_t>;  // biased values (prelude)
 using ggufc::i64;
 constexpr int THREADS = 128;
 constexpr int WARPS = THREADS / ggufc::WARP_SIZE;

@@ -251,14 +251,22 @@ __device__ __forceinline__ void apply_affine(const PartAffine& affine, float (&w
 }
 
 // ---- biased values: a quant as a float in one instruction --------------------------------
-// A quant q < 128 permuted into bits 16..23 of the float 0.5 (whose bit 23 is clear) is
-// exactly 0.5 + q / 256; the exact integer would cost a mask, an or and a subtraction.  The
-// reducing kernels (matvec) take the quants this way for 16-bit activations and fold the bias
-// into the part's affine map: w = s * q - o = (256 s) * v - (o + 128 s)  (see biased_affine).
-// The cancellation costs ~2^-24 * (128 + q) / |q - zero| relative per weight: far below the
-// 16-bit output rounding, but 10-20x the error of exact values in a float32 result (2-3e-6
-// against ~2e-7 on random data), so float32 activations keep the exact values (PartDecode).
-// Formats decode 4 quant bytes of a 32-bit word at a time.
+// A quant q (< 2^FIELD_BITS, FIELD_BITS <= 7) shifted to the top of bits 16..22 of the float
+// 0.5 (whose bit 23 is clear) by a PRMT is exactly v = 0.5 + q / 2^(FIELD_BITS + 1): one
+// instruction a weight where the exact integer would cost a mask, an or and a subtraction.
+// The reducing kernels (matvec) take the quants this way and fold the bias into the part's
+// affine map: w = s * q - o = (2^(F+1) s) * v - (o + 2^F s)  (see biased_affine).
+// The dot product of biased values carries 0.5 * sum(x), which the map's offset cancels; the
+// float32 rounding of that term costs ~2^-24 * 0.5 / |q / 2^(F+1) - 1/4| relative per weight.
+// FIELD_BITS picks where the quant sits:
+// * 7 (BIASED_BYTE_FIELD: the quant byte as it is, v = 0.5 + q / 256): no shift.  The signal
+//   is a few percent of the bias: 2.6-3.1e-6 relative error in a float32 result on random
+//   data, against ~1e-7 with exact values; far below a 16-bit output's rounding, so 16-bit
+//   activations take this (one instruction a word less than the next).
+// * the format's QUANT_BITS (the quant at the top of the mantissa): the signal is a third to a
+//   half of the bias: 5-8e-7, so float32 activations take this (H100, session 10: float32
+//   4096x14336 Q4_K 36.3 -> 34.4 us, Q6_K 41.7 -> 34.2, Q5_K 49.4 -> 35.6 against exact values).
+// Formats decode 4 quant bytes of a 32-bit word at a time (PartDecode picks FIELD_BITS).
 enum : u32 {
     BIASED_FLOAT_BITS = 0x3F000000u,  // 0.5f
     BIASED_SELECT = 0x7044u,          // byte 0 of x into byte 2; 0x3F into byte 3; zeros
@@ -267,28 +275,43 @@ enum : u32 {
     LOW_BITS = 0x01010101u,
     SPREAD_MULTIPLIER = 0x00204081u,  // 1 + 2^7 + 2^14 + 2^21
 };
-constexpr float BIASED_SCALE = 256.0f;  // q = BIASED_SCALE * v - BIASED_ZERO
-constexpr float BIASED_ZERO = 128.0f;
+constexpr int BIASED_BYTE_FIELD = 7;  // bits 16..22 of the float: below bit 23, the exponent's
 
-// byte ``index`` of ``bytes`` (a quant < 128) as the biased float 0.5 + q / 256
+// biased values in a FIELD_BITS-bit field: q = SCALE * v - ZERO
+template <int FIELD_BITS>
+struct BiasedField {
+    static_assert(FIELD_BITS >= 1 && FIELD_BITS <= BIASED_BYTE_FIELD, "a field below bit 23");
+    static constexpr int SHIFT = BIASED_BYTE_FIELD - FIELD_BITS;  // within each byte
+    static constexpr float SCALE = static_cast<float>(1 << (FIELD_BITS + 1));
+    static constexpr float ZERO = static_cast<float>(1 << FIELD_BITS);
+};
+
+// byte ``index`` of ``bytes`` (< 128) as the biased float 0.5 + byte / 256
 __device__ __forceinline__ float biased_float(u32 bytes, int index) {
     return __uint_as_float(__byte_perm(bytes, static_cast<u32>(BIASED_FLOAT_BITS),
                                        static_cast<u32>(BIASED_SELECT) | (static_cast<u32>(index) << 8)));
 }
 
-// the 4 quant bytes of ``bytes`` as biased floats v[0..3]
-__device__ __forceinline__ void biased_floats(u32 bytes, float* v) {
+// the 4 quants (< 2^FIELD_BITS) in the low bits of the bytes of ``quants`` as biased floats
+// v[0..3] of a FIELD_BITS field (the shift keeps each below bit 7, so no byte overflows; the
+// compiler folds it into the caller's own shift and mask where it can)
+template <int FIELD_BITS>
+__device__ __forceinline__ void biased_floats(u32 quants, float* v) {
+    const u32 bytes = quants << BiasedField<FIELD_BITS>::SHIFT;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         v[i] = biased_float(bytes, i);
     }
 }
 
-// the affine map of biased values from that of the exact quants (w = scale * q - offset)
+// the affine map of biased values of a FIELD_BITS field from that of the exact quants
+// (w = scale * q - offset)
+template <int FIELD_BITS>
 __device__ __forceinline__ PartAffine biased_affine(float scale_lo, float scale_hi,
                                                     float offset_lo, float offset_hi) {
-    return make_affine(BIASED_SCALE * scale_lo, BIASED_SCALE * scale_hi,
-                       fmaf(BIASED_ZERO, scale_lo, offset_lo), fmaf(BIASED_ZERO, scale_hi, offset_hi));
+    using Field = BiasedField<FIELD_BITS>;
+    return make_affine(Field::SCALE * scale_lo, Field::SCALE * scale_hi,
+                       fmaf(Field::ZERO, scale_lo, offset_lo), fmaf(Field::ZERO, scale_hi, offset_hi));
 }
 
 // bits 0..3 of ``bits`` into bit 0 of bytes 0..3 (bit b moves up 7b places)
@@ -326,22 +349,21 @@ __device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], cons
     return total;
 }
 
-template <typename T> struct IsFloat32 { static constexpr bool value = false; };
-template <> struct IsFloat32<float> { static constexpr bool value = true; };
-
 // How the reducing kernels decode a part of Format for activations of type T: biased values
-// where the format has them and T is 16-bit, else the exact values.  NEEDS_X_SUM: the affine
-// map has offsets, so the kernel must take sum(x) of each half part.
+// where the format has them (in the byte field for 16-bit T, at the top of the mantissa for
+// float32: see "biased values"), else the exact values.  NEEDS_X_SUM: the affine map has
+// offsets, so the kernel must take sum(x) of each half part.
 template <typename Format, typename T>
 struct PartDecode {
-    static constexpr bool BIASED = Format::BIASED && !IsFloat32<T>::value;
+    static constexpr bool BIASED = Format::BIASED;
+    static constexpr int FIELD_BITS = sizeof(T) == sizeof(float) ? Format::QUANT_BITS : BIASED_BYTE_FIELD;
     static constexpr bool NEEDS_X_SUM = Format::HAS_OFFSET || BIASED;
 
     template <typename Raw>
     __device__ static __forceinline__ void values(const Raw& raw, int part,
                                                   float (&v)[PART_WEIGHTS], PartAffine& affine) {
         if constexpr (BIASED) {
-            Format::decode_biased(raw, part, v, affine);
+            Format::template decode_biased<FIELD_BITS>(raw, part, v, affine);
         } else {
             Format::decode_values(raw, part, v, affine);
         }
@@ -564,6 +586,7 @@ struct Q5_K {
     static constexpr int QS_OFFSET = 48;
     // decode_biased gives biased values (prelude); kernels then always need sum(x)
     static constexpr bool BIASED = true;
+    static constexpr int QUANT_BITS = 5;  // bits of a quant (the biased field of float32 x)
 
     struct Raw {
         KquantScaleBytes scales;
@@ -596,19 +619,20 @@ struct Q5_K {
     }
 
     // word i of the quant and top-bit bytes: weights 4i..4i+3
+    template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
         float scale;
         float offset;
         kquant_scale_min(raw.scales, part, scale, offset);
-        affine = biased_affine(scale, scale, offset, offset);
+        affine = biased_affine<FIELD_BITS>(scale, scale, offset, offset);
         const int shift = 4 * (part % 2);
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
             const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
             const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
-            biased_floats(low | (top << 4), v + 4 * i);
+            biased_floats<FIELD_BITS>(low | (top << 4), v + 4 * i);
         }
     }
 

@@ -17,6 +17,7 @@ struct Q4_0 {
     static constexpr int ZERO_POINT = 8;
     // decode_biased gives biased values (prelude); kernels then always need sum(x)
     static constexpr bool BIASED = true;
+    static constexpr int QUANT_BITS = 4;  // bits of a quant (the biased field of float32 x)
 
     struct Raw {
         u16 d;
@@ -44,16 +45,17 @@ struct Q4_0 {
     }
 
     // word i of qs: weights 4i..4i+3 in its low nibbles, 16+4i..16+4i+3 in its high ones
+    template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int /*part*/,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
         const float d = __half2float(__ushort_as_half(raw.d));
-        affine = biased_affine(d, d, ZERO_POINT * d, ZERO_POINT * d);
+        affine = biased_affine<FIELD_BITS>(d, d, ZERO_POINT * d, ZERO_POINT * d);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             const u32 word = word_of(raw.qs, i);
-            biased_floats(word & LOW_NIBBLES, v + 4 * i);
-            biased_floats((word >> 4) & LOW_NIBBLES, v + 16 + 4 * i);
+            biased_floats<FIELD_BITS>(word & LOW_NIBBLES, v + 4 * i);
+            biased_floats<FIELD_BITS>((word >> 4) & LOW_NIBBLES, v + 16 + 4 * i);
         }
     }
 

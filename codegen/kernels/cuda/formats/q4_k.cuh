@@ -18,6 +18,7 @@ struct Q4_K {
     static constexpr int QS_OFFSET = 16;
     // decode_biased gives biased values (prelude); kernels then always need sum(x)
     static constexpr bool BIASED = true;
+    static constexpr int QUANT_BITS = 4;  // bits of a quant (the biased field of float32 x)
 
     struct Raw {
         KquantScaleBytes scales;
@@ -46,17 +47,18 @@ struct Q4_K {
     }
 
     // word i of the part's 32 quant bytes: weights 4i..4i+3
+    template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
         float scale;
         float offset;
         kquant_scale_min(raw.scales, part, scale, offset);
-        affine = biased_affine(scale, scale, offset, offset);
+        affine = biased_affine<FIELD_BITS>(scale, scale, offset, offset);
         const int shift = 4 * (part % 2);
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
-            biased_floats((word_of(raw.qs, i) >> shift) & LOW_NIBBLES, v + 4 * i);
+            biased_floats<FIELD_BITS>((word_of(raw.qs, i) >> shift) & LOW_NIBBLES, v + 4 * i);
         }
     }
 

@@ -16,6 +16,7 @@ struct Q5_0 {
     static constexpr int ZERO_POINT = 16;
     // decode_biased gives biased values (prelude); kernels then always need sum(x)
     static constexpr bool BIASED = true;
+    static constexpr int QUANT_BITS = 5;  // bits of a quant (the biased field of float32 x)
 
     struct Raw {
         u16 d;
@@ -49,11 +50,12 @@ struct Q5_0 {
 
     // word i of qs: weights 4i..4i+3 (low nibbles) and 16+4i.. (high), their fifth bits
     // from qh bits 4i.. and 16+4i.. spread one to a byte
+    template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int /*part*/,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
         const float d = __half2float(__ushort_as_half(raw.d));
-        affine = biased_affine(d, d, ZERO_POINT * d, ZERO_POINT * d);
+        affine = biased_affine<FIELD_BITS>(d, d, ZERO_POINT * d, ZERO_POINT * d);
         const u32 qh = static_cast<u32>(raw.qh[0]) | (static_cast<u32>(raw.qh[1]) << 16);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -61,8 +63,8 @@ struct Q5_0 {
             const u32 low = (word & LOW_NIBBLES) | (spread_bits((qh >> (4 * i)) & 0xFu) << 4);
             const u32 high =
                 ((word >> 4) & LOW_NIBBLES) | (spread_bits((qh >> (16 + 4 * i)) & 0xFu) << 4);
-            biased_floats(low, v + 4 * i);
-            biased_floats(high, v + 16 + 4 * i);
+            biased_floats<FIELD_BITS>(low, v + 4 * i);
+            biased_floats<FIELD_BITS>(high, v + 16 + 4 * i);
         }
     }
 

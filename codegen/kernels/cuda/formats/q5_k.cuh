@@ -18,6 +18,7 @@ struct Q5_K {
     static constexpr int QS_OFFSET = 48;
     // decode_biased gives biased values (prelude); kernels then always need sum(x)
     static constexpr bool BIASED = true;
+    static constexpr int QUANT_BITS = 5;  // bits of a quant (the biased field of float32 x)
 
     struct Raw {
         KquantScaleBytes scales;
@@ -50,19 +51,20 @@ struct Q5_K {
     }
 
     // word i of the quant and top-bit bytes: weights 4i..4i+3
+    template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
         float scale;
         float offset;
         kquant_scale_min(raw.scales, part, scale, offset);
-        affine = biased_affine(scale, scale, offset, offset);
+        affine = biased_affine<FIELD_BITS>(scale, scale, offset, offset);
         const int shift = 4 * (part % 2);
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
             const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
             const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
-            biased_floats(low | (top << 4), v + 4 * i);
+            biased_floats<FIELD_BITS>(low | (top << 4), v + 4 * i);
         }
     }
 

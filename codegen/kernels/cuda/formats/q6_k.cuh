@@ -21,6 +21,7 @@ struct Q6_K {
     static constexpr int ZERO_POINT = 32;
     // decode_biased gives biased values (prelude); kernels then always need sum(x)
     static constexpr bool BIASED = true;
+    static constexpr int QUANT_BITS = 6;  // bits of a quant (the biased field of float32 x)
     static constexpr int SUB_BLOCK_WEIGHTS = 16;
 
     struct Raw {
@@ -60,6 +61,7 @@ struct Q6_K {
     }
 
     // word i of the part's ql and qh bytes: weights 4i..4i+3
+    template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
@@ -67,14 +69,14 @@ struct Q6_K {
         const float d = __half2float(__ushort_as_half(raw.d));
         const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
         const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
-        affine = biased_affine(scale_lo, scale_hi, ZERO_POINT * scale_lo, ZERO_POINT * scale_hi);
+        affine = biased_affine<FIELD_BITS>(scale_lo, scale_hi, ZERO_POINT * scale_lo, ZERO_POINT * scale_hi);
         const int nibble_shift = 4 * (quarter / 2);
         const int top_shift = 2 * quarter;
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
             const u32 low = (word_of(raw.ql, i) >> nibble_shift) & LOW_NIBBLES;
             const u32 top = (word_of(raw.qh, i) >> top_shift) & LOW_TWO_BITS;
-            biased_floats(low | (top << 4), v + 4 * i);
+            biased_floats<FIELD_BITS>(low | (top << 4), v + 4 * i);
         }
     }
 

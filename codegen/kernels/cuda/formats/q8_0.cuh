@@ -1,7 +1,7 @@
 // Q8_0 dequantize helper (CUDA).  Block: f16 d | i8 qs[32]; 34 bytes, 32 weights; y = qs * d.
 // One part per block; blocks are 34 bytes, so 2-byte loads are the widest aligned ones.
-// ``load`` only issues loads; ``decode_values`` (exact quants) and ``decode_biased`` (biased
-// ones, for the reducing kernels; prelude) do the arithmetic (see PartAffine).
+// ``load`` only issues loads; ``decode_values`` does the arithmetic (see PartAffine).  No biased
+// decode: 8-bit quants do not fit the biased float's 7-bit field (prelude).
 #ifndef GGUFC_CUDA_FORMAT_Q8_0
 #define GGUFC_CUDA_FORMAT_Q8_0
 
@@ -11,7 +11,8 @@ struct Q8_0 {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 34;
     static constexpr bool HAS_OFFSET = false;
-    static constexpr bool BIASED = false;  // decode_biased gives the exact values
+    static constexpr bool BIASED = false;  // the reducing kernels take the exact values
+    static constexpr int QUANT_BITS = 8;
     static constexpr int PARTS = 1;
     // flipping the sign bit maps int8 q to the unsigned q + 128
     static constexpr u32 SIGN_BIT = 0x80u;
@@ -42,11 +43,6 @@ struct Q8_0 {
 
     // signed bytes do not fit the biased trick (bit 7 would reach the exponent): this returns
     // the exact values, and BIASED = false tells the kernels they need no sum(x)
-    __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
-                                                         float (&v)[PART_WEIGHTS],
-                                                         PartAffine& affine) {
-        decode_values(raw, part, v, affine);
-    }
 
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
