@@ -12,7 +12,8 @@ What each FX node becomes
                                         the file instead of copying it)
 * ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` / ``ggufc.attention`` -> a
                                         `KernelNode`
-* ``aten.rms_norm`` of float32 over the last dim -> a `KernelNode` (the RMSNorm kernel)
+* ``aten.rms_norm`` of float32 over the last dim, ``ggufc.rms_norm_add`` -> a `KernelNode`
+                                        (the RMSNorm kernel)
 * ``ggufc.rotary`` -> a `KernelNode` (the rotary kernel)
 * ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
                                         from the branch subgraphs (nested conds nest chains)
@@ -75,6 +76,9 @@ or float32 ``[D]``): inputs ``(x[, weight])``, args ``(rows = x.numel() / D, eps
 float32), template arg ``dim``, grid ``(ceil(rows / RMS_NORM_ROWS_PER_BLOCK), 1, 1)``, block
 `codegen.kernels.rms_norm.RMS_NORM_THREADS`; sources from
 `codegen.kernels.rms_norm.emit_rms_norm`.  Other rms_norms stay ATen nodes.
+``ggufc.rms_norm_add(x, weight?, eps, residual)`` lowers the same way with the residual as
+the last input and a template arg ``residual = 1`` (the same op kind: the reference adds the
+residual to the norm).
 
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
@@ -721,6 +725,9 @@ class _Lowering:
             return self.attention(scope, node, bound, where)
         if op_name == "rotary":
             return self.rotary(scope, node, bound, where)
+        if op_name == "rms_norm_add":
+            arguments = (bound["x"], bound["weight"], bound["eps"])
+            return self.rms_norm(scope, node, where, arguments, residual=bound["residual"])
         fmt = bound["fmt"]
         if fmt not in QuantFormat.__members__:
             raise UnsupportedError(
@@ -870,17 +877,33 @@ class _Lowering:
         )
         return output
 
-    def rms_norm(self, scope: _Scope, node: torch.fx.Node, where: str) -> int:
+    def rms_norm(
+        self,
+        scope: _Scope,
+        node: torch.fx.Node,
+        where: str,
+        arguments: tuple | None = None,
+        residual: torch.fx.Node | None = None,
+    ) -> int:
+        """An ``aten.rms_norm`` node (``arguments`` None: its own), or the (x, weight, eps) of
+        a ``ggufc.rms_norm_add`` with its ``residual``."""
         from codegen.kernels.rms_norm import (
             RMS_NORM_ROWS_PER_BLOCK,
             RMS_NORM_THREADS,
             emit_rms_norm,
         )
 
-        x, _, weight, eps = _rms_norm_arguments(node)
+        if arguments is None:
+            x, _, weight, eps = _rms_norm_arguments(node)
+        else:
+            x, weight, eps = arguments
         inputs = [self.tensor_operand(scope, x, f"{where} input")]
         if weight is not None:
             inputs.append(self.tensor_operand(scope, weight, f"{where} weight"))
+        template_args = ()
+        if residual is not None:
+            inputs.append(self.tensor_operand(scope, residual, f"{where} residual"))
+            template_args = (Argument(IntValue(1), "residual"),)
         x_fake = x.meta["val"]
         dim = int(x_fake.shape[-1])
         eps = torch.finfo(torch.float32).eps if eps is None else float(eps)  # aten's default
@@ -889,7 +912,7 @@ class _Lowering:
         )
         output = self.new_tensor(node.name, node.meta.get("val"), where)
         sources = self.generated_sources(
-            lambda backend: emit_rms_norm(backend, dim, weight is not None)
+            lambda backend: emit_rms_norm(backend, dim, weight is not None, residual is not None)
         )
         self.kernel_count += 1
         self.builder.emit(
@@ -908,7 +931,7 @@ class _Lowering:
                     Argument(_size_arg(rows), "rows"),
                     Argument(FloatValue(eps), "eps"),
                 ),
-                template_args=(Argument(IntValue(dim), "dim"),),
+                template_args=(Argument(IntValue(dim), "dim"), *template_args),
             ),
         )
         return output

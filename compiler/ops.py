@@ -1,5 +1,5 @@
-"""The `ggufc` torch op library: three ops on raw GGUF blocks and a fused attention, with CPU
-reference kernels.
+"""The `ggufc` torch op library: three ops on raw GGUF blocks and fused attention, rotary and
+RMSNorm-plus-residual ops, with CPU reference kernels.
 
 Importing this module registers the ops with `torch.library` (that is how torch learns about
 custom ops; no other ggufc module registers anything).  Importing it again, or reloading it,
@@ -50,6 +50,13 @@ float? norm_eps=None) -> Tensor``
     dim (``rms_norm(x, [D], norm_weight, norm_eps)``: a model's per-head q / k norm).  Not a
     GGUF op: the `fuse-rotary` pass makes it from the spelled-out ops (rms_norm, roll, mul,
     addcmul) so a backend runs them as one kernel; the reference runs those ops.
+
+``ggufc::rms_norm_add(Tensor x, Tensor? weight, float eps, Tensor residual) -> Tensor``
+    ``residual + rms_norm(x, [D], weight, eps)`` of float32 ``x`` and ``residual`` of one
+    shape ``[..., D]`` (``weight``: None or float32 ``[D]``): a post-norm residual block's
+    end (Gemma's norm after the attention or the MLP, then the skip connection).  Not a GGUF
+    op: the `fuse-rms-norm` pass makes it from ``aten.add(residual, aten.rms_norm(...))`` so
+    a backend runs both as one kernel; the reference runs those two ops.
 
 Layout of ``blocks`` (the three GGUF ops): uint8 ``[n, row_bytes]`` where
 ``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
@@ -109,6 +116,8 @@ ROTARY_SCHEMA = (
     "(Tensor x, Tensor cos, Tensor sin, Tensor? norm_weight=None, float? norm_eps=None) -> Tensor"
 )
 ROTARY_DTYPES = (torch.float32,)
+RMS_NORM_ADD_SCHEMA = "(Tensor x, Tensor? weight, float eps, Tensor residual) -> Tensor"
+RMS_NORM_ADD_DTYPES = (torch.float32,)
 
 
 # ---- validation (shared by real and fake kernels; never reads tensor data) ---------------
@@ -265,6 +274,39 @@ def _check_attention_args(q, k, v, visible, scale) -> None:
     )
 
 
+def _require_dtypes(where: str, named: Sequence[tuple[str, torch.Tensor]], dtypes) -> None:
+    """UnsupportedError naming the first (name, tensor) whose dtype is not among ``dtypes``."""
+    for name, t in named:
+        if t.dtype not in dtypes:
+            raise UnsupportedError(
+                f"{where}: {name} is {_dtype_name(t.dtype)}; supported: "
+                f"{', '.join(_dtype_name(d) for d in dtypes)}"
+            )
+
+
+def _check_rms_norm_add_args(x, weight, eps, residual) -> None:
+    where = f"{NAMESPACE}.rms_norm_add"
+    named = [("x", x), ("residual", residual)] + ([("weight", weight)] if weight is not None else [])
+    _require_dtypes(where, named, RMS_NORM_ADD_DTYPES)
+    shapes = f"x {_shape_text(x.shape)}, residual {_shape_text(residual.shape)}"
+    if x.dim() < 1 or residual.dim() != x.dim():
+        raise FormatError(f"{where}: expected x and residual of one shape [..., D]; {shapes}")
+    for actual, expected in zip(residual.shape, x.shape):
+        _require_same_size(
+            actual,
+            expected,
+            lambda: f"{where}: expected x and residual of one shape [..., D]; {shapes}",
+        )
+    if weight is not None:
+        if weight.dim() != 1:
+            raise FormatError(f"{where}: weight must be [D], got {_shape_text(weight.shape)}")
+        _require_same_size(
+            weight.shape[0],
+            x.shape[-1],
+            lambda: f"{where}: weight {_shape_text(weight.shape)} against x {_shape_text(x.shape)}",
+        )
+
+
 def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
     where = f"{NAMESPACE}.rotary"
     if norm_weight is not None and norm_eps is None:
@@ -284,12 +326,7 @@ def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
                 f"{_shape_text(x.shape)}"
             ),
         )
-    for name, t in named:
-        if t.dtype not in ROTARY_DTYPES:
-            raise UnsupportedError(
-                f"{where}: {name} is {_dtype_name(t.dtype)}; supported: "
-                f"{', '.join(_dtype_name(d) for d in ROTARY_DTYPES)}"
-            )
+    _require_dtypes(where, named, ROTARY_DTYPES)
     shapes = f"x {_shape_text(x.shape)}, cos {_shape_text(cos.shape)}, sin {_shape_text(sin.shape)}"
     if x.dim() < 2 or cos.dim() != 2 or sin.dim() != 2:
         raise FormatError(f"{where}: expected x [..., M, D], cos and sin [M, D]; {shapes}")
@@ -408,6 +445,16 @@ def _rotary_impl(x, cos, sin, norm_weight=None, norm_eps=None):
     return rotary_reference(x, cos, sin, norm_weight, norm_eps).contiguous()
 
 
+def rms_norm_add_reference(x, weight, eps: float, residual) -> torch.Tensor:
+    """The two ops `fuse-rms-norm` folds (arguments already checked)."""
+    return residual + torch.rms_norm(x, [x.shape[-1]], weight, eps)
+
+
+def _rms_norm_add_impl(x, weight, eps: float, residual):
+    _check_rms_norm_add_args(x, weight, eps, residual)
+    return rms_norm_add_reference(x, weight, eps, residual).contiguous()
+
+
 # ---- fake (shape-only) kernels --------------------------------------------------------------
 
 
@@ -444,6 +491,11 @@ def _rotary_fake(x, cos, sin, norm_weight=None, norm_eps=None):
     return x.new_empty(x.shape)
 
 
+def _rms_norm_add_fake(x, weight, eps: float, residual):
+    _check_rms_norm_add_args(x, weight, eps, residual)
+    return x.new_empty(x.shape)
+
+
 # ---- registration ---------------------------------------------------------------------------
 
 
@@ -463,6 +515,7 @@ _register("linear", LINEAR_SCHEMA, _linear_impl, _linear_fake)
 _register("embedding", EMBEDDING_SCHEMA, _embedding_impl, _embedding_fake)
 _register("attention", ATTENTION_SCHEMA, _attention_impl, _attention_fake)
 _register("rotary", ROTARY_SCHEMA, _rotary_impl, _rotary_fake)
+_register("rms_norm_add", RMS_NORM_ADD_SCHEMA, _rms_norm_add_impl, _rms_norm_add_fake)
 
 # The registered overloads, for code that matches graph nodes by target.
 dequantize = torch.ops.ggufc.dequantize.default
@@ -470,3 +523,4 @@ linear = torch.ops.ggufc.linear.default
 embedding = torch.ops.ggufc.embedding.default
 attention = torch.ops.ggufc.attention.default
 rotary = torch.ops.ggufc.rotary.default
+rms_norm_add = torch.ops.ggufc.rms_norm_add.default

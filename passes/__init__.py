@@ -14,7 +14,7 @@ from typing import Any
 
 # `fuse-gguf` (ggufc.dequantize + consumer -> ggufc.linear / ggufc.embedding), cleanup while
 # the graph is flat, `fuse-rms-norm` (spelled-out RMSNorms -> aten.rms_norm: one kernel instead
-# of six), `fuse-attention` (spelled-out masked softmax attention -> ggufc.attention: one
+# of six; a residual added after one -> ggufc.rms_norm_add), `fuse-attention` (spelled-out masked softmax attention -> ggufc.attention: one
 # kernel instead of five), cse, `fuse-rotary` (roll, mul, addcmul -> ggufc.rotary: one kernel
 # instead of three), `fuse-sibling-linears` (linears reading one activation -> one
 # linear over their stacked weights: q/k/v and gate/up are one launch each), then

@@ -1,4 +1,5 @@
-"""`fuse-rms-norm`: one ``aten.rms_norm`` node for each RMSNorm spelled out in elementary ops.
+"""`fuse-rms-norm`: one ``aten.rms_norm`` node for each RMSNorm spelled out in elementary ops,
+and ``ggufc.rms_norm_add`` where a residual add follows one.
 
 A front end writes RMSNorm as ``x * rsqrt(mean(x^2, -1, keepdim) + eps) * w`` and export keeps
 the pieces: six ops, so six kernel launches a norm on CUDA (Gemma 3 270M has 109 norms a
@@ -9,6 +10,7 @@ one kernel on CUDA (torch's fused layer-norm kernel; H100: 2.3 us against 8.6 us
 |---|---|---|
 | fuse-rms-norm | ``mul(x, rsqrt(add(mean(pow(x, 2), [-1], True), eps)))`` (either operand order of mul and add) | ``aten.rms_norm(x, [D], None, eps)`` |
 | fold-rms-norm-weight | ``mul(rms_norm(x, [D], None, eps), w)``, w of shape [D] | ``aten.rms_norm(x, [D], w, eps)`` |
+| fold-residual-add | ``add(r, rms_norm(x, [D], w, eps))`` (either order, alpha 1), float32 x and r of one shape, D static, w None or float32 [D] | ``ggufc.rms_norm_add(x, w, eps, r)`` |
 
 Why it is the same function: ``aten.rms_norm(x, [D], w, eps) = x * rsqrt(mean(x^2 over the
 last dim) + eps) * w``.  The fused kernel sums the squares in its own order and its rsqrt may
@@ -18,7 +20,13 @@ x the spelled-out form rounds x^2 and the mean to 16 bits, which the fused kerne
 inside) does not, so the two would differ by more than rounding.  Every intermediate must
 have no other user, so nothing is computed twice.
 
-Statistic: ``fused-rms-norm`` (rms_norm nodes after the pass that were not there before).
+fold-residual-add: a post-norm block (Gemma 3's norm after the attention and after the MLP)
+ends in ``residual + rms_norm(h)``; ``ggufc.rms_norm_add`` is that sum, so a backend adds the
+residual as the norm writes its row instead of launching a kernel for the add (36 launches a
+decode step of Gemma 3 270M).  Its reference runs the same two ops, so this fold is exact.
+
+Statistics: ``fused-rms-norm`` (rms_norm nodes, with those folded into rms_norm_add, that were
+not there before), ``folded-residual-add`` (rms_norm_add nodes made).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import ClassVar
 import torch
 import torch.fx
 
+from compiler import ops
 from passes.fuse_gguf_patterns import bound_arguments, is_call
 from passes.pass_base import Pass, option
 from passes.rewrite.driver import DEFAULT_MAX_ITERATIONS, GreedyConfig, apply_patterns_greedily
@@ -143,27 +152,81 @@ class FoldRmsNormWeight(RewritePattern):
         return True
 
 
-RMS_NORM_PATTERNS = (FuseRmsNorm, FoldRmsNormWeight)
+def _kernel_weight(weight, dim: int) -> bool:
+    """None or a float32 [dim] tensor: the weights the RMSNorm kernel takes."""
+    if weight is None:
+        return True
+    w = tensor_value(weight)
+    return w is not None and w.dtype in FUSED_DTYPES and same_dims(w.shape, [dim])
+
+
+class FoldResidualAdd(RewritePattern):
+    name = "fold-residual-add"
+    root_targets = (aten.add.Tensor,)
+
+    def match_and_rewrite(self, node: Node, rewriter: Rewriter) -> bool:
+        if bound_arguments(node)["alpha"] != 1:
+            return False
+        for norm in node.args[:2]:
+            if is_call(norm, aten.rms_norm.default) and _single_use(norm):
+                residual = _other_operand(node, norm)
+                if residual is not norm and self._rewrite(node, norm, residual, rewriter):
+                    return True
+        return False
+
+    @staticmethod
+    def _rewrite(node: Node, norm: Node, residual, rewriter: Rewriter) -> bool:
+        bound = bound_arguments(norm)
+        x, shape, weight, eps = (bound[k] for k in ("input", "normalized_shape", "weight", "eps"))
+        x_value, r_value, out = tensor_value(x), tensor_value(residual), tensor_value(node)
+        if x_value is None or r_value is None or out is None or not _fusable(x):
+            return False
+        last = x_value.shape[-1]
+        if not isinstance(last, int) or list(shape) != [last] or not _kernel_weight(weight, last):
+            return False
+        if r_value.dtype != x_value.dtype or out.dtype != x_value.dtype:
+            return False
+        if not (same_dims(r_value.shape, x_value.shape) and same_dims(out.shape, x_value.shape)):
+            return False  # the add broadcast one side
+        eps = torch.finfo(x_value.dtype).eps if eps is None else float(eps)  # aten's default
+        fused = rewriter.call_function(
+            ops.rms_norm_add,
+            (x, weight, eps, residual),
+            before=node,
+            meta_from=node,
+        )
+        rewriter.replace_node(node, fused)
+        return True
+
+
+RMS_NORM_PATTERNS = (FuseRmsNorm, FoldRmsNormWeight, FoldResidualAdd)
 
 
 @dataclass(frozen=True)
 class FuseRmsNormPass(Pass):
-    """Turn spelled-out float32 RMSNorms (pow, mean, add, rsqrt, mul, mul) into aten.rms_norm."""
+    """Turn spelled-out float32 RMSNorms (pow, mean, add, rsqrt, mul, mul) into aten.rms_norm,
+    and a residual add after one into ggufc.rms_norm_add."""
 
     name: ClassVar[str] = "fuse-rms-norm"
     max_iterations: int = option(DEFAULT_MAX_ITERATIONS, "cap on greedy sweeps over the graph")
 
     def run(self, program, context) -> bool:
-        before = _count_norms(program.graph)
+        norms_before = _count(program.graph, aten.rms_norm.default, RMS_NORM_ADD)
+        folded_before = _count(program.graph, RMS_NORM_ADD)
         config = GreedyConfig(max_iterations=self.max_iterations)
         patterns = [cls() for cls in RMS_NORM_PATTERNS]
         changed = apply_patterns_greedily(program, patterns, context, config, self.name)
-        context.count("fused-rms-norm", _count_norms(program.graph) - before)
+        norms = _count(program.graph, aten.rms_norm.default, RMS_NORM_ADD)
+        context.count("fused-rms-norm", norms - norms_before)
+        context.count("folded-residual-add", _count(program.graph, RMS_NORM_ADD) - folded_before)
         return changed
 
 
-def _count_norms(graph: torch.fx.Graph) -> int:
-    return sum(1 for node in graph.nodes if is_call(node, aten.rms_norm.default))
+RMS_NORM_ADD = ops.rms_norm_add
+
+
+def _count(graph: torch.fx.Graph, *targets) -> int:
+    return sum(1 for node in graph.nodes if any(is_call(node, t) for t in targets))
 
 
 __all__ = ["RMS_NORM_PATTERNS", "FuseRmsNormPass"]

@@ -349,8 +349,12 @@ class _Interpreter:
             weight = ins[3] if len(ins) == 4 else None
             return ops.rotary(*ins[:3], weight, named.get("eps"))
         if node.op == OpKind.RMS_NORM:
+            # inputs x[, weight][, residual]: a residual (ggufc.rms_norm_add) is named by the
+            # template arg "residual" and is the last input
+            residual = ins.pop() if named.get("residual", 0) else None
             weight = ins[1] if len(ins) == 2 else None
-            return torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])
+            normed = torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])
+            return normed if residual is None else residual + normed
         n, k = named["n"], named["k"]
         fmt = node.format.name
         out_dtype = self.program.values[node.outputs[0]].info.dtype.torch_dtype

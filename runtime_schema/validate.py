@@ -66,7 +66,7 @@ KERNEL_INPUT_COUNTS = {
     OpKind.EMBEDDING: (2,),  # blocks, indices
     OpKind.DEQUANTIZE: (1,),  # blocks
     OpKind.ATTENTION: (4,),  # q, k, v, visible
-    OpKind.RMS_NORM: (1, 2),  # x[, weight]
+    OpKind.RMS_NORM: (1, 2, 3),  # x[, weight][, residual: template arg residual = 1]
     OpKind.ROTARY: (3, 4),  # x, cos, sin[, norm weight]
 }
 KERNEL_OUTPUT_COUNT = 1
@@ -346,6 +346,15 @@ class _Validator:
             if not isinstance(names.get(required), FloatValue):
                 raise ProgramFormatError(
                     f"{where}: needs a float argument {required!r} in args or template_args"
+                )
+        if op == OpKind.RMS_NORM:
+            residual = names.get("residual")
+            added = int(isinstance(residual, IntValue) and residual.value == 1)
+            if len(node.inputs) - added not in (1, 2):
+                raise ProgramFormatError(
+                    f"{where}.inputs: op RMS_NORM takes x[, weight] plus a residual when the "
+                    f"template arg 'residual' is 1; got {len(node.inputs)} inputs with "
+                    f"residual {added}"
                 )
         for j, raw in enumerate(node.outputs):
             self.define(self.tensor(raw, f"{where}.outputs[{j}]"), defined, f"{where}.outputs")

@@ -1,11 +1,13 @@
-"""The RMSNorm kernel (``aten.rms_norm`` of float32 over the last dim) for Metal and CUDA:
-one template per backend (`cuda/rms_norm.cu`, `metal/rms_norm.metal`), specialised by the
-normalized dim and by whether a weight multiplies the result.
+"""The RMSNorm kernel (``aten.rms_norm`` and ``ggufc.rms_norm_add`` of float32 over the last
+dim) for Metal and CUDA: one template per backend (`cuda/rms_norm.cu`, `metal/rms_norm.metal`),
+specialised by the normalized dim, by whether a weight multiplies the result and by whether
+a residual is added to it.
 
-``out[r, :] = x[r, :] * rsqrt(mean_i x[r, i]^2 + eps) * w`` for each row r of ``dim`` floats.
-Launch: grid ``rms_norm_grid(R)`` = ``(ceil(R / RMS_NORM_ROWS_PER_BLOCK), 1, 1)`` of blocks
-(threadgroups) of `RMS_NORM_THREADS` threads, a warp (simdgroup) a row; no shared memory.
-Tensors: x, [weight,] out; arguments after them: rows R (64-bit integer), eps (float32).
+``out[r, :] = [residual[r, :] +] x[r, :] * rsqrt(mean_i x[r, i]^2 + eps) * w`` for each row r
+of ``dim`` floats.  Launch: grid ``rms_norm_grid(R)`` = ``(ceil(R / RMS_NORM_ROWS_PER_BLOCK),
+1, 1)`` of blocks (threadgroups) of `RMS_NORM_THREADS` threads, a warp (simdgroup) a row; no
+shared memory.  Tensors: x, [weight,] [residual,] out; arguments after them: rows R (64-bit
+integer), eps (float32).
 
 Why a kernel of ggufc's own: a decode step of Gemma 3 270M runs 109 norms of one to four
 rows, and torch's fused layer-norm kernel spends ~2.4 us on each (H100), 22% of the step;
@@ -27,8 +29,9 @@ RMS_NORM_MAX_KEPT_STEPS = 32
 MAX_DIM = 1 << 16
 
 
-def rms_norm_entry(dim: int, weighted: bool) -> str:
-    return f"ggufc_rms_norm_d{dim}{'' if weighted else '_unweighted'}_f32"
+def rms_norm_entry(dim: int, weighted: bool, residual: bool = False) -> str:
+    added = "_add" if residual else ""
+    return f"ggufc_rms_norm{added}_d{dim}{'' if weighted else '_unweighted'}_f32"
 
 
 def rms_norm_grid(rows: int) -> tuple[int, int, int]:
@@ -38,16 +41,19 @@ def rms_norm_grid(rows: int) -> tuple[int, int, int]:
 
 
 @cache
-def emit_rms_norm(backend: str, dim: int, weighted: bool) -> GeneratedKernel:
+def emit_rms_norm(
+    backend: str, dim: int, weighted: bool, residual: bool = False
+) -> GeneratedKernel:
     """The RMSNorm kernel of ``backend`` over rows of ``dim`` floats, times a weight of
-    ``dim`` floats when ``weighted``; UnsupportedError outside BACKENDS or 1..MAX_DIM."""
+    ``dim`` floats when ``weighted``, plus a residual row when ``residual``; UnsupportedError
+    outside BACKENDS or 1..MAX_DIM."""
     if backend not in BACKENDS:
         raise UnsupportedError(
             f"no RMSNorm kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
         )
     if not 1 <= dim <= MAX_DIM:
         raise UnsupportedError(f"RMSNorm kernel: dim {dim} is outside 1..{MAX_DIM}")
-    entry = rms_norm_entry(dim, weighted)
+    entry = rms_norm_entry(dim, weighted, residual)
     syntax = SYNTAX[backend]
     return GeneratedKernel(
         backend=backend,
@@ -59,6 +65,7 @@ def emit_rms_norm(backend: str, dim: int, weighted: bool) -> GeneratedKernel:
             threads=RMS_NORM_THREADS,
             dim=dim,
             weighted=weighted,
+            residual=residual,
             max_kept_steps=RMS_NORM_MAX_KEPT_STEPS,
         ),
         threads=RMS_NORM_THREADS,

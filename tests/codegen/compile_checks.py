@@ -18,9 +18,19 @@ SUFFIX = {"cuda": ".cu", "metal": ".metal"}
 # (head dim, value dim) of the attention kernels the checks and goldens cover: common head
 # sizes, and one that is not a multiple of 32 (partial lanes) with a wider value dim
 ATTENTION_DIMS = ((64, 64), (128, 128), (256, 256), (80, 96))
-# (dim, weighted) of the RMSNorm kernels the checks and goldens cover: Gemma 3 270M's two dims,
-# one too wide for a lane to keep its elements in registers, and a ragged one without weight
-RMS_NORM_CASES = ((640, True), (256, True), (2048, True), (100, False))
+# (dim, weighted, residual) of the RMSNorm kernels the checks and goldens cover: Gemma 3 270M's
+# two dims, one too wide for a lane to keep its elements in registers, and a ragged one
+# without weight; with a residual added (ggufc.rms_norm_add): Gemma's post-norm, and the wide
+# and ragged forms
+RMS_NORM_CASES = (
+    (640, True, False),
+    (256, True, False),
+    (2048, True, False),
+    (100, False, False),
+    (640, True, True),
+    (2048, True, True),
+    (100, False, True),
+)
 # (head dim, normed, weighted) of the rotary kernels the checks and goldens cover: Gemma 3
 # 270M's, Llama's, one whose half is not a multiple of 32; with an RMSNorm folded in, with and
 # without its weight
@@ -44,7 +54,7 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
     path.write_text("\n".join(emit_attention(backend, d, v).text for d, v in ATTENTION_DIMS))
     paths.append(path)
     path = directory / f"ggufc_{backend}_rms_norm{SUFFIX[backend]}"
-    path.write_text("\n".join(emit_rms_norm(backend, d, w).text for d, w in RMS_NORM_CASES))
+    path.write_text("\n".join(emit_rms_norm(backend, *case).text for case in RMS_NORM_CASES))
     paths.append(path)
     path = directory / f"ggufc_{backend}_rotary{SUFFIX[backend]}"
     path.write_text("\n".join(emit_rotary(backend, *case).text for case in ROTARY_CASES))

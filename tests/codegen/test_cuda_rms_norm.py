@@ -1,7 +1,8 @@
 """The CUDA RMSNorm kernel (`codegen.kernels.rms_norm`) against a float64 reference, on an
 NVIDIA GPU (skipped without one): Gemma 3 270M's dims, a dim too wide for a lane to keep
 its elements in registers, a ragged dim without weight, row counts that leave a block's
-warps idle; outputs poisoned first."""
+warps idle; with and without a residual added (ggufc.rms_norm_add); outputs poisoned
+first."""
 
 from __future__ import annotations
 
@@ -16,26 +17,29 @@ pytestmark = CUDA_TEST_MARKS
 # float32 sums of squares in another order than the reference's, and rsqrtf's error
 RTOL, ATOL = 1e-5, 1e-6
 EPS = 1e-6
-# (rows, dim, weighted)
+# (rows, dim, weighted, residual)
 CASES = [
-    (1, 640, True),  # Gemma 3 270M's layer norms at decode
-    (4, 256, True),  # its q norm at decode (4 heads)
-    (7, 2048, True),  # 64 elements a lane: read twice
-    (5, 100, False),  # ragged dim, no weight
-    (33, 640, True),  # 9 blocks, the last with one busy warp
+    (1, 640, True, False),  # Gemma 3 270M's layer norms at decode
+    (4, 256, True, False),  # its q norm at decode (4 heads)
+    (7, 2048, True, False),  # 64 elements a lane: read twice
+    (5, 100, False, False),  # ragged dim, no weight
+    (33, 640, True, False),  # 9 blocks, the last with one busy warp
+    (1, 640, True, True),  # Gemma 3 270M's post-norms and their residual add at decode
+    (7, 2048, True, True),
+    (33, 100, False, True),
 ]
 
 
-def launch(launcher, x, weight, eps):
+def launch(launcher, x, weight, residual, eps):
     from runtime_schema.program import Backend, KernelSource
 
     rows, dim = x.shape
-    kernel = emit_rms_norm("cuda", dim, weight is not None)
+    kernel = emit_rms_norm("cuda", dim, weight is not None, residual is not None)
     source = KernelSource(
         backend=Backend.CUDA, entry=kernel.entry, source=kernel.source, header=kernel.header
     )
     out = torch.full((rows, dim), float("nan"), device="cuda")
-    tensors = [x.cuda()] + ([weight.cuda()] if weight is not None else []) + [out]
+    tensors = [x.cuda()] + [t.cuda() for t in (weight, residual) if t is not None] + [out]
     launcher.launch(
         source,
         grid=rms_norm_grid(rows),
@@ -50,14 +54,17 @@ def launch(launcher, x, weight, eps):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
 def test_rms_norm_kernel_matches_float64_reference(launcher, generator, case):
-    rows, dim, weighted = case
+    rows, dim, weighted, added = case
     x = torch.randn(rows, dim, generator=generator) * 3
     weight = torch.randn(dim, generator=generator) if weighted else None
-    out = launch(launcher, x, weight, EPS)
+    residual = torch.randn(rows, dim, generator=generator) if added else None
+    out = launch(launcher, x, weight, residual, EPS)
     x64 = x.double()
     ref = x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + EPS)
     if weight is not None:
         ref = ref * weight.double()
+    if residual is not None:
+        ref = ref + residual.double()
     where = f"{case} seed={generator.initial_seed()}"
     assert bool(torch.isfinite(out).all()), f"{where}: unwritten or non-finite outputs"
     torch.testing.assert_close(

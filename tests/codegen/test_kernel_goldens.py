@@ -42,7 +42,7 @@ def test_attention_kernel_sources_match_goldens(snapshot, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rms_norm_kernel_sources_match_goldens(snapshot, backend):
     extension = GOLDEN_EXTENSIONS[backend]
-    kernels = [emit_rms_norm(backend, d, w) for d, w in RMS_NORM_CASES]
+    kernels = [emit_rms_norm(backend, *case) for case in RMS_NORM_CASES]
     assert {kernel.header for kernel in kernels} == {kernels[0].header}
     assert kernels[0].header == snapshot(extension_class=extension, name=PRELUDE_HEADER)
     for kernel in kernels:
@@ -72,7 +72,7 @@ def test_every_golden_file_belongs_to_a_generated_kernel(backend):
     expected |= {ATTENTION_HEADER} | {
         emit_attention(backend, d, v).entry for d, v in ATTENTION_DIMS
     }
-    expected |= {PRELUDE_HEADER} | {emit_rms_norm(backend, d, w).entry for d, w in RMS_NORM_CASES}
+    expected |= {PRELUDE_HEADER} | {emit_rms_norm(backend, *case).entry for case in RMS_NORM_CASES}
     expected |= {emit_rotary(backend, *case).entry for case in ROTARY_CASES}
     found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
     others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {

@@ -446,6 +446,40 @@ def test_float32_rms_norm_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path)
             torch.testing.assert_close(g, e)
 
 
+RMS_NORM_ADD_IR = """
+symbol s0 : [1, 16]
+const @w : f32[8]
+
+graph @main(%x : f32[s0, 8], %r : f32[s0, 8]) {
+  %a : f32[s0, 8] = ggufc.rms_norm_add(%x, @w, 1e-06, %r)
+  %b : f32[s0, 8] = ggufc.rms_norm_add(%a, None, 1e-05, %x)
+  return (%a, %b)
+}
+"""
+
+
+def test_rms_norm_add_lowers_to_the_kernel_with_its_residual_and_runs_like_the_graph(tmp_path):
+    gp = parse_program(RMS_NORM_ADD_IR)
+    program = lower(gp)
+    kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert [(n.op, n.kind) for n in kernels] == [(OpKind.RMS_NORM, KernelKind.RMS_NORM)] * 2
+    weighted, plain = kernels
+    # x, weight, residual / x, residual; the residual named by the template arg
+    assert (len(weighted.inputs), len(plain.inputs)) == (3, 2)
+    for kernel in kernels:
+        assert {a.name: a.value.value for a in kernel.template_args} == {"dim": 8, "residual": 1}
+    assert {s.entry for s in weighted.sources} == {"ggufc_rms_norm_add_d8_f32"}
+    assert {s.entry for s in plain.sources} == {"ggufc_rms_norm_add_d8_unweighted_f32"}
+    path = tmp_path / "rms_norm_add.ggufc"
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in (1, 5):
+        inputs = [torch.randn(tokens, 8, generator=generator) for _ in range(2)]
+        got = run_program(load_program(path), inputs)
+        for g, e in zip(got, fx_outputs(gp, inputs), strict=True):
+            torch.testing.assert_close(g, e)
+
+
 ROTARY_IR = """
 symbol s0 : [1, 16]
 

@@ -176,7 +176,30 @@ OTHER_CASES = {
     ),
 }
 
-ALL_CASES = {**LINEAR_CASES, **OTHER_CASES}
+def _rms_norm_add(x, weight, residual, eps=1e-6):
+    return lambda *t: torch.ops.ggufc.rms_norm_add(t[0], t[1], eps, t[2]), (x, weight, residual)
+
+
+RMS_NORM_ADD_CASES = {
+    "rms_norm_add: float16 x": lambda g: (
+        UnsupportedError,
+        r"ggufc\.rms_norm_add: x is float16; supported: float32",
+        *_rms_norm_add(torch.zeros(2, 8).half(), None, torch.zeros(2, 8)),
+    ),
+    "rms_norm_add: residual of another shape": lambda g: (
+        FormatError,
+        r"ggufc\.rms_norm_add: expected x and residual of one shape \[\.\.\., D\]; "
+        r"x \[2, 8\], residual \[1, 8\]",
+        *_rms_norm_add(torch.zeros(2, 8), None, torch.zeros(1, 8)),
+    ),
+    "rms_norm_add: weight not [D]": lambda g: (
+        FormatError,
+        r"ggufc\.rms_norm_add: weight \[4\] against x \[2, 8\]",
+        *_rms_norm_add(torch.zeros(2, 8), torch.ones(4), torch.zeros(2, 8)),
+    ),
+}
+
+ALL_CASES = {**LINEAR_CASES, **OTHER_CASES, **RMS_NORM_ADD_CASES}
 
 
 @pytest.mark.parametrize("fake", [False, True], ids=["real", "fake"])

@@ -1,6 +1,7 @@
 """Differential check of `fuse-rms-norm`: on spelled-out RMSNorms of random rank, width, eps,
-operand order and with or without a weight, the outputs after the pass equal those before to
-float32 rounding, and every norm was fused (so the comparison is of the fused op)."""
+operand order, with or without a weight and with or without a residual added after, the
+outputs after the pass equal those before to float32 rounding, and every norm was fused (so
+the comparison is of the fused op)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from passes import PassManager
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def norm_program(lead: list[int], width: int, eps: float, weighted: bool, swap: bool, dim: int):
+def norm_program(
+    lead: list[int], width: int, eps: float, weighted: bool, swap: bool, dim: int, residual: bool
+):
     shape = ", ".join(str(d) for d in ["s0", *lead, width])
     keep = ", ".join(str(d) for d in ["s0", *lead, 1])
     last = dim if dim < 0 else len(lead) + 1
@@ -25,7 +28,7 @@ def norm_program(lead: list[int], width: int, eps: float, weighted: bool, swap: 
         "symbol s0 : [1, 16]",
         f"const @w : f32[{width}]",
         "",
-        f"graph @main(%x : f32[{shape}]) {{",
+        f"graph @main(%x : f32[{shape}], %res : f32[{shape}]) {{",
         f"  %p : f32[{shape}] = aten.pow.Tensor_Scalar(%x, 2)",
         f"  %m : f32[{keep}] = aten.mean.dim(%p, [{last}], True)",
         f"  %a : f32[{keep}] = {mean_add}",
@@ -35,7 +38,12 @@ def norm_program(lead: list[int], width: int, eps: float, weighted: bool, swap: 
     if weighted:
         weight_mul = "aten.mul.Tensor(@w, %n)" if swap else "aten.mul.Tensor(%n, @w)"
         lines.append(f"  %o : f32[{shape}] = {weight_mul}")
-    lines += [f"  return ({'%o' if weighted else '%n'},)", "}"]
+    out = "%o" if weighted else "%n"
+    if residual:
+        added = f"aten.add.Tensor(%res, {out})" if swap else f"aten.add.Tensor({out}, %res)"
+        lines.append(f"  %s : f32[{shape}] = {added}")
+        out = "%s"
+    lines += [f"  return ({out},)", "}"]
     return "\n".join(lines) + "\n"
 
 
@@ -47,14 +55,16 @@ def norm_program(lead: list[int], width: int, eps: float, weighted: bool, swap: 
     weighted=st.booleans(),
     swap=st.booleans(),
     dim=st.sampled_from([-1, 0]),
+    residual=st.booleans(),
 )
-def test_fused_norm_keeps_outputs(lead, width, eps, weighted, swap, dim):
-    text = norm_program(lead, width, eps, weighted, swap, dim)
+def test_fused_norm_keeps_outputs(lead, width, eps, weighted, swap, dim, residual):
+    text = norm_program(lead, width, eps, weighted, swap, dim, residual)
     program = parse_program(text)
     before = outputs_at_samples(program)
     PassManager("fuse-rms-norm", verify=True).run(program)
     targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
-    assert targets == [torch.ops.aten.rms_norm.default], text
+    fused = torch.ops.ggufc.rms_norm_add if residual else torch.ops.aten.rms_norm
+    assert targets == [fused.default], text
     for b_sample, a_sample in zip(before, outputs_at_samples(program), strict=True):
         for b, a in zip(b_sample, a_sample, strict=True):
             torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m: f"{text}\n{m}")

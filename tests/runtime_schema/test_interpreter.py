@@ -24,6 +24,11 @@ from runtime_schema.program import (
     FloatValue,
     IfNode,
     IntListValue,
+    IntValue,
+    KernelKind,
+    KernelNode,
+    OpKind,
+    QuantFormat,
     SymIntRef,
     SymNode,
     SymOp,
@@ -239,6 +244,44 @@ def test_structural_mistakes_are_refused(mutate, message):
     mutate(b, x, y)
     with pytest.raises(ProgramFormatError, match=message):
         b.build(outputs=[x])
+
+
+def _rms_norm_program(inputs: int, residual_arg: int | None):
+    b = ProgramBuilder()
+    tensors = [b.input(f"t{i}", DType.FLOAT32, [2, 8]) for i in range(inputs)]
+    y = b.tensor("y", DType.FLOAT32, [2, 8])
+    template_args = (Argument(IntValue(8), "dim"),)
+    if residual_arg is not None:
+        template_args += (Argument(IntValue(residual_arg), "residual"),)
+    b.emit(
+        b.main,
+        KernelNode(
+            name="norm",
+            format=QuantFormat.Q4_0,
+            op=OpKind.RMS_NORM,
+            kind=KernelKind.RMS_NORM,
+            sources=(),
+            inputs=tuple(tensors),
+            outputs=(y,),
+            args=(Argument(IntValue(2), "rows"), Argument(FloatValue(1e-6), "eps")),
+            template_args=template_args,
+        ),
+    )
+    return b
+
+
+@pytest.mark.parametrize(("inputs", "residual"), [(3, None), (3, 0), (1, 1)])
+def test_rms_norm_inputs_must_match_the_residual_template_arg(inputs, residual):
+    with pytest.raises(ProgramFormatError, match="plus a residual when"):
+        _rms_norm_program(inputs, residual).build(outputs=[])
+
+
+def test_rms_norm_node_with_residual_runs_norm_then_add():
+    b = _rms_norm_program(2, 1)  # x, residual (no weight)
+    program = b.build(outputs=[len(b.values) - 1])  # y, the last value
+    x, residual = torch.randn(2, 8), torch.randn(2, 8)
+    (out,) = run_program(program, [x, residual])
+    torch.testing.assert_close(out, residual + torch.rms_norm(x, [8], None, 1e-6))
 
 
 def test_allow_list_resolves_every_entry():

@@ -1,11 +1,12 @@
-// ggufc RMSNorm: out[r, :] = x[r, :] * rsqrt(mean_i x[r, i]^2 + eps){% if weighted %} * w{% endif %} for each row r of
-// {{ dim }} floats (aten.rms_norm of float32 over the last dim).
+// ggufc RMSNorm: out[r, :] = {% if residual %}residual[r, :] + {% endif %}x[r, :] * rsqrt(mean_i x[r, i]^2 + eps){% if weighted %} * w{% endif %} for each row r of
+// {{ dim }} floats ({% if residual %}ggufc.rms_norm_add{% else %}aten.rms_norm{% endif %} of float32 over the last dim).
 //
 // A warp a row, {{ threads // 32 }} rows a block of {{ threads }} threads (grid.x = ceil(R / {{ threads // 32 }})): the lanes read the
 // row coalesced (lane l takes elements l, l + 32, ...), a warp sum gives the sum of squares,
 // then each lane writes its elements scaled.  No shared memory and no block barrier: a decode
 // step's norms are one to a few rows, so a row's latency is the kernel's.
-// Template constants: dim D{% if weighted %}, a weight of D floats{% endif %}.  Kernel arguments: rows R, eps.
+// Template constants: dim D{% if weighted %}, a weight of D floats{% endif %}{% if residual %}, a residual added (the
+// sum rounded as residual + the normed value, as the two ops it replaces){% endif %}.  Kernel arguments: rows R, eps.
 namespace {{ entry }}_impl {
 using ggufc::i64;
 constexpr int THREADS = {{ threads }};
@@ -19,7 +20,7 @@ constexpr int KEPT = KEEP ? STEPS : 1;
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
-    const float* __restrict__ x,{% if weighted %} const float* __restrict__ weight,{% endif %} float* __restrict__ out,
+    const float* __restrict__ x,{% if weighted %} const float* __restrict__ weight,{% endif %}{% if residual %} const float* __restrict__ residual,{% endif %} float* __restrict__ out,
     ggufc::i64 rows, float eps) {
     using namespace {{ entry }}_impl;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
@@ -34,6 +35,10 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
 {%- if weighted %}
     float kept_weight[KEPT];
 {%- endif %}
+{%- if residual %}
+    const float* residual_row = residual + row * DIM;
+    float kept_residual[KEPT];
+{%- endif %}
     float squares = 0.0f;
 #pragma unroll
     for (int i = 0; i < STEPS; ++i) {
@@ -44,6 +49,9 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
                 kept[i] = value;
 {%- if weighted %}
                 kept_weight[i] = weight[d];  // in flight with x, not after the sum
+{%- endif %}
+{%- if residual %}
+                kept_residual[i] = residual_row[d];
 {%- endif %}
             }
             squares = fmaf(value, value, squares);
@@ -58,18 +66,27 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
 {%- if weighted %}
             float w;
 {%- endif %}
+{%- if residual %}
+            float r;
+{%- endif %}
             if constexpr (KEEP) {
                 value = kept[i];
 {%- if weighted %}
                 w = kept_weight[i];
+{%- endif %}
+{%- if residual %}
+                r = kept_residual[i];
 {%- endif %}
             } else {
                 value = x_row[d];
 {%- if weighted %}
                 w = weight[d];
 {%- endif %}
+{%- if residual %}
+                r = residual_row[d];
+{%- endif %}
             }
-            out_row[d] = value * scale{% if weighted %} * w{% endif %};
+            out_row[d] = {% if residual %}r + {% endif %}value * scale{% if weighted %} * w{% endif %};
         }
     }
 }
