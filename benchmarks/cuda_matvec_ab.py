@@ -48,13 +48,14 @@ GEMMA_SHAPES = ((1536, 640), (1280, 640), (640, 1024), (4096, 640), (640, 2048),
 
 
 def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
-    """"gemma" or comma-separated NxK."""
+    """The shapes ``gemma`` names, or comma-separated NxK."""
     if text == "gemma":
         return GEMMA_SHAPES
     try:
         return tuple(tuple(int(v) for v in item.split("x")) for item in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--shapes: expected NxK,NxK,... or gemma, got {text!r}")
+
 
 # Run inside the baseline's tree: its lowering's pick for each cell, as JSON.  Older trees
 # chose between two geometries with uses_narrow_variant(...) -> bool.

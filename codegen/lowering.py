@@ -78,7 +78,10 @@ float32), template arg ``dim``, grid ``(ceil(rows / RMS_NORM_ROWS_PER_BLOCK), 1,
 `codegen.kernels.rms_norm.emit_rms_norm`.  Other rms_norms stay ATen nodes.
 ``ggufc.rms_norm_add(x, weight?, eps, residual)`` lowers the same way with the residual as
 the last input and a template arg ``residual = 1`` (the same op kind: the reference adds the
-residual to the norm).
+residual to the norm).  ``ggufc.rms_norm_add_norm(x, weight, eps, residual, next_weight,
+next_eps)``: inputs ``(x, weight, residual, next_weight)``, template args ``residual = 1,
+next_norm = 1``, args ``(rows, eps, next_eps)``, outputs ``(sum, normed)`` (the one
+KernelNode with two outputs; the graph's getitems pick them).
 
 ``grid`` and ``block`` come from the kernel's launch rule (`codegen.kernels.launch`) with M
 symbolic where the activation rows are.  A KernelNode holds one grid and block; they are
@@ -725,9 +728,12 @@ class _Lowering:
             return self.attention(scope, node, bound, where)
         if op_name == "rotary":
             return self.rotary(scope, node, bound, where)
-        if op_name == "rms_norm_add":
+        if op_name in ("rms_norm_add", "rms_norm_add_norm"):
             arguments = (bound["x"], bound["weight"], bound["eps"])
-            return self.rms_norm(scope, node, where, arguments, residual=bound["residual"])
+            next_norm = (bound["next_weight"], bound["next_eps"]) if "next_eps" in bound else None
+            return self.rms_norm(
+                scope, node, where, arguments, residual=bound["residual"], next_norm=next_norm
+            )
         fmt = bound["fmt"]
         if fmt not in QuantFormat.__members__:
             raise UnsupportedError(
@@ -884,9 +890,11 @@ class _Lowering:
         where: str,
         arguments: tuple | None = None,
         residual: torch.fx.Node | None = None,
-    ) -> int:
+        next_norm: tuple | None = None,
+    ) -> int | tuple[int, int]:
         """An ``aten.rms_norm`` node (``arguments`` None: its own), or the (x, weight, eps) of
-        a ``ggufc.rms_norm_add`` with its ``residual``."""
+        a ``ggufc.rms_norm_add`` with its ``residual``, and of a ``ggufc.rms_norm_add_norm``
+        with its ``next_norm`` (next weight, next eps) too: two outputs (the sum, its norm)."""
         from codegen.kernels.rms_norm import (
             RMS_NORM_ROWS_PER_BLOCK,
             RMS_NORM_THREADS,
@@ -904,15 +912,30 @@ class _Lowering:
         if residual is not None:
             inputs.append(self.tensor_operand(scope, residual, f"{where} residual"))
             template_args = (Argument(IntValue(1), "residual"),)
+        extra_args = ()
+        if next_norm is not None:
+            next_weight, next_eps = next_norm
+            inputs.append(self.tensor_operand(scope, next_weight, f"{where} next weight"))
+            template_args += (Argument(IntValue(1), "next_norm"),)
+            extra_args = (Argument(FloatValue(float(next_eps)), "next_eps"),)
         x_fake = x.meta["val"]
         dim = int(x_fake.shape[-1])
         eps = torch.finfo(torch.float32).eps if eps is None else float(eps)  # aten's default
         rows = self.sizes.apply(
             SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]] or [Dim(1)], where
         )
-        output = self.new_tensor(node.name, node.meta.get("val"), where)
+        fake = node.meta.get("val")
+        if next_norm is None:
+            outputs = (self.new_tensor(node.name, fake, where),)
+        else:
+            outputs = tuple(
+                self.new_tensor(f"{node.name}_{part}", value, where)
+                for part, value in zip(("sum", "normed"), fake, strict=True)
+            )
         sources = self.generated_sources(
-            lambda backend: emit_rms_norm(backend, dim, weight is not None, residual is not None)
+            lambda backend: emit_rms_norm(
+                backend, dim, weight is not None, residual is not None, next_norm is not None
+            )
         )
         self.kernel_count += 1
         self.builder.emit(
@@ -924,17 +947,18 @@ class _Lowering:
                 kind=KernelKind.RMS_NORM,
                 sources=sources,
                 inputs=tuple(inputs),
-                outputs=(output,),
+                outputs=outputs,
                 grid=(self.sizes.ceil_div(rows, RMS_NORM_ROWS_PER_BLOCK, where), Dim(1), Dim(1)),
                 block=(Dim(RMS_NORM_THREADS), Dim(1), Dim(1)),
                 args=(
                     Argument(_size_arg(rows), "rows"),
                     Argument(FloatValue(eps), "eps"),
+                    *extra_args,
                 ),
                 template_args=(Argument(IntValue(dim), "dim"), *template_args),
             ),
         )
-        return output
+        return outputs[0] if next_norm is None else outputs
 
     def attention(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
         from codegen.kernels.attention import (

@@ -58,6 +58,13 @@ float? norm_eps=None) -> Tensor``
     op: the `fuse-rms-norm` pass makes it from ``aten.add(residual, aten.rms_norm(...))`` so
     a backend runs both as one kernel; the reference runs those two ops.
 
+``ggufc::rms_norm_add_norm(Tensor x, Tensor weight, float eps, Tensor residual,
+Tensor next_weight, float next_eps) -> (Tensor, Tensor)``
+    ``(s, rms_norm(s, [D], next_weight, next_eps))`` with ``s = rms_norm_add(x, weight, eps,
+    residual)``: a post-norm block's end and the next block's pre-norm (Gemma's four norms a
+    layer) in one op, both weights float32 ``[D]``.  Made by `fuse-rms-norm` from a
+    ``rms_norm_add`` and an ``aten.rms_norm`` of its result; the reference runs the ops.
+
 Layout of ``blocks`` (the three GGUF ops): uint8 ``[n, row_bytes]`` where
 ``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
 the ``k`` weights of output feature / vocabulary entry ``j`` as consecutive GGUF blocks.
@@ -118,6 +125,10 @@ ROTARY_SCHEMA = (
 ROTARY_DTYPES = (torch.float32,)
 RMS_NORM_ADD_SCHEMA = "(Tensor x, Tensor? weight, float eps, Tensor residual) -> Tensor"
 RMS_NORM_ADD_DTYPES = (torch.float32,)
+RMS_NORM_ADD_NORM_SCHEMA = (
+    "(Tensor x, Tensor weight, float eps, Tensor residual, Tensor next_weight, float next_eps) "
+    "-> (Tensor, Tensor)"
+)
 
 
 # ---- validation (shared by real and fake kernels; never reads tensor data) ---------------
@@ -284,9 +295,11 @@ def _require_dtypes(where: str, named: Sequence[tuple[str, torch.Tensor]], dtype
             )
 
 
-def _check_rms_norm_add_args(x, weight, eps, residual) -> None:
-    where = f"{NAMESPACE}.rms_norm_add"
-    named = [("x", x), ("residual", residual)] + ([("weight", weight)] if weight is not None else [])
+def _check_rms_norm_add_args(x, weight, eps, residual, op: str = "rms_norm_add") -> None:
+    where = f"{NAMESPACE}.{op}"
+    named = [("x", x), ("residual", residual)] + (
+        [("weight", weight)] if weight is not None else []
+    )
     _require_dtypes(where, named, RMS_NORM_ADD_DTYPES)
     shapes = f"x {_shape_text(x.shape)}, residual {_shape_text(residual.shape)}"
     if x.dim() < 1 or residual.dim() != x.dim():
@@ -305,6 +318,22 @@ def _check_rms_norm_add_args(x, weight, eps, residual) -> None:
             x.shape[-1],
             lambda: f"{where}: weight {_shape_text(weight.shape)} against x {_shape_text(x.shape)}",
         )
+
+
+def _check_rms_norm_add_norm_args(x, weight, eps, residual, next_weight, next_eps) -> None:
+    _check_rms_norm_add_args(x, weight, eps, residual, "rms_norm_add_norm")
+    where = f"{NAMESPACE}.rms_norm_add_norm"
+    _require_dtypes(where, [("next_weight", next_weight)], RMS_NORM_ADD_DTYPES)
+    if next_weight.dim() != 1:
+        raise FormatError(f"{where}: next_weight must be [D], got {_shape_text(next_weight.shape)}")
+    _require_same_size(
+        next_weight.shape[0],
+        x.shape[-1],
+        lambda: (
+            f"{where}: next_weight {_shape_text(next_weight.shape)} against x "
+            f"{_shape_text(x.shape)}"
+        ),
+    )
 
 
 def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
@@ -455,6 +484,12 @@ def _rms_norm_add_impl(x, weight, eps: float, residual):
     return rms_norm_add_reference(x, weight, eps, residual).contiguous()
 
 
+def _rms_norm_add_norm_impl(x, weight, eps: float, residual, next_weight, next_eps: float):
+    _check_rms_norm_add_norm_args(x, weight, eps, residual, next_weight, next_eps)
+    total = rms_norm_add_reference(x, weight, eps, residual).contiguous()
+    return total, torch.rms_norm(total, [x.shape[-1]], next_weight, next_eps).contiguous()
+
+
 # ---- fake (shape-only) kernels --------------------------------------------------------------
 
 
@@ -496,6 +531,11 @@ def _rms_norm_add_fake(x, weight, eps: float, residual):
     return x.new_empty(x.shape)
 
 
+def _rms_norm_add_norm_fake(x, weight, eps: float, residual, next_weight, next_eps: float):
+    _check_rms_norm_add_norm_args(x, weight, eps, residual, next_weight, next_eps)
+    return x.new_empty(x.shape), x.new_empty(x.shape)
+
+
 # ---- registration ---------------------------------------------------------------------------
 
 
@@ -516,6 +556,12 @@ _register("embedding", EMBEDDING_SCHEMA, _embedding_impl, _embedding_fake)
 _register("attention", ATTENTION_SCHEMA, _attention_impl, _attention_fake)
 _register("rotary", ROTARY_SCHEMA, _rotary_impl, _rotary_fake)
 _register("rms_norm_add", RMS_NORM_ADD_SCHEMA, _rms_norm_add_impl, _rms_norm_add_fake)
+_register(
+    "rms_norm_add_norm",
+    RMS_NORM_ADD_NORM_SCHEMA,
+    _rms_norm_add_norm_impl,
+    _rms_norm_add_norm_fake,
+)
 
 # The registered overloads, for code that matches graph nodes by target.
 dequantize = torch.ops.ggufc.dequantize.default
@@ -524,3 +570,4 @@ embedding = torch.ops.ggufc.embedding.default
 attention = torch.ops.ggufc.attention.default
 rotary = torch.ops.ggufc.rotary.default
 rms_norm_add = torch.ops.ggufc.rms_norm_add.default
+rms_norm_add_norm = torch.ops.ggufc.rms_norm_add_norm.default

@@ -11,6 +11,7 @@ one kernel on CUDA (torch's fused layer-norm kernel; H100: 2.3 us against 8.6 us
 | fuse-rms-norm | ``mul(x, rsqrt(add(mean(pow(x, 2), [-1], True), eps)))`` (either operand order of mul and add) | ``aten.rms_norm(x, [D], None, eps)`` |
 | fold-rms-norm-weight | ``mul(rms_norm(x, [D], None, eps), w)``, w of shape [D] | ``aten.rms_norm(x, [D], w, eps)`` |
 | fold-residual-add | ``add(r, rms_norm(x, [D], w, eps))`` (either order, alpha 1), float32 x and r of one shape, D static, w None or float32 [D] | ``ggufc.rms_norm_add(x, w, eps, r)`` |
+| fold-next-norm | ``rms_norm(s, [D], w2, eps2)`` of ``s = rms_norm_add(x, w, eps, r)``, w and w2 float32 [D] | ``t = ggufc.rms_norm_add_norm(x, w, eps, r, w2, eps2)``; s -> ``t[0]``, the norm -> ``t[1]`` |
 
 Why it is the same function: ``aten.rms_norm(x, [D], w, eps) = x * rsqrt(mean(x^2 over the
 last dim) + eps) * w``.  The fused kernel sums the squares in its own order and its rsqrt may
@@ -24,13 +25,20 @@ fold-residual-add: a post-norm block (Gemma 3's norm after the attention and aft
 ends in ``residual + rms_norm(h)``; ``ggufc.rms_norm_add`` is that sum, so a backend adds the
 residual as the norm writes its row instead of launching a kernel for the add (36 launches a
 decode step of Gemma 3 270M).  Its reference runs the same two ops, so this fold is exact.
+fold-next-norm: the sum then feeds the next block's pre-norm (and the next residual add);
+``ggufc.rms_norm_add_norm`` gives both the sum and its norm from one kernel that holds the
+row in registers (36 more launches a step).  Only where both norms have a weight (a
+KernelNode names its inputs by position) and no other user of the sum comes before the
+pre-norm (the fused node takes the pre-norm's place).
 
-Statistics: ``fused-rms-norm`` (rms_norm nodes, with those folded into rms_norm_add, that were
-not there before), ``folded-residual-add`` (rms_norm_add nodes made).
+Statistics: ``fused-rms-norm`` (norms, those folded into rms_norm_add and rms_norm_add_norm
+included, that were not there before), ``folded-residual-add`` (residual adds folded),
+``folded-next-norm`` (rms_norm_add_norm nodes made).
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -199,26 +207,83 @@ class FoldResidualAdd(RewritePattern):
         return True
 
 
+class FoldNextNorm(RewritePattern):
+    name = "fold-next-norm"
+    root_targets = (aten.rms_norm.default,)
+
+    def match_and_rewrite(self, node: Node, rewriter: Rewriter) -> bool:
+        bound = bound_arguments(node)
+        total, shape, next_weight, next_eps = (
+            bound[k] for k in ("input", "normalized_shape", "weight", "eps")
+        )
+        if not is_call(total, ops.rms_norm_add) or total.args[1] is None:
+            return False
+        x, weight, eps, residual = total.args[:4]
+        dim = tensor_value(x).shape[-1]
+        if list(shape) != [dim] or next_weight is None or not _kernel_weight(next_weight, dim):
+            return False
+        if not _users_after(total, node):
+            return False
+        next_eps = torch.finfo(torch.float32).eps if next_eps is None else float(next_eps)
+        values = (tensor_value(total), tensor_value(node))
+        fused = rewriter.call_function(
+            ops.rms_norm_add_norm,
+            (x, weight, eps, residual, next_weight, next_eps),
+            before=node,
+            val=values,
+        )
+        results = [
+            rewriter.call_function(operator.getitem, (fused, i), before=node, val=values[i])
+            for i in range(2)
+        ]
+        rewriter.replace_node(node, results[1])
+        rewriter.replace_node(total, results[0])
+        return True
+
+
+def _users_after(value: Node, node: Node) -> bool:
+    """True when every user of ``value`` but ``node`` comes after ``node`` in the graph (the
+    fused node, placed at ``node``, then defines ``value``'s replacement before its uses)."""
+    others = set(value.users) - {node}
+    for later in value.graph.nodes:
+        if later is node:
+            return True
+        if later in others:
+            return False
+    return False
+
+
 RMS_NORM_PATTERNS = (FuseRmsNorm, FoldRmsNormWeight, FoldResidualAdd)
+# Applied once the patterns above are done: until the driver has erased the spelled-out
+# norms' dead pieces, they still use the sum (and sit before its pre-norm), so fold-next-norm
+# would find a user of the sum ahead of the norm and leave it.
+NEXT_NORM_PATTERNS = (FoldNextNorm,)
 
 
 @dataclass(frozen=True)
 class FuseRmsNormPass(Pass):
     """Turn spelled-out float32 RMSNorms (pow, mean, add, rsqrt, mul, mul) into aten.rms_norm,
-    and a residual add after one into ggufc.rms_norm_add."""
+    a residual add after one into ggufc.rms_norm_add, and that with the norm of its sum
+    into ggufc.rms_norm_add_norm."""
 
     name: ClassVar[str] = "fuse-rms-norm"
     max_iterations: int = option(DEFAULT_MAX_ITERATIONS, "cap on greedy sweeps over the graph")
 
     def run(self, program, context) -> bool:
-        norms_before = _count(program.graph, aten.rms_norm.default, RMS_NORM_ADD)
-        folded_before = _count(program.graph, RMS_NORM_ADD)
+        norms_before = _count_norms(program.graph)
+        folded_before = _count(program.graph, RMS_NORM_ADD, ops.rms_norm_add_norm)
+        next_before = _count(program.graph, ops.rms_norm_add_norm)
         config = GreedyConfig(max_iterations=self.max_iterations)
-        patterns = [cls() for cls in RMS_NORM_PATTERNS]
-        changed = apply_patterns_greedily(program, patterns, context, config, self.name)
-        norms = _count(program.graph, aten.rms_norm.default, RMS_NORM_ADD)
-        context.count("fused-rms-norm", norms - norms_before)
-        context.count("folded-residual-add", _count(program.graph, RMS_NORM_ADD) - folded_before)
+        changed = False
+        for stage in (RMS_NORM_PATTERNS, NEXT_NORM_PATTERNS):
+            patterns = [cls() for cls in stage]
+            changed |= apply_patterns_greedily(program, patterns, context, config, self.name)
+        context.count("fused-rms-norm", _count_norms(program.graph) - norms_before)
+        folded = _count(program.graph, RMS_NORM_ADD, ops.rms_norm_add_norm)
+        context.count("folded-residual-add", folded - folded_before)
+        context.count(
+            "folded-next-norm", _count(program.graph, ops.rms_norm_add_norm) - next_before
+        )
         return changed
 
 
@@ -229,4 +294,11 @@ def _count(graph: torch.fx.Graph, *targets) -> int:
     return sum(1 for node in graph.nodes if any(is_call(node, t) for t in targets))
 
 
-__all__ = ["RMS_NORM_PATTERNS", "FuseRmsNormPass"]
+def _count_norms(graph: torch.fx.Graph) -> int:
+    """Norms computed, an rms_norm_add_norm counting two."""
+    return _count(graph, aten.rms_norm.default, RMS_NORM_ADD, ops.rms_norm_add_norm) + _count(
+        graph, ops.rms_norm_add_norm
+    )
+
+
+__all__ = ["NEXT_NORM_PATTERNS", "RMS_NORM_PATTERNS", "FuseRmsNormPass"]

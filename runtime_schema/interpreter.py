@@ -326,7 +326,6 @@ class _Interpreter:
         return {a.name: self.argument(a.value, where) for a in (*node.template_args, *node.args)}
 
     def run_kernel(self, node: KernelNode, where: str) -> None:
-        out_index = node.outputs[0]
         ins = [self.env[i] for i in node.inputs]
         if self.device.type == "cuda":
             result = self.launch_cuda(node, ins, where)
@@ -335,9 +334,11 @@ class _Interpreter:
                 result = self.run_reference(node, ins, where)
             except (GgufcError, *_OP_ERRORS) as exc:
                 raise ProgramRunError(f"{where}: {exc}") from exc
-        self.set_result(out_index, result, where)
+        results = result if isinstance(result, tuple) else (result,)
+        for out_index, value in zip(node.outputs, results, strict=True):
+            self.set_result(out_index, value, where)
 
-    def run_reference(self, node: KernelNode, ins: list, where: str) -> torch.Tensor:
+    def run_reference(self, node: KernelNode, ins: list, where: str):
         import compiler.ops  # noqa: F401  (registers torch.ops.ggufc)
 
         named = self.named_args(node, where)
@@ -349,12 +350,19 @@ class _Interpreter:
             weight = ins[3] if len(ins) == 4 else None
             return ops.rotary(*ins[:3], weight, named.get("eps"))
         if node.op == OpKind.RMS_NORM:
-            # inputs x[, weight][, residual]: a residual (ggufc.rms_norm_add) is named by the
-            # template arg "residual" and is the last input
+            # inputs x[, weight][, residual][, next weight]: a residual (ggufc.rms_norm_add) is
+            # named by the template arg "residual", a next norm (ggufc.rms_norm_add_norm: two
+            # outputs) by "next_norm"
+            next_weight = ins.pop() if named.get("next_norm", 0) else None
             residual = ins.pop() if named.get("residual", 0) else None
             weight = ins[1] if len(ins) == 2 else None
             normed = torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])
-            return normed if residual is None else residual + normed
+            if residual is None:
+                return normed
+            total = residual + normed
+            if next_weight is None:
+                return total
+            return total, torch.rms_norm(total, [named["dim"]], next_weight, named["next_eps"])
         n, k = named["n"], named["k"]
         fmt = node.format.name
         out_dtype = self.program.values[node.outputs[0]].info.dtype.torch_dtype
@@ -366,7 +374,7 @@ class _Interpreter:
         assert node.op == OpKind.DEQUANTIZE
         return ops.dequantize(ins[0], fmt, n, k, out_dtype)
 
-    def launch_cuda(self, node: KernelNode, ins: list, where: str) -> torch.Tensor:
+    def launch_cuda(self, node: KernelNode, ins: list, where: str):
         from runtime_schema.cuda_launcher import CudaLauncher
 
         if node.op == OpKind.ATTENTION:
@@ -383,9 +391,11 @@ class _Interpreter:
             raise ProgramRunError(f"{where}: has no CUDA source")
         if self._state.launcher is None:
             self._state.launcher = CudaLauncher()
-        info = self.program.values[node.outputs[0]].info
-        shape = [self.size(d, where) for d in info.shape]
-        out = torch.empty(shape, dtype=info.dtype.torch_dtype, device=self.device)
+        outs = []
+        for index in node.outputs:
+            info = self.program.values[index].info
+            shape = [self.size(d, where) for d in info.shape]
+            outs.append(torch.empty(shape, dtype=info.dtype.torch_dtype, device=self.device))
         scalars = [self.argument(a.value, where) for a in node.args]
         grid = tuple(self.size(d, where) for d in node.grid)
         block = tuple(self.size(d, where) for d in node.block)
@@ -395,12 +405,12 @@ class _Interpreter:
                 grid=grid,
                 block=block,
                 shared_memory_bytes=node.shared_memory_bytes,
-                tensors=[t.contiguous() for t in ins] + [out],
+                tensors=[t.contiguous() for t in ins] + outs,
                 scalars=scalars,
             )
         except GgufcError as exc:
             raise ProgramRunError(f"{where}: {exc}") from exc
-        return out
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 INDEX_COPY = "aten::index_copy"

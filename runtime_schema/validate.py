@@ -66,10 +66,11 @@ KERNEL_INPUT_COUNTS = {
     OpKind.EMBEDDING: (2,),  # blocks, indices
     OpKind.DEQUANTIZE: (1,),  # blocks
     OpKind.ATTENTION: (4,),  # q, k, v, visible
-    OpKind.RMS_NORM: (1, 2, 3),  # x[, weight][, residual: template arg residual = 1]
+    # x[, weight][, residual: template arg residual = 1][, next weight: next_norm = 1]
+    OpKind.RMS_NORM: (1, 2, 3, 4),
     OpKind.ROTARY: (3, 4),  # x, cos, sin[, norm weight]
 }
-KERNEL_OUTPUT_COUNT = 1
+KERNEL_OUTPUT_COUNT = 1  # but an RMS_NORM with next_norm = 1: the sum and its norm
 KERNEL_KINDS_OF_OP = {
     OpKind.LINEAR: (KernelKind.MATVEC, KernelKind.MATVEC_BATCHED, KernelKind.MATMUL),
     OpKind.EMBEDDING: (KernelKind.EMBEDDING,),
@@ -328,15 +329,20 @@ class _Validator:
                 f"{where}.inputs: op {op.name} takes {KERNEL_INPUT_COUNTS[op]} inputs, "
                 f"got {len(node.inputs)}"
             )
-        if len(node.outputs) != KERNEL_OUTPUT_COUNT:
+        names = {a.name: a.value for a in (*node.args, *node.template_args)}
+        flags = {
+            flag: int(isinstance(names.get(flag), IntValue) and names[flag].value == 1)
+            for flag in ("residual", "next_norm")
+        }
+        outputs = KERNEL_OUTPUT_COUNT + (op == OpKind.RMS_NORM and flags["next_norm"])
+        if len(node.outputs) != outputs:
             raise ProgramFormatError(
-                f"{where}.outputs: expected {KERNEL_OUTPUT_COUNT}, got {len(node.outputs)}"
+                f"{where}.outputs: expected {outputs}, got {len(node.outputs)}"
             )
         for j, raw in enumerate(node.inputs):
             self.use(self.tensor(raw, f"{where}.inputs[{j}]"), defined, f"{where}.inputs[{j}]")
         self.arguments(node.args, defined, f"{where}.args", named=True)
         self.arguments(node.template_args, defined, f"{where}.template_args", named=True)
-        names = {a.name: a.value for a in (*node.args, *node.template_args)}
         for required in KERNEL_REQUIRED_ARGS[op]:
             if not isinstance(names.get(required), (IntValue, SymIntRef)):
                 raise ProgramFormatError(
@@ -348,16 +354,30 @@ class _Validator:
                     f"{where}: needs a float argument {required!r} in args or template_args"
                 )
         if op == OpKind.RMS_NORM:
-            residual = names.get("residual")
-            added = int(isinstance(residual, IntValue) and residual.value == 1)
-            if len(node.inputs) - added not in (1, 2):
-                raise ProgramFormatError(
-                    f"{where}.inputs: op RMS_NORM takes x[, weight] plus a residual when the "
-                    f"template arg 'residual' is 1; got {len(node.inputs)} inputs with "
-                    f"residual {added}"
-                )
+            self.rms_norm_operands(node, names, flags, where)
         for j, raw in enumerate(node.outputs):
             self.define(self.tensor(raw, f"{where}.outputs[{j}]"), defined, f"{where}.outputs")
+
+    @staticmethod
+    def rms_norm_operands(node: KernelNode, names: dict, flags: dict, where: str) -> None:
+        """x[, weight] plus a residual when the template arg residual is 1; a next norm
+        (next_norm 1) needs the weight and the residual, adds the next weight and a float
+        next_eps."""
+        added = flags["residual"] + flags["next_norm"]
+        plain = len(node.inputs) - added
+        if plain not in (1, 2):
+            raise ProgramFormatError(
+                f"{where}.inputs: op RMS_NORM takes x[, weight] plus a residual when the "
+                f"template arg 'residual' is 1 and a next weight when 'next_norm' is 1; got "
+                f"{len(node.inputs)} inputs with residual {flags['residual']}, next_norm "
+                f"{flags['next_norm']}"
+            )
+        if flags["next_norm"] and (plain != 2 or not flags["residual"]):
+            raise ProgramFormatError(
+                f"{where}: op RMS_NORM with next_norm 1 needs a weight and a residual"
+            )
+        if flags["next_norm"] and not isinstance(names.get("next_eps"), FloatValue):
+            raise ProgramFormatError(f"{where}: needs a float argument 'next_eps' with next_norm 1")
 
     def aten(self, node: AtenNode, defined: set[int], where: str) -> None:
         if node.op not in ALLOWED_ATEN_OPS:

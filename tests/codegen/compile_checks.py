@@ -18,18 +18,21 @@ SUFFIX = {"cuda": ".cu", "metal": ".metal"}
 # (head dim, value dim) of the attention kernels the checks and goldens cover: common head
 # sizes, and one that is not a multiple of 32 (partial lanes) with a wider value dim
 ATTENTION_DIMS = ((64, 64), (128, 128), (256, 256), (80, 96))
-# (dim, weighted, residual) of the RMSNorm kernels the checks and goldens cover: Gemma 3 270M's
-# two dims, one too wide for a lane to keep its elements in registers, and a ragged one
-# without weight; with a residual added (ggufc.rms_norm_add): Gemma's post-norm, and the wide
-# and ragged forms
+# (dim, weighted, residual, next norm) of the RMSNorm kernels the checks and goldens cover:
+# Gemma 3 270M's two dims, one too wide for a lane to keep its elements in registers, and a
+# ragged one without weight; with a residual added (ggufc.rms_norm_add): Gemma's post-norm,
+# and the wide and ragged forms; with the next norm too (ggufc.rms_norm_add_norm)
 RMS_NORM_CASES = (
-    (640, True, False),
-    (256, True, False),
-    (2048, True, False),
-    (100, False, False),
-    (640, True, True),
-    (2048, True, True),
-    (100, False, True),
+    (640, True, False, False),
+    (256, True, False, False),
+    (2048, True, False, False),
+    (100, False, False, False),
+    (640, True, True, False),
+    (2048, True, True, False),
+    (100, False, True, False),
+    (640, True, True, True),
+    (2048, True, True, True),
+    (100, True, True, True),
 )
 # (head dim, normed, weighted) of the rotary kernels the checks and goldens cover: Gemma 3
 # 270M's, Llama's, one whose half is not a multiple of 32; with an RMSNorm folded in, with and

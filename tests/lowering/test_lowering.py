@@ -453,23 +453,36 @@ const @w : f32[8]
 graph @main(%x : f32[s0, 8], %r : f32[s0, 8]) {
   %a : f32[s0, 8] = ggufc.rms_norm_add(%x, @w, 1e-06, %r)
   %b : f32[s0, 8] = ggufc.rms_norm_add(%a, None, 1e-05, %x)
-  return (%a, %b)
+  %t : (f32[s0, 8], f32[s0, 8]) = ggufc.rms_norm_add_norm(%b, @w, 1e-06, %a, @w, 1e-05)
+  %s : f32[s0, 8] = operator.getitem(%t, 0)
+  %n : f32[s0, 8] = operator.getitem(%t, 1)
+  return (%a, %b, %s, %n)
 }
 """
 
 
 def test_rms_norm_add_lowers_to_the_kernel_with_its_residual_and_runs_like_the_graph(tmp_path):
+    """rms_norm_add and rms_norm_add_norm (two outputs, picked by the graph's getitems)."""
     gp = parse_program(RMS_NORM_ADD_IR)
     program = lower(gp)
     kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
-    assert [(n.op, n.kind) for n in kernels] == [(OpKind.RMS_NORM, KernelKind.RMS_NORM)] * 2
-    weighted, plain = kernels
-    # x, weight, residual / x, residual; the residual named by the template arg
-    assert (len(weighted.inputs), len(plain.inputs)) == (3, 2)
-    for kernel in kernels:
+    assert [(n.op, n.kind) for n in kernels] == [(OpKind.RMS_NORM, KernelKind.RMS_NORM)] * 3
+    weighted, plain, sandwich = kernels
+    # x, weight, residual / x, residual / x, weight, residual, next weight; the residual and
+    # the next norm named by template args
+    assert [len(k.inputs) for k in kernels] == [3, 2, 4]
+    assert [len(k.outputs) for k in kernels] == [1, 1, 2]
+    for kernel in (weighted, plain):
         assert {a.name: a.value.value for a in kernel.template_args} == {"dim": 8, "residual": 1}
+    assert {a.name: a.value.value for a in sandwich.template_args} == {
+        "dim": 8,
+        "residual": 1,
+        "next_norm": 1,
+    }
+    assert {a.name: a.value for a in sandwich.args}["next_eps"].value == pytest.approx(1e-5)
     assert {s.entry for s in weighted.sources} == {"ggufc_rms_norm_add_d8_f32"}
     assert {s.entry for s in plain.sources} == {"ggufc_rms_norm_add_d8_unweighted_f32"}
+    assert {s.entry for s in sandwich.sources} == {"ggufc_rms_norm_add_norm_d8_f32"}
     path = tmp_path / "rms_norm_add.ggufc"
     save_program(program, path)
     generator = torch.Generator().manual_seed(0)

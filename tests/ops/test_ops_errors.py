@@ -176,6 +176,7 @@ OTHER_CASES = {
     ),
 }
 
+
 def _rms_norm_add(x, weight, residual, eps=1e-6):
     return lambda *t: torch.ops.ggufc.rms_norm_add(t[0], t[1], eps, t[2]), (x, weight, residual)
 
@@ -188,8 +189,10 @@ RMS_NORM_ADD_CASES = {
     ),
     "rms_norm_add: residual of another shape": lambda g: (
         FormatError,
-        r"ggufc\.rms_norm_add: expected x and residual of one shape \[\.\.\., D\]; "
-        r"x \[2, 8\], residual \[1, 8\]",
+        (
+            r"ggufc\.rms_norm_add: expected x and residual of one shape \[\.\.\., D\]; "
+            r"x \[2, 8\], residual \[1, 8\]"
+        ),
         *_rms_norm_add(torch.zeros(2, 8), None, torch.zeros(1, 8)),
     ),
     "rms_norm_add: weight not [D]": lambda g: (

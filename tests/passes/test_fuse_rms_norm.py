@@ -1,9 +1,11 @@
 """Differential check of `fuse-rms-norm`: on spelled-out RMSNorms of random rank, width, eps,
-operand order, with or without a weight and with or without a residual added after, the
-outputs after the pass equal those before to float32 rounding, and every norm was fused (so
-the comparison is of the fused op)."""
+operand order, with or without a weight, with or without a residual added after and a
+weighted norm of that sum, the outputs after the pass equal those before to float32
+rounding, and every norm was fused (so the comparison is of the fused op)."""
 
 from __future__ import annotations
+
+import operator
 
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +19,14 @@ RTOL, ATOL = 1e-5, 1e-6
 
 
 def norm_program(
-    lead: list[int], width: int, eps: float, weighted: bool, swap: bool, dim: int, residual: bool
+    lead: list[int],
+    width: int,
+    eps: float,
+    weighted: bool,
+    swap: bool,
+    dim: int,
+    residual: bool,
+    next_norm: bool = False,
 ):
     shape = ", ".join(str(d) for d in ["s0", *lead, width])
     keep = ", ".join(str(d) for d in ["s0", *lead, 1])
@@ -43,6 +52,9 @@ def norm_program(
         added = f"aten.add.Tensor(%res, {out})" if swap else f"aten.add.Tensor({out}, %res)"
         lines.append(f"  %s : f32[{shape}] = {added}")
         out = "%s"
+    if next_norm:
+        lines.append(f"  %y : f32[{shape}] = aten.rms_norm(%s, [{width}], @w, {eps!r})")
+        out = "%s, %y"
     lines += [f"  return ({out},)", "}"]
     return "\n".join(lines) + "\n"
 
@@ -56,15 +68,23 @@ def norm_program(
     swap=st.booleans(),
     dim=st.sampled_from([-1, 0]),
     residual=st.booleans(),
+    next_norm=st.booleans(),
 )
-def test_fused_norm_keeps_outputs(lead, width, eps, weighted, swap, dim, residual):
-    text = norm_program(lead, width, eps, weighted, swap, dim, residual)
+def test_fused_norm_keeps_outputs(lead, width, eps, weighted, swap, dim, residual, next_norm):
+    next_norm = next_norm and residual
+    text = norm_program(lead, width, eps, weighted, swap, dim, residual, next_norm)
     program = parse_program(text)
     before = outputs_at_samples(program)
     PassManager("fuse-rms-norm", verify=True).run(program)
     targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
-    fused = torch.ops.ggufc.rms_norm_add if residual else torch.ops.aten.rms_norm
-    assert targets == [fused.default], text
+    ggufc, aten = torch.ops.ggufc, torch.ops.aten
+    if next_norm and weighted:
+        expected = [ggufc.rms_norm_add_norm.default, operator.getitem, operator.getitem]
+    elif next_norm:  # the sum's own norm has no weight: no rms_norm_add_norm
+        expected = [ggufc.rms_norm_add.default, aten.rms_norm.default]
+    else:
+        expected = [(ggufc.rms_norm_add if residual else aten.rms_norm).default]
+    assert targets == expected, text
     for b_sample, a_sample in zip(before, outputs_at_samples(program), strict=True):
         for b, a in zip(b_sample, a_sample, strict=True):
             torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m: f"{text}\n{m}")

@@ -246,13 +246,22 @@ def test_structural_mistakes_are_refused(mutate, message):
         b.build(outputs=[x])
 
 
-def _rms_norm_program(inputs: int, residual_arg: int | None):
+ROW, WEIGHT = [2, 8], [8]
+
+
+def _rms_norm_program(inputs, residual_arg: int | None, next_norm: bool = False):
+    """An RMS_NORM KernelNode over program inputs of the given shapes (an int: that many rows)."""
     b = ProgramBuilder()
-    tensors = [b.input(f"t{i}", DType.FLOAT32, [2, 8]) for i in range(inputs)]
-    y = b.tensor("y", DType.FLOAT32, [2, 8])
+    shapes = [ROW] * inputs if isinstance(inputs, int) else inputs
+    tensors = [b.input(f"t{i}", DType.FLOAT32, shape) for i, shape in enumerate(shapes)]
+    outputs = tuple(b.tensor(f"y{i}", DType.FLOAT32, [2, 8]) for i in range(1 + next_norm))
     template_args = (Argument(IntValue(8), "dim"),)
+    args = (Argument(IntValue(2), "rows"), Argument(FloatValue(1e-6), "eps"))
     if residual_arg is not None:
         template_args += (Argument(IntValue(residual_arg), "residual"),)
+    if next_norm:
+        template_args += (Argument(IntValue(1), "next_norm"),)
+        args += (Argument(FloatValue(1e-5), "next_eps"),)
     b.emit(
         b.main,
         KernelNode(
@@ -262,8 +271,8 @@ def _rms_norm_program(inputs: int, residual_arg: int | None):
             kind=KernelKind.RMS_NORM,
             sources=(),
             inputs=tuple(tensors),
-            outputs=(y,),
-            args=(Argument(IntValue(2), "rows"), Argument(FloatValue(1e-6), "eps")),
+            outputs=outputs,
+            args=args,
             template_args=template_args,
         ),
     )
@@ -282,6 +291,23 @@ def test_rms_norm_node_with_residual_runs_norm_then_add():
     x, residual = torch.randn(2, 8), torch.randn(2, 8)
     (out,) = run_program(program, [x, residual])
     torch.testing.assert_close(out, residual + torch.rms_norm(x, [8], None, 1e-6))
+
+
+@pytest.mark.parametrize(("inputs", "residual"), [(3, 1), (3, 0)])
+def test_rms_norm_next_norm_needs_weight_and_residual(inputs, residual):
+    with pytest.raises(ProgramFormatError, match="needs a weight and a residual"):
+        _rms_norm_program(inputs, residual, next_norm=True).build(outputs=[])
+
+
+def test_rms_norm_node_with_next_norm_gives_the_sum_and_its_norm():
+    shapes = [ROW, WEIGHT, ROW, WEIGHT]  # x, weight, residual, next weight
+    b = _rms_norm_program(shapes, 1, next_norm=True)
+    program = b.build(outputs=[len(b.values) - 2, len(b.values) - 1])
+    x, weight, residual, next_weight = (torch.randn(shape) for shape in shapes)
+    total, normed = run_program(program, [x, weight, residual, next_weight])
+    expected = residual + torch.rms_norm(x, [8], weight, 1e-6)
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(normed, torch.rms_norm(expected, [8], next_weight, 1e-5))
 
 
 def test_allow_list_resolves_every_entry():
