@@ -12,8 +12,8 @@ What each FX node becomes
                                         the file instead of copying it)
 * ``ggufc.linear`` / ``ggufc.embedding`` / ``ggufc.dequantize`` / ``ggufc.attention`` -> a
                                         `KernelNode`
-* ``aten.rms_norm`` of float32 over the last dim, ``ggufc.rms_norm_add`` -> a `KernelNode`
-                                        (the RMSNorm kernel)
+* ``aten.rms_norm`` of float32 over the last dim, ``ggufc.rms_norm_add``,
+  ``ggufc.rms_norm_add_norm``        -> a `KernelNode` (the RMSNorm kernel)
 * ``ggufc.rotary`` -> a `KernelNode` (the rotary kernel)
 * ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
                                         from the branch subgraphs (nested conds nest chains)

@@ -219,8 +219,11 @@ class FoldNextNorm(RewritePattern):
         if not is_call(total, ops.rms_norm_add) or total.args[1] is None:
             return False
         x, weight, eps, residual = total.args[:4]
-        dim = tensor_value(x).shape[-1]
-        if list(shape) != [dim] or next_weight is None or not _kernel_weight(next_weight, dim):
+        x_value = tensor_value(x)
+        dim = None if x_value is None else x_value.shape[-1]
+        if dim is None or list(shape) != [dim] or next_weight is None:
+            return False
+        if not _kernel_weight(next_weight, dim):
             return False
         if not _users_after(total, node):
             return False
@@ -271,7 +274,7 @@ class FuseRmsNormPass(Pass):
 
     def run(self, program, context) -> bool:
         norms_before = _count_norms(program.graph)
-        folded_before = _count(program.graph, RMS_NORM_ADD, ops.rms_norm_add_norm)
+        folded_before = _count(program.graph, ops.rms_norm_add, ops.rms_norm_add_norm)
         next_before = _count(program.graph, ops.rms_norm_add_norm)
         config = GreedyConfig(max_iterations=self.max_iterations)
         changed = False
@@ -279,15 +282,12 @@ class FuseRmsNormPass(Pass):
             patterns = [cls() for cls in stage]
             changed |= apply_patterns_greedily(program, patterns, context, config, self.name)
         context.count("fused-rms-norm", _count_norms(program.graph) - norms_before)
-        folded = _count(program.graph, RMS_NORM_ADD, ops.rms_norm_add_norm)
+        folded = _count(program.graph, ops.rms_norm_add, ops.rms_norm_add_norm)
         context.count("folded-residual-add", folded - folded_before)
         context.count(
             "folded-next-norm", _count(program.graph, ops.rms_norm_add_norm) - next_before
         )
         return changed
-
-
-RMS_NORM_ADD = ops.rms_norm_add
 
 
 def _count(graph: torch.fx.Graph, *targets) -> int:
@@ -296,9 +296,8 @@ def _count(graph: torch.fx.Graph, *targets) -> int:
 
 def _count_norms(graph: torch.fx.Graph) -> int:
     """Norms computed, an rms_norm_add_norm counting two."""
-    return _count(graph, aten.rms_norm.default, RMS_NORM_ADD, ops.rms_norm_add_norm) + _count(
-        graph, ops.rms_norm_add_norm
-    )
+    single = _count(graph, aten.rms_norm.default, ops.rms_norm_add)
+    return single + 2 * _count(graph, ops.rms_norm_add_norm)
 
 
 __all__ = ["NEXT_NORM_PATTERNS", "RMS_NORM_PATTERNS", "FuseRmsNormPass"]

@@ -200,6 +200,12 @@ RMS_NORM_ADD_CASES = {
         r"ggufc\.rms_norm_add: weight \[4\] against x \[2, 8\]",
         *_rms_norm_add(torch.zeros(2, 8), torch.ones(4), torch.zeros(2, 8)),
     ),
+    "rms_norm_add_norm: next_weight not [D]": lambda g: (
+        FormatError,
+        r"ggufc\.rms_norm_add_norm: next_weight \[4\] against x \[2, 8\]",
+        lambda *t: torch.ops.ggufc.rms_norm_add_norm(t[0], t[1], 1e-6, t[2], t[3], 1e-6),
+        (torch.zeros(2, 8), torch.ones(8), torch.zeros(2, 8), torch.ones(4)),
+    ),
 }
 
 ALL_CASES = {**LINEAR_CASES, **OTHER_CASES, **RMS_NORM_ADD_CASES}
