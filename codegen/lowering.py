@@ -15,6 +15,7 @@ What each FX node becomes
 * ``aten.rms_norm`` of float32 over the last dim, ``ggufc.rms_norm_add``,
   ``ggufc.rms_norm_add_norm``        -> a `KernelNode` (the RMSNorm kernel)
 * ``ggufc.rotary`` -> a `KernelNode` (the rotary kernel)
+* ``ggufc.gated_gelu`` -> a `KernelNode` (the gated GELU kernel)
 * ``torch.cond(pred, then, else, operands)`` -> an `IfNode` whose branches are chains lowered
                                         from the branch subgraphs (nested conds nest chains)
 * a node whose value is a SymInt (``aten.sym_size.int``, ``operator.mul`` ...) -> no
@@ -70,6 +71,11 @@ static).  Not a GGUF op: the KernelNode's format is unused (Q4_0).
 (int64, int64, float32), template arg ``dim``, grid and block from
 `codegen.kernels.rotary.rotary_grid` / ``rotary_threads`` (a thread an element; with a norm,
 a warp a row); sources from `codegen.kernels.rotary.emit_rotary`.
+
+``ggufc.gated_gelu(x, up?)``: inputs ``(x[, up])`` (one input: x holds gate and up as the
+halves of its last dim), args ``(rows = out.numel() / I)``, template arg ``inner = I`` (out's
+last dim), grid ``ceil(rows * I / GATED_GELU_THREADS)``; sources from
+`codegen.kernels.gated_gelu.emit_gated_gelu`.
 
 ``aten.rms_norm(x, [D], weight?, eps)`` of float32 x over its last dim (D static; weight None
 or float32 ``[D]``): inputs ``(x[, weight])``, args ``(rows = x.numel() / D, eps)`` (int64,
@@ -728,6 +734,8 @@ class _Lowering:
             return self.attention(scope, node, bound, where)
         if op_name == "rotary":
             return self.rotary(scope, node, bound, where)
+        if op_name == "gated_gelu":
+            return self.gated_gelu(scope, node, bound, where)
         if op_name in ("rms_norm_add", "rms_norm_add_norm"):
             arguments = (bound["x"], bound["weight"], bound["eps"])
             next_norm = (bound["next_weight"], bound["next_eps"]) if "next_eps" in bound else None
@@ -831,6 +839,39 @@ class _Lowering:
                 )
             )
         return tuple(sources)
+
+    def gated_gelu(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
+        from codegen.kernels.gated_gelu import GATED_GELU_THREADS, emit_gated_gelu
+
+        stacked = bound.get("up") is None
+        names = ["x"] if stacked else ["x", "up"]
+        inputs = tuple(self.tensor_operand(scope, bound[name], f"{where} {name}") for name in names)
+        out_fake = node.meta["val"]
+        inner = self.static_int(scope, out_fake.shape[-1], f"{where} inner width")
+        rows = self.sizes.apply(
+            SymOp.MUL, [self.sizes.of(d, where) for d in out_fake.shape[:-1]] or [Dim(1)], where
+        )
+        elements = self.sizes.apply(SymOp.MUL, [rows, Dim(inner)], where)
+        output = self.new_tensor(node.name, out_fake, where)
+        sources = self.generated_sources(lambda backend: emit_gated_gelu(backend, inner, stacked))
+        self.kernel_count += 1
+        self.builder.emit(
+            scope.chain,
+            KernelNode(
+                name=f"gated_gelu_{self.kernel_count}",
+                format=QuantFormat.Q4_0,  # unused: not a GGUF op
+                op=OpKind.GATED_GELU,
+                kind=KernelKind.GATED_GELU,
+                sources=sources,
+                inputs=inputs,
+                outputs=(output,),
+                grid=(self.sizes.ceil_div(elements, GATED_GELU_THREADS, where), Dim(1), Dim(1)),
+                block=(Dim(GATED_GELU_THREADS), Dim(1), Dim(1)),
+                args=(Argument(_size_arg(rows), "rows"),),
+                template_args=(Argument(IntValue(inner), "inner"),),
+            ),
+        )
+        return output
 
     def rotary(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
         from codegen.kernels.rotary import (

@@ -1,5 +1,5 @@
 """The `ggufc` torch op library: three ops on raw GGUF blocks and fused attention, rotary and
-RMSNorm-plus-residual ops, with CPU reference kernels.
+RMSNorm-plus-residual and gated GELU ops, with CPU reference kernels.
 
 Importing this module registers the ops with `torch.library` (that is how torch learns about
 custom ops; no other ggufc module registers anything).  Importing it again, or reloading it,
@@ -65,6 +65,13 @@ Tensor next_weight, float next_eps) -> (Tensor, Tensor)``
     layer) in one op, both weights float32 ``[D]``.  Made by `fuse-rms-norm` from a
     ``rms_norm_add`` and an ``aten.rms_norm`` of its result; the reference runs the ops.
 
+``ggufc::gated_gelu(Tensor x, Tensor? up=None) -> Tensor``
+    ``gelu(gate, approximate="tanh") * up`` of float32: with ``up``, ``gate = x`` (one
+    shape); without it, x's last dim holds ``[gate | up]`` (two halves of D / 2: the stacked
+    gate / up projection of `fuse-sibling-linears`).  A GeGLU MLP's activation (Gemma's).
+    Not a GGUF op: the `fuse-gated-gelu` pass makes it from ``mul(gelu(gate), up)`` so a
+    backend runs both as one kernel reading the halves in place; the reference runs the ops.
+
 Layout of ``blocks`` (the three GGUF ops): uint8 ``[n, row_bytes]`` where
 ``row_bytes = k / block_weights * block_bytes`` (see `compiler.formats`); row ``j`` holds
 the ``k`` weights of output feature / vocabulary entry ``j`` as consecutive GGUF blocks.
@@ -125,6 +132,9 @@ ROTARY_SCHEMA = (
 ROTARY_DTYPES = (torch.float32,)
 RMS_NORM_ADD_SCHEMA = "(Tensor x, Tensor? weight, float eps, Tensor residual) -> Tensor"
 RMS_NORM_ADD_DTYPES = (torch.float32,)
+GATED_GELU_SCHEMA = "(Tensor x, Tensor? up=None) -> Tensor"
+GATED_GELU_DTYPES = (torch.float32,)
+GATED_GELU_APPROXIMATE = "tanh"  # aten.gelu's approximate of the gate's GELU
 RMS_NORM_ADD_NORM_SCHEMA = (
     "(Tensor x, Tensor weight, float eps, Tensor residual, Tensor next_weight, float next_eps) "
     "-> (Tensor, Tensor)"
@@ -336,6 +346,30 @@ def _check_rms_norm_add_norm_args(x, weight, eps, residual, next_weight, next_ep
     )
 
 
+def _check_gated_gelu_args(x, up) -> None:
+    where = f"{NAMESPACE}.gated_gelu"
+    named = [("x", x)] + ([("up", up)] if up is not None else [])
+    _require_dtypes(where, named, GATED_GELU_DTYPES)
+    if x.dim() < 1:
+        raise FormatError(f"{where}: x must have a last dim, got {_shape_text(x.shape)}")
+    if up is None:
+        torch._check(
+            x.shape[-1] % 2 == 0,
+            lambda: (
+                f"{where}: x [..., D] holds gate and up halves: D must be even, got "
+                f"{_shape_text(x.shape)}"
+            ),
+        )
+        return
+    shapes = f"x {_shape_text(x.shape)}, up {_shape_text(up.shape)}"
+    if up.dim() != x.dim():
+        raise FormatError(f"{where}: expected x and up of one shape; {shapes}")
+    for actual, expected in zip(up.shape, x.shape):
+        _require_same_size(
+            actual, expected, lambda: f"{where}: expected x and up of one shape; {shapes}"
+        )
+
+
 def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
     where = f"{NAMESPACE}.rotary"
     if norm_weight is not None and norm_eps is None:
@@ -490,6 +524,19 @@ def _rms_norm_add_norm_impl(x, weight, eps: float, residual, next_weight, next_e
     return total, torch.rms_norm(total, [x.shape[-1]], next_weight, next_eps).contiguous()
 
 
+def gated_gelu_reference(x, up=None) -> torch.Tensor:
+    """The ops `fuse-gated-gelu` fuses (arguments already checked)."""
+    if up is None:
+        half = x.shape[-1] // 2
+        x, up = x[..., :half], x[..., half:]
+    return torch.nn.functional.gelu(x, approximate=GATED_GELU_APPROXIMATE) * up
+
+
+def _gated_gelu_impl(x, up=None):
+    _check_gated_gelu_args(x, up)
+    return gated_gelu_reference(x, up).contiguous()
+
+
 # ---- fake (shape-only) kernels --------------------------------------------------------------
 
 
@@ -536,6 +583,13 @@ def _rms_norm_add_norm_fake(x, weight, eps: float, residual, next_weight, next_e
     return x.new_empty(x.shape), x.new_empty(x.shape)
 
 
+def _gated_gelu_fake(x, up=None):
+    _check_gated_gelu_args(x, up)
+    if up is None:
+        return x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
+    return x.new_empty(x.shape)
+
+
 # ---- registration ---------------------------------------------------------------------------
 
 
@@ -556,6 +610,7 @@ _register("embedding", EMBEDDING_SCHEMA, _embedding_impl, _embedding_fake)
 _register("attention", ATTENTION_SCHEMA, _attention_impl, _attention_fake)
 _register("rotary", ROTARY_SCHEMA, _rotary_impl, _rotary_fake)
 _register("rms_norm_add", RMS_NORM_ADD_SCHEMA, _rms_norm_add_impl, _rms_norm_add_fake)
+_register("gated_gelu", GATED_GELU_SCHEMA, _gated_gelu_impl, _gated_gelu_fake)
 _register(
     "rms_norm_add_norm",
     RMS_NORM_ADD_NORM_SCHEMA,
@@ -571,3 +626,4 @@ attention = torch.ops.ggufc.attention.default
 rotary = torch.ops.ggufc.rotary.default
 rms_norm_add = torch.ops.ggufc.rms_norm_add.default
 rms_norm_add_norm = torch.ops.ggufc.rms_norm_add_norm.default
+gated_gelu = torch.ops.ggufc.gated_gelu.default

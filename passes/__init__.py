@@ -17,12 +17,13 @@ from typing import Any
 # of six; a residual added after one -> ggufc.rms_norm_add), `fuse-attention` (spelled-out masked softmax attention -> ggufc.attention: one
 # kernel instead of five), cse, `fuse-rotary` (roll, mul, addcmul -> ggufc.rotary: one kernel
 # instead of three), `fuse-sibling-linears` (linears reading one activation -> one
-# linear over their stacked weights: q/k/v and gate/up are one launch each), then
+# linear over their stacked weights: q/k/v and gate/up are one launch each), `fuse-gated-gelu`
+# (gelu(gate) * up -> ggufc.gated_gelu, reading the stacked gate/up halves in place), then
 # `split-dynamic-m` (torch.cond per M bucket: the regions it copies into branches are already
 # clean, and the cleanup passes do not look inside branches), then dce.
 DEFAULT_PIPELINE_TEXT = (
     "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-rotary,"
-    "fuse-sibling-linears,split-dynamic-m,dce"
+    "fuse-sibling-linears,fuse-gated-gelu,split-dynamic-m,dce"
 )
 
 _LAZY = {

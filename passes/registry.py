@@ -33,6 +33,7 @@ BUILTIN_PASSES: dict[str, str] = {
     "cse": "passes.cse:CommonSubexpressionElimination",
     "dce": "passes.dce:DeadCodeElimination",
     "fuse-attention": "passes.fuse_attention:FuseAttentionPass",
+    "fuse-gated-gelu": "passes.fuse_gated_gelu:FuseGatedGeluPass",
     "fuse-gguf": "passes.fuse_gguf:FuseGguf",
     "fuse-rms-norm": "passes.fuse_rms_norm:FuseRmsNormPass",
     "fuse-rotary": "passes.fuse_rotary:FuseRotaryPass",

@@ -45,7 +45,7 @@ from runtime_schema.writer import program_to_bytes
 # Longest metadata value `describe_program` shows in full (text and --json alike).
 METADATA_PREVIEW_CHARS = 80
 # Kernel ops that are not GGUF ops: their KernelNodes' format is unused, counted by kind alone
-NON_GGUF_OPS = (OpKind.ATTENTION, OpKind.RMS_NORM, OpKind.ROTARY)
+NON_GGUF_OPS = (OpKind.ATTENTION, OpKind.RMS_NORM, OpKind.ROTARY, OpKind.GATED_GELU)
 _COMPARE_TEXT = {"LT": "<", "LE": "<=", "EQ": "==", "NE": "!=", "GT": ">", "GE": ">="}
 
 

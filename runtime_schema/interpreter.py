@@ -349,6 +349,8 @@ class _Interpreter:
             # an RMSNorm folded in: its eps (and its weight, the fourth input, if any)
             weight = ins[3] if len(ins) == 4 else None
             return ops.rotary(*ins[:3], weight, named.get("eps"))
+        if node.op == OpKind.GATED_GELU:
+            return ops.gated_gelu(*ins)  # x[, up]
         if node.op == OpKind.RMS_NORM:
             # inputs x[, weight][, residual][, next weight]: a residual (ggufc.rms_norm_add) is
             # named by the template arg "residual", a next norm (ggufc.rms_norm_add_norm: two

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
-# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both
-SCHEMA_VERSION = 3
+# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both; 4: GATED_GELU
+SCHEMA_VERSION = 4
 
 # A value index / chain index that means "none" in a Dim.
 NO_VALUE = -1
@@ -114,6 +114,7 @@ class OpKind(enum.IntEnum):
     ATTENTION = 3  # ggufc.attention: not a GGUF op, its KernelNode's format is unused
     RMS_NORM = 4  # aten.rms_norm of float32: not a GGUF op either
     ROTARY = 5  # ggufc.rotary: not a GGUF op either
+    GATED_GELU = 6  # ggufc.gated_gelu: not a GGUF op either
 
 
 class KernelKind(enum.IntEnum):
@@ -125,6 +126,7 @@ class KernelKind(enum.IntEnum):
     ATTENTION = 5
     RMS_NORM = 6
     ROTARY = 7
+    GATED_GELU = 8
 
 
 class Backend(enum.IntEnum):

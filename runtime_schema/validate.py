@@ -69,6 +69,7 @@ KERNEL_INPUT_COUNTS = {
     # x[, weight][, residual: template arg residual = 1][, next weight: next_norm = 1]
     OpKind.RMS_NORM: (1, 2, 3, 4),
     OpKind.ROTARY: (3, 4),  # x, cos, sin[, norm weight]
+    OpKind.GATED_GELU: (1, 2),  # x (gate and up halves) | gate, up
 }
 KERNEL_OUTPUT_COUNT = 1  # but an RMS_NORM with next_norm = 1: the sum and its norm
 KERNEL_KINDS_OF_OP = {
@@ -78,6 +79,7 @@ KERNEL_KINDS_OF_OP = {
     OpKind.ATTENTION: (KernelKind.ATTENTION,),
     OpKind.RMS_NORM: (KernelKind.RMS_NORM,),
     OpKind.ROTARY: (KernelKind.ROTARY,),
+    OpKind.GATED_GELU: (KernelKind.GATED_GELU,),
 }
 # Integer arguments (in `args` or `template_args`) a KernelNode needs for its reference op.
 GGUF_OP_REQUIRED_ARGS = ("n", "k")
@@ -88,6 +90,7 @@ KERNEL_REQUIRED_ARGS = {
     OpKind.ATTENTION: ("rows", "tokens", "keys", "head_dim", "value_dim"),
     OpKind.RMS_NORM: ("rows", "dim"),
     OpKind.ROTARY: ("rows", "tokens", "dim"),
+    OpKind.GATED_GELU: ("rows", "inner"),
 }
 # Float arguments a KernelNode needs for its reference op.
 KERNEL_REQUIRED_FLOAT_ARGS = {OpKind.ATTENTION: ("scale",), OpKind.RMS_NORM: ("eps",)}

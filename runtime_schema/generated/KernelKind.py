@@ -11,3 +11,4 @@ class KernelKind(object):
     ATTENTION = 5
     RMS_NORM = 6
     ROTARY = 7
+    GATED_GELU = 8

@@ -9,3 +9,4 @@ class OpKind(object):
     ATTENTION = 3
     RMS_NORM = 4
     ROTARY = 5
+    GATED_GELU = 6

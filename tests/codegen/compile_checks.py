@@ -10,6 +10,7 @@ from pathlib import Path
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, translation_unit
 from codegen.kernels.attention import emit_attention
+from codegen.kernels.gated_gelu import emit_gated_gelu
 from codegen.kernels.rms_norm import emit_rms_norm
 from codegen.kernels.rotary import emit_rotary
 
@@ -34,6 +35,9 @@ RMS_NORM_CASES = (
     (2048, True, True, True),
     (100, True, True, True),
 )
+# (inner width, stacked) of the gated GELU kernels the checks and goldens cover: Gemma 3
+# 270M's MLP (gate and up halves of one stacked projection) and a ragged width of two inputs
+GATED_GELU_CASES = ((2048, True), (100, False))
 # (head dim, normed, weighted) of the rotary kernels the checks and goldens cover: Gemma 3
 # 270M's, Llama's, one whose half is not a multiple of 32; with an RMSNorm folded in, with and
 # without its weight
@@ -58,6 +62,9 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
     paths.append(path)
     path = directory / f"ggufc_{backend}_rms_norm{SUFFIX[backend]}"
     path.write_text("\n".join(emit_rms_norm(backend, *case).text for case in RMS_NORM_CASES))
+    paths.append(path)
+    path = directory / f"ggufc_{backend}_gated_gelu{SUFFIX[backend]}"
+    path.write_text("\n".join(emit_gated_gelu(backend, *case).text for case in GATED_GELU_CASES))
     paths.append(path)
     path = directory / f"ggufc_{backend}_rotary{SUFFIX[backend]}"
     path.write_text("\n".join(emit_rotary(backend, *case).text for case in ROTARY_CASES))

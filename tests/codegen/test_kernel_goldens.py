@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from compile_checks import ATTENTION_DIMS, RMS_NORM_CASES, ROTARY_CASES
+from compile_checks import ATTENTION_DIMS, GATED_GELU_CASES, RMS_NORM_CASES, ROTARY_CASES
 from golden_files import GOLDEN_DIR, GOLDEN_EXTENSIONS
 
 from codegen.kernels import BACKENDS, DTYPES, FORMAT_NAMES, KINDS, emit, emit_header, geometries
 from codegen.kernels.attention import emit_attention
+from codegen.kernels.gated_gelu import emit_gated_gelu
 from codegen.kernels.rms_norm import emit_rms_norm
 from codegen.kernels.rotary import emit_rotary
 
 ATTENTION_HEADER = "header_attention"
-# the RMSNorm and rotary kernels' header: the plain prelude
+# the RMSNorm, rotary and gated GELU kernels' header: the plain prelude
 PRELUDE_HEADER = "header_prelude"
 
 
@@ -60,6 +61,15 @@ def test_rotary_kernel_sources_match_goldens(snapshot, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_gated_gelu_kernel_sources_match_goldens(snapshot, backend):
+    extension = GOLDEN_EXTENSIONS[backend]
+    kernels = [emit_gated_gelu(backend, *case) for case in GATED_GELU_CASES]
+    for kernel in kernels:
+        assert kernel.header == snapshot(extension_class=extension, name=PRELUDE_HEADER)
+        assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_every_golden_file_belongs_to_a_generated_kernel(backend):
     extension = GOLDEN_EXTENSIONS[backend]
     expected = {f"header_{fmt.lower()}" for fmt in FORMAT_NAMES} | {
@@ -74,6 +84,7 @@ def test_every_golden_file_belongs_to_a_generated_kernel(backend):
     }
     expected |= {PRELUDE_HEADER} | {emit_rms_norm(backend, *case).entry for case in RMS_NORM_CASES}
     expected |= {emit_rotary(backend, *case).entry for case in ROTARY_CASES}
+    expected |= {emit_gated_gelu(backend, *case).entry for case in GATED_GELU_CASES}
     found = {path.stem for path in (GOLDEN_DIR / backend).glob(f"*.{extension.file_extension}")}
     others = {p.name for p in (GOLDEN_DIR / backend).iterdir()} - {
         f"{name}.{extension.file_extension}" for name in found

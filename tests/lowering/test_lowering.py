@@ -493,6 +493,43 @@ def test_rms_norm_add_lowers_to_the_kernel_with_its_residual_and_runs_like_the_g
             torch.testing.assert_close(g, e)
 
 
+GATED_GELU_IR = """
+symbol s0 : [1, 16]
+
+graph @main(%y : f32[s0, 16], %u : f32[s0, 8]) {
+  %a : f32[s0, 8] = ggufc.gated_gelu(%y)
+  %b : f32[s0, 8] = ggufc.gated_gelu(%a, %u)
+  return (%a, %b)
+}
+"""
+
+
+def test_gated_gelu_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path):
+    from codegen.kernels.gated_gelu import GATED_GELU_THREADS
+
+    gp = parse_program(GATED_GELU_IR)
+    program = lower(gp)
+    kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert [(n.op, n.kind) for n in kernels] == [(OpKind.GATED_GELU, KernelKind.GATED_GELU)] * 2
+    stacked, separate = kernels
+    assert [len(k.inputs) for k in kernels] == [1, 2]
+    assert {s.entry for s in stacked.sources} == {"ggufc_gated_gelu_stacked_i8_f32"}
+    assert {s.entry for s in separate.sources} == {"ggufc_gated_gelu_i8_f32"}
+    assert [d.size for d in stacked.block] == [GATED_GELU_THREADS, 1, 1]
+    assert {a.name: a.value.value for a in stacked.template_args} == {"inner": 8}
+    path = tmp_path / "gated_gelu.ggufc"
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in (1, 5):
+        inputs = [
+            torch.randn(tokens, 16, generator=generator),
+            torch.randn(tokens, 8, generator=generator),
+        ]
+        got = run_program(load_program(path), inputs)
+        for g, e in zip(got, fx_outputs(gp, inputs), strict=True):
+            torch.testing.assert_close(g, e)
+
+
 ROTARY_IR = """
 symbol s0 : [1, 16]
 

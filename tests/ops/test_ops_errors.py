@@ -206,6 +206,18 @@ RMS_NORM_ADD_CASES = {
         lambda *t: torch.ops.ggufc.rms_norm_add_norm(t[0], t[1], 1e-6, t[2], t[3], 1e-6),
         (torch.zeros(2, 8), torch.ones(8), torch.zeros(2, 8), torch.ones(4)),
     ),
+    "gated_gelu: float16 x": lambda g: (
+        UnsupportedError,
+        r"ggufc\.gated_gelu: x is float16; supported: float32",
+        lambda *t: torch.ops.ggufc.gated_gelu(*t),
+        (torch.zeros(2, 8).half(),),
+    ),
+    "gated_gelu: up of another shape": lambda g: (
+        FormatError,
+        r"ggufc\.gated_gelu: expected x and up of one shape; x \[2, 8\], up \[2, 4\]",
+        lambda *t: torch.ops.ggufc.gated_gelu(*t),
+        (torch.zeros(2, 8), torch.zeros(2, 4)),
+    ),
 }
 
 ALL_CASES = {**LINEAR_CASES, **OTHER_CASES, **RMS_NORM_ADD_CASES}

@@ -72,6 +72,9 @@ T max(T a, T b) {
 inline float fma(float a, float b, float c) { return std::fma(a, b, c); }
 inline float exp(float x) { return std::exp(x); }
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
+namespace precise {
+inline float tanh(float x) { return std::tanh(x); }
+}  // namespace precise
 
 float simd_sum(float value);
 float simd_max(float value);
