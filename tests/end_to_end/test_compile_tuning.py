@@ -111,7 +111,7 @@ def test_cli_compile_with_a_tuning_file(gguf_path, tmp_path, capsys):
     metadata = dict(load_program(output).program.metadata)
     assert metadata[KEY_PIPELINE] == (
         "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-rotary,"
-        "fuse-sibling-linears,"
+        "fuse-sibling-linears,fuse-gated-gelu,"
         "split-dynamic-m{buckets=4,9},dce"
     )
 

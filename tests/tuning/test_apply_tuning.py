@@ -18,7 +18,7 @@ def test_default_pipeline_gets_the_buckets():
     tuned = tuned_pipeline(default_pipeline(), (3, 12), "t.json")
     assert (
         str(tuned) == "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-rotary,"
-        "fuse-sibling-linears,"
+        "fuse-sibling-linears,fuse-gated-gelu,"
         "split-dynamic-m{buckets=3,12},dce"
     )
     assert str(tuned_pipeline(default_pipeline(), (), "t.json")).count("buckets={}") == 1
