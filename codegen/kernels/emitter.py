@@ -251,6 +251,23 @@ class GeneratedKernel:
         return self.header + "\n" + self.source
 
 
+def prelude_kernel(
+    backend: str, template: str, entry: str, threads: int, **values
+) -> GeneratedKernel:
+    """The GeneratedKernel of ``backend``'s template ``template`` (a name without suffix),
+    rendered with ``entry``, ``threads`` and ``values``, its header the plain prelude."""
+    syntax = SYNTAX[backend]
+    return GeneratedKernel(
+        backend=backend,
+        entry=entry,
+        header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
+        source=render_template(
+            f"{backend}/{template}{syntax.source_suffix}", entry=entry, threads=threads, **values
+        ),
+        threads=threads,
+    )
+
+
 def entry_name(fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY) -> str:
     variant = kind if geometry == DEFAULT_GEOMETRY else f"{kind}_{geometry}"
     return f"ggufc_{variant}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"

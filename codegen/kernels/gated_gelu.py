@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, GeneratedKernel, render_template
+from codegen.kernels.emitter import BACKENDS, GeneratedKernel, prelude_kernel
 from compiler.errors import UnsupportedError
 
 GATED_GELU_THREADS = 256
@@ -46,20 +46,13 @@ def emit_gated_gelu(backend: str, inner: int, stacked: bool) -> GeneratedKernel:
         )
     if not 1 <= inner <= MAX_INNER:
         raise UnsupportedError(f"gated GELU kernel: inner width {inner} is outside 1..{MAX_INNER}")
-    entry = gated_gelu_entry(inner, stacked)
-    syntax = SYNTAX[backend]
-    return GeneratedKernel(
-        backend=backend,
-        entry=entry,
-        header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
-        source=render_template(
-            f"{backend}/gated_gelu{syntax.source_suffix}",
-            entry=entry,
-            threads=GATED_GELU_THREADS,
-            inner=inner,
-            stacked=stacked,
-        ),
-        threads=GATED_GELU_THREADS,
+    return prelude_kernel(
+        backend,
+        "gated_gelu",
+        gated_gelu_entry(inner, stacked),
+        GATED_GELU_THREADS,
+        inner=inner,
+        stacked=stacked,
     )
 
 

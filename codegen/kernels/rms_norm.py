@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, WARP_SIZE, GeneratedKernel, render_template
+from codegen.kernels.emitter import BACKENDS, WARP_SIZE, GeneratedKernel, prelude_kernel
 from compiler.errors import UnsupportedError
 
 RMS_NORM_THREADS = 128
@@ -60,23 +60,16 @@ def emit_rms_norm(
         raise UnsupportedError(f"RMSNorm kernel: dim {dim} is outside 1..{MAX_DIM}")
     if next_norm and not (weighted and residual):
         raise UnsupportedError("RMSNorm kernel: a next norm needs the weight and the residual")
-    entry = rms_norm_entry(dim, weighted, residual, next_norm)
-    syntax = SYNTAX[backend]
-    return GeneratedKernel(
-        backend=backend,
-        entry=entry,
-        header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
-        source=render_template(
-            f"{backend}/rms_norm{syntax.source_suffix}",
-            entry=entry,
-            threads=RMS_NORM_THREADS,
-            dim=dim,
-            weighted=weighted,
-            residual=residual,
-            next_norm=next_norm,
-            max_kept_steps=RMS_NORM_MAX_KEPT_STEPS,
-        ),
-        threads=RMS_NORM_THREADS,
+    return prelude_kernel(
+        backend,
+        "rms_norm",
+        rms_norm_entry(dim, weighted, residual, next_norm),
+        RMS_NORM_THREADS,
+        dim=dim,
+        weighted=weighted,
+        residual=residual,
+        next_norm=next_norm,
+        max_kept_steps=RMS_NORM_MAX_KEPT_STEPS,
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, WARP_SIZE, GeneratedKernel, render_template
+from codegen.kernels.emitter import BACKENDS, WARP_SIZE, GeneratedKernel, prelude_kernel
 from compiler.errors import UnsupportedError
 
 ROTARY_THREADS = 256
@@ -65,22 +65,13 @@ def emit_rotary(
             f"rotary kernel with an RMSNorm: dim {dim} is not a multiple of "
             f"{NORMED_DIM_MULTIPLE} up to {NORMED_MAX_DIM}"
         )
-    entry = rotary_entry(dim, normed, weighted)
-    syntax = SYNTAX[backend]
-    template = "rotary_rms_norm" if normed else "rotary"
-    threads = rotary_threads(normed)
-    return GeneratedKernel(
-        backend=backend,
-        entry=entry,
-        header=render_template(f"{backend}/prelude{syntax.header_suffix}"),
-        source=render_template(
-            f"{backend}/{template}{syntax.source_suffix}",
-            entry=entry,
-            threads=threads,
-            dim=dim,
-            weighted=weighted,
-        ),
-        threads=threads,
+    return prelude_kernel(
+        backend,
+        "rotary_rms_norm" if normed else "rotary",
+        rotary_entry(dim, normed, weighted),
+        rotary_threads(normed),
+        dim=dim,
+        weighted=weighted,
     )
 
 
