@@ -757,9 +757,7 @@ class _Lowering:
             x_node = bound["x"]
             x = self.tensor_operand(scope, x_node, f"{where} x")
             x_fake = x_node.meta["val"]
-            rows = self.sizes.apply(
-                SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]] or [Dim(1)], where
-            )
+            rows = self.element_count(x_fake.shape[:-1], where)
             kind_name = self.linear_kind(bound.get("kernel", KERNEL_AUTO), rows, where)
             if bound.get("bias") is not None:
                 bias = self.tensor_operand(scope, bound["bias"], f"{where} bias")
@@ -788,9 +786,7 @@ class _Lowering:
                 raise UnsupportedError(
                     f"{where}: the CUDA embedding kernel reads int64 indices, got {index_fake.dtype}"
                 )
-            count = self.sizes.apply(
-                SymOp.MUL, [self.sizes.of(d, where) for d in index_fake.shape] or [Dim(1)], where
-            )
+            count = self.element_count(index_fake.shape, where)
             return self.emit_kernel(
                 scope,
                 node,
@@ -840,6 +836,48 @@ class _Lowering:
             )
         return tuple(sources)
 
+    def element_count(self, shape, where: str) -> Dim:
+        """The product of ``shape``'s sizes (1 for no sizes), symbolic where they are."""
+        return self.sizes.apply(
+            SymOp.MUL, [self.sizes.of(d, where) for d in shape] or [Dim(1)], where
+        )
+
+    def emit_non_gguf_kernel(
+        self,
+        scope: _Scope,
+        op: OpKind,
+        sources: tuple,
+        inputs: tuple,
+        outputs: tuple,
+        *,
+        grid: tuple,
+        threads: int,
+        args: tuple,
+        template_args: tuple,
+        shared_memory_bytes: int = 0,
+    ) -> None:
+        """Emit the KernelNode of a kernel that is not a GGUF op (attention, RMSNorm, rotary,
+        gated GELU): its kernel kind is the op's namesake, its format unused (Q4_0), its
+        block ``threads`` wide."""
+        self.kernel_count += 1
+        self.builder.emit(
+            scope.chain,
+            KernelNode(
+                name=f"{op.name.lower()}_{self.kernel_count}",
+                format=QuantFormat.Q4_0,  # unused: not a GGUF op
+                op=op,
+                kind=KernelKind[op.name],
+                sources=sources,
+                inputs=inputs,
+                outputs=outputs,
+                grid=grid,
+                block=(Dim(threads), Dim(1), Dim(1)),
+                shared_memory_bytes=shared_memory_bytes,
+                args=args,
+                template_args=template_args,
+            ),
+        )
+
     def gated_gelu(self, scope: _Scope, node: torch.fx.Node, bound: dict, where: str) -> int:
         from codegen.kernels.gated_gelu import GATED_GELU_THREADS, emit_gated_gelu
 
@@ -848,28 +886,19 @@ class _Lowering:
         inputs = tuple(self.tensor_operand(scope, bound[name], f"{where} {name}") for name in names)
         out_fake = node.meta["val"]
         inner = self.static_int(scope, out_fake.shape[-1], f"{where} inner width")
-        rows = self.sizes.apply(
-            SymOp.MUL, [self.sizes.of(d, where) for d in out_fake.shape[:-1]] or [Dim(1)], where
-        )
+        rows = self.element_count(out_fake.shape[:-1], where)
         elements = self.sizes.apply(SymOp.MUL, [rows, Dim(inner)], where)
         output = self.new_tensor(node.name, out_fake, where)
-        sources = self.generated_sources(lambda backend: emit_gated_gelu(backend, inner, stacked))
-        self.kernel_count += 1
-        self.builder.emit(
-            scope.chain,
-            KernelNode(
-                name=f"gated_gelu_{self.kernel_count}",
-                format=QuantFormat.Q4_0,  # unused: not a GGUF op
-                op=OpKind.GATED_GELU,
-                kind=KernelKind.GATED_GELU,
-                sources=sources,
-                inputs=inputs,
-                outputs=(output,),
-                grid=(self.sizes.ceil_div(elements, GATED_GELU_THREADS, where), Dim(1), Dim(1)),
-                block=(Dim(GATED_GELU_THREADS), Dim(1), Dim(1)),
-                args=(Argument(_size_arg(rows), "rows"),),
-                template_args=(Argument(IntValue(inner), "inner"),),
-            ),
+        self.emit_non_gguf_kernel(
+            scope,
+            OpKind.GATED_GELU,
+            self.generated_sources(lambda backend: emit_gated_gelu(backend, inner, stacked)),
+            inputs,
+            (output,),
+            grid=(self.sizes.ceil_div(elements, GATED_GELU_THREADS, where), Dim(1), Dim(1)),
+            threads=GATED_GELU_THREADS,
+            args=(Argument(_size_arg(rows), "rows"),),
+            template_args=(Argument(IntValue(inner), "inner"),),
         )
         return output
 
@@ -889,9 +918,7 @@ class _Lowering:
         weighted = len(inputs) == 4
         x_fake = bound["x"].meta["val"]
         dim = self.static_int(scope, x_fake.shape[-1], f"{where} dim")
-        rows = self.sizes.apply(
-            SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]], where
-        )
+        rows = self.element_count(x_fake.shape[:-1], where)
         tokens = self.sizes.of(x_fake.shape[-2], where)
         if normed:  # a warp a row
             blocks = self.sizes.ceil_div(rows, ROTARY_NORMED_ROWS_PER_BLOCK, where)
@@ -902,25 +929,16 @@ class _Lowering:
         if normed:
             args.append(Argument(FloatValue(float(bound["norm_eps"])), "eps"))
         output = self.new_tensor(node.name, node.meta.get("val"), where)
-        sources = self.generated_sources(
-            lambda backend: emit_rotary(backend, dim, normed, weighted)
-        )
-        self.kernel_count += 1
-        self.builder.emit(
-            scope.chain,
-            KernelNode(
-                name=f"rotary_{self.kernel_count}",
-                format=QuantFormat.Q4_0,  # unused: not a GGUF op
-                op=OpKind.ROTARY,
-                kind=KernelKind.ROTARY,
-                sources=sources,
-                inputs=inputs,
-                outputs=(output,),
-                grid=(blocks, Dim(1), Dim(1)),
-                block=(Dim(rotary_threads(normed)), Dim(1), Dim(1)),
-                args=tuple(args),
-                template_args=(Argument(IntValue(dim), "dim"),),
-            ),
+        self.emit_non_gguf_kernel(
+            scope,
+            OpKind.ROTARY,
+            self.generated_sources(lambda backend: emit_rotary(backend, dim, normed, weighted)),
+            inputs,
+            (output,),
+            grid=(blocks, Dim(1), Dim(1)),
+            threads=rotary_threads(normed),
+            args=tuple(args),
+            template_args=(Argument(IntValue(dim), "dim"),),
         )
         return output
 
@@ -962,9 +980,7 @@ class _Lowering:
         x_fake = x.meta["val"]
         dim = int(x_fake.shape[-1])
         eps = torch.finfo(torch.float32).eps if eps is None else float(eps)  # aten's default
-        rows = self.sizes.apply(
-            SymOp.MUL, [self.sizes.of(d, where) for d in x_fake.shape[:-1]] or [Dim(1)], where
-        )
+        rows = self.element_count(x_fake.shape[:-1], where)
         fake = node.meta.get("val")
         if next_norm is None:
             outputs = (self.new_tensor(node.name, fake, where),)
@@ -973,31 +989,24 @@ class _Lowering:
                 self.new_tensor(f"{node.name}_{part}", value, where)
                 for part, value in zip(("sum", "normed"), fake, strict=True)
             )
-        sources = self.generated_sources(
-            lambda backend: emit_rms_norm(
-                backend, dim, weight is not None, residual is not None, next_norm is not None
-            )
-        )
-        self.kernel_count += 1
-        self.builder.emit(
-            scope.chain,
-            KernelNode(
-                name=f"rms_norm_{self.kernel_count}",
-                format=QuantFormat.Q4_0,  # unused: not a GGUF op
-                op=OpKind.RMS_NORM,
-                kind=KernelKind.RMS_NORM,
-                sources=sources,
-                inputs=tuple(inputs),
-                outputs=outputs,
-                grid=(self.sizes.ceil_div(rows, RMS_NORM_ROWS_PER_BLOCK, where), Dim(1), Dim(1)),
-                block=(Dim(RMS_NORM_THREADS), Dim(1), Dim(1)),
-                args=(
-                    Argument(_size_arg(rows), "rows"),
-                    Argument(FloatValue(eps), "eps"),
-                    *extra_args,
-                ),
-                template_args=(Argument(IntValue(dim), "dim"), *template_args),
+        self.emit_non_gguf_kernel(
+            scope,
+            OpKind.RMS_NORM,
+            self.generated_sources(
+                lambda backend: emit_rms_norm(
+                    backend, dim, weight is not None, residual is not None, next_norm is not None
+                )
             ),
+            tuple(inputs),
+            outputs,
+            grid=(self.sizes.ceil_div(rows, RMS_NORM_ROWS_PER_BLOCK, where), Dim(1), Dim(1)),
+            threads=RMS_NORM_THREADS,
+            args=(
+                Argument(_size_arg(rows), "rows"),
+                Argument(FloatValue(eps), "eps"),
+                *extra_args,
+            ),
+            template_args=(Argument(IntValue(dim), "dim"), *template_args),
         )
         return outputs[0] if next_norm is None else outputs
 
@@ -1028,35 +1037,26 @@ class _Lowering:
         output = self.new_tensor(node.name, node.meta.get("val"), where)
         rows = self.sizes.of(q.shape[1], where)
         tokens = self.sizes.of(visible.shape[0], where)
-        sources = self.generated_sources(
-            lambda backend: emit_attention(backend, head_dim, value_dim)
-        )
-        self.kernel_count += 1
         splits, grid_rows, grid_heads = attention_grid(rows, Dim(heads))
-        self.builder.emit(
-            scope.chain,
-            KernelNode(
-                name=f"attention_{self.kernel_count}",
-                format=QuantFormat.Q4_0,  # unused: not a GGUF op
-                op=OpKind.ATTENTION,
-                kind=KernelKind.ATTENTION,
-                sources=sources,
-                inputs=inputs,
-                outputs=(output,),
-                grid=(Dim(splits), grid_rows, grid_heads),
-                block=(Dim(ATTENTION_THREADS), Dim(1), Dim(1)),
-                shared_memory_bytes=attention_shared_bytes(keys, value_dim),
-                args=(
-                    Argument(_size_arg(rows), "rows"),
-                    Argument(_size_arg(tokens), "tokens"),
-                    Argument(IntValue(keys), "keys"),
-                    Argument(FloatValue(float(bound["scale"])), "scale"),
-                ),
-                template_args=(
-                    Argument(IntValue(head_dim), "head_dim"),
-                    Argument(IntValue(value_dim), "value_dim"),
-                    Argument(IntValue(ATTENTION_KERNEL_MAX_ROWS), "kernel_max_rows"),
-                ),
+        self.emit_non_gguf_kernel(
+            scope,
+            OpKind.ATTENTION,
+            self.generated_sources(lambda backend: emit_attention(backend, head_dim, value_dim)),
+            inputs,
+            (output,),
+            grid=(Dim(splits), grid_rows, grid_heads),
+            threads=ATTENTION_THREADS,
+            shared_memory_bytes=attention_shared_bytes(keys, value_dim),
+            args=(
+                Argument(_size_arg(rows), "rows"),
+                Argument(_size_arg(tokens), "tokens"),
+                Argument(IntValue(keys), "keys"),
+                Argument(FloatValue(float(bound["scale"])), "scale"),
+            ),
+            template_args=(
+                Argument(IntValue(head_dim), "head_dim"),
+                Argument(IntValue(value_dim), "value_dim"),
+                Argument(IntValue(ATTENTION_KERNEL_MAX_ROWS), "kernel_max_rows"),
             ),
         )
         return output

@@ -358,13 +358,14 @@ class _Interpreter:
             next_weight = ins.pop() if named.get("next_norm", 0) else None
             residual = ins.pop() if named.get("residual", 0) else None
             weight = ins[1] if len(ins) == 2 else None
-            normed = torch.rms_norm(ins[0], [named["dim"]], weight, named["eps"])
+            eps = named["eps"]
             if residual is None:
-                return normed
-            total = residual + normed
+                return torch.rms_norm(ins[0], [named["dim"]], weight, eps)
             if next_weight is None:
-                return total
-            return total, torch.rms_norm(total, [named["dim"]], next_weight, named["next_eps"])
+                return ops.rms_norm_add(ins[0], weight, eps, residual)
+            return ops.rms_norm_add_norm(
+                ins[0], weight, eps, residual, next_weight, named["next_eps"]
+            )
         n, k = named["n"], named["k"]
         fmt = node.format.name
         out_dtype = self.program.values[node.outputs[0]].info.dtype.torch_dtype
