@@ -113,7 +113,11 @@ def cached_attention(
     scores = scores.view(kv_heads, group, m, seq).masked_fill(~visible, float("-inf"))
     probs = torch.softmax(scores, dim=-1).view(kv_heads, group * m, seq)
     out = as_dtype(torch.matmul(probs, as_dtype(new_v, f32)), q.dtype)  # [KV, group * M, D]
-    out = out.view(1, heads, m, head_dim).transpose(1, 2).reshape(1, m, heads * head_dim)
+    # [KV, group, M, D] -> [1, M, H * D] (h = g * group + r); a view straight to [H, M, D]
+    # makes torch.export guard Eq(M * Min(D, G * M * D), D * M) on some head shapes (true for
+    # every M, not proven), which fails an export with a dynamic M
+    out = out.view(kv_heads, group, m, head_dim).permute(2, 0, 1, 3)
+    out = out.reshape(1, m, heads * head_dim)
     return out, new_k, new_v
 
 
