@@ -31,6 +31,7 @@ Statistics: ``fused-linears`` (linears merged), ``fused-linear-groups`` (linears
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -172,6 +173,24 @@ class FuseSiblingLinears(RewritePattern):
         stacked = torch.cat([program.get_constant(b.target) for b in blocks_nodes])
         x_fake = tensor_value(first["x"])
         fake_mode = x_fake.fake_mode
+        with _uncached(fake_mode):
+            self._rewrite(rewriter, group, arguments, stacked, x_fake)
+        for blocks in dict.fromkeys(blocks_nodes):  # a weight two siblings share: once
+            if not blocks.users:
+                rewriter.erase_node(blocks)
+
+    def _rewrite(
+        self,
+        rewriter: Rewriter,
+        group: list[Node],
+        arguments: list[dict],
+        stacked: torch.Tensor,
+        x_fake: torch.Tensor,
+    ) -> None:
+        """The stacked constant, the wider linear and a slice of it for each sibling."""
+        first = arguments[0]
+        fake_mode = x_fake.fake_mode
+        blocks_nodes = [a["blocks"] for a in arguments]
         stacked_fake = fake_mode.from_tensor(stacked, static_shapes=True)
         total = sum(a["n"] for a in arguments)
         constant = rewriter.constant(
@@ -202,9 +221,19 @@ class FuseSiblingLinears(RewritePattern):
             )
             rewriter.replace_node(sibling, part)
             start = end
-        for blocks in dict.fromkeys(blocks_nodes):  # a weight two siblings share: once
-            if not blocks.users:
-                rewriter.erase_node(blocks)
+
+
+@contextlib.contextmanager
+def _uncached(fake_mode):
+    """``fake_mode`` with its op cache off.  A cache hit on a view op with symbolic sizes
+    rebuilds the view through ``set_`` and costs more than computing it afresh (62-layer
+    benchmark graph: this pass 0.84 -> 0.47 s; torch 2.13)."""
+    enabled = fake_mode.cache_enabled
+    fake_mode.cache_enabled = False
+    try:
+        yield
+    finally:
+        fake_mode.cache_enabled = enabled
 
 
 @dataclass(frozen=True)
