@@ -2,8 +2,9 @@
 
     python benchmarks/cuda_matvec_geometry.py [--formats Q4_0,Q5_0,Q4_K,Q8_0]
         [--dtypes float32,float16] [--group-warps-formats Q4_K,Q5_K,Q6_K,Q8_0]
+        [--tables narrow,split_k,group_warps,stream]
 
-Three tables, the measurements behind the geometry rules of codegen/kernels/emitter.py, to
+Four tables, the measurements behind the geometry rules of codegen/kernels/emitter.py, to
 rerun on another GPU:
 
 * narrow vs default, per format, dtype and N x K from Gemma-3-270M-sized weights up to
@@ -14,7 +15,10 @@ rerun on another GPU:
   the measurement behind MATVEC_SPLIT_K_MIN_K;
 * warps a row group, for the formats of --group-warps-formats on the large shapes: the
   default geometry with 1, 2 and 4 warps sharing each row group (the paired geometry of
-  MATVEC_PAIRED_FORMATS is 2, from K = MATVEC_PAIRED_MIN_K).
+  MATVEC_PAIRED_FORMATS is 2, from K = MATVEC_PAIRED_MIN_K);
+* streamed row groups, for short rows (K <= 2048) and many of them: the default geometry
+  against the streamed one with 2 to 16 row groups a warp (the lowering's is
+  MATVEC_STREAM_GROUPS, from N = MATVEC_STREAM_MIN_N up to K = MATVEC_STREAM_MAX_K).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
 codegen.cuda_timing.
@@ -39,6 +43,10 @@ from codegen.kernels.emitter import (
     MATVEC_PAIRED_MIN_K,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
+    MATVEC_STREAM_GROUPS,
+    MATVEC_STREAM_MAX_K,
+    MATVEC_STREAM_MIN_N,
+    cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
 )
 from compiler import formats
@@ -61,6 +69,17 @@ SPLIT_K_SHAPES = (
     (4096, 14336),
     (5376, 21504),
 )
+STREAM_SHAPES = (
+    (262144, 640),
+    (262144, 1024),
+    (131072, 640),
+    (65536, 1024),
+    (32768, 640),
+    (65536, 2048),
+    (16384, 1024),
+)
+STREAM_GROUP_CHOICES = (2, 4, 8, 16)
+TABLES = ("narrow", "split_k", "group_warps", "stream")
 ERROR_BOUNDS = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 
@@ -94,7 +113,12 @@ def main() -> int:
     parser.add_argument("--formats", default="Q4_0,Q5_0,Q4_K,Q8_0")
     parser.add_argument("--dtypes", default="float32,float16")
     parser.add_argument("--group-warps-formats", default="Q4_K,Q5_K,Q6_K,Q8_0")
+    parser.add_argument("--tables", default=",".join(TABLES), help="which tables to measure")
     args = parser.parse_args()
+    tables = args.tables.split(",")
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        parser.error(f"--tables: unknown {unknown}; expected some of {','.join(TABLES)}")
     if not torch.cuda.is_available():
         print("cuda_matvec_geometry.py: needs a CUDA device", file=sys.stderr)
         return 2
@@ -105,9 +129,12 @@ def main() -> int:
         f"Card: {torch.cuda.get_device_name()}; device copy {bandwidth / 1e9:.0f} GB/s; "
         f"the lowering picks the narrow geometry up to {MATVEC_NARROW_MAX_WEIGHTS} weights\n"
     )
-    print("| format | dtype | N x K | weights (Mi) | default us | narrow us | narrow / default |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for fmt in args.formats.split(","):
+    if "narrow" in tables:
+        print(
+            "| format | dtype | N x K | weights (Mi) | default us | narrow us | narrow / default |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|")
+    for fmt in args.formats.split(",") if "narrow" in tables else ():
         for dtype in args.dtypes.split(","):
             for n, k in SHAPES:
                 kernels = [emit("cuda", fmt, "matvec", dtype, g) for g in ("default", "narrow")]
@@ -117,7 +144,11 @@ def main() -> int:
                     f"{narrow:.2f} | {narrow / wide:.2f} |",
                     flush=True,
                 )
-    split_formats = [fmt for fmt in args.formats.split(",") if fmt in MATVEC_SPLIT_K_FORMATS]
+    split_formats = [
+        fmt
+        for fmt in args.formats.split(",")
+        if fmt in MATVEC_SPLIT_K_FORMATS and "split_k" in tables
+    ]
     if split_formats:
         print(f"\nThe lowering picks split-K from K = {MATVEC_SPLIT_K_MIN_K} (when not narrow)\n")
         print("| format | dtype | N x K | split-K us | default us | split-K / default |")
@@ -132,7 +163,9 @@ def main() -> int:
                     f"{split / staged:.2f} |",
                     flush=True,
                 )
-    group_warps_formats = [fmt for fmt in args.group_warps_formats.split(",") if fmt]
+    group_warps_formats = [
+        fmt for fmt in args.group_warps_formats.split(",") if fmt and "group_warps" in tables
+    ]
     if group_warps_formats:
         print(
             f"\nThe lowering pairs warps for {MATVEC_PAIRED_FORMATS} from K = {MATVEC_PAIRED_MIN_K}\n"
@@ -146,6 +179,27 @@ def main() -> int:
                 times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
                 cells = " | ".join(f"{t:.2f}" for t in times)
                 print(f"| {fmt} | {dtype} | {n}x{k} | {cells} |", flush=True)
+    if "stream" in tables:
+        print(
+            f"\nThe lowering streams {MATVEC_STREAM_GROUPS} row groups a warp for K <= "
+            f"{MATVEC_STREAM_MAX_K} and N >= {MATVEC_STREAM_MIN_N} (floor: the packed bytes "
+            "at the copy bandwidth)\n"
+        )
+        choices = " | ".join(f"{g} groups us" for g in STREAM_GROUP_CHOICES)
+        print(f"| format | dtype | N x K | floor us | default us | {choices} |")
+        print("|---|---|---|---:|---:|" + "---:|" * len(STREAM_GROUP_CHOICES))
+    for fmt in args.formats.split(",") if "stream" in tables else ():
+        for dtype in args.dtypes.split(","):
+            for n, k in STREAM_SHAPES:
+                if k % formats.get_format(fmt).block_weights:
+                    continue
+                kernels = [emit("cuda", fmt, "matvec", dtype)] + [
+                    cuda_matvec_streamed(fmt, dtype, g) for g in STREAM_GROUP_CHOICES
+                ]
+                times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
+                floor = n * formats.row_bytes(fmt, k) / bandwidth * 1e6
+                cells = " | ".join(f"{t:.2f}" for t in times)
+                print(f"| {fmt} | {dtype} | {n}x{k} | {floor:.2f} | {cells} |", flush=True)
     return 0
 
 

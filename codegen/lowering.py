@@ -46,8 +46,10 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               matmul for a symbolic one (matmul serves every M).  A CUDA matvec takes the
               geometry `codegen.kernels.pick_geometry` picks from N, K and the dtype: narrow
               (one weight row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, else
-              split-K (`MATVEC_SPLIT_K_FORMATS`, K >= `MATVEC_SPLIT_K_MIN_K`) or paired
-              (`MATVEC_PAIRED_FORMATS`, K >= `MATVEC_PAIRED_MIN_K`), else the default.
+              streamed (row groups a warp in turn) for K <= `MATVEC_STREAM_MAX_K` and
+              N >= `MATVEC_STREAM_MIN_N`, else split-K (`MATVEC_SPLIT_K_FORMATS`,
+              K >= `MATVEC_SPLIT_K_MIN_K`) or paired (`MATVEC_PAIRED_FORMATS`,
+              K >= `MATVEC_PAIRED_MIN_K`), else the default.
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact

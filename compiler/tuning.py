@@ -637,8 +637,8 @@ def measure_kernels(
     rows = max(m_values)
     xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
     outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
-    # each kernel in the geometry lowering picks for this shape (the matvec's split-K, paired
-    # or narrow one)
+    # each kernel in the geometry lowering picks for this shape (the matvec's narrow,
+    # streamed, split-K or paired one)
     kernels = {
         kernel: emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k))
         for kernel in BUCKET_KERNELS

@@ -102,6 +102,18 @@ MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each 
 MATVEC_PAIRED_FORMATS = ("Q4_K", "Q5_K")
 MATVEC_PAIRED_WARPS = 2
 MATVEC_PAIRED_MIN_K = 4096
+# Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
+# vocabulary projection) take the streamed geometry: `cuda/matvec.cu` with each warp taking
+# MATVEC_STREAM_GROUPS row groups in turn, the next group's first chunk loading while this
+# one's is decoded.  In the default geometry a row of one chunk gives a warp one load and one
+# decode with nothing in flight between them.  H100 2026-11-26
+# (`benchmarks/cuda_matvec_geometry.py --tables stream`, default -> 4 groups, us): Q8_0
+# 262144x640 float32 114.0 -> 103.7, float16 105.0 -> 91.0; Q4_0 float32 108.6 -> 76.5;
+# every N >= 65536 with K <= 1024 gains (Q8_0, Q4_0; 4-28%) but Q4_0 float16 (-1% to +6%);
+# at K = 2048 or N <= 32768 the gain is gone or a loss, and 8 or 16 groups lose at N = 65536.
+MATVEC_STREAM_GROUPS = 4
+MATVEC_STREAM_MAX_K = 1024
+MATVEC_STREAM_MIN_N = 65536
 # Activation dtypes whose CUDA matvecs (every geometry) stage each warp's activations through
 # shared memory (prelude: stage_part_activations) instead of every lane loading its own part
 # through L1, one cache line a lane.  H100, lanes -> staged (us, benchmarks/cuda_matvec_ab.py):
@@ -111,7 +123,7 @@ MATVEC_PAIRED_MIN_K = 4096
 # and half the lines to save), so 16-bit x keeps the per-lane loads (BENCHMARKS.md, session 8).
 MATVEC_STAGED_X_DTYPES = ("float32",)
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
-# the CUDA matvec also "narrow" and, for its formats, "split_k" or "paired".
+# the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" or "paired".
 DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
@@ -276,24 +288,28 @@ def entry_name(fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY
 def geometries(backend: str, fmt: str, kind: str) -> tuple[str, ...]:
     """The ``geometry`` values `emit` takes for ``kind`` of ``fmt`` on ``backend``: the CUDA
     matvec has a narrow one for small weights (Metal's matvec is one row a simdgroup
-    already), a split-K one for MATVEC_SPLIT_K_FORMATS and a paired one for
-    MATVEC_PAIRED_FORMATS."""
+    already), a streamed one for many short rows, a split-K one for MATVEC_SPLIT_K_FORMATS
+    and a paired one for MATVEC_PAIRED_FORMATS."""
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
-        return (DEFAULT_GEOMETRY, "narrow", "split_k")
+        return (DEFAULT_GEOMETRY, "narrow", "stream", "split_k")
     if fmt in MATVEC_PAIRED_FORMATS:
-        return (DEFAULT_GEOMETRY, "narrow", "paired")
-    return (DEFAULT_GEOMETRY, "narrow")
+        return (DEFAULT_GEOMETRY, "narrow", "stream", "paired")
+    return (DEFAULT_GEOMETRY, "narrow", "stream")
 
 
 def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int) -> str:
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
-    activations: narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else split-K or paired where the
-    format has it and K >= `MATVEC_SPLIT_K_MIN_K` / `MATVEC_PAIRED_MIN_K`, else the default."""
+    activations: narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for short rows
+    (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K or paired where
+    the format has it and K >= `MATVEC_SPLIT_K_MIN_K` / `MATVEC_PAIRED_MIN_K`, else the
+    default."""
     available = geometries(backend, fmt, kind)
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
         return "narrow"
+    if "stream" in available and k <= MATVEC_STREAM_MAX_K and n >= MATVEC_STREAM_MIN_N:
+        return "stream"
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
         return "split_k"
     if "paired" in available and k >= MATVEC_PAIRED_MIN_K:
@@ -346,7 +362,9 @@ def launch_rule(
         return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
     if kind == "matvec":
         return _matvec_launch(
-            _matvec_rows_per_warp(backend, geometry), _matvec_group_warps(geometry)
+            _matvec_rows_per_warp(backend, geometry),
+            _matvec_group_warps(geometry),
+            _matvec_stream_groups(geometry),
         )
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
@@ -369,15 +387,19 @@ def _check_geometry(backend: str, fmt: str, kind: str, geometry: str) -> None:
         )
 
 
-def _matvec_launch(rows_per_warp: int, group_warps: int) -> LaunchRule:
+def _matvec_launch(rows_per_warp: int, group_warps: int, stream_groups: int = 1) -> LaunchRule:
     """The (staged) matvec's launch: each row group of ``rows_per_warp`` rows is shared by
-    ``group_warps`` warps of the block."""
-    rows = WARPS // group_warps * rows_per_warp
+    ``group_warps`` warps of the block, and each warp takes ``stream_groups`` groups in turn."""
+    rows = WARPS // group_warps * rows_per_warp * stream_groups
     return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), GridExtent()))
 
 
 def _matvec_group_warps(geometry: str) -> int:
     return MATVEC_PAIRED_WARPS if geometry == "paired" else 1
+
+
+def _matvec_stream_groups(geometry: str) -> int:
+    return MATVEC_STREAM_GROUPS if geometry == "stream" else 1
 
 
 def _matvec_rows_per_warp(backend: str, geometry: str) -> int:
@@ -469,6 +491,7 @@ def _kind_values(
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
         values["group_warps"] = _matvec_group_warps(geometry)
+        values["stream_groups"] = _matvec_stream_groups(geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
@@ -524,15 +547,39 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
     """The CUDA matvec of the default geometry with ``group_warps`` warps a row group (the
     paired geometry is 2): what `benchmarks/cuda_matvec_geometry.py` weighs MATVEC_PAIRED_FORMATS
     against.  Not used by the lowering."""
-    _check("cuda", fmt, "matvec", dtype)
     choices = [d for d in range(1, WARPS + 1) if WARPS % d == 0]
     if group_warps not in choices:
         raise UnsupportedError(
             f"CUDA matvec {fmt} {dtype}: {group_warps} warps a row group; expected one of "
             f"{choices} (divisors of the {WARPS} warps a block)"
         )
-    _, values = _kind_values("cuda", fmt, "matvec", dtype)
-    values.update(group_warps=group_warps, entry=f"{values['entry']}_w{group_warps}")
+    launch = _matvec_launch(MATVEC_ROWS_PER_WARP, group_warps)
+    return _cuda_matvec_variant(
+        fmt, dtype, DEFAULT_GEOMETRY, f"w{group_warps}", launch, group_warps=group_warps
+    )
+
+
+def cuda_matvec_streamed(fmt: str, dtype: str, stream_groups: int) -> KernelSource:
+    """The CUDA matvec of the streamed geometry with ``stream_groups`` row groups a warp (the
+    lowering's is MATVEC_STREAM_GROUPS): what `benchmarks/cuda_matvec_geometry.py` tries."""
+    if stream_groups < 1:
+        raise UnsupportedError(
+            f"CUDA matvec {fmt} {dtype}: {stream_groups} row groups a warp; expected >= 1"
+        )
+    launch = _matvec_launch(MATVEC_ROWS_PER_WARP, 1, stream_groups)
+    return _cuda_matvec_variant(
+        fmt, dtype, "stream", f"g{stream_groups}", launch, stream_groups=stream_groups
+    )
+
+
+def _cuda_matvec_variant(
+    fmt: str, dtype: str, geometry: str, suffix: str, launch: LaunchRule, **values
+) -> KernelSource:
+    """`cuda/matvec.cu` of ``geometry`` with some template values replaced (a benchmark's
+    variant, its entry name ending in ``_suffix``)."""
+    _check("cuda", fmt, "matvec", dtype)
+    _, defaults = _kind_values("cuda", fmt, "matvec", dtype, geometry)
+    values = {**defaults, **values, "entry": f"{defaults['entry']}_{suffix}"}
     return KernelSource(
         backend="cuda",
         format=fmt,
@@ -541,7 +588,7 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
         entry=values["entry"],
         header=emit_header("cuda", fmt),
         source=render_template("cuda/matvec.cu", **values),
-        launch=_matvec_launch(MATVEC_ROWS_PER_WARP, group_warps),
+        launch=launch,
     )
 
 

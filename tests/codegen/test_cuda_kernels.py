@@ -18,7 +18,7 @@ import torch
 from cuda_test_support import CUDA_TEST_MARKS
 
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
-from codegen.kernels.emitter import cuda_matvec_with_group_warps
+from codegen.kernels.emitter import cuda_matvec_streamed, cuda_matvec_with_group_warps
 from compiler import formats
 
 pytestmark = CUDA_TEST_MARKS
@@ -170,6 +170,22 @@ def test_matvec_with_any_group_warps_matches_float64_reference(runner, rng, fmt,
     kernel = cuda_matvec_with_group_warps(fmt, "float32", group_warps)
     for k in (K_BY_FORMAT[fmt], LARGE_K):
         check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, k, True, kernel=kernel)
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+@pytest.mark.parametrize("stream_groups", (2, 8))
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_streamed_matvec_over_many_row_groups(runner, rng, fmt, stream_groups, dtype):
+    """Each warp of the streamed geometry takes row groups in turn, loading the next one's
+    first chunk during this one's last: N spans three whole blocks and a ragged fourth whose
+    warps run out of rows at different groups; K of one chunk a row (the activations kept
+    from group to group), of two (the load crossing to the next group from the second), and
+    of many."""
+    kernel = cuda_matvec_streamed(fmt, dtype, stream_groups)
+    rows_per_block = kernel.launch.grid[0].per_block
+    n = 3 * rows_per_block + 37
+    for k in (K_BY_FORMAT[fmt], 1024 + 256, LARGE_K):
+        check_linear(runner, rng, fmt, "matvec", dtype, (1,), n, k, k == LARGE_K, kernel=kernel)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -26,8 +26,13 @@ from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_FORMATS,
     MATVEC_PAIRED_MIN_K,
+    MATVEC_ROWS_PER_WARP,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
+    MATVEC_STREAM_GROUPS,
+    MATVEC_STREAM_MAX_K,
+    MATVEC_STREAM_MIN_N,
+    WARPS,
     render_template,
 )
 from codegen.kernels.launch import PART_WEIGHTS
@@ -140,9 +145,26 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     assert pick_geometry("cuda", fmt, "matvec", dtype, n, threshold) == geometry
     below = threshold - get_format(fmt).block_weights
     assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, below) == "default"
+    # many short rows: streamed up to the bound on K, from the bound on N
+    short_k = MATVEC_STREAM_MAX_K // get_format(fmt).block_weights * get_format(fmt).block_weights
+    assert pick_geometry("cuda", fmt, "matvec", dtype, MATVEC_STREAM_MIN_N, short_k) == "stream"
+    longer_k = short_k + get_format(fmt).block_weights
+    assert pick_geometry("cuda", fmt, "matvec", dtype, MATVEC_STREAM_MIN_N, longer_k) == "default"
+    fewer = MATVEC_STREAM_MIN_N - 1
+    assert pick_geometry("cuda", fmt, "matvec", dtype, fewer, short_k) == "default"
     # other kinds and Metal have one geometry
     assert pick_geometry("cuda", fmt, "matmul", dtype, n, large_k) == "default"
     assert pick_geometry("metal", fmt, "matvec", dtype, n, large_k) == "default"
+
+
+def test_streamed_matvec_blocks_cover_their_warps_row_groups():
+    kernel = emit("cuda", "Q8_0", "matvec", "float32", "stream")
+    rows = WARPS * MATVEC_ROWS_PER_WARP * MATVEC_STREAM_GROUPS
+    assert kernel.launch.grid[0].per_block == rows
+    assert f"constexpr int STREAM_GROUPS = {MATVEC_STREAM_GROUPS};" in kernel.source
+    default = emit("cuda", "Q8_0", "matvec", "float32")
+    assert default.launch.grid[0].per_block == WARPS * MATVEC_ROWS_PER_WARP
+    assert "constexpr int STREAM_GROUPS = 1;" in default.source
 
 
 def test_emit_rejects_a_geometry_the_kernel_lacks_naming_the_choices():

@@ -23,6 +23,9 @@ constexpr int ROWS_PER_WARP = 4;
 constexpr int GROUP_WARPS = 1;  // warps sharing the same rows
 constexpr int ROW_GROUPS = WARPS_PER_BLOCK / GROUP_WARPS;
 static_assert(WARPS_PER_BLOCK % GROUP_WARPS == 0, "whole row groups");
+// row groups a warp takes one after the other (the streamed geometry)
+constexpr int STREAM_GROUPS = 1;
+static_assert(STREAM_GROUPS == 1 || GROUP_WARPS == 1, "a streamed warp owns its row groups");
 constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
 constexpr int CHUNK_BLOCKS = CHUNK_PARTS / Format::PARTS;
 constexpr int CHUNK_BYTES = CHUNK_BLOCKS * Format::BLOCK_BYTES;
@@ -46,27 +49,37 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q8_0_f16(
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int slice = warp % GROUP_WARPS;
-    const i64 n0 = (static_cast<i64>(blockIdx.x) * ROW_GROUPS + warp / GROUP_WARPS) * ROWS_PER_WARP;
+    // first row of the warp's row group g (g < STREAM_GROUPS); the block's warps take
+    // neighbouring groups at the same time
+    auto group_row = [&](int g) {
+        return ((static_cast<i64>(blockIdx.x) * STREAM_GROUPS + g) * ROW_GROUPS + warp / GROUP_WARPS) *
+               ROWS_PER_WARP;
+    };
+    // a row group past N (GROUP_WARPS > 1 only) has no rows but joins the barrier below
+    auto rows_from = [&](i64 first) {
+        return static_cast<int>(max(min(N - first, static_cast<i64>(ROWS_PER_WARP)), i64{0}));
+    };
+    i64 n0 = group_row(0);
     if constexpr (GROUP_WARPS == 1) {
         if (n0 >= N) {
             return;  // the whole warp leaves together: no shuffle below misses a lane
         }
     }
-    // a row group past N (GROUP_WARPS > 1 only) has no rows but joins the barrier below
-    const int rows = static_cast<int>(max(min(N - n0, static_cast<i64>(ROWS_PER_WARP)), i64{0}));
+    int rows = rows_from(n0);
     const i64 m = blockIdx.y;
     const int blocks_per_row = static_cast<int>(K / Format::BLOCK_WEIGHTS);
     const i64 row_bytes = static_cast<i64>(blocks_per_row) * Format::BLOCK_BYTES;
     const int chunks = (blocks_per_row + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
     const act_t* xm = x + m * K;
 
-    // the 16-byte words of chunk c of each row; words past a row's end are not read
+    // the 16-byte words of chunk c of each row of the group at ``first`` (``count`` rows);
+    // words past a row's end are not read
     uint4 words[ROWS_PER_WARP][WORDS_PER_LANE];
-    auto load_chunk = [&](int c) {
+    auto load_chunk = [&](i64 first, int count, int c) {
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
-            if (r < rows) {
-                const ggufc::u8* row = blocks + (n0 + r) * row_bytes;
+            if (r < count) {
+                const ggufc::u8* row = blocks + (first + r) * row_bytes;
                 const ggufc::u8* start = row + static_cast<i64>(c) * CHUNK_BYTES;
                 const ggufc::u8* end = row + min(static_cast<i64>(c + 1) * CHUNK_BYTES, row_bytes);
                 const uint4* base = reinterpret_cast<const uint4*>(
@@ -82,94 +95,110 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q8_0_f16(
         }
     };
 
-    float acc[ROWS_PER_WARP];
-#pragma unroll
-    for (int r = 0; r < ROWS_PER_WARP; ++r) {
-        acc[r] = 0.0f;
-    }
     // chunk 0 always exists: with one warp a row group the test is left out (it cost float32
     // Q4_0 ten registers and a block an SM)
     if (GROUP_WARPS == 1 || slice < chunks) {
-        load_chunk(slice);
+        load_chunk(n0, rows, slice);
     }
-    for (int c = slice; c < chunks; c += GROUP_WARPS) {
-        __syncwarp();  // every lane is done decoding the previous chunk
+    // a part's activations, kept from one row group to the next when a row is one chunk
+    float xv[ggufc::PART_WEIGHTS];
+    float x_sum[2];
+    for (int g = 0; g < STREAM_GROUPS; ++g) {
+        const i64 next_n0 = group_row(g + 1);
+        const bool has_next = g + 1 < STREAM_GROUPS && next_n0 < N;
+        float acc[ROWS_PER_WARP];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
+            acc[r] = 0.0f;
+        }
+        for (int c = slice; c < chunks; c += GROUP_WARPS) {
+            __syncwarp();  // every lane is done decoding the previous chunk
 #pragma unroll
-            for (int i = 0; i < WORDS_PER_LANE; ++i) {
-                stage_all[warp][r][lane + i * ggufc::WARP_SIZE] = words[r][i];
+            for (int r = 0; r < ROWS_PER_WARP; ++r) {
+#pragma unroll
+                for (int i = 0; i < WORDS_PER_LANE; ++i) {
+                    stage_all[warp][r][lane + i * ggufc::WARP_SIZE] = words[r][i];
+                }
+            }
+            __syncwarp();
+            // in flight while this chunk is decoded
+            if (c + GROUP_WARPS < chunks) {
+                load_chunk(n0, rows, c + GROUP_WARPS);
+            } else if (has_next) {
+                load_chunk(next_n0, rows_from(next_n0), slice);
+            }
+            const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
+            const bool x_loaded = g > 0 && chunks == 1;
+            if constexpr (STAGE_X) {
+                if (!x_loaded) {
+                    ggufc::stage_part_activations<Decode::NEEDS_X_SUM>(
+                        xm + static_cast<i64>(c) * CHUNK_PARTS * ggufc::PART_WEIGHTS, chunk_parts,
+                        x_stage[warp], lane, xv, x_sum);
+                }
+            }
+            if (lane < chunk_parts) {
+                if (!STAGE_X && !x_loaded) {
+                    const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
+                    ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
+                }
+                const int part = lane % Format::PARTS;
+                // byte offset of the chunk in the stage: its start's address modulo 16
+                const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &
+                                     (WORD_BYTES - 1);
+#pragma unroll
+                for (int r = 0; r < ROWS_PER_WARP; ++r) {
+                    if (r < rows) {
+                        const size_t row_delta =
+                            (delta + static_cast<size_t>((n0 + r) * row_bytes)) & (WORD_BYTES - 1);
+                        const ggufc::u8* chunk =
+                            reinterpret_cast<const ggufc::u8*>(stage_all[warp][r]) + row_delta;
+                        float v[ggufc::PART_WEIGHTS];
+                        ggufc::PartAffine affine;
+                        Decode::values(
+                            Format::load(chunk + (lane / Format::PARTS) * Format::BLOCK_BYTES, part), part,
+                            v, affine);
+                        acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
+                    }
+                }
             }
         }
-        __syncwarp();
-        if (c + GROUP_WARPS < chunks) {
-            load_chunk(c + GROUP_WARPS);  // in flight while this chunk is decoded
-        }
-        const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
-        float xv[ggufc::PART_WEIGHTS];
-        float x_sum[2];
-        if constexpr (STAGE_X) {
-            ggufc::stage_part_activations<Decode::NEEDS_X_SUM>(
-                xm + static_cast<i64>(c) * CHUNK_PARTS * ggufc::PART_WEIGHTS, chunk_parts,
-                x_stage[warp], lane, xv, x_sum);
-        }
-        if (lane < chunk_parts) {
-            if constexpr (!STAGE_X) {
-                const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
-                ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
+        if constexpr (GROUP_WARPS > 1) {
+            __shared__ float partial[WARPS_PER_BLOCK][ROWS_PER_WARP];
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; ++r) {
+                const float total = ggufc::warp_sum(acc[r]);
+                if (lane == 0) {
+                    partial[warp][r] = total;
+                }
             }
-            const int part = lane % Format::PARTS;
-            // byte offset of the chunk in the stage: its start's address modulo 16
-            const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &
-                                 (WORD_BYTES - 1);
+            __syncthreads();
+            if (slice != 0 || lane >= rows) {
+                return;
+            }
+            // lane r of the row group's first warp sums row r
+            float total = 0.0f;
+#pragma unroll
+            for (int s = 0; s < GROUP_WARPS; ++s) {
+                total += partial[warp + s][lane];
+            }
+            const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
+            out[m * N + n0 + lane] = ggufc::from_float<act_t>(total + b);
+        } else {
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; ++r) {
                 if (r < rows) {
-                    const size_t row_delta =
-                        (delta + static_cast<size_t>((n0 + r) * row_bytes)) & (WORD_BYTES - 1);
-                    const ggufc::u8* chunk =
-                        reinterpret_cast<const ggufc::u8*>(stage_all[warp][r]) + row_delta;
-                    float v[ggufc::PART_WEIGHTS];
-                    ggufc::PartAffine affine;
-                    Decode::values(
-                        Format::load(chunk + (lane / Format::PARTS) * Format::BLOCK_BYTES, part), part,
-                        v, affine);
-                    acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
+                    const float total = ggufc::warp_sum(acc[r]);
+                    if (lane == 0) {
+                        const float b = has_bias ? ggufc::to_float(bias[n0 + r]) : 0.0f;
+                        out[m * N + n0 + r] = ggufc::from_float<act_t>(total + b);
+                    }
                 }
             }
         }
-    }
-    if constexpr (GROUP_WARPS > 1) {
-        __shared__ float partial[WARPS_PER_BLOCK][ROWS_PER_WARP];
-#pragma unroll
-        for (int r = 0; r < ROWS_PER_WARP; ++r) {
-            const float total = ggufc::warp_sum(acc[r]);
-            if (lane == 0) {
-                partial[warp][r] = total;
-            }
+        if (!has_next) {
+            break;
         }
-        __syncthreads();
-        if (slice != 0 || lane >= rows) {
-            return;
-        }
-        // lane r of the row group's first warp sums row r
-        float total = 0.0f;
-#pragma unroll
-        for (int s = 0; s < GROUP_WARPS; ++s) {
-            total += partial[warp + s][lane];
-        }
-        const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
-        out[m * N + n0 + lane] = ggufc::from_float<act_t>(total + b);
-    } else {
-#pragma unroll
-        for (int r = 0; r < ROWS_PER_WARP; ++r) {
-            if (r < rows) {
-                const float total = ggufc::warp_sum(acc[r]);
-                if (lane == 0) {
-                    const float b = has_bias ? ggufc::to_float(bias[n0 + r]) : 0.0f;
-                    out[m * N + n0 + r] = ggufc::from_float<act_t>(total + b);
-                }
-            }
-        }
-    }
+        n0 = next_n0;
+        rows = rows_from(n0);
+    }  // row groups
 }
