@@ -109,8 +109,9 @@ MATVEC_PAIRED_MIN_K = 4096
 # decode with nothing in flight between them.  H100 2026-11-26
 # (`benchmarks/cuda_matvec_geometry.py --tables stream`, default -> 4 groups, us): Q8_0
 # 262144x640 float32 114.0 -> 103.7, float16 105.0 -> 91.0; Q4_0 float32 108.6 -> 76.5;
-# every N >= 65536 with K <= 1024 gains (Q8_0, Q4_0; 4-28%) but Q4_0 float16 (-1% to +6%);
-# at K = 2048 or N <= 32768 the gain is gone or a loss, and 8 or 16 groups lose at N = 65536.
+# where it is picked, 0.68-1.05x the default's time (every format; float32 9-32% less), the
+# losses Q4_0 / Q5_0 with float16 x at K = 640 (1-5%); at K = 2048 or N <= 32768 the gain is
+# gone or a loss, and 8 or 16 groups lose at N = 65536 (BENCHMARKS.md, session 11).
 MATVEC_STREAM_GROUPS = 4
 MATVEC_STREAM_MAX_K = 1024
 MATVEC_STREAM_MIN_N = 65536
