@@ -305,45 +305,50 @@ def _require_dtypes(where: str, named: Sequence[tuple[str, torch.Tensor]], dtype
             )
 
 
+def _require_same_shape(
+    where: str, named: tuple[tuple[str, torch.Tensor], tuple[str, torch.Tensor]], message: str
+) -> None:
+    """FormatError ``{where}: {message}; {name} {shape}, ...`` unless the two named tensors
+    have one shape (of at least one dim)."""
+    (x_name, x), (other_name, other) = named
+    text = (
+        f"{where}: {message}; {x_name} {_shape_text(x.shape)}, "
+        f"{other_name} {_shape_text(other.shape)}"
+    )
+    if x.dim() < 1 or other.dim() != x.dim():
+        raise FormatError(text)
+    for actual, expected in zip(other.shape, x.shape):
+        _require_same_size(actual, expected, lambda: text)
+
+
+def _require_last_dim_weight(where: str, name: str, weight, x) -> None:
+    """FormatError unless ``weight`` is ``[D]`` for x ``[..., D]`` (a norm's weight)."""
+    if weight.dim() != 1:
+        raise FormatError(f"{where}: {name} must be [D], got {_shape_text(weight.shape)}")
+    _require_same_size(
+        weight.shape[0],
+        x.shape[-1],
+        lambda: f"{where}: {name} {_shape_text(weight.shape)} against x {_shape_text(x.shape)}",
+    )
+
+
 def _check_rms_norm_add_args(x, weight, eps, residual, op: str = "rms_norm_add") -> None:
     where = f"{NAMESPACE}.{op}"
     named = [("x", x), ("residual", residual)] + (
         [("weight", weight)] if weight is not None else []
     )
     _require_dtypes(where, named, RMS_NORM_ADD_DTYPES)
-    shapes = f"x {_shape_text(x.shape)}, residual {_shape_text(residual.shape)}"
-    if x.dim() < 1 or residual.dim() != x.dim():
-        raise FormatError(f"{where}: expected x and residual of one shape [..., D]; {shapes}")
-    for actual, expected in zip(residual.shape, x.shape):
-        _require_same_size(
-            actual,
-            expected,
-            lambda: f"{where}: expected x and residual of one shape [..., D]; {shapes}",
-        )
+    message = "expected x and residual of one shape [..., D]"
+    _require_same_shape(where, (("x", x), ("residual", residual)), message)
     if weight is not None:
-        if weight.dim() != 1:
-            raise FormatError(f"{where}: weight must be [D], got {_shape_text(weight.shape)}")
-        _require_same_size(
-            weight.shape[0],
-            x.shape[-1],
-            lambda: f"{where}: weight {_shape_text(weight.shape)} against x {_shape_text(x.shape)}",
-        )
+        _require_last_dim_weight(where, "weight", weight, x)
 
 
 def _check_rms_norm_add_norm_args(x, weight, eps, residual, next_weight, next_eps) -> None:
     _check_rms_norm_add_args(x, weight, eps, residual, "rms_norm_add_norm")
     where = f"{NAMESPACE}.rms_norm_add_norm"
     _require_dtypes(where, [("next_weight", next_weight)], RMS_NORM_ADD_DTYPES)
-    if next_weight.dim() != 1:
-        raise FormatError(f"{where}: next_weight must be [D], got {_shape_text(next_weight.shape)}")
-    _require_same_size(
-        next_weight.shape[0],
-        x.shape[-1],
-        lambda: (
-            f"{where}: next_weight {_shape_text(next_weight.shape)} against x "
-            f"{_shape_text(x.shape)}"
-        ),
-    )
+    _require_last_dim_weight(where, "next_weight", next_weight, x)
 
 
 def _check_gated_gelu_args(x, up) -> None:
@@ -361,13 +366,7 @@ def _check_gated_gelu_args(x, up) -> None:
             ),
         )
         return
-    shapes = f"x {_shape_text(x.shape)}, up {_shape_text(up.shape)}"
-    if up.dim() != x.dim():
-        raise FormatError(f"{where}: expected x and up of one shape; {shapes}")
-    for actual, expected in zip(up.shape, x.shape):
-        _require_same_size(
-            actual, expected, lambda: f"{where}: expected x and up of one shape; {shapes}"
-        )
+    _require_same_shape(where, (("x", x), ("up", up)), "expected x and up of one shape")
 
 
 def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
@@ -377,18 +376,7 @@ def _check_rotary_args(x, cos, sin, norm_weight=None, norm_eps=None) -> None:
     named = [("x", x), ("cos", cos), ("sin", sin)]
     if norm_weight is not None:
         named.append(("norm_weight", norm_weight))
-        if norm_weight.dim() != 1:
-            raise FormatError(
-                f"{where}: norm_weight must be [D], got {_shape_text(norm_weight.shape)}"
-            )
-        _require_same_size(
-            norm_weight.shape[0],
-            x.shape[-1],
-            lambda: (
-                f"{where}: norm_weight {_shape_text(norm_weight.shape)} against x "
-                f"{_shape_text(x.shape)}"
-            ),
-        )
+        _require_last_dim_weight(where, "norm_weight", norm_weight, x)
     _require_dtypes(where, named, ROTARY_DTYPES)
     shapes = f"x {_shape_text(x.shape)}, cos {_shape_text(cos.shape)}, sin {_shape_text(sin.shape)}"
     if x.dim() < 2 or cos.dim() != 2 or sin.dim() != 2:
