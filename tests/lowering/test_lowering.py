@@ -72,6 +72,18 @@ def fx_outputs(gp, inputs):
     return list(result) if isinstance(result, (tuple, list)) else [result]
 
 
+def assert_saved_program_runs_like_the_graph(gp, program, path, token_counts, make_inputs):
+    """Save ``program`` to ``path``, load it back and run it on ``make_inputs(tokens,
+    generator)`` for each token count: every output close to the graph's."""
+    save_program(program, path)
+    generator = torch.Generator().manual_seed(0)
+    for tokens in token_counts:
+        inputs = make_inputs(tokens, generator)
+        got = run_program(load_program(path), inputs)
+        for g, e in zip(got, fx_outputs(gp, inputs), strict=True):
+            torch.testing.assert_close(g, e)
+
+
 def mlp_inputs(m: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     return [torch.randint(0, 100, (1, m), generator=generator)]
@@ -380,20 +392,19 @@ def test_attention_lowers_to_one_kernel_with_its_launch_and_runs_like_the_graph(
         "value_dim": 12,
         "kernel_max_rows": ATTENTION_KERNEL_MAX_ROWS,
     }
-    path = tmp_path / "attention.ggufc"
-    save_program(program, path)
-    generator = torch.Generator().manual_seed(0)
-    for tokens in (1, 5):
-        inputs = [
+
+    def inputs(tokens, generator):
+        tensors = [
             torch.randn(2, 2, tokens, 8, generator=generator),
             torch.randn(2, 24, 8, generator=generator),
             torch.randn(2, 24, 12, generator=generator),
             torch.rand(tokens, 24, generator=generator) < 0.7,
         ]
-        inputs[3][:, 0] = True
-        (got,) = run_program(load_program(path), inputs)
-        (expected,) = fx_outputs(gp, inputs)
-        torch.testing.assert_close(got, expected)
+        tensors[3][:, 0] = True
+        return tensors
+
+    path = tmp_path / "attention.ggufc"
+    assert_saved_program_runs_like_the_graph(gp, program, path, (1, 5), inputs)
 
 
 RMS_NORM_IR = """
@@ -432,18 +443,16 @@ def test_float32_rms_norm_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path)
     assert [n.op for n in program.instructions() if isinstance(n, AtenNode)].count(
         "aten::rms_norm"
     ) == 1
-    path = tmp_path / "rms_norm.ggufc"
-    save_program(program, path)
-    generator = torch.Generator().manual_seed(0)
-    for tokens in (1, 3, 9):
-        inputs = [
+    assert_saved_program_runs_like_the_graph(
+        gp,
+        program,
+        tmp_path / "rms_norm.ggufc",
+        (1, 3, 9),
+        lambda tokens, generator: [
             torch.randn(1, 4, tokens, 8, generator=generator),
             torch.randn(tokens, 8, generator=generator).half(),
-        ]
-        got = run_program(load_program(path), inputs)
-        expected = fx_outputs(gp, inputs)
-        for g, e in zip(got, expected):
-            torch.testing.assert_close(g, e)
+        ],
+    )
 
 
 RMS_NORM_ADD_IR = """
@@ -483,14 +492,13 @@ def test_rms_norm_add_lowers_to_the_kernel_with_its_residual_and_runs_like_the_g
     assert {s.entry for s in weighted.sources} == {"ggufc_rms_norm_add_d8_f32"}
     assert {s.entry for s in plain.sources} == {"ggufc_rms_norm_add_d8_unweighted_f32"}
     assert {s.entry for s in sandwich.sources} == {"ggufc_rms_norm_add_norm_d8_f32"}
-    path = tmp_path / "rms_norm_add.ggufc"
-    save_program(program, path)
-    generator = torch.Generator().manual_seed(0)
-    for tokens in (1, 5):
-        inputs = [torch.randn(tokens, 8, generator=generator) for _ in range(2)]
-        got = run_program(load_program(path), inputs)
-        for g, e in zip(got, fx_outputs(gp, inputs), strict=True):
-            torch.testing.assert_close(g, e)
+    assert_saved_program_runs_like_the_graph(
+        gp,
+        program,
+        tmp_path / "rms_norm_add.ggufc",
+        (1, 5),
+        lambda tokens, generator: [torch.randn(tokens, 8, generator=generator) for _ in range(2)],
+    )
 
 
 GATED_GELU_IR = """
@@ -517,17 +525,16 @@ def test_gated_gelu_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path):
     assert {s.entry for s in separate.sources} == {"ggufc_gated_gelu_i8_f32"}
     assert [d.size for d in stacked.block] == [GATED_GELU_THREADS, 1, 1]
     assert {a.name: a.value.value for a in stacked.template_args} == {"inner": 8}
-    path = tmp_path / "gated_gelu.ggufc"
-    save_program(program, path)
-    generator = torch.Generator().manual_seed(0)
-    for tokens in (1, 5):
-        inputs = [
+    assert_saved_program_runs_like_the_graph(
+        gp,
+        program,
+        tmp_path / "gated_gelu.ggufc",
+        (1, 5),
+        lambda tokens, generator: [
             torch.randn(tokens, 16, generator=generator),
             torch.randn(tokens, 8, generator=generator),
-        ]
-        got = run_program(load_program(path), inputs)
-        for g, e in zip(got, fx_outputs(gp, inputs), strict=True):
-            torch.testing.assert_close(g, e)
+        ],
+    )
 
 
 ROTARY_IR = """
@@ -553,18 +560,17 @@ def test_rotary_lowers_to_the_kernel_and_runs_like_the_graph(tmp_path):
     args = {a.name: a.value for a in node.args}
     assert isinstance(args["rows"], SymIntRef) and isinstance(args["tokens"], SymIntRef)
     assert {a.name: a.value.value for a in node.template_args} == {"dim": 8}
-    path = tmp_path / "rotary.ggufc"
-    save_program(program, path)
-    generator = torch.Generator().manual_seed(0)
-    for tokens in (1, 5):
-        inputs = [
+    assert_saved_program_runs_like_the_graph(
+        gp,
+        program,
+        tmp_path / "rotary.ggufc",
+        (1, 5),
+        lambda tokens, generator: [
             torch.randn(1, 4, tokens, 8, generator=generator),
             torch.randn(tokens, 8, generator=generator),
             torch.randn(tokens, 8, generator=generator),
-        ]
-        (got,) = run_program(load_program(path), inputs)
-        (expected,) = fx_outputs(gp, inputs)
-        torch.testing.assert_close(got, expected)
+        ],
+    )
 
 
 ROTARY_NORMED_IR = """
@@ -597,16 +603,14 @@ def test_rotary_with_a_norm_lowers_to_the_normed_kernel_and_runs_like_the_graph(
     }
     assert [d.size for d in weighted.block] == [rotary.rotary_threads(True), 1, 1]
     assert weighted.sources[0].entry != plain.sources[0].entry
-    path = tmp_path / "rotary_normed.ggufc"
-    save_program(program, path)
-    generator = torch.Generator().manual_seed(0)
-    for tokens in (1, 5):
-        inputs = [
+    assert_saved_program_runs_like_the_graph(
+        gp,
+        program,
+        tmp_path / "rotary_normed.ggufc",
+        (1, 5),
+        lambda tokens, generator: [
             torch.randn(1, 4, tokens, 64, generator=generator),
             torch.randn(tokens, 64, generator=generator),
             torch.randn(tokens, 64, generator=generator),
-        ]
-        got = run_program(load_program(path), inputs)
-        expected = fx_outputs(gp, inputs)
-        for g, e in zip(got, expected):
-            torch.testing.assert_close(g, e)
+        ],
+    )
