@@ -129,12 +129,18 @@ def main() -> int:
         f"Card: {torch.cuda.get_device_name()}; device copy {bandwidth / 1e9:.0f} GB/s; "
         f"the lowering picks the narrow geometry up to {MATVEC_NARROW_MAX_WEIGHTS} weights\n"
     )
-    if "narrow" in tables:
+
+    def table_formats(table: str, listed: str, keep=lambda fmt: True) -> list[str]:
+        """The formats of ``listed`` that ``table`` measures (none when it is not asked for)."""
+        return [fmt for fmt in listed.split(",") if fmt and table in tables and keep(fmt)]
+
+    narrow_formats = table_formats("narrow", args.formats)
+    if narrow_formats:
         print(
             "| format | dtype | N x K | weights (Mi) | default us | narrow us | narrow / default |"
         )
         print("|---|---|---|---:|---:|---:|---:|")
-    for fmt in args.formats.split(",") if "narrow" in tables else ():
+    for fmt in narrow_formats:
         for dtype in args.dtypes.split(","):
             for n, k in SHAPES:
                 kernels = [emit("cuda", fmt, "matvec", dtype, g) for g in ("default", "narrow")]
@@ -144,11 +150,9 @@ def main() -> int:
                     f"{narrow:.2f} | {narrow / wide:.2f} |",
                     flush=True,
                 )
-    split_formats = [
-        fmt
-        for fmt in args.formats.split(",")
-        if fmt in MATVEC_SPLIT_K_FORMATS and "split_k" in tables
-    ]
+    split_formats = table_formats(
+        "split_k", args.formats, lambda fmt: fmt in MATVEC_SPLIT_K_FORMATS
+    )
     if split_formats:
         print(f"\nThe lowering picks split-K from K = {MATVEC_SPLIT_K_MIN_K} (when not narrow)\n")
         print("| format | dtype | N x K | split-K us | default us | split-K / default |")
@@ -163,9 +167,7 @@ def main() -> int:
                     f"{split / staged:.2f} |",
                     flush=True,
                 )
-    group_warps_formats = [
-        fmt for fmt in args.group_warps_formats.split(",") if fmt and "group_warps" in tables
-    ]
+    group_warps_formats = table_formats("group_warps", args.group_warps_formats)
     if group_warps_formats:
         print(
             f"\nThe lowering pairs warps for {MATVEC_PAIRED_FORMATS} from K = {MATVEC_PAIRED_MIN_K}\n"
@@ -179,7 +181,8 @@ def main() -> int:
                 times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
                 cells = " | ".join(f"{t:.2f}" for t in times)
                 print(f"| {fmt} | {dtype} | {n}x{k} | {cells} |", flush=True)
-    if "stream" in tables:
+    stream_formats = table_formats("stream", args.formats)
+    if stream_formats:
         print(
             f"\nThe lowering streams {MATVEC_STREAM_GROUPS} row groups a warp for K <= "
             f"{MATVEC_STREAM_MAX_K} and N >= {MATVEC_STREAM_MIN_N} (floor: the packed bytes "
@@ -188,7 +191,7 @@ def main() -> int:
         choices = " | ".join(f"{g} groups us" for g in STREAM_GROUP_CHOICES)
         print(f"| format | dtype | N x K | floor us | default us | {choices} |")
         print("|---|---|---|---:|---:|" + "---:|" * len(STREAM_GROUP_CHOICES))
-    for fmt in args.formats.split(",") if "stream" in tables else ():
+    for fmt in stream_formats:
         for dtype in args.dtypes.split(","):
             for n, k in STREAM_SHAPES:
                 if k % formats.get_format(fmt).block_weights:
