@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, SYNTAX, WARP_SIZE, GeneratedKernel, render_template
+from codegen.kernels.emitter import (
+    SYNTAX,
+    WARP_SIZE,
+    GeneratedKernel,
+    render_template,
+    require_backend,
+)
 from compiler.errors import UnsupportedError
 
 ATTENTION_THREADS = 256
@@ -58,10 +64,7 @@ def attention_entry(head_dim: int, value_dim: int) -> str:
 def emit_attention(backend: str, head_dim: int, value_dim: int) -> GeneratedKernel:
     """The attention kernel of ``backend`` for queries and keys of ``head_dim`` dims and values
     of ``value_dim``; UnsupportedError outside BACKENDS or 1..MAX_HEAD_DIM."""
-    if backend not in BACKENDS:
-        raise UnsupportedError(
-            f"no attention kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
-        )
+    require_backend(backend, "attention")
     for what, dim in (("head dim", head_dim), ("value dim", value_dim)):
         if not 1 <= dim <= MAX_HEAD_DIM:
             raise UnsupportedError(f"attention kernel: {what} {dim} is outside 1..{MAX_HEAD_DIM}")

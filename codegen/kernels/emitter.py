@@ -264,6 +264,15 @@ class GeneratedKernel:
         return self.header + "\n" + self.source
 
 
+def require_backend(backend: str, kernel: str) -> None:
+    """UnsupportedError naming ``kernel`` (e.g. "RMSNorm") unless ``backend`` is one of
+    BACKENDS."""
+    if backend not in BACKENDS:
+        raise UnsupportedError(
+            f"no {kernel} kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
+        )
+
+
 def prelude_kernel(
     backend: str, template: str, entry: str, threads: int, **values
 ) -> GeneratedKernel:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, GeneratedKernel, prelude_kernel
+from codegen.kernels.emitter import GeneratedKernel, prelude_kernel, require_backend
 from compiler.errors import UnsupportedError
 
 GATED_GELU_THREADS = 256
@@ -40,10 +40,7 @@ def gated_gelu_grid(rows: int, inner: int) -> tuple[int, int, int]:
 def emit_gated_gelu(backend: str, inner: int, stacked: bool) -> GeneratedKernel:
     """The gated GELU kernel of ``backend`` for rows of ``inner`` outputs, gate and up the
     halves of one input when ``stacked``; UnsupportedError outside BACKENDS or 1..MAX_INNER."""
-    if backend not in BACKENDS:
-        raise UnsupportedError(
-            f"no gated GELU kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
-        )
+    require_backend(backend, "gated GELU")
     if not 1 <= inner <= MAX_INNER:
         raise UnsupportedError(f"gated GELU kernel: inner width {inner} is outside 1..{MAX_INNER}")
     return prelude_kernel(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, WARP_SIZE, GeneratedKernel, prelude_kernel
+from codegen.kernels.emitter import WARP_SIZE, GeneratedKernel, prelude_kernel, require_backend
 from compiler.errors import UnsupportedError
 
 RMS_NORM_THREADS = 128
@@ -52,10 +52,7 @@ def emit_rms_norm(
     ``next_norm`` (weighted and residual too) it also writes the weighted norm of that sum
     (ggufc.rms_norm_add_norm).  UnsupportedError outside BACKENDS or 1..MAX_DIM, or for a
     next norm without a weight and a residual."""
-    if backend not in BACKENDS:
-        raise UnsupportedError(
-            f"no RMSNorm kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
-        )
+    require_backend(backend, "RMSNorm")
     if not 1 <= dim <= MAX_DIM:
         raise UnsupportedError(f"RMSNorm kernel: dim {dim} is outside 1..{MAX_DIM}")
     if next_norm and not (weighted and residual):

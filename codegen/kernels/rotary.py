@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import BACKENDS, WARP_SIZE, GeneratedKernel, prelude_kernel
+from codegen.kernels.emitter import WARP_SIZE, GeneratedKernel, prelude_kernel, require_backend
 from compiler.errors import UnsupportedError
 
 ROTARY_THREADS = 256
@@ -54,10 +54,7 @@ def emit_rotary(
     """The rotary kernel of ``backend`` for rows of ``dim`` floats (even, 2..MAX_DIM), with an
     RMSNorm first when ``normed`` (times a weight when ``weighted``; dim a multiple of
     NORMED_DIM_MULTIPLE up to NORMED_MAX_DIM); UnsupportedError otherwise or outside BACKENDS."""
-    if backend not in BACKENDS:
-        raise UnsupportedError(
-            f"no rotary kernel for backend {backend!r}; supported: {', '.join(BACKENDS)}"
-        )
+    require_backend(backend, "rotary")
     if not 2 <= dim <= MAX_DIM or dim % 2:
         raise UnsupportedError(f"rotary kernel: dim {dim} is not even in 2..{MAX_DIM}")
     if normed and (dim % NORMED_DIM_MULTIPLE or dim > NORMED_MAX_DIM):
