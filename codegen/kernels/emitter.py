@@ -171,12 +171,12 @@ METAL = BackendSyntax(
 SYNTAX = {"cuda": CUDA, "metal": METAL}
 
 # Tile geometry of the matmul kind per (backend, dtype): M x N x K per block and K step.
-# CUDA 16-bit (cuda/matmul.cu): 8 warps decoding weight fragments from raw GGUF bytes that a
-# ring of MATMUL_STAGES cp.async stages brings in with the activations (dynamic shared
-# memory, see cuda_matmul_layout); built for sm_90a they are 2 warpgroups of wgmma, each 64
-# weight rows x all 128 activation rows, paced by shared-memory barriers, elsewhere 2 (M) x
-# 2 (N) x 2 (K) warps of mma.sync, each a 64x64 tile of out and one 32-weight part of each
-# step.  Same launch either way.
+# CUDA 16-bit (cuda/matmul.cu): 8 consumer warps decoding weight fragments from raw GGUF
+# bytes that a producer warpgroup copies in, with the activations, through a ring of cp.async
+# stages (dynamic shared memory, see cuda_matmul_layout); built for sm_90a the consumers are
+# 2 warpgroups of wgmma, each 64 weight rows x all 128 activation rows, paced by
+# shared-memory barriers, elsewhere 2 (M) x 4 (N) warps of mma.sync, each a 64x32 tile of
+# out.  Same launch either way.
 # CUDA float32 (cuda/matmul_tf32.cuh): one weight part of 32 per thread per K step
 # (TILE_N * TILE_K / 32 == THREADS), staged dequantized within 48 KB of static shared
 # memory.  Metal's fit 32 KB.
@@ -188,8 +188,14 @@ MATMUL_TILES = {
     ("metal", "bfloat16"): (32, 64, 64),
     ("metal", "float32"): (32, 64, 64),
 }
-MATMUL_THREADS = {("cuda", "float16"): 256, ("cuda", "bfloat16"): 256}  # else THREADS
-MATMUL_STAGES = 3
+MATMUL_THREADS = {("cuda", "float16"): 384, ("cuda", "bfloat16"): 384}  # else THREADS
+# of those, the threads that decode and multiply (8 warps); the rest copy
+MATMUL_CONSUMER_THREADS = 256
+# The CUDA 16-bit matmul's cp.async ring has as many stages as fit CUDA_MATMUL_SHARED_BUDGET,
+# at most MATMUL_MAX_STAGES (a deeper ring lets the copies run further ahead of the
+# consumers, who release a stage only once its products completed).
+MATMUL_MAX_STAGES = 6
+MATMUL_MIN_STAGES = 3
 # 16-byte chunks of raw weight bytes per weight row and K step of the CUDA 16-bit matmul:
 # (header, body).  The header holds K-quant scales (decoded once per row and part into a
 # table); chunk counts cover a byte range on any 2-byte boundary.  They must match the
@@ -202,15 +208,13 @@ MATMUL_STAGED_CHUNKS = {
     "Q5_K": (1, 4),  # d, dmin, scales | qh, 32 bytes of qs
     "Q6_K": (2, 8),  # scales, d | 64 bytes of ql, 32 of qh
 }
-CUDA_MATMUL_EXCHANGE_BYTES = 64 * 1024  # K group 1's float32 sums of the 128x128 tile
 # The CUDA 16-bit matmul's layout starts at the first boundary of this many bytes of its
 # dynamic shared memory: on sm_90a wgmma reads the activation stages as 128-byte swizzle
 # atoms of 8 rows, which must be aligned to it.
 CUDA_MATMUL_SHARED_ALIGNMENT = 1024
-# Shared memory of an sm_90 SM and what the driver reserves per block: the wgmma matmul asks
-# for two blocks an SM (registers capped at 128) where two blocks' layouts fit.
-CUDA_SM90_SHARED_PER_SM = 228 * 1024
-CUDA_SHARED_RESERVED_PER_BLOCK = 1024
+# Dynamic shared memory a CUDA 16-bit matmul block may take: within the 163 KB an sm_80
+# block may have, so that one program launches on an A100 as on an H100.
+CUDA_MATMUL_SHARED_BUDGET = 160 * 1024
 # CUDA tensor-core operands per dtype: (type as staged in shared memory, mma.sync PTX type,
 # mma K, rounded to TF32).  float32 activations use TF32 (float range, 10-bit mantissa).
 CUDA_MMA = {
@@ -331,8 +335,10 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
     """Shared-memory row strides and total bytes of the CUDA 16-bit matmul for ``fmt``.
 
     Per stage: the activation tile, then one slot per weight row for the body chunks and one
-    for the header chunks; then two scale tables (K-quants).  A slot is an odd number of
-    16-byte chunks, so the 8 rows a fragment read touches fall in distinct banks."""
+    for the header chunks; then two scale tables (K-quants).  A body slot is an odd number
+    of 16-byte chunks, so the 8 rows a fragment read touches fall in distinct banks; a header
+    slot is read once a step per row and takes no padding (Q6_K's ring gains a stage).  As
+    many stages as fit CUDA_MATMUL_SHARED_BUDGET, up to MATMUL_MAX_STAGES."""
     tile_m, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
     header_chunks, body_chunks = MATMUL_STAGED_CHUNKS[fmt]
 
@@ -340,19 +346,22 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
         return 16 * (chunks + 1 - chunks % 2) if chunks else 0
 
     activation_bytes = tile_m * tile_k * 2
-    stage = activation_bytes + tile_n * (stride(body_chunks) + stride(header_chunks))
+    stage = activation_bytes + tile_n * (stride(body_chunks) + 16 * header_chunks)
     tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if header_chunks else 0
-    total = MATMUL_STAGES * stage + tables
-    shared_bytes = max(total, CUDA_MATMUL_EXCHANGE_BYTES) + CUDA_MATMUL_SHARED_ALIGNMENT
-    two_fit = 2 * (shared_bytes + CUDA_SHARED_RESERVED_PER_BLOCK) <= CUDA_SM90_SHARED_PER_SM
+    room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables
+    stages = min(MATMUL_MAX_STAGES, room // stage)
+    if stages < MATMUL_MIN_STAGES:
+        raise AssertionError(f"{fmt}: {stages} matmul stages fit, want {MATMUL_MIN_STAGES}")
+    total = stages * stage + tables
+    shared_bytes = total + CUDA_MATMUL_SHARED_ALIGNMENT
     return {
         "body_chunks": body_chunks,
         "header_chunks": header_chunks,
         "body_stride": stride(body_chunks),
-        "header_stride": stride(header_chunks),
+        "header_stride": 16 * header_chunks,
         "shared_alignment": CUDA_MATMUL_SHARED_ALIGNMENT,
         "shared_bytes": shared_bytes,
-        "wgmma_min_blocks": 2 if two_fit else 1,
+        "stages": stages,
     }
 
 
@@ -519,7 +528,7 @@ def _kind_values(
             if (backend, dtype) in MATMUL_THREADS:
                 values.update(
                     threads=MATMUL_THREADS[backend, dtype],
-                    stages=MATMUL_STAGES,
+                    consumer_threads=MATMUL_CONSUMER_THREADS,
                     **cuda_matmul_layout(fmt, dtype),
                 )
         else:

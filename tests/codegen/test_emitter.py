@@ -114,7 +114,7 @@ def test_launch_rule_covers_every_output_with_no_spare_block(cell, m, n, blocks)
 
 def test_launch_rule_describes_itself():
     assert emit("cuda", "Q4_0", "matmul", "float16").launch.describe() == (
-        "grid=(ceil(N/128), ceil(M/128), 1) block=(256, 1, 1)"
+        "grid=(ceil(N/128), ceil(M/128), 1) block=(384, 1, 1)"
     )
     assert emit("cuda", "Q8_0", "embedding", "float32").launch.describe() == (
         "grid=(ceil(M*K_PARTS/128), 1, 1) block=(128, 1, 1)"

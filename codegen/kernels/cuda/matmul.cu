@@ -7,23 +7,28 @@
 //
 // A block of {{ threads }} threads computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}),
 // ceil(M / {{ tile_m }}))).  K advances {{ tile_k }} weights a step through a ring of {{ stages }} shared-memory stages
-// filled by cp.async {{ stages - 1 }} steps ahead: the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw GGUF
-// bytes of the step's weights (see matmul_operands.cuh), so no thread waits on a global load.
-// The 8 warps are 2 (M) x 2 (N) x 2 (K): each warp owns a 64x64 tile of out and one 32-weight
-// part of each step; it reads its activation fragments with ldmatrix and decodes its weight
-// fragments from the raw bytes straight into registers (no dequantized copy in shared
-// memory).  The two K groups' sums meet through shared memory at the end.  Activation rows
-// are 128 bytes of 8 chunks, chunk c of row r stored at c ^ (r % 8), so the 8 rows an
-// ldmatrix reads and the 4 rows a warp's copies write hit distinct banks.  Rows past M, weight
-// rows past N and columns past K are zero-filled or skipped, so ragged shapes need no other
-// path.  Dynamic shared memory: {{ shared_bytes }} bytes (the launch rule's).
+// (as many as fit the emitter's budget): the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw
+// GGUF bytes of the step's weights (see matmul_operands.cuh).  The block is warp-specialized:
+// its last warpgroup (the producer) only copies, by cp.async, and the first {{ consumer_threads }} threads (the
+// consumers, 8 warps) only decode and multiply, so the copies' address arithmetic and waits
+// are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
+// stored at c ^ (r % 8), so the 8 rows an ldmatrix reads and the rows a warp's copies write
+// hit distinct banks.  Rows past M, weight rows past N and columns past K are zero-filled or
+// skipped, so ragged shapes need no other path.  Dynamic shared memory: {{ shared_bytes }} bytes (the
+// launch rule's).
+// Portable build (mma.sync m16n8k16): the consumer warps are 2 (M) x 4 (N), each a 64x32
+// tile of out over both 32-weight parts of a step; a warp reads its activation fragments with
+// ldmatrix and decodes its weight fragments from the raw bytes straight into registers (no
+// dequantized copy in shared memory).  The producer fills the ring {{ stages - 1 }} steps ahead, a block
+// barrier a step.
 // Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
-// (wgmma) instead: the 2 warpgroups own 64 weight rows each and all {{ tile_m }} activation rows
+// (wgmma): the 2 consumer warpgroups own 64 weight rows each and all {{ tile_m }} activation rows
 // (wgmma.m64n{{ tile_m }}k16), the decoded weights are its A operand in registers and the staged
 // activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
-// memory; no K groups, so no exchange.  There shared-memory barriers (mbarrier) track each
-// stage instead of a block barrier a step, so the warpgroups drift apart and one decodes
-// while the other's products run; registers are capped for two blocks an SM where two fit.
+// memory.  Shared-memory barriers (mbarrier) pace the ring instead of block barriers: the
+// producer refills a stage as soon as the consumers release it, the consumer warpgroups run
+// out of step, and each decodes step t + 1 into a second set of fragment registers while the
+// products of step t run.
 // Same launch rule either way.
 // Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
 {% include "cuda/matmul_operands.cuh" %}
@@ -38,22 +43,23 @@ constexpr int TILE_M = {{ tile_m }};
 constexpr int TILE_N = {{ tile_n }};
 constexpr int STEP_K = {{ tile_k }};
 constexpr int THREADS = {{ threads }};
+// threads 0 .. CONSUMER_THREADS - 1 decode and multiply; the rest (a warpgroup) copy
+constexpr int CONSUMER_THREADS = {{ consumer_threads }};
+constexpr int PRODUCER_THREADS = THREADS - CONSUMER_THREADS;
+constexpr int GROUP_THREADS = 4 * ggufc::WARP_SIZE;  // a warpgroup
+static_assert(CONSUMER_THREADS % GROUP_THREADS == 0 && PRODUCER_THREADS == GROUP_THREADS,
+              "consumer warpgroups, then one producer warpgroup");
+// the copy work of a step is cut into COPY_SLOTS equal slots (two a weight row)
+constexpr int COPY_SLOTS = CONSUMER_THREADS;
+constexpr int SLOTS_PER_PRODUCER = COPY_SLOTS / PRODUCER_THREADS;
+static_assert(SLOTS_PER_PRODUCER * PRODUCER_THREADS == COPY_SLOTS, "whole slots a producer");
 constexpr int STAGES = {{ stages }};
 constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
 constexpr int K_GROUPS = STEP_K / PART;
-constexpr int WARPS_M = 2;
-constexpr int WARPS_N = 2;
-constexpr int MMA_M = 16;
-constexpr int MMA_N = 8;
-constexpr int MMA_K = 16;
-constexpr int WARP_TILE_M = TILE_M / WARPS_M;
-constexpr int WARP_TILE_N = TILE_N / WARPS_N;
-constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
-constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
+constexpr int MMA_K = 16;  // the K of one mma.sync / wgmma
 constexpr int SUB_STEPS = PART / MMA_K;
-static_assert(WARPS_M * WARPS_N * K_GROUPS * ggufc::WARP_SIZE == THREADS, "8 warps, 2x2x2");
-static_assert(K_GROUPS * TILE_N == THREADS, "one scale-table entry per thread and step");
-static_assert(2 * TILE_N == THREADS, "two threads copy each weight row");
+static_assert(K_GROUPS * TILE_N == CONSUMER_THREADS, "one scale-table entry per consumer and step");
+static_assert(2 * TILE_N == COPY_SLOTS, "two copy slots a weight row");
 
 // shared memory: activation stages | body stages | header stages | 2 scale tables
 constexpr int CHUNK = ggufc::tc::CHUNK_BYTES;
@@ -64,7 +70,8 @@ constexpr int A_STAGE_BYTES = TILE_M * A_ROW_BYTES;
 constexpr int BODY_CHUNKS = Staged::BODY_CHUNKS_0 + Staged::BODY_CHUNKS_1;
 constexpr int HEADER_CHUNKS = Staged::HEADER_CHUNKS;
 constexpr bool HAS_TABLE = HEADER_CHUNKS > 0;
-// odd multiples of 16 bytes: the 8 rows of a fragment read fall in distinct banks
+// an odd multiple of 16 bytes: the 8 rows of a fragment read fall in distinct banks (the
+// header, read once a step, is not padded)
 constexpr int BODY_STRIDE = {{ body_stride }};
 constexpr int HEADER_STRIDE = {{ header_stride }};
 static_assert(BODY_CHUNKS == {{ body_chunks }} && HEADER_CHUNKS == {{ header_chunks }},
@@ -78,22 +85,24 @@ constexpr int HEADER_OFFSET = BODY_OFFSET + STAGES * BODY_STAGE_BYTES;
 constexpr int TABLE_OFFSET = HEADER_OFFSET + STAGES * HEADER_STAGE_BYTES;
 constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
 constexpr int LAYOUT_BYTES = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
-// at the end the K group 1 warps hand their accumulators (a float4 per lane and fragment) over
-constexpr int EXCHANGE_BYTES = WARPS_M * WARPS_N * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE * 16;
 // the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = {{ shared_alignment }};
 static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
 constexpr int SHARED_BYTES = {{ shared_bytes }};
-static_assert(SHARED_BYTES ==
-                  (LAYOUT_BYTES > EXCHANGE_BYTES ? LAYOUT_BYTES : EXCHANGE_BYTES) + SHARED_ALIGNMENT,
+static_assert(SHARED_BYTES == LAYOUT_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// registers capped for two blocks an SM where two fit its shared memory (the emitter's rule;
-// the wgmma path needs no more); the mma.sync path needs ~230 registers, so one block
-constexpr int MIN_BLOCKS = {{ wgmma_min_blocks }};
-#else
+// one block an SM: 384 threads of up to 168 registers (the consumers' two fragment sets)
 constexpr int MIN_BLOCKS = 1;
+// an int as a type, for the wgmma wait's immediate (NVRTC has no <type_traits>)
+template <int V>
+struct Constant {
+    static constexpr int value = V;
+};
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr int HEADER_AHEAD = 0;
+#else
+constexpr int HEADER_AHEAD = 1;
 #endif
 }  // namespace {{ entry }}_impl
 
@@ -119,97 +128,137 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
 
-    // What this thread copies each step, fixed for the whole loop.  Activations: chunk column
-    // a_col of rows a_row + 32i.  Weights: the chunks w_half, w_half + 2, ... of row w_row
-    // (two lanes per row: a warp's copy covers 32 contiguous bytes of each of 16 rows).
-    const int a_row = tid / A_ROW_CHUNKS;
-    const int a_col = tid % A_ROW_CHUNKS;
-    constexpr int A_ROWS_APART = THREADS / A_ROW_CHUNKS;
-    const act_t* a_src = x + (m0 + a_row) * K + a_col * (CHUNK / static_cast<int>(sizeof(act_t)));
+    // The copies are the producer warpgroup's (threads CONSUMER_THREADS and up); the
+    // consumers only decode and multiply.  Each producer thread does the work of
+    // SLOTS_PER_PRODUCER copy slots, slot s copying each step: activations chunk column a_col
+    // of rows a_row + 32i; weights the chunks w_half, w_half + 2, ... of row w_row (two slots
+    // a row: 32 contiguous bytes of each of 16 rows a warp's copy).
+    struct CopySlot {
+        const act_t* a_src;
+        int a_col;
+        int a_dst;
+        int a_rows_valid;
+        int w_row;
+        int w_half;
+        const u8* w_src;
+        int w_row_misalignment;
+        int w_row_left;
+    };
+    constexpr int A_ROWS_APART = COPY_SLOTS / A_ROW_CHUNKS;
     const i64 a_rows_apart = A_ROWS_APART * K;
-    const int a_dst = a_row * A_ROW_BYTES + (a_col ^ (a_row % 8)) * CHUNK;  // same for all i
-    int a_rows_valid = 0;
-#pragma unroll
-    for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
-        a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
-    }
-    const int w_row = tid / 2;
-    const int w_half = tid % 2;
-    const i64 w_row_offset = (n0 + w_row) * row_bytes;
-    const u8* w_src = blocks + w_row_offset;
-    const int w_row_misalignment = static_cast<int>(w_row_offset) & (CHUNK - 1);
-    // bytes from the row's start to the tensor's end, capped past any offset a copy reaches
+    // bytes from a row's start to the tensor's end are capped past any offset a copy reaches
     // within the row: copies never read beyond the tensor
-    const i64 w_left = N * static_cast<i64>(row_bytes) - w_row_offset;
     const int w_reach = row_bytes + CHUNK * (BODY_CHUNKS + HEADER_CHUNKS);
-    const int w_row_left =
-        static_cast<int>(w_left <= 0 ? 0 : (w_left < w_reach ? w_left : w_reach));
+    auto copy_slot = [&](int slot) {
+        CopySlot s;
+        const int a_row = slot / A_ROW_CHUNKS;
+        s.a_col = slot % A_ROW_CHUNKS;
+        s.a_src = x + (m0 + a_row) * K + s.a_col * (CHUNK / static_cast<int>(sizeof(act_t)));
+        s.a_dst = a_row * A_ROW_BYTES + (s.a_col ^ (a_row % 8)) * CHUNK;  // same for all i
+        s.a_rows_valid = 0;
+#pragma unroll
+        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            s.a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
+        }
+        s.w_row = slot / 2;
+        s.w_half = slot % 2;
+        const i64 w_row_offset = (n0 + s.w_row) * row_bytes;
+        s.w_src = blocks + w_row_offset;
+        s.w_row_misalignment = static_cast<int>(w_row_offset) & (CHUNK - 1);
+        const i64 w_left = N * static_cast<i64>(row_bytes) - w_row_offset;
+        s.w_row_left = static_cast<int>(w_left <= 0 ? 0 : (w_left < w_reach ? w_left : w_reach));
+        return s;
+    };
+    // the warpgroup's index from lane 0, which the compiler knows to be uniform over a warp:
+    // with ``tid >= CONSUMER_THREADS`` it takes the consumers' path as divergent and
+    // serializes their wgmma (ptxas C7520)
+    const bool producer =
+        __shfl_sync(0xffffffffu, tid / GROUP_THREADS, 0) >= CONSUMER_THREADS / GROUP_THREADS;
+    CopySlot slots[SLOTS_PER_PRODUCER];
+#pragma unroll
+    for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
+        slots[j] = copy_slot(producer ? tid - CONSUMER_THREADS + j * PRODUCER_THREADS : 0);
+    }
     // no copy of any row of this block needs clamping (all but the tensor's last block)
     const bool block_inside = (n0 + TILE_N + 1) * static_cast<i64>(row_bytes) + w_reach <=
                               N * static_cast<i64>(row_bytes);
 
     // chunk ``index`` of the aligned chunks covering the row's bytes from ``start`` on
-    auto stage_chunk = [&](u8* slot, int start, int index) {
-        const int offset = start - ((w_row_misalignment + start) & (CHUNK - 1)) + CHUNK * index;
-        if (block_inside) {
-            ggufc::cp_async_16(slot, w_src + offset);
+    auto stage_chunk = [&](const CopySlot& s, u8* slot, int start, int index, bool inside) {
+        const int offset = start - ((s.w_row_misalignment + start) & (CHUNK - 1)) + CHUNK * index;
+        if (inside) {
+            ggufc::cp_async_16(slot, s.w_src + offset);
         } else {
-            const int left = w_row_left - offset;
-            ggufc::cp_async_16_fill(slot, w_src + offset, left <= 0 ? 0 : (left < CHUNK ? left : CHUNK));
+            const int left = s.w_row_left - offset;
+            ggufc::cp_async_16_fill(slot, s.w_src + offset, left <= 0 ? 0 : (left < CHUNK ? left : CHUNK));
         }
     };
-    auto issue_activations = [&](int step, int stage) {
-        if (step >= steps) {
+    auto issue_activations = [&](const CopySlot& s, int step, int stage, bool inside) {
+        u8* tile = shared + stage * A_STAGE_BYTES + s.a_dst;
+        const i64 k0 = static_cast<i64>(step) * STEP_K;
+        if (inside) {
+#pragma unroll
+            for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+                ggufc::cp_async_16(tile + i * A_ROWS_APART * A_ROW_BYTES, s.a_src + k0 + i * a_rows_apart);
+            }
             return;
         }
-        u8* tile = shared + stage * A_STAGE_BYTES + a_dst;
-        const i64 k0 = static_cast<i64>(step) * STEP_K;
-        const bool k_valid = k0 + a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
-        const act_t* src = a_src + k0;
+        const bool k_valid = k0 + s.a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
+        const act_t* src = s.a_src + k0;
 #pragma unroll
         for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
-            const bool valid = k_valid && ((a_rows_valid >> i) & 1);
+            const bool valid = k_valid && ((s.a_rows_valid >> i) & 1);
             ggufc::cp_async_16_fill(tile + i * A_ROWS_APART * A_ROW_BYTES, src + i * a_rows_apart,
-                           valid ? CHUNK : 0);
+                                    valid ? CHUNK : 0);
         }
     };
-    auto issue_body = [&](int step, int stage) {
-        if (step >= steps) {
-            return;
-        }
-        u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + w_row * BODY_STRIDE;
+    auto issue_body = [&](const CopySlot& s, int step, int stage, bool inside) {
+        u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + s.w_row * BODY_STRIDE;
         const int start0 = Staged::body_start(0, step);
         const int start1 = Staged::body_start(1, step);
 #pragma unroll
         for (int i = 0; i < (BODY_CHUNKS + 1) / 2; ++i) {
-            const int chunk = 2 * i + w_half;
+            const int chunk = 2 * i + s.w_half;
             if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
                 const bool second = chunk >= Staged::BODY_CHUNKS_0;
-                stage_chunk(slot + chunk * CHUNK, second ? start1 : start0,
-                            second ? chunk - Staged::BODY_CHUNKS_0 : chunk);
+                stage_chunk(s, slot + chunk * CHUNK, second ? start1 : start0,
+                            second ? chunk - Staged::BODY_CHUNKS_0 : chunk, inside);
             }
         }
     };
-    auto issue_header = [&](int step, int stage) {
+    auto issue_header = [&](const CopySlot& s, int step, int stage, bool inside) {
         if (!HAS_TABLE || step >= steps) {
             return;
         }
-        u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + w_row * HEADER_STRIDE;
+        u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + s.w_row * HEADER_STRIDE;
 #pragma unroll
         for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
-            const int chunk = 2 * i + w_half;
+            const int chunk = 2 * i + s.w_half;
             if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
-                stage_chunk(slot + chunk * CHUNK, Staged::header_start(step), chunk);
+                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), chunk, inside);
             }
         }
     };
-    // step ``step``'s copies: its activations and body into ``stage``, and the next step's
-    // header into the stage after (see the copy groups below)
-    auto issue_step = [&](int step, int stage) {
-        issue_activations(step, stage);
-        issue_body(step, stage);
-        issue_header(step + 1, (stage + 1) % STAGES);
+    // step ``step``'s copies of every slot of this producer thread: its activations and body
+    // into ``stage``, and the header of step ``step + HEADER_AHEAD`` into the stage after
+    // that many (the mma.sync path builds step t + 1's scale table during step t from the
+    // header that came with step t's copies; the wgmma path waits for step t + 1's own)
+    // ``inside``: no copy of the step needs a bound (the block's rows all inside M and N, the
+    // step inside K), so the copies skip the tests and the zero fill
+    auto issue_step = [&](int step, int stage, bool inside) {
+        if (step >= steps) {
+            return;
+        }
+#pragma unroll
+        for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
+            issue_activations(slots[j], step, stage, inside);
+            issue_body(slots[j], step, stage, inside);
+            issue_header(slots[j], step + HEADER_AHEAD, (stage + HEADER_AHEAD) % STAGES, inside);
+        }
     };
+    const bool rows_inside = block_inside && m0 + TILE_M <= M;
+    // steps before this one are whole in K
+    const int whole_steps = static_cast<int>(K / STEP_K);
     // the scales of step ``step``'s parts, one (K group, row) per thread, from its header; the
     // threads of each 128 build the entries of 64 rows, so that on sm_90a a warpgroup builds
     // those of its own rows and its own barrier orders them
@@ -252,7 +301,8 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     namespace wg = ggufc::wg;
     constexpr int WGMMA_M = 64;
     constexpr int A_FRAGMENT_ROWS = 16;
-    static_assert(TILE_N == (THREADS / wg::WARPGROUP_THREADS) * WGMMA_M, "a warpgroup per 64 rows");
+    static_assert(TILE_N == (CONSUMER_THREADS / wg::WARPGROUP_THREADS) * WGMMA_M,
+                  "a consumer warpgroup per 64 rows");
     static_assert(A_STAGE_BYTES % wg::SWIZZLE_ATOM_BYTES == 0, "stages start on swizzle atoms");
     const int warpgroup = tid / wg::WARPGROUP_THREADS;
     const int rank = warp % (wg::WARPGROUP_THREADS / ggufc::WARP_SIZE);
@@ -263,15 +313,50 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         acc[i] = 0.0f;
     }
     const u32 a_tiles = tc::shared_address(shared);
-    auto compute = [&](int step, int stage) {
+    // A fragments of one step (two K groups of two 16-wide sub-steps)
+    using Fragments = u32[K_GROUPS][SUB_STEPS][4];
+    // ``wgmma.fence`` and ``wgmma.wait_group`` with a step's 16 fragment registers as
+    // operands.  The fence takes them as inputs, so the compiler computes every fragment
+    // before it (a fragment defined between the fence and the products makes ptxas serialize
+    // them, C7513).  The wait passes them through, so the fragments the older products read
+    // stay in their registers until the wait instead of going to the next decode (ptxas would
+    // then wait for every group before that decode).
+    // the B descriptors of a step's products (K group g, sub-step s at SUB_STEPS g + s)
+    using Descriptors = wg::u64[K_GROUPS * SUB_STEPS];
+    auto fence_after = [](const Fragments& a, const Descriptors& b) {
+        asm volatile(
+            "wgmma.fence.sync.aligned;\n" ::"r"(a[0][0][0]), "r"(a[0][0][1]), "r"(a[0][0][2]),
+            "r"(a[0][0][3]), "r"(a[0][1][0]), "r"(a[0][1][1]), "r"(a[0][1][2]), "r"(a[0][1][3]),
+            "r"(a[1][0][0]), "r"(a[1][0][1]), "r"(a[1][0][2]), "r"(a[1][0][3]), "r"(a[1][1][0]),
+            "r"(a[1][1][1]), "r"(a[1][1][2]), "r"(a[1][1][3]), "l"(b[0]), "l"(b[1]), "l"(b[2]),
+            "l"(b[3])
+            : "memory");
+    };
+    auto wait_keeping = [](auto pending, Fragments& a) {
+        asm volatile(
+            "wgmma.wait_group.sync.aligned %16;\n"
+            : "+r"(a[0][0][0]), "+r"(a[0][0][1]), "+r"(a[0][0][2]), "+r"(a[0][0][3]),
+              "+r"(a[0][1][0]), "+r"(a[0][1][1]), "+r"(a[0][1][2]), "+r"(a[0][1][3]),
+              "+r"(a[1][0][0]), "+r"(a[1][0][1]), "+r"(a[1][0][2]), "+r"(a[1][0][3]),
+              "+r"(a[1][1][0]), "+r"(a[1][1][1]), "+r"(a[1][1][2]), "+r"(a[1][1][3])
+            : "n"(decltype(pending)::value)
+            : "memory");
+    };
+    static_assert(K_GROUPS == 2 && SUB_STEPS == 2, "the wait names 16 registers");
+    using OneGroup = Constant<1>;
+    // decodes step ``step``'s weights into ``a`` and starts its products; ``a`` must stay
+    // unchanged until they complete.  ``previous``: the fragments of step - 1, whose products
+    // may still run.
+    auto compute = [&](int step, int stage, Fragments& a, Fragments& previous) {
         const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + row * BODY_STRIDE;
         const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
                            (step & 1) * TABLE_WORDS + row;
         int misalignment[2];
         step_misalignments(step, misalignment);
-        // the last step of a K % 64 == 32 row has no second part (uniform over the block)
-        const bool second_part = static_cast<i64>(step) * STEP_K + PART < K;
-        u32 a[K_GROUPS][SUB_STEPS][4];
+        // The last step of a K % 64 == 32 row has no second part, yet its products run with
+        // no branch (a branch among them makes ptxas serialize them): its activations are
+        // zero-filled, and its staged weight bytes (the next row's block, or zeros past the
+        // tensor) decode to finite values, so those products add zeros.
 #pragma unroll
         for (int g = 0; g < K_GROUPS; ++g) {
             u32 low_rows[SUB_STEPS][2];
@@ -290,25 +375,48 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
                 a[g][s][3] = high_rows[s][1];
             }
         }
-        const u32 a_tile = a_tiles + stage * A_STAGE_BYTES;
-        wg::fence();
+        // a descriptor's address field is the shared address over 16: the sub-steps' are the
+        // stage's plus their offset over 16 (no carry: shared addresses are below 2^18)
+        const wg::u64 a_tile = wg::descriptor(a_tiles + stage * A_STAGE_BYTES);
+        Descriptors b;
 #pragma unroll
         for (int g = 0; g < K_GROUPS; ++g) {
-            if (g == 0 || second_part) {
 #pragma unroll
-                for (int s = 0; s < SUB_STEPS; ++s) {
-                    const int k_bytes = (g * PART + s * MMA_K) * static_cast<int>(sizeof(act_t));
-                    wg::mma_m64n{{ tile_m }}k16<act_t>(acc, a[g][s], wg::descriptor(a_tile + k_bytes));
-                }
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                const int k_bytes = (g * PART + s * MMA_K) * static_cast<int>(sizeof(act_t));
+                b[g * SUB_STEPS + s] = a_tile + k_bytes / 16;
+            }
+        }
+        // A no-op wait (at most step - 1's products are in flight already) that ends ptxas's
+        // pipeline stage: the fragments just defined belong to the next one, so ptxas need not
+        // serialize the products (C7513: a wgmma input defined by other instructions within
+        // the stage of the products in flight)
+        wait_keeping(OneGroup{}, previous);
+        fence_after(a, b);
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                wg::mma_m64n{{ tile_m }}k16<act_t>(acc, a[g][s], b[g * SUB_STEPS + s]);
             }
         }
         wg::commit();
     };
 
 #else
-    // mma.sync: 8 warps, 2 (M) x 2 (N) x 2 (K groups)
-    const int k_group = warp / (WARPS_M * WARPS_N);
-    const int warp_m = (warp / WARPS_N) % WARPS_M;
+    // mma.sync: 8 consumer warps, 2 (M) x 4 (N), each a 64x32 tile of out over the whole step
+    // (both K parts)
+    constexpr int WARPS_M = 2;
+    constexpr int WARPS_N = 4;
+    constexpr int MMA_M = 16;
+    constexpr int MMA_N = 8;
+    constexpr int WARP_TILE_M = TILE_M / WARPS_M;
+    constexpr int WARP_TILE_N = TILE_N / WARPS_N;
+    constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
+    constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
+    static_assert(WARPS_M * WARPS_N * ggufc::WARP_SIZE == CONSUMER_THREADS, "8 consumer warps, 2x4");
+    static_assert(WARP_TILE_N % 16 == 0, "a warp's rows start on a 16-row boundary (misalignments)");
+    const int warp_m = warp / WARPS_N;
     const int warp_n = warp % WARPS_N;
     float acc[FRAGS_M][FRAGS_N][4];
 #pragma unroll
@@ -325,81 +433,87 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     // ldmatrix.x4 of a 16x16 A tile: lanes 0-15 address rows 0-15 at K 0-7, lanes 16-31 the
     // same rows at K 8-15, giving the mma's a0..a3; row % 8 == lane % 8 in every tile
     const int a_row_offset = (warp_m * WARP_TILE_M + lane % 16) * A_ROW_BYTES;
-    int a_chunk_offset[SUB_STEPS];
-#pragma unroll
-    for (int s = 0; s < SUB_STEPS; ++s) {
-        const int chunk = (k_group * PART + s * MMA_K) / 8 + lane / 16;
-        a_chunk_offset[s] = (chunk ^ (lane % 8)) * CHUNK;
-    }
+    auto a_chunk_offset = [&](int g, int s) {
+        const int chunk = (g * PART + s * MMA_K) / 8 + lane / 16;
+        return (chunk ^ (lane % 8)) * CHUNK;
+    };
 
     auto compute = [&](int step, int stage) {
-        // the last step of a K % 64 == 32 row has no part for K group 1
-        if (static_cast<i64>(step) * STEP_K + k_group * PART >= K) {
-            return;
-        }
         const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
-        u32 a[SUB_STEPS][FRAGS_M][4];
-#pragma unroll
-        for (int s = 0; s < SUB_STEPS; ++s) {
-#pragma unroll
-            for (int i = 0; i < FRAGS_M; ++i) {
-                tc::load_matrix_x4(a[s][i], a_tile + i * MMA_M * A_ROW_BYTES + a_chunk_offset[s]);
-            }
-        }
         const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES +
                          (warp_n * WARP_TILE_N + group) * BODY_STRIDE;
-        const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
-                           (step & 1) * TABLE_WORDS + k_group * TILE_N + warp_n * WARP_TILE_N +
-                           group;
         int misalignment[2];
         step_misalignments(step, misalignment);
 #pragma unroll
-        for (int j = 0; j < FRAGS_N; ++j) {
-            u32 b[SUB_STEPS][2];
-            Staged::template fragment<act_t>(body + j * MMA_N * BODY_STRIDE, misalignment[j % 2],
-                                             HAS_TABLE ? table[j * MMA_N] : 0u, k_group, pair,
-                                             step, b);
+        for (int g = 0; g < K_GROUPS; ++g) {
+            // the last step of a K % 64 == 32 row has no second part (uniform over the block)
+            if (static_cast<i64>(step) * STEP_K + g * PART >= K) {
+                break;
+            }
+            u32 a[SUB_STEPS][FRAGS_M][4];
 #pragma unroll
             for (int s = 0; s < SUB_STEPS; ++s) {
 #pragma unroll
                 for (int i = 0; i < FRAGS_M; ++i) {
-                    tc::mma<act_t>(acc[i][j], a[s][i], b[s]);
+                    tc::load_matrix_x4(a[s][i], a_tile + i * MMA_M * A_ROW_BYTES + a_chunk_offset(g, s));
+                }
+            }
+            const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                               (step & 1) * TABLE_WORDS + g * TILE_N + warp_n * WARP_TILE_N + group;
+#pragma unroll
+            for (int j = 0; j < FRAGS_N; ++j) {
+                u32 b[SUB_STEPS][2];
+                Staged::template fragment<act_t>(body + j * MMA_N * BODY_STRIDE, misalignment[j % 2],
+                                                 HAS_TABLE ? table[j * MMA_N] : 0u, g, pair, step, b);
+#pragma unroll
+                for (int s = 0; s < SUB_STEPS; ++s) {
+#pragma unroll
+                    for (int i = 0; i < FRAGS_M; ++i) {
+                        tc::mma<act_t>(acc[i][j], a[s][i], b[s]);
+                    }
                 }
             }
         }
     };
 
 #endif
-    // a stage is refilled the step after its products ran
-    constexpr int PREFETCH = STAGES - 1;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    // No block barrier a step: shared-memory barriers track each stage, so that the two
-    // warpgroups run out of step and one decodes while the other's products run.  Step t's
-    // copies (A t, body t, header t + 1) arrive on filled[t % STAGES] as they land; a thread
-    // done with step t (its products completed) arrives on drained[t % STAGES], and the
-    // stage is refilled once all have.  Each barrier counts THREADS arrivals a phase, phase
-    // k of stage s being step s + k STAGES.  The scale tables are built a step ahead, while
-    // the products run, by the warpgroup that reads them, ordered by its own barrier.
+    // No block barrier: shared-memory barriers track each stage.  The producer copies step t
+    // (activations, body, header) into stage t % STAGES once the consumers are done with
+    // step t - STAGES there (drained), each of its threads arriving on filled[t % STAGES] as
+    // its copies land; a consumer waits for filled, decodes and multiplies, and arrives on
+    // drained once its products completed (which it learns while decoding the step after).
+    // Phase k of stage s is step s + k STAGES.  The consumer warpgroups run out of step; each
+    // builds its rows' scale table of step t + 1 while its products of step t run, ordered by
+    // its own barrier.
     __shared__ wg::u64 filled[STAGES];
     __shared__ wg::u64 drained[STAGES];
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < STAGES; ++s) {
-            wg::barrier_init(&filled[s], THREADS);
-            wg::barrier_init(&drained[s], THREADS);
+            wg::barrier_init(&filled[s], PRODUCER_THREADS);
+            wg::barrier_init(&drained[s], CONSUMER_THREADS);
         }
     }
     __syncthreads();
-    issue_header(0, 0);
-#pragma unroll
-    for (int s = 0; s < PREFETCH; ++s) {
-        issue_step(s, s);
-        if (s < steps) {
-            wg::arrive_after_copies(&filled[s]);
+    if (producer) {
+        int stage = 0;  // step % STAGES
+        for (int step = 0; step < steps; ++step) {
+            if (step >= STAGES) {
+                wg::wait_phase(&drained[stage], (step / STAGES - 1) & 1);
+            }
+            issue_step(step, stage, rows_inside && step < whole_steps);
+            wg::arrive_after_copies(&filled[stage]);
+            stage = stage == STAGES - 1 ? 0 : stage + 1;
         }
+        ggufc::cp_async_wait<0>();
+        return;
     }
-    int stage = 0;  // step % STAGES
-    for (int step = 0; step < steps; ++step) {
+    // Two sets of A fragments: step t decodes into set t % 2 while the products of step t - 1
+    // (set (t - 1) % 2) run, and waits for those only after starting its own.
+    Fragments fragments[2] = {};
+    // step ``step`` on fragments ``a``; ``previous`` holds step - 1's
+    auto consume = [&](int step, int stage, Fragments& a, Fragments& previous) {
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
         wg::wait_phase(&filled[stage], (step / STAGES) & 1);
         wg::fence_async_shared();  // the copies' writes, seen by wgmma
@@ -410,40 +524,67 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
             // every thread of the warpgroup has built step's table and read step - 1's
             wg::warpgroup_sync(warpgroup);
         }
-        compute(step, stage);
-        // While the products run, refill the stage of step - 1 with step + PREFETCH.  At step
-        // 0 that stage is unused; the header slot it also fills (stage 0's, with step
-        // STAGES's header) was read by prepare_table(0) before the warpgroup barrier above,
-        // in the warpgroup whose threads copy those rows (w_row = tid / 2).
-        const int ahead = (stage + PREFETCH) % STAGES;
-        if (step + PREFETCH < steps) {
-            if (step > 0) {
-                wg::wait_phase(&drained[ahead], ((step - 1) / STAGES) & 1);
-            }
-            issue_step(step + PREFETCH, ahead);
-            wg::arrive_after_copies(&filled[ahead]);
-        }
+        compute(step, stage, a, previous);
         if (HAS_TABLE && step + 1 < steps) {
-            prepare_table(step + 1, (step + 1) & 1, next);  // its header came with step's copies
+            // while the products run: step + 1's header, copied with its stage
+            wg::wait_phase(&filled[next], ((step + 1) / STAGES) & 1);
+            prepare_table(step + 1, (step + 1) & 1, next);
         }
-        wg::wait<0>();
-        wg::arrive(&drained[stage]);
-        stage = next;
+        // step - 1's products are done: its stage and fragments are free
+        wait_keeping(OneGroup{}, a);
+        wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], step > 0);
+        return next;
+    };
+    int stage = 0;  // step % STAGES
+    int step = 0;
+    for (; step + 1 < steps; step += 2) {
+        stage = consume(step, stage, fragments[0], fragments[1]);
+        stage = consume(step + 1, stage, fragments[1], fragments[0]);
     }
+    if (step < steps) {
+        consume(step, stage, fragments[0], fragments[1]);
+        wait_keeping(Constant<0>{}, fragments[0]);
+    } else {
+        wait_keeping(Constant<0>{}, fragments[1]);
+    }
+    // (the last products: no stage is refilled after them)
 #else
-    // Copy groups: before the loop, {header 0, A 0, body 0, header 1}, {A 1, body 1, header 2},
-    // ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body t+PREFETCH, header
-    // t+PREFETCH+1}.  So when step t waits for its own A and body it also has header t+1, whose
-    // table it builds while the products of step t run.  Step t's copies refill the stage of
-    // step t + PREFETCH - STAGES = t - 1, which every thread (its products too) has finished
-    // with by the barrier ending the step before.
-    issue_header(0, 0);
+    // a stage is refilled the step after its products ran
+    constexpr int PREFETCH = STAGES - 1;
+    // Copy groups (the producer's): before the loop, {header 0, A 0, body 0, header 1},
+    // {A 1, body 1, header 2}, ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body
+    // t+PREFETCH, header t+PREFETCH+1}.  So when step t waits for its own A and body it also
+    // has header t+1, whose table the consumers build while the products of step t run.  Step
+    // t's copies refill the stage of step t + PREFETCH - STAGES = t - 1, which every consumer
+    // has finished with by the barrier ending the step before.
+    // The producer and the consumers run loops of their own that meet at the same block
+    // barriers (one after the prologue, one after the first table, one a step).
+    if (producer) {
 #pragma unroll
-    for (int s = 0; s < PREFETCH; ++s) {
-        issue_step(s, s);
-        ggufc::cp_async_commit();
+        for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
+            issue_header(slots[j], 0, 0, false);
+        }
+#pragma unroll
+        for (int s = 0; s < PREFETCH; ++s) {
+            issue_step(s, s, rows_inside && s < whole_steps);
+            ggufc::cp_async_commit();
+        }
+        ggufc::cp_async_wait<PREFETCH - 1>();
+        __syncthreads();
+        if (HAS_TABLE) {
+            __syncthreads();
+        }
+        int stage = 0;  // step % STAGES
+        for (int step = 0; step < steps; ++step) {
+            const int ahead = step + PREFETCH;
+            issue_step(ahead, (stage + PREFETCH) % STAGES, rows_inside && ahead < whole_steps);
+            ggufc::cp_async_commit();
+            ggufc::cp_async_wait<PREFETCH - 1>();
+            stage = stage == STAGES - 1 ? 0 : stage + 1;
+            __syncthreads();
+        }
+        return;  // (its last commit groups hold no copies: steps past the end)
     }
-    ggufc::cp_async_wait<PREFETCH - 1>();
     __syncthreads();
     if (HAS_TABLE) {
         prepare_table(0, 0, 0);
@@ -451,16 +592,12 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     }
     int stage = 0;  // step % STAGES
     for (int step = 0; step < steps; ++step) {
-        const int ahead = (stage + PREFETCH) % STAGES;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        issue_step(step + PREFETCH, ahead);
-        ggufc::cp_async_commit();
         if (HAS_TABLE && step + 1 < steps) {
             prepare_table(step + 1, (step + 1) & 1, next);
         }
         compute(step, stage);
         stage = next;
-        ggufc::cp_async_wait<PREFETCH - 1>();
         __syncthreads();
     }
 #endif
@@ -488,25 +625,6 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         }
     }
 #else
-    // K group 1 hands its sums to K group 0, which adds them and writes out
-    ggufc::cp_async_wait<0>();
-    __syncthreads();
-    float4* exchange = reinterpret_cast<float4*>(shared) +
-                       (warp_m * WARPS_N + warp_n) * FRAGS_M * FRAGS_N * ggufc::WARP_SIZE + lane;
-    if (k_group == 1) {
-#pragma unroll
-        for (int i = 0; i < FRAGS_M; ++i) {
-#pragma unroll
-            for (int j = 0; j < FRAGS_N; ++j) {
-                exchange[(i * FRAGS_N + j) * ggufc::WARP_SIZE] =
-                    make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
-            }
-        }
-    }
-    __syncthreads();
-    if (k_group == 1) {
-        return;
-    }
     // accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
     const bool paired_stores = N % 2 == 0;  // two outputs of a lane share an aligned word
 #pragma unroll
@@ -516,9 +634,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         const float bias1 = has_bias && n + 1 < N ? ggufc::to_float(bias[n + 1]) : 0.0f;
 #pragma unroll
         for (int i = 0; i < FRAGS_M; ++i) {
-            const float4 other = exchange[(i * FRAGS_N + j) * ggufc::WARP_SIZE];
-            const float sums[4] = {acc[i][j][0] + other.x, acc[i][j][1] + other.y,
-                                   acc[i][j][2] + other.z, acc[i][j][3] + other.w};
+            const float (&sums)[4] = acc[i][j];
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const i64 m = m0 + warp_m * WARP_TILE_M + i * MMA_M + group + 8 * h;

@@ -69,6 +69,15 @@ __device__ __forceinline__ void arrive(u64* barrier) {
                      tc::shared_address(barrier))
                  : "memory");
 }
+// Arrives where ``condition`` holds: a predicated instruction, not a branch (the consumer
+// loop of the matmul keeps its products' pipeline free of branches).
+__device__ __forceinline__ void arrive_if(u64* barrier, bool condition) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 state;\nsetp.ne.b32 p, %1, 0;\n"
+        "@p mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(static_cast<u32>(condition))
+        : "memory");
+}
 // Waits until the phase of parity ``parity`` has completed.
 __device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
     asm volatile(
