@@ -147,6 +147,15 @@ def test_matmul_with_fewer_k_steps_than_stages(runner, rng, fmt):
         check_linear(runner, rng, fmt, "matmul", "float16", (130,), RAGGED_N, k, True)
 
 
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, dtype):
+    """Whole activation tiles (the producer's bound-free copies) over a K long enough for the
+    copy ring to wrap many times, with an odd and an even number of N tiles."""
+    for n in (300, 256):
+        check_linear(runner, rng, fmt, "matmul", dtype, (256,), n, 2048, n == 300)
+
+
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
 def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, geometry):
     check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)
