@@ -184,8 +184,15 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
                               N * static_cast<i64>(row_bytes);
 
     // chunk ``index`` of the aligned chunks covering the row's bytes from ``start`` on
-    auto stage_chunk = [&](const CopySlot& s, u8* slot, int start, int index, bool inside) {
-        const int offset = start - ((s.w_row_misalignment + start) & (CHUNK - 1)) + CHUNK * index;
+    // (a segment of ``bytes`` bytes: on a 2-byte boundary it takes one chunk fewer than its slot
+    // most of the time, and the chunk past it, which nothing reads, is left out where the
+    // format says so)
+    auto stage_chunk = [&](const CopySlot& s, u8* slot, int start, int bytes, int index, bool inside) {
+        const int misalignment = (s.w_row_misalignment + start) & (CHUNK - 1);
+        if (Staged::SKIP_UNREAD_CHUNKS && CHUNK * index >= misalignment + bytes) {
+            return;
+        }
+        const int offset = start - misalignment + CHUNK * index;
         if (inside) {
             ggufc::cp_async_16(slot, s.w_src + offset);
         } else {
@@ -222,6 +229,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
             if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
                 const bool second = chunk >= Staged::BODY_CHUNKS_0;
                 stage_chunk(s, slot + chunk * CHUNK, second ? start1 : start0,
+                            second ? Staged::BODY_BYTES_1 : Staged::BODY_BYTES_0,
                             second ? chunk - Staged::BODY_CHUNKS_0 : chunk, inside);
             }
         }
@@ -235,7 +243,8 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
             const int chunk = 2 * i + s.w_half;
             if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
-                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), chunk, inside);
+                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), Staged::HEADER_BYTES,
+                            chunk, inside);
             }
         }
     };

@@ -348,7 +348,10 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 }
 
 // Each staged format below defines
-//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step (header: K-quant scales)
+//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step (header: K-quant scales),
+//                         enough for their segments on any 2-byte boundary
+//   HEADER_BYTES, BODY_BYTES_0, BODY_BYTES_1   the segments' bytes
+//   SKIP_UNREAD_CHUNKS    the copies leave out a chunk past its segment (measured per format)
 //   ALIGNED               every segment starts on a 16-byte boundary (misalignment always 0)
 //   row_start(step)       offset in the row whose misalignment (added to the row's) is every
 //                         segment's in that step
@@ -411,6 +414,11 @@ struct StagedQ4_K {
     static constexpr int HEADER_CHUNKS = 1;
     static constexpr int BODY_CHUNKS_0 = 2;
     static constexpr int BODY_CHUNKS_1 = 0;
+    // bytes of the segments a step reads
+    static constexpr int BODY_BYTES_0 = 32;
+    static constexpr int BODY_BYTES_1 = 0;
+    static constexpr int HEADER_BYTES = 16;
+    static constexpr bool SKIP_UNREAD_CHUNKS = false;
     static constexpr bool ALIGNED = true;
 
     __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
@@ -735,8 +743,15 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q4_k_f16_impl::MI
                               N * static_cast<i64>(row_bytes);
 
     // chunk ``index`` of the aligned chunks covering the row's bytes from ``start`` on
-    auto stage_chunk = [&](const CopySlot& s, u8* slot, int start, int index, bool inside) {
-        const int offset = start - ((s.w_row_misalignment + start) & (CHUNK - 1)) + CHUNK * index;
+    // (a segment of ``bytes`` bytes: on a 2-byte boundary it takes one chunk fewer than its slot
+    // most of the time, and the chunk past it, which nothing reads, is left out where the
+    // format says so)
+    auto stage_chunk = [&](const CopySlot& s, u8* slot, int start, int bytes, int index, bool inside) {
+        const int misalignment = (s.w_row_misalignment + start) & (CHUNK - 1);
+        if (Staged::SKIP_UNREAD_CHUNKS && CHUNK * index >= misalignment + bytes) {
+            return;
+        }
+        const int offset = start - misalignment + CHUNK * index;
         if (inside) {
             ggufc::cp_async_16(slot, s.w_src + offset);
         } else {
@@ -773,6 +788,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q4_k_f16_impl::MI
             if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
                 const bool second = chunk >= Staged::BODY_CHUNKS_0;
                 stage_chunk(s, slot + chunk * CHUNK, second ? start1 : start0,
+                            second ? Staged::BODY_BYTES_1 : Staged::BODY_BYTES_0,
                             second ? chunk - Staged::BODY_CHUNKS_0 : chunk, inside);
             }
         }
@@ -786,7 +802,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q4_k_f16_impl::MI
         for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
             const int chunk = 2 * i + s.w_half;
             if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
-                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), chunk, inside);
+                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), Staged::HEADER_BYTES,
+                            chunk, inside);
             }
         }
     };
