@@ -23,6 +23,8 @@ from codegen.kernels import (
     pick_geometry,
 )
 from codegen.kernels.emitter import (
+    MATMUL_MAX_STAGES,
+    MATMUL_MIN_STAGES,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_FORMATS,
     MATVEC_PAIRED_MIN_K,
@@ -33,6 +35,7 @@ from codegen.kernels.emitter import (
     MATVEC_STREAM_MAX_K,
     MATVEC_STREAM_MIN_N,
     WARPS,
+    cuda_matmul_layout,
     render_template,
 )
 from codegen.kernels.launch import PART_WEIGHTS
@@ -187,3 +190,19 @@ def test_pick_geometry_picks_one_the_kernel_has(backend, fmt, kind, dtype, n, bl
     geometry = pick_geometry(backend, fmt, kind, dtype, n, k)
     assert geometry in geometries(backend, fmt, kind)
     emit(backend, fmt, kind, dtype, geometry)
+
+
+# what an sm_80 block may have (163 KB) less the matmul's static shared memory (its stage
+# barriers: 2 x 8 bytes a stage, at most 6 stages), so one program launches on an A100 too
+SM80_BLOCK_SHARED_BYTES = 163 * 1024 - 2 * 8 * MATMUL_MAX_STAGES
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matmul_ring_fits_an_sm80_block_with_three_stages_or_more(fmt):
+    for dtype in ("float16", "bfloat16"):
+        layout = cuda_matmul_layout(fmt, dtype)
+        assert MATMUL_MIN_STAGES <= layout["stages"] <= MATMUL_MAX_STAGES
+        assert layout["shared_bytes"] <= SM80_BLOCK_SHARED_BYTES
+        kernel = emit("cuda", fmt, "matmul", dtype)
+        assert kernel.launch.shared_memory_bytes == layout["shared_bytes"]
+        assert f"constexpr int STAGES = {layout['stages']};" in kernel.source
