@@ -35,15 +35,37 @@ __device__ __forceinline__ u64 descriptor(u32 address) {
            DESCRIPTOR_STRIDE_OFFSET | DESCRIPTOR_SWIZZLE_128B;
 }
 
+// A step's A fragments: 2 K parts of 32 x 2 sub-steps of 16 x the 4 registers of a 64x16 tile
+// (see mma_m64n{{ wgmma_n }}k16), and the B descriptors of its 4 products (part g, sub-step s at 2 g + s).
+// The fence and the wait below name them as asm operands, each of the 16 registers spelled
+// out by the template.
+constexpr int FRAGMENT_PARTS = 2;
+constexpr int FRAGMENT_SUB_STEPS = 2;
+using Fragments = u32[FRAGMENT_PARTS][FRAGMENT_SUB_STEPS][4];
+using Descriptors = u64[FRAGMENT_PARTS * FRAGMENT_SUB_STEPS];
+{% set fragment_registers = [] %}{% for g in range(2) %}{% for s in range(2) %}{% for e in range(4) %}{% set _ = fragment_registers.append("a[%d][%d][%d]" % (g, s, e)) %}{% endfor %}{% endfor %}{% endfor %}
 // Orders this thread's register and shared-memory writes before the warpgroup's next wgmma.
-__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+// The fragments and descriptors of the products to come are its inputs, so the compiler
+// defines them all before it (one defined between the fence and the products makes ptxas
+// serialize every wgmma, C7513).
+__device__ __forceinline__ void fence(const Fragments& a, const Descriptors& b) {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::{% for r in fragment_registers %}"r"({{ r }}), {% endfor %}"l"(b[0]),
+                 "l"(b[1]), "l"(b[2]), "l"(b[3])
+                 : "memory");
+}
 __device__ __forceinline__ void commit() {
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.
+// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.  The
+// fragments ``a`` that the groups still in flight may read pass through it, so the compiler
+// keeps them in their registers until it instead of giving those to the next decode (ptxas
+// would then wait for every group before that decode).
 template <int PENDING>
-__device__ __forceinline__ void wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+__device__ __forceinline__ void wait(Fragments& a) {
+    asm volatile("wgmma.wait_group.sync.aligned %16;\n"
+                 : {% for r in fragment_registers %}"+r"({{ r }}){{ ", " if not loop.last }}{% endfor %}
+                 : "n"(PENDING)
+                 : "memory");
 }
 // Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
 __device__ __forceinline__ void fence_async_shared() {
@@ -61,11 +83,6 @@ __device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
 // includes this arrival: no pending count is added).
 __device__ __forceinline__ void arrive_after_copies(u64* barrier) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
-                     tc::shared_address(barrier))
-                 : "memory");
-}
-__device__ __forceinline__ void arrive(u64* barrier) {
-    asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(
                      tc::shared_address(barrier))
                  : "memory");
 }

@@ -478,15 +478,37 @@ __device__ __forceinline__ u64 descriptor(u32 address) {
            DESCRIPTOR_STRIDE_OFFSET | DESCRIPTOR_SWIZZLE_128B;
 }
 
+// A step's A fragments: 2 K parts of 32 x 2 sub-steps of 16 x the 4 registers of a 64x16 tile
+// (see mma_m64n128k16), and the B descriptors of its 4 products (part g, sub-step s at 2 g + s).
+// The fence and the wait below name them as asm operands, each of the 16 registers spelled
+// out by the template.
+constexpr int FRAGMENT_PARTS = 2;
+constexpr int FRAGMENT_SUB_STEPS = 2;
+using Fragments = u32[FRAGMENT_PARTS][FRAGMENT_SUB_STEPS][4];
+using Descriptors = u64[FRAGMENT_PARTS * FRAGMENT_SUB_STEPS];
+
 // Orders this thread's register and shared-memory writes before the warpgroup's next wgmma.
-__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+// The fragments and descriptors of the products to come are its inputs, so the compiler
+// defines them all before it (one defined between the fence and the products makes ptxas
+// serialize every wgmma, C7513).
+__device__ __forceinline__ void fence(const Fragments& a, const Descriptors& b) {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::"r"(a[0][0][0]), "r"(a[0][0][1]), "r"(a[0][0][2]), "r"(a[0][0][3]), "r"(a[0][1][0]), "r"(a[0][1][1]), "r"(a[0][1][2]), "r"(a[0][1][3]), "r"(a[1][0][0]), "r"(a[1][0][1]), "r"(a[1][0][2]), "r"(a[1][0][3]), "r"(a[1][1][0]), "r"(a[1][1][1]), "r"(a[1][1][2]), "r"(a[1][1][3]), "l"(b[0]),
+                 "l"(b[1]), "l"(b[2]), "l"(b[3])
+                 : "memory");
+}
 __device__ __forceinline__ void commit() {
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.
+// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.  The
+// fragments ``a`` that the groups still in flight may read pass through it, so the compiler
+// keeps them in their registers until it instead of giving those to the next decode (ptxas
+// would then wait for every group before that decode).
 template <int PENDING>
-__device__ __forceinline__ void wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+__device__ __forceinline__ void wait(Fragments& a) {
+    asm volatile("wgmma.wait_group.sync.aligned %16;\n"
+                 : "+r"(a[0][0][0]), "+r"(a[0][0][1]), "+r"(a[0][0][2]), "+r"(a[0][0][3]), "+r"(a[0][1][0]), "+r"(a[0][1][1]), "+r"(a[0][1][2]), "+r"(a[0][1][3]), "+r"(a[1][0][0]), "+r"(a[1][0][1]), "+r"(a[1][0][2]), "+r"(a[1][0][3]), "+r"(a[1][1][0]), "+r"(a[1][1][1]), "+r"(a[1][1][2]), "+r"(a[1][1][3])
+                 : "n"(PENDING)
+                 : "memory");
 }
 // Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
 __device__ __forceinline__ void fence_async_shared() {
@@ -504,11 +526,6 @@ __device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
 // includes this arrival: no pending count is added).
 __device__ __forceinline__ void arrive_after_copies(u64* barrier) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
-                     tc::shared_address(barrier))
-                 : "memory");
-}
-__device__ __forceinline__ void arrive(u64* barrier) {
-    asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(
                      tc::shared_address(barrier))
                  : "memory");
 }
@@ -641,11 +658,6 @@ static_assert(SHARED_BYTES == LAYOUT_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // one block an SM: 384 threads of up to 168 registers (the consumers' two fragment sets)
 constexpr int MIN_BLOCKS = 1;
-// an int as a type, for the wgmma wait's immediate (NVRTC has no <type_traits>)
-template <int V>
-struct Constant {
-    static constexpr int value = V;
-};
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 constexpr int HEADER_AHEAD = 0;
 #else
@@ -869,37 +881,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q6_k_f16_impl::MI
         acc[i] = 0.0f;
     }
     const u32 a_tiles = tc::shared_address(shared);
-    // A fragments of one step (two K groups of two 16-wide sub-steps)
-    using Fragments = u32[K_GROUPS][SUB_STEPS][4];
-    // ``wgmma.fence`` and ``wgmma.wait_group`` with a step's 16 fragment registers as
-    // operands.  The fence takes them as inputs, so the compiler computes every fragment
-    // before it (a fragment defined between the fence and the products makes ptxas serialize
-    // them, C7513).  The wait passes them through, so the fragments the older products read
-    // stay in their registers until the wait instead of going to the next decode (ptxas would
-    // then wait for every group before that decode).
-    // the B descriptors of a step's products (K group g, sub-step s at SUB_STEPS g + s)
-    using Descriptors = wg::u64[K_GROUPS * SUB_STEPS];
-    auto fence_after = [](const Fragments& a, const Descriptors& b) {
-        asm volatile(
-            "wgmma.fence.sync.aligned;\n" ::"r"(a[0][0][0]), "r"(a[0][0][1]), "r"(a[0][0][2]),
-            "r"(a[0][0][3]), "r"(a[0][1][0]), "r"(a[0][1][1]), "r"(a[0][1][2]), "r"(a[0][1][3]),
-            "r"(a[1][0][0]), "r"(a[1][0][1]), "r"(a[1][0][2]), "r"(a[1][0][3]), "r"(a[1][1][0]),
-            "r"(a[1][1][1]), "r"(a[1][1][2]), "r"(a[1][1][3]), "l"(b[0]), "l"(b[1]), "l"(b[2]),
-            "l"(b[3])
-            : "memory");
-    };
-    auto wait_keeping = [](auto pending, Fragments& a) {
-        asm volatile(
-            "wgmma.wait_group.sync.aligned %16;\n"
-            : "+r"(a[0][0][0]), "+r"(a[0][0][1]), "+r"(a[0][0][2]), "+r"(a[0][0][3]),
-              "+r"(a[0][1][0]), "+r"(a[0][1][1]), "+r"(a[0][1][2]), "+r"(a[0][1][3]),
-              "+r"(a[1][0][0]), "+r"(a[1][0][1]), "+r"(a[1][0][2]), "+r"(a[1][0][3]),
-              "+r"(a[1][1][0]), "+r"(a[1][1][1]), "+r"(a[1][1][2]), "+r"(a[1][1][3])
-            : "n"(decltype(pending)::value)
-            : "memory");
-    };
-    static_assert(K_GROUPS == 2 && SUB_STEPS == 2, "the wait names 16 registers");
-    using OneGroup = Constant<1>;
+    using wg::Fragments;  // A fragments of one step (its two K groups)
+    static_assert(K_GROUPS == wg::FRAGMENT_PARTS && SUB_STEPS == wg::FRAGMENT_SUB_STEPS,
+                  "a step's fragments are matmul_wgmma.cuh's");
     // decodes step ``step``'s weights into ``a`` and starts its products; ``a`` must stay
     // unchanged until they complete.  ``previous``: the fragments of step - 1, whose products
     // may still run.
@@ -934,7 +918,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q6_k_f16_impl::MI
         // a descriptor's address field is the shared address over 16: the sub-steps' are the
         // stage's plus their offset over 16 (no carry: shared addresses are below 2^18)
         const wg::u64 a_tile = wg::descriptor(a_tiles + stage * A_STAGE_BYTES);
-        Descriptors b;
+        wg::Descriptors b;
 #pragma unroll
         for (int g = 0; g < K_GROUPS; ++g) {
 #pragma unroll
@@ -947,8 +931,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q6_k_f16_impl::MI
         // pipeline stage: the fragments just defined belong to the next one, so ptxas need not
         // serialize the products (C7513: a wgmma input defined by other instructions within
         // the stage of the products in flight)
-        wait_keeping(OneGroup{}, previous);
-        fence_after(a, b);
+        wg::wait<1>(previous);
+        wg::fence(a, b);
 #pragma unroll
         for (int g = 0; g < K_GROUPS; ++g) {
 #pragma unroll
@@ -1087,7 +1071,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q6_k_f16_impl::MI
             prepare_table(step + 1, (step + 1) & 1, next);
         }
         // step - 1's products are done: its stage and fragments are free
-        wait_keeping(OneGroup{}, a);
+        wg::wait<1>(a);
         wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], step > 0);
         return next;
     };
@@ -1099,9 +1083,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q6_k_f16_impl::MI
     }
     if (step < steps) {
         consume(step, stage, fragments[0], fragments[1]);
-        wait_keeping(Constant<0>{}, fragments[0]);
+        wg::wait<0>(fragments[0]);
     } else {
-        wait_keeping(Constant<0>{}, fragments[1]);
+        wg::wait<0>(fragments[1]);
     }
     // (the last products: no stage is refilled after them)
 #else
