@@ -54,6 +54,12 @@ namespace tc {
 
 constexpr int CHUNK_BYTES = 16;
 
+// The 16-byte chunks that cover ``bytes`` starting on any 2-byte boundary (on a 16-byte one
+// where ``aligned``): what a row slot of the matmul's stages holds for a segment.
+__host__ __device__ constexpr int covering_chunks(int bytes, bool aligned) {
+    return bytes == 0 ? 0 : (bytes + (aligned ? 0 : CHUNK_BYTES - 2) + CHUNK_BYTES - 1) / CHUNK_BYTES;
+}
+
 __device__ __forceinline__ u32 shared_address(const void* p) {
     return static_cast<u32>(__cvta_generic_to_shared(p));
 }
@@ -348,9 +354,9 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 }
 
 // Each staged format below defines
-//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step (header: K-quant scales),
-//                         enough for their segments on any 2-byte boundary
-//   HEADER_BYTES, BODY_BYTES_0, BODY_BYTES_1   the segments' bytes
+//   HEADER_BYTES, BODY_BYTES_0, BODY_BYTES_1   bytes of the segments a step reads (header:
+//                         K-quant scales)
+//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step that cover them
 //   SKIP_UNREAD_CHUNKS    the copies leave out a chunk past its segment (measured per format)
 //   ALIGNED               every segment starts on a 16-byte boundary (misalignment always 0)
 //   row_start(step)       offset in the row whose misalignment (added to the row's) is every
@@ -411,15 +417,15 @@ struct StagedQ4_K {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 144;
     static constexpr int QS_OFFSET = 16;
-    static constexpr int HEADER_CHUNKS = 1;
-    static constexpr int BODY_CHUNKS_0 = 2;
-    static constexpr int BODY_CHUNKS_1 = 0;
+    static constexpr bool ALIGNED = true;
     // bytes of the segments a step reads
     static constexpr int BODY_BYTES_0 = 32;
     static constexpr int BODY_BYTES_1 = 0;
     static constexpr int HEADER_BYTES = 16;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
-    static constexpr bool ALIGNED = true;
+    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
+    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
+    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
 
     __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
     __device__ static __forceinline__ int body_start(int, int step) {
