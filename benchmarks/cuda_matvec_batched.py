@@ -5,6 +5,10 @@ them) against the M = 1 memory floor (issue 8: <= 1.4x).
         [--shapes 4096x14336,14336x4096] [--dtype float16] [--out FILE.md]
         [--warps W --min-blocks B]
 
+Each shape runs the kernel in the geometry lowering picks (`pick_geometry`: the split-K matmul
+for the formats that have it, 16-bit activations), and where that is not the default one the
+default kernel (the tensor-core batched matvec) too, in the same run, as the baseline.
+
 Floor: the packed weight bytes divided by the device-copy bandwidth measured in this run
 (bytes read + written per second), as benchmarks/cuda_matmul.py's M = 1 floor.  Timing as
 there (codegen.cuda_timing): device events, median of batches, weights rotated past the 50 MB
@@ -94,19 +98,29 @@ def main(argv=None) -> int:
             f"{emitter.TENSOR_CORE_MATVEC_MIN_BLOCKS_PER_SM} blocks an SM."
         ),
         "",
-        "| format | N x K | M | us | M = 1 floor | us / floor | rel. err (131x2048) |",
-        "|---|---|---|---|---|---|---|",
+        (
+            "| format | N x K | geometry | M | us | M = 1 floor | us / floor "
+            "| default geometry us | rel. err (131x2048) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt in args.formats.split(","):
-        kernel = emitter.emit("cuda", fmt, "matvec_batched", args.dtype)
-        error = check(runner, kernel, fmt, max(ms), dtype, generator)
+        default = emitter.emit("cuda", fmt, "matvec_batched", args.dtype)
         for n, k in args.shapes:
+            geometry = emitter.pick_geometry("cuda", fmt, "matvec_batched", args.dtype, n, k)
+            kernel = emitter.emit("cuda", fmt, "matvec_batched", args.dtype, geometry)
+            error = check(runner, kernel, fmt, max(ms), dtype, generator)
             for m in ms:
                 us, packed = time_kernel(runner, kernel, fmt, n, k, m, dtype, generator)
                 floor = packed / bandwidth * 1e6
+                baseline = "-"
+                if kernel is not default:
+                    baseline = (
+                        f"{time_kernel(runner, default, fmt, n, k, m, dtype, generator)[0]:.1f}"
+                    )
                 lines.append(
-                    f"| {fmt} | {n}x{k} | {m} | {us:.1f} | {floor:.1f} | {us / floor:.2f} "
-                    f"| {error:.1e} |"
+                    f"| {fmt} | {n}x{k} | {geometry} | {m} | {us:.1f} | {floor:.1f} "
+                    f"| {us / floor:.2f} | {baseline} | {error:.1e} |"
                 )
             torch.cuda.empty_cache()
     text = "\n".join(lines)

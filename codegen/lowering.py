@@ -1140,7 +1140,10 @@ class _Lowering:
         named = {"M": rows, "N": Dim(n), "K_PARTS": Dim(k // PART_WEIGHTS)}
         factors = [named[s] for s in extent.sizes] or [Dim(1)]
         product = self.sizes.apply(SymOp.MUL, factors, where)
-        return self.sizes.ceil_div(product, extent.per_block, where)
+        blocks = self.sizes.ceil_div(product, extent.per_block, where)
+        if extent.times == 1:
+            return blocks
+        return self.sizes.apply(SymOp.MUL, [blocks, Dim(extent.times)], where)
 
     def zero_bias(self, n: int, dtype: torch.dtype) -> int:
         key = (n, dtype)

@@ -151,6 +151,23 @@ TENSOR_CORE_MATVEC_ACCUMULATORS = 2  # independent mma accumulator sets per lane
 # block header); eight of the 32-weight formats (4 of Q8_0's 34-byte blocks keep the stage
 # ring small).  Every step then splits into parts of 32 weights among 4 lanes per row.
 TENSOR_CORE_MATVEC_STEP_BLOCKS = {"Q4_0": 8, "Q5_0": 8, "Q8_0": 4, "Q4_K": 1, "Q5_K": 1, "Q6_K": 1}
+# CUDA matvec_batched of these formats with 16-bit activations takes the 16-bit matmul instead
+# (cuda/matmul.cu, its producer warpgroup and wgmma consumers) with a tile of
+# SPLIT_K_BATCHED_TILE_M activation rows (wgmma.m64n16k16) and K split over a thread block
+# cluster of S blocks whose partial sums meet in distributed shared memory: the geometries
+# "split_k2", "split_k4", "split_k8".  Without the split, N = 4096 would be 32 blocks.  H100,
+# float16, M = 8 (session 13, BENCHMARKS.md): Q4_K 4096x14336 59.0 -> 39.8 us (S = 8),
+# 14336x4096 62.1 -> 31.4 (S = 2); the same kernel was slower than the tensor-core batched
+# matvec for Q4_0, Q8_0 and Q6_K (Q4_0 29.9 vs 39.3, Q6_K 56.0 vs 89.8 at 4096x14336).
+SPLIT_K_BATCHED_FORMATS = ("Q4_K", "Q5_K")
+SPLIT_K_BATCHED_DTYPES = ("float16", "bfloat16")
+SPLIT_K_BATCHED_TILE_M = 16
+SPLIT_K_BATCHED_SPLITS = (2, 4, 8)  # 8: the largest portable cluster
+# pick_geometry takes the largest S that keeps the grid within this many blocks (two an SM on
+# an H100's 132: 83-157 KB of shared memory and ~70 registers a thread allow two) and every
+# block at least SPLIT_K_MIN_STEPS K steps of 64 weights
+SPLIT_K_MAX_BLOCKS = 264
+SPLIT_K_MIN_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -299,11 +316,25 @@ def entry_name(fmt: str, kind: str, dtype: str, geometry: str = DEFAULT_GEOMETRY
     return f"ggufc_{variant}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
 
 
-def geometries(backend: str, fmt: str, kind: str) -> tuple[str, ...]:
-    """The ``geometry`` values `emit` takes for ``kind`` of ``fmt`` on ``backend``: the CUDA
-    matvec has a narrow one for small weights (Metal's matvec is one row a simdgroup
-    already), a streamed one for many short rows, a split-K one for MATVEC_SPLIT_K_FORMATS
-    and a paired one for MATVEC_PAIRED_FORMATS."""
+def split_k_geometry(splits: int) -> str:
+    return f"split_k{splits}"
+
+
+def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> tuple[str, ...]:
+    """The ``geometry`` values `emit` takes for ``kind`` of ``fmt`` and ``dtype`` activations
+    (any dtype if None) on ``backend``: the CUDA matvec has a narrow one for small weights
+    (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
+    split-K one for MATVEC_SPLIT_K_FORMATS and a paired one for MATVEC_PAIRED_FORMATS; the
+    CUDA matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul
+    geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
+    split_k = (
+        backend == "cuda"
+        and kind == "matvec_batched"
+        and fmt in SPLIT_K_BATCHED_FORMATS
+        and (dtype is None or dtype in SPLIT_K_BATCHED_DTYPES)
+    )
+    if split_k:
+        return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS))
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
@@ -315,11 +346,14 @@ def geometries(backend: str, fmt: str, kind: str) -> tuple[str, ...]:
 
 def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int) -> str:
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
-    activations: narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for short rows
-    (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K or paired where
-    the format has it and K >= `MATVEC_SPLIT_K_MIN_K` / `MATVEC_PAIRED_MIN_K`, else the
-    default."""
-    available = geometries(backend, fmt, kind)
+    activations: for the matvec narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
+    short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K or
+    paired where the format has it and K >= `MATVEC_SPLIT_K_MIN_K` / `MATVEC_PAIRED_MIN_K`,
+    else the default; for a matvec_batched with split-K matmul geometries, the one of
+    `split_k_splits`."""
+    available = geometries(backend, fmt, kind, dtype)
+    if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
+        return split_k_geometry(split_k_splits(n, k))
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
         return "narrow"
     if "stream" in available and k <= MATVEC_STREAM_MAX_K and n >= MATVEC_STREAM_MIN_N:
@@ -331,15 +365,44 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
     return DEFAULT_GEOMETRY
 
 
-def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
-    """Shared-memory row strides and total bytes of the CUDA 16-bit matmul for ``fmt``.
+def split_k_splits(n: int, k: int) -> int:
+    """Blocks splitting the K of each 128-row tile of an N x K split-K matmul: the largest of
+    SPLIT_K_BATCHED_SPLITS that keeps the grid within SPLIT_K_MAX_BLOCKS and each block at
+    least SPLIT_K_MIN_STEPS K steps, the smallest if none does."""
+    _, tile_n, tile_k = MATMUL_TILES["cuda", "float16"]
+    tiles = -(-n // tile_n)
+    steps = -(-k // tile_k)
+    fitting = [
+        s
+        for s in SPLIT_K_BATCHED_SPLITS
+        if tiles * s <= SPLIT_K_MAX_BLOCKS and steps >= s * SPLIT_K_MIN_STEPS
+    ]
+    return max(fitting, default=SPLIT_K_BATCHED_SPLITS[0])
+
+
+def _split_k_splits(geometry: str) -> int | None:
+    """S of a split-K matmul geometry, None for any other."""
+    for splits in SPLIT_K_BATCHED_SPLITS:
+        if geometry == split_k_geometry(splits):
+            return splits
+    return None
+
+
+def cuda_matmul_layout(
+    fmt: str, dtype: str, tile_m: int | None = None, splits: int = 1
+) -> dict[str, int]:
+    """Shared-memory row strides and total bytes of the CUDA 16-bit matmul for ``fmt``, with
+    ``tile_m`` activation rows a block (MATMUL_TILES' if None) and K split over ``splits``
+    blocks.
 
     Per stage: the activation tile, then one slot per weight row for the body chunks and one
-    for the header chunks; then two scale tables (K-quants).  A body slot is an odd number
-    of 16-byte chunks, so the 8 rows a fragment read touches fall in distinct banks; a header
-    slot is read once a step per row and takes no padding (Q6_K's ring gains a stage).  As
-    many stages as fit CUDA_MATMUL_SHARED_BUDGET, up to MATMUL_MAX_STAGES."""
-    tile_m, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
+    for the header chunks; then two scale tables (K-quants), and with a split the consumers'
+    partial sums.  A body slot is an odd number of 16-byte chunks, so the 8 rows a fragment
+    read touches fall in distinct banks; a header slot is read once a step per row and takes
+    no padding (Q6_K's ring gains a stage).  As many stages as fit CUDA_MATMUL_SHARED_BUDGET,
+    up to MATMUL_MAX_STAGES."""
+    default_tile_m, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
+    tile_m = tile_m or default_tile_m
     header_chunks, body_chunks = MATMUL_STAGED_CHUNKS[fmt]
 
     def stride(chunks: int) -> int:
@@ -348,11 +411,13 @@ def cuda_matmul_layout(fmt: str, dtype: str) -> dict[str, int]:
     activation_bytes = tile_m * tile_k * 2
     stage = activation_bytes + tile_n * (stride(body_chunks) + 16 * header_chunks)
     tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if header_chunks else 0
-    room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables
+    # split K: the consumers' partial sums (tile_m / 2 floats each)
+    partials = tile_m // 2 * MATMUL_CONSUMER_THREADS * 4 if splits > 1 else 0
+    room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables - partials
     stages = min(MATMUL_MAX_STAGES, room // stage)
     if stages < MATMUL_MIN_STAGES:
         raise AssertionError(f"{fmt}: {stages} matmul stages fit, want {MATMUL_MIN_STAGES}")
-    total = stages * stage + tables
+    total = stages * stage + tables + partials
     shared_bytes = total + CUDA_MATMUL_SHARED_ALIGNMENT
     return {
         "body_chunks": body_chunks,
@@ -370,8 +435,15 @@ def launch_rule(
 ) -> LaunchRule:
     """Grid and block of ``kind`` for ``fmt`` and ``dtype`` on ``backend`` in ``geometry``
     (see codegen.kernels.launch and `geometries`)."""
-    _check_geometry(backend, fmt, kind, geometry)
+    _check_geometry(backend, fmt, kind, dtype, geometry)
     one = GridExtent()
+    splits = _split_k_splits(geometry)
+    if splits is not None:
+        tile_n = MATMUL_TILES[backend, dtype][1]
+        tile_m = SPLIT_K_BATCHED_TILE_M
+        grid = (GridExtent(("N",), tile_n, splits), GridExtent(("M",), tile_m), one)
+        shared = cuda_matmul_layout(fmt, dtype, tile_m, splits)["shared_bytes"]
+        return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
@@ -398,11 +470,12 @@ def launch_rule(
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
 
 
-def _check_geometry(backend: str, fmt: str, kind: str, geometry: str) -> None:
-    if geometry not in geometries(backend, fmt, kind):
+def _check_geometry(backend: str, fmt: str, kind: str, dtype: str, geometry: str) -> None:
+    available = geometries(backend, fmt, kind, dtype)
+    if geometry not in available:
         raise UnsupportedError(
-            f"{backend} {kind} of {fmt} has no {geometry!r} geometry "
-            f"(expected one of {geometries(backend, fmt, kind)})"
+            f"{backend} {kind} of {fmt} with {dtype} activations has no {geometry!r} geometry "
+            f"(expected one of {available})"
         )
 
 
@@ -487,6 +560,21 @@ def _kind_values(
         "act_type": syntax.act_types[dtype],
         "threads": THREADS,
     }
+    splits = _split_k_splits(geometry)
+    if splits is not None:
+        tile_m, tile_n, tile_k = MATMUL_TILES[backend, dtype]
+        values.update(
+            tile_m=SPLIT_K_BATCHED_TILE_M,
+            tile_n=tile_n,
+            tile_k=tile_k,
+            splits=splits,
+            mma_ptx_type=CUDA_MMA[dtype][1],
+            tf32=False,
+            threads=MATMUL_THREADS[backend, dtype],
+            consumer_threads=MATMUL_CONSUMER_THREADS,
+            **cuda_matmul_layout(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits),
+        )
+        return f"{backend}/matmul{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):
         values.update(
             threads=32 * TENSOR_CORE_MATVEC_WARPS,
@@ -521,7 +609,7 @@ def _kind_values(
         return f"{backend}/{template}{syntax.source_suffix}", values
     if kind == "matmul":
         tile_m, tile_n, tile_k = MATMUL_TILES[backend, dtype]
-        values.update(tile_m=tile_m, tile_n=tile_n, tile_k=tile_k)
+        values.update(tile_m=tile_m, tile_n=tile_n, tile_k=tile_k, splits=1)
         if backend == "cuda":
             storage, ptx_type, frag_k, tf32 = CUDA_MMA[dtype]
             values.update(mma_storage=storage, mma_ptx_type=ptx_type, frag_k=frag_k, tf32=tf32)
@@ -548,7 +636,7 @@ def emit(
     UnsupportedError for anything outside BACKENDS x FORMAT_NAMES x KINDS x DTYPES x
     geometries."""
     _check(backend, fmt, kind, dtype)
-    _check_geometry(backend, fmt, kind, geometry)
+    _check_geometry(backend, fmt, kind, dtype, geometry)
     template, values = _kind_values(backend, fmt, kind, dtype, geometry)
     return KernelSource(
         backend=backend,
@@ -618,7 +706,7 @@ def all_kernels(backend: str) -> list[KernelSource]:
         for fmt in FORMAT_NAMES
         for kind in KINDS
         for dtype in DTYPES
-        for geometry in geometries(backend, fmt, kind)
+        for geometry in geometries(backend, fmt, kind, dtype)
     ]
 
 

@@ -35,10 +35,12 @@ class GridExtent:
 
     sizes: tuple[str, ...] = ()
     per_block: int = 1
+    # blocks per unit of that: the blocks that split each one's work (a cluster's)
+    times: int = 1
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sizes if s not in GRID_SIZES]
-        if unknown or self.per_block < 1:
+        if unknown or self.per_block < 1 or self.times < 1:
             raise ValueError(f"grid extent {self}: sizes must be among {GRID_SIZES}")
 
     def evaluate(self, m: int, n: int, k: int) -> int:
@@ -46,13 +48,14 @@ class GridExtent:
         product = 1
         for name in self.sizes:
             product *= values[name]
-        return ceil_div(product, self.per_block)
+        return ceil_div(product, self.per_block) * self.times
 
     def describe(self) -> str:
         if not self.sizes:
-            return "1"
+            return str(self.times)
         product = "*".join(self.sizes)
-        return product if self.per_block == 1 else f"ceil({product}/{self.per_block})"
+        blocks = product if self.per_block == 1 else f"ceil({product}/{self.per_block})"
+        return blocks if self.times == 1 else f"{blocks}*{self.times}"
 
 
 @dataclass(frozen=True)

@@ -107,19 +107,20 @@ def check_linear(
     assert error <= error_bound(kind, dtype), f"{where}: relative error {error:.3g}"
 
 
-# every linear kind of every format in every geometry it has (the matvec's narrow, split-K
-# and paired too)
+# every linear kind of every format with every dtype in every geometry it has (the matvec's
+# narrow, split-K and paired too, the batched matvec's split-K matmuls)
 KERNELS = [
-    (fmt, kind, geometry)
+    (fmt, kind, dtype, geometry)
     for fmt in FORMAT_NAMES
     for kind in LINEAR_KINDS
-    for geometry in geometries("cuda", fmt, kind)
+    for dtype in DTYPES
+    for geometry in geometries("cuda", fmt, kind, dtype)
 ]
+FLOAT16_KERNELS = [(f, kind, g) for f, kind, dtype, g in KERNELS if dtype == "float16"]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
-def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, geometry, dtype):
+@pytest.mark.parametrize(("fmt", "kind", "dtype", "geometry"), KERNELS)
+def test_linear_kernel_matches_float64_reference(runner, rng, fmt, kind, dtype, geometry):
     k = K_BY_FORMAT[fmt]
     for m in M_VALUES:
         # bias on odd M only: both paths of every kernel run in every test
@@ -156,14 +157,65 @@ def test_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, dtype):
         check_linear(runner, rng, fmt, "matmul", dtype, (256,), n, 2048, n == 300)
 
 
-@pytest.mark.parametrize(("fmt", "kind", "geometry"), KERNELS)
+# the batched matvec's split-K matmuls: K split over a cluster of 2, 4 or 8 blocks
+SPLIT_K_KERNELS = [
+    (fmt, geometry)
+    for fmt, kind, geometry in FLOAT16_KERNELS
+    if kind == "matvec_batched" and geometry != "default"
+]
+
+
+@pytest.mark.parametrize(("fmt", "geometry"), SPLIT_K_KERNELS)
+def test_split_k_matmul_with_fewer_k_steps_than_blocks(runner, rng, fmt, geometry):
+    """Rows of one or two blocks are 4 or 8 K steps: split 8 ways, some blocks of a cluster
+    have no step at all and still meet the others; M of one whole activation tile and of one
+    row past it."""
+    block = formats.get_format(fmt).block_weights
+    for k in (block, 2 * block):
+        for m in (16, 17):
+            check_linear(
+                runner, rng, fmt, "matvec_batched", "float16", (m,), RAGGED_N, k, m == 17, geometry
+            )
+
+
+@pytest.mark.parametrize(("fmt", "geometry"), SPLIT_K_KERNELS)
+def test_split_k_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, geometry):
+    """Whole tiles (the producer's bound-free copies) and a K whose steps do not divide evenly
+    among the blocks of a cluster."""
+    for n in (300, 256):
+        check_linear(
+            runner, rng, fmt, "matvec_batched", "float16", (16,), n, 2048 + 256, n == 300, geometry
+        )
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+@pytest.mark.parametrize(("fmt", "geometry"), SPLIT_K_KERNELS)
+def test_split_k_matmul_portable_build(portable_runner, rng, fmt, geometry, dtype):
+    """Built without wgmma (mma.sync, 1 x 8 consumer warps for a tile of 16 rows), the first
+    block of each cluster takes every K step and the others return."""
+    for m in (2, 16):
+        check_linear(
+            portable_runner,
+            rng,
+            fmt,
+            "matvec_batched",
+            dtype,
+            (m,),
+            RAGGED_N,
+            2048,
+            m == 2,
+            geometry,
+        )
+
+
+@pytest.mark.parametrize(("fmt", "kind", "geometry"), FLOAT16_KERNELS)
 def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, geometry):
     check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)
 
 
 @pytest.mark.parametrize(
     ("fmt", "geometry"),
-    [(fmt, geometry) for fmt, kind, geometry in KERNELS if kind == "matvec"],
+    [(fmt, geometry) for fmt, kind, geometry in FLOAT16_KERNELS if kind == "matvec"],
 )
 def test_matvec_geometries_at_large_k_in_float32(runner, rng, fmt, geometry):
     """float32 has the tightest bound; LARGE_K runs the split-K loop several times with a

@@ -34,9 +34,16 @@ from codegen.kernels.emitter import (
     MATVEC_STREAM_GROUPS,
     MATVEC_STREAM_MAX_K,
     MATVEC_STREAM_MIN_N,
+    SPLIT_K_BATCHED_DTYPES,
+    SPLIT_K_BATCHED_FORMATS,
+    SPLIT_K_BATCHED_SPLITS,
+    SPLIT_K_BATCHED_TILE_M,
+    SPLIT_K_MAX_BLOCKS,
+    SPLIT_K_MIN_STEPS,
     WARPS,
     cuda_matmul_layout,
     render_template,
+    split_k_splits,
 )
 from codegen.kernels.launch import PART_WEIGHTS
 from compiler.errors import UnsupportedError
@@ -44,9 +51,7 @@ from compiler.formats import get_format
 
 ALL_CELLS = list(itertools.product(BACKENDS, FORMAT_NAMES, KINDS, DTYPES))
 # every cell in every geometry it has
-ALL_KERNELS = [
-    (*cell, geometry) for cell in ALL_CELLS for geometry in geometries(cell[0], cell[1], cell[2])
-]
+ALL_KERNELS = [(*cell, geometry) for cell in ALL_CELLS for geometry in geometries(*cell)]
 
 
 def test_every_cell_has_its_own_source_and_entry():
@@ -109,8 +114,11 @@ def test_launch_rule_covers_every_output_with_no_spare_block(cell, m, n, blocks)
         product = 1
         for name in extent.sizes:
             product *= values[name]
-        assert size * extent.per_block >= product  # every output has a block
-        assert (size - 1) * extent.per_block < max(product, 1)  # and no block is idle
+        # each unit of ``per_block`` outputs has ``times`` blocks (a cluster splitting K)
+        assert size % extent.times == 0
+        units = size // extent.times
+        assert units * extent.per_block >= product  # every output has a block
+        assert (units - 1) * extent.per_block < max(product, 1)  # and no block is idle
     if kind != "embedding":
         assert {e.sizes for e in rule.grid[:2]} == {("N",), ("M",)}
 
@@ -118,6 +126,9 @@ def test_launch_rule_covers_every_output_with_no_spare_block(cell, m, n, blocks)
 def test_launch_rule_describes_itself():
     assert emit("cuda", "Q4_0", "matmul", "float16").launch.describe() == (
         "grid=(ceil(N/128), ceil(M/128), 1) block=(384, 1, 1)"
+    )
+    assert emit("cuda", "Q4_K", "matvec_batched", "float16", "split_k8").launch.describe() == (
+        "grid=(ceil(N/128)*8, ceil(M/16), 1) block=(384, 1, 1)"
     )
     assert emit("cuda", "Q8_0", "embedding", "float32").launch.describe() == (
         "grid=(ceil(M*K_PARTS/128), 1, 1) block=(128, 1, 1)"
@@ -171,10 +182,36 @@ def test_streamed_matvec_blocks_cover_their_warps_row_groups():
 
 
 def test_emit_rejects_a_geometry_the_kernel_lacks_naming_the_choices():
-    with pytest.raises(UnsupportedError, match=r"Q4_K has no 'split_k' geometry.*'narrow'"):
+    with pytest.raises(UnsupportedError, match=r"Q4_K with float16 .* no 'split_k' .*'narrow'"):
         emit("cuda", "Q4_K", "matvec", "float16", "split_k")
     with pytest.raises(UnsupportedError, match="'narrow'"):
         emit("metal", "Q4_0", "matvec", "float16", "narrow")
+    # the split-K matmuls are 16-bit only
+    with pytest.raises(UnsupportedError, match=r"float32 activations has no 'split_k8'"):
+        emit("cuda", "Q4_K", "matvec_batched", "float32", "split_k8")
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batched_matvec_picks_its_split_by_the_documented_rule(fmt, dtype):
+    def pick(n, k):
+        return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k)
+
+    if fmt not in SPLIT_K_BATCHED_FORMATS or dtype not in SPLIT_K_BATCHED_DTYPES:
+        assert pick(4096, 14336) == "default"
+        return
+    # 32 tiles of 128 rows: 8 blocks each fit SPLIT_K_MAX_BLOCKS, 112 tiles: 2
+    assert pick(4096, 14336) == "split_k8"
+    assert pick(14336, 4096) == "split_k2"
+    # every block at least SPLIT_K_MIN_STEPS steps of 64 weights, else the smallest split
+    assert pick(256, 4 * 64 * SPLIT_K_MIN_STEPS) == "split_k4"
+    assert pick(256, 256) == "split_k2"
+    for n, k in ((131, 768), (640, 2048), (5376, 21504), (262144, 768)):
+        splits = split_k_splits(n, k)
+        tiles, steps = -(-n // 128), -(-k // 64)
+        fits = tiles * splits <= SPLIT_K_MAX_BLOCKS and steps >= splits * SPLIT_K_MIN_STEPS
+        assert fits or splits == SPLIT_K_BATCHED_SPLITS[0]
+        assert pick(n, k) == f"split_k{splits}"
 
 
 @given(
@@ -188,7 +225,7 @@ def test_emit_rejects_a_geometry_the_kernel_lacks_naming_the_choices():
 def test_pick_geometry_picks_one_the_kernel_has(backend, fmt, kind, dtype, n, blocks):
     k = blocks * get_format(fmt).block_weights
     geometry = pick_geometry(backend, fmt, kind, dtype, n, k)
-    assert geometry in geometries(backend, fmt, kind)
+    assert geometry in geometries(backend, fmt, kind, dtype)
     emit(backend, fmt, kind, dtype, geometry)
 
 
@@ -206,3 +243,12 @@ def test_matmul_ring_fits_an_sm80_block_with_three_stages_or_more(fmt):
         kernel = emit("cuda", fmt, "matmul", dtype)
         assert kernel.launch.shared_memory_bytes == layout["shared_bytes"]
         assert f"constexpr int STAGES = {layout['stages']};" in kernel.source
+        if fmt in SPLIT_K_BATCHED_FORMATS:
+            for splits in SPLIT_K_BATCHED_SPLITS:
+                kernel = emit("cuda", fmt, "matvec_batched", dtype, f"split_k{splits}")
+                layout = cuda_matmul_layout(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
+                assert MATMUL_MIN_STAGES <= layout["stages"] <= MATMUL_MAX_STAGES
+                assert kernel.launch.shared_memory_bytes == layout["shared_bytes"]
+                # two blocks an SM on an H100 (227 KB a block, 228 KB an SM less 1 KB each)
+                assert 2 * (layout["shared_bytes"] + 1024) <= 228 * 1024
+                assert f"constexpr int SPLITS = {splits};" in kernel.source

@@ -25,7 +25,7 @@ def test_kernel_sources_match_goldens(snapshot, backend, fmt):
     assert header == snapshot(extension_class=extension, name=f"header_{fmt.lower()}")
     for kind in KINDS:
         for dtype in DTYPES:
-            for geometry in geometries(backend, fmt, kind):
+            for geometry in geometries(backend, fmt, kind, dtype):
                 kernel = emit(backend, fmt, kind, dtype, geometry)
                 assert kernel.source == snapshot(extension_class=extension, name=kernel.entry)
 
@@ -77,7 +77,7 @@ def test_every_golden_file_belongs_to_a_generated_kernel(backend):
         for fmt in FORMAT_NAMES
         for kind in KINDS
         for dtype in DTYPES
-        for geometry in geometries(backend, fmt, kind)
+        for geometry in geometries(backend, fmt, kind, dtype)
     }
     expected |= {ATTENTION_HEADER} | {
         emit_attention(backend, d, v).entry for d, v in ATTENTION_DIMS

@@ -623,6 +623,14 @@ constexpr int COPY_SLOTS = CONSUMER_THREADS;
 constexpr int SLOTS_PER_PRODUCER = COPY_SLOTS / PRODUCER_THREADS;
 static_assert(SLOTS_PER_PRODUCER * PRODUCER_THREADS == COPY_SLOTS, "whole slots a producer");
 constexpr int STAGES = 6;
+// blocks of a cluster splitting K (their partial sums meet in distributed shared memory)
+constexpr int SPLITS = 1;
+static_assert(SPLITS >= 1 && SPLITS <= 8, "8 blocks: the largest portable cluster");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr bool SPLIT_K = SPLITS > 1;
+#else
+constexpr bool SPLIT_K = false;  // block 0 of a cluster takes every step, the others return
+#endif
 constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
 constexpr int K_GROUPS = STEP_K / PART;
 constexpr int MMA_K = 16;  // the K of one mma.sync / wgmma
@@ -653,7 +661,10 @@ constexpr int BODY_OFFSET = STAGES * A_STAGE_BYTES;
 constexpr int HEADER_OFFSET = BODY_OFFSET + STAGES * BODY_STAGE_BYTES;
 constexpr int TABLE_OFFSET = HEADER_OFFSET + STAGES * HEADER_STAGE_BYTES;
 constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
-constexpr int LAYOUT_BYTES = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+constexpr int REDUCE_OFFSET = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+// split K: each consumer's TILE_M / 2 partial sums, accumulator-major
+constexpr int REDUCE_BYTES = SPLITS > 1 ? TILE_M / 2 * CONSUMER_THREADS * 4 : 0;
+constexpr int LAYOUT_BYTES = REDUCE_OFFSET + REDUCE_BYTES;
 // the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = 1024;
@@ -686,11 +697,19 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
     const int lane = tid % ggufc::WARP_SIZE;
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
-    const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
+    const int split = SPLITS > 1 ? static_cast<int>(blockIdx.x) % SPLITS : 0;
+    if (!SPLIT_K && split != 0) {
+        return;
+    }
+    const i64 n0 = static_cast<i64>(blockIdx.x / SPLITS) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
     const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
+    // this block's steps: step_begin .. step_begin + step_count - 1
+    const int step_begin = SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * split / SPLITS) : 0;
+    const int step_count =
+        SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * (split + 1) / SPLITS) - step_begin : steps;
 
     // The copies are the producer warpgroup's (threads CONSUMER_THREADS and up); the
     // consumers only decode and multiply.  Each producer thread does the work of
@@ -708,7 +727,11 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
         int w_row_misalignment;
         int w_row_left;
     };
-    constexpr int A_ROWS_APART = COPY_SLOTS / A_ROW_CHUNKS;
+    // slots copying activations: all of them, or for a tile of fewer rows than they cover,
+    // the first A_COPY_SLOTS
+    constexpr int A_ROWS_APART =
+        COPY_SLOTS / A_ROW_CHUNKS < TILE_M ? COPY_SLOTS / A_ROW_CHUNKS : TILE_M;
+    constexpr int A_COPY_SLOTS = A_ROWS_APART * A_ROW_CHUNKS;
     const i64 a_rows_apart = A_ROWS_APART * K;
     // bytes from a row's start to the tensor's end are capped past any offset a copy reaches
     // within the row: copies never read beyond the tensor
@@ -824,7 +847,10 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
         }
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
-            issue_activations(slots[j], step, stage, inside);
+            if (A_COPY_SLOTS == COPY_SLOTS ||
+                tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS) {
+                issue_activations(slots[j], step, stage, inside);
+            }
             issue_body(slots[j], step, stage, inside);
             issue_header(slots[j], step + HEADER_AHEAD, (stage + HEADER_AHEAD) % STAGES, inside);
         }
@@ -951,9 +977,10 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
 #else
     // mma.sync: 8 consumer warps, 2 (M) x 4 (N), each a 64x32 tile of out over the whole step
     // (both K parts)
-    constexpr int WARPS_M = 2;
-    constexpr int WARPS_N = 4;
     constexpr int MMA_M = 16;
+    // 2 x 4 warps; 1 x 8 for a tile of 16 activation rows
+    constexpr int WARPS_M = TILE_M >= 2 * MMA_M ? 2 : 1;
+    constexpr int WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / WARPS_M;
     constexpr int MMA_N = 8;
     constexpr int WARP_TILE_M = TILE_M / WARPS_M;
     constexpr int WARP_TILE_N = TILE_N / WARPS_N;
@@ -1042,52 +1069,55 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
     }
     __syncthreads();
     if (producer) {
-        int stage = 0;  // step % STAGES
-        for (int step = 0; step < steps; ++step) {
-            if (step >= STAGES) {
-                wg::wait_phase(&drained[stage], (step / STAGES - 1) & 1);
+        int stage = 0;  // t % STAGES
+        for (int t = 0; t < step_count; ++t) {
+            const int step = step_begin + t;
+            if (t >= STAGES) {
+                wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
             issue_step(step, stage, rows_inside && step < whole_steps);
             wg::arrive_after_copies(&filled[stage]);
             stage = stage == STAGES - 1 ? 0 : stage + 1;
         }
         ggufc::cp_async_wait<0>();
+
         return;
     }
     // Two sets of A fragments: step t decodes into set t % 2 while the products of step t - 1
     // (set (t - 1) % 2) run, and waits for those only after starting its own.
     Fragments fragments[2] = {};
-    // step ``step`` on fragments ``a``; ``previous`` holds step - 1's
-    auto consume = [&](int step, int stage, Fragments& a, Fragments& previous) {
+    // this block's step ``t`` (step_begin + t) on fragments ``a``; ``previous`` holds t - 1's
+    auto consume = [&](int t, int stage, Fragments& a, Fragments& previous) {
+        const int step = step_begin + t;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        wg::wait_phase(&filled[stage], (step / STAGES) & 1);
+        wg::wait_phase(&filled[stage], (t / STAGES) & 1);
         wg::fence_async_shared();  // the copies' writes, seen by wgmma
         if (HAS_TABLE) {
-            if (step == 0) {
-                prepare_table(0, 0, 0);
+            if (t == 0) {
+                prepare_table(step, step & 1, 0);
             }
             // every thread of the warpgroup has built step's table and read step - 1's
             wg::warpgroup_sync(warpgroup);
         }
         compute(step, stage, a, previous);
-        if (HAS_TABLE && step + 1 < steps) {
+        if (HAS_TABLE && t + 1 < step_count) {
             // while the products run: step + 1's header, copied with its stage
-            wg::wait_phase(&filled[next], ((step + 1) / STAGES) & 1);
+            wg::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
             prepare_table(step + 1, (step + 1) & 1, next);
         }
         // step - 1's products are done: its stage and fragments are free
         wg::wait<1>(a);
-        wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], step > 0);
+        wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], t > 0);
         return next;
     };
-    int stage = 0;  // step % STAGES
-    int step = 0;
-    for (; step + 1 < steps; step += 2) {
-        stage = consume(step, stage, fragments[0], fragments[1]);
-        stage = consume(step + 1, stage, fragments[1], fragments[0]);
+    int stage = 0;  // t % STAGES
+    int t = 0;
+    for (; t + 1 < step_count; t += 2) {
+        stage = consume(t, stage, fragments[0], fragments[1]);
+        stage = consume(t + 1, stage, fragments[1], fragments[0]);
     }
-    if (step < steps) {
-        consume(step, stage, fragments[0], fragments[1]);
+    if (t < step_count) {
+        consume(t, stage, fragments[0], fragments[1]);
         wg::wait<0>(fragments[0]);
     } else {
         wg::wait<0>(fragments[1]);
@@ -1120,7 +1150,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
             __syncthreads();
         }
         int stage = 0;  // step % STAGES
-        for (int step = 0; step < steps; ++step) {
+        for (int step = 0; step < step_count; ++step) {
             const int ahead = step + PREFETCH;
             issue_step(ahead, (stage + PREFETCH) % STAGES, rows_inside && ahead < whole_steps);
             ggufc::cp_async_commit();
@@ -1148,6 +1178,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
     // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair
     // + e % 2 of the tile
     float bias_of[2] = {0.0f, 0.0f};
@@ -1164,7 +1195,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_bf16_impl::M
         for (int e = 0; e < 4; ++e) {
             const i64 m = m0 + 8 * i + 2 * pair + e % 2;
             const i64 n = n0 + row + 8 * (e / 2);
-            if (m < M && n < N) {
+            if (m < M && n < N && (SPLITS == 1 || (4 * i + e) % SPLITS == split)) {
                 out[m * N + n] = ggufc::from_float<act_t>(acc[4 * i + e] + bias_of[e / 2]);
             }
         }
