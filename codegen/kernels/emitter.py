@@ -155,18 +155,22 @@ TENSOR_CORE_MATVEC_STEP_BLOCKS = {"Q4_0": 8, "Q5_0": 8, "Q8_0": 4, "Q4_K": 1, "Q
 # (cuda/matmul.cu, its producer warpgroup and wgmma consumers) with a tile of
 # SPLIT_K_BATCHED_TILE_M activation rows (wgmma.m64n16k16) and K split over a thread block
 # cluster of S blocks whose partial sums meet in distributed shared memory: the geometries
-# "split_k2", "split_k4", "split_k8".  Without the split, N = 4096 would be 32 blocks.  H100,
-# float16, M = 8 (session 13, BENCHMARKS.md): Q4_K 4096x14336 59.0 -> 39.8 us (S = 8),
-# 14336x4096 62.1 -> 31.4 (S = 2); the same kernel was slower than the tensor-core batched
-# matvec for Q4_0, Q8_0 and Q6_K (Q4_0 29.9 vs 39.3, Q6_K 56.0 vs 89.8 at 4096x14336).
+# "split_k2" .. "split_k8".  Without the split, N = 4096 would be 32 blocks.  H100, float16,
+# M = 8 (session 13, BENCHMARKS.md): Q4_K 4096x14336 59.5 -> 32.2 us (S = 7), 14336x4096
+# 62.5 -> 31.4 (S = 2); the same kernel was slower than the tensor-core batched matvec for
+# Q4_0, Q8_0 and Q6_K (4096x14336, S = 8: Q4_0 39.3 vs 29.9, Q6_K 89.8 vs 56.0).
 SPLIT_K_BATCHED_FORMATS = ("Q4_K", "Q5_K")
 SPLIT_K_BATCHED_DTYPES = ("float16", "bfloat16")
 SPLIT_K_BATCHED_TILE_M = 16
-SPLIT_K_BATCHED_SPLITS = (2, 4, 8)  # 8: the largest portable cluster
-# pick_geometry takes the largest S that keeps the grid within this many blocks (two an SM on
-# an H100's 132: 83-157 KB of shared memory and ~70 registers a thread allow two) and every
-# block at least SPLIT_K_MIN_STEPS K steps of 64 weights
-SPLIT_K_MAX_BLOCKS = 264
+SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluster
+# pick_geometry takes the largest S that keeps the grid within one wave of clusters and every
+# block at least SPLIT_K_MIN_STEPS K steps of 64 weights.  An H100 holds two of these blocks an
+# SM (72-97 KB of shared memory, ~71 registers a thread) but only 30 clusters of 8 at once
+# (ncu's "max active clusters": a cluster's blocks share a GPC): 240 blocks.  Past that a
+# second wave runs (Q4_K 4096x14336, M = 8: S = 8, 256 blocks, 40.2 us; S = 7, 224 blocks,
+# 32.2); below it the largest S measured best or within 17% of the best S at the six shapes
+# of session 13 (PERFORMANCE.md).
+SPLIT_K_MAX_BLOCKS = 240
 SPLIT_K_MIN_STEPS = 4
 
 

@@ -200,11 +200,13 @@ def test_batched_matvec_picks_its_split_by_the_documented_rule(fmt, dtype):
     if fmt not in SPLIT_K_BATCHED_FORMATS or dtype not in SPLIT_K_BATCHED_DTYPES:
         assert pick(4096, 14336) == "default"
         return
-    # 32 tiles of 128 rows: 8 blocks each fit SPLIT_K_MAX_BLOCKS, 112 tiles: 2
-    assert pick(4096, 14336) == "split_k8"
+    # 32 tiles of 128 rows: 7 blocks each fit SPLIT_K_MAX_BLOCKS, 42 tiles: 5, 112 tiles: 2
+    assert pick(4096, 14336) == "split_k7"
+    assert pick(5376, 21504) == "split_k5"
     assert pick(14336, 4096) == "split_k2"
     # every block at least SPLIT_K_MIN_STEPS steps of 64 weights, else the smallest split
     assert pick(256, 4 * 64 * SPLIT_K_MIN_STEPS) == "split_k4"
+    assert pick(256, 3 * 64 * SPLIT_K_MIN_STEPS) == "split_k3"
     assert pick(256, 256) == "split_k2"
     for n, k in ((131, 768), (640, 2048), (5376, 21504), (262144, 768)):
         splits = split_k_splits(n, k)

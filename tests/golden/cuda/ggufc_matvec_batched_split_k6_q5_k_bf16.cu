@@ -1,0 +1,1328 @@
+
+// ggufc matmul: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for Q5_K weights,
+// __nv_bfloat16 activations, tensor cores (mma.sync m16n8k16, bf16 operands, float32
+// accumulators).
+//
+// A block of 384 threads computes a 16x128 tile of out (grid = (ceil(N / 128) x 6,
+// ceil(M / 16))).  K advances 64 weights a step through a ring of 6 shared-memory stages
+// (as many as fit the emitter's budget): the activations x[16][64] as they are, and the raw
+// GGUF bytes of the step's weights (see matmul_operands.cuh).  The block is warp-specialized:
+// its last warpgroup (the producer) only copies, by cp.async, and the first 256 threads (the
+// consumers, 8 warps) only decode and multiply, so the copies' address arithmetic and waits
+// are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
+// stored at c ^ (r % 8), so the 8 rows an ldmatrix reads and the rows a warp's copies write
+// hit distinct banks.  Rows past M, weight rows past N and columns past K are zero-filled or
+// skipped, so ragged shapes need no other path.  Dynamic shared memory: 97280 bytes (the
+// launch rule's).
+// Portable build (mma.sync m16n8k16): the consumer warps are 1 (M) x 8 (N), each a 16x16
+// tile of out over both 32-weight parts of a step; a warp reads its activation fragments with
+// ldmatrix and decodes its weight fragments from the raw bytes straight into registers (no
+// dequantized copy in shared memory).  The producer fills the ring 5 steps ahead, a block
+// barrier a step.
+// Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
+// (wgmma): the 2 consumer warpgroups own 64 weight rows each and all 16 activation rows
+// (wgmma.m64n16k16), the decoded weights are its A operand in registers and the staged
+// activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
+// memory.  Shared-memory barriers (mbarrier) pace the ring instead of block barriers: the
+// producer refills a stage as soon as the consumers release it, the consumer warpgroups run
+// out of step, and each decodes step t + 1 into a second set of fragment registers while the
+// products of step t run.
+// Same launch rule either way.
+// Split K (6 blocks): grid.x = ceil(N / 128) x 6, and the 6 consecutive blocks of a
+// 128-row tile form a thread block cluster.  On sm_90a block s takes steps [s, s + 1) x steps /
+// 6, the consumers' partial sums meet in distributed shared memory, and block s sums and writes
+// the accumulators j with j % 6 == s (in rank order: deterministic).  Built without wgmma,
+// the cluster's block 0 takes every step and the others return.
+// Template constants: format, dtype, tile geometry, splits.  Kernel arguments: M, N, K, has_bias.
+// Tensor-core operands of the 16-bit matmul (matmul.cu): asynchronous staging of raw GGUF
+// blocks into shared memory and their decoding, per format, straight into mma.sync B fragments.
+//
+// A K step of the matmul covers 64 weights of each weight row: two parts of 32, one per warp
+// K group.  For each format the raw bytes a step needs are one or two byte ranges of the row
+// ("segments"); each is copied as the 16-byte aligned chunks that cover it, so a segment on
+// any 2-byte boundary (Q4_0, Q5_0, Q8_0, Q6_K blocks are 18, 22, 34, 210 bytes) lands in
+// shared memory at the same offset mod 16 as in global memory (its "misalignment").  K-quant
+// scales are decoded once per (row, part) from a separately staged header into a table.
+//
+// Fragment layout (mma.sync m16n8k16, B operand, column n = lane / 4, pair = lane % 4): the
+// lane holds b[s][0] = weights (16s + 2*pair, +1) and b[s][1] = weights (16s + 2*pair + 8, +9)
+// of its row's part, K sub-step s = 0, 1.  So a lane reads bytes 2*pair + 8i (+1), i = 0..3,
+// of each 32-byte run of per-weight bytes, or of the 16 bytes of a 4-bit block (Q4_0, Q5_0).
+// Integers become 16-bit floats without conversion instructions: OR-ing q into the mantissa
+// of BASE (1024 for f16, 128 for bf16; BASE + q is exact for q < BASE) gives BASE + q, and
+// one exact subtraction leaves q - zero_point; one more fused op applies the scale.
+#ifndef GGUFC_CUDA_MATMUL_OPERANDS
+#define GGUFC_CUDA_MATMUL_OPERANDS
+
+namespace ggufc {
+namespace tc {
+
+constexpr int CHUNK_BYTES = 16;
+
+// The 16-byte chunks that cover ``bytes`` starting on any 2-byte boundary (on a 16-byte one
+// where ``aligned``): what a row slot of the matmul's stages holds for a segment.
+__host__ __device__ constexpr int covering_chunks(int bytes, bool aligned) {
+    return bytes == 0 ? 0 : (bytes + (aligned ? 0 : CHUNK_BYTES - 2) + CHUNK_BYTES - 1) / CHUNK_BYTES;
+}
+
+__device__ __forceinline__ u32 shared_address(const void* p) {
+    return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+// ldmatrix.x4: four 8x8 16-bit matrices; lane l gives the address of row l % 8 of matrix
+// l / 8 and receives elements (l / 4, 2 * (l % 4) .. +1) of each.
+__device__ __forceinline__ void load_matrix_x4(u32 (&r)[4], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(row)));
+}
+
+// Three-input bitwise functions in one LOP3 (in C++ the compiler spends one LOP3 per
+// immediate operand): LUT 0xEA is (a & b) | c, 0x6A is (a & b) ^ c.
+template <u32 LUT, u32 B, u32 C>
+__device__ __forceinline__ u32 lop3(u32 a) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n" : "=r"(d) : "r"(a), "n"(B), "n"(C), "n"(LUT));
+    return d;
+}
+template <u32 LUT, u32 B>
+__device__ __forceinline__ u32 lop3(u32 a, u32 c) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n" : "=r"(d) : "r"(a), "n"(B), "r"(c), "n"(LUT));
+    return d;
+}
+template <u32 LUT>
+__device__ __forceinline__ u32 lop3(u32 a, u32 b, u32 c) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
+    return d;
+}
+// (enumerators, unlike constexpr variables, may go unused in a translation unit under -Werror)
+enum : u32 { AND_OR = 0xEA, AND_XOR = 0x6A };
+// (a & MASK) | BITS
+template <u32 MASK, u32 BITS>
+__device__ __forceinline__ u32 and_or(u32 a) { return lop3<AND_OR, MASK, BITS>(a); }
+// (a & MASK) | bits
+template <u32 MASK>
+__device__ __forceinline__ u32 and_or(u32 a, u32 bits) { return lop3<AND_OR, MASK>(a, bits); }
+// (a & mask) | bits
+__device__ __forceinline__ u32 and_or(u32 a, u32 mask, u32 bits) {
+    return lop3<AND_OR>(a, mask, bits);
+}
+
+__device__ __forceinline__ u32 load_shared_u16(const u8* p) {
+    return *reinterpret_cast<const u16*>(p);
+}
+
+// Bits of the 16-bit float (f16: 10 mantissa bits, bf16: 7) of the integer v; v must be
+// exactly representable (true of every constant here).
+template <int MANTISSA_BITS, int EXPONENT_BIAS>
+__host__ __device__ constexpr u32 small_int_bits(int v) {
+    const u32 sign = v < 0 ? 0x8000u : 0u;
+    const u32 magnitude = static_cast<u32>(v < 0 ? -v : v);
+    if (magnitude == 0) {
+        return sign;
+    }
+    int exponent = 0;
+    while ((magnitude >> (exponent + 1)) != 0) {
+        ++exponent;
+    }
+    const u32 fraction = magnitude - (1u << exponent);
+    const u32 mantissa = exponent <= MANTISSA_BITS ? fraction << (MANTISSA_BITS - exponent)
+                                                   : fraction >> (exponent - MANTISSA_BITS);
+    return sign | (static_cast<u32>(exponent + EXPONENT_BIAS) << MANTISSA_BITS) | mantissa;
+}
+
+__host__ __device__ constexpr u32 both_halves(u32 bits) { return bits | (bits << 16); }
+
+// Two 16-bit floats in one register (the low half is the lower K index), f16 or bf16.
+template <typename T>
+struct Pair;
+
+template <>
+struct Pair<__half> {
+    static constexpr int BASE = 1024;
+    __host__ __device__ static constexpr u32 constant(int v) {
+        return both_halves(small_int_bits<10, 15>(v));
+    }
+    __device__ static __forceinline__ u32 fma(u32 a, u32 b, u32 c) {
+        u32 d;
+        asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+        return d;
+    }
+    // both halves = the f16 whose bits are ``bits``
+    __device__ static __forceinline__ u32 splat_f16(u32 bits) { return bits * 0x10001u; }
+    __device__ static __forceinline__ u32 pack(float lo, float hi) {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<const u32*>(&v);
+    }
+};
+
+template <>
+struct Pair<__nv_bfloat16> {
+    static constexpr int BASE = 128;
+    __host__ __device__ static constexpr u32 constant(int v) {
+        return both_halves(small_int_bits<7, 127>(v));
+    }
+    __device__ static __forceinline__ u32 fma(u32 a, u32 b, u32 c) {
+        u32 d;
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+        return d;
+    }
+    __device__ static __forceinline__ u32 splat_f16(u32 bits) {
+        return pack(__half2float(__ushort_as_half(static_cast<u16>(bits))),
+                    __half2float(__ushort_as_half(static_cast<u16>(bits))));
+    }
+    __device__ static __forceinline__ u32 pack(float lo, float hi) {
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<const u32*>(&v);
+    }
+};
+
+// Arithmetic on pairs.  ``magic`` is a pair of BASE + q built by OR-ing q into BASE's bits.
+template <typename T>
+struct PairMath {
+    static constexpr u32 ONE = Pair<T>::constant(1);
+    static constexpr u32 NEGATIVE_ZERO = 0x80008000u;
+    static constexpr u32 MAGIC = Pair<T>::constant(Pair<T>::BASE);
+    // x - V (exact where x and the result are small integers)
+    template <int V>
+    __device__ static __forceinline__ u32 minus(u32 x) {
+        return Pair<T>::fma(x, ONE, Pair<T>::constant(-V));
+    }
+    // q - ZERO_POINT from BASE + q
+    template <int ZERO_POINT>
+    __device__ static __forceinline__ u32 unbias(u32 magic) {
+        return minus<Pair<T>::BASE + ZERO_POINT>(magic);
+    }
+    __device__ static __forceinline__ u32 mul(u32 a, u32 b) {
+        return Pair<T>::fma(a, b, NEGATIVE_ZERO);
+    }
+};
+
+// The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
+// f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
+// too few mantissa bits for that and shifts instead.
+template <typename T>
+struct Nibbles;
+
+template <>
+struct Nibbles<__half> {
+    static constexpr int BASE_LOW = 1024;
+    static constexpr int BASE_HIGH = 64;
+    __device__ static __forceinline__ u32 low(u32 w) { return and_or<0x000F000Fu, 0x64006400u>(w); }
+    __device__ static __forceinline__ u32 high(u32 w) {
+        return and_or<0x00F000F0u, 0x54005400u>(w);
+    }
+};
+
+template <>
+struct Nibbles<__nv_bfloat16> {
+    static constexpr int BASE_LOW = 128;
+    static constexpr int BASE_HIGH = 128;
+    __device__ static __forceinline__ u32 low(u32 w) { return and_or<0x000F000Fu, 0x43004300u>(w); }
+    __device__ static __forceinline__ u32 high(u32 w) {
+        return and_or<0x000F000Fu, 0x43004300u>(w >> 4);
+    }
+};
+
+// The nibble of bytes 0 and 2 of w selected by a warp-uniform ``high`` (0 or 1) as q - 0,
+// for formats whose K group picks the nibble (Q4_K): the mask, magic and base are chosen
+// once per warp.
+template <typename T>
+struct NibbleSelect;
+
+template <>
+struct NibbleSelect<__half> {
+    u32 mask;
+    u32 magic;
+    u32 unbias;
+    __device__ explicit NibbleSelect(int high)
+        : mask(high ? 0x00F000F0u : 0x000F000Fu),
+          magic(high ? 0x54005400u : 0x64006400u),
+          unbias(high ? Pair<__half>::constant(-Nibbles<__half>::BASE_HIGH)
+                      : Pair<__half>::constant(-Nibbles<__half>::BASE_LOW)) {}
+    __device__ __forceinline__ u32 values(u32 w) const {
+        return Pair<__half>::fma(and_or(w, mask, magic), PairMath<__half>::ONE, unbias);
+    }
+};
+
+template <>
+struct NibbleSelect<__nv_bfloat16> {
+    int shift;
+    __device__ explicit NibbleSelect(int high) : shift(4 * high) {}
+    __device__ __forceinline__ u32 values(u32 w) const {
+        return PairMath<__nv_bfloat16>::unbias<0>(and_or<0x000F000Fu, 0x43004300u>(w >> shift));
+    }
+};
+
+// Values of 4 + EXTRA bits, q = nibble | extra << 4: the nibble (low or high) of bytes 0 and 2
+// of w (``first``) or 1 and 3 (``second``), the EXTRA bits from bit ``bit`` of the same bytes
+// of h, returned as q - ZERO_POINT.  The choices are uniform over a warp and step, so masks
+// and shifts are set up once.  f16 reads a high nibble in place (see Nibbles) and moves the
+// extra bits above it, by ``shift`` = bit + 4 - 4 * high_nibble for bytes 1 and 3;
+// MAX_F16_SHIFT bounds it (at most 8 saves a shift for bytes 0 and 2).
+template <typename T, int EXTRA, int MAX_F16_SHIFT, int ZERO_POINT>
+struct WideNibbles;
+
+template <int EXTRA, int MAX_F16_SHIFT, int ZERO_POINT>
+struct WideNibbles<__half, EXTRA, MAX_F16_SHIFT, ZERO_POINT> {
+    static constexpr u32 EXTRA_LOW = (1u << EXTRA) - 1;
+    static constexpr bool LEFT_ONLY = MAX_F16_SHIFT <= 8;
+    u32 nibble_mask;
+    u32 magic;
+    u32 extra_mask;
+    u32 unbias;
+    int shift;
+    __device__ WideNibbles(int high_nibble, int bit)
+        : nibble_mask(high_nibble ? 0x00F000F0u : 0x000F000Fu),
+          magic(high_nibble ? 0x54005400u : 0x64006400u),
+          extra_mask(EXTRA_LOW * (high_nibble ? 0x01000100u : 0x00100010u)),
+          unbias(Pair<__half>::constant(-(Nibbles<__half>::BASE_LOW + ZERO_POINT))),
+          shift(bit + 4 - 4 * high_nibble) {
+        if (high_nibble) {
+            unbias = Pair<__half>::constant(-(Nibbles<__half>::BASE_HIGH + ZERO_POINT));
+        }
+    }
+    __device__ __forceinline__ u32 values(u32 nibbles, u32 extras) const {
+        const u32 magic_bits = and_or(extras, extra_mask, and_or(nibbles, nibble_mask, magic));
+        return Pair<__half>::fma(magic_bits, PairMath<__half>::ONE, unbias);
+    }
+    __device__ __forceinline__ u32 first(u32 w, u32 h) const {
+        return values(w, LEFT_ONLY ? h << (8 - shift) : (h << 8) >> shift);
+    }
+    __device__ __forceinline__ u32 second(u32 w, u32 h) const {
+        return values(w >> 8, h >> shift);
+    }
+};
+
+template <int EXTRA, int MAX_F16_SHIFT, int ZERO_POINT>
+struct WideNibbles<__nv_bfloat16, EXTRA, MAX_F16_SHIFT, ZERO_POINT> {
+    static constexpr u32 EXTRA_MASK = ((1u << EXTRA) - 1) * 0x00100010u;
+    int nibble_shift;
+    int shift;  // from the extra bits of bytes 1, 3 to bit 4
+    __device__ WideNibbles(int high_nibble, int bit)
+        : nibble_shift(4 * high_nibble), shift(bit + 4) {}
+    __device__ __forceinline__ u32 values(u32 nibbles, u32 extras) const {
+        const u32 magic_bits = and_or<EXTRA_MASK>(
+            extras, and_or<0x000F000Fu, PairMath<__nv_bfloat16>::MAGIC>(nibbles));
+        return PairMath<__nv_bfloat16>::template unbias<ZERO_POINT>(magic_bits);
+    }
+    __device__ __forceinline__ u32 first(u32 w, u32 h) const {
+        return values(w >> nibble_shift, (h << 8) >> shift);
+    }
+    __device__ __forceinline__ u32 second(u32 w, u32 h) const {
+        return values(w >> (nibble_shift + 8), h >> shift);
+    }
+};
+
+// Bytes 2*pair + 8i and +1 (i = 0..3) of a 32-byte run as two words: w01 holds the bytes
+// of i = 0 at bits 0-7 / 16-23 and of i = 1 at bits 8-15 / 24-31, w23 those of i = 2, 3.
+struct ByteQuad {
+    u32 w01;
+    u32 w23;
+};
+
+__device__ __forceinline__ ByteQuad load_byte_quad(const u8* run, int pair) {
+    const u8* p = run + 2 * pair;
+    ByteQuad quad;
+    quad.w01 = __byte_perm(load_shared_u16(p), load_shared_u16(p + 8), 0x5140);
+    quad.w23 = __byte_perm(load_shared_u16(p + 16), load_shared_u16(p + 24), 0x5140);
+    return quad;
+}
+
+// The two halves of a table word as pairs: {lo, lo} and {hi, hi}.
+__device__ __forceinline__ u32 low_pair(u32 word) { return __byte_perm(word, 0u, 0x1010); }
+__device__ __forceinline__ u32 high_pair(u32 word) { return __byte_perm(word, 0u, 0x3232); }
+
+// mma.sync m16n8k16, float32 accumulators: d += a (16x16, row-major) * b (16x8, column-major).
+template <typename T>
+__device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]);
+
+template <>
+__device__ __forceinline__ void mma<__half>(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <>
+__device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)[4],
+                                                   const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Each staged format below defines
+//   HEADER_BYTES, BODY_BYTES_0, BODY_BYTES_1   bytes of the segments a step reads (header:
+//                         K-quant scales)
+//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step that cover them
+//   SKIP_UNREAD_CHUNKS    the copies leave out a chunk past its segment (measured per format)
+//   ALIGNED               every segment starts on a 16-byte boundary (misalignment always 0)
+//   row_start(step)       offset in the row whose misalignment (added to the row's) is every
+//                         segment's in that step
+//   body_start(s, step), header_start(step)   offsets of the segments in the row
+//   prepare<T>(header, misalignment, part) -> table word (K-quants)
+//   fragment<T>(body, misalignment, table word, k_group, pair, step, b)
+// where ``body`` / ``header`` point at the row's staged chunks and ``step`` is the K step.
+
+}  // namespace tc
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_MATMUL_OPERANDS
+
+#ifndef GGUFC_CUDA_MATMUL_KQUANT_SCALES
+#define GGUFC_CUDA_MATMUL_KQUANT_SCALES
+
+namespace ggufc {
+namespace tc {
+
+// {d * sc[part], -(dmin * m[part])} of a Q4_K / Q5_K super-block from its 16-byte header
+// (f16 d, f16 dmin, the 12 bytes of 6-bit scales and mins; see formats/kquant_scales.cuh).
+template <typename T>
+__device__ __forceinline__ u32 kquant_scale_table_word(const u8* header, int part) {
+    const uint4 h = *reinterpret_cast<const uint4*>(header);
+    const int shift = 8 * (part % 4);
+    const u32 first = (h.y >> shift) & 0xFFu;   // scales byte part % 4
+    const u32 second = (h.z >> shift) & 0xFFu;  // scales byte part % 4 + 4
+    const u32 third = (h.w >> shift) & 0xFFu;   // scales byte part % 4 + 8
+    u32 sc;
+    u32 m;
+    if (part < 4) {
+        sc = first & 0x3Fu;
+        m = second & 0x3Fu;
+    } else {
+        sc = (third & 0xFu) | ((first >> 6) << 4);
+        m = (third >> 4) | ((second >> 6) << 4);
+    }
+    const float d = __half2float(__ushort_as_half(static_cast<u16>(h.x & 0xFFFFu)));
+    const float dmin = __half2float(__ushort_as_half(static_cast<u16>(h.x >> 16)));
+    return Pair<T>::pack(d * static_cast<float>(sc), -(dmin * static_cast<float>(m)));
+}
+
+}  // namespace tc
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_MATMUL_KQUANT_SCALES
+
+#ifndef GGUFC_CUDA_MATMUL_Q5_K
+#define GGUFC_CUDA_MATMUL_Q5_K
+
+namespace ggufc {
+namespace tc {
+
+// Step s is parts 2q, 2q+1 (q = s % 4) of super-block s / 4: nibbles of qs[32q ..] (block
+// bytes 48 + 32q ..) as in Q4_K, fifth bit = bit (2q + k group) of qh[0..31] (bytes 16..47).
+struct StagedQ5_K {
+    static constexpr int BLOCK_WEIGHTS = 256;
+    static constexpr int BLOCK_BYTES = 176;
+    static constexpr int QH_OFFSET = 16;
+    static constexpr int QS_OFFSET = 48;
+    static constexpr bool ALIGNED = true;
+    // bytes of the segments a step reads
+    static constexpr int BODY_BYTES_0 = 32;  // qh
+    static constexpr int BODY_BYTES_1 = 32;  // the step's qs
+    static constexpr int HEADER_BYTES = 16;
+    static constexpr bool SKIP_UNREAD_CHUNKS = false;
+    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
+    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
+    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+
+    __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
+    __device__ static __forceinline__ int body_start(int segment, int step) {
+        return row_start(step) + (segment == 0 ? QH_OFFSET : QS_OFFSET + 32 * (step & 3));
+    }
+    __device__ static __forceinline__ int header_start(int step) { return row_start(step); }
+
+    template <typename T>
+    __device__ static __forceinline__ u32 prepare(const u8* header, int, int part) {
+        return kquant_scale_table_word<T>(header, part);
+    }
+
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, int, u32 table, int k_group,
+                                                    int pair, int step, u32 (&b)[2][2]) {
+        const u32 scale = low_pair(table);
+        const u32 offset = high_pair(table);
+        // bit 2q + g, nibble g: the f16 shift 2q + 4 - 3g is at most 10
+        const WideNibbles<T, 1, 10, 0> values(k_group, 2 * (step & 3) + k_group);
+        const ByteQuad qh = load_byte_quad(body, pair);
+        const ByteQuad qs = load_byte_quad(body + BODY_CHUNKS_0 * CHUNK_BYTES, pair);
+        b[0][0] = Pair<T>::fma(values.first(qs.w01, qh.w01), scale, offset);
+        b[0][1] = Pair<T>::fma(values.second(qs.w01, qh.w01), scale, offset);
+        b[1][0] = Pair<T>::fma(values.first(qs.w23, qh.w23), scale, offset);
+        b[1][1] = Pair<T>::fma(values.second(qs.w23, qh.w23), scale, offset);
+    }
+};
+
+}  // namespace tc
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_MATMUL_Q5_K
+
+
+
+// Thread block clusters (CUDA, sm_90 and later): the blocks of a cluster read each other's
+// shared memory (distributed shared memory) and meet at cluster barriers.  The attention
+// kernel splits a row's keys over a cluster, the 16-bit matmul of a few activation rows its K.
+// Include-guarded like the prelude.
+#ifndef GGUFC_CUDA_CLUSTER
+#define GGUFC_CUDA_CLUSTER
+
+// Thread block clusters (and their distributed shared memory) exist from sm_90 on; before, a
+// kernel has no cluster and takes its portable path.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define GGUFC_HAS_CLUSTERS 1
+#define GGUFC_CLUSTER_DIMS(x) __cluster_dims__(x, 1, 1)
+#else
+#define GGUFC_HAS_CLUSTERS 0
+#define GGUFC_CLUSTER_DIMS(x)
+#endif
+
+namespace ggufc {
+
+#if GGUFC_HAS_CLUSTERS
+// Every thread of every block of the cluster calls it: shared-memory writes before it (release)
+// are visible to every block of the cluster after it (acquire).
+__device__ __forceinline__ void cluster_barrier() {
+    asm volatile(
+        "barrier.cluster.arrive.release.aligned;\n\t"
+        "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+// The float at ``local`` (an address in this block's shared memory) in the shared memory of
+// the cluster's block ``rank`` instead: the same variable, another block's copy.
+__device__ __forceinline__ float load_from_cluster_block(const float* local, unsigned rank) {
+    const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(local));
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(address), "r"(rank));
+    float value;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(value) : "r"(remote) : "memory");
+    return value;
+}
+#endif
+
+}  // namespace ggufc
+
+#endif  // GGUFC_CUDA_CLUSTER
+
+// Warpgroup tensor-core operations (wgmma, sm_90a) of the 16-bit matmul (matmul.cu).
+//
+// A warpgroup is 4 consecutive warps (128 threads) whose warp index % 4 is its rank.  One
+// wgmma.m64n16k16 multiplies a 64x16 A tile held in registers (warp r of the group holds
+// rows 16r..16r+15 in the mma.sync m16n8k16 A fragment layout: a[0] = (row g, K 2p, 2p+1),
+// a[1] = (row g + 8, same K), a[2] = (row g, K 2p + 8, +9), a[3] = (row g + 8, same K), where
+// g = lane / 4, p = lane % 4) by a 16x16 B tile read from shared memory through a
+// descriptor, into 8 float32 accumulators a thread: d[4i + e] is (row 16r + g + 8 (e / 2),
+// column 8i + 2p + e % 2).  B is K-major with the 128-byte swizzle: each of the 16 columns is
+// a 128-byte row of 64 K values whose 16-byte chunk c sits at c ^ (row % 8), 8 rows to a
+// 1024-byte atom; the atoms must start 1024-byte aligned, and the K sub-step j of a 64-wide
+// row starts 32 j bytes in.  These helpers exist only where the compiler targets sm_90a
+// (``__CUDA_ARCH_FEAT_SM90_ALL``); the matmul falls back to mma.sync elsewhere.
+#ifndef GGUFC_CUDA_MATMUL_WGMMA_N16
+#define GGUFC_CUDA_MATMUL_WGMMA_N16
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+namespace ggufc {
+namespace wg {
+
+typedef unsigned long long u64;
+namespace tc = ggufc::tc;
+
+constexpr int WARPGROUP_THREADS = 128;
+constexpr int SWIZZLE_ATOM_BYTES = 1024;  // 8 rows of 128 bytes
+// descriptor fields (PTX "matrix descriptor"): start address, leading and stride byte offsets
+// in 16-byte units at bits 0, 16 and 32; layout at bits 62-63 (1 = 128-byte swizzle)
+constexpr u64 DESCRIPTOR_LEADING_OFFSET = 1ull << 16;  // unused by swizzled K-major layouts
+constexpr u64 DESCRIPTOR_STRIDE_OFFSET = static_cast<u64>(SWIZZLE_ATOM_BYTES / 16) << 32;
+constexpr u64 DESCRIPTOR_SWIZZLE_128B = 1ull << 62;
+
+// descriptor of a K-major, 128-byte swizzled B tile starting at shared address ``address``
+__device__ __forceinline__ u64 descriptor(u32 address) {
+    return static_cast<u64>((address & 0x3FFFFu) >> 4) | DESCRIPTOR_LEADING_OFFSET |
+           DESCRIPTOR_STRIDE_OFFSET | DESCRIPTOR_SWIZZLE_128B;
+}
+
+// A step's A fragments: 2 K parts of 32 x 2 sub-steps of 16 x the 4 registers of a 64x16 tile
+// (see mma_m64n16k16), and the B descriptors of its 4 products (part g, sub-step s at 2 g + s).
+// The fence and the wait below name them as asm operands, each of the 16 registers spelled
+// out by the template.
+constexpr int FRAGMENT_PARTS = 2;
+constexpr int FRAGMENT_SUB_STEPS = 2;
+using Fragments = u32[FRAGMENT_PARTS][FRAGMENT_SUB_STEPS][4];
+using Descriptors = u64[FRAGMENT_PARTS * FRAGMENT_SUB_STEPS];
+
+// Orders this thread's register and shared-memory writes before the warpgroup's next wgmma.
+// The fragments and descriptors of the products to come are its inputs, so the compiler
+// defines them all before it (one defined between the fence and the products makes ptxas
+// serialize every wgmma, C7513).
+__device__ __forceinline__ void fence(const Fragments& a, const Descriptors& b) {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::"r"(a[0][0][0]), "r"(a[0][0][1]), "r"(a[0][0][2]), "r"(a[0][0][3]), "r"(a[0][1][0]), "r"(a[0][1][1]), "r"(a[0][1][2]), "r"(a[0][1][3]), "r"(a[1][0][0]), "r"(a[1][0][1]), "r"(a[1][0][2]), "r"(a[1][0][3]), "r"(a[1][1][0]), "r"(a[1][1][1]), "r"(a[1][1][2]), "r"(a[1][1][3]), "l"(b[0]),
+                 "l"(b[1]), "l"(b[2]), "l"(b[3])
+                 : "memory");
+}
+__device__ __forceinline__ void commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+// Waits until at most PENDING of the warpgroup's committed wgmma groups are in flight.  The
+// fragments ``a`` that the groups still in flight may read pass through it, so the compiler
+// keeps them in their registers until it instead of giving those to the next decode (ptxas
+// would then wait for every group before that decode).
+template <int PENDING>
+__device__ __forceinline__ void wait(Fragments& a) {
+    asm volatile("wgmma.wait_group.sync.aligned %16;\n"
+                 : "+r"(a[0][0][0]), "+r"(a[0][0][1]), "+r"(a[0][0][2]), "+r"(a[0][0][3]), "+r"(a[0][1][0]), "+r"(a[0][1][1]), "+r"(a[0][1][2]), "+r"(a[0][1][3]), "+r"(a[1][0][0]), "+r"(a[1][0][1]), "+r"(a[1][0][2]), "+r"(a[1][0][3]), "+r"(a[1][1][0]), "+r"(a[1][1][1]), "+r"(a[1][1][2]), "+r"(a[1][1][3])
+                 : "n"(PENDING)
+                 : "memory");
+}
+// Makes shared memory written by ordinary stores and cp.async visible to wgmma's reads.
+__device__ __forceinline__ void fence_async_shared() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Shared-memory barriers (mbarrier) of the stage ring: a barrier completes a phase when its
+// count of arrivals is reached, and a waiter names the phase by its parity.
+__device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::shared_address(barrier)),
+                 "r"(count)
+                 : "memory");
+}
+// Arrives once all of this thread's earlier cp.async copies have landed (the barrier's count
+// includes this arrival: no pending count is added).
+__device__ __forceinline__ void arrive_after_copies(u64* barrier) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+// Arrives where ``condition`` holds: a predicated instruction, not a branch (the consumer
+// loop of the matmul keeps its products' pipeline free of branches).
+__device__ __forceinline__ void arrive_if(u64* barrier, bool condition) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 state;\nsetp.ne.b32 p, %1, 0;\n"
+        "@p mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(static_cast<u32>(condition))
+        : "memory");
+}
+// Waits until the phase of parity ``parity`` has completed.
+__device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
+    asm volatile(
+        "{\n.reg .pred complete;\nretry:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%0], %1;\n"
+        "@!complete bra retry;\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(parity)
+        : "memory");
+}
+// Barrier of the 128 threads of warpgroup ``warpgroup`` (0 or 1: barriers 1 and 2, 0 being
+// __syncthreads').  Constant ids: a register id makes ptxas reserve all 16 barriers.
+__device__ __forceinline__ void warpgroup_sync(int warpgroup) {
+    if (warpgroup == 0) {
+        asm volatile("bar.sync 1, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
+    } else {
+        asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
+    }
+}
+
+// d += a * b for a 64x16 A in registers and a 16x16 B at ``b`` (the scale-d predicate
+// ``accumulate`` is always set: the accumulators start at zero).
+template <typename T>
+__device__ __forceinline__ void mma_m64n16k16(float (&d)[8], const u32 (&a)[4], u64 b);
+
+
+template <>
+__device__ __forceinline__ void mma_m64n16k16<__half>(float (&d)[8], const u32 (&a)[4],
+                                                        u64 b) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %13, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7}, "
+        "{%8, %9, %10, %11}, %12, "
+        "accumulate, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+
+template <>
+__device__ __forceinline__ void mma_m64n16k16<__nv_bfloat16>(float (&d)[8], const u32 (&a)[4],
+                                                        u64 b) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %13, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7}, "
+        "{%8, %9, %10, %11}, %12, "
+        "accumulate, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+
+}  // namespace wg
+}  // namespace ggufc
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // GGUFC_CUDA_MATMUL_WGMMA_N16
+
+namespace ggufc_matvec_batched_split_k6_q5_k_bf16_impl {
+using act_t = __nv_bfloat16;
+using Staged = ggufc::tc::StagedQ5_K;
+using ggufc::i64;
+using ggufc::u32;
+using ggufc::u8;
+constexpr int TILE_M = 16;
+constexpr int TILE_N = 128;
+constexpr int STEP_K = 64;
+constexpr int THREADS = 384;
+// threads 0 .. CONSUMER_THREADS - 1 decode and multiply; the rest (a warpgroup) copy
+constexpr int CONSUMER_THREADS = 256;
+constexpr int PRODUCER_THREADS = THREADS - CONSUMER_THREADS;
+constexpr int GROUP_THREADS = 4 * ggufc::WARP_SIZE;  // a warpgroup
+static_assert(CONSUMER_THREADS % GROUP_THREADS == 0 && PRODUCER_THREADS == GROUP_THREADS,
+              "consumer warpgroups, then one producer warpgroup");
+// the copy work of a step is cut into COPY_SLOTS equal slots (two a weight row)
+constexpr int COPY_SLOTS = CONSUMER_THREADS;
+constexpr int SLOTS_PER_PRODUCER = COPY_SLOTS / PRODUCER_THREADS;
+static_assert(SLOTS_PER_PRODUCER * PRODUCER_THREADS == COPY_SLOTS, "whole slots a producer");
+constexpr int STAGES = 6;
+// blocks of a cluster splitting K (their partial sums meet in distributed shared memory)
+constexpr int SPLITS = 6;
+static_assert(SPLITS >= 1 && SPLITS <= 8, "8 blocks: the largest portable cluster");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr bool SPLIT_K = SPLITS > 1;
+#else
+constexpr bool SPLIT_K = false;  // block 0 of a cluster takes every step, the others return
+#endif
+constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
+constexpr int K_GROUPS = STEP_K / PART;
+constexpr int MMA_K = 16;  // the K of one mma.sync / wgmma
+constexpr int SUB_STEPS = PART / MMA_K;
+static_assert(K_GROUPS * TILE_N == CONSUMER_THREADS, "one scale-table entry per consumer and step");
+static_assert(2 * TILE_N == COPY_SLOTS, "two copy slots a weight row");
+
+// shared memory: activation stages | body stages | header stages | 2 scale tables
+constexpr int CHUNK = ggufc::tc::CHUNK_BYTES;
+constexpr int A_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
+constexpr int A_ROW_CHUNKS = A_ROW_BYTES / CHUNK;
+static_assert(A_ROW_CHUNKS == 8, "the swizzle permutes 8 chunks by row % 8");
+constexpr int A_STAGE_BYTES = TILE_M * A_ROW_BYTES;
+constexpr int BODY_CHUNKS = Staged::BODY_CHUNKS_0 + Staged::BODY_CHUNKS_1;
+constexpr int HEADER_CHUNKS = Staged::HEADER_CHUNKS;
+constexpr bool HAS_TABLE = HEADER_CHUNKS > 0;
+// an odd multiple of 16 bytes: the 8 rows of a fragment read fall in distinct banks (the
+// header, read once a step, is not padded)
+constexpr int BODY_STRIDE = 80;
+constexpr int HEADER_STRIDE = 16;
+static_assert(BODY_CHUNKS == 4 && HEADER_CHUNKS == 1,
+              "the emitter's MATMUL_STAGED_CHUNKS are the format's");
+static_assert(BODY_CHUNKS * CHUNK <= BODY_STRIDE && HEADER_CHUNKS * CHUNK <= HEADER_STRIDE,
+              "row slots hold the staged chunks");
+constexpr int BODY_STAGE_BYTES = TILE_N * BODY_STRIDE;
+constexpr int HEADER_STAGE_BYTES = TILE_N * HEADER_STRIDE;
+constexpr int BODY_OFFSET = STAGES * A_STAGE_BYTES;
+constexpr int HEADER_OFFSET = BODY_OFFSET + STAGES * BODY_STAGE_BYTES;
+constexpr int TABLE_OFFSET = HEADER_OFFSET + STAGES * HEADER_STAGE_BYTES;
+constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
+constexpr int REDUCE_OFFSET = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+// split K: each consumer's TILE_M / 2 partial sums, accumulator-major
+constexpr int REDUCE_BYTES = SPLITS > 1 ? TILE_M / 2 * CONSUMER_THREADS * 4 : 0;
+constexpr int LAYOUT_BYTES = REDUCE_OFFSET + REDUCE_BYTES;
+// the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
+// swizzle atoms are aligned to it)
+constexpr int SHARED_ALIGNMENT = 1024;
+static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
+constexpr int SHARED_BYTES = 97280;
+static_assert(SHARED_BYTES == LAYOUT_BYTES + SHARED_ALIGNMENT,
+              "the launch rule's dynamic shared memory is this layout's");
+// one block an SM: 384 threads of up to 168 registers (the consumers' two fragment sets)
+constexpr int MIN_BLOCKS = 1;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr int HEADER_AHEAD = 0;
+#else
+constexpr int HEADER_AHEAD = 1;
+#endif
+}  // namespace ggufc_matvec_batched_split_k6_q5_k_bf16_impl
+
+extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k6_q5_k_bf16_impl::MIN_BLOCKS) GGUFC_CLUSTER_DIMS(6) ggufc_matvec_batched_split_k6_q5_k_bf16(
+    const ggufc_matvec_batched_split_k6_q5_k_bf16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_split_k6_q5_k_bf16_impl::act_t* __restrict__ bias, ggufc_matvec_batched_split_k6_q5_k_bf16_impl::act_t* __restrict__ out,
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    using namespace ggufc_matvec_batched_split_k6_q5_k_bf16_impl;
+    namespace tc = ggufc::tc;
+    extern __shared__ __align__(16) u8 ggufc_matvec_batched_split_k6_q5_k_bf16_shared[];
+    const u32 shared_start = tc::shared_address(ggufc_matvec_batched_split_k6_q5_k_bf16_shared);
+    u8* const shared =
+        ggufc_matvec_batched_split_k6_q5_k_bf16_shared + ((SHARED_ALIGNMENT - shared_start % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);
+
+    const int tid = static_cast<int>(threadIdx.x);
+    const int warp = tid / ggufc::WARP_SIZE;
+    const int lane = tid % ggufc::WARP_SIZE;
+    const int group = lane / 4;  // fragment row (A) / column (B)
+    const int pair = lane % 4;   // fragment K position
+    const int split = SPLITS > 1 ? static_cast<int>(blockIdx.x) % SPLITS : 0;
+    if (!SPLIT_K && split != 0) {
+        return;
+    }
+    const i64 n0 = static_cast<i64>(blockIdx.x / SPLITS) * TILE_N;
+    const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
+    // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
+    const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
+    const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
+    // this block's steps: step_begin .. step_begin + step_count - 1
+    const int step_begin = SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * split / SPLITS) : 0;
+    const int step_count =
+        SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * (split + 1) / SPLITS) - step_begin : steps;
+
+    // The copies are the producer warpgroup's (threads CONSUMER_THREADS and up); the
+    // consumers only decode and multiply.  Each producer thread does the work of
+    // SLOTS_PER_PRODUCER copy slots, slot s copying each step: activations chunk column a_col
+    // of rows a_row + 32i; weights the chunks w_half, w_half + 2, ... of row w_row (two slots
+    // a row: 32 contiguous bytes of each of 16 rows a warp's copy).
+    struct CopySlot {
+        const act_t* a_src;
+        int a_col;
+        int a_dst;
+        int a_rows_valid;
+        int w_row;
+        int w_half;
+        const u8* w_src;
+        int w_row_misalignment;
+        int w_row_left;
+    };
+    // slots copying activations: all of them, or for a tile of fewer rows than they cover,
+    // the first A_COPY_SLOTS
+    constexpr int A_ROWS_APART =
+        COPY_SLOTS / A_ROW_CHUNKS < TILE_M ? COPY_SLOTS / A_ROW_CHUNKS : TILE_M;
+    constexpr int A_COPY_SLOTS = A_ROWS_APART * A_ROW_CHUNKS;
+    const i64 a_rows_apart = A_ROWS_APART * K;
+    // bytes from a row's start to the tensor's end are capped past any offset a copy reaches
+    // within the row: copies never read beyond the tensor
+    const int w_reach = row_bytes + CHUNK * (BODY_CHUNKS + HEADER_CHUNKS);
+    auto copy_slot = [&](int slot) {
+        CopySlot s;
+        const int a_row = slot / A_ROW_CHUNKS;
+        s.a_col = slot % A_ROW_CHUNKS;
+        s.a_src = x + (m0 + a_row) * K + s.a_col * (CHUNK / static_cast<int>(sizeof(act_t)));
+        s.a_dst = a_row * A_ROW_BYTES + (s.a_col ^ (a_row % 8)) * CHUNK;  // same for all i
+        s.a_rows_valid = 0;
+#pragma unroll
+        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            s.a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
+        }
+        s.w_row = slot / 2;
+        s.w_half = slot % 2;
+        const i64 w_row_offset = (n0 + s.w_row) * row_bytes;
+        s.w_src = blocks + w_row_offset;
+        s.w_row_misalignment = static_cast<int>(w_row_offset) & (CHUNK - 1);
+        const i64 w_left = N * static_cast<i64>(row_bytes) - w_row_offset;
+        s.w_row_left = static_cast<int>(w_left <= 0 ? 0 : (w_left < w_reach ? w_left : w_reach));
+        return s;
+    };
+    // the warpgroup's index from lane 0, which the compiler knows to be uniform over a warp:
+    // with ``tid >= CONSUMER_THREADS`` it takes the consumers' path as divergent and
+    // serializes their wgmma (ptxas C7520)
+    const bool producer =
+        __shfl_sync(0xffffffffu, tid / GROUP_THREADS, 0) >= CONSUMER_THREADS / GROUP_THREADS;
+    CopySlot slots[SLOTS_PER_PRODUCER];
+#pragma unroll
+    for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
+        slots[j] = copy_slot(producer ? tid - CONSUMER_THREADS + j * PRODUCER_THREADS : 0);
+    }
+    // no copy of any row of this block needs clamping (all but the tensor's last block)
+    const bool block_inside = (n0 + TILE_N + 1) * static_cast<i64>(row_bytes) + w_reach <=
+                              N * static_cast<i64>(row_bytes);
+
+    // chunk ``index`` of the aligned chunks covering the row's bytes from ``start`` on
+    // (a segment of ``bytes`` bytes: on a 2-byte boundary it takes one chunk fewer than its slot
+    // most of the time, and the chunk past it, which nothing reads, is left out where the
+    // format says so)
+    auto stage_chunk = [&](const CopySlot& s, u8* slot, int start, int bytes, int index, bool inside) {
+        const int misalignment = (s.w_row_misalignment + start) & (CHUNK - 1);
+        if (Staged::SKIP_UNREAD_CHUNKS && CHUNK * index >= misalignment + bytes) {
+            return;
+        }
+        const int offset = start - misalignment + CHUNK * index;
+        if (inside) {
+            ggufc::cp_async_16(slot, s.w_src + offset);
+        } else {
+            const int left = s.w_row_left - offset;
+            ggufc::cp_async_16_fill(slot, s.w_src + offset, left <= 0 ? 0 : (left < CHUNK ? left : CHUNK));
+        }
+    };
+    auto issue_activations = [&](const CopySlot& s, int step, int stage, bool inside) {
+        u8* tile = shared + stage * A_STAGE_BYTES + s.a_dst;
+        const i64 k0 = static_cast<i64>(step) * STEP_K;
+        if (inside) {
+#pragma unroll
+            for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+                ggufc::cp_async_16(tile + i * A_ROWS_APART * A_ROW_BYTES, s.a_src + k0 + i * a_rows_apart);
+            }
+            return;
+        }
+        const bool k_valid = k0 + s.a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
+        const act_t* src = s.a_src + k0;
+#pragma unroll
+        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            const bool valid = k_valid && ((s.a_rows_valid >> i) & 1);
+            ggufc::cp_async_16_fill(tile + i * A_ROWS_APART * A_ROW_BYTES, src + i * a_rows_apart,
+                                    valid ? CHUNK : 0);
+        }
+    };
+    auto issue_body = [&](const CopySlot& s, int step, int stage, bool inside) {
+        u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + s.w_row * BODY_STRIDE;
+        const int start0 = Staged::body_start(0, step);
+        const int start1 = Staged::body_start(1, step);
+#pragma unroll
+        for (int i = 0; i < (BODY_CHUNKS + 1) / 2; ++i) {
+            const int chunk = 2 * i + s.w_half;
+            if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
+                const bool second = chunk >= Staged::BODY_CHUNKS_0;
+                stage_chunk(s, slot + chunk * CHUNK, second ? start1 : start0,
+                            second ? Staged::BODY_BYTES_1 : Staged::BODY_BYTES_0,
+                            second ? chunk - Staged::BODY_CHUNKS_0 : chunk, inside);
+            }
+        }
+    };
+    auto issue_header = [&](const CopySlot& s, int step, int stage, bool inside) {
+        if (!HAS_TABLE || step >= steps) {
+            return;
+        }
+        u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + s.w_row * HEADER_STRIDE;
+#pragma unroll
+        for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
+            const int chunk = 2 * i + s.w_half;
+            if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
+                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), Staged::HEADER_BYTES,
+                            chunk, inside);
+            }
+        }
+    };
+    // step ``step``'s copies of every slot of this producer thread: its activations and body
+    // into ``stage``, and the header of step ``step + HEADER_AHEAD`` into the stage after
+    // that many (the mma.sync path builds step t + 1's scale table during step t from the
+    // header that came with step t's copies; the wgmma path waits for step t + 1's own)
+    // ``inside``: no copy of the step needs a bound (the block's rows all inside M and N, the
+    // step inside K), so the copies skip the tests and the zero fill
+    auto issue_step = [&](int step, int stage, bool inside) {
+        if (step >= steps) {
+            return;
+        }
+#pragma unroll
+        for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
+            if (A_COPY_SLOTS == COPY_SLOTS ||
+                tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS) {
+                issue_activations(slots[j], step, stage, inside);
+            }
+            issue_body(slots[j], step, stage, inside);
+            issue_header(slots[j], step + HEADER_AHEAD, (stage + HEADER_AHEAD) % STAGES, inside);
+        }
+    };
+    const bool rows_inside = block_inside && m0 + TILE_M <= M;
+    // steps before this one are whole in K
+    const int whole_steps = static_cast<int>(K / STEP_K);
+    // the scales of step ``step``'s parts, one (K group, row) per thread, from its header; the
+    // threads of each 128 build the entries of 64 rows, so that on sm_90a a warpgroup builds
+    // those of its own rows and its own barrier orders them
+    constexpr int TABLE_ROWS_A_SET = TILE_N / K_GROUPS;
+    const int table_row =
+        tid / (K_GROUPS * TABLE_ROWS_A_SET) * TABLE_ROWS_A_SET + tid % TABLE_ROWS_A_SET;
+    const int table_group = tid / TABLE_ROWS_A_SET % K_GROUPS;
+    // (n0 + row) * row_bytes mod 16, in unsigned arithmetic that may wrap
+    const int table_row_misalignment = static_cast<int>(
+        (static_cast<u32>(n0 + table_row) * static_cast<u32>(row_bytes)) & (CHUNK - 1));
+    auto prepare_table = [&](int step, int table_index, int stage) {
+        const u8* header =
+            shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + table_row * HEADER_STRIDE;
+        const int misalignment =
+            Staged::ALIGNED ? 0
+                            : (table_row_misalignment + Staged::header_start(step)) & (CHUNK - 1);
+        const int part = K_GROUPS * (step & 3) + table_group;
+        u32* table = reinterpret_cast<u32*>(shared + TABLE_OFFSET) + table_index * TABLE_WORDS;
+        table[table_group * TILE_N + table_row] =
+            Staged::template prepare<act_t>(header, misalignment, part);
+    };
+
+    // Every weight row this lane decodes is, modulo 16, row ``group`` or ``group + 8`` of the
+    // tile (mma.sync: n0 + warp_n * 64 + 8j + group; wgmma: rows ``row`` and ``row + 8``), and
+    // 16 rows are a whole number of 16-byte chunks, so two misalignments serve all of them.
+    const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
+                                     ((group + 8) * row_bytes) & (CHUNK - 1)};
+    auto step_misalignments = [&](int step, int (&misalignment)[2]) {
+        misalignment[0] = misalignment[1] = 0;
+        if (!Staged::ALIGNED) {
+            const int start = Staged::row_start(step);
+            misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
+            misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
+        }
+    };
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // wgmma: warpgroup g owns weight rows 64g .. 64g + 63, its warp r rows 16r .. 16r + 15 of
+    // those; this lane decodes rows ``row`` and ``row + 8`` into A fragments
+    namespace wg = ggufc::wg;
+    constexpr int WGMMA_M = 64;
+    constexpr int A_FRAGMENT_ROWS = 16;
+    static_assert(TILE_N == (CONSUMER_THREADS / wg::WARPGROUP_THREADS) * WGMMA_M,
+                  "a consumer warpgroup per 64 rows");
+    static_assert(A_STAGE_BYTES % wg::SWIZZLE_ATOM_BYTES == 0, "stages start on swizzle atoms");
+    const int warpgroup = tid / wg::WARPGROUP_THREADS;
+    const int rank = warp % (wg::WARPGROUP_THREADS / ggufc::WARP_SIZE);
+    const int row = warpgroup * WGMMA_M + rank * A_FRAGMENT_ROWS + group;
+    float acc[TILE_M / 2];
+#pragma unroll
+    for (int i = 0; i < TILE_M / 2; ++i) {
+        acc[i] = 0.0f;
+    }
+    const u32 a_tiles = tc::shared_address(shared);
+    using wg::Fragments;  // A fragments of one step (its two K groups)
+    static_assert(K_GROUPS == wg::FRAGMENT_PARTS && SUB_STEPS == wg::FRAGMENT_SUB_STEPS,
+                  "a step's fragments are matmul_wgmma.cuh's");
+    // decodes step ``step``'s weights into ``a`` and starts its products; ``a`` must stay
+    // unchanged until they complete.  ``previous``: the fragments of step - 1, whose products
+    // may still run.
+    auto compute = [&](int step, int stage, Fragments& a, Fragments& previous) {
+        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + row * BODY_STRIDE;
+        const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                           (step & 1) * TABLE_WORDS + row;
+        int misalignment[2];
+        step_misalignments(step, misalignment);
+        // The last step of a K % 64 == 32 row has no second part, yet its products run with
+        // no branch (a branch among them makes ptxas serialize them): its activations are
+        // zero-filled, and its staged weight bytes (the next row's block, or zeros past the
+        // tensor) decode to finite values, so those products add zeros.
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+            u32 low_rows[SUB_STEPS][2];
+            u32 high_rows[SUB_STEPS][2];
+            Staged::template fragment<act_t>(body, misalignment[0],
+                                             HAS_TABLE ? table[g * TILE_N] : 0u, g, pair, step,
+                                             low_rows);
+            Staged::template fragment<act_t>(body + 8 * BODY_STRIDE, misalignment[1],
+                                             HAS_TABLE ? table[g * TILE_N + 8] : 0u, g, pair,
+                                             step, high_rows);
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                a[g][s][0] = low_rows[s][0];
+                a[g][s][1] = high_rows[s][0];
+                a[g][s][2] = low_rows[s][1];
+                a[g][s][3] = high_rows[s][1];
+            }
+        }
+        // a descriptor's address field is the shared address over 16: the sub-steps' are the
+        // stage's plus their offset over 16 (no carry: shared addresses are below 2^18)
+        const wg::u64 a_tile = wg::descriptor(a_tiles + stage * A_STAGE_BYTES);
+        wg::Descriptors b;
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                const int k_bytes = (g * PART + s * MMA_K) * static_cast<int>(sizeof(act_t));
+                b[g * SUB_STEPS + s] = a_tile + k_bytes / 16;
+            }
+        }
+        // A no-op wait (at most step - 1's products are in flight already) that ends ptxas's
+        // pipeline stage: the fragments just defined belong to the next one, so ptxas need not
+        // serialize the products (C7513: a wgmma input defined by other instructions within
+        // the stage of the products in flight)
+        wg::wait<1>(previous);
+        wg::fence(a, b);
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+                wg::mma_m64n16k16<act_t>(acc, a[g][s], b[g * SUB_STEPS + s]);
+            }
+        }
+        wg::commit();
+    };
+
+#else
+    // mma.sync: 8 consumer warps, 2 (M) x 4 (N), each a 64x32 tile of out over the whole step
+    // (both K parts)
+    constexpr int MMA_M = 16;
+    // 2 x 4 warps; 1 x 8 for a tile of 16 activation rows
+    constexpr int WARPS_M = TILE_M >= 2 * MMA_M ? 2 : 1;
+    constexpr int WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / WARPS_M;
+    constexpr int MMA_N = 8;
+    constexpr int WARP_TILE_M = TILE_M / WARPS_M;
+    constexpr int WARP_TILE_N = TILE_N / WARPS_N;
+    constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
+    constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
+    static_assert(WARPS_M * WARPS_N * ggufc::WARP_SIZE == CONSUMER_THREADS, "8 consumer warps, 2x4");
+    static_assert(WARP_TILE_N % 16 == 0, "a warp's rows start on a 16-row boundary (misalignments)");
+    const int warp_m = warp / WARPS_N;
+    const int warp_n = warp % WARPS_N;
+    float acc[FRAGS_M][FRAGS_N][4];
+#pragma unroll
+    for (int i = 0; i < FRAGS_M; ++i) {
+#pragma unroll
+        for (int j = 0; j < FRAGS_N; ++j) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                acc[i][j][e] = 0.0f;
+            }
+        }
+    }
+
+    // ldmatrix.x4 of a 16x16 A tile: lanes 0-15 address rows 0-15 at K 0-7, lanes 16-31 the
+    // same rows at K 8-15, giving the mma's a0..a3; row % 8 == lane % 8 in every tile
+    const int a_row_offset = (warp_m * WARP_TILE_M + lane % 16) * A_ROW_BYTES;
+    auto a_chunk_offset = [&](int g, int s) {
+        const int chunk = (g * PART + s * MMA_K) / 8 + lane / 16;
+        return (chunk ^ (lane % 8)) * CHUNK;
+    };
+
+    auto compute = [&](int step, int stage) {
+        const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
+        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES +
+                         (warp_n * WARP_TILE_N + group) * BODY_STRIDE;
+        int misalignment[2];
+        step_misalignments(step, misalignment);
+#pragma unroll
+        for (int g = 0; g < K_GROUPS; ++g) {
+            // the last step of a K % 64 == 32 row has no second part (uniform over the block)
+            if (static_cast<i64>(step) * STEP_K + g * PART >= K) {
+                break;
+            }
+            u32 a[SUB_STEPS][FRAGS_M][4];
+#pragma unroll
+            for (int s = 0; s < SUB_STEPS; ++s) {
+#pragma unroll
+                for (int i = 0; i < FRAGS_M; ++i) {
+                    tc::load_matrix_x4(a[s][i], a_tile + i * MMA_M * A_ROW_BYTES + a_chunk_offset(g, s));
+                }
+            }
+            const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
+                               (step & 1) * TABLE_WORDS + g * TILE_N + warp_n * WARP_TILE_N + group;
+#pragma unroll
+            for (int j = 0; j < FRAGS_N; ++j) {
+                u32 b[SUB_STEPS][2];
+                Staged::template fragment<act_t>(body + j * MMA_N * BODY_STRIDE, misalignment[j % 2],
+                                                 HAS_TABLE ? table[j * MMA_N] : 0u, g, pair, step, b);
+#pragma unroll
+                for (int s = 0; s < SUB_STEPS; ++s) {
+#pragma unroll
+                    for (int i = 0; i < FRAGS_M; ++i) {
+                        tc::mma<act_t>(acc[i][j], a[s][i], b[s]);
+                    }
+                }
+            }
+        }
+    };
+
+#endif
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // No block barrier: shared-memory barriers track each stage.  The producer copies step t
+    // (activations, body, header) into stage t % STAGES once the consumers are done with
+    // step t - STAGES there (drained), each of its threads arriving on filled[t % STAGES] as
+    // its copies land; a consumer waits for filled, decodes and multiplies, and arrives on
+    // drained once its products completed (which it learns while decoding the step after).
+    // Phase k of stage s is step s + k STAGES.  The consumer warpgroups run out of step; each
+    // builds its rows' scale table of step t + 1 while its products of step t run, ordered by
+    // its own barrier.
+    __shared__ wg::u64 filled[STAGES];
+    __shared__ wg::u64 drained[STAGES];
+    if (tid == 0) {
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) {
+            wg::barrier_init(&filled[s], PRODUCER_THREADS);
+            wg::barrier_init(&drained[s], CONSUMER_THREADS);
+        }
+    }
+    __syncthreads();
+    if (producer) {
+        int stage = 0;  // t % STAGES
+        for (int t = 0; t < step_count; ++t) {
+            const int step = step_begin + t;
+            if (t >= STAGES) {
+                wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
+            }
+            issue_step(step, stage, rows_inside && step < whole_steps);
+            wg::arrive_after_copies(&filled[stage]);
+            stage = stage == STAGES - 1 ? 0 : stage + 1;
+        }
+        ggufc::cp_async_wait<0>();
+
+        ggufc::cluster_barrier();  // the consumers' partial sums are written (see below)
+        ggufc::cluster_barrier();  // and read
+
+        return;
+    }
+    // Two sets of A fragments: step t decodes into set t % 2 while the products of step t - 1
+    // (set (t - 1) % 2) run, and waits for those only after starting its own.
+    Fragments fragments[2] = {};
+    // this block's step ``t`` (step_begin + t) on fragments ``a``; ``previous`` holds t - 1's
+    auto consume = [&](int t, int stage, Fragments& a, Fragments& previous) {
+        const int step = step_begin + t;
+        const int next = stage == STAGES - 1 ? 0 : stage + 1;
+        wg::wait_phase(&filled[stage], (t / STAGES) & 1);
+        wg::fence_async_shared();  // the copies' writes, seen by wgmma
+        if (HAS_TABLE) {
+            if (t == 0) {
+                prepare_table(step, step & 1, 0);
+            }
+            // every thread of the warpgroup has built step's table and read step - 1's
+            wg::warpgroup_sync(warpgroup);
+        }
+        compute(step, stage, a, previous);
+        if (HAS_TABLE && t + 1 < step_count) {
+            // while the products run: step + 1's header, copied with its stage
+            wg::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
+            prepare_table(step + 1, (step + 1) & 1, next);
+        }
+        // step - 1's products are done: its stage and fragments are free
+        wg::wait<1>(a);
+        wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], t > 0);
+        return next;
+    };
+    int stage = 0;  // t % STAGES
+    int t = 0;
+    for (; t + 1 < step_count; t += 2) {
+        stage = consume(t, stage, fragments[0], fragments[1]);
+        stage = consume(t + 1, stage, fragments[1], fragments[0]);
+    }
+    if (t < step_count) {
+        consume(t, stage, fragments[0], fragments[1]);
+        wg::wait<0>(fragments[0]);
+    } else {
+        wg::wait<0>(fragments[1]);
+    }
+    // (the last products: no stage is refilled after them)
+#else
+    // a stage is refilled the step after its products ran
+    constexpr int PREFETCH = STAGES - 1;
+    // Copy groups (the producer's): before the loop, {header 0, A 0, body 0, header 1},
+    // {A 1, body 1, header 2}, ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body
+    // t+PREFETCH, header t+PREFETCH+1}.  So when step t waits for its own A and body it also
+    // has header t+1, whose table the consumers build while the products of step t run.  Step
+    // t's copies refill the stage of step t + PREFETCH - STAGES = t - 1, which every consumer
+    // has finished with by the barrier ending the step before.
+    // The producer and the consumers run loops of their own that meet at the same block
+    // barriers (one after the prologue, one after the first table, one a step).
+    if (producer) {
+#pragma unroll
+        for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
+            issue_header(slots[j], 0, 0, false);
+        }
+#pragma unroll
+        for (int s = 0; s < PREFETCH; ++s) {
+            issue_step(s, s, rows_inside && s < whole_steps);
+            ggufc::cp_async_commit();
+        }
+        ggufc::cp_async_wait<PREFETCH - 1>();
+        __syncthreads();
+        if (HAS_TABLE) {
+            __syncthreads();
+        }
+        int stage = 0;  // step % STAGES
+        for (int step = 0; step < step_count; ++step) {
+            const int ahead = step + PREFETCH;
+            issue_step(ahead, (stage + PREFETCH) % STAGES, rows_inside && ahead < whole_steps);
+            ggufc::cp_async_commit();
+            ggufc::cp_async_wait<PREFETCH - 1>();
+            stage = stage == STAGES - 1 ? 0 : stage + 1;
+            __syncthreads();
+        }
+        return;  // (its last commit groups hold no copies: steps past the end)
+    }
+    __syncthreads();
+    if (HAS_TABLE) {
+        prepare_table(0, 0, 0);
+        __syncthreads();
+    }
+    int stage = 0;  // step % STAGES
+    for (int step = 0; step < steps; ++step) {
+        const int next = stage == STAGES - 1 ? 0 : stage + 1;
+        if (HAS_TABLE && step + 1 < steps) {
+            prepare_table(step + 1, (step + 1) & 1, next);
+        }
+        compute(step, stage);
+        stage = next;
+        __syncthreads();
+    }
+#endif
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+    // The cluster's partial sums meet: each block writes its own to shared memory, and block
+    // ``split`` sums accumulators j with j % SPLITS == split over the cluster (in rank order)
+    // and writes them.
+    float* partial = reinterpret_cast<float*>(shared + REDUCE_OFFSET) + tid;
+#pragma unroll
+    for (int j = 0; j < TILE_M / 2; ++j) {
+        partial[j * CONSUMER_THREADS] = acc[j];
+    }
+    ggufc::cluster_barrier();
+#pragma unroll
+    for (int j = 0; j < TILE_M / 2; ++j) {
+        if (j % SPLITS == split) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int s = 0; s < SPLITS; ++s) {
+                sum += ggufc::load_from_cluster_block(partial + j * CONSUMER_THREADS, s);
+            }
+            acc[j] = sum;
+        }
+    }
+    ggufc::cluster_barrier();  // no block exits while another may still read its partial sums
+
+    // accumulator 4i + e is weight row ``row`` (+8 for e >= 2) and activation row 8i + 2 pair
+    // + e % 2 of the tile
+    float bias_of[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const i64 n = n0 + row + 8 * h;
+        if (has_bias && n < N) {
+            bias_of[h] = ggufc::to_float(bias[n]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < TILE_M / 8; ++i) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const i64 m = m0 + 8 * i + 2 * pair + e % 2;
+            const i64 n = n0 + row + 8 * (e / 2);
+            if (m < M && n < N && (SPLITS == 1 || (4 * i + e) % SPLITS == split)) {
+                out[m * N + n] = ggufc::from_float<act_t>(acc[4 * i + e] + bias_of[e / 2]);
+            }
+        }
+    }
+#else
+    // accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
+    const bool paired_stores = N % 2 == 0;  // two outputs of a lane share an aligned word
+#pragma unroll
+    for (int j = 0; j < FRAGS_N; ++j) {
+        const i64 n = n0 + warp_n * WARP_TILE_N + j * MMA_N + 2 * pair;
+        const float bias0 = has_bias && n < N ? ggufc::to_float(bias[n]) : 0.0f;
+        const float bias1 = has_bias && n + 1 < N ? ggufc::to_float(bias[n + 1]) : 0.0f;
+#pragma unroll
+        for (int i = 0; i < FRAGS_M; ++i) {
+            const float (&sums)[4] = acc[i][j];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const i64 m = m0 + warp_m * WARP_TILE_M + i * MMA_M + group + 8 * h;
+                if (m >= M) {
+                    continue;
+                }
+                const float v0 = sums[2 * h] + bias0;
+                const float v1 = sums[2 * h + 1] + bias1;
+                act_t* dst = out + m * N + n;
+                if (paired_stores && n + 1 < N) {
+                    *reinterpret_cast<u32*>(dst) = ggufc::tc::Pair<act_t>::pack(v0, v1);
+                } else {
+                    if (n < N) {
+                        dst[0] = ggufc::from_float<act_t>(v0);
+                    }
+                    if (n + 1 < N) {
+                        dst[1] = ggufc::from_float<act_t>(v1);
+                    }
+                }
+            }
+        }
+    }
+#endif
+}
+
