@@ -4,11 +4,12 @@ A kernel's launch is pure data so that lowering can turn it into program Dims (s
 N and K are, SymNode arithmetic where M is symbolic) and the launcher can evaluate it::
 
     block = (threads, 1, 1)                      # a CUDA block / a Metal threadgroup
-    grid[d] = ceil(product(sizes[d]) / per_block[d])
+    grid[d] = ceil(product(sizes[d]) / per_block[d]) * times[d]
 
 The sizes a grid extent may multiply are named in ``GRID_SIZES``: ``M`` (activation rows,
 all leading dims flattened; the number of indices for embedding), ``N`` (weight rows),
-``K_PARTS`` (``K / 32``, the 32-weight parts a row is decoded in).  Shared memory is static
+``K_PARTS`` (``K / 32``, the 32-weight parts a row is decoded in).  ``times`` is 1 but for the
+split-K matmul, whose cluster of S blocks shares each tile of rows.  Shared memory is static
 in every kernel except the CUDA 16-bit matmul, whose cp.async stages take
 ``shared_memory_bytes`` of dynamic shared memory (the launcher opts the function in above
 48 KB).

@@ -157,7 +157,7 @@ def test_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, dtype):
         check_linear(runner, rng, fmt, "matmul", dtype, (256,), n, 2048, n == 300)
 
 
-# the batched matvec's split-K matmuls: K split over a cluster of 2, 4 or 8 blocks
+# the batched matvec's split-K matmuls: K split over a cluster of 2 to 8 blocks
 SPLIT_K_KERNELS = [
     (fmt, geometry)
     for fmt, kind, geometry in FLOAT16_KERNELS

@@ -248,6 +248,33 @@ def test_large_matvecs_take_their_formats_geometry():
         assert tuple(d.size for d in node.block) == kernel.launch.block_size()
 
 
+# a batched Q4_K linear with 16-bit activations: 4 tiles of 128 rows, 64 K steps
+SPLIT_K_BATCHED_IR = """
+const @b.blocks : u8[512, 2304] gguf Q4_K
+
+graph @main(%x : f16[4, 4096]) {
+  %b : f16[4, 512] = ggufc.linear(%x, @b.blocks, None, "Q4_K", 512, 4096)
+  return (%b)
+}
+"""
+
+
+def test_batched_k_quant_linear_takes_the_split_k_matmul():
+    """matvec_batched of Q4_K with float16 activations lowers to the split-K matmul: its
+    grid is the 4 row tiles times the cluster's 8 blocks, with the kernel's shared memory."""
+    program = lower(parse_program(SPLIT_K_BATCHED_IR), backends=("cuda",))
+    [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert node.kind == KernelKind.MATVEC_BATCHED
+    geometry = pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096)
+    assert geometry == "split_k8"
+    kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", geometry)
+    cuda = node.source_for(Backend.CUDA)
+    assert (cuda.entry, cuda.source) == (kernel.entry, kernel.source)
+    assert tuple(d.size for d in node.grid) == (4 * 8, 1, 1)
+    assert tuple(d.size for d in node.block) == kernel.launch.block_size()
+    assert node.shared_memory_bytes == kernel.launch.shared_memory_bytes > 0
+
+
 def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):
     gp = parse_program(STATIC_IR)
     blob = gp.get_constant("w.blocks")

@@ -956,10 +956,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q4_0_f16_impl::MI
     };
 
 #else
-    // mma.sync: 8 consumer warps, 2 (M) x 4 (N), each a 64x32 tile of out over the whole step
-    // (both K parts)
+    // mma.sync: 8 consumer warps, 2 (M) x 4 (N) each a 64x32 tile of out (1 x 8, each 16x16,
+    // for a tile of 16 activation rows), over the whole step (both K parts)
     constexpr int MMA_M = 16;
-    // 2 x 4 warps; 1 x 8 for a tile of 16 activation rows
     constexpr int WARPS_M = TILE_M >= 2 * MMA_M ? 2 : 1;
     constexpr int WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / WARPS_M;
     constexpr int MMA_N = 8;
