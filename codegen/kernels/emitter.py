@@ -159,6 +159,10 @@ TENSOR_CORE_MATVEC_STEP_BLOCKS = {"Q4_0": 8, "Q5_0": 8, "Q8_0": 4, "Q4_K": 1, "Q
 # M = 8 (session 13, BENCHMARKS.md): Q4_K 4096x14336 59.5 -> 32.2 us (S = 7), 14336x4096
 # 62.5 -> 31.4 (S = 2); the same kernel was slower than the tensor-core batched matvec for
 # Q4_0, Q8_0 and Q6_K (4096x14336, S = 8: Q4_0 39.3 vs 29.9, Q6_K 89.8 vs 56.0).
+# Built without wgmma (before sm_90a) the cluster's blocks split the tile's rows instead (by
+# consumer warp), each over all of K: the H100's portable build, M = 8, us against the
+# tensor-core batched matvec's: Q4_K 14336x4096 38.3 vs 62.4, 4096x14336 115.4 vs 59.0 (a long
+# K on few warps is latency-bound), Q5_K 46.9 vs 72.8 and 144.4 vs 71.4.
 SPLIT_K_BATCHED_FORMATS = ("Q4_K", "Q5_K")
 SPLIT_K_BATCHED_DTYPES = ("float16", "bfloat16")
 SPLIT_K_BATCHED_TILE_M = 16

@@ -191,8 +191,9 @@ def test_split_k_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, geometry
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
 @pytest.mark.parametrize(("fmt", "geometry"), SPLIT_K_KERNELS)
 def test_split_k_matmul_portable_build(portable_runner, rng, fmt, geometry, dtype):
-    """Built without wgmma (mma.sync, 1 x 8 consumer warps for a tile of 16 rows), the first
-    block of each cluster takes every K step and the others return."""
+    """Built without wgmma (mma.sync, 1 x 8 consumer warps for a tile of 16 rows), the blocks
+    of a cluster split the tile's rows by consumer warp instead of K: a ragged N leaves some
+    blocks of the last tile no row."""
     for m in (2, 16):
         check_linear(
             portable_runner,

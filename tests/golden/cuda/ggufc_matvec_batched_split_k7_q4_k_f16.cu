@@ -31,8 +31,9 @@
 // Split K (7 blocks): grid.x = ceil(N / 128) x 7, and the 7 consecutive blocks of a
 // 128-row tile form a thread block cluster.  On sm_90a block s takes steps [s, s + 1) x steps /
 // 7, the consumers' partial sums meet in distributed shared memory, and block s sums and writes
-// the accumulators j with j % 7 == s (in rank order: deterministic).  Built without wgmma,
-// the cluster's block 0 takes every step and the others return.
+// the accumulators j with j % 7 == s (in rank order: deterministic).  Built without wgmma
+// (and before sm_90 without clusters), the 7 blocks split the tile's rows instead: block s
+// copies and computes the rows of the consumer warps w with w % 7 == s, over all of K.
 // Template constants: format, dtype, tile geometry, splits.  Kernel arguments: M, N, K, has_bias.
 // Tensor-core operands of the 16-bit matmul (matmul.cu): asynchronous staging of raw GGUF
 // blocks into shared memory and their decoding, per format, straight into mma.sync B fragments.
@@ -691,8 +692,13 @@ static_assert(SPLITS >= 1 && SPLITS <= 8, "8 blocks: the largest portable cluste
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 constexpr bool SPLIT_K = SPLITS > 1;
 #else
-constexpr bool SPLIT_K = false;  // block 0 of a cluster takes every step, the others return
+constexpr bool SPLIT_K = false;  // the cluster's blocks split the tile's rows instead
 #endif
+// the portable (mma.sync) path's consumer warps: 2 (M) x 4 (N), or 1 x 8 for a tile of 16
+// activation rows; split, block s of a cluster takes the N warps w with w % SPLITS == s
+constexpr int PORTABLE_WARPS_M = TILE_M >= 32 ? 2 : 1;
+constexpr int PORTABLE_WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / PORTABLE_WARPS_M;
+constexpr int PORTABLE_WARP_ROWS = TILE_N / PORTABLE_WARPS_N;
 constexpr int PART = ggufc::PART_WEIGHTS;  // the K range of one warp in one step
 constexpr int K_GROUPS = STEP_K / PART;
 constexpr int MMA_K = 16;  // the K of one mma.sync / wgmma
@@ -760,9 +766,11 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
     const int group = lane / 4;  // fragment row (A) / column (B)
     const int pair = lane % 4;   // fragment K position
     const int split = SPLITS > 1 ? static_cast<int>(blockIdx.x) % SPLITS : 0;
-    if (!SPLIT_K && split != 0) {
-        return;
-    }
+    // whether this block computes weight row ``row`` of the tile: every row when it splits K
+    // (or nothing is split), else the rows of its consumer warps
+    auto has_row = [&](int row) {
+        return SPLIT_K || SPLITS == 1 || row / PORTABLE_WARP_ROWS % SPLITS == split;
+    };
     const i64 n0 = static_cast<i64>(blockIdx.x / SPLITS) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
@@ -869,6 +877,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
         }
     };
     auto issue_body = [&](const CopySlot& s, int step, int stage, bool inside) {
+        if (!has_row(s.w_row)) {
+            return;
+        }
         u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + s.w_row * BODY_STRIDE;
         const int start0 = Staged::body_start(0, step);
         const int start1 = Staged::body_start(1, step);
@@ -884,7 +895,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
         }
     };
     auto issue_header = [&](const CopySlot& s, int step, int stage, bool inside) {
-        if (!HAS_TABLE || step >= steps) {
+        if (!HAS_TABLE || step >= steps || !has_row(s.w_row)) {
             return;
         }
         u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + s.w_row * HEADER_STRIDE;
@@ -1040,8 +1051,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
     // mma.sync: 8 consumer warps, 2 (M) x 4 (N) each a 64x32 tile of out (1 x 8, each 16x16,
     // for a tile of 16 activation rows), over the whole step (both K parts)
     constexpr int MMA_M = 16;
-    constexpr int WARPS_M = TILE_M >= 2 * MMA_M ? 2 : 1;
-    constexpr int WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / WARPS_M;
+    constexpr int WARPS_M = PORTABLE_WARPS_M;
+    constexpr int WARPS_N = PORTABLE_WARPS_N;
     constexpr int MMA_N = 8;
     constexpr int WARP_TILE_M = TILE_M / WARPS_M;
     constexpr int WARP_TILE_N = TILE_N / WARPS_N;
@@ -1051,6 +1062,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
     static_assert(WARP_TILE_N % 16 == 0, "a warp's rows start on a 16-row boundary (misalignments)");
     const int warp_m = warp / WARPS_N;
     const int warp_n = warp % WARPS_N;
+    static_assert(WARP_TILE_N == PORTABLE_WARP_ROWS, "a warp's rows are the split's unit");
+    // split, the warps of the cluster's other blocks' rows only meet the block barriers
+    const bool warp_computes = has_row(warp_n * WARP_TILE_N);
     float acc[FRAGS_M][FRAGS_N][4];
 #pragma unroll
     for (int i = 0; i < FRAGS_M; ++i) {
@@ -1235,7 +1249,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
         if (HAS_TABLE && step + 1 < steps) {
             prepare_table(step + 1, (step + 1) & 1, next);
         }
-        compute(step, stage);
+        if (warp_computes) {
+            compute(step, stage);
+        }
         stage = next;
         __syncthreads();
     }
@@ -1287,6 +1303,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k7_
         }
     }
 #else
+    if (!warp_computes) {
+        return;
+    }
     // accumulator (i, j, e) is out row group (+8 for e >= 2), column 2*pair + e % 2
     const bool paired_stores = N % 2 == 0;  // two outputs of a lane share an aligned word
 #pragma unroll
