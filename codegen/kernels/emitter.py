@@ -169,7 +169,7 @@ SPLIT_K_BATCHED_TILE_M = 16
 SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluster
 # pick_geometry takes the largest S that keeps the grid within one wave of clusters and every
 # block at least SPLIT_K_MIN_STEPS K steps of 64 weights.  An H100 holds two of these blocks an
-# SM (72-97 KB of shared memory, ~71 registers a thread) but only 30 clusters of 8 at once
+# SM (72-97 KB of shared memory, 70-80 registers a thread) but only 30 clusters of 8 at once
 # (ncu's "max active clusters": a cluster's blocks share a GPC): 240 blocks.  Past that a
 # second wave runs (Q4_K 4096x14336, M = 8: S = 8, 256 blocks, 40.2 us; S = 7, 224 blocks,
 # 32.2); below it the largest S measured best or within 17% of the best S at the six shapes
@@ -376,7 +376,8 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
 def split_k_splits(n: int, k: int) -> int:
     """Blocks splitting the K of each 128-row tile of an N x K split-K matmul: the largest of
     SPLIT_K_BATCHED_SPLITS that keeps the grid within SPLIT_K_MAX_BLOCKS and each block at
-    least SPLIT_K_MIN_STEPS K steps, the smallest if none does."""
+    least SPLIT_K_MIN_STEPS K steps, the smallest if none does (the same for float16 and
+    bfloat16, whose tiles are the same)."""
     _, tile_n, tile_k = MATMUL_TILES["cuda", "float16"]
     tiles = -(-n // tile_n)
     steps = -(-k // tile_k)

@@ -32,7 +32,7 @@
 // Same launch rule either way.
 {% if splits > 1 -%}
 // Split K ({{ splits }} blocks): grid.x = ceil(N / {{ tile_n }}) x {{ splits }}, and the {{ splits }} consecutive blocks of a
-// 128-row tile form a thread block cluster.  On sm_90a block s takes steps [s, s + 1) x steps /
+// {{ tile_n }}-row tile form a thread block cluster.  On sm_90a block s takes steps [s, s + 1) x steps /
 // {{ splits }}, the consumers' partial sums meet in distributed shared memory, and block s sums and writes
 // the accumulators j with j % {{ splits }} == s (in rank order: deterministic).  Built without wgmma
 // (and before sm_90 without clusters), the {{ splits }} blocks split the tile's rows instead: block s
