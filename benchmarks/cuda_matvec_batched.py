@@ -114,7 +114,7 @@ def main(argv=None) -> int:
                 us, packed = time_kernel(runner, kernel, fmt, n, k, m, dtype, generator)
                 floor = packed / bandwidth * 1e6
                 baseline = "-"
-                if kernel is not default:
+                if geometry != emitter.DEFAULT_GEOMETRY:
                     baseline = (
                         f"{time_kernel(runner, default, fmt, n, k, m, dtype, generator)[0]:.1f}"
                     )

@@ -448,11 +448,7 @@ def launch_rule(
     one = GridExtent()
     splits = _split_k_splits(geometry)
     if splits is not None:
-        tile_n = MATMUL_TILES[backend, dtype][1]
-        tile_m = SPLIT_K_BATCHED_TILE_M
-        grid = (GridExtent(("N",), tile_n, splits), GridExtent(("M",), tile_m), one)
-        shared = cuda_matmul_layout(fmt, dtype, tile_m, splits)["shared_bytes"]
-        return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
+        return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
@@ -471,12 +467,35 @@ def launch_rule(
         return LaunchRule(THREADS, (GridExtent(("N",), WARPS), rows, one))
     if kind == "matmul":
         tile_m, tile_n, _ = MATMUL_TILES[backend, dtype]
-        grid = (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one)
-        if backend == "cuda" and (backend, dtype) in MATMUL_THREADS:
-            shared = cuda_matmul_layout(fmt, dtype)["shared_bytes"]
-            return LaunchRule(MATMUL_THREADS[backend, dtype], grid, shared)
-        return LaunchRule(THREADS, grid)
+        if (backend, dtype) in MATMUL_THREADS:
+            return _cuda_matmul_launch(fmt, dtype, tile_m, 1)
+        return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:
+    """The launch of the CUDA 16-bit matmul (cuda/matmul.cu) with ``tile_m`` activation rows a
+    block and K split over ``splits`` blocks a tile of rows."""
+    _, tile_n, _ = MATMUL_TILES["cuda", dtype]
+    grid = (GridExtent(("N",), tile_n, splits), GridExtent(("M",), tile_m), GridExtent())
+    shared = cuda_matmul_layout(fmt, dtype, tile_m, splits)["shared_bytes"]
+    return LaunchRule(MATMUL_THREADS["cuda", dtype], grid, shared)
+
+
+def _cuda_matmul_values(fmt: str, dtype: str, tile_m: int, splits: int) -> dict:
+    """The template values of that matmul: tiles, threads, shared-memory layout."""
+    _, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
+    return {
+        "tile_m": tile_m,
+        "tile_n": tile_n,
+        "tile_k": tile_k,
+        "splits": splits,
+        "mma_ptx_type": CUDA_MMA[dtype][1],
+        "tf32": False,
+        "threads": MATMUL_THREADS["cuda", dtype],
+        "consumer_threads": MATMUL_CONSUMER_THREADS,
+        **cuda_matmul_layout(fmt, dtype, tile_m, splits),
+    }
 
 
 def _check_geometry(backend: str, fmt: str, kind: str, dtype: str, geometry: str) -> None:
@@ -571,18 +590,7 @@ def _kind_values(
     }
     splits = _split_k_splits(geometry)
     if splits is not None:
-        tile_m, tile_n, tile_k = MATMUL_TILES[backend, dtype]
-        values.update(
-            tile_m=SPLIT_K_BATCHED_TILE_M,
-            tile_n=tile_n,
-            tile_k=tile_k,
-            splits=splits,
-            mma_ptx_type=CUDA_MMA[dtype][1],
-            tf32=False,
-            threads=MATMUL_THREADS[backend, dtype],
-            consumer_threads=MATMUL_CONSUMER_THREADS,
-            **cuda_matmul_layout(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits),
-        )
+        values.update(_cuda_matmul_values(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits))
         return f"{backend}/matmul{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):
         values.update(
@@ -623,11 +631,7 @@ def _kind_values(
             storage, ptx_type, frag_k, tf32 = CUDA_MMA[dtype]
             values.update(mma_storage=storage, mma_ptx_type=ptx_type, frag_k=frag_k, tf32=tf32)
             if (backend, dtype) in MATMUL_THREADS:
-                values.update(
-                    threads=MATMUL_THREADS[backend, dtype],
-                    consumer_threads=MATMUL_CONSUMER_THREADS,
-                    **cuda_matmul_layout(fmt, dtype),
-                )
+                values.update(_cuda_matmul_values(fmt, dtype, tile_m, 1))
         else:
             values["simdgroup_matrix"] = METAL_SIMDGROUP_MATRIX[dtype]
         return f"{backend}/matmul{syntax.source_suffix}", values
