@@ -224,7 +224,7 @@ MATMUL_MIN_STAGES = 3
 # 16-byte chunks of raw weight bytes per weight row and K step of the CUDA 16-bit matmul:
 # (header, body).  The header holds K-quant scales (decoded once per row and part into a
 # table); chunk counts cover a byte range on any 2-byte boundary.  They must match the
-# StagedXX structs of cuda/matmul_operands.cuh (the kernel static_asserts it).
+# tc::StagedXX structs of cuda/formats/<format>.cuh (the kernel static_asserts it).
 MATMUL_STAGED_CHUNKS = {
     "Q4_0": (0, 4),  # 2 blocks, 36 bytes
     "Q5_0": (0, 4),  # 2 blocks, 44 bytes
@@ -565,10 +565,13 @@ def render_template(path: str, **values) -> str:
 
 @cache
 def emit_header(backend: str, fmt: str) -> str:
-    """Prelude + dequantize helper of ``fmt`` for ``backend`` (shared by all its kernels)."""
+    """Prelude + dequantize helper of ``fmt`` for ``backend`` (shared by all its kernels).
+    CUDA's also holds the tensor-core operand helpers its format helpers build on."""
     _check(backend, fmt, "matvec", "float32")
     suffix = SYNTAX[backend].header_suffix
     parts = [f"{backend}/prelude{suffix}"]
+    if backend == "cuda":
+        parts.append("cuda/tensor_core.cuh")
     if fmt in KQUANT_SCALE_FORMATS:
         parts.append(f"{backend}/formats/kquant_scales{suffix}")
     parts.append(f"{backend}/formats/{fmt.lower()}{suffix}")

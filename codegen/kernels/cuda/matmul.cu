@@ -8,7 +8,7 @@
 // A block of {{ threads }} threads computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}){% if splits > 1 %} x {{ splits }}{% endif %},
 // ceil(M / {{ tile_m }}))).  K advances {{ tile_k }} weights a step through a ring of {{ stages }} shared-memory stages
 // (as many as fit the emitter's budget): the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw
-// GGUF bytes of the step's weights (see matmul_operands.cuh).  The block is warp-specialized:
+// GGUF bytes of the step's weights (decoded by the format's tc::Staged<FORMAT>).  The block is warp-specialized:
 // its last warpgroup (the producer) only copies, by cp.async, and the first {{ consumer_threads }} threads (the
 // consumers, 8 warps) only decode and multiply, so the copies' address arithmetic and waits
 // are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
@@ -39,7 +39,6 @@
 // copies and computes the rows of the consumer warps w with w % {{ splits }} == s, over all of K.
 {% endif -%}
 // Template constants: format, dtype, tile geometry{% if splits > 1 %}, splits{% endif %}.  Kernel arguments: M, N, K, has_bias.
-{% include "cuda/matmul_operands.cuh" %}
 {% if splits > 1 %}{% include "cuda/cluster.cuh" %}
 {% endif %}{% with wgmma_n = tile_m %}{% include "cuda/matmul_wgmma.cuh" %}{% endwith %}
 namespace {{ entry }}_impl {

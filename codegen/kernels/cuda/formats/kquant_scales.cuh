@@ -47,4 +47,36 @@ __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, in
 
 }  // namespace ggufc
 
+
+// ---- the 16-bit matmul's staged decode (matmul.cu; the contract: tensor_core.cuh) ----
+
+namespace ggufc {
+namespace tc {
+
+// {d * sc[part], -(dmin * m[part])} of a Q4_K / Q5_K super-block from its 16-byte header
+// (f16 d, f16 dmin, the 12 bytes of 6-bit scales and mins; see formats/kquant_scales.cuh).
+template <typename T>
+__device__ __forceinline__ u32 kquant_scale_table_word(const u8* header, int part) {
+    const uint4 h = *reinterpret_cast<const uint4*>(header);
+    const int shift = 8 * (part % 4);
+    const u32 first = (h.y >> shift) & 0xFFu;   // scales byte part % 4
+    const u32 second = (h.z >> shift) & 0xFFu;  // scales byte part % 4 + 4
+    const u32 third = (h.w >> shift) & 0xFFu;   // scales byte part % 4 + 8
+    u32 sc;
+    u32 m;
+    if (part < 4) {
+        sc = first & 0x3Fu;
+        m = second & 0x3Fu;
+    } else {
+        sc = (third & 0xFu) | ((first >> 6) << 4);
+        m = (third >> 4) | ((second >> 6) << 4);
+    }
+    const float d = __half2float(__ushort_as_half(static_cast<u16>(h.x & 0xFFFFu)));
+    const float dmin = __half2float(__ushort_as_half(static_cast<u16>(h.x >> 16)));
+    return Pair<T>::pack(d * static_cast<float>(sc), -(dmin * static_cast<float>(m)));
+}
+
+}  // namespace tc
+}  // namespace ggufc
+
 #endif  // GGUFC_CUDA_KQUANT_SCALES

@@ -97,4 +97,57 @@ struct Q4_0 {
 
 }  // namespace ggufc
 
+
+// ---- the 16-bit matmul's staged decode (matmul.cu; the contract: tensor_core.cuh) ----
+
+namespace ggufc {
+namespace tc {
+
+// A step is blocks 2*step (K group 0) and 2*step + 1 (K group 1): 36 bytes.
+struct StagedQ4_0 {
+    static constexpr int BLOCK_WEIGHTS = 32;
+    static constexpr int BLOCK_BYTES = 18;
+    static constexpr int ZERO_POINT = 8;
+    static constexpr bool ALIGNED = false;
+    // bytes of the segments a step reads
+    static constexpr int BODY_BYTES_0 = 2 * BLOCK_BYTES;
+    static constexpr int BODY_BYTES_1 = 0;
+    static constexpr int HEADER_BYTES = 0;
+    static constexpr bool SKIP_UNREAD_CHUNKS = false;
+    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
+    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
+    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+
+    __device__ static __forceinline__ int row_start(int step) { return step * 2 * BLOCK_BYTES; }
+    __device__ static __forceinline__ int body_start(int, int step) { return row_start(step); }
+    __device__ static __forceinline__ int header_start(int) { return 0; }
+
+    template <typename T>
+    __device__ static __forceinline__ u32 prepare(const u8*, int, int) { return 0; }
+
+    // qs[j] holds weight j (low nibble) and weight j + 16 (high nibble)
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, int misalignment, u32,
+                                                    int k_group, int pair, int,
+                                                    u32 (&b)[2][2]) {
+        using Math = PairMath<T>;
+        const u8* block = body + misalignment + k_group * BLOCK_BYTES;
+        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
+        const u8* qs = block + 2 + 2 * pair;
+        // bytes qs[2p], qs[2p+8], qs[2p+1], qs[2p+9]
+        const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
+        const u32 w8 = w >> 8;
+        using N = Nibbles<T>;
+        constexpr int LOW = N::BASE_LOW + ZERO_POINT;
+        constexpr int HIGH = N::BASE_HIGH + ZERO_POINT;
+        b[0][0] = Math::mul(Math::template minus<LOW>(N::low(w)), scale);     // 2p, 2p+1
+        b[0][1] = Math::mul(Math::template minus<LOW>(N::low(w8)), scale);    // 2p+8, 2p+9
+        b[1][0] = Math::mul(Math::template minus<HIGH>(N::high(w)), scale);   // 2p+16, 2p+17
+        b[1][1] = Math::mul(Math::template minus<HIGH>(N::high(w8)), scale);  // 2p+24, 2p+25
+    }
+};
+
+}  // namespace tc
+}  // namespace ggufc
+
 #endif  // GGUFC_CUDA_FORMAT_Q4_0

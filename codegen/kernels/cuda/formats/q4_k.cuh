@@ -102,4 +102,54 @@ struct Q4_K {
 
 }  // namespace ggufc
 
+
+// ---- the 16-bit matmul's staged decode (matmul.cu; the contract: tensor_core.cuh) ----
+
+namespace ggufc {
+namespace tc {
+
+// Step s is parts 2q, 2q+1 (q = s % 4) of super-block s / 4: the low / high nibbles of
+// qs[32q .. 32q+31] (block bytes 16 + 32q ..).  144-byte blocks keep everything aligned.
+struct StagedQ4_K {
+    static constexpr int BLOCK_WEIGHTS = 256;
+    static constexpr int BLOCK_BYTES = 144;
+    static constexpr int QS_OFFSET = 16;
+    static constexpr bool ALIGNED = true;
+    // bytes of the segments a step reads
+    static constexpr int BODY_BYTES_0 = 32;
+    static constexpr int BODY_BYTES_1 = 0;
+    static constexpr int HEADER_BYTES = 16;
+    static constexpr bool SKIP_UNREAD_CHUNKS = false;
+    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
+    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
+    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+
+    __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
+    __device__ static __forceinline__ int body_start(int, int step) {
+        return row_start(step) + QS_OFFSET + 32 * (step & 3);
+    }
+    __device__ static __forceinline__ int header_start(int step) { return row_start(step); }
+
+    template <typename T>
+    __device__ static __forceinline__ u32 prepare(const u8* header, int, int part) {
+        return kquant_scale_table_word<T>(header, part);
+    }
+
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, int, u32 table, int k_group,
+                                                    int pair, int, u32 (&b)[2][2]) {
+        const NibbleSelect<T> nibbles(k_group);
+        const u32 scale = low_pair(table);
+        const u32 offset = high_pair(table);
+        const ByteQuad quad = load_byte_quad(body, pair);
+        b[0][0] = Pair<T>::fma(nibbles.values(quad.w01), scale, offset);
+        b[0][1] = Pair<T>::fma(nibbles.values(quad.w01 >> 8), scale, offset);
+        b[1][0] = Pair<T>::fma(nibbles.values(quad.w23), scale, offset);
+        b[1][1] = Pair<T>::fma(nibbles.values(quad.w23 >> 8), scale, offset);
+    }
+};
+
+}  // namespace tc
+}  // namespace ggufc
+
 #endif  // GGUFC_CUDA_FORMAT_Q4_K

@@ -118,4 +118,76 @@ struct Q5_0 {
 
 }  // namespace ggufc
 
+
+// ---- the 16-bit matmul's staged decode (matmul.cu; the contract: tensor_core.cuh) ----
+
+namespace ggufc {
+namespace tc {
+
+// A step is blocks 2*step and 2*step + 1: 44 bytes.
+struct StagedQ5_0 {
+    static constexpr int BLOCK_WEIGHTS = 32;
+    static constexpr int BLOCK_BYTES = 22;
+    static constexpr int ZERO_POINT = 16;
+    static constexpr bool ALIGNED = false;
+    // bytes of the segments a step reads
+    static constexpr int BODY_BYTES_0 = 2 * BLOCK_BYTES;
+    static constexpr int BODY_BYTES_1 = 0;
+    static constexpr int HEADER_BYTES = 0;
+    static constexpr bool SKIP_UNREAD_CHUNKS = false;
+    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
+    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
+    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+
+    __device__ static __forceinline__ int row_start(int step) { return step * 2 * BLOCK_BYTES; }
+    __device__ static __forceinline__ int body_start(int, int step) { return row_start(step); }
+    __device__ static __forceinline__ int header_start(int) { return 0; }
+
+    template <typename T>
+    __device__ static __forceinline__ u32 prepare(const u8*, int, int) { return 0; }
+
+    // the 4-bit field at bits 0-3 / 16-19 of ``field`` with bits BIT, BIT + 1 of q as its
+    // fifth bit (bit 4 / 20), against the magic
+    template <typename T, int BIT>
+    __device__ static __forceinline__ u32 five_bit_pair(u32 field, u32 q) {
+        u32 low;
+        u32 high;
+        if constexpr (BIT <= 4) {
+            low = q << (4 - BIT);
+        } else {
+            low = q >> (BIT - 4);
+        }
+        if constexpr (BIT + 1 <= 20) {
+            high = q << (20 - BIT - 1);
+        } else {
+            high = q >> (BIT + 1 - 20);
+        }
+        const u32 magic = and_or<0x00000010u, PairMath<T>::MAGIC>(low);
+        return and_or<0x000F000Fu>(field, and_or<0x00100000u>(high, magic));
+    }
+
+    // weight j (< 16): low nibble of qs[j], bit j of qh; weight j + 16: high nibble, bit j + 16
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, int misalignment, u32,
+                                                    int k_group, int pair, int,
+                                                    u32 (&b)[2][2]) {
+        using Math = PairMath<T>;
+        const u8* block = body + misalignment + k_group * BLOCK_BYTES;
+        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
+        const u32 qh = (load_shared_u16(block + 2) | (load_shared_u16(block + 4) << 16)) >>
+                       (2 * pair);
+        const u8* qs = block + 6 + 2 * pair;
+        const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
+        const u32 magic[4] = {five_bit_pair<T, 0>(w, qh), five_bit_pair<T, 8>(w >> 8, qh),
+                              five_bit_pair<T, 16>(w >> 4, qh), five_bit_pair<T, 24>(w >> 12, qh)};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            b[i / 2][i % 2] = Math::mul(Math::template unbias<ZERO_POINT>(magic[i]), scale);
+        }
+    }
+};
+
+}  // namespace tc
+}  // namespace ggufc
+
 #endif  // GGUFC_CUDA_FORMAT_Q5_0

@@ -113,4 +113,57 @@ struct Q5_K {
 
 }  // namespace ggufc
 
+
+// ---- the 16-bit matmul's staged decode (matmul.cu; the contract: tensor_core.cuh) ----
+
+namespace ggufc {
+namespace tc {
+
+// Step s is parts 2q, 2q+1 (q = s % 4) of super-block s / 4: nibbles of qs[32q ..] (block
+// bytes 48 + 32q ..) as in Q4_K, fifth bit = bit (2q + k group) of qh[0..31] (bytes 16..47).
+struct StagedQ5_K {
+    static constexpr int BLOCK_WEIGHTS = 256;
+    static constexpr int BLOCK_BYTES = 176;
+    static constexpr int QH_OFFSET = 16;
+    static constexpr int QS_OFFSET = 48;
+    static constexpr bool ALIGNED = true;
+    // bytes of the segments a step reads
+    static constexpr int BODY_BYTES_0 = 32;  // qh
+    static constexpr int BODY_BYTES_1 = 32;  // the step's qs
+    static constexpr int HEADER_BYTES = 16;
+    static constexpr bool SKIP_UNREAD_CHUNKS = false;
+    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
+    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
+    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+
+    __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
+    __device__ static __forceinline__ int body_start(int segment, int step) {
+        return row_start(step) + (segment == 0 ? QH_OFFSET : QS_OFFSET + 32 * (step & 3));
+    }
+    __device__ static __forceinline__ int header_start(int step) { return row_start(step); }
+
+    template <typename T>
+    __device__ static __forceinline__ u32 prepare(const u8* header, int, int part) {
+        return kquant_scale_table_word<T>(header, part);
+    }
+
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, int, u32 table, int k_group,
+                                                    int pair, int step, u32 (&b)[2][2]) {
+        const u32 scale = low_pair(table);
+        const u32 offset = high_pair(table);
+        // bit 2q + g, nibble g: the f16 shift 2q + 4 - 3g is at most 10
+        const WideNibbles<T, 1, 10, 0> values(k_group, 2 * (step & 3) + k_group);
+        const ByteQuad qh = load_byte_quad(body, pair);
+        const ByteQuad qs = load_byte_quad(body + BODY_CHUNKS_0 * CHUNK_BYTES, pair);
+        b[0][0] = Pair<T>::fma(values.first(qs.w01, qh.w01), scale, offset);
+        b[0][1] = Pair<T>::fma(values.second(qs.w01, qh.w01), scale, offset);
+        b[1][0] = Pair<T>::fma(values.first(qs.w23, qh.w23), scale, offset);
+        b[1][1] = Pair<T>::fma(values.second(qs.w23, qh.w23), scale, offset);
+    }
+};
+
+}  // namespace tc
+}  // namespace ggufc
+
 #endif  // GGUFC_CUDA_FORMAT_Q5_K
