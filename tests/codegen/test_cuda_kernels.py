@@ -157,6 +157,38 @@ def test_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, dtype):
         check_linear(runner, rng, fmt, "matmul", dtype, (256,), n, 2048, n == 300)
 
 
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matmul_reads_no_row_past_its_weights(runner, rng, fmt):
+    """Weights placed at the end of a fresh 2 MiB device allocation (their start 16-byte
+    aligned, as the launcher requires, so they end within 16 bytes of it), so that the memory
+    after them is most likely unmapped: the last N tile's rows past N must read nothing (a
+    chunk starting before such a row once reached back into the bytes past the tensor, up to
+    kilobytes past its end, wherever rows are not 16-byte multiples: Q4_0, Q5_0, Q8_0 at K =
+    352, Q6_K at 768)."""
+    cupy = pytest.importorskip("cupy")
+    n, k, m = RAGGED_N, K_BY_FORMAT[fmt], 130
+    kernel = emit("cuda", fmt, "matmul", "float16")
+    blocks = formats.random_blocks(fmt, n, k, generator=rng)
+    x = (torch.randn(m, k, generator=rng) * ACTIVATION_SCALE).half()
+    ref = x.double() @ formats.dequantize(blocks, fmt, torch.float32).double().T
+    region_bytes = 2 << 20
+    pointer = cupy.cuda.runtime.malloc(region_bytes)
+    try:
+        memory = cupy.cuda.UnownedMemory(pointer, region_bytes, None)
+        at_end = cupy.cuda.MemoryPointer(memory, (region_bytes - blocks.numel()) // 16 * 16)
+        placed = torch.from_dlpack(cupy.ndarray((blocks.numel(),), cupy.uint8, at_end))
+        placed = placed.view(n, -1)
+        placed.copy_(blocks.cuda())
+        out = torch.full((m, n), float("nan"), dtype=torch.float16, device="cuda")
+        runner.linear(kernel, x.cuda(), placed, None, n, k, out=out)
+        out = out.cpu()
+    finally:
+        torch.cuda.synchronize()
+        cupy.cuda.runtime.free(pointer)
+    assert bool(torch.isfinite(out).all()), f"{kernel.entry}: unwritten or non-finite outputs"
+    assert relative_error(out, ref) <= error_bound("matmul", "float16")
+
+
 # the batched matvec's split-K matmuls: K split over a cluster of 2 to 8 blocks
 SPLIT_K_KERNELS = [
     (fmt, geometry)

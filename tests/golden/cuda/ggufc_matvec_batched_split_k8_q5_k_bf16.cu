@@ -423,7 +423,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
         if (inside) {
             ggufc::cp_async_16(slot, s.w_src + offset);
         } else {
-            const int left = s.w_row_left - offset;
+            // a row past the tensor reads nothing: its first chunk starts before the row
+            // (offset < 0) and would otherwise reach back into bytes past the tensor's end
+            const int left = s.w_row_left > 0 ? s.w_row_left - offset : 0;
             ggufc::cp_async_16_fill(slot, s.w_src + offset, left <= 0 ? 0 : (left < CHUNK ? left : CHUNK));
         }
     };
