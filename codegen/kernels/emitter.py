@@ -221,18 +221,39 @@ MATMUL_CONSUMER_THREADS = 256
 # consumers, who release a stage only once its products completed).
 MATMUL_MAX_STAGES = 6
 MATMUL_MIN_STAGES = 3
-# 16-byte chunks of raw weight bytes per weight row and K step of the CUDA 16-bit matmul:
-# (header, body).  The header holds K-quant scales (decoded once per row and part into a
-# table); chunk counts cover a byte range on any 2-byte boundary.  They must match the
-# tc::StagedXX structs of cuda/formats/<format>.cuh (the kernel static_asserts it).
-MATMUL_STAGED_CHUNKS = {
-    "Q4_0": (0, 4),  # 2 blocks, 36 bytes
-    "Q5_0": (0, 4),  # 2 blocks, 44 bytes
-    "Q8_0": (0, 6),  # 2 blocks, 68 bytes
-    "Q4_K": (1, 2),  # d, dmin, scales | 32 bytes of qs
-    "Q5_K": (1, 4),  # d, dmin, scales | qh, 32 bytes of qs
-    "Q6_K": (2, 8),  # scales, d | 64 bytes of ql, 32 of qh
+# The CUDA 16-bit matmul copies weights a group at a time: the contiguous bytes of a row that
+# MATMUL_GROUP_STEPS[format] K steps of 64 weights read (a K-quant block and its scales for 4
+# steps; 2 blocks a step for the others), into one of a ring of group slots, as the 16-byte
+# chunks that cover them on any 2-byte boundary.  A K-quant step's byte ranges copied on their
+# own took 1.3x (Q4_K) to 2.5x (Q6_K) the copies of a whole block, and the copies bound the
+# matmul.  H100, float16, M = 512 (session 14, PERFORMANCE.md), per-step copies -> groups:
+# Q6_K 4096x14336 273.5 -> 165.8 us, Q4_0 127.4 -> 116.3 (4 steps), Q8_0 166.0 -> 155.9 (2
+# steps; 4: 158.4, and 202 vs 190 at 14336x4096), Q5_K 162.3 -> 156.3, Q5_0 the same, Q4_K
+# 133.2 -> 138.0 (its unit is a block).  Larger groups need more group slots (fewer stages).
+MATMUL_GROUP_STEPS = {"Q4_0": 4, "Q5_0": 4, "Q8_0": 2, "Q4_K": 4, "Q5_K": 4, "Q6_K": 4}
+# a format's copy unit (tc::Staged<FORMAT>::UNIT_STEPS, UNIT_BYTES): steps, bytes
+MATMUL_COPY_UNITS = {
+    "Q4_0": (1, 36),
+    "Q5_0": (1, 44),
+    "Q8_0": (1, 68),
+    "Q4_K": (4, 144),
+    "Q5_K": (4, 176),
+    "Q6_K": (4, 210),
 }
+# formats whose units start on 16-byte boundaries wherever a row does (tc::Staged ALIGNED)
+MATMUL_ALIGNED_FORMATS = ("Q4_K", "Q5_K")
+
+
+def matmul_group_chunks(fmt: str) -> int:
+    """16-byte chunks covering a group of ``fmt`` (the kernel static_asserts the same)."""
+    unit_steps, unit_bytes = MATMUL_COPY_UNITS[fmt]
+    group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
+    slack = 0 if fmt in MATMUL_ALIGNED_FORMATS else 14
+    return (group_bytes + slack + 15) // 16
+
+
+# formats whose steps decode a scale table from the group's header first (the K-quants)
+MATMUL_TABLE_FORMATS = ("Q4_K", "Q5_K", "Q6_K")
 # The CUDA 16-bit matmul's layout starts at the first boundary of this many bytes of its
 # dynamic shared memory: on sm_90a wgmma reads the activation stages as 128-byte swizzle
 # atoms of 8 rows, which must be aligned to it.
@@ -404,35 +425,39 @@ def cuda_matmul_layout(
     ``tile_m`` activation rows a block (MATMUL_TILES' if None) and K split over ``splits``
     blocks.
 
-    Per stage: the activation tile, then one slot per weight row for the body chunks and one
-    for the header chunks; then two scale tables (K-quants), and with a split the consumers'
-    partial sums.  A body slot is an odd number of 16-byte chunks, so the 8 rows a fragment
-    read touches fall in distinct banks; a header slot is read once a step per row and takes
-    no padding (Q6_K's ring gains a stage).  As many stages as fit CUDA_MATMUL_SHARED_BUDGET,
-    up to MATMUL_MAX_STAGES."""
+    The activation stages, then the weight group slots (one row slot a weight row, an odd
+    number of 16-byte chunks, so that the 8 rows a fragment read touches fall in distinct
+    banks); then two scale tables (K-quants), and with a split the consumers' partial sums.
+    As many stages as fit CUDA_MATMUL_SHARED_BUDGET, up to MATMUL_MAX_STAGES, with the group
+    slots they need: a slot is refilled only once every step of its group is done, so
+    group steps x slots >= stages + group steps - 1."""
     default_tile_m, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
     tile_m = tile_m or default_tile_m
-    header_chunks, body_chunks = MATMUL_STAGED_CHUNKS[fmt]
-
-    def stride(chunks: int) -> int:
-        return 16 * (chunks + 1 - chunks % 2) if chunks else 0
-
+    group_chunks = matmul_group_chunks(fmt)
+    group_steps = MATMUL_GROUP_STEPS[fmt]
+    group_stride = 16 * (group_chunks + 1 - group_chunks % 2)
     activation_bytes = tile_m * tile_k * 2
-    stage = activation_bytes + tile_n * (stride(body_chunks) + 16 * header_chunks)
-    tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if header_chunks else 0
+    tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if fmt in MATMUL_TABLE_FORMATS else 0
     # split K: the consumers' partial sums (tile_m / 2 floats each)
     partials = tile_m // 2 * MATMUL_CONSUMER_THREADS * 4 if splits > 1 else 0
     room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables - partials
-    stages = min(MATMUL_MAX_STAGES, room // stage)
+
+    def group_slots(stages: int) -> int:
+        return -(-(stages + group_steps - 1) // group_steps)
+
+    def ring_bytes(stages: int) -> int:
+        return stages * activation_bytes + group_slots(stages) * tile_n * group_stride
+
+    fitting = [s for s in range(1, MATMUL_MAX_STAGES + 1) if ring_bytes(s) <= room]
+    stages = max(fitting, default=0)
     if stages < MATMUL_MIN_STAGES:
         raise AssertionError(f"{fmt}: {stages} matmul stages fit, want {MATMUL_MIN_STAGES}")
-    total = stages * stage + tables + partials
-    shared_bytes = total + CUDA_MATMUL_SHARED_ALIGNMENT
+    shared_bytes = ring_bytes(stages) + tables + partials + CUDA_MATMUL_SHARED_ALIGNMENT
     return {
-        "body_chunks": body_chunks,
-        "header_chunks": header_chunks,
-        "body_stride": stride(body_chunks),
-        "header_stride": 16 * header_chunks,
+        "group_chunks": group_chunks,
+        "group_steps": group_steps,
+        "group_stride": group_stride,
+        "group_slots": group_slots(stages),
         "shared_alignment": CUDA_MATMUL_SHARED_ALIGNMENT,
         "shared_bytes": shared_bytes,
         "stages": stages,

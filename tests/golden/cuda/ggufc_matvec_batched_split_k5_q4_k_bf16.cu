@@ -12,7 +12,7 @@
 // are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
 // stored at c ^ (r % 8), so the 8 rows an ldmatrix reads and the rows a warp's copies write
 // hit distinct banks.  Rows past M, weight rows past N and columns past K are zero-filled or
-// skipped, so ragged shapes need no other path.  Dynamic shared memory: 72704 bytes (the
+// skipped, so ragged shapes need no other path.  Dynamic shared memory: 78848 bytes (the
 // launch rule's).
 // Portable build (mma.sync m16n8k16): the consumer warps are 1 (M) x 8 (N), each a 16x16
 // tile of out over both 32-weight parts of a step; a warp reads its activation fragments with
@@ -276,28 +276,31 @@ constexpr int SUB_STEPS = PART / MMA_K;
 static_assert(K_GROUPS * TILE_N == CONSUMER_THREADS, "one scale-table entry per consumer and step");
 static_assert(2 * TILE_N == COPY_SLOTS, "two copy slots a weight row");
 
-// shared memory: activation stages | body stages | header stages | 2 scale tables
+// shared memory: activation stages | weight group slots | 2 scale tables | partial sums
 constexpr int CHUNK = ggufc::tc::CHUNK_BYTES;
 constexpr int A_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
 constexpr int A_ROW_CHUNKS = A_ROW_BYTES / CHUNK;
 static_assert(A_ROW_CHUNKS == 8, "the swizzle permutes 8 chunks by row % 8");
 constexpr int A_STAGE_BYTES = TILE_M * A_ROW_BYTES;
-constexpr int BODY_CHUNKS = Staged::BODY_CHUNKS_0 + Staged::BODY_CHUNKS_1;
-constexpr int HEADER_CHUNKS = Staged::HEADER_CHUNKS;
-constexpr bool HAS_TABLE = HEADER_CHUNKS > 0;
-// an odd multiple of 16 bytes: the 8 rows of a fragment read fall in distinct banks (the
-// header, read once a step, is not padded)
-constexpr int BODY_STRIDE = 48;
-constexpr int HEADER_STRIDE = 16;
-static_assert(BODY_CHUNKS == 2 && HEADER_CHUNKS == 1,
-              "the emitter's MATMUL_STAGED_CHUNKS are the format's");
-static_assert(BODY_CHUNKS * CHUNK <= BODY_STRIDE && HEADER_CHUNKS * CHUNK <= HEADER_STRIDE,
-              "row slots hold the staged chunks");
-constexpr int BODY_STAGE_BYTES = TILE_N * BODY_STRIDE;
-constexpr int HEADER_STAGE_BYTES = TILE_N * HEADER_STRIDE;
-constexpr int BODY_OFFSET = STAGES * A_STAGE_BYTES;
-constexpr int HEADER_OFFSET = BODY_OFFSET + STAGES * BODY_STAGE_BYTES;
-constexpr int TABLE_OFFSET = HEADER_OFFSET + STAGES * HEADER_STAGE_BYTES;
+// Weights come a group at a time: the contiguous bytes of a row that GROUP_STEPS steps read
+// (a whole number of the format's copy units, scales included), copied with the group's
+// first step into one of GROUP_SLOTS slots; a step's segments lie at fixed offsets from the
+// group's start.  (A K-quant step's segments copied on their own took up to 2.5x the copies.)
+constexpr int GROUP_STEPS = 4;
+static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
+constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
+constexpr int GROUP_CHUNKS = ggufc::tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
+constexpr bool HAS_TABLE = Staged::HEADER_BYTES > 0;
+// an odd multiple of 16 bytes: the 8 rows of a fragment read fall in distinct banks
+constexpr int GROUP_STRIDE = 144;
+constexpr int GROUP_SLOTS = 3;
+static_assert(GROUP_CHUNKS == 9, "the emitter's matmul_group_chunks is the kernel's");
+static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE, "row slots hold a group");
+// a slot is refilled only once every step of its last group is done (see the producers)
+static_assert(GROUP_STEPS * GROUP_SLOTS >= STAGES + GROUP_STEPS - 1, "enough group slots");
+constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
+constexpr int GROUP_OFFSET = STAGES * A_STAGE_BYTES;
+constexpr int TABLE_OFFSET = GROUP_OFFSET + GROUP_SLOTS * GROUP_SLOT_BYTES;
 constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
 constexpr int REDUCE_OFFSET = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
 // split K: each consumer's TILE_M / 2 partial sums, accumulator-major
@@ -307,7 +310,7 @@ constexpr int LAYOUT_BYTES = REDUCE_OFFSET + REDUCE_BYTES;
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = 1024;
 static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
-constexpr int SHARED_BYTES = 72704;
+constexpr int SHARED_BYTES = 78848;
 static_assert(SHARED_BYTES == LAYOUT_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // one block an SM: 384 threads of up to 168 registers (the consumers' two fragment sets)
@@ -375,7 +378,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
     const i64 a_rows_apart = A_ROWS_APART * K;
     // bytes from a row's start to the tensor's end are capped past any offset a copy reaches
     // within the row: copies never read beyond the tensor
-    const int w_reach = row_bytes + CHUNK * (BODY_CHUNKS + HEADER_CHUNKS);
+    const int w_reach = row_bytes + CHUNK * GROUP_CHUNKS;
     auto copy_slot = [&](int slot) {
         CopySlot s;
         const int a_row = slot / A_ROW_CHUNKS;
@@ -448,56 +451,47 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
                                     valid ? CHUNK : 0);
         }
     };
-    auto issue_body = [&](const CopySlot& s, int step, int stage, bool inside) {
+    // the group slot of step ``step``'s weights, and where in the row its group starts
+    auto group_slot = [&](int step) { return step / GROUP_STEPS % GROUP_SLOTS; };
+    auto group_start = [&](int step) { return step / GROUP_STEPS * GROUP_BYTES; };
+    // the group of step ``step`` (its first step, or this block's first) of the slot's row:
+    // the slot's half of the chunks that cover it
+    auto issue_group = [&](const CopySlot& s, int step, bool inside) {
         if (!has_row(s.w_row)) {
             return;
         }
-        u8* slot = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + s.w_row * BODY_STRIDE;
-        const int start0 = Staged::body_start(0, step);
-        const int start1 = Staged::body_start(1, step);
+        u8* slot = shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES + s.w_row * GROUP_STRIDE;
 #pragma unroll
-        for (int i = 0; i < (BODY_CHUNKS + 1) / 2; ++i) {
+        for (int i = 0; i < (GROUP_CHUNKS + 1) / 2; ++i) {
             const int chunk = 2 * i + s.w_half;
-            if (BODY_CHUNKS % 2 == 0 || chunk < BODY_CHUNKS) {
-                const bool second = chunk >= Staged::BODY_CHUNKS_0;
-                stage_chunk(s, slot + chunk * CHUNK, second ? start1 : start0,
-                            second ? Staged::BODY_BYTES_1 : Staged::BODY_BYTES_0,
-                            second ? chunk - Staged::BODY_CHUNKS_0 : chunk, inside);
-            }
-        }
-    };
-    auto issue_header = [&](const CopySlot& s, int step, int stage, bool inside) {
-        if (!HAS_TABLE || step >= steps || !has_row(s.w_row)) {
-            return;
-        }
-        u8* slot = shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + s.w_row * HEADER_STRIDE;
-#pragma unroll
-        for (int i = 0; i < (HEADER_CHUNKS + 1) / 2; ++i) {
-            const int chunk = 2 * i + s.w_half;
-            if (HEADER_CHUNKS % 2 == 0 || chunk < HEADER_CHUNKS) {
-                stage_chunk(s, slot + chunk * CHUNK, Staged::header_start(step), Staged::HEADER_BYTES,
+            if (GROUP_CHUNKS % 2 == 0 || chunk < GROUP_CHUNKS) {
+                stage_chunk(s, slot + chunk * CHUNK, group_start(step), GROUP_BYTES,
                             chunk, inside);
             }
         }
     };
-    // step ``step``'s copies of every slot of this producer thread: its activations and body
-    // into ``stage``, and the header of step ``step + HEADER_AHEAD`` into the stage after
-    // that many (the mma.sync path builds step t + 1's scale table during step t from the
-    // header that came with step t's copies; the wgmma path waits for step t + 1's own)
+    // step ``step``'s copies of every slot of this producer thread: its activations into
+    // ``stage``, and where step ``step + HEADER_AHEAD`` starts a group (or is this block's first
+    // step) that group (the mma.sync path builds step t + 1's scale table during step t from
+    // the header that came with step t's copies; the wgmma path waits for step t + 1's own)
     // ``inside``: no copy of the step needs a bound (the block's rows all inside M and N, the
     // step inside K), so the copies skip the tests and the zero fill
     auto issue_step = [&](int step, int stage, bool inside) {
         if (step >= steps) {
             return;
         }
+        const int group_step = step + HEADER_AHEAD;
+        const bool new_group =
+            group_step < steps && (group_step % GROUP_STEPS == 0 || group_step == step_begin);
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
             if (A_COPY_SLOTS == COPY_SLOTS ||
                 tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS) {
                 issue_activations(slots[j], step, stage, inside);
             }
-            issue_body(slots[j], step, stage, inside);
-            issue_header(slots[j], step + HEADER_AHEAD, (stage + HEADER_AHEAD) % STAGES, inside);
+            if (new_group) {
+                issue_group(slots[j], group_step, inside);
+            }
         }
     };
     const bool rows_inside = block_inside && m0 + TILE_M <= M;
@@ -513,16 +507,15 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
     // (n0 + row) * row_bytes mod 16, in unsigned arithmetic that may wrap
     const int table_row_misalignment = static_cast<int>(
         (static_cast<u32>(n0 + table_row) * static_cast<u32>(row_bytes)) & (CHUNK - 1));
-    auto prepare_table = [&](int step, int table_index, int stage) {
-        const u8* header =
-            shared + HEADER_OFFSET + stage * HEADER_STAGE_BYTES + table_row * HEADER_STRIDE;
+    auto prepare_table = [&](int step, int table_index) {
         const int misalignment =
-            Staged::ALIGNED ? 0
-                            : (table_row_misalignment + Staged::header_start(step)) & (CHUNK - 1);
+            Staged::ALIGNED ? 0 : (table_row_misalignment + group_start(step)) & (CHUNK - 1);
+        const u8* header = shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES +
+                           table_row * GROUP_STRIDE + misalignment + Staged::header_start(step) -
+                           group_start(step);
         const int part = K_GROUPS * (step & 3) + table_group;
         u32* table = reinterpret_cast<u32*>(shared + TABLE_OFFSET) + table_index * TABLE_WORDS;
-        table[table_group * TILE_N + table_row] =
-            Staged::template prepare<act_t>(header, misalignment, part);
+        table[table_group * TILE_N + table_row] = Staged::template prepare<act_t>(header, part);
     };
 
     // Every weight row this lane decodes is, modulo 16, row ``group`` or ``group + 8`` of the
@@ -530,10 +523,18 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
     // 16 rows are a whole number of 16-byte chunks, so two misalignments serve all of them.
     const int row_misalignment[2] = {(group * row_bytes) & (CHUNK - 1),
                                      ((group + 8) * row_bytes) & (CHUNK - 1)};
+    // row ``row``'s group slot holding step ``step``'s weights, and the offset there of the
+    // step's segment ``segment`` from the group's first byte
+    auto group_base = [&](int step, int row) {
+        return shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES + row * GROUP_STRIDE;
+    };
+    auto segment_offset = [&](int segment, int step) {
+        return Staged::body_start(segment, step) - group_start(step);
+    };
     auto step_misalignments = [&](int step, int (&misalignment)[2]) {
         misalignment[0] = misalignment[1] = 0;
         if (!Staged::ALIGNED) {
-            const int start = Staged::row_start(step);
+            const int start = group_start(step);
             misalignment[0] = (row_misalignment[0] + start) & (CHUNK - 1);
             misalignment[1] = (row_misalignment[1] + start) & (CHUNK - 1);
         }
@@ -564,11 +565,12 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
     // unchanged until they complete.  ``previous``: the fragments of step - 1, whose products
     // may still run.
     auto compute = [&](int step, int stage, Fragments& a, Fragments& previous) {
-        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES + row * BODY_STRIDE;
+        const u8* group_row = group_base(step, row);
         const u32* table = reinterpret_cast<const u32*>(shared + TABLE_OFFSET) +
                            (step & 1) * TABLE_WORDS + row;
         int misalignment[2];
         step_misalignments(step, misalignment);
+        const int offset[2] = {segment_offset(0, step), segment_offset(1, step)};
         // The last step of a K % 64 == 32 row has no second part, yet its products run with
         // no branch (a branch among them makes ptxas serialize them): its activations are
         // zero-filled, and its staged weight bytes (the next row's block, or zeros past the
@@ -577,10 +579,12 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
         for (int g = 0; g < K_GROUPS; ++g) {
             u32 low_rows[SUB_STEPS][2];
             u32 high_rows[SUB_STEPS][2];
-            Staged::template fragment<act_t>(body, misalignment[0],
+            const u8* low = group_row + misalignment[0];
+            const u8* high = group_row + 8 * GROUP_STRIDE + misalignment[1];
+            Staged::template fragment<act_t>(low + offset[0], low + offset[1],
                                              HAS_TABLE ? table[g * TILE_N] : 0u, g, pair, step,
                                              low_rows);
-            Staged::template fragment<act_t>(body + 8 * BODY_STRIDE, misalignment[1],
+            Staged::template fragment<act_t>(high + offset[0], high + offset[1],
                                              HAS_TABLE ? table[g * TILE_N + 8] : 0u, g, pair,
                                              step, high_rows);
 #pragma unroll
@@ -659,10 +663,10 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
 
     auto compute = [&](int step, int stage) {
         const u8* a_tile = shared + stage * A_STAGE_BYTES + a_row_offset;
-        const u8* body = shared + BODY_OFFSET + stage * BODY_STAGE_BYTES +
-                         (warp_n * WARP_TILE_N + group) * BODY_STRIDE;
+        const u8* group_row = group_base(step, warp_n * WARP_TILE_N + group);
         int misalignment[2];
         step_misalignments(step, misalignment);
+        const int offset[2] = {segment_offset(0, step), segment_offset(1, step)};
 #pragma unroll
         for (int g = 0; g < K_GROUPS; ++g) {
             // the last step of a K % 64 == 32 row has no second part (uniform over the block)
@@ -682,7 +686,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
 #pragma unroll
             for (int j = 0; j < FRAGS_N; ++j) {
                 u32 b[SUB_STEPS][2];
-                Staged::template fragment<act_t>(body + j * MMA_N * BODY_STRIDE, misalignment[j % 2],
+                const u8* rows = group_row + j * MMA_N * GROUP_STRIDE + misalignment[j % 2];
+                Staged::template fragment<act_t>(rows + offset[0], rows + offset[1],
                                                  HAS_TABLE ? table[j * MMA_N] : 0u, g, pair, step, b);
 #pragma unroll
                 for (int s = 0; s < SUB_STEPS; ++s) {
@@ -697,11 +702,14 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
 
 #endif
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    // No block barrier: shared-memory barriers track each stage.  The producer copies step t
-    // (activations, body, header) into stage t % STAGES once the consumers are done with
-    // step t - STAGES there (drained), each of its threads arriving on filled[t % STAGES] as
-    // its copies land; a consumer waits for filled, decodes and multiplies, and arrives on
-    // drained once its products completed (which it learns while decoding the step after).
+    // No block barrier: shared-memory barriers track each stage.  The producer copies step t's
+    // activations into stage t % STAGES (and at a group's first step, or the block's first,
+    // the group's weights into its slot) once the consumers are done with step t - STAGES
+    // (drained), each of its threads arriving on filled[t % STAGES] as its copies land; a
+    // consumer waits for filled, decodes and multiplies, and arrives on drained once its
+    // products completed (which it learns while decoding the step after).  A group slot is
+    // refilled GROUP_SLOTS groups later, after drained of step G (g + GROUP_SLOTS) - STAGES
+    // >= G g + G - 1 (G = GROUP_STEPS), the last step of the group g it held.
     // Phase k of stage s is step s + k STAGES.  The consumer warpgroups run out of step; each
     // builds its rows' scale table of step t + 1 while its products of step t run, ordered by
     // its own barrier.
@@ -744,7 +752,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
         wg::fence_async_shared();  // the copies' writes, seen by wgmma
         if (HAS_TABLE) {
             if (t == 0) {
-                prepare_table(step, step & 1, 0);
+                prepare_table(step, step & 1);
             }
             // every thread of the warpgroup has built step's table and read step - 1's
             wg::warpgroup_sync(warpgroup);
@@ -753,7 +761,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
         if (HAS_TABLE && t + 1 < step_count) {
             // while the products run: step + 1's header, copied with its stage
             wg::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
-            prepare_table(step + 1, (step + 1) & 1, next);
+            prepare_table(step + 1, (step + 1) & 1);
         }
         // step - 1's products are done: its stage and fragments are free
         wg::wait<1>(a);
@@ -774,20 +782,24 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
     }
     // (the last products: no stage is refilled after them)
 #else
-    // a stage is refilled the step after its products ran
-    constexpr int PREFETCH = STAGES - 1;
-    // Copy groups (the producer's): before the loop, {header 0, A 0, body 0, header 1},
-    // {A 1, body 1, header 2}, ... up to A PREFETCH - 1; step t commits {A t+PREFETCH, body
-    // t+PREFETCH, header t+PREFETCH+1}.  So when step t waits for its own A and body it also
-    // has header t+1, whose table the consumers build while the products of step t run.  Step
-    // t's copies refill the stage of step t + PREFETCH - STAGES = t - 1, which every consumer
-    // has finished with by the barrier ending the step before.
+    // a stage is refilled two steps after its products ran (one would do for the activations;
+    // the weight groups, which come a step early for the scale tables, need the second)
+    constexpr int PREFETCH = STAGES - 2;
+    // Commit groups (the producer's): before the loop, {weight group 0, A 0}, {A 1}, ... up to
+    // A PREFETCH - 1 (with the weight group of step s + 1 where that starts one); step t
+    // commits {A t+PREFETCH, and the weight group of step t+PREFETCH+1 if it starts one}.  So
+    // when step t waits for its own A it also has the weights of step t+1, whose scale table
+    // the consumers build while the products of step t run.  Step t's copies refill the stage
+    // of step t + PREFETCH - STAGES = t - 2, which every consumer has finished with by the
+    // barrier ending the step before; a weight group slot is refilled GROUP_SLOTS groups later,
+    // in step G (g + GROUP_SLOTS) - PREFETCH - 1 for group g (G = GROUP_STEPS), whose last
+    // step G g + G - 1 is done by the barrier before it (G GROUP_SLOTS >= STAGES + G - 1).
     // The producer and the consumers run loops of their own that meet at the same block
     // barriers (one after the prologue, one after the first table, one a step).
     if (producer) {
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
-            issue_header(slots[j], 0, 0, false);
+            issue_group(slots[j], 0, false);
         }
 #pragma unroll
         for (int s = 0; s < PREFETCH; ++s) {
@@ -812,14 +824,14 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k5_
     }
     __syncthreads();
     if (HAS_TABLE) {
-        prepare_table(0, 0, 0);
+        prepare_table(0, 0);
         __syncthreads();
     }
     int stage = 0;  // step % STAGES
     for (int step = 0; step < steps; ++step) {
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
         if (HAS_TABLE && step + 1 < steps) {
-            prepare_table(step + 1, (step + 1) & 1, next);
+            prepare_table(step + 1, (step + 1) & 1);
         }
         if (warp_computes) {
             compute(step, stage);

@@ -1064,23 +1064,24 @@ struct StagedQ4_K {
     static constexpr int BODY_BYTES_1 = 0;
     static constexpr int HEADER_BYTES = 16;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
-    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
-    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
-    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+    // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the
+    // matmul copies a whole number of units at a time, its scales included)
+    static constexpr int UNIT_STEPS = 4;
+    static constexpr int UNIT_BYTES = BLOCK_BYTES;
 
-    __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
+    __device__ static __forceinline__ int block_start(int step) { return (step >> 2) * BLOCK_BYTES; }
     __device__ static __forceinline__ int body_start(int, int step) {
-        return row_start(step) + QS_OFFSET + 32 * (step & 3);
+        return block_start(step) + QS_OFFSET + 32 * (step & 3);
     }
-    __device__ static __forceinline__ int header_start(int step) { return row_start(step); }
+    __device__ static __forceinline__ int header_start(int step) { return block_start(step); }
 
     template <typename T>
-    __device__ static __forceinline__ u32 prepare(const u8* header, int, int part) {
+    __device__ static __forceinline__ u32 prepare(const u8* header, int part) {
         return kquant_scale_table_word<T>(header, part);
     }
 
     template <typename T>
-    __device__ static __forceinline__ void fragment(const u8* body, int, u32 table, int k_group,
+    __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32 table, int k_group,
                                                     int pair, int, u32 (&b)[2][2]) {
         const NibbleSelect<T> nibbles(k_group);
         const u32 scale = low_pair(table);

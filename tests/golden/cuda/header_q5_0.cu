@@ -996,16 +996,16 @@ struct StagedQ5_0 {
     static constexpr int BODY_BYTES_1 = 0;
     static constexpr int HEADER_BYTES = 0;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
-    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
-    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
-    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+    // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the
+    // matmul copies a whole number of units at a time)
+    static constexpr int UNIT_STEPS = 1;
+    static constexpr int UNIT_BYTES = 2 * BLOCK_BYTES;
 
-    __device__ static __forceinline__ int row_start(int step) { return step * 2 * BLOCK_BYTES; }
-    __device__ static __forceinline__ int body_start(int, int step) { return row_start(step); }
+    __device__ static __forceinline__ int body_start(int, int step) { return step * 2 * BLOCK_BYTES; }
     __device__ static __forceinline__ int header_start(int) { return 0; }
 
     template <typename T>
-    __device__ static __forceinline__ u32 prepare(const u8*, int, int) { return 0; }
+    __device__ static __forceinline__ u32 prepare(const u8*, int) { return 0; }
 
     // the 4-bit field at bits 0-3 / 16-19 of ``field`` with bits BIT, BIT + 1 of q as its
     // fifth bit (bit 4 / 20), against the magic
@@ -1029,11 +1029,11 @@ struct StagedQ5_0 {
 
     // weight j (< 16): low nibble of qs[j], bit j of qh; weight j + 16: high nibble, bit j + 16
     template <typename T>
-    __device__ static __forceinline__ void fragment(const u8* body, int misalignment, u32,
+    __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
                                                     int k_group, int pair, int,
                                                     u32 (&b)[2][2]) {
         using Math = PairMath<T>;
-        const u8* block = body + misalignment + k_group * BLOCK_BYTES;
+        const u8* block = body + k_group * BLOCK_BYTES;
         const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
         const u32 qh = (load_shared_u16(block + 2) | (load_shared_u16(block + 4) << 16)) >>
                        (2 * pair);

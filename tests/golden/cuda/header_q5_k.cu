@@ -1076,30 +1076,31 @@ struct StagedQ5_K {
     static constexpr int BODY_BYTES_1 = 32;  // the step's qs
     static constexpr int HEADER_BYTES = 16;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
-    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
-    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
-    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+    // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the
+    // matmul copies a whole number of units at a time, its scales included)
+    static constexpr int UNIT_STEPS = 4;
+    static constexpr int UNIT_BYTES = BLOCK_BYTES;
 
-    __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
+    __device__ static __forceinline__ int block_start(int step) { return (step >> 2) * BLOCK_BYTES; }
     __device__ static __forceinline__ int body_start(int segment, int step) {
-        return row_start(step) + (segment == 0 ? QH_OFFSET : QS_OFFSET + 32 * (step & 3));
+        return block_start(step) + (segment == 0 ? QH_OFFSET : QS_OFFSET + 32 * (step & 3));
     }
-    __device__ static __forceinline__ int header_start(int step) { return row_start(step); }
+    __device__ static __forceinline__ int header_start(int step) { return block_start(step); }
 
     template <typename T>
-    __device__ static __forceinline__ u32 prepare(const u8* header, int, int part) {
+    __device__ static __forceinline__ u32 prepare(const u8* header, int part) {
         return kquant_scale_table_word<T>(header, part);
     }
 
     template <typename T>
-    __device__ static __forceinline__ void fragment(const u8* body, int, u32 table, int k_group,
+    __device__ static __forceinline__ void fragment(const u8* body, const u8* body_1, u32 table, int k_group,
                                                     int pair, int step, u32 (&b)[2][2]) {
         const u32 scale = low_pair(table);
         const u32 offset = high_pair(table);
         // bit 2q + g, nibble g: the f16 shift 2q + 4 - 3g is at most 10
         const WideNibbles<T, 1, 10, 0> values(k_group, 2 * (step & 3) + k_group);
         const ByteQuad qh = load_byte_quad(body, pair);
-        const ByteQuad qs = load_byte_quad(body + BODY_CHUNKS_0 * CHUNK_BYTES, pair);
+        const ByteQuad qs = load_byte_quad(body_1, pair);
         b[0][0] = Pair<T>::fma(values.first(qs.w01, qh.w01), scale, offset);
         b[0][1] = Pair<T>::fma(values.second(qs.w01, qh.w01), scale, offset);
         b[1][0] = Pair<T>::fma(values.first(qs.w23, qh.w23), scale, offset);

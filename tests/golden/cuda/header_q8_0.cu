@@ -979,23 +979,23 @@ struct StagedQ8_0 {
     // the chunk past a segment is left uncopied (H100, M = 512: 11% less time; Q4_0 / Q5_0 took
     // 7% more, Q6_K the same)
     static constexpr bool SKIP_UNREAD_CHUNKS = true;
-    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
-    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
-    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+    // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the
+    // matmul copies a whole number of units at a time)
+    static constexpr int UNIT_STEPS = 1;
+    static constexpr int UNIT_BYTES = 2 * BLOCK_BYTES;
 
-    __device__ static __forceinline__ int row_start(int step) { return step * 2 * BLOCK_BYTES; }
-    __device__ static __forceinline__ int body_start(int, int step) { return row_start(step); }
+    __device__ static __forceinline__ int body_start(int, int step) { return step * 2 * BLOCK_BYTES; }
     __device__ static __forceinline__ int header_start(int) { return 0; }
 
     template <typename T>
-    __device__ static __forceinline__ u32 prepare(const u8*, int, int) { return 0; }
+    __device__ static __forceinline__ u32 prepare(const u8*, int) { return 0; }
 
     template <typename T>
-    __device__ static __forceinline__ void fragment(const u8* body, int misalignment, u32,
+    __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
                                                     int k_group, int pair, int,
                                                     u32 (&b)[2][2]) {
         using Math = PairMath<T>;
-        const u8* block = body + misalignment + k_group * BLOCK_BYTES;
+        const u8* block = body + k_group * BLOCK_BYTES;
         const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
         const ByteQuad quad = load_byte_quad(block + 2, pair);
         b[0][0] = Math::mul(signed_byte_pair<T>(quad.w01), scale);

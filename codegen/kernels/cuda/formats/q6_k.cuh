@@ -140,8 +140,7 @@ namespace tc {
 // Step s is parts p = 2q + g (q = s % 4, g the K group) of super-block s / 4: half h = q / 2,
 // quarter t = 2(q % 2) + g.  Weight l: nibble 4(q % 2) of ql[64h + 32g + l], bits 2t, 2t+1 of
 // qh[32h + l]; scale d * scales[2p + l / 16].  Body: ql[64h .. 64h+63] then qh[32h .. +31];
-// header: scales and d (block bytes 192 .. 209).  210-byte blocks: any 2-byte boundary, but
-// 64h, 128 + 32h and 192 are multiples of 16, so one misalignment serves all three.
+// header: scales and d (block bytes 192 .. 209).  210-byte blocks start on any 2-byte boundary.
 struct StagedQ6_K {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 210;
@@ -155,23 +154,23 @@ struct StagedQ6_K {
     static constexpr int BODY_BYTES_1 = 32;  // qh
     static constexpr int HEADER_BYTES = 18;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
-    static constexpr int HEADER_CHUNKS = covering_chunks(HEADER_BYTES, ALIGNED);
-    static constexpr int BODY_CHUNKS_0 = covering_chunks(BODY_BYTES_0, ALIGNED);
-    static constexpr int BODY_CHUNKS_1 = covering_chunks(BODY_BYTES_1, ALIGNED);
+    // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the
+    // matmul copies a whole number of units at a time, its scales included)
+    static constexpr int UNIT_STEPS = 4;
+    static constexpr int UNIT_BYTES = BLOCK_BYTES;
 
-    __device__ static __forceinline__ int row_start(int step) { return (step >> 2) * BLOCK_BYTES; }
+    __device__ static __forceinline__ int block_start(int step) { return (step >> 2) * BLOCK_BYTES; }
     __device__ static __forceinline__ int body_start(int segment, int step) {
         const int half_index = (step & 3) >> 1;
-        return row_start(step) + (segment == 0 ? 64 * half_index : QH_OFFSET + 32 * half_index);
+        return block_start(step) + (segment == 0 ? 64 * half_index : QH_OFFSET + 32 * half_index);
     }
     __device__ static __forceinline__ int header_start(int step) {
-        return row_start(step) + SCALES_OFFSET;
+        return block_start(step) + SCALES_OFFSET;
     }
 
     // {d * scales[2 part], d * scales[2 part + 1]}
     template <typename T>
-    __device__ static __forceinline__ u32 prepare(const u8* header, int misalignment, int part) {
-        const u8* scales = header + misalignment;
+    __device__ static __forceinline__ u32 prepare(const u8* scales, int part) {
         const u32 pair_bits = load_shared_u16(scales + 2 * part);
         const float d = __half2float(__ushort_as_half(
             static_cast<u16>(load_shared_u16(scales + D_FROM_SCALES))));
@@ -181,7 +180,7 @@ struct StagedQ6_K {
     }
 
     template <typename T>
-    __device__ static __forceinline__ void fragment(const u8* body, int misalignment, u32 table,
+    __device__ static __forceinline__ void fragment(const u8* body, const u8* body_1, u32 table,
                                                     int k_group, int pair, int step,
                                                     u32 (&b)[2][2]) {
         using Math = PairMath<T>;
@@ -189,9 +188,8 @@ struct StagedQ6_K {
         // bits 2t, t = 2(q % 2) + g, nibble q % 2: the f16 shift 2g + 4 is at most 6
         const WideNibbles<T, 2, 6, ZERO_POINT> values(odd_quarter_pair,
                                                       2 * (2 * odd_quarter_pair + k_group));
-        const ByteQuad ql = load_byte_quad(body + misalignment + 32 * k_group, pair);
-        const ByteQuad qh =
-            load_byte_quad(body + BODY_CHUNKS_0 * CHUNK_BYTES + misalignment, pair);
+        const ByteQuad ql = load_byte_quad(body + 32 * k_group, pair);
+        const ByteQuad qh = load_byte_quad(body_1, pair);
         const u32 scale_low = low_pair(table);    // weights 0..15 of the part
         const u32 scale_high = high_pair(table);  // weights 16..31
         b[0][0] = Math::mul(values.first(ql.w01, qh.w01), scale_low);
