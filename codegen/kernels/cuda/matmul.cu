@@ -7,8 +7,9 @@
 //
 // A block of {{ threads }} threads computes a {{ tile_m }}x{{ tile_n }} tile of out (grid = (ceil(N / {{ tile_n }}){% if splits > 1 %} x {{ splits }}{% endif %},
 // ceil(M / {{ tile_m }}))).  K advances {{ tile_k }} weights a step through a ring of {{ stages }} shared-memory stages
-// (as many as fit the emitter's budget): the activations x[{{ tile_m }}][{{ tile_k }}] as they are, and the raw
-// GGUF bytes of the step's weights (decoded by the format's tc::Staged<FORMAT>).  The block is warp-specialized:
+// of activations x[{{ tile_m }}][{{ tile_k }}] as they are (as many as fit the emitter's budget); the raw GGUF
+// bytes of the weights come {{ group_steps }} steps at a time into a ring of {{ group_slots }} group slots (decoded by the
+// format's tc::Staged<FORMAT>).  The block is warp-specialized:
 // its last warpgroup (the producer) only copies, by cp.async, and the first {{ consumer_threads }} threads (the
 // consumers, 8 warps) only decode and multiply, so the copies' address arithmetic and waits
 // are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
@@ -19,7 +20,7 @@
 {% set warps_m = 2 if tile_m >= 32 else 1 %}// Portable build (mma.sync m16n8k16): the consumer warps are {{ warps_m }} (M) x {{ 8 // warps_m }} (N), each a {{ tile_m // warps_m }}x{{ tile_n * warps_m // 8 }}
 // tile of out over both 32-weight parts of a step; a warp reads its activation fragments with
 // ldmatrix and decodes its weight fragments from the raw bytes straight into registers (no
-// dequantized copy in shared memory).  The producer fills the ring {{ stages - 1 }} steps ahead, a block
+// dequantized copy in shared memory).  The producer fills the ring {{ stages - 2 }} steps ahead, a block
 // barrier a step.
 // Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
 // (wgmma): the 2 consumer warpgroups own 64 weight rows each and all {{ tile_m }} activation rows

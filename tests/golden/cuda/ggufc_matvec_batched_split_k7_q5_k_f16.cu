@@ -5,8 +5,9 @@
 //
 // A block of 384 threads computes a 16x128 tile of out (grid = (ceil(N / 128) x 7,
 // ceil(M / 16))).  K advances 64 weights a step through a ring of 6 shared-memory stages
-// (as many as fit the emitter's budget): the activations x[16][64] as they are, and the raw
-// GGUF bytes of the step's weights (decoded by the format's tc::Staged<FORMAT>).  The block is warp-specialized:
+// of activations x[16][64] as they are (as many as fit the emitter's budget); the raw GGUF
+// bytes of the weights come 4 steps at a time into a ring of 3 group slots (decoded by the
+// format's tc::Staged<FORMAT>).  The block is warp-specialized:
 // its last warpgroup (the producer) only copies, by cp.async, and the first 256 threads (the
 // consumers, 8 warps) only decode and multiply, so the copies' address arithmetic and waits
 // are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
@@ -17,7 +18,7 @@
 // Portable build (mma.sync m16n8k16): the consumer warps are 1 (M) x 8 (N), each a 16x16
 // tile of out over both 32-weight parts of a step; a warp reads its activation fragments with
 // ldmatrix and decodes its weight fragments from the raw bytes straight into registers (no
-// dequantized copy in shared memory).  The producer fills the ring 5 steps ahead, a block
+// dequantized copy in shared memory).  The producer fills the ring 4 steps ahead, a block
 // barrier a step.
 // Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
 // (wgmma): the 2 consumer warpgroups own 64 weight rows each and all 16 activation rows
