@@ -231,29 +231,30 @@ MATMUL_MIN_STAGES = 3
 # steps; 4: 158.4, and 202 vs 190 at 14336x4096), Q5_K 162.3 -> 156.3, Q5_0 the same, Q4_K
 # 133.2 -> 138.0 (its unit is a block).  Larger groups need more group slots (fewer stages).
 MATMUL_GROUP_STEPS = {"Q4_0": 4, "Q5_0": 4, "Q8_0": 2, "Q4_K": 4, "Q5_K": 4, "Q6_K": 4}
-# a format's copy unit (tc::Staged<FORMAT>::UNIT_STEPS, UNIT_BYTES): steps, bytes
-MATMUL_COPY_UNITS = {
-    "Q4_0": (1, 36),
-    "Q5_0": (1, 44),
-    "Q8_0": (1, 68),
-    "Q4_K": (4, 144),
-    "Q5_K": (4, 176),
-    "Q6_K": (4, 210),
-}
-# formats whose units start on 16-byte boundaries wherever a row does (tc::Staged ALIGNED)
-MATMUL_ALIGNED_FORMATS = ("Q4_K", "Q5_K")
+
+
+def matmul_copy_unit(fmt: str) -> tuple[int, int]:
+    """(steps, bytes) of ``fmt``'s copy unit in the CUDA 16-bit matmul: the whole blocks that
+    steps of MATMUL_TILES' 64 weights read together (a K-quant block: 4 steps; 2 blocks of 32
+    weights: 1 step); tc::Staged<FORMAT>::UNIT_STEPS and UNIT_BYTES."""
+    spec = FORMATS[fmt]
+    step_weights = MATMUL_TILES["cuda", "float16"][2]
+    steps = max(1, spec.block_weights // step_weights)
+    return steps, spec.block_bytes * max(1, step_weights // spec.block_weights)
 
 
 def matmul_group_chunks(fmt: str) -> int:
-    """16-byte chunks covering a group of ``fmt`` (the kernel static_asserts the same)."""
-    unit_steps, unit_bytes = MATMUL_COPY_UNITS[fmt]
+    """16-byte chunks covering a group of ``fmt`` on any 2-byte boundary, or none past it
+    where units are 16-byte multiples (tc::Staged ALIGNED); the kernel static_asserts it."""
+    unit_steps, unit_bytes = matmul_copy_unit(fmt)
     group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
-    slack = 0 if fmt in MATMUL_ALIGNED_FORMATS else 14
+    slack = 0 if unit_bytes % 16 == 0 else 14
     return (group_bytes + slack + 15) // 16
 
 
-# formats whose steps decode a scale table from the group's header first (the K-quants)
-MATMUL_TABLE_FORMATS = ("Q4_K", "Q5_K", "Q6_K")
+# formats whose steps decode a scale table from the group's header first: the K-quants, whose
+# sub-block scales sit in their 256-weight blocks
+MATMUL_TABLE_FORMATS = tuple(name for name, spec in FORMATS.items() if spec.block_weights == 256)
 # The CUDA 16-bit matmul's layout starts at the first boundary of this many bytes of its
 # dynamic shared memory: on sm_90a wgmma reads the activation stages as 128-byte swizzle
 # atoms of 8 rows, which must be aligned to it.
