@@ -316,10 +316,12 @@ static_assert(SHARED_BYTES == LAYOUT_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // one block an SM: 384 threads of up to 168 registers (the consumers' two fragment sets)
 constexpr int MIN_BLOCKS = 1;
+// how many steps before its first step a group's weights come: the mma.sync path builds
+// step t + 1's scale table during step t
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-constexpr int HEADER_AHEAD = 0;
+constexpr int GROUP_AHEAD = 0;
 #else
-constexpr int HEADER_AHEAD = 1;
+constexpr int GROUP_AHEAD = 1;
 #endif
 }  // namespace ggufc_matvec_batched_split_k3_q5_k_f16_impl
 
@@ -472,7 +474,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
         }
     };
     // step ``step``'s copies of every slot of this producer thread: its activations into
-    // ``stage``, and where step ``step + HEADER_AHEAD`` starts a group (or is this block's first
+    // ``stage``, and where step ``step + GROUP_AHEAD`` starts a group (or is this block's first
     // step) that group (the mma.sync path builds step t + 1's scale table during step t from
     // the header that came with step t's copies; the wgmma path waits for step t + 1's own)
     // ``inside``: no copy of the step needs a bound (the block's rows all inside M and N, the
@@ -481,7 +483,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
         if (step >= steps) {
             return;
         }
-        const int group_step = step + HEADER_AHEAD;
+        const int group_step = step + GROUP_AHEAD;
         const bool new_group =
             group_step < steps && (group_step % GROUP_STEPS == 0 || group_step == step_begin);
 #pragma unroll

@@ -842,17 +842,18 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 }
 
 // Each format's staged decode (formats/<format>.cuh: tc::Staged<FORMAT>) defines
-//   HEADER_BYTES, BODY_BYTES_0, BODY_BYTES_1   bytes of the segments a step reads (header:
-//                         K-quant scales)
-//   HEADER_CHUNKS, BODY_CHUNKS_0, BODY_CHUNKS_1  chunks per row and step that cover them
-//   SKIP_UNREAD_CHUNKS    the copies leave out a chunk past its segment (measured per format)
-//   ALIGNED               every segment starts on a 16-byte boundary (misalignment always 0)
-//   row_start(step)       offset in the row whose misalignment (added to the row's) is every
-//                         segment's in that step
-//   body_start(s, step), header_start(step)   offsets of the segments in the row
-//   prepare<T>(header, misalignment, part) -> table word (K-quants)
-//   fragment<T>(body, misalignment, table word, k_group, pair, step, b)
-// where ``body`` / ``header`` point at the row's staged chunks and ``step`` is the K step.
+//   UNIT_STEPS, UNIT_BYTES  its copy unit: the whole blocks, UNIT_BYTES contiguous bytes of a
+//                         row, that UNIT_STEPS K steps read (the matmul copies a group of whole
+//                         units at a time, scales included)
+//   HEADER_BYTES          bytes of a step's scales (K-quants), 0 where the quants carry them
+//   SKIP_UNREAD_CHUNKS    the copies leave out a chunk past the group's bytes (per format)
+//   ALIGNED               units start on 16-byte boundaries wherever a row does
+//   body_start(s, step), header_start(step)   row offsets of a step's segments s = 0, 1 and
+//                         of its scales
+//   prepare<T>(header, part) -> table word (K-quants)
+//   fragment<T>(body, body_1, table word, k_group, pair, step, b)
+// where ``body`` / ``body_1`` / ``header`` point at the step's segments and scales in the
+// row's staged group and ``step`` is the K step.
 
 }  // namespace tc
 }  // namespace ggufc
@@ -970,9 +971,7 @@ struct StagedQ4_0 {
     static constexpr int BLOCK_BYTES = 18;
     static constexpr int ZERO_POINT = 8;
     static constexpr bool ALIGNED = false;
-    // bytes of the segments a step reads
-    static constexpr int BODY_BYTES_0 = 2 * BLOCK_BYTES;
-    static constexpr int BODY_BYTES_1 = 0;
+    // bytes of a step's scales (header_start: a K-quant block's), 0 where the quants carry them
     static constexpr int HEADER_BYTES = 0;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
     // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the

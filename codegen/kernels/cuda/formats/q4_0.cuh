@@ -109,9 +109,7 @@ struct StagedQ4_0 {
     static constexpr int BLOCK_BYTES = 18;
     static constexpr int ZERO_POINT = 8;
     static constexpr bool ALIGNED = false;
-    // bytes of the segments a step reads
-    static constexpr int BODY_BYTES_0 = 2 * BLOCK_BYTES;
-    static constexpr int BODY_BYTES_1 = 0;
+    // bytes of a step's scales (header_start: a K-quant block's), 0 where the quants carry them
     static constexpr int HEADER_BYTES = 0;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
     // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the

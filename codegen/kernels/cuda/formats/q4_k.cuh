@@ -115,9 +115,7 @@ struct StagedQ4_K {
     static constexpr int BLOCK_BYTES = 144;
     static constexpr int QS_OFFSET = 16;
     static constexpr bool ALIGNED = true;
-    // bytes of the segments a step reads
-    static constexpr int BODY_BYTES_0 = 32;
-    static constexpr int BODY_BYTES_1 = 0;
+    // bytes of a step's scales (header_start: a K-quant block's), 0 where the quants carry them
     static constexpr int HEADER_BYTES = 16;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
     // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the

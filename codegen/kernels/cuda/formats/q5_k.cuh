@@ -127,9 +127,7 @@ struct StagedQ5_K {
     static constexpr int QH_OFFSET = 16;
     static constexpr int QS_OFFSET = 48;
     static constexpr bool ALIGNED = true;
-    // bytes of the segments a step reads
-    static constexpr int BODY_BYTES_0 = 32;  // qh
-    static constexpr int BODY_BYTES_1 = 32;  // the step's qs
+    // bytes of a step's scales (header_start: a K-quant block's), 0 where the quants carry them
     static constexpr int HEADER_BYTES = 16;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
     // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the

@@ -149,9 +149,7 @@ struct StagedQ6_K {
     static constexpr int D_FROM_SCALES = 16;
     static constexpr int ZERO_POINT = 32;
     static constexpr bool ALIGNED = false;
-    // bytes of the segments a step reads
-    static constexpr int BODY_BYTES_0 = 64;  // ql
-    static constexpr int BODY_BYTES_1 = 32;  // qh
+    // bytes of a step's scales (header_start: a K-quant block's), 0 where the quants carry them
     static constexpr int HEADER_BYTES = 18;
     static constexpr bool SKIP_UNREAD_CHUNKS = false;
     // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the

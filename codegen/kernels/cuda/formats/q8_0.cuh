@@ -111,12 +111,10 @@ struct StagedQ8_0 {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 34;
     static constexpr bool ALIGNED = false;
-    // bytes of the segments a step reads
-    static constexpr int BODY_BYTES_0 = 2 * BLOCK_BYTES;
-    static constexpr int BODY_BYTES_1 = 0;
+    // bytes of a step's scales (header_start: a K-quant block's), 0 where the quants carry them
     static constexpr int HEADER_BYTES = 0;
-    // the chunk past a segment is left uncopied (H100, M = 512: 11% less time; Q4_0 / Q5_0 took
-    // 7% more, Q6_K the same)
+    // the chunk past a group's bytes is left uncopied (measured with per-step copies, H100,
+    // M = 512: 11% less time; Q4_0 / Q5_0 took 7% more, Q6_K the same; not re-measured since)
     static constexpr bool SKIP_UNREAD_CHUNKS = true;
     // the copies' unit: the contiguous bytes of a row that UNIT_STEPS steps read (the
     // matmul copies a whole number of units at a time)
