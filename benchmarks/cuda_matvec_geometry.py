@@ -14,8 +14,9 @@ rerun on another GPU:
   split-K kernel (`cuda/matvec_split_k.cu`) against the warp-staged default (`cuda/matvec.cu`),
   the measurement behind MATVEC_SPLIT_K_MIN_K;
 * warps a row group, for the formats of --group-warps-formats on the large shapes: the
-  default geometry with 1, 2 and 4 warps sharing each row group (the paired geometry of
-  MATVEC_PAIRED_FORMATS is 2, from K = MATVEC_PAIRED_MIN_K);
+  default geometry with 1, 2 and 4 warps sharing each row group (the paired and quad
+  geometries), beside the G the lowering picks (`matvec_group_warps`: the measurements
+  behind MATVEC_GROUP_WARPS);
 * streamed row groups, for short rows (K <= 2048) and many of them: the default geometry
   against the streamed one with 2 to 16 row groups a warp (the lowering's is
   MATVEC_STREAM_GROUPS, from N = MATVEC_STREAM_MIN_N up to K = MATVEC_STREAM_MAX_K).
@@ -39,8 +40,6 @@ from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import emit
 from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
-    MATVEC_PAIRED_FORMATS,
-    MATVEC_PAIRED_MIN_K,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
     MATVEC_STREAM_GROUPS,
@@ -48,6 +47,7 @@ from codegen.kernels.emitter import (
     MATVEC_STREAM_MIN_N,
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
+    matvec_group_warps,
 )
 from compiler import formats
 
@@ -56,6 +56,10 @@ GROUP_WARPS_SHAPES = (
     (4096, 14336),
     (14336, 4096),
     (5376, 21504),
+    *((n, k) for k in (8192, 16384) for n in (2048, 4096, 8192)),
+    *((n, 21504) for n in (3072, 4096, 8192)),
+    (4096, 28672),
+    (8192, 28672),
     (2048, 4096),
     (4096, 2048),
     (32768, 1024),
@@ -170,17 +174,19 @@ def main() -> int:
     group_warps_formats = table_formats("group_warps", args.group_warps_formats)
     if group_warps_formats:
         print(
-            f"\nThe lowering pairs warps for {MATVEC_PAIRED_FORMATS} from K = {MATVEC_PAIRED_MIN_K}\n"
+            "\nlowering: the warps a row group matvec_group_warps picks (where the lowering "
+            "takes the narrow or streamed geometry instead, that one runs)\n"
         )
-        print("| format | dtype | N x K | 1 warp us | 2 warps us | 4 warps us |")
-        print("|---|---|---|---:|---:|---:|")
+        print("| format | dtype | N x K | 1 warp us | 2 warps us | 4 warps us | lowering |")
+        print("|---|---|---|---:|---:|---:|---:|")
     for fmt in group_warps_formats:
         for dtype in args.dtypes.split(","):
             for n, k in GROUP_WARPS_SHAPES:
                 kernels = [cuda_matvec_with_group_warps(fmt, dtype, s) for s in (1, 2, 4)]
                 times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
                 cells = " | ".join(f"{t:.2f}" for t in times)
-                print(f"| {fmt} | {dtype} | {n}x{k} | {cells} |", flush=True)
+                picked = matvec_group_warps(fmt, dtype, n, k)
+                print(f"| {fmt} | {dtype} | {n}x{k} | {cells} | {picked} |", flush=True)
     stream_formats = table_formats("stream", args.formats)
     if stream_formats:
         print(

@@ -48,8 +48,8 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               (one weight row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, else
               streamed (row groups a warp in turn) for K <= `MATVEC_STREAM_MAX_K` and
               N >= `MATVEC_STREAM_MIN_N`, else split-K (`MATVEC_SPLIT_K_FORMATS`,
-              K >= `MATVEC_SPLIT_K_MIN_K`) or paired (`MATVEC_PAIRED_FORMATS`,
-              K >= `MATVEC_PAIRED_MIN_K`), else the default.
+              K >= `MATVEC_SPLIT_K_MIN_K`), else 1, 2 or 4 warps a row group (default,
+              paired, quad: `matvec_group_warps`, by format, dtype, N and K).
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact

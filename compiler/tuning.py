@@ -639,7 +639,7 @@ def measure_kernels(
     xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
     outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
     # each kernel in the geometry lowering picks for this shape (the matvec's narrow,
-    # streamed, split-K or paired one)
+    # streamed, split-K, paired or quad one)
     kernels = {
         kernel: emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k))
         for kernel in BUCKET_KERNELS

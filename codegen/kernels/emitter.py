@@ -39,6 +39,7 @@ a multiple of the format's block weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
@@ -90,18 +91,45 @@ MATVEC_SPLIT_K_FORMATS = ("Q4_0", "Q5_0")
 MATVEC_SPLIT_K_THREADS = 128
 MATVEC_SPLIT_K_MIN_K = PART_WEIGHTS * MATVEC_SPLIT_K_THREADS  # a part for every thread
 MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each part of x
-# Large CUDA matvecs of these formats with K >= MATVEC_PAIRED_MIN_K take the paired
-# geometry: `cuda/matvec.cu` with MATVEC_PAIRED_WARPS warps sharing each group of
-# MATVEC_ROWS_PER_WARP rows, each taking every other chunk of them (partial sums meet in
-# shared memory).  For the 4-bit K-quants, the longest decode per byte, twice the warps in
-# flight beat each warp's longer chunk pipeline; with fewer than four chunks (1024 weights
-# each) a row the second warp has too little to do.  H100 2026-11-26
-# (`benchmarks/cuda_matvec_geometry.py`, figures in BENCHMARKS.md): Q4_K / Q5_K float16
-# 4096x14336 21.4 / 24.2 us paired vs 27.4 / 28.9; Q6_K and Q8_0 gain at some shapes and
-# lose at others (float16 5376x21504: 65 vs 52 us) and stay unpaired.
-MATVEC_PAIRED_FORMATS = ("Q4_K", "Q5_K")
-MATVEC_PAIRED_WARPS = 2
-MATVEC_PAIRED_MIN_K = 4096
+# Large CUDA matvecs of the staged formats share each group of MATVEC_ROWS_PER_WARP rows
+# among G warps of a block (`cuda/matvec.cu`, GROUP_WARPS), warp w taking chunks w, w + G, ...
+# of them (partial sums meet in shared memory): G = 1 is the default geometry, 2 and 4 those
+# of MATVEC_GROUP_GEOMETRIES.  A warp keeps at least MATVEC_GROUP_MIN_CHUNKS whole chunks
+# (1024 weights each) of a row, so G = 2 needs K >= 4096 (MATVEC_PAIRED_MIN_K), G = 4 8192.
+#
+# With 16-bit activations G is the one of the format's MATVEC_GROUP_WARPS whose blocks fill
+# their last wave best (`matvec_group_warps`; a wave: MATVEC_WAVE_SMS SMs x
+# MATVEC_WAVE_BLOCKS_PER_SM blocks, which every grouped kernel's registers allow: 112-128),
+# a tie going to the earlier in the list.
+# At N = 4096 the unshared grid is 256 blocks, half a wave on an H100; at N = 5376 pairs make
+# 1.27 waves and four warps 2.55.  Q6_K is never unshared (145 registers: 3 blocks an SM) and
+# its grouped kernels, like Q8_0's, ask for 4 blocks an SM (MATVEC_GROUPED_MIN_BLOCKS_PER_SM,
+# __launch_bounds__; Q6_K paired at 5376x21504 65.3 us without, 51.0 with); Q4_K / Q5_K
+# without it (124-128 registers: it cost them 2-4%).  Q8_0 ties go to one warp, the
+# K-quants' to pairs (N = 8192: Q8_0 30.7 us unshared vs 31.9 paired, Q4_K 23.9 vs 23.6), and
+# Q8_0 stops at pairs (four warps lost 7% at 5376x21504).  H100, float16, 2026-11-26
+# (`benchmarks/cuda_matvec_geometry.py --tables group_warps`, BENCHMARKS.md, session 15; 56
+# shapes from 2048x8192 to 8192x28672, 1, 2 and 4 warps each, the same shapes the rule was
+# drawn from): the picked G 0.3% slower than the fastest on average, at most 2.9%; the rule
+# before (pairs for Q4_K / Q5_K only) 7.7%, at most 39%.  Against it, same call: Q6_K
+# 8192x21504 80.9 -> 65.8 us, 3072x21504 38.9 -> 29.3, Q4_K 5376x21504 45.7 -> 38.4.
+# bfloat16 moves the same bytes and takes the same rule (not measured separately).
+#
+# float32 activations keep pairs for Q4_K / Q5_K from K = MATVEC_PAIRED_MIN_K (their grouped
+# kernels need 144-149 registers, 3 blocks an SM; not re-measured): Q4_K / Q5_K float16
+# 4096x14336 21.4 / 24.2 us paired vs 27.4 / 28.9 when that rule was set (session 4).
+MATVEC_GROUP_GEOMETRIES = {2: "paired", 4: "quad"}
+MATVEC_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4), "Q6_K": (2, 4), "Q8_0": (1, 2)}
+MATVEC_FLOAT32_GROUP_WARPS = {"Q4_K": (2, 1), "Q5_K": (2, 1)}
+MATVEC_GROUP_MIN_CHUNKS = 2
+MATVEC_CHUNK_WEIGHTS = 32 * PART_WEIGHTS  # a warp's chunk: one part a lane
+MATVEC_PAIRED_MIN_K = 2 * MATVEC_GROUP_MIN_CHUNKS * MATVEC_CHUNK_WEIGHTS
+MATVEC_WAVE_BLOCKS_PER_SM = 4
+MATVEC_GROUPED_MIN_BLOCKS_PER_SM = {
+    "Q6_K": MATVEC_WAVE_BLOCKS_PER_SM,
+    "Q8_0": MATVEC_WAVE_BLOCKS_PER_SM,
+}
+MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured on
 # Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
 # vocabulary projection) take the streamed geometry: `cuda/matvec.cu` with each warp taking
 # MATVEC_STREAM_GROUPS row groups in turn, the next group's first chunk loading while this
@@ -124,7 +152,8 @@ MATVEC_STREAM_MIN_N = 65536
 # and half the lines to save), so 16-bit x keeps the per-lane loads (BENCHMARKS.md, session 8).
 MATVEC_STAGED_X_DTYPES = ("float32",)
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
-# the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" or "paired".
+# the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" or "paired" /
+# "quad" (MATVEC_GROUP_GEOMETRIES).
 DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
@@ -354,9 +383,11 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     """The ``geometry`` values `emit` takes for ``kind`` of ``fmt`` and ``dtype`` activations
     (any dtype if None) on ``backend``: the CUDA matvec has a narrow one for small weights
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
-    split-K one for MATVEC_SPLIT_K_FORMATS and a paired one for MATVEC_PAIRED_FORMATS; the
-    CUDA matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul
-    geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
+    split-K one for MATVEC_SPLIT_K_FORMATS and for those of MATVEC_GROUP_WARPS two or four
+    warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
+    quad); the CUDA matvec_batched of
+    SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
+    (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -369,18 +400,48 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
         return (DEFAULT_GEOMETRY, "narrow", "stream", "split_k")
-    if fmt in MATVEC_PAIRED_FORMATS:
-        return (DEFAULT_GEOMETRY, "narrow", "stream", "paired")
-    return (DEFAULT_GEOMETRY, "narrow", "stream")
+    # every dtype has the geometries of any dtype's choices (float32 picks fewer)
+    shared = sorted({g for d in DTYPES for g in matvec_group_choices(fmt, d)} - {1})
+    return (DEFAULT_GEOMETRY, "narrow", "stream", *(MATVEC_GROUP_GEOMETRIES[g] for g in shared))
+
+
+def matvec_group_choices(fmt: str, dtype: str) -> tuple[int, ...]:
+    """The warps a row group of a large CUDA matvec of ``fmt`` and ``dtype`` may have, in the
+    order a tie goes (1 alone for formats without grouped geometries)."""
+    table = MATVEC_FLOAT32_GROUP_WARPS if dtype == "float32" else MATVEC_GROUP_WARPS
+    return table.get(fmt, (1,))
+
+
+def matvec_group_warps(fmt: str, dtype: str, n: int, k: int) -> int:
+    """G, the warps sharing each row group of a large CUDA matvec (see MATVEC_GROUP_WARPS):
+    of the format's choices that leave every warp MATVEC_GROUP_MIN_CHUNKS chunks of a row,
+    with 16-bit activations the one whose blocks fill their last wave (MATVEC_WAVE_SMS SMs x
+    MATVEC_WAVE_BLOCKS_PER_SM blocks) best, a tie going to the earlier choice; with float32
+    the first."""
+    chunks = k // MATVEC_CHUNK_WEIGHTS  # whole ones: G = 2 from K = MATVEC_PAIRED_MIN_K
+    choices = [g for g in matvec_group_choices(fmt, dtype) if g * MATVEC_GROUP_MIN_CHUNKS <= chunks]
+    if not choices:
+        return 1
+    if dtype == "float32":
+        return choices[0]
+    slots = MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
+    row_groups = -(-n // MATVEC_ROWS_PER_WARP)
+
+    def last_wave_fill(group_warps: int) -> Fraction:
+        blocks = -(-row_groups * group_warps // WARPS)
+        return Fraction(blocks, -(-blocks // slots) * slots)
+
+    # max keeps the first of equal keys
+    return max(choices, key=last_wave_fill)
 
 
 def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int) -> str:
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
     activations: for the matvec narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
-    short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K or
-    paired where the format has it and K >= `MATVEC_SPLIT_K_MIN_K` / `MATVEC_PAIRED_MIN_K`,
-    else the default; for a matvec_batched with split-K matmul geometries, the one of
-    `split_k_splits`."""
+    short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
+    the format has it and K >= `MATVEC_SPLIT_K_MIN_K`, else the row-group sharing of
+    `matvec_group_warps` (paired, quad; the default for one warp); for a matvec_batched
+    with split-K matmul geometries, the one of `split_k_splits`."""
     available = geometries(backend, fmt, kind, dtype)
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
         return split_k_geometry(split_k_splits(n, k))
@@ -390,8 +451,10 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
         return "stream"
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
         return "split_k"
-    if "paired" in available and k >= MATVEC_PAIRED_MIN_K:
-        return "paired"
+    if kind == "matvec" and backend == "cuda":
+        group_warps = matvec_group_warps(fmt, dtype, n, k)
+        if group_warps > 1:
+            return MATVEC_GROUP_GEOMETRIES[group_warps]
     return DEFAULT_GEOMETRY
 
 
@@ -541,7 +604,16 @@ def _matvec_launch(rows_per_warp: int, group_warps: int, stream_groups: int = 1)
 
 
 def _matvec_group_warps(geometry: str) -> int:
-    return MATVEC_PAIRED_WARPS if geometry == "paired" else 1
+    shared = {name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()}
+    return shared.get(geometry, 1)
+
+
+def _matvec_min_blocks(fmt: str, group_warps: int, dtype: str) -> int:
+    """The blocks an SM a matvec's __launch_bounds__ asks for (0: none): those of
+    MATVEC_GROUPED_MIN_BLOCKS_PER_SM for the format's 16-bit grouped kernels."""
+    if group_warps == 1 or dtype == "float32":
+        return 0
+    return MATVEC_GROUPED_MIN_BLOCKS_PER_SM.get(fmt, 0)
 
 
 def _matvec_stream_groups(geometry: str) -> int:
@@ -644,6 +716,7 @@ def _kind_values(
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
         values["group_warps"] = _matvec_group_warps(geometry)
+        values["min_blocks_per_sm"] = _matvec_min_blocks(fmt, values["group_warps"], dtype)
         values["stream_groups"] = _matvec_stream_groups(geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
@@ -694,8 +767,9 @@ def emit(
 
 def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> KernelSource:
     """The CUDA matvec of the default geometry with ``group_warps`` warps a row group (the
-    paired geometry is 2): what `benchmarks/cuda_matvec_geometry.py` weighs MATVEC_PAIRED_FORMATS
-    against.  Not used by the lowering."""
+    paired and quad geometries are 2 and 4, with their __launch_bounds__): what
+    `benchmarks/cuda_matvec_geometry.py` weighs against each other.  Not used by the
+    lowering."""
     choices = [d for d in range(1, WARPS + 1) if WARPS % d == 0]
     if group_warps not in choices:
         raise UnsupportedError(
@@ -704,7 +778,13 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
         )
     launch = _matvec_launch(MATVEC_ROWS_PER_WARP, group_warps)
     return _cuda_matvec_variant(
-        fmt, dtype, DEFAULT_GEOMETRY, f"w{group_warps}", launch, group_warps=group_warps
+        fmt,
+        dtype,
+        DEFAULT_GEOMETRY,
+        f"w{group_warps}",
+        launch,
+        group_warps=group_warps,
+        min_blocks_per_sm=_matvec_min_blocks(fmt, group_warps, dtype),
     )
 
 

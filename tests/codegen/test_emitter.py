@@ -4,6 +4,7 @@ every output, strict templates, and errors that name what was asked for."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import jinja2
 import pytest
@@ -25,8 +26,11 @@ from codegen.kernels import (
 from codegen.kernels.emitter import (
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
+    MATVEC_CHUNK_WEIGHTS,
+    MATVEC_GROUP_GEOMETRIES,
+    MATVEC_GROUP_MIN_CHUNKS,
+    MATVEC_GROUPED_MIN_BLOCKS_PER_SM,
     MATVEC_NARROW_MAX_WEIGHTS,
-    MATVEC_PAIRED_FORMATS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_ROWS_PER_WARP,
     MATVEC_SPLIT_K_FORMATS,
@@ -34,6 +38,8 @@ from codegen.kernels.emitter import (
     MATVEC_STREAM_GROUPS,
     MATVEC_STREAM_MAX_K,
     MATVEC_STREAM_MIN_N,
+    MATVEC_WAVE_BLOCKS_PER_SM,
+    MATVEC_WAVE_SMS,
     SPLIT_K_BATCHED_DTYPES,
     SPLIT_K_BATCHED_FORMATS,
     SPLIT_K_BATCHED_SPLITS,
@@ -42,6 +48,8 @@ from codegen.kernels.emitter import (
     SPLIT_K_MIN_STEPS,
     WARPS,
     cuda_matmul_layout,
+    matvec_group_choices,
+    matvec_group_warps,
     render_template,
     split_k_splits,
 )
@@ -146,15 +154,15 @@ def test_geometries_are_distinct_kernels():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     narrow_bound = MATVEC_NARROW_MAX_WEIGHTS[dtype]
-    special = {
-        **{f: ("split_k", MATVEC_SPLIT_K_MIN_K) for f in MATVEC_SPLIT_K_FORMATS},
-        **{f: ("paired", MATVEC_PAIRED_MIN_K) for f in MATVEC_PAIRED_FORMATS},
-    }
+    special = {f: ("split_k", MATVEC_SPLIT_K_MIN_K) for f in MATVEC_SPLIT_K_FORMATS}
+    if max(matvec_group_choices(fmt, dtype)) > 1:
+        # at the smallest K that allows pairs and a grid of well under a wave
+        special[fmt] = ("paired", MATVEC_PAIRED_MIN_K)
     geometry, threshold = special.get(fmt, ("default", MATVEC_SPLIT_K_MIN_K))
     large_k = threshold * 2
     # small weights: narrow, whatever K
     assert pick_geometry("cuda", fmt, "matvec", dtype, 64, large_k) == "narrow"
-    # large weights: split-K or paired from the format's bound on K where it has one
+    # large weights: split-K or shared row groups from the format's bound on K where it has one
     n = narrow_bound // threshold + 1
     assert pick_geometry("cuda", fmt, "matvec", dtype, n, threshold) == geometry
     below = threshold - get_format(fmt).block_weights
@@ -169,6 +177,70 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     # other kinds and Metal have one geometry
     assert pick_geometry("cuda", fmt, "matmul", dtype, n, large_k) == "default"
     assert pick_geometry("metal", fmt, "matvec", dtype, n, large_k) == "default"
+
+
+# (format, dtype, N, K) -> geometry: the cases the comment of MATVEC_GROUP_WARPS names
+GROUP_WARPS_CASES = {
+    ("Q4_K", "float16", 4096, 14336): "paired",  # 256 blocks unshared: half a wave
+    ("Q4_K", "float16", 5376, 21504): "quad",  # 2.55 waves beat 1.27 and 0.64
+    ("Q4_K", "bfloat16", 5376, 21504): "quad",
+    ("Q4_K", "float16", 8192, 8192): "paired",  # one wave unshared, two paired: a tie
+    ("Q4_K", "float16", 14336, 4096): "paired",  # four chunks a row: no quad
+    ("Q5_K", "float16", 4096, 4096): "paired",
+    ("Q4_K", "float16", 2048, 4096): "narrow",
+    ("Q6_K", "float16", 8192, 8192): "paired",  # Q6_K is never unshared
+    ("Q6_K", "float16", 14336, 4096): "paired",
+    ("Q8_0", "float16", 5376, 21504): "default",  # Q8_0 stops at pairs
+    ("Q8_0", "float16", 8192, 8192): "default",  # its ties go to one warp
+    ("Q8_0", "float16", 2048, 16384): "paired",
+    ("Q4_K", "float32", 14336, 4096): "paired",  # float32: pairs wherever K allows them
+    ("Q6_K", "float32", 8192, 8192): "default",
+}
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "n", "k"), list(GROUP_WARPS_CASES))
+def test_large_matvecs_share_row_groups_as_documented(fmt, dtype, n, k):
+    assert pick_geometry("cuda", fmt, "matvec", dtype, n, k) == GROUP_WARPS_CASES[fmt, dtype, n, k]
+
+
+def _last_wave_fill(n: int, group_warps: int) -> float:
+    row_groups = math.ceil(n / MATVEC_ROWS_PER_WARP)
+    blocks = math.ceil(row_groups * group_warps / WARPS)
+    slots = MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
+    return blocks / (math.ceil(blocks / slots) * slots)
+
+
+@given(
+    fmt=st.sampled_from(sorted({"Q4_K", "Q5_K", "Q6_K", "Q8_0"})),
+    n=st.integers(1024, 65535),
+    k_chunks=st.integers(1, 40),
+)
+def test_matvec_group_warps_fill_the_last_wave_best(fmt, n, k_chunks):
+    """16-bit activations: no allowed G fills the last wave of blocks better than the picked
+    one, none before it in the format's order as well, and every warp keeps its minimum
+    chunks."""
+    k = k_chunks * MATVEC_CHUNK_WEIGHTS
+    picked = matvec_group_warps(fmt, "float16", n, k)
+    allowed = [
+        g for g in matvec_group_choices(fmt, "float16") if g * MATVEC_GROUP_MIN_CHUNKS <= k_chunks
+    ]
+    assert picked in (allowed or [1])
+    for g in allowed:
+        assert _last_wave_fill(n, g) <= _last_wave_fill(n, picked)
+        if allowed.index(g) < allowed.index(picked):
+            assert _last_wave_fill(n, g) < _last_wave_fill(n, picked)
+    geometry = MATVEC_GROUP_GEOMETRIES.get(picked, "default")
+    assert geometry in geometries("cuda", fmt, "matvec", "float16")
+
+
+def test_grouped_16_bit_matvecs_ask_for_the_blocks_the_rule_counts():
+    for fmt, dtype in itertools.product(FORMAT_NAMES, DTYPES):
+        for geometry in geometries("cuda", fmt, "matvec", dtype):
+            source = emit("cuda", fmt, "matvec", dtype, geometry).source
+            bounded = f"__launch_bounds__({WARPS * 32}, {MATVEC_WAVE_BLOCKS_PER_SM})"
+            grouped = geometry in MATVEC_GROUP_GEOMETRIES.values() and dtype != "float32"
+            expected = grouped and fmt in MATVEC_GROUPED_MIN_BLOCKS_PER_SM
+            assert (bounded in source) == expected, (fmt, dtype, geometry)
 
 
 def test_streamed_matvec_blocks_cover_their_warps_row_groups():

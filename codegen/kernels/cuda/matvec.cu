@@ -22,6 +22,10 @@
 // With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) the warp copies a chunk's
 // activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
 // stage_part_activations) instead of from L1 one cache line a lane.
+{% if min_blocks_per_sm -%}
+// Registers bounded for {{ min_blocks_per_sm }} blocks an SM (__launch_bounds__): the wave of blocks by which
+// emitter.matvec_group_warps picks the warps a row group.
+{% endif -%}
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace {{ entry }}_impl {
@@ -50,7 +54,7 @@ constexpr bool STAGE_X = {{ stage_x }};
 using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace {{ entry }}_impl
 
-extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
+extern "C" __global__ void __launch_bounds__({{ threads }}{% if min_blocks_per_sm %}, {{ min_blocks_per_sm }}{% endif %}) {{ entry }}(
     const {{ entry }}_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const {{ entry }}_impl::act_t* __restrict__ bias, {{ entry }}_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
