@@ -77,12 +77,13 @@ from pathlib import Path
 from compiler.errors import GgufcError
 
 # Thresholds split-dynamic-m uses without a tuning file: the `all` row of `ggufc tune --m-max
-# 64` (every format, the three default shapes, float16) on an NVIDIA H100 80GB HBM3,
-# 2026-11-26, kernels of commit e145578 (session 12: the warp-specialized matmul, 111 us for
-# Q4_0 4096x14336 at any M up to its 128-row tile where session 8's took 162).  matvec wins
-# at M = 1 (Q4_K, Q5_K: up to 2); the tensor-core matvec_batched stays ahead of the matmul up
-# to M = 16 (Q4_K, Q5_K: 8); the matmul wins from M = 24 on.  Sessions 6 and 8 (slower
-# matmul) had chosen 1,24 (BENCHMARKS.md, "M buckets").
+# 64` (every format, the three default shapes, float16) on an NVIDIA H100 80GB HBM3.  Set
+# 2026-11-26 from the kernels of commit e145578 (session 12: the warp-specialized matmul, 111
+# us for Q4_0 4096x14336 at any M up to its 128-row tile where session 8's took 162) and
+# confirmed on session 15's (the v19 matmul, the v20 matvecs): matvec wins at M = 1 (Q5_K,
+# Q6_K: up to 2); the tensor-core matvec_batched stays ahead of the matmul up to M = 16
+# (Q4_K, Q5_K: 32); the matmul wins from M = 24 on.  Sessions 6 and 8 (slower matmul) had
+# chosen 1,24 (BENCHMARKS.md, "M buckets").
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 16)
 
 TUNING_VERSION = 1
