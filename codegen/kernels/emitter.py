@@ -100,14 +100,14 @@ MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each 
 # With 16-bit activations G is the one of the format's MATVEC_GROUP_WARPS whose blocks fill
 # their last wave best (`matvec_group_warps`; a wave: MATVEC_WAVE_SMS SMs x
 # MATVEC_WAVE_BLOCKS_PER_SM blocks, which every grouped kernel's registers allow: 112-128),
-# a tie going to the earlier in the list.
-# At N = 4096 the unshared grid is 256 blocks, half a wave on an H100; at N = 5376 pairs make
-# 1.27 waves and four warps 2.55.  Q6_K is never unshared (145 registers: 3 blocks an SM) and
-# its grouped kernels, like Q8_0's, ask for 4 blocks an SM (MATVEC_GROUPED_MIN_BLOCKS_PER_SM,
-# __launch_bounds__; Q6_K paired at 5376x21504 65.3 us without, 51.0 with); Q4_K / Q5_K
-# without it (124-128 registers: it cost them 2-4%).  Q8_0 ties go to one warp, the
-# K-quants' to pairs (N = 8192: Q8_0 30.7 us unshared vs 31.9 paired, Q4_K 23.9 vs 23.6), and
-# Q8_0 stops at pairs (four warps lost 7% at 5376x21504).  H100, float16, 2026-11-26
+# a tie going to the earlier in the list.  At N = 4096 the unshared grid is 256 blocks, half
+# a wave on an H100; at N = 5376 pairs make 1.27 waves and four warps 2.55.  Q6_K is never
+# unshared (145 registers: 3 blocks an SM) and its grouped kernels, like Q8_0's, ask for 4
+# blocks an SM (MATVEC_GROUPED_MIN_BLOCKS_PER_SM, __launch_bounds__; Q6_K paired at
+# 5376x21504 65.3 us without, 51.0 with, in two runs of the same day); Q4_K / Q5_K go
+# without (124-128 registers; it cost them 2-4%).  Q8_0's ties go to one warp, the
+# K-quants' to pairs (N = 8192: Q8_0 30.7 us unshared vs 31.9 paired, Q4_K 23.9 vs 23.6),
+# and Q8_0 stops at pairs (four warps lost 7% at 5376x21504).  H100, float16, 2026-11-26
 # (`benchmarks/cuda_matvec_geometry.py --tables group_warps`, BENCHMARKS.md, session 15; 56
 # shapes from 2048x8192 to 8192x28672, 1, 2 and 4 warps each, the same shapes the rule was
 # drawn from): the picked G 0.3% slower than the fastest on average, at most 2.9%; the rule
@@ -122,7 +122,7 @@ MATVEC_GROUP_GEOMETRIES = {2: "paired", 4: "quad"}
 MATVEC_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4), "Q6_K": (2, 4), "Q8_0": (1, 2)}
 MATVEC_FLOAT32_GROUP_WARPS = {"Q4_K": (2, 1), "Q5_K": (2, 1)}
 MATVEC_GROUP_MIN_CHUNKS = 2
-MATVEC_CHUNK_WEIGHTS = 32 * PART_WEIGHTS  # a warp's chunk: one part a lane
+MATVEC_CHUNK_WEIGHTS = WARP_SIZE * PART_WEIGHTS  # a warp's chunk: one part a lane
 MATVEC_PAIRED_MIN_K = 2 * MATVEC_GROUP_MIN_CHUNKS * MATVEC_CHUNK_WEIGHTS
 MATVEC_WAVE_BLOCKS_PER_SM = 4
 MATVEC_GROUPED_MIN_BLOCKS_PER_SM = {
@@ -385,9 +385,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
     split-K one for MATVEC_SPLIT_K_FORMATS and for those of MATVEC_GROUP_WARPS two or four
     warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
-    quad); the CUDA matvec_batched of
-    SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
-    (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
+    quad); the CUDA matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the
+    split-K matmul geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
