@@ -97,37 +97,48 @@ MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each 
 # of MATVEC_GROUP_GEOMETRIES.  A warp keeps at least MATVEC_GROUP_MIN_CHUNKS whole chunks
 # (1024 weights each) of a row, so G = 2 needs K >= 4096 (MATVEC_PAIRED_MIN_K), G = 4 8192.
 #
-# With 16-bit activations G is the one of the format's MATVEC_GROUP_WARPS whose blocks fill
-# their last wave best (`matvec_group_warps`; a wave: MATVEC_WAVE_SMS SMs x
-# MATVEC_WAVE_BLOCKS_PER_SM blocks, which every grouped kernel's registers allow: 112-128),
-# a tie going to the earlier in the list.  At N = 4096 the unshared grid is 256 blocks, half
-# a wave on an H100; at N = 5376 pairs make 1.27 waves and four warps 2.55.  Q6_K is never
-# unshared (145 registers: 3 blocks an SM) and its grouped kernels, like Q8_0's, ask for 4
-# blocks an SM (MATVEC_GROUPED_MIN_BLOCKS_PER_SM, __launch_bounds__; Q6_K paired at
-# 5376x21504 65.3 us without, 51.0 with, in two runs of the same day); Q4_K / Q5_K go
-# without (124-128 registers; it cost them 2-4%).  Q8_0's ties go to one warp, the
-# K-quants' to pairs (N = 8192: Q8_0 30.7 us unshared vs 31.9 paired, Q4_K 23.9 vs 23.6),
-# and Q8_0 stops at pairs (four warps lost 7% at 5376x21504).  H100, float16, 2026-11-26
+# G is the one of the format's choices (MATVEC_GROUP_WARPS, MATVEC_FLOAT32_GROUP_WARPS) whose
+# blocks fill their last wave best (`matvec_group_warps`; a wave: MATVEC_WAVE_SMS SMs x
+# MATVEC_WAVE_BLOCKS_PER_SM blocks), a tie going to the earlier in the list.  At N = 4096 the
+# unshared grid is 256 blocks, half a wave on an H100; at N = 5376 pairs make 1.27 waves and
+# four warps 2.55.  Every kernel the rule weighs runs 4 blocks an SM: on its own registers
+# (112-128) or by __launch_bounds__ (MATVEC_BOUNDED_GEOMETRIES).  Q6_K is never unshared with
+# 16-bit x (145 registers: 3 blocks an SM); Q8_0's ties go to one warp, the K-quants' to pairs
+# (N = 8192: Q8_0 30.7 us unshared vs 31.9 paired, Q4_K 23.9 vs 23.6), and Q8_0 stops at
+# pairs (four warps lost 7% at 5376x21504).  H100, float16, 2026-11-26
 # (`benchmarks/cuda_matvec_geometry.py --tables group_warps`, BENCHMARKS.md, session 15; 56
 # shapes from 2048x8192 to 8192x28672, 1, 2 and 4 warps each, the same shapes the rule was
 # drawn from): the picked G 0.3% slower than the fastest on average, at most 2.9%; the rule
 # before (pairs for Q4_K / Q5_K only) 7.7%, at most 39%.  Against it, same call: Q6_K
 # 8192x21504 80.9 -> 65.8 us, 3072x21504 38.9 -> 29.3, Q4_K 5376x21504 45.7 -> 38.4.
-# bfloat16 moves the same bytes and takes the same rule (not measured separately).
-#
-# float32 activations keep pairs for Q4_K / Q5_K from K = MATVEC_PAIRED_MIN_K (their grouped
-# kernels need 144-149 registers, 3 blocks an SM; not re-measured): Q4_K / Q5_K float16
-# 4096x14336 21.4 / 24.2 us paired vs 27.4 / 28.9 when that rule was set (session 4).
+# bfloat16 moves the same bytes and takes the same rule (not measured separately).  float32:
+# Q4_K / Q5_K only (their grouped kernels bounded to 4 blocks an SM; Q6_K and Q8_0 grouped
+# not measured with float32 x): at 4096x14336, 14336x4096 and 5376x21504 the rule's pick was
+# the fastest of 1, 2 and 4 warps for both (Q4_K 22.3 / 23.1 / 45.9 us; BENCHMARKS.md).
 MATVEC_GROUP_GEOMETRIES = {2: "paired", 4: "quad"}
 MATVEC_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4), "Q6_K": (2, 4), "Q8_0": (1, 2)}
-MATVEC_FLOAT32_GROUP_WARPS = {"Q4_K": (2, 1), "Q5_K": (2, 1)}
+MATVEC_FLOAT32_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4)}
 MATVEC_GROUP_MIN_CHUNKS = 2
 MATVEC_CHUNK_WEIGHTS = WARP_SIZE * PART_WEIGHTS  # a warp's chunk: one part a lane
 MATVEC_PAIRED_MIN_K = 2 * MATVEC_GROUP_MIN_CHUNKS * MATVEC_CHUNK_WEIGHTS
 MATVEC_WAVE_BLOCKS_PER_SM = 4
-MATVEC_GROUPED_MIN_BLOCKS_PER_SM = {
-    "Q6_K": MATVEC_WAVE_BLOCKS_PER_SM,
-    "Q8_0": MATVEC_WAVE_BLOCKS_PER_SM,
+# The matvecs whose __launch_bounds__ ask for MATVEC_WAVE_BLOCKS_PER_SM blocks an SM (at most
+# 128 registers, no spills), by activation class and format: the geometries listed; the
+# others leave their registers to the compiler (bounded, Q6_K's float32 kernels and Q4_0 /
+# Q5_0's streamed ones were 3-7% slower, and the 16-bit Q4_K ones 2-4%).  H100, same call,
+# before -> after (with the branch-free K-quant scales, session 15): float32 Q4_K paired
+# 4096x14336 34.6 -> 22.3 us (144 -> 124 registers), Q5_K 35.9 -> 25.0, Q8_0 4096x14336
+# 39.6 -> 35.7, its streamed 262144x640 103.5 -> 95.5; float16 Q5_K paired 23.2 -> 22.1 (the
+# scales' selects had taken it to 141 registers).  Q6_K's and Q8_0's 16-bit grouped kernels
+# were bounded from the start (Q6_K paired 5376x21504 65.3 us without, 51.0 with, in two runs
+# of the same day).
+MATVEC_BOUNDED_GEOMETRIES = {
+    ("16-bit", "Q6_K"): ("paired", "quad"),
+    ("16-bit", "Q8_0"): ("paired",),
+    ("16-bit", "Q5_K"): ("default", "paired", "quad"),
+    ("float32", "Q8_0"): ("default", "stream", "paired"),
+    ("float32", "Q4_K"): ("paired", "quad"),
+    ("float32", "Q5_K"): ("default", "paired", "quad"),
 }
 MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured on
 # Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
@@ -414,15 +425,12 @@ def matvec_group_choices(fmt: str, dtype: str) -> tuple[int, ...]:
 def matvec_group_warps(fmt: str, dtype: str, n: int, k: int) -> int:
     """G, the warps sharing each row group of a large CUDA matvec (see MATVEC_GROUP_WARPS):
     of the format's choices that leave every warp MATVEC_GROUP_MIN_CHUNKS chunks of a row,
-    with 16-bit activations the one whose blocks fill their last wave (MATVEC_WAVE_SMS SMs x
-    MATVEC_WAVE_BLOCKS_PER_SM blocks) best, a tie going to the earlier choice; with float32
-    the first."""
+    the one whose blocks fill their last wave (MATVEC_WAVE_SMS SMs x
+    MATVEC_WAVE_BLOCKS_PER_SM blocks) best, a tie going to the earlier choice."""
     chunks = k // MATVEC_CHUNK_WEIGHTS  # whole ones: G = 2 from K = MATVEC_PAIRED_MIN_K
     choices = [g for g in matvec_group_choices(fmt, dtype) if g * MATVEC_GROUP_MIN_CHUNKS <= chunks]
     if not choices:
         return 1
-    if dtype == "float32":
-        return choices[0]
     slots = MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
     row_groups = -(-n // MATVEC_ROWS_PER_WARP)
 
@@ -607,12 +615,12 @@ def _matvec_group_warps(geometry: str) -> int:
     return shared.get(geometry, 1)
 
 
-def _matvec_min_blocks(fmt: str, group_warps: int, dtype: str) -> int:
-    """The blocks an SM a matvec's __launch_bounds__ asks for (0: none): those of
-    MATVEC_GROUPED_MIN_BLOCKS_PER_SM for the format's 16-bit grouped kernels."""
-    if group_warps == 1 or dtype == "float32":
-        return 0
-    return MATVEC_GROUPED_MIN_BLOCKS_PER_SM.get(fmt, 0)
+def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
+    """The blocks an SM a matvec's __launch_bounds__ asks for (0: none): see
+    MATVEC_BOUNDED_GEOMETRIES."""
+    activations = "float32" if dtype == "float32" else "16-bit"
+    bounded = geometry in MATVEC_BOUNDED_GEOMETRIES.get((activations, fmt), ())
+    return MATVEC_WAVE_BLOCKS_PER_SM if bounded else 0
 
 
 def _matvec_stream_groups(geometry: str) -> int:
@@ -715,7 +723,7 @@ def _kind_values(
         values["warps_per_block"] = WARPS
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
         values["group_warps"] = _matvec_group_warps(geometry)
-        values["min_blocks_per_sm"] = _matvec_min_blocks(fmt, values["group_warps"], dtype)
+        values["min_blocks_per_sm"] = _matvec_min_blocks(fmt, geometry, dtype)
         values["stream_groups"] = _matvec_stream_groups(geometry)
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
@@ -783,7 +791,9 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
         f"w{group_warps}",
         launch,
         group_warps=group_warps,
-        min_blocks_per_sm=_matvec_min_blocks(fmt, group_warps, dtype),
+        min_blocks_per_sm=_matvec_min_blocks(
+            fmt, MATVEC_GROUP_GEOMETRIES.get(group_warps, DEFAULT_GEOMETRY), dtype
+        ),
     )
 
 

@@ -26,10 +26,10 @@ from codegen.kernels import (
 from codegen.kernels.emitter import (
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
+    MATVEC_BOUNDED_GEOMETRIES,
     MATVEC_CHUNK_WEIGHTS,
     MATVEC_GROUP_GEOMETRIES,
     MATVEC_GROUP_MIN_CHUNKS,
-    MATVEC_GROUPED_MIN_BLOCKS_PER_SM,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_ROWS_PER_WARP,
@@ -193,7 +193,8 @@ GROUP_WARPS_CASES = {
     ("Q8_0", "float16", 5376, 21504): "default",  # Q8_0 stops at pairs
     ("Q8_0", "float16", 8192, 8192): "default",  # its ties go to one warp
     ("Q8_0", "float16", 2048, 16384): "paired",
-    ("Q4_K", "float32", 14336, 4096): "paired",  # float32: pairs wherever K allows them
+    ("Q4_K", "float32", 14336, 4096): "paired",  # float32: the same rule for Q4_K / Q5_K
+    ("Q5_K", "float32", 5376, 21504): "quad",
     ("Q6_K", "float32", 8192, 8192): "default",
 }
 
@@ -233,13 +234,13 @@ def test_matvec_group_warps_fill_the_last_wave_best(fmt, n, k_chunks):
     assert geometry in geometries("cuda", fmt, "matvec", "float16")
 
 
-def test_grouped_16_bit_matvecs_ask_for_the_blocks_the_rule_counts():
+def test_bounded_matvecs_ask_for_the_blocks_the_rule_counts():
     for fmt, dtype in itertools.product(FORMAT_NAMES, DTYPES):
+        activations = "float32" if dtype == "float32" else "16-bit"
         for geometry in geometries("cuda", fmt, "matvec", dtype):
             source = emit("cuda", fmt, "matvec", dtype, geometry).source
             bounded = f"__launch_bounds__({WARPS * 32}, {MATVEC_WAVE_BLOCKS_PER_SM})"
-            grouped = geometry in MATVEC_GROUP_GEOMETRIES.values() and dtype != "float32"
-            expected = grouped and fmt in MATVEC_GROUPED_MIN_BLOCKS_PER_SM
+            expected = geometry in MATVEC_BOUNDED_GEOMETRIES.get((activations, fmt), ())
             assert (bounded in source) == expected, (fmt, dtype, geometry)
 
 

@@ -11,6 +11,8 @@
 // With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) the warp copies a chunk's
 // activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
 // stage_part_activations) instead of from L1 one cache line a lane.
+// Registers bounded for 4 blocks an SM (__launch_bounds__): the wave of blocks by which
+// emitter.matvec_group_warps picks the warps a row group.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace ggufc_matvec_q5_k_f16_impl {
@@ -39,7 +41,7 @@ constexpr bool STAGE_X = false;
 using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace ggufc_matvec_q5_k_f16_impl
 
-extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q5_k_f16(
+extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_q5_k_f16(
     const ggufc_matvec_q5_k_f16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_q5_k_f16_impl::act_t* __restrict__ bias, ggufc_matvec_q5_k_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {

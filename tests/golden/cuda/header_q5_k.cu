@@ -894,15 +894,14 @@ __device__ __forceinline__ KquantScaleBytes load_kquant_scales(const u8* block, 
 // Sub-block ``s`` scale (d * sc[s]) and offset (dmin * m[s]).
 __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, int s, float& scale,
                                                  float& offset) {
-    u32 sc;
-    u32 m;
-    if (s < 4) {
-        sc = raw.first & SIX_BITS;
-        m = raw.second & SIX_BITS;
-    } else {
-        sc = (raw.first & 0xFu) | ((static_cast<u32>(raw.second) >> 6) << 4);
-        m = (static_cast<u32>(raw.first) >> 4) | ((static_cast<u32>(raw.third) >> 6) << 4);
-    }
+    // both forms, then a select: the lanes of a warp decode sub-blocks on both sides of 4, so
+    // a branch would run both sides one after the other anyway, with a reconvergence
+    const u32 first = raw.first;
+    const u32 second = raw.second;
+    const u32 third = raw.third;
+    const bool low = s < 4;
+    const u32 sc = low ? first & SIX_BITS : (first & 0xFu) | ((second >> 6) << 4);
+    const u32 m = low ? second & SIX_BITS : (first >> 4) | ((third >> 6) << 4);
     scale = __half2float(__ushort_as_half(raw.d)) * small_uint_to_float(sc, 0);
     offset = __half2float(__ushort_as_half(raw.dmin)) * small_uint_to_float(m, 0);
 }
