@@ -23,8 +23,7 @@
 // activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
 // stage_part_activations) instead of from L1 one cache line a lane.
 {% if min_blocks_per_sm -%}
-// Registers bounded for {{ min_blocks_per_sm }} blocks an SM (__launch_bounds__): the wave of blocks by which
-// emitter.matvec_group_warps picks the warps a row group.
+// Registers bounded for {{ min_blocks_per_sm }} blocks an SM (__launch_bounds__; emitter.MATVEC_BOUNDED_GEOMETRIES).
 {% endif -%}
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).

@@ -12,8 +12,7 @@
 // With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) the warp copies a chunk's
 // activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
 // stage_part_activations) instead of from L1 one cache line a lane.
-// Registers bounded for 4 blocks an SM (__launch_bounds__): the wave of blocks by which
-// emitter.matvec_group_warps picks the warps a row group.
+// Registers bounded for 4 blocks an SM (__launch_bounds__; emitter.MATVEC_BOUNDED_GEOMETRIES).
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace ggufc_matvec_quad_q6_k_bf16_impl {
