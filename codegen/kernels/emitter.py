@@ -45,7 +45,7 @@ from pathlib import Path
 
 import jinja2
 
-from codegen.kernels.launch import PART_WEIGHTS, GridExtent, LaunchRule
+from codegen.kernels.launch import PART_WEIGHTS, GridExtent, LaunchRule, ceil_div
 from compiler.errors import UnsupportedError
 from compiler.formats import FORMATS
 
@@ -432,11 +432,11 @@ def matvec_group_warps(fmt: str, dtype: str, n: int, k: int) -> int:
     if not choices:
         return 1
     slots = MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
-    row_groups = -(-n // MATVEC_ROWS_PER_WARP)
+    row_groups = ceil_div(n, MATVEC_ROWS_PER_WARP)
 
     def last_wave_fill(group_warps: int) -> Fraction:
-        blocks = -(-row_groups * group_warps // WARPS)
-        return Fraction(blocks, -(-blocks // slots) * slots)
+        blocks = ceil_div(row_groups * group_warps, WARPS)
+        return Fraction(blocks, ceil_div(blocks, slots) * slots)
 
     # max keeps the first of equal keys
     return max(choices, key=last_wave_fill)
@@ -471,8 +471,8 @@ def split_k_splits(n: int, k: int) -> int:
     least SPLIT_K_MIN_STEPS K steps, the smallest if none does (the same for float16 and
     bfloat16, whose tiles are the same)."""
     _, tile_n, tile_k = MATMUL_TILES["cuda", "float16"]
-    tiles = -(-n // tile_n)
-    steps = -(-k // tile_k)
+    tiles = ceil_div(n, tile_n)
+    steps = ceil_div(k, tile_k)
     fitting = [
         s
         for s in SPLIT_K_BATCHED_SPLITS
@@ -514,7 +514,7 @@ def cuda_matmul_layout(
     room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables - partials
 
     def group_slots(stages: int) -> int:
-        return -(-(stages + group_steps - 1) // group_steps)
+        return ceil_div(stages + group_steps - 1, group_steps)
 
     def ring_bytes(stages: int) -> int:
         return stages * activation_bytes + group_slots(stages) * tile_n * group_stride
@@ -610,9 +610,11 @@ def _matvec_launch(rows_per_warp: int, group_warps: int, stream_groups: int = 1)
     return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), GridExtent()))
 
 
+_GROUP_WARPS_OF_GEOMETRY = {name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()}
+
+
 def _matvec_group_warps(geometry: str) -> int:
-    shared = {name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()}
-    return shared.get(geometry, 1)
+    return _GROUP_WARPS_OF_GEOMETRY.get(geometry, 1)
 
 
 def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
