@@ -133,13 +133,14 @@ MATVEC_WAVE_BLOCKS_PER_SM = 4
 # were bounded from the start (Q6_K paired 5376x21504 65.3 us without, 51.0 with, in two runs
 # of the same day).  Session 16, with the aligned-row chunk copy (`cuda/matvec.cu`): the
 # 16-bit Q5_K kernels fit 128 registers unbounded (bounded they fell to 108-110 and were 2-3%
-# slower than before the copy; unbounded 2.6-4.6% faster), and float32 Q4_K's streamed one
-# went to 144 (131072x1024: 50.5 us unbounded, 45.5 bounded).
+# slower than before the copy; unbounded 2.6-4.6% faster), and float32 Q4_K's default and
+# streamed ones went to 140-144 (3 blocks an SM; bounded, us: 131072x1024 50.5 -> 45.5,
+# 65536x2048 48.0 -> 44.5, 8192x3072 15.5 -> 12.5).
 MATVEC_BOUNDED_GEOMETRIES = {
     ("16-bit", "Q6_K"): ("paired", "quad"),
     ("16-bit", "Q8_0"): ("paired",),
     ("float32", "Q8_0"): ("default", "stream", "paired"),
-    ("float32", "Q4_K"): ("stream", "paired", "quad"),
+    ("float32", "Q4_K"): ("default", "stream", "paired", "quad"),
     ("float32", "Q5_K"): ("default", "paired", "quad"),
 }
 MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured on

@@ -11,6 +11,7 @@
 // With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) the warp copies a chunk's
 // activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
 // stage_part_activations) instead of from L1 one cache line a lane.
+// Registers bounded for 4 blocks an SM (__launch_bounds__; emitter.MATVEC_BOUNDED_GEOMETRIES).
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
 // multiple of the block weights), has_bias (0: bias is not read).
 namespace ggufc_matvec_q4_k_f32_impl {
@@ -41,7 +42,7 @@ constexpr bool STAGE_X = true;
 using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace ggufc_matvec_q4_k_f32_impl
 
-extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q4_k_f32(
+extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_q4_k_f32(
     const ggufc_matvec_q4_k_f32_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_q4_k_f32_impl::act_t* __restrict__ bias, ggufc_matvec_q4_k_f32_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
