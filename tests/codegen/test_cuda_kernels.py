@@ -11,6 +11,7 @@ Skipped without a CUDA device and CuPy (run them with ``benchmarks/gpu_check.sh`
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -78,9 +79,50 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.double() - ref).norm() / ref.norm())
 
 
+def on_device(blocks: torch.Tensor):
+    """The blocks in a fresh device tensor of their own (check_linear's default placement)."""
+    return contextlib.nullcontext(blocks.cuda())
+
+
+@contextlib.contextmanager
+def at_allocation_end(blocks: torch.Tensor):
+    """The blocks copied to the end of a fresh 2 MiB device allocation (their start 16-byte
+    aligned, as the launcher requires, so they end within 16 bytes of it): the memory after
+    them is most likely unmapped, so a kernel reading past the tensor faults.  Freed after
+    the device is idle."""
+    import cupy
+
+    region_bytes = 2 << 20
+    pointer = cupy.cuda.runtime.malloc(region_bytes)
+    try:
+        memory = cupy.cuda.UnownedMemory(pointer, region_bytes, None)
+        at_end = cupy.cuda.MemoryPointer(memory, (region_bytes - blocks.numel()) // 16 * 16)
+        placed = torch.from_dlpack(cupy.ndarray((blocks.numel(),), cupy.uint8, at_end))
+        placed = placed.view(blocks.shape)
+        placed.copy_(blocks.cuda())
+        yield placed
+    finally:
+        torch.cuda.synchronize()
+        cupy.cuda.runtime.free(pointer)
+
+
 def check_linear(
-    runner, rng, fmt, kind, dtype, m_shape, n, k, with_bias, geometry="default", kernel=None
+    runner,
+    rng,
+    fmt,
+    kind,
+    dtype,
+    m_shape,
+    n,
+    k,
+    with_bias,
+    geometry="default",
+    kernel=None,
+    place_blocks=on_device,
 ):
+    """One launch of ``kernel`` (else the emitted one of ``geometry``) on fresh random blocks,
+    activations and bias, against the float64 reference; ``place_blocks(blocks)`` gives the
+    context holding their device copy."""
     kernel = kernel or emit("cuda", fmt, kind, dtype, geometry)
     torch_dtype = TORCH_DTYPES[dtype]
     blocks = formats.random_blocks(fmt, n, k, generator=rng)
@@ -91,16 +133,17 @@ def check_linear(
     if bias is not None:
         ref = ref + bias.double()
     out = torch.full((*m_shape, n), float("nan"), dtype=torch_dtype, device="cuda")
-    runner.linear(
-        kernel,
-        x.cuda(),
-        blocks.cuda(),
-        None if bias is None else bias.cuda(),
-        n,
-        k,
-        out=out,
-    )
-    out = out.cpu()
+    with place_blocks(blocks) as device_blocks:
+        runner.linear(
+            kernel,
+            x.cuda(),
+            device_blocks,
+            None if bias is None else bias.cuda(),
+            n,
+            k,
+            out=out,
+        )
+        out = out.cpu()
     where = f"{kernel.entry} M={m_shape} N={n} K={k} bias={with_bias} seed={rng.initial_seed()}"
     assert bool(torch.isfinite(out).all()), f"{where}: unwritten or non-finite outputs"
     error = relative_error(out, ref)
@@ -157,36 +200,33 @@ def test_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, dtype):
         check_linear(runner, rng, fmt, "matmul", dtype, (256,), n, 2048, n == 300)
 
 
-@pytest.mark.parametrize("fmt", FORMAT_NAMES)
-def test_matmul_reads_no_row_past_its_weights(runner, rng, fmt):
-    """Weights placed at the end of a fresh 2 MiB device allocation (their start 16-byte
-    aligned, as the launcher requires, so they end within 16 bytes of it), so that the memory
-    after them is most likely unmapped: the last N tile's rows past N must read nothing (a
-    chunk starting before such a row once reached back into the bytes past the tensor, up to
-    kilobytes past its end, wherever rows are not 16-byte multiples: Q4_0, Q5_0, Q8_0 at K =
-    352, Q6_K at 768)."""
-    cupy = pytest.importorskip("cupy")
-    n, k, m = RAGGED_N, K_BY_FORMAT[fmt], 130
-    kernel = emit("cuda", fmt, "matmul", "float16")
-    blocks = formats.random_blocks(fmt, n, k, generator=rng)
-    x = (torch.randn(m, k, generator=rng) * ACTIVATION_SCALE).half()
-    ref = x.double() @ formats.dequantize(blocks, fmt, torch.float32).double().T
-    region_bytes = 2 << 20
-    pointer = cupy.cuda.runtime.malloc(region_bytes)
-    try:
-        memory = cupy.cuda.UnownedMemory(pointer, region_bytes, None)
-        at_end = cupy.cuda.MemoryPointer(memory, (region_bytes - blocks.numel()) // 16 * 16)
-        placed = torch.from_dlpack(cupy.ndarray((blocks.numel(),), cupy.uint8, at_end))
-        placed = placed.view(n, -1)
-        placed.copy_(blocks.cuda())
-        out = torch.full((m, n), float("nan"), dtype=torch.float16, device="cuda")
-        runner.linear(kernel, x.cuda(), placed, None, n, k, out=out)
-        out = out.cpu()
-    finally:
-        torch.cuda.synchronize()
-        cupy.cuda.runtime.free(pointer)
-    assert bool(torch.isfinite(out).all()), f"{kernel.entry}: unwritten or non-finite outputs"
-    assert relative_error(out, ref) <= error_bound("matmul", "float16")
+# rows of activations a kind is launched with when the weights end an allocation
+M_BY_KIND = {"matvec": 1, "matvec_batched": 4, "matmul": 130}
+
+
+@pytest.mark.parametrize(("fmt", "kind", "geometry"), FLOAT16_KERNELS)
+def test_linear_kernel_reads_no_byte_past_its_weights(runner, rng, fmt, kind, geometry):
+    """Weights at the end of an allocation (at_allocation_end): no kernel may read past them.
+    The matmul's last N tile once did: a chunk starting before a row past N reached back into
+    the bytes past the tensor, up to kilobytes past its end, wherever rows are not 16-byte
+    multiples (Q4_0, Q5_0, Q8_0 at K = 352, Q6_K at 768); the matvecs copy a row's last chunk
+    in 16-byte words, the last the one holding the row's last byte."""
+    pytest.importorskip("cupy")
+    m_shape = (M_BY_KIND[kind],)
+    n, k = RAGGED_N, K_BY_FORMAT[fmt]
+    check_linear(
+        runner,
+        rng,
+        fmt,
+        kind,
+        "float16",
+        m_shape,
+        n,
+        k,
+        False,
+        geometry,
+        place_blocks=at_allocation_end,
+    )
 
 
 # the batched matvec's split-K matmuls: K split over a cluster of 2 to 8 blocks
