@@ -135,7 +135,7 @@ MATVEC_WAVE_BLOCKS_PER_SM = 4
 # 16-bit Q5_K kernels fit 128 registers unbounded (bounded they fell to 108-110 and were 2-3%
 # slower than before the copy; unbounded 2.6-4.6% faster), and float32 Q4_K's default and
 # streamed ones went to 140-144 (3 blocks an SM; bounded, us: 131072x1024 50.5 -> 45.5,
-# 65536x2048 48.0 -> 44.5, 8192x3072 15.5 -> 12.5).
+# 65536x2048 47.9 -> 44.4, 8192x3072 15.4 -> 12.5).
 MATVEC_BOUNDED_GEOMETRIES = {
     ("16-bit", "Q6_K"): ("paired", "quad"),
     ("16-bit", "Q8_0"): ("paired",),
