@@ -292,7 +292,7 @@ def matmul_group_chunks(fmt: str) -> int:
     unit_steps, unit_bytes = matmul_copy_unit(fmt)
     group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
     slack = 0 if unit_bytes % 16 == 0 else 14
-    return (group_bytes + slack + 15) // 16
+    return ceil_div(group_bytes + slack, 16)
 
 
 # formats whose steps decode a scale table from the group's header first: the K-quants, whose
