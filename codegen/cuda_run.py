@@ -25,7 +25,11 @@ def program_source(kernel: KernelSource):
     from runtime_schema.program import KernelSource as ProgramKernelSource
 
     return ProgramKernelSource(
-        backend=Backend.CUDA, entry=kernel.entry, source=kernel.source, header=kernel.header
+        backend=Backend.CUDA,
+        entry=kernel.entry,
+        source=kernel.source,
+        header=kernel.header,
+        dependent_launch=kernel.dependent_launch,
     )
 
 
@@ -50,12 +54,28 @@ def _check_blocks(kernel: KernelSource, blocks: torch.Tensor, n: int, k: int) ->
 class CudaKernelRunner:
     """Launches generated kernels; one NVRTC compile per distinct kernel."""
 
-    def __init__(self, arch_specific: bool = True):
+    def __init__(self, arch_specific: bool = True, dependent_launch: bool | None = None):
         """``arch_specific``: compile for the device's architecture-specific target (sm_90a
-        on an H100; see `runtime_schema.cuda_launcher`), else for its portable one."""
+        on an H100; see `runtime_schema.cuda_launcher`), else for its portable one.
+        ``dependent_launch``: launch kernels with programmatic stream serialization, so each
+        starts during the previous one's last wave (`runtime_schema.cuda_launcher`; by
+        default on compute capability 9.0+).  A kernel reads its weight blocks before it
+        waits for the kernels before it: blocks must not be written by the kernel just
+        before the launch (weights are constants in a program)."""
         from runtime_schema.cuda_launcher import CudaLauncher
 
-        self._launcher = CudaLauncher(arch_specific=arch_specific)
+        self._launcher = CudaLauncher(
+            arch_specific=arch_specific, dependent_launch=dependent_launch
+        )
+
+    @property
+    def dependent_launch(self) -> bool:
+        return self._launcher.dependent_launch
+
+    def prepare(self, kernel: KernelSource) -> None:
+        """Compiles ``kernel`` now (NVRTC), so that its first launch reaches the device
+        without a compile's delay after the launch before it."""
+        self._launcher.function(program_source(kernel))
 
     def linear(
         self,

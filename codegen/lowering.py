@@ -834,6 +834,7 @@ class _Lowering:
                     entry=generated.entry,
                     source=generated.source,
                     header=generated.header,
+                    dependent_launch=generated.dependent_launch,
                 )
             )
         return tuple(sources)
@@ -1100,6 +1101,7 @@ class _Lowering:
                     entry=generated.entry,
                     source=generated.source,
                     header=generated.header,
+                    dependent_launch=generated.dependent_launch,
                 )
             )
             rules[backend] = generated.launch

@@ -10,6 +10,12 @@
   (inputs, then outputs), then the scalar arguments: ints as int64, floats as float32,
   bools as int32.
 * Launched on PyTorch's current CUDA stream, so it is ordered with the torch ops around it.
+* A source marked ``dependent_launch`` (every ggufc CUDA kernel: it waits for the kernels
+  before it, ``prelude.cuh``) is launched on a compute capability 9.0+ device with
+  programmatic stream serialization (`runtime_schema.cuda_driver`): it starts during the
+  previous kernel's last wave, so its first weight loads overlap that kernel's tail
+  (1.2-2 us a launch on an H100; BENCHMARKS.md).  ``GGUFC_DEPENDENT_LAUNCH=0`` or
+  ``CudaLauncher(dependent_launch=False)`` launches every kernel plainly.
 * On a compute capability 9.0 device (H100, H200) sources are compiled for ``sm_90a``, whose
   architecture-specific instructions (wgmma: the 16-bit matmul's warpgroup path) the portable
   ``sm_90`` target lacks; kernels test ``__CUDA_ARCH_FEAT_SM90_ALL`` and keep a portable path.
@@ -22,6 +28,7 @@ without it fails only when a launcher is created.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import torch
@@ -36,6 +43,10 @@ TEMPLATE_MARK = "<"
 # Dynamic shared memory a launch may ask for without opting the function in first; a kernel
 # that needs more (the CUDA 16-bit matmul's stages) gets the function attribute raised once.
 DEFAULT_DYNAMIC_SHARED_BYTES = 48 * 1024
+# griddepcontrol (the kernels' side of a dependent launch) needs compute capability 9.0
+DEPENDENT_LAUNCH_MIN_CAPABILITY = (9, 0)
+# "0" turns dependent launches off (A/B measurements, a driver that refuses them)
+DEPENDENT_LAUNCH_ENV = "GGUFC_DEPENDENT_LAUNCH"
 
 
 class CudaLaunchError(GgufcError):
@@ -70,13 +81,26 @@ def architecture_options(arch_specific: bool) -> tuple[str, ...]:
     return (f"--gpu-architecture={target}",) if target else ()
 
 
+def _function_handle(fn) -> int:
+    """The CUfunction of a compiled kernel: CuPy's RawKernel holds it as ``kernel.ptr`` (a
+    ``cupy.cuda.function.Function``, which older CuPy returned directly)."""
+    return getattr(fn, "kernel", fn).ptr
+
+
 class CudaLauncher:
     """Compiles KernelSources with NVRTC (through CuPy) and launches them on PyTorch's current
     stream.  ``target`` (an NVRTC ``--gpu-architecture`` value) overrides the device's own:
     ``compute_80`` makes PTX the driver compiles for the device, running kernels' pre-sm_90
-    paths on an H100 (tests of those paths)."""
+    paths on an H100 (tests of those paths).  ``dependent_launch``: launch sources marked
+    ``dependent_launch`` with programmatic stream serialization; by default where the device
+    has compute capability 9.0+ and ``GGUFC_DEPENDENT_LAUNCH`` is not ``0``."""
 
-    def __init__(self, arch_specific: bool = True, target: str | None = None):
+    def __init__(
+        self,
+        arch_specific: bool = True,
+        target: str | None = None,
+        dependent_launch: bool | None = None,
+    ):
         try:
             import cupy
         except ImportError as exc:
@@ -93,6 +117,21 @@ class CudaLauncher:
         self._streams: dict[int, object] = {}
         # id(function) -> dynamic shared memory it has been allowed (functions live as long)
         self._shared_allowed: dict[int, int] = {}
+        if dependent_launch is None:
+            dependent_launch = (
+                os.environ.get(DEPENDENT_LAUNCH_ENV, "1") != "0"
+                and torch.cuda.get_device_capability() >= DEPENDENT_LAUNCH_MIN_CAPABILITY
+            )
+        self._dependent = None
+        if dependent_launch:
+            from runtime_schema.cuda_driver import DependentLauncher
+
+            self._dependent = DependentLauncher()
+
+    @property
+    def dependent_launch(self) -> bool:
+        """Whether sources marked ``dependent_launch`` are launched dependently."""
+        return self._dependent is not None
 
     def function(self, source: KernelSource):
         known = self._by_object.get(id(source))
@@ -158,6 +197,17 @@ class CudaLauncher:
         params = tuple(np.uint64(t.data_ptr()) for t in tensors) + tuple(
             _scalar(s) for s in scalars
         )
+        if self._dependent is not None and source.dependent_launch:
+            self._dependent.launch(
+                _function_handle(fn),
+                grid,
+                block,
+                shared_memory_bytes,
+                torch.cuda.current_stream().cuda_stream,
+                params,
+                source.entry,
+            )
+            return
         stream = self._torch_stream()
         try:
             with stream:

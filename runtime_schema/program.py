@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
-# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both; 4: GATED_GELU
-SCHEMA_VERSION = 4
+# 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both; 4: GATED_GELU;
+# 5: KernelSource.dependent_launch
+SCHEMA_VERSION = 5
 
 # A value index / chain index that means "none" in a Dim.
 NO_VALUE = -1
@@ -293,6 +294,9 @@ class KernelSource:
     entry: str
     source: str
     header: str = ""
+    # CUDA: the kernel waits for the kernels before it before reading its inputs, so it may
+    # be launched while they run (schema.fbs; runtime_schema.cuda_launcher)
+    dependent_launch: bool = False
 
 
 @dataclass(frozen=True)

@@ -420,6 +420,7 @@ def _kernel_source(t: _Table) -> KernelSource:
         entry=t.string(1, "entry"),
         source=t.string(2, "source", kernel_code=True),
         header=t.string(3, "header", kernel_code=True),
+        dependent_launch=bool(t.scalar(4, "dependent_launch", "u8")),
     )
 
 

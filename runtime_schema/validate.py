@@ -318,6 +318,13 @@ class _Validator:
             for attr in ("entry", "source", "header"):
                 if not isinstance(getattr(source, attr), str):
                     raise ProgramFormatError(f"{where}.sources[{s}].{attr}: expected a string")
+            if not isinstance(source.dependent_launch, bool):
+                raise ProgramFormatError(f"{where}.sources[{s}].dependent_launch: expected a bool")
+            if source.dependent_launch and backend != Backend.CUDA:
+                raise ProgramFormatError(
+                    f"{where}.sources[{s}].dependent_launch: only CUDA kernels launch "
+                    f"dependently, this source is {backend.name}"
+                )
         for attr in ("grid", "block"):
             dims = getattr(node, attr)
             if len(dims) != GRID_RANK:

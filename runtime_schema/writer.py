@@ -420,6 +420,7 @@ class _ProgramEncoder:
             fb_KernelSource.AddEntry(fb, entry)
             fb_KernelSource.AddSource(fb, source)
             fb_KernelSource.AddHeader(fb, header)
+            fb_KernelSource.AddDependentLaunch(fb, s.dependent_launch)
             sources.append(fb_KernelSource.End(fb))
         sources_vec = b.offset_vector(fb_KernelNode.StartSourcesVector, sources)
         inputs = b.uint_vector(fb_KernelNode.StartInputsVector, k.inputs)

@@ -319,6 +319,13 @@ METAL_SIMDGROUP_MATRIX = {
 }
 
 
+# Backends whose every kernel waits for the kernels before it (prelude.cuh:
+# wait_for_previous_kernels) before reading anything but weight blocks, and lets the next
+# one start early: the runtime may launch them dependently (programmatic stream
+# serialization; program field KernelSource.dependent_launch).
+DEPENDENT_LAUNCH_BACKENDS = frozenset({"cuda"})
+
+
 @dataclass(frozen=True)
 class KernelSource:
     """One generated kernel: compile ``header + "\\n" + source`` and call ``entry``."""
@@ -341,6 +348,10 @@ class KernelSource:
         """The whole translation unit."""
         return self.header + "\n" + self.source
 
+    @property
+    def dependent_launch(self) -> bool:
+        return self.backend in DEPENDENT_LAUNCH_BACKENDS
+
 
 @dataclass(frozen=True)
 class GeneratedKernel:
@@ -356,6 +367,10 @@ class GeneratedKernel:
     @property
     def text(self) -> str:
         return self.header + "\n" + self.source
+
+    @property
+    def dependent_launch(self) -> bool:
+        return self.backend in DEPENDENT_LAUNCH_BACKENDS
 
 
 def require_backend(backend: str, kernel: str) -> None:

@@ -56,8 +56,15 @@ class KernelSource(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+    # KernelSource
+    def DependentLaunch(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def KernelSourceStart(builder):
-    builder.StartObject(4)
+    builder.StartObject(5)
 
 def Start(builder):
     KernelSourceStart(builder)
@@ -85,6 +92,12 @@ def KernelSourceAddHeader(builder, header):
 
 def AddHeader(builder, header):
     KernelSourceAddHeader(builder, header)
+
+def KernelSourceAddDependentLaunch(builder, dependentLaunch):
+    builder.PrependBoolSlot(4, dependentLaunch, 0)
+
+def AddDependentLaunch(builder, dependentLaunch):
+    KernelSourceAddDependentLaunch(builder, dependentLaunch)
 
 def KernelSourceEnd(builder):
     return builder.EndObject()

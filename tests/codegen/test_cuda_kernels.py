@@ -18,6 +18,7 @@ import pytest
 import torch
 from cuda_test_support import CUDA_TEST_MARKS
 
+from codegen.cuda_timing import SLEEP_CYCLES
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
 from codegen.kernels.emitter import cuda_matvec_streamed, cuda_matvec_with_group_warps
 from compiler import formats
@@ -359,3 +360,72 @@ def test_embedding_kernel_reaches_the_last_row_of_a_vocabulary(runner, rng):
     out = runner.embedding(kernel, blocks.cuda(), indices.cuda(), rows, k).cpu()
     ref = formats.dequantize(blocks[indices], "Q4_K", torch.float32).double()
     assert relative_error(out, ref) <= error_bound("embedding", "float16")
+
+
+CHAIN_SIZE = 2048  # N of the lead launch = N and K of the checked one
+# The lead launch (a Q8_0 matvec) reads about this many weights in all (K = this / M): ~25 us on
+# an H100, long enough that the checked launch, started early, reads x before the lead has
+# written it if it does not wait.  Without the wait (or with x loaded read-only, `.nc`, which
+# ptxas moved above it) 4 of 4 chains failed for the matvecs and the batched matvec (session
+# 17); the matmul's blocks (up to 160 KB of shared memory) do not fit beside the lead's, so
+# it starts only as the lead ends.
+LEAD_FORMAT = "Q8_0"
+LEAD_WEIGHTS = CHAIN_SIZE * 32768
+
+
+@pytest.fixture(scope="module")
+def lead_weights():
+    """K -> (device blocks, rms of the weights) of the lead launch, made once per K."""
+    made = {}
+
+    def get(k):
+        if k not in made:
+            blocks = formats.random_blocks(LEAD_FORMAT, CHAIN_SIZE, k)
+            sample = formats.dequantize(blocks[:8], LEAD_FORMAT, torch.float64)
+            made[k] = (blocks.cuda(), float(sample.pow(2).mean().sqrt()))
+        return made[k]
+
+    return get
+
+
+@pytest.mark.parametrize(("fmt", "kind", "dtype", "geometry"), KERNELS)
+def test_dependent_launch_reads_the_previous_kernels_output(
+    runner, rng, lead_weights, fmt, kind, dtype, geometry
+):
+    """A long lead launch writes the checked kernel's x (NaN-poisoned before it).  Launched
+    dependently the checked kernel starts while the lead still runs: it must wait for it
+    before it reads x (prelude.cuh, programmatic dependent launch)."""
+    if not runner.dependent_launch:
+        pytest.skip("the device has no programmatic dependent launch (compute capability < 9.0)")
+    kernel = emit("cuda", fmt, kind, dtype, geometry)
+    torch_dtype = TORCH_DTYPES[dtype]
+    size, m = CHAIN_SIZE, M_BY_KIND[kind]
+    lead_k = max(size, LEAD_WEIGHTS // size // m // 256 * 256)
+    lead = emit("cuda", LEAD_FORMAT, "matvec", dtype, "default")
+    lead_blocks, lead_rms = lead_weights(lead_k)
+    blocks = formats.random_blocks(fmt, size, size, generator=rng)
+    weights = formats.dequantize(blocks, fmt, torch.float64)
+    # x scaled so that the hidden and final values stay well inside float16's range
+    rms = float(weights.pow(2).mean().sqrt())
+    scale = 1.0 / (lead_rms * rms * (lead_k * size) ** 0.5)
+    x = (torch.randn(m, lead_k, generator=rng, dtype=torch.float64) * scale).to(torch_dtype)
+    hidden = torch.full((m, size), float("nan"), dtype=torch_dtype, device="cuda")
+    out = torch.full((m, size), float("nan"), dtype=torch_dtype, device="cuda")
+    x_cuda, blocks_cuda = x.cuda(), blocks.cuda()
+    for compiled in (lead, kernel):
+        runner.prepare(compiled)  # no compile between the two launches
+    torch.cuda.synchronize()  # the weights in place before either launch reads them
+    # both launches queued behind a device-side sleep: launched from here one by one, the
+    # checked one would reach the device only as the lead ends (the host's ~20 us a launch)
+    torch.cuda._sleep(SLEEP_CYCLES)
+    hidden.fill_(float("nan"))  # the kernel just ahead of the lead launch
+    runner.linear(lead, x_cuda, lead_blocks, None, size, lead_k, out=hidden)
+    runner.linear(kernel, hidden, blocks_cuda, None, size, size, out=out)
+    hidden, out = hidden.cpu(), out.cpu()
+    where = f"{kernel.entry} after {lead.entry} M={m} seed={rng.initial_seed()}"
+    assert bool(torch.isfinite(hidden).all()), f"{where}: the lead launch left non-finite outputs"
+    assert bool(torch.isfinite(out).all()), (
+        f"{where}: non-finite outputs (x read before the lead wrote it?)"
+    )
+    error = relative_error(out, hidden.double() @ weights.T)
+    assert error <= error_bound(kind, dtype), f"{where}: relative error {error:.3g}"

@@ -18,6 +18,7 @@ from codegen.kernels import (
     KINDS,
     LINEAR_KINDS,
     LaunchRule,
+    all_kernels,
     emit,
     emit_header,
     geometries,
@@ -327,3 +328,35 @@ def test_matmul_ring_fits_an_sm80_block_with_three_stages_or_more(fmt):
                 # two blocks an SM on an H100 (227 KB a block, 228 KB an SM less 1 KB each)
                 assert 2 * (layout["shared_bytes"] + 1024) <= 228 * 1024
                 assert f"constexpr int SPLITS = {splits};" in kernel.source
+
+
+def _generated_kernels(backend):
+    from compile_checks import ATTENTION_DIMS, GATED_GELU_CASES, RMS_NORM_CASES, ROTARY_CASES
+
+    from codegen.kernels.attention import emit_attention
+    from codegen.kernels.gated_gelu import emit_gated_gelu
+    from codegen.kernels.rms_norm import emit_rms_norm
+    from codegen.kernels.rotary import emit_rotary
+
+    return (
+        all_kernels(backend)
+        + [emit_attention(backend, *dims) for dims in ATTENTION_DIMS]
+        + [emit_rms_norm(backend, *case) for case in RMS_NORM_CASES]
+        + [emit_rotary(backend, *case) for case in ROTARY_CASES]
+        + [emit_gated_gelu(backend, *case) for case in GATED_GELU_CASES]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cuda_kernels_and_only_they_are_launched_dependently(backend):
+    """A dependently launched kernel may start before the one ahead of it ends: every CUDA
+    kernel lets the next one start and waits for the previous ones (prelude.cuh)."""
+    for kernel in _generated_kernels(backend):
+        assert kernel.dependent_launch == (backend == "cuda"), kernel.entry
+        if backend != "cuda":
+            continue
+        # one wait; at most one place that lets the next kernel start (none: cluster kernels)
+        both = kernel.source.count("ggufc::begin_dependent_kernel();")
+        allows = kernel.source.count("ggufc::allow_dependent_launch();")
+        waits = kernel.source.count("ggufc::wait_for_previous_kernels();")
+        assert both + waits == 1 and both + allows <= 1, kernel.entry

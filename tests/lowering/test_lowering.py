@@ -157,6 +157,14 @@ def test_kernels_carry_both_sources_and_the_cuda_launch(mlp):
             expected.source,
             expected.header,
         )
+        # every CUDA kernel waits for the kernels before it (prelude: programmatic dependent
+        # launch), so the runtime may start it early; a Metal one is launched plainly
+        assert cuda.dependent_launch
+        assert any(
+            call in cuda.source
+            for call in ("ggufc::wait_for_previous_kernels()", "ggufc::begin_dependent_kernel()")
+        )
+        assert not node.source_for(Backend.METAL).dependent_launch
         assert tuple(d.size for d in node.block) == expected.launch.block_size()
         names = [a.name for a in node.args]
         if node.op == OpKind.LINEAR:
@@ -405,6 +413,7 @@ def test_attention_lowers_to_one_kernel_with_its_launch_and_runs_like_the_graph(
     node = kernels[0]
     assert (node.op, node.kind) == (OpKind.ATTENTION, KernelKind.ATTENTION)
     assert {s.backend for s in node.sources} == {Backend.METAL, Backend.CUDA}
+    assert node.source_for(Backend.CUDA).dependent_launch
     splits, rows, heads = node.grid
     assert (splits.size, heads.size) == (ATTENTION_SPLITS, 2) and rows.is_symbolic
     assert [d.size for d in node.block] == [ATTENTION_THREADS, 1, 1]

@@ -87,7 +87,7 @@ def test_synthetic_model_round_trip(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def _kernel_program(copies: int, source_text: str):
+def _kernel_program(copies: int, source_text: str, dependent_launch: bool = False):
     b = ProgramBuilder()
     blocks = torch.zeros(4, 34, dtype=torch.uint8)
     w = b.constant("w", blocks)
@@ -101,7 +101,11 @@ def _kernel_program(copies: int, source_text: str):
                 format=QuantFormat.Q8_0,
                 op=OpKind.LINEAR,
                 kind=KernelKind.MATVEC,
-                sources=(KernelSource(Backend.CUDA, "k", source_text, "// shared header\n"),),
+                sources=(
+                    KernelSource(
+                        Backend.CUDA, "k", source_text, "// shared header\n", dependent_launch
+                    ),
+                ),
                 inputs=(x, w),
                 outputs=(y,),
                 args=(Argument(IntValue(4), "n"), Argument(IntValue(32), "k")),
@@ -121,6 +125,27 @@ def test_kernel_source_stored_once():
     assert all(t is texts[0] for t in texts)  # one str object per unique string
     stats = loaded.strings
     assert stats.kernel_references == 80 and stats.kernel_unique == 2
+
+
+@pytest.mark.parametrize("dependent_launch", [False, True])
+def test_dependent_launch_mark_round_trips(dependent_launch):
+    program = _kernel_program(2, "/* kernel */", dependent_launch)
+    loaded = load_program_bytes(program_to_bytes(program)).program
+    assert loaded == program
+    assert {n.sources[0].dependent_launch for n in loaded.main.instructions} == {dependent_launch}
+
+
+def test_dependent_launch_mark_only_on_cuda_sources():
+    import dataclasses
+
+    program = _kernel_program(1, "/* kernel */")
+    (node,) = program.main.instructions
+    metal = KernelSource(Backend.METAL, "k", "/* kernel */", dependent_launch=True)
+    bad = dataclasses.replace(node, sources=(metal,))
+    chain = dataclasses.replace(program.main, instructions=(bad,))
+    chains = tuple(chain if c is program.main else c for c in program.chains)
+    with pytest.raises(ProgramFormatError, match="dependent_launch: only CUDA"):
+        program_to_bytes(dataclasses.replace(program, chains=chains))
 
 
 def test_uninterned_writer_repeats_the_source():

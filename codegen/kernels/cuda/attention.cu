@@ -34,10 +34,13 @@ constexpr unsigned NEGATIVE_INFINITY_BITS = 0xff800000u;  // no math.h (INFINITY
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) GGUFC_CLUSTER_DIMS({{ splits }}) {{ entry }}(
-    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-    const bool* __restrict__ visible, float* __restrict__ out, ggufc::i64 rows,
+    const float* q, const float* k, const float* v,
+    const bool* visible, float* __restrict__ out, ggufc::i64 rows,
     ggufc::i64 tokens, ggufc::i64 keys, float scale) {
     using namespace {{ entry }}_impl;
+    // prelude: programmatic dependent launch; a cluster kernel lets the next kernel start
+    // only as it ends (matmul.cu)
+    ggufc::wait_for_previous_kernels();
     const float negative_infinity = __uint_as_float(NEGATIVE_INFINITY_BITS);
     extern __shared__ float dynamic_shared[];
     float* weights = dynamic_shared;  // the slice's scores, then its weights (index j - begin)

@@ -46,9 +46,10 @@ __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
-    const ggufc::u8* __restrict__ blocks, const ggufc::i64* __restrict__ indices,
+    const ggufc::u8* __restrict__ blocks, const ggufc::i64* indices,
     {{ entry }}_impl::act_t* __restrict__ out, ggufc::i64 M, ggufc::i64 N, ggufc::i64 K) {
     using namespace {{ entry }}_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     using ggufc::i64;
     __shared__ uint4 staged[WARPS][ggufc::WARP_SIZE * LANE_STRIDE];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

@@ -14,9 +14,10 @@ constexpr float CUBIC = 0.044715f;  // aten.gelu's approximate="tanh"
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
-    const float* __restrict__ x,{% if not stacked %} const float* __restrict__ up,{% endif %} float* __restrict__ out,
+    const float* x,{% if not stacked %} const float* up,{% endif %} float* __restrict__ out,
     ggufc::i64 rows) {
     using namespace {{ entry }}_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const i64 element = static_cast<i64>(blockIdx.x) * THREADS + threadIdx.x;
     if (element >= rows * INNER) {
         return;

@@ -22,10 +22,11 @@ constexpr int KEPT = KEEP ? STEPS : 1;
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
-    const float* __restrict__ x,{% if weighted %} const float* __restrict__ weight,{% endif %}{% if residual %} const float* __restrict__ residual,{% endif %}{% if next_norm %}
-    const float* __restrict__ next_weight,{% endif %} float* __restrict__ out,{% if next_norm %} float* __restrict__ normed,{% endif %}
+    const float* x,{% if weighted %} const float* weight,{% endif %}{% if residual %} const float* residual,{% endif %}{% if next_norm %}
+    const float* next_weight,{% endif %} float* __restrict__ out,{% if next_norm %} float* __restrict__ normed,{% endif %}
     ggufc::i64 rows, float eps{% if next_norm %}, float next_eps{% endif %}) {
     using namespace {{ entry }}_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const i64 row = static_cast<i64>(blockIdx.x) * ROWS_PER_BLOCK +
                     static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

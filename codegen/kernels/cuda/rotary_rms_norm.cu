@@ -18,10 +18,11 @@ static_assert(DIM % (2 * ggufc::WARP_SIZE) == 0, "a lane holds both elements of 
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
-    const float* __restrict__ x, const float* __restrict__ cos_table,
-    const float* __restrict__ sin_table,{% if weighted %} const float* __restrict__ weight,{% endif %} float* __restrict__ out,
+    const float* x, const float* cos_table,
+    const float* sin_table,{% if weighted %} const float* weight,{% endif %} float* __restrict__ out,
     ggufc::i64 rows, ggufc::i64 tokens, float eps) {
     using namespace {{ entry }}_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const i64 row = static_cast<i64>(blockIdx.x) * ROWS_PER_BLOCK +
                     static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

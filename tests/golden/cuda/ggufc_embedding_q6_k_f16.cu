@@ -46,9 +46,10 @@ __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
 }  // namespace ggufc_embedding_q6_k_f16_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_embedding_q6_k_f16(
-    const ggufc::u8* __restrict__ blocks, const ggufc::i64* __restrict__ indices,
+    const ggufc::u8* __restrict__ blocks, const ggufc::i64* indices,
     ggufc_embedding_q6_k_f16_impl::act_t* __restrict__ out, ggufc::i64 M, ggufc::i64 N, ggufc::i64 K) {
     using namespace ggufc_embedding_q6_k_f16_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     using ggufc::i64;
     __shared__ uint4 staged[WARPS][ggufc::WARP_SIZE * LANE_STRIDE];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

@@ -13,9 +13,10 @@ constexpr float CUBIC = 0.044715f;  // aten.gelu's approximate="tanh"
 }  // namespace ggufc_gated_gelu_stacked_i2048_f32_impl
 
 extern "C" __global__ void __launch_bounds__(256) ggufc_gated_gelu_stacked_i2048_f32(
-    const float* __restrict__ x, float* __restrict__ out,
+    const float* x, float* __restrict__ out,
     ggufc::i64 rows) {
     using namespace ggufc_gated_gelu_stacked_i2048_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const i64 element = static_cast<i64>(blockIdx.x) * THREADS + threadIdx.x;
     if (element >= rows * INNER) {
         return;

@@ -276,10 +276,11 @@ constexpr int GROUP_AHEAD = 1;
 }  // namespace ggufc_matmul_q5_0_f16_impl
 
 extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_0_f16_impl::MIN_BLOCKS) ggufc_matmul_q5_0_f16(
-    const ggufc_matmul_q5_0_f16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matmul_q5_0_f16_impl::act_t* __restrict__ bias, ggufc_matmul_q5_0_f16_impl::act_t* __restrict__ out,
+    const ggufc_matmul_q5_0_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matmul_q5_0_f16_impl::act_t* bias, ggufc_matmul_q5_0_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matmul_q5_0_f16_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     namespace tc = ggufc::tc;
     extern __shared__ __align__(16) u8 ggufc_matmul_q5_0_f16_shared[];
     const u32 shared_start = tc::shared_address(ggufc_matmul_q5_0_f16_shared);

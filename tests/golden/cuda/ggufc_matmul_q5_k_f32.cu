@@ -62,10 +62,11 @@ constexpr int K_HALF = 4;
 }  // namespace ggufc_matmul_q5_k_f32_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_matmul_q5_k_f32(
-    const ggufc_matmul_q5_k_f32_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matmul_q5_k_f32_impl::act_t* __restrict__ bias, ggufc_matmul_q5_k_f32_impl::act_t* __restrict__ out,
+    const ggufc_matmul_q5_k_f32_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matmul_q5_k_f32_impl::act_t* bias, ggufc_matmul_q5_k_f32_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matmul_q5_k_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     using ggufc::i64;
     __shared__ __align__(16) mma_t a_tile[TILE_M * LDS];
     __shared__ __align__(16) mma_t b_tile[TILE_N * LDS];

@@ -29,10 +29,11 @@ static_assert(CHUNK_PARTS % Format::PARTS == 0, "a chunk holds whole blocks");
 }  // namespace ggufc_matvec_batched_q5_k_f32_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_batched_q5_k_f32(
-    const ggufc_matvec_batched_q5_k_f32_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matvec_batched_q5_k_f32_impl::act_t* __restrict__ bias, ggufc_matvec_batched_q5_k_f32_impl::act_t* __restrict__ out,
+    const ggufc_matvec_batched_q5_k_f32_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_q5_k_f32_impl::act_t* bias, ggufc_matvec_batched_q5_k_f32_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_batched_q5_k_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     __shared__ uint4 stage_all[WARPS_PER_BLOCK][STAGE_WORDS];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;

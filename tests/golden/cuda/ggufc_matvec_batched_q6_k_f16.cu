@@ -98,10 +98,11 @@ __device__ __forceinline__ u32 weight_pair(u32 pair, const PairAffine& affine, i
 }  // namespace ggufc_matvec_batched_q6_k_f16_impl
 
 extern "C" __global__ void __launch_bounds__(192, 4) ggufc_matvec_batched_q6_k_f16(
-    const ggufc_matvec_batched_q6_k_f16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matvec_batched_q6_k_f16_impl::act_t* __restrict__ bias, ggufc_matvec_batched_q6_k_f16_impl::act_t* __restrict__ out,
+    const ggufc_matvec_batched_q6_k_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_q6_k_f16_impl::act_t* bias, ggufc_matvec_batched_q6_k_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_batched_q6_k_f16_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     __shared__ __align__(16) u8 stage_all[WARPS][STAGES * STAGE_BYTES];
     __shared__ float partial[WARPS][TILE][TILE];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

@@ -326,10 +326,14 @@ constexpr int GROUP_AHEAD = 1;
 }  // namespace ggufc_matvec_batched_split_k8_q4_k_f16_impl
 
 extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_q4_k_f16_impl::MIN_BLOCKS) GGUFC_CLUSTER_DIMS(8) ggufc_matvec_batched_split_k8_q4_k_f16(
-    const ggufc_matvec_batched_split_k8_q4_k_f16_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matvec_batched_split_k8_q4_k_f16_impl::act_t* __restrict__ bias, ggufc_matvec_batched_split_k8_q4_k_f16_impl::act_t* __restrict__ out,
+    const ggufc_matvec_batched_split_k8_q4_k_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_split_k8_q4_k_f16_impl::act_t* bias, ggufc_matvec_batched_split_k8_q4_k_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_batched_split_k8_q4_k_f16_impl;
+    // prelude: programmatic dependent launch, but the next kernel starts only as this one
+    // ends: clusters of the next one waiting in the free slots took Q4_K M = 4 from 32 to
+    // 37 us (session 17)
+    ggufc::wait_for_previous_kernels();
     namespace tc = ggufc::tc;
     extern __shared__ __align__(16) u8 ggufc_matvec_batched_split_k8_q4_k_f16_shared[];
     const u32 shared_start = tc::shared_address(ggufc_matvec_batched_split_k8_q4_k_f16_shared);

@@ -27,8 +27,8 @@ using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace ggufc_matvec_split_k_q4_0_f32_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_f32(
-    const ggufc_matvec_split_k_q4_0_f32_impl::act_t* __restrict__ x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matvec_split_k_q4_0_f32_impl::act_t* __restrict__ bias, ggufc_matvec_split_k_q4_0_f32_impl::act_t* __restrict__ out,
+    const ggufc_matvec_split_k_q4_0_f32_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_split_k_q4_0_f32_impl::act_t* bias, ggufc_matvec_split_k_q4_0_f32_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_split_k_q4_0_f32_impl;
     __shared__ float partial[WARPS][ROWS];
@@ -63,6 +63,9 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_f32(
                 raw[r] = Format::load(first_row + r * row_bytes + block_offset, part);
             }
         }
+        // this part's weights are on their way: x waits for the kernels before (prelude:
+        // programmatic dependent launch; at once after the first part)
+        ggufc::wait_for_previous_kernels();
         float xv[ggufc::PART_WEIGHTS];
         float x_sum[2];
         if constexpr (STAGE_X) {
@@ -87,6 +90,9 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_f32(
             }
         }
     }
+    // the weights are all read: the next kernel may start (prelude: programmatic dependent
+    // launch; as late as the staged matvec's, matvec.cu)
+    ggufc::allow_dependent_launch();
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
         const float total = ggufc::warp_sum(acc[r]);
@@ -96,6 +102,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q4_0_f32(
     }
     __syncthreads();
     if (warp == 0) {
+        // lane 0, the writer, took part 0 and so has waited for the kernels before
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             const float total = ggufc::warp_sum(lane < WARPS ? partial[lane][r] : 0.0f);

@@ -20,9 +20,10 @@ constexpr int KEPT = KEEP ? STEPS : 1;
 }  // namespace ggufc_rms_norm_add_d100_unweighted_f32_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_rms_norm_add_d100_unweighted_f32(
-    const float* __restrict__ x, const float* __restrict__ residual, float* __restrict__ out,
+    const float* x, const float* residual, float* __restrict__ out,
     ggufc::i64 rows, float eps) {
     using namespace ggufc_rms_norm_add_d100_unweighted_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const i64 row = static_cast<i64>(blockIdx.x) * ROWS_PER_BLOCK +
                     static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

@@ -22,10 +22,11 @@ constexpr int KEPT = KEEP ? STEPS : 1;
 }  // namespace ggufc_rms_norm_add_norm_d2048_f32_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_rms_norm_add_norm_d2048_f32(
-    const float* __restrict__ x, const float* __restrict__ weight, const float* __restrict__ residual,
-    const float* __restrict__ next_weight, float* __restrict__ out, float* __restrict__ normed,
+    const float* x, const float* weight, const float* residual,
+    const float* next_weight, float* __restrict__ out, float* __restrict__ normed,
     ggufc::i64 rows, float eps, float next_eps) {
     using namespace ggufc_rms_norm_add_norm_d2048_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const i64 row = static_cast<i64>(blockIdx.x) * ROWS_PER_BLOCK +
                     static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

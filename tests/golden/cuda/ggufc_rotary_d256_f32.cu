@@ -14,10 +14,11 @@ static_assert(DIM % 2 == 0, "the rotate-half form pairs the two halves of a row"
 }  // namespace ggufc_rotary_d256_f32_impl
 
 extern "C" __global__ void __launch_bounds__(256) ggufc_rotary_d256_f32(
-    const float* __restrict__ x, const float* __restrict__ cos_table,
-    const float* __restrict__ sin_table, float* __restrict__ out, ggufc::i64 rows,
+    const float* x, const float* cos_table,
+    const float* sin_table, float* __restrict__ out, ggufc::i64 rows,
     ggufc::i64 tokens) {
     using namespace ggufc_rotary_d256_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const i64 element = static_cast<i64>(blockIdx.x) * THREADS + threadIdx.x;
     if (element >= rows * DIM) {
         return;

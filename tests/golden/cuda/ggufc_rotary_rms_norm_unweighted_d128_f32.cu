@@ -18,10 +18,11 @@ static_assert(DIM % (2 * ggufc::WARP_SIZE) == 0, "a lane holds both elements of 
 }  // namespace ggufc_rotary_rms_norm_unweighted_d128_f32_impl
 
 extern "C" __global__ void __launch_bounds__(128) ggufc_rotary_rms_norm_unweighted_d128_f32(
-    const float* __restrict__ x, const float* __restrict__ cos_table,
-    const float* __restrict__ sin_table, float* __restrict__ out,
+    const float* x, const float* cos_table,
+    const float* sin_table, float* __restrict__ out,
     ggufc::i64 rows, ggufc::i64 tokens, float eps) {
     using namespace ggufc_rotary_rms_norm_unweighted_d128_f32_impl;
+    ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const i64 row = static_cast<i64>(blockIdx.x) * ROWS_PER_BLOCK +
                     static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;

@@ -28,6 +28,40 @@ __device__ __forceinline__ float warp_sum(float value) {
     return value;
 }
 
+// Programmatic dependent launch (sm_90 and later; no-ops before).  On such a device the
+// launcher (runtime_schema.cuda_launcher) lets a ggufc kernel start while the kernel before it
+// in the stream is still running: its blocks are scheduled during that kernel's last wave and
+// its first weight loads overlap that kernel's tail instead of following its launch gap.
+// Every ggufc CUDA kernel therefore
+//   * calls allow_dependent_launch(), so the kernel after it may start early too: at its
+//     start where it is short or fills its waves, after its weight loads where it may leave
+//     slots free for long (the M = 1 matvecs), never where it runs in clusters (the next
+//     kernel's waiting clusters slowed it);
+//   * calls wait_for_previous_kernels() before it reads anything but weight blocks (program
+//     constants, which no kernel writes) and before it writes anything: the wait returns once
+//     every kernel before it has finished and its writes are visible;
+//   * declares only its weight blocks `const __restrict__`.  Through such a pointer the
+//     compiler loads read-only (ld.global.nc), and ptxas moves those loads above the wait
+//     (the split-K matvec's activations were read before the previous kernel wrote them,
+//     session 17); the other inputs are plain `const` pointers, loaded coherently.
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_for_previous_kernels() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Both at a kernel's start: for kernels with nothing to load before their inputs.
+__device__ __forceinline__ void begin_dependent_kernel() {
+    allow_dependent_launch();
+    wait_for_previous_kernels();
+}
+
 // Block fields sit at even offsets of blocks of even size (Q4_0 is 18 bytes, Q6_K 210), so
 // 2-byte loads are the widest that are aligned for every block of those formats.
 __device__ __forceinline__ u16 load_u16(const u8* p) {
