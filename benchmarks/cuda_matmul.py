@@ -9,7 +9,12 @@ on 4096 x 14336.  Beside each time:
   device-copy bandwidth measured in this run (bytes read + written per second);
 * cuBLAS: torch's float16 matmul on the dequantized weights (same shapes);
 * portable: for the matmul, the same source compiled for the device's portable target
-  (mma.sync; on an H100 the timed kernel is its sm_90a build, which runs wgmma).
+  (mma.sync; on an H100 the timed kernel is its sm_90a build, which runs wgmma);
+* plain launch: the same kernel launched without programmatic dependent launch.  ggufc's
+  kernels are launched dependently where the device allows it (compute capability 9.0+,
+  `runtime_schema.cuda_launcher`), as a program runs them: each starts its weight loads
+  during the previous kernel's last wave and reads x only after that kernel has finished.
+  The ggufc column times back-to-back launches that way (a layer chain), this one without.
 
 Timing: device events around a batch of launches queued behind a device-side sleep, so the
 host's launch cost does not show; warm-up first, median of several batches.  Weights and
@@ -42,7 +47,7 @@ def random_blocks_cuda(fmt: str, n: int, k: int, generator: torch.Generator) -> 
     return formats.random_blocks(fmt, n, k, generator=generator).cuda()
 
 
-def bench_case(runner, portable_runner, fmt, n, k, m, bandwidth, generator):
+def bench_case(runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, generator):
     kind = KIND_FOR_M[m]
     # the geometry the lowering would pick for this weight
     kernel = emit("cuda", fmt, kind, "float16", pick_geometry("cuda", fmt, kind, "float16", n, k))
@@ -57,6 +62,11 @@ def bench_case(runner, portable_runner, fmt, n, k, m, bandwidth, generator):
         runner.linear(kernel, xs[i], weight_copies[i], None, n, k, out=outs[i])
 
     ggufc_us = time_launches(ours, copies)
+
+    def plain(i):
+        plain_runner.linear(kernel, xs[i], weight_copies[i], None, n, k, out=outs[i])
+
+    plain_us = time_launches(plain, copies) if runner.dependent_launch else ggufc_us
     portable_us = None
     if kind == "matmul":
 
@@ -87,6 +97,7 @@ def bench_case(runner, portable_runner, fmt, n, k, m, bandwidth, generator):
         "m": m,
         "kind": kind,
         "ggufc_us": ggufc_us,
+        "plain_us": plain_us,
         "portable_us": portable_us,
         "floor_us": floor_us,
         "cublas_us": cublas_us,
@@ -103,16 +114,17 @@ def markdown(rows, card, bandwidth) -> str:
         "",
         (
             "| format | N x K | M | kernel | ggufc | floor | ggufc/floor | cuBLAS f16 "
-            "| ggufc/cuBLAS | portable build | rel. err |"
+            "| ggufc/cuBLAS | plain launch | portable build | rel. err |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         portable = "" if r["portable_us"] is None else f"{r['portable_us']:.1f}"
         lines.append(
             f"| {r['format']} | {r['shape']} | {r['m']} | {r['kind']} | {r['ggufc_us']:.1f} | "
             f"{r['floor_us']:.1f} | {r['ggufc_us'] / r['floor_us']:.2f} | {r['cublas_us']:.1f} | "
-            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {portable} | {r['error']:.1e} |"
+            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {r['plain_us']:.1f} | {portable} | "
+            f"{r['error']:.1e} |"
         )
     return "\n".join(lines)
 
@@ -128,6 +140,7 @@ def main(argv=None) -> int:
     card = torch.cuda.get_device_name()
     runner = CudaKernelRunner()
     portable_runner = CudaKernelRunner(arch_specific=False)
+    plain_runner = CudaKernelRunner(dependent_launch=False)
     generator = torch.Generator().manual_seed(torch.seed())
     bandwidth = copy_bandwidth()
     rows = []
@@ -137,7 +150,9 @@ def main(argv=None) -> int:
         for n, k, m in cases:
             if k % block_weights:
                 continue  # e.g. K=640 is not a whole number of 256-weight K-quant blocks
-            row = bench_case(runner, portable_runner, fmt, n, k, m, bandwidth, generator)
+            row = bench_case(
+                runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, generator
+            )
             print(row, flush=True)
             rows.append(row)
             torch.cuda.empty_cache()
