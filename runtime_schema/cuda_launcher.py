@@ -93,7 +93,8 @@ class CudaLauncher:
     ``compute_80`` makes PTX the driver compiles for the device, running kernels' pre-sm_90
     paths on an H100 (tests of those paths).  ``dependent_launch``: launch sources marked
     ``dependent_launch`` with programmatic stream serialization; by default where the device
-    has compute capability 9.0+ and ``GGUFC_DEPENDENT_LAUNCH`` is not ``0``."""
+    has compute capability 9.0+, ``GGUFC_DEPENDENT_LAUNCH`` is not ``0`` and no ``target`` is
+    given (a build for an older target, ``compute_80``, has no wait in its kernels)."""
 
     def __init__(
         self,
@@ -119,7 +120,8 @@ class CudaLauncher:
         self._shared_allowed: dict[int, int] = {}
         if dependent_launch is None:
             dependent_launch = (
-                os.environ.get(DEPENDENT_LAUNCH_ENV, "1") != "0"
+                target is None
+                and os.environ.get(DEPENDENT_LAUNCH_ENV, "1") != "0"
                 and torch.cuda.get_device_capability() >= DEPENDENT_LAUNCH_MIN_CAPABILITY
             )
         self._dependent = None
