@@ -44,6 +44,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "the step captured once as a CUDA graph (slower; for debugging)",
     )
     parser.add_argument(
+        "--no-dependent-launch",
+        action="store_true",
+        help="on CUDA, launch every kernel after the one before it has finished, instead of "
+        "letting it start its weight loads while that kernel ends (programmatic dependent "
+        "launch, compute capability 9.0+; the same as GGUFC_DEPENDENT_LAUNCH=0)",
+    )
+    parser.add_argument(
         "--dump-logits", metavar="FILE.npy", help="write the prefill logits [prompt_len, vocab]"
     )
     parser.add_argument("--json", action="store_true", help="print {tokens, text} as JSON")
@@ -75,6 +82,10 @@ def run(args) -> int:
     )
     from runtime_schema import load_program
 
+    if args.no_dependent_launch:
+        from runtime_schema.cuda_launcher import DEPENDENT_LAUNCH_ENV
+
+        os.environ[DEPENDENT_LAUNCH_ENV] = "0"  # read by every CUDA launcher made after this
     loaded = load_program(args.program)
     metadata = program_metadata(loaded.program)
     tokenizer = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -220,3 +221,13 @@ def test_donated_caches_are_updated_in_place_with_the_same_outputs(compiled):
             assert output is inputs[j]  # written in place, not copied
         for a, b in zip(outputs, plain, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_run_without_dependent_launch_turns_it_off_for_the_process(compiled, capsys, monkeypatch):
+    from runtime_schema.cuda_launcher import DEPENDENT_LAUNCH_ENV
+
+    _, program_path, _ = compiled
+    monkeypatch.setenv(DEPENDENT_LAUNCH_ENV, "1")  # restored after the test
+    argv = ["run", str(program_path), "--tokens", "1,2", "--max-tokens", "1"]
+    assert main([*argv, "--no-dependent-launch"]) == 0
+    assert os.environ[DEPENDENT_LAUNCH_ENV] == "0"  # what every CUDA launcher reads
