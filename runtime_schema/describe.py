@@ -6,7 +6,8 @@
 * ``inputs`` / ``outputs``: name, dtype, shape (symbolic dims by name);
 * ``symbols``: SymInts that come from input shapes, with their ranges;
 * ``chains``: per chain its name and counts of each instruction type;
-* ``kernels``: count, per "format/kind", per backend, distinct sources;
+* ``kernels``: count, per "format/kind", per backend, distinct sources, sources marked for
+  dependent launch (CUDA);
 * ``if_nodes``: the condition and branch chains of each IfNode;
 * ``aten_ops``: count per schema name;
 * ``constants``: count, bytes the program references, bytes stored in the segment, bytes
@@ -96,6 +97,7 @@ def describe_program(
     by_kind, by_backend, aten_ops = Counter(), Counter(), Counter()
     sources = set()
     kernel_count = 0
+    dependent_sources = 0  # source references a CUDA runtime may launch dependently
     for c, chain in enumerate(p.chains):
         counts = Counter(type(n).__name__ for n in chain.instructions)
         chains.append(
@@ -119,6 +121,7 @@ def describe_program(
                 by_kind[f"{node.format.name}/{kind}" if gguf else kind] += 1
                 for s in node.sources:
                     by_backend[s.backend.name.lower()] += 1
+                    dependent_sources += s.dependent_launch
                     sources.add((s.backend, s.entry, s.source, s.header))
             elif isinstance(node, AtenNode):
                 aten_ops[node.op] += 1
@@ -166,6 +169,7 @@ def describe_program(
             "by_format_and_kind": dict(sorted(by_kind.items())),
             "sources_by_backend": dict(sorted(by_backend.items())),
             "distinct_sources": len(sources),
+            "dependent_launch_sources": dependent_sources,
         },
         "if_nodes": if_nodes,
         "aten_ops": dict(sorted(aten_ops.items())),
@@ -233,6 +237,11 @@ def render_description(d: dict) -> str:
     lines.append(
         f"kernels: {k['count']} ({k['distinct_sources']} distinct sources; "
         + ", ".join(f"{b} {n}" for b, n in k["sources_by_backend"].items())
+        + (
+            f"; {k['dependent_launch_sources']} launched dependently on CUDA sm_90+"
+            if k["dependent_launch_sources"]
+            else ""
+        )
         + ")"
     )
     for key, n in k["by_format_and_kind"].items():

@@ -86,3 +86,29 @@ def test_long_metadata_values_are_shortened(tmp_path):
     assert len(text) < len(tokenizer) // 10
     as_json = json.loads(inspect_program(path, as_json=True))
     assert as_json["metadata"]["tokenizer"] == expected
+
+
+def test_dependent_launch_sources_are_counted(tmp_path):
+    from dataclasses import replace
+
+    from runtime_schema.program import Backend, KernelNode
+
+    def marked(node):
+        if not isinstance(node, KernelNode):
+            return node
+        sources = tuple(
+            replace(s, dependent_launch=s.backend == Backend.CUDA) for s in node.sources
+        )
+        return replace(node, sources=sources)
+
+    program = kitchen_sink(kitchen_sink_data(seed=5))
+    chains = tuple(
+        replace(c, instructions=tuple(marked(n) for n in c.instructions)) for c in program.chains
+    )
+    for name, p, count in (("plain", program, 0), ("marked", replace(program, chains=chains), 5)):
+        path = tmp_path / f"{name}.ggufc"
+        save_program(p, path)
+        d = describe_program(path)
+        assert d["kernels"]["dependent_launch_sources"] == count
+        text = render_description(d)
+        assert ("5 launched dependently on CUDA sm_90+" in text) == bool(count), text
