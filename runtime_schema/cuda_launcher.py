@@ -190,7 +190,11 @@ class CudaLauncher:
             ) from exc
         self._shared_allowed[id(fn)] = nbytes
 
-    def launch(self, source, *, grid, block, shared_memory_bytes, tensors, scalars) -> None:
+    def launch(
+        self, source, *, grid, block, shared_memory_bytes, tensors, scalars, dependent=True
+    ) -> None:
+        """Launches ``source`` on torch's current stream; ``dependent=False`` launches a
+        source marked ``dependent_launch`` plainly (its weight blocks are not constants)."""
         if 0 in grid:
             return  # nothing to compute (an empty dimension)
         fn = self.function(source)
@@ -199,7 +203,7 @@ class CudaLauncher:
         params = tuple(np.uint64(t.data_ptr()) for t in tensors) + tuple(
             _scalar(s) for s in scalars
         )
-        if self._dependent is not None and source.dependent_launch:
+        if dependent and self._dependent is not None and source.dependent_launch:
             self._dependent.launch(
                 _function_handle(fn),
                 grid,

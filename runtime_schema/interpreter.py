@@ -64,7 +64,7 @@ from runtime_schema.program import (
     TensorListRef,
     TensorRef,
 )
-from runtime_schema.validate import validate_program
+from runtime_schema.validate import KERNEL_WEIGHT_INPUTS, validate_program
 
 DEVICES = ("cpu", "cuda")
 
@@ -175,6 +175,7 @@ class _Interpreter:
         self.device = device
         self.env: list = [None] * len(program.values)
         self._constants = constants
+        self._constant_values = frozenset(index for index, _ in constants)
         self._state = state
         self.donated: frozenset[int] = frozenset()  # value indices (ProgramRunner.run)
 
@@ -410,10 +411,22 @@ class _Interpreter:
                 shared_memory_bytes=node.shared_memory_bytes,
                 tensors=[t.contiguous() for t in ins] + outs,
                 scalars=scalars,
+                dependent=weights_are_constants(node, ins, self._constant_values),
             )
         except GgufcError as exc:
             raise ProgramRunError(f"{where}: {exc}") from exc
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def weights_are_constants(node: KernelNode, ins: Sequence, constant_values) -> bool:
+    """Whether ``node``'s weight blocks are program constants, contiguous as bound: what a
+    dependent launch needs, since the kernel reads them before it waits for the kernels
+    before it (a blocks value computed by an earlier node, or a copy made contiguous just
+    before the launch, could still be being written)."""
+    return all(
+        node.inputs[i] in constant_values and ins[i].is_contiguous()
+        for i in KERNEL_WEIGHT_INPUTS.get(node.op, ())
+    )
 
 
 INDEX_COPY = "aten::index_copy"

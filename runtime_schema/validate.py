@@ -60,6 +60,8 @@ from runtime_schema.program import (
 # Deepest nesting of IfNode branches (the interpreter recurses once per level).
 MAX_CHAIN_DEPTH = 64
 GRID_RANK = 3
+# Positions of the GGUF weight blocks among a KernelNode's inputs (the other ops have none).
+KERNEL_WEIGHT_INPUTS = {OpKind.LINEAR: (1,), OpKind.EMBEDDING: (0,), OpKind.DEQUANTIZE: (0,)}
 # Operand counts of the reference op of each KernelNode op kind: (inputs allowed, outputs).
 KERNEL_INPUT_COUNTS = {
     OpKind.LINEAR: (2, 3),  # x, blocks[, bias]

@@ -315,3 +315,24 @@ def test_allow_list_resolves_every_entry():
         assert callable(resolve_aten_op(name))
     with pytest.raises(KeyError):
         resolve_aten_op("aten::_local_scalar_dense")
+
+
+def test_only_constant_contiguous_weights_allow_a_dependent_launch():
+    """A dependently launched kernel reads its weight blocks before it waits for the kernels
+    before it: the interpreter allows it only where they are constants bound as they are."""
+    from runtime_schema.interpreter import weights_are_constants
+    from runtime_schema.program import KernelKind, KernelNode, OpKind, QuantFormat
+
+    def node(op, inputs):
+        return KernelNode("k", QuantFormat.Q8_0, op, KernelKind.MATVEC, (), inputs, (9,))
+
+    x, blocks = torch.zeros(1, 32), torch.zeros(4, 34, dtype=torch.uint8)
+    linear = node(OpKind.LINEAR, (0, 1))
+    assert weights_are_constants(linear, [x, blocks], constant_values={1})
+    assert not weights_are_constants(linear, [x, blocks], constant_values={0})  # computed
+    assert not weights_are_constants(linear, [x, blocks.t()], constant_values={1})  # copied
+    embedding = node(OpKind.EMBEDDING, (1, 0))
+    assert weights_are_constants(embedding, [blocks, x], constant_values={1})
+    assert not weights_are_constants(embedding, [blocks, x], constant_values={0})
+    # ops without weight blocks read nothing before they wait
+    assert weights_are_constants(node(OpKind.RMS_NORM, (0,)), [x], constant_values=set())
