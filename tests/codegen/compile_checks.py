@@ -50,6 +50,16 @@ ROTARY_CASES = (
 )
 
 
+def non_gguf_kernels(backend: str) -> dict[str, list]:
+    """The kernels outside the GGUF formats that the checks cover, by family."""
+    return {
+        "attention": [emit_attention(backend, d, v) for d, v in ATTENTION_DIMS],
+        "rms_norm": [emit_rms_norm(backend, *case) for case in RMS_NORM_CASES],
+        "gated_gelu": [emit_gated_gelu(backend, *case) for case in GATED_GELU_CASES],
+        "rotary": [emit_rotary(backend, *case) for case in ROTARY_CASES],
+    }
+
+
 def write_translation_units(backend: str, directory: Path) -> list[Path]:
     paths = []
     for fmt in FORMAT_NAMES:
@@ -57,18 +67,10 @@ def write_translation_units(backend: str, directory: Path) -> list[Path]:
         path = directory / f"ggufc_{backend}_{fmt.lower()}{SUFFIX[backend]}"
         path.write_text(translation_unit(kernels))
         paths.append(path)
-    path = directory / f"ggufc_{backend}_attention{SUFFIX[backend]}"
-    path.write_text("\n".join(emit_attention(backend, d, v).text for d, v in ATTENTION_DIMS))
-    paths.append(path)
-    path = directory / f"ggufc_{backend}_rms_norm{SUFFIX[backend]}"
-    path.write_text("\n".join(emit_rms_norm(backend, *case).text for case in RMS_NORM_CASES))
-    paths.append(path)
-    path = directory / f"ggufc_{backend}_gated_gelu{SUFFIX[backend]}"
-    path.write_text("\n".join(emit_gated_gelu(backend, *case).text for case in GATED_GELU_CASES))
-    paths.append(path)
-    path = directory / f"ggufc_{backend}_rotary{SUFFIX[backend]}"
-    path.write_text("\n".join(emit_rotary(backend, *case).text for case in ROTARY_CASES))
-    paths.append(path)
+    for family, kernels in non_gguf_kernels(backend).items():
+        path = directory / f"ggufc_{backend}_{family}{SUFFIX[backend]}"
+        path.write_text("\n".join(kernel.text for kernel in kernels))
+        paths.append(path)
     return paths
 
 

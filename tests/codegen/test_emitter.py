@@ -331,20 +331,9 @@ def test_matmul_ring_fits_an_sm80_block_with_three_stages_or_more(fmt):
 
 
 def _generated_kernels(backend):
-    from compile_checks import ATTENTION_DIMS, GATED_GELU_CASES, RMS_NORM_CASES, ROTARY_CASES
+    from compile_checks import non_gguf_kernels
 
-    from codegen.kernels.attention import emit_attention
-    from codegen.kernels.gated_gelu import emit_gated_gelu
-    from codegen.kernels.rms_norm import emit_rms_norm
-    from codegen.kernels.rotary import emit_rotary
-
-    return (
-        all_kernels(backend)
-        + [emit_attention(backend, *dims) for dims in ATTENTION_DIMS]
-        + [emit_rms_norm(backend, *case) for case in RMS_NORM_CASES]
-        + [emit_rotary(backend, *case) for case in ROTARY_CASES]
-        + [emit_gated_gelu(backend, *case) for case in GATED_GELU_CASES]
-    )
+    return all_kernels(backend) + [k for ks in non_gguf_kernels(backend).values() for k in ks]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
