@@ -144,6 +144,16 @@ MATVEC_BOUNDED_GEOMETRIES = {
     ("float32", "Q5_K"): ("default", "paired", "quad"),
 }
 MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured on
+# Where a CUDA matvec lets the next kernel start (programmatic dependent launch): at once where
+# its grid fills its waves (more than one, or one with at most a tenth of the slots free,
+# counted at MATVEC_WAVE_BLOCKS_PER_SM blocks an SM and the device's SMs; prelude:
+# grid_fills_its_waves), else after its weight loads.  H100, float16, us, both ways launched
+# dependently (session 18, BENCHMARKS.md): Q6_K paired 4096x14336 25.2 -> 24.0, 14336x4096
+# 25.4 -> 24.8, Q4_K paired 4096x14336 17.1 -> 16.6, Q8_0 14336x4096 27.4 -> 26.6; grids
+# leaving slots free unchanged (Q8_0 5376x21504 50.2).  The narrow geometry keeps its trigger
+# after the loads (its 64-register kernels run 8 blocks an SM, so the count of 4 misjudged
+# Q4_K 2048x2048: 3.0 -> 5.2 us, and the test alone cost Gemma's narrow kernels 0.1 us).
+MATVEC_EARLY_TRIGGER_GEOMETRIES = ("default", "stream", *MATVEC_GROUP_GEOMETRIES.values())
 # Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
 # vocabulary projection) take the streamed geometry: `cuda/matvec.cu` with each warp taking
 # MATVEC_STREAM_GROUPS row groups in turn, the next group's first chunk loading while this
@@ -745,6 +755,9 @@ def _kind_values(
         values["group_warps"] = _matvec_group_warps(geometry)
         values["min_blocks_per_sm"] = _matvec_min_blocks(fmt, geometry, dtype)
         values["stream_groups"] = _matvec_stream_groups(geometry)
+        values["wave_blocks_per_sm"] = (
+            MATVEC_WAVE_BLOCKS_PER_SM if geometry in MATVEC_EARLY_TRIGGER_GEOMETRIES else 0
+        )
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":

@@ -344,8 +344,29 @@ def test_cuda_kernels_and_only_they_are_launched_dependently(backend):
         assert kernel.dependent_launch == (backend == "cuda"), kernel.entry
         if backend != "cuda":
             continue
-        # one wait; at most one place that lets the next kernel start (none: cluster kernels)
+        # one wait; at most one place that lets the next kernel start (none: cluster kernels),
+        # or in the staged matvec two that exclude each other: at the start where the grid
+        # fills its waves, after the weight loads where it does not
         both = kernel.source.count("ggufc::begin_dependent_kernel();")
         allows = kernel.source.count("ggufc::allow_dependent_launch();")
         waits = kernel.source.count("ggufc::wait_for_previous_kernels();")
-        assert both + waits == 1 and both + allows <= 1, kernel.entry
+        assert both + waits == 1, kernel.entry
+        if "constexpr unsigned WAVE_BLOCKS_PER_SM" in kernel.source:
+            assert both == 0 and allows == 2, kernel.entry
+            assert "if (fills_waves) {" in kernel.source, kernel.entry
+            assert "if (!has_next && !fills_waves) {" in kernel.source, kernel.entry
+        else:
+            assert both + allows <= 1, kernel.entry
+
+
+def test_cuda_matvec_lets_the_next_kernel_start_early_by_geometry():
+    """The staged matvec decides at run time whether its grid fills its waves, except in the
+    narrow geometry, whose trigger stays after the weight loads (emitter)."""
+    staged = [
+        k for k in _generated_kernels("cuda") if "constexpr unsigned WAVE_BLOCKS_PER_SM" in k.source
+    ]
+    assert staged
+    for kernel in staged:
+        geometry = "narrow" if "_narrow_" in kernel.entry else "other"
+        rule = "WAVE_BLOCKS_PER_SM = 0;" not in kernel.source
+        assert rule == (geometry != "narrow"), kernel.entry

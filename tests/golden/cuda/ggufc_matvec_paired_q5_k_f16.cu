@@ -26,6 +26,9 @@ constexpr int ROW_GROUPS = WARPS_PER_BLOCK / GROUP_WARPS;
 static_assert(WARPS_PER_BLOCK % GROUP_WARPS == 0, "whole row groups");
 // row groups a warp takes one after the other (the streamed geometry)
 constexpr int STREAM_GROUPS = 1;
+// blocks an SM a wave of this kernel is counted at (prelude: grid_fills_its_waves); 0: the
+// next kernel starts only after this one's weight loads, whatever the grid
+constexpr unsigned WAVE_BLOCKS_PER_SM = 4;
 static_assert(STREAM_GROUPS == 1 || GROUP_WARPS == 1, "a streamed warp owns its row groups");
 constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
 constexpr int CHUNK_BLOCKS = CHUNK_PARTS / Format::PARTS;
@@ -131,6 +134,13 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_f16(
     if (GROUP_WARPS == 1 || slice < chunks) {
         load_chunk(n0, rows, slice);
     }
+    // a grid that fills its waves lets the next kernel start now, one that leaves slots free
+    // after its weight loads (prelude: programmatic dependent launch; at the start there, Q8_0
+    // 5376x21504, 336 blocks on 528 slots, took 62 us instead of 50, session 17)
+    const bool fills_waves = WAVE_BLOCKS_PER_SM > 0 && ggufc::grid_fills_its_waves(WAVE_BLOCKS_PER_SM);
+    if (fills_waves) {
+        ggufc::allow_dependent_launch();
+    }
     // the first weights are on their way: now x (and out) wait for the kernels before
     // (prelude: programmatic dependent launch)
     ggufc::wait_for_previous_kernels();
@@ -197,11 +207,8 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_paired_q5_k_f16(
                 }
             }
         }
-        if (!has_next) {
-            // the weights are all read: the next kernel may start (prelude: programmatic
-            // dependent launch; allowed at the start instead, its blocks took the free slots
-            // of a partial wave and Q8_0 5376x21504 took 62 us instead of 50, session 17)
-            ggufc::allow_dependent_launch();
+        if (!has_next && !fills_waves) {
+            ggufc::allow_dependent_launch();  // the weights are all read
         }
         if constexpr (GROUP_WARPS > 1) {
             __shared__ float partial[WARPS_PER_BLOCK][ROWS_PER_WARP];

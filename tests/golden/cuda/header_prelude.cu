@@ -35,8 +35,9 @@ __device__ __forceinline__ float warp_sum(float value) {
 // Every ggufc CUDA kernel therefore
 //   * calls allow_dependent_launch(), so the kernel after it may start early too: at its
 //     start where it is short or fills its waves, after its weight loads where it may leave
-//     slots free for long (the M = 1 matvecs), never where it runs in clusters (the next
-//     kernel's waiting clusters slowed it);
+//     slots free for long (the M = 1 matvecs: the staged one decides by its grid at run time,
+//     grid_fills_its_waves), never where it runs in clusters (the next kernel's waiting
+//     clusters slowed it);
 //   * calls wait_for_previous_kernels() before it reads anything but weight blocks (program
 //     constants, which no kernel writes) and before it writes anything: the wait returns once
 //     every kernel before it has finished and its writes are visible;
@@ -54,6 +55,19 @@ __device__ __forceinline__ void wait_for_previous_kernels() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+}
+
+// Whether this grid fills its waves of ``blocks_per_sm`` blocks on every SM but a tenth of
+// the slots: more than one wave, or one nearly full.  Such a kernel lets the next one start
+// at once (its blocks then take the slots this grid's last wave leaves as it drains); one
+// leaving many slots free lets it start only after its weight loads, since the next kernel's
+// early blocks take those free slots unevenly and hold them (M = 1 matvecs, session 18).
+// %nsmid is the SM count on the GPUs measured (NVIDIA H100: 132).
+__device__ __forceinline__ bool grid_fills_its_waves(unsigned blocks_per_sm) {
+    unsigned sms;
+    asm("mov.u32 %0, %%nsmid;" : "=r"(sms));
+    const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
+    return blocks * 10u >= sms * blocks_per_sm * 9u;
 }
 
 // Both at a kernel's start: for kernels with nothing to load before their inputs.
