@@ -10,9 +10,10 @@ rerun on another GPU:
 * narrow vs default, per format, dtype and N x K from Gemma-3-270M-sized weights up to
   8192x4096: the default matvec against the narrow one (one row a warp) that the lowering
   picks for N * K <= MATVEC_NARROW_MAX_WEIGHTS[dtype];
-* split-K vs default, for the formats of MATVEC_SPLIT_K_FORMATS from K = 640 to 21504: the
-  split-K kernel (`cuda/matvec_split_k.cu`) against the warp-staged default (`cuda/matvec.cu`),
-  the measurement behind MATVEC_SPLIT_K_MIN_K;
+* split-K vs default, for the formats of MATVEC_SPLIT_K_FORMATS from K = 640 to 28672: the
+  split-K kernels (`cuda/matvec_split_k.cu`, 4 and 2 warps a block) against the warp-staged
+  default (`cuda/matvec.cu`), beside the one `split_k_geometry_of` picks: the measurements
+  behind MATVEC_SPLIT_K_MIN_K and the choice between the two split-K geometries;
 * warps a row group, for the formats of --group-warps-formats on the large shapes: the
   default geometry with 1, 2 and 4 warps sharing each row group (the paired and quad
   geometries), beside the G the lowering picks (`matvec_group_warps`: the measurements
@@ -42,12 +43,14 @@ from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
+    MATVEC_SPLIT_K_WARPS,
     MATVEC_STREAM_GROUPS,
     MATVEC_STREAM_MAX_K,
     MATVEC_STREAM_MIN_N,
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
     matvec_group_warps,
+    split_k_geometry_of,
 )
 from compiler import formats
 
@@ -68,10 +71,17 @@ SPLIT_K_SHAPES = (
     (262144, 640),
     (16384, 2048),
     (8192, 3072),
+    (4096, 4096),
     (8192, 4096),
+    (11008, 4096),
     (14336, 4096),
+    (128256, 4096),
+    (8192, 8192),
+    (28672, 8192),
+    (4096, 11008),
     (4096, 14336),
     (5376, 21504),
+    (8192, 28672),
 )
 STREAM_SHAPES = (
     (262144, 640),
@@ -158,17 +168,27 @@ def main() -> int:
         "split_k", args.formats, lambda fmt: fmt in MATVEC_SPLIT_K_FORMATS
     )
     if split_formats:
-        print(f"\nThe lowering picks split-K from K = {MATVEC_SPLIT_K_MIN_K} (when not narrow)\n")
-        print("| format | dtype | N x K | split-K us | default us | split-K / default |")
-        print("|---|---|---|---:|---:|---:|")
+        print(
+            f"\nThe lowering picks split-K from K = {MATVEC_SPLIT_K_MIN_K} (when not narrow), "
+            "4 or 2 warps a block by split_k_geometry_of\n"
+        )
+        split_columns = " | ".join(f"{g} us" for g in MATVEC_SPLIT_K_WARPS)
+        print(f"| format | dtype | N x K | {split_columns} | default us | picked / default |")
+        print("|---|---|---|" + "---:|" * (len(MATVEC_SPLIT_K_WARPS) + 2))
     for fmt in split_formats:
         for dtype in args.dtypes.split(","):
             for n, k in SPLIT_K_SHAPES:
-                kernels = [emit("cuda", fmt, "matvec", dtype, g) for g in ("split_k", "default")]
-                split, staged = time_cell(runner, kernels, fmt, dtype, n, k, generator)
+                names = (*MATVEC_SPLIT_K_WARPS, "default")
+                kernels = [emit("cuda", fmt, "matvec", dtype, g) for g in names]
+                times = dict(zip(names, time_cell(runner, kernels, fmt, dtype, n, k, generator)))
+                picked = split_k_geometry_of(fmt, dtype, n, k)
+                cells = " | ".join(
+                    f"**{times[g]:.2f}**" if g == picked else f"{times[g]:.2f}"
+                    for g in MATVEC_SPLIT_K_WARPS
+                )
                 print(
-                    f"| {fmt} | {dtype} | {n}x{k} | {split:.2f} | {staged:.2f} | "
-                    f"{split / staged:.2f} |",
+                    f"| {fmt} | {dtype} | {n}x{k} | {cells} | {times['default']:.2f} | "
+                    f"{times[picked] / times['default']:.2f} |",
                     flush=True,
                 )
     group_warps_formats = table_formats("group_warps", args.group_warps_formats)

@@ -91,6 +91,31 @@ MATVEC_SPLIT_K_FORMATS = ("Q4_0", "Q5_0")
 MATVEC_SPLIT_K_THREADS = 128
 MATVEC_SPLIT_K_MIN_K = PART_WEIGHTS * MATVEC_SPLIT_K_THREADS  # a part for every thread
 MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each part of x
+# The split-K geometries and the warps of a block that split each row's K ("split_k": the
+# block of MATVEC_SPLIT_K_THREADS).  Both hold the same registers a thread, so an SM runs
+# twice the paired blocks, each taking twice the rounds of a row's parts; `split_k_geometry_of`
+# picks by the rounds each geometry's slots go through.  H100, float16, us, split_k / paired
+# (session 18, BENCHMARKS.md): Q4_0 4096x14336 17.5 / 16.5, 14336x4096 16.8 / 16.5, 4096x4096
+# 6.8 / 6.5, 5376x21504 31.6 / 36.1 (1344 paired blocks: 1.02 waves), 4096x11008 14.3 / 15.5,
+# 2048x8192 6.7 / 7.6; over 34 cells (Q4_0, Q5_0; float16, float32) the rule's pick is on
+# average 1.3% slower than the faster of the two, at most 12% (Q5_0 128256x4096, where it
+# keeps four warps: paired 147 us against 164).
+MATVEC_SPLIT_K_WARPS = {"split_k": MATVEC_SPLIT_K_THREADS // WARP_SIZE, "split_k_paired": 2}
+MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS = 4
+# Blocks an SM of the 4-warp split-K matvec by activation class and format (the 2-warp one:
+# twice as many), which `split_k_geometry_of` counts waves with, and which __launch_bounds__
+# asks of ptxas (at most 102, 128 or 170 registers a thread) but for MATVEC_SPLIT_K_UNBOUNDED.
+# Unbounded, nvcc 13 gave them 96, 114, 115 and 145 registers.  Bounded, the float32 kernels
+# came out at 106 and 143 and faster (H100, us, session 18: Q4_0 4096x14336 23.6 -> 20.5,
+# 5376x21504 44.0 -> 37.8; Q5_0 30.2 -> 27.0, 53.5 -> 47.4), 16-bit Q4_0 the same, 16-bit
+# Q5_0 (113) 2-3% slower in every shape measured.
+MATVEC_SPLIT_K_BLOCKS_PER_SM = {
+    ("16-bit", "Q4_0"): 5,
+    ("16-bit", "Q5_0"): 4,
+    ("float32", "Q4_0"): 4,
+    ("float32", "Q5_0"): 3,
+}
+MATVEC_SPLIT_K_UNBOUNDED = (("16-bit", "Q5_0"),)
 # Large CUDA matvecs of the staged formats share each group of MATVEC_ROWS_PER_WARP rows
 # among G warps of a block (`cuda/matvec.cu`, GROUP_WARPS), warp w taking chunks w, w + G, ...
 # of them (partial sums meet in shared memory): G = 1 is the default geometry, 2 and 4 those
@@ -437,7 +462,7 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
-        return (DEFAULT_GEOMETRY, "narrow", "stream", "split_k")
+        return (DEFAULT_GEOMETRY, "narrow", "stream", "split_k", "split_k_paired")
     # every dtype has the geometries of any dtype's choices (float32 picks fewer)
     shared = sorted({g for d in DTYPES for g in matvec_group_choices(fmt, d)} - {1})
     return (DEFAULT_GEOMETRY, "narrow", "stream", *(MATVEC_GROUP_GEOMETRIES[g] for g in shared))
@@ -485,12 +510,50 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
     if "stream" in available and k <= MATVEC_STREAM_MAX_K and n >= MATVEC_STREAM_MIN_N:
         return "stream"
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
-        return "split_k"
+        return split_k_geometry_of(fmt, dtype, n, k)
     if kind == "matvec" and backend == "cuda":
         group_warps = matvec_group_warps(fmt, dtype, n, k)
         if group_warps > 1:
             return MATVEC_GROUP_GEOMETRIES[group_warps]
     return DEFAULT_GEOMETRY
+
+
+def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
+    """The split-K geometry of a CUDA matvec of an N x K ``fmt`` weight with ``dtype``
+    activations (MATVEC_SPLIT_K_WARPS): the one whose slots go through the fewer rounds of
+    parts, counting its waves (MATVEC_WAVE_SMS SMs x `split_k_blocks_per_sm` blocks) times
+    the rounds a thread takes of a row's parts (no round is pipelined with the next); a tie
+    goes to the paired one where its threads take at most MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS
+    rounds (K <= 8192), else to four warps."""
+    blocks = ceil_div(n, MATVEC_SPLIT_K_ROWS)
+    parts = k // PART_WEIGHTS
+
+    def rounds(geometry: str) -> int:
+        slots = MATVEC_WAVE_SMS * split_k_blocks_per_sm(fmt, dtype, geometry)
+        threads = MATVEC_SPLIT_K_WARPS[geometry] * WARP_SIZE
+        return ceil_div(blocks, slots) * ceil_div(parts, threads)
+
+    paired, four = rounds("split_k_paired"), rounds("split_k")
+    paired_rounds = ceil_div(parts, MATVEC_SPLIT_K_WARPS["split_k_paired"] * WARP_SIZE)
+    if paired < four or (paired == four and paired_rounds <= MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS):
+        return "split_k_paired"
+    return "split_k"
+
+
+def split_k_blocks_per_sm(fmt: str, dtype: str, geometry: str) -> int:
+    """The blocks an SM a split-K CUDA matvec is counted at (MATVEC_SPLIT_K_BLOCKS_PER_SM,
+    for 4 warps a block; as many more as its block is smaller)."""
+    activations = "float32" if dtype == "float32" else "16-bit"
+    four_warps = MATVEC_SPLIT_K_BLOCKS_PER_SM[activations, fmt]
+    return four_warps * MATVEC_SPLIT_K_WARPS["split_k"] // MATVEC_SPLIT_K_WARPS[geometry]
+
+
+def _split_k_min_blocks(fmt: str, dtype: str, geometry: str) -> int:
+    """The blocks an SM a split-K matvec's __launch_bounds__ asks for (0: none)."""
+    activations = "float32" if dtype == "float32" else "16-bit"
+    if (activations, fmt) in MATVEC_SPLIT_K_UNBOUNDED:
+        return 0
+    return split_k_blocks_per_sm(fmt, dtype, geometry)
 
 
 def split_k_splits(n: int, k: int) -> int:
@@ -577,9 +640,9 @@ def launch_rule(
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
         return LaunchRule(threads, (GridExtent(("N",), tile), GridExtent(("M",), tile), one))
-    if geometry == "split_k":
+    if geometry in MATVEC_SPLIT_K_WARPS:
         grid = (GridExtent(("N",), MATVEC_SPLIT_K_ROWS), GridExtent(("M",), 1), one)
-        return LaunchRule(MATVEC_SPLIT_K_THREADS, grid)
+        return LaunchRule(MATVEC_SPLIT_K_WARPS[geometry] * WARP_SIZE, grid)
     if kind == "matvec":
         return _matvec_launch(
             _matvec_rows_per_warp(backend, geometry),
@@ -746,8 +809,12 @@ def _kind_values(
         return f"{backend}/matvec_tensor_core{syntax.source_suffix}", values
     if backend == "cuda" and kind == "matvec":
         values["stage_x"] = "true" if dtype in MATVEC_STAGED_X_DTYPES else "false"
-    if geometry == "split_k":
-        values.update(threads=MATVEC_SPLIT_K_THREADS, rows=MATVEC_SPLIT_K_ROWS)
+    if geometry in MATVEC_SPLIT_K_WARPS:
+        values.update(
+            threads=MATVEC_SPLIT_K_WARPS[geometry] * WARP_SIZE,
+            rows=MATVEC_SPLIT_K_ROWS,
+            min_blocks_per_sm=_split_k_min_blocks(fmt, dtype, geometry),
+        )
         return f"{backend}/matvec_split_k{syntax.source_suffix}", values
     if kind == "matvec":
         values["warps_per_block"] = WARPS

@@ -36,6 +36,8 @@ from codegen.kernels.emitter import (
     MATVEC_ROWS_PER_WARP,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
+    MATVEC_SPLIT_K_UNBOUNDED,
+    MATVEC_SPLIT_K_WARPS,
     MATVEC_STREAM_GROUPS,
     MATVEC_STREAM_MAX_K,
     MATVEC_STREAM_MIN_N,
@@ -52,6 +54,8 @@ from codegen.kernels.emitter import (
     matvec_group_choices,
     matvec_group_warps,
     render_template,
+    split_k_blocks_per_sm,
+    split_k_geometry_of,
     split_k_splits,
 )
 from codegen.kernels.launch import PART_WEIGHTS
@@ -155,7 +159,7 @@ def test_geometries_are_distinct_kernels():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     narrow_bound = MATVEC_NARROW_MAX_WEIGHTS[dtype]
-    special = {f: ("split_k", MATVEC_SPLIT_K_MIN_K) for f in MATVEC_SPLIT_K_FORMATS}
+    special = {f: ("split-K", MATVEC_SPLIT_K_MIN_K) for f in MATVEC_SPLIT_K_FORMATS}
     if max(matvec_group_choices(fmt, dtype)) > 1:
         # at the smallest K that allows pairs and a grid of well under a wave
         special[fmt] = ("paired", MATVEC_PAIRED_MIN_K)
@@ -165,7 +169,12 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     assert pick_geometry("cuda", fmt, "matvec", dtype, 64, large_k) == "narrow"
     # large weights: split-K or shared row groups from the format's bound on K where it has one
     n = narrow_bound // threshold + 1
-    assert pick_geometry("cuda", fmt, "matvec", dtype, n, threshold) == geometry
+    picked = pick_geometry("cuda", fmt, "matvec", dtype, n, threshold)
+    if geometry == "split-K":
+        assert picked == split_k_geometry_of(fmt, dtype, n, threshold)
+        assert picked in MATVEC_SPLIT_K_WARPS
+    else:
+        assert picked == geometry
     below = threshold - get_format(fmt).block_weights
     assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, below) == "default"
     # many short rows: streamed up to the bound on K, from the bound on N
@@ -239,6 +248,8 @@ def test_bounded_matvecs_ask_for_the_blocks_the_rule_counts():
     for fmt, dtype in itertools.product(FORMAT_NAMES, DTYPES):
         activations = "float32" if dtype == "float32" else "16-bit"
         for geometry in geometries("cuda", fmt, "matvec", dtype):
+            if geometry in MATVEC_SPLIT_K_WARPS:
+                continue  # their own table: test_split_k_kernels_block_and_bounds
             source = emit("cuda", fmt, "matvec", dtype, geometry).source
             bounded = f"__launch_bounds__({WARPS * 32}, {MATVEC_WAVE_BLOCKS_PER_SM})"
             expected = geometry in MATVEC_BOUNDED_GEOMETRIES.get((activations, fmt), ())
@@ -334,6 +345,46 @@ def _generated_kernels(backend):
     from compile_checks import non_gguf_kernels
 
     return all_kernels(backend) + [k for ks in non_gguf_kernels(backend).values() for k in ks]
+
+
+# (format, dtype, N, K) -> the split-K geometry the rule picks: the faster of the two in each
+# of these H100 cells (session 18), and where the rounds tie, pairs up to K = 8192
+SPLIT_K_PICKS = {
+    ("Q4_0", "float16", 4096, 14336): "split_k_paired",  # one wave paired; 3.5 rounds of 4 warps
+    ("Q4_0", "float16", 5376, 21504): "split_k",  # 1344 paired blocks: 1.02 waves
+    ("Q4_0", "float16", 4096, 11008): "split_k",  # rounds tie beyond K = 8192
+    ("Q4_0", "float16", 4096, 4096): "split_k_paired",  # rounds tie, K = 4096
+    ("Q4_0", "float16", 1024, 4096): "split_k",  # one wave either way: 1 round against 2
+    ("Q5_0", "float16", 11008, 4096): "split_k_paired",
+    ("Q5_0", "float32", 14336, 4096): "split_k_paired",
+    ("Q5_0", "float32", 4096, 14336): "split_k",
+}
+
+
+@pytest.mark.parametrize(("case", "expected"), SPLIT_K_PICKS.items())
+def test_split_k_geometry_counts_rounds_of_parts(case, expected):
+    fmt, dtype, n, k = case
+    assert split_k_geometry_of(fmt, dtype, n, k) == expected
+    if n * k > MATVEC_NARROW_MAX_WEIGHTS[dtype]:  # else the lowering takes the narrow one
+        assert pick_geometry("cuda", fmt, "matvec", dtype, n, k) == expected
+
+
+@pytest.mark.parametrize("fmt", MATVEC_SPLIT_K_FORMATS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_split_k_kernels_block_and_bounds(fmt, dtype):
+    """Both split-K kernels take MATVEC_SPLIT_K_ROWS rows a block, with 2 or 4 warps; their
+    registers are bounded for the blocks an SM the rule counts, but where unbounded."""
+    activations = "float32" if dtype == "float32" else "16-bit"
+    for geometry, warps in MATVEC_SPLIT_K_WARPS.items():
+        kernel = emit("cuda", fmt, "matvec", dtype, geometry)
+        threads = warps * 32
+        assert kernel.launch.threads == threads
+        assert kernel.launch.grid_size(1, 4096, 4096) == (4096 // 4, 1, 1)
+        bounds = f"__launch_bounds__({threads}, {split_k_blocks_per_sm(fmt, dtype, geometry)})"
+        assert (bounds in kernel.source) == ((activations, fmt) not in MATVEC_SPLIT_K_UNBOUNDED)
+    assert split_k_blocks_per_sm(fmt, dtype, "split_k_paired") == 2 * split_k_blocks_per_sm(
+        fmt, dtype, "split_k"
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

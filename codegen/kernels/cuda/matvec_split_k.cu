@@ -3,6 +3,9 @@
 // formats in emitter.MATVEC_SPLIT_K_FORMATS).
 //
 // One block of {{ threads }} threads per {{ rows }} weight rows (grid.x = ceil(N / {{ rows }}), grid.y = M).
+{%- if min_blocks_per_sm %}
+// Registers bounded for {{ min_blocks_per_sm }} blocks an SM (__launch_bounds__; emitter.MATVEC_SPLIT_K_BLOCKS_PER_SM).
+{%- endif %}
 // Thread t decodes parts t, t + {{ threads }}, t + {{ 2 * threads }}, ... of each of the block's rows,
 // loading their bytes straight from global memory (no staging: the 18- and 22-byte blocks of
 // these formats are only 2-byte aligned, and reading them back from a staged copy costs
@@ -26,7 +29,7 @@ constexpr bool STAGE_X = {{ stage_x }};
 using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace {{ entry }}_impl
 
-extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
+extern "C" __global__ void __launch_bounds__({{ threads }}{% if min_blocks_per_sm %}, {{ min_blocks_per_sm }}{% endif %}) {{ entry }}(
     const {{ entry }}_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const {{ entry }}_impl::act_t* bias, {{ entry }}_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {

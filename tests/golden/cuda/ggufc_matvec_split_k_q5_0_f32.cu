@@ -3,6 +3,7 @@
 // formats in emitter.MATVEC_SPLIT_K_FORMATS).
 //
 // One block of 128 threads per 4 weight rows (grid.x = ceil(N / 4), grid.y = M).
+// Registers bounded for 3 blocks an SM (__launch_bounds__; emitter.MATVEC_SPLIT_K_BLOCKS_PER_SM).
 // Thread t decodes parts t, t + 128, t + 256, ... of each of the block's rows,
 // loading their bytes straight from global memory (no staging: the 18- and 22-byte blocks of
 // these formats are only 2-byte aligned, and reading them back from a staged copy costs
@@ -26,7 +27,7 @@ constexpr bool STAGE_X = true;
 using XStage = ggufc::PartActivationStage<act_t>;
 }  // namespace ggufc_matvec_split_k_q5_0_f32_impl
 
-extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_split_k_q5_0_f32(
+extern "C" __global__ void __launch_bounds__(128, 3) ggufc_matvec_split_k_q5_0_f32(
     const ggufc_matvec_split_k_q5_0_f32_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_split_k_q5_0_f32_impl::act_t* bias, ggufc_matvec_split_k_q5_0_f32_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
