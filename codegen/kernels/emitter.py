@@ -94,14 +94,16 @@ MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each 
 # The split-K geometries and the warps of a block that split each row's K ("split_k": the
 # block of MATVEC_SPLIT_K_THREADS).  Both hold the same registers a thread, so an SM runs
 # twice the paired blocks, each taking twice the rounds of a row's parts; `split_k_geometry_of`
-# picks by the rounds each geometry's slots go through.  H100, float16, us, split_k / paired
-# (session 18, BENCHMARKS.md): Q4_0 4096x14336 17.5 / 16.5, 14336x4096 16.8 / 16.5, 4096x4096
-# 6.8 / 6.5, 5376x21504 31.6 / 36.1 (1344 paired blocks: 1.02 waves), 4096x11008 14.3 / 15.5,
-# 2048x8192 6.7 / 7.6; over 34 cells (Q4_0, Q5_0; float16, float32) the rule's pick is on
-# average 1.3% slower than the faster of the two, at most 12% (Q5_0 128256x4096, where it
-# keeps four warps: paired 147 us against 164).
+# picks by the rounds each geometry's slots go through.  H100, us, split_k / paired (session
+# 18, BENCHMARKS.md): float16 Q4_0 4096x14336 17.5 / 16.5, 5376x21504 31.7 / 36.1 (1344
+# paired blocks: 1.02 waves), 4096x11008 14.3 / 15.5, Q5_0 14336x4096 20.9 / 19.5,
+# 128256x4096 158.9 / 143.2.  Over the 44 cells of `benchmarks/cuda_matvec_geometry.py
+# --tables split_k` with K >= 4096 (Q4_0, Q5_0; float16, float32) the rule's pick is on
+# average 0.4% slower than the faster of the two, at most 5.7% (Q5_0 float16 8192x4096); in
+# an earlier run of 34 cells, 0.06% and 1.4%.
 MATVEC_SPLIT_K_WARPS = {"split_k": MATVEC_SPLIT_K_THREADS // WARP_SIZE, "split_k_paired": 2}
 MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS = 4
+MATVEC_SPLIT_K_WHOLE_WAVES = 2
 # Blocks an SM of the 4-warp split-K matvec by activation class and format (the 2-warp one:
 # twice as many), which `split_k_geometry_of` counts waves with, and which __launch_bounds__
 # asks of ptxas (at most 102, 128 or 170 registers a thread) but for MATVEC_SPLIT_K_UNBOUNDED.
@@ -521,17 +523,22 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
     """The split-K geometry of a CUDA matvec of an N x K ``fmt`` weight with ``dtype``
     activations (MATVEC_SPLIT_K_WARPS): the one whose slots go through the fewer rounds of
-    parts, counting its waves (MATVEC_WAVE_SMS SMs x `split_k_blocks_per_sm` blocks) times
-    the rounds a thread takes of a row's parts (no round is pipelined with the next); a tie
-    goes to the paired one where its threads take at most MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS
-    rounds (K <= 8192), else to four warps."""
+    parts, its waves (blocks over MATVEC_WAVE_SMS SMs x `split_k_blocks_per_sm`) times the
+    rounds a thread takes of a row's parts (no round overlaps the next).  A grid of fewer than
+    MATVEC_SPLIT_K_WHOLE_WAVES waves counts its last wave whole (its tail is that wave); a
+    larger one counts it by its share (its last blocks start as earlier ones end).  A tie goes
+    to the paired one where its threads take at most MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS rounds
+    (K <= 8192), else to four warps."""
     blocks = ceil_div(n, MATVEC_SPLIT_K_ROWS)
     parts = k // PART_WEIGHTS
 
-    def rounds(geometry: str) -> int:
+    def rounds(geometry: str) -> Fraction:
         slots = MATVEC_WAVE_SMS * split_k_blocks_per_sm(fmt, dtype, geometry)
         threads = MATVEC_SPLIT_K_WARPS[geometry] * WARP_SIZE
-        return ceil_div(blocks, slots) * ceil_div(parts, threads)
+        waves = Fraction(blocks, slots)
+        if waves < MATVEC_SPLIT_K_WHOLE_WAVES:
+            waves = Fraction(ceil_div(blocks, slots))
+        return waves * ceil_div(parts, threads)
 
     paired, four = rounds("split_k_paired"), rounds("split_k")
     paired_rounds = ceil_div(parts, MATVEC_SPLIT_K_WARPS["split_k_paired"] * WARP_SIZE)

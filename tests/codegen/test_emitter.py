@@ -348,14 +348,15 @@ def _generated_kernels(backend):
 
 
 # (format, dtype, N, K) -> the split-K geometry the rule picks: the faster of the two in each
-# of these H100 cells (session 18), and where the rounds tie, pairs up to K = 8192
+# of these H100 cells (session 18)
 SPLIT_K_PICKS = {
     ("Q4_0", "float16", 4096, 14336): "split_k_paired",  # one wave paired; 3.5 rounds of 4 warps
-    ("Q4_0", "float16", 5376, 21504): "split_k",  # 1344 paired blocks: 1.02 waves
+    ("Q4_0", "float16", 5376, 21504): "split_k",  # 1344 paired blocks: 1.02 waves, counted 2
     ("Q4_0", "float16", 4096, 11008): "split_k",  # rounds tie beyond K = 8192
     ("Q4_0", "float16", 4096, 4096): "split_k_paired",  # rounds tie, K = 4096
     ("Q4_0", "float16", 1024, 4096): "split_k",  # one wave either way: 1 round against 2
-    ("Q5_0", "float16", 11008, 4096): "split_k_paired",
+    ("Q5_0", "float16", 14336, 4096): "split_k_paired",  # 6.8 / 3.4 waves: counted by share
+    ("Q5_0", "float16", 128256, 4096): "split_k_paired",
     ("Q5_0", "float32", 14336, 4096): "split_k_paired",
     ("Q5_0", "float32", 4096, 14336): "split_k",
 }
