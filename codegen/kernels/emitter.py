@@ -102,8 +102,8 @@ MATVEC_SPLIT_K_ROWS = 4  # weight rows a block decodes against one read of each 
 # average 0.4% slower than the faster of the two, at most 5.7% (Q5_0 float16 8192x4096); in
 # an earlier run of 34 cells, 0.06% and 1.4%.
 MATVEC_SPLIT_K_WARPS = {"split_k": MATVEC_SPLIT_K_THREADS // WARP_SIZE, "split_k_paired": 2}
-MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS = 4
-MATVEC_SPLIT_K_WHOLE_WAVES = 2
+MATVEC_SPLIT_K_PAIRED_TIE_ROUNDS = 4  # at equal rounds, pairs where a thread takes this many
+MATVEC_SPLIT_K_WHOLE_WAVES = 2  # grids of fewer waves count their last wave whole
 # Blocks an SM of the 4-warp split-K matvec by activation class and format (the 2-warp one:
 # twice as many), which `split_k_geometry_of` counts waves with, and which __launch_bounds__
 # asks of ptxas (at most 102, 128 or 170 registers a thread) but for MATVEC_SPLIT_K_UNBOUNDED.
@@ -178,7 +178,7 @@ MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured 
 # dependently (session 18, BENCHMARKS.md): Q6_K paired 4096x14336 25.2 -> 24.0, 14336x4096
 # 25.4 -> 24.8, Q4_K paired 4096x14336 17.1 -> 16.6, Q8_0 14336x4096 27.4 -> 26.6; grids
 # leaving slots free unchanged (Q8_0 5376x21504 50.2).  The narrow geometry keeps its trigger
-# after the loads (its 64-register kernels run 8 blocks an SM, so the count of 4 misjudged
+# after the loads (its 64-72-register kernels run 7-8 blocks an SM, so 4 misjudged
 # Q4_K 2048x2048: 3.0 -> 5.2 us, and the test alone cost Gemma's narrow kernels 0.1 us).
 MATVEC_EARLY_TRIGGER_GEOMETRIES = ("default", "stream", *MATVEC_GROUP_GEOMETRIES.values())
 # Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
@@ -451,8 +451,9 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS and for those of MATVEC_GROUP_WARPS two or four warps a row group
-    where the format may take them (MATVEC_GROUP_GEOMETRIES: paired, quad); the CUDA matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the
-    split-K matmul geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
+    where the format may take them (MATVEC_GROUP_GEOMETRIES: paired, quad); the CUDA
+    matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul
+    geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -503,8 +504,8 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
     else the row-group sharing of `matvec_group_warps` (paired, quad; the default for one
-    warp); for a matvec_batched
-    with split-K matmul geometries, the one of `split_k_splits`."""
+    warp); for a matvec_batched with split-K matmul geometries, the one of
+    `split_k_splits`."""
     available = geometries(backend, fmt, kind, dtype)
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
         return split_k_geometry(split_k_splits(n, k))

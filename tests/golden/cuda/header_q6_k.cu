@@ -57,8 +57,8 @@ __device__ __forceinline__ void wait_for_previous_kernels() {
 #endif
 }
 
-// Whether this grid fills its waves of ``blocks_per_sm`` blocks on every SM but a tenth of
-// the slots: more than one wave, or one nearly full.  Such a kernel lets the next one start
+// Whether this grid fills its waves of ``blocks_per_sm`` blocks an SM: more than one wave, or
+// one with at most a tenth of its slots empty.  Such a kernel lets the next one start
 // at once (its blocks then take the slots this grid's last wave leaves as it drains); one
 // leaving many slots free lets it start only after its weight loads, since the next kernel's
 // early blocks take those free slots unevenly and hold them (M = 1 matvecs, session 18).
