@@ -2,9 +2,9 @@
 
     python benchmarks/cuda_matvec_geometry.py [--formats Q4_0,Q5_0,Q4_K,Q8_0]
         [--dtypes float32,float16] [--group-warps-formats Q4_K,Q5_K,Q6_K,Q8_0]
-        [--tables narrow,split_k,group_warps,stream]
+        [--tables narrow,split_k,group_warps,stream,quad_stream]
 
-Four tables, the measurements behind the geometry rules of codegen/kernels/emitter.py, to
+Five tables, the measurements behind the geometry rules of codegen/kernels/emitter.py, to
 rerun on another GPU:
 
 * narrow vs default, per format, dtype and N x K from Gemma-3-270M-sized weights up to
@@ -20,7 +20,11 @@ rerun on another GPU:
   behind MATVEC_GROUP_WARPS);
 * streamed row groups, for short rows (K <= 2048) and many of them: the default geometry
   against the streamed one with 2 to 16 row groups a warp (the lowering's is
-  MATVEC_STREAM_GROUPS, from N = MATVEC_STREAM_MIN_N up to K = MATVEC_STREAM_MAX_K).
+  MATVEC_STREAM_GROUPS, from N = MATVEC_STREAM_MIN_N up to K = MATVEC_STREAM_MAX_K);
+* streamed quads, for the formats of MATVEC_QUAD_STREAM_FORMATS at K = 4096 (and two
+  shapes the rule leaves out): 1 and 2 warps a row group against 4 warps taking 2, 4 or 7 row
+  groups in turn (the lowering's quad_stream is MATVEC_QUAD_STREAM_GROUPS), beside the
+  lowering's pick (`takes_quad_stream`).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
 codegen.cuda_timing.
@@ -41,6 +45,10 @@ from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import emit
 from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_QUAD_STREAM_CHUNKS,
+    MATVEC_QUAD_STREAM_FORMATS,
+    MATVEC_QUAD_STREAM_GROUPS,
+    MATVEC_QUAD_STREAM_MIN_FILL,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
     MATVEC_SPLIT_K_WARPS,
@@ -50,6 +58,7 @@ from codegen.kernels.emitter import (
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
     matvec_group_warps,
+    pick_geometry,
     split_k_geometry_of,
 )
 from compiler import formats
@@ -93,7 +102,18 @@ STREAM_SHAPES = (
     (16384, 1024),
 )
 STREAM_GROUP_CHOICES = (2, 4, 8, 16)
-TABLES = ("narrow", "split_k", "group_warps", "stream")
+QUAD_STREAM_SHAPES = (
+    (4096, 4096),
+    (8192, 4096),
+    (11008, 4096),
+    (14336, 4096),
+    (28672, 4096),
+    (128256, 4096),
+    (14336, 8192),
+    (4096, 14336),
+)
+QUAD_STREAM_GROUP_CHOICES = (2, 4, 7)
+TABLES = ("narrow", "split_k", "group_warps", "stream", "quad_stream")
 ERROR_BOUNDS = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 
@@ -229,6 +249,29 @@ def main() -> int:
                 floor = n * formats.row_bytes(fmt, k) / bandwidth * 1e6
                 cells = " | ".join(f"{t:.2f}" for t in times)
                 print(f"| {fmt} | {dtype} | {n}x{k} | {floor:.2f} | {cells} |", flush=True)
+    quad_formats = table_formats(
+        "quad_stream", args.formats, lambda fmt: fmt in MATVEC_QUAD_STREAM_FORMATS
+    )
+    if quad_formats:
+        print(
+            f"\nThe lowering streams row groups of 4 warps ({MATVEC_QUAD_STREAM_GROUPS} a block) "
+            f"for rows of {MATVEC_QUAD_STREAM_CHUNKS} chunks where the grid fills "
+            f"{MATVEC_QUAD_STREAM_MIN_FILL} of a wave (takes_quad_stream)\n"
+        )
+        choices = " | ".join(f"4 warps x {g} groups us" for g in QUAD_STREAM_GROUP_CHOICES)
+        print(f"| format | dtype | N x K | default us | paired us | {choices} | lowering |")
+        print("|---|---|---|---:|---:|" + "---:|" * len(QUAD_STREAM_GROUP_CHOICES) + "---|")
+    for fmt in quad_formats:
+        for dtype in args.dtypes.split(","):
+            for n, k in QUAD_STREAM_SHAPES:
+                kernels = [cuda_matvec_with_group_warps(fmt, dtype, g) for g in (1, 2)] + [
+                    cuda_matvec_streamed(fmt, dtype, g, group_warps=4)
+                    for g in QUAD_STREAM_GROUP_CHOICES
+                ]
+                times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
+                cells = " | ".join(f"{t:.2f}" for t in times)
+                picked = pick_geometry("cuda", fmt, "matvec", dtype, n, k)
+                print(f"| {fmt} | {dtype} | {n}x{k} | {cells} | {picked} |", flush=True)
     return 0
 
 

@@ -180,7 +180,12 @@ MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured 
 # leaving slots free unchanged (Q8_0 5376x21504 50.2).  The narrow geometry keeps its trigger
 # after the loads (its 64-72-register kernels run 7-8 blocks an SM, so 4 misjudged
 # Q4_K 2048x2048: 3.0 -> 5.2 us, and the test alone cost Gemma's narrow kernels 0.1 us).
-MATVEC_EARLY_TRIGGER_GEOMETRIES = ("default", "stream", *MATVEC_GROUP_GEOMETRIES.values())
+MATVEC_EARLY_TRIGGER_GEOMETRIES = (
+    "default",
+    "stream",
+    "quad_stream",
+    *MATVEC_GROUP_GEOMETRIES.values(),
+)
 # Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
 # vocabulary projection) take the streamed geometry: `cuda/matvec.cu` with each warp taking
 # MATVEC_STREAM_GROUPS row groups in turn, the next group's first chunk loading while this
@@ -194,6 +199,21 @@ MATVEC_EARLY_TRIGGER_GEOMETRIES = ("default", "stream", *MATVEC_GROUP_GEOMETRIES
 MATVEC_STREAM_GROUPS = 4
 MATVEC_STREAM_MAX_K = 1024
 MATVEC_STREAM_MIN_N = 65536
+# Large Q8_0 matvecs whose rows are MATVEC_QUAD_STREAM_CHUNKS chunks (3072 < K <= 4096) take
+# "quad_stream": the four warps of a block share each row group, one chunk each, and take
+# MATVEC_QUAD_STREAM_GROUPS row groups in turn (`cuda/matvec.cu`: GROUP_WARPS 4, STREAM_GROUPS
+# 7), the next group's chunk loading during this one's decode and each warp's part of x kept
+# from group to group; where its grid fills at least MATVEC_QUAD_STREAM_MIN_FILL of a wave
+# (MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks; N > 10332).  H100, us, the lowering's
+# pick before (default) -> quad_stream (session 18, BENCHMARKS.md): float16 14336x4096 26.6 ->
+# 24.3, 11008x4096 22.8 -> 20.4, 28672x4096 49.2 -> 45.7, 128256x4096 187.7 -> 185.7; float32
+# 33.5 -> 31.7, 29.9 -> 20.6, 57.4 -> 48.9, 203.0 -> 192.4.  Smaller grids lose (8192x4096:
+# 15.4 -> 19.5) and so do longer rows (4096x14336: 29.7 -> 47.9, no part of x kept); the
+# K-quants lose at 14336x4096 too (Q4_K paired 18.8, quad_stream 19.5).
+MATVEC_QUAD_STREAM_FORMATS = ("Q8_0",)
+MATVEC_QUAD_STREAM_GROUPS = 7
+MATVEC_QUAD_STREAM_CHUNKS = 4
+MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 # Activation dtypes whose CUDA matvecs (every geometry) stage each warp's activations through
 # shared memory (prelude: stage_part_activations) instead of every lane loading its own part
 # through L1, one cache line a lane.  H100, lanes -> staged (us, benchmarks/cuda_matvec_ab.py):
@@ -468,7 +488,9 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         return (DEFAULT_GEOMETRY, "narrow", "stream", "split_k", "split_k_paired")
     # every dtype has the geometries of any dtype's choices (float32 picks fewer)
     shared = sorted({g for d in DTYPES for g in matvec_group_choices(fmt, d)} - {1})
-    return (DEFAULT_GEOMETRY, "narrow", "stream", *(MATVEC_GROUP_GEOMETRIES[g] for g in shared))
+    quad_stream = ("quad_stream",) if fmt in MATVEC_QUAD_STREAM_FORMATS else ()
+    grouped = tuple(MATVEC_GROUP_GEOMETRIES[g] for g in shared)
+    return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream)
 
 
 def matvec_group_choices(fmt: str, dtype: str) -> tuple[int, ...]:
@@ -515,11 +537,24 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
         return "stream"
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
         return split_k_geometry_of(fmt, dtype, n, k)
+    if "quad_stream" in available and takes_quad_stream(n, k):
+        return "quad_stream"
     if kind == "matvec" and backend == "cuda":
         group_warps = matvec_group_warps(fmt, dtype, n, k)
         if group_warps > 1:
             return MATVEC_GROUP_GEOMETRIES[group_warps]
     return DEFAULT_GEOMETRY
+
+
+def takes_quad_stream(n: int, k: int) -> bool:
+    """Whether an N x K matvec of MATVEC_QUAD_STREAM_FORMATS takes "quad_stream": rows of
+    MATVEC_QUAD_STREAM_CHUNKS chunks (a chunk a warp, its part of x kept from group to group),
+    and a grid that fills at least MATVEC_QUAD_STREAM_MIN_FILL of a wave."""
+    if ceil_div(k, MATVEC_CHUNK_WEIGHTS) != MATVEC_QUAD_STREAM_CHUNKS:
+        return False
+    rows = WARPS // _matvec_group_warps("quad_stream") * MATVEC_ROWS_PER_WARP
+    blocks = ceil_div(n, rows * MATVEC_QUAD_STREAM_GROUPS)
+    return blocks >= MATVEC_QUAD_STREAM_MIN_FILL * MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
 
 
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
@@ -710,7 +745,10 @@ def _matvec_launch(rows_per_warp: int, group_warps: int, stream_groups: int = 1)
     return LaunchRule(THREADS, (GridExtent(("N",), rows), GridExtent(("M",), 1), GridExtent()))
 
 
-_GROUP_WARPS_OF_GEOMETRY = {name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()}
+_GROUP_WARPS_OF_GEOMETRY = {
+    **{name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()},
+    "quad_stream": 4,
+}
 
 
 def _matvec_group_warps(geometry: str) -> int:
@@ -726,7 +764,9 @@ def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
 
 
 def _matvec_stream_groups(geometry: str) -> int:
-    return MATVEC_STREAM_GROUPS if geometry == "stream" else 1
+    return {"stream": MATVEC_STREAM_GROUPS, "quad_stream": MATVEC_QUAD_STREAM_GROUPS}.get(
+        geometry, 1
+    )
 
 
 def _matvec_rows_per_warp(backend: str, geometry: str) -> int:
@@ -906,16 +946,32 @@ def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> Kern
     )
 
 
-def cuda_matvec_streamed(fmt: str, dtype: str, stream_groups: int) -> KernelSource:
+def cuda_matvec_streamed(
+    fmt: str, dtype: str, stream_groups: int, group_warps: int = 1
+) -> KernelSource:
     """The CUDA matvec of the streamed geometry with ``stream_groups`` row groups a warp (the
-    lowering's is MATVEC_STREAM_GROUPS): what `benchmarks/cuda_matvec_geometry.py` tries."""
+    lowering's is MATVEC_STREAM_GROUPS), each shared by ``group_warps`` warps (quad_stream: 4
+    and MATVEC_QUAD_STREAM_GROUPS): what `benchmarks/cuda_matvec_geometry.py` tries."""
     if stream_groups < 1:
         raise UnsupportedError(
             f"CUDA matvec {fmt} {dtype}: {stream_groups} row groups a warp; expected >= 1"
         )
-    launch = _matvec_launch(MATVEC_ROWS_PER_WARP, 1, stream_groups)
+    choices = [d for d in range(1, WARPS + 1) if WARPS % d == 0]
+    if group_warps not in choices:
+        raise UnsupportedError(
+            f"CUDA matvec {fmt} {dtype}: {group_warps} warps a row group; expected one of "
+            f"{choices} (divisors of the {WARPS} warps a block)"
+        )
+    launch = _matvec_launch(MATVEC_ROWS_PER_WARP, group_warps, stream_groups)
+    suffix = f"g{stream_groups}" if group_warps == 1 else f"w{group_warps}g{stream_groups}"
     return _cuda_matvec_variant(
-        fmt, dtype, "stream", f"g{stream_groups}", launch, stream_groups=stream_groups
+        fmt,
+        dtype,
+        "stream",
+        suffix,
+        launch,
+        stream_groups=stream_groups,
+        group_warps=group_warps,
     )
 
 

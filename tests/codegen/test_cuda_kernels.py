@@ -307,19 +307,21 @@ def test_matvec_with_any_group_warps_matches_float64_reference(runner, rng, fmt,
         check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, k, True, kernel=kernel)
 
 
+@pytest.mark.parametrize("group_warps", (1, 4))
 @pytest.mark.parametrize("dtype", ("float32", "float16"))
-@pytest.mark.parametrize("stream_groups", (2, 8))
+@pytest.mark.parametrize("stream_groups", (2, 7))
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
-def test_streamed_matvec_over_many_row_groups(runner, rng, fmt, stream_groups, dtype):
+def test_streamed_matvec_over_many_row_groups(runner, rng, fmt, stream_groups, dtype, group_warps):
     """Each warp of the streamed geometry takes row groups in turn, loading the next one's
     first chunk during this one's last: N spans three whole blocks and a ragged fourth whose
     warps run out of rows at different groups; K of one chunk a row (the activations kept
-    from group to group), of two (the load crossing to the next group from the second), and
-    of many."""
-    kernel = cuda_matvec_streamed(fmt, dtype, stream_groups)
+    from group to group), of two (the load crossing to the next group from the second), of one
+    chunk for each warp sharing a row group (quad_stream: each warp's part of x kept), and of
+    many."""
+    kernel = cuda_matvec_streamed(fmt, dtype, stream_groups, group_warps)
     rows_per_block = kernel.launch.grid[0].per_block
     n = 3 * rows_per_block + 37
-    for k in (K_BY_FORMAT[fmt], 1024 + 256, LARGE_K):
+    for k in sorted({K_BY_FORMAT[fmt], 1024 + 256, group_warps * 1024, LARGE_K}):
         check_linear(runner, rng, fmt, "matvec", dtype, (1,), n, k, k == LARGE_K, kernel=kernel)
 
 

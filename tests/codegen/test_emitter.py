@@ -33,6 +33,7 @@ from codegen.kernels.emitter import (
     MATVEC_GROUP_MIN_CHUNKS,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
+    MATVEC_QUAD_STREAM_GROUPS,
     MATVEC_ROWS_PER_WARP,
     MATVEC_SPLIT_K_FORMATS,
     MATVEC_SPLIT_K_MIN_K,
@@ -51,12 +52,14 @@ from codegen.kernels.emitter import (
     SPLIT_K_MIN_STEPS,
     WARPS,
     cuda_matmul_layout,
+    cuda_matvec_streamed,
     matvec_group_choices,
     matvec_group_warps,
     render_template,
     split_k_blocks_per_sm,
     split_k_geometry_of,
     split_k_splits,
+    takes_quad_stream,
 )
 from codegen.kernels.launch import PART_WEIGHTS
 from compiler.errors import UnsupportedError
@@ -368,6 +371,42 @@ def test_split_k_geometry_counts_rounds_of_parts(case, expected):
     assert split_k_geometry_of(fmt, dtype, n, k) == expected
     if n * k > MATVEC_NARROW_MAX_WEIGHTS[dtype]:  # else the lowering takes the narrow one
         assert pick_geometry("cuda", fmt, "matvec", dtype, n, k) == expected
+
+
+# (N, K) -> whether the lowering gives a Q8_0 matvec the streamed quad, float16 and float32
+# alike: where rows are 4 chunks and the grid fills 7/10 of a wave (H100, session 18)
+QUAD_STREAM_PICKS = {
+    (14336, 4096): True,
+    (11008, 4096): True,
+    (128256, 4096): True,
+    (10333, 4096): True,  # 370 blocks: the first grid at 7/10 of 528 slots
+    (10332, 4096): False,  # 369 blocks
+    (8192, 4096): False,  # 293 blocks
+    (14336, 3072): False,  # 3 chunks a row: a warp of four idle
+    (14336, 8192): False,  # 8 chunks a row: x not kept
+}
+
+
+@pytest.mark.parametrize(("shape", "expected"), QUAD_STREAM_PICKS.items())
+def test_q8_0_matvec_takes_the_streamed_quad_by_chunks_and_wave(shape, expected):
+    n, k = shape
+    for dtype in ("float16", "float32"):
+        picked = pick_geometry("cuda", "Q8_0", "matvec", dtype, n, k)
+        assert (picked == "quad_stream") == expected, (dtype, picked)
+    assert takes_quad_stream(n, k) == expected
+
+
+def test_streamed_quad_shares_row_groups_and_streams_them():
+    kernel = emit("cuda", "Q8_0", "matvec", "float16", "quad_stream")
+    assert "constexpr int GROUP_WARPS = 4;" in kernel.source
+    assert f"constexpr int STREAM_GROUPS = {MATVEC_QUAD_STREAM_GROUPS};" in kernel.source
+    assert kernel.launch.grid[0].per_block == MATVEC_ROWS_PER_WARP * MATVEC_QUAD_STREAM_GROUPS
+    assert "quad_stream" not in geometries("cuda", "Q4_K", "matvec", "float16")
+    assert cuda_matvec_streamed("Q4_K", "float16", 3, group_warps=2).launch.grid[0].per_block == (
+        WARPS // 2 * MATVEC_ROWS_PER_WARP * 3
+    )
+    with pytest.raises(UnsupportedError, match="3 warps a row group"):
+        cuda_matvec_streamed("Q8_0", "float16", 2, group_warps=3)
 
 
 @pytest.mark.parametrize("fmt", MATVEC_SPLIT_K_FORMATS)

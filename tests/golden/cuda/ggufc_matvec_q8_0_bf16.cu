@@ -28,7 +28,6 @@ constexpr int STREAM_GROUPS = 1;
 // blocks an SM a wave of this kernel is counted at (prelude: grid_fills_its_waves); 0: the
 // next kernel starts only after this one's weight loads, whatever the grid
 constexpr unsigned WAVE_BLOCKS_PER_SM = 4;
-static_assert(STREAM_GROUPS == 1 || GROUP_WARPS == 1, "a streamed warp owns its row groups");
 constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
 constexpr int CHUNK_BLOCKS = CHUNK_PARTS / Format::PARTS;
 constexpr int CHUNK_BYTES = CHUNK_BLOCKS * Format::BLOCK_BYTES;
@@ -143,12 +142,15 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q8_0_bf16(
     // the first weights are on their way: now x (and out) wait for the kernels before
     // (prelude: programmatic dependent launch)
     ggufc::wait_for_previous_kernels();
-    // a part's activations, kept from one row group to the next when a row is one chunk
+    // a part's activations, kept from one row group to the next when a warp takes one chunk of each
     float xv[ggufc::PART_WEIGHTS];
     float x_sum[2];
     for (int g = 0; g < STREAM_GROUPS; ++g) {
         const i64 next_n0 = group_row(g + 1);
-        const bool has_next = g + 1 < STREAM_GROUPS && next_n0 < N;
+        // warps sharing row groups all go on to the next group or all stop (the barrier below):
+        // whether the block's first row group of it has rows
+        const i64 next_first = GROUP_WARPS > 1 ? group_row(g + 1) - (warp / GROUP_WARPS) * ROWS_PER_WARP : next_n0;
+        const bool has_next = g + 1 < STREAM_GROUPS && next_first < N;
         float acc[ROWS_PER_WARP];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
@@ -171,7 +173,8 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q8_0_bf16(
                 load_chunk(next_n0, rows_from(next_n0), slice);
             }
             const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
-            const bool x_loaded = g > 0 && chunks == 1;
+            // each group's chunk of this warp is the same part of x when a warp takes one chunk
+            const bool x_loaded = g > 0 && (GROUP_WARPS == 1 ? chunks == 1 : chunks <= GROUP_WARPS);
             if constexpr (STAGE_X) {
                 if (!x_loaded) {
                     ggufc::stage_part_activations<Decode::NEEDS_X_SUM>(
@@ -210,26 +213,32 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_q8_0_bf16(
             ggufc::allow_dependent_launch();  // the weights are all read
         }
         if constexpr (GROUP_WARPS > 1) {
-            __shared__ float partial[WARPS_PER_BLOCK][ROWS_PER_WARP];
+            // streamed, groups alternate between two buffers: one barrier a group suffices
+            constexpr int BUFFERS = STREAM_GROUPS > 1 ? 2 : 1;
+            __shared__ float partial[BUFFERS][WARPS_PER_BLOCK][ROWS_PER_WARP];
+            float(&sums)[WARPS_PER_BLOCK][ROWS_PER_WARP] = partial[g % BUFFERS];
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; ++r) {
                 const float total = ggufc::warp_sum(acc[r]);
                 if (lane == 0) {
-                    partial[warp][r] = total;
+                    sums[warp][r] = total;
                 }
             }
             __syncthreads();
-            if (slice != 0 || lane >= rows) {
+            // lane r of the row group's first warp sums row r
+            const bool writes = slice == 0 && lane < rows;
+            if (STREAM_GROUPS == 1 && !writes) {
                 return;
             }
-            // lane r of the row group's first warp sums row r
-            float total = 0.0f;
+            if (writes) {
+                float total = 0.0f;
 #pragma unroll
-            for (int s = 0; s < GROUP_WARPS; ++s) {
-                total += partial[warp + s][lane];
+                for (int s = 0; s < GROUP_WARPS; ++s) {
+                    total += sums[warp + s][lane];
+                }
+                const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
+                out[m * N + n0 + lane] = ggufc::from_float<act_t>(total + b);
             }
-            const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
-            out[m * N + n0 + lane] = ggufc::from_float<act_t>(total + b);
         } else {
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; ++r) {
