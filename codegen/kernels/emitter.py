@@ -224,7 +224,8 @@ MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 MATVEC_STAGED_X_DTYPES = ("float32",)
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" and
-# "split_k_paired" (MATVEC_SPLIT_K_WARPS) or "paired" / "quad" (MATVEC_GROUP_GEOMETRIES).
+# "split_k_paired" (MATVEC_SPLIT_K_WARPS) or "paired" / "quad" (MATVEC_GROUP_GEOMETRIES), and
+# "quad_stream" (MATVEC_QUAD_STREAM_FORMATS).
 DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
@@ -471,8 +472,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS and for those of MATVEC_GROUP_WARPS two or four warps a row group
-    where the format may take them (MATVEC_GROUP_GEOMETRIES: paired, quad); the CUDA
-    matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul
+    where the format may take them (MATVEC_GROUP_GEOMETRIES: paired, quad), and for
+    MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul
     geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
     split_k = (
         backend == "cuda"
@@ -525,7 +526,8 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
     activations: for the matvec narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
-    else the row-group sharing of `matvec_group_warps` (paired, quad; the default for one
+    else the streamed quad where the format has it and `takes_quad_stream`, else the
+    row-group sharing of `matvec_group_warps` (paired, quad; the default for one
     warp); for a matvec_batched with split-K matmul geometries, the one of
     `split_k_splits`."""
     available = geometries(backend, fmt, kind, dtype)
