@@ -139,12 +139,16 @@ MATVEC_SPLIT_K_UNBOUNDED = (("16-bit", "Q5_0"),)
 # before (pairs for Q4_K / Q5_K only) 7.7%, at most 39%.  Against it, same call: Q6_K
 # 8192x21504 80.9 -> 65.8 us, 3072x21504 38.9 -> 29.3, Q4_K 5376x21504 45.7 -> 38.4.
 # bfloat16 moves the same bytes and takes the same rule (not measured separately).  float32:
-# Q4_K / Q5_K only (their grouped kernels bounded to 4 blocks an SM; Q6_K and Q8_0 grouped
-# not measured with float32 x): at 4096x14336, 14336x4096 and 5376x21504 the rule's pick was
-# the fastest of 1, 2 and 4 warps for both (Q4_K 22.3 / 23.1 / 45.9 us; BENCHMARKS.md).
+# Q4_K / Q5_K (their grouped kernels bounded to 4 blocks an SM): at 4096x14336, 14336x4096
+# and 5376x21504 the rule's pick was the fastest of 1, 2 and 4 warps for both (Q4_K 22.3 /
+# 23.1 / 45.9 us; BENCHMARKS.md); Q8_0 since session 18 (its paired kernel bounded too): of
+# 10 shapes with K = 4096-21504 (H100, us, 1 warp / 2 warps) the rule picks the faster but at
+# 14336x8192 (59.6 / 56.4) and 14336x6144 (46.2 / 45.1), and gains 4096x14336 33.6 -> 28.8,
+# 4096x4096 12.6 -> 10.8, 28672x8192 113 -> 101, 11008x8192 56.6 -> 44.9 (BENCHMARKS.md).
+# Q6_K grouped is not measured with float32 x.
 MATVEC_GROUP_GEOMETRIES = {2: "paired", 4: "quad"}
 MATVEC_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4), "Q6_K": (2, 4), "Q8_0": (1, 2)}
-MATVEC_FLOAT32_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4)}
+MATVEC_FLOAT32_GROUP_WARPS = {"Q4_K": (2, 1, 4), "Q5_K": (2, 1, 4), "Q8_0": (1, 2)}
 MATVEC_GROUP_MIN_CHUNKS = 2
 MATVEC_CHUNK_WEIGHTS = WARP_SIZE * PART_WEIGHTS  # a warp's chunk: one part a lane
 MATVEC_PAIRED_MIN_K = 2 * MATVEC_GROUP_MIN_CHUNKS * MATVEC_CHUNK_WEIGHTS

@@ -237,14 +237,14 @@ graph @main(%x : f32[1, 4096]) {
 
 
 def test_large_matvecs_take_their_formats_geometry():
-    """Split-K for Q4_0, paired warps for Q4_K, the default for Q8_0: the entry, source and
-    grid of each KernelNode are those of that geometry's kernel."""
+    """Split-K for Q4_0, paired warps for Q4_K and Q8_0 (a grid of 32 unpaired blocks): the
+    entry, source and grid of each KernelNode are those of that geometry's kernel."""
     program = lower(parse_program(LARGE_MATVEC_IR), backends=("cuda",))
     kernels = [n for n in program.instructions() if isinstance(n, KernelNode)]
     expected = {
         "Q4_0": ("split_k", 512 // 4),
         "Q4_K": ("paired", 512 // 8),
-        "Q8_0": ("default", 512 // 16),
+        "Q8_0": ("paired", 512 // 8),
     }
     assert sorted(n.format.name for n in kernels) == sorted(expected)
     for node in kernels:
