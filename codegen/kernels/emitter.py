@@ -184,12 +184,7 @@ MATVEC_WAVE_SMS = 132  # an H100 SXM's SMs: the GPU the group rule was measured 
 # leaving slots free unchanged (Q8_0 5376x21504 50.2).  The narrow geometry keeps its trigger
 # after the loads (its 64-72-register kernels run 7-8 blocks an SM, so 4 misjudged
 # Q4_K 2048x2048: 3.0 -> 5.2 us, and the test alone cost Gemma's narrow kernels 0.1 us).
-MATVEC_EARLY_TRIGGER_GEOMETRIES = (
-    "default",
-    "stream",
-    "quad_stream",
-    *MATVEC_GROUP_GEOMETRIES.values(),
-)
+MATVEC_LATE_TRIGGER_GEOMETRIES = ("narrow",)
 # Large CUDA matvecs of short rows (K <= MATVEC_STREAM_MAX_K, N >= MATVEC_STREAM_MIN_N; a
 # vocabulary projection) take the streamed geometry: `cuda/matvec.cu` with each warp taking
 # MATVEC_STREAM_GROUPS row groups in turn, the next group's first chunk loading while this
@@ -558,8 +553,12 @@ def takes_quad_stream(n: int, k: int) -> bool:
     and a grid that fills at least MATVEC_QUAD_STREAM_MIN_FILL of a wave."""
     if ceil_div(k, MATVEC_CHUNK_WEIGHTS) != MATVEC_QUAD_STREAM_CHUNKS:
         return False
-    rows = WARPS // _matvec_group_warps("quad_stream") * MATVEC_ROWS_PER_WARP
-    blocks = ceil_div(n, rows * MATVEC_QUAD_STREAM_GROUPS)
+    launch = _matvec_launch(
+        MATVEC_ROWS_PER_WARP,
+        _matvec_group_warps("quad_stream"),
+        _matvec_stream_groups("quad_stream"),
+    )
+    blocks = launch.grid_size(1, n, k)[0]
     return blocks >= MATVEC_QUAD_STREAM_MIN_FILL * MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
 
 
@@ -593,15 +592,13 @@ def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
 def split_k_blocks_per_sm(fmt: str, dtype: str, geometry: str) -> int:
     """The blocks an SM a split-K CUDA matvec is counted at (MATVEC_SPLIT_K_BLOCKS_PER_SM,
     for 4 warps a block; as many more as its block is smaller)."""
-    activations = "float32" if dtype == "float32" else "16-bit"
-    four_warps = MATVEC_SPLIT_K_BLOCKS_PER_SM[activations, fmt]
+    four_warps = MATVEC_SPLIT_K_BLOCKS_PER_SM[_activation_class(dtype), fmt]
     return four_warps * MATVEC_SPLIT_K_WARPS["split_k"] // MATVEC_SPLIT_K_WARPS[geometry]
 
 
 def _split_k_min_blocks(fmt: str, dtype: str, geometry: str) -> int:
     """The blocks an SM a split-K matvec's __launch_bounds__ asks for (0: none)."""
-    activations = "float32" if dtype == "float32" else "16-bit"
-    if (activations, fmt) in MATVEC_SPLIT_K_UNBOUNDED:
+    if (_activation_class(dtype), fmt) in MATVEC_SPLIT_K_UNBOUNDED:
         return 0
     return split_k_blocks_per_sm(fmt, dtype, geometry)
 
@@ -761,11 +758,16 @@ def _matvec_group_warps(geometry: str) -> int:
     return _GROUP_WARPS_OF_GEOMETRY.get(geometry, 1)
 
 
+def _activation_class(dtype: str) -> str:
+    """The key of the register tables (MATVEC_BOUNDED_GEOMETRIES, MATVEC_SPLIT_K_BLOCKS_PER_SM):
+    "float32", or "16-bit" for float16 and bfloat16, whose kernels move the same bytes."""
+    return "float32" if dtype == "float32" else "16-bit"
+
+
 def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
     """The blocks an SM a matvec's __launch_bounds__ asks for (0: none): see
     MATVEC_BOUNDED_GEOMETRIES."""
-    activations = "float32" if dtype == "float32" else "16-bit"
-    bounded = geometry in MATVEC_BOUNDED_GEOMETRIES.get((activations, fmt), ())
+    bounded = geometry in MATVEC_BOUNDED_GEOMETRIES.get((_activation_class(dtype), fmt), ())
     return MATVEC_WAVE_BLOCKS_PER_SM if bounded else 0
 
 
@@ -878,7 +880,7 @@ def _kind_values(
         values["min_blocks_per_sm"] = _matvec_min_blocks(fmt, geometry, dtype)
         values["stream_groups"] = _matvec_stream_groups(geometry)
         values["wave_blocks_per_sm"] = (
-            MATVEC_WAVE_BLOCKS_PER_SM if geometry in MATVEC_EARLY_TRIGGER_GEOMETRIES else 0
+            0 if geometry in MATVEC_LATE_TRIGGER_GEOMETRIES else MATVEC_WAVE_BLOCKS_PER_SM
         )
         values["max_rows"] = 1
         return f"{backend}/matvec{syntax.source_suffix}", values
@@ -927,17 +929,22 @@ def emit(
     )
 
 
-def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> KernelSource:
-    """The CUDA matvec of the default geometry with ``group_warps`` warps a row group (the
-    paired and quad geometries are 2 and 4, with their __launch_bounds__): what
-    `benchmarks/cuda_matvec_geometry.py` weighs against each other.  Not used by the
-    lowering."""
+def _check_group_warps(fmt: str, dtype: str, group_warps: int) -> None:
+    """Warps a row group of a benchmark's matvec variant: a divisor of the block's warps."""
     choices = [d for d in range(1, WARPS + 1) if WARPS % d == 0]
     if group_warps not in choices:
         raise UnsupportedError(
             f"CUDA matvec {fmt} {dtype}: {group_warps} warps a row group; expected one of "
             f"{choices} (divisors of the {WARPS} warps a block)"
         )
+
+
+def cuda_matvec_with_group_warps(fmt: str, dtype: str, group_warps: int) -> KernelSource:
+    """The CUDA matvec of the default geometry with ``group_warps`` warps a row group (the
+    paired and quad geometries are 2 and 4, with their __launch_bounds__): what
+    `benchmarks/cuda_matvec_geometry.py` weighs against each other.  Not used by the
+    lowering."""
+    _check_group_warps(fmt, dtype, group_warps)
     launch = _matvec_launch(MATVEC_ROWS_PER_WARP, group_warps)
     return _cuda_matvec_variant(
         fmt,
@@ -962,12 +969,7 @@ def cuda_matvec_streamed(
         raise UnsupportedError(
             f"CUDA matvec {fmt} {dtype}: {stream_groups} row groups a warp; expected >= 1"
         )
-    choices = [d for d in range(1, WARPS + 1) if WARPS % d == 0]
-    if group_warps not in choices:
-        raise UnsupportedError(
-            f"CUDA matvec {fmt} {dtype}: {group_warps} warps a row group; expected one of "
-            f"{choices} (divisors of the {WARPS} warps a block)"
-        )
+    _check_group_warps(fmt, dtype, group_warps)
     launch = _matvec_launch(MATVEC_ROWS_PER_WARP, group_warps, stream_groups)
     suffix = f"g{stream_groups}" if group_warps == 1 else f"w{group_warps}g{stream_groups}"
     return _cuda_matvec_variant(

@@ -398,6 +398,8 @@ def test_dependent_launch_reads_the_previous_kernels_output(
     dependently the checked kernel starts while the lead still runs: it must wait for it
     before it reads x (prelude.cuh, programmatic dependent launch)."""
     if not runner.dependent_launch:
+        # launched plainly the checked kernel cannot start before the lead ends, so the test
+        # could not fail whatever the kernel's wait does
         pytest.skip(
             "launches are plain here (compute capability < 9.0 or GGUFC_DEPENDENT_LAUNCH=0)"
         )
