@@ -51,7 +51,11 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               K >= `MATVEC_SPLIT_K_MIN_K`; 4 or 2 warps a block: `split_k_geometry_of`),
               else for Q8_0 rows of 4 chunks on a large grid the streamed quad
               (`takes_quad_stream`), else 1, 2 or 4 warps a row group (default,
-              paired, quad: `matvec_group_warps`, by format, dtype, N and K).
+              paired, quad: `matvec_group_warps`, by format, dtype, N and K).  A CUDA
+              matvec_batched of Q4_K with float16 activations depends on M too: the mma
+              matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; with a
+              symbolic M the node becomes an `IfNode` (M <= MATVEC_MMA_MAX_M) whose two
+              chains hold one KernelNode each (`takes_mma_matvec`).
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
@@ -1091,11 +1095,60 @@ class _Lowering:
                 f"{where}: activation dtype {dtype} has no kernels; supported: "
                 f"{', '.join(str(d) for d in KERNEL_DTYPES)}"
             )
+        from codegen.kernels.emitter import MATVEC_MMA_MAX_M, takes_mma_matvec
+
+        args = (where, op, kind_name, fmt, dtype_name, inputs, rows, n, k, has_bias)
+        m_ranged = any(takes_mma_matvec(b, fmt, kind_name, dtype_name) for b in self.backends)
+        if not (m_ranged and rows.is_symbolic):
+            m = None if rows.is_symbolic else rows.size
+            self.kernel_node(scope.chain, *args, output=output, m=m)
+            return output
+        # the kernel's geometry depends on M: an IfNode, M <= MATVEC_MMA_MAX_M and above
+        chains = []
+        for label, m in (("then", MATVEC_MMA_MAX_M), ("else", MATVEC_MMA_MAX_M + 1)):
+            chain_name = self.unique_name(f"{scope.name}/{node.name}.m_{label}")
+            chain = self.builder.chain(chain_name)
+            branch_output = self.new_tensor(f"{node.name}_{label}", node.meta.get("val"), where)
+            self.kernel_node(chain, *args, output=branch_output, m=m)
+            self.builder.results(chain, [branch_output])
+            chains.append(chain)
+        self.builder.emit(
+            scope.chain,
+            IfNode(
+                condition=rows.value,
+                compare=CompareOp.LE,
+                constant=MATVEC_MMA_MAX_M,
+                then_chain=chains[0],
+                else_chain=chains[1],
+                outputs=(output,),
+            ),
+        )
+        return output
+
+    def kernel_node(
+        self,
+        chain,
+        where,
+        op,
+        kind_name,
+        fmt,
+        dtype_name,
+        inputs,
+        rows,
+        n,
+        k,
+        has_bias,
+        *,
+        output: int,
+        m: int | None,
+    ) -> None:
+        """Emits into ``chain`` the KernelNode of a GGUF op (``where`` names it in errors)
+        with the geometries each backend picks for ``m`` activation rows (None: any)."""
         from codegen.kernels import pick_geometry
 
         sources, rules = [], {}
         for backend in self.backends:
-            geometry = pick_geometry(backend, fmt, kind_name, dtype_name, n, k)
+            geometry = pick_geometry(backend, fmt, kind_name, dtype_name, n, k, m)
             generated = self.emitter(backend, fmt, kind_name, dtype_name, geometry=geometry)
             sources.append(
                 KernelSource(
@@ -1121,7 +1174,7 @@ class _Lowering:
         if has_bias is not None:
             args.append(Argument(BoolValue(has_bias), "has_bias"))
         self.builder.emit(
-            scope.chain,
+            chain,
             KernelNode(
                 name=self.kernel_name(kind_name, fmt),
                 format=QuantFormat[fmt],
@@ -1136,7 +1189,6 @@ class _Lowering:
                 args=tuple(args),
             ),
         )
-        return output
 
     def grid_extent(self, extent, rows: Dim, n: int, k: int, where: str) -> Dim:
         from codegen.kernels.launch import PART_WEIGHTS

@@ -224,7 +224,8 @@ MATVEC_STAGED_X_DTYPES = ("float32",)
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" and
 # "split_k_paired" (MATVEC_SPLIT_K_WARPS) or "paired" / "quad" (MATVEC_GROUP_GEOMETRIES), and
-# "quad_stream" (MATVEC_QUAD_STREAM_FORMATS).
+# "quad_stream" (MATVEC_QUAD_STREAM_FORMATS); the CUDA matvec_batched "split_k2" .. "split_k8"
+# (SPLIT_K_BATCHED_FORMATS) and "mma" (MATVEC_MMA_FORMATS).
 DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
@@ -276,6 +277,25 @@ SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluste
 # of session 13 (PERFORMANCE.md).
 SPLIT_K_MAX_BLOCKS = 240
 SPLIT_K_MIN_STEPS = 4
+# CUDA matvec_batched of these formats with float16 activations and M <= MATVEC_MMA_MAX_M takes
+# "mma" (`cuda/matvec_mma.cu`): mma.sync with 16 weight rows as A and up to 8 activation rows
+# as B, each lane loading its part of its two rows' blocks straight into registers and
+# folding the sub-block scale into the A pairs (sc * q, exact in f16; bfloat16's 8-bit
+# mantissa is not, so bfloat16 keeps the split-K matmul), MATVEC_MMA_WARPS warps splitting K.
+# A symbolic M in the batched bucket lowers to an IfNode on M (codegen.lowering): this
+# geometry up to MATVEC_MMA_MAX_M, the split-K one above, where its 16-row tile reads the
+# weights once (at M = 16 the mma kernel reads them twice and took 1.3-1.6x the split-K's
+# time).  H100, float16, us, split-K -> mma (session 19, BENCHMARKS.md): M = 8 14336x4096
+# 31.6 -> 25.5, 4096x14336 31.9 -> 23.3, 8192x28672 125.1 -> 84.4, 4096x4096 14.4 -> 8.6;
+# M = 2 14336x4096 31.9 -> 19.6, 4096x14336 31.8 -> 17.8; of 12 shapes at M = 2, 4, 8 it is
+# the faster in all but 5376x21504 at M = 8 (60.8 -> 64.8: 336 blocks, 1.3 waves).
+MATVEC_MMA_FORMATS = ("Q4_K",)
+MATVEC_MMA_DTYPES = ("float16",)
+MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
+MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block
+MATVEC_MMA_WARPS = 8
+MATVEC_MMA_MIN_BLOCKS_PER_SM = 2  # 128 registers: the 16 warps an SM the measurements ran
+MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warps, slower)
 
 
 @dataclass(frozen=True)
@@ -472,8 +492,10 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS and for those of MATVEC_GROUP_WARPS two or four warps a row group
     where the format may take them (MATVEC_GROUP_GEOMETRIES: paired, quad), and for
-    MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul
-    geometries (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS)."""
+    MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
+    SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
+    (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
+    MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -481,7 +503,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         and (dtype is None or dtype in SPLIT_K_BATCHED_DTYPES)
     )
     if split_k:
-        return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS))
+        mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
+        return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
@@ -491,6 +514,18 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     quad_stream = ("quad_stream",) if fmt in MATVEC_QUAD_STREAM_FORMATS else ()
     grouped = tuple(MATVEC_GROUP_GEOMETRIES[g] for g in shared)
     return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream)
+
+
+def takes_mma_matvec(backend: str, fmt: str, kind: str, dtype: str | None = None) -> bool:
+    """Whether ``kind`` of ``fmt`` with ``dtype`` activations (any dtype if None) on ``backend``
+    has the "mma" geometry (MATVEC_MMA_FORMATS): the lowering's pick up to MATVEC_MMA_MAX_M
+    rows."""
+    return (
+        backend == "cuda"
+        and kind == "matvec_batched"
+        and fmt in MATVEC_MMA_FORMATS
+        and (dtype is None or dtype in MATVEC_MMA_DTYPES)
+    )
 
 
 def matvec_group_choices(fmt: str, dtype: str) -> tuple[int, ...]:
@@ -520,9 +555,14 @@ def matvec_group_warps(fmt: str, dtype: str, n: int, k: int) -> int:
     return max(choices, key=last_wave_fill)
 
 
-def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int) -> str:
+def pick_geometry(
+    backend: str, fmt: str, kind: str, dtype: str, n: int, k: int, m: int | None = None
+) -> str:
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
-    activations: for the matvec narrow up to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
+    activations and ``m`` activation rows (None: any M the kind serves): for a
+    matvec_batched with the "mma" geometry (`takes_mma_matvec`) that up to
+    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M); for the matvec narrow up
+    to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
     else the streamed quad where the format has it and `takes_quad_stream`, else the
@@ -530,6 +570,8 @@ def pick_geometry(backend: str, fmt: str, kind: str, dtype: str, n: int, k: int)
     warp); for a matvec_batched with split-K matmul geometries, the one of
     `split_k_splits`."""
     available = geometries(backend, fmt, kind, dtype)
+    if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
+        return "mma"
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
         return split_k_geometry(split_k_splits(n, k))
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
@@ -683,6 +725,9 @@ def launch_rule(
     splits = _split_k_splits(geometry)
     if splits is not None:
         return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
+    if geometry == "mma":
+        grid = (GridExtent(("N",), MATVEC_MMA_ROWS), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
+        return LaunchRule(MATVEC_MMA_WARPS * WARP_SIZE, grid)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
@@ -850,6 +895,16 @@ def _kind_values(
     if splits is not None:
         values.update(_cuda_matmul_values(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits))
         return f"{backend}/matmul{syntax.source_suffix}", values
+    if geometry == "mma":
+        values.update(
+            threads=MATVEC_MMA_WARPS * WARP_SIZE,
+            warps=MATVEC_MMA_WARPS,
+            tile_n=MATVEC_MMA_ROWS,
+            tile_m=MATVEC_MMA_MAX_M,
+            min_blocks_per_sm=MATVEC_MMA_MIN_BLOCKS_PER_SM,
+            depth=MATVEC_MMA_DEPTH,
+        )
+        return f"{backend}/matvec_mma{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):
         values.update(
             threads=32 * TENSOR_CORE_MATVEC_WARPS,

@@ -234,7 +234,12 @@ def test_linear_kernel_reads_no_byte_past_its_weights(runner, rng, fmt, kind, ge
 SPLIT_K_KERNELS = [
     (fmt, geometry)
     for fmt, kind, geometry in FLOAT16_KERNELS
-    if kind == "matvec_batched" and geometry != "default"
+    if kind == "matvec_batched" and geometry.startswith("split_k")
+]
+MMA_KERNELS = [
+    (fmt, dtype)
+    for fmt, kind, dtype, geometry in KERNELS
+    if kind == "matvec_batched" and geometry == "mma"
 ]
 
 
@@ -279,6 +284,18 @@ def test_split_k_matmul_portable_build(portable_runner, rng, fmt, geometry, dtyp
             2048,
             m == 2,
             geometry,
+        )
+
+
+@pytest.mark.parametrize(("fmt", "dtype"), MMA_KERNELS)
+def test_mma_matvec_over_every_m_of_its_tile(runner, rng, fmt, dtype):
+    """The mma matvec (B = up to 8 activation rows) at every M of its tile and past it (a
+    second tile of columns), a ragged last tile of 16 weight rows, and super-blocks that its 8
+    warps take unevenly (11: three warps take two)."""
+    block = formats.get_format(fmt).block_weights
+    for m in (*range(1, 10), 17):
+        check_linear(
+            runner, rng, fmt, "matvec_batched", dtype, (m,), RAGGED_N, 11 * block, m % 2 == 1, "mma"
         )
 
 

@@ -256,31 +256,84 @@ def test_large_matvecs_take_their_formats_geometry():
         assert tuple(d.size for d in node.block) == kernel.launch.block_size()
 
 
-# a batched Q4_K linear with 16-bit activations: 4 tiles of 128 rows, 64 K steps
+# batched Q4_K linears with float16 activations: 4 tiles of 128 rows, 64 K steps; M = 12
+# (above MATVEC_MMA_MAX_M), M = 4, and a symbolic M of the batched bucket
 SPLIT_K_BATCHED_IR = """
 const @b.blocks : u8[512, 2304] gguf Q4_K
 
-graph @main(%x : f16[4, 4096]) {
-  %b : f16[4, 512] = ggufc.linear(%x, @b.blocks, None, "Q4_K", 512, 4096)
+graph @main(%x : f16[12, 4096]) {
+  %b : f16[12, 512] = ggufc.linear(%x, @b.blocks, None, "Q4_K", 512, 4096, "matvec_batched")
+  return (%b)
+}
+"""
+MMA_BATCHED_IR = SPLIT_K_BATCHED_IR.replace("[12, ", "[4, ")
+SYMBOLIC_BATCHED_IR = """
+const @b.blocks : u8[512, 2304] gguf Q4_K
+
+symbol s0 : [2, 16]
+graph @main(%x : f16[s0, 4096]) {
+  %b : f16[s0, 512] = ggufc.linear(%x, @b.blocks, None, "Q4_K", 512, 4096, "matvec_batched")
   return (%b)
 }
 """
 
 
+def assert_node_runs(node, kernel, grid):
+    """``node`` carries ``kernel``'s CUDA source, ``grid`` and its block and shared memory."""
+    cuda = node.source_for(Backend.CUDA)
+    assert (cuda.entry, cuda.source) == (kernel.entry, kernel.source)
+    assert tuple(d.size for d in node.grid) == grid
+    assert tuple(d.size for d in node.block) == kernel.launch.block_size()
+    assert node.shared_memory_bytes == kernel.launch.shared_memory_bytes
+
+
 def test_batched_k_quant_linear_takes_the_split_k_matmul():
-    """matvec_batched of Q4_K with float16 activations lowers to the split-K matmul: its
-    grid is the 4 row tiles times the cluster's 8 blocks, with the kernel's shared memory."""
+    """matvec_batched of Q4_K with float16 activations lowers to the split-K matmul above
+    MATVEC_MMA_MAX_M rows: its grid is the 4 row tiles times the cluster's 8 blocks, with the
+    kernel's shared memory."""
     program = lower(parse_program(SPLIT_K_BATCHED_IR), backends=("cuda",))
     [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
     assert node.kind == KernelKind.MATVEC_BATCHED
-    geometry = pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096)
+    geometry = pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096, 12)
     assert geometry == "split_k8"
     kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", geometry)
-    cuda = node.source_for(Backend.CUDA)
-    assert (cuda.entry, cuda.source) == (kernel.entry, kernel.source)
-    assert tuple(d.size for d in node.grid) == (4 * 8, 1, 1)
-    assert tuple(d.size for d in node.block) == kernel.launch.block_size()
-    assert node.shared_memory_bytes == kernel.launch.shared_memory_bytes > 0
+    assert kernel.launch.shared_memory_bytes > 0
+    assert_node_runs(node, kernel, (4 * 8, 1, 1))
+
+
+def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
+    """At M = 4 the same linear takes the mma geometry: 16 weight rows a block, 8 columns."""
+    program = lower(parse_program(MMA_BATCHED_IR), backends=("cuda",))
+    [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096, 4) == "mma"
+    kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", "mma")
+    assert_node_runs(node, kernel, (512 // 16, 1, 1))
+
+
+def test_symbolic_m_branches_between_the_batched_geometries(tmp_path):
+    """A symbolic M: an IfNode on M <= 8 whose branches hold the mma and the split-K kernel
+    (the metal kernel is the same in both); the program runs like the graph on both sides."""
+    gp = parse_program(SYMBOLIC_BATCHED_IR)
+    program = lower(gp)
+    [branch] = [n for n in program.main.instructions if isinstance(n, IfNode)]
+    assert (branch.compare, branch.constant) == (CompareOp.LE, 8)
+    assert program.values[branch.condition].name == "s0"
+    sides = {}
+    for label, chain in (("then", branch.then_chain), ("else", branch.else_chain)):
+        [node] = program.chains[chain].instructions
+        sides[label] = node
+        assert node.outputs == program.chains[chain].results
+    assert sides["then"].source_for(Backend.CUDA).entry.endswith("mma_q4_k_f16")
+    assert sides["else"].source_for(Backend.CUDA).entry.endswith("split_k8_q4_k_f16")
+    metal = {side.source_for(Backend.METAL).entry for side in sides.values()}
+    assert len(metal) == 1
+
+    def make_inputs(m, generator):
+        return [torch.randn(m, 4096, generator=generator).half()]
+
+    assert_saved_program_runs_like_the_graph(
+        gp, program, tmp_path / "batched.ggufc", (2, 8, 9, 16), make_inputs
+    )
 
 
 def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):

@@ -133,3 +133,33 @@ def test_aten_and_sym_nodes_run_on_cuda():
         for c, g in zip(cpu, cuda):
             assert g.device.type == "cuda"
             torch.testing.assert_close(g.cpu(), c, rtol=0, atol=0)
+
+
+# a batched Q4_K linear of float16 activations with a symbolic M: the lowering branches on M
+# (codegen.kernels.emitter.MATVEC_MMA_MAX_M) between the mma matvec and the split-K matmul
+SYMBOLIC_BATCHED_IR = """
+const @b.blocks : u8[300, 2304] gguf Q4_K
+
+symbol s0 : [2, 16]
+graph @main(%x : f16[s0, 4096]) {
+  %b : f16[s0, 300] = ggufc.linear(%x, @b.blocks, None, "Q4_K", 300, 4096, "matvec_batched")
+  return (%b)
+}
+"""
+
+
+@gpu
+def test_both_sides_of_a_lowered_m_branch_run_on_cuda():
+    """The IfNode the lowering makes for a batched Q4_K linear: M = 3 (the mma matvec) and
+    M = 12 (the split-K matmul) on CUDA against the CPU reference of the same program."""
+    from codegen import lower
+    from compiler.ir.parser import parse_program
+
+    program = lower(parse_program(SYMBOLIC_BATCHED_IR), backends=("cuda",))
+    generator = torch.Generator().manual_seed(3)
+    for rows in (3, 12):
+        x = torch.randn(rows, 4096, generator=generator).half()
+        (cpu,) = run_program(program, [x], device="cpu")
+        (cuda,) = run_program(program, [x], device="cuda")
+        error = float((cuda.cpu().double() - cpu.double()).norm() / cpu.double().norm())
+        assert error < 2e-3, f"M = {rows}: relative error {error:.3g}"

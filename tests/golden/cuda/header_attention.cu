@@ -226,6 +226,32 @@ __device__ __forceinline__ __half2 half_pair_of_ints(u32 pair) {
                    *reinterpret_cast<const __half2*>(&zero));
 }
 
+__device__ __forceinline__ u32 half2_bits(__half2 h) { return *reinterpret_cast<const u32*>(&h); }
+__device__ __forceinline__ __half2 half2_of_bits(u32 bits) { return *reinterpret_cast<const __half2*>(&bits); }
+enum : u32 {
+    HALF2_MINUS_1024_BITS = 0xE400E400u,  // (-1024.0, -1024.0)
+    HALF2_MINUS_64_BITS = 0xD400D400u,    // (-64.0, -64.0)
+    HALF2_SIXTEENTH_BITS = 0x2C002C00u,   // (1/16, 1/16)
+};
+
+// byte ``index`` (< 256) of ``bytes`` as the exact half2 (b, b)
+__device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
+    // bytes index and 0x64 (1024.0's high byte) twice: (1024 + b, 1024 + b), less 1024
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(half2_of_bits(__byte_perm(bytes, 0x64u, selector)), half2_of_bits(HALF2_1024_BITS));
+}
+
+
+// 16 bytes at a 16-byte aligned address through the read-only path (L1 cached: the matvec_mma
+// lanes of a row read 16 bytes of each 32, the neighbouring load the other 16)
+__device__ __forceinline__ uint4 load_u128_readonly(const u8* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
 // ---- activation dtypes: float32 accumulate, loads of 8 consecutive activations ----------
 
 __device__ __forceinline__ float to_float(float v) { return v; }

@@ -226,6 +226,32 @@ __device__ __forceinline__ __half2 half_pair_of_ints(u32 pair) {
                    *reinterpret_cast<const __half2*>(&zero));
 }
 
+__device__ __forceinline__ u32 half2_bits(__half2 h) { return *reinterpret_cast<const u32*>(&h); }
+__device__ __forceinline__ __half2 half2_of_bits(u32 bits) { return *reinterpret_cast<const __half2*>(&bits); }
+enum : u32 {
+    HALF2_MINUS_1024_BITS = 0xE400E400u,  // (-1024.0, -1024.0)
+    HALF2_MINUS_64_BITS = 0xD400D400u,    // (-64.0, -64.0)
+    HALF2_SIXTEENTH_BITS = 0x2C002C00u,   // (1/16, 1/16)
+};
+
+// byte ``index`` (< 256) of ``bytes`` as the exact half2 (b, b)
+__device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
+    // bytes index and 0x64 (1024.0's high byte) twice: (1024 + b, 1024 + b), less 1024
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(half2_of_bits(__byte_perm(bytes, 0x64u, selector)), half2_of_bits(HALF2_1024_BITS));
+}
+
+
+// 16 bytes at a 16-byte aligned address through the read-only path (L1 cached: the matvec_mma
+// lanes of a row read 16 bytes of each 32, the neighbouring load the other 16)
+__device__ __forceinline__ uint4 load_u128_readonly(const u8* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
 // ---- activation dtypes: float32 accumulate, loads of 8 consecutive activations ----------
 
 __device__ __forceinline__ float to_float(float v) { return v; }
@@ -594,6 +620,16 @@ constexpr int CHUNK_BYTES = 16;
 // where ``aligned``): what a row slot of the matmul's stages holds for a segment.
 __host__ __device__ constexpr int covering_chunks(int bytes, bool aligned) {
     return bytes == 0 ? 0 : (bytes + (aligned ? 0 : CHUNK_BYTES - 2) + CHUNK_BYTES - 1) / CHUNK_BYTES;
+}
+
+// d += a (16 x 16, row-major) * b (16 x 8, column-major): mma.sync m16n8k16 of float16
+// operands into float32 accumulators (the mma matvec's; the older kernels spell their own)
+__device__ __forceinline__ void mma_m16n8k16_f16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 __device__ __forceinline__ u32 shared_address(const void* p) {
@@ -1089,6 +1125,70 @@ struct Q4_K {
         for (int j = 0; j < 16; ++j) {
             pairs[j] = (byte_pair(words.qs[j / 2], j) >> shift) & NIBBLE_PAIR_MASK;
         }
+    }
+
+    // ---- weights as the A operand of mma.sync (matvec_mma.cu) ----
+    // Lane (g, t) of a warp holds qs span t of a block of each of its two rows: bytes
+    // 32t..32t+31, sub-block 2t in the low nibbles (side 0) and 2t + 1 in the high (side 1).
+    // Word i of the span is four weights of each side; mma (i, side) takes from it the pair
+    // of bytes 0, 2 (k slots 2t, 2t + 1 of the lane) and of bytes 1, 3 (slots 2t + 8, 2t + 9),
+    // as sc * q: exact in f16 (sc <= 63, q <= 15), so a super-block sums in one accumulator
+    // and d is applied once (MmaScales).  mma_x_offset: where side's 32 activations start.
+    static constexpr int MMA_WORDS = 8;
+    static constexpr int MMA_SIDES = 2;
+    struct MmaRow {
+        uint4 head;   // f16 d | f16 dmin | scales[12]
+        uint4 qs[2];  // qs span t
+    };
+    // A pair = q * mul + add from the nibbles OR-ed into 1024.0 (one HFMA2, exact);
+    // offset_pair: (m, m) of the side's sub-block, the A of the offsets' mma
+    struct MmaScales {
+        __half2 mul[MMA_SIDES];
+        __half2 add[MMA_SIDES];
+        u32 offset_pair[MMA_SIDES];
+        float d;
+        float dmin;
+    };
+
+    __device__ static __forceinline__ MmaRow load_mma_row(const u8* block, int t) {
+        MmaRow row;
+        row.head = load_u128_readonly(block);
+        row.qs[0] = load_u128_readonly(block + QS_OFFSET + 32 * t);
+        row.qs[1] = load_u128_readonly(block + QS_OFFSET + 32 * t + 16);
+        return row;
+    }
+
+    __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
+
+    __device__ static __forceinline__ MmaScales mma_scales(const uint4& head, int t) {
+        // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
+        const int shift = 16 * (t & 1);
+        const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
+        const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
+        const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
+        const bool upper = t >= 2;           // sub-blocks 4..7
+        const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
+        const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
+        MmaScales s;
+        const __half2 sc_low = half_pair_of_byte(sc, 0);
+        const __half2 sc_high = half_pair_of_byte(sc, 1);
+        // low nibbles are 1024 + q: sc * (1024 + q) - 1024 sc; high ones 1024 + 16 q
+        s.mul[0] = sc_low;
+        s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
+        s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
+        s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+        s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
+        s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
+        s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
+        s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
+        return s;
+    }
+
+    // A register of mma (word's i, side) from its bytes 0, 2 (upper false) or 1, 3 (true)
+    __device__ static __forceinline__ u32 mma_pair(u32 word, int side, bool upper, const MmaScales& s) {
+        const u32 nibbles = (upper ? word >> 8 : word) & (side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4);
+        const u32 biased = nibbles | static_cast<u32>(HALF2_1024_BITS);
+        return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
     }
 };
 

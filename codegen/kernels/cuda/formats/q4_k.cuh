@@ -98,6 +98,70 @@ struct Q4_K {
             pairs[j] = (byte_pair(words.qs[j / 2], j) >> shift) & NIBBLE_PAIR_MASK;
         }
     }
+
+    // ---- weights as the A operand of mma.sync (matvec_mma.cu) ----
+    // Lane (g, t) of a warp holds qs span t of a block of each of its two rows: bytes
+    // 32t..32t+31, sub-block 2t in the low nibbles (side 0) and 2t + 1 in the high (side 1).
+    // Word i of the span is four weights of each side; mma (i, side) takes from it the pair
+    // of bytes 0, 2 (k slots 2t, 2t + 1 of the lane) and of bytes 1, 3 (slots 2t + 8, 2t + 9),
+    // as sc * q: exact in f16 (sc <= 63, q <= 15), so a super-block sums in one accumulator
+    // and d is applied once (MmaScales).  mma_x_offset: where side's 32 activations start.
+    static constexpr int MMA_WORDS = 8;
+    static constexpr int MMA_SIDES = 2;
+    struct MmaRow {
+        uint4 head;   // f16 d | f16 dmin | scales[12]
+        uint4 qs[2];  // qs span t
+    };
+    // A pair = q * mul + add from the nibbles OR-ed into 1024.0 (one HFMA2, exact);
+    // offset_pair: (m, m) of the side's sub-block, the A of the offsets' mma
+    struct MmaScales {
+        __half2 mul[MMA_SIDES];
+        __half2 add[MMA_SIDES];
+        u32 offset_pair[MMA_SIDES];
+        float d;
+        float dmin;
+    };
+
+    __device__ static __forceinline__ MmaRow load_mma_row(const u8* block, int t) {
+        MmaRow row;
+        row.head = load_u128_readonly(block);
+        row.qs[0] = load_u128_readonly(block + QS_OFFSET + 32 * t);
+        row.qs[1] = load_u128_readonly(block + QS_OFFSET + 32 * t + 16);
+        return row;
+    }
+
+    __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
+
+    __device__ static __forceinline__ MmaScales mma_scales(const uint4& head, int t) {
+        // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
+        const int shift = 16 * (t & 1);
+        const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
+        const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
+        const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
+        const bool upper = t >= 2;           // sub-blocks 4..7
+        const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
+        const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
+        MmaScales s;
+        const __half2 sc_low = half_pair_of_byte(sc, 0);
+        const __half2 sc_high = half_pair_of_byte(sc, 1);
+        // low nibbles are 1024 + q: sc * (1024 + q) - 1024 sc; high ones 1024 + 16 q
+        s.mul[0] = sc_low;
+        s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
+        s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
+        s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+        s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
+        s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
+        s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
+        s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
+        return s;
+    }
+
+    // A register of mma (word's i, side) from its bytes 0, 2 (upper false) or 1, 3 (true)
+    __device__ static __forceinline__ u32 mma_pair(u32 word, int side, bool upper, const MmaScales& s) {
+        const u32 nibbles = (upper ? word >> 8 : word) & (side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4);
+        const u32 biased = nibbles | static_cast<u32>(HALF2_1024_BITS);
+        return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
+    }
 };
 
 }  // namespace ggufc
