@@ -49,8 +49,9 @@ def random_blocks_cuda(fmt: str, n: int, k: int, generator: torch.Generator) -> 
 
 def bench_case(runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, generator):
     kind = KIND_FOR_M[m]
-    # the geometry the lowering would pick for this weight
-    kernel = emit("cuda", fmt, kind, "float16", pick_geometry("cuda", fmt, kind, "float16", n, k))
+    # the geometry the lowering would pick for this weight and M
+    geometry = pick_geometry("cuda", fmt, kind, "float16", n, k, m)
+    kernel = emit("cuda", fmt, kind, "float16", geometry)
     blocks = random_blocks_cuda(fmt, n, k, generator)
     packed = blocks.numel()
     weight_copies = rotated_copies(blocks)

@@ -5,9 +5,11 @@ them) against the M = 1 memory floor (issue 8: <= 1.4x).
         [--shapes 4096x14336,14336x4096] [--dtype float16] [--out FILE.md]
         [--warps W --min-blocks B]
 
-Each shape runs the kernel in the geometry lowering picks (`pick_geometry`: the split-K matmul
-for the formats that have it, 16-bit activations), and where that is not the default one the
-default kernel (the tensor-core batched matvec) too, in the same run, as the baseline.
+Each shape and M runs the kernel in the geometry lowering picks (`pick_geometry` with that M:
+Q4_K with float16 activations the mma matvec up to 8 rows, the split-K matmul for the formats
+that have it with 16-bit activations, else the tensor-core batched matvec), and as the baseline,
+in the same run, the kernel lowering would pick without the mma geometry (the split-K matmul)
+where that differs, else the default one where the pick is not the default.
 
 Floor: the packed weight bytes divided by the device-copy bandwidth measured in this run
 (bytes read + written per second), as benchmarks/cuda_matmul.py's M = 1 floor.  Timing as
@@ -100,27 +102,32 @@ def main(argv=None) -> int:
         "",
         (
             "| format | N x K | geometry | M | us | M = 1 floor | us / floor "
-            "| default geometry us | rel. err (131x2048) |"
+            "| baseline geometry | baseline us | rel. err (131x2048) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt in args.formats.split(","):
-        default = emitter.emit("cuda", fmt, "matvec_batched", args.dtype)
         for n, k in args.shapes:
-            geometry = emitter.pick_geometry("cuda", fmt, "matvec_batched", args.dtype, n, k)
-            kernel = emitter.emit("cuda", fmt, "matvec_batched", args.dtype, geometry)
-            error = check(runner, kernel, fmt, max(ms), dtype, generator)
+            # the pick for any M: what a shape without the mma geometry runs
+            any_m = emitter.pick_geometry("cuda", fmt, "matvec_batched", args.dtype, n, k)
             for m in ms:
+                geometry = emitter.pick_geometry("cuda", fmt, "matvec_batched", args.dtype, n, k, m)
+                kernel = emitter.emit("cuda", fmt, "matvec_batched", args.dtype, geometry)
+                error = check(runner, kernel, fmt, m, dtype, generator)
                 us, packed = time_kernel(runner, kernel, fmt, n, k, m, dtype, generator)
                 floor = packed / bandwidth * 1e6
-                baseline = "-"
+                base_geometry, base_us = "-", "-"
                 if geometry != emitter.DEFAULT_GEOMETRY:
-                    baseline = (
-                        f"{time_kernel(runner, default, fmt, n, k, m, dtype, generator)[0]:.1f}"
+                    base_geometry = any_m if any_m != geometry else emitter.DEFAULT_GEOMETRY
+                    baseline = emitter.emit(
+                        "cuda", fmt, "matvec_batched", args.dtype, base_geometry
+                    )
+                    base_us = (
+                        f"{time_kernel(runner, baseline, fmt, n, k, m, dtype, generator)[0]:.1f}"
                     )
                 lines.append(
                     f"| {fmt} | {n}x{k} | {geometry} | {m} | {us:.1f} | {floor:.1f} "
-                    f"| {us / floor:.2f} | {baseline} | {error:.1e} |"
+                    f"| {us / floor:.2f} | {base_geometry} | {base_us} | {error:.1e} |"
                 )
             torch.cuda.empty_cache()
     text = "\n".join(lines)

@@ -639,17 +639,18 @@ def measure_kernels(
     rows = max(m_values)
     xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
     outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
-    # each kernel in the geometry lowering picks for this shape (the matvec's narrow,
-    # streamed, split-K, paired or quad one)
-    kernels = {
-        kernel: emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k))
-        for kernel in BUCKET_KERNELS
-    }
+
+    # each kernel in the geometry lowering picks for this shape and M (the matvec's narrow,
+    # streamed, split-K, paired or quad one; the batched matvec's mma one up to its rows)
+    def kernel_for_m(kernel: str, m: int):
+        return emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k, m))
+
     times: dict[str, list[float]] = {kernel: [] for kernel in BUCKET_KERNELS}
     for m in m_values:
         x_rows = [x[:m] for x in xs]  # leading rows of a contiguous tensor: contiguous
         out_rows = [out[:m] for out in outs]
-        for kernel_name, kernel in kernels.items():
+        for kernel_name in BUCKET_KERNELS:
+            kernel = kernel_for_m(kernel_name, m)
             launch = _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k)
             times[kernel_name].append(round(time_launches(launch, copies), 3))
             if advance is not None:
