@@ -288,8 +288,11 @@ SPLIT_K_MIN_STEPS = 4
 # time).  H100, float16, us, split-K -> mma (session 19, BENCHMARKS.md): M = 8 14336x4096
 # 31.6 -> 25.5, 4096x14336 31.9 -> 23.3, 8192x28672 125.1 -> 84.4, 4096x4096 14.4 -> 8.6;
 # M = 2 14336x4096 31.9 -> 19.6, 4096x14336 31.8 -> 17.8; of 12 shapes at M = 2, 4, 8 it is
-# the faster in all but 5376x21504 at M = 8 (60.8 -> 64.8: 336 blocks, 1.3 waves).
-MATVEC_MMA_FORMATS = ("Q4_K",)
+# the faster in all but 5376x21504 at M = 8 (60.8 -> 64.8: 336 blocks, 1.3 waves).  Q5_K
+# (its fifth bits OR-ed in from qh, q * sc <= 1953 still exact): M = 8 4096x14336 40.2 ->
+# 26.3, 14336x4096 39.4 -> 29.0, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5; M = 2
+# 40.1 -> 21.9 (128 registers, 8 bytes of spills).
+MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K")
 MATVEC_MMA_DTYPES = ("float16",)
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
 MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block

@@ -28,10 +28,6 @@ constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
 static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
 
-__device__ __forceinline__ u32 word_of(const uint4 (&span)[2], int i) {
-    const uint4 v = span[i / 4];
-    return (i % 4 == 0) ? v.x : (i % 4 == 1) ? v.y : (i % 4 == 2) ? v.z : v.w;
-}
 }  // namespace ggufc_matvec_batched_mma_q4_k_f16_impl
 
 extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4_k_f16(
@@ -65,8 +61,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
     float total[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     auto decode = [&](const Format::MmaRow (&row)[2], int j) {
         const act_t* x_block = x_row + static_cast<i64>(warp + WARPS * j) * Format::BLOCK_WEIGHTS;
-        const Format::MmaScales scales[2] = {Format::mma_scales(row[0].head, t),
-                                            Format::mma_scales(row[1].head, t)};
+        const Format::MmaScales scales[2] = {Format::mma_scales(row[0], t), Format::mma_scales(row[1], t)};
         float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         float offset_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
@@ -82,13 +77,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
                                     scales[0].offset_pair[side], scales[1].offset_pair[side]};
 #pragma unroll
             for (int i = 0; i < Format::MMA_WORDS; ++i) {
-                const u32 word0 = word_of(row[0].qs, i);
-                const u32 word1 = word_of(row[1].qs, i);
                 // rows g, g + 8 at k slots 2t, 2t + 1 (bytes 0, 2), then 2t + 8, 2t + 9 (1, 3)
-                const u32 a[4] = {Format::mma_pair(word0, side, false, scales[0]),
-                                  Format::mma_pair(word1, side, false, scales[1]),
-                                  Format::mma_pair(word0, side, true, scales[0]),
-                                  Format::mma_pair(word1, side, true, scales[1])};
+                u32 a[4];
+                Format::mma_a(row, scales, t, i, side, a);
                 // x at bytes 0, 2 and 1, 3 of the word's weights: halves (0, 2), (1, 3)
                 const uint4 pair = xs[i / 2];
                 const u32 first = i % 2 == 0 ? pair.x : pair.z;

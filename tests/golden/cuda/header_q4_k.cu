@@ -990,6 +990,71 @@ __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, in
     offset = __half2float(__ushort_as_half(raw.dmin)) * small_uint_to_float(m, 0);
 }
 
+// ---- the mma matvec's scales (matvec_mma.cu) ----
+// Lane (g, t) holds qs span t of a block: sub-block 2t in the low nibbles (side 0), 2t + 1 in
+// the high (side 1).  Its A pairs are sc * q, exact in f16 (sc <= 63, q <= 31), made by one
+// HFMA2 from the quants OR-ed into 1024.0: a low-nibble quant as 1024 + q, a high one as
+// 1024 + 16 q (not shifted down), so A = biased * mul[side] + add[side].  offset_pair: (m, m)
+// of the side's sub-block, the A of the offsets' mma; d and dmin apply once a block.
+struct KquantMmaScales {
+    __half2 mul[2];
+    __half2 add[2];
+    u32 offset_pair[2];
+    float d;
+    float dmin;
+};
+
+__device__ __forceinline__ KquantMmaScales kquant_mma_scales(const uint4& head, int t) {
+    // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
+    const int shift = 16 * (t & 1);
+    const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
+    const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
+    const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
+    const bool upper = t >= 2;           // sub-blocks 4..7
+    const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
+    const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
+    KquantMmaScales s;
+    const __half2 sc_low = half_pair_of_byte(sc, 0);
+    const __half2 sc_high = half_pair_of_byte(sc, 1);
+    // sc * (1024 + q) - 1024 sc; (sc / 16) * (1024 + 16 q) - 64 sc
+    s.mul[0] = sc_low;
+    s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
+    s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
+    s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+    s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
+    s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
+    s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
+    s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
+    return s;
+}
+
+// The A register of a lane's biased pair (quants OR-ed into 1024.0) of ``side``.
+__device__ __forceinline__ u32 kquant_mma_pair(u32 biased, int side, const KquantMmaScales& s) {
+    return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
+}
+
+// What the Q4_K and Q5_K helpers share for the mma matvec (their structs derive from it): a
+// lane's span of 8 words, two sides, the activations of side s of span t at 64 t + 32 s of the
+// block, the scales from the row's header.
+struct KquantMmaSpan {
+    static constexpr int MMA_WORDS = 8;
+    static constexpr int MMA_SIDES = 2;
+    using MmaScales = KquantMmaScales;
+
+    __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
+
+    template <typename Row>
+    __device__ static __forceinline__ MmaScales mma_scales(const Row& row, int t) {
+        return kquant_mma_scales(row.head, t);
+    }
+};
+
+// word i of a lane's 32-byte span
+__device__ __forceinline__ u32 span_word(const uint4 (&span)[2], int i) {
+    const uint4 v = span[i / 4];
+    return (i % 4 == 0) ? v.x : (i % 4 == 1) ? v.y : (i % 4 == 2) ? v.z : v.w;
+}
+
 }  // namespace ggufc
 
 
@@ -1038,7 +1103,7 @@ __device__ __forceinline__ u32 kquant_scale_table_word(const u8* header, int par
 
 namespace ggufc {
 
-struct Q4_K {
+struct Q4_K : KquantMmaSpan {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 144;
     static constexpr bool HAS_OFFSET = true;
@@ -1128,26 +1193,13 @@ struct Q4_K {
     }
 
     // ---- weights as the A operand of mma.sync (matvec_mma.cu) ----
-    // Lane (g, t) of a warp holds qs span t of a block of each of its two rows: bytes
-    // 32t..32t+31, sub-block 2t in the low nibbles (side 0) and 2t + 1 in the high (side 1).
-    // Word i of the span is four weights of each side; mma (i, side) takes from it the pair
-    // of bytes 0, 2 (k slots 2t, 2t + 1 of the lane) and of bytes 1, 3 (slots 2t + 8, 2t + 9),
-    // as sc * q: exact in f16 (sc <= 63, q <= 15), so a super-block sums in one accumulator
-    // and d is applied once (MmaScales).  mma_x_offset: where side's 32 activations start.
-    static constexpr int MMA_WORDS = 8;
-    static constexpr int MMA_SIDES = 2;
+    // Lane (g, t) holds qs span t of a block of each of its rows (KquantMmaSpan,
+    // KquantMmaScales).  Word i of the span is four weights of each side; mma (i, side) takes
+    // from it the pair of bytes 0, 2 (k slots 2t, 2t + 1 of the lane) and of bytes 1, 3
+    // (slots 2t + 8, 2t + 9).
     struct MmaRow {
         uint4 head;   // f16 d | f16 dmin | scales[12]
         uint4 qs[2];  // qs span t
-    };
-    // A pair = q * mul + add from the nibbles OR-ed into 1024.0 (one HFMA2, exact);
-    // offset_pair: (m, m) of the side's sub-block, the A of the offsets' mma
-    struct MmaScales {
-        __half2 mul[MMA_SIDES];
-        __half2 add[MMA_SIDES];
-        u32 offset_pair[MMA_SIDES];
-        float d;
-        float dmin;
     };
 
     __device__ static __forceinline__ MmaRow load_mma_row(const u8* block, int t) {
@@ -1158,37 +1210,16 @@ struct Q4_K {
         return row;
     }
 
-    __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
-
-    __device__ static __forceinline__ MmaScales mma_scales(const uint4& head, int t) {
-        // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
-        const int shift = 16 * (t & 1);
-        const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
-        const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
-        const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
-        const bool upper = t >= 2;           // sub-blocks 4..7
-        const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
-        const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
-        MmaScales s;
-        const __half2 sc_low = half_pair_of_byte(sc, 0);
-        const __half2 sc_high = half_pair_of_byte(sc, 1);
-        // low nibbles are 1024 + q: sc * (1024 + q) - 1024 sc; high ones 1024 + 16 q
-        s.mul[0] = sc_low;
-        s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
-        s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
-        s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
-        s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
-        s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
-        s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
-        s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
-        return s;
-    }
-
-    // A register of mma (word's i, side) from its bytes 0, 2 (upper false) or 1, 3 (true)
-    __device__ static __forceinline__ u32 mma_pair(u32 word, int side, bool upper, const MmaScales& s) {
-        const u32 nibbles = (upper ? word >> 8 : word) & (side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4);
-        const u32 biased = nibbles | static_cast<u32>(HALF2_1024_BITS);
-        return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
+    // the A registers of mma (i, side): rows g, g + 8 at bytes 0, 2, then at bytes 1, 3
+    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales (&s)[2], int,
+                                                 int i, int side, u32 (&a)[4]) {
+        const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const u32 word = span_word(rows[r].qs, i);
+            a[r] = kquant_mma_pair((word & mask) | HALF2_1024_BITS, side, s[r]);
+            a[r + 2] = kquant_mma_pair(((word >> 8) & mask) | HALF2_1024_BITS, side, s[r]);
+        }
     }
 };
 

@@ -990,6 +990,71 @@ __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, in
     offset = __half2float(__ushort_as_half(raw.dmin)) * small_uint_to_float(m, 0);
 }
 
+// ---- the mma matvec's scales (matvec_mma.cu) ----
+// Lane (g, t) holds qs span t of a block: sub-block 2t in the low nibbles (side 0), 2t + 1 in
+// the high (side 1).  Its A pairs are sc * q, exact in f16 (sc <= 63, q <= 31), made by one
+// HFMA2 from the quants OR-ed into 1024.0: a low-nibble quant as 1024 + q, a high one as
+// 1024 + 16 q (not shifted down), so A = biased * mul[side] + add[side].  offset_pair: (m, m)
+// of the side's sub-block, the A of the offsets' mma; d and dmin apply once a block.
+struct KquantMmaScales {
+    __half2 mul[2];
+    __half2 add[2];
+    u32 offset_pair[2];
+    float d;
+    float dmin;
+};
+
+__device__ __forceinline__ KquantMmaScales kquant_mma_scales(const uint4& head, int t) {
+    // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
+    const int shift = 16 * (t & 1);
+    const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
+    const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
+    const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
+    const bool upper = t >= 2;           // sub-blocks 4..7
+    const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
+    const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
+    KquantMmaScales s;
+    const __half2 sc_low = half_pair_of_byte(sc, 0);
+    const __half2 sc_high = half_pair_of_byte(sc, 1);
+    // sc * (1024 + q) - 1024 sc; (sc / 16) * (1024 + 16 q) - 64 sc
+    s.mul[0] = sc_low;
+    s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
+    s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
+    s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+    s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
+    s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
+    s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
+    s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
+    return s;
+}
+
+// The A register of a lane's biased pair (quants OR-ed into 1024.0) of ``side``.
+__device__ __forceinline__ u32 kquant_mma_pair(u32 biased, int side, const KquantMmaScales& s) {
+    return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
+}
+
+// What the Q4_K and Q5_K helpers share for the mma matvec (their structs derive from it): a
+// lane's span of 8 words, two sides, the activations of side s of span t at 64 t + 32 s of the
+// block, the scales from the row's header.
+struct KquantMmaSpan {
+    static constexpr int MMA_WORDS = 8;
+    static constexpr int MMA_SIDES = 2;
+    using MmaScales = KquantMmaScales;
+
+    __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
+
+    template <typename Row>
+    __device__ static __forceinline__ MmaScales mma_scales(const Row& row, int t) {
+        return kquant_mma_scales(row.head, t);
+    }
+};
+
+// word i of a lane's 32-byte span
+__device__ __forceinline__ u32 span_word(const uint4 (&span)[2], int i) {
+    const uint4 v = span[i / 4];
+    return (i % 4 == 0) ? v.x : (i % 4 == 1) ? v.y : (i % 4 == 2) ? v.z : v.w;
+}
+
 }  // namespace ggufc
 
 
@@ -1037,7 +1102,7 @@ __device__ __forceinline__ u32 kquant_scale_table_word(const u8* header, int par
 
 namespace ggufc {
 
-struct Q5_K {
+struct Q5_K : KquantMmaSpan {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 176;
     static constexpr bool HAS_OFFSET = true;
@@ -1105,6 +1170,45 @@ struct Q5_K {
 
     // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
     // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    // ---- weights as the A operand of mma.sync (matvec_mma.cu) ----
+    // As Q4_K's, with bit 4 of weight l of sub-block s in bit s of qh[l]: lane t's side 0 bit
+    // is bit 2t, side 1's bit 2t + 1, of the same byte l as the nibble.  Each goes where the
+    // nibble's 1024.0 mantissa takes it: bit 4 of a low pair (1024 + q), bit 8 of a high one
+    // (1024 + 16 q), q <= 31.
+    struct MmaRow {
+        uint4 head;   // f16 d | f16 dmin | scales[12]
+        uint4 qh[2];  // every lane: the high bits of bytes l = 0..31 of each span
+        uint4 qs[2];  // qs span t
+    };
+
+    __device__ static __forceinline__ MmaRow load_mma_row(const u8* block, int t) {
+        MmaRow row;
+        row.head = load_u128_readonly(block);
+        row.qh[0] = load_u128_readonly(block + QH_OFFSET);
+        row.qh[1] = load_u128_readonly(block + QH_OFFSET + 16);
+        row.qs[0] = load_u128_readonly(block + QS_OFFSET + 32 * t);
+        row.qs[1] = load_u128_readonly(block + QS_OFFSET + 32 * t + 16);
+        return row;
+    }
+
+    // the A registers of mma (i, side): rows g, g + 8 at bytes 0, 2, then at bytes 1, 3
+    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales (&s)[2], int t,
+                                                 int i, int side, u32 (&a)[4]) {
+        const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+        // the bits of bytes 0, 2 at bit 0 of each half (side 0; side 1: bit 1)
+        constexpr u32 BITS = 0x00010001u;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const u32 word = span_word(rows[r].qs, i);
+            const u32 high = span_word(rows[r].qh, i) >> (2 * t);
+            // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
+            const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
+            const u32 high_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
+            a[r] = kquant_mma_pair((word & mask) | low_bits | HALF2_1024_BITS, side, s[r]);
+            a[r + 2] = kquant_mma_pair(((word >> 8) & mask) | high_bits | HALF2_1024_BITS, side, s[r]);
+        }
+    }
+
     // part p + PART_PARTNER_OFFSET reads the same quant bytes as part p (the other nibble)
     static constexpr int PART_PARTNER_OFFSET = 1;
     static constexpr int PAIR_ZERO_POINT = 0;

@@ -9,7 +9,7 @@
 
 namespace ggufc {
 
-struct Q5_K {
+struct Q5_K : KquantMmaSpan {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 176;
     static constexpr bool HAS_OFFSET = true;
@@ -77,6 +77,45 @@ struct Q5_K {
 
     // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
     // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
+    // ---- weights as the A operand of mma.sync (matvec_mma.cu) ----
+    // As Q4_K's, with bit 4 of weight l of sub-block s in bit s of qh[l]: lane t's side 0 bit
+    // is bit 2t, side 1's bit 2t + 1, of the same byte l as the nibble.  Each goes where the
+    // nibble's 1024.0 mantissa takes it: bit 4 of a low pair (1024 + q), bit 8 of a high one
+    // (1024 + 16 q), q <= 31.
+    struct MmaRow {
+        uint4 head;   // f16 d | f16 dmin | scales[12]
+        uint4 qh[2];  // every lane: the high bits of bytes l = 0..31 of each span
+        uint4 qs[2];  // qs span t
+    };
+
+    __device__ static __forceinline__ MmaRow load_mma_row(const u8* block, int t) {
+        MmaRow row;
+        row.head = load_u128_readonly(block);
+        row.qh[0] = load_u128_readonly(block + QH_OFFSET);
+        row.qh[1] = load_u128_readonly(block + QH_OFFSET + 16);
+        row.qs[0] = load_u128_readonly(block + QS_OFFSET + 32 * t);
+        row.qs[1] = load_u128_readonly(block + QS_OFFSET + 32 * t + 16);
+        return row;
+    }
+
+    // the A registers of mma (i, side): rows g, g + 8 at bytes 0, 2, then at bytes 1, 3
+    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales (&s)[2], int t,
+                                                 int i, int side, u32 (&a)[4]) {
+        const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+        // the bits of bytes 0, 2 at bit 0 of each half (side 0; side 1: bit 1)
+        constexpr u32 BITS = 0x00010001u;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const u32 word = span_word(rows[r].qs, i);
+            const u32 high = span_word(rows[r].qh, i) >> (2 * t);
+            // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
+            const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
+            const u32 high_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
+            a[r] = kquant_mma_pair((word & mask) | low_bits | HALF2_1024_BITS, side, s[r]);
+            a[r + 2] = kquant_mma_pair(((word >> 8) & mask) | high_bits | HALF2_1024_BITS, side, s[r]);
+        }
+    }
+
     // part p + PART_PARTNER_OFFSET reads the same quant bytes as part p (the other nibble)
     static constexpr int PART_PARTNER_OFFSET = 1;
     static constexpr int PAIR_ZERO_POINT = 0;

@@ -1,0 +1,145 @@
+// ggufc matvec_batched on tensor cores, the weights as the A operand: out[m, n] = sum_k x[m, k]
+// * W[n, k] + bias[n] for Q5_K weights, __half activations, float32 accumulation.
+// Any M, one read of the weights for each 8 activation rows (the lowering takes it up to
+// M = 8: emitter.MATVEC_MMA_MAX_M).
+//
+// A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+15] (grid = (ceil(N / 16), ceil(M / 8))):
+// mma.sync m16n8k16 with A = 16 weight rows and B = x (activation row m0 + j as column j).
+// The warps split K by super-blocks (warp w takes blocks w, w + 8, ...) and their sums meet in
+// shared memory at the end.  Lane (g, t) = (lane / 4, lane % 4) loads its part of each block
+// of rows n0 + g and n0 + g + 8 straight into registers (Format::load_mma_row, the next block
+// in flight while this one is decoded), makes the A pairs of mma (word, side) by one HFMA2 a
+// pair (Format::mma_pair: the scale folded in, exact), and loads the activations at the same
+// k slots of its column as B (the k order inside an mma is free as long as A and B agree).
+// A second mma a (word, side) with A = the sub-block's offsets (Format::MmaScales) sums
+// offset * x; per block out += d * C - dmin * C_offsets.  Rows past N or M contribute nothing.
+// Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
+// block weights), has_bias; blocks 16-byte aligned.
+namespace ggufc_matvec_batched_mma_q5_k_f16_impl {
+using act_t = __half;
+using Format = ggufc::Q5_K;
+using ggufc::i64;
+using ggufc::u32;
+using ggufc::u8;
+constexpr int WARPS = 8;
+constexpr int TILE_N = 16;  // weight rows: the mma's M
+constexpr int TILE_M = 8;  // activation rows: the mma's N
+constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
+static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
+static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
+
+}  // namespace ggufc_matvec_batched_mma_q5_k_f16_impl
+
+extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5_k_f16(
+    const ggufc_matvec_batched_mma_q5_k_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_mma_q5_k_f16_impl::act_t* bias, ggufc_matvec_batched_mma_q5_k_f16_impl::act_t* __restrict__ out,
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    using namespace ggufc_matvec_batched_mma_q5_k_f16_impl;
+    __shared__ float partial[WARPS][TILE_N][TILE_M];
+    const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
+    const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
+    const int g = lane / LANE_GROUPS;
+    const int t = lane % LANE_GROUPS;
+    const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
+    const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
+    const int blocks_per_row = static_cast<int>(K / Format::BLOCK_WEIGHTS);
+    const i64 row_bytes = static_cast<i64>(blocks_per_row) * Format::BLOCK_BYTES;
+    // rows past N read row N - 1 (their sums are not written)
+    const u8* rows[2] = {blocks + min(n0 + g, N - 1) * row_bytes, blocks + min(n0 + g + 8, N - 1) * row_bytes};
+    const int my_blocks = warp < blocks_per_row ? (blocks_per_row - warp + WARPS - 1) / WARPS : 0;
+    // B column g: activation row m0 + g, zeros past M
+    const bool has_x = m0 + g < M;
+    const act_t* x_row = x + (has_x ? (m0 + g) * K : 0);
+
+    auto load = [&](Format::MmaRow (&row)[2], int j) {
+        const i64 offset = static_cast<i64>(warp + WARPS * j) * Format::BLOCK_BYTES;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            row[r] = Format::load_mma_row(rows[r] + offset, t);
+        }
+    };
+    float total[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto decode = [&](const Format::MmaRow (&row)[2], int j) {
+        const act_t* x_block = x_row + static_cast<i64>(warp + WARPS * j) * Format::BLOCK_WEIGHTS;
+        const Format::MmaScales scales[2] = {Format::mma_scales(row[0], t), Format::mma_scales(row[1], t)};
+        float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float offset_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int side = 0; side < Format::MMA_SIDES; ++side) {
+            // the side's activations at this lane's k slots: 4 per word, in word order
+            uint4 xs[Format::MMA_WORDS / 2];
+            const uint4* x_side = reinterpret_cast<const uint4*>(x_block + Format::mma_x_offset(t, side));
+#pragma unroll
+            for (int q = 0; q < Format::MMA_WORDS / 2; ++q) {
+                xs[q] = has_x ? x_side[q] : make_uint4(0u, 0u, 0u, 0u);
+            }
+            const u32 offsets[4] = {scales[0].offset_pair[side], scales[1].offset_pair[side],
+                                    scales[0].offset_pair[side], scales[1].offset_pair[side]};
+#pragma unroll
+            for (int i = 0; i < Format::MMA_WORDS; ++i) {
+                // rows g, g + 8 at k slots 2t, 2t + 1 (bytes 0, 2), then 2t + 8, 2t + 9 (1, 3)
+                u32 a[4];
+                Format::mma_a(row, scales, t, i, side, a);
+                // x at bytes 0, 2 and 1, 3 of the word's weights: halves (0, 2), (1, 3)
+                const uint4 pair = xs[i / 2];
+                const u32 first = i % 2 == 0 ? pair.x : pair.z;
+                const u32 second = i % 2 == 0 ? pair.y : pair.w;
+                const u32 b[2] = {__byte_perm(first, second, 0x5410u), __byte_perm(first, second, 0x7632u)};
+                ggufc::tc::mma_m16n8k16_f16(sums, a, b);
+                ggufc::tc::mma_m16n8k16_f16(offset_sums, offsets, b);
+            }
+        }
+        // sums[0, 1]: row g, columns 2t, 2t + 1; sums[2, 3]: row g + 8
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            const Format::MmaScales& s = scales[c / 2];
+            total[c] += s.d * sums[c] - s.dmin * offset_sums[c];
+        }
+    };
+
+    // 1 blocks in flight while one is decoded
+    Format::MmaRow in_flight[1][2];
+#pragma unroll
+    for (int p = 0; p < 1; ++p) {
+        if (p < my_blocks) {
+            load(in_flight[p], p);
+        }
+    }
+    // the first weights are on their way: x (and out) wait for the kernels before (prelude:
+    // programmatic dependent launch)
+    ggufc::allow_dependent_launch();
+    ggufc::wait_for_previous_kernels();
+    for (int j0 = 0; j0 < my_blocks; j0 += 1) {
+#pragma unroll
+        for (int p = 0; p < 1; ++p) {
+            const int j = j0 + p;
+            if (j < my_blocks) {
+                decode(in_flight[p], j);
+                if (j + 1 < my_blocks) {
+                    load(in_flight[p], j + 1);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        partial[warp][g + 8 * (c / 2)][2 * t + c % 2] = total[c];
+    }
+    __syncthreads();
+    const int e = static_cast<int>(threadIdx.x);
+    if (e < TILE_N * TILE_M) {
+        const int n = e / TILE_M;
+        const int m = e % TILE_M;
+        if (n0 + n < N && m0 + m < M) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) {
+                sum += partial[w][n][m];
+            }
+            if (has_bias) {
+                sum += ggufc::to_float(bias[n0 + n]);
+            }
+            out[(m0 + m) * N + n0 + n] = ggufc::from_float<act_t>(sum);
+        }
+    }
+}
