@@ -285,13 +285,12 @@ SPLIT_K_MIN_STEPS = 4
 # A symbolic M in the batched bucket lowers to an IfNode on M (codegen.lowering): this
 # geometry up to MATVEC_MMA_MAX_M, the split-K one above, where its 16-row tile reads the
 # weights once (at M = 16 the mma kernel reads them twice and took 1.3-1.6x the split-K's
-# time).  H100, float16, us, split-K -> mma (session 19, BENCHMARKS.md): M = 8 14336x4096
-# 31.6 -> 25.5, 4096x14336 31.9 -> 23.3, 8192x28672 125.1 -> 84.4, 4096x4096 14.4 -> 8.6;
-# M = 2 14336x4096 31.9 -> 19.6, 4096x14336 31.8 -> 17.8; of 12 shapes at M = 2, 4, 8 it is
-# the faster in all but 5376x21504 at M = 8 (60.8 -> 64.8: 336 blocks, 1.3 waves).  Q5_K
-# (its fifth bits OR-ed in from qh, q * sc <= 1953 still exact): M = 8 4096x14336 40.2 ->
-# 26.3, 14336x4096 39.4 -> 29.0, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5; M = 2
-# 40.1 -> 21.9 (128 registers, 8 bytes of spills).
+# time).  H100, float16, us, split-K -> mma, same call (session 19, BENCHMARKS.md): Q4_K M = 8
+# 4096x14336 32.3 -> 23.5, 14336x4096 31.8 -> 25.7, 4096x4096 14.3 -> 8.6; M = 2 32.5 -> 17.8,
+# 31.6 -> 19.6; of 12 shapes at M = 2, 4, 8 (first prototype) the faster in all but 5376x21504
+# at M = 8 (61.3 -> 64.4: 336 blocks, 1.3 waves).  Q5_K (its fifth bits OR-ed in from qh,
+# sc * q <= 1953 still exact; 128 registers, 8 bytes of spills): M = 8 40.4 -> 26.2, 39.3 ->
+# 28.9, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5; M = 2 40.7 -> 21.9.
 MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K")
 MATVEC_MMA_DTYPES = ("float16",)
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block

@@ -7,10 +7,12 @@
 // mma.sync m16n8k16 with A = 16 weight rows and B = x (activation row m0 + j as column j).
 // The warps split K by super-blocks (warp w takes blocks w, w + 8, ...) and their sums meet in
 // shared memory at the end.  Lane (g, t) = (lane / 4, lane % 4) loads its part of each block
-// of rows n0 + g and n0 + g + 8 straight into registers (Format::load_mma_row, the next block
-// in flight while this one is decoded), makes the A pairs of mma (word, side) by one HFMA2 a
-// pair (Format::mma_pair: the scale folded in, exact), and loads the activations at the same
-// k slots of its column as B (the k order inside an mma is free as long as A and B agree).
+// of rows n0 + g and n0 + g + 8 straight into registers (Format::load_mma_row; block j + 1
+// once block j is decoded: with one block a warp its loads wait, and the SM's other warps
+// cover them, as two a warp took registers and measured slower), makes the A pairs of mma
+// (word, side) by one HFMA2 a pair (Format::mma_a: the scale folded in, exact), and loads the
+// activations at the same k slots of its column as B (the k order inside an mma is free as
+// long as A and B agree).
 // A second mma a (word, side) with A = the sub-block's offsets (Format::MmaScales) sums
 // offset * x; per block out += d * C - dmin * C_offsets.  Rows past N or M contribute nothing.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
