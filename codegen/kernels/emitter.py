@@ -285,12 +285,12 @@ SPLIT_K_MIN_STEPS = 4
 # A symbolic M in the batched bucket lowers to an IfNode on M (codegen.lowering): this
 # geometry up to MATVEC_MMA_MAX_M, the split-K one above, where its 16-row tile reads the
 # weights once (at M = 16 the mma kernel reads them twice and took 1.3-1.6x the split-K's
-# time).  H100, float16, us, split-K -> mma, same call (session 19, BENCHMARKS.md): Q4_K M = 8
-# 4096x14336 32.3 -> 23.5, 14336x4096 31.8 -> 25.7, 4096x4096 14.3 -> 8.6; M = 2 32.5 -> 17.8,
-# 31.6 -> 19.6; of 12 shapes at M = 2, 4, 8 (first prototype) the faster in all but 5376x21504
-# at M = 8 (61.3 -> 64.4: 336 blocks, 1.3 waves).  Q5_K (its fifth bits OR-ed in from qh,
-# sc * q <= 1953 still exact; 128 registers, 8 bytes of spills): M = 8 40.4 -> 26.2, 39.3 ->
-# 28.9, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5; M = 2 40.7 -> 21.9.
+# time).  H100, float16, us, split-K -> mma (session 19, BENCHMARKS.md): Q4_K (activations
+# staged: MATVEC_MMA_STAGE_X_FORMATS) M = 8 4096x14336 32.3 -> 18.2, 14336x4096 31.8 -> 20.2,
+# 5376x21504 61.3 -> 39.1, 4096x4096 14.3 -> 6.5; M = 2 32.5 -> 17.9, 31.6 -> 19.4.  Q5_K
+# (its fifth bits OR-ed in from qh, sc * q <= 1953 still exact; 128 registers, 8 bytes of
+# spills): M = 8 40.4 -> 26.2, 39.3 -> 28.9, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5;
+# M = 2 40.7 -> 21.9.
 MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K")
 MATVEC_MMA_DTYPES = ("float16",)
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
@@ -298,6 +298,15 @@ MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block
 MATVEC_MMA_WARPS = 8
 MATVEC_MMA_MIN_BLOCKS_PER_SM = 2  # 128 registers: the 16 warps an SM the measurements ran
 MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warps, slower)
+# Formats whose mma matvec stages each block's activation rows in shared memory (cp.async, a
+# row of 512 bytes an instruction) instead of each lane loading its k slots from global
+# memory, where a load instruction touches a cache line a lane at M = 8.  H100, float16, us,
+# M = 1 / 2 / 8, loaded -> staged (session 19, same call): Q4_K 4096x14336 17.3 / 17.8 / 23.5
+# -> 18.0 / 17.9 / 18.2, 14336x4096 19.1 / 19.6 / 25.8 -> 19.4 / 19.4 / 20.2, 5376x21504
+# 40.2 / 44.3 / 64.4 -> 38.6 / 38.6 / 39.1; Q5_K (128 registers either way) loses up to M = 4
+# (4096x14336 21.9 -> 26.0 at M = 2) and gains at M = 8 only on two of four shapes, so it
+# keeps the loads.
+MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 
 
 @dataclass(frozen=True)
@@ -905,6 +914,7 @@ def _kind_values(
             tile_m=MATVEC_MMA_MAX_M,
             min_blocks_per_sm=MATVEC_MMA_MIN_BLOCKS_PER_SM,
             depth=MATVEC_MMA_DEPTH,
+            stage_x=fmt in MATVEC_MMA_STAGE_X_FORMATS,
         )
         return f"{backend}/matvec_mma{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):

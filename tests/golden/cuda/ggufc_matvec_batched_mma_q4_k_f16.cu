@@ -29,6 +29,17 @@ constexpr int TILE_M = 8;  // activation rows: the mma's N
 constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
 static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
+// the activations of a block staged in shared memory, a warp's own (see below)
+constexpr bool STAGE_X = true;
+constexpr int X_WORDS = Format::BLOCK_WEIGHTS * static_cast<int>(sizeof(act_t)) / 16;  // a row's
+static_assert(!STAGE_X || X_WORDS == ggufc::WARP_SIZE, "a 16-byte word of a row a lane");
+
+// 16-byte word ``word`` of staged row ``row``: XOR-swizzled within its 8 (128 bytes), so that
+// the 8 lanes of a quarter warp storing consecutive words, and those reading words 8t + c of
+// rows g and g + 1 (t = 0..3), fall in distinct bank groups
+__device__ __forceinline__ int x_slot(int row, int word) {
+    return word ^ (((word >> 3) + 4 * (row & 1)) & 7);
+}
 
 }  // namespace ggufc_matvec_batched_mma_q4_k_f16_impl
 
@@ -38,6 +49,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_batched_mma_q4_k_f16_impl;
     __shared__ float partial[WARPS][TILE_N][TILE_M];
+    __shared__ uint4 x_stage[STAGE_X ? WARPS : 1][STAGE_X ? TILE_M : 1][STAGE_X ? X_WORDS : 1];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int g = lane / LANE_GROUPS;
@@ -60,8 +72,29 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
             row[r] = Format::load_mma_row(rows[r] + offset, t);
         }
     };
+    // STAGE_X: the warp copies block j's activation rows to its stage, coalesced (a row of 512
+    // bytes an instruction), by cp.async issued with the block's weight loads; each lane then
+    // reads its k slots from there.  Read straight from global memory, a load instruction
+    // touches a cache line a lane at M = 8 (lane t's slots are 128 bytes apart in each row).
+    auto stage = [&](int j) {
+        if constexpr (STAGE_X) {
+            const i64 offset = static_cast<i64>(warp + WARPS * j) * Format::BLOCK_WEIGHTS;
+#pragma unroll
+            for (int r = 0; r < TILE_M; ++r) {
+                if (m0 + r < M) {  // warp-uniform
+                    const act_t* source = x + (m0 + r) * K + offset + lane * (16 / static_cast<int>(sizeof(act_t)));
+                    ggufc::cp_async_16(&x_stage[warp][r][x_slot(r, lane)], source);
+                }
+            }
+            ggufc::cp_async_commit();
+        }
+    };
     float total[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     auto decode = [&](const Format::MmaRow (&row)[2], int j) {
+        if constexpr (STAGE_X) {
+            ggufc::cp_async_wait<0>();
+            __syncwarp();
+        }
         const act_t* x_block = x_row + static_cast<i64>(warp + WARPS * j) * Format::BLOCK_WEIGHTS;
         const Format::MmaScales scales[2] = {Format::mma_scales(row[0], t), Format::mma_scales(row[1], t)};
         float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -70,10 +103,15 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
         for (int side = 0; side < Format::MMA_SIDES; ++side) {
             // the side's activations at this lane's k slots: 4 per word, in word order
             uint4 xs[Format::MMA_WORDS / 2];
+            const int first_word = Format::mma_x_offset(t, side) * static_cast<int>(sizeof(act_t)) / 16;
             const uint4* x_side = reinterpret_cast<const uint4*>(x_block + Format::mma_x_offset(t, side));
 #pragma unroll
             for (int q = 0; q < Format::MMA_WORDS / 2; ++q) {
-                xs[q] = has_x ? x_side[q] : make_uint4(0u, 0u, 0u, 0u);
+                if constexpr (STAGE_X) {
+                    xs[q] = has_x ? x_stage[warp][g][x_slot(g, first_word + q)] : make_uint4(0u, 0u, 0u, 0u);
+                } else {
+                    xs[q] = has_x ? x_side[q] : make_uint4(0u, 0u, 0u, 0u);
+                }
             }
             const u32 offsets[4] = {scales[0].offset_pair[side], scales[1].offset_pair[side],
                                     scales[0].offset_pair[side], scales[1].offset_pair[side]};
@@ -111,6 +149,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
     // programmatic dependent launch)
     ggufc::allow_dependent_launch();
     ggufc::wait_for_previous_kernels();
+    if (my_blocks > 0) {
+        stage(0);
+    }
     for (int j0 = 0; j0 < my_blocks; j0 += 1) {
 #pragma unroll
         for (int p = 0; p < 1; ++p) {
@@ -118,6 +159,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
             if (j < my_blocks) {
                 decode(in_flight[p], j);
                 if (j + 1 < my_blocks) {
+                    if constexpr (STAGE_X) {
+                        __syncwarp();  // every lane has read block j's activations
+                        stage(j + 1);
+                    }
                     load(in_flight[p], j + 1);
                 }
             }
