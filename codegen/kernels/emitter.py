@@ -303,9 +303,9 @@ MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warp
 # memory, where a load instruction touches a cache line a lane at M = 8.  H100, float16, us,
 # M = 1 / 2 / 8, loaded -> staged (session 19, same call): Q4_K 4096x14336 17.3 / 17.8 / 23.5
 # -> 18.0 / 17.9 / 18.2, 14336x4096 19.1 / 19.6 / 25.8 -> 19.4 / 19.4 / 20.2, 5376x21504
-# 40.2 / 44.3 / 64.4 -> 38.6 / 38.6 / 39.1; Q5_K (128 registers either way) loses up to M = 4
-# (4096x14336 21.9 -> 26.0 at M = 2) and gains at M = 8 only on two of four shapes, so it
-# keeps the loads.
+# 40.2 / 44.3 / 64.4 -> 38.6 / 38.6 / 39.1; Q5_K (128 registers either way) loses at M = 2
+# on every shape (4-19%: 4096x14336 21.9 -> 26.0) and gains at M = 8 on three of four
+# (5376x21504 71.4 -> 58.9; 4096x14336 26.2 -> 27.6), so it keeps the loads.
 MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 
 
