@@ -10,7 +10,7 @@
 // of rows n0 + g and n0 + g + 8 straight into registers (Format::load_mma_row; block j + 1
 // once block j is decoded: with one block a warp its loads wait, and the SM's other warps
 // cover them, as two a warp took registers and measured slower), makes the A pairs of mma
-// (word, side) by one HFMA2 a pair (Format::mma_a: the scale folded in, exact), and loads the
+// (word, side) by one HFMA2 a pair (Format::mma_a: the scale folded in, exact), and takes the
 // activations at the same k slots of its column as B (the k order inside an mma is free as
 // long as A and B agree).
 // A second mma a (word, side) with A = the sub-block's offsets (Format::MmaScales) sums
