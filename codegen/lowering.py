@@ -52,7 +52,7 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               else for Q8_0 rows of 4 chunks on a large grid the streamed quad
               (`takes_quad_stream`), else 1, 2 or 4 warps a row group (default,
               paired, quad: `matvec_group_warps`, by format, dtype, N and K).  A CUDA
-              matvec_batched of Q4_K or Q5_K with float16 activations depends on M too: the mma
+              matvec_batched of Q4_K or Q5_K with 16-bit activations depends on M too: the mma
               matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; with a
               symbolic M the node becomes an `IfNode` (M <= MATVEC_MMA_MAX_M) whose two
               chains hold one KernelNode each (`takes_mma_matvec`).

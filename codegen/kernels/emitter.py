@@ -277,11 +277,12 @@ SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluste
 # of session 13 (PERFORMANCE.md).
 SPLIT_K_MAX_BLOCKS = 240
 SPLIT_K_MIN_STEPS = 4
-# CUDA matvec_batched of these formats with float16 activations and M <= MATVEC_MMA_MAX_M takes
+# CUDA matvec_batched of these formats with 16-bit activations and M <= MATVEC_MMA_MAX_M takes
 # "mma" (`cuda/matvec_mma.cu`): mma.sync with 16 weight rows as A and up to 8 activation rows
 # as B, each lane loading its part of its two rows' blocks straight into registers and
-# folding the sub-block scale into the A pairs (sc * q, exact in f16; bfloat16's 8-bit
-# mantissa is not, so bfloat16 keeps the split-K matmul), MATVEC_MMA_WARPS warps splitting K.
+# folding the sub-block scale into the A pairs (sc * q, exact in f16; in bfloat16's 8-bit
+# mantissa only as two pairs, q * (sc % 8) and q * (sc / 8), two mmas: kquant_scales.cuh),
+# MATVEC_MMA_WARPS warps splitting K.
 # A symbolic M in the batched bucket lowers to an IfNode on M (codegen.lowering): this
 # geometry up to MATVEC_MMA_MAX_M, the split-K one above, where its 16-row tile reads the
 # weights once (at M = 16 the mma kernel reads them twice and took 1.3-1.6x the split-K's
@@ -290,9 +291,12 @@ SPLIT_K_MIN_STEPS = 4
 # 5376x21504 61.3 -> 39.1, 4096x4096 14.3 -> 6.5; M = 2 32.5 -> 17.9, 31.6 -> 19.4.  Q5_K
 # (its fifth bits OR-ed in from qh, sc * q <= 1953 still exact; 128 registers, 8 bytes of
 # spills): M = 8 40.4 -> 26.2, 39.3 -> 28.9, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5;
-# M = 2 40.7 -> 21.9.
+# M = 2 40.7 -> 21.9.  bfloat16, M = 2 / 8, same call (benchmarks/cuda_matvec_batched.py):
+# Q4_K 4096x14336 32.6 / 32.7 -> 21.7 / 21.9, 14336x4096 32.6 / 32.7 -> 22.5 / 23.2; Q5_K
+# 40.3 / 40.6 -> 24.0 / 26.8, 40.0 / 40.0 -> 26.5 / 29.5; at 5376x21504 (a call before its
+# last fix, the same instructions but one mask) Q4_K 62.2 -> 46.3, Q5_K 78.0 -> 72.3 at M = 8.
 MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K")
-MATVEC_MMA_DTYPES = ("float16",)
+MATVEC_MMA_DTYPES = ("float16", "bfloat16")
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
 MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block
 MATVEC_MMA_WARPS = 8
@@ -303,7 +307,8 @@ MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warp
 # memory, where a load instruction touches a cache line a lane at M = 8.  H100, float16, us,
 # M = 1 / 2 / 8, loaded -> staged (session 19, same call): Q4_K 4096x14336 17.3 / 17.8 / 23.5
 # -> 18.0 / 17.9 / 18.2, 14336x4096 19.1 / 19.6 / 25.8 -> 19.4 / 19.4 / 20.2, 5376x21504
-# 40.2 / 44.3 / 64.4 -> 38.6 / 38.6 / 39.1; Q5_K (128 registers either way) loses at M = 2
+# 40.2 / 44.3 / 64.4 -> 38.6 / 38.6 / 39.1 (bfloat16 alike: 4096x14336 M = 8 24.8 -> 21.7,
+# M = 1 20.1 -> 21.4); Q5_K (128 registers either way) loses at M = 2
 # on every shape (4-19%: 4096x14336 21.9 -> 26.0) and gains at M = 8 on three of four
 # (5376x21504 71.4 -> 58.9; 4096x14336 26.2 -> 27.6), so it keeps the loads.
 MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)

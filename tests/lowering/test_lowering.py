@@ -306,6 +306,12 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
     program = lower(parse_program(MMA_BATCHED_IR), backends=("cuda",))
     [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
     assert pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096, 4) == "mma"
+    for dtype in ("float16", "bfloat16"):
+        for fmt in ("Q4_K", "Q5_K"):
+            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
+            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
+    # the other formats keep the tensor-core batched matvec at every M
+    assert pick_geometry("cuda", "Q6_K", "matvec_batched", "float16", 512, 4096, 4) == "default"
     kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", "mma")
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
 

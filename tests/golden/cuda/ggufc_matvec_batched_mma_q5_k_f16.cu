@@ -10,7 +10,8 @@
 // of rows n0 + g and n0 + g + 8 straight into registers (Format::load_mma_row; block j + 1
 // once block j is decoded: with one block a warp its loads wait, and the SM's other warps
 // cover them, as two a warp took registers and measured slower), makes the A pairs of mma
-// (word, side) by one HFMA2 a pair (Format::mma_a: the scale folded in, exact), and takes the
+// (word, side) by one HFMA2 a pair and part (Format::mma_a: the scale folded in, exact; for
+// bfloat16 in two parts: KquantMmaScales), and takes the
 // activations at the same k slots of its column as B (the k order inside an mma is free as
 // long as A and B agree).
 // A second mma a (word, side) with A = the sub-block's offsets (Format::MmaScales) sums
@@ -29,6 +30,8 @@ constexpr int TILE_M = 8;  // activation rows: the mma's N
 constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
 static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
+using Scales = typename Format::template MmaScales<act_t>;
+constexpr int A_PARTS = Scales::PARTS;  // A register sets a (word, side): see Format::mma_a
 // the activations of a block staged in shared memory, a warp's own (see below)
 constexpr bool STAGE_X = false;
 constexpr int X_WORDS = Format::BLOCK_WEIGHTS * static_cast<int>(sizeof(act_t)) / 16;  // a row's
@@ -96,8 +99,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
             __syncwarp();
         }
         const act_t* x_block = x_row + static_cast<i64>(warp + WARPS * j) * Format::BLOCK_WEIGHTS;
-        const Format::MmaScales scales[2] = {Format::mma_scales(row[0], t), Format::mma_scales(row[1], t)};
-        float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        const Scales scales[2] = {Format::template mma_scales<act_t>(row[0], t),
+                                  Format::template mma_scales<act_t>(row[1], t)};
+        float sums[A_PARTS][4] = {};
         float offset_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int side = 0; side < Format::MMA_SIDES; ++side) {
@@ -118,22 +122,29 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
 #pragma unroll
             for (int i = 0; i < Format::MMA_WORDS; ++i) {
                 // rows g, g + 8 at k slots 2t, 2t + 1 (bytes 0, 2), then 2t + 8, 2t + 9 (1, 3)
-                u32 a[4];
-                Format::mma_a(row, scales, t, i, side, a);
+                u32 a[A_PARTS][4];
+                Format::template mma_a<act_t>(row, scales, t, i, side, a);
                 // x at bytes 0, 2 and 1, 3 of the word's weights: halves (0, 2), (1, 3)
                 const uint4 pair = xs[i / 2];
                 const u32 first = i % 2 == 0 ? pair.x : pair.z;
                 const u32 second = i % 2 == 0 ? pair.y : pair.w;
                 const u32 b[2] = {__byte_perm(first, second, 0x5410u), __byte_perm(first, second, 0x7632u)};
-                ggufc::tc::mma_m16n8k16_f16(sums, a, b);
-                ggufc::tc::mma_m16n8k16_f16(offset_sums, offsets, b);
+#pragma unroll
+                for (int p = 0; p < A_PARTS; ++p) {
+                    ggufc::tc::mma<act_t>(sums[p], a[p], b);
+                }
+                ggufc::tc::mma<act_t>(offset_sums, offsets, b);
             }
         }
         // sums[0, 1]: row g, columns 2t, 2t + 1; sums[2, 3]: row g + 8
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
-            const Format::MmaScales& s = scales[c / 2];
-            total[c] += s.d * sums[c] - s.dmin * offset_sums[c];
+            float sum = sums[0][c];
+#pragma unroll
+            for (int p = 1; p < A_PARTS; ++p) {
+                sum += Scales::part_weight(p) * sums[p][c];
+            }
+            total[c] += scales[c / 2].d * sum - scales[c / 2].dmin * offset_sums[c];
         }
     };
 

@@ -242,6 +242,21 @@ __device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
 }
 
 
+__device__ __forceinline__ u32 bfloat2_bits(__nv_bfloat162 h) { return *reinterpret_cast<const u32*>(&h); }
+__device__ __forceinline__ __nv_bfloat162 bfloat2_of_bits(u32 bits) {
+    return *reinterpret_cast<const __nv_bfloat162*>(&bits);
+}
+enum : u32 {
+    BFLOAT2_128_BITS = 0x43004300u,        // (128.0, 128.0): bfloat16 steps by 1 in [128, 256)
+    BFLOAT2_MINUS_128_BITS = 0xC300C300u,  // (-128.0, -128.0)
+};
+
+// byte ``index`` (< 128) of ``bytes`` as the exact bfloat16 pair (b, b)
+__device__ __forceinline__ __nv_bfloat162 bfloat_pair_of_byte(u32 bytes, int index) {
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(bfloat2_of_bits(__byte_perm(bytes, 0x43u, selector)), bfloat2_of_bits(BFLOAT2_128_BITS));
+}
+
 // 16 bytes at a 16-byte aligned address through the read-only path (L1 cached: the matvec_mma
 // lanes of a row read 16 bytes of each 32, the neighbouring load the other 16)
 __device__ __forceinline__ uint4 load_u128_readonly(const u8* p) {

@@ -242,6 +242,21 @@ __device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
 }
 
 
+__device__ __forceinline__ u32 bfloat2_bits(__nv_bfloat162 h) { return *reinterpret_cast<const u32*>(&h); }
+__device__ __forceinline__ __nv_bfloat162 bfloat2_of_bits(u32 bits) {
+    return *reinterpret_cast<const __nv_bfloat162*>(&bits);
+}
+enum : u32 {
+    BFLOAT2_128_BITS = 0x43004300u,        // (128.0, 128.0): bfloat16 steps by 1 in [128, 256)
+    BFLOAT2_MINUS_128_BITS = 0xC300C300u,  // (-128.0, -128.0)
+};
+
+// byte ``index`` (< 128) of ``bytes`` as the exact bfloat16 pair (b, b)
+__device__ __forceinline__ __nv_bfloat162 bfloat_pair_of_byte(u32 bytes, int index) {
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(bfloat2_of_bits(__byte_perm(bytes, 0x43u, selector)), bfloat2_of_bits(BFLOAT2_128_BITS));
+}
+
 // 16 bytes at a 16-byte aligned address through the read-only path (L1 cached: the matvec_mma
 // lanes of a row read 16 bytes of each 32, the neighbouring load the other 16)
 __device__ __forceinline__ uint4 load_u128_readonly(const u8* p) {
@@ -620,16 +635,6 @@ constexpr int CHUNK_BYTES = 16;
 // where ``aligned``): what a row slot of the matmul's stages holds for a segment.
 __host__ __device__ constexpr int covering_chunks(int bytes, bool aligned) {
     return bytes == 0 ? 0 : (bytes + (aligned ? 0 : CHUNK_BYTES - 2) + CHUNK_BYTES - 1) / CHUNK_BYTES;
-}
-
-// d += a (16 x 16, row-major) * b (16 x 8, column-major): mma.sync m16n8k16 of float16
-// operands into float32 accumulators (the mma matvec's; the older kernels spell their own)
-__device__ __forceinline__ void mma_m16n8k16_f16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 __device__ __forceinline__ u32 shared_address(const void* p) {

@@ -242,6 +242,21 @@ __device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
 }
 
 
+__device__ __forceinline__ u32 bfloat2_bits(__nv_bfloat162 h) { return *reinterpret_cast<const u32*>(&h); }
+__device__ __forceinline__ __nv_bfloat162 bfloat2_of_bits(u32 bits) {
+    return *reinterpret_cast<const __nv_bfloat162*>(&bits);
+}
+enum : u32 {
+    BFLOAT2_128_BITS = 0x43004300u,        // (128.0, 128.0): bfloat16 steps by 1 in [128, 256)
+    BFLOAT2_MINUS_128_BITS = 0xC300C300u,  // (-128.0, -128.0)
+};
+
+// byte ``index`` (< 128) of ``bytes`` as the exact bfloat16 pair (b, b)
+__device__ __forceinline__ __nv_bfloat162 bfloat_pair_of_byte(u32 bytes, int index) {
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(bfloat2_of_bits(__byte_perm(bytes, 0x43u, selector)), bfloat2_of_bits(BFLOAT2_128_BITS));
+}
+
 // 16 bytes at a 16-byte aligned address through the read-only path (L1 cached: the matvec_mma
 // lanes of a row read 16 bytes of each 32, the neighbouring load the other 16)
 __device__ __forceinline__ uint4 load_u128_readonly(const u8* p) {
@@ -622,16 +637,6 @@ __host__ __device__ constexpr int covering_chunks(int bytes, bool aligned) {
     return bytes == 0 ? 0 : (bytes + (aligned ? 0 : CHUNK_BYTES - 2) + CHUNK_BYTES - 1) / CHUNK_BYTES;
 }
 
-// d += a (16 x 16, row-major) * b (16 x 8, column-major): mma.sync m16n8k16 of float16
-// operands into float32 accumulators (the mma matvec's; the older kernels spell their own)
-__device__ __forceinline__ void mma_m16n8k16_f16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
 __device__ __forceinline__ u32 shared_address(const void* p) {
     return static_cast<u32>(__cvta_generic_to_shared(p));
 }
@@ -992,45 +997,136 @@ __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, in
 
 // ---- the mma matvec's scales (matvec_mma.cu) ----
 // Lane (g, t) holds qs span t of a block: sub-block 2t in the low nibbles (side 0), 2t + 1 in
-// the high (side 1).  Its A pairs are sc * q, exact in f16 (sc <= 63, q <= 31), made by one
-// HFMA2 from the quants OR-ed into 1024.0: a low-nibble quant as 1024 + q, a high one as
-// 1024 + 16 q (not shifted down), so A = biased * mul[side] + add[side].  offset_pair: (m, m)
-// of the side's sub-block, the A of the offsets' mma; d and dmin apply once a block.
-struct KquantMmaScales {
-    __half2 mul[2];
-    __half2 add[2];
+// the high (side 1).  Its A pairs are built from the quants OR-ed into a 16-bit float whose
+// mantissa steps by 1 (1024.0 in f16, 128.0 in bf16), one fused multiply-add a pair:
+// * float16: A = sc * q, exact (sc <= 63, q <= 31: <= 1953 < 2048), one A a pair (PARTS 1);
+//   a low-nibble quant as 1024 + q, a high one as 1024 + 16 q (not shifted down):
+//   A = biased * mul[side][0] + add[side][0].
+// * bfloat16 (8-bit mantissa): sc * q is not exact, so sc = 8 sc_hi + sc_lo and the A pairs
+//   are q * sc_lo and q * sc_hi (<= 7 * 31 = 217, exact), two mmas a pair (PARTS 2, the second
+//   weighing part_weight 8); every quant as 128 + q (a high nibble shifted down first).
+// offset_pair: (m, m) of the side's sub-block, the A of the offsets' mma; d and dmin apply
+// once a block.
+template <typename T>
+struct KquantMmaScales;
+
+template <>
+struct KquantMmaScales<__half> {
+    static constexpr int PARTS = 1;
+    static constexpr bool BFLOAT = false;
+    __device__ static constexpr float part_weight(int) { return 1.0f; }
+    __half2 mul[2][PARTS];
+    __half2 add[2][PARTS];
     u32 offset_pair[2];
     float d;
     float dmin;
 };
 
-__device__ __forceinline__ KquantMmaScales kquant_mma_scales(const uint4& head, int t) {
+template <>
+struct KquantMmaScales<__nv_bfloat16> {
+    static constexpr int PARTS = 2;
+    static constexpr bool BFLOAT = true;
+    // the weight of part p's products in a block's sum: sc = 8 sc_hi + sc_lo
+    __device__ static constexpr float part_weight(int p) { return p == 0 ? 1.0f : 8.0f; }
+    __nv_bfloat162 mul[2][PARTS];
+    __nv_bfloat162 add[2][PARTS];
+    u32 offset_pair[2];
+    float d;
+    float dmin;
+};
+
+// The sub-block scales (sc, byte 0: side 0, byte 1: side 1) and offsets of lane t's span.
+struct KquantMmaBytes {
+    u32 sc;
+    u32 m;
+};
+
+__device__ __forceinline__ KquantMmaBytes kquant_mma_bytes(const uint4& head, int t) {
     // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
     const int shift = 16 * (t & 1);
     const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
     const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
     const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
     const bool upper = t >= 2;           // sub-blocks 4..7
-    const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
-    const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
-    KquantMmaScales s;
-    const __half2 sc_low = half_pair_of_byte(sc, 0);
-    const __half2 sc_high = half_pair_of_byte(sc, 1);
+    KquantMmaBytes b;
+    b.sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
+    b.m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
+    return b;
+}
+
+template <typename T>
+__device__ __forceinline__ KquantMmaScales<T> kquant_mma_scales(const uint4& head, int t);
+
+template <>
+__device__ __forceinline__ KquantMmaScales<__half> kquant_mma_scales<__half>(const uint4& head, int t) {
+    const KquantMmaBytes bytes = kquant_mma_bytes(head, t);
+    KquantMmaScales<__half> s;
+    const __half2 sc_low = half_pair_of_byte(bytes.sc, 0);
+    const __half2 sc_high = half_pair_of_byte(bytes.sc, 1);
     // sc * (1024 + q) - 1024 sc; (sc / 16) * (1024 + 16 q) - 64 sc
-    s.mul[0] = sc_low;
-    s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
-    s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
-    s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
-    s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
-    s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
+    s.mul[0][0] = sc_low;
+    s.add[0][0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
+    s.mul[1][0] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
+    s.add[1][0] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+    s.offset_pair[0] = half2_bits(half_pair_of_byte(bytes.m, 0));
+    s.offset_pair[1] = half2_bits(half_pair_of_byte(bytes.m, 1));
     s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
     s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
     return s;
 }
 
-// The A register of a lane's biased pair (quants OR-ed into 1024.0) of ``side``.
-__device__ __forceinline__ u32 kquant_mma_pair(u32 biased, int side, const KquantMmaScales& s) {
-    return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
+template <>
+__device__ __forceinline__ KquantMmaScales<__nv_bfloat16> kquant_mma_scales<__nv_bfloat16>(
+    const uint4& head, int t) {
+    const KquantMmaBytes bytes = kquant_mma_bytes(head, t);
+    KquantMmaScales<__nv_bfloat16> s;
+    const u32 parts[2] = {bytes.sc & 0x0707u, (bytes.sc >> 3) & 0x0707u};  // sc_lo, sc_hi (bytes 0, 1)
+#pragma unroll
+    for (int side = 0; side < 2; ++side) {
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {
+            const __nv_bfloat162 v = bfloat_pair_of_byte(parts[p], side);
+            // v * (128 + q) - 128 v
+            s.mul[side][p] = v;
+            s.add[side][p] = __hmul2(v, bfloat2_of_bits(BFLOAT2_MINUS_128_BITS));
+        }
+        s.offset_pair[side] = bfloat2_bits(bfloat_pair_of_byte(bytes.m, side));
+    }
+    s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
+    s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
+    return s;
+}
+
+// The A registers of a lane's biased pair (quants OR-ed into the type's unit-step float) of
+// ``side``: one a part.
+__device__ __forceinline__ void kquant_mma_pair(u32 biased, int side, const KquantMmaScales<__half>& s,
+                                                u32 (&a)[1]) {
+    a[0] = half2_bits(__hfma2(half2_of_bits(biased), s.mul[side][0], s.add[side][0]));
+}
+
+__device__ __forceinline__ void kquant_mma_pair(u32 biased, int side,
+                                                const KquantMmaScales<__nv_bfloat16>& s, u32 (&a)[2]) {
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+        a[p] = bfloat2_bits(__hfma2(bfloat2_of_bits(biased), s.mul[side][p], s.add[side][p]));
+    }
+}
+
+// The A registers of a lane's row r (0: g, 1: g + 8) in mma (i, side) of every part: its biased
+// pairs of bytes 0, 2 (``low``, k slots 2t, 2t + 1) and of bytes 1, 3 (``upper``, 2t + 8, 2t + 9).
+template <typename T>
+__device__ __forceinline__ void kquant_mma_row(u32 low, u32 upper, int side, const KquantMmaScales<T>& s,
+                                               int r, u32 (&a)[KquantMmaScales<T>::PARTS][4]) {
+    constexpr int PARTS = KquantMmaScales<T>::PARTS;
+    u32 low_parts[PARTS];
+    u32 upper_parts[PARTS];
+    kquant_mma_pair(low, side, s, low_parts);
+    kquant_mma_pair(upper, side, s, upper_parts);
+#pragma unroll
+    for (int p = 0; p < PARTS; ++p) {
+        a[p][r] = low_parts[p];
+        a[p][r + 2] = upper_parts[p];
+    }
 }
 
 // What the Q4_K and Q5_K helpers share for the mma matvec (their structs derive from it): a
@@ -1039,13 +1135,14 @@ __device__ __forceinline__ u32 kquant_mma_pair(u32 biased, int side, const Kquan
 struct KquantMmaSpan {
     static constexpr int MMA_WORDS = 8;
     static constexpr int MMA_SIDES = 2;
-    using MmaScales = KquantMmaScales;
+    template <typename T>
+    using MmaScales = KquantMmaScales<T>;
 
     __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
 
-    template <typename Row>
-    __device__ static __forceinline__ MmaScales mma_scales(const Row& row, int t) {
-        return kquant_mma_scales(row.head, t);
+    template <typename T, typename Row>
+    __device__ static __forceinline__ MmaScales<T> mma_scales(const Row& row, int t) {
+        return kquant_mma_scales<T>(row.head, t);
     }
 };
 
@@ -1191,21 +1288,35 @@ struct Q5_K : KquantMmaSpan {
         return row;
     }
 
-    // the A registers of mma (i, side): rows g, g + 8 at bytes 0, 2, then at bytes 1, 3
-    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales (&s)[2], int t,
-                                                 int i, int side, u32 (&a)[4]) {
-        const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+    // the A registers of mma (i, side), a set a part (KquantMmaScales): rows g, g + 8 at
+    // bytes 0, 2, then at bytes 1, 3
+    template <typename T>
+    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales<T> (&s)[2], int t,
+                                                 int i, int side, u32 (&a)[MmaScales<T>::PARTS][4]) {
         // the bits of bytes 0, 2 at bit 0 of each half (side 0; side 1: bit 1)
         constexpr u32 BITS = 0x00010001u;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const u32 word = span_word(rows[r].qs, i);
             const u32 high = span_word(rows[r].qh, i) >> (2 * t);
-            // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
-            const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
-            const u32 high_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
-            a[r] = kquant_mma_pair((word & mask) | low_bits | HALF2_1024_BITS, side, s[r]);
-            a[r + 2] = kquant_mma_pair(((word >> 8) & mask) | high_bits | HALF2_1024_BITS, side, s[r]);
+            u32 low;
+            u32 upper;
+            if constexpr (MmaScales<T>::BFLOAT) {
+                // every quant as 128 + q: the high nibble shifted down, each fifth bit to bit 4
+                const u32 nibbles = side == 0 ? word : word >> 4;
+                const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 3) & (BITS << 4);
+                const u32 upper_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 5) & (BITS << 4);
+                low = (nibbles & NIBBLE_PAIR_MASK) | low_bits | BFLOAT2_128_BITS;
+                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | upper_bits | BFLOAT2_128_BITS;
+            } else {
+                // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
+                const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+                const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
+                const u32 upper_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
+                low = (word & mask) | low_bits | HALF2_1024_BITS;
+                upper = ((word >> 8) & mask) | upper_bits | HALF2_1024_BITS;
+            }
+            kquant_mma_row(low, upper, side, s[r], r, a);
         }
     }
 

@@ -46,45 +46,136 @@ __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, in
 
 // ---- the mma matvec's scales (matvec_mma.cu) ----
 // Lane (g, t) holds qs span t of a block: sub-block 2t in the low nibbles (side 0), 2t + 1 in
-// the high (side 1).  Its A pairs are sc * q, exact in f16 (sc <= 63, q <= 31), made by one
-// HFMA2 from the quants OR-ed into 1024.0: a low-nibble quant as 1024 + q, a high one as
-// 1024 + 16 q (not shifted down), so A = biased * mul[side] + add[side].  offset_pair: (m, m)
-// of the side's sub-block, the A of the offsets' mma; d and dmin apply once a block.
-struct KquantMmaScales {
-    __half2 mul[2];
-    __half2 add[2];
+// the high (side 1).  Its A pairs are built from the quants OR-ed into a 16-bit float whose
+// mantissa steps by 1 (1024.0 in f16, 128.0 in bf16), one fused multiply-add a pair:
+// * float16: A = sc * q, exact (sc <= 63, q <= 31: <= 1953 < 2048), one A a pair (PARTS 1);
+//   a low-nibble quant as 1024 + q, a high one as 1024 + 16 q (not shifted down):
+//   A = biased * mul[side][0] + add[side][0].
+// * bfloat16 (8-bit mantissa): sc * q is not exact, so sc = 8 sc_hi + sc_lo and the A pairs
+//   are q * sc_lo and q * sc_hi (<= 7 * 31 = 217, exact), two mmas a pair (PARTS 2, the second
+//   weighing part_weight 8); every quant as 128 + q (a high nibble shifted down first).
+// offset_pair: (m, m) of the side's sub-block, the A of the offsets' mma; d and dmin apply
+// once a block.
+template <typename T>
+struct KquantMmaScales;
+
+template <>
+struct KquantMmaScales<__half> {
+    static constexpr int PARTS = 1;
+    static constexpr bool BFLOAT = false;
+    __device__ static constexpr float part_weight(int) { return 1.0f; }
+    __half2 mul[2][PARTS];
+    __half2 add[2][PARTS];
     u32 offset_pair[2];
     float d;
     float dmin;
 };
 
-__device__ __forceinline__ KquantMmaScales kquant_mma_scales(const uint4& head, int t) {
+template <>
+struct KquantMmaScales<__nv_bfloat16> {
+    static constexpr int PARTS = 2;
+    static constexpr bool BFLOAT = true;
+    // the weight of part p's products in a block's sum: sc = 8 sc_hi + sc_lo
+    __device__ static constexpr float part_weight(int p) { return p == 0 ? 1.0f : 8.0f; }
+    __nv_bfloat162 mul[2][PARTS];
+    __nv_bfloat162 add[2][PARTS];
+    u32 offset_pair[2];
+    float d;
+    float dmin;
+};
+
+// The sub-block scales (sc, byte 0: side 0, byte 1: side 1) and offsets of lane t's span.
+struct KquantMmaBytes {
+    u32 sc;
+    u32 m;
+};
+
+__device__ __forceinline__ KquantMmaBytes kquant_mma_bytes(const uint4& head, int t) {
     // sub-blocks 2t, 2t + 1 are bytes 0, 1 of each scales word shifted by 16 (t odd)
     const int shift = 16 * (t & 1);
     const u32 low_sc = head.y >> shift;  // sc[0..3] | top bits of sc[4..7]
     const u32 low_m = head.z >> shift;   // m[0..3] | top bits of m[4..7]
     const u32 high = head.w >> shift;    // sc[4..7] low nibbles | m[4..7] << 4
     const bool upper = t >= 2;           // sub-blocks 4..7
-    const u32 sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
-    const u32 m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
-    KquantMmaScales s;
-    const __half2 sc_low = half_pair_of_byte(sc, 0);
-    const __half2 sc_high = half_pair_of_byte(sc, 1);
+    KquantMmaBytes b;
+    b.sc = upper ? (high & 0x0F0Fu) | ((low_sc >> 2) & 0x3030u) : low_sc & 0x3F3Fu;
+    b.m = upper ? ((high >> 4) & 0x0F0Fu) | ((low_m >> 2) & 0x3030u) : low_m & 0x3F3Fu;
+    return b;
+}
+
+template <typename T>
+__device__ __forceinline__ KquantMmaScales<T> kquant_mma_scales(const uint4& head, int t);
+
+template <>
+__device__ __forceinline__ KquantMmaScales<__half> kquant_mma_scales<__half>(const uint4& head, int t) {
+    const KquantMmaBytes bytes = kquant_mma_bytes(head, t);
+    KquantMmaScales<__half> s;
+    const __half2 sc_low = half_pair_of_byte(bytes.sc, 0);
+    const __half2 sc_high = half_pair_of_byte(bytes.sc, 1);
     // sc * (1024 + q) - 1024 sc; (sc / 16) * (1024 + 16 q) - 64 sc
-    s.mul[0] = sc_low;
-    s.add[0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
-    s.mul[1] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
-    s.add[1] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
-    s.offset_pair[0] = half2_bits(half_pair_of_byte(m, 0));
-    s.offset_pair[1] = half2_bits(half_pair_of_byte(m, 1));
+    s.mul[0][0] = sc_low;
+    s.add[0][0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
+    s.mul[1][0] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
+    s.add[1][0] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+    s.offset_pair[0] = half2_bits(half_pair_of_byte(bytes.m, 0));
+    s.offset_pair[1] = half2_bits(half_pair_of_byte(bytes.m, 1));
     s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
     s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
     return s;
 }
 
-// The A register of a lane's biased pair (quants OR-ed into 1024.0) of ``side``.
-__device__ __forceinline__ u32 kquant_mma_pair(u32 biased, int side, const KquantMmaScales& s) {
-    return half2_bits(__hfma2(half2_of_bits(biased), s.mul[side], s.add[side]));
+template <>
+__device__ __forceinline__ KquantMmaScales<__nv_bfloat16> kquant_mma_scales<__nv_bfloat16>(
+    const uint4& head, int t) {
+    const KquantMmaBytes bytes = kquant_mma_bytes(head, t);
+    KquantMmaScales<__nv_bfloat16> s;
+    const u32 parts[2] = {bytes.sc & 0x0707u, (bytes.sc >> 3) & 0x0707u};  // sc_lo, sc_hi (bytes 0, 1)
+#pragma unroll
+    for (int side = 0; side < 2; ++side) {
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {
+            const __nv_bfloat162 v = bfloat_pair_of_byte(parts[p], side);
+            // v * (128 + q) - 128 v
+            s.mul[side][p] = v;
+            s.add[side][p] = __hmul2(v, bfloat2_of_bits(BFLOAT2_MINUS_128_BITS));
+        }
+        s.offset_pair[side] = bfloat2_bits(bfloat_pair_of_byte(bytes.m, side));
+    }
+    s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
+    s.dmin = __half2float(__ushort_as_half(static_cast<u16>(head.x >> 16)));
+    return s;
+}
+
+// The A registers of a lane's biased pair (quants OR-ed into the type's unit-step float) of
+// ``side``: one a part.
+__device__ __forceinline__ void kquant_mma_pair(u32 biased, int side, const KquantMmaScales<__half>& s,
+                                                u32 (&a)[1]) {
+    a[0] = half2_bits(__hfma2(half2_of_bits(biased), s.mul[side][0], s.add[side][0]));
+}
+
+__device__ __forceinline__ void kquant_mma_pair(u32 biased, int side,
+                                                const KquantMmaScales<__nv_bfloat16>& s, u32 (&a)[2]) {
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+        a[p] = bfloat2_bits(__hfma2(bfloat2_of_bits(biased), s.mul[side][p], s.add[side][p]));
+    }
+}
+
+// The A registers of a lane's row r (0: g, 1: g + 8) in mma (i, side) of every part: its biased
+// pairs of bytes 0, 2 (``low``, k slots 2t, 2t + 1) and of bytes 1, 3 (``upper``, 2t + 8, 2t + 9).
+template <typename T>
+__device__ __forceinline__ void kquant_mma_row(u32 low, u32 upper, int side, const KquantMmaScales<T>& s,
+                                               int r, u32 (&a)[KquantMmaScales<T>::PARTS][4]) {
+    constexpr int PARTS = KquantMmaScales<T>::PARTS;
+    u32 low_parts[PARTS];
+    u32 upper_parts[PARTS];
+    kquant_mma_pair(low, side, s, low_parts);
+    kquant_mma_pair(upper, side, s, upper_parts);
+#pragma unroll
+    for (int p = 0; p < PARTS; ++p) {
+        a[p][r] = low_parts[p];
+        a[p][r + 2] = upper_parts[p];
+    }
 }
 
 // What the Q4_K and Q5_K helpers share for the mma matvec (their structs derive from it): a
@@ -93,13 +184,14 @@ __device__ __forceinline__ u32 kquant_mma_pair(u32 biased, int side, const Kquan
 struct KquantMmaSpan {
     static constexpr int MMA_WORDS = 8;
     static constexpr int MMA_SIDES = 2;
-    using MmaScales = KquantMmaScales;
+    template <typename T>
+    using MmaScales = KquantMmaScales<T>;
 
     __device__ static __forceinline__ int mma_x_offset(int t, int side) { return 64 * t + 32 * side; }
 
-    template <typename Row>
-    __device__ static __forceinline__ MmaScales mma_scales(const Row& row, int t) {
-        return kquant_mma_scales(row.head, t);
+    template <typename T, typename Row>
+    __device__ static __forceinline__ MmaScales<T> mma_scales(const Row& row, int t) {
+        return kquant_mma_scales<T>(row.head, t);
     }
 };
 

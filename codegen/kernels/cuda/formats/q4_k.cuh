@@ -117,15 +117,26 @@ struct Q4_K : KquantMmaSpan {
         return row;
     }
 
-    // the A registers of mma (i, side): rows g, g + 8 at bytes 0, 2, then at bytes 1, 3
-    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales (&s)[2], int,
-                                                 int i, int side, u32 (&a)[4]) {
-        const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+    // the A registers of mma (i, side), a set a part (KquantMmaScales): rows g, g + 8 at
+    // bytes 0, 2, then at bytes 1, 3
+    template <typename T>
+    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales<T> (&s)[2], int,
+                                                 int i, int side, u32 (&a)[MmaScales<T>::PARTS][4]) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const u32 word = span_word(rows[r].qs, i);
-            a[r] = kquant_mma_pair((word & mask) | HALF2_1024_BITS, side, s[r]);
-            a[r + 2] = kquant_mma_pair(((word >> 8) & mask) | HALF2_1024_BITS, side, s[r]);
+            u32 low;
+            u32 upper;
+            if constexpr (MmaScales<T>::BFLOAT) {
+                const u32 nibbles = side == 0 ? word : word >> 4;
+                low = (nibbles & NIBBLE_PAIR_MASK) | BFLOAT2_128_BITS;
+                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | BFLOAT2_128_BITS;
+            } else {
+                const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+                low = (word & mask) | HALF2_1024_BITS;
+                upper = ((word >> 8) & mask) | HALF2_1024_BITS;
+            }
+            kquant_mma_row(low, upper, side, s[r], r, a);
         }
     }
 };

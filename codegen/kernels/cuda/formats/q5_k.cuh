@@ -98,21 +98,35 @@ struct Q5_K : KquantMmaSpan {
         return row;
     }
 
-    // the A registers of mma (i, side): rows g, g + 8 at bytes 0, 2, then at bytes 1, 3
-    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales (&s)[2], int t,
-                                                 int i, int side, u32 (&a)[4]) {
-        const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+    // the A registers of mma (i, side), a set a part (KquantMmaScales): rows g, g + 8 at
+    // bytes 0, 2, then at bytes 1, 3
+    template <typename T>
+    __device__ static __forceinline__ void mma_a(const MmaRow (&rows)[2], const MmaScales<T> (&s)[2], int t,
+                                                 int i, int side, u32 (&a)[MmaScales<T>::PARTS][4]) {
         // the bits of bytes 0, 2 at bit 0 of each half (side 0; side 1: bit 1)
         constexpr u32 BITS = 0x00010001u;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const u32 word = span_word(rows[r].qs, i);
             const u32 high = span_word(rows[r].qh, i) >> (2 * t);
-            // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
-            const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
-            const u32 high_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
-            a[r] = kquant_mma_pair((word & mask) | low_bits | HALF2_1024_BITS, side, s[r]);
-            a[r + 2] = kquant_mma_pair(((word >> 8) & mask) | high_bits | HALF2_1024_BITS, side, s[r]);
+            u32 low;
+            u32 upper;
+            if constexpr (MmaScales<T>::BFLOAT) {
+                // every quant as 128 + q: the high nibble shifted down, each fifth bit to bit 4
+                const u32 nibbles = side == 0 ? word : word >> 4;
+                const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 3) & (BITS << 4);
+                const u32 upper_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 5) & (BITS << 4);
+                low = (nibbles & NIBBLE_PAIR_MASK) | low_bits | BFLOAT2_128_BITS;
+                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | upper_bits | BFLOAT2_128_BITS;
+            } else {
+                // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
+                const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
+                const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
+                const u32 upper_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
+                low = (word & mask) | low_bits | HALF2_1024_BITS;
+                upper = ((word >> 8) & mask) | upper_bits | HALF2_1024_BITS;
+            }
+            kquant_mma_row(low, upper, side, s[r], r, a);
         }
     }
 
