@@ -53,9 +53,9 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               (`takes_quad_stream`), else 1, 2 or 4 warps a row group (default,
               paired, quad: `matvec_group_warps`, by format, dtype, N and K).  A CUDA
               matvec_batched of Q4_K or Q5_K with 16-bit activations depends on M too: the mma
-              matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; with a
-              symbolic M the node becomes an `IfNode` (M <= MATVEC_MMA_MAX_M) whose two
-              chains hold one KernelNode each (`takes_mma_matvec`).
+              matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; a symbolic
+              M whose range holds both makes the node an `IfNode` (M <= MATVEC_MMA_MAX_M)
+              whose two chains hold one KernelNode each (`takes_mma_matvec`).
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
@@ -364,6 +364,10 @@ class _Sizes:
         if op == SymOp.MOD:
             return 0, max(highs[1] - 1, 0)
         return _sym_eval(op, list(lows), ""), _sym_eval(op, list(highs), "")
+
+    def range_of(self, d: Dim) -> tuple[int, int]:
+        """Inclusive range of the size ``d`` (its value twice where static)."""
+        return self._dim_range(d)
 
     def _dim_range(self, d: Dim) -> tuple[int, int]:
         if not d.is_symbolic:
@@ -1099,8 +1103,10 @@ class _Lowering:
 
         args = (where, op, kind_name, fmt, dtype_name, inputs, rows, n, k, has_bias)
         m_ranged = any(takes_mma_matvec(b, fmt, kind_name, dtype_name) for b in self.backends)
-        if not (m_ranged and rows.is_symbolic):
-            m = None if rows.is_symbolic else rows.size
+        low, high = self.sizes.range_of(rows)
+        if not m_ranged or high <= MATVEC_MMA_MAX_M or low > MATVEC_MMA_MAX_M:
+            # one geometry for every M the program can have (its range, or a static M)
+            m = None if rows.is_symbolic and not m_ranged else high
             self.kernel_node(scope.chain, *args, output=output, m=m)
             return output
         # the kernel's geometry depends on M: an IfNode, M <= MATVEC_MMA_MAX_M and above

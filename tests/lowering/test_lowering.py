@@ -342,6 +342,16 @@ def test_symbolic_m_branches_between_the_batched_geometries(tmp_path):
     )
 
 
+@pytest.mark.parametrize(("low", "high", "geometry"), [(2, 8, "mma"), (9, 16, "split_k8")])
+def test_symbolic_m_on_one_side_takes_one_geometry(low, high, geometry):
+    """A symbolic M whose range lies on one side of MATVEC_MMA_MAX_M needs no branch."""
+    text = SYMBOLIC_BATCHED_IR.replace("[2, 16]", f"[{low}, {high}]")
+    program = lower(parse_program(text), backends=("cuda",))
+    assert not any(isinstance(n, IfNode) for n in program.instructions())
+    [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert node.source_for(Backend.CUDA).entry.endswith(f"{geometry}_q4_k_f16")
+
+
 def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):
     gp = parse_program(STATIC_IR)
     blob = gp.get_constant("w.blocks")
