@@ -149,7 +149,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
         }
     };
 
-    // {{ depth }} blocks in flight while one is decoded
+    // the blocks a warp loads ahead: block j + {{ depth }} once block j is decoded
     Format::MmaRow in_flight[{{ depth }}][2];
 #pragma unroll
     for (int p = 0; p < {{ depth }}; ++p) {

@@ -149,7 +149,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
         }
     };
 
-    // 1 blocks in flight while one is decoded
+    // the blocks a warp loads ahead: block j + 1 once block j is decoded
     Format::MmaRow in_flight[1][2];
 #pragma unroll
     for (int p = 0; p < 1; ++p) {

@@ -228,33 +228,9 @@ __device__ __forceinline__ __half2 half_pair_of_ints(u32 pair) {
 
 __device__ __forceinline__ u32 half2_bits(__half2 h) { return *reinterpret_cast<const u32*>(&h); }
 __device__ __forceinline__ __half2 half2_of_bits(u32 bits) { return *reinterpret_cast<const __half2*>(&bits); }
-enum : u32 {
-    HALF2_MINUS_1024_BITS = 0xE400E400u,  // (-1024.0, -1024.0)
-    HALF2_MINUS_64_BITS = 0xD400D400u,    // (-64.0, -64.0)
-    HALF2_SIXTEENTH_BITS = 0x2C002C00u,   // (1/16, 1/16)
-};
-
-// byte ``index`` (< 256) of ``bytes`` as the exact half2 (b, b)
-__device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
-    // bytes index and 0x64 (1024.0's high byte) twice: (1024 + b, 1024 + b), less 1024
-    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
-    return __hsub2(half2_of_bits(__byte_perm(bytes, 0x64u, selector)), half2_of_bits(HALF2_1024_BITS));
-}
-
-
 __device__ __forceinline__ u32 bfloat2_bits(__nv_bfloat162 h) { return *reinterpret_cast<const u32*>(&h); }
 __device__ __forceinline__ __nv_bfloat162 bfloat2_of_bits(u32 bits) {
     return *reinterpret_cast<const __nv_bfloat162*>(&bits);
-}
-enum : u32 {
-    BFLOAT2_128_BITS = 0x43004300u,        // (128.0, 128.0): bfloat16 steps by 1 in [128, 256)
-    BFLOAT2_MINUS_128_BITS = 0xC300C300u,  // (-128.0, -128.0)
-};
-
-// byte ``index`` (< 128) of ``bytes`` as the exact bfloat16 pair (b, b)
-__device__ __forceinline__ __nv_bfloat162 bfloat_pair_of_byte(u32 bytes, int index) {
-    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
-    return __hsub2(bfloat2_of_bits(__byte_perm(bytes, 0x43u, selector)), bfloat2_of_bits(BFLOAT2_128_BITS));
 }
 
 // 16 bytes at a 16-byte aligned address through the read-only path (L1 cached: the matvec_mma

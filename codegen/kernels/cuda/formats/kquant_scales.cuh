@@ -84,6 +84,25 @@ struct KquantMmaScales<__nv_bfloat16> {
     float dmin;
 };
 
+// The constants of the scale fold, from tc::Pair's (formats here come after tensor_core.cuh)
+constexpr u32 MMA_HALF_MAGIC = tc::PairMath<__half>::MAGIC;                 // (1024, 1024)
+constexpr u32 MMA_BFLOAT_MAGIC = tc::PairMath<__nv_bfloat16>::MAGIC;        // (128, 128)
+constexpr u32 MMA_HALF_SIXTEENTH = 0x2C002C00u;                            // (1/16, 1/16)
+
+// byte ``index`` (< 128) of ``bytes`` as the exact pair (b, b): the byte and the magic's high
+// byte twice (BASE + b), less BASE
+__device__ __forceinline__ __half2 half_pair_of_byte(u32 bytes, int index) {
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(half2_of_bits(__byte_perm(bytes, MMA_HALF_MAGIC >> 8 & 0xFFu, selector)),
+                   half2_of_bits(MMA_HALF_MAGIC));
+}
+
+__device__ __forceinline__ __nv_bfloat162 bfloat_pair_of_byte(u32 bytes, int index) {
+    const u32 selector = 0x4040u | (static_cast<u32>(index) * 0x0101u);
+    return __hsub2(bfloat2_of_bits(__byte_perm(bytes, MMA_BFLOAT_MAGIC >> 8 & 0xFFu, selector)),
+                   bfloat2_of_bits(MMA_BFLOAT_MAGIC));
+}
+
 // The sub-block scales (sc, byte 0: side 0, byte 1: side 1) and offsets of lane t's span.
 struct KquantMmaBytes {
     u32 sc;
@@ -114,9 +133,9 @@ __device__ __forceinline__ KquantMmaScales<__half> kquant_mma_scales<__half>(con
     const __half2 sc_high = half_pair_of_byte(bytes.sc, 1);
     // sc * (1024 + q) - 1024 sc; (sc / 16) * (1024 + 16 q) - 64 sc
     s.mul[0][0] = sc_low;
-    s.add[0][0] = __hmul2(sc_low, half2_of_bits(HALF2_MINUS_1024_BITS));
-    s.mul[1][0] = __hmul2(sc_high, half2_of_bits(HALF2_SIXTEENTH_BITS));
-    s.add[1][0] = __hmul2(sc_high, half2_of_bits(HALF2_MINUS_64_BITS));
+    s.add[0][0] = __hmul2(sc_low, half2_of_bits(tc::Pair<__half>::constant(-1024)));
+    s.mul[1][0] = __hmul2(sc_high, half2_of_bits(MMA_HALF_SIXTEENTH));
+    s.add[1][0] = __hmul2(sc_high, half2_of_bits(tc::Pair<__half>::constant(-64)));
     s.offset_pair[0] = half2_bits(half_pair_of_byte(bytes.m, 0));
     s.offset_pair[1] = half2_bits(half_pair_of_byte(bytes.m, 1));
     s.d = __half2float(__ushort_as_half(static_cast<u16>(head.x & 0xFFFFu)));
@@ -137,7 +156,7 @@ __device__ __forceinline__ KquantMmaScales<__nv_bfloat16> kquant_mma_scales<__nv
             const __nv_bfloat162 v = bfloat_pair_of_byte(parts[p], side);
             // v * (128 + q) - 128 v
             s.mul[side][p] = v;
-            s.add[side][p] = __hmul2(v, bfloat2_of_bits(BFLOAT2_MINUS_128_BITS));
+            s.add[side][p] = __hmul2(v, bfloat2_of_bits(tc::Pair<__nv_bfloat16>::constant(-128)));
         }
         s.offset_pair[side] = bfloat2_bits(bfloat_pair_of_byte(bytes.m, side));
     }

@@ -129,12 +129,12 @@ struct Q4_K : KquantMmaSpan {
             u32 upper;
             if constexpr (MmaScales<T>::BFLOAT) {
                 const u32 nibbles = side == 0 ? word : word >> 4;
-                low = (nibbles & NIBBLE_PAIR_MASK) | BFLOAT2_128_BITS;
-                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | BFLOAT2_128_BITS;
+                low = (nibbles & NIBBLE_PAIR_MASK) | MMA_BFLOAT_MAGIC;
+                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | MMA_BFLOAT_MAGIC;
             } else {
                 const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
-                low = (word & mask) | HALF2_1024_BITS;
-                upper = ((word >> 8) & mask) | HALF2_1024_BITS;
+                low = (word & mask) | MMA_HALF_MAGIC;
+                upper = ((word >> 8) & mask) | MMA_HALF_MAGIC;
             }
             kquant_mma_row(low, upper, side, s[r], r, a);
         }

@@ -75,13 +75,11 @@ struct Q5_K : KquantMmaSpan {
         apply_affine(affine, w);
     }
 
-    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
-    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
     // ---- weights as the A operand of mma.sync (matvec_mma.cu) ----
     // As Q4_K's, with bit 4 of weight l of sub-block s in bit s of qh[l]: lane t's side 0 bit
     // is bit 2t, side 1's bit 2t + 1, of the same byte l as the nibble.  Each goes where the
-    // nibble's 1024.0 mantissa takes it: bit 4 of a low pair (1024 + q), bit 8 of a high one
-    // (1024 + 16 q), q <= 31.
+    // nibble's magic mantissa takes it (KquantMmaScales): float16 bit 4 of a low pair (1024 +
+    // q) and bit 8 of a high one (1024 + 16 q), bfloat16 bit 4 of both (128 + q), q <= 31.
     struct MmaRow {
         uint4 head;   // f16 d | f16 dmin | scales[12]
         uint4 qh[2];  // every lane: the high bits of bytes l = 0..31 of each span
@@ -116,20 +114,22 @@ struct Q5_K : KquantMmaSpan {
                 const u32 nibbles = side == 0 ? word : word >> 4;
                 const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 3) & (BITS << 4);
                 const u32 upper_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 5) & (BITS << 4);
-                low = (nibbles & NIBBLE_PAIR_MASK) | low_bits | BFLOAT2_128_BITS;
-                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | upper_bits | BFLOAT2_128_BITS;
+                low = (nibbles & NIBBLE_PAIR_MASK) | low_bits | MMA_BFLOAT_MAGIC;
+                upper = ((nibbles >> 8) & NIBBLE_PAIR_MASK) | upper_bits | MMA_BFLOAT_MAGIC;
             } else {
                 // side 0: bit 0 (bytes 0, 2) or 8 (1, 3) to bit 4; side 1: bit 1 or 9 to bit 8
                 const u32 mask = side == 0 ? NIBBLE_PAIR_MASK : NIBBLE_PAIR_MASK << 4;
                 const u32 low_bits = side == 0 ? (high << 4) & (BITS << 4) : (high << 7) & (BITS << 8);
                 const u32 upper_bits = side == 0 ? (high >> 4) & (BITS << 4) : (high >> 1) & (BITS << 8);
-                low = (word & mask) | low_bits | HALF2_1024_BITS;
-                upper = ((word >> 8) & mask) | upper_bits | HALF2_1024_BITS;
+                low = (word & mask) | low_bits | MMA_HALF_MAGIC;
+                upper = ((word >> 8) & mask) | upper_bits | MMA_HALF_MAGIC;
             }
             kquant_mma_row(low, upper, side, s[r], r, a);
         }
     }
 
+    // ---- tensor-core decode (prelude: "weights as pairs of small integers") ----
+    // pair j = weights 2j, 2j+1 of the part, each its value + PAIR_ZERO_POINT.
     // part p + PART_PARTNER_OFFSET reads the same quant bytes as part p (the other nibble)
     static constexpr int PART_PARTNER_OFFSET = 1;
     static constexpr int PAIR_ZERO_POINT = 0;
