@@ -254,9 +254,10 @@ def main() -> int:
     )
     if quad_formats:
         print(
-            f"\nThe lowering streams row groups of 4 warps ({MATVEC_QUAD_STREAM_GROUPS} a block) "
-            f"for rows of {MATVEC_QUAD_STREAM_CHUNKS} chunks where the grid fills "
-            f"{MATVEC_QUAD_STREAM_MIN_FILL} of a wave (takes_quad_stream)\n"
+            f"\nThe lowering streams row groups of 4 warps (groups a block by format: "
+            f"{MATVEC_QUAD_STREAM_GROUPS}) for rows of {MATVEC_QUAD_STREAM_CHUNKS} chunks where "
+            f"the grid's waves fill {MATVEC_QUAD_STREAM_MIN_FILL} of the whole waves they take "
+            "(takes_quad_stream; the K-quants with int16 activations only)\n"
         )
         choices = " | ".join(f"4 warps x {g} groups us" for g in QUAD_STREAM_GROUP_CHOICES)
         print(f"| format | dtype | N x K | default us | paired us | {choices} | lowering |")

@@ -49,8 +49,9 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               streamed (row groups a warp in turn) for K <= `MATVEC_STREAM_MAX_K` and
               N >= `MATVEC_STREAM_MIN_N`, else split-K (`MATVEC_SPLIT_K_FORMATS`,
               K >= `MATVEC_SPLIT_K_MIN_K`; 4 or 2 warps a block: `split_k_geometry_of`),
-              else for Q8_0 rows of 4 chunks on a large grid the streamed quad
-              (`takes_quad_stream`), else 1, 2 or 4 warps a row group (default,
+              else for Q8_0 and (with 16-bit activations) the K-quants rows of 4 chunks
+              on a large grid the streamed quad (`takes_quad_stream`), else 1, 2 or 4
+              warps a row group (default,
               paired, quad: `matvec_group_warps`, by format, dtype, N and K).  A CUDA
               matvec_batched of Q4_K or Q5_K with 16-bit activations depends on M too: the mma
               matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; a symbolic

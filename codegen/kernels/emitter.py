@@ -38,6 +38,7 @@ a multiple of the format's block weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -168,7 +169,7 @@ MATVEC_WAVE_BLOCKS_PER_SM = 4
 # streamed ones went to 140-144 (3 blocks an SM; bounded, us: 131072x1024 50.5 -> 45.5,
 # 65536x2048 47.9 -> 44.4, 8192x3072 15.4 -> 12.5).
 MATVEC_BOUNDED_GEOMETRIES = {
-    ("16-bit", "Q6_K"): ("paired", "quad"),
+    ("16-bit", "Q6_K"): ("paired", "quad", "quad_stream"),
     ("16-bit", "Q8_0"): ("paired",),
     ("float32", "Q8_0"): ("default", "stream", "paired"),
     ("float32", "Q4_K"): ("default", "stream", "paired", "quad"),
@@ -198,19 +199,29 @@ MATVEC_LATE_TRIGGER_GEOMETRIES = ("narrow",)
 MATVEC_STREAM_GROUPS = 4
 MATVEC_STREAM_MAX_K = 1024
 MATVEC_STREAM_MIN_N = 65536
-# Large Q8_0 matvecs whose rows are MATVEC_QUAD_STREAM_CHUNKS chunks (3072 < K <= 4096) take
-# "quad_stream": the four warps of a block share each row group, one chunk each, and take
-# MATVEC_QUAD_STREAM_GROUPS row groups in turn (`cuda/matvec.cu`: GROUP_WARPS 4, STREAM_GROUPS
-# 7), the next group's chunk loading during this one's decode and each warp's part of x kept
-# from group to group; where its grid fills at least MATVEC_QUAD_STREAM_MIN_FILL of a wave
-# (MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks; N > 10332).  H100, us, the lowering's
+# Large matvecs of these formats whose rows are MATVEC_QUAD_STREAM_CHUNKS chunks (3072 < K <=
+# 4096) take "quad_stream": the four warps of a block share each row group, one chunk each,
+# and take MATVEC_QUAD_STREAM_GROUPS row groups in turn (`cuda/matvec.cu`: GROUP_WARPS 4,
+# STREAM_GROUPS), the next group's chunk loading during this one's decode and each warp's part
+# of x kept from group to group; where its grid's waves fill at least
+# MATVEC_QUAD_STREAM_MIN_FILL of the whole waves they take (MATVEC_WAVE_SMS x
+# MATVEC_WAVE_BLOCKS_PER_SM blocks a wave; Q8_0: N > 10332).  Q8_0, H100, us, the lowering's
 # pick before (default) -> quad_stream (session 18, BENCHMARKS.md): float16 14336x4096 26.6 ->
 # 24.3, 11008x4096 22.8 -> 20.4, 28672x4096 49.2 -> 45.7, 128256x4096 187.7 -> 185.7; float32
 # 33.5 -> 31.7, 29.9 -> 20.6, 57.4 -> 48.9, 203.0 -> 192.4.  Smaller grids lose (8192x4096:
-# 15.4 -> 19.5) and so do longer rows (4096x14336: 29.7 -> 47.9, no part of x kept); the
-# K-quants lose at 14336x4096 too (Q4_K paired 18.8, quad_stream 19.5).
-MATVEC_QUAD_STREAM_FORMATS = ("Q8_0",)
-MATVEC_QUAD_STREAM_GROUPS = 7
+# 15.4 -> 19.5) and so do longer rows (4096x14336: 29.7 -> 47.9, no part of x kept).
+# The K-quants take it with their int16 decode (`takes_integer_x`), 4 groups in turn: with the
+# float decode they lost (Q4_K 14336x4096 paired 18.8, quad_stream 19.5), with int16 x they
+# gain.  H100, float16, us, paired -> 2 / 3 / 4 / 5 / 6 / 8 groups (session 20,
+# BENCHMARKS.md): 14336x4096 Q4_K 18.3 -> - / 17.7 / 16.7 / 18.0 / 19.9 / 16.5, Q5_K 20.1 ->
+# 20.4 / 20.0 / 19.4 / 20.2 / 21.8 / 20.8, Q6_K 24.0 -> 23.4 / - / 22.3 / - / - / 24.1.
+# 4 groups at 6144 / 8192 / 11008 / 28672 rows: Q4_K 9.9 -> 8.6, 11.5 -> 9.8, 14.6 -> 15.3
+# (1.30 waves: not taken), 31.0 -> 29.4; Q5_K 11.1 -> 9.9, 13.1 -> 11.2, 16.4 -> 16.9, 34.4 ->
+# 32.9; Q6_K 13.7 -> 11.9, 16.3 -> 13.5, 20.1 -> 19.8, 42.3 -> 39.8.  Tried for Q4_K: 2 groups
+# bounded for 5 blocks an SM, 16.4-16.6 at 14336 rows but 11.8 at 8192 and 7.2 at 4096
+# (paired 6.4).
+MATVEC_QUAD_STREAM_GROUPS = {"Q8_0": 7, "Q4_K": 4, "Q5_K": 4, "Q6_K": 4}
+MATVEC_QUAD_STREAM_FORMATS = tuple(MATVEC_QUAD_STREAM_GROUPS)
 MATVEC_QUAD_STREAM_CHUNKS = 4
 MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 # Activation dtypes whose CUDA matvecs (every geometry) stage each warp's activations through
@@ -221,6 +232,17 @@ MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 # 116.3).  float16 was mostly slower staged (Q4_K 4096x14336 20.5 -> 28.3: 24 more registers
 # and half the lines to save), so 16-bit x keeps the per-lane loads (BENCHMARKS.md, session 8).
 MATVEC_STAGED_X_DTYPES = ("float32",)
+# Formats whose CUDA matvecs (every geometry, the split-K one included) take 16-bit activations
+# as int16 and sum each part by dp2a (prelude: "integer dot products"; Format::integer_dot):
+# a 4-bit word costs one mask and two dp2a instead of 4 PRMT and 4 FFMA, and a part's
+# activations are converted once for all the rows a lane decodes.  H100, float16, us, float ->
+# int16 decode in the lowering's geometry (session 20, BENCHMARKS.md): Q4_0 14336x4096 16.5 ->
+# 15.2, 4096x14336 16.5 -> 15.7, 5376x21504 31.8 -> 29.5; Q4_K 16.6 -> 14.8 (4096x14336),
+# 32.2 -> 31.1 (5376x21504); Q5_K 19.1 -> 17.6, 36.8 -> 36.2; Q6_K 24.1 -> 22.3, 45.7 -> 43.7;
+# the error against the float64 reference stays the output's rounding (2.1e-4).  float32 x
+# keeps the float decode: int16 would cost it precision its bound (2e-6) does not allow.
+MATVEC_INTEGER_X_FORMATS = ("Q4_0", "Q4_K", "Q5_K", "Q6_K")
+MATVEC_INTEGER_X_DTYPES = ("float16", "bfloat16")
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" and
 # "split_k_paired" (MATVEC_SPLIT_K_WARPS) or "paired" / "quad" (MATVEC_GROUP_GEOMETRIES), and
@@ -532,6 +554,12 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream)
 
 
+def takes_integer_x(fmt: str, dtype: str) -> bool:
+    """Whether the CUDA matvecs of ``fmt`` with ``dtype`` activations take them as int16 and
+    sum by dp2a (MATVEC_INTEGER_X_FORMATS, MATVEC_INTEGER_X_DTYPES)."""
+    return fmt in MATVEC_INTEGER_X_FORMATS and dtype in MATVEC_INTEGER_X_DTYPES
+
+
 def takes_mma_matvec(backend: str, fmt: str, kind: str, dtype: str | None = None) -> bool:
     """Whether ``kind`` of ``fmt`` with ``dtype`` activations (any dtype if None) on ``backend``
     has the "mma" geometry (MATVEC_MMA_FORMATS): the lowering's pick up to MATVEC_MMA_MAX_M
@@ -596,7 +624,7 @@ def pick_geometry(
         return "stream"
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
         return split_k_geometry_of(fmt, dtype, n, k)
-    if "quad_stream" in available and takes_quad_stream(n, k):
+    if "quad_stream" in available and takes_quad_stream(fmt, dtype, n, k):
         return "quad_stream"
     if kind == "matvec" and backend == "cuda":
         group_warps = matvec_group_warps(fmt, dtype, n, k)
@@ -605,19 +633,25 @@ def pick_geometry(
     return DEFAULT_GEOMETRY
 
 
-def takes_quad_stream(n: int, k: int) -> bool:
-    """Whether an N x K matvec of MATVEC_QUAD_STREAM_FORMATS takes "quad_stream": rows of
-    MATVEC_QUAD_STREAM_CHUNKS chunks (a chunk a warp, its part of x kept from group to group),
-    and a grid that fills at least MATVEC_QUAD_STREAM_MIN_FILL of a wave."""
+def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
+    """Whether an N x K matvec of ``fmt`` (MATVEC_QUAD_STREAM_FORMATS; a K-quant only with
+    int16 activations, `takes_integer_x`) and ``dtype`` activations takes "quad_stream": rows
+    of MATVEC_QUAD_STREAM_CHUNKS chunks (a chunk a warp, its part of x kept from group to
+    group), and a grid whose waves fill at least MATVEC_QUAD_STREAM_MIN_FILL of the whole waves
+    they take (counted at MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks a wave)."""
+    if fmt not in MATVEC_QUAD_STREAM_FORMATS:
+        return False
+    if fmt in MATVEC_INTEGER_X_FORMATS and not takes_integer_x(fmt, dtype):
+        return False
     if ceil_div(k, MATVEC_CHUNK_WEIGHTS) != MATVEC_QUAD_STREAM_CHUNKS:
         return False
     launch = _matvec_launch(
         MATVEC_ROWS_PER_WARP,
         _matvec_group_warps("quad_stream"),
-        _matvec_stream_groups("quad_stream"),
+        _matvec_stream_groups("quad_stream", fmt),
     )
-    blocks = launch.grid_size(1, n, k)[0]
-    return blocks >= MATVEC_QUAD_STREAM_MIN_FILL * MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
+    waves = Fraction(launch.grid_size(1, n, k)[0], MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM)
+    return waves / math.ceil(waves) >= MATVEC_QUAD_STREAM_MIN_FILL
 
 
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
@@ -755,7 +789,7 @@ def launch_rule(
         return _matvec_launch(
             _matvec_rows_per_warp(backend, geometry),
             _matvec_group_warps(geometry),
-            _matvec_stream_groups(geometry),
+            _matvec_stream_groups(geometry, fmt),
         )
     if kind == "matvec_batched":
         rows = GridExtent(("M",), MATVEC_BATCHED_ROWS)
@@ -832,10 +866,10 @@ def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
     return MATVEC_WAVE_BLOCKS_PER_SM if bounded else 0
 
 
-def _matvec_stream_groups(geometry: str) -> int:
-    return {"stream": MATVEC_STREAM_GROUPS, "quad_stream": MATVEC_QUAD_STREAM_GROUPS}.get(
-        geometry, 1
-    )
+def _matvec_stream_groups(geometry: str, fmt: str) -> int:
+    if geometry == "quad_stream":
+        return MATVEC_QUAD_STREAM_GROUPS[fmt]
+    return MATVEC_STREAM_GROUPS if geometry == "stream" else 1
 
 
 def _matvec_rows_per_warp(backend: str, geometry: str) -> int:
@@ -938,6 +972,7 @@ def _kind_values(
         return f"{backend}/matvec_tensor_core{syntax.source_suffix}", values
     if backend == "cuda" and kind == "matvec":
         values["stage_x"] = "true" if dtype in MATVEC_STAGED_X_DTYPES else "false"
+        values["integer_x"] = "true" if takes_integer_x(fmt, dtype) else "false"
     if geometry in MATVEC_SPLIT_K_WARPS:
         values.update(
             threads=MATVEC_SPLIT_K_WARPS[geometry] * WARP_SIZE,
@@ -950,7 +985,7 @@ def _kind_values(
         values["rows_per_warp"] = _matvec_rows_per_warp(backend, geometry)
         values["group_warps"] = _matvec_group_warps(geometry)
         values["min_blocks_per_sm"] = _matvec_min_blocks(fmt, geometry, dtype)
-        values["stream_groups"] = _matvec_stream_groups(geometry)
+        values["stream_groups"] = _matvec_stream_groups(geometry, fmt)
         values["wave_blocks_per_sm"] = (
             0 if geometry in MATVEC_LATE_TRIGGER_GEOMETRIES else MATVEC_WAVE_BLOCKS_PER_SM
         )

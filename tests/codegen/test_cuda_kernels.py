@@ -20,7 +20,11 @@ from cuda_test_support import CUDA_TEST_MARKS
 
 from codegen.cuda_timing import SLEEP_CYCLES
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
-from codegen.kernels.emitter import cuda_matvec_streamed, cuda_matvec_with_group_warps
+from codegen.kernels.emitter import (
+    cuda_matvec_streamed,
+    cuda_matvec_with_group_warps,
+    takes_integer_x,
+)
 from compiler import formats
 
 pytestmark = CUDA_TEST_MARKS
@@ -120,14 +124,17 @@ def check_linear(
     geometry="default",
     kernel=None,
     place_blocks=on_device,
+    x_scale=None,
 ):
     """One launch of ``kernel`` (else the emitted one of ``geometry``) on fresh random blocks,
     activations and bias, against the float64 reference; ``place_blocks(blocks)`` gives the
-    context holding their device copy."""
+    context holding their device copy; ``x_scale`` (broadcast to x) multiplies the activations
+    (default ACTIVATION_SCALE)."""
     kernel = kernel or emit("cuda", fmt, kind, dtype, geometry)
     torch_dtype = TORCH_DTYPES[dtype]
     blocks = formats.random_blocks(fmt, n, k, generator=rng)
-    x = (torch.randn(*m_shape, k, generator=rng) * ACTIVATION_SCALE).to(torch_dtype)
+    scale = ACTIVATION_SCALE if x_scale is None else x_scale
+    x = (torch.randn(*m_shape, k, generator=rng) * scale).to(torch_dtype)
     bias = torch.randn(n, generator=rng).to(torch_dtype) if with_bias else None
     weights = formats.dequantize(blocks, fmt, torch.float32).double()
     ref = x.double() @ weights.T
@@ -312,6 +319,55 @@ def test_matvec_geometries_at_large_k_in_float32(runner, rng, fmt, geometry):
     """float32 has the tightest bound; LARGE_K runs the split-K loop several times with a
     ragged tail and the staged kernels over many chunks."""
     check_linear(runner, rng, fmt, "matvec", "float32", (1,), RAGGED_N, LARGE_K, True, geometry)
+
+
+INTEGER_X_MATVECS = [
+    (fmt, dtype, geometry)
+    for fmt, kind, dtype, geometry in KERNELS
+    if kind == "matvec" and takes_integer_x(fmt, dtype)
+]
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), INTEGER_X_MATVECS)
+def test_int16_activations_follow_each_parts_range(runner, rng, fmt, dtype, geometry):
+    """The int16 decode (prelude: "integer dot products") scales each part of 32 activations
+    by its own largest |x|: parts up to 10^5 apart, an all-zero part and one whose largest
+    |x| is a power of two still meet the dtype's bound (one unit for all parts would lose the
+    small ones, one too large would overflow int16)."""
+    parts = LARGE_K // 32
+    # 10^-4 .. 10^1: wider, the float16 outputs overflow
+    part_scale = 10.0 ** (torch.rand(parts, generator=rng) * 5 - 4)
+    part_scale[1] = 0.0
+    x_scale = part_scale.repeat_interleave(32)
+    check_linear(
+        runner, rng, fmt, "matvec", dtype, (1,), RAGGED_N, LARGE_K, True, geometry, x_scale=x_scale
+    )
+    x = torch.full((1, K_BY_FORMAT[fmt]), 0.5).to(TORCH_DTYPES[dtype])
+    x[0, ::3] = -2.0  # a largest |x| that is a power of two in every part
+    blocks = formats.random_blocks(fmt, RAGGED_N, K_BY_FORMAT[fmt], generator=rng)
+    ref = x.double() @ formats.dequantize(blocks, fmt, torch.float32).double().T
+    kernel = emit("cuda", fmt, "matvec", dtype, geometry)
+    out = torch.full((1, RAGGED_N), float("nan"), dtype=x.dtype, device="cuda")
+    runner.linear(kernel, x.cuda(), blocks.cuda(), None, RAGGED_N, K_BY_FORMAT[fmt], out=out)
+    error = relative_error(out.cpu(), ref)
+    assert error <= error_bound("matvec", dtype), f"{kernel.entry}: relative error {error:.3g}"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kind", "dtype", "geometry"),
+    [c for c in KERNELS if c[1] == "matvec" and c[2] != "float32"],
+)
+def test_matvec_passes_a_nan_activation_to_every_output(runner, rng, fmt, kind, dtype, geometry):
+    """A NaN in x makes every output NaN, whichever decode (the int16 one loses it in the
+    integer sum and keeps it in the float sums of x it subtracts)."""
+    k = K_BY_FORMAT[fmt]
+    x = torch.randn(1, k, generator=rng).to(TORCH_DTYPES[dtype])
+    x[0, 5] = float("nan")
+    blocks = formats.random_blocks(fmt, RAGGED_N, k, generator=rng)
+    kernel = emit("cuda", fmt, kind, dtype, geometry)
+    out = torch.zeros((1, RAGGED_N), dtype=x.dtype, device="cuda")
+    runner.linear(kernel, x.cuda(), blocks.cuda(), None, RAGGED_N, k, out=out)
+    assert bool(out.isnan().all()), f"{kernel.entry}: {int((~out.isnan()).sum())} outputs not NaN"
 
 
 @pytest.mark.parametrize("group_warps", (1, 2, 4))

@@ -31,6 +31,7 @@ from codegen.kernels.emitter import (
     MATVEC_CHUNK_WEIGHTS,
     MATVEC_GROUP_GEOMETRIES,
     MATVEC_GROUP_MIN_CHUNKS,
+    MATVEC_INTEGER_X_FORMATS,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -59,6 +60,7 @@ from codegen.kernels.emitter import (
     split_k_blocks_per_sm,
     split_k_geometry_of,
     split_k_splits,
+    takes_integer_x,
     takes_quad_stream,
 )
 from codegen.kernels.launch import PART_WEIGHTS
@@ -179,7 +181,9 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     else:
         assert picked == geometry
     below = threshold - get_format(fmt).block_weights
-    assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, below) == "default"
+    # (below it; rows of 4 chunks on a grid that fills a wave stream their row groups)
+    expected = "quad_stream" if takes_quad_stream(fmt, dtype, 4 * n, below) else "default"
+    assert pick_geometry("cuda", fmt, "matvec", dtype, 4 * n, below) == expected
     # many short rows: streamed up to the bound on K, from the bound on N
     short_k = MATVEC_STREAM_MAX_K // get_format(fmt).block_weights * get_format(fmt).block_weights
     assert pick_geometry("cuda", fmt, "matvec", dtype, MATVEC_STREAM_MIN_N, short_k) == "stream"
@@ -198,11 +202,11 @@ GROUP_WARPS_CASES = {
     ("Q4_K", "float16", 5376, 21504): "quad",  # 2.55 waves beat 1.27 and 0.64
     ("Q4_K", "bfloat16", 5376, 21504): "quad",
     ("Q4_K", "float16", 8192, 8192): "paired",  # one wave unshared, two paired: a tie
-    ("Q4_K", "float16", 14336, 4096): "paired",  # four chunks a row: no quad
+    ("Q4_K", "float16", 14336, 4096): "quad_stream",  # four chunks a row, int16 x: streamed
     ("Q5_K", "float16", 4096, 4096): "paired",
     ("Q4_K", "float16", 2048, 4096): "narrow",
     ("Q6_K", "float16", 8192, 8192): "paired",  # Q6_K is never unshared
-    ("Q6_K", "float16", 14336, 4096): "paired",
+    ("Q6_K", "float16", 14336, 4096): "quad_stream",
     ("Q8_0", "float16", 5376, 21504): "default",  # Q8_0 stops at pairs
     ("Q8_0", "float16", 8192, 8192): "default",  # its ties go to one warp
     ("Q8_0", "float16", 2048, 16384): "paired",
@@ -393,20 +397,48 @@ def test_q8_0_matvec_takes_the_streamed_quad_by_chunks_and_wave(shape, expected)
     for dtype in ("float16", "float32"):
         picked = pick_geometry("cuda", "Q8_0", "matvec", dtype, n, k)
         assert (picked == "quad_stream") == expected, (dtype, picked)
-    assert takes_quad_stream(n, k) == expected
+    assert takes_quad_stream("Q8_0", "float16", n, k) == expected
 
 
-def test_streamed_quad_shares_row_groups_and_streams_them():
-    kernel = emit("cuda", "Q8_0", "matvec", "float16", "quad_stream")
+@pytest.mark.parametrize("fmt", ["Q4_K", "Q5_K", "Q6_K"])
+def test_kquant_matvec_takes_the_streamed_quad_with_int16_activations_only(fmt):
+    for dtype in ("float16", "bfloat16"):
+        assert pick_geometry("cuda", fmt, "matvec", dtype, 14336, 4096) == "quad_stream", dtype
+        assert pick_geometry("cuda", fmt, "matvec", dtype, 4096, 14336) != "quad_stream", dtype
+        assert pick_geometry("cuda", fmt, "matvec", dtype, 2048, 4096) != "quad_stream", dtype
+    # with the float decode the streamed quad lost
+    assert pick_geometry("cuda", fmt, "matvec", "float32", 14336, 4096) != "quad_stream"
+    assert not takes_quad_stream(fmt, "float32", 14336, 4096)
+
+
+@pytest.mark.parametrize("fmt", sorted(MATVEC_QUAD_STREAM_GROUPS))
+def test_streamed_quad_shares_row_groups_and_streams_them(fmt):
+    groups = MATVEC_QUAD_STREAM_GROUPS[fmt]
+    kernel = emit("cuda", fmt, "matvec", "float16", "quad_stream")
     assert "constexpr int GROUP_WARPS = 4;" in kernel.source
-    assert f"constexpr int STREAM_GROUPS = {MATVEC_QUAD_STREAM_GROUPS};" in kernel.source
-    assert kernel.launch.grid[0].per_block == MATVEC_ROWS_PER_WARP * MATVEC_QUAD_STREAM_GROUPS
-    assert "quad_stream" not in geometries("cuda", "Q4_K", "matvec", "float16")
+    assert f"constexpr int STREAM_GROUPS = {groups};" in kernel.source
+    assert kernel.launch.grid[0].per_block == MATVEC_ROWS_PER_WARP * groups
+    assert "quad_stream" not in geometries("cuda", "Q4_0", "matvec", "float16")
+
+
+def test_streamed_quad_variant_takes_any_group_count():
     assert cuda_matvec_streamed("Q4_K", "float16", 3, group_warps=2).launch.grid[0].per_block == (
         WARPS // 2 * MATVEC_ROWS_PER_WARP * 3
     )
     with pytest.raises(UnsupportedError, match="3 warps a row group"):
         cuda_matvec_streamed("Q8_0", "float16", 2, group_warps=3)
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matvecs_take_int16_activations_for_16_bit_x_of_their_formats(fmt, dtype):
+    """Every CUDA matvec geometry of a MATVEC_INTEGER_X_FORMATS format with 16-bit x sums by
+    dp2a on int16 activations; float32 x and the other formats keep the float decode."""
+    expected = fmt in MATVEC_INTEGER_X_FORMATS and dtype in ("float16", "bfloat16")
+    assert takes_integer_x(fmt, dtype) == expected
+    for geometry in geometries("cuda", fmt, "matvec", dtype):
+        source = emit("cuda", fmt, "matvec", dtype, geometry).source
+        assert f"constexpr bool INTEGER_X = {'true' if expected else 'false'};" in source, geometry
 
 
 @pytest.mark.parametrize("fmt", MATVEC_SPLIT_K_FORMATS)

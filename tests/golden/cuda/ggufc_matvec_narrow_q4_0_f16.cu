@@ -16,7 +16,10 @@
 namespace ggufc_matvec_narrow_q4_0_f16_impl {
 using act_t = __half;
 using Format = ggufc::Q4_0;
-using Decode = ggufc::PartDecode<Format, act_t>;  // biased values (prelude)
+// INTEGER_X (16-bit activations of emitter.MATVEC_INTEGER_X_FORMATS): each lane takes its part's
+// activations as int16 too, and sums every row's part by dp2a (prelude: "integer dot products")
+constexpr bool INTEGER_X = true;
+using Decode = ggufc::PartDecode<Format, act_t, INTEGER_X>;  // biased values or int16 x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 1;
@@ -145,6 +148,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q4_0_f16(
     // a part's activations, kept from one row group to the next when a warp takes one chunk of each
     float xv[ggufc::PART_WEIGHTS];
     float x_sum[2];
+    ggufc::Int16Part x_int;  // INTEGER_X: xv as int16
     for (int g = 0; g < STREAM_GROUPS; ++g) {
         const i64 next_n0 = group_row(g + 1);
         // warps sharing row groups all go on to the next group or all stop (the barrier below):
@@ -187,6 +191,9 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q4_0_f16(
                     const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
                     ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
                 }
+                if (INTEGER_X && !x_loaded) {
+                    x_int = ggufc::int16_part(xv);
+                }
                 const int part = lane % Format::PARTS;
                 // byte offset of the chunk in the stage: its start's address modulo 16
                 const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &
@@ -199,12 +206,9 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_narrow_q4_0_f16(
                                          : (delta + static_cast<size_t>((n0 + r) * row_bytes)) & (WORD_BYTES - 1);
                         const ggufc::u8* chunk =
                             reinterpret_cast<const ggufc::u8*>(stage_all[warp][r]) + row_delta;
-                        float v[ggufc::PART_WEIGHTS];
-                        ggufc::PartAffine affine;
-                        Decode::values(
+                        acc[r] += ggufc::part_dot<Decode>(
                             Format::load(chunk + (lane / Format::PARTS) * Format::BLOCK_BYTES, part), part,
-                            v, affine);
-                        acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
+                            xv, x_sum, x_int);
                     }
                 }
             }

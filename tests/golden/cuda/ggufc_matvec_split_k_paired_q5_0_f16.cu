@@ -16,7 +16,10 @@
 namespace ggufc_matvec_split_k_paired_q5_0_f16_impl {
 using act_t = __half;
 using Format = ggufc::Q5_0;
-using Decode = ggufc::PartDecode<Format, act_t>;  // biased values (prelude)
+// INTEGER_X (16-bit activations of emitter.MATVEC_INTEGER_X_FORMATS): each thread takes its part's
+// activations as int16 too, and sums every row's part by dp2a (prelude: "integer dot products")
+constexpr bool INTEGER_X = false;
+using Decode = ggufc::PartDecode<Format, act_t, INTEGER_X>;  // biased values or int16 x (prelude)
 using ggufc::i64;
 constexpr int THREADS = 64;
 constexpr int WARPS = THREADS / ggufc::WARP_SIZE;
@@ -80,13 +83,14 @@ extern "C" __global__ void __launch_bounds__(64) ggufc_matvec_split_k_paired_q5_
         if (!has_part) {
             continue;
         }
+        ggufc::Int16Part x_int;
+        if constexpr (INTEGER_X) {
+            x_int = ggufc::int16_part(xv);
+        }
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             if (r < rows) {
-                float v[ggufc::PART_WEIGHTS];
-                ggufc::PartAffine affine;
-                Decode::values(raw[r], part, v, affine);
-                acc[r] += ggufc::affine_dot_loaded(v, affine, xv, x_sum);
+                acc[r] += ggufc::part_dot<Decode>(raw[r], part, xv, x_sum, x_int);
             }
         }
     }

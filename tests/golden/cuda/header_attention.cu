@@ -336,6 +336,7 @@ enum : u32 {
     BIASED_FLOAT_BITS = 0x3F000000u,  // 0.5f
     BIASED_SELECT = 0x7044u,          // byte 0 of x into byte 2; 0x3F into byte 3; zeros
     LOW_NIBBLES = 0x0F0F0F0Fu,        // bits 0..3 of each byte
+    HIGH_NIBBLES = 0xF0F0F0F0u,       // bits 4..7 of each byte
     LOW_TWO_BITS = 0x03030303u,
     LOW_BITS = 0x01010101u,
     SPREAD_MULTIPLIER = 0x00204081u,  // 1 + 2^7 + 2^14 + 2^21
@@ -414,12 +415,85 @@ __device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], cons
     return total;
 }
 
+// ---- integer dot products: 16-bit activations as int16, quants as bytes (dp2a) ----------
+// The matvecs of 16-bit activations turn each part's 32 activations into int16 once (a lane
+// reuses them for all its rows) and sum q * x of each row's part with dp2a, two products an
+// instruction, with the quants left as the bytes a mask gives (a high nibble stays where it is,
+// 16 q, and the power of two goes into the scale).  Against the biased float values (one PRMT
+// and one FFMA a weight) a 4-bit word of 4 weights costs one LOP3 and two dp2a: the M = 1
+// K-quant and Q4_0 kernels were bound by that decode (H100, session 20: Q4_K 4096x14336 16.6 ->
+// 14.8 us, Q4_0 14336x4096 16.5 -> 15.2).
+// x ~= unit * xi with a power-of-two unit: the part's largest |x| maps into [2^13, 2^14), so
+// every xi fits int16 and a sum of 32 products with bytes (<= 255) fits int32.  The rounding
+// error, half a unit, is 2^-14 of the part's largest |x| (f16 x carries 11 bits, bf16 8):
+// 16-bit results came out as close to the float64 reference as with float decoding (2.1e-4,
+// the output's own rounding).  Non-finite x still gives a non-finite result: every
+// integer_dot subtracts a multiple of the part's float sums of x (its zero point or offset).
+// float32 x keeps the float decode (its error bound is 2e-6).
+constexpr int INT16_X_TOP_EXPONENT = 13;  // the largest |x| of a part scales into [2^13, 2^14)
+constexpr int FLOAT_EXPONENT_BIAS = 127;
+constexpr int FLOAT_MANTISSA_BITS = 23;
+// 2^-24, the smallest 16-bit x, as a float exponent field: an all-zero part scales by this
+constexpr u32 INT16_X_MIN_EXPONENT = FLOAT_EXPONENT_BIAS - 24;
+constexpr float FLOAT_ROUNDING_MAGIC = 12582912.0f;  // 1.5 * 2^23: v + it has round(v) in its low bits
+
+struct Int16Part {
+    u32 pairs[PART_WEIGHTS / 2];  // xi of weights 2j, 2j + 1 as the low, high halves of pair j
+    float unit;                  // x = unit * xi
+};
+
+__device__ __forceinline__ Int16Part int16_part(const float (&xv)[PART_WEIGHTS]) {
+    float largest = 0.0f;
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS; ++j) {
+        largest = fmaxf(largest, fabsf(xv[j]));
+    }
+    const u32 exponent = max(__float_as_uint(largest) >> FLOAT_MANTISSA_BITS, INT16_X_MIN_EXPONENT);
+    // 2^(TOP - (exponent - BIAS)) and its inverse, as exponent fields
+    const u32 to_int = 2 * FLOAT_EXPONENT_BIAS + INT16_X_TOP_EXPONENT - exponent;
+    const u32 to_unit = exponent - INT16_X_TOP_EXPONENT;
+    const float inverse = __uint_as_float(to_int << FLOAT_MANTISSA_BITS);
+    Int16Part x;
+    x.unit = __uint_as_float(to_unit << FLOAT_MANTISSA_BITS);
+#pragma unroll
+    for (int j = 0; j < PART_WEIGHTS / 2; ++j) {
+        const u32 low = __float_as_uint(fmaf(xv[2 * j], inverse, FLOAT_ROUNDING_MAGIC));
+        const u32 high = __float_as_uint(fmaf(xv[2 * j + 1], inverse, FLOAT_ROUNDING_MAGIC));
+        x.pairs[j] = __byte_perm(low, high, 0x5410u);  // the low halves: two int16
+    }
+    return x;
+}
+
+// sum + the products of the int16 pair ``x`` with bytes 0, 1 (dp2a_low) or 2, 3 (dp2a_high)
+// of ``quants``, unsigned
+__device__ __forceinline__ int dp2a_low(u32 x, u32 quants, int sum) {
+    int out;
+    asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    return out;
+}
+
+__device__ __forceinline__ int dp2a_high(u32 x, u32 quants, int sum) {
+    int out;
+    asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    return out;
+}
+
+// sum + the products of weights 4i..4i+3 of a part, as the 4 bytes of ``quants``, with x
+__device__ __forceinline__ int dot_word(const Int16Part& x, int i, u32 quants, int sum) {
+    return dp2a_high(x.pairs[2 * i + 1], quants, dp2a_low(x.pairs[2 * i], quants, sum));
+}
+
 // How the reducing kernels decode a part of Format for activations of type T: biased values
 // where the format has them (in the byte field for 16-bit T, at the top of the mantissa for
 // float32: see "biased values"), else the exact values.  NEEDS_X_SUM: the affine map has
-// offsets, so the kernel must take sum(x) of each half part.
-template <typename Format, typename T>
+// offsets, so the kernel must take sum(x) of each half part.  INTEGER_X (16-bit T, formats
+// with Format::integer_dot; the emitter's choice): the kernel takes each part's activations
+// as int16 too (int16_part), and part_dot sums through Format::integer_dot instead.
+template <typename FormatType, typename T, bool INTEGER = false>
 struct PartDecode {
+    static_assert(!INTEGER || sizeof(T) == 2, "int16 activations from 16-bit ones only");
+    using Format = FormatType;
+    static constexpr bool INTEGER_X = INTEGER;
     static constexpr bool BIASED = Format::BIASED;
     static constexpr int FIELD_BITS = sizeof(T) == sizeof(float) ? Format::QUANT_BITS : BIASED_BYTE_FIELD;
     static constexpr bool NEEDS_X_SUM = Format::HAS_OFFSET || BIASED;
@@ -532,6 +606,22 @@ __device__ __forceinline__ float affine_dot_loaded(const float (&v)[PART_WEIGHTS
     }
     return affine.scale[0] * dot[0] + affine.scale[1] * dot[1] -
            (affine.offset[0] * x_sum[0] + affine.offset[1] * x_sum[1]);
+}
+
+// sum_j w[j] * x[j] of one part of a row (raw: Format::load) and the lane's activations of
+// it: from their int16 form (x_int: int16_part) where Decode::INTEGER_X, else from the decoded
+// values and the floats (xv, x_sum: load_part_activations)
+template <typename Decode, typename Raw>
+__device__ __forceinline__ float part_dot(const Raw& raw, int part, const float (&xv)[PART_WEIGHTS],
+                                          const float (&x_sum)[2], const Int16Part& x_int) {
+    if constexpr (Decode::INTEGER_X) {
+        return Decode::Format::integer_dot(raw, part, x_int, x_sum);
+    } else {
+        float v[PART_WEIGHTS];
+        PartAffine affine;
+        Decode::values(raw, part, v, affine);
+        return affine_dot_loaded(v, affine, xv, x_sum);
+    }
 }
 
 // Dot product of one decoded part (32 weights) with 32 activations at a 16-byte aligned address.

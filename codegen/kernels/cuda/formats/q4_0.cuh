@@ -59,6 +59,24 @@ struct Q4_0 {
         }
     }
 
+    // int16 activations (prelude: "integer dot products"): the high nibbles masked in place
+    // (16 q), their power of two taken out of the sum after it
+    static constexpr float HIGH_NIBBLE_UNIT = 1.0f / 16;
+    __device__ static __forceinline__ float integer_dot(const Raw& raw, int /*part*/, const Int16Part& x,
+                                                       const float (&x_sum)[2]) {
+        int low = 0;
+        int high = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const u32 word = word_of(raw.qs, i);
+            low = dot_word(x, i, word & LOW_NIBBLES, low);
+            high = dot_word(x, 4 + i, word & HIGH_NIBBLES, high);
+        }
+        const float d = __half2float(__ushort_as_half(raw.d));
+        const float dot = __int2float_rn(low) + HIGH_NIBBLE_UNIT * __int2float_rn(high);
+        return d * (x.unit * dot - ZERO_POINT * (x_sum[0] + x_sum[1]));
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;

@@ -62,6 +62,25 @@ struct Q4_K : KquantMmaSpan {
         }
     }
 
+    // int16 activations (prelude: "integer dot products"): a high-nibble part's quants masked
+    // in place (16 q), the power of two taken out of the sum after it
+    static constexpr float HIGH_NIBBLE_UNIT = 1.0f / 16;
+    __device__ static __forceinline__ float integer_dot(const Raw& raw, int part, const Int16Part& x,
+                                                       const float (&x_sum)[2]) {
+        float scale;
+        float offset;
+        kquant_scale_min(raw.scales, part, scale, offset);
+        const bool high = part % 2 != 0;
+        const u32 mask = high ? HIGH_NIBBLES : LOW_NIBBLES;
+        int sum = 0;
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            sum = dot_word(x, i, word_of(raw.qs, i) & mask, sum);
+        }
+        const float unit = high ? x.unit * HIGH_NIBBLE_UNIT : x.unit;
+        return scale * unit * __int2float_rn(sum) - offset * (x_sum[0] + x_sum[1]);
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;

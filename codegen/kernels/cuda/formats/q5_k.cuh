@@ -68,6 +68,23 @@ struct Q5_K : KquantMmaSpan {
         }
     }
 
+    // int16 activations (prelude: "integer dot products"): the quant bytes of decode_biased
+    __device__ static __forceinline__ float integer_dot(const Raw& raw, int part, const Int16Part& x,
+                                                       const float (&x_sum)[2]) {
+        float scale;
+        float offset;
+        kquant_scale_min(raw.scales, part, scale, offset);
+        const int shift = 4 * (part % 2);
+        int sum = 0;
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
+            const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
+            sum = dot_word(x, i, low | (top << 4), sum);
+        }
+        return scale * x.unit * __int2float_rn(sum) - offset * (x_sum[0] + x_sum[1]);
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;

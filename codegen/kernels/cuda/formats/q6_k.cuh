@@ -80,6 +80,27 @@ struct Q6_K {
         }
     }
 
+    // int16 activations (prelude: "integer dot products"): the quant bytes of decode_biased,
+    // a sum a sub-block
+    __device__ static __forceinline__ float integer_dot(const Raw& raw, int part, const Int16Part& x,
+                                                       const float (&x_sum)[2]) {
+        const int quarter = part % 4;
+        const float d = __half2float(__ushort_as_half(raw.d));
+        const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
+        const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
+        const int nibble_shift = 4 * (quarter / 2);
+        const int top_shift = 2 * quarter;
+        int sums[2] = {0, 0};
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            const u32 low = (word_of(raw.ql, i) >> nibble_shift) & LOW_NIBBLES;
+            const u32 top = (word_of(raw.qh, i) >> top_shift) & LOW_TWO_BITS;
+            sums[i / (SUB_BLOCK_WEIGHTS / 4)] = dot_word(x, i, low | (top << 4), sums[i / (SUB_BLOCK_WEIGHTS / 4)]);
+        }
+        return x.unit * (scale_lo * __int2float_rn(sums[0]) + scale_hi * __int2float_rn(sums[1])) -
+               ZERO_POINT * (scale_lo * x_sum[0] + scale_hi * x_sum[1]);
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;
