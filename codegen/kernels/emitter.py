@@ -205,11 +205,12 @@ MATVEC_STREAM_MIN_N = 65536
 # STREAM_GROUPS), the next group's chunk loading during this one's decode and each warp's part
 # of x kept from group to group; where its grid's waves fill at least
 # MATVEC_QUAD_STREAM_MIN_FILL of the whole waves they take (MATVEC_WAVE_SMS x
-# MATVEC_WAVE_BLOCKS_PER_SM blocks a wave; Q8_0: N > 10332).  Q8_0, H100, us, the lowering's
-# pick before (default) -> quad_stream (session 18, BENCHMARKS.md): float16 14336x4096 26.6 ->
-# 24.3, 11008x4096 22.8 -> 20.4, 28672x4096 49.2 -> 45.7, 128256x4096 187.7 -> 185.7; float32
-# 33.5 -> 31.7, 29.9 -> 20.6, 57.4 -> 48.9, 203.0 -> 192.4.  Smaller grids lose (8192x4096:
-# 15.4 -> 19.5) and so do longer rows (4096x14336: 29.7 -> 47.9, no part of x kept).
+# MATVEC_WAVE_BLOCKS_PER_SM blocks a wave; Q8_0 up to a wave: N > 10332).  Q8_0, H100, us,
+# the lowering's pick before (default) -> quad_stream (session 18, BENCHMARKS.md): float16
+# 14336x4096 26.6 -> 24.3, 11008x4096 22.8 -> 20.4, 28672x4096 49.2 -> 45.7, 128256x4096
+# 187.7 -> 185.7; float32 33.5 -> 31.7, 29.9 -> 20.6, 57.4 -> 48.9, 203.0 -> 192.4.  Smaller
+# grids lose (8192x4096: 15.4 -> 19.5) and so do longer rows (4096x14336: 29.7 -> 47.9, no
+# part of x kept).
 # The K-quants take it with their int16 decode (`takes_integer_x`), 4 groups in turn: with the
 # float decode they lost (Q4_K 14336x4096 paired 18.8, quad_stream 19.5), with int16 x they
 # gain.  H100, float16, us, paired -> 2 / 3 / 4 / 5 / 6 / 8 groups (session 20,
