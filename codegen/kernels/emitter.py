@@ -223,6 +223,8 @@ MATVEC_STREAM_MIN_N = 65536
 # (paired 6.4).
 MATVEC_QUAD_STREAM_GROUPS = {"Q8_0": 7, "Q4_K": 4, "Q5_K": 4, "Q6_K": 4}
 MATVEC_QUAD_STREAM_FORMATS = tuple(MATVEC_QUAD_STREAM_GROUPS)
+# the formats that take it only with int16 activations (Q8_0 takes it with any)
+MATVEC_QUAD_STREAM_INTEGER_X_ONLY = ("Q4_K", "Q5_K", "Q6_K")
 MATVEC_QUAD_STREAM_CHUNKS = 4
 MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 # Activation dtypes whose CUDA matvecs (every geometry) stage each warp's activations through
@@ -240,9 +242,11 @@ MATVEC_STAGED_X_DTYPES = ("float32",)
 # int16 decode in the lowering's geometry (session 20, BENCHMARKS.md): Q4_0 14336x4096 16.5 ->
 # 15.2, 4096x14336 16.5 -> 15.7, 5376x21504 31.8 -> 29.5; Q4_K 16.6 -> 14.8 (4096x14336),
 # 32.2 -> 31.1 (5376x21504); Q5_K 19.1 -> 17.6, 36.8 -> 36.2; Q6_K 24.1 -> 22.3, 45.7 -> 43.7;
-# the error against the float64 reference stays the output's rounding (2.1e-4).  float32 x
-# keeps the float decode: int16 would cost it precision its bound (2e-6) does not allow.
-MATVEC_INTEGER_X_FORMATS = ("Q4_0", "Q4_K", "Q5_K", "Q6_K")
+# Q8_0 (signed bytes, no mask) 25.5 -> 24.7, 24.3 -> 23.0 (14336x4096), 50.1 -> 46.9,
+# 262144x640 90.7 -> 77.3; the error against the float64 reference stays the output's rounding
+# (2.1e-4).  float32 x keeps the float decode: int16 would cost it precision its bound (2e-6)
+# does not allow.  Q5_0 is not measured with it.
+MATVEC_INTEGER_X_FORMATS = ("Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0")
 MATVEC_INTEGER_X_DTYPES = ("float16", "bfloat16")
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" and
@@ -635,14 +639,15 @@ def pick_geometry(
 
 
 def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
-    """Whether an N x K matvec of ``fmt`` (MATVEC_QUAD_STREAM_FORMATS; a K-quant only with
-    int16 activations, `takes_integer_x`) and ``dtype`` activations takes "quad_stream": rows
+    """Whether an N x K matvec of ``fmt`` (MATVEC_QUAD_STREAM_FORMATS; those of
+    MATVEC_QUAD_STREAM_INTEGER_X_ONLY with int16 activations only, `takes_integer_x`) and
+    ``dtype`` activations takes "quad_stream": rows
     of MATVEC_QUAD_STREAM_CHUNKS chunks (a chunk a warp, its part of x kept from group to
     group), and a grid whose waves fill at least MATVEC_QUAD_STREAM_MIN_FILL of the whole waves
     they take (counted at MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks a wave)."""
     if fmt not in MATVEC_QUAD_STREAM_FORMATS:
         return False
-    if fmt in MATVEC_INTEGER_X_FORMATS and not takes_integer_x(fmt, dtype):
+    if fmt in MATVEC_QUAD_STREAM_INTEGER_X_ONLY and not takes_integer_x(fmt, dtype):
         return False
     if ceil_div(k, MATVEC_CHUNK_WEIGHTS) != MATVEC_QUAD_STREAM_CHUNKS:
         return False

@@ -427,60 +427,86 @@ __device__ __forceinline__ float affine_dot(const float (&v)[PART_WEIGHTS], cons
 // every xi fits int16 and a sum of 32 products with bytes (<= 255) fits int32.  The rounding
 // error, half a unit, is 2^-14 of the part's largest |x| (f16 x carries 11 bits, bf16 8):
 // 16-bit results came out as close to the float64 reference as with float decoding (2.1e-4,
-// the output's own rounding).  Non-finite x still gives a non-finite result: every
-// integer_dot subtracts a multiple of the part's float sums of x (its zero point or offset).
-// float32 x keeps the float decode (its error bound is 2e-6).
-constexpr int INT16_X_TOP_EXPONENT = 13;  // the largest |x| of a part scales into [2^13, 2^14)
-constexpr int FLOAT_EXPONENT_BIAS = 127;
-constexpr int FLOAT_MANTISSA_BITS = 23;
-// 2^-24, the smallest 16-bit x, as a float exponent field: an all-zero part scales by this
-constexpr u32 INT16_X_MIN_EXPONENT = FLOAT_EXPONENT_BIAS - 24;
-constexpr float FLOAT_ROUNDING_MAGIC = 12582912.0f;  // 1.5 * 2^23: v + it has round(v) in its low bits
-
+// the output's own rounding).  Non-finite x still gives a non-finite result: an integer_dot
+// with a zero point or offset subtracts a multiple of the part's float sums of x; for the
+// others (no sums of x) int16_part<true> finds the largest |x| by its bits, where NaN and
+// infinity are the largest, and makes the unit NaN.  float32 x keeps the float decode (its
+// error bound is 2e-6).
 struct Int16Part {
+    static constexpr int TOP_EXPONENT = 13;  // the largest |x| of a part scales into [2^13, 2^14)
+    static constexpr u32 FLOAT_EXPONENT_BIAS = 127;
+    static constexpr int FLOAT_MANTISSA_BITS = 23;
+    // 2^-24, the smallest 16-bit x, as a float exponent field: an all-zero part scales by this
+    static constexpr u32 MIN_EXPONENT = FLOAT_EXPONENT_BIAS - 24;
+    static constexpr u32 NON_FINITE_EXPONENT = 0xFFu;
+    static constexpr u32 MAGNITUDE_BITS = 0x7FFFFFFFu;
+    static constexpr u32 QUIET_NAN = 0x7FC00000u;
+    static constexpr float ROUNDING_MAGIC = 12582912.0f;  // 1.5 * 2^23: v + it has round(v) in its low bits
+
     u32 pairs[PART_WEIGHTS / 2];  // xi of weights 2j, 2j + 1 as the low, high halves of pair j
     float unit;                  // x = unit * xi
 };
 
+// PROPAGATE_NAN: a non-finite x makes the unit NaN (for an integer_dot that takes no sums of
+// x); else fmaxf passes over a NaN, one instruction an activation instead of two
+template <bool PROPAGATE_NAN = false>
 __device__ __forceinline__ Int16Part int16_part(const float (&xv)[PART_WEIGHTS]) {
-    float largest = 0.0f;
+    using P = Int16Part;
+    u32 largest = 0;  // the bits of the largest |x|: non-negative floats order as their bits
 #pragma unroll
     for (int j = 0; j < PART_WEIGHTS; ++j) {
-        largest = fmaxf(largest, fabsf(xv[j]));
+        if constexpr (PROPAGATE_NAN) {
+            largest = max(largest, __float_as_uint(xv[j]) & P::MAGNITUDE_BITS);
+        } else {
+            largest = __float_as_uint(fmaxf(__uint_as_float(largest), fabsf(xv[j])));
+        }
     }
-    const u32 exponent = max(__float_as_uint(largest) >> FLOAT_MANTISSA_BITS, INT16_X_MIN_EXPONENT);
+    const u32 exponent = max(largest >> P::FLOAT_MANTISSA_BITS, P::MIN_EXPONENT);
     // 2^(TOP - (exponent - BIAS)) and its inverse, as exponent fields
-    const u32 to_int = 2 * FLOAT_EXPONENT_BIAS + INT16_X_TOP_EXPONENT - exponent;
-    const u32 to_unit = exponent - INT16_X_TOP_EXPONENT;
-    const float inverse = __uint_as_float(to_int << FLOAT_MANTISSA_BITS);
+    const u32 to_int = 2 * P::FLOAT_EXPONENT_BIAS + P::TOP_EXPONENT - exponent;
+    const u32 to_unit = exponent - P::TOP_EXPONENT;
+    const float inverse = __uint_as_float(to_int << P::FLOAT_MANTISSA_BITS);
     Int16Part x;
-    x.unit = __uint_as_float(to_unit << FLOAT_MANTISSA_BITS);
+    x.unit = PROPAGATE_NAN && exponent == P::NON_FINITE_EXPONENT ? __uint_as_float(P::QUIET_NAN)
+                                                                  : __uint_as_float(to_unit << P::FLOAT_MANTISSA_BITS);
 #pragma unroll
     for (int j = 0; j < PART_WEIGHTS / 2; ++j) {
-        const u32 low = __float_as_uint(fmaf(xv[2 * j], inverse, FLOAT_ROUNDING_MAGIC));
-        const u32 high = __float_as_uint(fmaf(xv[2 * j + 1], inverse, FLOAT_ROUNDING_MAGIC));
+        const u32 low = __float_as_uint(fmaf(xv[2 * j], inverse, P::ROUNDING_MAGIC));
+        const u32 high = __float_as_uint(fmaf(xv[2 * j + 1], inverse, P::ROUNDING_MAGIC));
         x.pairs[j] = __byte_perm(low, high, 0x5410u);  // the low halves: two int16
     }
     return x;
 }
 
 // sum + the products of the int16 pair ``x`` with bytes 0, 1 (dp2a_low) or 2, 3 (dp2a_high)
-// of ``quants``, unsigned
+// of ``quants``, unsigned (or SIGNED)
+template <bool SIGNED = false>
 __device__ __forceinline__ int dp2a_low(u32 x, u32 quants, int sum) {
     int out;
-    asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    if constexpr (SIGNED) {
+        asm("dp2a.lo.s32.s32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    } else {
+        asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    }
     return out;
 }
 
+template <bool SIGNED = false>
 __device__ __forceinline__ int dp2a_high(u32 x, u32 quants, int sum) {
     int out;
-    asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    if constexpr (SIGNED) {
+        asm("dp2a.hi.s32.s32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    } else {
+        asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(out) : "r"(x), "r"(quants), "r"(sum));
+    }
     return out;
 }
 
-// sum + the products of weights 4i..4i+3 of a part, as the 4 bytes of ``quants``, with x
+// sum + the products of weights 4i..4i+3 of a part, as the 4 bytes of ``quants`` (unsigned or
+// SIGNED), with x
+template <bool SIGNED = false>
 __device__ __forceinline__ int dot_word(const Int16Part& x, int i, u32 quants, int sum) {
-    return dp2a_high(x.pairs[2 * i + 1], quants, dp2a_low(x.pairs[2 * i], quants, sum));
+    return dp2a_high<SIGNED>(x.pairs[2 * i + 1], quants, dp2a_low<SIGNED>(x.pairs[2 * i], quants, sum));
 }
 
 // How the reducing kernels decode a part of Format for activations of type T: biased values

@@ -20,7 +20,7 @@ using act_t = __half;
 using Format = ggufc::Q8_0;
 // INTEGER_X (16-bit activations of emitter.MATVEC_INTEGER_X_FORMATS): each lane takes its part's
 // activations as int16 too, and sums every row's part by dp2a (prelude: "integer dot products")
-constexpr bool INTEGER_X = false;
+constexpr bool INTEGER_X = true;
 using Decode = ggufc::PartDecode<Format, act_t, INTEGER_X>;  // biased values or int16 x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
@@ -194,7 +194,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_paired_q8_0_f1
                     ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
                 }
                 if (INTEGER_X && !x_loaded) {
-                    x_int = ggufc::int16_part(xv);
+                    x_int = ggufc::int16_part<!Decode::NEEDS_X_SUM>(xv);
                 }
                 const int part = lane % Format::PARTS;
                 // byte offset of the chunk in the stage: its start's address modulo 16

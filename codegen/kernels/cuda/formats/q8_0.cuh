@@ -44,6 +44,18 @@ struct Q8_0 {
     // signed bytes do not fit the biased trick (bit 7 would reach the exponent): this returns
     // the exact values, and BIASED = false tells the kernels they need no sum(x)
 
+    // int16 activations (prelude: "integer dot products"): the quants as the signed bytes
+    // they are; with no sums of x, the kernels take int16_part<true> (NaN x -> NaN unit)
+    __device__ static __forceinline__ float integer_dot(const Raw& raw, int /*part*/, const Int16Part& x,
+                                                       const float (&)[2]) {
+        int sum = 0;
+#pragma unroll
+        for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
+            sum = dot_word<true>(x, i, word_of(raw.qs, i), sum);
+        }
+        return __half2float(__ushort_as_half(raw.d)) * x.unit * __int2float_rn(sum);
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;
