@@ -38,7 +38,6 @@ a multiple of the format's block weights.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -593,15 +592,20 @@ def matvec_group_warps(fmt: str, dtype: str, n: int, k: int) -> int:
     choices = [g for g in matvec_group_choices(fmt, dtype) if g * MATVEC_GROUP_MIN_CHUNKS <= chunks]
     if not choices:
         return 1
-    slots = MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
     row_groups = ceil_div(n, MATVEC_ROWS_PER_WARP)
 
     def last_wave_fill(group_warps: int) -> Fraction:
-        blocks = ceil_div(row_groups * group_warps, WARPS)
-        return Fraction(blocks, ceil_div(blocks, slots) * slots)
+        return _whole_wave_fill(ceil_div(row_groups * group_warps, WARPS))
 
     # max keeps the first of equal keys
     return max(choices, key=last_wave_fill)
+
+
+def _whole_wave_fill(blocks: int) -> Fraction:
+    """The share of the slots of the whole waves ``blocks`` take that they fill (a wave:
+    MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks)."""
+    slots = MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM
+    return Fraction(blocks, ceil_div(blocks, slots) * slots)
 
 
 def pick_geometry(
@@ -656,8 +660,7 @@ def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
         _matvec_group_warps("quad_stream"),
         _matvec_stream_groups("quad_stream", fmt),
     )
-    waves = Fraction(launch.grid_size(1, n, k)[0], MATVEC_WAVE_SMS * MATVEC_WAVE_BLOCKS_PER_SM)
-    return waves / math.ceil(waves) >= MATVEC_QUAD_STREAM_MIN_FILL
+    return _whole_wave_fill(launch.grid_size(1, n, k)[0]) >= MATVEC_QUAD_STREAM_MIN_FILL
 
 
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:

@@ -193,7 +193,7 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_quad_q5_k_bf16(
                     ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
                 }
                 if (INTEGER_X && !x_loaded) {
-                    x_int = ggufc::int16_part<!Decode::NEEDS_X_SUM>(xv);
+                    x_int = Decode::int16_activations(xv);
                 }
                 const int part = lane % Format::PARTS;
                 // byte offset of the chunk in the stage: its start's address modulo 16

@@ -86,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(64, 10) ggufc_matvec_split_k_paired
         }
         ggufc::Int16Part x_int;
         if constexpr (INTEGER_X) {
-            x_int = ggufc::int16_part<!Decode::NEEDS_X_SUM>(xv);
+            x_int = Decode::int16_activations(xv);
         }
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {

@@ -197,7 +197,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_stream_q8_0_f3
                     ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
                 }
                 if (INTEGER_X && !x_loaded) {
-                    x_int = ggufc::int16_part<!Decode::NEEDS_X_SUM>(xv);
+                    x_int = Decode::int16_activations(xv);
                 }
                 const int part = lane % Format::PARTS;
                 // byte offset of the chunk in the stage: its start's address modulo 16

@@ -533,6 +533,12 @@ struct PartDecode {
             Format::decode_values(raw, part, v, affine);
         }
     }
+
+    // INTEGER_X: a part's activations as int16 (int16_part; without sums of x to carry a NaN
+    // the unit carries it)
+    __device__ static __forceinline__ Int16Part int16_activations(const float (&xv)[PART_WEIGHTS]) {
+        return int16_part<!NEEDS_X_SUM>(xv);
+    }
 };
 
 // With WITH_SUM the sums of a part's two halves of activations (what an affine map's offsets

@@ -533,6 +533,12 @@ struct PartDecode {
             Format::decode_values(raw, part, v, affine);
         }
     }
+
+    // INTEGER_X: a part's activations as int16 (int16_part; without sums of x to carry a NaN
+    // the unit carries it)
+    __device__ static __forceinline__ Int16Part int16_activations(const float (&xv)[PART_WEIGHTS]) {
+        return int16_part<!NEEDS_X_SUM>(xv);
+    }
 };
 
 // With WITH_SUM the sums of a part's two halves of activations (what an affine map's offsets
@@ -1088,7 +1094,7 @@ struct Q8_0 {
     // the exact values, and BIASED = false tells the kernels they need no sum(x)
 
     // int16 activations (prelude: "integer dot products"): the quants as the signed bytes
-    // they are; with no sums of x, the kernels take int16_part<true> (NaN x -> NaN unit)
+    // they are; with no sums of x, NaN x reaches the result through the unit (PartDecode)
     __device__ static __forceinline__ float integer_dot(const Raw& raw, int /*part*/, const Int16Part& x,
                                                        const float (&)[2]) {
         int sum = 0;

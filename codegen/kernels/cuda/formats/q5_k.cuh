@@ -50,7 +50,14 @@ struct Q5_K : KquantMmaSpan {
         }
     }
 
-    // word i of the quant and top-bit bytes: weights 4i..4i+3
+    // the quants of weights 4i..4i+3 of the part, a byte each: word i of its nibbles and of
+    // its top bits
+    __device__ static __forceinline__ u32 quant_bytes(const Raw& raw, int part, int i) {
+        const u32 low = (word_of(raw.qs, i) >> (4 * (part % 2))) & LOW_NIBBLES;
+        const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
+        return low | (top << 4);
+    }
+
     template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
@@ -59,28 +66,22 @@ struct Q5_K : KquantMmaSpan {
         float offset;
         kquant_scale_min(raw.scales, part, scale, offset);
         affine = biased_affine<FIELD_BITS>(scale, scale, offset, offset);
-        const int shift = 4 * (part % 2);
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
-            const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
-            const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
-            biased_floats<FIELD_BITS>(low | (top << 4), v + 4 * i);
+            biased_floats<FIELD_BITS>(quant_bytes(raw, part, i), v + 4 * i);
         }
     }
 
-    // int16 activations (prelude: "integer dot products"): the quant bytes of decode_biased
+    // int16 activations (prelude: "integer dot products")
     __device__ static __forceinline__ float integer_dot(const Raw& raw, int part, const Int16Part& x,
                                                        const float (&x_sum)[2]) {
         float scale;
         float offset;
         kquant_scale_min(raw.scales, part, scale, offset);
-        const int shift = 4 * (part % 2);
         int sum = 0;
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
-            const u32 low = (word_of(raw.qs, i) >> shift) & LOW_NIBBLES;
-            const u32 top = (word_of(raw.qh, i) >> part) & LOW_BITS;
-            sum = dot_word(x, i, low | (top << 4), sum);
+            sum = dot_word(x, i, quant_bytes(raw, part, i), sum);
         }
         return scale * x.unit * __int2float_rn(sum) - offset * (x_sum[0] + x_sum[1]);
     }

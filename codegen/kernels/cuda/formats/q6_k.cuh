@@ -42,13 +42,28 @@ struct Q6_K {
         return raw;
     }
 
+    // d * the scales of the part's two sub-blocks
+    __device__ static __forceinline__ void sub_block_scales(const Raw& raw, float& scale_lo, float& scale_hi) {
+        const float d = __half2float(__ushort_as_half(raw.d));
+        scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
+        scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
+    }
+
+    // the quants of weights 4i..4i+3 of the part, a byte each: word i of its ql and qh bytes
+    __device__ static __forceinline__ u32 quant_bytes(const Raw& raw, int part, int i) {
+        const int quarter = part % 4;
+        const u32 low = (word_of(raw.ql, i) >> (4 * (quarter / 2))) & LOW_NIBBLES;
+        const u32 top = (word_of(raw.qh, i) >> (2 * quarter)) & LOW_TWO_BITS;
+        return low | (top << 4);
+    }
+
     __device__ static __forceinline__ void decode_values(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
         const int quarter = part % 4;
-        const float d = __half2float(__ushort_as_half(raw.d));
-        const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
-        const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
+        float scale_lo;
+        float scale_hi;
+        sub_block_scales(raw, scale_lo, scale_hi);
         affine = make_affine(scale_lo, scale_hi, 0.0f, 0.0f);
         const int nibble_shift = 4 * (quarter / 2);
         const int top_shift = 2 * quarter;
@@ -60,42 +75,31 @@ struct Q6_K {
         }
     }
 
-    // word i of the part's ql and qh bytes: weights 4i..4i+3
     template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int part,
                                                          float (&v)[PART_WEIGHTS],
                                                          PartAffine& affine) {
-        const int quarter = part % 4;
-        const float d = __half2float(__ushort_as_half(raw.d));
-        const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
-        const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
+        float scale_lo;
+        float scale_hi;
+        sub_block_scales(raw, scale_lo, scale_hi);
         affine = biased_affine<FIELD_BITS>(scale_lo, scale_hi, ZERO_POINT * scale_lo, ZERO_POINT * scale_hi);
-        const int nibble_shift = 4 * (quarter / 2);
-        const int top_shift = 2 * quarter;
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
-            const u32 low = (word_of(raw.ql, i) >> nibble_shift) & LOW_NIBBLES;
-            const u32 top = (word_of(raw.qh, i) >> top_shift) & LOW_TWO_BITS;
-            biased_floats<FIELD_BITS>(low | (top << 4), v + 4 * i);
+            biased_floats<FIELD_BITS>(quant_bytes(raw, part, i), v + 4 * i);
         }
     }
 
-    // int16 activations (prelude: "integer dot products"): the quant bytes of decode_biased,
-    // a sum a sub-block
+    // int16 activations (prelude: "integer dot products"): a sum a sub-block
     __device__ static __forceinline__ float integer_dot(const Raw& raw, int part, const Int16Part& x,
                                                        const float (&x_sum)[2]) {
-        const int quarter = part % 4;
-        const float d = __half2float(__ushort_as_half(raw.d));
-        const float scale_lo = d * static_cast<float>(static_cast<i8>(raw.scales & 0xFF));
-        const float scale_hi = d * static_cast<float>(static_cast<i8>(raw.scales >> 8));
-        const int nibble_shift = 4 * (quarter / 2);
-        const int top_shift = 2 * quarter;
+        float scale_lo;
+        float scale_hi;
+        sub_block_scales(raw, scale_lo, scale_hi);
         int sums[2] = {0, 0};
 #pragma unroll
         for (int i = 0; i < PART_WEIGHTS / 4; ++i) {
-            const u32 low = (word_of(raw.ql, i) >> nibble_shift) & LOW_NIBBLES;
-            const u32 top = (word_of(raw.qh, i) >> top_shift) & LOW_TWO_BITS;
-            sums[i / (SUB_BLOCK_WEIGHTS / 4)] = dot_word(x, i, low | (top << 4), sums[i / (SUB_BLOCK_WEIGHTS / 4)]);
+            int& sum = sums[i / (SUB_BLOCK_WEIGHTS / 4)];
+            sum = dot_word(x, i, quant_bytes(raw, part, i), sum);
         }
         return x.unit * (scale_lo * __int2float_rn(sums[0]) + scale_hi * __int2float_rn(sums[1])) -
                ZERO_POINT * (scale_lo * x_sum[0] + scale_hi * x_sum[1]);

@@ -45,7 +45,7 @@ struct Q8_0 {
     // the exact values, and BIASED = false tells the kernels they need no sum(x)
 
     // int16 activations (prelude: "integer dot products"): the quants as the signed bytes
-    // they are; with no sums of x, the kernels take int16_part<true> (NaN x -> NaN unit)
+    // they are; with no sums of x, NaN x reaches the result through the unit (PartDecode)
     __device__ static __forceinline__ float integer_dot(const Raw& raw, int /*part*/, const Int16Part& x,
                                                        const float (&)[2]) {
         int sum = 0;
