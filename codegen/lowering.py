@@ -51,8 +51,8 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               K >= `MATVEC_SPLIT_K_MIN_K`; 4 or 2 warps a block: `split_k_geometry_of`),
               else for Q8_0 and (with 16-bit activations) the K-quants rows of 4 chunks
               on a large grid the streamed quad (`takes_quad_stream`), else 1, 2 or 4
-              warps a row group (default,
-              paired, quad: `matvec_group_warps`, by format, dtype, N and K).  A CUDA
+              warps a row group (default, paired, quad: `matvec_group_warps`, by format,
+              dtype, N and K).  A CUDA
               matvec_batched of Q4_K or Q5_K with 16-bit activations depends on M too: the mma
               matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; a symbolic
               M whose range holds both makes the node an `IfNode` (M <= MATVEC_MMA_MAX_M)
@@ -355,7 +355,7 @@ class _Sizes:
         every SymOp is monotonic in each operand except SUB's and the divisors')."""
         from runtime_schema.interpreter import _sym_eval
 
-        lows, highs = zip(*(self._dim_range(d) for d in operands))
+        lows, highs = zip(*(self.range_of(d) for d in operands))
         if op == SymOp.SUB:
             return max(lows[0] - highs[1], 0), highs[0] - lows[1]
         if op in (SymOp.FLOOR_DIV, SymOp.CEIL_DIV):
@@ -368,9 +368,6 @@ class _Sizes:
 
     def range_of(self, d: Dim) -> tuple[int, int]:
         """Inclusive range of the size ``d`` (its value twice where static)."""
-        return self._dim_range(d)
-
-    def _dim_range(self, d: Dim) -> tuple[int, int]:
         if not d.is_symbolic:
             return d.size, d.size
         info = self.builder.values[d.value].info
