@@ -168,6 +168,7 @@ MATVEC_WAVE_BLOCKS_PER_SM = 4
 # streamed ones went to 140-144 (3 blocks an SM; bounded, us: 131072x1024 50.5 -> 45.5,
 # 65536x2048 47.9 -> 44.4, 8192x3072 15.4 -> 12.5).
 MATVEC_BOUNDED_GEOMETRIES = {
+    ("16-bit", "Q4_K"): ("quad_stream",),  # the lane-word kernel (MATVEC_LANE_WORD_FORMATS)
     ("16-bit", "Q6_K"): ("paired", "quad", "quad_stream"),
     ("16-bit", "Q8_0"): ("paired",),
     ("float32", "Q8_0"): ("default", "stream", "paired"),
@@ -247,6 +248,21 @@ MATVEC_STAGED_X_DTYPES = ("float32",)
 # does not allow.  Q5_0 is not measured with it.
 MATVEC_INTEGER_X_FORMATS = ("Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0")
 MATVEC_INTEGER_X_DTYPES = ("float16", "bfloat16")
+# CUDA matvecs of these formats in MATVEC_LANE_WORD_GEOMETRIES with int16 activations
+# (`takes_integer_x`) take `cuda/matvec_lanes.cu`: each lane loads its own 16-byte words of the
+# blocks (Format::LANE_WORDS a block) straight into registers, where `cuda/matvec.cu` copies
+# every chunk through shared memory so that a lane can read a whole part at any alignment
+# (blocks of whole 16-byte words need no copy), and a row group's four rows meet in 6
+# shuffles (prelude: warp_sum_rows) instead of 20.  H100, float16, us, the same geometry
+# staged -> lane words (session 21, BENCHMARKS.md): Q4_K quad_stream 14336x4096 16.7 -> 15.1,
+# 8192x4096 9.8 -> 9.6, 28672x4096 29.3 -> 27.2, 6144x4096 8.6 -> 8.6 (a prototype that
+# served only one chunk a warp, K = 4096: 13.9, 8.7, 25.4, 8.1).  In the paired, quad and
+# default geometries (4096x14336, 5376x21504, 2048x8192, 8192x14336, ...) the lane words were
+# slower than the staged kernel (its first form, same call: paired 4096x14336 14.8 -> 16.1,
+# quad 5376x21504 31.1 -> 32.3).  Bounded for MATVEC_WAVE_BLOCKS_PER_SM blocks an SM
+# (MATVEC_BOUNDED_GEOMETRIES; 124 registers unbounded, 128 bounded, no spills).
+MATVEC_LANE_WORD_FORMATS = ("Q4_K",)
+MATVEC_LANE_WORD_GEOMETRIES = ("quad_stream",)
 # The geometries a kernel kind may take (`emit`'s ``geometry``): "default" for every kind;
 # the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" and
 # "split_k_paired" (MATVEC_SPLIT_K_WARPS) or "paired" / "quad" (MATVEC_GROUP_GEOMETRIES), and
@@ -562,6 +578,17 @@ def takes_integer_x(fmt: str, dtype: str) -> bool:
     """Whether the CUDA matvecs of ``fmt`` with ``dtype`` activations take them as int16 and
     sum by dp2a (MATVEC_INTEGER_X_FORMATS, MATVEC_INTEGER_X_DTYPES)."""
     return fmt in MATVEC_INTEGER_X_FORMATS and dtype in MATVEC_INTEGER_X_DTYPES
+
+
+def takes_lane_words(fmt: str, dtype: str, geometry: str) -> bool:
+    """Whether the CUDA matvec of ``fmt``, ``dtype`` activations and ``geometry`` is
+    `cuda/matvec_lanes.cu` (MATVEC_LANE_WORD_FORMATS, MATVEC_LANE_WORD_GEOMETRIES, int16
+    activations) rather than `cuda/matvec.cu`."""
+    return (
+        fmt in MATVEC_LANE_WORD_FORMATS
+        and geometry in MATVEC_LANE_WORD_GEOMETRIES
+        and takes_integer_x(fmt, dtype)
+    )
 
 
 def takes_mma_matvec(backend: str, fmt: str, kind: str, dtype: str | None = None) -> bool:
@@ -999,6 +1026,8 @@ def _kind_values(
             0 if geometry in MATVEC_LATE_TRIGGER_GEOMETRIES else MATVEC_WAVE_BLOCKS_PER_SM
         )
         values["max_rows"] = 1
+        if takes_lane_words(fmt, dtype, geometry):
+            return f"{backend}/matvec_lanes{syntax.source_suffix}", values
         return f"{backend}/matvec{syntax.source_suffix}", values
     if kind == "matvec_batched":
         values["warps_per_block"] = WARPS

@@ -24,6 +24,7 @@ from codegen.kernels.emitter import (
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
     takes_integer_x,
+    takes_lane_words,
 )
 from compiler import formats
 
@@ -396,6 +397,27 @@ def test_streamed_matvec_over_many_row_groups(runner, rng, fmt, stream_groups, d
     n = 3 * rows_per_block + 37
     for k in sorted({K_BY_FORMAT[fmt], 1024 + 256, group_warps * 1024, LARGE_K}):
         check_linear(runner, rng, fmt, "matvec", dtype, (1,), n, k, k == LARGE_K, kernel=kernel)
+
+
+# the matvecs whose lanes load their own words of the blocks (cuda/matvec_lanes.cu)
+LANE_WORD_KERNELS = [
+    (fmt, dtype, geometry)
+    for fmt, kind, dtype, geometry in KERNELS
+    if kind == "matvec" and takes_lane_words(fmt, dtype, geometry)
+]
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), LANE_WORD_KERNELS)
+def test_lane_word_matvec_over_its_row_groups_and_k_range(runner, rng, fmt, dtype, geometry):
+    """The lane-word matvec over N of three blocks of row groups and a ragged fourth whose
+    groups run out at different rows; K of one block (three warps without a chunk), of 13
+    (the lowering's range: the last warp's chunk one block), of 16 (a whole chunk a warp) and
+    LARGE_K (several chunks a warp, the other path)."""
+    kernel = emit("cuda", fmt, "matvec", dtype, geometry)
+    n = 3 * kernel.launch.grid[0].per_block + 5
+    block = formats.get_format(fmt).block_weights
+    for k in (block, 13 * block, 16 * block, LARGE_K):
+        check_linear(runner, rng, fmt, "matvec", dtype, (1,), n, k, k != block, kernel=kernel)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -32,6 +32,8 @@ from codegen.kernels.emitter import (
     MATVEC_GROUP_GEOMETRIES,
     MATVEC_GROUP_MIN_CHUNKS,
     MATVEC_INTEGER_X_FORMATS,
+    MATVEC_LANE_WORD_FORMATS,
+    MATVEC_LANE_WORD_GEOMETRIES,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -51,6 +53,7 @@ from codegen.kernels.emitter import (
     SPLIT_K_BATCHED_TILE_M,
     SPLIT_K_MAX_BLOCKS,
     SPLIT_K_MIN_STEPS,
+    THREADS,
     WARPS,
     cuda_matmul_layout,
     cuda_matvec_streamed,
@@ -61,6 +64,7 @@ from codegen.kernels.emitter import (
     split_k_geometry_of,
     split_k_splits,
     takes_integer_x,
+    takes_lane_words,
     takes_quad_stream,
 )
 from codegen.kernels.launch import PART_WEIGHTS
@@ -438,7 +442,34 @@ def test_matvecs_take_int16_activations_for_16_bit_x_of_their_formats(fmt, dtype
     assert takes_integer_x(fmt, dtype) == expected
     for geometry in geometries("cuda", fmt, "matvec", dtype):
         source = emit("cuda", fmt, "matvec", dtype, geometry).source
+        if takes_lane_words(fmt, dtype, geometry):
+            # the lane-word kernel has only the int16 decode
+            assert expected and "ggufc::load_nibble_halves" in source, geometry
+            continue
         assert f"constexpr bool INTEGER_X = {'true' if expected else 'false'};" in source, geometry
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lane_word_matvec_is_the_int16_streamed_quad_of_its_formats(fmt, dtype):
+    """The geometries of MATVEC_LANE_WORD_GEOMETRIES of a MATVEC_LANE_WORD_FORMATS format with
+    int16 x are `cuda/matvec_lanes.cu` (each lane loads its own words of the blocks), launched
+    as the staged kernel of the same geometry and bounded for MATVEC_WAVE_BLOCKS_PER_SM
+    blocks an SM; every other matvec is `cuda/matvec.cu`."""
+    for geometry in geometries("cuda", fmt, "matvec", dtype):
+        kernel = emit("cuda", fmt, "matvec", dtype, geometry)
+        lanes = (
+            fmt in MATVEC_LANE_WORD_FORMATS
+            and geometry in MATVEC_LANE_WORD_GEOMETRIES
+            and dtype in ("float16", "bfloat16")
+        )
+        assert takes_lane_words(fmt, dtype, geometry) == lanes, geometry
+        assert ("each lane loading its own words" in kernel.source) == lanes, geometry
+        if lanes:
+            assert f"__launch_bounds__({THREADS}, {MATVEC_WAVE_BLOCKS_PER_SM})" in kernel.source
+            staged = cuda_matvec_streamed(fmt, dtype, MATVEC_QUAD_STREAM_GROUPS[fmt], 4)
+            assert kernel.launch == staged.launch
+            assert "LANE_WORDS" in kernel.header
 
 
 @pytest.mark.parametrize("fmt", MATVEC_SPLIT_K_FORMATS)

@@ -76,28 +76,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}{% if min_blocks_per_s
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int slice = warp % GROUP_WARPS;
-    // first row of the warp's row group g (g < STREAM_GROUPS); the block's warps take
-    // neighbouring groups at the same time
-    auto group_row = [&](int g) {
-        return ((static_cast<i64>(blockIdx.x) * STREAM_GROUPS + g) * ROW_GROUPS + warp / GROUP_WARPS) *
-               ROWS_PER_WARP;
-    };
-    // a row group past N (GROUP_WARPS > 1 only) has no rows but joins the barrier below
-    auto rows_from = [&](i64 first) {
-        return static_cast<int>(max(min(N - first, static_cast<i64>(ROWS_PER_WARP)), i64{0}));
-    };
-    i64 n0 = group_row(0);
-    if constexpr (GROUP_WARPS == 1) {
-        if (n0 >= N) {
-            return;  // the whole warp leaves together: no shuffle below misses a lane
-        }
-    }
-    int rows = rows_from(n0);
-    const i64 m = blockIdx.y;
-    const int blocks_per_row = static_cast<int>(K / Format::BLOCK_WEIGHTS);
-    const i64 row_bytes = static_cast<i64>(blocks_per_row) * Format::BLOCK_BYTES;
-    const int chunks = (blocks_per_row + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
-    const act_t* xm = x + m * K;
+{% include "cuda/matvec_row_groups.jinja" %}
     // bytes from the 16-byte boundary below the tensor's start to it
     const int tensor_lead = static_cast<int>(reinterpret_cast<size_t>(blocks) % WORD_BYTES);
 

@@ -28,6 +28,27 @@ __device__ __forceinline__ float warp_sum(float value) {
     return value;
 }
 
+// The warp's sums of four values a lane (acc[r]: the lane's share of row r) in 6 shuffles
+// where 4 warp_sums take 20: the warp's halves trade two rows, its quarters one, then each
+// lane's one row is summed over its 8 lanes.  Lanes 8r .. 8r + 7 get row r's sum.
+constexpr int SUMMED_ROWS = 4;
+__device__ __forceinline__ float warp_sum_rows(const float (&acc)[SUMMED_ROWS]) {
+    const bool upper_half = (threadIdx.x & 16) != 0;
+    const float keep0 = upper_half ? acc[2] : acc[0];
+    const float keep1 = upper_half ? acc[3] : acc[1];
+    const float give0 = upper_half ? acc[0] : acc[2];
+    const float give1 = upper_half ? acc[1] : acc[3];
+    const float pair0 = keep0 + __shfl_xor_sync(FULL_MASK, give0, 16);
+    const float pair1 = keep1 + __shfl_xor_sync(FULL_MASK, give1, 16);
+    const bool upper_quarter = (threadIdx.x & 8) != 0;
+    float value = (upper_quarter ? pair1 : pair0) + __shfl_xor_sync(FULL_MASK, upper_quarter ? pair0 : pair1, 8);
+#pragma unroll
+    for (int offset = 4; offset > 0; offset /= 2) {
+        value += __shfl_xor_sync(FULL_MASK, value, offset);
+    }
+    return value;
+}
+
 // Programmatic dependent launch (sm_90 and later; no-ops before).  On such a device the
 // launcher (runtime_schema.cuda_launcher) lets a ggufc kernel start while the kernel before it
 // in the stream is still running: its blocks are scheduled during that kernel's last wave and
@@ -447,6 +468,31 @@ struct Int16Part {
     float unit;                  // x = unit * xi
 };
 
+// The unit of a part whose largest |x| has the bits ``largest`` (a power of two putting it
+// in [2^13, 2^14)), and in ``inverse`` its inverse; PROPAGATE_NAN: NaN for a non-finite largest
+template <bool PROPAGATE_NAN>
+__device__ __forceinline__ float int16_unit(u32 largest, float& inverse) {
+    using P = Int16Part;
+    const u32 exponent = max(largest >> P::FLOAT_MANTISSA_BITS, P::MIN_EXPONENT);
+    // 2^(TOP - (exponent - BIAS)) and its inverse, as exponent fields
+    const u32 to_int = 2 * P::FLOAT_EXPONENT_BIAS + P::TOP_EXPONENT - exponent;
+    const u32 to_unit = exponent - P::TOP_EXPONENT;
+    inverse = __uint_as_float(to_int << P::FLOAT_MANTISSA_BITS);
+    return PROPAGATE_NAN && exponent == P::NON_FINITE_EXPONENT ? __uint_as_float(P::QUIET_NAN)
+                                                                : __uint_as_float(to_unit << P::FLOAT_MANTISSA_BITS);
+}
+
+// x * inverse rounded to int16, two at a time: pair j of ``pairs`` holds xv[2j], xv[2j + 1]
+template <int COUNT>
+__device__ __forceinline__ void int16_pairs(const float (&xv)[COUNT], float inverse, u32 (&pairs)[COUNT / 2]) {
+#pragma unroll
+    for (int j = 0; j < COUNT / 2; ++j) {
+        const u32 low = __float_as_uint(fmaf(xv[2 * j], inverse, Int16Part::ROUNDING_MAGIC));
+        const u32 high = __float_as_uint(fmaf(xv[2 * j + 1], inverse, Int16Part::ROUNDING_MAGIC));
+        pairs[j] = __byte_perm(low, high, 0x5410u);  // the low halves: two int16
+    }
+}
+
 // PROPAGATE_NAN: a non-finite x makes the unit NaN (for an integer_dot that takes no sums of
 // x); else fmaxf passes over a NaN, one instruction an activation instead of two
 template <bool PROPAGATE_NAN = false>
@@ -461,21 +507,77 @@ __device__ __forceinline__ Int16Part int16_part(const float (&xv)[PART_WEIGHTS])
             largest = __float_as_uint(fmaxf(__uint_as_float(largest), fabsf(xv[j])));
         }
     }
-    const u32 exponent = max(largest >> P::FLOAT_MANTISSA_BITS, P::MIN_EXPONENT);
-    // 2^(TOP - (exponent - BIAS)) and its inverse, as exponent fields
-    const u32 to_int = 2 * P::FLOAT_EXPONENT_BIAS + P::TOP_EXPONENT - exponent;
-    const u32 to_unit = exponent - P::TOP_EXPONENT;
-    const float inverse = __uint_as_float(to_int << P::FLOAT_MANTISSA_BITS);
+    float inverse;
     Int16Part x;
-    x.unit = PROPAGATE_NAN && exponent == P::NON_FINITE_EXPONENT ? __uint_as_float(P::QUIET_NAN)
-                                                                  : __uint_as_float(to_unit << P::FLOAT_MANTISSA_BITS);
-#pragma unroll
-    for (int j = 0; j < PART_WEIGHTS / 2; ++j) {
-        const u32 low = __float_as_uint(fmaf(xv[2 * j], inverse, P::ROUNDING_MAGIC));
-        const u32 high = __float_as_uint(fmaf(xv[2 * j + 1], inverse, P::ROUNDING_MAGIC));
-        x.pairs[j] = __byte_perm(low, high, 0x5410u);  // the low halves: two int16
-    }
+    x.unit = int16_unit<PROPAGATE_NAN>(largest, inverse);
+    int16_pairs(xv, inverse, x.pairs);
     return x;
+}
+
+// Half a part's activations as int16 (matvec_lanes.cu), the other half held by the
+// neighbouring lane (lane ^ 1, which calls this too): the unit is the whole part's, so the
+// two lanes' integer sums are in the same unit.  A NaN is passed over (the formats that take
+// it subtract float sums of x, which carry it).
+struct Int16Half {
+    u32 pairs[HALF_PART / 2];
+    float unit;
+};
+
+__device__ __forceinline__ Int16Half int16_half_part(const float (&xv)[HALF_PART]) {
+    u32 largest = 0;
+#pragma unroll
+    for (int j = 0; j < HALF_PART; ++j) {
+        largest = __float_as_uint(fmaxf(__uint_as_float(largest), fabsf(xv[j])));
+    }
+    largest = max(largest, __shfl_xor_sync(FULL_MASK, largest, 1));
+    float inverse;
+    Int16Half x;
+    x.unit = int16_unit<false>(largest, inverse);
+    int16_pairs(xv, inverse, x.pairs);
+    return x;
+}
+
+// The activations a lane's 16 quant bytes of a 4-bit K-quant block multiply (matvec_lanes.cu):
+// the same 16 weights of a low-nibble sub-block and of the high-nibble one after it, x[0..15]
+// and x[PART_WEIGHTS ..  + 15] from ``x``, as int16 in their sub-blocks' units
+// (int16_half_part: the other halves are the neighbouring lane's) and their float sums (what
+// the sub-blocks' offsets multiply).  A lane ``present`` false (past its row's last block)
+// reads nothing and takes zeros, but still joins the unit's shuffle.
+struct NibbleHalves {
+    Int16Half low;
+    Int16Half high;
+    float low_sum;
+    float high_sum;
+};
+
+template <typename T>
+__device__ __forceinline__ NibbleHalves load_nibble_halves(const T* x, bool present) {
+    float low[HALF_PART];
+    float high[HALF_PART];
+#pragma unroll
+    for (int j = 0; j < HALF_PART; j += 8) {
+        if (present) {
+            load8(x + j, *reinterpret_cast<float (*)[8]>(low + j));
+            load8(x + PART_WEIGHTS + j, *reinterpret_cast<float (*)[8]>(high + j));
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                low[j + i] = 0.0f;
+                high[j + i] = 0.0f;
+            }
+        }
+    }
+    NibbleHalves halves;
+    halves.low_sum = 0.0f;
+    halves.high_sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < HALF_PART; ++j) {
+        halves.low_sum += low[j];
+        halves.high_sum += high[j];
+    }
+    halves.low = int16_half_part(low);
+    halves.high = int16_half_part(high);
+    return halves;
 }
 
 // sum + the products of the int16 pair ``x`` with bytes 0, 1 (dp2a_low) or 2, 3 (dp2a_high)
@@ -502,10 +604,10 @@ __device__ __forceinline__ int dp2a_high(u32 x, u32 quants, int sum) {
     return out;
 }
 
-// sum + the products of weights 4i..4i+3 of a part, as the 4 bytes of ``quants`` (unsigned or
-// SIGNED), with x
-template <bool SIGNED = false>
-__device__ __forceinline__ int dot_word(const Int16Part& x, int i, u32 quants, int sum) {
+// sum + the products of weights 4i..4i+3 of a part (or half part: Int16Half), as the 4 bytes
+// of ``quants`` (unsigned or SIGNED), with x
+template <bool SIGNED = false, typename Int16Form>
+__device__ __forceinline__ int dot_word(const Int16Form& x, int i, u32 quants, int sum) {
     return dp2a_high<SIGNED>(x.pairs[2 * i + 1], quants, dp2a_low<SIGNED>(x.pairs[2 * i], quants, sum));
 }
 

@@ -1,65 +1,58 @@
 // ggufc matvec: out[m, n] = sum_k x[m, k] * W[n, k] + bias[n] for Q4_K weights,
 // __half activations, float32 accumulation; one activation row per block row
-// (grid.y = M; the M = 1 kernel).
+// (grid.y = M; the M = 1 kernel), each lane loading its own words of the weight blocks.
 //
-// 4 warps per 4 weight rows, warp w of a group taking chunks w, w + 4, ... of them
-// (partial sums meet in shared memory, one barrier a group), and 4 such row groups in turn
-// (16 rows per block, grid.x = ceil(N / 16)): the next group's first chunk loads
-// during this group's last, and where a warp takes one chunk of each row its part of x stays in
-// registers from group to group.  A warp
-// streams its rows in chunks of 32 parts (whole blocks): the lanes copy each row's chunk with
-// coalesced 16-byte loads (bypassing L1) into the warp's shared buffer while the previous
-// chunk is decoded; lane l then decodes part l of every row and reuses its 32 activations,
-// held in registers, for all 4 rows.  Activation reads through L1 (every warp rereads x)
-// were the limit with one row per warp.
-// With STAGE_X (float32 activations: emitter.MATVEC_STAGED_X_DTYPES) the warp copies a chunk's
-// activations to shared memory, coalesced, and lane l reads part l's from there (prelude:
-// stage_part_activations) instead of from L1 one cache line a lane.
+// 4 warps per 4 weight rows, warp w of a group taking chunks w, w + 4, ... of them,
+// and 4 such row groups in turn (16 rows per block, grid.x = ceil(N / 16)).  A chunk is
+// 32 lane words: Format::LANE_WORDS lanes a block (Q4_K: 8, each a 16-byte word of the
+// quants, so 4 blocks, 1024 weights).  Lane l loads word l % LANE_WORDS of block
+// l / LANE_WORDS of each of its rows, and that block's head (the scales; the lanes of a block
+// share the load), with 16-byte loads (bypassing L1) straight into registers: where a warp
+// has one chunk of each row (quad_stream's K) the next row group's while this one's are
+// decoded; at other K (not lowered to it) each chunk is loaded, then decoded.  matvec.cu copies each
+// chunk through shared memory first, so that a lane can take a whole part whatever the
+// block's alignment; blocks of whole 16-byte words need no copy (H100, float16, Q4_K
+// 14336x4096: 16.7 -> 15.1 us).  The lane's activations (the same 16 weights of two
+// sub-blocks: load_nibble_halves) are taken as int16 once for all the rows of a chunk, and kept
+// from row group to row group when a warp has one chunk of each row; each row's lane word is
+// summed by dp2a (Format::lane_dot).  A row's partial sums meet by warp_sum_rows (the four
+// rows in 6 shuffles), then in shared memory where warps share the rows.
+// Registers bounded for 4 blocks an SM (__launch_bounds__).
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (any sizes with K a
-// multiple of the block weights), has_bias (0: bias is not read).
+// multiple of the block weights), has_bias (0: bias is not read).  The blocks must be 16-byte
+// aligned (the runner's requirement of every tensor).
 namespace ggufc_matvec_quad_stream_q4_k_f16_impl {
 using act_t = __half;
 using Format = ggufc::Q4_K;
-// INTEGER_X (16-bit activations of emitter.MATVEC_INTEGER_X_FORMATS): each lane takes its part's
-// activations as int16 too, and sums every row's part by dp2a (prelude: "integer dot products")
-constexpr bool INTEGER_X = true;
-using Decode = ggufc::PartDecode<Format, act_t, INTEGER_X>;  // biased values or int16 x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;
 constexpr int ROWS_PER_WARP = 4;
 constexpr int GROUP_WARPS = 4;  // warps sharing the same rows
 constexpr int ROW_GROUPS = WARPS_PER_BLOCK / GROUP_WARPS;
 static_assert(WARPS_PER_BLOCK % GROUP_WARPS == 0, "whole row groups");
-// row groups a warp takes one after the other (the streamed geometry)
+static_assert(ROWS_PER_WARP == ggufc::SUMMED_ROWS, "the rows warp_sum_rows sums");
+// row groups a warp takes one after the other
 constexpr int STREAM_GROUPS = 4;
-// blocks an SM a wave of this kernel is counted at (prelude: grid_fills_its_waves); 0: the
-// next kernel starts only after this one's weight loads, whatever the grid
+// blocks an SM a wave of this kernel is counted at (prelude: grid_fills_its_waves)
 constexpr unsigned WAVE_BLOCKS_PER_SM = 4;
-constexpr int CHUNK_PARTS = ggufc::WARP_SIZE;  // one part per lane per chunk
-constexpr int CHUNK_BLOCKS = CHUNK_PARTS / Format::PARTS;
-constexpr int CHUNK_BYTES = CHUNK_BLOCKS * Format::BLOCK_BYTES;
-constexpr int WORD_BYTES = 16;
-// a chunk is copied from its start rounded down to 16 bytes: up to one more word
-constexpr int WORDS_PER_LANE = (CHUNK_BYTES / WORD_BYTES + 2 + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
-constexpr int STAGE_WORDS = WORDS_PER_LANE * ggufc::WARP_SIZE;
-static_assert(CHUNK_PARTS % Format::PARTS == 0, "a chunk holds whole blocks");
-// blocks of whole 16-byte words: every row and chunk starts as far into a word as the tensor
-constexpr bool ALIGNED_ROWS = Format::BLOCK_BYTES % WORD_BYTES == 0;
-// activations staged through shared memory by each warp (prelude: stage_part_activations)
-constexpr bool STAGE_X = false;
-using XStage = ggufc::PartActivationStage<act_t>;
+constexpr int CHUNK_BLOCKS = ggufc::WARP_SIZE / Format::LANE_WORDS;
+static_assert(ggufc::WARP_SIZE % Format::LANE_WORDS == 0, "a chunk holds whole blocks");
+static_assert(Format::BLOCK_BYTES % 16 == 0, "every block starts a 16-byte word");
+// lanes summing one row's total (warp_sum_rows)
+constexpr int ROW_LANES = ggufc::WARP_SIZE / ROWS_PER_WARP;
+using Words = typename Format::LaneWords;
 }  // namespace ggufc_matvec_quad_stream_q4_k_f16_impl
 
-extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_quad_stream_q4_k_f16(
+extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q4_k_f16(
     const ggufc_matvec_quad_stream_q4_k_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_quad_stream_q4_k_f16_impl::act_t* bias, ggufc_matvec_quad_stream_q4_k_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
     using namespace ggufc_matvec_quad_stream_q4_k_f16_impl;
-    __shared__ uint4 stage_all[WARPS_PER_BLOCK][ROWS_PER_WARP][STAGE_WORDS];
-    __shared__ uint4 x_stage[STAGE_X ? WARPS_PER_BLOCK : 1][STAGE_X ? XStage::WORDS : 1];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int slice = warp % GROUP_WARPS;
+    const int word = lane % Format::LANE_WORDS;
+    const int chunk_block = lane / Format::LANE_WORDS;  // the lane's block of a chunk
     // first row of the warp's row group g (g < STREAM_GROUPS); the block's warps take
     // neighbouring groups at the same time
     auto group_row = [&](int g) {
@@ -82,187 +75,147 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_matvec_quad_stream_q4_k_
     const i64 row_bytes = static_cast<i64>(blocks_per_row) * Format::BLOCK_BYTES;
     const int chunks = (blocks_per_row + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
     const act_t* xm = x + m * K;
-    // bytes from the 16-byte boundary below the tensor's start to it
-    const int tensor_lead = static_cast<int>(reinterpret_cast<size_t>(blocks) % WORD_BYTES);
 
-    // the 16-byte words of chunk c of each row of the group at ``first`` (``count`` rows),
-    // from the word holding the chunk's first byte; words past a row's end are not read
-    uint4 words[ROWS_PER_WARP][WORDS_PER_LANE];
-    const int row_length = static_cast<int>(row_bytes);
-    auto load_chunk = [&](i64 first, int count, int c) {
-        if constexpr (ALIGNED_ROWS) {
-            // every row's chunk starts tensor_lead bytes into a word: offsets within a row
-            // are ints, the bound one compare a word, and the row pointer steps by row_bytes
-            // (Q4_K / Q5_K 3-8% faster than the general copy below, H100, session 16)
-            const ggufc::u8* row = blocks + first * row_bytes - tensor_lead;
-            const int chunk_start = c * CHUNK_BYTES;
-            // bytes of the chunk from this lane's first word on
-            const int limit = tensor_lead + min(CHUNK_BYTES, row_length - chunk_start) - lane * WORD_BYTES;
+    // the lane's words of chunk c of each row of the group at ``first`` (``count`` rows); a
+    // lane whose block is past the row's end loads nothing
+    auto load_chunk = [&](i64 first, int count, int c, Words (&words)[ROWS_PER_WARP]) {
+        const int block = c * CHUNK_BLOCKS + chunk_block;
+        if (block < blocks_per_row) {
+            const ggufc::u8* row = blocks + first * row_bytes + static_cast<i64>(block) * Format::BLOCK_BYTES;
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; ++r) {
                 if (r < count) {
-                    const uint4* word = reinterpret_cast<const uint4*>(row + chunk_start) + lane;
-#pragma unroll
-                    for (int i = 0; i < WORDS_PER_LANE; ++i) {
-                        if (i * ggufc::WARP_SIZE * WORD_BYTES < limit) {
-                            words[r][i] = ggufc::load_streaming(word + i * ggufc::WARP_SIZE);
-                        }
-                    }
+                    words[r] = Format::load_lane_words(row, word);
                 }
                 row += row_bytes;
-            }
-        } else {
-            // rows start anywhere in a word: bounds by pointer (this form measured faster for
-            // Q8_0 / Q6_K than the integer offsets above)
-#pragma unroll
-            for (int r = 0; r < ROWS_PER_WARP; ++r) {
-                if (r < count) {
-                    const ggufc::u8* row = blocks + (first + r) * row_bytes;
-                    const ggufc::u8* start = row + static_cast<i64>(c) * CHUNK_BYTES;
-                    const ggufc::u8* end = row + min(static_cast<i64>(c + 1) * CHUNK_BYTES, row_bytes);
-                    const uint4* base = reinterpret_cast<const uint4*>(
-                        reinterpret_cast<size_t>(start) & ~static_cast<size_t>(WORD_BYTES - 1));
-#pragma unroll
-                    for (int i = 0; i < WORDS_PER_LANE; ++i) {
-                        const uint4* word = base + lane + i * ggufc::WARP_SIZE;
-                        if (reinterpret_cast<const ggufc::u8*>(word) < end) {
-                            words[r][i] = ggufc::load_streaming(word);
-                        }
-                    }
-                }
             }
         }
     };
 
-    // chunk 0 always exists: with one warp a row group the test is left out (it cost float32
-    // Q4_0 ten registers and a block an SM)
-    if (GROUP_WARPS == 1 || slice < chunks) {
-        load_chunk(n0, rows, slice);
+    // the rows' partial sums of group g (rows from n0) -> out: lanes ROW_LANES r ..
+    // ROW_LANES (r + 1) - 1 get row r's warp sum, then warps sharing rows meet in shared memory
+    auto finish_group = [&](int g, i64 n0, int rows, const float (&acc)[ROWS_PER_WARP]) {
+        const float total = ggufc::warp_sum_rows(acc);
+        const int row = lane / ROW_LANES;
+        const bool row_leader = lane % ROW_LANES == 0;
+        if constexpr (GROUP_WARPS > 1) {
+            // groups alternate between two buffers: one barrier a group suffices
+            constexpr int BUFFERS = STREAM_GROUPS > 1 ? 2 : 1;
+            __shared__ float partial[BUFFERS][WARPS_PER_BLOCK][ROWS_PER_WARP];
+            float(&sums)[WARPS_PER_BLOCK][ROWS_PER_WARP] = partial[g % BUFFERS];
+            if (row_leader) {
+                sums[warp][row] = total;
+            }
+            __syncthreads();
+            // lane r of the row group's first warp sums row r
+            if (slice == 0 && lane < rows) {
+                float sum = 0.0f;
+#pragma unroll
+                for (int s = 0; s < GROUP_WARPS; ++s) {
+                    sum += sums[warp + s][lane];
+                }
+                const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
+                out[m * N + n0 + lane] = ggufc::from_float<act_t>(sum + b);
+            }
+        } else if (row_leader && row < rows) {
+            const float b = has_bias ? ggufc::to_float(bias[n0 + row]) : 0.0f;
+            out[m * N + n0 + row] = ggufc::from_float<act_t>(total + b);
+        }
+    };
+    // the first row of the block's row group g + 1 where it has rows, else -1: warps sharing
+    // row groups all go on to the next group or all stop (finish_group's barrier)
+    auto next_group_row = [&](int g) {
+        const i64 next_n0 = group_row(g + 1);
+        const i64 next_first = GROUP_WARPS > 1 ? next_n0 - (warp / GROUP_WARPS) * ROWS_PER_WARP : next_n0;
+        return g + 1 < STREAM_GROUPS && next_first < N ? next_n0 : i64{-1};
+    };
+    auto dot_rows = [&](const Words (&words)[ROWS_PER_WARP], int rows, const ggufc::NibbleHalves& x_halves,
+                        float (&acc)[ROWS_PER_WARP]) {
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; ++r) {
+            if (r < rows) {
+                acc[r] += Format::lane_dot(words[r], word, x_halves);
+            }
+        }
+    };
+    auto x_of_chunk = [&](int c) {
+        const int block = c * CHUNK_BLOCKS + chunk_block;
+        return ggufc::load_nibble_halves(Format::lane_x(xm + static_cast<i64>(block) * Format::BLOCK_WEIGHTS, word),
+                                         block < blocks_per_row);
+    };
+
+    Words current[ROWS_PER_WARP];
+    if (slice < chunks) {
+        load_chunk(n0, rows, slice, current);
     }
     // a grid that fills its waves lets the next kernel start now, one that leaves slots free
-    // after its weight loads (prelude: programmatic dependent launch; at the start there, Q8_0
-    // 5376x21504, 336 blocks on 528 slots, took 62 us instead of 50, session 17)
+    // after its weight loads (prelude: programmatic dependent launch)
     const bool fills_waves = WAVE_BLOCKS_PER_SM > 0 && ggufc::grid_fills_its_waves(WAVE_BLOCKS_PER_SM);
     if (fills_waves) {
         ggufc::allow_dependent_launch();
     }
+    // else the next kernel starts once the weights are all read (the last group's loads issued)
+    auto after_group_loads = [&](bool has_next) {
+        if (!has_next && !fills_waves) {
+            ggufc::allow_dependent_launch();
+        }
+    };
     // the first weights are on their way: now x (and out) wait for the kernels before
     // (prelude: programmatic dependent launch)
     ggufc::wait_for_previous_kernels();
-    // a part's activations, kept from one row group to the next when a warp takes one chunk of each
-    float xv[ggufc::PART_WEIGHTS];
-    float x_sum[2];
-    ggufc::Int16Part x_int;  // INTEGER_X: xv as int16
-    for (int g = 0; g < STREAM_GROUPS; ++g) {
-        const i64 next_n0 = group_row(g + 1);
-        // warps sharing row groups all go on to the next group or all stop (the barrier below):
-        // whether the block's first row group of it has rows
-        const i64 next_first = GROUP_WARPS > 1 ? group_row(g + 1) - (warp / GROUP_WARPS) * ROWS_PER_WARP : next_n0;
-        const bool has_next = g + 1 < STREAM_GROUPS && next_first < N;
-        float acc[ROWS_PER_WARP];
+    if (chunks <= GROUP_WARPS) {
+        // one chunk of each row a warp (quad_stream's K): its activations are the same for
+        // every row group, the next group's words load while this one's are decoded.  Its own
+        // path, the groups unrolled: through one loop over chunks and groups this K took 18.5
+        // us instead of 15.1 (Q4_K 14336x4096, H100)
+        const bool present = slice * CHUNK_BLOCKS + chunk_block < blocks_per_row;
+        const ggufc::NibbleHalves x_halves = x_of_chunk(slice);
 #pragma unroll
-        for (int r = 0; r < ROWS_PER_WARP; ++r) {
-            acc[r] = 0.0f;
-        }
-        for (int c = slice; c < chunks; c += GROUP_WARPS) {
-            __syncwarp();  // every lane is done decoding the previous chunk
-#pragma unroll
-            for (int r = 0; r < ROWS_PER_WARP; ++r) {
-#pragma unroll
-                for (int i = 0; i < WORDS_PER_LANE; ++i) {
-                    stage_all[warp][r][lane + i * ggufc::WARP_SIZE] = words[r][i];
-                }
+        for (int g = 0; g < STREAM_GROUPS; ++g) {
+            const i64 next_n0 = next_group_row(g);
+            Words next[ROWS_PER_WARP];
+            if (next_n0 >= 0 && slice < chunks) {
+                load_chunk(next_n0, rows_from(next_n0), slice, next);
             }
-            __syncwarp();
-            // in flight while this chunk is decoded
-            if (c + GROUP_WARPS < chunks) {
-                load_chunk(n0, rows, c + GROUP_WARPS);
-            } else if (has_next) {
-                load_chunk(next_n0, rows_from(next_n0), slice);
+            float acc[ROWS_PER_WARP] = {};
+            if (present) {
+                dot_rows(current, rows, x_halves, acc);
             }
-            const int chunk_parts = min(CHUNK_BLOCKS, blocks_per_row - c * CHUNK_BLOCKS) * Format::PARTS;
-            // each group's chunk of this warp is the same part of x when a warp takes one chunk
-            const bool x_loaded = g > 0 && (GROUP_WARPS == 1 ? chunks == 1 : chunks <= GROUP_WARPS);
-            if constexpr (STAGE_X) {
-                if (!x_loaded) {
-                    ggufc::stage_part_activations<Decode::NEEDS_X_SUM>(
-                        xm + static_cast<i64>(c) * CHUNK_PARTS * ggufc::PART_WEIGHTS, chunk_parts,
-                        x_stage[warp], lane, xv, x_sum);
-                }
-            }
-            if (lane < chunk_parts) {
-                if (!STAGE_X && !x_loaded) {
-                    const i64 k0 = (static_cast<i64>(c) * CHUNK_PARTS + lane) * ggufc::PART_WEIGHTS;
-                    ggufc::load_part_activations<Decode::NEEDS_X_SUM>(xm + k0, xv, x_sum);
-                }
-                if (INTEGER_X && !x_loaded) {
-                    x_int = Decode::int16_activations(xv);
-                }
-                const int part = lane % Format::PARTS;
-                // byte offset of the chunk in the stage: its start's address modulo 16
-                const size_t delta = reinterpret_cast<size_t>(blocks + static_cast<i64>(c) * CHUNK_BYTES) &
-                                     (WORD_BYTES - 1);
-#pragma unroll
-                for (int r = 0; r < ROWS_PER_WARP; ++r) {
-                    if (r < rows) {
-                        const size_t row_delta =
-                            ALIGNED_ROWS ? static_cast<size_t>(tensor_lead)
-                                         : (delta + static_cast<size_t>((n0 + r) * row_bytes)) & (WORD_BYTES - 1);
-                        const ggufc::u8* chunk =
-                            reinterpret_cast<const ggufc::u8*>(stage_all[warp][r]) + row_delta;
-                        acc[r] += ggufc::part_dot<Decode>(
-                            Format::load(chunk + (lane / Format::PARTS) * Format::BLOCK_BYTES, part), part,
-                            xv, x_sum, x_int);
-                    }
-                }
-            }
-        }
-        if (!has_next && !fills_waves) {
-            ggufc::allow_dependent_launch();  // the weights are all read
-        }
-        if constexpr (GROUP_WARPS > 1) {
-            // streamed, groups alternate between two buffers: one barrier a group suffices
-            constexpr int BUFFERS = STREAM_GROUPS > 1 ? 2 : 1;
-            __shared__ float partial[BUFFERS][WARPS_PER_BLOCK][ROWS_PER_WARP];
-            float(&sums)[WARPS_PER_BLOCK][ROWS_PER_WARP] = partial[g % BUFFERS];
-#pragma unroll
-            for (int r = 0; r < ROWS_PER_WARP; ++r) {
-                const float total = ggufc::warp_sum(acc[r]);
-                if (lane == 0) {
-                    sums[warp][r] = total;
-                }
-            }
-            __syncthreads();
-            // lane r of the row group's first warp sums row r
-            const bool writes = slice == 0 && lane < rows;
-            if (STREAM_GROUPS == 1 && !writes) {
+            after_group_loads(next_n0 >= 0);
+            finish_group(g, n0, rows, acc);
+            if (next_n0 < 0) {
                 return;
             }
-            if (writes) {
-                float total = 0.0f;
-#pragma unroll
-                for (int s = 0; s < GROUP_WARPS; ++s) {
-                    total += sums[warp + s][lane];
-                }
-                const float b = has_bias ? ggufc::to_float(bias[n0 + lane]) : 0.0f;
-                out[m * N + n0 + lane] = ggufc::from_float<act_t>(total + b);
-            }
-        } else {
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; ++r) {
-                if (r < rows) {
-                    const float total = ggufc::warp_sum(acc[r]);
-                    if (lane == 0) {
-                        const float b = has_bias ? ggufc::to_float(bias[n0 + r]) : 0.0f;
-                        out[m * N + n0 + r] = ggufc::from_float<act_t>(total + b);
-                    }
-                }
+                current[r] = next[r];
+            }
+            n0 = next_n0;
+            rows = rows_from(n0);
+        }
+        return;
+    }
+    // several chunks of each row a warp (a K the lowering does not take this geometry for:
+    // tests, benchmarks): each chunk loaded, then decoded, nothing in flight across (with the
+    // next chunk loading during the decode the path above took 15.3 us instead of 15.1)
+    for (int g = 0; g < STREAM_GROUPS; ++g) {
+        const i64 next_n0 = next_group_row(g);
+        float acc[ROWS_PER_WARP] = {};
+        for (int c = slice; c < chunks; c += GROUP_WARPS) {
+            if (c != slice || g > 0) {
+                load_chunk(n0, rows, c, current);
+            }
+            const ggufc::NibbleHalves x_halves = x_of_chunk(c);
+            if (c * CHUNK_BLOCKS + chunk_block < blocks_per_row) {
+                dot_rows(current, rows, x_halves, acc);
             }
         }
-        if (!has_next) {
-            break;
+        after_group_loads(next_n0 >= 0);
+        finish_group(g, n0, rows, acc);
+        if (next_n0 < 0) {
+            return;
         }
         n0 = next_n0;
         rows = rows_from(n0);
-    }  // row groups
+    }
 }

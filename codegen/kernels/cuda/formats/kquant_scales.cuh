@@ -29,6 +29,24 @@ __device__ __forceinline__ KquantScaleBytes load_kquant_scales(const u8* block, 
     return raw;
 }
 
+// The same from a block's first 16 bytes loaded as one word (matvec_lanes.cu): d | dmin in
+// .x, scales[0..3] in .y, [4..7] in .z, [8..11] in .w, so sub-block s's bytes are byte s % 4
+// of .y, .z and .w.
+__device__ __forceinline__ KquantScaleBytes kquant_scales_of_head(const uint4& head, int s) {
+    const int shift = 8 * (s % 4);
+    const u32 byte0 = (head.y >> shift) & 0xFFu;  // scales[s % 4]
+    const u32 byte4 = (head.z >> shift) & 0xFFu;  // scales[s % 4 + 4]
+    const u32 byte8 = (head.w >> shift) & 0xFFu;  // scales[s % 4 + 8]
+    const bool low = s < 4;
+    KquantScaleBytes raw;
+    raw.d = static_cast<u16>(head.x);
+    raw.dmin = static_cast<u16>(head.x >> 16);
+    raw.first = static_cast<u8>(low ? byte0 : byte8);
+    raw.second = static_cast<u8>(low ? byte4 : byte0);
+    raw.third = static_cast<u8>(byte4);
+    return raw;
+}
+
 // Sub-block ``s`` scale (d * sc[s]) and offset (dmin * m[s]).
 __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, int s, float& scale,
                                                  float& offset) {

@@ -81,6 +81,49 @@ struct Q4_K : KquantMmaSpan {
         return scale * unit * __int2float_rn(sum) - offset * (x_sum[0] + x_sum[1]);
     }
 
+    // ---- a lane's own 16 quant bytes (matvec_lanes.cu) ----
+    // Lane word w (0..7) of a block is qs bytes 16w .. 16w + 15: weights 16 (w % 2) .. + 15 of
+    // sub-block 2 (w / 2) in the low nibbles and of sub-block 2 (w / 2) + 1 in the high.  The
+    // lane loads them and the block's 16-byte head (d, dmin, scales) straight into registers.
+    static constexpr int LANE_WORDS = 8;
+    struct LaneWords {
+        uint4 head;
+        uint4 qs;
+    };
+
+    __device__ static __forceinline__ LaneWords load_lane_words(const u8* block, int word) {
+        LaneWords words;
+        words.head = load_streaming(reinterpret_cast<const uint4*>(block));
+        words.qs = load_streaming(reinterpret_cast<const uint4*>(block + QS_OFFSET) + word);
+        return words;
+    }
+
+    // the first activation lane word ``word`` multiplies, of a block whose first is block_x
+    template <typename T>
+    __device__ static __forceinline__ const T* lane_x(const T* block_x, int word) {
+        return block_x + 2 * PART_WEIGHTS * (word / 2) + HALF_PART * (word % 2);
+    }
+
+    __device__ static __forceinline__ float lane_dot(const LaneWords& words, int word, const NibbleHalves& x) {
+        const int low_part = 2 * (word / 2);
+        float low_scale;
+        float low_offset;
+        float high_scale;
+        float high_offset;
+        kquant_scale_min(kquant_scales_of_head(words.head, low_part), low_part, low_scale, low_offset);
+        kquant_scale_min(kquant_scales_of_head(words.head, low_part + 1), low_part + 1, high_scale, high_offset);
+        const u32 qs[4] = {words.qs.x, words.qs.y, words.qs.z, words.qs.w};
+        int low = 0;
+        int high = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            low = dot_word(x.low, i, qs[i] & LOW_NIBBLES, low);
+            high = dot_word(x.high, i, qs[i] & HIGH_NIBBLES, high);
+        }
+        return low_scale * x.low.unit * __int2float_rn(low) - low_offset * x.low_sum +
+               high_scale * (x.high.unit * HIGH_NIBBLE_UNIT) * __int2float_rn(high) - high_offset * x.high_sum;
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;
