@@ -24,7 +24,8 @@ rerun on another GPU:
 * streamed quads, for the formats of MATVEC_QUAD_STREAM_FORMATS at K = 4096 (and two
   shapes the rule leaves out): 1 and 2 warps a row group against 4 warps taking 2, 4 or 7 row
   groups in turn (the lowering's quad_stream is MATVEC_QUAD_STREAM_GROUPS), beside the
-  lowering's pick (`takes_quad_stream`).
+  lowering's pick (`takes_quad_stream`) and its kernel's time (where `takes_lane_words`, the
+  lane-word kernel `matvec_lanes.cu`, not the staged ones of the other columns).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
 codegen.cuda_timing.
@@ -260,19 +261,26 @@ def main() -> int:
             "(takes_quad_stream; the K-quants with int16 activations only)\n"
         )
         choices = " | ".join(f"4 warps x {g} groups us" for g in QUAD_STREAM_GROUP_CHOICES)
-        print(f"| format | dtype | N x K | default us | paired us | {choices} | lowering |")
-        print("|---|---|---|---:|---:|" + "---:|" * len(QUAD_STREAM_GROUP_CHOICES) + "---|")
+        print(
+            f"| format | dtype | N x K | default us | paired us | {choices} | lowering | "
+            "lowering us |"
+        )
+        print("|---|---|---|---:|---:|" + "---:|" * len(QUAD_STREAM_GROUP_CHOICES) + "---|---:|")
     for fmt in quad_formats:
         for dtype in args.dtypes.split(","):
             for n, k in QUAD_STREAM_SHAPES:
+                picked = pick_geometry("cuda", fmt, "matvec", dtype, n, k)
                 kernels = [cuda_matvec_with_group_warps(fmt, dtype, g) for g in (1, 2)] + [
                     cuda_matvec_streamed(fmt, dtype, g, group_warps=4)
                     for g in QUAD_STREAM_GROUP_CHOICES
                 ]
-                times = time_cell(runner, kernels, fmt, dtype, n, k, generator)
+                kernels.append(emit("cuda", fmt, "matvec", dtype, picked))
+                *times, lowering = time_cell(runner, kernels, fmt, dtype, n, k, generator)
                 cells = " | ".join(f"{t:.2f}" for t in times)
-                picked = pick_geometry("cuda", fmt, "matvec", dtype, n, k)
-                print(f"| {fmt} | {dtype} | {n}x{k} | {cells} | {picked} |", flush=True)
+                print(
+                    f"| {fmt} | {dtype} | {n}x{k} | {cells} | {picked} | {lowering:.2f} |",
+                    flush=True,
+                )
     return 0
 
 
