@@ -12,11 +12,21 @@ see ``compiler.formats.parallel``); gguf-py runs on one.
 The script sets OMP_WAIT_POLICY=PASSIVE (unless already set) before importing torch: with
 the default policy idle OpenMP workers spin, which on a busy machine steals the core the
 measured thread needs.
+
+``--allocator pinned`` (the default) fixes glibc malloc's thresholds for the process before
+anything is allocated: blocks up to MMAP_THRESHOLD_BYTES come from the heap and the heap is
+not trimmed.  With glibc's adaptive thresholds whether a call's large temporaries reuse heap
+pages or take fresh mappings (a page fault each 4 KiB on first touch, ~1 us on this VM)
+depends on what the process freed before, so the same gguf-py Q8_0 call ran at 420 MB/s in
+one process and at 1600 in the next (sessions 19-21).  Pinned, neither side pays page faults
+a call; ``--allocator glibc`` leaves the adaptive thresholds.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import statistics
 import time
@@ -32,6 +42,24 @@ from machine_info import cpu_model
 from compiler import formats
 
 MEGABYTE = 1e6
+# glibc mallopt parameters (malloc.h) and the largest mmap threshold it takes on 64 bits
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 << 20
+TRIM_THRESHOLD_BYTES = 1 << 30
+
+
+def pin_allocator() -> str:
+    """Fixes glibc's mmap and trim thresholds (see the module docstring); what was done."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "mallopt"):
+        return "glibc (no mallopt: thresholds left adaptive)"
+    pinned = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and libc.mallopt(
+        M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES
+    )
+    if not pinned:
+        return "glibc (mallopt refused: thresholds left adaptive)"
+    return f"pinned (mmap threshold {MMAP_THRESHOLD_BYTES >> 20} MiB, no trimming)"
 
 
 def timings_in_rounds(ours, theirs, runs: int, rounds: int) -> dict[str, dict[str, list]]:
@@ -58,7 +86,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--formats", default=",".join(formats.FORMATS))
+    parser.add_argument(
+        "--allocator",
+        choices=("pinned", "glibc"),
+        default="pinned",
+        help="fix malloc's thresholds for both sides (default), or leave glibc's adaptive ones",
+    )
     args = parser.parse_args()
+    allocator = pin_allocator() if args.allocator == "pinned" else "glibc (adaptive thresholds)"
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -66,7 +101,7 @@ def main() -> None:
     print(
         f"machine: {cpu_model()}, nproc {os.cpu_count()}, torch {torch.__version__} "
         f"threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"load average {os.getloadavg()[0]:.1f}, allocator {allocator}"
     )
     print(
         f"data: {args.rows} x {args.k} weights per format, median of {args.rounds} rounds "
