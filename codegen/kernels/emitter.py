@@ -227,6 +227,14 @@ MATVEC_QUAD_STREAM_FORMATS = tuple(MATVEC_QUAD_STREAM_GROUPS)
 MATVEC_QUAD_STREAM_INTEGER_X_ONLY = ("Q4_K", "Q5_K", "Q6_K")
 MATVEC_QUAD_STREAM_CHUNKS = 4
 MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
+# The lane-word kernel (`takes_lane_words`) takes it from a fill of half the whole waves.
+# H100, Q4_K float16, us, the lowering's pick before -> lane-word quad_stream, with the fill
+# (session 21, BENCHMARKS.md): 5120x4096 (0.61) paired 9.14 -> 8.21, 10240x4096 (1.21 waves,
+# 0.61) paired 14.11 -> 12.94, 11008x4096 (0.65) paired 14.65 -> 13.21, 4608x3584 (0.55)
+# default 7.94 -> 7.79; below half it loses (4096x4096, 0.48: paired 6.36, lane words 6.85;
+# 3584x3584, 0.42: default 6.83 and paired 6.10 against 6.38).  bfloat16 takes the same rule
+# (the same bytes and kernel; not measured separately).
+MATVEC_LANE_WORD_MIN_FILL = Fraction(1, 2)
 # Activation dtypes whose CUDA matvecs (every geometry) stage each warp's activations through
 # shared memory (prelude: stage_part_activations) instead of every lane loading its own part
 # through L1, one cache line a lane.  H100, lanes -> staged (us, benchmarks/cuda_matvec_ab.py):
@@ -675,7 +683,8 @@ def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
     ``dtype`` activations takes "quad_stream": rows
     of MATVEC_QUAD_STREAM_CHUNKS chunks (a chunk a warp, its part of x kept from group to
     group), and a grid whose waves fill at least MATVEC_QUAD_STREAM_MIN_FILL of the whole waves
-    they take (counted at MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks a wave)."""
+    they take (counted at MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks a wave);
+    MATVEC_LANE_WORD_MIN_FILL where it is the lane-word kernel (`takes_lane_words`)."""
     if fmt not in MATVEC_QUAD_STREAM_FORMATS:
         return False
     if fmt in MATVEC_QUAD_STREAM_INTEGER_X_ONLY and not takes_integer_x(fmt, dtype):
@@ -687,7 +696,9 @@ def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
         _matvec_group_warps("quad_stream"),
         _matvec_stream_groups("quad_stream", fmt),
     )
-    return _whole_wave_fill(launch.grid_size(1, n, k)[0]) >= MATVEC_QUAD_STREAM_MIN_FILL
+    lane_words = takes_lane_words(fmt, dtype, "quad_stream")
+    min_fill = MATVEC_LANE_WORD_MIN_FILL if lane_words else MATVEC_QUAD_STREAM_MIN_FILL
+    return _whole_wave_fill(launch.grid_size(1, n, k)[0]) >= min_fill
 
 
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:

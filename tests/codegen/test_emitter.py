@@ -415,6 +415,25 @@ def test_kquant_matvec_takes_the_streamed_quad_with_int16_activations_only(fmt):
     assert not takes_quad_stream(fmt, "float32", 14336, 4096)
 
 
+@pytest.mark.parametrize(
+    ("shape", "lane_words", "staged"),
+    [
+        ((4096, 4096), False, False),  # half a wave: paired
+        ((5120, 4096), True, False),  # 0.61 of a wave
+        ((11008, 4096), True, False),  # 1.30 waves, 0.65 of two
+        ((4608, 3584), True, False),  # 0.55
+        ((14336, 4096), True, True),  # 0.85
+    ],
+)
+def test_lane_word_streamed_quad_takes_grids_from_half_a_wave(shape, lane_words, staged):
+    """Q4_K's lane-word kernel takes the streamed quad from MATVEC_LANE_WORD_MIN_FILL of the
+    whole waves; the staged K-quants (Q5_K) keep MATVEC_QUAD_STREAM_MIN_FILL."""
+    n, k = shape
+    for dtype in ("float16", "bfloat16"):
+        assert (pick_geometry("cuda", "Q4_K", "matvec", dtype, n, k) == "quad_stream") == lane_words
+        assert (pick_geometry("cuda", "Q5_K", "matvec", dtype, n, k) == "quad_stream") == staged
+
+
 @pytest.mark.parametrize("fmt", sorted(MATVEC_QUAD_STREAM_GROUPS))
 def test_streamed_quad_shares_row_groups_and_streams_them(fmt):
     groups = MATVEC_QUAD_STREAM_GROUPS[fmt]
