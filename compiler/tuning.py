@@ -83,9 +83,9 @@ from compiler.errors import GgufcError
 # confirmed on session 15's (the v19 matmul, the v20 matvecs): matvec wins at M = 1 (Q5_K,
 # Q6_K: up to 2); the tensor-core matvec_batched stays ahead of the matmul up to M = 16
 # (Q4_K, Q5_K: 32); the matmul wins from M = 24 on.  Sessions 6 and 8 (slower matmul) had
-# chosen 1,24 (BENCHMARKS.md, "M buckets").  Sessions 18-20 (dependent launches, the mma
-# matvec, int16 activations in the M = 1 matvecs) moved single formats' rows (Q4_0 and Q6_K
-# now 2,16, Q4_K and Q5_K 1,32), never the `all` row.
+# chosen 1,24 (BENCHMARKS.md, "M buckets").  Sessions 18-21 (dependent launches, the mma
+# matvec, int16 activations and lane words in the M = 1 matvecs) moved single formats' rows
+# (Q4_0 and Q6_K now 2,16, Q4_K and Q5_K 1,32), never the `all` row.
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 16)
 
 TUNING_VERSION = 1
