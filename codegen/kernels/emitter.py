@@ -264,7 +264,8 @@ MATVEC_INTEGER_X_DTYPES = ("float16", "bfloat16")
 # shuffles (prelude: warp_sum_rows) instead of 20.  H100, float16, us, the same geometry
 # staged -> lane words (session 21, BENCHMARKS.md): Q4_K quad_stream 14336x4096 16.7 -> 15.1,
 # 8192x4096 9.8 -> 9.6, 28672x4096 29.3 -> 27.2, 6144x4096 8.6 -> 8.6 (a prototype that
-# served only one chunk a warp, K = 4096: 13.9, 8.7, 25.4, 8.1).  In the paired, quad and
+# served only one chunk a warp, K = 4096: 13.9, 8.7, 25.4, 8.1); with the lane's block
+# address hoisted and the row-group index of one group a block folded, 14.7, 9.4, 26.5.  In the paired, quad and
 # default geometries (4096x14336, 5376x21504, 2048x8192, 8192x14336, ...) the lane words were
 # slower than the staged kernel (its first form, same call: paired 4096x14336 14.8 -> 16.1,
 # quad 5376x21504 31.1 -> 32.3).  Bounded for MATVEC_WAVE_BLOCKS_PER_SM blocks an SM

@@ -12,7 +12,7 @@
 // decoded; at other K (not lowered to it) each chunk is loaded, then decoded.  matvec.cu copies each
 // chunk through shared memory first, so that a lane can take a whole part whatever the
 // block's alignment; blocks of whole 16-byte words need no copy (H100, float16, Q4_K
-// 14336x4096: 16.7 -> 15.1 us).  The lane's activations (the same 16 weights of two
+// 14336x4096: 16.7 -> 14.7 us).  The lane's activations (the same 16 weights of two
 // sub-blocks: load_nibble_halves) are taken as int16 once for all the rows of a chunk, and kept
 // from row group to row group when a warp has one chunk of each row; each row's lane word is
 // summed by dp2a (Format::lane_dot).  A row's partial sums meet by warp_sum_rows (the four
@@ -56,7 +56,9 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q4
     // first row of the warp's row group g (g < STREAM_GROUPS); the block's warps take
     // neighbouring groups at the same time
     auto group_row = [&](int g) {
-        return ((static_cast<i64>(blockIdx.x) * STREAM_GROUPS + g) * ROW_GROUPS + warp / GROUP_WARPS) *
+        // with one row group a block every warp shares it (the compiler cannot know warp < GROUP_WARPS)
+        return ((static_cast<i64>(blockIdx.x) * STREAM_GROUPS + g) * ROW_GROUPS +
+                (ROW_GROUPS == 1 ? 0 : warp / GROUP_WARPS)) *
                ROWS_PER_WARP;
     };
     // a row group past N (GROUP_WARPS > 1 only) has no rows but joins the barrier below
@@ -78,17 +80,20 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q4
 
     // the lane's words of chunk c of each row of the group at ``first`` (``count`` rows); a
     // lane whose block is past the row's end loads nothing
+    // the lane's words of ``count`` rows from the one holding ``block`` (a row_bytes step)
+    auto load_rows = [&](const ggufc::u8* block, int count, Words (&words)[ROWS_PER_WARP]) {
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; ++r) {
+            if (r < count) {
+                words[r] = Format::load_lane_words(block, word);
+            }
+            block += row_bytes;
+        }
+    };
     auto load_chunk = [&](i64 first, int count, int c, Words (&words)[ROWS_PER_WARP]) {
         const int block = c * CHUNK_BLOCKS + chunk_block;
         if (block < blocks_per_row) {
-            const ggufc::u8* row = blocks + first * row_bytes + static_cast<i64>(block) * Format::BLOCK_BYTES;
-#pragma unroll
-            for (int r = 0; r < ROWS_PER_WARP; ++r) {
-                if (r < count) {
-                    words[r] = Format::load_lane_words(row, word);
-                }
-                row += row_bytes;
-            }
+            load_rows(blocks + first * row_bytes + static_cast<i64>(block) * Format::BLOCK_BYTES, count, words);
         }
     };
 
@@ -126,7 +131,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q4
     // row groups all go on to the next group or all stop (finish_group's barrier)
     auto next_group_row = [&](int g) {
         const i64 next_n0 = group_row(g + 1);
-        const i64 next_first = GROUP_WARPS > 1 ? next_n0 - (warp / GROUP_WARPS) * ROWS_PER_WARP : next_n0;
+        const i64 next_first = ROW_GROUPS > 1 ? next_n0 - (warp / GROUP_WARPS) * ROWS_PER_WARP : next_n0;
         return g + 1 < STREAM_GROUPS && next_first < N ? next_n0 : i64{-1};
     };
     auto dot_rows = [&](const Words (&words)[ROWS_PER_WARP], int rows, const ggufc::NibbleHalves& x_halves,
@@ -167,15 +172,18 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q4
         // one chunk of each row a warp (quad_stream's K): its activations are the same for
         // every row group, the next group's words load while this one's are decoded.  Its own
         // path, the groups unrolled: through one loop over chunks and groups this K took 18.5
-        // us instead of 15.1 (Q4_K 14336x4096, H100)
-        const bool present = slice * CHUNK_BLOCKS + chunk_block < blocks_per_row;
+        // us where this path took 15.1 (Q4_K 14336x4096, H100; 14.7 since)
+        const int block = slice * CHUNK_BLOCKS + chunk_block;
+        const bool present = block < blocks_per_row;
         const ggufc::NibbleHalves x_halves = x_of_chunk(slice);
+        // the lane's block of row 0 (its address taken once: 3% of the time at 14336x4096)
+        const ggufc::u8* lane_block = blocks + static_cast<i64>(block) * Format::BLOCK_BYTES;
 #pragma unroll
         for (int g = 0; g < STREAM_GROUPS; ++g) {
             const i64 next_n0 = next_group_row(g);
             Words next[ROWS_PER_WARP];
-            if (next_n0 >= 0 && slice < chunks) {
-                load_chunk(next_n0, rows_from(next_n0), slice, next);
+            if (next_n0 >= 0 && present) {
+                load_rows(lane_block + next_n0 * row_bytes, rows_from(next_n0), next);
             }
             float acc[ROWS_PER_WARP] = {};
             if (present) {
@@ -197,7 +205,8 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q4
     }
     // several chunks of each row a warp (a K the lowering does not take this geometry for:
     // tests, benchmarks): each chunk loaded, then decoded, nothing in flight across (with the
-    // next chunk loading during the decode the path above took 15.3 us instead of 15.1)
+    // next chunk loading during the decode the path above took 15.3 us instead of 15.1, before
+    // its lane address was hoisted)
     for (int g = 0; g < STREAM_GROUPS; ++g) {
         const i64 next_n0 = next_group_row(g);
         float acc[ROWS_PER_WARP] = {};
