@@ -14,12 +14,12 @@ the default policy idle OpenMP workers spin, which on a busy machine steals the 
 measured thread needs.
 
 ``--allocator pinned`` (the default) fixes glibc malloc's thresholds for the process before
-the benchmark's data is made: from then on blocks up to MMAP_THRESHOLD_BYTES come from the heap
-and the heap is not trimmed.  With glibc's adaptive thresholds whether a call's large temporaries reuse heap
-pages or take fresh mappings (a page fault each 4 KiB on first touch, ~1 us on this VM)
-depends on what the process freed before, so the same gguf-py Q8_0 call ran at 420 MB/s in
-one process and at 1600 in the next (sessions 19-21).  Pinned, neither side pays page faults
-a call; ``--allocator glibc`` leaves the adaptive thresholds.
+the benchmark's data is made: from then on blocks up to MMAP_THRESHOLD_BYTES come from the
+heap and the heap is not trimmed.  With glibc's adaptive thresholds whether a call's large
+temporaries reuse heap pages or take fresh mappings (a page fault each 4 KiB on first touch,
+~1 us on this VM) depends on what the process freed before, so the same gguf-py Q8_0 call ran
+at 420 MB/s in one process and at 1600 in the next (sessions 19-21).  Pinned, neither side
+pays page faults a call; ``--allocator glibc`` leaves the adaptive thresholds.
 """
 
 from __future__ import annotations
