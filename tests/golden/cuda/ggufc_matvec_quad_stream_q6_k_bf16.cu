@@ -64,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_quad_stream_q6
     // first row of the warp's row group g (g < STREAM_GROUPS); the block's warps take
     // neighbouring groups at the same time
     auto group_row = [&](int g) {
-        // with one row group a block every warp shares it (the compiler cannot know warp < GROUP_WARPS)
+        // one row group a block: every warp shares it (ptxas cannot know warp < GROUP_WARPS)
         return ((static_cast<i64>(blockIdx.x) * STREAM_GROUPS + g) * ROW_GROUPS +
                 (ROW_GROUPS == 1 ? 0 : warp / GROUP_WARPS)) *
                ROWS_PER_WARP;
