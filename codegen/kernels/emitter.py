@@ -329,8 +329,9 @@ SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluste
 SPLIT_K_MAX_BLOCKS = 240
 SPLIT_K_MIN_STEPS = 4
 # CUDA matvec_batched of these formats with 16-bit activations and M <= MATVEC_MMA_MAX_M takes
-# "mma" (`cuda/matvec_mma.cu`): mma.sync with 16 weight rows as A and up to 8 activation rows
-# as B, each lane loading its part of its two rows' blocks straight into registers and
+# "mma": mma.sync with 16 weight rows as A and up to 8 activation rows as B.  The K-quants
+# (`cuda/matvec_mma.cu`; the 32-weight formats: MATVEC_MMA_STAGED_FORMATS below), each lane
+# loading its part of its two rows' blocks straight into registers and
 # folding the sub-block scale into the A pairs (sc * q, exact in f16; in bfloat16's 8-bit
 # mantissa only as two pairs, q * (sc % 8) and q * (sc / 8), two mmas: kquant_scales.cuh),
 # MATVEC_MMA_WARPS warps splitting K.
@@ -346,7 +347,7 @@ SPLIT_K_MIN_STEPS = 4
 # Q4_K 4096x14336 32.6 / 32.7 -> 21.7 / 21.9, 14336x4096 32.6 / 32.7 -> 22.5 / 23.2; Q5_K
 # 40.3 / 40.6 -> 24.0 / 26.8, 40.0 / 40.0 -> 26.5 / 29.5; at 5376x21504 (a call before its
 # last fix, the same instructions but one mask) Q4_K 62.2 -> 46.3, Q5_K 78.0 -> 72.3 at M = 8.
-MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K")
+MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K", "Q4_0", "Q5_0", "Q8_0")
 MATVEC_MMA_DTYPES = ("float16", "bfloat16")
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
 MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block
@@ -363,6 +364,33 @@ MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warp
 # on every shape (4-19%: 4096x14336 21.9 -> 26.0) and gains at M = 8 on three of four
 # (5376x21504 71.4 -> 58.9; 4096x14336 26.2 -> 27.6), so it keeps the loads.
 MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
+# Formats whose mma matvec is `cuda/matvec_mma_staged.cu`: their 18-, 22- and 34-byte blocks
+# are only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp
+# copies groups of MATMUL_GROUP_STEPS[format] K steps of its 16 rows into shared memory by
+# cp.async, and every step's activation rows, and its lanes decode the quants there as exact
+# q - zero point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), a block's two
+# mmas summing into fresh accumulators that the rows' scales then add in float32.  Before
+# them the tensor-core batched matvec (cuda/matvec_tensor_core.cu: 8 weight rows as B, the
+# activations as A, half of its rows zero; each lane loading its 32 activations of a part
+# from global memory).  H100, float16, us, M = 2 / 8, default -> mma (session 22, same call,
+# BENCHMARKS.md): Q4_0 4096x14336 26.7 / 28.6 -> 18.5 / 27.1, 14336x4096 26.9 / 31.0 ->
+# 23.8 / 27.2, 5376x21504 54.7 / 59.2 -> 45.1 / 60.3, 4096x4096 10.0 / 11.1 -> 7.8 / 9.3;
+# Q5_0 33.7 / 35.0 -> 24.1 / 30.8, 33.3 / 36.5 -> 28.9 / 30.6, 68.5 / 71.5 -> 51.5 / 69.6,
+# 12.1 / 13.1 -> 9.4 / 13.0; Q8_0 34.2 / 38.5 -> 28.6 / 37.2, 34.1 / 39.0 -> 32.4 / 36.9,
+# 70.7 / 81.5 -> 65.2 / 78.2, 12.2 / 13.7 -> 10.1 / 11.6.  The scales folded into f16 pairs
+# (the matmul's fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
+MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0")
+# (weight groups, activation steps) a warp's copies run ahead of its decode.  The weights'
+# group slots and the activations' step slots share each block's dynamic shared memory
+# (matvec_mma_staged_layout): deeper rings leave fewer blocks an SM.  Same session and card,
+# two calls, 4096x14336 M = 2 / 8: Q4_0 (1, 3) 18.5 / 27.1 (both calls), (2, 3) 18.8 / 26.6,
+# (1, 2) 19.2 / 28.0, (1, 1) 26.4 / 40.9; Q5_0 (1, 3) 24.1 / 30.8, (2, 3) 30.6 / 32.7; Q8_0
+# (2 steps a group) (2, 3) 28.6 / 37.2, (2, 2) 29.0 / 37.5, (1, 2) 29.5 / 38.0, (1, 1) 39.5 /
+# 54.3.  Four warps a block (twice the blocks an SM) were slower on every shape but
+# 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)).
+MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3)}
+MATVEC_MMA_STAGED_WARPS = 8
+MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 
 
 @dataclass(frozen=True)
@@ -572,6 +600,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     if split_k:
         mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
+    if takes_mma_matvec(backend, fmt, kind, dtype):
+        return (DEFAULT_GEOMETRY, "mma")
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
@@ -825,6 +855,9 @@ def launch_rule(
         return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
     if geometry == "mma":
         grid = (GridExtent(("N",), MATVEC_MMA_ROWS), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
+        if fmt in MATVEC_MMA_STAGED_FORMATS:
+            layout = matvec_mma_staged_layout(fmt, dtype)
+            return LaunchRule(layout["threads"], grid, layout["shared_bytes"])
         return LaunchRule(MATVEC_MMA_WARPS * WARP_SIZE, grid)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
@@ -848,6 +881,41 @@ def launch_rule(
             return _cuda_matmul_launch(fmt, dtype, tile_m, 1)
         return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
     return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), THREADS), one, one))
+
+
+def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
+    """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
+    and ``dtype``: its group of K steps, the row stride of a group slot (an odd number of
+    16-byte chunks), how many steps ahead the copies run and the dynamic shared bytes of a
+    block (each warp a ring of group slots and one of activation step slots)."""
+    step_weights = 2 * PART_WEIGHTS
+    group_steps = MATMUL_GROUP_STEPS[fmt]
+    group_chunks = matmul_group_chunks(fmt)
+    chunk = 16
+    group_stride = chunk * (group_chunks + 1 - group_chunks % 2)
+    w_ahead, x_ahead = MATVEC_MMA_STAGED_AHEAD[fmt]
+    if not 1 <= x_ahead <= w_ahead * group_steps:
+        # the weights of a step must have been asked for no later than its activations
+        raise UnsupportedError(
+            f"CUDA staged mma matvec {fmt}: {x_ahead} activation steps ahead; expected 1 to "
+            f"{w_ahead * group_steps} ({w_ahead} groups of {group_steps} steps)"
+        )
+    x_slots = 1 << x_ahead.bit_length()  # a power of two past the steps ahead
+    w_slots = w_ahead + 1
+    act_bytes = 4 if dtype == "float32" else 2
+    x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + chunk)
+    warp_bytes = w_slots * MATVEC_MMA_ROWS * group_stride + x_slots * x_slot
+    return {
+        "warps": MATVEC_MMA_STAGED_WARPS,
+        "threads": MATVEC_MMA_STAGED_WARPS * WARP_SIZE,
+        "group_steps": group_steps,
+        "group_stride": group_stride,
+        "x_ahead": x_ahead,
+        "w_ahead": w_ahead,
+        "x_slots": x_slots,
+        "w_slots": w_slots,
+        "shared_bytes": MATVEC_MMA_STAGED_WARPS * warp_bytes,
+    }
 
 
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:
@@ -1003,6 +1071,12 @@ def _kind_values(
             depth=MATVEC_MMA_DEPTH,
             stage_x=fmt in MATVEC_MMA_STAGE_X_FORMATS,
         )
+        if fmt in MATVEC_MMA_STAGED_FORMATS:
+            values.update(
+                min_blocks_per_sm=MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM,
+                **matvec_mma_staged_layout(fmt, dtype),
+            )
+            return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values
         return f"{backend}/matvec_mma{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):
         values.update(

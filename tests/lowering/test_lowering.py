@@ -310,7 +310,15 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
         for fmt in ("Q4_K", "Q5_K"):
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
-    # the other formats keep the tensor-core batched matvec at every M
+    # the 32-weight formats take the staged mma matvec up to 8 rows and the tensor-core
+    # batched matvec above; Q6_K keeps the latter at every M
+    for dtype in ("float16", "bfloat16"):
+        for fmt in ("Q4_0", "Q5_0", "Q8_0"):
+            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
+            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "default"
+            staged = emit("cuda", fmt, "matvec_batched", dtype, "mma")
+            assert f"tc::Staged{fmt}" in staged.source  # cuda/matvec_mma_staged.cu
+            assert staged.launch.shared_memory_bytes > 0
     assert pick_geometry("cuda", "Q6_K", "matvec_batched", "float16", 512, 4096, 4) == "default"
     kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", "mma")
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
@@ -340,6 +348,20 @@ def test_symbolic_m_branches_between_the_batched_geometries(tmp_path):
     assert_saved_program_runs_like_the_graph(
         gp, program, tmp_path / "batched.ggufc", (2, 8, 9, 16), make_inputs
     )
+
+
+def test_symbolic_m_of_a_32_weight_format_branches_to_the_tensor_core_matvec():
+    """Q8_0 (no split-K matmul): the IfNode's branches hold the staged mma matvec and the
+    tensor-core batched matvec (the default geometry)."""
+    text = SYMBOLIC_BATCHED_IR.replace("u8[512, 2304] gguf Q4_K", "u8[512, 4352] gguf Q8_0")
+    program = lower(parse_program(text.replace('"Q4_K"', '"Q8_0"')), backends=("cuda",))
+    [branch] = [n for n in program.main.instructions if isinstance(n, IfNode)]
+    assert (branch.compare, branch.constant) == (CompareOp.LE, 8)
+    entries = [
+        program.chains[chain].instructions[0].source_for(Backend.CUDA).entry
+        for chain in (branch.then_chain, branch.else_chain)
+    ]
+    assert entries == ["ggufc_matvec_batched_mma_q8_0_f16", "ggufc_matvec_batched_q8_0_f16"]
 
 
 @pytest.mark.parametrize(("low", "high", "geometry"), [(2, 8, "mma"), (9, 16, "split_k8")])

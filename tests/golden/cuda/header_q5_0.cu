@@ -972,6 +972,19 @@ struct PairMath {
     }
 };
 
+// Every pair of a fragment times a pair of scales (the 32-weight formats' fragment: their
+// values, then the block's scale).
+template <typename T>
+__device__ __forceinline__ void scale_pairs(u32 (&b)[2][2], u32 scale) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            b[s][h] = PairMath<T>::mul(b[s][h], scale);
+        }
+    }
+}
+
 // The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
 // f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
 // too few mantissa bits for that and shifts instead.
@@ -1315,20 +1328,42 @@ struct StagedQ5_0 {
         return and_or<0x000F000Fu>(field, and_or<0x00100000u>(high, magic));
     }
 
-    // weight j (< 16): low nibble of qs[j], bit j of qh; weight j + 16: high nibble, bit j + 16
+    // The block's quants at the lane's k slots as pairs of BASE + q (fragment's layout):
+    // weight j (< 16) is the low nibble of qs[j] with bit j of qh, weight j + 16 the high
+    // nibble with bit j + 16.
+    template <typename T>
+    __device__ static __forceinline__ void magics(const u8* block, int pair, u32 (&magic)[4]) {
+        const u32 qh = (load_shared_u16(block + 2) | (load_shared_u16(block + 4) << 16)) >>
+                       (2 * pair);
+        const u8* qs = block + 6 + 2 * pair;
+        const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
+        magic[0] = five_bit_pair<T, 0>(w, qh);
+        magic[1] = five_bit_pair<T, 8>(w >> 8, qh);
+        magic[2] = five_bit_pair<T, 16>(w >> 4, qh);
+        magic[3] = five_bit_pair<T, 24>(w >> 12, qh);
+    }
+    // the same as exact pairs of q - ZERO_POINT (fragment unscaled)
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+        u32 magic[4];
+        magics<T>(block, pair, magic);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            v[i / 2][i % 2] = PairMath<T>::template unbias<ZERO_POINT>(magic[i]);
+        }
+    }
+    // the block's scale d (f16 bits)
+    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
+
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
                                                     int k_group, int pair, int,
                                                     u32 (&b)[2][2]) {
         using Math = PairMath<T>;
         const u8* block = body + k_group * BLOCK_BYTES;
-        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
-        const u32 qh = (load_shared_u16(block + 2) | (load_shared_u16(block + 4) << 16)) >>
-                       (2 * pair);
-        const u8* qs = block + 6 + 2 * pair;
-        const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
-        const u32 magic[4] = {five_bit_pair<T, 0>(w, qh), five_bit_pair<T, 8>(w >> 8, qh),
-                              five_bit_pair<T, 16>(w >> 4, qh), five_bit_pair<T, 24>(w >> 12, qh)};
+        const u32 scale = Pair<T>::splat_f16(scale_bits(block));
+        u32 magic[4];
+        magics<T>(block, pair, magic);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             b[i / 2][i % 2] = Math::mul(Math::template unbias<ZERO_POINT>(magic[i]), scale);

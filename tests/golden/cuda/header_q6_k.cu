@@ -972,6 +972,19 @@ struct PairMath {
     }
 };
 
+// Every pair of a fragment times a pair of scales (the 32-weight formats' fragment: their
+// values, then the block's scale).
+template <typename T>
+__device__ __forceinline__ void scale_pairs(u32 (&b)[2][2], u32 scale) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            b[s][h] = PairMath<T>::mul(b[s][h], scale);
+        }
+    }
+}
+
 // The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
 // f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
 // too few mantissa bits for that and shifts instead.

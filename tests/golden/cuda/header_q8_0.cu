@@ -972,6 +972,19 @@ struct PairMath {
     }
 };
 
+// Every pair of a fragment times a pair of scales (the 32-weight formats' fragment: their
+// values, then the block's scale).
+template <typename T>
+__device__ __forceinline__ void scale_pairs(u32 (&b)[2][2], u32 scale) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            b[s][h] = PairMath<T>::mul(b[s][h], scale);
+        }
+    }
+}
+
 // The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
 // f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
 // too few mantissa bits for that and shifts instead.
@@ -1290,18 +1303,26 @@ struct StagedQ8_0 {
     template <typename T>
     __device__ static __forceinline__ u32 prepare(const u8*, int) { return 0; }
 
+    // the block's quants at the lane's k slots as exact pairs (the layout of fragment, unscaled)
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+        const ByteQuad quad = load_byte_quad(block + 2, pair);
+        v[0][0] = signed_byte_pair<T>(quad.w01);
+        v[0][1] = signed_byte_pair<T>(quad.w01 >> 8);
+        v[1][0] = signed_byte_pair<T>(quad.w23);
+        v[1][1] = signed_byte_pair<T>(quad.w23 >> 8);
+    }
+    // the block's scale d (f16 bits)
+    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
+
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
                                                     int k_group, int pair, int,
                                                     u32 (&b)[2][2]) {
-        using Math = PairMath<T>;
         const u8* block = body + k_group * BLOCK_BYTES;
-        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
-        const ByteQuad quad = load_byte_quad(block + 2, pair);
-        b[0][0] = Math::mul(signed_byte_pair<T>(quad.w01), scale);
-        b[0][1] = Math::mul(signed_byte_pair<T>(quad.w01 >> 8), scale);
-        b[1][0] = Math::mul(signed_byte_pair<T>(quad.w23), scale);
-        b[1][1] = Math::mul(signed_byte_pair<T>(quad.w23 >> 8), scale);
+        const u32 scale = Pair<T>::splat_f16(scale_bits(block));
+        values<T>(block, pair, b);
+        scale_pairs<T>(b, scale);
     }
 };
 

@@ -141,14 +141,11 @@ struct StagedQ4_0 {
     template <typename T>
     __device__ static __forceinline__ u32 prepare(const u8*, int) { return 0; }
 
-    // qs[j] holds weight j (low nibble) and weight j + 16 (high nibble)
+    // The block's quants at the lane's k slots as exact pairs of q - ZERO_POINT (the layout of
+    // fragment, unscaled): qs[j] holds weight j (low nibble) and weight j + 16 (high nibble).
     template <typename T>
-    __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
-                                                    int k_group, int pair, int,
-                                                    u32 (&b)[2][2]) {
+    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
         using Math = PairMath<T>;
-        const u8* block = body + k_group * BLOCK_BYTES;
-        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
         const u8* qs = block + 2 + 2 * pair;
         // bytes qs[2p], qs[2p+8], qs[2p+1], qs[2p+9]
         const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
@@ -156,10 +153,22 @@ struct StagedQ4_0 {
         using N = Nibbles<T>;
         constexpr int LOW = N::BASE_LOW + ZERO_POINT;
         constexpr int HIGH = N::BASE_HIGH + ZERO_POINT;
-        b[0][0] = Math::mul(Math::template minus<LOW>(N::low(w)), scale);     // 2p, 2p+1
-        b[0][1] = Math::mul(Math::template minus<LOW>(N::low(w8)), scale);    // 2p+8, 2p+9
-        b[1][0] = Math::mul(Math::template minus<HIGH>(N::high(w)), scale);   // 2p+16, 2p+17
-        b[1][1] = Math::mul(Math::template minus<HIGH>(N::high(w8)), scale);  // 2p+24, 2p+25
+        v[0][0] = Math::template minus<LOW>(N::low(w));     // 2p, 2p+1
+        v[0][1] = Math::template minus<LOW>(N::low(w8));    // 2p+8, 2p+9
+        v[1][0] = Math::template minus<HIGH>(N::high(w));   // 2p+16, 2p+17
+        v[1][1] = Math::template minus<HIGH>(N::high(w8));  // 2p+24, 2p+25
+    }
+    // the block's scale d (f16 bits)
+    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
+
+    template <typename T>
+    __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
+                                                    int k_group, int pair, int,
+                                                    u32 (&b)[2][2]) {
+        const u8* block = body + k_group * BLOCK_BYTES;
+        const u32 scale = Pair<T>::splat_f16(scale_bits(block));
+        values<T>(block, pair, b);
+        scale_pairs<T>(b, scale);
     }
 };
 

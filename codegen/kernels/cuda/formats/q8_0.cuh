@@ -139,18 +139,26 @@ struct StagedQ8_0 {
     template <typename T>
     __device__ static __forceinline__ u32 prepare(const u8*, int) { return 0; }
 
+    // the block's quants at the lane's k slots as exact pairs (the layout of fragment, unscaled)
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+        const ByteQuad quad = load_byte_quad(block + 2, pair);
+        v[0][0] = signed_byte_pair<T>(quad.w01);
+        v[0][1] = signed_byte_pair<T>(quad.w01 >> 8);
+        v[1][0] = signed_byte_pair<T>(quad.w23);
+        v[1][1] = signed_byte_pair<T>(quad.w23 >> 8);
+    }
+    // the block's scale d (f16 bits)
+    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
+
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
                                                     int k_group, int pair, int,
                                                     u32 (&b)[2][2]) {
-        using Math = PairMath<T>;
         const u8* block = body + k_group * BLOCK_BYTES;
-        const u32 scale = Pair<T>::splat_f16(load_shared_u16(block));
-        const ByteQuad quad = load_byte_quad(block + 2, pair);
-        b[0][0] = Math::mul(signed_byte_pair<T>(quad.w01), scale);
-        b[0][1] = Math::mul(signed_byte_pair<T>(quad.w01 >> 8), scale);
-        b[1][0] = Math::mul(signed_byte_pair<T>(quad.w23), scale);
-        b[1][1] = Math::mul(signed_byte_pair<T>(quad.w23 >> 8), scale);
+        const u32 scale = Pair<T>::splat_f16(scale_bits(block));
+        values<T>(block, pair, b);
+        scale_pairs<T>(b, scale);
     }
 };
 
