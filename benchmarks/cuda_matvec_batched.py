@@ -6,7 +6,7 @@ them) against the M = 1 memory floor (issue 8: <= 1.4x).
         [--warps W --min-blocks B]
 
 Each shape and M runs the kernel in the geometry lowering picks (`pick_geometry` with that M:
-every format but Q6_K with 16-bit activations the mma matvec up to 8 rows, above that the
+every format with 16-bit activations the mma matvec up to 8 rows, above that the
 split-K matmul for the formats that have it, else the tensor-core batched matvec), and as the baseline,
 in the same run, the kernel lowering would pick without the mma geometry (the split-K matmul)
 where that differs, else the default one where the pick is not the default.

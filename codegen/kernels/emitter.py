@@ -347,7 +347,7 @@ SPLIT_K_MIN_STEPS = 4
 # Q4_K 4096x14336 32.6 / 32.7 -> 21.7 / 21.9, 14336x4096 32.6 / 32.7 -> 22.5 / 23.2; Q5_K
 # 40.3 / 40.6 -> 24.0 / 26.8, 40.0 / 40.0 -> 26.5 / 29.5; at 5376x21504 (a call before its
 # last fix, the same instructions but one mask) Q4_K 62.2 -> 46.3, Q5_K 78.0 -> 72.3 at M = 8.
-MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K", "Q4_0", "Q5_0", "Q8_0")
+MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K", "Q4_0", "Q5_0", "Q8_0", "Q6_K")
 MATVEC_MMA_DTYPES = ("float16", "bfloat16")
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
 MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block
@@ -364,12 +364,13 @@ MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warp
 # on every shape (4-19%: 4096x14336 21.9 -> 26.0) and gains at M = 8 on three of four
 # (5376x21504 71.4 -> 58.9; 4096x14336 26.2 -> 27.6), so it keeps the loads.
 MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
-# Formats whose mma matvec is `cuda/matvec_mma_staged.cu`: their 18-, 22- and 34-byte blocks
-# are only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp
+# Formats whose mma matvec is `cuda/matvec_mma_staged.cu`: their 18-, 22-, 34- and 210-byte
+# blocks are only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp
 # copies groups of MATMUL_GROUP_STEPS[format] K steps of its 16 rows into shared memory by
 # cp.async, and every step's activation rows, and its lanes decode the quants there as exact
-# q - zero point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), a block's two
-# mmas summing into fresh accumulators that the rows' scales then add in float32.  Before
+# q - zero point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), the mmas of
+# each scale (a 32-weight block's d, Q6_K's d * sc of 16 weights) summing into fresh
+# accumulators that the rows' scales then add in float32.  Before
 # them the tensor-core batched matvec (cuda/matvec_tensor_core.cu: 8 weight rows as B, the
 # activations as A, half of its rows zero; each lane loading its 32 activations of a part
 # from global memory).  H100, float16, us, M = 2 / 8, default -> mma (session 22, same call,
@@ -377,18 +378,21 @@ MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 # 23.8 / 27.2, 5376x21504 54.7 / 59.2 -> 45.1 / 60.3, 4096x4096 10.0 / 11.1 -> 7.8 / 9.3;
 # Q5_0 33.7 / 35.0 -> 24.1 / 30.8, 33.3 / 36.5 -> 28.9 / 30.6, 68.5 / 71.5 -> 51.5 / 69.6,
 # 12.1 / 13.1 -> 9.4 / 13.0; Q8_0 34.2 / 38.5 -> 28.6 / 37.2, 34.1 / 39.0 -> 32.4 / 36.9,
-# 70.7 / 81.5 -> 65.2 / 78.2, 12.2 / 13.7 -> 10.1 / 11.6.  The scales folded into f16 pairs
-# (the matmul's fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
-MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0")
+# 70.7 / 81.5 -> 65.2 / 78.2, 12.2 / 13.7 -> 10.1 / 11.6; Q6_K (a block a group of 4 steps,
+# d * sc of each 16 weights from the block's scales) 4096x14336 48.2 / 55.1 -> 24.8 / 32.7,
+# 14336x4096 46.5 / 54.7 -> 30.9 / 32.4.  The scales folded into f16 pairs (the matmul's
+# fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
+MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
 # (weight groups, activation steps) a warp's copies run ahead of its decode.  The weights'
 # group slots and the activations' step slots share each block's dynamic shared memory
 # (matvec_mma_staged_layout): deeper rings leave fewer blocks an SM.  Same session and card,
 # two calls, 4096x14336 M = 2 / 8: Q4_0 (1, 3) 18.5 / 27.1 (both calls), (2, 3) 18.8 / 26.6,
 # (1, 2) 19.2 / 28.0, (1, 1) 26.4 / 40.9; Q5_0 (1, 3) 24.1 / 30.8, (2, 3) 30.6 / 32.7; Q8_0
 # (2 steps a group) (2, 3) 28.6 / 37.2, (2, 2) 29.0 / 37.5, (1, 2) 29.5 / 38.0, (1, 1) 39.5 /
-# 54.3.  Four warps a block (twice the blocks an SM) were slower on every shape but
-# 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)).
-MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3)}
+# 54.3; Q6_K (1, 3) 24.8 / 32.7, (1, 2) 25.2 / 33.4, (1, 1) 27.1 / 34.5, (2, 3) 31.8 / 34.3
+# (one block an SM).  Four warps a block (twice the blocks an SM) were slower on every shape
+# but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)).
+MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3), "Q6_K": (1, 3)}
 MATVEC_MMA_STAGED_WARPS = 8
 MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 

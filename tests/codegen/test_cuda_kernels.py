@@ -312,11 +312,13 @@ def test_mma_matvec_over_every_m_of_its_tile(runner, rng, fmt, dtype):
     ("fmt", "dtype"), [(f, d) for f, d in MMA_KERNELS if f in MATVEC_MMA_STAGED_FORMATS]
 )
 def test_staged_mma_matvec_over_a_long_k(runner, rng, fmt, dtype):
-    """The staged mma matvec's rings wrapping many times: K = 6176 is its 8 warps' groups three
-    times over and more (Q4_0 / Q5_0: 25 groups of 4 K steps, Q8_0: 49 of 2, the last one
-    step, whose second K group lies past K), and K = 4096 whole groups; whole tiles of rows
-    (all but the last copied unbounded) and a ragged last tile; M of one or two tiles."""
-    for n, k, m in ((256, 6176, 2), (RAGGED_N, 6176, 9), (256, 4096, 8), (RAGGED_N, 4096, 3)):
+    """The staged mma matvec's rings wrapping many times: a K of its 8 warps' groups three
+    times over and more (K = 6176: Q4_0 / Q5_0 25 groups of 4 K steps, Q8_0 49 of 2, the last
+    one step, whose second K group lies past K; Q6_K K = 6400: 25 blocks of 4 steps), and K =
+    4096 whole groups; whole tiles of rows (all but the last copied unbounded) and a ragged
+    last tile; M of one or two tiles."""
+    long_k = 6400 if fmt == "Q6_K" else 6176
+    for n, k, m in ((256, long_k, 2), (RAGGED_N, long_k, 9), (256, 4096, 8), (RAGGED_N, 4096, 3)):
         check_linear(runner, rng, fmt, "matvec_batched", dtype, (m,), n, k, m % 2 == 1, "mma")
 
 

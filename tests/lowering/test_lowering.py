@@ -310,16 +310,15 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
         for fmt in ("Q4_K", "Q5_K"):
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
-    # the 32-weight formats take the staged mma matvec up to 8 rows and the tensor-core
-    # batched matvec above; Q6_K keeps the latter at every M
+    # the other formats take the staged mma matvec up to 8 rows and the tensor-core batched
+    # matvec above
     for dtype in ("float16", "bfloat16"):
-        for fmt in ("Q4_0", "Q5_0", "Q8_0"):
+        for fmt in ("Q4_0", "Q5_0", "Q8_0", "Q6_K"):
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "default"
             staged = emit("cuda", fmt, "matvec_batched", dtype, "mma")
             assert f"tc::Staged{fmt}" in staged.source  # cuda/matvec_mma_staged.cu
             assert staged.launch.shared_memory_bytes > 0
-    assert pick_geometry("cuda", "Q6_K", "matvec_batched", "float16", 512, 4096, 4) == "default"
     kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", "mma")
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
 

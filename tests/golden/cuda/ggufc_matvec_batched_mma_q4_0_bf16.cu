@@ -1,6 +1,6 @@
 // ggufc matvec_batched on tensor cores, the weights as the A operand, staged: out[m, n] =
-// sum_k x[m, k] * W[n, k] + bias[n] for Q4_0 weights (blocks of 32 weights that carry
-// their own scale), __nv_bfloat16 activations, float32 accumulation.  Any M, one read of the
+// sum_k x[m, k] * W[n, k] + bias[n] for Q4_0 weights, __nv_bfloat16 activations, float32
+// accumulation.  Any M, one read of the
 // weights for each 8 activation rows (the lowering takes it up to M = 8:
 // emitter.MATVEC_MMA_MAX_M).
 //
@@ -8,15 +8,16 @@
 // (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
 // and B = x (activation row m0 + j as column j).  The warps split K by groups of GROUP_STEPS
 // K steps of 64 weights (warp w takes groups w, w + 8, ...).  The blocks are only 2-byte
-// aligned, so no lane can load its bytes as wide words straight from global memory (as
-// matvec_mma.cu does for the 16-byte K-quant blocks): each warp copies a group of its 16
+// aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
+// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
 // ring of X_SLOTS step slots, X_AHEAD steps ahead.  Lane (g, t) = (lane / 4, lane % 4) decodes
 // the quants of rows g and g + 8 at its k slots from there as exact q - zero point pairs
 // (tc::StagedQ4_0::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
-// from the staged activations; a block's two mmas sum into fresh accumulators, which the
-// rows' scales d then add to the lane's sums in float32.  The warps' sums meet in shared
+// from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
+// of each 16 weights: Staged::scales) sum into fresh accumulators, which the rows' scales
+// then add to the lane's sums in float32.  The warps' sums meet in shared
 // memory at the end.  Rows past N or M contribute nothing; no step past K is read.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
 // block weights, below 2^31), has_bias.  Dynamic shared memory: SHARED_BYTES (the launch
@@ -35,13 +36,13 @@ constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
 static_assert(TILE_M == ggufc::WARP_SIZE / LANE_GROUPS, "activation row g: B column g");
 static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
-static_assert(Staged::HEADER_BYTES == 0, "blocks that carry their own scales");
-static_assert(Staged::BLOCK_WEIGHTS == ggufc::PART_WEIGHTS, "a K group is one block");
 constexpr int PART = ggufc::PART_WEIGHTS;
 constexpr int STEP_K = 2 * PART;  // a K step: the two K groups of the staged decode
 constexpr int K_GROUPS = STEP_K / PART;
 constexpr int MMA_K = 16;
 constexpr int SUB_STEPS = PART / MMA_K;
+constexpr int SCALES = Staged::SCALES_A_PART;  // scales of a K group's weights, in order
+static_assert(SUB_STEPS % SCALES == 0, "a scale covers whole mmas");
 constexpr int CHUNK = tc::CHUNK_BYTES;
 // weights: a group is GROUP_STEPS steps of a row, whole copy units
 constexpr int GROUP_STEPS = 4;
@@ -95,9 +96,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
     const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
     const int k_weights = static_cast<int>(K);
-    const int blocks_per_row = k_weights / Staged::BLOCK_WEIGHTS;
-    const int row_bytes = blocks_per_row * Staged::BLOCK_BYTES;
-    const int steps = (blocks_per_row + 1) / 2;
+    const int row_bytes = k_weights / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES;
+    const int parts = k_weights / PART;
+    const int steps = (parts + 1) / 2;
     const int groups = (steps + GROUP_STEPS - 1) / GROUP_STEPS;
     const int my_groups = warp < groups ? (groups - warp + WARPS - 1) / WARPS : 0;
     u8* const w_ring = shared + warp * WARP_BYTES;
@@ -233,31 +234,40 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
             }
             ggufc::cp_async_commit();
             const u8* x_step = x_slot(i) + x_lane_offset;
+            // the step's segments and scales in the group's slot (tensor_core.cuh)
+            const int segment[2] = {Staged::body_start(0, step) - group_start,
+                                    Staged::body_start(1, step) - group_start};
+            const int header = Staged::header_start(step) - group_start;
             // the last step of a row of K % 64 == 32 has one K group
-            const int k_groups = 2 * step + 1 < blocks_per_row ? K_GROUPS : 1;
+            const int k_groups = 2 * step + 1 < parts ? K_GROUPS : 1;
 #pragma unroll
             for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
                 if (k_group < k_groups) {
-                    const int block = Staged::body_start(0, s) + k_group * Staged::BLOCK_BYTES;
-                    u32 low[SUB_STEPS][2];
-                    u32 high[SUB_STEPS][2];
-                    Staged::template values<act_t>(rows[0] + block, t, low);
-                    Staged::template values<act_t>(rows[1] + block, t, high);
+                    u32 a_rows[2][SUB_STEPS][2];  // rows g and g + 8
+                    float scale[2][SCALES];
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
+                                                       step, a_rows[r]);
+                        Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
+                    }
                     u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
                     tc::load_matrix_x4(b, x_step + k_group * X_PART_CHUNKS * CHUNK);
-                    float sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    // sums[.][0, 1]: row g, columns 2t, 2t + 1; sums[.][2, 3]: row g + 8
+                    float sums[SCALES][4] = {};
 #pragma unroll
                     for (int sub = 0; sub < SUB_STEPS; ++sub) {
-                        const u32 a[4] = {low[sub][0], high[sub][0], low[sub][1], high[sub][1]};
+                        const u32 a[4] = {a_rows[0][sub][0], a_rows[1][sub][0], a_rows[0][sub][1],
+                                          a_rows[1][sub][1]};
                         const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
-                        tc::mma<act_t>(sums, a, bs);
+                        tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
                     }
-                    // sums[0, 1]: row g, columns 2t, 2t + 1; sums[2, 3]: row g + 8
-                    const float d[2] = {ggufc::to_float(__ushort_as_half(static_cast<ggufc::u16>(Staged::scale_bits(rows[0] + block)))),
-                                        ggufc::to_float(__ushort_as_half(static_cast<ggufc::u16>(Staged::scale_bits(rows[1] + block))))};
 #pragma unroll
-                    for (int c = 0; c < 4; ++c) {
-                        acc[c] += d[c / 2] * sums[c];
+                    for (int h = 0; h < SCALES; ++h) {
+#pragma unroll
+                        for (int c = 0; c < 4; ++c) {
+                            acc[c] += scale[c / 2][h] * sums[h][c];
+                        }
                     }
                 }
             }

@@ -985,6 +985,27 @@ __device__ __forceinline__ void scale_pairs(u32 (&b)[2][2], u32 scale) {
     }
 }
 
+// What the 32-weight formats' staged decodes share (each derives from it): a block carries
+// its scale d in its first 2 bytes, and in the staged mma matvec (matvec_mma_staged.cu) a K
+// group of a step is one block, given unscaled (Format::block_values) with d as its one scale.
+template <typename Format>
+struct BlockScaled {
+    // the block's scale d (f16 bits)
+    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
+
+    static constexpr int SCALES_A_PART = 1;
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
+                                                  u32 (&v)[2][2]) {
+        Format::template block_values<T>(body + k_group * Format::BLOCK_BYTES, pair, v);
+    }
+    __device__ static __forceinline__ void scales(const u8* body, const u8*, int k_group, int,
+                                                  float (&scale)[SCALES_A_PART]) {
+        const u32 bits = scale_bits(body + k_group * Format::BLOCK_BYTES);
+        scale[0] = __half2float(__ushort_as_half(static_cast<u16>(bits)));
+    }
+};
+
 // The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
 // f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
 // too few mantissa bits for that and shifts instead.
@@ -1155,7 +1176,11 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 //   prepare<T>(header, part) -> table word (K-quants)
 //   fragment<T>(body, body_1, table word, k_group, pair, step, b)
 // where ``body`` / ``body_1`` / ``header`` point at the step's segments and scales in the
-// row's staged group and ``step`` is the K step.
+// row's staged group and ``step`` is the K step.  The staged mma matvec
+// (matvec_mma_staged.cu) takes the same pairs unscaled and the scales apart, in float32:
+//   SCALES_A_PART         scales of a K group's 32 weights (1: Q4_0, Q5_0, Q8_0; 2: Q6_K)
+//   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
+//   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
 
 }  // namespace tc
 }  // namespace ggufc
@@ -1286,7 +1311,7 @@ namespace ggufc {
 namespace tc {
 
 // A step is blocks 2*step (K group 0) and 2*step + 1 (K group 1): 36 bytes.
-struct StagedQ4_0 {
+struct StagedQ4_0 : BlockScaled<StagedQ4_0> {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 18;
     static constexpr int ZERO_POINT = 8;
@@ -1308,7 +1333,7 @@ struct StagedQ4_0 {
     // The block's quants at the lane's k slots as exact pairs of q - ZERO_POINT (the layout of
     // fragment, unscaled): qs[j] holds weight j (low nibble) and weight j + 16 (high nibble).
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+    __device__ static __forceinline__ void block_values(const u8* block, int pair, u32 (&v)[2][2]) {
         using Math = PairMath<T>;
         const u8* qs = block + 2 + 2 * pair;
         // bytes qs[2p], qs[2p+8], qs[2p+1], qs[2p+9]
@@ -1322,8 +1347,6 @@ struct StagedQ4_0 {
         v[1][0] = Math::template minus<HIGH>(N::high(w));   // 2p+16, 2p+17
         v[1][1] = Math::template minus<HIGH>(N::high(w8));  // 2p+24, 2p+25
     }
-    // the block's scale d (f16 bits)
-    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
@@ -1331,7 +1354,7 @@ struct StagedQ4_0 {
                                                     u32 (&b)[2][2]) {
         const u8* block = body + k_group * BLOCK_BYTES;
         const u32 scale = Pair<T>::splat_f16(scale_bits(block));
-        values<T>(block, pair, b);
+        block_values<T>(block, pair, b);
         scale_pairs<T>(b, scale);
     }
 };

@@ -985,6 +985,27 @@ __device__ __forceinline__ void scale_pairs(u32 (&b)[2][2], u32 scale) {
     }
 }
 
+// What the 32-weight formats' staged decodes share (each derives from it): a block carries
+// its scale d in its first 2 bytes, and in the staged mma matvec (matvec_mma_staged.cu) a K
+// group of a step is one block, given unscaled (Format::block_values) with d as its one scale.
+template <typename Format>
+struct BlockScaled {
+    // the block's scale d (f16 bits)
+    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
+
+    static constexpr int SCALES_A_PART = 1;
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
+                                                  u32 (&v)[2][2]) {
+        Format::template block_values<T>(body + k_group * Format::BLOCK_BYTES, pair, v);
+    }
+    __device__ static __forceinline__ void scales(const u8* body, const u8*, int k_group, int,
+                                                  float (&scale)[SCALES_A_PART]) {
+        const u32 bits = scale_bits(body + k_group * Format::BLOCK_BYTES);
+        scale[0] = __half2float(__ushort_as_half(static_cast<u16>(bits)));
+    }
+};
+
 // The pair of 4-bit fields of bytes 0 and 2 of w (bits 4h..4h+3 of each) as BASE_H + q.
 // f16 reads the high nibble in place against 64.0, whose mantissa step is 1/16; bf16 has
 // too few mantissa bits for that and shifts instead.
@@ -1155,7 +1176,11 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 //   prepare<T>(header, part) -> table word (K-quants)
 //   fragment<T>(body, body_1, table word, k_group, pair, step, b)
 // where ``body`` / ``body_1`` / ``header`` point at the step's segments and scales in the
-// row's staged group and ``step`` is the K step.
+// row's staged group and ``step`` is the K step.  The staged mma matvec
+// (matvec_mma_staged.cu) takes the same pairs unscaled and the scales apart, in float32:
+//   SCALES_A_PART         scales of a K group's 32 weights (1: Q4_0, Q5_0, Q8_0; 2: Q6_K)
+//   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
+//   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
 
 }  // namespace tc
 }  // namespace ggufc
@@ -1289,7 +1314,7 @@ namespace ggufc {
 namespace tc {
 
 // A step is blocks 2*step and 2*step + 1: 44 bytes.
-struct StagedQ5_0 {
+struct StagedQ5_0 : BlockScaled<StagedQ5_0> {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 22;
     static constexpr int ZERO_POINT = 16;
@@ -1344,7 +1369,7 @@ struct StagedQ5_0 {
     }
     // the same as exact pairs of q - ZERO_POINT (fragment unscaled)
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+    __device__ static __forceinline__ void block_values(const u8* block, int pair, u32 (&v)[2][2]) {
         u32 magic[4];
         magics<T>(block, pair, magic);
 #pragma unroll
@@ -1352,8 +1377,6 @@ struct StagedQ5_0 {
             v[i / 2][i % 2] = PairMath<T>::template unbias<ZERO_POINT>(magic[i]);
         }
     }
-    // the block's scale d (f16 bits)
-    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,

@@ -122,7 +122,7 @@ namespace ggufc {
 namespace tc {
 
 // A step is blocks 2*step (K group 0) and 2*step + 1 (K group 1): 36 bytes.
-struct StagedQ4_0 {
+struct StagedQ4_0 : BlockScaled<StagedQ4_0> {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 18;
     static constexpr int ZERO_POINT = 8;
@@ -144,7 +144,7 @@ struct StagedQ4_0 {
     // The block's quants at the lane's k slots as exact pairs of q - ZERO_POINT (the layout of
     // fragment, unscaled): qs[j] holds weight j (low nibble) and weight j + 16 (high nibble).
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+    __device__ static __forceinline__ void block_values(const u8* block, int pair, u32 (&v)[2][2]) {
         using Math = PairMath<T>;
         const u8* qs = block + 2 + 2 * pair;
         // bytes qs[2p], qs[2p+8], qs[2p+1], qs[2p+9]
@@ -158,8 +158,6 @@ struct StagedQ4_0 {
         v[1][0] = Math::template minus<HIGH>(N::high(w));   // 2p+16, 2p+17
         v[1][1] = Math::template minus<HIGH>(N::high(w8));  // 2p+24, 2p+25
     }
-    // the block's scale d (f16 bits)
-    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
@@ -167,7 +165,7 @@ struct StagedQ4_0 {
                                                     u32 (&b)[2][2]) {
         const u8* block = body + k_group * BLOCK_BYTES;
         const u32 scale = Pair<T>::splat_f16(scale_bits(block));
-        values<T>(block, pair, b);
+        block_values<T>(block, pair, b);
         scale_pairs<T>(b, scale);
     }
 };

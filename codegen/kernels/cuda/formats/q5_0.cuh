@@ -125,7 +125,7 @@ namespace ggufc {
 namespace tc {
 
 // A step is blocks 2*step and 2*step + 1: 44 bytes.
-struct StagedQ5_0 {
+struct StagedQ5_0 : BlockScaled<StagedQ5_0> {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 22;
     static constexpr int ZERO_POINT = 16;
@@ -180,7 +180,7 @@ struct StagedQ5_0 {
     }
     // the same as exact pairs of q - ZERO_POINT (fragment unscaled)
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+    __device__ static __forceinline__ void block_values(const u8* block, int pair, u32 (&v)[2][2]) {
         u32 magic[4];
         magics<T>(block, pair, magic);
 #pragma unroll
@@ -188,8 +188,6 @@ struct StagedQ5_0 {
             v[i / 2][i % 2] = PairMath<T>::template unbias<ZERO_POINT>(magic[i]);
         }
     }
-    // the block's scale d (f16 bits)
-    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,

@@ -202,23 +202,53 @@ struct StagedQ6_K {
         return Pair<T>::pack(d * low, d * high);
     }
 
+    // The quants of K group ``k_group`` of a step at the lane's k slots as exact pairs of
+    // q - ZERO_POINT (fragment's layout, unscaled)
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* body, const u8* body_1, int k_group,
+                                                  int pair, int step, u32 (&v)[2][2]) {
+        const int odd_quarter_pair = step & 1;  // q % 2: the high nibbles of ql
+        // bits 2t, t = 2(q % 2) + g, nibble q % 2: the f16 shift 2g + 4 is at most 6
+        const WideNibbles<T, 2, 6, ZERO_POINT> nibbles(odd_quarter_pair,
+                                                       2 * (2 * odd_quarter_pair + k_group));
+        const ByteQuad ql = load_byte_quad(body + 32 * k_group, pair);
+        const ByteQuad qh = load_byte_quad(body_1, pair);
+        v[0][0] = nibbles.first(ql.w01, qh.w01);
+        v[0][1] = nibbles.second(ql.w01, qh.w01);
+        v[1][0] = nibbles.first(ql.w23, qh.w23);
+        v[1][1] = nibbles.second(ql.w23, qh.w23);
+    }
+
+    // (values, scaled; written out, as its pairs' order of decode and scaling is the matmul's
+    // measured one)
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8* body_1, u32 table,
                                                     int k_group, int pair, int step,
                                                     u32 (&b)[2][2]) {
         using Math = PairMath<T>;
-        const int odd_quarter_pair = step & 1;  // q % 2: the high nibbles of ql
-        // bits 2t, t = 2(q % 2) + g, nibble q % 2: the f16 shift 2g + 4 is at most 6
-        const WideNibbles<T, 2, 6, ZERO_POINT> values(odd_quarter_pair,
-                                                      2 * (2 * odd_quarter_pair + k_group));
+        const int odd_quarter_pair = step & 1;
+        const WideNibbles<T, 2, 6, ZERO_POINT> nibbles(odd_quarter_pair,
+                                                       2 * (2 * odd_quarter_pair + k_group));
         const ByteQuad ql = load_byte_quad(body + 32 * k_group, pair);
         const ByteQuad qh = load_byte_quad(body_1, pair);
         const u32 scale_low = low_pair(table);    // weights 0..15 of the part
         const u32 scale_high = high_pair(table);  // weights 16..31
-        b[0][0] = Math::mul(values.first(ql.w01, qh.w01), scale_low);
-        b[0][1] = Math::mul(values.second(ql.w01, qh.w01), scale_low);
-        b[1][0] = Math::mul(values.first(ql.w23, qh.w23), scale_high);
-        b[1][1] = Math::mul(values.second(ql.w23, qh.w23), scale_high);
+        b[0][0] = Math::mul(nibbles.first(ql.w01, qh.w01), scale_low);
+        b[0][1] = Math::mul(nibbles.second(ql.w01, qh.w01), scale_low);
+        b[1][0] = Math::mul(nibbles.first(ql.w23, qh.w23), scale_high);
+        b[1][1] = Math::mul(nibbles.second(ql.w23, qh.w23), scale_high);
+    }
+
+    // The staged mma matvec's scales (matvec_mma_staged.cu): d * scales[2 part + h] of part
+    // 2 (step % 4) + k_group, in float32, one for each half h of its 32 weights
+    static constexpr int SCALES_A_PART = 2;
+    __device__ static __forceinline__ void scales(const u8*, const u8* header, int k_group, int step,
+                                                  float (&scale)[SCALES_A_PART]) {
+        const int part = 2 * (step & 3) + k_group;
+        const u32 pair_bits = load_shared_u16(header + 2 * part);
+        const float d = __half2float(__ushort_as_half(static_cast<u16>(load_shared_u16(header + D_FROM_SCALES))));
+        scale[0] = d * static_cast<float>(static_cast<i8>(pair_bits & 0xFFu));
+        scale[1] = d * static_cast<float>(static_cast<i8>(pair_bits >> 8));
     }
 };
 

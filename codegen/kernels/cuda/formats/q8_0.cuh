@@ -119,7 +119,7 @@ __device__ __forceinline__ u32 signed_byte_pair<__nv_bfloat16>(u32 w) {
 }
 
 // A step is blocks 2*step and 2*step + 1: 68 bytes.
-struct StagedQ8_0 {
+struct StagedQ8_0 : BlockScaled<StagedQ8_0> {
     static constexpr int BLOCK_WEIGHTS = 32;
     static constexpr int BLOCK_BYTES = 34;
     static constexpr bool ALIGNED = false;
@@ -141,15 +141,13 @@ struct StagedQ8_0 {
 
     // the block's quants at the lane's k slots as exact pairs (the layout of fragment, unscaled)
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* block, int pair, u32 (&v)[2][2]) {
+    __device__ static __forceinline__ void block_values(const u8* block, int pair, u32 (&v)[2][2]) {
         const ByteQuad quad = load_byte_quad(block + 2, pair);
         v[0][0] = signed_byte_pair<T>(quad.w01);
         v[0][1] = signed_byte_pair<T>(quad.w01 >> 8);
         v[1][0] = signed_byte_pair<T>(quad.w23);
         v[1][1] = signed_byte_pair<T>(quad.w23 >> 8);
     }
-    // the block's scale d (f16 bits)
-    __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8*, u32,
@@ -157,7 +155,7 @@ struct StagedQ8_0 {
                                                     u32 (&b)[2][2]) {
         const u8* block = body + k_group * BLOCK_BYTES;
         const u32 scale = Pair<T>::splat_f16(scale_bits(block));
-        values<T>(block, pair, b);
+        block_values<T>(block, pair, b);
         scale_pairs<T>(b, scale);
     }
 };

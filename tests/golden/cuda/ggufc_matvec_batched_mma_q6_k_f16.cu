@@ -1,0 +1,302 @@
+// ggufc matvec_batched on tensor cores, the weights as the A operand, staged: out[m, n] =
+// sum_k x[m, k] * W[n, k] + bias[n] for Q6_K weights, __half activations, float32
+// accumulation.  Any M, one read of the
+// weights for each 8 activation rows (the lowering takes it up to M = 8:
+// emitter.MATVEC_MMA_MAX_M).
+//
+// A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+15]
+// (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
+// and B = x (activation row m0 + j as column j).  The warps split K by groups of GROUP_STEPS
+// K steps of 64 weights (warp w takes groups w, w + 8, ...).  The blocks are only 2-byte
+// aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
+// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
+// rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
+// by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
+// ring of X_SLOTS step slots, X_AHEAD steps ahead.  Lane (g, t) = (lane / 4, lane % 4) decodes
+// the quants of rows g and g + 8 at its k slots from there as exact q - zero point pairs
+// (tc::StagedQ6_K::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
+// from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
+// of each 16 weights: Staged::scales) sum into fresh accumulators, which the rows' scales
+// then add to the lane's sums in float32.  The warps' sums meet in shared
+// memory at the end.  Rows past N or M contribute nothing; no step past K is read.
+// Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
+// block weights, below 2^31), has_bias.  Dynamic shared memory: SHARED_BYTES (the launch
+// rule's: emitter.matvec_mma_staged_layout).
+namespace ggufc_matvec_batched_mma_q6_k_f16_impl {
+using act_t = __half;
+using Staged = ggufc::tc::StagedQ6_K;
+namespace tc = ggufc::tc;
+using ggufc::i64;
+using ggufc::u32;
+using ggufc::u8;
+constexpr int WARPS = 8;
+constexpr int TILE_N = 16;  // weight rows: the mma's M
+constexpr int TILE_M = 8;  // activation rows: the mma's N
+constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
+static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
+static_assert(TILE_M == ggufc::WARP_SIZE / LANE_GROUPS, "activation row g: B column g");
+static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
+constexpr int PART = ggufc::PART_WEIGHTS;
+constexpr int STEP_K = 2 * PART;  // a K step: the two K groups of the staged decode
+constexpr int K_GROUPS = STEP_K / PART;
+constexpr int MMA_K = 16;
+constexpr int SUB_STEPS = PART / MMA_K;
+constexpr int SCALES = Staged::SCALES_A_PART;  // scales of a K group's weights, in order
+static_assert(SUB_STEPS % SCALES == 0, "a scale covers whole mmas");
+constexpr int CHUNK = tc::CHUNK_BYTES;
+// weights: a group is GROUP_STEPS steps of a row, whole copy units
+constexpr int GROUP_STEPS = 4;
+static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
+constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
+constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
+// an odd multiple of 16 bytes: rows g = 0..7 of a fragment read fall in distinct banks
+constexpr int GROUP_STRIDE = 240;
+static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
+              "row slots hold a group, an odd number of chunks apart");
+constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
+constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
+constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
+// activations: a step's TILE_M rows of STEP_K, each row X_STRIDE bytes apart (16 past a
+// multiple of 128: the 8 rows of an ldmatrix phase fall in distinct bank groups)
+constexpr int X_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
+constexpr int X_ROW_CHUNKS = X_ROW_BYTES / CHUNK;
+constexpr int X_STRIDE = X_ROW_BYTES + CHUNK;
+constexpr int X_SLOT_BYTES = TILE_M * X_STRIDE;
+constexpr int X_ROUNDS = TILE_M * X_ROW_CHUNKS / ggufc::WARP_SIZE;
+static_assert(X_ROUNDS * ggufc::WARP_SIZE == TILE_M * X_ROW_CHUNKS, "whole copy rounds");
+constexpr int X_PART_CHUNKS = PART * static_cast<int>(sizeof(act_t)) / CHUNK;
+static_assert(X_PART_CHUNKS == 4, "ldmatrix.x4: a K group's four 8 x 8 matrices");
+// as step i of a warp begins, the activations of step i + X_AHEAD are copied and, where step
+// i starts a group, the weights of the group W_AHEAD groups on (the activations come from
+// L2, the weights mostly from memory); the activations' ring is a power of two of slots
+constexpr int X_AHEAD = 3;
+constexpr int W_AHEAD = 1;
+static_assert(X_AHEAD >= 1 && W_AHEAD >= 1 && W_AHEAD * GROUP_STEPS >= X_AHEAD, "the weights go first");
+constexpr int X_SLOTS = 4;
+constexpr int W_SLOTS = 2;
+static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
+static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
+constexpr int WARP_BYTES = W_SLOTS * GROUP_SLOT_BYTES + X_SLOTS * X_SLOT_BYTES;
+constexpr int SHARED_BYTES = 98304;
+static_assert(SHARED_BYTES == WARPS * WARP_BYTES, "the launch rule's dynamic shared memory is this layout's");
+// at the end each warp's sums go to the start of its own ring
+static_assert(TILE_N * TILE_M * 4 <= WARP_BYTES, "a warp's partial sums fit its ring");
+}  // namespace ggufc_matvec_batched_mma_q6_k_f16_impl
+
+extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q6_k_f16(
+    const ggufc_matvec_batched_mma_q6_k_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_mma_q6_k_f16_impl::act_t* bias, ggufc_matvec_batched_mma_q6_k_f16_impl::act_t* __restrict__ out,
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    using namespace ggufc_matvec_batched_mma_q6_k_f16_impl;
+    extern __shared__ __align__(16) u8 shared[];
+    const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
+    const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
+    const int g = lane / LANE_GROUPS;
+    const int t = lane % LANE_GROUPS;
+    const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
+    const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
+    const int k_weights = static_cast<int>(K);
+    const int row_bytes = k_weights / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES;
+    const int parts = k_weights / PART;
+    const int steps = (parts + 1) / 2;
+    const int groups = (steps + GROUP_STEPS - 1) / GROUP_STEPS;
+    const int my_groups = warp < groups ? (groups - warp + WARPS - 1) / WARPS : 0;
+    u8* const w_ring = shared + warp * WARP_BYTES;
+    u8* const x_ring = w_ring + W_SLOTS * GROUP_SLOT_BYTES;
+    const int x_rows = static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
+
+    // The weight chunks this lane copies of every group: chunk c = lane + 32 r of the
+    // TILE_N x GROUP_CHUNKS (row-major), from the 16-byte boundary at or before the group's
+    // bytes.  The tile starts at a multiple of 16 rows, so on a 16-byte boundary.  A row's
+    // last group may be short, its chunks reaching up to GROUP_CHUNKS chunks past the row:
+    // where that may pass the tensor's end, the copies stop at the tile's last row.
+    const u8* const tile = blocks + n0 * row_bytes;
+    const bool inside = (n0 + TILE_N) * row_bytes + GROUP_CHUNKS * CHUNK <= N * row_bytes;
+    const int tile_bytes = static_cast<int>((N - n0 < TILE_N ? N - n0 : TILE_N) * row_bytes);
+    int copy_offset[COPY_ROUNDS];        // the row's 16-byte boundary at or before it, + 16 c
+    int copy_misalignment[COPY_ROUNDS];  // the row's start mod 16; < 0: no chunk
+    int copy_target[COPY_ROUNDS];
+#pragma unroll
+    for (int r = 0; r < COPY_ROUNDS; ++r) {
+        const int c = lane + ggufc::WARP_SIZE * r;
+        const int row = c / GROUP_CHUNKS;
+        const int row_offset = row * row_bytes;
+        copy_misalignment[r] = c < COPY_CHUNKS && n0 + row < N ? row_offset & (CHUNK - 1) : -1;
+        copy_offset[r] = (row_offset & ~(CHUNK - 1)) + CHUNK * (c % GROUP_CHUNKS);
+        copy_target[r] = row * GROUP_STRIDE + CHUNK * (c % GROUP_CHUNKS);
+    }
+    auto issue_weights = [&](int group, u8* slot) {
+        const int start = Staged::body_start(0, group * GROUP_STEPS);
+        if (inside) {
+#pragma unroll
+            for (int r = 0; r < COPY_ROUNDS; ++r) {
+                if (copy_misalignment[r] >= 0) {
+                    const int offset = copy_offset[r] + ((copy_misalignment[r] + start) & ~(CHUNK - 1));
+                    ggufc::cp_async_16(slot + copy_target[r], tile + offset);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int r = 0; r < COPY_ROUNDS; ++r) {
+                if (copy_misalignment[r] >= 0) {
+                    const int offset = copy_offset[r] + ((copy_misalignment[r] + start) & ~(CHUNK - 1));
+                    const int left = tile_bytes - offset;
+                    ggufc::cp_async_16_fill(slot + copy_target[r], tile + offset,
+                                            left >= CHUNK ? CHUNK : (left > 0 ? left : 0));
+                }
+            }
+        }
+    };
+    // A step's activation rows, chunk c = lane + 32 r of TILE_M x X_ROW_CHUNKS.  Rows past M
+    // are zeroed once (below) and never copied; a chunk past K is not copied either (only a
+    // row's last step has one, and its second K group is not decoded).
+    const act_t* x_source[X_ROUNDS];
+    int x_k[X_ROUNDS];  // the chunk's first K index in a step; a row past M: K, never copied
+    int x_target[X_ROUNDS];
+#pragma unroll
+    for (int r = 0; r < X_ROUNDS; ++r) {
+        const int c = lane + ggufc::WARP_SIZE * r;
+        const int row = c / X_ROW_CHUNKS;
+        const int k = (c % X_ROW_CHUNKS) * (CHUNK / static_cast<int>(sizeof(act_t)));
+        x_k[r] = row < x_rows ? k : k_weights;
+        x_source[r] = x + (row < x_rows ? (m0 + row) * K + k : 0);
+        x_target[r] = row * X_STRIDE + CHUNK * (c % X_ROW_CHUNKS);
+    }
+    auto issue_x = [&](int step, u8* slot) {
+        const int k0 = step * STEP_K;
+#pragma unroll
+        for (int r = 0; r < X_ROUNDS; ++r) {
+            if (k0 + x_k[r] < k_weights) {
+                ggufc::cp_async_16(slot + x_target[r], x_source[r] + k0);
+            }
+        }
+    };
+    if (x_rows < TILE_M) {
+        for (int c = lane; c < X_SLOTS * TILE_M * X_ROW_CHUNKS; c += ggufc::WARP_SIZE) {
+            const int row = c / X_ROW_CHUNKS % TILE_M;
+            if (row >= x_rows) {
+                *reinterpret_cast<uint4*>(x_ring + c / (TILE_M * X_ROW_CHUNKS) * X_SLOT_BYTES + row * X_STRIDE +
+                                          CHUNK * (c % X_ROW_CHUNKS)) = make_uint4(0u, 0u, 0u, 0u);
+            }
+        }
+    }
+    // this warp's j-th group, and its slot
+    auto group_of = [&](int j) { return warp + WARPS * j; };
+    auto w_slot = [&](int j) { return w_ring + j % W_SLOTS * GROUP_SLOT_BYTES; };
+    auto x_slot = [&](int i) { return x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES; };
+    // this warp's i-th step (the steps of its groups in turn; past the row's last: none)
+    auto step_of = [&](int i) { return group_of(i / GROUP_STEPS) * GROUP_STEPS + i % GROUP_STEPS; };
+    // the group's rows g and g + 8 in the slot start at their misalignment
+    const int row_misalignment[2] = {(g * row_bytes) & (CHUNK - 1), ((g + 8) * row_bytes) & (CHUNK - 1)};
+    // ldmatrix: lane l gives row l % 8 of matrix l / 8 (K group chunk l / 8)
+    const int x_lane_offset = (lane % 8) * X_STRIDE + (lane / 8) * CHUNK;
+
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // the first groups' weights do not depend on the kernels before (prelude: programmatic
+    // dependent launch); the activations do
+#pragma unroll
+    for (int j = 0; j < W_AHEAD; ++j) {
+        if (j < my_groups) {
+            issue_weights(group_of(j), w_slot(j));
+        }
+    }
+    ggufc::allow_dependent_launch();
+    ggufc::wait_for_previous_kernels();
+#pragma unroll
+    for (int i = 0; i < X_AHEAD; ++i) {
+        const int step = step_of(i);
+        if (i / GROUP_STEPS < my_groups && step < steps) {
+            issue_x(step, x_slot(i));
+        }
+        ggufc::cp_async_commit();  // one group a step, empty or not: the wait count stays uniform
+    }
+    for (int j = 0; j < my_groups; ++j) {
+        const int group = group_of(j);
+        const u8* slot = w_slot(j);
+        const int group_start = Staged::body_start(0, group * GROUP_STEPS);
+        const u8* rows[2] = {slot + g * GROUP_STRIDE + ((row_misalignment[0] + group_start) & (CHUNK - 1)),
+                             slot + (g + 8) * GROUP_STRIDE + ((row_misalignment[1] + group_start) & (CHUNK - 1))};
+#pragma unroll
+        for (int s = 0; s < GROUP_STEPS; ++s) {
+            const int step = group * GROUP_STEPS + s;
+            if (step >= steps) {
+                break;  // the row's last group may be short (and is this warp's last)
+            }
+            const int i = j * GROUP_STEPS + s;
+            ggufc::cp_async_wait<X_AHEAD - 1>();
+            __syncwarp();  // every lane's copies of step i landed; step i - 1's slots are free
+            if (s == 0 && j + W_AHEAD < my_groups) {
+                issue_weights(group_of(j + W_AHEAD), w_slot(j + W_AHEAD));
+            }
+            const int ahead = step_of(i + X_AHEAD);
+            if ((i + X_AHEAD) / GROUP_STEPS < my_groups && ahead < steps) {
+                issue_x(ahead, x_slot(i + X_AHEAD));
+            }
+            ggufc::cp_async_commit();
+            const u8* x_step = x_slot(i) + x_lane_offset;
+            // the step's segments and scales in the group's slot (tensor_core.cuh)
+            const int segment[2] = {Staged::body_start(0, step) - group_start,
+                                    Staged::body_start(1, step) - group_start};
+            const int header = Staged::header_start(step) - group_start;
+            // the last step of a row of K % 64 == 32 has one K group
+            const int k_groups = 2 * step + 1 < parts ? K_GROUPS : 1;
+#pragma unroll
+            for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
+                if (k_group < k_groups) {
+                    u32 a_rows[2][SUB_STEPS][2];  // rows g and g + 8
+                    float scale[2][SCALES];
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
+                                                       step, a_rows[r]);
+                        Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
+                    }
+                    u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
+                    tc::load_matrix_x4(b, x_step + k_group * X_PART_CHUNKS * CHUNK);
+                    // sums[.][0, 1]: row g, columns 2t, 2t + 1; sums[.][2, 3]: row g + 8
+                    float sums[SCALES][4] = {};
+#pragma unroll
+                    for (int sub = 0; sub < SUB_STEPS; ++sub) {
+                        const u32 a[4] = {a_rows[0][sub][0], a_rows[1][sub][0], a_rows[0][sub][1],
+                                          a_rows[1][sub][1]};
+                        const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
+                        tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
+                    }
+#pragma unroll
+                    for (int h = 0; h < SCALES; ++h) {
+#pragma unroll
+                        for (int c = 0; c < 4; ++c) {
+                            acc[c] += scale[c / 2][h] * sums[h][c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ggufc::cp_async_wait<0>();  // no copy may still target shared memory past here
+    __syncwarp();
+
+    // each warp's sums at the start of its own ring
+    float (*partial)[TILE_M] = reinterpret_cast<float (*)[TILE_M]>(w_ring);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        partial[g + 8 * (c / 2)][2 * t + c % 2] = acc[c];
+    }
+    __syncthreads();
+    const int e = static_cast<int>(threadIdx.x);
+    if (e < TILE_N * TILE_M) {
+        const int n = e / TILE_M;
+        const int m = e % TILE_M;
+        if (n0 + n < N && m0 + m < M) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) {
+                sum += reinterpret_cast<const float*>(shared + w * WARP_BYTES)[e];
+            }
+            if (has_bias) {
+                sum += ggufc::to_float(bias[n0 + n]);
+            }
+            out[(m0 + m) * N + n0 + n] = ggufc::from_float<act_t>(sum);
+        }
+    }
+}
