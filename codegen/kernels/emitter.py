@@ -253,8 +253,11 @@ MATVEC_STAGED_X_DTYPES = ("float32",)
 # Q8_0 (signed bytes, no mask) 25.5 -> 24.7, 24.3 -> 23.0 (14336x4096), 50.1 -> 46.9,
 # 262144x640 90.7 -> 77.3; the error against the float64 reference stays the output's rounding
 # (2.1e-4).  float32 x keeps the float decode: int16 would cost it precision its bound (2e-6)
-# does not allow.  Q5_0 is not measured with it.
-MATVEC_INTEGER_X_FORMATS = ("Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0")
+# does not allow.  Q5_0 (its fifth bits spread from qh into bit 4 of each quant byte; session
+# 22, same card, float / int16, the better of two medians): 4096x14336 19.6 -> 18.9,
+# 14336x4096 19.5 -> 17.7, 5376x21504 35.3 -> 33.7, 4096x4096 7.6 -> 6.9, 262144x640 83.9 ->
+# 61.9, 2048x8192 7.7 -> 7.0; the narrow 640x2048 2.5 -> 2.6.
+MATVEC_INTEGER_X_FORMATS = ("Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q5_0")
 MATVEC_INTEGER_X_DTYPES = ("float16", "bfloat16")
 # CUDA matvecs of these formats in MATVEC_LANE_WORD_GEOMETRIES with int16 activations
 # (`takes_integer_x`) take `cuda/matvec_lanes.cu`: each lane loads its own 16-byte words of the

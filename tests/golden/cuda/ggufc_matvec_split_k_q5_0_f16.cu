@@ -18,7 +18,7 @@ using act_t = __half;
 using Format = ggufc::Q5_0;
 // INTEGER_X (16-bit activations of emitter.MATVEC_INTEGER_X_FORMATS): each thread takes its part's
 // activations as int16 too, and sums every row's part by dp2a (prelude: "integer dot products")
-constexpr bool INTEGER_X = false;
+constexpr bool INTEGER_X = true;
 using Decode = ggufc::PartDecode<Format, act_t, INTEGER_X>;  // biased values or int16 x (prelude)
 using ggufc::i64;
 constexpr int THREADS = 128;

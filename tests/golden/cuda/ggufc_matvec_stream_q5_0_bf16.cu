@@ -22,7 +22,7 @@ using act_t = __nv_bfloat16;
 using Format = ggufc::Q5_0;
 // INTEGER_X (16-bit activations of emitter.MATVEC_INTEGER_X_FORMATS): each lane takes its part's
 // activations as int16 too, and sums every row's part by dp2a (prelude: "integer dot products")
-constexpr bool INTEGER_X = false;
+constexpr bool INTEGER_X = true;
 using Decode = ggufc::PartDecode<Format, act_t, INTEGER_X>;  // biased values or int16 x (prelude)
 using ggufc::i64;
 constexpr int WARPS_PER_BLOCK = 4;

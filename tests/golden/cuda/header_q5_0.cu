@@ -1257,6 +1257,24 @@ struct Q5_0 {
         }
     }
 
+    // int16 activations (prelude: "integer dot products"): word i of qs as the bytes of its
+    // low nibbles, then of its high ones, each with its fifth bit from qh in bit 4 (0..31)
+    __device__ static __forceinline__ float integer_dot(const Raw& raw, int /*part*/, const Int16Part& x,
+                                                       const float (&x_sum)[2]) {
+        const u32 qh = static_cast<u32>(raw.qh[0]) | (static_cast<u32>(raw.qh[1]) << 16);
+        int sum = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const u32 word = word_of(raw.qs, i);
+            const u32 low = (word & LOW_NIBBLES) | (spread_bits((qh >> (4 * i)) & 0xFu) << 4);
+            const u32 high = ((word >> 4) & LOW_NIBBLES) | (spread_bits((qh >> (16 + 4 * i)) & 0xFu) << 4);
+            sum = dot_word(x, i, low, sum);
+            sum = dot_word(x, 4 + i, high, sum);
+        }
+        const float d = __half2float(__ushort_as_half(raw.d));
+        return d * (x.unit * __int2float_rn(sum) - ZERO_POINT * (x_sum[0] + x_sum[1]));
+    }
+
     __device__ static __forceinline__ void decode(const Raw& raw, int part,
                                                   float (&w)[PART_WEIGHTS]) {
         PartAffine affine;
