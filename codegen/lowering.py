@@ -53,10 +53,11 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               on a large grid the streamed quad (`takes_quad_stream`), else 1, 2 or 4
               warps a row group (default, paired, quad: `matvec_group_warps`, by format,
               dtype, N and K).  A CUDA
-              matvec_batched of Q4_K or Q5_K with 16-bit activations depends on M too: the mma
-              matvec up to `MATVEC_MMA_MAX_M` rows, the split-K matmul above; a symbolic
-              M whose range holds both makes the node an `IfNode` (M <= MATVEC_MMA_MAX_M)
-              whose two chains hold one KernelNode each (`takes_mma_matvec`).
+              matvec_batched with 16-bit activations depends on M too: the mma matvec up
+              to `MATVEC_MMA_MAX_M` rows, above them the split-K matmul (Q4_K, Q5_K) or
+              the tensor-core batched matvec (the other formats); a symbolic M whose range
+              holds both makes the node an `IfNode` (M <= MATVEC_MMA_MAX_M) whose two
+              chains hold one KernelNode each (`takes_mma_matvec`).
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact

@@ -85,7 +85,8 @@ from compiler.errors import GgufcError
 # (Q4_K, Q5_K: 32); the matmul wins from M = 24 on.  Sessions 6 and 8 (slower matmul) had
 # chosen 1,24 (BENCHMARKS.md, "M buckets").  Sessions 18-21 (dependent launches, the mma
 # matvec, int16 activations and lane words in the M = 1 matvecs) moved single formats' rows
-# (Q4_0 and Q6_K now 2,16, Q4_K and Q5_K 1,32), never the `all` row.
+# (Q4_0 and Q6_K to 2,16, Q4_K and Q5_K to 1,32), never the `all` row; session 22's mma
+# matvec for the other formats took Q4_0, Q5_0 and Q6_K back to 1,16.
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 16)
 
 TUNING_VERSION = 1

@@ -332,8 +332,8 @@ SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluste
 SPLIT_K_MAX_BLOCKS = 240
 SPLIT_K_MIN_STEPS = 4
 # CUDA matvec_batched of these formats with 16-bit activations and M <= MATVEC_MMA_MAX_M takes
-# "mma": mma.sync with 16 weight rows as A and up to 8 activation rows as B.  The K-quants
-# (`cuda/matvec_mma.cu`; the 32-weight formats: MATVEC_MMA_STAGED_FORMATS below), each lane
+# "mma": mma.sync with 16 weight rows as A and up to 8 activation rows as B.  Q4_K and Q5_K
+# (`cuda/matvec_mma.cu`; the other formats: MATVEC_MMA_STAGED_FORMATS below), each lane
 # loading its part of its two rows' blocks straight into registers and
 # folding the sub-block scale into the A pairs (sc * q, exact in f16; in bfloat16's 8-bit
 # mantissa only as two pairs, q * (sc % 8) and q * (sc / 8), two mmas: kquant_scales.cuh),
@@ -373,10 +373,10 @@ MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 # cp.async, and every step's activation rows, and its lanes decode the quants there as exact
 # q - zero point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), the mmas of
 # each scale (a 32-weight block's d, Q6_K's d * sc of 16 weights) summing into fresh
-# accumulators that the rows' scales then add in float32.  Before
-# them the tensor-core batched matvec (cuda/matvec_tensor_core.cu: 8 weight rows as B, the
-# activations as A, half of its rows zero; each lane loading its 32 activations of a part
-# from global memory).  H100, float16, us, M = 2 / 8, default -> mma (session 22, same call,
+# accumulators that the rows' scales then add in float32.  They took the tensor-core batched
+# matvec before (cuda/matvec_tensor_core.cu: 8 weight rows as B, the activations as A, half
+# of its rows zero; each lane loading its 32 activations of a part from global memory), as
+# they still do above MATVEC_MMA_MAX_M rows.  H100, float16, us, M = 2 / 8, default -> mma (session 22, same call,
 # BENCHMARKS.md): Q4_0 4096x14336 26.7 / 28.6 -> 18.5 / 27.1, 14336x4096 26.9 / 31.0 ->
 # 23.8 / 27.2, 5376x21504 54.7 / 59.2 -> 45.1 / 60.3, 4096x4096 10.0 / 11.1 -> 7.8 / 9.3;
 # Q5_0 33.7 / 35.0 -> 24.1 / 30.8, 33.3 / 36.5 -> 28.9 / 30.6, 68.5 / 71.5 -> 51.5 / 69.6,
@@ -892,9 +892,10 @@ def launch_rule(
 
 def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
-    and ``dtype``: its group of K steps, the row stride of a group slot (an odd number of
-    16-byte chunks), how many steps ahead the copies run and the dynamic shared bytes of a
-    block (each warp a ring of group slots and one of activation step slots)."""
+    and ``dtype``: its warps, its group of K steps, the row stride of a group slot (an odd
+    number of 16-byte chunks), how far its copies run ahead (MATVEC_MMA_STAGED_AHEAD) with
+    the slots that takes, and the dynamic shared bytes of a block (each warp a ring of group
+    slots and one of activation step slots)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_chunks = matmul_group_chunks(fmt)
@@ -909,7 +910,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
         )
     x_slots = 1 << x_ahead.bit_length()  # a power of two past the steps ahead
     w_slots = w_ahead + 1
-    act_bytes = 4 if dtype == "float32" else 2
+    act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
     x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + chunk)
     warp_bytes = w_slots * MATVEC_MMA_ROWS * group_stride + x_slots * x_slot
     return {

@@ -219,8 +219,9 @@ struct StagedQ6_K {
         v[1][1] = nibbles.second(ql.w23, qh.w23);
     }
 
-    // (values, scaled; written out, as its pairs' order of decode and scaling is the matmul's
-    // measured one)
+    // values scaled by the table's pairs: written out rather than through values, which
+    // would reorder the matmul's decode and scaling (its cubin changes; the measured order
+    // is this one)
     template <typename T>
     __device__ static __forceinline__ void fragment(const u8* body, const u8* body_1, u32 table,
                                                     int k_group, int pair, int step,
