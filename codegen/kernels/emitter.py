@@ -397,6 +397,16 @@ MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
 # but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)).
 MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3), "Q6_K": (1, 3)}
 MATVEC_MMA_STAGED_WARPS = 8
+# 16-row A tiles a warp multiplies by the same activations (a block's rows: 16 times this).
+# Two halve the activations' L2 traffic a weight, which grows with M, but double each warp's
+# weight slots (one block an SM where shared memory allows two at one tile).  Same card,
+# session 22, us at M = 2 / 4 / 8, one tile -> two (with the settings in parentheses):
+# Q4_0 (2 steps a group, (1, 2)) 4096x14336 18.6 / 22.1 / 27.1 -> 25.4 / 27.1 / 30.4,
+# 14336x4096 24.1 / 24.7 / 27.4 -> 21.4 / 22.5 / 24.9; Q4_0 ((2, 2)) 4096x14336 -> 20.3 /
+# 21.8 / 23.8, 14336x4096 -> 27.7 / 28.3 / 28.8; Q8_0 (2 steps, (1, 2)) 4096x14336 28.6 /
+# 31.6 / 37.3 -> 27.7 / 29.2 / 31.5, 14336x4096 33.0 / 34.1 / 37.1 -> 34.8 / 35.4 / 36.3.
+# No setting won every shape: one tile stays (a rule by shape and M is not drawn yet).
+MATVEC_MMA_STAGED_ROW_TILES = 1
 MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 
 
@@ -864,6 +874,7 @@ def launch_rule(
         grid = (GridExtent(("N",), MATVEC_MMA_ROWS), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
         if fmt in MATVEC_MMA_STAGED_FORMATS:
             layout = matvec_mma_staged_layout(fmt, dtype)
+            grid = (GridExtent(("N",), layout["tile_n"]), *grid[1:])
             return LaunchRule(layout["threads"], grid, layout["shared_bytes"])
         return LaunchRule(MATVEC_MMA_WARPS * WARP_SIZE, grid)
     if uses_tensor_core_matvec(backend, kind, dtype):
@@ -912,9 +923,12 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
     x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + chunk)
-    warp_bytes = w_slots * MATVEC_MMA_ROWS * group_stride + x_slots * x_slot
+    tile_n = MATVEC_MMA_ROWS * MATVEC_MMA_STAGED_ROW_TILES
+    warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
     return {
         "warps": MATVEC_MMA_STAGED_WARPS,
+        "row_tiles": MATVEC_MMA_STAGED_ROW_TILES,
+        "tile_n": tile_n,
         "threads": MATVEC_MMA_STAGED_WARPS * WARP_SIZE,
         "group_steps": group_steps,
         "group_stride": group_stride,

@@ -30,10 +30,12 @@ using ggufc::i64;
 using ggufc::u32;
 using ggufc::u8;
 constexpr int WARPS = 8;
-constexpr int TILE_N = 16;  // weight rows: the mma's M
+constexpr int ROW_TILES = 1;  // 16-row A tiles a warp multiplies by the same B
+constexpr int TILE_N = 16;  // weight rows: ROW_TILES times the mma's M
 constexpr int TILE_M = 8;  // activation rows: the mma's N
 constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
-static_assert(TILE_N == 2 * ggufc::WARP_SIZE / LANE_GROUPS, "rows g and g + 8 of a lane");
+constexpr int LANE_ROWS = 2 * ROW_TILES;  // rows g + 8 h of a lane, h = 0 .. LANE_ROWS - 1
+static_assert(TILE_N == LANE_ROWS * ggufc::WARP_SIZE / LANE_GROUPS, "rows g + 8 h of a lane");
 static_assert(TILE_M == ggufc::WARP_SIZE / LANE_GROUPS, "activation row g: B column g");
 static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
 constexpr int PART = ggufc::PART_WEIGHTS;
@@ -186,12 +188,16 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q6
     auto x_slot = [&](int i) { return x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES; };
     // this warp's i-th step (the steps of its groups in turn; past the row's last: none)
     auto step_of = [&](int i) { return group_of(i / GROUP_STEPS) * GROUP_STEPS + i % GROUP_STEPS; };
-    // the group's rows g and g + 8 in the slot start at their misalignment
-    const int row_misalignment[2] = {(g * row_bytes) & (CHUNK - 1), ((g + 8) * row_bytes) & (CHUNK - 1)};
+    // the group's rows g + 8 h in the slot start at their misalignment
+    int row_misalignment[LANE_ROWS];
+#pragma unroll
+    for (int h = 0; h < LANE_ROWS; ++h) {
+        row_misalignment[h] = ((g + 8 * h) * row_bytes) & (CHUNK - 1);
+    }
     // ldmatrix: lane l gives row l % 8 of matrix l / 8 (K group chunk l / 8)
     const int x_lane_offset = (lane % 8) * X_STRIDE + (lane / 8) * CHUNK;
 
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[ROW_TILES][4] = {};
     // the first groups' weights do not depend on the kernels before (prelude: programmatic
     // dependent launch); the activations do
 #pragma unroll
@@ -214,8 +220,11 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q6
         const int group = group_of(j);
         const u8* slot = w_slot(j);
         const int group_start = Staged::body_start(0, group * GROUP_STEPS);
-        const u8* rows[2] = {slot + g * GROUP_STRIDE + ((row_misalignment[0] + group_start) & (CHUNK - 1)),
-                             slot + (g + 8) * GROUP_STRIDE + ((row_misalignment[1] + group_start) & (CHUNK - 1))};
+        const u8* rows[LANE_ROWS];
+#pragma unroll
+        for (int h = 0; h < LANE_ROWS; ++h) {
+            rows[h] = slot + (g + 8 * h) * GROUP_STRIDE + ((row_misalignment[h] + group_start) & (CHUNK - 1));
+        }
 #pragma unroll
         for (int s = 0; s < GROUP_STEPS; ++s) {
             const int step = group * GROUP_STEPS + s;
@@ -243,30 +252,33 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q6
 #pragma unroll
             for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
                 if (k_group < k_groups) {
-                    u32 a_rows[2][SUB_STEPS][2];  // rows g and g + 8
-                    float scale[2][SCALES];
+                    u32 a_rows[LANE_ROWS][SUB_STEPS][2];  // rows g + 8 h
+                    float scale[LANE_ROWS][SCALES];
 #pragma unroll
-                    for (int r = 0; r < 2; ++r) {
+                    for (int r = 0; r < LANE_ROWS; ++r) {
                         Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
                                                        step, a_rows[r]);
                         Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
                     }
                     u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
                     tc::load_matrix_x4(b, x_step + k_group * X_PART_CHUNKS * CHUNK);
-                    // sums[.][0, 1]: row g, columns 2t, 2t + 1; sums[.][2, 3]: row g + 8
-                    float sums[SCALES][4] = {};
 #pragma unroll
-                    for (int sub = 0; sub < SUB_STEPS; ++sub) {
-                        const u32 a[4] = {a_rows[0][sub][0], a_rows[1][sub][0], a_rows[0][sub][1],
-                                          a_rows[1][sub][1]};
-                        const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
-                        tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
-                    }
+                    for (int q = 0; q < ROW_TILES; ++q) {
+                        // sums[.][0, 1]: row 16 q + g, columns 2t, 2t + 1; [2, 3]: row 16 q + g + 8
+                        float sums[SCALES][4] = {};
 #pragma unroll
-                    for (int h = 0; h < SCALES; ++h) {
+                        for (int sub = 0; sub < SUB_STEPS; ++sub) {
+                            const u32 a[4] = {a_rows[2 * q][sub][0], a_rows[2 * q + 1][sub][0],
+                                              a_rows[2 * q][sub][1], a_rows[2 * q + 1][sub][1]};
+                            const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
+                            tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
+                        }
 #pragma unroll
-                        for (int c = 0; c < 4; ++c) {
-                            acc[c] += scale[c / 2][h] * sums[h][c];
+                        for (int h = 0; h < SCALES; ++h) {
+#pragma unroll
+                            for (int c = 0; c < 4; ++c) {
+                                acc[q][c] += scale[2 * q + c / 2][h] * sums[h][c];
+                            }
                         }
                     }
                 }
@@ -279,8 +291,11 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q6
     // each warp's sums at the start of its own ring
     float (*partial)[TILE_M] = reinterpret_cast<float (*)[TILE_M]>(w_ring);
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-        partial[g + 8 * (c / 2)][2 * t + c % 2] = acc[c];
+    for (int q = 0; q < ROW_TILES; ++q) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            partial[16 * q + g + 8 * (c / 2)][2 * t + c % 2] = acc[q][c];
+        }
     }
     __syncthreads();
     const int e = static_cast<int>(threadIdx.x);
