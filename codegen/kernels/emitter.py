@@ -475,6 +475,14 @@ def matmul_copy_unit(fmt: str) -> tuple[int, int]:
     return steps, spec.block_bytes * max(1, step_weights // spec.block_weights)
 
 
+def matmul_group_stride(fmt: str) -> int:
+    """Bytes between the rows of a group slot of ``fmt`` (the 16-bit matmul's and the staged
+    mma matvec's): its group chunks rounded up to an odd number of 16-byte chunks, so that
+    the 8 rows a fragment read touches fall in distinct banks."""
+    chunks = matmul_group_chunks(fmt)
+    return 16 * (chunks + 1 - chunks % 2)
+
+
 def matmul_group_chunks(fmt: str) -> int:
     """16-byte chunks covering a group of ``fmt`` on any 2-byte boundary, or none past it
     where units are 16-byte multiples (tc::Staged ALIGNED); the kernel static_asserts it."""
@@ -831,7 +839,7 @@ def cuda_matmul_layout(
     tile_m = tile_m or default_tile_m
     group_chunks = matmul_group_chunks(fmt)
     group_steps = MATMUL_GROUP_STEPS[fmt]
-    group_stride = 16 * (group_chunks + 1 - group_chunks % 2)
+    group_stride = matmul_group_stride(fmt)
     activation_bytes = tile_m * tile_k * 2
     tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if fmt in MATMUL_TABLE_FORMATS else 0
     # split K: the consumers' partial sums (tile_m / 2 floats each)
@@ -871,12 +879,12 @@ def launch_rule(
     if splits is not None:
         return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
     if geometry == "mma":
-        grid = (GridExtent(("N",), MATVEC_MMA_ROWS), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
+        threads, rows, shared = MATVEC_MMA_WARPS * WARP_SIZE, MATVEC_MMA_ROWS, 0
         if fmt in MATVEC_MMA_STAGED_FORMATS:
             layout = matvec_mma_staged_layout(fmt, dtype)
-            grid = (GridExtent(("N",), layout["tile_n"]), *grid[1:])
-            return LaunchRule(layout["threads"], grid, layout["shared_bytes"])
-        return LaunchRule(MATVEC_MMA_WARPS * WARP_SIZE, grid)
+            threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
+        grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
+        return LaunchRule(threads, grid, shared)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
@@ -909,9 +917,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     slots and one of activation step slots)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
-    group_chunks = matmul_group_chunks(fmt)
-    chunk = 16
-    group_stride = chunk * (group_chunks + 1 - group_chunks % 2)
+    group_stride = matmul_group_stride(fmt)
     w_ahead, x_ahead = MATVEC_MMA_STAGED_AHEAD[fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
@@ -922,7 +928,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     x_slots = 1 << x_ahead.bit_length()  # a power of two past the steps ahead
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
-    x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + chunk)
+    x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + 16)  # rows a chunk past 128 bytes
     tile_n = MATVEC_MMA_ROWS * MATVEC_MMA_STAGED_ROW_TILES
     warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
     return {
@@ -1083,6 +1089,13 @@ def _kind_values(
     if splits is not None:
         values.update(_cuda_matmul_values(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits))
         return f"{backend}/matmul{syntax.source_suffix}", values
+    if geometry == "mma" and fmt in MATVEC_MMA_STAGED_FORMATS:
+        values.update(
+            tile_m=MATVEC_MMA_MAX_M,
+            min_blocks_per_sm=MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM,
+            **matvec_mma_staged_layout(fmt, dtype),
+        )
+        return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values
     if geometry == "mma":
         values.update(
             threads=MATVEC_MMA_WARPS * WARP_SIZE,
@@ -1093,12 +1106,6 @@ def _kind_values(
             depth=MATVEC_MMA_DEPTH,
             stage_x=fmt in MATVEC_MMA_STAGE_X_FORMATS,
         )
-        if fmt in MATVEC_MMA_STAGED_FORMATS:
-            values.update(
-                min_blocks_per_sm=MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM,
-                **matvec_mma_staged_layout(fmt, dtype),
-            )
-            return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values
         return f"{backend}/matvec_mma{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):
         values.update(

@@ -48,8 +48,14 @@ struct Q5_0 {
         }
     }
 
-    // word i of qs: weights 4i..4i+3 (low nibbles) and 16+4i.. (high), their fifth bits
-    // from qh bits 4i.. and 16+4i.. spread one to a byte
+    // The quants of weights 4i..4i+3 (half 0: the low nibbles of word i of qs) or
+    // 16+4i..16+4i+3 (half 1: its high nibbles), a byte each, their fifth bits from qh bits
+    // 4i.. or 16+4i.. spread one to a byte
+    __device__ static __forceinline__ u32 quant_bytes(const Raw& raw, u32 qh, int i, int half) {
+        const u32 nibbles = (word_of(raw.qs, i) >> (4 * half)) & LOW_NIBBLES;
+        return nibbles | (spread_bits((qh >> (16 * half + 4 * i)) & 0xFu) << 4);
+    }
+
     template <int FIELD_BITS>
     __device__ static __forceinline__ void decode_biased(const Raw& raw, int /*part*/,
                                                          float (&v)[PART_WEIGHTS],
@@ -59,26 +65,23 @@ struct Q5_0 {
         const u32 qh = static_cast<u32>(raw.qh[0]) | (static_cast<u32>(raw.qh[1]) << 16);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const u32 word = word_of(raw.qs, i);
-            const u32 low = (word & LOW_NIBBLES) | (spread_bits((qh >> (4 * i)) & 0xFu) << 4);
-            const u32 high =
-                ((word >> 4) & LOW_NIBBLES) | (spread_bits((qh >> (16 + 4 * i)) & 0xFu) << 4);
+            const u32 low = quant_bytes(raw, qh, i, 0);
+            const u32 high = quant_bytes(raw, qh, i, 1);
             biased_floats<FIELD_BITS>(low, v + 4 * i);
             biased_floats<FIELD_BITS>(high, v + 16 + 4 * i);
         }
     }
 
-    // int16 activations (prelude: "integer dot products"): word i of qs as the bytes of its
-    // low nibbles, then of its high ones, each with its fifth bit from qh in bit 4 (0..31)
+    // int16 activations (prelude: "integer dot products"): the quant bytes (0..31) of each
+    // half, summed by dp2a
     __device__ static __forceinline__ float integer_dot(const Raw& raw, int /*part*/, const Int16Part& x,
                                                        const float (&x_sum)[2]) {
         const u32 qh = static_cast<u32>(raw.qh[0]) | (static_cast<u32>(raw.qh[1]) << 16);
         int sum = 0;
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const u32 word = word_of(raw.qs, i);
-            const u32 low = (word & LOW_NIBBLES) | (spread_bits((qh >> (4 * i)) & 0xFu) << 4);
-            const u32 high = ((word >> 4) & LOW_NIBBLES) | (spread_bits((qh >> (16 + 4 * i)) & 0xFu) << 4);
+            const u32 low = quant_bytes(raw, qh, i, 0);
+            const u32 high = quant_bytes(raw, qh, i, 1);
             sum = dot_word(x, i, low, sum);
             sum = dot_word(x, 4 + i, high, sum);
         }
