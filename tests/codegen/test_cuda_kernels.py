@@ -456,12 +456,16 @@ def test_embedding_kernel_gathers_dequantized_rows(runner, rng, fmt, dtype):
         assert error <= error_bound("embedding", dtype), f"{where}: relative error {error:.3g}"
 
 
-def test_embedding_kernel_marks_out_of_range_indices_with_nan(runner):
-    kernel = emit("cuda", "Q8_0", "embedding", "float32")
-    blocks = formats.random_blocks("Q8_0", 4, 64).cuda()
-    out = runner.embedding(kernel, blocks, torch.tensor([0, 4, -1, 3], device="cuda"), 4, 64)
-    finite = torch.isfinite(out).all(dim=1).tolist()
-    assert finite == [True, False, False, True]
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_embedding_kernel_marks_out_of_range_indices_with_nan(runner, fmt):
+    """Every value of a row named by an index outside [0, N) is NaN (every part a thread
+    decodes, where a thread decodes several: Q5_K), and no other row's."""
+    kernel = emit("cuda", fmt, "embedding", "float32")
+    k = 2 * formats.get_format(fmt).block_weights
+    blocks = formats.random_blocks(fmt, 4, k).cuda()
+    out = runner.embedding(kernel, blocks, torch.tensor([0, 4, -1, 3], device="cuda"), 4, k)
+    assert torch.isfinite(out).all(dim=1).tolist() == [True, False, False, True]
+    assert torch.isnan(out[1:3]).all()
 
 
 def test_embedding_kernel_reaches_the_last_row_of_a_vocabulary(runner, rng):

@@ -1,42 +1,53 @@
 // ggufc embedding: out[i, :] = dequantize(W[indices[i], :]) as __half, Q6_K rows.
 //
-// One thread per (index, part): thread g decodes part g % (K/32) of row indices[g / (K/32)];
-// only the rows named by an index are read.  Thread g's 32 values land at out[32 g ..
-// 32 g + 31] (out is [M, K] and K a multiple of 32), so a warp's output is one contiguous
-// run: each lane writes its part into the warp's shared buffer, and the warp then stores
-// the run with consecutive 16-byte stores (lane l the l-th, (l+32)-th, ... of them): whole
-// sectors per store instruction instead of 16 bytes out of every 64 (the buffer rows are padded
-// by 16 bytes so the lanes' 16-byte writes fall in distinct banks).
-// grid.x = ceil(M * K / 32 / 128).  An index outside [0, N) yields a NaN row, so a
-// bad index is visible in the output instead of reading out of bounds.
-// Template constants: format, dtype, threads.  Kernel arguments: M (indices), N, K.
+// One thread per (index, unit of THREAD_PARTS consecutive parts of one block): thread g decodes
+// parts THREAD_PARTS g .. THREAD_PARTS g + THREAD_PARTS - 1 (numbered across the rows, K/32 a
+// row) of the rows named by the indices; only those rows are read.  A thread's parts share the
+// loads of their block's bytes (Q4_K / Q5_K: a pair of parts reads the same quant bytes, its
+// two nibbles, and every part of a Q5_K block the same qh), which the compiler merges.  Thread
+// g's values land at out[32 THREAD_PARTS g ..] (out is [M, K] and K a multiple of 32), so a
+// warp's output is one contiguous run: each lane writes its parts into the warp's shared
+// buffer, and the warp then stores the run with consecutive 16-byte stores (lane l the l-th,
+// (l+32)-th, ... of them): whole sectors per store instruction instead of 16 bytes out of
+// every 64 (the buffer rows are padded by 16 bytes so the lanes' 16-byte writes fall in
+// distinct banks).
+// grid.x = ceil(M * K / 32 / THREAD_PARTS / 128).  An index outside [0, N) yields a
+// NaN row, so a bad index is visible in the output instead of reading out of bounds.
+// Template constants: format, dtype, threads, thread_parts.  Kernel arguments: M (indices), N, K.
 namespace ggufc_embedding_q6_k_f16_impl {
 using act_t = __half;
 using Format = ggufc::Q6_K;
 constexpr int WARPS = 128 / ggufc::WARP_SIZE;
 constexpr int STORE_BYTES = 16;
 constexpr int VALUES_PER_STORE = STORE_BYTES / static_cast<int>(sizeof(act_t));
+constexpr int THREAD_PARTS = 1;
 constexpr int PART_STORES = ggufc::PART_WEIGHTS / VALUES_PER_STORE;  // 16-byte pieces a part
-constexpr int LANE_STRIDE = PART_STORES + 1;  // in 16-byte units: one piece of padding
+constexpr int LANE_STORES = THREAD_PARTS * PART_STORES;              // 16-byte pieces a lane
+constexpr int LANE_STRIDE = LANE_STORES + 1;  // in 16-byte units: one piece of padding
 static_assert(128 % ggufc::WARP_SIZE == 0, "whole warps");
+// a unit never straddles a block, nor (K being whole blocks) a row
+static_assert(Format::PARTS % THREAD_PARTS == 0, "a thread's parts are of one block");
+static_assert((Format::PARTS & (Format::PARTS - 1)) == 0, "parts a block: a power of two");
 
 // The 32 values of part ``part`` of the block at ``block``.  Blocks whose size is a multiple of
-// 16 bytes (Q4_K, Q5_K) are read by their format's 16-byte loads; the others (2-byte aligned)
-// as 32-bit words joined by funnel shifts rather than by 2-byte loads, the loads a warp issues
-// being what bounds this kernel (Q6_K: 18 loads a part instead of 34, 9% less time on an H100;
-// Q8_0 6-7%).  Both give the exact values, then the part's affine map.
+// 16 bytes (Q4_K, Q5_K) are read by 16-byte loads only, their head (d, dmin, scales) too
+// (Q5_K: 78.7 -> 79.9% of copy bandwidth on an H100); the others (2-byte aligned) as 32-bit
+// words joined by funnel shifts rather than by 2-byte loads, the loads a warp issues being what
+// bounds this kernel (Q6_K: 18 loads a part instead of 34, 9% less time on an H100; Q8_0
+// 6-7%).  Both give the exact values, then the part's affine map.
+template <typename F>  // a template, so that only the branch of F's block size is compiled
 __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
                                             float (&w)[ggufc::PART_WEIGHTS]) {
-    if constexpr (Format::BLOCK_BYTES % 16 == 0) {
-        Format::decode(Format::load(block, part), part, w);
+    if constexpr (F::BLOCK_BYTES % 16 == 0) {
+        F::decode(F::load_with_head(block, part), part, w);
     } else {
         ggufc::u32 pairs[ggufc::PART_WEIGHTS / 2];
         ggufc::PartAffine affine;
-        Format::integer_pairs(Format::load_part_words(block, part), part, pairs, affine);
+        F::integer_pairs(F::load_part_words(block, part), part, pairs, affine);
 #pragma unroll
         for (int j = 0; j < ggufc::PART_WEIGHTS / 2; ++j) {
             const float2 q =
-                __half22float2(ggufc::half_pair_of_ints<Format::PAIR_ZERO_POINT>(pairs[j]));
+                __half22float2(ggufc::half_pair_of_ints<F::PAIR_ZERO_POINT>(pairs[j]));
             w[2 * j] = q.x;
             w[2 * j + 1] = q.y;
         }
@@ -54,45 +65,59 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_embedding_q6_k_f16(
     __shared__ uint4 staged[WARPS][ggufc::WARP_SIZE * LANE_STRIDE];
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
-    const i64 parts_per_row = K / ggufc::PART_WEIGHTS;
-    const i64 total_parts = M * parts_per_row;
+    const i64 units_per_row = K / (ggufc::PART_WEIGHTS * THREAD_PARTS);
+    const i64 total_units = M * units_per_row;
     const i64 warp_first = static_cast<i64>(blockIdx.x) * 128 + warp * ggufc::WARP_SIZE;
-    if (warp_first >= total_parts) {
+    if (warp_first >= total_units) {
         return;  // the whole warp leaves: no lane of it is needed for the stores below
     }
     const i64 g = warp_first + lane;
-    if (g < total_parts) {
-        const i64 i = g / parts_per_row;
-        const int p = static_cast<int>(g % parts_per_row);
+    if (g < total_units) {
+        const i64 i = g / units_per_row;
+        const int first = static_cast<int>(g % units_per_row) * THREAD_PARTS;
         const i64 index = indices[i];
-        float w[ggufc::PART_WEIGHTS];
-        if (index >= 0 && index < N) {
-            const i64 blocks_per_row = K / Format::BLOCK_WEIGHTS;
-            const ggufc::u8* row = blocks + index * blocks_per_row * Format::BLOCK_BYTES;
-            const int part = p % Format::PARTS;
-            decode_part(row + (p / Format::PARTS) * Format::BLOCK_BYTES, part, w);
+        const bool valid = index >= 0 && index < N;
+        // the block's first part of the unit: a multiple of THREAD_PARTS the compiler can see
+        // (PARTS is a power of two), so the parts' shared loads have provably equal addresses
+        const int part = first & (Format::PARTS - 1);
+        const i64 blocks_per_row = K / Format::BLOCK_WEIGHTS;
+        const ggufc::u8* block = blocks + (index * blocks_per_row + first / Format::PARTS) *
+                                              Format::BLOCK_BYTES;
+        act_t* mine = reinterpret_cast<act_t*>(&staged[warp][lane * LANE_STRIDE]);
+        // every part decoded before any is stored, so the loads they share are merged
+        float w[THREAD_PARTS][ggufc::PART_WEIGHTS];
+        if (valid) {
+#pragma unroll
+            for (int t = 0; t < THREAD_PARTS; ++t) {
+                decode_part<Format>(block, part + t, w[t]);
+            }
         } else {
 #pragma unroll
-            for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
-                w[j] = __int_as_float(0x7fc00000);  // quiet NaN
+            for (int t = 0; t < THREAD_PARTS; ++t) {
+#pragma unroll
+                for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
+                    w[t][j] = __int_as_float(0x7fc00000);  // quiet NaN
+                }
             }
         }
-        act_t* mine = reinterpret_cast<act_t*>(&staged[warp][lane * LANE_STRIDE]);
 #pragma unroll
-        for (int piece = 0; piece < ggufc::PART_WEIGHTS / 8; ++piece) {
-            ggufc::store8(mine + 8 * piece, w + 8 * piece);
+        for (int t = 0; t < THREAD_PARTS; ++t) {
+#pragma unroll
+            for (int piece = 0; piece < ggufc::PART_WEIGHTS / 8; ++piece) {
+                ggufc::store8(mine + ggufc::PART_WEIGHTS * t + 8 * piece, w[t] + 8 * piece);
+            }
         }
     }
     __syncwarp();
-    // the warp's run: parts warp_first .. warp_first + 31 (fewer at the end), in 16-byte pieces
-    const i64 parts = min(static_cast<i64>(ggufc::WARP_SIZE), total_parts - warp_first);
-    uint4* run = reinterpret_cast<uint4*>(out + warp_first * ggufc::PART_WEIGHTS);
+    // the warp's run: units warp_first .. warp_first + 31 (fewer at the end), in 16-byte pieces
+    const i64 units = min(static_cast<i64>(ggufc::WARP_SIZE), total_units - warp_first);
+    uint4* run = reinterpret_cast<uint4*>(out + warp_first * THREAD_PARTS * ggufc::PART_WEIGHTS);
 #pragma unroll
-    for (int j = 0; j < PART_STORES; ++j) {
+    for (int j = 0; j < LANE_STORES; ++j) {
         const int piece = lane + ggufc::WARP_SIZE * j;
-        const int part = piece / PART_STORES;
-        if (part < parts) {
-            run[piece] = staged[warp][part * LANE_STRIDE + piece % PART_STORES];
+        const int unit = piece / LANE_STORES;
+        if (unit < units) {
+            run[piece] = staged[warp][unit * LANE_STRIDE + piece % LANE_STORES];
         }
     }
 }

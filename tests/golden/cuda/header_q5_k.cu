@@ -1236,6 +1236,16 @@ __device__ __forceinline__ KquantScaleBytes kquant_scales_of_head(const uint4& h
     return raw;
 }
 
+// ``F::load`` (F: Q4_K or Q5_K) with the head (d, dmin, scales) as one 16-byte load instead of
+// five narrow ones: for kernels bound by the loads they issue (the embedding gather).
+template <typename F>
+__device__ __forceinline__ typename F::Raw load_kquant_with_head(const u8* block, int part) {
+    typename F::Raw raw;
+    raw.scales = kquant_scales_of_head(*reinterpret_cast<const uint4*>(block), part);
+    F::load_quants(block, part, raw);
+    return raw;
+}
+
 // Sub-block ``s`` scale (d * sc[s]) and offset (dmin * m[s]).
 __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, int s, float& scale,
                                                  float& offset) {
@@ -1494,9 +1504,19 @@ struct Q5_K : KquantMmaSpan {
     __device__ static __forceinline__ Raw load(const u8* block, int part) {
         Raw raw;
         raw.scales = load_kquant_scales(block, part);
+        load_quants(block, part, raw);
+        return raw;
+    }
+
+    // ``load`` with the head as one 16-byte load (kquant_scales.cuh)
+    __device__ static __forceinline__ Raw load_with_head(const u8* block, int part) {
+        return load_kquant_with_head<Q5_K>(block, part);
+    }
+
+    // the part's quant bytes (its partner part's too: the other nibble), without the scales
+    __device__ static __forceinline__ void load_quants(const u8* block, int part, Raw& raw) {
         load_u128s<2>(block + QH_OFFSET, raw.qh);
         load_u128s<2>(block + QS_OFFSET + PART_WEIGHTS * (part / 2), raw.qs);
-        return raw;
     }
 
     __device__ static __forceinline__ void decode_values(const Raw& raw, int part,

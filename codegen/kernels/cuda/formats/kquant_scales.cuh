@@ -47,6 +47,16 @@ __device__ __forceinline__ KquantScaleBytes kquant_scales_of_head(const uint4& h
     return raw;
 }
 
+// ``F::load`` (F: Q4_K or Q5_K) with the head (d, dmin, scales) as one 16-byte load instead of
+// five narrow ones: for kernels bound by the loads they issue (the embedding gather).
+template <typename F>
+__device__ __forceinline__ typename F::Raw load_kquant_with_head(const u8* block, int part) {
+    typename F::Raw raw;
+    raw.scales = kquant_scales_of_head(*reinterpret_cast<const uint4*>(block), part);
+    F::load_quants(block, part, raw);
+    return raw;
+}
+
 // Sub-block ``s`` scale (d * sc[s]) and offset (dmin * m[s]).
 __device__ __forceinline__ void kquant_scale_min(const KquantScaleBytes& raw, int s, float& scale,
                                                  float& offset) {

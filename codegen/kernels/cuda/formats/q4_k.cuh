@@ -28,8 +28,18 @@ struct Q4_K : KquantMmaSpan {
     __device__ static __forceinline__ Raw load(const u8* block, int part) {
         Raw raw;
         raw.scales = load_kquant_scales(block, part);
-        load_u128s<2>(block + QS_OFFSET + PART_WEIGHTS * (part / 2), raw.qs);
+        load_quants(block, part, raw);
         return raw;
+    }
+
+    // ``load`` with the head as one 16-byte load (kquant_scales.cuh)
+    __device__ static __forceinline__ Raw load_with_head(const u8* block, int part) {
+        return load_kquant_with_head<Q4_K>(block, part);
+    }
+
+    // the part's quant bytes (its partner part's too: the other nibble), without the scales
+    __device__ static __forceinline__ void load_quants(const u8* block, int part, Raw& raw) {
+        load_u128s<2>(block + QS_OFFSET + PART_WEIGHTS * (part / 2), raw.qs);
     }
 
     __device__ static __forceinline__ void decode_values(const Raw& raw, int part,
