@@ -3,8 +3,9 @@
 // One thread per (index, unit of THREAD_PARTS consecutive parts of one block): thread g decodes
 // parts THREAD_PARTS g .. THREAD_PARTS g + THREAD_PARTS - 1 (numbered across the rows, K/32 a
 // row) of the rows named by the indices; only those rows are read.  A thread's parts share the
-// loads of their block's bytes (Q4_K / Q5_K: a pair of parts reads the same quant bytes, its
-// two nibbles, and every part of a Q5_K block the same qh), which the compiler merges.  Thread
+// loads of their block's bytes, which the compiler merges (THREAD_PARTS 2 is Q5_K's, emitter
+// EMBEDDING_THREAD_PARTS: a pair of its parts reads the same quant bytes, their two nibbles,
+// and every part the same qh).  Thread
 // g's values land at out[32 THREAD_PARTS g ..] (out is [M, K] and K a multiple of 32), so a
 // warp's output is one contiguous run: each lane writes its parts into the warp's shared
 // buffer, and the warp then stores the run with consecutive 16-byte stores (lane l the l-th,

@@ -1218,9 +1218,9 @@ __device__ __forceinline__ KquantScaleBytes load_kquant_scales(const u8* block, 
     return raw;
 }
 
-// The same from a block's first 16 bytes loaded as one word (matvec_lanes.cu): d | dmin in
-// .x, scales[0..3] in .y, [4..7] in .z, [8..11] in .w, so sub-block s's bytes are byte s % 4
-// of .y, .z and .w.
+// The same from a block's first 16 bytes loaded as one word (matvec_lanes.cu, and the
+// embedding gather through load_kquant_with_head): d | dmin in .x, scales[0..3] in .y, [4..7]
+// in .z, [8..11] in .w, so sub-block s's bytes are byte s % 4 of .y, .z and .w.
 __device__ __forceinline__ KquantScaleBytes kquant_scales_of_head(const uint4& head, int s) {
     const int shift = 8 * (s % 4);
     const u32 byte0 = (head.y >> shift) & 0xFFu;  // scales[s % 4]
