@@ -411,12 +411,20 @@ MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory
 
 # Consecutive parts of one block each thread of the CUDA embedding gather decodes, sharing the
 # loads of the bytes they have in common (1 where none is given; Metal decodes one part a
-# thread).  H100, session 23, 32768 rows, share of copy bandwidth with 1 -> 2 parts: Q5_K
-# 79.9 -> 80.1% (the head read by one 16-byte load in both; a pair of parts shares its quant
-# bytes, every part the qh bits; 95 registers instead of 48), Q4_K 82.5 -> 82.4%, Q6_K 79.6 ->
-# 75.4% (its parts share only qh, and the compiler does not merge those loads: 77.3% with
-# them merged by hand).
+# thread).  H100, session 23, 32768 rows, share of copy bandwidth: Q5_K (a pair of parts shares
+# its quant bytes, every part the qh bits) 79.9% with one part, 82.2% with two (each stored once
+# decoded, 72 registers; the template's comment has the forms tried); Q6_K (its parts share only
+# qh) 83.5 -> 65-75% with two; Q4_K 82.2-82.6% with one, 82.2-83.5% with two, one round of
+# three at 65.7%: not taken.
 EMBEDDING_THREAD_PARTS = {"Q5_K": 2}
+# Formats whose CUDA embedding gather reads a part's 2-byte aligned spans by the 16-byte words
+# holding them (prelude: load_words_wide; 6 loads a Q6_K part instead of 18): it reads up to
+# 14 bytes past a span, so only formats whose spans end that far inside their block take it.
+# Q6_K's ql / qh spans end by byte 192 of its 210: H100, session 23, 32768 rows, 79.5-79.8 ->
+# 83.5% of copy bandwidth (2394-2396 -> 2515-2517 GB/s).  The 32-weight formats' quants end
+# their block, so the table's last block would be read past its end (compute-sanitizer flagged
+# Q8_0's), for little: Q8_0 83.0 -> 83.4%, Q4_0 / Q5_0 unchanged.
+EMBEDDING_WIDE_LOAD_FORMATS = ("Q6_K",)
 
 
 def embedding_thread_parts(backend: str, fmt: str) -> int:
@@ -1177,6 +1185,8 @@ def _kind_values(
             values["simdgroup_matrix"] = METAL_SIMDGROUP_MATRIX[dtype]
         return f"{backend}/matmul{syntax.source_suffix}", values
     values["thread_parts"] = embedding_thread_parts(backend, fmt)
+    wide_loads = backend == "cuda" and fmt in EMBEDDING_WIDE_LOAD_FORMATS
+    values["wide_loads"] = "true" if wide_loads else "false"
     return f"{backend}/embedding{syntax.source_suffix}", values
 
 

@@ -14,7 +14,8 @@
 // distinct banks).
 // grid.x = ceil(M * K / 32 / THREAD_PARTS / 128).  An index outside [0, N) yields a
 // NaN row, so a bad index is visible in the output instead of reading out of bounds.
-// Template constants: format, dtype, threads, thread_parts.  Kernel arguments: M (indices), N, K.
+// Template constants: format, dtype, threads, thread_parts, wide_loads.  Kernel arguments: M
+// (indices), N, K.
 namespace ggufc_embedding_q8_0_f32_impl {
 using act_t = float;
 using Format = ggufc::Q8_0;
@@ -22,6 +23,8 @@ constexpr int WARPS = 128 / ggufc::WARP_SIZE;
 constexpr int STORE_BYTES = 16;
 constexpr int VALUES_PER_STORE = STORE_BYTES / static_cast<int>(sizeof(act_t));
 constexpr int THREAD_PARTS = 1;
+// spans read by the 16-byte words holding them (emitter EMBEDDING_WIDE_LOAD_FORMATS)
+constexpr bool WIDE_LOADS = false;
 constexpr int PART_STORES = ggufc::PART_WEIGHTS / VALUES_PER_STORE;  // 16-byte pieces a part
 constexpr int LANE_STORES = THREAD_PARTS * PART_STORES;              // 16-byte pieces a lane
 constexpr int LANE_STRIDE = LANE_STORES + 1;  // in 16-byte units: one piece of padding
@@ -35,7 +38,8 @@ static_assert((Format::PARTS & (Format::PARTS - 1)) == 0, "parts a block: a powe
 // (Q5_K: 78.7 -> 79.9% of copy bandwidth on an H100); the others (2-byte aligned) as 32-bit
 // words joined by funnel shifts rather than by 2-byte loads, the loads a warp issues being what
 // bounds this kernel (Q6_K: 18 loads a part instead of 34, 9% less time on an H100; Q8_0
-// 6-7%).  Both give the exact values, then the part's affine map.
+// 6-7%), and with WIDE_LOADS picked out of the 16-byte words holding them (Q6_K: 6 loads,
+// 79.6 -> 83.5%).  Both give the exact values, then the part's affine map.
 template <typename F>  // a template, so that only the branch of F's block size is compiled
 __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
                                             float (&w)[ggufc::PART_WEIGHTS]) {
@@ -44,7 +48,13 @@ __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
     } else {
         ggufc::u32 pairs[ggufc::PART_WEIGHTS / 2];
         ggufc::PartAffine affine;
-        F::integer_pairs(F::load_part_words(block, part), part, pairs, affine);
+        typename F::PartWords words;
+        if constexpr (WIDE_LOADS) {
+            words = F::template load_part_words<true>(block, part);  // Q6_K's
+        } else {
+            words = F::load_part_words(block, part);
+        }
+        F::integer_pairs(words, part, pairs, affine);
 #pragma unroll
         for (int j = 0; j < ggufc::PART_WEIGHTS / 2; ++j) {
             const float2 q =
@@ -53,6 +63,22 @@ __device__ __forceinline__ void decode_part(const ggufc::u8* block, int part,
             w[2 * j + 1] = q.y;
         }
         ggufc::apply_affine(affine, w);
+    }
+}
+
+// The values of a row named by an index outside [0, N): quiet NaNs
+__device__ __forceinline__ void nan_part(float (&w)[ggufc::PART_WEIGHTS]) {
+#pragma unroll
+    for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
+        w[j] = __int_as_float(0x7fc00000);
+    }
+}
+
+// A part's 32 values into the lane's row of the warp's shared buffer, as act_t
+__device__ __forceinline__ void store_part(act_t* row, const float (&w)[ggufc::PART_WEIGHTS]) {
+#pragma unroll
+    for (int piece = 0; piece < ggufc::PART_WEIGHTS / 8; ++piece) {
+        ggufc::store8(row + 8 * piece, w + 8 * piece);
     }
 }
 }  // namespace ggufc_embedding_q8_0_f32_impl
@@ -85,27 +111,32 @@ extern "C" __global__ void __launch_bounds__(128) ggufc_embedding_q8_0_f32(
         const ggufc::u8* block = blocks + (index * blocks_per_row + first / Format::PARTS) *
                                               Format::BLOCK_BYTES;
         act_t* mine = reinterpret_cast<act_t*>(&staged[warp][lane * LANE_STRIDE]);
-        // every part decoded before any is stored, so the loads they share are merged
-        float w[THREAD_PARTS][ggufc::PART_WEIGHTS];
-        if (valid) {
+        if constexpr (THREAD_PARTS == 1) {
+            float w[ggufc::PART_WEIGHTS];
+            if (valid) {
+                decode_part<Format>(block, part, w);
+            } else {
+                nan_part(w);
+            }
+            store_part(mine, w);
+        } else if (valid) {
+            // the parts in one branch, so the loads they share are merged (not all of them:
+            // 7 16-byte loads for Q5_K's two parts, not 5), each stored once decoded: Q5_K
+            // 80.0% of copy bandwidth with every part decoded first (95 registers), 82.2% so
+            // (72), 80.8% with a branch a part as THREAD_PARTS 1 has (10 loads); THREAD_PARTS 1
+            // in this form lost (Q6_K 83.5 -> 81.6%, Q8_0 83 -> 82%; H100, session 23)
 #pragma unroll
             for (int t = 0; t < THREAD_PARTS; ++t) {
-                decode_part<Format>(block, part + t, w[t]);
+                float w[ggufc::PART_WEIGHTS];
+                decode_part<Format>(block, part + t, w);
+                store_part(mine + ggufc::PART_WEIGHTS * t, w);
             }
         } else {
+            float w[ggufc::PART_WEIGHTS];
+            nan_part(w);
 #pragma unroll
             for (int t = 0; t < THREAD_PARTS; ++t) {
-#pragma unroll
-                for (int j = 0; j < ggufc::PART_WEIGHTS; ++j) {
-                    w[t][j] = __int_as_float(0x7fc00000);  // quiet NaN
-                }
-            }
-        }
-#pragma unroll
-        for (int t = 0; t < THREAD_PARTS; ++t) {
-#pragma unroll
-            for (int piece = 0; piece < ggufc::PART_WEIGHTS / 8; ++piece) {
-                ggufc::store8(mine + ggufc::PART_WEIGHTS * t + 8 * piece, w[t] + 8 * piece);
+                store_part(mine + ggufc::PART_WEIGHTS * t, w);
             }
         }
     }

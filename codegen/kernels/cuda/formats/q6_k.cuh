@@ -124,12 +124,15 @@ struct Q6_K {
         u32 d;
     };
 
+    // WIDE: the spans by load_words_wide (prelude), whose whole 16-byte granules stay inside
+    // the block: ql and qh end by byte 192
+    template <bool WIDE = false>
     __device__ static __forceinline__ PartWords load_part_words(const u8* block, int part) {
         const int half_index = part / 4;
         const int quarter = part % 4;
         PartWords words;
-        load_words<8>(block + 64 * half_index + PART_WEIGHTS * (quarter % 2), words.ql);
-        load_words<8>(block + QH_OFFSET + PART_WEIGHTS * half_index, words.qh);
+        load_words_by<WIDE>(block + 64 * half_index + PART_WEIGHTS * (quarter % 2), words.ql);
+        load_words_by<WIDE>(block + QH_OFFSET + PART_WEIGHTS * half_index, words.qh);
         words.scales = load_u16(block + SCALES_OFFSET + 2 * part);
         words.d = load_u16(block + D_OFFSET);
         return words;
