@@ -10,6 +10,10 @@ on 4096 x 14336.  Beside each time:
 * cuBLAS: torch's float16 matmul on the dequantized weights (same shapes);
 * portable: for the matmul, the same source compiled for the device's portable target
   (mma.sync; on an H100 the timed kernel is its sm_90a build, which runs wgmma);
+* route (M = 512, 2048): what the lowering runs there (`codegen.dense_linear`): the matmul
+  kernel, or the dense route (the dequantize kernel into a float16 weight, then cuBLAS
+  through ``torch.nn.functional.linear``, as the program's aten::linear runs); the ggufc
+  column is that route's time, and both routes' times are in their own columns;
 * plain launch: the same kernel launched without programmatic dependent launch.  ggufc's
   kernels are launched dependently where the device allows it (compute capability 9.0+,
   `runtime_schema.cuda_launcher`), as a program runs them: each starts its weight loads
@@ -32,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from codegen import dense_linear
 from codegen.cuda_run import CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
 from codegen.kernels import FORMAT_NAMES, emit, pick_geometry
@@ -78,6 +83,19 @@ def bench_case(runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, g
     # correctness of the timed configuration (the full check lives in the GPU tests)
     ref = xs[0].float() @ formats.dequantize(blocks.cpu(), fmt, torch.float32).cuda().T
     error = float((outs[0].float() - ref).norm() / ref.norm())
+    route, matmul_us, dense_us = kind, None, None
+    if kind == "matmul" and dense_linear.serves(fmt, "float16", n, k):
+        dequantize = emit("cuda", fmt, "dequantize", "float16")
+        weight = torch.empty(n, k, dtype=torch.float16, device="cuda")
+
+        def dense(i):
+            runner.dequantize(dequantize, weight_copies[i], n, k, out=weight)
+            return torch.nn.functional.linear(xs[i], weight)
+
+        matmul_us, dense_us = ggufc_us, time_launches(dense, copies)
+        dense_error = float((dense(0).float() - ref).norm() / ref.norm())
+        if m > dense_linear.dense_threshold(fmt, n, k):
+            route, ggufc_us, error = "dense", dense_us, dense_error
     weight_copies.clear()  # free the copies before the dense ones are made
 
     dense = formats.dequantize(blocks.cpu(), fmt, torch.float16).cuda()
@@ -96,8 +114,10 @@ def bench_case(runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, g
         "format": fmt,
         "shape": f"{n}x{k}",
         "m": m,
-        "kind": kind,
+        "kind": route,
         "ggufc_us": ggufc_us,
+        "matmul_us": matmul_us,
+        "dense_us": dense_us,
         "plain_us": plain_us,
         "portable_us": portable_us,
         "floor_us": floor_us,
@@ -115,16 +135,21 @@ def markdown(rows, card, bandwidth) -> str:
         "",
         (
             "| format | N x K | M | kernel | ggufc | floor | ggufc/floor | cuBLAS f16 "
-            "| ggufc/cuBLAS | plain launch | portable build | rel. err |"
+            "| ggufc/cuBLAS | matmul kernel | dense route | plain launch | portable build "
+            "| rel. err |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(value) -> str:
+        return "" if value is None else f"{value:.1f}"
+
     for r in rows:
-        portable = "" if r["portable_us"] is None else f"{r['portable_us']:.1f}"
         lines.append(
             f"| {r['format']} | {r['shape']} | {r['m']} | {r['kind']} | {r['ggufc_us']:.1f} | "
             f"{r['floor_us']:.1f} | {r['ggufc_us'] / r['floor_us']:.2f} | {r['cublas_us']:.1f} | "
-            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {r['plain_us']:.1f} | {portable} | "
+            f"{r['ggufc_us'] / r['cublas_us']:.2f} | {cell(r['matmul_us'])} | "
+            f"{cell(r['dense_us'])} | {r['plain_us']:.1f} | {cell(r['portable_us'])} | "
             f"{r['error']:.1e} |"
         )
     return "\n".join(lines)

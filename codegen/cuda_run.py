@@ -77,6 +77,17 @@ class CudaKernelRunner:
         without a compile's delay after the launch before it."""
         self._launcher.function(program_source(kernel))
 
+    def _launch(self, kernel: KernelSource, sizes, tensors, scalars) -> None:
+        """Launches ``kernel`` by its launch rule at ``sizes`` = (M, N, K)."""
+        self._launcher.launch(
+            program_source(kernel),
+            grid=kernel.launch.grid_size(*sizes),
+            block=kernel.launch.block_size(),
+            shared_memory_bytes=kernel.launch.shared_memory_bytes,
+            tensors=tensors,
+            scalars=scalars,
+        )
+
     def linear(
         self,
         kernel: KernelSource,
@@ -104,11 +115,9 @@ class CudaKernelRunner:
             if bias.shape != (n,) or bias.dtype != x.dtype:
                 raise UnsupportedError(f"{kernel.entry}: bias must be {x.dtype} [{n}]")
             _check_tensor("bias", bias, kernel)
-        self._launcher.launch(
-            program_source(kernel),
-            grid=kernel.launch.grid_size(m, n, k),
-            block=kernel.launch.block_size(),
-            shared_memory_bytes=kernel.launch.shared_memory_bytes,
+        self._launch(
+            kernel,
+            (m, n, k),
             # an unused bias slot still needs a valid pointer: pass x
             tensors=(rows, blocks, rows if bias is None else bias, out),
             scalars=(m, n, k, bias is not None),
@@ -135,12 +144,35 @@ class CudaKernelRunner:
                 *indices.shape, k, dtype=TORCH_DTYPES[kernel.dtype], device=blocks.device
             )
         _check_tensor("out", out, kernel)
-        self._launcher.launch(
-            program_source(kernel),
-            grid=kernel.launch.grid_size(m, n, k),
-            block=kernel.launch.block_size(),
-            shared_memory_bytes=kernel.launch.shared_memory_bytes,
+        self._launch(
+            kernel,
+            (m, n, k),
             tensors=(blocks, flat, out),
             scalars=(m, n, k),
+        )
+        return out
+
+    def dequantize(
+        self,
+        kernel: KernelSource,
+        blocks: torch.Tensor,
+        n: int,
+        k: int,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """dequantize(blocks) -> [N, K] in the kernel's dtype."""
+        if kernel.kind != "dequantize":
+            raise UnsupportedError(f"{kernel.entry}: not a dequantize kernel")
+        _check_blocks(kernel, blocks, n, k)
+        if out is None:
+            out = torch.empty(n, k, dtype=TORCH_DTYPES[kernel.dtype], device=blocks.device)
+        if tuple(out.shape) != (n, k) or out.dtype != TORCH_DTYPES[kernel.dtype]:
+            raise UnsupportedError(f"{kernel.entry}: out must be {kernel.dtype} [{n}, {k}]")
+        _check_tensor("out", out, kernel)
+        self._launch(
+            kernel,
+            (n, n, k),
+            tensors=(blocks, out),
+            scalars=(n, k),
         )
         return out

@@ -58,14 +58,24 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               the tensor-core batched matvec (the other formats); a symbolic M whose range
               holds both makes the node an `IfNode` (M <= MATVEC_MMA_MAX_M) whose two
               chains hold one KernelNode each (`takes_mma_matvec`).
+              A matmul with 16-bit activations, CUDA among the backends and a weight of at
+              most `codegen.dense_linear.DENSE_MAX_WEIGHT_BYTES` dequantized, whose M may
+              exceed `codegen.dense_linear.dense_threshold(fmt, N, K)`, takes the dense
+              route there: a ``dequantize`` KernelNode (N x K in x's dtype) then an
+              ``aten::linear(x, weight, bias)`` AtenNode (cuBLAS on a CUDA device; the bias
+              the node's own, None without one) — alone if every M the program can have
+              exceeds the threshold, else in the else chain of an `IfNode` (M <= threshold)
+              whose then chain holds the matmul KernelNode.
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
 (adding 0.0), one small constant per distinct width, and the file stores each once.
 
 ``ggufc.embedding(blocks, indices, fmt, n, k, dtype)``: inputs ``(blocks, indices)``, args
-``(m = indices.numel(), n, k)``.  ``ggufc.dequantize`` has no generated kernel: it lowers to a
-KernelNode without sources (the CPU reference runs it; a GPU run rejects it).
+``(m = indices.numel(), n, k)``.  ``ggufc.dequantize(blocks, fmt, n, k, dtype)``: inputs
+``(blocks,)``, args ``(n, k)``, grid over every row (``ceil(N K / 32 / 128)``: the embedding
+kernel with row i for index i); no sources for a dtype without kernels (the CPU reference
+runs it).
 
 ``ggufc.attention(q [B, R, D], k [B, S, D], v [B, S, Dv], visible [M, S], scale)``:
 inputs ``(q, k, v, visible)``, args ``(rows = R, tokens = M, keys = S, scale)`` (int64 x 3,
@@ -775,19 +785,25 @@ class _Lowering:
             else:
                 bias = self.zero_bias(n, x_fake.dtype)
             dtype = x_fake.dtype
-            return self.emit_kernel(
-                scope,
-                node,
-                OpKind.LINEAR,
-                kind_name,
-                fmt,
-                dtype,
-                (x, blocks, bias),
-                output,
-                rows,
-                n,
-                k,
-                has_bias=True,
+            threshold = self.dense_threshold(kind_name, fmt, dtype, rows, n, k)
+            if threshold is None:
+                return self.emit_kernel(
+                    scope,
+                    node,
+                    OpKind.LINEAR,
+                    kind_name,
+                    fmt,
+                    dtype,
+                    (x, blocks, bias),
+                    output,
+                    rows,
+                    n,
+                    k,
+                    has_bias=True,
+                )
+            given_bias = bias if bound.get("bias") is not None else None
+            return self.linear_with_dense_route(
+                scope, node, fmt, (x, blocks, bias), given_bias, output, rows, n, k, threshold
             )
         if op_name == "embedding":
             indices_node = bound["indices"]
@@ -813,20 +829,7 @@ class _Lowering:
                 has_bias=None,
             )
         if op_name == "dequantize":
-            name = self.kernel_name("dequantize", fmt)
-            self.builder.emit(
-                scope.chain,
-                KernelNode(
-                    name=name,
-                    format=QuantFormat[fmt],
-                    op=OpKind.DEQUANTIZE,
-                    kind=KernelKind.DEQUANTIZE,
-                    sources=(),
-                    inputs=(blocks,),
-                    outputs=(output,),
-                    args=(Argument(IntValue(n), "n"), Argument(IntValue(k), "k")),
-                ),
-            )
+            self.dequantize_node(scope.chain, fmt, val.dtype, blocks, output, n, k)
             return output
         raise UnsupportedError(f"{where}: ggufc op {op_name!r} has no lowering")
 
@@ -837,15 +840,7 @@ class _Lowering:
         sources = []
         for backend in self.backends:
             generated = emit_for(backend)
-            sources.append(
-                KernelSource(
-                    backend=BACKEND_ENUMS[backend],
-                    entry=generated.entry,
-                    source=generated.source,
-                    header=generated.header,
-                    dependent_launch=generated.dependent_launch,
-                )
-            )
+            sources.append(_kernel_source(backend, generated))
         return tuple(sources)
 
     def element_count(self, shape, where: str) -> Dim:
@@ -1088,9 +1083,131 @@ class _Lowering:
             return "matvec"
         return "matvec_batched" if rows.size <= MATVEC_BATCHED_ROWS else "matmul"
 
-    def emit_kernel(
-        self, scope, node, op, kind_name, fmt, dtype, inputs, output, rows, n, k, *, has_bias
+    def dequantize_node(self, chain, fmt: str, dtype, blocks: int, output: int, n, k) -> None:
+        """Emits into ``chain`` the KernelNode dequantizing ``blocks`` (N x K of ``fmt``) to
+        ``output`` in ``dtype``, with each backend's dequantize kernel (none for a dtype
+        without kernels: the reference op serves it on CPU)."""
+        sources, rules = [], {}
+        dtype_name = KERNEL_DTYPES.get(dtype)
+        for backend in self.backends if dtype_name is not None else ():
+            generated = self.emitter(backend, fmt, "dequantize", dtype_name)
+            sources.append(_kernel_source(backend, generated))
+            rules[backend] = generated.launch
+        grid, block, _ = self.launch_dims(rules, Dim(n), n, k, f"dequantize {fmt} {n}x{k}")
+        self.builder.emit(
+            chain,
+            KernelNode(
+                name=self.kernel_name("dequantize", fmt),
+                format=QuantFormat[fmt],
+                op=OpKind.DEQUANTIZE,
+                kind=KernelKind.DEQUANTIZE,
+                sources=tuple(sources),
+                inputs=(blocks,),
+                outputs=(output,),
+                grid=grid,
+                block=block,
+                args=(Argument(IntValue(n), "n"), Argument(IntValue(k), "k")),
+            ),
+        )
+
+    def dense_threshold(self, kind_name: str, fmt: str, dtype, rows: Dim, n, k) -> int | None:
+        """The rows above which a ``kind_name`` linear takes the dense route (see
+        `codegen.dense_linear`), None where no M the program can have does: only a matmul
+        with the CUDA backend, 16-bit activations and a weight the route serves."""
+        from codegen import dense_linear
+
+        dtype_name = KERNEL_DTYPES.get(dtype)
+        if kind_name != "matmul" or "cuda" not in self.backends or dtype_name is None:
+            return None
+        if not dense_linear.serves(fmt, dtype_name, n, k):
+            return None
+        threshold = dense_linear.dense_threshold(fmt, n, k)
+        _, high = self.sizes.range_of(rows)
+        return None if high <= threshold else threshold
+
+    def dense_linear(self, chain, node, fmt, x: int, blocks: int, bias, output: int, n, k):
+        """Emits into ``chain`` the dense route of a linear: ``blocks`` dequantized to a
+        weight of x's dtype, then ``aten::linear(x, weight, bias)`` (cuBLAS on CUDA)."""
+        where = f"node %{node.name}"
+        dtype = node.meta["val"].dtype
+        weight_value = torch.empty(n, k, dtype=dtype, device="meta")
+        weight = self.new_tensor(f"{node.name}_dense_weight", weight_value, where)
+        self.dequantize_node(chain, fmt, dtype, blocks, weight, n, k)
+        bias_arg = NoneValue() if bias is None else TensorRef(bias)
+        args = (Argument(TensorRef(x)), Argument(TensorRef(weight)), Argument(bias_arg))
+        self.builder.emit(chain, AtenNode("aten::linear", args, (output,)))
+
+    def linear_with_dense_route(
+        self, scope, node, fmt, inputs, bias, output, rows: Dim, n, k, threshold: int
     ) -> int:
+        """A matmul linear whose rows may exceed ``threshold``: the dense route alone if
+        every M does, else an IfNode (M <= threshold: the matmul kernel; else the dense
+        route)."""
+        x, blocks, _ = inputs
+        low, _ = self.sizes.range_of(rows)
+        if low > threshold:
+            self.dense_linear(scope.chain, node, fmt, x, blocks, bias, output, n, k)
+            return output
+        dtype = node.meta["val"].dtype
+
+        def emit_side(then: bool, chain: int, branch_output: int) -> None:
+            if then:
+                self.emit_kernel(
+                    scope, node, OpKind.LINEAR, "matmul", fmt, dtype, inputs, branch_output,
+                    rows, n, k, has_bias=True, chain=chain,
+                )  # fmt: skip
+            else:
+                self.dense_linear(chain, node, fmt, x, blocks, bias, branch_output, n, k)
+
+        self.branch_on_rows(scope.chain, scope, node, rows, threshold, "dense", output, emit_side)
+        return output
+
+    def branch_on_rows(
+        self, chain, scope, node, rows: Dim, threshold: int, label: str, output: int, emit_side
+    ) -> None:
+        """Emits into ``chain`` an IfNode (M <= ``threshold``) giving ``output``; its
+        two chains (named ``<node>.<label>_then`` / ``_else``) are filled by
+        ``emit_side(then, chain, branch_output)``."""
+        where = f"{scope.name}: node %{node.name}"
+        chains = []
+        for side in ("then", "else"):
+            name = self.unique_name(f"{scope.name}/{node.name}.{label}_{side}")
+            side_chain = self.builder.chain(name)
+            branch_output = self.new_tensor(f"{node.name}_{side}", node.meta.get("val"), where)
+            emit_side(side == "then", side_chain, branch_output)
+            self.builder.results(side_chain, [branch_output])
+            chains.append(side_chain)
+        self.builder.emit(
+            chain,
+            IfNode(
+                condition=rows.value,
+                compare=CompareOp.LE,
+                constant=threshold,
+                then_chain=chains[0],
+                else_chain=chains[1],
+                outputs=(output,),
+            ),
+        )
+
+    def emit_kernel(
+        self,
+        scope,
+        node,
+        op,
+        kind_name,
+        fmt,
+        dtype,
+        inputs,
+        output,
+        rows,
+        n,
+        k,
+        *,
+        has_bias,
+        chain: int | None = None,
+    ) -> int:
+        """The KernelNode(s) of a GGUF op into ``chain`` (default: the scope's)."""
+        chain = scope.chain if chain is None else chain
         where = f"{scope.name}: node %{node.name}"
         dtype_name = KERNEL_DTYPES.get(dtype)
         if dtype_name is None:
@@ -1106,28 +1223,15 @@ class _Lowering:
         if not m_ranged or high <= MATVEC_MMA_MAX_M or low > MATVEC_MMA_MAX_M:
             # one geometry for every M the program can have (its range, or a static M)
             m = None if rows.is_symbolic and not m_ranged else high
-            self.kernel_node(scope.chain, *args, output=output, m=m)
+            self.kernel_node(chain, *args, output=output, m=m)
             return output
+
         # the kernel's geometry depends on M: an IfNode, M <= MATVEC_MMA_MAX_M and above
-        chains = []
-        for label, m in (("then", MATVEC_MMA_MAX_M), ("else", MATVEC_MMA_MAX_M + 1)):
-            chain_name = self.unique_name(f"{scope.name}/{node.name}.m_{label}")
-            chain = self.builder.chain(chain_name)
-            branch_output = self.new_tensor(f"{node.name}_{label}", node.meta.get("val"), where)
-            self.kernel_node(chain, *args, output=branch_output, m=m)
-            self.builder.results(chain, [branch_output])
-            chains.append(chain)
-        self.builder.emit(
-            scope.chain,
-            IfNode(
-                condition=rows.value,
-                compare=CompareOp.LE,
-                constant=MATVEC_MMA_MAX_M,
-                then_chain=chains[0],
-                else_chain=chains[1],
-                outputs=(output,),
-            ),
-        )
+        def emit_side(then: bool, side_chain: int, branch_output: int) -> None:
+            m = MATVEC_MMA_MAX_M if then else MATVEC_MMA_MAX_M + 1
+            self.kernel_node(side_chain, *args, output=branch_output, m=m)
+
+        self.branch_on_rows(chain, scope, node, rows, MATVEC_MMA_MAX_M, "m", output, emit_side)
         return output
 
     def kernel_node(
@@ -1155,22 +1259,9 @@ class _Lowering:
         for backend in self.backends:
             geometry = pick_geometry(backend, fmt, kind_name, dtype_name, n, k, m)
             generated = self.emitter(backend, fmt, kind_name, dtype_name, geometry=geometry)
-            sources.append(
-                KernelSource(
-                    backend=BACKEND_ENUMS[backend],
-                    entry=generated.entry,
-                    source=generated.source,
-                    header=generated.header,
-                    dependent_launch=generated.dependent_launch,
-                )
-            )
+            sources.append(_kernel_source(backend, generated))
             rules[backend] = generated.launch
-        grid, block, shared = (Dim(1),) * 3, (Dim(1),) * 3, 0
-        if rules:
-            rule = rules.get(LAUNCH_BACKEND) or rules[self.backends[0]]
-            grid = tuple(self.grid_extent(extent, rows, n, k, where) for extent in rule.grid)
-            block = tuple(Dim(s) for s in rule.block_size())
-            shared = rule.shared_memory_bytes
+        grid, block, shared = self.launch_dims(rules, rows, n, k, where)
         args = [
             Argument(_size_arg(rows), "m"),
             Argument(IntValue(n), "n"),
@@ -1194,6 +1285,17 @@ class _Lowering:
                 args=tuple(args),
             ),
         )
+
+    def launch_dims(self, rules: dict, rows: Dim, n: int, k: int, where: str):
+        """Grid, block and dynamic shared bytes of a KernelNode from its backends' launch
+        rules (LAUNCH_BACKEND's where emitted, else the first backend's; ones without
+        rules: a program for the CPU reference)."""
+        if not rules:
+            return (Dim(1),) * 3, (Dim(1),) * 3, 0
+        rule = rules.get(LAUNCH_BACKEND) or rules[self.backends[0]]
+        grid = tuple(self.grid_extent(extent, rows, n, k, where) for extent in rule.grid)
+        block = tuple(Dim(size) for size in rule.block_size())
+        return grid, block, rule.shared_memory_bytes
 
     def grid_extent(self, extent, rows: Dim, n: int, k: int, where: str) -> Dim:
         from codegen.kernels.launch import PART_WEIGHTS
@@ -1229,6 +1331,17 @@ class _Lowering:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise UnsupportedError(f"{where}: expected a static integer, got {value!r}")
+
+
+def _kernel_source(backend: str, generated) -> KernelSource:
+    """The program's KernelSource of an emitted kernel for ``backend``."""
+    return KernelSource(
+        backend=BACKEND_ENUMS[backend],
+        entry=generated.entry,
+        source=generated.source,
+        header=generated.header,
+        dependent_launch=generated.dependent_launch,
+    )
 
 
 def _display_names(gp) -> dict[str, str]:

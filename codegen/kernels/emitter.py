@@ -29,6 +29,8 @@ Kernel signatures (CUDA parameter order = Metal buffer indices)::
                    out[M, N] = x[M, K] @ dequantize(blocks[N, K])^T (+ bias[N])
     embedding:     (const u8* blocks, const int64* indices, T* out, int64 M, int64 N, int64 K)
                    out[M, K] = dequantize(blocks[indices[i]]), M = number of indices
+    dequantize:    (const u8* blocks, T* out, int64 N, int64 K)
+                   out[N, K] = dequantize(blocks)  (the embedding's kernel, row i for index i)
 
 ``bias`` must be a valid pointer even when ``has_bias`` is 0 (pass any tensor; it is not
 read).  ``blocks`` must be 16-byte aligned (torch allocations and the program file's
@@ -51,7 +53,7 @@ from compiler.formats import FORMATS
 
 TEMPLATE_DIR = Path(__file__).parent
 BACKENDS = ("cuda", "metal")
-KINDS = ("matvec", "matvec_batched", "matmul", "embedding")
+KINDS = ("matvec", "matvec_batched", "matmul", "embedding", "dequantize")
 LINEAR_KINDS = ("matvec", "matvec_batched", "matmul")
 DTYPES = ("float16", "bfloat16", "float32")
 FORMAT_NAMES = tuple(FORMATS)
@@ -929,7 +931,8 @@ def launch_rule(
             return _cuda_matmul_launch(fmt, dtype, tile_m, 1)
         return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
     units = THREADS * embedding_thread_parts(backend, fmt)
-    return LaunchRule(THREADS, (GridExtent(("M", "K_PARTS"), units), one, one))
+    rows = "M" if kind == "embedding" else "N"  # dequantize: every row
+    return LaunchRule(THREADS, (GridExtent((rows, "K_PARTS"), units), one, one))
 
 
 def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
@@ -1184,6 +1187,7 @@ def _kind_values(
         else:
             values["simdgroup_matrix"] = METAL_SIMDGROUP_MATRIX[dtype]
         return f"{backend}/matmul{syntax.source_suffix}", values
+    values["gather"] = kind == "embedding"  # else dequantize: the same kernel over every row
     values["thread_parts"] = embedding_thread_parts(backend, fmt)
     wide_loads = backend == "cuda" and fmt in EMBEDDING_WIDE_LOAD_FORMATS
     values["wide_loads"] = "true" if wide_loads else "false"

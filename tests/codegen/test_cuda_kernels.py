@@ -468,6 +468,30 @@ def test_embedding_kernel_marks_out_of_range_indices_with_nan(runner, fmt):
     assert torch.isnan(out[1:3]).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_dequantize_kernel_equals_the_formats_dequantize(runner, rng, fmt, dtype):
+    """Every row: 16-bit values equal to ``formats.dequantize``'s in that dtype (what the
+    dense route hands cuBLAS), float32 within the embedding's bound; on a ragged row count
+    and on one long row."""
+    kernel = emit("cuda", fmt, "dequantize", dtype)
+    torch_dtype = TORCH_DTYPES[dtype]
+    for n, k in ((EMBEDDING_ROWS, K_BY_FORMAT[fmt]), (1, LARGE_K)):
+        blocks = formats.random_blocks(fmt, n, k, generator=rng)
+        out = torch.full((n, k), float("nan"), dtype=torch_dtype, device="cuda")
+        runner.dequantize(kernel, blocks.cuda(), n, k, out=out)
+        out = out.cpu()
+        where = f"{kernel.entry} {n}x{k} seed={rng.initial_seed()}"
+        assert bool(torch.isfinite(out).all()), f"{where}: unwritten or non-finite outputs"
+        if dtype == "float32":
+            ref = formats.dequantize(blocks, fmt, torch.float32).double()
+            error = relative_error(out, ref)
+            assert error <= error_bound("embedding", dtype), f"{where}: error {error:.3g}"
+        else:
+            expected = formats.dequantize(blocks, fmt, torch_dtype)
+            assert torch.equal(out, expected), f"{where}: differs from formats.dequantize"
+
+
 def test_embedding_kernel_reaches_the_last_row_of_a_vocabulary(runner, rng):
     rows, k = 262144, 256
     kernel = emit("cuda", "Q4_K", "embedding", "float16")

@@ -399,7 +399,7 @@ def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):
         torch.testing.assert_close(a, e, rtol=0, atol=0)
 
 
-def test_dequantize_lowers_to_a_reference_kernel():
+def test_dequantize_lowers_to_the_dequantize_kernel():
     gp = parse_program(
         """
 symbol s0 : [1, 64]
@@ -414,11 +414,12 @@ graph @main(%ids : i64[1, s0]) {
     )
     program = lower(gp)
     (kernel,) = [n for n in program.instructions() if isinstance(n, KernelNode)]
-    assert (kernel.op, kernel.kind, kernel.sources) == (
-        OpKind.DEQUANTIZE,
-        KernelKind.DEQUANTIZE,
-        (),
-    )
+    assert (kernel.op, kernel.kind) == (OpKind.DEQUANTIZE, KernelKind.DEQUANTIZE)
+    cuda = kernel.source_for(Backend.CUDA)
+    assert cuda.entry == "ggufc_dequantize_q8_0_f32"
+    assert kernel.source_for(Backend.METAL).entry == "ggufc_dequantize_q8_0_f32"
+    # every row: ceil(100 rows x 2 parts / 128 threads) blocks
+    assert [d.size for d in kernel.grid] == [2, 1, 1]
     assert [n.op for n in program.instructions() if isinstance(n, AtenNode)] == ["aten::embedding"]
     ids = torch.randint(0, 100, (1, 7))
     torch.testing.assert_close(run_program(program, [ids])[0], fx_outputs(gp, [ids])[0])

@@ -163,3 +163,34 @@ def test_both_sides_of_a_lowered_m_branch_run_on_cuda():
         (cuda,) = run_program(program, [x], device="cuda")
         error = float((cuda.cpu().double() - cpu.double()).norm() / cpu.double().norm())
         assert error < 2e-3, f"M = {rows}: relative error {error:.3g}"
+
+
+DENSE_ROUTE_IR = """
+const @w.blocks : u8[2048, 576] gguf Q4_K
+
+symbol s0 : [17, 4096]
+graph @main(%x : f16[s0, 1024]) {
+  %y : f16[s0, 2048] = ggufc.linear(%x, @w.blocks, None, "Q4_K", 2048, 1024, "matmul")
+  return (%y)
+}
+"""
+
+
+@gpu
+def test_both_sides_of_the_dense_route_branch_run_on_cuda():
+    """A matmul linear whose M may pass its dense threshold (codegen.dense_linear): at the
+    threshold the matmul kernel, one row above it the dequantize kernel and cuBLAS, on CUDA
+    against the CPU reference of the same program."""
+    from codegen import dense_linear, lower
+    from compiler.ir.parser import parse_program
+
+    program = lower(parse_program(DENSE_ROUTE_IR), backends=("cuda",))
+    threshold = dense_linear.dense_threshold("Q4_K", 2048, 1024)
+    generator = torch.Generator().manual_seed(5)
+    for rows in (threshold, threshold + 1):
+        x = torch.randn(rows, 1024, generator=generator).half()
+        (cpu,) = run_program(program, [x], device="cpu")
+        (cuda,) = run_program(program, [x], device="cuda")
+        assert bool(torch.isfinite(cuda).all()), f"M = {rows}: non-finite outputs"
+        error = float((cuda.cpu().double() - cpu.double()).norm() / cpu.double().norm())
+        assert error < 2e-3, f"M = {rows}: relative error {error:.3g}"

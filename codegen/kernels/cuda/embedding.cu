@@ -1,4 +1,10 @@
+{% if gather -%}
 // ggufc embedding: out[i, :] = dequantize(W[indices[i], :]) as {{ act_type }}, {{ format }} rows.
+{% else -%}
+// ggufc dequantize: out[i, :] = dequantize(W[i, :]) as {{ act_type }}, {{ format }} rows: the
+// embedding gather's kernel with row i for index i (no indices; M = N), what a large-M linear
+// takes before cuBLAS (codegen.dense_linear).
+{% endif -%}
 //
 // One thread per (index, unit of THREAD_PARTS consecutive parts of one block): thread g decodes
 // parts THREAD_PARTS g .. THREAD_PARTS g + THREAD_PARTS - 1 (numbered across the rows, K/32 a
@@ -14,8 +20,8 @@
 // distinct banks).
 // grid.x = ceil(M * K / 32 / THREAD_PARTS / {{ threads }}).  An index outside [0, N) yields a
 // NaN row, so a bad index is visible in the output instead of reading out of bounds.
-// Template constants: format, dtype, threads, thread_parts, wide_loads.  Kernel arguments: M
-// (indices), N, K.
+// Template constants: format, dtype, threads, thread_parts, wide_loads, gather (false for the
+// dequantize kind).  Kernel arguments: M (indices), N, K; the dequantize kind's N, K.
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
 using Format = ggufc::{{ format }};
@@ -84,9 +90,16 @@ __device__ __forceinline__ void store_part(act_t* row, const float (&w)[ggufc::P
 }  // namespace {{ entry }}_impl
 
 extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
+{%- if gather %}
     const ggufc::u8* __restrict__ blocks, const ggufc::i64* indices,
     {{ entry }}_impl::act_t* __restrict__ out, ggufc::i64 M, ggufc::i64 N, ggufc::i64 K) {
     using namespace {{ entry }}_impl;
+{%- else %}
+    const ggufc::u8* __restrict__ blocks, {{ entry }}_impl::act_t* __restrict__ out,
+    ggufc::i64 N, ggufc::i64 K) {
+    using namespace {{ entry }}_impl;
+    const ggufc::i64 M = N;  // every row, in order
+{%- endif %}
     ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     using ggufc::i64;
     __shared__ uint4 staged[WARPS][ggufc::WARP_SIZE * LANE_STRIDE];
@@ -102,8 +115,13 @@ extern "C" __global__ void __launch_bounds__({{ threads }}) {{ entry }}(
     if (g < total_units) {
         const i64 i = g / units_per_row;
         const int first = static_cast<int>(g % units_per_row) * THREAD_PARTS;
+{%- if gather %}
         const i64 index = indices[i];
         const bool valid = index >= 0 && index < N;
+{%- else %}
+        const i64 index = i;
+        constexpr bool valid = true;
+{%- endif %}
         // the block's first part of the unit: a multiple of THREAD_PARTS the compiler can see
         // (PARTS is a power of two), so the parts' shared loads have provably equal addresses
         const int part = first & (Format::PARTS - 1);

@@ -1,15 +1,22 @@
+{% if gather -%}
 // ggufc embedding: out[i, :] = dequantize(W[indices[i], :]) as {{ act_type }}, {{ format }} rows.
+{% else -%}
+// ggufc dequantize: out[i, :] = dequantize(W[i, :]) as {{ act_type }}, {{ format }} rows: the
+// embedding gather's kernel with row i for index i (no indices; M = N).
+{% endif -%}
 //
 // One thread per (index, part): thread g decodes part g % (K/32) of row indices[g / (K/32)];
 // only the rows named by an index are read.  threadgroups.x = ceil(M * K / 32 / {{ threads }}).
 // An index outside [0, N) yields a NaN row instead of an out-of-bounds read.
-// Template constants: format, dtype, threads.  Arguments: M (indices), N, K.
+// Template constants: format, dtype, threads, gather (false for the dequantize kind).
+// Arguments: M (indices), N, K; the dequantize kind's N, K.
 namespace {{ entry }}_impl {
 typedef ggufc::{{ format }} Format;
 }  // namespace {{ entry }}_impl
 
 kernel void {{ entry }}(
     device const uchar* blocks [[buffer(0)]],
+{%- if gather %}
     device const long* indices [[buffer(1)]],
     device {{ act_type }}* out [[buffer(2)]],
     constant long& M [[buffer(3)]],
@@ -17,13 +24,25 @@ kernel void {{ entry }}(
     constant long& K [[buffer(5)]],
     uint g [[thread_position_in_grid]]) {
     using namespace {{ entry }}_impl;
+{%- else %}
+    device {{ act_type }}* out [[buffer(1)]],
+    constant long& N [[buffer(2)]],
+    constant long& K [[buffer(3)]],
+    uint g [[thread_position_in_grid]]) {
+    using namespace {{ entry }}_impl;
+    const long M = N;  // every row, in order
+{%- endif %}
     const long parts_per_row = K / ggufc::PART_WEIGHTS;
     if (long(g) >= M * parts_per_row) {
         return;
     }
     const long i = long(g) / parts_per_row;
     const int p = int(long(g) % parts_per_row);
+{%- if gather %}
     const long index = indices[i];
+{%- else %}
+    const long index = i;
+{%- endif %}
     float w[ggufc::PART_WEIGHTS];
     if (index >= 0 && index < N) {
         const long blocks_per_row = K / Format::BLOCK_WEIGHTS;

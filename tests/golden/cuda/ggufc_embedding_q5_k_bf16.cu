@@ -14,8 +14,8 @@
 // distinct banks).
 // grid.x = ceil(M * K / 32 / THREAD_PARTS / 128).  An index outside [0, N) yields a
 // NaN row, so a bad index is visible in the output instead of reading out of bounds.
-// Template constants: format, dtype, threads, thread_parts, wide_loads.  Kernel arguments: M
-// (indices), N, K.
+// Template constants: format, dtype, threads, thread_parts, wide_loads, gather (false for the
+// dequantize kind).  Kernel arguments: M (indices), N, K; the dequantize kind's N, K.
 namespace ggufc_embedding_q5_k_bf16_impl {
 using act_t = __nv_bfloat16;
 using Format = ggufc::Q5_K;

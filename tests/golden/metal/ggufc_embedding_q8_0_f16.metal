@@ -3,7 +3,8 @@
 // One thread per (index, part): thread g decodes part g % (K/32) of row indices[g / (K/32)];
 // only the rows named by an index are read.  threadgroups.x = ceil(M * K / 32 / 128).
 // An index outside [0, N) yields a NaN row instead of an out-of-bounds read.
-// Template constants: format, dtype, threads.  Arguments: M (indices), N, K.
+// Template constants: format, dtype, threads, gather (false for the dequantize kind).
+// Arguments: M (indices), N, K; the dequantize kind's N, K.
 namespace ggufc_embedding_q8_0_f16_impl {
 typedef ggufc::Q8_0 Format;
 }  // namespace ggufc_embedding_q8_0_f16_impl

@@ -1,0 +1,130 @@
+"""The dense route of a CUDA linear with many rows: dequantize the weights, then cuBLAS.
+
+For large M the GGUF matmul kernel (`cuda/matmul.cu`) pays for its weight copies and decode
+on every tile of rows, while dequantizing the whole N x K weight once (the `dequantize`
+kernel: the embedding gather over every row, at 93-95% of copy bandwidth on an H100) and
+multiplying with cuBLAS in half precision costs one pass over the weights plus the dense
+product.  llama.cpp takes the same route for large batches where its int8 MMQ kernels do not
+apply.  The lowering (`codegen.lowering`) emits, for a ``matmul`` linear whose rows may
+exceed `dense_threshold`::
+
+    IfNode(M <= threshold)
+      then: KernelNode matmul                       (the GGUF kernel)
+      else: KernelNode dequantize -> w[N, K]        (activation dtype)
+            AtenNode aten::linear(x, w, bias)       (cuBLAS on a CUDA device)
+
+(no IfNode when every M the program can have falls on one side).  The dense weight is a
+transient buffer of N K 2 bytes, so weights above `DENSE_MAX_WEIGHT_BYTES` of it keep the
+matmul; float32 activations keep it too (their matmul runs TF32 tensor cores, cuBLAS's
+default float32 product does not).
+
+The threshold comes from a cost model of both routes, calibrated on an NVIDIA H100 80GB HBM3
+(session 24; BENCHMARKS.md "Dense route", 30 shapes x 16 M from 32 to 1024: the model's
+pick was the faster route in 461 of 510 cells, the rest within 28% and 0.6% on average):
+
+* matmul: one wave of tiles (128 x 128, one block an SM) costs K x `MATMUL_US_PER_K`
+  microseconds however few rows its tiles hold, so its time is that times
+  ``ceil(ceil(M / 128) ceil(N / 128) / MATMUL_WAVE_BLOCKS)``;
+* dense: the dequantize pass (packed bytes read, 2 bytes a weight written, at
+  `DEQUANTIZE_BYTES_PER_US`) plus cuBLAS's time as a roofline rounded at its ridge: the
+  `ROOFLINE_NORM`-norm of its bytes' time (dense weights, activations, output at
+  `DENSE_BYTES_PER_US`) and its flops' (2 M N K at `DENSE_FLOPS_PER_US`), plus
+  `DENSE_FIXED_US` (within 3% of cuBLAS's measured times, on average, on weights larger
+  than the L2).
+
+Between multiples of 128 rows the matmul's estimate is constant and the dense one grows with
+M, so the threshold is a multiple of 128 (`dense_threshold`: the one that fits the model
+best), and every M above it takes the dense route.  The constants are an H100's; another card's crossover differs (`ggufc tune` does not
+measure this route yet).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from codegen.kernels.launch import ceil_div
+from compiler.formats import FORMATS
+
+# activation dtypes the dense route serves (cuBLAS half precision)
+DENSE_DTYPES = ("float16", "bfloat16")
+# the largest dequantized weight the route allocates (bytes); larger ones keep the matmul
+DENSE_MAX_WEIGHT_BYTES = 512 << 20
+# the matmul's tile of rows and of weight rows, and its blocks a wave (one an SM of an H100)
+MATMUL_TILE_ROWS = 128
+MATMUL_WAVE_BLOCKS = 132
+# microseconds a wave of matmul tiles spends per weight column (K), by format (H100)
+MATMUL_US_PER_K = {
+    "Q4_0": 8.0 / 1024,
+    "Q5_0": 10.0 / 1024,
+    "Q8_0": 11.1 / 1024,
+    "Q4_K": 9.7 / 1024,
+    "Q5_K": 11.0 / 1024,
+    "Q6_K": 12.1 / 1024,
+}
+DEQUANTIZE_BYTES_PER_US = 2.8e6  # 2.8 TB/s, read + written
+DENSE_BYTES_PER_US = 3.0e6  # cuBLAS's memory-bound rate
+DENSE_FLOPS_PER_US = 7.5e8  # cuBLAS's half-precision rate on large products (750 TFLOP/s)
+DENSE_FIXED_US = 6.0
+ROOFLINE_NORM = 3  # cuBLAS's time ~ the 3-norm of its memory and compute times (3% off, H100)
+DENSE_WEIGHT_BYTES = 2  # a float16 / bfloat16 weight
+SCAN_MAX_ROWS = 1 << 16
+
+
+def matmul_estimate_us(fmt: str, n: int, k: int, m: int) -> float:
+    """The GGUF matmul's modelled time for ``m`` rows of an N x K ``fmt`` weight."""
+    tiles = ceil_div(m, MATMUL_TILE_ROWS) * ceil_div(n, MATMUL_TILE_ROWS)
+    return ceil_div(tiles, MATMUL_WAVE_BLOCKS) * k * MATMUL_US_PER_K[fmt]
+
+
+def dense_estimate_us(fmt: str, n: int, k: int, m: int) -> float:
+    """The dense route's modelled time: the dequantize pass, then cuBLAS's roofline."""
+    spec = FORMATS[fmt]
+    packed = n * (k // spec.block_weights) * spec.block_bytes
+    dense = n * k * DENSE_WEIGHT_BYTES
+    dequantize = (packed + dense) / DEQUANTIZE_BYTES_PER_US
+    moved = dense + DENSE_WEIGHT_BYTES * (m * k + m * n)
+    memory, compute = moved / DENSE_BYTES_PER_US, 2 * m * n * k / DENSE_FLOPS_PER_US
+    # a roofline rounded at its ridge: cuBLAS is slower than both bounds where they are near
+    product = (memory**ROOFLINE_NORM + compute**ROOFLINE_NORM) ** (1 / ROOFLINE_NORM)
+    return dequantize + product + DENSE_FIXED_US
+
+
+def serves(fmt: str, dtype: str, n: int, k: int) -> bool:
+    """Whether the dense route may take an N x K ``fmt`` weight with ``dtype`` activations."""
+    return (
+        dtype in DENSE_DTYPES
+        and fmt in MATMUL_US_PER_K
+        and n * k * DENSE_WEIGHT_BYTES <= DENSE_MAX_WEIGHT_BYTES
+    )
+
+
+@cache
+def dense_threshold(fmt: str, n: int, k: int) -> int:
+    """Rows above which an N x K ``fmt`` linear takes the dense route (0: every M).
+
+    A multiple T of MATMUL_TILE_ROWS (up to SCAN_MAX_ROWS): the one that minimizes, over the
+    row counts at the middle of each tile of rows, the sum of each one's modelled time on the
+    route T gives it (the matmul up to T, the dense route above) relative to the faster
+    route's; the smaller T of equal sums.  Where the matmul's tiles fill less than a wave
+    it is flat in M and the dense route can win below it as well as above, which one
+    threshold cannot follow: the sum weighs those rows against the others."""
+    best_total, best = 0.0, 0
+    total = 0.0
+    for top in range(MATMUL_TILE_ROWS, SCAN_MAX_ROWS + 1, MATMUL_TILE_ROWS):
+        m = top - MATMUL_TILE_ROWS // 2
+        matmul, dense = matmul_estimate_us(fmt, n, k, m), dense_estimate_us(fmt, n, k, m)
+        # the rows of this tile move from the dense route to the matmul if T >= top
+        total += (matmul - dense) / min(matmul, dense)
+        if total < best_total:
+            best_total, best = total, top
+    return best
+
+
+__all__ = [
+    "DENSE_DTYPES",
+    "DENSE_MAX_WEIGHT_BYTES",
+    "dense_estimate_us",
+    "dense_threshold",
+    "matmul_estimate_us",
+    "serves",
+]

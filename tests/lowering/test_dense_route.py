@@ -1,0 +1,150 @@
+"""The dense route of a matmul linear (codegen.dense_linear): the threshold, the program the
+lowering makes of it, and that program's outputs against the graph's (on CPU: the reference
+dequantize and aten::linear; on CUDA: tests/runtime_schema/test_cuda.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codegen import dense_linear, lower
+from codegen.dense_linear import dense_estimate_us, dense_threshold, matmul_estimate_us
+from compiler.formats import FORMATS, row_bytes
+from compiler.ir.parser import parse_program
+from runtime_schema import run_program
+from runtime_schema.program import AtenNode, Backend, CompareOp, IfNode, KernelKind, KernelNode
+
+FORMAT_NAMES = tuple(FORMATS)
+# the shape of issue 8's batched cells: the dense route at M = 2048 in every format
+BATCH_SHAPE = (4096, 14336)
+
+
+def linear_ir(fmt: str, n: int, k: int, rows: str, dtype: str = "bf16", symbol: str = "") -> str:
+    return f"""
+{symbol}
+const @w.blocks : u8[{n}, {row_bytes(fmt, k)}] gguf {fmt}
+const @w.bias : {dtype}[{n}]
+
+graph @main(%x : {dtype}[{rows}, {k}]) {{
+  %y : {dtype}[{rows}, {n}] = ggufc.linear(%x, @w.blocks, @w.bias, "{fmt}", {n}, {k}, "matmul")
+  return (%y)
+}}
+"""
+
+
+def graph_output(gp, x):
+    with torch.no_grad():
+        (y,) = torch.fx.Interpreter(gp.graph_module).run(x)
+    return y
+
+
+def assert_close_to_the_graph(got, expected, where: str):
+    """Relative error of the whole output: the dense route rounds the weights to bfloat16
+    before the product (the reference rounds once, at the end), so elements near zero
+    differ by a rounding of the larger terms; 1.6e-2 is the kernels' bfloat16 bound."""
+    error = float((got.double() - expected.double()).norm() / expected.double().norm())
+    assert error <= 1.6e-2, f"{where}: relative error {error:.3g}"
+
+
+def assert_dense_route(program, chain_instructions, fmt):
+    """The chain is the dequantize kernel then aten::linear on its output."""
+    dequantize, linear = chain_instructions
+    assert isinstance(dequantize, KernelNode) and dequantize.kind == KernelKind.DEQUANTIZE
+    assert dequantize.format.name == fmt
+    assert dequantize.source_for(Backend.CUDA).entry.startswith("ggufc_dequantize_")
+    assert isinstance(linear, AtenNode) and linear.op == "aten::linear"
+    assert linear.args[1].value.value == dequantize.outputs[0]
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_issue_8_batch_shape_takes_the_dense_route_at_2048_rows(fmt):
+    """The H100 figures the model is calibrated on (BENCHMARKS.md, "Dense route"): at M = 2048
+    on 4096 x 14336 dequantize + cuBLAS took 1.15-1.18x cuBLAS alone, the matmul 1.48-2.17x."""
+    assert dense_threshold(fmt, *BATCH_SHAPE) < 2048
+
+
+def test_q4_0_keeps_the_matmul_at_512_rows_of_the_batch_shape():
+    """Measured: the Q4_0 matmul 115 us, the dense route 133 us at M = 512."""
+    assert dense_threshold("Q4_0", *BATCH_SHAPE) >= 512
+
+
+def test_many_short_rows_keep_the_matmul_below_a_wave_of_tiles():
+    """14336 x 4096 at M = 64: the matmul fills a wave (41-47 us measured), the dense route
+    pays a pass over 58.7 M weights first (101-110 us)."""
+    for fmt in FORMAT_NAMES:
+        assert dense_threshold(fmt, 14336, 4096) >= 128
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(FORMAT_NAMES),
+    n=st.integers(1, 64).map(lambda b: 128 * b),
+    blocks=st.integers(1, 64),
+)
+def test_threshold_is_a_tile_multiple_and_the_estimates_grow_with_m(fmt, n, blocks):
+    k = blocks * FORMATS[fmt].block_weights
+    threshold = dense_threshold(fmt, n, k)
+    assert threshold % dense_linear.MATMUL_TILE_ROWS == 0
+    assert 0 <= threshold <= dense_linear.SCAN_MAX_ROWS
+    previous = (0.0, 0.0)
+    for m in (1, 17, 128, 129, 1000, 4096, 20000):
+        estimates = (matmul_estimate_us(fmt, n, k, m), dense_estimate_us(fmt, n, k, m))
+        assert all(e >= p for e, p in zip(estimates, previous))
+        previous = estimates
+
+
+def test_the_route_serves_16_bit_activations_and_bounded_weights():
+    assert dense_linear.serves("Q4_K", "float16", 4096, 14336)
+    assert dense_linear.serves("Q4_K", "bfloat16", 4096, 14336)
+    assert not dense_linear.serves("Q4_K", "float32", 4096, 14336)
+    # 262144 x 5376 (a large vocabulary): 2.8 GB of dense weights
+    assert not dense_linear.serves("Q6_K", "float16", 262144, 5376)
+
+
+def test_static_m_above_the_threshold_lowers_to_the_dense_route_and_runs_like_the_graph():
+    fmt, n, k = "Q4_K", 512, 4096
+    assert dense_threshold(fmt, n, k) < 32
+    gp = parse_program(linear_ir(fmt, n, k, "32"))
+    program = lower(gp)
+    assert not any(isinstance(i, IfNode) for i in program.instructions())
+    assert_dense_route(program, program.main.instructions, fmt)
+    x = torch.randn(32, k, generator=torch.Generator().manual_seed(0)).bfloat16()
+    (got,) = run_program(program, [x])
+    assert_close_to_the_graph(got, graph_output(gp, x), "M = 32")
+
+
+def test_symbolic_m_across_the_threshold_branches_and_runs_like_the_graph():
+    fmt, n, k = "Q4_K", 2048, 1024
+    threshold = dense_threshold(fmt, n, k)
+    assert 0 < threshold < 4096
+    gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [17, 4096]"))
+    program = lower(gp)
+    [branch] = [i for i in program.main.instructions if isinstance(i, IfNode)]
+    assert (branch.compare, branch.constant) == (CompareOp.LE, threshold)
+    [matmul] = program.chains[branch.then_chain].instructions
+    assert matmul.kind == KernelKind.MATMUL
+    assert_dense_route(program, program.chains[branch.else_chain].instructions, fmt)
+    generator = torch.Generator().manual_seed(1)
+    for rows in (threshold, threshold + 1):
+        x = torch.randn(rows, k, generator=generator).bfloat16()
+        (got,) = run_program(program, [x])
+        assert_close_to_the_graph(got, graph_output(gp, x), f"M = {rows}")
+
+
+@pytest.mark.parametrize(("backends", "dtype"), [(("metal",), "bf16"), (("metal", "cuda"), "f32")])
+def test_no_dense_route_without_cuda_or_for_float32(backends, dtype):
+    fmt, n, k = "Q4_K", 512, 4096
+    program = lower(parse_program(linear_ir(fmt, n, k, "32", dtype=dtype)), backends=backends)
+    kinds = [i.kind for i in program.instructions() if isinstance(i, KernelNode)]
+    assert kinds == [KernelKind.MATMUL]
+    assert not any(isinstance(i, AtenNode) for i in program.instructions())
+
+
+def test_symbolic_m_below_the_threshold_keeps_the_matmul_alone():
+    fmt, n, k = "Q4_K", 2048, 1024
+    high = dense_threshold(fmt, n, k)
+    program = lower(parse_program(linear_ir(fmt, n, k, "s0", symbol=f"symbol s0 : [17, {high}]")))
+    kinds = [i.kind for i in program.instructions() if isinstance(i, KernelNode)]
+    assert kinds == [KernelKind.MATMUL]
