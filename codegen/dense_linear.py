@@ -9,7 +9,8 @@ apply.  The lowering (`codegen.lowering`) emits, for a ``matmul`` linear whose r
 exceed `dense_threshold`::
 
     IfNode(M <= threshold)
-      then: KernelNode matmul                       (the GGUF kernel)
+      then: KernelNode matmul                       (the GGUF kernel; IfNodes between its
+                                                     geometries where they change with M)
       else: KernelNode dequantize -> w[N, K]        (activation dtype)
             AtenNode aten::linear(x, w, bias)       (cuBLAS on a CUDA device)
 
@@ -19,12 +20,12 @@ matmul; float32 activations keep it too (their matmul runs TF32 tensor cores, cu
 default float32 product does not).
 
 The threshold comes from a cost model of both routes, calibrated on an NVIDIA H100 80GB HBM3
-(session 24; BENCHMARKS.md "Dense route", 30 shapes x 16 M from 32 to 1024: the model's
-pick was the faster route in 461 of 510 cells, the rest within 28% and 0.6% on average):
+(session 24; `benchmarks/cuda_matmul_routes.py` measures both routes and the model's picks,
+BENCHMARKS.md "Dense route"):
 
-* matmul: one wave of tiles (128 x 128, one block an SM) costs K x `MATMUL_US_PER_K`
-  microseconds however few rows its tiles hold, so its time is that times
-  ``ceil(ceil(M / 128) ceil(N / 128) / MATMUL_WAVE_BLOCKS)``;
+* matmul: `codegen.kernels.emitter.matmul_cost` of the geometry the lowering picks (its
+  waves of tiles times each block's share of K: a block's time does not depend on the rows
+  its tile holds) times `MATMUL_US_PER_COLUMN`;
 * dense: the dequantize pass (packed bytes read, 2 bytes a weight written, at
   `DEQUANTIZE_BYTES_PER_US`) plus cuBLAS's time as a roofline rounded at its ridge: the
   `ROOFLINE_NORM`-norm of its bytes' time (dense weights, activations, output at
@@ -32,34 +33,33 @@ pick was the faster route in 461 of 510 cells, the rest within 28% and 0.6% on a
   `DENSE_FIXED_US` (within 3% of cuBLAS's measured times, on average, on weights larger
   than the L2).
 
-Between multiples of 128 rows the matmul's estimate is constant and the dense one grows with
-M, so the threshold is a multiple of 128 (`dense_threshold`: the one that fits the model
-best), and every M above it takes the dense route.  The constants are an H100's; another card's crossover differs (`ggufc tune` does not
-measure this route yet).
+Between multiples of 64 rows the matmul's estimate is constant and the dense one grows with
+M, so the threshold is a multiple of 64 (`dense_threshold`: the one that fits the model
+best), and every M above it takes the dense route.  The constants are an H100's; another
+card's crossover differs (`ggufc tune` does not measure this route yet).
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.launch import ceil_div
+from codegen.kernels.emitter import matmul_cost, matmul_geometry_of
 from compiler.formats import FORMATS
 
 # activation dtypes the dense route serves (cuBLAS half precision)
 DENSE_DTYPES = ("float16", "bfloat16")
 # the largest dequantized weight the route allocates (bytes); larger ones keep the matmul
 DENSE_MAX_WEIGHT_BYTES = 512 << 20
-# the matmul's tile of rows and of weight rows, and its blocks a wave (one an SM of an H100)
-MATMUL_TILE_ROWS = 128
-MATMUL_WAVE_BLOCKS = 132
-# microseconds a wave of matmul tiles spends per weight column (K), by format (H100)
-MATMUL_US_PER_K = {
-    "Q4_0": 8.0 / 1024,
-    "Q5_0": 10.0 / 1024,
-    "Q8_0": 11.1 / 1024,
-    "Q4_K": 9.7 / 1024,
-    "Q5_K": 11.0 / 1024,
-    "Q6_K": 12.1 / 1024,
+# microseconds the GGUF matmul spends per unit of `matmul_cost` (a K column of a 64-row tile in
+# a wave), by format: fitted on its five geometries over 6 formats x 5 shapes x M = 32 .. 256
+# on an H100 (session 24; 3-7% off the measured times on average)
+MATMUL_US_PER_COLUMN = {
+    "Q4_0": 7.07 / 1024,
+    "Q5_0": 8.88 / 1024,
+    "Q8_0": 9.76 / 1024,
+    "Q4_K": 8.68 / 1024,
+    "Q5_K": 10.14 / 1024,
+    "Q6_K": 10.96 / 1024,
 }
 DEQUANTIZE_BYTES_PER_US = 2.8e6  # 2.8 TB/s, read + written
 DENSE_BYTES_PER_US = 3.0e6  # cuBLAS's memory-bound rate
@@ -67,13 +67,16 @@ DENSE_FLOPS_PER_US = 7.5e8  # cuBLAS's half-precision rate on large products (75
 DENSE_FIXED_US = 6.0
 ROOFLINE_NORM = 3  # cuBLAS's time ~ the 3-norm of its memory and compute times (3% off, H100)
 DENSE_WEIGHT_BYTES = 2  # a float16 / bfloat16 weight
+# thresholds are multiples of this (the matmul's cost changes only where M crosses one), up to
+# SCAN_MAX_ROWS
+ROW_STEP = 64
 SCAN_MAX_ROWS = 1 << 16
 
 
 def matmul_estimate_us(fmt: str, n: int, k: int, m: int) -> float:
-    """The GGUF matmul's modelled time for ``m`` rows of an N x K ``fmt`` weight."""
-    tiles = ceil_div(m, MATMUL_TILE_ROWS) * ceil_div(n, MATMUL_TILE_ROWS)
-    return ceil_div(tiles, MATMUL_WAVE_BLOCKS) * k * MATMUL_US_PER_K[fmt]
+    """The GGUF matmul's modelled time for ``m`` rows of an N x K ``fmt`` weight, in the
+    geometry the lowering picks (`codegen.kernels.emitter.matmul_geometry_of`)."""
+    return MATMUL_US_PER_COLUMN[fmt] * matmul_cost(n, k, m, matmul_geometry_of(n, k, m))
 
 
 def dense_estimate_us(fmt: str, n: int, k: int, m: int) -> float:
@@ -93,7 +96,7 @@ def serves(fmt: str, dtype: str, n: int, k: int) -> bool:
     """Whether the dense route may take an N x K ``fmt`` weight with ``dtype`` activations."""
     return (
         dtype in DENSE_DTYPES
-        and fmt in MATMUL_US_PER_K
+        and fmt in MATMUL_US_PER_COLUMN
         and n * k * DENSE_WEIGHT_BYTES <= DENSE_MAX_WEIGHT_BYTES
     )
 
@@ -102,18 +105,18 @@ def serves(fmt: str, dtype: str, n: int, k: int) -> bool:
 def dense_threshold(fmt: str, n: int, k: int) -> int:
     """Rows above which an N x K ``fmt`` linear takes the dense route (0: every M).
 
-    A multiple T of MATMUL_TILE_ROWS (up to SCAN_MAX_ROWS): the one that minimizes, over the
-    row counts at the middle of each tile of rows, the sum of each one's modelled time on the
-    route T gives it (the matmul up to T, the dense route above) relative to the faster
-    route's; the smaller T of equal sums.  Where the matmul's tiles fill less than a wave
-    it is flat in M and the dense route can win below it as well as above, which one
-    threshold cannot follow: the sum weighs those rows against the others."""
+    A multiple T of ROW_STEP (up to SCAN_MAX_ROWS): the one that minimizes, over the row
+    counts in the middle of each step, the sum of each one's modelled time on the route T
+    gives it (the matmul up to T, the dense route above) relative to the faster route's;
+    the smaller T of equal sums.  Where the matmul is flat in M the dense route can win below
+    it as well as above, which one threshold cannot follow: the sum weighs those rows
+    against the others."""
     best_total, best = 0.0, 0
     total = 0.0
-    for top in range(MATMUL_TILE_ROWS, SCAN_MAX_ROWS + 1, MATMUL_TILE_ROWS):
-        m = top - MATMUL_TILE_ROWS // 2
+    for top in range(ROW_STEP, SCAN_MAX_ROWS + 1, ROW_STEP):
+        m = top - ROW_STEP // 2
         matmul, dense = matmul_estimate_us(fmt, n, k, m), dense_estimate_us(fmt, n, k, m)
-        # the rows of this tile move from the dense route to the matmul if T >= top
+        # the rows of this step move from the dense route to the matmul if T >= top
         total += (matmul - dense) / min(matmul, dense)
         if total < best_total:
             best_total, best = total, top

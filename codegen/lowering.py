@@ -58,14 +58,17 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               the tensor-core batched matvec (the other formats); a symbolic M whose range
               holds both makes the node an `IfNode` (M <= MATVEC_MMA_MAX_M) whose two
               chains hold one KernelNode each (`takes_mma_matvec`).
-              A matmul with 16-bit activations, CUDA among the backends and a weight of at
-              most `codegen.dense_linear.DENSE_MAX_WEIGHT_BYTES` dequantized, whose M may
-              exceed `codegen.dense_linear.dense_threshold(fmt, N, K)`, takes the dense
-              route there: a ``dequantize`` KernelNode (N x K in x's dtype) then an
+              A matmul with 16-bit activations and CUDA among the backends depends on M
+              too (`matmul_routes`): up to `codegen.dense_linear.dense_threshold(fmt, N,
+              K)` (for a weight of at most `DENSE_MAX_WEIGHT_BYTES` dequantized) the GGUF
+              matmul in the geometry `codegen.kernels.emitter.matmul_geometry_of` picks
+              (128- or 64-row tiles, K split over a cluster of 2 to 8 blocks), above it the
+              dense route: a ``dequantize`` KernelNode (N x K in x's dtype) then an
               ``aten::linear(x, weight, bias)`` AtenNode (cuBLAS on a CUDA device; the bias
-              the node's own, None without one) — alone if every M the program can have
-              exceeds the threshold, else in the else chain of an `IfNode` (M <= threshold)
-              whose then chain holds the matmul KernelNode.
+              the node's own, None without one).  A static M takes its one route; a
+              symbolic M whose range spans several takes nested `IfNode`s (M <= the last
+              M of a route: that route; else the next), one a run of M with the same route
+              (`codegen.kernels.emitter.matmul_geometry_segments`).
 
 The CUDA kernels read a bias pointer in every call, and the CPU reference treats a third
 input as the bias, so a linear without bias gets a shared zero bias per (N, dtype): exact
@@ -171,6 +174,8 @@ BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
 LAUNCH_BACKEND = "cuda"
 
 KERNEL_AUTO = "auto"
+# the route of a matmul linear that dequantizes its weights for cuBLAS (codegen.dense_linear)
+DENSE_ROUTE = "dense"
 # `kernel="auto"` with a static M: M == 1 -> matvec, M <= this -> matvec_batched, else matmul
 MATVEC_BATCHED_ROWS = 8
 KERNEL_KINDS = {
@@ -402,6 +407,21 @@ class _Predicate:
     condition: Dim
     compare: CompareOp
     constant: int
+
+
+@dataclass(frozen=True)
+class _MatmulLinear:
+    """A ``ggufc.linear`` the lowering sends down M-dependent routes: its node, format,
+    kernel inputs (x, blocks, bias: the zero bias without one), the node's own bias (None
+    without one: the dense route's aten::linear then takes none), rows, N and K."""
+
+    node: torch.fx.Node
+    fmt: str
+    inputs: tuple[int, int, int]
+    given_bias: int | None
+    rows: Dim
+    n: int
+    k: int
 
 
 class _Scope:
@@ -785,8 +805,8 @@ class _Lowering:
             else:
                 bias = self.zero_bias(n, x_fake.dtype)
             dtype = x_fake.dtype
-            threshold = self.dense_threshold(kind_name, fmt, dtype, rows, n, k)
-            if threshold is None:
+            routes = self.matmul_routes(kind_name, fmt, dtype, rows, n, k)
+            if routes is None:
                 return self.emit_kernel(
                     scope,
                     node,
@@ -802,9 +822,9 @@ class _Lowering:
                     has_bias=True,
                 )
             given_bias = bias if bound.get("bias") is not None else None
-            return self.linear_with_dense_route(
-                scope, node, fmt, (x, blocks, bias), given_bias, output, rows, n, k, threshold
-            )
+            linear = _MatmulLinear(node, fmt, (x, blocks, bias), given_bias, rows, n, k)
+            self.emit_routes(scope.chain, scope, linear, routes, output)
+            return output
         if op_name == "embedding":
             indices_node = bound["indices"]
             indices = self.tensor_operand(scope, indices_node, f"{where} indices")
@@ -1110,20 +1130,56 @@ class _Lowering:
             ),
         )
 
-    def dense_threshold(self, kind_name: str, fmt: str, dtype, rows: Dim, n, k) -> int | None:
-        """The rows above which a ``kind_name`` linear takes the dense route (see
-        `codegen.dense_linear`), None where no M the program can have does: only a matmul
-        with the CUDA backend, 16-bit activations and a weight the route serves."""
+    def matmul_routes(self, kind_name: str, fmt: str, dtype, rows: Dim, n, k):
+        """What a ``kind_name`` linear runs for each M the program can have, as (last M,
+        route) runs in order, a route being a geometry of the CUDA 16-bit matmul
+        (`codegen.kernels.emitter.matmul_geometry_segments`) or DENSE_ROUTE past
+        `codegen.dense_linear.dense_threshold`; None where the CUDA matmul of 16-bit
+        activations is not among the kernels (one kernel serves every M)."""
         from codegen import dense_linear
+        from codegen.kernels.emitter import matmul_geometry_segments, takes_matmul_geometries
 
         dtype_name = KERNEL_DTYPES.get(dtype)
         if kind_name != "matmul" or "cuda" not in self.backends or dtype_name is None:
             return None
-        if not dense_linear.serves(fmt, dtype_name, n, k):
+        if not takes_matmul_geometries("cuda", dtype_name):
             return None
-        threshold = dense_linear.dense_threshold(fmt, n, k)
-        _, high = self.sizes.range_of(rows)
-        return None if high <= threshold else threshold
+        low, high = self.sizes.range_of(rows)
+        dense_from = high
+        if dense_linear.serves(fmt, dtype_name, n, k):
+            dense_from = min(high, dense_linear.dense_threshold(fmt, n, k))
+        routes = matmul_geometry_segments(n, k, low, dense_from) if low <= dense_from else []
+        if dense_from < high:
+            routes.append((high, DENSE_ROUTE))
+        return routes
+
+    def emit_routes(self, chain, scope, linear: _MatmulLinear, routes, output: int) -> None:
+        """Emits into ``chain`` the first of ``routes`` alone, or an IfNode (M <= its last M)
+        between it and the others (nested in the else chain)."""
+        (last, route), rest = routes[0], routes[1:]
+        if not rest:
+            self.emit_route(chain, scope, linear, route, last, output)
+            return
+
+        def emit_side(then: bool, side_chain: int, branch_output: int) -> None:
+            if then:
+                self.emit_route(side_chain, scope, linear, route, last, branch_output)
+            else:
+                self.emit_routes(side_chain, scope, linear, rest, branch_output)
+
+        self.branch_on_rows(chain, scope, linear.node, linear.rows, last, "m", output, emit_side)
+
+    def emit_route(self, chain, scope, linear: _MatmulLinear, route: str, m: int, output: int):
+        """One route of a matmul linear into ``chain``: the dense route, or the matmul
+        KernelNode in the geometries each backend picks for ``m`` rows."""
+        node, fmt, (x, blocks, _), n, k = linear.node, linear.fmt, linear.inputs, linear.n, linear.k
+        if route == DENSE_ROUTE:
+            self.dense_linear(chain, node, fmt, x, blocks, linear.given_bias, output, n, k)
+            return
+        dtype_name = KERNEL_DTYPES[node.meta["val"].dtype]
+        where = f"{scope.name}: node %{node.name}"
+        args = (where, OpKind.LINEAR, "matmul", fmt, dtype_name, linear.inputs, linear.rows, n, k)
+        self.kernel_node(chain, *args, True, output=output, m=m)
 
     def dense_linear(self, chain, node, fmt, x: int, blocks: int, bias, output: int, n, k):
         """Emits into ``chain`` the dense route of a linear: ``blocks`` dequantized to a
@@ -1136,31 +1192,6 @@ class _Lowering:
         bias_arg = NoneValue() if bias is None else TensorRef(bias)
         args = (Argument(TensorRef(x)), Argument(TensorRef(weight)), Argument(bias_arg))
         self.builder.emit(chain, AtenNode("aten::linear", args, (output,)))
-
-    def linear_with_dense_route(
-        self, scope, node, fmt, inputs, bias, output, rows: Dim, n, k, threshold: int
-    ) -> int:
-        """A matmul linear whose rows may exceed ``threshold``: the dense route alone if
-        every M does, else an IfNode (M <= threshold: the matmul kernel; else the dense
-        route)."""
-        x, blocks, _ = inputs
-        low, _ = self.sizes.range_of(rows)
-        if low > threshold:
-            self.dense_linear(scope.chain, node, fmt, x, blocks, bias, output, n, k)
-            return output
-        dtype = node.meta["val"].dtype
-
-        def emit_side(then: bool, chain: int, branch_output: int) -> None:
-            if then:
-                self.emit_kernel(
-                    scope, node, OpKind.LINEAR, "matmul", fmt, dtype, inputs, branch_output,
-                    rows, n, k, has_bias=True, chain=chain,
-                )  # fmt: skip
-            else:
-                self.dense_linear(chain, node, fmt, x, blocks, bias, branch_output, n, k)
-
-        self.branch_on_rows(scope.chain, scope, node, rows, threshold, "dense", output, emit_side)
-        return output
 
     def branch_on_rows(
         self, chain, scope, node, rows: Dim, threshold: int, label: str, output: int, emit_side

@@ -487,6 +487,30 @@ MATMUL_MIN_STAGES = 3
 # steps; 4: 158.4, and 202 vs 190 at 14336x4096), Q5_K 162.3 -> 156.3, Q5_0 the same, Q4_K
 # 133.2 -> 138.0 (its unit is a block).  Larger groups need more group slots (fewer stages).
 MATMUL_GROUP_STEPS = {"Q4_0": 4, "Q5_0": 4, "Q8_0": 2, "Q4_K": 4, "Q5_K": 4, "Q6_K": 4}
+# Geometries of the CUDA 16-bit matmul: (activation rows a tile, blocks of a cluster splitting
+# K a tile).  A block's time is its K steps whatever rows its tile holds, so where the tiles
+# fill less than a wave (4096x14336 below M = 128: 32 blocks on 132 SMs) 64-row tiles and K
+# split over a cluster fill it (session 24: 4096x14336 M = 32 108-169 -> 51-77 us, 2048x8192
+# 63-99 -> 19-28 us).  `matmul_geometry_of` picks one by `matmul_cost`.
+MATMUL_GEOMETRY_TILES = {
+    DEFAULT_GEOMETRY: (128, 1),
+    "rows64": (64, 1),
+    "rows64_split_k2": (64, 2),
+    "rows64_split_k4": (64, 4),
+    "rows64_split_k8": (64, 8),
+}
+# The cost model of those geometries (H100, one block an SM): the blocks of a wave by cluster
+# size (clusters of 4 or 8 blocks fill 120 of the 132 SMs at once), a 128-row tile's time a K
+# column against a 64-row tile's, and a wave's fixed cost in K columns of a 64-row tile
+# (pipeline fill, the split's reduction, the launch).  Fitted on 6 formats x 5 shapes x M = 32
+# .. 256 (session 24): the cheapest geometry by the model was within 4% of the fastest measured
+# in all 120 cells, 1.78x the default geometry's speed on average.
+MATMUL_WAVE_BLOCKS = {1: 132, 2: 132, 4: 120, 8: 120}
+MATMUL_TILE_COST = {128: 1.1, 64: 1.0}
+MATMUL_WAVE_FIXED_COLUMNS = 512
+# a symbolic M branches between the geometries up to this many rows (`matmul_geometry_segments`;
+# beyond, the default geometry, or the dense route of codegen.dense_linear)
+MATMUL_SEGMENT_SCAN_ROWS = 1024
 
 
 def matmul_copy_unit(fmt: str) -> tuple[int, int]:
@@ -651,6 +675,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
         return (DEFAULT_GEOMETRY, "mma")
+    if kind == "matmul" and takes_matmul_geometries(backend, dtype):
+        return tuple(MATMUL_GEOMETRY_TILES)
     if backend != "cuda" or kind != "matvec":
         return (DEFAULT_GEOMETRY,)
     if fmt in MATVEC_SPLIT_K_FORMATS:
@@ -660,6 +686,55 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     quad_stream = ("quad_stream",) if fmt in MATVEC_QUAD_STREAM_FORMATS else ()
     grouped = tuple(MATVEC_GROUP_GEOMETRIES[g] for g in shared)
     return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream)
+
+
+def takes_matmul_geometries(backend: str, dtype: str | None) -> bool:
+    """Whether ``backend``'s matmul with ``dtype`` activations (None: any) has the geometries
+    of MATMUL_GEOMETRY_TILES: the CUDA 16-bit (cluster) matmul."""
+    return backend == "cuda" and (dtype is None or (backend, dtype) in MATMUL_THREADS)
+
+
+def matmul_cost(n: int, k: int, m: int, geometry: str) -> float:
+    """The modelled time of the CUDA 16-bit matmul in ``geometry`` for M x K activations
+    and an N x K weight, in K columns of a 64-row tile: its waves (MATMUL_WAVE_BLOCKS) times
+    each block's share of K (MATMUL_TILE_COST) plus MATMUL_WAVE_FIXED_COLUMNS."""
+    tile_m, splits = MATMUL_GEOMETRY_TILES[geometry]
+    tile_n = MATMUL_TILES["cuda", "float16"][1]
+    blocks = ceil_div(m, tile_m) * ceil_div(n, tile_n) * splits
+    waves = ceil_div(blocks, MATMUL_WAVE_BLOCKS[splits])
+    return waves * (ceil_div(k, splits) * MATMUL_TILE_COST[tile_m] + MATMUL_WAVE_FIXED_COLUMNS)
+
+
+def matmul_geometry_of(n: int, k: int, m: int) -> str:
+    """The geometry of MATMUL_GEOMETRY_TILES with the least `matmul_cost` (the earlier of
+    equal ones: fewer splits) among those leaving each block SPLIT_K_MIN_STEPS K steps."""
+    steps = ceil_div(k, MATMUL_TILES["cuda", "float16"][2])
+    fitting = [
+        geometry
+        for geometry, (_, splits) in MATMUL_GEOMETRY_TILES.items()
+        if splits == 1 or steps >= splits * SPLIT_K_MIN_STEPS
+    ]
+    return min(fitting, key=lambda geometry: matmul_cost(n, k, m, geometry))
+
+
+def matmul_geometry_segments(n: int, k: int, low: int, high: int) -> list[tuple[int, str]]:
+    """The geometry `matmul_geometry_of` picks for each M in [low, high], as (last M,
+    geometry) runs in order.  The cost changes only where M crosses a multiple of 64 (a
+    tile's rows); past MATMUL_SEGMENT_SCAN_ROWS the default geometry takes every M."""
+    rows = MATMUL_GEOMETRY_TILES["rows64"][0]
+    segments: list[tuple[int, str]] = []
+    m = low
+    while m <= high:
+        top = min(high, ceil_div(m, rows) * rows)
+        scanned = m <= MATMUL_SEGMENT_SCAN_ROWS
+        geometry = matmul_geometry_of(n, k, top) if scanned else DEFAULT_GEOMETRY
+        last = top if scanned else high
+        if segments and segments[-1][1] == geometry:
+            segments[-1] = (last, geometry)
+        else:
+            segments.append((last, geometry))
+        m = last + 1
+    return segments
 
 
 def takes_integer_x(fmt: str, dtype: str) -> bool:
@@ -736,10 +811,16 @@ def pick_geometry(
     else the streamed quad where the format has it and `takes_quad_stream`, else the
     row-group sharing of `matvec_group_warps` (paired, quad; the default for one
     warp); for a matvec_batched with split-K matmul geometries, the one of
-    `split_k_splits`."""
+    `split_k_splits`; for the CUDA 16-bit matmul the cheapest of MATMUL_GEOMETRY_TILES at
+    ``m`` by `matmul_cost` (the default for any M: the lowering branches on a symbolic
+    M, `matmul_geometry_segments`)."""
     available = geometries(backend, fmt, kind, dtype)
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
         return "mma"
+    if kind == "matmul":
+        if m is None or len(available) == 1:
+            return DEFAULT_GEOMETRY
+        return matmul_geometry_of(n, k, m)
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
         return split_k_geometry(split_k_splits(n, k))
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
@@ -928,7 +1009,7 @@ def launch_rule(
     if kind == "matmul":
         tile_m, tile_n, _ = MATMUL_TILES[backend, dtype]
         if (backend, dtype) in MATMUL_THREADS:
-            return _cuda_matmul_launch(fmt, dtype, tile_m, 1)
+            return _cuda_matmul_launch(fmt, dtype, *MATMUL_GEOMETRY_TILES[geometry])
         return LaunchRule(THREADS, (GridExtent(("N",), tile_n), GridExtent(("M",), tile_m), one))
     units = THREADS * embedding_thread_parts(backend, fmt)
     rows = "M" if kind == "embedding" else "N"  # dequantize: every row
@@ -1183,7 +1264,7 @@ def _kind_values(
             storage, ptx_type, frag_k, tf32 = CUDA_MMA[dtype]
             values.update(mma_storage=storage, mma_ptx_type=ptx_type, frag_k=frag_k, tf32=tf32)
             if (backend, dtype) in MATMUL_THREADS:
-                values.update(_cuda_matmul_values(fmt, dtype, tile_m, 1))
+                values.update(_cuda_matmul_values(fmt, dtype, *MATMUL_GEOMETRY_TILES[geometry]))
         else:
             values["simdgroup_matrix"] = METAL_SIMDGROUP_MATRIX[dtype]
         return f"{backend}/matmul{syntax.source_suffix}", values

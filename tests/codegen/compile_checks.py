@@ -8,7 +8,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, translation_unit
+from codegen.kernels import DTYPES, FORMAT_NAMES, KINDS, emit, geometries, translation_unit
 from codegen.kernels.attention import emit_attention
 from codegen.kernels.gated_gelu import emit_gated_gelu
 from codegen.kernels.rms_norm import emit_rms_norm
@@ -63,7 +63,12 @@ def non_gguf_kernels(backend: str) -> dict[str, list]:
 def write_translation_units(backend: str, directory: Path) -> list[Path]:
     paths = []
     for fmt in FORMAT_NAMES:
-        kernels = [emit(backend, fmt, kind, dtype) for kind in KINDS for dtype in DTYPES]
+        kernels = [
+            emit(backend, fmt, kind, dtype, geometry)
+            for kind in KINDS
+            for dtype in DTYPES
+            for geometry in geometries(backend, fmt, kind, dtype)
+        ]
         path = directory / f"ggufc_{backend}_{fmt.lower()}{SUFFIX[backend]}"
         path.write_text(translation_unit(kernels))
         paths.append(path)

@@ -2,8 +2,8 @@
 errors; the split-K matvecs fit the blocks an SM their geometry rule counts.
 
 sm_90a is the target the launcher uses on an H100: it compiles the 16-bit matmul's wgmma
-path, which the other two skip.  One translation unit per format (all kinds and dtypes;
-headers are include-guarded), all architectures in one nvcc call, two calls at a time.  CI
+path, which the other two skip.  One translation unit per format (all kinds, dtypes and
+geometries; headers are include-guarded), all architectures in one nvcc call, two calls at a time.  CI
 has nvcc: a missing nvcc FAILS this test; set GGUFC_NO_NVCC=1 to skip it on a machine
 without the CUDA toolkit.
 """

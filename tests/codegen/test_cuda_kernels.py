@@ -210,6 +210,22 @@ def test_matmul_over_whole_tiles_and_a_long_k(runner, rng, fmt, dtype):
         check_linear(runner, rng, fmt, "matmul", dtype, (256,), n, 2048, n == 300)
 
 
+MATMUL_GEOMETRY_KERNELS = [
+    (fmt, dtype, geometry)
+    for fmt in FORMAT_NAMES
+    for dtype in ("float16", "bfloat16")
+    for geometry in geometries("cuda", fmt, "matmul", dtype)
+]
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), MATMUL_GEOMETRY_KERNELS)
+def test_matmul_geometry_over_a_long_k(runner, rng, fmt, dtype, geometry):
+    """Each geometry where the lowering takes it: few rows (one and a ragged second 64-row
+    tile) over a K long enough that every block of a split has many steps."""
+    for m in (64, 97):
+        check_linear(runner, rng, fmt, "matmul", dtype, (m,), RAGGED_N, LARGE_K, m == 97, geometry)
+
+
 # rows of activations a kind is launched with when the weights end an allocation
 M_BY_KIND = {"matvec": 1, "matvec_batched": 4, "matmul": 130}
 

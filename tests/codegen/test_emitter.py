@@ -8,7 +8,7 @@ import math
 
 import jinja2
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codegen.kernels import (
@@ -25,8 +25,11 @@ from codegen.kernels import (
     pick_geometry,
 )
 from codegen.kernels.emitter import (
+    DEFAULT_GEOMETRY,
+    MATMUL_GEOMETRY_TILES,
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
+    MATMUL_SEGMENT_SCAN_ROWS,
     MATVEC_BOUNDED_GEOMETRIES,
     MATVEC_CHUNK_WEIGHTS,
     MATVEC_GROUP_GEOMETRIES,
@@ -57,6 +60,8 @@ from codegen.kernels.emitter import (
     WARPS,
     cuda_matmul_layout,
     cuda_matvec_streamed,
+    matmul_geometry_of,
+    matmul_geometry_segments,
     matvec_group_choices,
     matvec_group_warps,
     render_template,
@@ -545,3 +550,52 @@ def test_cuda_matvec_lets_the_next_kernel_start_early_by_geometry():
         geometry = "narrow" if "_narrow_" in kernel.entry else "other"
         rule = "WAVE_BLOCKS_PER_SM = 0;" not in kernel.source
         assert rule == (geometry != "narrow"), kernel.entry
+
+
+# The fastest geometry measured for these (H100, float16, every format; PERFORMANCE.md,
+# session 24): the cost model must pick it
+MEASURED_FASTEST_MATMUL_GEOMETRIES = [
+    ((4096, 14336, 32), "rows64_split_k8"),
+    ((4096, 14336, 128), "rows64_split_k2"),
+    ((4096, 14336, 256), "rows64"),
+    ((14336, 4096, 128), DEFAULT_GEOMETRY),
+    ((2048, 8192, 32), "rows64_split_k4"),
+    ((4096, 4096, 64), "rows64_split_k2"),
+]
+
+
+@pytest.mark.parametrize(("shape", "geometry"), MEASURED_FASTEST_MATMUL_GEOMETRIES)
+def test_matmul_cost_model_picks_the_measured_fastest_geometry(shape, geometry):
+    n, k, m = shape
+    assert matmul_geometry_of(n, k, m) == geometry
+    assert pick_geometry("cuda", "Q4_K", "matmul", "float16", n, k, m) == geometry
+    # any M (a symbolic one the lowering does not branch on), float32 and Metal: the default
+    assert pick_geometry("cuda", "Q4_K", "matmul", "float16", n, k) == DEFAULT_GEOMETRY
+    assert pick_geometry("cuda", "Q4_K", "matmul", "float32", n, k, m) == DEFAULT_GEOMETRY
+    assert pick_geometry("metal", "Q4_K", "matmul", "float16", n, k, m) == DEFAULT_GEOMETRY
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 300).map(lambda t: 64 * t),
+    k=st.integers(1, 400).map(lambda s: 64 * s),
+    low=st.integers(1, 2000),
+    span=st.integers(0, 3000),
+)
+def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(n, k, low, span):
+    high = low + span
+    segments = matmul_geometry_segments(n, k, low, high)
+    lasts = [last for last, _ in segments]
+    assert lasts == sorted(set(lasts)) and lasts[-1] == high
+    assert all(a != b for (_, a), (_, b) in itertools.pairwise(segments))
+    first = low
+    for last, geometry in segments:
+        for m in {first, last, (first + last) // 2}:
+            expected = matmul_geometry_of(n, k, m) if m <= MATMUL_SEGMENT_SCAN_ROWS else None
+            assert geometry == (expected or DEFAULT_GEOMETRY)
+        first = last + 1
+    # a split leaves each block SPLIT_K_MIN_STEPS K steps
+    for _, geometry in segments:
+        assert MATMUL_GEOMETRY_TILES[geometry][1] * SPLIT_K_MIN_STEPS <= max(k // 64, 1) or (
+            MATMUL_GEOMETRY_TILES[geometry][1] == 1
+        )

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from codegen import dense_linear, lower
 from codegen.dense_linear import dense_estimate_us, dense_threshold, matmul_estimate_us
+from codegen.kernels import emit
+from codegen.kernels.emitter import matmul_geometry_segments
 from compiler.formats import FORMATS, row_bytes
 from compiler.ir.parser import parse_program
 from runtime_schema import run_program
@@ -86,7 +88,7 @@ def test_many_short_rows_keep_the_matmul_below_a_wave_of_tiles():
 def test_threshold_is_a_tile_multiple_and_the_estimates_grow_with_m(fmt, n, blocks):
     k = blocks * FORMATS[fmt].block_weights
     threshold = dense_threshold(fmt, n, k)
-    assert threshold % dense_linear.MATMUL_TILE_ROWS == 0
+    assert threshold % dense_linear.ROW_STEP == 0
     assert 0 <= threshold <= dense_linear.SCAN_MAX_ROWS
     previous = (0.0, 0.0)
     for m in (1, 17, 128, 129, 1000, 4096, 20000):
@@ -105,29 +107,46 @@ def test_the_route_serves_16_bit_activations_and_bounded_weights():
 
 def test_static_m_above_the_threshold_lowers_to_the_dense_route_and_runs_like_the_graph():
     fmt, n, k = "Q4_K", 512, 4096
-    assert dense_threshold(fmt, n, k) < 32
-    gp = parse_program(linear_ir(fmt, n, k, "32"))
+    assert dense_threshold(fmt, n, k) < 256
+    gp = parse_program(linear_ir(fmt, n, k, "256"))
     program = lower(gp)
     assert not any(isinstance(i, IfNode) for i in program.instructions())
     assert_dense_route(program, program.main.instructions, fmt)
-    x = torch.randn(32, k, generator=torch.Generator().manual_seed(0)).bfloat16()
+    x = torch.randn(256, k, generator=torch.Generator().manual_seed(0)).bfloat16()
     (got,) = run_program(program, [x])
-    assert_close_to_the_graph(got, graph_output(gp, x), "M = 32")
+    assert_close_to_the_graph(got, graph_output(gp, x), "M = 256")
+
+
+def routes_of(program) -> list[tuple[int | None, list]]:
+    """The M-dependent routes of a program holding one linear: (the IfNode's M bound, the
+    instructions of its then chain) down the nested else chains, the last with bound None."""
+    routes, instructions = [], list(program.main.instructions)
+    while isinstance(instructions[-1], IfNode):
+        branch = instructions[-1]
+        assert branch.compare == CompareOp.LE
+        routes.append((branch.constant, list(program.chains[branch.then_chain].instructions)))
+        instructions = list(program.chains[branch.else_chain].instructions)
+    return [*routes, (None, instructions)]
 
 
 def test_symbolic_m_across_the_threshold_branches_and_runs_like_the_graph():
+    """Every geometry the matmul takes for M up to the threshold, each behind an IfNode on
+    M, then the dense route; the program runs like the graph on both sides of each bound."""
     fmt, n, k = "Q4_K", 2048, 1024
     threshold = dense_threshold(fmt, n, k)
-    assert 0 < threshold < 4096
+    segments = matmul_geometry_segments(n, k, 17, threshold)
+    assert len(segments) >= 2
     gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [17, 4096]"))
     program = lower(gp)
-    [branch] = [i for i in program.main.instructions if isinstance(i, IfNode)]
-    assert (branch.compare, branch.constant) == (CompareOp.LE, threshold)
-    [matmul] = program.chains[branch.then_chain].instructions
-    assert matmul.kind == KernelKind.MATMUL
-    assert_dense_route(program, program.chains[branch.else_chain].instructions, fmt)
+    routes = routes_of(program)
+    assert [bound for bound, _ in routes] == [last for last, _ in segments] + [None]
+    for (_, [matmul]), (_, geometry) in zip(routes, segments, strict=False):
+        assert matmul.kind == KernelKind.MATMUL
+        entry = matmul.source_for(Backend.CUDA).entry
+        assert entry == emit("cuda", fmt, "matmul", "bfloat16", geometry).entry
+    assert_dense_route(program, routes[-1][1], fmt)
     generator = torch.Generator().manual_seed(1)
-    for rows in (threshold, threshold + 1):
+    for rows in sorted({17, *(last for last, _ in segments), threshold + 1}):
         x = torch.randn(rows, k, generator=generator).bfloat16()
         (got,) = run_program(program, [x])
         assert_close_to_the_graph(got, graph_output(gp, x), f"M = {rows}")
@@ -142,9 +161,10 @@ def test_no_dense_route_without_cuda_or_for_float32(backends, dtype):
     assert not any(isinstance(i, AtenNode) for i in program.instructions())
 
 
-def test_symbolic_m_below_the_threshold_keeps_the_matmul_alone():
+def test_symbolic_m_below_the_threshold_keeps_the_matmul():
     fmt, n, k = "Q4_K", 2048, 1024
     high = dense_threshold(fmt, n, k)
     program = lower(parse_program(linear_ir(fmt, n, k, "s0", symbol=f"symbol s0 : [17, {high}]")))
-    kinds = [i.kind for i in program.instructions() if isinstance(i, KernelNode)]
-    assert kinds == [KernelKind.MATMUL]
+    kinds = {i.kind for i in program.instructions() if isinstance(i, KernelNode)}
+    assert kinds == {KernelKind.MATMUL}
+    assert not any(isinstance(i, AtenNode) for i in program.instructions())

@@ -93,8 +93,10 @@ __device__ __forceinline__ float load_from_cluster_block(const float* local, uns
 // 1024-byte atom; the atoms must start 1024-byte aligned, and the K sub-step j of a 64-wide
 // row starts 32 j bytes in.  These helpers exist only where the compiler targets sm_90a
 // (``__CUDA_ARCH_FEAT_SM90_ALL``); the matmul falls back to mma.sync elsewhere.
-#ifndef GGUFC_CUDA_MATMUL_WGMMA_N16
-#define GGUFC_CUDA_MATMUL_WGMMA_N16
+// The helpers that do not depend on the tile's N have a guard of their own, so kernels of
+// several N (the matmul's 128 and 64, the split-K matvec's 16) share a translation unit.
+#ifndef GGUFC_CUDA_MATMUL_WGMMA
+#define GGUFC_CUDA_MATMUL_WGMMA
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 namespace ggufc {
@@ -118,7 +120,7 @@ __device__ __forceinline__ u64 descriptor(u32 address) {
 }
 
 // A step's A fragments: 2 K parts of 32 x 2 sub-steps of 16 x the 4 registers of a 64x16 tile
-// (see mma_m64n16k16), and the B descriptors of its 4 products (part g, sub-step s at 2 g + s).
+// (see mma_m64n*k16), and the B descriptors of its 4 products (part g, sub-step s at 2 g + s).
 // The fence and the wait below name them as asm operands, each of the 16 registers spelled
 // out by the template.
 constexpr int FRAGMENT_PARTS = 2;
@@ -195,6 +197,18 @@ __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
         asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
     }
 }
+
+}  // namespace wg
+}  // namespace ggufc
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // GGUFC_CUDA_MATMUL_WGMMA
+#ifndef GGUFC_CUDA_MATMUL_WGMMA_N16
+#define GGUFC_CUDA_MATMUL_WGMMA_N16
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+namespace ggufc {
+namespace wg {
 
 // d += a * b for a 64x16 A in registers and a 16x16 B at ``b`` (the scale-d predicate
 // ``accumulate`` is always set: the accumulators start at zero).
