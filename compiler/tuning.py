@@ -86,8 +86,11 @@ from compiler.errors import GgufcError
 # chosen 1,24 (BENCHMARKS.md, "M buckets").  Sessions 18-21 (dependent launches, the mma
 # matvec, int16 activations and lane words in the M = 1 matvecs) moved single formats' rows
 # (Q4_0 and Q6_K to 2,16, Q4_K and Q5_K to 1,32), never the `all` row; session 22's mma
-# matvec for the other formats took Q4_0, Q5_0 and Q6_K back to 1,16.
-DEFAULT_BUCKETS: tuple[int, ...] = (1, 16)
+# matvec for the other formats took Q4_0, Q5_0 and Q6_K back to 1,16.  Session 24's matmul
+# geometries (64-row tiles, K split over a cluster: the matmul 2x faster below a wave of
+# tiles) moved the `all` row to 1,9 and 1,12 in two runs; 1,9 scored best over both (mean
+# slowdown against the fastest kernel 13.1%, 1,16 17.2%; BENCHMARKS.md, "M buckets").
+DEFAULT_BUCKETS: tuple[int, ...] = (1, 9)
 
 TUNING_VERSION = 1
 DEFAULT_DTYPE = "float16"

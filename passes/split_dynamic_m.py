@@ -3,7 +3,7 @@
 ``M`` of a ``ggufc.linear(x, ...)`` is the product of ``x``'s leading dims (the rows of the
 product).  The right GPU kernel depends on it: a matrix-vector kernel for ``M = 1``, a
 batched one for a few rows, a tensor-core matmul beyond.  With ``buckets=t1,t2`` (default
-`compiler.tuning.DEFAULT_BUCKETS`, ``1,16`` from an H100 run of ``ggufc tune``)::
+`compiler.tuning.DEFAULT_BUCKETS`, ``1,9`` from an H100 run of ``ggufc tune``)::
 
     M <= t1        -> kernel="matvec"
     t1 < M <= t2   -> kernel="matvec_batched"
