@@ -178,6 +178,11 @@ KERNEL_AUTO = "auto"
 DENSE_ROUTE = "dense"
 # `kernel="auto"` with a static M: M == 1 -> matvec, M <= this -> matvec_batched, else matmul
 MATVEC_BATCHED_ROWS = 8
+# Activation dtypes whose matvec_batched linears run the matvec kernel (one block row per
+# activation row) where CUDA is among the backends: with float32 activations the batched
+# kernel lost to the matvec at every M measured (`ggufc tune --dtype float32`, H100, session
+# 24: Q8_0 4096x4096 at M = 8 161 us against 53; BENCHMARKS.md, "M buckets").
+BATCHED_AS_MATVEC_DTYPES = ("float32",)
 KERNEL_KINDS = {
     "matvec": KernelKind.MATVEC,
     "matvec_batched": KernelKind.MATVEC_BATCHED,
@@ -1248,6 +1253,9 @@ class _Lowering:
             )
         from codegen.kernels.emitter import MATVEC_MMA_MAX_M, takes_mma_matvec
 
+        batched_as_matvec = kind_name == "matvec_batched" and "cuda" in self.backends
+        if batched_as_matvec and dtype_name in BATCHED_AS_MATVEC_DTYPES:
+            kind_name = "matvec"
         args = (where, op, kind_name, fmt, dtype_name, inputs, rows, n, k, has_bias)
         m_ranged = any(takes_mma_matvec(b, fmt, kind_name, dtype_name) for b in self.backends)
         low, high = self.sizes.range_of(rows)
