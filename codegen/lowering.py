@@ -1176,7 +1176,7 @@ class _Lowering:
 
     def emit_route(self, chain, scope, linear: _MatmulLinear, route: str, m: int, output: int):
         """One route of a matmul linear into ``chain``: the dense route, or the matmul
-        KernelNode in the geometries each backend picks for ``m`` rows."""
+        KernelNode in the CUDA geometry ``route`` (the other backends' for ``m`` rows)."""
         node, fmt, (x, blocks, _), n, k = linear.node, linear.fmt, linear.inputs, linear.n, linear.k
         if route == DENSE_ROUTE:
             self.dense_linear(chain, node, fmt, x, blocks, linear.given_bias, output, n, k)
@@ -1184,7 +1184,7 @@ class _Lowering:
         dtype_name = KERNEL_DTYPES[node.meta["val"].dtype]
         where = f"{scope.name}: node %{node.name}"
         args = (where, OpKind.LINEAR, "matmul", fmt, dtype_name, linear.inputs, linear.rows, n, k)
-        self.kernel_node(chain, *args, True, output=output, m=m)
+        self.kernel_node(chain, *args, True, output=output, m=m, cuda_geometry=route)
 
     def dense_linear(self, chain, node, fmt, x: int, blocks: int, bias, output: int, n, k):
         """Emits into ``chain`` the dense route of a linear: ``blocks`` dequantized to a
@@ -1289,14 +1289,18 @@ class _Lowering:
         *,
         output: int,
         m: int | None,
+        cuda_geometry: str | None = None,
     ) -> None:
         """Emits into ``chain`` the KernelNode of a GGUF op (``where`` names it in errors)
-        with the geometries each backend picks for ``m`` activation rows (None: any)."""
+        with the geometries each backend picks for ``m`` activation rows (None: any), CUDA's
+        ``cuda_geometry`` where given."""
         from codegen.kernels import pick_geometry
 
         sources, rules = [], {}
         for backend in self.backends:
             geometry = pick_geometry(backend, fmt, kind_name, dtype_name, n, k, m)
+            if backend == "cuda" and cuda_geometry is not None:
+                geometry = cuda_geometry
             generated = self.emitter(backend, fmt, kind_name, dtype_name, geometry=geometry)
             sources.append(_kernel_source(backend, generated))
             rules[backend] = generated.launch

@@ -17,10 +17,10 @@ What is a template constant and what is a kernel argument
   dtype, and the tile geometry of the kind (threads, rows per block, tile sizes; for the CUDA
   matvec one of its geometries, picked from N and K by `pick_geometry`).
 * Kernel arguments (the same source serves every layer): the sizes ``M``, ``N``, ``K`` as
-  int64 and, for linear kinds, ``has_bias`` as int32.  So there are at most 72 Metal and 102
-  CUDA sources (6 formats x 3 dtypes x 4 kinds, plus the CUDA matvec's 2-3 geometries a
-  format instead of one) however many layers a model has, and a program file interns each
-  once.
+  int64 and, for linear kinds, ``has_bias`` as int32.  So there are at most 90 Metal and 259
+  CUDA sources (6 formats x 3 dtypes x 5 kinds, plus the CUDA geometries of `geometries`:
+  the matvec's, the batched matvec's, the 16-bit matmul's) however many layers a model has,
+  and a program file interns each once.
 
 Kernel signatures (CUDA parameter order = Metal buffer indices)::
 

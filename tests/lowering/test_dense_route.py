@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from codegen import dense_linear, lower
 from codegen.dense_linear import dense_estimate_us, dense_threshold, matmul_estimate_us
 from codegen.kernels import emit
-from codegen.kernels.emitter import matmul_geometry_segments
+from codegen.kernels.emitter import matmul_geometry_of, matmul_geometry_segments
 from compiler.formats import FORMATS, row_bytes
 from compiler.ir.parser import parse_program
 from runtime_schema import run_program
@@ -168,3 +168,19 @@ def test_symbolic_m_below_the_threshold_keeps_the_matmul():
     kinds = {i.kind for i in program.instructions() if isinstance(i, KernelNode)}
     assert kinds == {KernelKind.MATMUL}
     assert not any(isinstance(i, AtenNode) for i in program.instructions())
+
+
+def test_each_route_keeps_its_geometry_whatever_the_model_picks_at_its_last_m():
+    """Past MATMUL_SEGMENT_SCAN_ROWS the default geometry takes every M, though the cost
+    model may pick another at the range's top (256 x 512 at M = 1088: split K in 2)."""
+    fmt, n, k, high = "Q4_0", 256, 512, 1088
+    assert dense_threshold(fmt, n, k) > high
+    segments = matmul_geometry_segments(n, k, 17, high)
+    assert segments[-1] == (high, "default") and matmul_geometry_of(n, k, high) != "default"
+    symbol = f"symbol s0 : [17, {high}]"
+    program = lower(parse_program(linear_ir(fmt, n, k, "s0", symbol=symbol)))
+    routes = routes_of(program)
+    assert [bound for bound, _ in routes] == [last for last, _ in segments[:-1]] + [None]
+    for (_, [matmul]), (_, geometry) in zip(routes, segments, strict=True):
+        entry = matmul.source_for(Backend.CUDA).entry
+        assert entry == emit("cuda", fmt, "matmul", "bfloat16", geometry).entry
