@@ -8,8 +8,9 @@ in each of its geometries (`codegen.kernels.emitter.MATMUL_GEOMETRY_TILES`: 128-
 tiles, K split over a cluster of 2 to 8 blocks), the dense route (`codegen.dense_linear`:
 the dequantize kernel, then cuBLAS through ``torch.nn.functional.linear``, as a program's
 aten::linear runs it) and cuBLAS alone on the dequantized weights.  The "lowering" column is
-the route the lowering takes at that M (`codegen.dense_linear.dense_threshold`, then
-`codegen.kernels.emitter.matmul_geometry_of`), "vs best" its time over the fastest route
+the route the lowering takes at that M (`codegen.dense_linear.matmul_route`: the dense
+threshold, then `codegen.kernels.emitter.matmul_geometry_of`), "vs best" its time over the
+fastest route
 measured, "vs default" the default geometry's time over the lowering's (what the routes gain
 against the matmul in one geometry).  The summary counts the cells where the lowering's
 route is within 5% of the fastest: the check of both cost models on this card.
@@ -34,20 +35,13 @@ from codegen import dense_linear
 from codegen.cuda_run import CudaKernelRunner
 from codegen.cuda_timing import rotated_copies, time_launches
 from codegen.kernels import FORMAT_NAMES, emit, geometries
-from codegen.kernels.emitter import matmul_geometry_of
 from compiler import formats
 
 DEFAULT_SHAPES = "4096x14336,14336x4096,4096x4096,2048x8192,5376x21504"
 DEFAULT_M = "32,64,128,256,512,1024"
-DENSE = "dense"
+DENSE = dense_linear.DENSE_ROUTE
 NEAR_BEST = 1.05
 MAX_ERROR = 2e-3  # float16 output rounding (tests/codegen/test_cuda_kernels.py's bound)
-
-
-def lowering_route(fmt: str, n: int, k: int, m: int) -> str:
-    if dense_linear.serves(fmt, "float16", n, k) and m > dense_linear.dense_threshold(fmt, n, k):
-        return DENSE
-    return matmul_geometry_of(n, k, m)
 
 
 def bench_shape(runner, fmt: str, n: int, k: int, ms: list[int], generator) -> list[dict]:
@@ -107,7 +101,7 @@ def bench_m(
         "m": m,
         "times": times,
         "cublas_us": cublas_us,
-        "route": lowering_route(fmt, n, k, m),
+        "route": dense_linear.matmul_route(fmt, "float16", n, k, m),
         "best": min(times, key=times.get),
     }
 

@@ -43,9 +43,17 @@ from __future__ import annotations
 
 from functools import cache
 
-from codegen.kernels.emitter import matmul_cost, matmul_geometry_of
+from codegen.kernels.emitter import (
+    matmul_cost,
+    matmul_geometry_of,
+    matmul_geometry_segments,
+    takes_matmul_geometries,
+)
 from compiler.formats import FORMATS
 
+# the route of a matmul linear that dequantizes its weights for cuBLAS (the others: geometries
+# of the GGUF matmul, `codegen.kernels.emitter.MATMUL_GEOMETRY_TILES`)
+DENSE_ROUTE = "dense"
 # activation dtypes the dense route serves (cuBLAS half precision)
 DENSE_DTYPES = ("float16", "bfloat16")
 # the largest dequantized weight the route allocates (bytes); larger ones keep the matmul
@@ -123,11 +131,37 @@ def dense_threshold(fmt: str, n: int, k: int) -> int:
     return best
 
 
+def matmul_routes(fmt: str, dtype: str, n: int, k: int, low: int, high: int):
+    """What a CUDA matmul linear of an N x K ``fmt`` weight and ``dtype`` activations runs for
+    each M in [low, high], as (last M, route) runs in order: the geometries of
+    `codegen.kernels.emitter.matmul_geometry_segments` up to `dense_threshold` (where the
+    route `serves` the weight), DENSE_ROUTE above it; None where the CUDA matmul of ``dtype``
+    has one geometry (float32) and no dense route."""
+    if not takes_matmul_geometries("cuda", dtype):
+        return None
+    dense_from = high
+    if serves(fmt, dtype, n, k):
+        dense_from = min(high, dense_threshold(fmt, n, k))
+    routes = matmul_geometry_segments(n, k, low, dense_from) if low <= dense_from else []
+    if dense_from < high:
+        routes.append((high, DENSE_ROUTE))
+    return routes
+
+
+def matmul_route(fmt: str, dtype: str, n: int, k: int, m: int) -> str | None:
+    """The route of `matmul_routes` at ``m`` rows (None as there)."""
+    routes = matmul_routes(fmt, dtype, n, k, m, m)
+    return None if routes is None else routes[0][1]
+
+
 __all__ = [
     "DENSE_DTYPES",
     "DENSE_MAX_WEIGHT_BYTES",
+    "DENSE_ROUTE",
     "dense_estimate_us",
     "dense_threshold",
     "matmul_estimate_us",
+    "matmul_route",
+    "matmul_routes",
     "serves",
 ]

@@ -174,8 +174,6 @@ BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
 LAUNCH_BACKEND = "cuda"
 
 KERNEL_AUTO = "auto"
-# the route of a matmul linear that dequantizes its weights for cuBLAS (codegen.dense_linear)
-DENSE_ROUTE = "dense"
 # `kernel="auto"` with a static M: M == 1 -> matvec, M <= this -> matvec_batched, else matmul
 MATVEC_BATCHED_ROWS = 8
 # Activation dtypes whose matvec_batched linears run the matvec kernel (one block row per
@@ -1136,27 +1134,15 @@ class _Lowering:
         )
 
     def matmul_routes(self, kind_name: str, fmt: str, dtype, rows: Dim, n, k):
-        """What a ``kind_name`` linear runs for each M the program can have, as (last M,
-        route) runs in order, a route being a geometry of the CUDA 16-bit matmul
-        (`codegen.kernels.emitter.matmul_geometry_segments`) or DENSE_ROUTE past
-        `codegen.dense_linear.dense_threshold`; None where the CUDA matmul of 16-bit
-        activations is not among the kernels (one kernel serves every M)."""
+        """`codegen.dense_linear.matmul_routes` over the M the program can have, for a
+        matmul linear with CUDA among the backends; else None (one kernel serves every M)."""
         from codegen import dense_linear
-        from codegen.kernels.emitter import matmul_geometry_segments, takes_matmul_geometries
 
         dtype_name = KERNEL_DTYPES.get(dtype)
         if kind_name != "matmul" or "cuda" not in self.backends or dtype_name is None:
             return None
-        if not takes_matmul_geometries("cuda", dtype_name):
-            return None
         low, high = self.sizes.range_of(rows)
-        dense_from = high
-        if dense_linear.serves(fmt, dtype_name, n, k):
-            dense_from = min(high, dense_linear.dense_threshold(fmt, n, k))
-        routes = matmul_geometry_segments(n, k, low, dense_from) if low <= dense_from else []
-        if dense_from < high:
-            routes.append((high, DENSE_ROUTE))
-        return routes
+        return dense_linear.matmul_routes(fmt, dtype_name, n, k, low, high)
 
     def emit_routes(self, chain, scope, linear: _MatmulLinear, routes, output: int) -> None:
         """Emits into ``chain`` the first of ``routes`` alone, or an IfNode (M <= its last M)
@@ -1177,6 +1163,8 @@ class _Lowering:
     def emit_route(self, chain, scope, linear: _MatmulLinear, route: str, m: int, output: int):
         """One route of a matmul linear into ``chain``: the dense route, or the matmul
         KernelNode in the CUDA geometry ``route`` (the other backends' for ``m`` rows)."""
+        from codegen.dense_linear import DENSE_ROUTE
+
         node, fmt, (x, blocks, _), n, k = linear.node, linear.fmt, linear.inputs, linear.n, linear.k
         if route == DENSE_ROUTE:
             self.dense_linear(chain, node, fmt, x, blocks, linear.given_bias, output, n, k)

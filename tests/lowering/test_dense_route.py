@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 from codegen import dense_linear, lower
 from codegen.dense_linear import dense_estimate_us, dense_threshold, matmul_estimate_us
 from codegen.kernels import emit
-from codegen.kernels.emitter import matmul_geometry_of, matmul_geometry_segments
+from codegen.kernels.emitter import (
+    MATMUL_SEGMENT_SCAN_ROWS,
+    matmul_geometry_of,
+    matmul_geometry_segments,
+)
 from compiler.formats import FORMATS, row_bytes
 from compiler.ir.parser import parse_program
 from runtime_schema import run_program
@@ -184,3 +188,31 @@ def test_each_route_keeps_its_geometry_whatever_the_model_picks_at_its_last_m():
     for (_, [matmul]), (_, geometry) in zip(routes, segments, strict=True):
         entry = matmul.source_for(Backend.CUDA).entry
         assert entry == emit("cuda", fmt, "matmul", "bfloat16", geometry).entry
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(FORMAT_NAMES),
+    n=st.integers(1, 64).map(lambda b: 128 * b),
+    blocks=st.integers(1, 32),
+    low=st.integers(17, 3000),
+    span=st.integers(0, 5000),
+)
+def test_routes_over_a_range_are_the_route_at_each_m(fmt, n, blocks, low, span):
+    """The runs the lowering branches between give every M in the range the route a static
+    M would take (the benchmark's `matmul_route`), up to MATMUL_SEGMENT_SCAN_ROWS, where the
+    default geometry (or the dense route) takes the rest."""
+    k = blocks * FORMATS[fmt].block_weights
+    high = low + span
+    routes = dense_linear.matmul_routes(fmt, "float16", n, k, low, high)
+    first = low
+    for last, route in routes:
+        for m in {first, (first + last) // 2, last}:
+            single = dense_linear.matmul_route(fmt, "float16", n, k, m)
+            if m <= MATMUL_SEGMENT_SCAN_ROWS or single == dense_linear.DENSE_ROUTE:
+                assert route == single, (m, routes)
+            else:
+                assert route == "default"
+        first = last + 1
+    assert first == high + 1
+    assert dense_linear.matmul_routes(fmt, "float32", n, k, low, high) is None
