@@ -94,8 +94,8 @@ def bench_case(runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, g
 
         matmul_us, dense_us = ggufc_us, time_launches(dense, copies)
         dense_error = float((dense(0).float() - ref).norm() / ref.norm())
-        if m > dense_linear.dense_threshold(fmt, n, k):
-            route, ggufc_us, error = "dense", dense_us, dense_error
+        if dense_linear.matmul_route(fmt, "float16", n, k, m) == dense_linear.DENSE_ROUTE:
+            route, ggufc_us, error = dense_linear.DENSE_ROUTE, dense_us, dense_error
     weight_copies.clear()  # free the copies before the dense ones are made
 
     dense = formats.dequantize(blocks.cpu(), fmt, torch.float16).cuda()

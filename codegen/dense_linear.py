@@ -44,6 +44,7 @@ from __future__ import annotations
 from functools import cache
 
 from codegen.kernels.emitter import (
+    MATMUL_COST_ROW_STEP,
     matmul_cost,
     matmul_geometry_of,
     matmul_geometry_segments,
@@ -77,7 +78,7 @@ ROOFLINE_NORM = 3  # cuBLAS's time ~ the 3-norm of its memory and compute times 
 DENSE_WEIGHT_BYTES = 2  # a float16 / bfloat16 weight
 # thresholds are multiples of this (the matmul's cost changes only where M crosses one), up to
 # SCAN_MAX_ROWS
-ROW_STEP = 64
+ROW_STEP = MATMUL_COST_ROW_STEP
 SCAN_MAX_ROWS = 1 << 16
 
 

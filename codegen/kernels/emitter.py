@@ -508,6 +508,8 @@ MATMUL_GEOMETRY_TILES = {
 MATMUL_WAVE_BLOCKS = {1: 132, 2: 132, 4: 120, 8: 120}
 MATMUL_TILE_COST = {128: 1.1, 64: 1.0}
 MATMUL_WAVE_FIXED_COLUMNS = 512
+# `matmul_cost` changes only where M crosses a multiple of the smallest tile's rows
+MATMUL_COST_ROW_STEP = min(tile_m for tile_m, _ in MATMUL_GEOMETRY_TILES.values())
 # a symbolic M branches between the geometries up to this many rows (`matmul_geometry_segments`;
 # beyond, the default geometry, or the dense route of codegen.dense_linear)
 MATMUL_SEGMENT_SCAN_ROWS = 1024
@@ -721,7 +723,7 @@ def matmul_geometry_segments(n: int, k: int, low: int, high: int) -> list[tuple[
     """The geometry `matmul_geometry_of` picks for each M in [low, high], as (last M,
     geometry) runs in order.  The cost changes only where M crosses a multiple of 64 (a
     tile's rows); past MATMUL_SEGMENT_SCAN_ROWS the default geometry takes every M."""
-    rows = MATMUL_GEOMETRY_TILES["rows64"][0]
+    rows = MATMUL_COST_ROW_STEP
     segments: list[tuple[int, str]] = []
     m = low
     while m <= high:
@@ -818,7 +820,7 @@ def pick_geometry(
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
         return "mma"
     if kind == "matmul":
-        if m is None or len(available) == 1:
+        if m is None or not takes_matmul_geometries(backend, dtype):
             return DEFAULT_GEOMETRY
         return matmul_geometry_of(n, k, m)
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
