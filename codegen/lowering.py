@@ -42,8 +42,9 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
     args    = (m = prod(x.shape[:-1]), n, k, has_bias = True)   int64, int64, int64, int32
 
     kind    = the node's ``kernel`` ("matvec" | "matvec_batched" | "matmul"); ``"auto"`` picks
-              by a static M (1 -> matvec, <= MATVEC_BATCHED_ROWS -> matvec_batched) and
-              matmul for a symbolic one (matmul serves every M).  A CUDA matvec takes the
+              by a static M as split-dynamic-m's default buckets for x's dtype would
+              (`compiler.tuning.DEFAULT_BUCKETS_BY_DTYPE`) and matmul for a symbolic one
+              (matmul serves every M).  A CUDA matvec takes the
               geometry `codegen.kernels.pick_geometry` picks from N, K and the dtype: narrow
               (one weight row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, else
               streamed (row groups a warp in turn) for K <= `MATVEC_STREAM_MAX_K` and
@@ -174,13 +175,6 @@ BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
 LAUNCH_BACKEND = "cuda"
 
 KERNEL_AUTO = "auto"
-# `kernel="auto"` with a static M: M == 1 -> matvec, M <= this -> matvec_batched, else matmul
-MATVEC_BATCHED_ROWS = 8
-# Activation dtypes whose matvec_batched linears run the matvec kernel (one block row per
-# activation row) where CUDA is among the backends: with float32 activations the batched
-# kernel lost to the matvec at every M measured (`ggufc tune --dtype float32`, H100, session
-# 24: Q8_0 4096x4096 at M = 8 161 us against 53; BENCHMARKS.md, "M buckets").
-BATCHED_AS_MATVEC_DTYPES = ("float32",)
 KERNEL_KINDS = {
     "matvec": KernelKind.MATVEC,
     "matvec_batched": KernelKind.MATVEC_BATCHED,
@@ -802,7 +796,9 @@ class _Lowering:
             x = self.tensor_operand(scope, x_node, f"{where} x")
             x_fake = x_node.meta["val"]
             rows = self.element_count(x_fake.shape[:-1], where)
-            kind_name = self.linear_kind(bound.get("kernel", KERNEL_AUTO), rows, where)
+            kind_name = self.linear_kind(
+                bound.get("kernel", KERNEL_AUTO), rows, x_fake.dtype, where
+            )
             if bound.get("bias") is not None:
                 bias = self.tensor_operand(scope, bound["bias"], f"{where} bias")
             else:
@@ -1095,16 +1091,17 @@ class _Lowering:
         self.kernel_count += 1
         return f"{kind}_{fmt.lower()}_{self.kernel_count}"
 
-    def linear_kind(self, kernel: str, rows: Dim, where: str) -> str:
+    def linear_kind(self, kernel: str, rows: Dim, dtype, where: str) -> str:
         if kernel != KERNEL_AUTO:
             if kernel not in KERNEL_KINDS or kernel == "embedding":
                 raise UnsupportedError(f"{where}: unknown linear kernel {kernel!r}")
             return kernel
         if rows.is_symbolic:
             return "matmul"
-        if rows.size == 1:
-            return "matvec"
-        return "matvec_batched" if rows.size <= MATVEC_BATCHED_ROWS else "matmul"
+        from compiler.tuning import DEFAULT_BUCKETS_BY_DTYPE, kernel_for
+
+        buckets = DEFAULT_BUCKETS_BY_DTYPE.get(KERNEL_DTYPES.get(dtype), ())
+        return kernel_for(buckets, rows.size)
 
     def dequantize_node(self, chain, fmt: str, dtype, blocks: int, output: int, n, k) -> None:
         """Emits into ``chain`` the KernelNode dequantizing ``blocks`` (N x K of ``fmt``) to
@@ -1241,9 +1238,6 @@ class _Lowering:
             )
         from codegen.kernels.emitter import MATVEC_MMA_MAX_M, takes_mma_matvec
 
-        batched_as_matvec = kind_name == "matvec_batched" and "cuda" in self.backends
-        if batched_as_matvec and dtype_name in BATCHED_AS_MATVEC_DTYPES:
-            kind_name = "matvec"
         args = (where, op, kind_name, fmt, dtype_name, inputs, rows, n, k, has_bias)
         m_ranged = any(takes_mma_matvec(b, fmt, kind_name, dtype_name) for b in self.backends)
         low, high = self.sizes.range_of(rows)

@@ -106,8 +106,10 @@ def compile_gguf(
     ``time_passes``, ``pass_statistics``: the pass manager's instrumentation (reports go to
     ``stream``, default stderr).  ``progress``: show a progress bar over the stages.
     ``tuning``: a `compiler.tuning.Tuning` or the path of a `ggufc tune` file; its thresholds
-    for the model's dominant linear-weight format become split-dynamic-m's ``buckets``
-    (a pipeline that sets ``buckets`` itself, or has no split-dynamic-m, is refused)."""
+    for the model's dominant linear-weight format become split-dynamic-m's buckets for the
+    file's activation dtype (``buckets`` or ``float32-buckets``; a pipeline that sets that
+    option itself, or has no split-dynamic-m, is refused, as is a file tuned for a dtype no
+    linear of the model runs)."""
     from compiler.bundled import resolve_model_path
 
     if weights not in WEIGHT_MODES:
@@ -130,7 +132,7 @@ def compile_gguf(
         from compiler.tuning import as_tuning, check_pipeline_takes_tuning
 
         tuning, tuning_source = as_tuning(tuning)
-        check_pipeline_takes_tuning(pipeline, tuning_source)
+        check_pipeline_takes_tuning(pipeline, tuning_source, tuning.dtype)
     stages = _Stages(progress, stream)
     try:
         gguf_file, model = stages.run("load", _load, model_path)
@@ -193,10 +195,11 @@ def _export(model, max_seq: int):
 
 
 def _apply_tuning(pipeline, tuning, source: str, graph_program):
-    from compiler.tuning import linear_weight_bytes, tuned_pipeline
+    from compiler.tuning import check_tuning_fits, linear_weight_bytes, tuned_pipeline
 
+    check_tuning_fits(tuning, source, graph_program)
     thresholds = tuning.thresholds_for(linear_weight_bytes(graph_program))
-    return tuned_pipeline(pipeline, thresholds, source)
+    return tuned_pipeline(pipeline, thresholds, source, tuning.dtype)
 
 
 def _run_passes(graph_program, pipeline, *, dump_dir, time_passes, pass_statistics, stream):

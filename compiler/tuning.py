@@ -50,12 +50,15 @@ The file (`Tuning.to_json`, `Tuning.from_json`, `load_tuning`, `Tuning.save`)::
 Every field is checked on load; an error (`TuningFileError`) names the file and the field.
 The thresholds may be edited by hand; they are not recomputed from the timings.
 
-Compile applies the chosen thresholds as the ``buckets`` option of every ``split-dynamic-m``
-in the pipeline (`tuned_pipeline`).  A pipeline whose split-dynamic-m already sets ``buckets``
-to something other than the pass default is an error rather than a silent choice between two
-sources of thresholds; so is a pipeline without split-dynamic-m, where the file would do
-nothing.  (``buckets`` equal to the default is indistinguishable from not setting it: the
-pipeline's canonical text leaves default options out.)
+Compile applies the chosen thresholds to every ``split-dynamic-m`` in the pipeline
+(`tuned_pipeline`) as the buckets of the file's activation dtype: ``buckets`` for float16 and
+bfloat16, ``float32-buckets`` for float32 (`BUCKETS_OPTION_BY_DTYPE`; the defaults differ,
+`DEFAULT_BUCKETS_BY_DTYPE`).  A pipeline whose split-dynamic-m already sets that option to
+something other than the pass default is an error rather than a silent choice between two
+sources of thresholds; so is a pipeline without split-dynamic-m, or a model none of whose
+linears runs the file's dtype (`check_tuning_fits`), where the file would do nothing.  (An
+option equal to its default is indistinguishable from not setting it: the pipeline's
+canonical text leaves default options out.)
 
 This module imports only the standard library at import time; torch, the kernels and the
 passes are imported by the functions that need them.
@@ -91,6 +94,23 @@ from compiler.errors import GgufcError
 # tiles) moved the `all` row to 1,9 and 1,12 in two runs; 1,9 scored best over both (mean
 # slowdown against the fastest kernel 13.1%, 1,16 17.2%; BENCHMARKS.md, "M buckets").
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 9)
+# The same for float32 activations (`ggufc tune --dtype float32`, H100, session 24): the batched
+# kernel lost to the matvec at every M measured (Q8_0 4096x4096 at M = 8: 161 us against 53),
+# so matvec up to 16 rows and the matmul above, for every format (+5.1% over the fastest
+# kernel, against +123% for 1,9).  Gemma 3 270M runs float32.
+FLOAT32_DEFAULT_BUCKETS: tuple[int, ...] = (16,)
+# split-dynamic-m's option holding the buckets of linears with these activations, and its
+# default: where one kernel overtakes the next differs by dtype (the two tunes above)
+BUCKETS_OPTION_BY_DTYPE = {
+    "float16": "buckets",
+    "bfloat16": "buckets",
+    "float32": "float32_buckets",
+}
+DEFAULT_BUCKETS_BY_DTYPE = {
+    "float16": DEFAULT_BUCKETS,
+    "bfloat16": DEFAULT_BUCKETS,
+    "float32": FLOAT32_DEFAULT_BUCKETS,
+}
 
 TUNING_VERSION = 1
 DEFAULT_DTYPE = "float16"
@@ -499,18 +519,14 @@ class _FileReader:
 # ---- applying a tuning to a compile -------------------------------------------------------------
 
 
-def linear_weight_bytes(graph_program) -> dict[str, int]:
-    """Bytes of packed weights per format that the model's linears read: each
-    ``ggufc.dequantize`` with a user other than ``aten.embedding`` (before fuse-gguf), and
-    each ``ggufc.linear`` (after it)."""
+def _linear_weight_nodes(graph_program):
+    """The nodes standing for the model's linears: each ``ggufc.dequantize`` with a user other
+    than ``aten.embedding`` (before fuse-gguf) and each ``ggufc.linear`` (after it)."""
     import torch
 
     from compiler import ops
-    from compiler.formats import row_bytes
-    from passes.fuse_gguf_patterns import bound_arguments
 
     embedding = torch.ops.aten.embedding.default
-    totals: dict[str, int] = {}
     for node in graph_program.graph.nodes:
         if node.op != "call_function":
             continue
@@ -519,6 +535,19 @@ def linear_weight_bytes(graph_program) -> dict[str, int]:
                 continue
         elif node.target is not ops.linear:
             continue
+        yield node
+
+
+def linear_weight_bytes(graph_program) -> dict[str, int]:
+    """Bytes of packed weights per format that the model's linears read: each
+    ``ggufc.dequantize`` with a user other than ``aten.embedding`` (before fuse-gguf), and
+    each ``ggufc.linear`` (after it)."""
+
+    from compiler.formats import row_bytes
+    from passes.fuse_gguf_patterns import bound_arguments
+
+    totals: dict[str, int] = {}
+    for node in _linear_weight_nodes(graph_program):
         arguments = bound_arguments(node)
         fmt, n, k = arguments.get("fmt"), arguments.get("n"), arguments.get("k")
         if isinstance(fmt, str) and _is_int(n) and _is_int(k):
@@ -526,13 +555,14 @@ def linear_weight_bytes(graph_program) -> dict[str, int]:
     return totals
 
 
-def _split_passes(pipeline, source: str) -> list:
+def _split_passes(pipeline, source: str, dtype: str) -> list:
     """The split-dynamic-m passes of `pipeline`; raises TuningError if there are none or one
-    sets its own buckets."""
+    sets its own buckets for ``dtype`` activations."""
     from passes.pass_base import pass_options
     from passes.split_dynamic_m import SplitDynamicM
 
-    default = {opt.name: opt.default for opt in pass_options(SplitDynamicM)}["buckets"]
+    option = BUCKETS_OPTION_BY_DTYPE[dtype]
+    default = {opt.name: opt.default for opt in pass_options(SplitDynamicM)}[option]
     found = [p for p in pipeline if isinstance(p, SplitDynamicM)]
     if not found:
         raise TuningError(
@@ -540,34 +570,66 @@ def _split_passes(pipeline, source: str) -> list:
             f"do nothing; pipeline: {pipeline}"
         )
     for split in found:
-        if split.buckets != default:
+        if getattr(split, option) != default:
             raise TuningError(
-                f"{source}: the pipeline already sets {split}; give the buckets either in the "
-                "pipeline or in the tuning file, not both"
+                f"{source}: the pipeline already sets {split}; give the {dtype} buckets "
+                f"({option.replace('_', '-')}=) either in the pipeline or in the tuning file, "
+                "not both"
             )
     return found
 
 
-def check_pipeline_takes_tuning(pipeline, source: str) -> None:
+def check_pipeline_takes_tuning(pipeline, source: str, dtype: str = DEFAULT_DTYPE) -> None:
     """Raise TuningError now if `tuned_pipeline` would refuse `pipeline` later."""
-    _split_passes(pipeline, source)
+    _split_passes(pipeline, source, dtype)
 
 
-def tuned_pipeline(pipeline, thresholds: Sequence[int], source: str):
-    """`pipeline` with ``buckets=thresholds`` on each split-dynamic-m (see the module
-    docstring for the pipelines this refuses)."""
+def tuned_pipeline(pipeline, thresholds: Sequence[int], source: str, dtype: str = DEFAULT_DTYPE):
+    """`pipeline` with the thresholds as the buckets of ``dtype`` linears on each
+    split-dynamic-m (``buckets=`` for float16 / bfloat16, ``float32-buckets=`` for float32;
+    see the module docstring for the pipelines this refuses)."""
     import dataclasses
 
     from passes.pipeline import Pipeline
     from passes.split_dynamic_m import SplitDynamicM
 
-    _split_passes(pipeline, source)
+    _split_passes(pipeline, source, dtype)
+    option = BUCKETS_OPTION_BY_DTYPE[dtype]
     return Pipeline(
         tuple(
-            dataclasses.replace(p, buckets=tuple(thresholds)) if isinstance(p, SplitDynamicM) else p
+            dataclasses.replace(p, **{option: tuple(thresholds)})
+            if isinstance(p, SplitDynamicM)
+            else p
             for p in pipeline
         )
     )
+
+
+def linear_activation_dtypes(graph_program) -> set[str]:
+    """The activation dtypes (``"float32"``, ...) of the model's linears: the dtype of each
+    ``ggufc.dequantize`` with a user other than ``aten.embedding`` (the weight F.linear
+    takes has its activations' dtype), and of each ``ggufc.linear``'s output."""
+    import torch
+
+    found = set()
+    for node in _linear_weight_nodes(graph_program):
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor):
+            found.add(str(value.dtype).removeprefix("torch."))
+    return found
+
+
+def check_tuning_fits(tuning: Tuning, source: str, graph_program) -> None:
+    """Raise TuningError where the model has no linear whose buckets the tuning would set:
+    a file tuned with float16 activations does nothing to a float32 model, and the reverse."""
+    option = BUCKETS_OPTION_BY_DTYPE[tuning.dtype]
+    dtypes = sorted(linear_activation_dtypes(graph_program))
+    if dtypes and not any(BUCKETS_OPTION_BY_DTYPE.get(d) == option for d in dtypes):
+        raise TuningError(
+            f"{source}: tuned with {tuning.dtype} activations, but the model's linears run "
+            f"{', '.join(dtypes)}, whose buckets it would not set; tune for them: ggufc tune "
+            f"--dtype {dtypes[0]}"
+        )
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -807,15 +869,20 @@ def summary_table(tuning: Tuning) -> str:
 
 
 __all__ = [
+    "BUCKETS_OPTION_BY_DTYPE",
     "DEFAULT_BUCKETS",
+    "DEFAULT_BUCKETS_BY_DTYPE",
     "DEFAULT_SHAPES",
+    "FLOAT32_DEFAULT_BUCKETS",
     "FormatTuning",
     "Tuning",
     "TuningError",
     "TuningFileError",
     "check_pipeline_takes_tuning",
+    "check_tuning_fits",
     "choose_thresholds",
     "kernel_for",
+    "linear_activation_dtypes",
     "linear_weight_bytes",
     "load_tuning",
     "m_grid",

@@ -2,15 +2,18 @@
 
 ``M`` of a ``ggufc.linear(x, ...)`` is the product of ``x``'s leading dims (the rows of the
 product).  The right GPU kernel depends on it: a matrix-vector kernel for ``M = 1``, a
-batched one for a few rows, a tensor-core matmul beyond.  With ``buckets=t1,t2`` (default
-`compiler.tuning.DEFAULT_BUCKETS`, ``1,9`` from an H100 run of ``ggufc tune``)::
+batched one for a few rows, a tensor-core matmul beyond.  With ``buckets=t1,t2``::
 
     M <= t1        -> kernel="matvec"
     t1 < M <= t2   -> kernel="matvec_batched"
     M > t2         -> kernel="matmul"
 
-(one threshold: matvec / matmul; none: matmul only).  Buckets that the range of ``M`` (from
-the program's symbol ranges) cannot reach are dropped.
+(one threshold: matvec / matmul; none: matmul only).  Where one kernel overtakes the next
+depends on the activations' dtype, so the thresholds come per dtype: ``buckets`` for float16
+and bfloat16 activations (default `compiler.tuning.DEFAULT_BUCKETS`, ``1,9``),
+``float32-buckets`` for float32 ones (default ``16``: the batched kernel never won with
+float32 activations); both defaults from H100 runs of ``ggufc tune``.  Buckets that the
+range of ``M`` (from the program's symbol ranges) cannot reach are dropped.
 
 * Static ``M``, or a symbolic ``M`` that only one bucket can hold: the kernel argument is
   set in place, no branch.
@@ -36,7 +39,7 @@ the program's symbol ranges) cannot reach are dropped.
 
 Regions (option ``region``): ``op`` wraps each linear alone; ``layer`` takes the linears of
 one decoder layer (the ``blk.N.`` / ``layers.N.`` prefix of their weight's name) with the same
-``M``; ``max`` (default) takes every linear with the same ``M``.  A region is the convex
+``M`` and buckets; ``max`` (default) takes every linear with the same ``M`` and buckets.  A region is the convex
 closure of its linears (they and every op on a path between two of them); one that would
 hold an input, an op with side effects or another cond is cut into consecutive runs, and if
 contracting all regions at once would make a cycle every linear gets its own region.  A
@@ -63,7 +66,12 @@ import torch.fx
 
 from compiler import ops
 from compiler.errors import PassError
-from compiler.tuning import DEFAULT_BUCKETS, KERNELS_BY_THRESHOLD_COUNT
+from compiler.tuning import (
+    BUCKETS_OPTION_BY_DTYPE,
+    DEFAULT_BUCKETS,
+    FLOAT32_DEFAULT_BUCKETS,
+    KERNELS_BY_THRESHOLD_COUNT,
+)
 from passes.fuse_gguf_patterns import bound_arguments
 from passes.pass_base import Pass, option
 from passes.regions import form_regions, graph_view, quotient_is_acyclic
@@ -106,31 +114,43 @@ class SplitDynamicM(Pass):
     name: ClassVar[str] = "split-dynamic-m"
     buckets: tuple[int, ...] = option(
         DEFAULT_BUCKETS,
-        "M thresholds: matvec up to the first, matvec_batched up to the second, matmul above",
+        "M thresholds of float16 / bfloat16 linears: matvec up to the first, matvec_batched "
+        "up to the second, matmul above",
+    )
+    float32_buckets: tuple[int, ...] = option(
+        FLOAT32_DEFAULT_BUCKETS, "the same for float32 linears"
     )
     region: str = option("max", "what one cond covers: op, layer or max")
 
     def __post_init__(self) -> None:
-        thresholds = self.buckets
-        if len(thresholds) not in KERNELS_BY_THRESHOLDS:
-            raise PassError(
-                f"split-dynamic-m: buckets= takes at most {max(KERNELS_BY_THRESHOLDS)} "
-                f"thresholds, got {len(thresholds)}"
-            )
-        if any(t < 1 for t in thresholds) or list(thresholds) != sorted(set(thresholds)):
-            raise PassError(
-                f"split-dynamic-m: buckets= must be increasing positive integers, got "
-                f"{','.join(map(str, thresholds))}"
-            )
+        for field in ("buckets", "float32_buckets"):
+            thresholds = getattr(self, field)
+            text = field.replace("_", "-")
+            if len(thresholds) not in KERNELS_BY_THRESHOLDS:
+                raise PassError(
+                    f"split-dynamic-m: {text}= takes at most {max(KERNELS_BY_THRESHOLDS)} "
+                    f"thresholds, got {len(thresholds)}"
+                )
+            if any(t < 1 for t in thresholds) or list(thresholds) != sorted(set(thresholds)):
+                raise PassError(
+                    f"split-dynamic-m: {text}= must be increasing positive integers, got "
+                    f"{','.join(map(str, thresholds))}"
+                )
         if self.region not in REGION_MODES:
             raise PassError(
                 f"split-dynamic-m: region={self.region!r}; expected one of {', '.join(REGION_MODES)}"
             )
 
-    def bucket_list(self) -> list[Bucket]:
-        kernels = KERNELS_BY_THRESHOLDS[len(self.buckets)]
-        lows = [-UNBOUNDED, *(t + 1 for t in self.buckets)]
-        highs = [*self.buckets, UNBOUNDED]
+    def thresholds_for(self, dtype: torch.dtype) -> tuple[int, ...]:
+        """The thresholds of linears with ``dtype`` activations (`buckets` unless float32)."""
+        name = str(dtype).removeprefix("torch.")
+        return getattr(self, BUCKETS_OPTION_BY_DTYPE.get(name, "buckets"))
+
+    def bucket_list(self, dtype: torch.dtype = torch.float16) -> list[Bucket]:
+        thresholds = self.thresholds_for(dtype)
+        kernels = KERNELS_BY_THRESHOLDS[len(thresholds)]
+        lows = [-UNBOUNDED, *(t + 1 for t in thresholds)]
+        highs = [*thresholds, UNBOUNDED]
         return [Bucket(lo, hi, kernel) for lo, hi, kernel in zip(lows, highs, kernels)]
 
     def run(self, program, context) -> bool:
@@ -168,6 +188,12 @@ def with_kernel(node: torch.fx.Node, kernel: str) -> tuple[tuple, dict]:
     return args, {}
 
 
+def _activation_dtype(node: torch.fx.Node) -> torch.dtype:
+    """The dtype of a ggufc.linear's activations (float16 where export left no value)."""
+    x = tensor_value(bound_arguments(node).get("x"))
+    return torch.float16 if x is None else x.dtype
+
+
 def _is_auto_linear(node: torch.fx.Node) -> bool:
     return (
         node.op == "call_function"
@@ -191,41 +217,43 @@ class _Splitter:
         self.graph: torch.fx.Graph = program.graph
         self.context = context
         self.rewriter = context.rewriter(program, pass_.name)
-        self.buckets = pass_.bucket_list()
 
     # ---- driver ------------------------------------------------------------------------
     def run(self) -> bool:
         linears = [n for n in self.graph.nodes if _is_auto_linear(n)]
-        rows = self.rows = {node: linear_rows(node) for node in linears}
+        # a region holds linears of one M and one bucket plan (the plan follows the dtype)
+        plans: dict[tuple, list[Bucket]] = {}
+        self.keys: dict[torch.fx.Node, tuple] = {}
         changed = False
-        symbolic: dict[sympy.Expr, list[torch.fx.Node]] = {}
-        plans: dict[sympy.Expr, list[Bucket]] = {}
+        symbolic: dict[tuple, list[torch.fx.Node]] = {}
         static = 0
         for node in linears:
-            m = rows[node]
+            m = linear_rows(node)
             if m is None:
                 continue
-            reachable = self._reachable_buckets(m)
+            reachable = self._reachable_buckets(m, self.pass_.bucket_list(_activation_dtype(node)))
             if len(reachable) == 1:
                 args, kwargs = with_kernel(node, reachable[0].kernel)
                 self.rewriter.update_args(node, args, kwargs)
                 static += 1
                 changed = True
             elif reachable:
-                symbolic.setdefault(m, []).append(node)
-                plans[m] = reachable
+                key = (m, tuple(reachable))
+                self.keys[node] = key
+                symbolic.setdefault(key, []).append(node)
+                plans[key] = reachable
         self.context.count("static-linear", static)
         regions = self._regions(symbolic)
         split = region_nodes = branches = replaced = 0
-        for m, region in regions:
-            operands_m = self._rows_node(m, region[-1])
+        for key, region in regions:
+            operands_m = self._rows_node(key[0], region[-1])
             if operands_m is None:
                 continue
-            seeds = [n for n in region if n.target is ops.linear and rows.get(n) == m]
-            self._replace_region(region, seeds, plans[m], operands_m)
+            seeds = [n for n in region if n.target is ops.linear and self.keys.get(n) == key]
+            self._replace_region(region, seeds, plans[key], operands_m)
             split += len(seeds)
             region_nodes += len(region)
-            branches += len(plans[m])
+            branches += len(plans[key])
             replaced += 1
             changed = True
         if replaced:
@@ -236,12 +264,12 @@ class _Splitter:
         self.context.count("region-nodes", region_nodes)
         return changed
 
-    def _reachable_buckets(self, m: sympy.Expr) -> list[Bucket]:
+    def _reachable_buckets(self, m: sympy.Expr, buckets: list[Bucket]) -> list[Bucket]:
         if m.is_number:
             value = int(m)
-            return [b for b in self.buckets if b.holds(value)]
+            return [b for b in buckets if b.holds(value)]
         low, high = self._range(m)
-        return [b for b in self.buckets if b.meets(low, high)]
+        return [b for b in buckets if b.meets(low, high)]
 
     def _range(self, m: sympy.Expr) -> tuple[float, float]:
         """Bounds of M from the symbol ranges (a monomial in symbols with non-negative
@@ -265,25 +293,26 @@ class _Splitter:
         return low, high
 
     # ---- regions -----------------------------------------------------------------------
-    def _regions(self, symbolic: dict) -> list[tuple[sympy.Expr, list[torch.fx.Node]]]:
+    def _regions(self, symbolic: dict) -> list[tuple[tuple, list[torch.fx.Node]]]:
+        """(key, nodes) of each region: key = (M, the buckets it reaches)."""
         if not symbolic:
             return []
-        groups: list[tuple[sympy.Expr, list]] = []
-        for m, nodes in symbolic.items():
-            groups.extend((m, group) for group in self._seed_groups(nodes))
+        groups: list[tuple[tuple, list]] = []
+        for key, nodes in symbolic.items():
+            groups.extend((key, group) for group in self._seed_groups(nodes))
         view = graph_view(self.graph)
         position = view.nodes
         groups.sort(key=lambda item: position[item[1][0]]["index"])
         formed = form_regions(view, [group for _, group in groups], _is_barrier)
         regions = [(groups[number][0], region) for number, region in formed]
         if not quotient_is_acyclic(view, [region for _, region in regions]):
-            regions = [(m, [node]) for m, group in groups for node in group]
+            regions = [(key, [node]) for key, group in groups for node in group]
         final = []
-        for m, region in regions:
+        for key, region in regions:
             if self._outputs_are_tensors(region):
-                final.append((m, region))
+                final.append((key, region))
             else:
-                final.extend((m, [n]) for n in region if self.rows.get(n) == m)
+                final.extend((key, [n]) for n in region if self.keys.get(n) == key)
         return final
 
     def _seed_groups(self, nodes: list[torch.fx.Node]) -> list[list[torch.fx.Node]]:

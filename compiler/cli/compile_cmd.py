@@ -58,8 +58,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="FILE.json",
         help="M-bucket thresholds from `ggufc tune`: split-dynamic-m gets those of the format "
         "holding most of the model's linear-weight bytes (the file's overall ones if that "
-        "format was not tuned); an error with a --pipeline that sets split-dynamic-m's "
-        "buckets itself or has no split-dynamic-m",
+        "format was not tuned) as the buckets of the file's activation dtype (buckets= for "
+        "float16 / bfloat16, float32-buckets= for float32); an error with a --pipeline that "
+        "sets that option itself or has no split-dynamic-m, or for a model with no linear of "
+        "that dtype",
     )
     parser.add_argument(
         "--max-seq",

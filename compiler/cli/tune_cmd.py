@@ -106,7 +106,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--dtype",
         choices=("float16", "bfloat16", "float32"),
         default="float16",
-        help="activation dtype of the timed kernels (default: float16)",
+        help="activation dtype of the timed kernels; the file sets the buckets of linears "
+        "with these activations (float32 ones have their own, split-dynamic-m's "
+        "float32-buckets=) (default: float16)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)

@@ -1,6 +1,8 @@
 """`compile --tuning`: the buckets of the format holding most linear-weight bytes end up in
-split-dynamic-m's torch.cond predicates and in the program's pipeline metadata; bad tuning
-files and conflicting pipelines fail before anything is compiled."""
+split-dynamic-m's torch.cond predicates and in the program's pipeline metadata (as the
+buckets of the file's dtype: the synthetic model runs float32, so float32-buckets=); bad
+tuning files and conflicting pipelines fail before anything is compiled, and a file tuned
+for another dtype than the model's linears fails once the model is exported."""
 
 from __future__ import annotations
 
@@ -30,12 +32,12 @@ THRESHOLDS = {
 OVERALL = (4, 9)
 
 
-def make_tuning(formats) -> Tuning:
+def make_tuning(formats, dtype: str = "float32") -> Tuning:
     m_values = (1, 2)
     timings = {"256x256": {kernel: (1.0, 2.0) for kernel in ("matvec", "matvec_batched", "matmul")}}
     return Tuning(
         device="test",
-        dtype="float16",
+        dtype=dtype,
         date="2026-11-25",
         m_values=m_values,
         shapes=((256, 256),),
@@ -83,7 +85,7 @@ def test_compile_uses_the_dominant_formats_buckets(gguf_path):
     # region=max: one region for every linear, a cond on t1 holding a cond on t2
     assert cond_thresholds(result.graph_program.graph_module) == [t1, t2]
     metadata = dict(result.program.metadata)
-    assert f"split-dynamic-m{{buckets={t1},{t2}}}" in metadata[KEY_PIPELINE]
+    assert f"split-dynamic-m{{float32-buckets={t1},{t2}}}" in metadata[KEY_PIPELINE]
 
 
 def test_cli_compile_with_a_tuning_file(gguf_path, tmp_path, capsys):
@@ -105,14 +107,14 @@ def test_cli_compile_with_a_tuning_file(gguf_path, tmp_path, capsys):
     ]
     capsys.readouterr()
     assert main(argv) == 0
-    assert f"split-dynamic-m{{buckets=4,9}},dce (buckets from {tuning_path})" in (
+    assert f"split-dynamic-m{{float32-buckets=4,9}},dce (buckets from {tuning_path})" in (
         capsys.readouterr().err
     )
     metadata = dict(load_program(output).program.metadata)
     assert metadata[KEY_PIPELINE] == (
         "fuse-gguf,canonicalize,fuse-rms-norm,fuse-attention,cse,fuse-rotary,"
         "fuse-sibling-linears,fuse-gated-gelu,"
-        "split-dynamic-m{buckets=4,9},dce"
+        "split-dynamic-m{float32-buckets=4,9},dce"
     )
 
 
@@ -140,7 +142,10 @@ def test_bad_tuning_input_fails_before_compiling(gguf_path, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("pipeline", "message"),
     [
-        ("fuse-gguf,split-dynamic-m{buckets=2,4},dce", "already sets split-dynamic-m{buckets=2,4}"),
+        (
+            "fuse-gguf,split-dynamic-m{float32-buckets=2,4},dce",
+            "already sets split-dynamic-m{float32-buckets=2,4}",
+        ),
         ("fuse-gguf,dce", "no split-dynamic-m pass"),
     ],
 )
@@ -148,3 +153,25 @@ def test_conflicting_pipeline_is_refused(gguf_path, tmp_path, pipeline, message)
     tuning_path = make_tuning(THRESHOLDS).save(tmp_path / "t.json")
     with pytest.raises(TuningError, match=message):
         compile_gguf(gguf_path, backends=(), pipeline=pipeline, tuning=tuning_path)
+
+
+def test_a_pipeline_setting_the_other_dtypes_buckets_takes_the_tuning(gguf_path):
+    # the 16-bit buckets set by hand do not conflict with a float32 tuning
+    result = compile_gguf(
+        gguf_path,
+        backends=(),
+        max_seq=MAX_SEQ,
+        pipeline="fuse-gguf,split-dynamic-m{buckets=2,4},dce",
+        tuning=make_tuning(["Q4_0"]),
+    )
+    assert cond_thresholds(result.graph_program.graph_module) == list(OVERALL)
+
+
+def test_a_tuning_of_another_dtype_is_refused(gguf_path, tmp_path):
+    tuning_path = make_tuning(THRESHOLDS, dtype="float16").save(tmp_path / "half.json")
+    message = (
+        f"{tuning_path}: tuned with float16 activations, but the model's linears run float32"
+        ".*ggufc tune --dtype float32"
+    )
+    with pytest.raises(TuningError, match=message):
+        compile_gguf(gguf_path, backends=(), max_seq=MAX_SEQ, tuning=tuning_path)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from compiler.cli import main
-from compiler.tuning import DEFAULT_BUCKETS
+from compiler.tuning import FLOAT32_DEFAULT_BUCKETS, KERNELS_BY_THRESHOLD_COUNT
 from runtime_schema import load_program, save_program
 from runtime_schema.program import CompareOp, IfNode, KernelKind, KernelNode, OpKind
 
@@ -113,13 +113,14 @@ def test_prefill_logits_match_the_eager_model(
 
 
 def assert_one_kernel_per_bucket(kernels, linears_per_bucket: int) -> None:
-    """Each linear has a kernel in each of the three buckets: the matvec in the first two (a
-    float32 model's batched bucket runs the matvec, lowering's BATCHED_AS_MATVEC_DTYPES),
-    the matmul in the third."""
+    """Each linear has a kernel in each bucket of the default float32 buckets (the model runs
+    float32): the matvec up to 16 rows, the matmul above."""
     linear_kinds = [n.kind for n in kernels if n.op == OpKind.LINEAR]
-    assert linear_kinds.count(KernelKind.MATVEC) == 2 * linears_per_bucket
+    bucket_kernels = KERNELS_BY_THRESHOLD_COUNT[len(FLOAT32_DEFAULT_BUCKETS)]
+    assert bucket_kernels == ("matvec", "matmul")
+    assert linear_kinds.count(KernelKind.MATVEC) == linears_per_bucket
     assert linear_kinds.count(KernelKind.MATMUL) == linears_per_bucket
-    assert len(linear_kinds) == 3 * linears_per_bucket
+    assert len(linear_kinds) == len(bucket_kernels) * linears_per_bucket
 
 
 def test_program_has_no_dequantize_and_one_branch_per_bucket(programs, gemma_path):
@@ -139,7 +140,9 @@ def test_program_has_no_dequantize_and_one_branch_per_bucket(programs, gemma_pat
     linears_per_bucket = LINEARS_PER_LAYER * layers + 1
     assert_one_kernel_per_bucket(kernels, linears_per_bucket)
     ifs = [n for n in program.instructions() if isinstance(n, IfNode)]
-    assert {(n.compare, n.constant) for n in ifs} == {(CompareOp.LE, t) for t in DEFAULT_BUCKETS}
+    assert {(n.compare, n.constant) for n in ifs} == {
+        (CompareOp.LE, t) for t in FLOAT32_DEFAULT_BUCKETS
+    }
     assert all(len(n.sources) == 2 for n in kernels)
 
 
@@ -182,7 +185,8 @@ def test_weights_external_and_embedded(programs, gemma_path):
         and n.op == OpKind.LINEAR
         and {a.name: a.value for a in n.args}["n"].value == vocab
     ]
-    assert len(heads) == 3 and {n.inputs[1] for n in heads} == {table}
+    buckets = len(FLOAT32_DEFAULT_BUCKETS) + 1
+    assert len(heads) == buckets and {n.inputs[1] for n in heads} == {table}
     table_bytes = program.values[table].info.shape[1].size * vocab
     assert embedded.file_size < gemma_path.stat().st_size + table_bytes // 2
 

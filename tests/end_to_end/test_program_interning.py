@@ -46,7 +46,7 @@ def test_each_kernel_source_is_stored_once(compiled):
     assert len(references) >= 4
     # many nodes share a source: the reason interning matters
     assert max(references.values()) >= 3
-    assert sum(references.values()) >= 3 * len(references)
+    assert sum(references.values()) >= 2 * len(references)
     for text, count in references.items():
         # a source may also lie inside a longer one (the plain prelude, the RMSNorm kernels'
         # header, begins every format's header): those copies are the longer strings'

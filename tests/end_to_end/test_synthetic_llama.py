@@ -119,7 +119,7 @@ def test_program_on_cuda_matches_cpu(compiled):
     scale = cpu.prefill_logits.abs().max().item()
     difference = (cuda.prefill_logits - cpu.prefill_logits).abs().max().item()
     assert difference <= CUDA_RELATIVE_TOLERANCE * scale, (difference, scale)
-    short = generate(loaded, prompt[:4], 2, device="cuda")  # M = 4: matvec_batched
+    short = generate(loaded, prompt[:4], 2, device="cuda")  # M = 4: float32, so the matvec
     reference = generate(loaded, prompt[:4], 2)
     difference = (short.prefill_logits - reference.prefill_logits).abs().max().item()
     assert difference <= CUDA_RELATIVE_TOLERANCE * scale, (difference, scale)

@@ -14,7 +14,7 @@ from passes import PassManager
 from passes.regions import graph_view, is_convex
 from passes.split_dynamic_m import SplitDynamicM
 
-# M at each bucket edge of the default buckets=1,8, and a large M.
+# M at each bucket edge of float32-buckets=1,8 (the exported model runs float32), and a large M.
 M_AND_KERNEL = [
     (1, "matvec"),
     (2, "matvec_batched"),
@@ -41,7 +41,7 @@ def split(program, options: str):
 
 @pytest.mark.parametrize("region, conds", [("op", LINEARS), ("layer", LINEARS), ("max", 1)])
 def test_each_m_runs_its_buckets_kernel(fused_program, region, conds):
-    program = split(fused_program, f"{{buckets=1,8,region={region}}}")  # M_AND_KERNEL's
+    program = split(fused_program, f"{{float32-buckets=1,8,region={region}}}")  # M_AND_KERNEL's
     assert count_targets(program.graph, COND) == conds
     assert count_targets(program.graph, ops.linear) == 0, "every linear moved into a branch"
     for m, kernel in M_AND_KERNEL:
@@ -57,7 +57,7 @@ def test_each_m_runs_its_buckets_kernel(fused_program, region, conds):
 
 def test_every_branch_is_convex_in_the_original_graph(fused_program):
     """The nodes copied into a branch form a convex set of the graph they came from."""
-    program = split(fused_program, "{region=max}")
+    program = split(fused_program, "{float32-buckets=1,8,region=max}")
     view = graph_view(fused_program.graph)
     by_name = {n.name: n for n in fused_program.graph.nodes}
     leaves = [
@@ -78,13 +78,16 @@ def test_every_branch_is_convex_in_the_original_graph(fused_program):
 def test_static_m_needs_no_branch():
     program = export(torch.float32, decompose=False)
     PassManager("fuse-gguf", verify=True).run(program)
-    # Pin M = 4 by narrowing its range: only the matvec_batched bucket is reachable.
+    # Narrow M's range to 2..8: only the matvec_batched bucket of 1,8 is reachable (and with
+    # the float32 defaults, 16, only the matvec's)
     (symbol,) = program.symbol_ranges
     program.symbol_ranges[symbol] = (2, 8)
-    PassManager("split-dynamic-m", verify=True).run(program)
-    assert count_targets(program.graph, COND) == 0
-    kernels = {n.args[6] for n in program.graph.nodes if n.target is ops.linear}
-    assert kernels == {"matvec_batched"}
+    for options, kernel in (("{float32-buckets=1,8}", "matvec_batched"), ("", "matvec")):
+        result = program.copy()
+        PassManager(f"split-dynamic-m{options}", verify=True).run(result)
+        assert count_targets(result.graph, COND) == 0
+        kernels = {n.args[6] for n in result.graph.nodes if n.target is ops.linear}
+        assert kernels == {kernel}, options
 
 
 def test_pass_is_idempotent(fused_program):
@@ -99,7 +102,16 @@ def test_options_round_trip():
     assert str(SplitDynamicM(buckets=(2, 16), region="layer")) == (
         "split-dynamic-m{buckets=2,16,region=layer}"
     )
+    assert str(SplitDynamicM(float32_buckets=(3,))) == "split-dynamic-m{float32-buckets=3}"
     assert [b.kernel for b in SplitDynamicM(buckets=(4,)).bucket_list()] == ["matvec", "matmul"]
+    # each dtype's linears take their own option
+    split = SplitDynamicM(buckets=(4,), float32_buckets=(1, 8))
+    assert [b.high for b in split.bucket_list(torch.bfloat16)] == [4, float("inf")]
+    assert [b.kernel for b in split.bucket_list(torch.float32)] == [
+        "matvec",
+        "matvec_batched",
+        "matmul",
+    ]
 
 
 def test_split_program_prints_parses_and_runs_as_python(fused_program):
@@ -108,7 +120,7 @@ def test_split_program_prints_parses_and_runs_as_python(fused_program):
     from compiler.ir.parser import parse_program
     from compiler.ir.printer import print_program
 
-    program = split(fused_program, "")
+    program = split(fused_program, "{float32-buckets=1,8}")
     text = print_program(program)
     assert print_program(parse_program(text)) == text
     program.graph_module.recompile()

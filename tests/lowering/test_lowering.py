@@ -49,11 +49,12 @@ graph @main(%ids : i64[1, s0]) {
 STATIC_IR = """
 const @w.blocks : u8[64, 34] gguf Q8_0
 
-graph @main(%x1 : f32[1, 32], %x4 : f32[4, 32], %x9 : f32[9, 32]) {
+graph @main(%x1 : f32[1, 32], %x4 : f32[4, 32], %h4 : f16[4, 32], %x17 : f32[17, 32]) {
   %a : f32[1, 64] = ggufc.linear(%x1, @w.blocks, None, "Q8_0", 64, 32)
   %b : f32[4, 64] = ggufc.linear(%x4, @w.blocks, None, "Q8_0", 64, 32)
-  %c : f32[9, 64] = ggufc.linear(%x9, @w.blocks, None, "Q8_0", 64, 32)
-  return (%a, %b, %c)
+  %c : f16[4, 64] = ggufc.linear(%h4, @w.blocks, None, "Q8_0", 64, 32)
+  %d : f32[17, 64] = ggufc.linear(%x17, @w.blocks, None, "Q8_0", 64, 32)
+  return (%a, %b, %c, %d)
 }
 """
 
@@ -96,9 +97,13 @@ def kernels_by_chain(program):
     }
 
 
+# three buckets for the float32 mlp (its default has one threshold)
+MLP_PIPELINE = f"split-dynamic-m{{float32-buckets={','.join(map(str, DEFAULT_BUCKETS))}}}"
+
+
 @pytest.fixture(scope="module")
 def mlp():
-    gp = split_program(MLP_IR)
+    gp = split_program(MLP_IR, MLP_PIPELINE)
     return gp, lower(gp)
 
 
@@ -132,8 +137,7 @@ def test_three_buckets_become_nested_if_nodes(mlp):
         return [n.kind for n in program.chains[chain].instructions if isinstance(n, KernelNode)]
 
     assert kinds(outer.then_chain) == [KernelKind.MATVEC] * 2
-    # float32 activations: the batched bucket runs the matvec (BATCHED_AS_MATVEC_DTYPES)
-    assert kinds(inner.then_chain) == [KernelKind.MATVEC] * 2
+    assert kinds(inner.then_chain) == [KernelKind.MATVEC_BATCHED] * 2
     assert kinds(inner.else_chain) == [KernelKind.MATMUL] * 2
     main_kernels = [n for n in program.main.instructions if isinstance(n, KernelNode)]
     assert [(n.op, n.kind) for n in main_kernels] == [(OpKind.EMBEDDING, KernelKind.EMBEDDING)]
@@ -215,9 +219,21 @@ def test_static_m_picks_the_kernel_kind():
     gp = parse_program(STATIC_IR)
     program = lower(gp, backends=())
     kinds = [n.kind for n in program.instructions() if isinstance(n, KernelNode)]
-    assert kinds == [KernelKind.MATVEC, KernelKind.MATVEC_BATCHED, KernelKind.MATMUL]
+    # kernel="auto" follows split-dynamic-m's default buckets of the dtype: float32 1..16 the
+    # matvec, float16 2..9 the batched matvec
+    assert kinds == [
+        KernelKind.MATVEC,
+        KernelKind.MATVEC,
+        KernelKind.MATVEC_BATCHED,
+        KernelKind.MATMUL,
+    ]
     assert all(n.sources == () for n in program.instructions() if isinstance(n, KernelNode))
-    inputs = [torch.randn(1, 32), torch.randn(4, 32), torch.randn(9, 32)]
+    inputs = [
+        torch.randn(1, 32),
+        torch.randn(4, 32),
+        torch.randn(4, 32, dtype=torch.float16),
+        torch.randn(17, 32),
+    ]
     for a, e in zip(run_program(program, inputs), fx_outputs(gp, inputs)):
         torch.testing.assert_close(a, e, rtol=0, atol=0)
 
@@ -384,18 +400,23 @@ def test_constants_are_shared_and_keep_their_gguf_source(tmp_path):
     program = lower(gp, backends=(), constant_sources={"w.blocks": source})
     blocks = [c for c in program.constants if program.values[c.value].name == "w.blocks"]
     assert len(blocks) == 1 and blocks[0].source == source
-    # the three linears read the one constant value
+    # the four linears read the one constant value
     readers = {n.inputs[1] for n in program.instructions() if isinstance(n, KernelNode)}
     assert readers == {blocks[0].value}
-    # a no-bias linear reads a zero bias, one per (N, dtype)
+    # a no-bias linear reads a zero bias, one per (N, dtype): float32 and float16 here
     zero_biases = {n.inputs[2] for n in program.instructions() if isinstance(n, KernelNode)}
-    assert len(zero_biases) == 1
+    assert len(zero_biases) == 2
     external = tmp_path / "external.ggufc"
     save_program(program, external, weights="external")
     embedded = tmp_path / "embedded.ggufc"
     save_program(program, embedded)
     assert external.stat().st_size < embedded.stat().st_size - blob.numel() // 2
-    inputs = [torch.randn(1, 32), torch.randn(4, 32), torch.randn(9, 32)]
+    inputs = [
+        torch.randn(1, 32),
+        torch.randn(4, 32),
+        torch.randn(4, 32, dtype=torch.float16),
+        torch.randn(17, 32),
+    ]
     for a, e in zip(run_program(load_program(external), inputs), fx_outputs(gp, inputs)):
         torch.testing.assert_close(a, e, rtol=0, atol=0)
 
@@ -472,8 +493,7 @@ def test_emitter_is_a_parameter(mlp):
 
     lower(gp, backends=("cuda",), emitter=emitter)
     assert ("cuda", "Q4_0", "embedding", "float32") in calls
-    # the float32 mlp's batched bucket takes the matvec (BATCHED_AS_MATVEC_DTYPES)
-    assert {c[2] for c in calls} == {"embedding", "matvec", "matmul"}
+    assert {c[2] for c in calls} == {"embedding", "matvec", "matvec_batched", "matmul"}
     assert {c[0] for c in calls} == {"cuda"}
 
 

@@ -58,3 +58,25 @@ def test_pipelines_that_cannot_take_a_tuning(text, message):
         with pytest.raises(TuningError, match=message) as caught:
             apply()
         assert str(caught.value).startswith("t.json: ")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "option"),
+    [("float16", "buckets"), ("bfloat16", "buckets"), ("float32", "float32-buckets")],
+)
+def test_the_files_dtype_picks_the_option(dtype, option):
+    tuned = tuned_pipeline(parse_pipeline("split-dynamic-m"), (3, 12), "t.json", dtype)
+    assert str(tuned) == f"split-dynamic-m{{{option}=3,12}}"
+
+
+def test_only_the_tuned_dtypes_option_may_not_be_set():
+    pipeline = parse_pipeline("split-dynamic-m{buckets=2,4}")
+    # a float32 tuning leaves the 16-bit buckets as the pipeline sets them
+    tuned = tuned_pipeline(pipeline, (8,), "t.json", "float32")
+    assert str(tuned) == "split-dynamic-m{buckets=2,4,float32-buckets=8}"
+    pipeline = parse_pipeline("split-dynamic-m{float32-buckets=2}")
+    with pytest.raises(TuningError, match=r"float32 buckets \(float32-buckets=\)"):
+        check_pipeline_takes_tuning(pipeline, "t.json", "float32")
+    assert str(tuned_pipeline(pipeline, (5,), "t.json")) == (
+        "split-dynamic-m{buckets=5,float32-buckets=2}"
+    )
