@@ -1,7 +1,7 @@
 """The routes of a CUDA 16-bit linear with many rows, against the lowering's pick.
 
     python benchmarks/cuda_matmul_routes.py [--formats Q4_0,Q4_K] [--shapes 4096x14336,...]
-        [--m 32,64,128,256,512,1024] [--out FILE.md]
+        [--m 32,64,128,256,512,1024] [--tuning tuning.json] [--out FILE.md]
 
 For each format, weight shape N x K and row count M (float16 activations): the GGUF matmul
 in each of its geometries (`codegen.kernels.emitter.MATMUL_GEOMETRY_TILES`: 128- or 64-row
@@ -13,7 +13,9 @@ threshold, then `codegen.kernels.emitter.matmul_geometry_of`), "vs best" its tim
 fastest route
 measured, "vs default" the default geometry's time over the lowering's (what the routes gain
 against the matmul in one geometry).  The summary counts the cells where the lowering's
-route is within 5% of the fastest: the check of both cost models on this card.
+route is within 5% of the fastest: the check of both cost models on this card.  With
+``--tuning`` (a `ggufc tune` file with a route model) the lowering's route is the one that
+model picks, and the summary also scores the built-in H100 model's picks.
 
 Timing as benchmarks/cuda_matmul.py (codegen.cuda_timing: device events, median of batches,
 weights rotated past the L2, random inputs); each route's output is checked against a
@@ -44,7 +46,7 @@ NEAR_BEST = 1.05
 MAX_ERROR = 2e-3  # float16 output rounding (tests/codegen/test_cuda_kernels.py's bound)
 
 
-def bench_shape(runner, fmt: str, n: int, k: int, ms: list[int], generator) -> list[dict]:
+def bench_shape(runner, fmt: str, n: int, k: int, ms: list[int], generator, model) -> list[dict]:
     blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
     shared = {
         "weight_copies": rotated_copies(blocks),
@@ -58,13 +60,13 @@ def bench_shape(runner, fmt: str, n: int, k: int, ms: list[int], generator) -> l
     }
     rows = []
     for m in ms:
-        rows.append(bench_m(runner, fmt, n, k, m, **shared))
+        rows.append(bench_m(runner, fmt, n, k, m, model, **shared))
         print(rows[-1], flush=True)
     return rows
 
 
 def bench_m(
-    runner, fmt, n, k, m, weight_copies, reference_weights, dequantize, dense_weight, kernels
+    runner, fmt, n, k, m, model, weight_copies, reference_weights, dequantize, dense_weight, kernels
 ):
     """Every route at M = ``m``: their times, cuBLAS's, the lowering's route, the fastest."""
     copies = len(weight_copies)
@@ -101,15 +103,19 @@ def bench_m(
         "m": m,
         "times": times,
         "cublas_us": cublas_us,
-        "route": dense_linear.matmul_route(fmt, "float16", n, k, m),
+        "route": dense_linear.matmul_route(fmt, "float16", n, k, m, model),
+        "h100_route": dense_linear.matmul_route(fmt, "float16", n, k, m),
         "best": min(times, key=times.get),
     }
 
 
-def markdown(rows: list[dict], card: str) -> str:
+def markdown(rows: list[dict], card: str, model) -> str:
     routes = list(rows[0]["times"])
     lines = [
-        f"Card: {card}; float16 activations; times in us (median).",
+        (
+            f"Card: {card}; float16 activations; times in us (median); route model: "
+            f"{model.describe()}."
+        ),
         "",
         "| format | N x K | M | "
         + " | ".join(routes)
@@ -137,6 +143,13 @@ def markdown(rows: list[dict], card: str) -> str:
         f"{statistics.mean(gains):.2f}, least {min(gains):.2f}."
     )
     lines += ["", summary]
+    if model != dense_linear.H100_ROUTE_MODEL:
+        h100 = [r["times"][r["h100_route"]] / r["times"][r["best"]] for r in rows]
+        lines.append(
+            f"The built-in H100 model's routes: within {NEAR_BEST - 1:.0%} of the fastest in "
+            f"{sum(ratio <= NEAR_BEST for ratio in h100)} of {len(rows)} cells; over the "
+            f"fastest: mean {statistics.mean(h100):.3f}, worst {max(h100):.2f}."
+        )
     return "\n".join(lines)
 
 
@@ -149,8 +162,19 @@ def main(argv=None) -> int:
     parser.add_argument("--formats", default=",".join(FORMAT_NAMES))
     parser.add_argument("--shapes", default=DEFAULT_SHAPES, help="N x K weights, comma-separated")
     parser.add_argument("--m", default=DEFAULT_M, help="row counts, comma-separated")
+    parser.add_argument(
+        "--tuning", type=Path, help="a `ggufc tune` file whose route model picks the routes"
+    )
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
+    model = dense_linear.H100_ROUTE_MODEL
+    if args.tuning:
+        from compiler.tuning import load_tuning
+
+        model = load_tuning(args.tuning).route_model()
+        if model is None:
+            print(f"cuda_matmul_routes.py: {args.tuning} has no route model", file=sys.stderr)
+            return 2
     if not torch.cuda.is_available():
         print("cuda_matmul_routes.py: needs a CUDA device", file=sys.stderr)
         return 2
@@ -160,9 +184,9 @@ def main(argv=None) -> int:
     rows = []
     for n, k in parse_shapes(args.shapes):
         for fmt in args.formats.split(","):
-            rows += bench_shape(runner, fmt, n, k, ms, generator)
+            rows += bench_shape(runner, fmt, n, k, ms, generator, model)
             torch.cuda.empty_cache()
-    table = markdown(rows, torch.cuda.get_device_name())
+    table = markdown(rows, torch.cuda.get_device_name(), model)
     print(table)
     if args.out:
         args.out.write_text(table + "\n")

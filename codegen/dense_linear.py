@@ -35,12 +35,23 @@ BENCHMARKS.md "Dense route"):
 
 Between multiples of 64 rows the matmul's estimate is constant and the dense one grows with
 M, so the threshold is a multiple of 64 (`dense_threshold`: the one that fits the model
-best), and every M above it takes the dense route.  The constants are an H100's; another
-card's crossover differs (`ggufc tune` does not measure this route yet).
+best), and every M above it takes the dense route.
+
+The constants are an H100's.  Another card (or driver, or kernel version) scales the three
+terms differently, so a `RouteModel` multiplies each by a factor measured on the card:
+`ggufc tune` times the matmul, the dequantize pass and cuBLAS's product at a few M per format
+and shape (`compiler.tuning.measure_routes`) and `fit_route_model` takes each factor as the
+median of measured / modelled time; `ggufc compile --tuning` hands the fitted model to the
+lowering.  Without a tuning file the factors are 1 (`H100_ROUTE_MODEL`).  The factors do not
+move the matmul's geometry choice (a common factor of every geometry's cost), only where the
+dense route takes over.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 
 from codegen.kernels.emitter import (
@@ -82,23 +93,98 @@ ROW_STEP = MATMUL_COST_ROW_STEP
 SCAN_MAX_ROWS = 1 << 16
 
 
-def matmul_estimate_us(fmt: str, n: int, k: int, m: int) -> float:
+@dataclass(frozen=True)
+class RouteModel:
+    """Factors on the H100 model's three terms for one card (see the module docstring):
+    ``matmul_scales`` (format, factor) pairs, a format not listed taking 1; the dequantize
+    pass's and cuBLAS's product's factors; ``device`` names the card in messages."""
+
+    matmul_scales: tuple[tuple[str, float], ...] = ()
+    dequantize_scale: float = 1.0
+    product_scale: float = 1.0
+    device: str = "NVIDIA H100 80GB HBM3 (the built-in model)"
+
+    def matmul_scale(self, fmt: str) -> float:
+        return dict(self.matmul_scales).get(fmt, 1.0)
+
+    def describe(self) -> str:
+        """One line: the card and the factors (a program's metadata keeps it)."""
+        scales = ", ".join(f"{fmt} x{scale:g}" for fmt, scale in self.matmul_scales)
+        return (
+            f"{self.device}: matmul {scales or 'x1'}; dequantize x{self.dequantize_scale:g}; "
+            f"cuBLAS x{self.product_scale:g}"
+        )
+
+
+H100_ROUTE_MODEL = RouteModel()
+
+
+def matmul_estimate_us(
+    fmt: str, n: int, k: int, m: int, model: RouteModel = H100_ROUTE_MODEL
+) -> float:
     """The GGUF matmul's modelled time for ``m`` rows of an N x K ``fmt`` weight, in the
     geometry the lowering picks (`codegen.kernels.emitter.matmul_geometry_of`)."""
-    return MATMUL_US_PER_COLUMN[fmt] * matmul_cost(n, k, m, matmul_geometry_of(n, k, m))
+    cost = matmul_cost(n, k, m, matmul_geometry_of(n, k, m))
+    return model.matmul_scale(fmt) * MATMUL_US_PER_COLUMN[fmt] * cost
 
 
-def dense_estimate_us(fmt: str, n: int, k: int, m: int) -> float:
-    """The dense route's modelled time: the dequantize pass, then cuBLAS's roofline."""
+def dequantize_estimate_us(fmt: str, n: int, k: int, model: RouteModel = H100_ROUTE_MODEL) -> float:
+    """The dequantize pass's modelled time: packed bytes read, 2 bytes a weight written."""
     spec = FORMATS[fmt]
     packed = n * (k // spec.block_weights) * spec.block_bytes
-    dense = n * k * DENSE_WEIGHT_BYTES
-    dequantize = (packed + dense) / DEQUANTIZE_BYTES_PER_US
-    moved = dense + DENSE_WEIGHT_BYTES * (m * k + m * n)
+    return model.dequantize_scale * (packed + n * k * DENSE_WEIGHT_BYTES) / DEQUANTIZE_BYTES_PER_US
+
+
+def product_estimate_us(n: int, k: int, m: int, model: RouteModel = H100_ROUTE_MODEL) -> float:
+    """cuBLAS's modelled time for ``m`` rows on the dequantized N x K weight."""
+    moved = DENSE_WEIGHT_BYTES * (n * k + m * k + m * n)
     memory, compute = moved / DENSE_BYTES_PER_US, 2 * m * n * k / DENSE_FLOPS_PER_US
     # a roofline rounded at its ridge: cuBLAS is slower than both bounds where they are near
     product = (memory**ROOFLINE_NORM + compute**ROOFLINE_NORM) ** (1 / ROOFLINE_NORM)
-    return dequantize + product + DENSE_FIXED_US
+    return model.product_scale * (product + DENSE_FIXED_US)
+
+
+def dense_estimate_us(
+    fmt: str, n: int, k: int, m: int, model: RouteModel = H100_ROUTE_MODEL
+) -> float:
+    """The dense route's modelled time: the dequantize pass, then cuBLAS's roofline."""
+    return dequantize_estimate_us(fmt, n, k, model) + product_estimate_us(n, k, m, model)
+
+
+@dataclass(frozen=True)
+class RouteSample:
+    """Measured microseconds of both routes' parts at one (format, N, K, M)."""
+
+    fmt: str
+    n: int
+    k: int
+    m: int
+    matmul_us: float
+    dequantize_us: float
+    product_us: float
+
+
+def fit_route_model(samples: Iterable[RouteSample], device: str) -> RouteModel:
+    """The `RouteModel` of a card from its measured samples: each factor is the median over
+    the samples of measured / modelled time (per format for the matmul), so that one slow
+    outlier among them moves nothing."""
+    samples = list(samples)
+    if not samples:
+        raise ValueError("fitting a route model needs at least one sample")
+    matmul: dict[str, list[float]] = {}
+    dequantize, product = [], []
+    for s in samples:
+        matmul.setdefault(s.fmt, []).append(s.matmul_us / matmul_estimate_us(s.fmt, s.n, s.k, s.m))
+        dequantize.append(s.dequantize_us / dequantize_estimate_us(s.fmt, s.n, s.k))
+        product.append(s.product_us / product_estimate_us(s.n, s.k, s.m))
+    return RouteModel(
+        matmul_scales=tuple(
+            (fmt, round(statistics.median(ratios), 4)) for fmt, ratios in sorted(matmul.items())
+        ),
+        dequantize_scale=round(statistics.median(dequantize), 4),
+        product_scale=round(statistics.median(product), 4),
+        device=device,
+    )
 
 
 def serves(fmt: str, dtype: str, n: int, k: int) -> bool:
@@ -111,7 +197,7 @@ def serves(fmt: str, dtype: str, n: int, k: int) -> bool:
 
 
 @cache
-def dense_threshold(fmt: str, n: int, k: int) -> int:
+def dense_threshold(fmt: str, n: int, k: int, model: RouteModel = H100_ROUTE_MODEL) -> int:
     """Rows above which an N x K ``fmt`` linear takes the dense route (0: every M).
 
     A multiple T of ROW_STEP (up to SCAN_MAX_ROWS): the one that minimizes, over the row
@@ -124,7 +210,8 @@ def dense_threshold(fmt: str, n: int, k: int) -> int:
     total = 0.0
     for top in range(ROW_STEP, SCAN_MAX_ROWS + 1, ROW_STEP):
         m = top - ROW_STEP // 2
-        matmul, dense = matmul_estimate_us(fmt, n, k, m), dense_estimate_us(fmt, n, k, m)
+        matmul = matmul_estimate_us(fmt, n, k, m, model)
+        dense = dense_estimate_us(fmt, n, k, m, model)
         # the rows of this step move from the dense route to the matmul if T >= top
         total += (matmul - dense) / min(matmul, dense)
         if total < best_total:
@@ -132,7 +219,9 @@ def dense_threshold(fmt: str, n: int, k: int) -> int:
     return best
 
 
-def matmul_routes(fmt: str, dtype: str, n: int, k: int, low: int, high: int):
+def matmul_routes(
+    fmt: str, dtype: str, n: int, k: int, low: int, high: int, model: RouteModel = H100_ROUTE_MODEL
+):
     """What a CUDA matmul linear of an N x K ``fmt`` weight and ``dtype`` activations runs for
     each M in [low, high], as (last M, route) runs in order: the geometries of
     `codegen.kernels.emitter.matmul_geometry_segments` up to `dense_threshold` (where the
@@ -142,16 +231,18 @@ def matmul_routes(fmt: str, dtype: str, n: int, k: int, low: int, high: int):
         return None
     dense_from = high
     if serves(fmt, dtype, n, k):
-        dense_from = min(high, dense_threshold(fmt, n, k))
+        dense_from = min(high, dense_threshold(fmt, n, k, model))
     routes = matmul_geometry_segments(n, k, low, dense_from) if low <= dense_from else []
     if dense_from < high:
         routes.append((high, DENSE_ROUTE))
     return routes
 
 
-def matmul_route(fmt: str, dtype: str, n: int, k: int, m: int) -> str | None:
+def matmul_route(
+    fmt: str, dtype: str, n: int, k: int, m: int, model: RouteModel = H100_ROUTE_MODEL
+) -> str | None:
     """The route of `matmul_routes` at ``m`` rows (None as there)."""
-    routes = matmul_routes(fmt, dtype, n, k, m, m)
+    routes = matmul_routes(fmt, dtype, n, k, m, m, model)
     return None if routes is None else routes[0][1]
 
 
@@ -159,10 +250,16 @@ __all__ = [
     "DENSE_DTYPES",
     "DENSE_MAX_WEIGHT_BYTES",
     "DENSE_ROUTE",
+    "H100_ROUTE_MODEL",
+    "RouteModel",
+    "RouteSample",
     "dense_estimate_us",
     "dense_threshold",
+    "dequantize_estimate_us",
+    "fit_route_model",
     "matmul_estimate_us",
     "matmul_route",
     "matmul_routes",
+    "product_estimate_us",
     "serves",
 ]

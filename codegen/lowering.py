@@ -61,7 +61,7 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               chains hold one KernelNode each (`takes_mma_matvec`).
               A matmul with 16-bit activations and CUDA among the backends depends on M
               too (`matmul_routes`): up to `codegen.dense_linear.dense_threshold(fmt, N,
-              K)` (for a weight of at most `DENSE_MAX_WEIGHT_BYTES` dequantized) the GGUF
+              K, route_model)` (for a weight of at most `DENSE_MAX_WEIGHT_BYTES` dequantized) the GGUF
               matmul in the geometry `codegen.kernels.emitter.matmul_geometry_of` picks
               (128- or 64-row tiles, K split over a cluster of 2 to 8 blocks), above it the
               dense route: a ``dequantize`` KernelNode (N x K in x's dtype) then an
@@ -232,11 +232,14 @@ def lower(
     emitter: Emitter | None = None,
     constant_sources: Mapping[str, GgufSlice] | None = None,
     metadata: Mapping[str, str] | None = None,
+    route_model=None,
 ) -> Program:
     """The `Program` of `graph_program` (see the module doc).
 
     ``constant_sources`` maps a constant's name (its get_attr target) to where its bytes lie
-    in a `.gguf` file; ``metadata`` is stored in the program as is."""
+    in a `.gguf` file; ``metadata`` is stored in the program as is; ``route_model``: the
+    `codegen.dense_linear.RouteModel` a CUDA matmul's route by M is chosen with (default: the
+    H100 model; ``ggufc tune`` fits one per card)."""
     for backend in backends:
         if backend not in BACKEND_ENUMS:
             raise UnsupportedError(
@@ -244,7 +247,11 @@ def lower(
             )
     if emitter is None and backends:
         from codegen.kernels import emit as emitter
-    lowering = _Lowering(graph_program, tuple(backends), emitter, dict(constant_sources or {}))
+    if route_model is None:
+        from codegen.dense_linear import H100_ROUTE_MODEL as route_model
+    lowering = _Lowering(
+        graph_program, tuple(backends), emitter, dict(constant_sources or {}), route_model
+    )
     return lowering.run(dict(metadata or {}))
 
 
@@ -432,11 +439,12 @@ class _Scope:
 
 
 class _Lowering:
-    def __init__(self, gp, backends: tuple[str, ...], emitter, constant_sources: dict):
+    def __init__(self, gp, backends: tuple[str, ...], emitter, constant_sources: dict, route_model):
         self.gp = gp
         self.backends = backends
         self.emitter = emitter
         self.constant_sources = constant_sources
+        self.route_model = route_model
         self.builder = ProgramBuilder()
         self.display_names = _display_names(gp)
         self.sizes = _Sizes(self.builder, gp.symbol_ranges, self.display_names)
@@ -1139,7 +1147,7 @@ class _Lowering:
         if kind_name != "matmul" or "cuda" not in self.backends or dtype_name is None:
             return None
         low, high = self.sizes.range_of(rows)
-        return dense_linear.matmul_routes(fmt, dtype_name, n, k, low, high)
+        return dense_linear.matmul_routes(fmt, dtype_name, n, k, low, high, self.route_model)
 
     def emit_routes(self, chain, scope, linear: _MatmulLinear, routes, output: int) -> None:
         """Emits into ``chain`` the first of ``routes`` alone, or an IfNode (M <= its last M)

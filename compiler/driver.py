@@ -109,7 +109,8 @@ def compile_gguf(
     for the model's dominant linear-weight format become split-dynamic-m's buckets for the
     file's activation dtype (``buckets`` or ``float32-buckets``; a pipeline that sets that
     option itself, or has no split-dynamic-m, is refused, as is a file tuned for a dtype no
-    linear of the model runs)."""
+    linear of the model runs); its route model, if it has one, picks where a 16-bit CUDA
+    matmul takes the dense route (`codegen.dense_linear.RouteModel`)."""
     from compiler.bundled import resolve_model_path
 
     if weights not in WEIGHT_MODES:
@@ -151,8 +152,13 @@ def compile_gguf(
             stream=stream,
         )
         metadata = _program_metadata(gguf_file, model, model_path, max_seq, pipeline, backends)
+        route_model = None if tuning is None else tuning.route_model()
+        if route_model is not None and "cuda" in backends:
+            from compiler.generate import KEY_ROUTE_MODEL
+
+            metadata[KEY_ROUTE_MODEL] = route_model.describe()
         program = stages.run(
-            "codegen", _lower, graph_program, gguf_file, model_path, backends, metadata
+            "codegen", _lower, graph_program, gguf_file, model_path, backends, metadata, route_model
         )
         written = None
         if output is not None:
@@ -216,11 +222,17 @@ def _run_passes(graph_program, pipeline, *, dump_dir, time_passes, pass_statisti
     return manager.pipeline
 
 
-def _lower(graph_program, gguf_file, model_path: Path, backends, metadata):
+def _lower(graph_program, gguf_file, model_path: Path, backends, metadata, route_model=None):
     from codegen import lower
 
     sources = constant_sources(graph_program, gguf_file, model_path)
-    return lower(graph_program, backends, constant_sources=sources, metadata=metadata)
+    return lower(
+        graph_program,
+        backends,
+        constant_sources=sources,
+        metadata=metadata,
+        route_model=route_model,
+    )
 
 
 def _write(program, output, weights: str) -> Path:

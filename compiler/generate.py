@@ -48,6 +48,9 @@ KEY_SOURCE_SIZE = "ggufc.source.size"
 KEY_PIPELINE = "ggufc.pipeline"
 KEY_BACKENDS = "ggufc.backends"
 KEY_TOKENIZER = "ggufc.tokenizer"
+# the route model of a program compiled with a `ggufc tune` file that has one
+# (`codegen.dense_linear.RouteModel.describe`)
+KEY_ROUTE_MODEL = "ggufc.route_model"
 
 # Leading program inputs before the caches, and leading outputs before the caches.
 TOKENS_INPUT, POSITIONS_INPUT, FIRST_CACHE_INPUT = 0, 1, 2

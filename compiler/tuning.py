@@ -1,4 +1,5 @@
-"""M-bucket tuning: time the CUDA linear kernels over M and choose `split-dynamic-m`'s buckets.
+"""M-bucket tuning: time the CUDA linear kernels over M and choose `split-dynamic-m`'s buckets
+(and, with 16-bit activations, fit the route model of a matmul's two routes to the card).
 
 `split-dynamic-m{buckets=t1,t2}` sends a ``ggufc.linear`` with ``M <= t1`` rows to the
 ``matvec`` kernel, ``t1 < M <= t2`` to ``matvec_batched`` and larger M to ``matmul``.
@@ -11,7 +12,8 @@ Measuring (`tune`, `measure_kernels`; needs a CUDA device and CuPy)
     (`codegen.kernels.pick_geometry`), at every M of `m_grid` (1..16, then 24, 32, 48, 64,
     ... up to ``m_max``), timed by `codegen.cuda_timing` (the method of
     benchmarks/cuda_matmul.py: device events, median of batches after warm-up, random
-    weights rotated over copies larger than the L2).  The kernels accept any M: matvec runs
+    weights rotated over copies larger than the L2), each point in `ROUNDS` rounds over the
+    grid and the fastest round kept.  The kernels accept any M: matvec runs
     one block row per activation row, matvec_batched one per 8 rows (past 8 it reads the
     weights once more per 8 rows, which the timings show), matmul one per tile of 64 or
     128 rows.  So the only limit on a threshold is CUDA's grid.y of 65535 blocks
@@ -29,6 +31,18 @@ Choosing (`choose_thresholds`, a pure function of the timings)
     the measured range the threshold sits at the last measured M, and matmul, which serves
     every M, takes over beyond it.
 
+Routes (`measure_routes`, `fitted_routes`, `Tuning.route_model`; 16-bit activations)
+    Past the matmul bucket the lowering sends a 16-bit CUDA matmul with many rows to the
+    dense route (dequantize, then cuBLAS) from a threshold per format and weight shape that
+    a cost model of both routes picks (`codegen.dense_linear`, built on an H100).  Unless
+    ``routes=False`` (``--no-routes``), `tune` times, per format and shape the route serves,
+    the dequantize pass alone and at each of `ROUTE_M_VALUES` the matmul (in the geometry
+    the lowering picks) and the whole dense route, and fits the model's three factors
+    (measured / modelled time: the matmul per format, the dequantize pass, cuBLAS's product
+    = dense route - dequantize pass) as medians (`codegen.dense_linear.fit_route_model`).
+    Compile lowers with that model (`codegen.lower(..., route_model=...)`); the program's
+    metadata names it (``ggufc.route_model``).
+
 One set of thresholds per model (`Tuning.thresholds_for`)
     A split-dynamic-m region puts several linears, possibly of different formats, under one
     ``torch.cond``, so a compile needs one set.  The rule: the thresholds tuned for the
@@ -39,16 +53,23 @@ One set of thresholds per model (`Tuning.thresholds_for`)
 
 The file (`Tuning.to_json`, `Tuning.from_json`, `load_tuning`, `Tuning.save`)::
 
-    {"version": 1, "device": "NVIDIA H100 80GB HBM3", "dtype": "float16", "date": "2026-11-25",
+    {"version": 2, "device": "NVIDIA H100 80GB HBM3", "dtype": "float16", "date": "2026-11-25",
      "m_values": [1, 2, ..., 64], "shapes": [[4096, 4096], ...],
      "formats": {"Q4_K": {"thresholds": [3, 12],
                           "timings_us": {"4096x4096": {"matvec": [...], "matvec_batched": [...],
                                                        "matmul": [...]}, ...}}, ...},
-     "thresholds": [3, 12]}
+     "thresholds": [3, 12],
+     "routes": {"m_values": [64, 128, 256, 512, 1024],
+                "matmul_scales": {"Q4_K": 1.02, ...}, "dequantize_scale": 0.98,
+                "product_scale": 1.01,
+                "timings_us": {"Q4_K": {"4096x4096": {"dequantize": 14.2, "matmul": [...],
+                                                      "dense": [...]}, ...}, ...}}}
 
-``timings_us[shape][kernel][i]`` is the median time in microseconds at ``m_values[i]``.
-Every field is checked on load; an error (`TuningFileError`) names the file and the field.
-The thresholds may be edited by hand; they are not recomputed from the timings.
+``timings_us[shape][kernel][i]`` is the median time in microseconds at ``m_values[i]``
+(the routes' at ``routes.m_values[i]``); ``routes`` is null where nothing was timed (float32,
+``--no-routes``).  Version 1 files (no ``routes``) are read as such.  Every field is checked
+on load; an error (`TuningFileError`) names the file and the field.  The thresholds and the
+route factors may be edited by hand; they are not recomputed from the timings.
 
 Compile applies the chosen thresholds to every ``split-dynamic-m`` in the pipeline
 (`tuned_pipeline`) as the buckets of the file's activation dtype: ``buckets`` for float16 and
@@ -112,7 +133,9 @@ DEFAULT_BUCKETS_BY_DTYPE = {
     "float32": FLOAT32_DEFAULT_BUCKETS,
 }
 
-TUNING_VERSION = 1
+# 2 added ``routes`` (version 1 files, without it, are still read)
+TUNING_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_DTYPE = "float16"
 # A square projection and the two MLP shapes of an 8B-class llama (hidden 4096, FFN 14336).
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((4096, 4096), (14336, 4096), (4096, 14336))
@@ -132,8 +155,30 @@ CUDA_MAX_GRID_Y = 65535
 MAX_THRESHOLDS = {"matvec": CUDA_MAX_GRID_Y, "matvec_batched": CUDA_MAX_GRID_Y * 8}
 # Relative score difference below which two bucket layouts count as equally fast.
 TIE_TOLERANCE = 1e-9
-FILE_FIELDS = ("version", "device", "dtype", "date", "m_values", "shapes", "formats", "thresholds")
+FILE_FIELDS_V1 = (
+    "version",
+    "device",
+    "dtype",
+    "date",
+    "m_values",
+    "shapes",
+    "formats",
+    "thresholds",
+)
+FILE_FIELDS = (*FILE_FIELDS_V1, "routes")
 FORMAT_FIELDS = ("thresholds", "timings_us")
+# Routes (`measure_routes`): the rows at which a 16-bit matmul's two routes are timed, to fit
+# the route model (`codegen.dense_linear.fit_route_model`) around where they cross on an H100
+ROUTE_M_VALUES = (64, 128, 256, 512, 1024)
+# Each point is timed in this many rounds over the whole M grid, and the fastest round's
+# median kept: on the H100 of the device tool a point now and then measured 2-3x its
+# neighbours for a whole time_launches call (session 25: Q5_K 4096x4096's matmul at M = 256
+# 140.8 us between 26.6 at 128 and 46.8 at 512), which a second round away in time does not
+# repeat.
+ROUNDS = 2
+ROUTE_FIELDS = ("m_values", "matmul_scales", "dequantize_scale", "product_scale", "timings_us")
+# a shape's route timings: the dequantize pass once, both routes at each route M
+ROUTE_TIMING_FIELDS = ("dequantize", "matmul", "dense")
 
 # One curve: kernel -> microseconds at each measured M.
 Curve = Mapping[str, Sequence[float]]
@@ -263,6 +308,34 @@ class FormatTuning:
 
 
 @dataclass(frozen=True)
+class RouteTuning:
+    """A 16-bit matmul's routes on one device: at each of ``m_values``, per format and shape
+    label, the matmul's and the dense route's (dequantize, then cuBLAS) microseconds and the
+    dequantize pass's alone (``timings_us[fmt][shape] = {"dequantize": us, "matmul": [...],
+    "dense": [...]}``), and the route model's factors fitted on them (editable by hand, not
+    recomputed on load)."""
+
+    m_values: tuple[int, ...]
+    timings_us: Mapping[str, Mapping[str, Mapping]]
+    matmul_scales: Mapping[str, float]
+    dequantize_scale: float
+    product_scale: float
+
+    def samples(self):
+        """The timings as `codegen.dense_linear.RouteSample`s."""
+        from codegen.dense_linear import RouteSample
+
+        for fmt, by_shape in self.timings_us.items():
+            for label, timing in by_shape.items():
+                n, k = (int(size) for size in label.split("x"))
+                for i, m in enumerate(self.m_values):
+                    product = timing["dense"][i] - timing["dequantize"]
+                    yield RouteSample(
+                        fmt, n, k, m, timing["matmul"][i], timing["dequantize"], product
+                    )
+
+
+@dataclass(frozen=True)
 class Tuning:
     """What `ggufc tune` measured and chose on one device (see the module docstring)."""
 
@@ -273,6 +346,21 @@ class Tuning:
     shapes: tuple[tuple[int, int], ...]
     formats: Mapping[str, FormatTuning]
     thresholds: tuple[int, ...]
+    routes: RouteTuning | None = None
+
+    def route_model(self):
+        """The `codegen.dense_linear.RouteModel` of this device (None: not measured, the
+        lowering keeps its H100 model)."""
+        if self.routes is None:
+            return None
+        from codegen.dense_linear import RouteModel
+
+        return RouteModel(
+            matmul_scales=tuple(sorted(self.routes.matmul_scales.items())),
+            dequantize_scale=self.routes.dequantize_scale,
+            product_scale=self.routes.product_scale,
+            device=f"{self.device} (tuned {self.date})",
+        )
 
     def dominant_format(self, linear_bytes: Mapping[str, int]) -> str | None:
         """The format holding the most linear-weight bytes (ties: the earlier name)."""
@@ -308,6 +396,7 @@ class Tuning:
                 for fmt, entry in self.formats.items()
             },
             "thresholds": list(self.thresholds),
+            "routes": None if self.routes is None else _routes_dict(self.routes),
         }
 
     def to_json(self) -> str:
@@ -337,6 +426,26 @@ class Tuning:
             Path(temporary).unlink(missing_ok=True)
             raise
         return path
+
+
+def _routes_dict(routes: RouteTuning) -> dict:
+    return {
+        "m_values": list(routes.m_values),
+        "matmul_scales": dict(routes.matmul_scales),
+        "dequantize_scale": routes.dequantize_scale,
+        "product_scale": routes.product_scale,
+        "timings_us": {
+            fmt: {
+                label: {
+                    "dequantize": timing["dequantize"],
+                    "matmul": list(timing["matmul"]),
+                    "dense": list(timing["dense"]),
+                }
+                for label, timing in by_shape.items()
+            }
+            for fmt, by_shape in routes.timings_us.items()
+        },
+    }
 
 
 _SCALAR_LIST = re.compile(r"\[\s*([-0-9.eE+,\s]*?)\s*\]")
@@ -415,11 +524,17 @@ class _FileReader:
     def tuning(self, data) -> Tuning:
         from codegen.kernels.emitter import DTYPES, FORMAT_NAMES
 
-        self.object("", data, FILE_FIELDS)
-        if not _is_int(data["version"]) or data["version"] != TUNING_VERSION:
+        version = data.get("version") if isinstance(data, dict) else None
+        if not _is_int(version) or version not in READABLE_VERSIONS:
+            self.object("", data, None)
+            if "version" not in data:
+                self.fail("version", "a value", missing=True)
             self.fail(
-                "version", f"{TUNING_VERSION} (the version this ggufc reads)", data["version"]
+                "version",
+                f"one of {', '.join(map(str, READABLE_VERSIONS))} (the versions this ggufc reads)",
+                version,
             )
+        self.object("", data, FILE_FIELDS if version >= 2 else FILE_FIELDS_V1)
         device = data["device"]
         if not isinstance(device, str) or not device.strip():
             self.fail("device", "the device name, a non-empty string", device)
@@ -442,6 +557,7 @@ class _FileReader:
                 )
             formats[fmt] = self.format_entry(f"formats.{fmt}", entry, labels, len(m_values))
         thresholds = self.thresholds("thresholds", data["thresholds"])
+        routes = data.get("routes")
         return Tuning(
             device=device,
             dtype=data["dtype"],
@@ -450,9 +566,74 @@ class _FileReader:
             shapes=shapes,
             formats=formats,
             thresholds=thresholds,
+            routes=None if routes is None else self.routes(routes, labels),
         )
 
-    def m_values(self, value) -> tuple[int, ...]:
+    def routes(self, value, labels: list[str]) -> RouteTuning:
+        from codegen.kernels.emitter import FORMAT_NAMES
+
+        self.object("routes", value, ROUTE_FIELDS)
+        m_values = self.m_values(value["m_values"], "routes.m_values")
+        scales = self.object("routes.matmul_scales", value["matmul_scales"], None)
+        for fmt, scale in scales.items():
+            if fmt not in FORMAT_NAMES:
+                raise TuningFileError(
+                    f"{self.source}: field routes.matmul_scales.{fmt}: unknown format; "
+                    f"expected one of {', '.join(FORMAT_NAMES)}"
+                )
+            self.factor(f"routes.matmul_scales.{fmt}", scale)
+        for field in ("dequantize_scale", "product_scale"):
+            self.factor(f"routes.{field}", value[field])
+        timings = {}
+        by_format = self.object("routes.timings_us", value["timings_us"], None)
+        for fmt, by_shape in by_format.items():
+            if fmt not in scales:
+                raise TuningFileError(
+                    f"{self.source}: field routes.timings_us.{fmt}: a format with no "
+                    "routes.matmul_scales entry"
+                )
+            self.object(f"routes.timings_us.{fmt}", by_shape, labels)
+            timings[fmt] = {}
+            for label in labels:
+                where = f"routes.timings_us.{fmt}.{label}"
+                timing = self.object(where, by_shape[label], ROUTE_TIMING_FIELDS)
+                if not _is_positive_number(timing["dequantize"]):
+                    self.fail(
+                        f"{where}.dequantize",
+                        "a positive number of microseconds",
+                        timing["dequantize"],
+                    )
+                entry = {"dequantize": timing["dequantize"]}
+                for route in ("matmul", "dense"):
+                    times = timing[route]
+                    if not isinstance(times, list) or len(times) != len(m_values):
+                        self.fail(
+                            f"{where}.{route}",
+                            f"a list of {len(m_values)} times (one per routes.m_values entry)",
+                            times,
+                        )
+                    for index, time in enumerate(times):
+                        if not _is_positive_number(time):
+                            self.fail(
+                                f"{where}.{route}[{index}]",
+                                "a positive number of microseconds",
+                                time,
+                            )
+                    entry[route] = tuple(times)
+                timings[fmt][label] = entry
+        return RouteTuning(
+            m_values=m_values,
+            timings_us=timings,
+            matmul_scales=dict(scales),
+            dequantize_scale=value["dequantize_scale"],
+            product_scale=value["product_scale"],
+        )
+
+    def factor(self, field: str, value) -> None:
+        if not _is_positive_number(value):
+            self.fail(field, "a positive number (measured / modelled time)", value)
+
+    def m_values(self, value, field: str = "m_values") -> tuple[int, ...]:
         expected = "a non-empty list of increasing positive integers"
         if (
             not isinstance(value, list)
@@ -460,7 +641,7 @@ class _FileReader:
             or not all(_is_int(m) and m >= 1 for m in value)
             or any(a >= b for a, b in itertools.pairwise(value))
         ):
-            self.fail("m_values", expected, value)
+            self.fail(field, expected, value)
         return tuple(value)
 
     def shapes(self, value) -> tuple[tuple[int, int], ...]:
@@ -690,8 +871,9 @@ def measure_kernels(
     generator=None,
     advance: Callable[[int], object] | None = None,
 ) -> dict[str, tuple[float, ...]]:
-    """kernel -> median microseconds at each of `m_values`, for random `fmt` weights of
-    `shape` (N x K) and random activations; `advance(1)` after each timed point."""
+    """kernel -> median microseconds at each of `m_values` (the fastest of `ROUNDS` rounds),
+    for random `fmt` weights of `shape` (N x K) and random activations; `advance(1)` after
+    each timed point of each round."""
     import torch
 
     from codegen.cuda_run import TORCH_DTYPES
@@ -713,17 +895,84 @@ def measure_kernels(
     def kernel_for_m(kernel: str, m: int):
         return emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k, m))
 
-    times: dict[str, list[float]] = {kernel: [] for kernel in BUCKET_KERNELS}
-    for m in m_values:
-        x_rows = [x[:m] for x in xs]  # leading rows of a contiguous tensor: contiguous
-        out_rows = [out[:m] for out in outs]
-        for kernel_name in BUCKET_KERNELS:
-            kernel = kernel_for_m(kernel_name, m)
-            launch = _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k)
-            times[kernel_name].append(round(time_launches(launch, copies), 3))
-            if advance is not None:
-                advance(1)
+    times = {kernel: [math.inf] * len(m_values) for kernel in BUCKET_KERNELS}
+    for _ in range(ROUNDS):
+        for i, m in enumerate(m_values):
+            x_rows = [x[:m] for x in xs]  # leading rows of a contiguous tensor: contiguous
+            out_rows = [out[:m] for out in outs]
+            for kernel_name in BUCKET_KERNELS:
+                kernel = kernel_for_m(kernel_name, m)
+                launch = _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k)
+                measured = round(time_launches(launch, copies), 3)
+                times[kernel_name][i] = min(times[kernel_name][i], measured)
+                if advance is not None:
+                    advance(1)
     return {kernel: tuple(values) for kernel, values in times.items()}
+
+
+def measure_routes(
+    runner,
+    fmt: str,
+    shape: tuple[int, int],
+    m_values: Sequence[int] = ROUTE_M_VALUES,
+    dtype: str = DEFAULT_DTYPE,
+    generator=None,
+    advance: Callable[[int], object] | None = None,
+) -> dict:
+    """A 16-bit matmul's routes for random `fmt` weights of `shape` (N x K): microseconds of
+    the dequantize pass alone (``"dequantize"``), and at each of `m_values` of the GGUF
+    matmul in the geometry lowering picks (``"matmul"``) and of the dense route as a program
+    runs it, the dequantize kernel then ``F.linear`` on its output (``"dense"``; the product
+    may find part of the weight it just wrote in the L2); each the fastest of `ROUNDS`
+    rounds.  `advance(2)` after each M of each round."""
+    import torch
+
+    from codegen.cuda_run import TORCH_DTYPES
+    from codegen.cuda_timing import copies_for, time_launches
+    from codegen.kernels import emit, pick_geometry
+    from compiler import formats
+
+    n, k = shape
+    blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
+    act_dtype = TORCH_DTYPES[dtype]
+    rows = max(m_values)
+    # copies enough for a launch's weights, activations and output together to pass the L2
+    # (at 1024 rows the activations can outweigh the weights)
+    act_bytes = rows * (k + n) * torch.finfo(act_dtype).bits // 8
+    copies = copies_for(blocks.numel() + act_bytes)
+    weights = [blocks] + [blocks.clone() for _ in range(copies - 1)]
+    xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
+    outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
+    dense_weight = torch.empty(n, k, device="cuda", dtype=act_dtype)
+    dequantize = emit("cuda", fmt, "dequantize", dtype)
+
+    def dequantize_copy(i: int):
+        return runner.dequantize(dequantize, weights[i], n, k, out=dense_weight)
+
+    dequantize_us = math.inf
+    times = {route: [math.inf] * len(m_values) for route in ("matmul", "dense")}
+    for _ in range(ROUNDS):
+        dequantize_us = min(dequantize_us, round(time_launches(dequantize_copy, copies), 3))
+        for index, m in enumerate(m_values):
+            geometry = pick_geometry("cuda", fmt, "matmul", dtype, n, k, m)
+            kernel = emit("cuda", fmt, "matmul", dtype, geometry)
+            x_rows = [x[:m] for x in xs]
+            out_rows = [out[:m] for out in outs]
+
+            def dense(i: int, x_rows=x_rows):
+                dequantize_copy(i)
+                return torch.nn.functional.linear(x_rows[i], dense_weight)  # aten::linear's
+
+            launches = {
+                "matmul": _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k),
+                "dense": dense,
+            }
+            for route, launch in launches.items():
+                measured = round(time_launches(launch, copies), 3)
+                times[route][index] = min(times[route][index], measured)
+            if advance is not None:
+                advance(2)
+    return {"dequantize": dequantize_us, **{route: tuple(v) for route, v in times.items()}}
 
 
 def _linear_launch(runner, kernel, xs, weights, outs, n: int, k: int) -> Callable[[int], object]:
@@ -743,14 +992,19 @@ def tune(
     progress: bool = False,
     stream=None,
     seed: int | None = None,
+    routes: bool = True,
 ) -> Tuning:
     """Time every kernel for each format and shape over `m_grid(m_max)` on the current CUDA
     device and choose the thresholds.  ``formats`` default: every format with kernels;
     ``seed``: of the random weights (default: a fresh one); ``progress``: a tqdm bar on
-    ``stream`` (default stderr).  Raises TuningError before measuring anything if the
-    arguments do not fit the kernels or there is no CUDA device or CuPy."""
+    ``stream`` (default stderr).  ``routes``: also time the 16-bit matmul's two routes at
+    `ROUTE_M_VALUES` (`measure_routes`, on the shapes the dense route serves) and fit the
+    card's route model; float32 has no dense route, so nothing to time.  Raises TuningError
+    before measuring anything if the arguments do not fit the kernels or there is no CUDA
+    device or CuPy."""
     import sys
 
+    from codegen import dense_linear
     from codegen.kernels.emitter import FORMAT_NAMES
 
     formats = tuple(FORMAT_NAMES if formats is None else formats)
@@ -767,6 +1021,12 @@ def tune(
     runner = CudaKernelRunner()
     generator = torch.Generator().manual_seed(torch.seed() if seed is None else seed)
     points = len(formats) * len(shapes) * len(m_values) * len(BUCKET_KERNELS)
+    route_shapes = {
+        fmt: [s for s in shapes if routes and dense_linear.serves(fmt, dtype, *s)]
+        for fmt in formats
+    }
+    points += sum(map(len, route_shapes.values())) * len(ROUTE_M_VALUES) * 2
+    points *= ROUNDS
     bar = tqdm(
         total=points,
         disable=not progress,
@@ -775,6 +1035,7 @@ def tune(
         leave=False,
     )
     per_format: dict[str, FormatTuning] = {}
+    route_timings: dict[str, dict] = {}
     try:
         for fmt in formats:
             timings = {}
@@ -787,17 +1048,41 @@ def tune(
             per_format[fmt] = FormatTuning(
                 choose_thresholds(list(timings.values()), m_values), timings
             )
+            for shape in route_shapes[fmt]:
+                bar.set_description(f"ggufc tune: {fmt} {shape_label(shape)} routes")
+                route_timings.setdefault(fmt, {})[shape_label(shape)] = measure_routes(
+                    runner, fmt, shape, ROUTE_M_VALUES, dtype, generator, bar.update
+                )
+                torch.cuda.empty_cache()
     finally:
         bar.close()
     every_curve = [curve for entry in per_format.values() for curve in entry.curves()]
+    device = torch.cuda.get_device_name()
     return Tuning(
-        device=torch.cuda.get_device_name(),
+        device=device,
         dtype=dtype,
         date=datetime.date.today().isoformat(),
         m_values=m_values,
         shapes=shapes,
         formats=per_format,
         thresholds=choose_thresholds(every_curve, m_values),
+        routes=fitted_routes(route_timings, ROUTE_M_VALUES, device) if route_timings else None,
+    )
+
+
+def fitted_routes(timings: Mapping[str, Mapping[str, Mapping]], m_values, device: str):
+    """A `RouteTuning` of these route timings (`measure_routes`' per format and shape label)
+    with the route model fitted on them (`codegen.dense_linear.fit_route_model`)."""
+    from codegen.dense_linear import fit_route_model
+
+    unfitted = RouteTuning(tuple(m_values), timings, {}, 1.0, 1.0)
+    model = fit_route_model(unfitted.samples(), device)
+    return RouteTuning(
+        m_values=tuple(m_values),
+        timings_us=timings,
+        matmul_scales=dict(model.matmul_scales),
+        dequantize_scale=model.dequantize_scale,
+        product_scale=model.product_scale,
     )
 
 
@@ -814,6 +1099,15 @@ def describe_buckets(thresholds: Sequence[int]) -> tuple[str, str, str]:
     t1, t2 = thresholds
     middle = f"M = {t2}" if t2 == t1 + 1 else f"{t1 + 1} <= M <= {t2}"
     return f"M <= {t1}", middle, f"M > {t2}"
+
+
+def _aligned(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    """The header and rows as lines of left-aligned columns."""
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in (header, *rows)
+    ]
 
 
 def summary_table(tuning: Tuning) -> str:
@@ -845,15 +1139,13 @@ def summary_table(tuning: Tuning) -> str:
                 "-",
             )
         )
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
     lines = [
         f"{tuning.device}, {tuning.dtype} activations, {tuning.date}; M measured at "
         f"{len(m_values)} values in {m_values[0]}..{m_values[-1]}; shapes (N x K) "
         + ", ".join(shape_label(shape) for shape in tuning.shapes),
         "",
     ]
-    for row in (header, *rows):
-        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    lines += _aligned(header, rows)
     lines += [
         "",
         (
@@ -865,7 +1157,60 @@ def summary_table(tuning: Tuning) -> str:
             "of the model's linear weights, or the `all` row for a format not measured here."
         ),
     ]
+    if tuning.routes is not None:
+        lines += ["", *route_summary(tuning)]
     return "\n".join(lines)
+
+
+def route_summary(tuning: Tuning) -> list[str]:
+    """Lines on the routes of a 16-bit matmul: the fitted factors, and per format and shape
+    where the dense route takes over with them (and with the H100 model) and how much slower
+    than the faster route the picked one is over the route M measured."""
+    from codegen.dense_linear import DENSE_ROUTE, H100_ROUTE_MODEL, dense_threshold, matmul_route
+
+    routes = tuning.routes
+    model = tuning.route_model()
+    scales = ", ".join(f"{fmt} x{scale:.2f}" for fmt, scale in sorted(routes.matmul_scales.items()))
+    lines = [
+        (
+            "Routes of a 16-bit matmul by M: the GGUF matmul, or the dense route (dequantize, "
+            f"then cuBLAS), timed at M = {', '.join(map(str, routes.m_values))}."
+        ),
+        (
+            f"Route model (measured / H100 model time): matmul {scales}; dequantize "
+            f"x{routes.dequantize_scale:.2f}; cuBLAS x{routes.product_scale:.2f}."
+        ),
+        "",
+    ]
+    header = ("format", "N x K", "dense route", "H100 model", "picked route vs faster")
+    rows = []
+    for fmt, by_shape in routes.timings_us.items():
+        for label, timing in by_shape.items():
+            n, k = (int(size) for size in label.split("x"))
+            ratios = []
+            for i, m in enumerate(routes.m_values):
+                picked = matmul_route(fmt, tuning.dtype, n, k, m, model)
+                times = {"matmul": timing["matmul"][i], "dense": timing["dense"][i]}
+                chosen = times["dense"] if picked == DENSE_ROUTE else times["matmul"]
+                ratios.append(chosen / min(times.values()))
+            rows.append(
+                (
+                    fmt,
+                    label,
+                    f"M > {dense_threshold(fmt, n, k, model)}",
+                    f"M > {dense_threshold(fmt, n, k, H100_ROUTE_MODEL)}",
+                    f"+{(sum(ratios) / len(ratios) - 1.0) * 100:.1f}%",
+                )
+            )
+    lines += _aligned(header, rows)
+    lines += [
+        "",
+        (
+            "`ggufc compile --tuning FILE` lowers each 16-bit CUDA matmul with this route model "
+            "(the dense route's threshold per format and weight shape)."
+        ),
+    ]
+    return lines
 
 
 __all__ = [
@@ -874,19 +1219,23 @@ __all__ = [
     "DEFAULT_BUCKETS_BY_DTYPE",
     "DEFAULT_SHAPES",
     "FLOAT32_DEFAULT_BUCKETS",
+    "ROUTE_M_VALUES",
     "FormatTuning",
+    "RouteTuning",
     "Tuning",
     "TuningError",
     "TuningFileError",
     "check_pipeline_takes_tuning",
     "check_tuning_fits",
     "choose_thresholds",
+    "fitted_routes",
     "kernel_for",
     "linear_activation_dtypes",
     "linear_weight_bytes",
     "load_tuning",
     "m_grid",
     "measure_kernels",
+    "measure_routes",
     "relative_score",
     "summary_table",
     "tune",

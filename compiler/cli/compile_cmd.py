@@ -114,10 +114,14 @@ def run(args) -> int:
     for stage, seconds in result.stage_seconds.items():
         sys.stderr.write(f"  {stage:<8} {seconds:8.2f} s\n")
     if args.tuning:
-        from compiler.generate import KEY_PIPELINE
+        from compiler.generate import KEY_PIPELINE, KEY_ROUTE_MODEL
 
-        pipeline = dict(result.program.metadata).get(KEY_PIPELINE, "")
-        sys.stderr.write(f"  pipeline {pipeline} (buckets from {args.tuning})\n")
+        metadata = dict(result.program.metadata)
+        sys.stderr.write(
+            f"  pipeline {metadata.get(KEY_PIPELINE, '')} (buckets from {args.tuning})\n"
+        )
+        if KEY_ROUTE_MODEL in metadata:
+            sys.stderr.write(f"  matmul routes: {metadata[KEY_ROUTE_MODEL]} (from {args.tuning})\n")
     size = output.stat().st_size
     sys.stderr.write(
         f"  {'total':<8} {result.total_seconds:8.2f} s  -> {output} ({size / 2**20:.1f} MiB)\n"

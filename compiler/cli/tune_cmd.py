@@ -63,8 +63,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Time the generated matvec, matvec_batched and matmul kernels of each "
         "format at M = 1..16, 24, 32, 48, 64, ... rows on this machine's GPU, choose the M "
         "thresholds where one kernel overtakes the next, print them and write them (with "
-        "every timing) to a JSON file for `ggufc compile --tuning`.  Takes a few minutes "
-        "with the defaults.  Needs an NVIDIA GPU and CuPy (pip install 'ggufc[cuda]').",
+        "every timing) to a JSON file for `ggufc compile --tuning`.  With 16-bit activations "
+        "it also times a matmul's two routes (the GGUF matmul; dequantize, then cuBLAS) at M "
+        "= 64..1024 and fits the lowering's route model to this card, which picks where the "
+        "dense route takes over per format and weight shape.  Takes a few minutes with the "
+        "defaults.  Needs an NVIDIA GPU and CuPy (pip install 'ggufc[cuda]').",
     )
     parser.add_argument(
         "--device",
@@ -110,6 +113,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "with these activations (float32 ones have their own, split-dynamic-m's "
         "float32-buckets=) (default: float16)",
     )
+    parser.add_argument(
+        "--no-routes",
+        action="store_true",
+        help="time the bucket kernels only: no route model in the file (compile then keeps "
+        "the built-in H100 one)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
@@ -130,6 +139,7 @@ def run(args) -> int:
         m_max=args.m_max,
         dtype=args.dtype,
         progress=not args.no_progress,
+        routes=not args.no_routes,
     )
     try:
         tuning.save(out)

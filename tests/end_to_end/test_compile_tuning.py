@@ -120,10 +120,12 @@ def test_cli_compile_with_a_tuning_file(gguf_path, tmp_path, capsys):
 
 def test_bad_tuning_input_fails_before_compiling(gguf_path, tmp_path, capsys):
     bad = tmp_path / "bad.json"
-    bad.write_text(make_tuning(["Q4_K"]).to_json().replace('"version": 1', '"version": 7'))
+    text = make_tuning(["Q4_K"]).to_json()
+    assert '"version": 2' in text
+    bad.write_text(text.replace('"version": 2', '"version": 7'))
     output = tmp_path / "never.ggufc"
     cases = [
-        (["--tuning", str(bad)], f"{bad}: field version: expected 1"),
+        (["--tuning", str(bad)], f"{bad}: field version: expected one of 1, 2"),
         (["--tuning", str(tmp_path / "none.json")], "none.json: cannot read the tuning file"),
         (
             ["--tuning", str(bad), "--pipeline", "fuse-gguf,dce"],

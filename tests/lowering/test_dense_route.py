@@ -216,3 +216,70 @@ def test_routes_over_a_range_are_the_route_at_each_m(fmt, n, blocks, low, span):
         first = last + 1
     assert first == high + 1
     assert dense_linear.matmul_routes(fmt, "float32", n, k, low, high) is None
+
+
+# ---- a card's route model (`ggufc tune` fits one) ---------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(FORMAT_NAMES),
+    n=st.sampled_from((1024, 4096, 14336)),
+    k_blocks=st.sampled_from((8, 32, 128, 448)),
+    factor=st.sampled_from((1.25, 2.0, 4.0)),
+)
+def test_a_slower_matmul_or_faster_dense_route_never_raises_the_threshold(fmt, n, k_blocks, factor):
+    k = 32 * k_blocks
+    base = dense_threshold(fmt, n, k)
+    slow_matmul = dense_linear.RouteModel(matmul_scales=((fmt, factor),))
+    fast_dense = dense_linear.RouteModel(dequantize_scale=1 / factor, product_scale=1 / factor)
+    assert dense_threshold(fmt, n, k, slow_matmul) <= base
+    assert dense_threshold(fmt, n, k, fast_dense) <= base
+    slow_dense = dense_linear.RouteModel(dequantize_scale=factor, product_scale=factor)
+    assert dense_threshold(fmt, n, k, slow_dense) >= base
+    # another format's factor changes nothing
+    other = next(f for f in FORMAT_NAMES if f != fmt)
+    assert dense_threshold(fmt, n, k, dense_linear.RouteModel(((other, factor),))) == base
+
+
+def test_fitting_recovers_each_factor_as_a_median():
+    model = dense_linear.H100_ROUTE_MODEL
+    samples = []
+    for fmt, n, k, m in [
+        ("Q4_0", 4096, 4096, 128),
+        ("Q4_0", 4096, 14336, 512),
+        ("Q6_K", 2048, 4096, 64),
+    ]:
+        deq = dense_linear.dequantize_estimate_us(fmt, n, k, model)
+        product = dense_linear.product_estimate_us(n, k, m, model)
+        matmul = dense_linear.matmul_estimate_us(fmt, n, k, m, model)
+        factor = 1.5 if fmt == "Q4_0" else 0.75
+        samples.append(
+            dense_linear.RouteSample(fmt, n, k, m, factor * matmul, 0.5 * deq, 2 * product)
+        )
+    # one outlier of the three moves no median
+    samples.append(dense_linear.RouteSample("Q4_0", 4096, 4096, 64, 1e6, 1e6, 1e6))
+    fitted = dense_linear.fit_route_model(samples, "Card")
+    assert fitted.matmul_scales == (("Q4_0", 1.5), ("Q6_K", 0.75))
+    assert (fitted.dequantize_scale, fitted.product_scale) == (0.5, 2.0)
+    assert fitted.device == "Card"
+    with pytest.raises(ValueError, match="at least one sample"):
+        dense_linear.fit_route_model([], "Card")
+
+
+def test_the_lowering_routes_with_the_model_it_is_given():
+    """A model whose matmul is 1.5x slower moves the IfNode of a symbolic M down to its own
+    threshold; the program still runs like the graph past it."""
+    fmt, n, k = "Q4_0", 4096, 4096
+    slow = dense_linear.RouteModel(matmul_scales=((fmt, 1.5),), device="Slow card")
+    threshold, slow_threshold = dense_threshold(fmt, n, k), dense_threshold(fmt, n, k, slow)
+    assert slow_threshold < threshold
+    gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [1, 4096]"))
+    for model, expected in ((None, threshold), (slow, slow_threshold)):
+        program = lower(gp, route_model=model)
+        routes = routes_of(program)
+        assert routes[-2][0] == expected  # the last bound: the matmul up to it, dense above
+        assert_dense_route(program, routes[-1][1], fmt)
+    x = torch.randn(slow_threshold + 1, k, generator=torch.Generator().manual_seed(3)).bfloat16()
+    (got,) = run_program(program, [x])
+    assert_close_to_the_graph(got, graph_output(gp, x), f"M = {slow_threshold + 1}")

@@ -107,10 +107,20 @@ def test_cli_defaults_match_the_module():
     assert tuple(dtype_action.choices) == DTYPES
 
 
+def fake_gpu(monkeypatch, measure_kernels, measure_routes) -> None:
+    """`tune` on "Fake GPU 9000", these functions standing for the GPU measurements."""
+    import codegen.cuda_run
+
+    monkeypatch.setattr(tuning, "require_cuda", lambda: None)
+    monkeypatch.setattr(tuning, "measure_kernels", measure_kernels)
+    monkeypatch.setattr(tuning, "measure_routes", measure_routes)
+    monkeypatch.setattr(codegen.cuda_run, "CudaKernelRunner", lambda: object())
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Fake GPU 9000")
+
+
 def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_path):
     """`ggufc tune` with the GPU measurement replaced by synthetic curves (the GPU test runs
     the real one): what it measures, what it chooses, what it writes and prints."""
-    import codegen.cuda_run
 
     measured = []
 
@@ -125,10 +135,27 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
             "matmul": tuple(30.0 * crossover for _ in m_values),
         }
 
-    monkeypatch.setattr(tuning, "require_cuda", lambda: None)
-    monkeypatch.setattr(tuning, "measure_kernels", fake_measure)
-    monkeypatch.setattr(codegen.cuda_run, "CudaKernelRunner", lambda: object())
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Fake GPU 9000")
+    routes_measured = []
+
+    def fake_routes(runner, fmt, shape, m_values, dtype, generator, advance):
+        """Each part at a fixed multiple of its H100 model: the fit must find the multiples."""
+        from codegen.dense_linear import (
+            dequantize_estimate_us,
+            matmul_estimate_us,
+            product_estimate_us,
+        )
+
+        routes_measured.append((fmt, shape, m_values, dtype))
+        advance(2 * len(m_values))
+        n, k = shape
+        dequantize = 0.8 * dequantize_estimate_us(fmt, n, k)
+        return {
+            "dequantize": dequantize,
+            "matmul": tuple(1.25 * matmul_estimate_us(fmt, n, k, m) for m in m_values),
+            "dense": tuple(dequantize + 1.5 * product_estimate_us(n, k, m) for m in m_values),
+        }
+
+    fake_gpu(monkeypatch, fake_measure, fake_routes)
     out = tmp_path / "t.json"
     argv = ["--formats", "Q4_0,Q8_0", "--shapes", "512x256,2048x512", "--m-max", "24"]
     code, err = run_tune(capsys, *argv, "--dtype", "bfloat16", "--out", str(out))
@@ -148,6 +175,36 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
     assert written.thresholds == tuning.choose_thresholds(every, m_values)
     printed = capsys.readouterr().out
     assert f"wrote {out}" in err and "Fake GPU 9000, bfloat16" in printed
+    buckets_table = printed.split("Routes of")[0]
     for fmt, entry in written.formats.items():
-        (row,) = [line for line in printed.splitlines() if line.startswith(fmt)]
+        (row,) = [line for line in buckets_table.splitlines() if line.startswith(fmt)]
         assert row.split()[1] == ",".join(map(str, entry.thresholds)), row
+    # the routes: timed on every shape at ROUTE_M_VALUES, the model's factors recovered
+    assert routes_measured == [
+        (fmt, shape, tuning.ROUTE_M_VALUES, "bfloat16")
+        for fmt in ("Q4_0", "Q8_0")
+        for shape in ((512, 256), (2048, 512))
+    ]
+    assert written.routes.matmul_scales == {"Q4_0": 1.25, "Q8_0": 1.25}
+    assert (written.routes.dequantize_scale, written.routes.product_scale) == (0.8, 1.5)
+    assert "matmul Q4_0 x1.25, Q8_0 x1.25; dequantize x0.80; cuBLAS x1.50" in printed
+    route_rows = [line.split()[:2] for line in printed.split("Routes of")[1].splitlines()]
+    assert route_rows.count(["Q8_0", "2048x512"]) == 1
+
+
+def test_tune_without_routes_or_with_float32_times_no_route(monkeypatch, capsys, tmp_path):
+
+    def fake_measure(runner, fmt, shape, m_values, dtype, generator, advance):
+        return {kernel: tuple(1.0 + m for m in m_values) for kernel in tuning.BUCKET_KERNELS}
+
+    def no_routes(*args):
+        raise AssertionError("routes timed")
+
+    fake_gpu(monkeypatch, fake_measure, no_routes)
+    out = tmp_path / "t.json"
+    base = ["--formats", "Q4_0", "--shapes", "512x256", "--m-max", "4", "--out", str(out)]
+    for extra in (["--no-routes"], ["--dtype", "float32"]):
+        code, err = run_tune(capsys, *base, *extra)
+        assert code == 0, err
+        assert tuning.load_tuning(out).routes is None
+        assert "Routes of" not in capsys.readouterr().out

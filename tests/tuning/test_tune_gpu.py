@@ -1,5 +1,6 @@
 """A small `ggufc tune` end to end on a GPU: every kernel timed at every M, thresholds chosen
-from those timings, the file written and read back.
+from those timings, both routes of the matmul timed and the route model fitted on them, the
+file written and read back.
 
 Skipped without a CUDA device and CuPy (run them with ``benchmarks/gpu_check.sh``).
 """
@@ -11,9 +12,11 @@ import importlib.util
 import pytest
 import torch
 
+from codegen.dense_linear import fit_route_model
 from compiler.cli import main
 from compiler.tuning import (
     BUCKET_KERNELS,
+    ROUTE_M_VALUES,
     choose_thresholds,
     load_tuning,
     m_grid,
@@ -49,6 +52,23 @@ def test_tune_measures_every_kernel_and_chooses_from_the_timings():
         assert entry.thresholds == choose_thresholds(entry.curves(), tuning.m_values)
         every_curve += entry.curves()
     assert tuning.thresholds == choose_thresholds(every_curve, tuning.m_values)
+    routes = tuning.routes
+    assert routes.m_values == ROUTE_M_VALUES and set(routes.timings_us) == set(FORMATS)
+    for by_shape in routes.timings_us.values():
+        assert set(by_shape) == {"256x512", "640x256"}
+        for timing in by_shape.values():
+            assert timing["dequantize"] > 0
+            for route in ("matmul", "dense"):
+                assert len(timing[route]) == len(ROUTE_M_VALUES)
+                # the dense route is the dequantize pass and then a product
+                assert all(t > 0 for t in timing[route])
+            assert all(t > timing["dequantize"] for t in timing["dense"])
+    fitted = fit_route_model(routes.samples(), tuning.device)
+    assert dict(fitted.matmul_scales) == routes.matmul_scales
+    assert (fitted.dequantize_scale, fitted.product_scale) == (
+        routes.dequantize_scale,
+        routes.product_scale,
+    )
 
 
 def test_tune_command_writes_a_file_compile_can_read(tmp_path, capsys):
@@ -58,5 +78,8 @@ def test_tune_command_writes_a_file_compile_can_read(tmp_path, capsys):
     printed = capsys.readouterr().out
     tuning = load_tuning(out)
     assert tuning.m_values == (1, 2, 3) and set(tuning.formats) == {"Q8_0"}
-    (row,) = [line for line in printed.splitlines() if line.startswith("Q8_0")]
+    assert set(tuning.routes.timings_us) == {"Q8_0"}
+    buckets_table, routes_table = printed.split("Routes of")
+    assert "dequantize x" in routes_table
+    (row,) = [line for line in buckets_table.splitlines() if line.startswith("Q8_0")]
     assert row.split()[1] == (",".join(map(str, tuning.formats["Q8_0"].thresholds)) or "{}")

@@ -10,6 +10,7 @@ import pytest
 
 from compiler.tuning import (
     FormatTuning,
+    RouteTuning,
     Tuning,
     TuningError,
     TuningFileError,
@@ -45,6 +46,18 @@ def sample_tuning() -> Tuning:
         shapes=SHAPES,
         formats=formats,
         thresholds=(2, 8),
+        routes=sample_routes(),
+    )
+
+
+def sample_routes() -> RouteTuning:
+    timing = {"dequantize": 3.5, "matmul": (10.0, 11.0), "dense": (9.0, 12.5)}
+    return RouteTuning(
+        m_values=(64, 128),
+        timings_us={"Q4_K": {f"{n}x{k}": timing for n, k in SHAPES}},
+        matmul_scales={"Q4_K": 1.1},
+        dequantize_scale=0.9,
+        product_scale=1.05,
     )
 
 
@@ -53,7 +66,8 @@ def test_json_round_trip(tmp_path):
     text = tuning.to_json()
     assert Tuning.from_json(text) == tuning
     data = json.loads(text)
-    assert data["version"] == 1 and data["device"] == tuning.device
+    assert data["version"] == 2 and data["device"] == tuning.device
+    assert data["routes"]["timings_us"]["Q4_K"]["256x512"]["dense"] == [9.0, 12.5]
     assert data["formats"]["Q4_K"]["timings_us"]["512x256"]["matvec"] == list(
         tuning.formats["Q4_K"].timings_us["512x256"]["matvec"]
     )
@@ -99,11 +113,12 @@ def _set(path: str, value):
 
 DELETE = object()
 TIMES = "formats.Q4_K.timings_us.512x256.matvec"
+ROUTE = "routes.timings_us.Q4_K.512x256"
 
 BAD_FIELDS = [
-    (_set("version", 2), "field version: expected 1"),
-    (_set("version", "1"), "field version: expected 1"),
-    (_set("version", True), "field version: expected 1"),
+    (_set("version", 3), "field version: expected one of 1, 2"),
+    (_set("version", "1"), "field version: expected one of 1, 2"),
+    (_set("version", True), "field version: expected one of 1, 2"),
     (_set("version", DELETE), "field version: expected a value, it is missing"),
     (_set("device", ""), "field device: expected the device name"),
     (_set("device", 7), "field device: expected the device name"),
@@ -150,6 +165,23 @@ BAD_FIELDS = [
     (_set("thresholds", [8, 8]), "field thresholds: expected split-dynamic-m buckets"),
     (_set("thresholds", None), "field thresholds: expected split-dynamic-m buckets"),
     (_set("comment", "hi"), "field comment: unknown field"),
+    (_set("routes", DELETE), "field routes: expected a value, it is missing"),
+    (_set("routes", [1]), "field routes: expected a JSON object"),
+    (_set("routes.m_values", [128, 64]), "field routes.m_values: expected a non-empty list"),
+    (_set("routes.matmul_scales.Q9_K", 1.0), "field routes.matmul_scales.Q9_K: unknown format"),
+    (_set("routes.matmul_scales.Q4_K", 0), "field routes.matmul_scales.Q4_K: expected a positive"),
+    (_set("routes.dequantize_scale", "1"), "field routes.dequantize_scale: expected a positive"),
+    (_set("routes.product_scale", DELETE), "field routes.product_scale: expected a value"),
+    (_set("routes.speed", 2), "field routes.speed: unknown field"),
+    (_set("routes.timings_us.Q8_0", {}), "field routes.timings_us.Q8_0: a format with no"),
+    (_set(f"{ROUTE}.dense", [1.0]), f"field {ROUTE}.dense: expected a list of 2 times"),
+    (_set(f"{ROUTE}.matmul[1]", -3), f"field {ROUTE}.matmul[1]: expected a positive number"),
+    (_set(f"{ROUTE}.dequantize", None), f"field {ROUTE}.dequantize: expected a positive"),
+    (_set(f"{ROUTE}.cublas", [1.0, 2.0]), f"field {ROUTE}.cublas: unknown field"),
+    (
+        _set("routes.timings_us.Q4_K.256x512", DELETE),
+        "field routes.timings_us.Q4_K.256x512: expected a value, it is missing",
+    ),
 ]
 
 
@@ -163,6 +195,32 @@ def test_every_bad_field_is_named(tmp_path, mutate, message):
         load_tuning(path)
     assert str(caught.value).startswith(f"{path}: "), caught.value
     assert message in str(caught.value), caught.value
+
+
+def test_version_1_files_are_read_without_routes():
+    data = sample_tuning().to_dict()
+    del data["routes"]
+    data["version"] = 1
+    tuning = Tuning.from_json(json.dumps(data), "old.json")
+    assert tuning.routes is None and tuning.route_model() is None
+    assert tuning.formats == sample_tuning().formats
+    data["routes"] = None
+    with pytest.raises(TuningFileError, match="old.json: field routes: unknown field"):
+        Tuning.from_json(json.dumps(data), "old.json")
+
+
+def test_route_model_of_a_file():
+    model = sample_tuning().route_model()
+    assert model.matmul_scale("Q4_K") == 1.1 and model.matmul_scale("Q8_0") == 1.0
+    assert (model.dequantize_scale, model.product_scale) == (0.9, 1.05)
+    assert model.device == "NVIDIA Test Card, 80 GB (tuned 2026-11-25)"
+    assert "matmul Q4_K x1.1; dequantize x0.9; cuBLAS x1.05" in model.describe()
+    # the samples it was fitted on: the product is the dense route less the dequantize pass
+    samples = list(sample_routes().samples())
+    assert len(samples) == 4
+    first = samples[0]
+    assert (first.fmt, first.n, first.k, first.m) == ("Q4_K", 512, 256, 64)
+    assert (first.matmul_us, first.dequantize_us, first.product_us) == (10.0, 3.5, 5.5)
 
 
 @pytest.mark.parametrize("word", ["NaN", "Infinity", "-Infinity"])
@@ -224,9 +282,17 @@ def test_summary_table_names_every_format_and_bucket():
     tuning = sample_tuning()
     table = summary_table(tuning)
     assert tuning.device in table and "512x256, 256x512" in table
+    buckets_table, routes_table = table.split("Routes of")
     for fmt, entry in tuning.formats.items():
-        (row,) = [line for line in table.splitlines() if line.startswith(fmt)]
+        (row,) = [line for line in buckets_table.splitlines() if line.startswith(fmt)]
         assert ",".join(map(str, entry.thresholds)) in row
         assert f"M <= {entry.thresholds[0]}" in row
     (overall,) = [line for line in table.splitlines() if line.startswith("all")]
     assert "2,8" in overall and "3 <= M <= 8" in overall and "M > 8" in overall
+    # the routes: the factors, and per format and shape the threshold and the picked route's
+    # cost (here the matmul up to M = 128 at both shapes: 10 / 11 us against 9 / 12.5)
+    assert "matmul Q4_K x1.10; dequantize x0.90; cuBLAS x1.05" in routes_table
+    route_rows = [line.split() for line in routes_table.splitlines() if line.startswith("Q4_K")]
+    assert [row[1] for row in route_rows] == ["512x256", "256x512"]
+    for row in route_rows:
+        assert row[2:5] == ["M", ">", row[4]] and row[4].isdigit()
