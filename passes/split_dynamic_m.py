@@ -37,13 +37,14 @@ range of ``M`` (from the program's symbol ranges) cannot reach are dropped.
   branch takes all of them, so both sides of each cond have one signature.  Branches are
   ordinary FX graphs, runnable in eager PyTorch.
 
-Regions (option ``region``): ``op`` wraps each linear alone; ``layer`` takes the linears of
-one decoder layer (the ``blk.N.`` / ``layers.N.`` prefix of their weight's name) with the same
-``M`` and buckets; ``max`` (default) takes every linear with the same ``M`` and buckets.  A region is the convex
-closure of its linears (they and every op on a path between two of them); one that would
-hold an input, an op with side effects or another cond is cut into consecutive runs, and if
-contracting all regions at once would make a cycle every linear gets its own region.  A
-region whose outside readers need a non-tensor value falls back to one region per linear.
+Regions (option ``region``): ``op`` wraps each linear alone; ``layer`` takes the linears of one
+decoder layer (the ``blk.N.`` / ``layers.N.`` prefix of their weight's name) with the same
+``M`` and buckets; ``max`` (default) takes every linear with the same ``M`` and buckets. A
+region is the convex closure of its linears (they and every op on a path between two of them);
+one that would hold an input, an op with side effects or another cond is cut into consecutive
+runs, and if contracting all regions at once would make a cycle every linear gets its own
+region. A region whose outside readers need a non-tensor value falls back to one region per
+linear.
 
 Statistics: ``static-linear`` (kernel set directly), ``split-linear`` (linears inside
 regions), ``regions``, ``branches`` (leaf branches over all regions), ``region-nodes``
@@ -217,13 +218,14 @@ class _Splitter:
         self.graph: torch.fx.Graph = program.graph
         self.context = context
         self.rewriter = context.rewriter(program, pass_.name)
+        # each split linear's region key: (M, the buckets it reaches)
+        self.keys: dict[torch.fx.Node, tuple] = {}
 
     # ---- driver ------------------------------------------------------------------------
     def run(self) -> bool:
         linears = [n for n in self.graph.nodes if _is_auto_linear(n)]
         # a region holds linears of one M and one bucket plan (the plan follows the dtype)
         plans: dict[tuple, list[Bucket]] = {}
-        self.keys: dict[torch.fx.Node, tuple] = {}
         changed = False
         symbolic: dict[tuple, list[torch.fx.Node]] = {}
         static = 0

@@ -6,6 +6,7 @@ for another dtype than the model's linears fails once the model is exported."""
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 
 import pytest
@@ -177,3 +178,31 @@ def test_a_tuning_of_another_dtype_is_refused(gguf_path, tmp_path):
     )
     with pytest.raises(TuningError, match=message):
         compile_gguf(gguf_path, backends=(), max_seq=MAX_SEQ, tuning=tuning_path)
+
+
+def test_the_route_model_reaches_the_lowering_and_the_metadata(gguf_path, monkeypatch):
+    """A file's route model is what the lowering routes 16-bit CUDA matmuls with (this float32
+    model has none to route) and what the program's metadata names; without CUDA among the
+    backends, or without routes in the file, the metadata has no entry."""
+    import codegen
+    from compiler.generate import KEY_ROUTE_MODEL
+    from compiler.tuning import RouteTuning
+
+    timing = {"dequantize": 3.0, "matmul": (10.0,), "dense": (12.0,)}
+    routes = RouteTuning((64,), {"Q4_0": {"256x256": timing}}, {"Q4_0": 1.5}, 0.75, 0.5)
+    tuning = dataclasses.replace(make_tuning(["Q4_0"]), routes=routes)
+    seen = []
+    lower = codegen.lower
+
+    def recording_lower(*args, **kwargs):
+        seen.append(kwargs.get("route_model"))
+        return lower(*args, **kwargs)
+
+    monkeypatch.setattr(codegen, "lower", recording_lower)
+    result = compile_gguf(gguf_path, backends=("cuda",), max_seq=MAX_SEQ, tuning=tuning)
+    model = tuning.route_model()
+    assert seen == [model] and model.matmul_scale("Q4_0") == 1.5
+    assert dict(result.program.metadata)[KEY_ROUTE_MODEL] == model.describe()
+    for backends, given in (((), tuning), (("cuda",), make_tuning(["Q4_0"]))):
+        result = compile_gguf(gguf_path, backends=backends, max_seq=MAX_SEQ, tuning=given)
+        assert KEY_ROUTE_MODEL not in dict(result.program.metadata)
