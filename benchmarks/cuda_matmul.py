@@ -89,8 +89,7 @@ def bench_case(runner, portable_runner, plain_runner, fmt, n, k, m, bandwidth, g
         weight = torch.empty(n, k, dtype=torch.float16, device="cuda")
 
         def dense(i):
-            runner.dequantize(dequantize, weight_copies[i], n, k, out=weight)
-            return torch.nn.functional.linear(xs[i], weight)
+            return runner.dense_linear(dequantize, xs[i], weight_copies[i], None, n, k, weight)
 
         matmul_us, dense_us = ggufc_us, time_launches(dense, copies)
         dense_error = float((dense(0).float() - ref).norm() / ref.norm())

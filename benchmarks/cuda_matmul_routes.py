@@ -83,8 +83,9 @@ def bench_m(
         return runner.linear(kernel, xs[i % 2], weight_copies[i], None, n, k, out=outs[i % 2])
 
     def dense(i: int) -> torch.Tensor:
-        runner.dequantize(dequantize, weight_copies[i], n, k, out=dense_weight)
-        return torch.nn.functional.linear(xs[i % 2], dense_weight)
+        return runner.dense_linear(
+            dequantize, xs[i % 2], weight_copies[i], None, n, k, dense_weight
+        )
 
     times = {}
     for geometry, kernel in kernels.items():

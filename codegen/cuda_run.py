@@ -176,3 +176,19 @@ class CudaKernelRunner:
             scalars=(n, k),
         )
         return out
+
+    def dense_linear(
+        self,
+        kernel: KernelSource,
+        x: torch.Tensor,
+        blocks: torch.Tensor,
+        bias: torch.Tensor | None,
+        n: int,
+        k: int,
+        weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The dense route of a linear as a program runs it (`codegen.dense_linear`): the
+        ``dequantize`` kernel writes the N x K weight into ``weight``, then
+        ``torch.nn.functional.linear`` (cuBLAS, the program's aten::linear) multiplies."""
+        weight = self.dequantize(kernel, blocks, n, k, out=weight)
+        return torch.nn.functional.linear(x, weight, bias)

@@ -134,6 +134,7 @@ import torch.fx
 
 from compiler.errors import UnsupportedError
 from compiler.ir.printer import symbolic_expr
+from compiler.tuning import DEFAULT_BUCKETS_BY_DTYPE, kernel_for
 from runtime_schema.aten_ops import ALLOWED_ATEN_OPS
 from runtime_schema.builder import ProgramBuilder
 from runtime_schema.program import (
@@ -1106,8 +1107,6 @@ class _Lowering:
             return kernel
         if rows.is_symbolic:
             return "matmul"
-        from compiler.tuning import DEFAULT_BUCKETS_BY_DTYPE, kernel_for
-
         buckets = DEFAULT_BUCKETS_BY_DTYPE.get(KERNEL_DTYPES.get(dtype), ())
         return kernel_for(buckets, rows.size)
 

@@ -323,16 +323,21 @@ class RouteTuning:
 
     def samples(self):
         """The timings as `codegen.dense_linear.RouteSample`s."""
-        from codegen.dense_linear import RouteSample
+        return route_samples(self.timings_us, self.m_values)
 
-        for fmt, by_shape in self.timings_us.items():
-            for label, timing in by_shape.items():
-                n, k = (int(size) for size in label.split("x"))
-                for i, m in enumerate(self.m_values):
-                    product = timing["dense"][i] - timing["dequantize"]
-                    yield RouteSample(
-                        fmt, n, k, m, timing["matmul"][i], timing["dequantize"], product
-                    )
+
+def route_samples(timings_us: Mapping[str, Mapping[str, Mapping]], m_values: Sequence[int]):
+    """`RouteTuning.timings_us`-shaped route timings at ``m_values`` as
+    `codegen.dense_linear.RouteSample`s: cuBLAS's product is the dense route less the
+    dequantize pass."""
+    from codegen.dense_linear import RouteSample
+
+    for fmt, by_shape in timings_us.items():
+        for label, timing in by_shape.items():
+            n, k = (int(size) for size in label.split("x"))
+            for i, m in enumerate(m_values):
+                product = timing["dense"][i] - timing["dequantize"]
+                yield RouteSample(fmt, n, k, m, timing["matmul"][i], timing["dequantize"], product)
 
 
 @dataclass(frozen=True)
@@ -874,21 +879,11 @@ def measure_kernels(
     """kernel -> median microseconds at each of `m_values` (the fastest of `ROUNDS` rounds),
     for random `fmt` weights of `shape` (N x K) and random activations; `advance(1)` after
     each timed point of each round."""
-    import torch
-
-    from codegen.cuda_run import TORCH_DTYPES
-    from codegen.cuda_timing import rotated_copies, time_launches
+    from codegen.cuda_timing import copies_for
     from codegen.kernels import emit, pick_geometry
-    from compiler import formats
 
     n, k = shape
-    blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
-    weights = rotated_copies(blocks)
-    copies = len(weights)
-    act_dtype = TORCH_DTYPES[dtype]
-    rows = max(m_values)
-    xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
-    outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
+    inputs = _TimingInputs(fmt, shape, max(m_values), dtype, generator, copies_for)
 
     # each kernel in the geometry lowering picks for this shape and M (the matvec's narrow,
     # streamed, split-K, paired or quad one; the batched matvec's mma one up to its rows)
@@ -898,13 +893,9 @@ def measure_kernels(
     times = {kernel: [math.inf] * len(m_values) for kernel in BUCKET_KERNELS}
     for _ in range(ROUNDS):
         for i, m in enumerate(m_values):
-            x_rows = [x[:m] for x in xs]  # leading rows of a contiguous tensor: contiguous
-            out_rows = [out[:m] for out in outs]
             for kernel_name in BUCKET_KERNELS:
-                kernel = kernel_for_m(kernel_name, m)
-                launch = _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k)
-                measured = round(time_launches(launch, copies), 3)
-                times[kernel_name][i] = min(times[kernel_name][i], measured)
+                launch = inputs.linear_launch(runner, kernel_for_m(kernel_name, m), m)
+                times[kernel_name][i] = inputs.faster(times[kernel_name][i], launch)
                 if advance is not None:
                     advance(1)
     return {kernel: tuple(values) for kernel, values in times.items()}
@@ -922,66 +913,89 @@ def measure_routes(
     """A 16-bit matmul's routes for random `fmt` weights of `shape` (N x K): microseconds of
     the dequantize pass alone (``"dequantize"``), and at each of `m_values` of the GGUF
     matmul in the geometry lowering picks (``"matmul"``) and of the dense route as a program
-    runs it, the dequantize kernel then ``F.linear`` on its output (``"dense"``; the product
-    may find part of the weight it just wrote in the L2); each the fastest of `ROUNDS`
-    rounds.  `advance(2)` after each M of each round."""
+    runs it (`codegen.cuda_run.CudaKernelRunner.dense_linear`, ``"dense"``; the product may
+    find part of the weight it just wrote in the L2); each the fastest of `ROUNDS` rounds.
+    `advance(2)` after each M of each round."""
     import torch
 
     from codegen.cuda_run import TORCH_DTYPES
-    from codegen.cuda_timing import copies_for, time_launches
+    from codegen.cuda_timing import copies_for
     from codegen.kernels import emit, pick_geometry
-    from compiler import formats
 
     n, k = shape
-    blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
-    act_dtype = TORCH_DTYPES[dtype]
     rows = max(m_values)
+    act_dtype = TORCH_DTYPES[dtype]
     # copies enough for a launch's weights, activations and output together to pass the L2
     # (at 1024 rows the activations can outweigh the weights)
     act_bytes = rows * (k + n) * torch.finfo(act_dtype).bits // 8
-    copies = copies_for(blocks.numel() + act_bytes)
-    weights = [blocks] + [blocks.clone() for _ in range(copies - 1)]
-    xs = [torch.randn(rows, k, device="cuda", dtype=act_dtype) for _ in range(copies)]
-    outs = [torch.empty(rows, n, device="cuda", dtype=act_dtype) for _ in range(copies)]
+    inputs = _TimingInputs(
+        fmt, shape, rows, dtype, generator, lambda nbytes: copies_for(nbytes + act_bytes)
+    )
     dense_weight = torch.empty(n, k, device="cuda", dtype=act_dtype)
     dequantize = emit("cuda", fmt, "dequantize", dtype)
 
     def dequantize_copy(i: int):
-        return runner.dequantize(dequantize, weights[i], n, k, out=dense_weight)
+        return runner.dequantize(dequantize, inputs.weights[i], n, k, out=dense_weight)
 
     dequantize_us = math.inf
     times = {route: [math.inf] * len(m_values) for route in ("matmul", "dense")}
     for _ in range(ROUNDS):
-        dequantize_us = min(dequantize_us, round(time_launches(dequantize_copy, copies), 3))
+        dequantize_us = inputs.faster(dequantize_us, dequantize_copy)
         for index, m in enumerate(m_values):
             geometry = pick_geometry("cuda", fmt, "matmul", dtype, n, k, m)
             kernel = emit("cuda", fmt, "matmul", dtype, geometry)
-            x_rows = [x[:m] for x in xs]
-            out_rows = [out[:m] for out in outs]
 
-            def dense(i: int, x_rows=x_rows):
-                dequantize_copy(i)
-                return torch.nn.functional.linear(x_rows[i], dense_weight)  # aten::linear's
+            def dense(i: int, m=m):
+                x = inputs.xs[i][:m]
+                return runner.dense_linear(
+                    dequantize, x, inputs.weights[i], None, n, k, dense_weight
+                )
 
-            launches = {
-                "matmul": _linear_launch(runner, kernel, x_rows, weights, out_rows, n, k),
-                "dense": dense,
-            }
+            launches = {"matmul": inputs.linear_launch(runner, kernel, m), "dense": dense}
             for route, launch in launches.items():
-                measured = round(time_launches(launch, copies), 3)
-                times[route][index] = min(times[route][index], measured)
+                times[route][index] = inputs.faster(times[route][index], launch)
             if advance is not None:
                 advance(2)
     return {"dequantize": dequantize_us, **{route: tuple(v) for route, v in times.items()}}
 
 
-def _linear_launch(runner, kernel, xs, weights, outs, n: int, k: int) -> Callable[[int], object]:
-    """``launch(i)``: one run of `kernel` on copy ``i`` of the activations and weights."""
+class _TimingInputs:
+    """Random `fmt` weights of `shape` and random activations / outputs of up to ``rows``
+    rows, in ``copies_of(packed weight bytes)`` copies to rotate over (codegen.cuda_timing)."""
 
-    def launch(i: int):
-        return runner.linear(kernel, xs[i], weights[i], None, n, k, out=outs[i])
+    def __init__(self, fmt: str, shape, rows: int, dtype: str, generator, copies_of):
+        import torch
 
-    return launch
+        from codegen.cuda_run import TORCH_DTYPES
+        from compiler import formats
+
+        self.n, self.k = shape
+        blocks = formats.random_blocks(fmt, self.n, self.k, generator=generator).cuda()
+        self.copies = copies_of(blocks.numel())
+        self.weights = [blocks] + [blocks.clone() for _ in range(self.copies - 1)]
+        act_dtype = TORCH_DTYPES[dtype]
+        self.xs = [
+            torch.randn(rows, self.k, device="cuda", dtype=act_dtype) for _ in range(self.copies)
+        ]
+        self.outs = [
+            torch.empty(rows, self.n, device="cuda", dtype=act_dtype) for _ in range(self.copies)
+        ]
+
+    def linear_launch(self, runner, kernel, m: int) -> Callable[[int], object]:
+        """``launch(i)``: `kernel` on the first ``m`` rows of copy ``i`` (leading rows of a
+        contiguous tensor: contiguous)."""
+
+        def launch(i: int):
+            x, out = self.xs[i][:m], self.outs[i][:m]
+            return runner.linear(kernel, x, self.weights[i], None, self.n, self.k, out=out)
+
+        return launch
+
+    def faster(self, previous: float, launch: Callable[[int], object]) -> float:
+        """The lesser of ``previous`` and `launch`'s median time now (microseconds)."""
+        from codegen.cuda_timing import time_launches
+
+        return min(previous, round(time_launches(launch, self.copies), 3))
 
 
 def tune(
@@ -1075,8 +1089,7 @@ def fitted_routes(timings: Mapping[str, Mapping[str, Mapping]], m_values, device
     with the route model fitted on them (`codegen.dense_linear.fit_route_model`)."""
     from codegen.dense_linear import fit_route_model
 
-    unfitted = RouteTuning(tuple(m_values), timings, {}, 1.0, 1.0)
-    model = fit_route_model(unfitted.samples(), device)
+    model = fit_route_model(route_samples(timings, m_values), device)
     return RouteTuning(
         m_values=tuple(m_values),
         timings_us=timings,
