@@ -1,4 +1,5 @@
-"""Programmatic dependent launch: ``cuLaunchKernelEx`` through ctypes on the CUDA driver.
+"""The CUDA driver through ctypes: ``cuLaunchKernelEx`` (programmatic dependent launch, and
+kernels that take tensor maps) and ``cuTensorMapEncodeTiled``.
 
 A kernel launched with the launch attribute ``CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION``
 may start before the kernel ahead of it in the stream has finished: its blocks are scheduled
@@ -11,7 +12,10 @@ CuPy launches through ``cuLaunchKernel``, which takes no attributes, so this mod
 ``cuLaunchKernelEx`` itself on the function CuPy compiled (``Function.ptr``).  The structures
 are those of ``cuda.h`` (CUDA 12 and 13), their sizes checked below: ``CUlaunchAttribute`` is
 an id and a 64-byte value union at offset 8; ``CUlaunchConfig`` three grid and three block
-sizes, the dynamic shared memory, the stream, the attribute array and its length.
+sizes, the dynamic shared memory, the stream, the attribute array and its length.  CuPy's
+launch takes no argument that is not a pointer or a scalar either, so a kernel taking a tensor
+map (a 128-byte ``CUtensorMap`` by value, ``KernelSource.tensor_maps``) is launched here too,
+with or without the attribute.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import ctypes
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from runtime_schema.cuda_launcher import CudaLaunchError
 
@@ -59,7 +64,8 @@ assert ctypes.sizeof(_LaunchConfig) == 56 and _LaunchConfig.stream.offset == 32
 
 
 class DependentLauncher:
-    """Launches CUfunctions with programmatic stream serialization allowed."""
+    """Launches CUfunctions through ``cuLaunchKernelEx``, with programmatic stream
+    serialization allowed unless a launch says otherwise."""
 
     def __init__(self):
         try:
@@ -87,11 +93,13 @@ class DependentLauncher:
         block: Sequence[int],
         shared_memory_bytes: int,
         stream: int,
-        params: Sequence[np.generic],
+        params: Sequence[np.generic | np.ndarray],
         name: str,
+        dependent: bool = True,
     ) -> None:
         """Launches CUfunction ``function`` on CUstream ``stream``; ``params`` are the kernel's
-        arguments as numpy scalars of their C types (`cuda_launcher`'s convention)."""
+        arguments as numpy scalars of their C types (`cuda_launcher`'s convention), or arrays
+        of an argument's bytes (a tensor map).  ``dependent=False``: without the attribute."""
         # one contiguous copy of each argument, alive for the call
         values = [np.array(p) for p in params]
         pointers = (ctypes.c_void_p * len(values))(*(v.ctypes.data for v in values))
@@ -101,11 +109,96 @@ class DependentLauncher:
             shared_memory_bytes=shared_memory_bytes,
             stream=stream,
             attributes=ctypes.pointer(self._attribute),
-            attribute_count=1,
+            attribute_count=1 if dependent else 0,
         )
         status = self._launch(ctypes.byref(config), function, pointers, None)
         if status != CUDA_SUCCESS:
             raise DriverLaunchError(f"cuLaunchKernelEx of {name!r}: CUresult {status}")
 
 
-__all__ = ["PROGRAMMATIC_STREAM_SERIALIZATION", "DependentLauncher", "DriverLaunchError"]
+# cuda.h: CUtensorMapDataType by torch dtype, and the fixed choices of ggufc's tensor maps
+TENSOR_MAP_DATA_TYPES = {torch.float16: 6, torch.float32: 7, torch.bfloat16: 9}
+TENSOR_MAP_BYTES = 128
+TENSOR_MAP_ALIGNMENT = 16  # bytes: the global address and every row stride
+TENSOR_MAP_INTERLEAVE_NONE = 0
+TENSOR_MAP_SWIZZLE_128B = 3  # the layout wgmma reads (codegen/kernels/cuda/matmul_wgmma.cuh)
+TENSOR_MAP_L2_PROMOTION_256B = 3
+TENSOR_MAP_OOB_FILL_ZEROS = 0  # CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE: zeros past the edges
+
+
+class TensorMapEncoder:
+    """``cuTensorMapEncodeTiled``: the 128 bytes of a 2-D tensor map (CUDA 12+ driver)."""
+
+    def __init__(self):
+        try:
+            encode = ctypes.CDLL("libcuda.so.1").cuTensorMapEncodeTiled
+        except (OSError, AttributeError) as exc:
+            raise DriverLaunchError(
+                f"tensor maps need cuTensorMapEncodeTiled (CUDA 12+ driver): {exc}"
+            ) from exc
+        u64s, u32s = ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint32)
+        encode.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_uint32,
+            ctypes.c_void_p,
+            u64s,
+            u64s,
+            u32s,
+            u32s,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        encode.restype = ctypes.c_int
+        self._encode = encode
+
+    def encode(self, tensor: torch.Tensor, box_inner: int, box_rows: int, where: str) -> np.ndarray:
+        """The map of contiguous ``tensor`` as a [rows, last dim] matrix with boxes of
+        ``box_rows`` x ``box_inner`` elements (128-byte swizzle, zeros past the edges);
+        ``where`` names the kernel and parameter in errors."""
+        data_type = TENSOR_MAP_DATA_TYPES.get(tensor.dtype)
+        inner = tensor.shape[-1] if tensor.dim() else 1
+        row_bytes = inner * tensor.element_size()
+        if data_type is None or not tensor.is_contiguous() or tensor.numel() == 0:
+            raise DriverLaunchError(
+                f"{where}: a tensor map needs a non-empty contiguous tensor of "
+                f"{sorted(str(d) for d in TENSOR_MAP_DATA_TYPES)}, got {tensor.dtype} "
+                f"{tuple(tensor.shape)} (contiguous: {tensor.is_contiguous()})"
+            )
+        if tensor.data_ptr() % TENSOR_MAP_ALIGNMENT or row_bytes % TENSOR_MAP_ALIGNMENT:
+            raise DriverLaunchError(
+                f"{where}: a tensor map needs its address and rows ({row_bytes} bytes) on "
+                f"{TENSOR_MAP_ALIGNMENT}-byte boundaries (address {tensor.data_ptr():#x})"
+            )
+        result = np.zeros(TENSOR_MAP_BYTES, dtype=np.uint8)
+        status = self._encode(
+            result.ctypes.data,
+            data_type,
+            2,
+            tensor.data_ptr(),
+            (ctypes.c_uint64 * 2)(inner, tensor.numel() // inner),
+            (ctypes.c_uint64 * 1)(row_bytes),
+            (ctypes.c_uint32 * 2)(box_inner, box_rows),
+            (ctypes.c_uint32 * 2)(1, 1),
+            TENSOR_MAP_INTERLEAVE_NONE,
+            TENSOR_MAP_SWIZZLE_128B,
+            TENSOR_MAP_L2_PROMOTION_256B,
+            TENSOR_MAP_OOB_FILL_ZEROS,
+        )
+        if status != CUDA_SUCCESS:
+            raise DriverLaunchError(
+                f"{where}: cuTensorMapEncodeTiled of a {tuple(tensor.shape)} {tensor.dtype} "
+                f"tensor with {box_rows} x {box_inner} boxes: CUresult {status}"
+            )
+        return result
+
+
+__all__ = [
+    "PROGRAMMATIC_STREAM_SERIALIZATION",
+    "TENSOR_MAP_DATA_TYPES",
+    "DependentLauncher",
+    "DriverLaunchError",
+    "TensorMapEncoder",
+]

@@ -8,7 +8,10 @@
   NVRTC as a name expression.
 * Parameters, in order (the contract with `codegen`): one device pointer per tensor
   (inputs, then outputs), then the scalar arguments: ints as int64, floats as float32,
-  bools as int32.
+  bools as int32, then one 128-byte tensor map per entry of the source's ``tensor_maps``
+  (encoded here for the tensor it names, `runtime_schema.cuda_driver.TensorMapEncoder`;
+  such a kernel is launched through ``cuLaunchKernelEx``, with or without the dependent
+  launch's attribute).
 * Launched on PyTorch's current CUDA stream, so it is ordered with the torch ops around it.
 * A source marked ``dependent_launch`` (every ggufc CUDA kernel: it waits for the kernels
   before it, ``prelude.cuh``) is launched on a compute capability 9.0+ device with
@@ -125,10 +128,12 @@ class CudaLauncher:
                 and torch.cuda.get_device_capability() >= DEPENDENT_LAUNCH_MIN_CAPABILITY
             )
         self._dependent = None
+        self._driver = None  # cuLaunchKernelEx, for dependent launches and tensor maps
+        self._tensor_maps = None  # cuTensorMapEncodeTiled, once a source takes a tensor map
         if dependent_launch:
             from runtime_schema.cuda_driver import DependentLauncher
 
-            self._dependent = DependentLauncher()
+            self._dependent = self._driver = DependentLauncher()
 
     @property
     def dependent_launch(self) -> bool:
@@ -190,6 +195,27 @@ class CudaLauncher:
             ) from exc
         self._shared_allowed[id(fn)] = nbytes
 
+    def _driver_launcher(self):
+        if self._driver is None:
+            from runtime_schema.cuda_driver import DependentLauncher
+
+            self._driver = DependentLauncher()
+        return self._driver
+
+    def _encode_tensor_maps(self, source: KernelSource, tensors) -> tuple[np.ndarray, ...]:
+        """The tensor maps ``source`` takes after its scalars, for this launch's tensors."""
+        if self._tensor_maps is None:
+            from runtime_schema.cuda_driver import TensorMapEncoder
+
+            self._tensor_maps = TensorMapEncoder()
+        maps = []
+        for i, m in enumerate(source.tensor_maps):
+            where = f"{source.entry!r} tensor map {i} (tensor {m.tensor})"
+            if not 0 <= m.tensor < len(tensors):
+                raise CudaLaunchError(f"{where}: the launch has {len(tensors)} tensors")
+            maps.append(self._tensor_maps.encode(tensors[m.tensor], m.box_inner, m.box_rows, where))
+        return tuple(maps)
+
     def launch(
         self, source, *, grid, block, shared_memory_bytes, tensors, scalars, dependent=True
     ) -> None:
@@ -203,8 +229,11 @@ class CudaLauncher:
         params = tuple(np.uint64(t.data_ptr()) for t in tensors) + tuple(
             _scalar(s) for s in scalars
         )
-        if dependent and self._dependent is not None and source.dependent_launch:
-            self._dependent.launch(
+        dependent = dependent and self._dependent is not None and source.dependent_launch
+        if source.tensor_maps:
+            params += self._encode_tensor_maps(source, tensors)
+        if dependent or source.tensor_maps:
+            self._driver_launcher().launch(
                 _function_handle(fn),
                 grid,
                 block,
@@ -212,6 +241,7 @@ class CudaLauncher:
                 torch.cuda.current_stream().cuda_stream,
                 params,
                 source.entry,
+                dependent=dependent,
             )
             return
         stream = self._torch_stream()

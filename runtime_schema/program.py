@@ -45,8 +45,8 @@ import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
 # 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both; 4: GATED_GELU;
-# 5: KernelSource.dependent_launch
-SCHEMA_VERSION = 5
+# 5: KernelSource.dependent_launch; 6: KernelSource.tensor_maps
+SCHEMA_VERSION = 6
 
 # A value index / chain index that means "none" in a Dim.
 NO_VALUE = -1
@@ -289,6 +289,17 @@ class Argument:
 
 
 @dataclass(frozen=True)
+class TensorMap:
+    """A CUDA tensor map the launcher encodes for the kernel's tensor parameter ``tensor``
+    (inputs, then outputs) and passes after the args: boxes of ``box_rows`` x ``box_inner``
+    elements of the tensor as a [rows, last dim] matrix, 128-byte swizzle (schema.fbs)."""
+
+    tensor: int
+    box_inner: int
+    box_rows: int
+
+
+@dataclass(frozen=True)
 class KernelSource:
     backend: Backend
     entry: str
@@ -297,6 +308,8 @@ class KernelSource:
     # CUDA: the kernel waits for the kernels before it before reading its inputs, so it may
     # be launched while they run (schema.fbs; runtime_schema.cuda_launcher)
     dependent_launch: bool = False
+    # CUDA: the tensor maps the kernel takes after its args (runtime_schema.cuda_launcher)
+    tensor_maps: tuple[TensorMap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -437,6 +450,7 @@ __all__ = [
     "SymOp",
     "TensorInfo",
     "TensorListRef",
+    "TensorMap",
     "TensorRef",
     "Value",
 ]

@@ -61,6 +61,7 @@ from runtime_schema.program import (
     SymOp,
     TensorInfo,
     TensorListRef,
+    TensorMap,
     TensorRef,
     Value,
 )
@@ -421,6 +422,14 @@ def _kernel_source(t: _Table) -> KernelSource:
         source=t.string(2, "source", kernel_code=True),
         header=t.string(3, "header", kernel_code=True),
         dependent_launch=bool(t.scalar(4, "dependent_launch", "u8")),
+        tensor_maps=tuple(
+            TensorMap(
+                tensor=m.scalar(0, "tensor", "u32"),
+                box_inner=m.scalar(1, "box_inner", "u32"),
+                box_rows=m.scalar(2, "box_rows", "u32"),
+            )
+            for m in t.tables(5, "tensor_maps")
+        ),
     )
 
 

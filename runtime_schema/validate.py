@@ -54,12 +54,15 @@ from runtime_schema.program import (
     SymOp,
     TensorInfo,
     TensorListRef,
+    TensorMap,
     TensorRef,
 )
 
 # Deepest nesting of IfNode branches (the interpreter recurses once per level).
 MAX_CHAIN_DEPTH = 64
 GRID_RANK = 3
+# a tensor map's box: at most 256 elements a side (cuTensorMapEncodeTiled's boxDim)
+TENSOR_MAP_MAX_BOX = 256
 # Positions of the GGUF weight blocks among a KernelNode's inputs (the other ops have none).
 KERNEL_WEIGHT_INPUTS = {OpKind.LINEAR: (1,), OpKind.EMBEDDING: (0,), OpKind.DEQUANTIZE: (0,)}
 # Operand counts of the reference op of each KernelNode op kind: (inputs allowed, outputs).
@@ -301,6 +304,27 @@ class _Validator:
         for j, raw in enumerate(chain.results):
             self.use(self.index(raw, f"chains[{c}].results[{j}]"), defined, f"chains[{c}].results")
 
+    def tensor_maps(self, node: KernelNode, source, backend: Backend, where: str) -> None:
+        """A source's tensor maps: CUDA's only, each of a tensor parameter of the node, with
+        boxes the tensor memory accelerator takes (1 to TENSOR_MAP_MAX_BOX a side)."""
+        if source.tensor_maps and backend != Backend.CUDA:
+            raise ProgramFormatError(
+                f"{where}: only CUDA kernels take tensor maps, this is {backend.name}"
+            )
+        tensors = len(node.inputs) + len(node.outputs)
+        for i, m in enumerate(source.tensor_maps):
+            if not isinstance(m, TensorMap):
+                raise ProgramFormatError(f"{where}[{i}]: expected a TensorMap")
+            if not 0 <= m.tensor < tensors:
+                raise ProgramFormatError(
+                    f"{where}[{i}].tensor: {m.tensor} is not one of the node's {tensors} tensors"
+                )
+            for side in ("box_inner", "box_rows"):
+                if not 1 <= getattr(m, side) <= TENSOR_MAP_MAX_BOX:
+                    raise ProgramFormatError(
+                        f"{where}[{i}].{side}: {getattr(m, side)}, expected 1 to {TENSOR_MAP_MAX_BOX}"
+                    )
+
     def kernel(self, node: KernelNode, defined: set[int], where: str) -> None:
         if not isinstance(node.name, str):
             raise ProgramFormatError(f"{where}.name: expected a string")
@@ -327,6 +351,7 @@ class _Validator:
                     f"{where}.sources[{s}].dependent_launch: only CUDA kernels launch "
                     f"dependently, this source is {backend.name}"
                 )
+            self.tensor_maps(node, source, backend, f"{where}.sources[{s}].tensor_maps")
         for attr in ("grid", "block"):
             dims = getattr(node, attr)
             if len(dims) != GRID_RANK:

@@ -64,6 +64,7 @@ from runtime_schema.generated import SymIntRef as fb_SymIntRef
 from runtime_schema.generated import SymNode as fb_SymNode
 from runtime_schema.generated import TensorInfo as fb_TensorInfo
 from runtime_schema.generated import TensorListRef as fb_TensorListRef
+from runtime_schema.generated import TensorMap as fb_TensorMap
 from runtime_schema.generated import TensorRef as fb_TensorRef
 from runtime_schema.generated import Value as fb_Value
 from runtime_schema.generated.ArgValue import ArgValue as fb_ArgValue
@@ -92,6 +93,7 @@ from runtime_schema.program import (
     SymNode,
     TensorInfo,
     TensorListRef,
+    TensorMap,
     TensorRef,
     Value,
 )
@@ -409,18 +411,34 @@ class _ProgramEncoder:
     def arguments(self, start, args) -> int:
         return self.b.offset_vector(start, [self.argument(a) for a in args])
 
+    def tensor_map(self, m: TensorMap) -> int:
+        fb = self.fb
+        fb_TensorMap.Start(fb)
+        fb_TensorMap.AddTensor(fb, m.tensor)
+        fb_TensorMap.AddBoxInner(fb, m.box_inner)
+        fb_TensorMap.AddBoxRows(fb, m.box_rows)
+        return fb_TensorMap.End(fb)
+
     def kernel(self, k: KernelNode) -> int:
         fb, b = self.fb, self.b
         name = b.string(k.name)
         sources = []
         for s in k.sources:
             entry, source, header = b.string(s.entry), b.string(s.source), b.string(s.header)
+            maps = None
+            if s.tensor_maps:
+                maps = b.offset_vector(
+                    fb_KernelSource.StartTensorMapsVector,
+                    [self.tensor_map(m) for m in s.tensor_maps],
+                )
             fb_KernelSource.Start(fb)
             fb_KernelSource.AddBackend(fb, int(s.backend))
             fb_KernelSource.AddEntry(fb, entry)
             fb_KernelSource.AddSource(fb, source)
             fb_KernelSource.AddHeader(fb, header)
             fb_KernelSource.AddDependentLaunch(fb, s.dependent_launch)
+            if maps is not None:
+                fb_KernelSource.AddTensorMaps(fb, maps)
             sources.append(fb_KernelSource.End(fb))
         sources_vec = b.offset_vector(fb_KernelNode.StartSourcesVector, sources)
         inputs = b.uint_vector(fb_KernelNode.StartInputsVector, k.inputs)

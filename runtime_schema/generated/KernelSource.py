@@ -63,8 +63,33 @@ class KernelSource(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # KernelSource
+    def TensorMaps(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from runtime_schema.generated.TensorMap import TensorMap
+            obj = TensorMap()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # KernelSource
+    def TensorMapsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # KernelSource
+    def TensorMapsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        return o == 0
+
 def KernelSourceStart(builder):
-    builder.StartObject(5)
+    builder.StartObject(6)
 
 def Start(builder):
     KernelSourceStart(builder)
@@ -98,6 +123,18 @@ def KernelSourceAddDependentLaunch(builder, dependentLaunch):
 
 def AddDependentLaunch(builder, dependentLaunch):
     KernelSourceAddDependentLaunch(builder, dependentLaunch)
+
+def KernelSourceAddTensorMaps(builder, tensorMaps):
+    builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(tensorMaps), 0)
+
+def AddTensorMaps(builder, tensorMaps):
+    KernelSourceAddTensorMaps(builder, tensorMaps)
+
+def KernelSourceStartTensorMapsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+def StartTensorMapsVector(builder, numElems):
+    return KernelSourceStartTensorMapsVector(builder, numElems)
 
 def KernelSourceEnd(builder):
     return builder.EndObject()

@@ -1,5 +1,5 @@
-"""The dependent launch's ctypes marshalling (runtime_schema.cuda_driver), without a GPU: a
-stand-in for cuLaunchKernelEx receives what the driver would."""
+"""The CUDA driver's ctypes marshalling (runtime_schema.cuda_driver), without a GPU: stand-ins
+for cuLaunchKernelEx and cuTensorMapEncodeTiled receive what the driver would."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from runtime_schema.cuda_driver import (
     DriverLaunchError,
 )
 from runtime_schema.cuda_launcher import CudaLaunchError
+
+
+def _value(c_object):
+    """A ctypes scalar's value, or an array's bytes."""
+    return bytes(c_object) if isinstance(c_object, ctypes.Array) else c_object.value
 
 
 class FakeDriver:
@@ -41,7 +46,7 @@ class FakeDriver:
                         "attributes": (c.attribute_count, attribute.id, attribute.value[0]),
                         "function": function,
                         "params": [
-                            ctypes.cast(v, ctypes.POINTER(t)).contents.value
+                            _value(ctypes.cast(v, ctypes.POINTER(t)).contents)
                             for v, t in zip(values, driver.expect, strict=True)
                         ],
                         "extra": extra,
@@ -86,3 +91,97 @@ def test_a_driver_without_the_entry_point_is_named(monkeypatch):
     monkeypatch.setattr(cuda_driver.ctypes, "CDLL", missing)
     with pytest.raises(DriverLaunchError, match="cuLaunchKernelEx"):
         DependentLauncher()
+
+
+def test_a_launch_may_leave_out_the_dependent_attribute(monkeypatch):
+    """A kernel that takes a tensor map is launched here whether or not it may start early;
+    the map's 128 bytes pass by value like any argument."""
+    driver = FakeDriver()
+    launcher = launcher_with(monkeypatch, driver)
+    tensor_map = np.arange(128, dtype=np.uint8)
+    driver.expect = (ctypes.c_int32, ctypes.c_uint8 * 128)
+    launcher.launch(1, (1, 1, 1), (32, 1, 1), 0, 0, (np.int32(7), tensor_map), "k", dependent=False)
+    (call,) = driver.calls
+    assert call["attributes"][0] == 0
+    assert call["params"] == [7, bytes(range(128))]
+
+
+class FakeEncoder:
+    """libcuda with a cuTensorMapEncodeTiled that records its arguments and fills the map."""
+
+    def __init__(self, status=0):
+        self.status, self.calls = status, []
+        encoder = self
+
+        class Function:
+            argtypes = restype = None
+
+            def __call__(self, out, dtype, rank, address, dims, strides, box, steps, *modes):
+                encoder.calls.append(
+                    {
+                        "dtype": dtype,
+                        "rank": rank,
+                        "address": address,
+                        "dims": tuple(dims[i] for i in range(rank)),
+                        "strides": tuple(strides[i] for i in range(rank - 1)),
+                        "box": tuple(box[i] for i in range(rank)),
+                        "steps": tuple(steps[i] for i in range(rank)),
+                        "modes": modes,
+                    }
+                )
+                ctypes.memset(out, 0xAB, cuda_driver.TENSOR_MAP_BYTES)
+                return encoder.status
+
+        self.cuTensorMapEncodeTiled = Function()
+
+
+def encoder_with(monkeypatch, library):
+    monkeypatch.setattr(cuda_driver.ctypes, "CDLL", lambda name: library)
+    return cuda_driver.TensorMapEncoder()
+
+
+def test_a_tensor_map_is_the_tensor_as_rows_of_its_last_dim(monkeypatch):
+    import torch
+
+    library = FakeEncoder()
+    encoder = encoder_with(monkeypatch, library)
+    x = torch.zeros(3, 5, 64, dtype=torch.float16)
+    encoded = encoder.encode(x, 64, 256, "k tensor map 0")
+    assert encoded.dtype == np.uint8 and bytes(encoded) == b"\xab" * 128
+    (call,) = library.calls
+    assert call["dtype"] == cuda_driver.TENSOR_MAP_DATA_TYPES[torch.float16]
+    assert call["rank"] == 2 and call["address"] == x.data_ptr()
+    assert call["dims"] == (64, 15) and call["strides"] == (128,)
+    assert call["box"] == (64, 256) and call["steps"] == (1, 1)
+    assert call["modes"] == (
+        cuda_driver.TENSOR_MAP_INTERLEAVE_NONE,
+        cuda_driver.TENSOR_MAP_SWIZZLE_128B,
+        cuda_driver.TENSOR_MAP_L2_PROMOTION_256B,
+        cuda_driver.TENSOR_MAP_OOB_FILL_ZEROS,
+    )
+
+
+def test_tensors_a_map_cannot_describe_are_refused_by_name(monkeypatch):
+    import torch
+
+    library = FakeEncoder()
+    encoder = encoder_with(monkeypatch, library)
+    with pytest.raises(DriverLaunchError, match="'k' tensor map 0: .*contiguous"):
+        encoder.encode(torch.zeros(64, 8, dtype=torch.float16).T, 64, 8, "'k' tensor map 0")
+    with pytest.raises(DriverLaunchError, match="'k' tensor map 0: .*torch.int64"):
+        encoder.encode(torch.zeros(8, 64, dtype=torch.int64), 64, 8, "'k' tensor map 0")
+    with pytest.raises(DriverLaunchError, match=r"rows \(6 bytes\) on 16-byte boundaries"):
+        encoder.encode(torch.zeros(8, 3, dtype=torch.float16), 64, 8, "'k' tensor map 0")
+    shifted = torch.zeros(8 * 64 + 1, dtype=torch.float16)[1:].view(8, 64)
+    with pytest.raises(DriverLaunchError, match="16-byte boundaries"):
+        encoder.encode(shifted, 64, 8, "'k' tensor map 0")
+    assert not library.calls
+    library.status = 1
+    with pytest.raises(DriverLaunchError, match=r"cuTensorMapEncodeTiled .* CUresult 1"):
+        encoder.encode(torch.zeros(8, 64, dtype=torch.float16), 64, 8, "'k' tensor map 0")
+
+
+def test_a_driver_without_the_tensor_map_entry_point_is_named(monkeypatch):
+    monkeypatch.setattr(cuda_driver.ctypes, "CDLL", lambda name: object())
+    with pytest.raises(DriverLaunchError, match="cuTensorMapEncodeTiled"):
+        cuda_driver.TensorMapEncoder()

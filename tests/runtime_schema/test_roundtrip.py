@@ -39,6 +39,7 @@ from runtime_schema.program import (
     KernelSource,
     OpKind,
     QuantFormat,
+    TensorMap,
     TensorRef,
 )
 from runtime_schema.synthetic import layered_program
@@ -133,6 +134,57 @@ def test_dependent_launch_mark_round_trips(dependent_launch):
     loaded = load_program_bytes(program_to_bytes(program)).program
     assert loaded == program
     assert {n.sources[0].dependent_launch for n in loaded.main.instructions} == {dependent_launch}
+
+
+def _with_source(program, source: KernelSource):
+    """``program`` (one kernel node, `_kernel_program(1, ...)`) with that node's source."""
+    import dataclasses
+
+    (node,) = program.main.instructions
+    bad = dataclasses.replace(node, sources=(source,))
+    chain = dataclasses.replace(program.main, instructions=(bad,))
+    chains = tuple(chain if c is program.main else c for c in program.chains)
+    return dataclasses.replace(program, chains=chains)
+
+
+def test_tensor_maps_round_trip():
+    program = _kernel_program(1, "/* kernel */")
+    maps = (TensorMap(tensor=0, box_inner=64, box_rows=256), TensorMap(2, 32, 1))
+    mapped = _with_source(
+        program, KernelSource(Backend.CUDA, "k", "/* kernel */", tensor_maps=maps)
+    )
+    loaded = load_program_bytes(program_to_bytes(mapped)).program
+    assert loaded == mapped
+    assert loaded.main.instructions[0].sources[0].tensor_maps == maps
+    # a source without maps reads back with none
+    assert load_program_bytes(program_to_bytes(program)).program == program
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            KernelSource(Backend.METAL, "k", "", tensor_maps=(TensorMap(0, 64, 128),)),
+            "only CUDA kernels take tensor maps",
+        ),
+        (
+            KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(3, 64, 128),)),
+            r"tensor_maps\[0\].tensor: 3 is not one of the node's 3 tensors",
+        ),
+        (
+            KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(0, 64, 257),)),
+            r"tensor_maps\[0\].box_rows: 257, expected 1 to 256",
+        ),
+        (
+            KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(0, 0, 128),)),
+            r"box_inner: 0, expected 1 to 256",
+        ),
+    ],
+)
+def test_bad_tensor_maps_are_refused(source, message):
+    program = _with_source(_kernel_program(1, "/* kernel */"), source)
+    with pytest.raises(ProgramFormatError, match=message):
+        program_to_bytes(program)
 
 
 def test_dependent_launch_mark_only_on_cuda_sources():
