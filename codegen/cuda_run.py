@@ -30,7 +30,15 @@ def program_source(kernel: KernelSource):
         source=kernel.source,
         header=kernel.header,
         dependent_launch=kernel.dependent_launch,
+        tensor_maps=program_tensor_maps(kernel.launch),
     )
+
+
+def program_tensor_maps(launch) -> tuple:
+    """A launch rule's tensor maps as a program's `runtime_schema.program.TensorMap`s."""
+    from runtime_schema.program import TensorMap
+
+    return tuple(TensorMap(m.tensor, m.box_inner, m.box_rows) for m in launch.tensor_maps)
 
 
 def _check_tensor(name: str, tensor: torch.Tensor, kernel: KernelSource) -> None:

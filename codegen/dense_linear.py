@@ -124,7 +124,7 @@ def matmul_estimate_us(
 ) -> float:
     """The GGUF matmul's modelled time for ``m`` rows of an N x K ``fmt`` weight, in the
     geometry the lowering picks (`codegen.kernels.emitter.matmul_geometry_of`)."""
-    cost = matmul_cost(n, k, m, matmul_geometry_of(n, k, m))
+    cost = matmul_cost(fmt, n, k, m, matmul_geometry_of(fmt, n, k, m))
     return model.matmul_scale(fmt) * MATMUL_US_PER_COLUMN[fmt] * cost
 
 
@@ -232,7 +232,7 @@ def matmul_routes(
     dense_from = high
     if serves(fmt, dtype, n, k):
         dense_from = min(high, dense_threshold(fmt, n, k, model))
-    routes = matmul_geometry_segments(n, k, low, dense_from) if low <= dense_from else []
+    routes = matmul_geometry_segments(fmt, n, k, low, dense_from) if low <= dense_from else []
     if dense_from < high:
         routes.append((high, DENSE_ROUTE))
     return routes

@@ -132,6 +132,7 @@ import sympy
 import torch
 import torch.fx
 
+from codegen.cuda_run import program_tensor_maps
 from compiler.errors import UnsupportedError
 from compiler.ir.printer import symbolic_expr
 from compiler.tuning import DEFAULT_BUCKETS_BY_DTYPE, kernel_for
@@ -1367,12 +1368,14 @@ class _Lowering:
 
 def _kernel_source(backend: str, generated) -> KernelSource:
     """The program's KernelSource of an emitted kernel for ``backend``."""
+    launch = getattr(generated, "launch", None)  # a GeneratedKernel (attention, ...) has none
     return KernelSource(
         backend=BACKEND_ENUMS[backend],
         entry=generated.entry,
         source=generated.source,
         header=generated.header,
         dependent_launch=generated.dependent_launch,
+        tensor_maps=program_tensor_maps(launch) if backend == "cuda" and launch else (),
     )
 
 

@@ -21,7 +21,7 @@ from codegen.kernels.emitter import (
     pick_geometry,
     translation_unit,
 )
-from codegen.kernels.launch import GridExtent, LaunchRule
+from codegen.kernels.launch import GridExtent, LaunchRule, TensorMapRule
 
 __all__ = [
     "BACKENDS",
@@ -32,6 +32,7 @@ __all__ = [
     "GridExtent",
     "KernelSource",
     "LaunchRule",
+    "TensorMapRule",
     "all_kernels",
     "emit",
     "emit_header",

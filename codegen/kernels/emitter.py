@@ -47,7 +47,7 @@ from pathlib import Path
 
 import jinja2
 
-from codegen.kernels.launch import PART_WEIGHTS, GridExtent, LaunchRule, ceil_div
+from codegen.kernels.launch import PART_WEIGHTS, GridExtent, LaunchRule, TensorMapRule, ceil_div
 from compiler.errors import UnsupportedError
 from compiler.formats import FORMATS
 
@@ -491,22 +491,34 @@ MATMUL_GROUP_STEPS = {"Q4_0": 4, "Q5_0": 4, "Q8_0": 2, "Q4_K": 4, "Q5_K": 4, "Q6
 # K a tile).  A block's time is its K steps whatever rows its tile holds, so where the tiles
 # fill less than a wave (4096x14336 below M = 128: 32 blocks on 132 SMs) 64-row tiles and K
 # split over a cluster fill it (session 24: 4096x14336 M = 32 108-169 -> 51-77 us, 2048x8192
-# 63-99 -> 19-28 us).  `matmul_geometry_of` picks one by `matmul_cost`.
+# 63-99 -> 19-28 us).  Where they fill waves, 256-row tiles with K split in 2 decode and copy
+# each weight once for twice the rows (wgmma.m64n256k16: 128 accumulators a consumer thread,
+# registers moved from the producer by setmaxnreg, MATMUL_REGISTER_SPLIT; session 26:
+# 4096x14336 M = 512 Q4_0 112.9 -> 103.0 us, Q8_0 166.5 -> 125.9).  `matmul_geometry_of`
+# picks one by `matmul_cost`.
 MATMUL_GEOMETRY_TILES = {
     DEFAULT_GEOMETRY: (128, 1),
     "rows64": (64, 1),
     "rows64_split_k2": (64, 2),
     "rows64_split_k4": (64, 4),
     "rows64_split_k8": (64, 8),
+    "rows256_split_k2": (256, 2),
 }
 # The cost model of those geometries (H100, one block an SM): the blocks of a wave by cluster
 # size (clusters of 4 or 8 blocks fill 120 of the 132 SMs at once), a 128-row tile's time a K
 # column against a 64-row tile's, and a wave's fixed cost in K columns of a 64-row tile
 # (pipeline fill, the split's reduction, the launch).  Fitted on 6 formats x 5 shapes x M = 32
 # .. 256 (session 24): the cheapest geometry by the model was within 4% of the fastest measured
-# in all 120 cells, 1.78x the default geometry's speed on average.
+# in all 120 cells, 1.78x the default geometry's speed on average.  The 256-row tile's column
+# (2.0, and a factor by format below) from 6 formats x 4 shapes x M = 256 .. 2048 (session 26).
 MATMUL_WAVE_BLOCKS = {1: 132, 2: 132, 4: 120, 8: 120}
-MATMUL_TILE_COST = {128: 1.1, 64: 1.0}
+MATMUL_TILE_COST = {256: 2.0, 128: 1.1, 64: 1.0}
+# A 256-row tile's cost a column by format, over MATMUL_TILE_COST's: its decode and weight
+# copies serve twice the rows, which the formats of more bytes or decode a weight gain most
+# from (medians of measured / modelled time over 4 shapes x M = 256 .. 2048, H100, session 26)
+MATMUL_WIDE_TILE_FACTOR = {
+    256: {"Q4_0": 0.98, "Q5_0": 0.89, "Q8_0": 0.86, "Q4_K": 0.97, "Q5_K": 0.87, "Q6_K": 0.86}
+}
 MATMUL_WAVE_FIXED_COLUMNS = 512
 # `matmul_cost` changes only where M crosses a multiple of the smallest tile's rows
 MATMUL_COST_ROW_STEP = min(tile_m for tile_m, _ in MATMUL_GEOMETRY_TILES.values())
@@ -552,6 +564,16 @@ CUDA_MATMUL_SHARED_ALIGNMENT = 1024
 # Dynamic shared memory a CUDA 16-bit matmul block may take: within the 163 KB an sm_80
 # block may have, so that one program launches on an A100 as on an H100.
 CUDA_MATMUL_SHARED_BUDGET = 160 * 1024
+# Split-K partial sums up to this many bytes get their own space (the 64-row tiles' 32 KB);
+# a 256-row tile's 128 KB reuse the ring's once the products are done.
+MATMUL_PARTIALS_APART_BYTES = 32 * 1024
+# Registers a thread of the producer / consumer warpgroups of the CUDA 16-bit matmul take
+# (setmaxnreg, sm_90a) by the tile's activation rows, where the even share of one block an
+# SM (168) is too few: a 256-row tile's consumers hold 128 accumulators and two fragment sets.
+# The producer's release pays for the consumers' claim: 128 x (168 - P) >= 256 x (C - 168).
+# 56 / 224 leaves no spill in any format (ptxas, sm_90a); with 40 / 232 some formats spilled
+# 4-28 bytes of the producer's copy state.
+MATMUL_REGISTER_SPLIT = {256: (56, 224)}
 # CUDA tensor-core operands per dtype: (type as staged in shared memory, mma.sync PTX type,
 # mma K, rounded to TF32).  float32 activations use TF32 (float range, 10-bit mantissa).
 CUDA_MMA = {
@@ -696,18 +718,20 @@ def takes_matmul_geometries(backend: str, dtype: str | None) -> bool:
     return backend == "cuda" and (dtype is None or (backend, dtype) in MATMUL_THREADS)
 
 
-def matmul_cost(n: int, k: int, m: int, geometry: str) -> float:
-    """The modelled time of the CUDA 16-bit matmul in ``geometry`` for M x K activations
-    and an N x K weight, in K columns of a 64-row tile: its waves (MATMUL_WAVE_BLOCKS) times
-    each block's share of K (MATMUL_TILE_COST) plus MATMUL_WAVE_FIXED_COLUMNS."""
+def matmul_cost(fmt: str, n: int, k: int, m: int, geometry: str) -> float:
+    """The modelled time of the CUDA 16-bit matmul of ``fmt`` in ``geometry`` for M x K
+    activations and an N x K weight, in K columns of a 64-row tile: its waves
+    (MATMUL_WAVE_BLOCKS) times each block's share of K (MATMUL_TILE_COST, times the format's
+    MATMUL_WIDE_TILE_FACTOR for a 256-row tile) plus MATMUL_WAVE_FIXED_COLUMNS."""
     tile_m, splits = MATMUL_GEOMETRY_TILES[geometry]
     tile_n = MATMUL_TILES["cuda", "float16"][1]
     blocks = ceil_div(m, tile_m) * ceil_div(n, tile_n) * splits
     waves = ceil_div(blocks, MATMUL_WAVE_BLOCKS[splits])
-    return waves * (ceil_div(k, splits) * MATMUL_TILE_COST[tile_m] + MATMUL_WAVE_FIXED_COLUMNS)
+    column = MATMUL_TILE_COST[tile_m] * MATMUL_WIDE_TILE_FACTOR.get(tile_m, {}).get(fmt, 1.0)
+    return waves * (ceil_div(k, splits) * column + MATMUL_WAVE_FIXED_COLUMNS)
 
 
-def matmul_geometry_of(n: int, k: int, m: int) -> str:
+def matmul_geometry_of(fmt: str, n: int, k: int, m: int) -> str:
     """The geometry of MATMUL_GEOMETRY_TILES with the least `matmul_cost` (the earlier of
     equal ones: fewer splits) among those leaving each block SPLIT_K_MIN_STEPS K steps."""
     steps = ceil_div(k, MATMUL_TILES["cuda", "float16"][2])
@@ -716,20 +740,22 @@ def matmul_geometry_of(n: int, k: int, m: int) -> str:
         for geometry, (_, splits) in MATMUL_GEOMETRY_TILES.items()
         if splits == 1 or steps >= splits * SPLIT_K_MIN_STEPS
     ]
-    return min(fitting, key=lambda geometry: matmul_cost(n, k, m, geometry))
+    return min(fitting, key=lambda geometry: matmul_cost(fmt, n, k, m, geometry))
 
 
-def matmul_geometry_segments(n: int, k: int, low: int, high: int) -> list[tuple[int, str]]:
+def matmul_geometry_segments(
+    fmt: str, n: int, k: int, low: int, high: int
+) -> list[tuple[int, str]]:
     """The geometry `matmul_geometry_of` picks for each M in [low, high], as (last M,
     geometry) runs in order.  The cost changes only where M crosses a multiple of 64 (a
-    tile's rows); past MATMUL_SEGMENT_SCAN_ROWS the default geometry takes every M."""
+    tile's rows); past MATMUL_SEGMENT_SCAN_ROWS the geometry picked there takes every M."""
     rows = MATMUL_COST_ROW_STEP
     segments: list[tuple[int, str]] = []
     m = low
     while m <= high:
         top = min(high, ceil_div(m, rows) * rows)
         scanned = m <= MATMUL_SEGMENT_SCAN_ROWS
-        geometry = matmul_geometry_of(n, k, top) if scanned else DEFAULT_GEOMETRY
+        geometry = matmul_geometry_of(fmt, n, k, top if scanned else MATMUL_SEGMENT_SCAN_ROWS)
         last = top if scanned else high
         if segments and segments[-1][1] == geometry:
             segments[-1] = (last, geometry)
@@ -822,7 +848,7 @@ def pick_geometry(
     if kind == "matmul":
         if m is None or not takes_matmul_geometries(backend, dtype):
             return DEFAULT_GEOMETRY
-        return matmul_geometry_of(n, k, m)
+        return matmul_geometry_of(fmt, n, k, m)
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
         return split_k_geometry(split_k_splits(n, k))
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
@@ -949,9 +975,12 @@ def cuda_matmul_layout(
     group_stride = matmul_group_stride(fmt)
     activation_bytes = tile_m * tile_k * 2
     tables = 2 * (tile_k // PART_WEIGHTS) * tile_n * 4 if fmt in MATMUL_TABLE_FORMATS else 0
-    # split K: the consumers' partial sums (tile_m / 2 floats each)
+    # split K: the consumers' partial sums (tile_m / 2 floats each), past the tables, or where
+    # that leaves too few stages, over the ring (written once its last products are done)
     partials = tile_m // 2 * MATMUL_CONSUMER_THREADS * 4 if splits > 1 else 0
-    room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables - partials
+    partials_over_ring = partials > MATMUL_PARTIALS_APART_BYTES
+    room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables
+    room -= 0 if partials_over_ring else partials
 
     def group_slots(stages: int) -> int:
         return ceil_div(stages + group_steps - 1, group_steps)
@@ -963,14 +992,16 @@ def cuda_matmul_layout(
     stages = max(fitting, default=0)
     if stages < MATMUL_MIN_STAGES:
         raise AssertionError(f"{fmt}: {stages} matmul stages fit, want {MATMUL_MIN_STAGES}")
-    shared_bytes = ring_bytes(stages) + tables + partials + CUDA_MATMUL_SHARED_ALIGNMENT
+    layout_bytes = ring_bytes(stages) + tables
+    layout_bytes = max(layout_bytes, partials) if partials_over_ring else layout_bytes + partials
     return {
+        "partials_over_ring": partials_over_ring,
         "group_chunks": group_chunks,
         "group_steps": group_steps,
         "group_stride": group_stride,
         "group_slots": group_slots(stages),
         "shared_alignment": CUDA_MATMUL_SHARED_ALIGNMENT,
-        "shared_bytes": shared_bytes,
+        "shared_bytes": layout_bytes + CUDA_MATMUL_SHARED_ALIGNMENT,
         "stages": stages,
     }
 
@@ -1057,11 +1088,13 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
 
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:
     """The launch of the CUDA 16-bit matmul (cuda/matmul.cu) with ``tile_m`` activation rows a
-    block and K split over ``splits`` blocks a tile of rows."""
-    _, tile_n, _ = MATMUL_TILES["cuda", dtype]
+    block and K split over ``splits`` blocks a tile of rows; its activations x as a tensor map
+    of tile_m x tile_k boxes (a stage's)."""
+    _, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
     grid = (GridExtent(("N",), tile_n, splits), GridExtent(("M",), tile_m), GridExtent())
     shared = cuda_matmul_layout(fmt, dtype, tile_m, splits)["shared_bytes"]
-    return LaunchRule(MATMUL_THREADS["cuda", dtype], grid, shared)
+    activations = TensorMapRule(tensor=0, box_inner=tile_k, box_rows=tile_m)
+    return LaunchRule(MATMUL_THREADS["cuda", dtype], grid, shared, (activations,))
 
 
 def _cuda_matmul_values(fmt: str, dtype: str, tile_m: int, splits: int) -> dict:
@@ -1076,6 +1109,7 @@ def _cuda_matmul_values(fmt: str, dtype: str, tile_m: int, splits: int) -> dict:
         "tf32": False,
         "threads": MATMUL_THREADS["cuda", dtype],
         "consumer_threads": MATMUL_CONSUMER_THREADS,
+        "register_split": MATMUL_REGISTER_SPLIT.get(tile_m),
         **cuda_matmul_layout(fmt, dtype, tile_m, splits),
     }
 

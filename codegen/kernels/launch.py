@@ -10,9 +10,10 @@ The sizes a grid extent may multiply are named in ``GRID_SIZES``: ``M`` (activat
 all leading dims flattened; the number of indices for embedding), ``N`` (weight rows),
 ``K_PARTS`` (``K / 32``, the 32-weight parts a row is decoded in).  ``times`` is 1 but for the
 split-K matmul, whose cluster of S blocks shares each tile of rows.  Shared memory is static
-in every kernel except the CUDA 16-bit matmul, whose cp.async stages take
-``shared_memory_bytes`` of dynamic shared memory (the launcher opts the function in above
-48 KB).
+in every kernel except the CUDA 16-bit matmul, whose stages take ``shared_memory_bytes`` of
+dynamic shared memory (the launcher opts the function in above 48 KB), and which also takes
+its activations as a tensor map (``tensor_maps``: sm_90a copies its stages by the tensor
+memory accelerator).
 """
 
 from __future__ import annotations
@@ -60,13 +61,26 @@ class GridExtent:
 
 
 @dataclass(frozen=True)
+class TensorMapRule:
+    """A tensor map a CUDA kernel takes after its scalars: of its tensor parameter ``tensor``
+    (0: x), boxes of ``box_rows`` x ``box_inner`` elements (a program's
+    `runtime_schema.program.TensorMap`, encoded by the launcher)."""
+
+    tensor: int
+    box_inner: int
+    box_rows: int
+
+
+@dataclass(frozen=True)
 class LaunchRule:
     """Block of ``threads`` threads; grid (x, y, z) from ``grid``; ``shared_memory_bytes`` of
-    dynamic shared memory (0 but for the CUDA 16-bit matmul)."""
+    dynamic shared memory (0 but for the CUDA 16-bit matmul); the ``tensor_maps`` the kernel
+    takes after its scalars (the CUDA 16-bit matmul's activations)."""
 
     threads: int
     grid: tuple[GridExtent, GridExtent, GridExtent]
     shared_memory_bytes: int = 0
+    tensor_maps: tuple[TensorMapRule, ...] = ()
 
     def block_size(self) -> tuple[int, int, int]:
         return (self.threads, 1, 1)

@@ -192,6 +192,26 @@ def test_matmul_portable_build_matches_float64_reference(portable_runner, rng, f
     check_linear(portable_runner, rng, fmt, "matmul", dtype, (3, 3), 37, LARGE_K, True)
 
 
+PORTABLE_GEOMETRY_KERNELS = [
+    (fmt, geometry)
+    for fmt in FORMAT_NAMES
+    for geometry in geometries("cuda", fmt, "matmul", "float16")
+    if geometry != "default"
+]
+
+
+@pytest.mark.parametrize(("fmt", "geometry"), PORTABLE_GEOMETRY_KERNELS)
+def test_matmul_geometry_portable_build(portable_runner, rng, fmt, geometry):
+    """Each geometry's portable build (mma.sync): 64-row tiles, their clusters splitting the
+    tile's weight rows, and the 256-row tile's cluster splitting its activation rows (M = 300:
+    a whole tile and a ragged one whose second block has no row)."""
+    k = K_BY_FORMAT[fmt]
+    for m in (130, 300):
+        check_linear(
+            portable_runner, rng, fmt, "matmul", "float16", (m,), RAGGED_N, k, m == 300, geometry
+        )
+
+
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
 def test_matmul_with_fewer_k_steps_than_stages(runner, rng, fmt):
     """A row of one or two blocks is one to four K steps: the copy ring's first stages and

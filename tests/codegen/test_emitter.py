@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import jinja2
 import pytest
@@ -18,6 +19,7 @@ from codegen.kernels import (
     KINDS,
     LINEAR_KINDS,
     LaunchRule,
+    TensorMapRule,
     all_kernels,
     emit,
     emit_header,
@@ -359,6 +361,23 @@ def test_matmul_ring_fits_an_sm80_block_with_three_stages_or_more(fmt):
                 assert f"constexpr int SPLITS = {splits};" in kernel.source
 
 
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_every_matmul_geometry_fits_an_sm80_block_its_partial_sums_over_the_ring_if_large(fmt):
+    """Every geometry's ring takes 3 stages or more within an sm_80 block; a split's partial
+    sums have their own space up to the 64-row tiles' 32 KB, and the 256-row tile's 128 KB
+    reuse the ring (whose stages and slots then hold at least that much)."""
+    for geometry, (tile_m, splits) in MATMUL_GEOMETRY_TILES.items():
+        layout = cuda_matmul_layout(fmt, "float16", tile_m, splits)
+        assert MATMUL_MIN_STAGES <= layout["stages"] <= MATMUL_MAX_STAGES, geometry
+        assert layout["shared_bytes"] <= SM80_BLOCK_SHARED_BYTES, geometry
+        partials = tile_m // 2 * 256 * 4 if splits > 1 else 0
+        assert layout["partials_over_ring"] == (partials > 32 * 1024), geometry
+        kernel = emit("cuda", fmt, "matmul", "float16", geometry)
+        over = "constexpr bool PARTIALS_OVER_RING = true;" in kernel.source
+        assert over == layout["partials_over_ring"], geometry
+        assert ("wg::claim_registers<" in kernel.source) == (tile_m == 256), geometry
+
+
 def _generated_kernels(backend):
     from compile_checks import non_gguf_kernels
 
@@ -517,6 +536,26 @@ def test_split_k_kernels_block_and_bounds(fmt, dtype):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_only_the_16bit_cuda_matmul_takes_its_activations_as_a_tensor_map(backend):
+    """The kernels of the 16-bit CUDA matmul template (the matmul's geometries and the split-K
+    matvec_batched) take x as a tensor map of a stage's box, declared in their signature;
+    no other kernel takes one."""
+    mapped = 0
+    for kernel in _generated_kernels(backend):
+        maps = getattr(kernel, "launch", None) and kernel.launch.tensor_maps
+        declared = "const __grid_constant__ ggufc::TensorMap x_map" in kernel.source
+        assert bool(maps) == declared, kernel.entry
+        if not maps:
+            continue
+        mapped += 1
+        assert backend == "cuda" and kernel.dtype in ("float16", "bfloat16"), kernel.entry
+        assert kernel.kind in ("matmul", "matvec_batched"), kernel.entry
+        tile_m = int(re.search(r"constexpr int TILE_M = (\d+);", kernel.source).group(1))
+        assert maps == (TensorMapRule(tensor=0, box_inner=64, box_rows=tile_m),), kernel.entry
+    assert mapped if backend == "cuda" else not mapped
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_cuda_kernels_and_only_they_are_launched_dependently(backend):
     """A dependently launched kernel may start before the one ahead of it ends: every CUDA
     kernel lets the next one start and waits for the previous ones (prelude.cuh)."""
@@ -552,47 +591,49 @@ def test_cuda_matvec_lets_the_next_kernel_start_early_by_geometry():
         assert rule == (geometry != "narrow"), kernel.entry
 
 
-# The fastest geometry measured for these (H100, float16, every format; PERFORMANCE.md,
-# session 24): the cost model must pick it
+# The fastest geometry measured for these (H100, float16; PERFORMANCE.md, sessions 24 (every
+# format alike) and 26 (256-row tiles)): the cost model must pick it
 MEASURED_FASTEST_MATMUL_GEOMETRIES = [
-    ((4096, 14336, 32), "rows64_split_k8"),
-    ((4096, 14336, 128), "rows64_split_k2"),
-    ((4096, 14336, 256), "rows64"),
-    ((14336, 4096, 128), DEFAULT_GEOMETRY),
-    ((2048, 8192, 32), "rows64_split_k4"),
-    ((4096, 4096, 64), "rows64_split_k2"),
+    ("Q4_K", (4096, 14336, 32), "rows64_split_k8"),
+    ("Q4_K", (4096, 14336, 128), "rows64_split_k2"),
+    ("Q4_K", (14336, 4096, 128), DEFAULT_GEOMETRY),
+    ("Q4_K", (2048, 8192, 32), "rows64_split_k4"),
+    ("Q4_K", (4096, 4096, 64), "rows64_split_k2"),
+    ("Q8_0", (4096, 14336, 256), "rows256_split_k2"),
+    ("Q4_0", (4096, 14336, 512), "rows256_split_k2"),
+    ("Q6_K", (5376, 21504, 256), "rows256_split_k2"),
 ]
 
 
-@pytest.mark.parametrize(("shape", "geometry"), MEASURED_FASTEST_MATMUL_GEOMETRIES)
-def test_matmul_cost_model_picks_the_measured_fastest_geometry(shape, geometry):
+@pytest.mark.parametrize(("fmt", "shape", "geometry"), MEASURED_FASTEST_MATMUL_GEOMETRIES)
+def test_matmul_cost_model_picks_the_measured_fastest_geometry(fmt, shape, geometry):
     n, k, m = shape
-    assert matmul_geometry_of(n, k, m) == geometry
-    assert pick_geometry("cuda", "Q4_K", "matmul", "float16", n, k, m) == geometry
+    assert matmul_geometry_of(fmt, n, k, m) == geometry
+    assert pick_geometry("cuda", fmt, "matmul", "float16", n, k, m) == geometry
     # any M (a symbolic one the lowering does not branch on), float32 and Metal: the default
-    assert pick_geometry("cuda", "Q4_K", "matmul", "float16", n, k) == DEFAULT_GEOMETRY
-    assert pick_geometry("cuda", "Q4_K", "matmul", "float32", n, k, m) == DEFAULT_GEOMETRY
-    assert pick_geometry("metal", "Q4_K", "matmul", "float16", n, k, m) == DEFAULT_GEOMETRY
+    assert pick_geometry("cuda", fmt, "matmul", "float16", n, k) == DEFAULT_GEOMETRY
+    assert pick_geometry("cuda", fmt, "matmul", "float32", n, k, m) == DEFAULT_GEOMETRY
+    assert pick_geometry("metal", fmt, "matmul", "float16", n, k, m) == DEFAULT_GEOMETRY
 
 
 @settings(max_examples=80, deadline=None)
 @given(
+    fmt=st.sampled_from(FORMAT_NAMES),
     n=st.integers(1, 300).map(lambda t: 64 * t),
     k=st.integers(1, 400).map(lambda s: 64 * s),
     low=st.integers(1, 2000),
     span=st.integers(0, 3000),
 )
-def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(n, k, low, span):
+def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, n, k, low, span):
     high = low + span
-    segments = matmul_geometry_segments(n, k, low, high)
+    segments = matmul_geometry_segments(fmt, n, k, low, high)
     lasts = [last for last, _ in segments]
     assert lasts == sorted(set(lasts)) and lasts[-1] == high
     assert all(a != b for (_, a), (_, b) in itertools.pairwise(segments))
     first = low
     for last, geometry in segments:
         for m in {first, last, (first + last) // 2}:
-            expected = matmul_geometry_of(n, k, m) if m <= MATMUL_SEGMENT_SCAN_ROWS else None
-            assert geometry == (expected or DEFAULT_GEOMETRY)
+            assert geometry == matmul_geometry_of(fmt, n, k, min(m, MATMUL_SEGMENT_SCAN_ROWS))
         first = last + 1
     # a split leaves each block SPLIT_K_MIN_STEPS K steps
     for _, geometry in segments:

@@ -13,6 +13,7 @@ from codegen import dense_linear, lower
 from codegen.dense_linear import dense_estimate_us, dense_threshold, matmul_estimate_us
 from codegen.kernels import emit
 from codegen.kernels.emitter import (
+    MATMUL_GEOMETRY_TILES,
     MATMUL_SEGMENT_SCAN_ROWS,
     matmul_geometry_of,
     matmul_geometry_segments,
@@ -20,7 +21,15 @@ from codegen.kernels.emitter import (
 from compiler.formats import FORMATS, row_bytes
 from compiler.ir.parser import parse_program
 from runtime_schema import run_program
-from runtime_schema.program import AtenNode, Backend, CompareOp, IfNode, KernelKind, KernelNode
+from runtime_schema.program import (
+    AtenNode,
+    Backend,
+    CompareOp,
+    IfNode,
+    KernelKind,
+    KernelNode,
+    TensorMap,
+)
 
 FORMAT_NAMES = tuple(FORMATS)
 # the shape of issue 8's batched cells: the dense route at M = 2048 in every format
@@ -138,7 +147,7 @@ def test_symbolic_m_across_the_threshold_branches_and_runs_like_the_graph():
     M, then the dense route; the program runs like the graph on both sides of each bound."""
     fmt, n, k = "Q4_K", 2048, 1024
     threshold = dense_threshold(fmt, n, k)
-    segments = matmul_geometry_segments(n, k, 17, threshold)
+    segments = matmul_geometry_segments(fmt, n, k, 17, threshold)
     assert len(segments) >= 2
     gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [17, 4096]"))
     program = lower(gp)
@@ -154,6 +163,34 @@ def test_symbolic_m_across_the_threshold_branches_and_runs_like_the_graph():
         x = torch.randn(rows, k, generator=generator).bfloat16()
         (got,) = run_program(program, [x])
         assert_close_to_the_graph(got, graph_output(gp, x), f"M = {rows}")
+
+
+def test_each_matmul_route_takes_its_activations_as_a_tensor_map_of_its_tile():
+    """The 16-bit CUDA matmul copies its activation stages by the tensor memory accelerator
+    on sm_90a: each geometry's source asks the launcher for x as a map of tile_m x 64 boxes;
+    the dense route's kernel and Metal's sources take none."""
+    fmt, n, k = "Q4_K", 2048, 1024
+    gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [17, 4096]"))
+    program = lower(gp, backends=("metal", "cuda"))
+    tiles = []
+    for node in program.instructions():
+        if not isinstance(node, KernelNode):
+            continue
+        assert node.source_for(Backend.METAL).tensor_maps == ()
+        maps = node.source_for(Backend.CUDA).tensor_maps
+        if node.kind != KernelKind.MATMUL:
+            assert maps == ()
+            continue
+        entry = node.source_for(Backend.CUDA).entry
+        (geometry,) = [
+            g
+            for g in MATMUL_GEOMETRY_TILES
+            if entry == emit("cuda", fmt, "matmul", "bfloat16", g).entry
+        ]
+        tile_m = MATMUL_GEOMETRY_TILES[geometry][0]
+        assert maps == (TensorMap(tensor=0, box_inner=64, box_rows=tile_m),)
+        tiles.append(tile_m)
+    assert len(tiles) >= 2
 
 
 @pytest.mark.parametrize(("backends", "dtype"), [(("metal",), "bf16"), (("metal", "cuda"), "f32")])
@@ -175,17 +212,20 @@ def test_symbolic_m_below_the_threshold_keeps_the_matmul():
 
 
 def test_each_route_keeps_its_geometry_whatever_the_model_picks_at_its_last_m():
-    """Past MATMUL_SEGMENT_SCAN_ROWS the default geometry takes every M, though the cost
-    model may pick another at the range's top (256 x 512 at M = 1088: split K in 2)."""
-    fmt, n, k, high = "Q4_0", 256, 512, 1088
+    """Past MATMUL_SEGMENT_SCAN_ROWS the geometry picked there takes every M, though the cost
+    model may pick another at the range's top (512 x 512: 256-row tiles at M = 1088)."""
+    fmt, n, k, high = "Q4_0", 512, 512, 1088
     assert dense_threshold(fmt, n, k) > high
-    segments = matmul_geometry_segments(n, k, 17, high)
-    assert segments[-1] == (high, "default") and matmul_geometry_of(n, k, high) != "default"
+    segments = matmul_geometry_segments(fmt, n, k, 17, high)
+    at_scan_end = matmul_geometry_of(fmt, n, k, MATMUL_SEGMENT_SCAN_ROWS)
+    assert segments[-1] == (high, at_scan_end) != (high, matmul_geometry_of(fmt, n, k, high))
     symbol = f"symbol s0 : [17, {high}]"
     program = lower(parse_program(linear_ir(fmt, n, k, "s0", symbol=symbol)))
     routes = routes_of(program)
     assert [bound for bound, _ in routes] == [last for last, _ in segments[:-1]] + [None]
-    for (_, [matmul]), (_, geometry) in zip(routes, segments, strict=True):
+    for (_, instructions), (_, geometry) in zip(routes, segments, strict=True):
+        # (a SymNode before the kernel computes its grid where the tile is not 128 rows)
+        [matmul] = [i for i in instructions if isinstance(i, KernelNode)]
         entry = matmul.source_for(Backend.CUDA).entry
         assert entry == emit("cuda", fmt, "matmul", "bfloat16", geometry).entry
 
@@ -201,7 +241,7 @@ def test_each_route_keeps_its_geometry_whatever_the_model_picks_at_its_last_m():
 def test_routes_over_a_range_are_the_route_at_each_m(fmt, n, blocks, low, span):
     """The runs the lowering branches between give every M in the range the route a static
     M would take (the benchmark's `matmul_route`), up to MATMUL_SEGMENT_SCAN_ROWS, where the
-    default geometry (or the dense route) takes the rest."""
+    geometry picked there (or the dense route) takes the rest."""
     k = blocks * FORMATS[fmt].block_weights
     high = low + span
     routes = dense_linear.matmul_routes(fmt, "float16", n, k, low, high)
@@ -212,7 +252,7 @@ def test_routes_over_a_range_are_the_route_at_each_m(fmt, n, blocks, low, span):
             if m <= MATMUL_SEGMENT_SCAN_ROWS or single == dense_linear.DENSE_ROUTE:
                 assert route == single, (m, routes)
             else:
-                assert route == "default"
+                assert route == matmul_geometry_of(fmt, n, k, MATMUL_SEGMENT_SCAN_ROWS)
         first = last + 1
     assert first == high + 1
     assert dense_linear.matmul_routes(fmt, "float32", n, k, low, high) is None

@@ -15,6 +15,13 @@
 // several N (the matmul's 128 and 64, the split-K matvec's 16) share a translation unit.
 #ifndef GGUFC_CUDA_MATMUL_WGMMA
 #define GGUFC_CUDA_MATMUL_WGMMA
+namespace ggufc {
+// A tensor map (cuda.h's CUtensorMap): 128 opaque bytes the host encodes
+// (cuTensorMapEncodeTiled), passed by value as a __grid_constant__ kernel argument.
+struct alignas(64) TensorMap {
+    unsigned long long opaque[16];
+};
+}  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 namespace ggufc {
@@ -106,6 +113,36 @@ __device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
         "r"(parity)
         : "memory");
 }
+// Adds ``bytes`` to the transaction count the phase in progress of ``barrier`` waits for (the
+// bytes a tensor copy completing on it will write).
+__device__ __forceinline__ void expect_bytes(u64* barrier, u32 bytes) {
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(
+                     tc::shared_address(barrier)),
+                 "r"(bytes)
+                 : "memory");
+}
+// Copies the box of tensor map ``map`` at element (``x``, ``y``) (x the inner dimension) to
+// shared address ``destination`` by the tensor memory accelerator; the copy's bytes complete
+// a transaction on ``barrier``.
+__device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* map, int x, int y,
+                                           u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+        "[%0], [%1, {{ '{' }}%2, %3}], [%4];\n" ::"r"(destination),
+        "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+// setmaxnreg: a warpgroup gives back registers to the SM's pool down to REGISTERS a thread, or
+// takes them from it up to REGISTERS (waiting until the pool holds them); every warp of the
+// warpgroup runs it, and ptxas allocates the code after it within the new count.
+template <int REGISTERS>
+__device__ __forceinline__ void release_registers() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
+template <int REGISTERS>
+__device__ __forceinline__ void claim_registers() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
 // Barrier of the 128 threads of warpgroup ``warpgroup`` (0 or 1: barriers 1 and 2, 0 being
 // __syncthreads').  Constant ids: a register id makes ptxas reserve all 16 barriers.
 __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
@@ -114,6 +151,12 @@ __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
     } else {
         asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
     }
+}
+
+// Barrier of the consumer warpgroups (the first ``threads`` threads of the block).
+template <int THREADS>
+__device__ __forceinline__ void consumers_sync() {
+    asm volatile("bar.sync 3, %0;\n" ::"n"(THREADS) : "memory");
 }
 
 }  // namespace wg

@@ -24,12 +24,15 @@
 // (wgmma): the 2 consumer warpgroups own 64 weight rows each and all 128 activation rows
 // (wgmma.m64n128k16), the decoded weights are its A operand in registers and the staged
 // activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
-// memory.  Shared-memory barriers (mbarrier) pace the ring instead of block barriers: the
-// producer refills a stage as soon as the consumers release it, the consumer warpgroups run
-// out of step, and each decodes step t + 1 into a second set of fragment registers while the
-// products of step t run.
+// memory.  The activation stages come by the tensor memory accelerator instead (one copy of a
+// box of x_map a stage, swizzled and zero-filled past M and K by the copy; the producer's
+// threads copy only weights).  Shared-memory barriers (mbarrier) pace the ring instead of
+// block barriers: the producer refills a stage as soon as the consumers release it, the
+// consumer warpgroups run out of step, and each decodes step t + 1 into a second set of
+// fragment registers while the products of step t run.
 // Same launch rule either way.
-// Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias.
+// Template constants: format, dtype, tile geometry.  Kernel arguments: M, N, K, has_bias,
+// x_map (x as an M x K tensor map with 128 x 64 boxes: read on sm_90a only).
 // Warpgroup tensor-core operations (wgmma, sm_90a) of the 16-bit matmul (matmul.cu).
 //
 // A warpgroup is 4 consecutive warps (128 threads) whose warp index % 4 is its rank.  One
@@ -47,6 +50,13 @@
 // several N (the matmul's 128 and 64, the split-K matvec's 16) share a translation unit.
 #ifndef GGUFC_CUDA_MATMUL_WGMMA
 #define GGUFC_CUDA_MATMUL_WGMMA
+namespace ggufc {
+// A tensor map (cuda.h's CUtensorMap): 128 opaque bytes the host encodes
+// (cuTensorMapEncodeTiled), passed by value as a __grid_constant__ kernel argument.
+struct alignas(64) TensorMap {
+    unsigned long long opaque[16];
+};
+}  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 namespace ggufc {
@@ -138,6 +148,36 @@ __device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
         "r"(parity)
         : "memory");
 }
+// Adds ``bytes`` to the transaction count the phase in progress of ``barrier`` waits for (the
+// bytes a tensor copy completing on it will write).
+__device__ __forceinline__ void expect_bytes(u64* barrier, u32 bytes) {
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(
+                     tc::shared_address(barrier)),
+                 "r"(bytes)
+                 : "memory");
+}
+// Copies the box of tensor map ``map`` at element (``x``, ``y``) (x the inner dimension) to
+// shared address ``destination`` by the tensor memory accelerator; the copy's bytes complete
+// a transaction on ``barrier``.
+__device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* map, int x, int y,
+                                           u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+        "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
+        "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+// setmaxnreg: a warpgroup gives back registers to the SM's pool down to REGISTERS a thread, or
+// takes them from it up to REGISTERS (waiting until the pool holds them); every warp of the
+// warpgroup runs it, and ptxas allocates the code after it within the new count.
+template <int REGISTERS>
+__device__ __forceinline__ void release_registers() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
+template <int REGISTERS>
+__device__ __forceinline__ void claim_registers() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
 // Barrier of the 128 threads of warpgroup ``warpgroup`` (0 or 1: barriers 1 and 2, 0 being
 // __syncthreads').  Constant ids: a register id makes ptxas reserve all 16 barriers.
 __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
@@ -146,6 +186,12 @@ __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
     } else {
         asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
     }
+}
+
+// Barrier of the consumer warpgroups (the first ``threads`` threads of the block).
+template <int THREADS>
+__device__ __forceinline__ void consumers_sync() {
+    asm volatile("bar.sync 3, %0;\n" ::"n"(THREADS) : "memory");
 }
 
 }  // namespace wg
@@ -229,8 +275,22 @@ constexpr bool SPLIT_K = SPLITS > 1;
 #else
 constexpr bool SPLIT_K = false;  // the cluster's blocks split the tile's rows instead
 #endif
+// sm_90a: the activation stages come by the tensor memory accelerator, one box of x_map a
+// stage (TILE_M rows x STEP_K, the 128-byte swizzle, zeros past M and K); elsewhere by the
+// producer's cp.async copies
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr bool ACTIVATIONS_BY_MAP = true;
+#else
+constexpr bool ACTIVATIONS_BY_MAP = false;
+#endif
+// The activation rows a block computes: the tile's, but on the portable path a tile of more
+// than 128 rows split over a cluster gives each block TILE_M / SPLITS rows over all of K (its
+// warps then hold the default geometry's 64x32 tiles of out, not twice as many accumulators)
+constexpr bool PORTABLE_SPLITS_ROWS = !SPLIT_K && SPLITS > 1 && TILE_M > 128;
+constexpr int BLOCK_M = PORTABLE_SPLITS_ROWS ? TILE_M / SPLITS : TILE_M;
 // the portable (mma.sync) path's consumer warps: 2 (M) x 4 (N), or 1 x 8 for a tile of 16
-// activation rows; split, block s of a cluster takes the N warps w with w % SPLITS == s
+// activation rows; split (but for PORTABLE_SPLITS_ROWS), block s of a cluster takes the N
+// warps w with w % SPLITS == s
 constexpr int PORTABLE_WARPS_M = TILE_M >= 32 ? 2 : 1;
 constexpr int PORTABLE_WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / PORTABLE_WARPS_M;
 constexpr int PORTABLE_WARP_ROWS = TILE_N / PORTABLE_WARPS_N;
@@ -267,10 +327,14 @@ constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int GROUP_OFFSET = STAGES * A_STAGE_BYTES;
 constexpr int TABLE_OFFSET = GROUP_OFFSET + GROUP_SLOTS * GROUP_SLOT_BYTES;
 constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
-constexpr int REDUCE_OFFSET = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+constexpr int TABLES_END = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
 // split K: each consumer's TILE_M / 2 partial sums, accumulator-major
+constexpr bool PARTIALS_OVER_RING = false;
+constexpr int REDUCE_OFFSET = PARTIALS_OVER_RING ? 0 : TABLES_END;
 constexpr int REDUCE_BYTES = SPLITS > 1 ? TILE_M / 2 * CONSUMER_THREADS * 4 : 0;
-constexpr int LAYOUT_BYTES = REDUCE_OFFSET + REDUCE_BYTES;
+constexpr int LAYOUT_BYTES = PARTIALS_OVER_RING
+                                 ? (TABLES_END > REDUCE_BYTES ? TABLES_END : REDUCE_BYTES)
+                                 : REDUCE_OFFSET + REDUCE_BYTES;
 // the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = 1024;
@@ -292,7 +356,8 @@ constexpr int GROUP_AHEAD = 1;
 extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::MIN_BLOCKS) ggufc_matmul_q5_k_bf16(
     const ggufc_matmul_q5_k_bf16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matmul_q5_k_bf16_impl::act_t* bias, ggufc_matmul_q5_k_bf16_impl::act_t* __restrict__ out,
-    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias,
+    const __grid_constant__ ggufc::TensorMap x_map) {
     using namespace ggufc_matmul_q5_k_bf16_impl;
     ggufc::begin_dependent_kernel();  // prelude: programmatic dependent launch
     namespace tc = ggufc::tc;
@@ -310,10 +375,12 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
     // whether this block computes weight row ``row`` of the tile: every row when it splits K
     // (or nothing is split), else the rows of its consumer warps
     auto has_row = [&](int row) {
-        return SPLIT_K || SPLITS == 1 || row / PORTABLE_WARP_ROWS % SPLITS == split;
+        return SPLIT_K || SPLITS == 1 || PORTABLE_SPLITS_ROWS ||
+               row / PORTABLE_WARP_ROWS % SPLITS == split;
     };
     const i64 n0 = static_cast<i64>(blockIdx.x / SPLITS) * TILE_N;
-    const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
+    const i64 m0 =
+        static_cast<i64>(blockIdx.y) * TILE_M + (PORTABLE_SPLITS_ROWS ? split * BLOCK_M : 0);
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
     const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
@@ -341,7 +408,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
     // slots copying activations: all of them, or for a tile of fewer rows than they cover,
     // the first A_COPY_SLOTS
     constexpr int A_ROWS_APART =
-        COPY_SLOTS / A_ROW_CHUNKS < TILE_M ? COPY_SLOTS / A_ROW_CHUNKS : TILE_M;
+        COPY_SLOTS / A_ROW_CHUNKS < BLOCK_M ? COPY_SLOTS / A_ROW_CHUNKS : BLOCK_M;
     constexpr int A_COPY_SLOTS = A_ROWS_APART * A_ROW_CHUNKS;
     const i64 a_rows_apart = A_ROWS_APART * K;
     // bytes from a row's start to the tensor's end are capped past any offset a copy reaches
@@ -355,7 +422,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
         s.a_dst = a_row * A_ROW_BYTES + (s.a_col ^ (a_row % 8)) * CHUNK;  // same for all i
         s.a_rows_valid = 0;
 #pragma unroll
-        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+        for (int i = 0; i < BLOCK_M / A_ROWS_APART; ++i) {
             s.a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
         }
         s.w_row = slot / 2;
@@ -405,7 +472,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
         const i64 k0 = static_cast<i64>(step) * STEP_K;
         if (inside) {
 #pragma unroll
-            for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            for (int i = 0; i < BLOCK_M / A_ROWS_APART; ++i) {
                 ggufc::cp_async_16(tile + i * A_ROWS_APART * A_ROW_BYTES, s.a_src + k0 + i * a_rows_apart);
             }
             return;
@@ -413,7 +480,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
         const bool k_valid = k0 + s.a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
         const act_t* src = s.a_src + k0;
 #pragma unroll
-        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+        for (int i = 0; i < BLOCK_M / A_ROWS_APART; ++i) {
             const bool valid = k_valid && ((s.a_rows_valid >> i) & 1);
             ggufc::cp_async_16_fill(tile + i * A_ROWS_APART * A_ROW_BYTES, src + i * a_rows_apart,
                                     valid ? CHUNK : 0);
@@ -453,8 +520,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
             group_step < steps && (group_step % GROUP_STEPS == 0 || group_step == step_begin);
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
-            if (A_COPY_SLOTS == COPY_SLOTS ||
-                tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS) {
+            if (!ACTIVATIONS_BY_MAP && (A_COPY_SLOTS == COPY_SLOTS ||
+                                        tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS)) {
                 issue_activations(slots[j], step, stage, inside);
             }
             if (new_group) {
@@ -462,7 +529,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
             }
         }
     };
-    const bool rows_inside = block_inside && m0 + TILE_M <= M;
+    const bool rows_inside = block_inside && m0 + BLOCK_M <= M;
     // steps before this one are whole in K
     const int whole_steps = static_cast<int>(K / STEP_K);
     // the scales of step ``step``'s parts, one (K group, row) per thread, from its header; the
@@ -520,11 +587,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
     const int warpgroup = tid / wg::WARPGROUP_THREADS;
     const int rank = warp % (wg::WARPGROUP_THREADS / ggufc::WARP_SIZE);
     const int row = warpgroup * WGMMA_M + rank * A_FRAGMENT_ROWS + group;
-    float acc[TILE_M / 2];
-#pragma unroll
-    for (int i = 0; i < TILE_M / 2; ++i) {
-        acc[i] = 0.0f;
-    }
+    float acc[TILE_M / 2];  // zeroed by the consumers (the producer holds no accumulators)
     const u32 a_tiles = tc::shared_address(shared);
     using wg::Fragments;  // A fragments of one step (its two K groups)
     static_assert(K_GROUPS == wg::FRAGMENT_PARTS && SUB_STEPS == wg::FRAGMENT_SUB_STEPS,
@@ -598,7 +661,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
     constexpr int WARPS_M = PORTABLE_WARPS_M;
     constexpr int WARPS_N = PORTABLE_WARPS_N;
     constexpr int MMA_N = 8;
-    constexpr int WARP_TILE_M = TILE_M / WARPS_M;
+    constexpr int WARP_TILE_M = BLOCK_M / WARPS_M;
     constexpr int WARP_TILE_N = TILE_N / WARPS_N;
     constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
     constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
@@ -698,6 +761,11 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
             if (t >= STAGES) {
                 wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
+            if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
+                wg::expect_bytes(&filled[stage], A_STAGE_BYTES);
+                wg::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
+                                step * STEP_K, static_cast<int>(m0), &filled[stage]);
+            }
             issue_step(step, stage, rows_inside && step < whole_steps);
             wg::arrive_after_copies(&filled[stage]);
             stage = stage == STAGES - 1 ? 0 : stage + 1;
@@ -705,6 +773,10 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_q5_k_bf16_impl::M
         ggufc::cp_async_wait<0>();
 
         return;
+    }
+#pragma unroll
+    for (int i = 0; i < TILE_M / 2; ++i) {
+        acc[i] = 0.0f;
     }
     // Two sets of A fragments: step t decodes into set t % 2 while the products of step t - 1
     // (set (t - 1) % 2) run, and waits for those only after starting its own.

@@ -24,10 +24,12 @@
 // (wgmma): the 2 consumer warpgroups own 64 weight rows each and all 16 activation rows
 // (wgmma.m64n16k16), the decoded weights are its A operand in registers and the staged
 // activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
-// memory.  Shared-memory barriers (mbarrier) pace the ring instead of block barriers: the
-// producer refills a stage as soon as the consumers release it, the consumer warpgroups run
-// out of step, and each decodes step t + 1 into a second set of fragment registers while the
-// products of step t run.
+// memory.  The activation stages come by the tensor memory accelerator instead (one copy of a
+// box of x_map a stage, swizzled and zero-filled past M and K by the copy; the producer's
+// threads copy only weights).  Shared-memory barriers (mbarrier) pace the ring instead of
+// block barriers: the producer refills a stage as soon as the consumers release it, the
+// consumer warpgroups run out of step, and each decodes step t + 1 into a second set of
+// fragment registers while the products of step t run.
 // Same launch rule either way.
 // Split K (8 blocks): grid.x = ceil(N / 128) x 8, and the 8 consecutive blocks of a
 // 128-row tile form a thread block cluster.  On sm_90a block s takes steps [s, s + 1) x steps /
@@ -35,7 +37,8 @@
 // the accumulators j with j % 8 == s (in rank order: deterministic).  Built without wgmma
 // (and before sm_90 without clusters), the 8 blocks split the tile's rows instead: block s
 // copies and computes the rows of the consumer warps w with w % 8 == s, over all of K.
-// Template constants: format, dtype, tile geometry, splits.  Kernel arguments: M, N, K, has_bias.
+// Template constants: format, dtype, tile geometry, splits.  Kernel arguments: M, N, K, has_bias,
+// x_map (x as an M x K tensor map with 16 x 64 boxes: read on sm_90a only).
 // Thread block clusters (CUDA, sm_90 and later): the blocks of a cluster read each other's
 // shared memory (distributed shared memory) and meet at cluster barriers.  The attention
 // kernel splits a row's keys over a cluster, the 16-bit matmul of a few activation rows its K.
@@ -97,6 +100,13 @@ __device__ __forceinline__ float load_from_cluster_block(const float* local, uns
 // several N (the matmul's 128 and 64, the split-K matvec's 16) share a translation unit.
 #ifndef GGUFC_CUDA_MATMUL_WGMMA
 #define GGUFC_CUDA_MATMUL_WGMMA
+namespace ggufc {
+// A tensor map (cuda.h's CUtensorMap): 128 opaque bytes the host encodes
+// (cuTensorMapEncodeTiled), passed by value as a __grid_constant__ kernel argument.
+struct alignas(64) TensorMap {
+    unsigned long long opaque[16];
+};
+}  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 namespace ggufc {
@@ -188,6 +198,36 @@ __device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
         "r"(parity)
         : "memory");
 }
+// Adds ``bytes`` to the transaction count the phase in progress of ``barrier`` waits for (the
+// bytes a tensor copy completing on it will write).
+__device__ __forceinline__ void expect_bytes(u64* barrier, u32 bytes) {
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(
+                     tc::shared_address(barrier)),
+                 "r"(bytes)
+                 : "memory");
+}
+// Copies the box of tensor map ``map`` at element (``x``, ``y``) (x the inner dimension) to
+// shared address ``destination`` by the tensor memory accelerator; the copy's bytes complete
+// a transaction on ``barrier``.
+__device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* map, int x, int y,
+                                           u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+        "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
+        "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+// setmaxnreg: a warpgroup gives back registers to the SM's pool down to REGISTERS a thread, or
+// takes them from it up to REGISTERS (waiting until the pool holds them); every warp of the
+// warpgroup runs it, and ptxas allocates the code after it within the new count.
+template <int REGISTERS>
+__device__ __forceinline__ void release_registers() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
+template <int REGISTERS>
+__device__ __forceinline__ void claim_registers() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
 // Barrier of the 128 threads of warpgroup ``warpgroup`` (0 or 1: barriers 1 and 2, 0 being
 // __syncthreads').  Constant ids: a register id makes ptxas reserve all 16 barriers.
 __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
@@ -196,6 +236,12 @@ __device__ __forceinline__ void warpgroup_sync(int warpgroup) {
     } else {
         asm volatile("bar.sync 2, %0;\n" ::"n"(WARPGROUP_THREADS) : "memory");
     }
+}
+
+// Barrier of the consumer warpgroups (the first ``threads`` threads of the block).
+template <int THREADS>
+__device__ __forceinline__ void consumers_sync() {
+    asm volatile("bar.sync 3, %0;\n" ::"n"(THREADS) : "memory");
 }
 
 }  // namespace wg
@@ -279,8 +325,22 @@ constexpr bool SPLIT_K = SPLITS > 1;
 #else
 constexpr bool SPLIT_K = false;  // the cluster's blocks split the tile's rows instead
 #endif
+// sm_90a: the activation stages come by the tensor memory accelerator, one box of x_map a
+// stage (TILE_M rows x STEP_K, the 128-byte swizzle, zeros past M and K); elsewhere by the
+// producer's cp.async copies
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr bool ACTIVATIONS_BY_MAP = true;
+#else
+constexpr bool ACTIVATIONS_BY_MAP = false;
+#endif
+// The activation rows a block computes: the tile's, but on the portable path a tile of more
+// than 128 rows split over a cluster gives each block TILE_M / SPLITS rows over all of K (its
+// warps then hold the default geometry's 64x32 tiles of out, not twice as many accumulators)
+constexpr bool PORTABLE_SPLITS_ROWS = !SPLIT_K && SPLITS > 1 && TILE_M > 128;
+constexpr int BLOCK_M = PORTABLE_SPLITS_ROWS ? TILE_M / SPLITS : TILE_M;
 // the portable (mma.sync) path's consumer warps: 2 (M) x 4 (N), or 1 x 8 for a tile of 16
-// activation rows; split, block s of a cluster takes the N warps w with w % SPLITS == s
+// activation rows; split (but for PORTABLE_SPLITS_ROWS), block s of a cluster takes the N
+// warps w with w % SPLITS == s
 constexpr int PORTABLE_WARPS_M = TILE_M >= 32 ? 2 : 1;
 constexpr int PORTABLE_WARPS_N = CONSUMER_THREADS / ggufc::WARP_SIZE / PORTABLE_WARPS_M;
 constexpr int PORTABLE_WARP_ROWS = TILE_N / PORTABLE_WARPS_N;
@@ -317,10 +377,14 @@ constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int GROUP_OFFSET = STAGES * A_STAGE_BYTES;
 constexpr int TABLE_OFFSET = GROUP_OFFSET + GROUP_SLOTS * GROUP_SLOT_BYTES;
 constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
-constexpr int REDUCE_OFFSET = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
+constexpr int TABLES_END = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
 // split K: each consumer's TILE_M / 2 partial sums, accumulator-major
+constexpr bool PARTIALS_OVER_RING = false;
+constexpr int REDUCE_OFFSET = PARTIALS_OVER_RING ? 0 : TABLES_END;
 constexpr int REDUCE_BYTES = SPLITS > 1 ? TILE_M / 2 * CONSUMER_THREADS * 4 : 0;
-constexpr int LAYOUT_BYTES = REDUCE_OFFSET + REDUCE_BYTES;
+constexpr int LAYOUT_BYTES = PARTIALS_OVER_RING
+                                 ? (TABLES_END > REDUCE_BYTES ? TABLES_END : REDUCE_BYTES)
+                                 : REDUCE_OFFSET + REDUCE_BYTES;
 // the layout starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = 1024;
@@ -342,7 +406,8 @@ constexpr int GROUP_AHEAD = 1;
 extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_q5_k_bf16_impl::MIN_BLOCKS) GGUFC_CLUSTER_DIMS(8) ggufc_matvec_batched_split_k8_q5_k_bf16(
     const ggufc_matvec_batched_split_k8_q5_k_bf16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_batched_split_k8_q5_k_bf16_impl::act_t* bias, ggufc_matvec_batched_split_k8_q5_k_bf16_impl::act_t* __restrict__ out,
-    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias,
+    const __grid_constant__ ggufc::TensorMap x_map) {
     using namespace ggufc_matvec_batched_split_k8_q5_k_bf16_impl;
     // prelude: programmatic dependent launch, but the next kernel starts only as this one
     // ends: clusters of the next one waiting in the free slots took Q4_K M = 4 from 32 to
@@ -363,10 +428,12 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
     // whether this block computes weight row ``row`` of the tile: every row when it splits K
     // (or nothing is split), else the rows of its consumer warps
     auto has_row = [&](int row) {
-        return SPLIT_K || SPLITS == 1 || row / PORTABLE_WARP_ROWS % SPLITS == split;
+        return SPLIT_K || SPLITS == 1 || PORTABLE_SPLITS_ROWS ||
+               row / PORTABLE_WARP_ROWS % SPLITS == split;
     };
     const i64 n0 = static_cast<i64>(blockIdx.x / SPLITS) * TILE_N;
-    const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
+    const i64 m0 =
+        static_cast<i64>(blockIdx.y) * TILE_M + (PORTABLE_SPLITS_ROWS ? split * BLOCK_M : 0);
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
     const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
@@ -394,7 +461,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
     // slots copying activations: all of them, or for a tile of fewer rows than they cover,
     // the first A_COPY_SLOTS
     constexpr int A_ROWS_APART =
-        COPY_SLOTS / A_ROW_CHUNKS < TILE_M ? COPY_SLOTS / A_ROW_CHUNKS : TILE_M;
+        COPY_SLOTS / A_ROW_CHUNKS < BLOCK_M ? COPY_SLOTS / A_ROW_CHUNKS : BLOCK_M;
     constexpr int A_COPY_SLOTS = A_ROWS_APART * A_ROW_CHUNKS;
     const i64 a_rows_apart = A_ROWS_APART * K;
     // bytes from a row's start to the tensor's end are capped past any offset a copy reaches
@@ -408,7 +475,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
         s.a_dst = a_row * A_ROW_BYTES + (s.a_col ^ (a_row % 8)) * CHUNK;  // same for all i
         s.a_rows_valid = 0;
 #pragma unroll
-        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+        for (int i = 0; i < BLOCK_M / A_ROWS_APART; ++i) {
             s.a_rows_valid |= (m0 + a_row + i * A_ROWS_APART < M) << i;
         }
         s.w_row = slot / 2;
@@ -458,7 +525,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
         const i64 k0 = static_cast<i64>(step) * STEP_K;
         if (inside) {
 #pragma unroll
-            for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+            for (int i = 0; i < BLOCK_M / A_ROWS_APART; ++i) {
                 ggufc::cp_async_16(tile + i * A_ROWS_APART * A_ROW_BYTES, s.a_src + k0 + i * a_rows_apart);
             }
             return;
@@ -466,7 +533,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
         const bool k_valid = k0 + s.a_col * (CHUNK / static_cast<int>(sizeof(act_t))) < K;
         const act_t* src = s.a_src + k0;
 #pragma unroll
-        for (int i = 0; i < TILE_M / A_ROWS_APART; ++i) {
+        for (int i = 0; i < BLOCK_M / A_ROWS_APART; ++i) {
             const bool valid = k_valid && ((s.a_rows_valid >> i) & 1);
             ggufc::cp_async_16_fill(tile + i * A_ROWS_APART * A_ROW_BYTES, src + i * a_rows_apart,
                                     valid ? CHUNK : 0);
@@ -506,8 +573,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
             group_step < steps && (group_step % GROUP_STEPS == 0 || group_step == step_begin);
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
-            if (A_COPY_SLOTS == COPY_SLOTS ||
-                tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS) {
+            if (!ACTIVATIONS_BY_MAP && (A_COPY_SLOTS == COPY_SLOTS ||
+                                        tid - CONSUMER_THREADS + j * PRODUCER_THREADS < A_COPY_SLOTS)) {
                 issue_activations(slots[j], step, stage, inside);
             }
             if (new_group) {
@@ -515,7 +582,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
             }
         }
     };
-    const bool rows_inside = block_inside && m0 + TILE_M <= M;
+    const bool rows_inside = block_inside && m0 + BLOCK_M <= M;
     // steps before this one are whole in K
     const int whole_steps = static_cast<int>(K / STEP_K);
     // the scales of step ``step``'s parts, one (K group, row) per thread, from its header; the
@@ -573,11 +640,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
     const int warpgroup = tid / wg::WARPGROUP_THREADS;
     const int rank = warp % (wg::WARPGROUP_THREADS / ggufc::WARP_SIZE);
     const int row = warpgroup * WGMMA_M + rank * A_FRAGMENT_ROWS + group;
-    float acc[TILE_M / 2];
-#pragma unroll
-    for (int i = 0; i < TILE_M / 2; ++i) {
-        acc[i] = 0.0f;
-    }
+    float acc[TILE_M / 2];  // zeroed by the consumers (the producer holds no accumulators)
     const u32 a_tiles = tc::shared_address(shared);
     using wg::Fragments;  // A fragments of one step (its two K groups)
     static_assert(K_GROUPS == wg::FRAGMENT_PARTS && SUB_STEPS == wg::FRAGMENT_SUB_STEPS,
@@ -651,7 +714,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
     constexpr int WARPS_M = PORTABLE_WARPS_M;
     constexpr int WARPS_N = PORTABLE_WARPS_N;
     constexpr int MMA_N = 8;
-    constexpr int WARP_TILE_M = TILE_M / WARPS_M;
+    constexpr int WARP_TILE_M = BLOCK_M / WARPS_M;
     constexpr int WARP_TILE_N = TILE_N / WARPS_N;
     constexpr int FRAGS_M = WARP_TILE_M / MMA_M;
     constexpr int FRAGS_N = WARP_TILE_N / MMA_N;
@@ -751,6 +814,11 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
             if (t >= STAGES) {
                 wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
+            if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
+                wg::expect_bytes(&filled[stage], A_STAGE_BYTES);
+                wg::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
+                                step * STEP_K, static_cast<int>(m0), &filled[stage]);
+            }
             issue_step(step, stage, rows_inside && step < whole_steps);
             wg::arrive_after_copies(&filled[stage]);
             stage = stage == STAGES - 1 ? 0 : stage + 1;
@@ -761,6 +829,10 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
         ggufc::cluster_barrier();  // and read
 
         return;
+    }
+#pragma unroll
+    for (int i = 0; i < TILE_M / 2; ++i) {
+        acc[i] = 0.0f;
     }
     // Two sets of A fragments: step t decodes into set t % 2 while the products of step t - 1
     // (set (t - 1) % 2) run, and waits for those only after starting its own.
@@ -867,6 +939,9 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k8_
     // The cluster's partial sums meet: each block writes its own to shared memory, and block
     // ``split`` sums accumulators j with j % SPLITS == split over the cluster (in rank order)
     // and writes them.
+    if (PARTIALS_OVER_RING) {
+        wg::consumers_sync<CONSUMER_THREADS>();  // no consumer's products still read the ring
+    }
     float* partial = reinterpret_cast<float*>(shared + REDUCE_OFFSET) + tid;
 #pragma unroll
     for (int j = 0; j < TILE_M / 2; ++j) {
