@@ -98,6 +98,7 @@ def describe_program(
     sources = set()
     kernel_count = 0
     dependent_sources = 0  # source references a CUDA runtime may launch dependently
+    mapped_sources = 0  # source references taking tensor maps (the 16-bit CUDA matmul)
     for c, chain in enumerate(p.chains):
         counts = Counter(type(n).__name__ for n in chain.instructions)
         chains.append(
@@ -122,6 +123,7 @@ def describe_program(
                 for s in node.sources:
                     by_backend[s.backend.name.lower()] += 1
                     dependent_sources += s.dependent_launch
+                    mapped_sources += bool(s.tensor_maps)
                     sources.add((s.backend, s.entry, s.source, s.header))
             elif isinstance(node, AtenNode):
                 aten_ops[node.op] += 1
@@ -170,6 +172,7 @@ def describe_program(
             "sources_by_backend": dict(sorted(by_backend.items())),
             "distinct_sources": len(sources),
             "dependent_launch_sources": dependent_sources,
+            "tensor_map_sources": mapped_sources,
         },
         "if_nodes": if_nodes,
         "aten_ops": dict(sorted(aten_ops.items())),
@@ -242,6 +245,7 @@ def render_description(d: dict) -> str:
             if k["dependent_launch_sources"]
             else ""
         )
+        + (f"; {k['tensor_map_sources']} taking tensor maps" if k.get("tensor_map_sources") else "")
         + ")"
     )
     for key, n in k["by_format_and_kind"].items():

@@ -112,3 +112,29 @@ def test_dependent_launch_sources_are_counted(tmp_path):
         assert d["kernels"]["dependent_launch_sources"] == count
         text = render_description(d)
         assert ("5 launched dependently on CUDA sm_90+" in text) == bool(count), text
+        assert d["kernels"]["tensor_map_sources"] == 0 and "tensor maps" not in text
+
+
+def test_tensor_map_sources_are_counted(tmp_path):
+    from dataclasses import replace
+
+    from runtime_schema.program import Backend, KernelNode, TensorMap
+
+    def mapped(node):
+        if not isinstance(node, KernelNode):
+            return node
+        maps = (TensorMap(0, 64, 128),)
+        sources = tuple(
+            replace(s, tensor_maps=maps) if s.backend == Backend.CUDA else s for s in node.sources
+        )
+        return replace(node, sources=sources)
+
+    program = kitchen_sink(kitchen_sink_data(seed=5))
+    chains = tuple(
+        replace(c, instructions=tuple(mapped(n) for n in c.instructions)) for c in program.chains
+    )
+    path = tmp_path / "mapped.ggufc"
+    save_program(replace(program, chains=chains), path)
+    d = describe_program(path)
+    assert d["kernels"]["tensor_map_sources"] == 5
+    assert "; 5 taking tensor maps)" in render_description(d)
