@@ -5,7 +5,7 @@
 
 For each format, weight shape N x K and row count M (float16 activations): the GGUF matmul
 in each of its geometries (`codegen.kernels.emitter.MATMUL_GEOMETRY_TILES`: 128- or 64-row
-tiles, K split over a cluster of 2 to 8 blocks), the dense route (`codegen.dense_linear`:
+tiles, K split over a cluster of 2 to 8 blocks, and 256-row tiles split in 2), the dense route (`codegen.dense_linear`:
 the dequantize kernel, then cuBLAS through ``torch.nn.functional.linear``, as a program's
 aten::linear runs it) and cuBLAS alone on the dequantized weights.  The "lowering" column is
 the route the lowering takes at that M (`codegen.dense_linear.matmul_route`: the dense

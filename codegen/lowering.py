@@ -63,7 +63,8 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               too (`matmul_routes`): up to `codegen.dense_linear.dense_threshold(fmt, N,
               K, route_model)` (for a weight of at most `DENSE_MAX_WEIGHT_BYTES` dequantized) the GGUF
               matmul in the geometry `codegen.kernels.emitter.matmul_geometry_of` picks
-              (128- or 64-row tiles, K split over a cluster of 2 to 8 blocks), above it the
+              (128- or 64-row tiles, K split over a cluster of 2 to 8 blocks, 256-row
+              tiles split in 2), above it the
               dense route: a ``dequantize`` KernelNode (N x K in x's dtype) then an
               ``aten::linear(x, weight, bias)`` AtenNode (cuBLAS on a CUDA device; the bias
               the node's own, None without one).  A static M takes its one route; a
