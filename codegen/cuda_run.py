@@ -8,9 +8,12 @@ in the order of the kernel signature (see `codegen.kernels.emitter`).
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from codegen.kernels import KernelSource
+from codegen.program_source import program_source as _program_source
 from compiler.errors import UnsupportedError
 from compiler.formats import get_format, row_bytes
 
@@ -19,26 +22,11 @@ REQUIRED_ALIGNMENT = 16
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
+@cache
 def program_source(kernel: KernelSource):
-    """The `runtime_schema.program.KernelSource` of a generated CUDA kernel."""
-    from runtime_schema.program import Backend
-    from runtime_schema.program import KernelSource as ProgramKernelSource
-
-    return ProgramKernelSource(
-        backend=Backend.CUDA,
-        entry=kernel.entry,
-        source=kernel.source,
-        header=kernel.header,
-        dependent_launch=kernel.dependent_launch,
-        tensor_maps=program_tensor_maps(kernel.launch),
-    )
-
-
-def program_tensor_maps(launch) -> tuple:
-    """A launch rule's tensor maps as a program's `runtime_schema.program.TensorMap`s."""
-    from runtime_schema.program import TensorMap
-
-    return tuple(TensorMap(m.tensor, m.box_inner, m.box_rows) for m in launch.tensor_maps)
+    """The `runtime_schema.program.KernelSource` of a generated CUDA kernel (one object per
+    kernel, so the launcher finds its compiled function by identity, hashing nothing)."""
+    return _program_source("cuda", kernel)
 
 
 def _check_tensor(name: str, tensor: torch.Tensor, kernel: KernelSource) -> None:

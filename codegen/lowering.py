@@ -133,7 +133,7 @@ import sympy
 import torch
 import torch.fx
 
-from codegen.cuda_run import program_tensor_maps
+from codegen.program_source import BACKEND_ENUMS, program_source
 from compiler.errors import UnsupportedError
 from compiler.ir.printer import symbolic_expr
 from compiler.tuning import DEFAULT_BUCKETS_BY_DTYPE, kernel_for
@@ -142,7 +142,6 @@ from runtime_schema.builder import ProgramBuilder
 from runtime_schema.program import (
     Argument,
     AtenNode,
-    Backend,
     BoolValue,
     CompareOp,
     Dim,
@@ -173,7 +172,6 @@ if TYPE_CHECKING:
     from codegen.kernels.emitter import GeneratedKernel
 
 DEFAULT_BACKENDS = ("metal", "cuda")
-BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
 # The backend whose launch geometry a KernelNode carries when several are emitted.
 LAUNCH_BACKEND = "cuda"
 
@@ -870,7 +868,7 @@ class _Lowering:
         sources = []
         for backend in self.backends:
             generated = emit_for(backend)
-            sources.append(_kernel_source(backend, generated))
+            sources.append(program_source(backend, generated))
         return tuple(sources)
 
     def element_count(self, shape, where: str) -> Dim:
@@ -1120,7 +1118,7 @@ class _Lowering:
         dtype_name = KERNEL_DTYPES.get(dtype)
         for backend in self.backends if dtype_name is not None else ():
             generated = self.emitter(backend, fmt, "dequantize", dtype_name)
-            sources.append(_kernel_source(backend, generated))
+            sources.append(program_source(backend, generated))
             rules[backend] = generated.launch
         grid, block, _ = self.launch_dims(rules, Dim(n), n, k, f"dequantize {fmt} {n}x{k}")
         self.builder.emit(
@@ -1293,7 +1291,7 @@ class _Lowering:
             if backend == "cuda" and cuda_geometry is not None:
                 geometry = cuda_geometry
             generated = self.emitter(backend, fmt, kind_name, dtype_name, geometry=geometry)
-            sources.append(_kernel_source(backend, generated))
+            sources.append(program_source(backend, generated))
             rules[backend] = generated.launch
         grid, block, shared = self.launch_dims(rules, rows, n, k, where)
         args = [
@@ -1365,19 +1363,6 @@ class _Lowering:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise UnsupportedError(f"{where}: expected a static integer, got {value!r}")
-
-
-def _kernel_source(backend: str, generated) -> KernelSource:
-    """The program's KernelSource of an emitted kernel for ``backend``."""
-    launch = getattr(generated, "launch", None)  # a GeneratedKernel (attention, ...) has none
-    return KernelSource(
-        backend=BACKEND_ENUMS[backend],
-        entry=generated.entry,
-        source=generated.source,
-        header=generated.header,
-        dependent_launch=generated.dependent_launch,
-        tensor_maps=program_tensor_maps(launch) if backend == "cuda" and launch else (),
-    )
 
 
 def _display_names(gp) -> dict[str, str]:

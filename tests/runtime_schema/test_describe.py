@@ -88,24 +88,30 @@ def test_long_metadata_values_are_shortened(tmp_path):
     assert as_json["metadata"]["tokenizer"] == expected
 
 
-def test_dependent_launch_sources_are_counted(tmp_path):
+def _with_cuda_sources(program, **changes):
+    """``program`` with ``changes`` made to every CUDA source of its kernel nodes."""
     from dataclasses import replace
 
     from runtime_schema.program import Backend, KernelNode
 
-    def marked(node):
+    def changed(node):
         if not isinstance(node, KernelNode):
             return node
         sources = tuple(
-            replace(s, dependent_launch=s.backend == Backend.CUDA) for s in node.sources
+            replace(s, **changes) if s.backend == Backend.CUDA else s for s in node.sources
         )
         return replace(node, sources=sources)
 
-    program = kitchen_sink(kitchen_sink_data(seed=5))
     chains = tuple(
-        replace(c, instructions=tuple(marked(n) for n in c.instructions)) for c in program.chains
+        replace(c, instructions=tuple(changed(n) for n in c.instructions)) for c in program.chains
     )
-    for name, p, count in (("plain", program, 0), ("marked", replace(program, chains=chains), 5)):
+    return replace(program, chains=chains)
+
+
+def test_dependent_launch_sources_are_counted(tmp_path):
+    program = kitchen_sink(kitchen_sink_data(seed=5))
+    marked = _with_cuda_sources(program, dependent_launch=True)
+    for name, p, count in (("plain", program, 0), ("marked", marked, 5)):
         path = tmp_path / f"{name}.ggufc"
         save_program(p, path)
         d = describe_program(path)
@@ -116,25 +122,11 @@ def test_dependent_launch_sources_are_counted(tmp_path):
 
 
 def test_tensor_map_sources_are_counted(tmp_path):
-    from dataclasses import replace
-
-    from runtime_schema.program import Backend, KernelNode, TensorMap
-
-    def mapped(node):
-        if not isinstance(node, KernelNode):
-            return node
-        maps = (TensorMap(0, 64, 128),)
-        sources = tuple(
-            replace(s, tensor_maps=maps) if s.backend == Backend.CUDA else s for s in node.sources
-        )
-        return replace(node, sources=sources)
+    from runtime_schema.program import TensorMap
 
     program = kitchen_sink(kitchen_sink_data(seed=5))
-    chains = tuple(
-        replace(c, instructions=tuple(mapped(n) for n in c.instructions)) for c in program.chains
-    )
     path = tmp_path / "mapped.ggufc"
-    save_program(replace(program, chains=chains), path)
+    save_program(_with_cuda_sources(program, tensor_maps=(TensorMap(0, 64, 128),)), path)
     d = describe_program(path)
     assert d["kernels"]["tensor_map_sources"] == 5
     assert "; 5 taking tensor maps)" in render_description(d)

@@ -188,16 +188,10 @@ def test_bad_tensor_maps_are_refused(source, message):
 
 
 def test_dependent_launch_mark_only_on_cuda_sources():
-    import dataclasses
-
-    program = _kernel_program(1, "/* kernel */")
-    (node,) = program.main.instructions
     metal = KernelSource(Backend.METAL, "k", "/* kernel */", dependent_launch=True)
-    bad = dataclasses.replace(node, sources=(metal,))
-    chain = dataclasses.replace(program.main, instructions=(bad,))
-    chains = tuple(chain if c is program.main else c for c in program.chains)
+    program = _with_source(_kernel_program(1, "/* kernel */"), metal)
     with pytest.raises(ProgramFormatError, match="dependent_launch: only CUDA"):
-        program_to_bytes(dataclasses.replace(program, chains=chains))
+        program_to_bytes(program)
 
 
 def test_uninterned_writer_repeats_the_source():
