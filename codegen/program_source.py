@@ -20,7 +20,9 @@ def program_source(backend: str, generated) -> KernelSource:
         source=generated.source,
         header=generated.header,
         dependent_launch=generated.dependent_launch,
-        tensor_maps=tuple(TensorMap(m.tensor, m.box_inner, m.box_rows) for m in maps),
+        tensor_maps=tuple(
+            TensorMap(m.tensor, m.box_inner, m.box_rows, m.swizzle, m.optional) for m in maps
+        ),
     )
 
 

@@ -117,11 +117,13 @@ class DependentLauncher:
 
 
 # cuda.h: CUtensorMapDataType by torch dtype, and the fixed choices of ggufc's tensor maps
-TENSOR_MAP_DATA_TYPES = {torch.float16: 6, torch.float32: 7, torch.bfloat16: 9}
+TENSOR_MAP_DATA_TYPES = {torch.uint8: 0, torch.float16: 6, torch.float32: 7, torch.bfloat16: 9}
 TENSOR_MAP_BYTES = 128
 TENSOR_MAP_ALIGNMENT = 16  # bytes: the global address and every row stride
 TENSOR_MAP_INTERLEAVE_NONE = 0
-TENSOR_MAP_SWIZZLE_128B = 3  # the layout wgmma reads (codegen/kernels/cuda/matmul_wgmma.cuh)
+# by swizzle bytes: none (bytes as they are), or the 128-byte swizzle wgmma reads
+# (codegen/kernels/cuda/matmul_wgmma.cuh)
+TENSOR_MAP_SWIZZLES = {0: 0, 128: 3}
 TENSOR_MAP_L2_PROMOTION_256B = 3
 TENSOR_MAP_OOB_FILL_ZEROS = 0  # CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE: zeros past the edges
 
@@ -154,20 +156,37 @@ class TensorMapEncoder:
         encode.restype = ctypes.c_int
         self._encode = encode
 
-    def encode(self, tensor: torch.Tensor, box_inner: int, box_rows: int, where: str) -> np.ndarray:
+    @staticmethod
+    def describable(tensor: torch.Tensor) -> bool:
+        """Whether a map can describe ``tensor``: its address and rows on 16-byte boundaries
+        (an optional map of another is passed as zeros, `cuda_launcher`; a kernel taking one
+        tests `ggufc::encoded`)."""
+        inner = tensor.shape[-1] if tensor.dim() else 1
+        return (
+            tensor.data_ptr() % TENSOR_MAP_ALIGNMENT == 0
+            and inner * tensor.element_size() % TENSOR_MAP_ALIGNMENT == 0
+        )
+
+    def encode(
+        self, tensor: torch.Tensor, box_inner: int, box_rows: int, where: str, swizzle: int = 128
+    ) -> np.ndarray:
         """The map of contiguous ``tensor`` as a [rows, last dim] matrix with boxes of
-        ``box_rows`` x ``box_inner`` elements (128-byte swizzle, zeros past the edges);
-        ``where`` names the kernel and parameter in errors."""
+        ``box_rows`` x ``box_inner`` elements (``swizzle``: 128-byte swizzle or 0, none; zeros
+        past the edges); ``where`` names the kernel and parameter in errors."""
         data_type = TENSOR_MAP_DATA_TYPES.get(tensor.dtype)
         inner = tensor.shape[-1] if tensor.dim() else 1
         row_bytes = inner * tensor.element_size()
+        if swizzle not in TENSOR_MAP_SWIZZLES:
+            raise DriverLaunchError(
+                f"{where}: swizzle {swizzle}, expected one of {sorted(TENSOR_MAP_SWIZZLES)}"
+            )
         if data_type is None or not tensor.is_contiguous() or tensor.numel() == 0:
             raise DriverLaunchError(
                 f"{where}: a tensor map needs a non-empty contiguous tensor of "
                 f"{sorted(str(d) for d in TENSOR_MAP_DATA_TYPES)}, got {tensor.dtype} "
                 f"{tuple(tensor.shape)} (contiguous: {tensor.is_contiguous()})"
             )
-        if tensor.data_ptr() % TENSOR_MAP_ALIGNMENT or row_bytes % TENSOR_MAP_ALIGNMENT:
+        if not self.describable(tensor):
             raise DriverLaunchError(
                 f"{where}: a tensor map needs its address and rows ({row_bytes} bytes) on "
                 f"{TENSOR_MAP_ALIGNMENT}-byte boundaries (address {tensor.data_ptr():#x})"
@@ -183,7 +202,7 @@ class TensorMapEncoder:
             (ctypes.c_uint32 * 2)(box_inner, box_rows),
             (ctypes.c_uint32 * 2)(1, 1),
             TENSOR_MAP_INTERLEAVE_NONE,
-            TENSOR_MAP_SWIZZLE_128B,
+            TENSOR_MAP_SWIZZLES[swizzle],
             TENSOR_MAP_L2_PROMOTION_256B,
             TENSOR_MAP_OOB_FILL_ZEROS,
         )

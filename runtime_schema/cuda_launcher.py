@@ -90,6 +90,25 @@ def _function_handle(fn) -> int:
     return getattr(fn, "kernel", fn).ptr
 
 
+def tensor_map_parameters(encoder, source: KernelSource, tensors) -> tuple[np.ndarray, ...]:
+    """The 128-byte tensor maps ``source`` takes after its scalars, encoded by ``encoder`` (a
+    `runtime_schema.cuda_driver.TensorMapEncoder`) for this launch's ``tensors``: an optional
+    map of a tensor no map can describe as zeros (the kernel then copies that tensor itself)."""
+    from runtime_schema.cuda_driver import TENSOR_MAP_BYTES
+
+    maps = []
+    for i, m in enumerate(source.tensor_maps):
+        where = f"{source.entry!r} tensor map {i} (tensor {m.tensor})"
+        if not 0 <= m.tensor < len(tensors):
+            raise CudaLaunchError(f"{where}: the launch has {len(tensors)} tensors")
+        tensor = tensors[m.tensor]
+        if m.optional and not encoder.describable(tensor):
+            maps.append(np.zeros(TENSOR_MAP_BYTES, dtype=np.uint8))
+            continue
+        maps.append(encoder.encode(tensor, m.box_inner, m.box_rows, where, m.swizzle))
+    return tuple(maps)
+
+
 class CudaLauncher:
     """Compiles KernelSources with NVRTC (through CuPy) and launches them on PyTorch's current
     stream.  ``target`` (an NVRTC ``--gpu-architecture`` value) overrides the device's own:
@@ -208,13 +227,7 @@ class CudaLauncher:
             from runtime_schema.cuda_driver import TensorMapEncoder
 
             self._tensor_maps = TensorMapEncoder()
-        maps = []
-        for i, m in enumerate(source.tensor_maps):
-            where = f"{source.entry!r} tensor map {i} (tensor {m.tensor})"
-            if not 0 <= m.tensor < len(tensors):
-                raise CudaLaunchError(f"{where}: the launch has {len(tensors)} tensors")
-            maps.append(self._tensor_maps.encode(tensors[m.tensor], m.box_inner, m.box_rows, where))
-        return tuple(maps)
+        return tensor_map_parameters(self._tensor_maps, source, tensors)
 
     def launch(
         self, source, *, grid, block, shared_memory_bytes, tensors, scalars, dependent=True

@@ -45,8 +45,8 @@ import torch
 
 # Bumped whenever schema.fbs gains a field, union member or enum value (rule 5 there).
 # 2: OpKind.ATTENTION, KernelKind.ATTENTION; 3: RMS_NORM and ROTARY of both; 4: GATED_GELU;
-# 5: KernelSource.dependent_launch; 6: KernelSource.tensor_maps
-SCHEMA_VERSION = 6
+# 5: KernelSource.dependent_launch; 6: KernelSource.tensor_maps; 7: TensorMap.swizzle, optional
+SCHEMA_VERSION = 7
 
 # A value index / chain index that means "none" in a Dim.
 NO_VALUE = -1
@@ -292,11 +292,15 @@ class Argument:
 class TensorMap:
     """A CUDA tensor map the launcher encodes for the kernel's tensor parameter ``tensor``
     (inputs, then outputs) and passes after the args: boxes of ``box_rows`` x ``box_inner``
-    elements of the tensor as a [rows, last dim] matrix, 128-byte swizzle (schema.fbs)."""
+    elements of the tensor as a [rows, last dim] matrix, with the 128-byte swizzle or none
+    (``swizzle`` 128 / 0); ``optional``: zeros where the tensor is not on 16-byte boundaries
+    (schema.fbs)."""
 
     tensor: int
     box_inner: int
     box_rows: int
+    swizzle: int = 128
+    optional: bool = False
 
 
 @dataclass(frozen=True)

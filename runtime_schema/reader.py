@@ -427,6 +427,8 @@ def _kernel_source(t: _Table) -> KernelSource:
                 tensor=m.scalar(0, "tensor", "u32"),
                 box_inner=m.scalar(1, "box_inner", "u32"),
                 box_rows=m.scalar(2, "box_rows", "u32"),
+                swizzle=m.scalar(3, "swizzle", "u32", TensorMap.swizzle),
+                optional=bool(m.scalar(4, "optional", "u8")),
             )
             for m in t.tables(5, "tensor_maps")
         ),

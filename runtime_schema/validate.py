@@ -63,6 +63,7 @@ MAX_CHAIN_DEPTH = 64
 GRID_RANK = 3
 # a tensor map's box: at most 256 elements a side (cuTensorMapEncodeTiled's boxDim)
 TENSOR_MAP_MAX_BOX = 256
+TENSOR_MAP_SWIZZLES = (0, 128)  # bytes: none, or the 128-byte swizzle
 # Positions of the GGUF weight blocks among a KernelNode's inputs (the other ops have none).
 KERNEL_WEIGHT_INPUTS = {OpKind.LINEAR: (1,), OpKind.EMBEDDING: (0,), OpKind.DEQUANTIZE: (0,)}
 # Operand counts of the reference op of each KernelNode op kind: (inputs allowed, outputs).
@@ -318,6 +319,11 @@ class _Validator:
             if not 0 <= m.tensor < tensors:
                 raise ProgramFormatError(
                     f"{where}[{i}].tensor: {m.tensor} is not one of the node's {tensors} tensors"
+                )
+            if m.swizzle not in TENSOR_MAP_SWIZZLES or not isinstance(m.optional, bool):
+                raise ProgramFormatError(
+                    f"{where}[{i}]: swizzle {m.swizzle!r} (expected one of "
+                    f"{TENSOR_MAP_SWIZZLES}), optional {m.optional!r} (expected a bool)"
                 )
             for side in ("box_inner", "box_rows"):
                 if not 1 <= getattr(m, side) <= TENSOR_MAP_MAX_BOX:

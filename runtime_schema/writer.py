@@ -417,6 +417,8 @@ class _ProgramEncoder:
         fb_TensorMap.AddTensor(fb, m.tensor)
         fb_TensorMap.AddBoxInner(fb, m.box_inner)
         fb_TensorMap.AddBoxRows(fb, m.box_rows)
+        fb_TensorMap.AddSwizzle(fb, m.swizzle)
+        fb_TensorMap.AddOptional(fb, m.optional)
         return fb_TensorMap.End(fb)
 
     def kernel(self, k: KernelNode) -> int:

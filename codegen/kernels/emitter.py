@@ -1089,12 +1089,16 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:
     """The launch of the CUDA 16-bit matmul (cuda/matmul.cu) with ``tile_m`` activation rows a
     block and K split over ``splits`` blocks a tile of rows; its activations x as a tensor map
-    of tile_m x tile_k boxes (a stage's)."""
+    of tile_m x tile_k boxes (a stage's), its weight blocks as one of group slots (a group's
+    bytes x tile_n rows; optional: rows of whole 16-byte words only)."""
     _, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
     grid = (GridExtent(("N",), tile_n, splits), GridExtent(("M",), tile_m), GridExtent())
-    shared = cuda_matmul_layout(fmt, dtype, tile_m, splits)["shared_bytes"]
+    layout = cuda_matmul_layout(fmt, dtype, tile_m, splits)
+    shared = layout["shared_bytes"]
     activations = TensorMapRule(tensor=0, box_inner=tile_k, box_rows=tile_m)
-    return LaunchRule(MATMUL_THREADS["cuda", dtype], grid, shared, (activations,))
+    # a group slot's rows as they are, where the rows are whole 16-byte words
+    weights = TensorMapRule(1, layout["group_stride"], tile_n, swizzle=0, optional=True)
+    return LaunchRule(MATMUL_THREADS["cuda", dtype], grid, shared, (activations, weights))
 
 
 def _cuda_matmul_values(fmt: str, dtype: str, tile_m: int, splits: int) -> dict:

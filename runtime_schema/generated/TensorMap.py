@@ -49,8 +49,22 @@ class TensorMap(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+    # TensorMap
+    def Swizzle(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 128
+
+    # TensorMap
+    def Optional(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def TensorMapStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(5)
 
 def Start(builder):
     TensorMapStart(builder)
@@ -72,6 +86,18 @@ def TensorMapAddBoxRows(builder, boxRows):
 
 def AddBoxRows(builder, boxRows):
     TensorMapAddBoxRows(builder, boxRows)
+
+def TensorMapAddSwizzle(builder, swizzle):
+    builder.PrependUint32Slot(3, swizzle, 128)
+
+def AddSwizzle(builder, swizzle):
+    TensorMapAddSwizzle(builder, swizzle)
+
+def TensorMapAddOptional(builder, optional):
+    builder.PrependBoolSlot(4, optional, 0)
+
+def AddOptional(builder, optional):
+    TensorMapAddOptional(builder, optional)
 
 def TensorMapEnd(builder):
     return builder.EndObject()

@@ -28,6 +28,7 @@ from codegen.kernels.emitter import (
     takes_lane_words,
 )
 from compiler import formats
+from compiler.formats import row_bytes
 
 pytestmark = CUDA_TEST_MARKS
 
@@ -210,6 +211,40 @@ def test_matmul_geometry_portable_build(portable_runner, rng, fmt, geometry):
         check_linear(
             portable_runner, rng, fmt, "matmul", "float16", (m,), RAGGED_N, k, m == 300, geometry
         )
+
+
+# K whose rows are whole 16-byte words in every format (sm_90a: the weight groups come by
+# tensor map), and per format one whose rows are not (the producer's threads copy them)
+MAPPED_ROWS_K = 2048
+COPIED_ROWS_K = {"Q4_0": 352, "Q5_0": 352, "Q8_0": 352, "Q6_K": 768}
+
+
+@pytest.mark.parametrize("geometry", ["default", "rows256_split_k2"])
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_matmul_weights_by_tensor_map_and_by_copies(runner, rng, fmt, geometry, monkeypatch):
+    """Rows of whole 16-byte words take the weight groups by tensor map, others by the
+    producer's copies (the launcher passes zeros for the optional map); both against
+    float64, with a ragged N (the map's rows past N read as zeros)."""
+    from runtime_schema import cuda_launcher
+
+    weight_maps = []
+
+    def recorded(encoder, source, tensors):
+        maps = encode(encoder, source, tensors)
+        weight_maps.append(bool(maps[1].any()))
+        return maps
+
+    encode = cuda_launcher.tensor_map_parameters
+    monkeypatch.setattr(cuda_launcher, "tensor_map_parameters", recorded)
+    assert row_bytes(fmt, MAPPED_ROWS_K) % 16 == 0
+    for k in (MAPPED_ROWS_K, COPIED_ROWS_K.get(fmt)):
+        if k is None:
+            continue  # Q4_K / Q5_K rows are always whole words
+        mapped = k == MAPPED_ROWS_K
+        assert mapped or row_bytes(fmt, k) % 16
+        weight_maps.clear()
+        check_linear(runner, rng, fmt, "matmul", "float16", (300,), RAGGED_N, k, True, geometry)
+        assert weight_maps == [mapped], (k, weight_maps)
 
 
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)

@@ -538,12 +538,16 @@ def test_split_k_kernels_block_and_bounds(fmt, dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_only_the_16bit_cuda_matmul_takes_its_activations_as_a_tensor_map(backend):
     """The kernels of the 16-bit CUDA matmul template (the matmul's geometries and the split-K
-    matvec_batched) take x as a tensor map of a stage's box, declared in their signature;
-    no other kernel takes one."""
+    matvec_batched) take x as a tensor map of a stage's box and, optionally, their blocks as
+    one of a group slot's (a group's stride of bytes x 128 rows, no swizzle), both declared
+    in their signature; no other kernel takes one."""
     mapped = 0
     for kernel in _generated_kernels(backend):
         maps = getattr(kernel, "launch", None) and kernel.launch.tensor_maps
-        declared = "const __grid_constant__ ggufc::TensorMap x_map" in kernel.source
+        declared = (
+            "const __grid_constant__ ggufc::TensorMap x_map, "
+            "const __grid_constant__ ggufc::TensorMap w_map"
+        ) in kernel.source
         assert bool(maps) == declared, kernel.entry
         if not maps:
             continue
@@ -551,7 +555,11 @@ def test_only_the_16bit_cuda_matmul_takes_its_activations_as_a_tensor_map(backen
         assert backend == "cuda" and kernel.dtype in ("float16", "bfloat16"), kernel.entry
         assert kernel.kind in ("matmul", "matvec_batched"), kernel.entry
         tile_m = int(re.search(r"constexpr int TILE_M = (\d+);", kernel.source).group(1))
-        assert maps == (TensorMapRule(tensor=0, box_inner=64, box_rows=tile_m),), kernel.entry
+        stride = int(re.search(r"constexpr int GROUP_STRIDE = (\d+);", kernel.source).group(1))
+        assert maps == (
+            TensorMapRule(tensor=0, box_inner=64, box_rows=tile_m),
+            TensorMapRule(tensor=1, box_inner=stride, box_rows=128, swizzle=0, optional=True),
+        ), kernel.entry
     assert mapped if backend == "cuda" else not mapped
 
 

@@ -166,9 +166,10 @@ def test_symbolic_m_across_the_threshold_branches_and_runs_like_the_graph():
 
 
 def test_each_matmul_route_takes_its_activations_as_a_tensor_map_of_its_tile():
-    """The 16-bit CUDA matmul copies its activation stages by the tensor memory accelerator
-    on sm_90a: each geometry's source asks the launcher for x as a map of tile_m x 64 boxes;
-    the dense route's kernel and Metal's sources take none."""
+    """The 16-bit CUDA matmul copies its activation stages (and weight groups, where the rows
+    are whole 16-byte words) by the tensor memory accelerator on sm_90a: each geometry's
+    source asks the launcher for x as a map of tile_m x 64 boxes and for the blocks as an
+    optional one of group slots; the dense route's kernel and Metal's sources take none."""
     fmt, n, k = "Q4_K", 2048, 1024
     gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [17, 4096]"))
     program = lower(gp, backends=("metal", "cuda"))
@@ -188,7 +189,11 @@ def test_each_matmul_route_takes_its_activations_as_a_tensor_map_of_its_tile():
             if entry == emit("cuda", fmt, "matmul", "bfloat16", g).entry
         ]
         tile_m = MATMUL_GEOMETRY_TILES[geometry][0]
-        assert maps == (TensorMap(tensor=0, box_inner=64, box_rows=tile_m),)
+        stride = emit("cuda", fmt, "matmul", "bfloat16", geometry).launch.tensor_maps[1].box_inner
+        assert maps == (
+            TensorMap(tensor=0, box_inner=64, box_rows=tile_m),
+            TensorMap(tensor=1, box_inner=stride, box_rows=128, swizzle=0, optional=True),
+        )
         tiles.append(tile_m)
     assert len(tiles) >= 2
 

@@ -14,7 +14,7 @@ from runtime_schema.cuda_driver import (
     DependentLauncher,
     DriverLaunchError,
 )
-from runtime_schema.cuda_launcher import CudaLaunchError
+from runtime_schema.cuda_launcher import CudaLaunchError, tensor_map_parameters
 
 
 def _value(c_object):
@@ -155,10 +155,19 @@ def test_a_tensor_map_is_the_tensor_as_rows_of_its_last_dim(monkeypatch):
     assert call["box"] == (64, 256) and call["steps"] == (1, 1)
     assert call["modes"] == (
         cuda_driver.TENSOR_MAP_INTERLEAVE_NONE,
-        cuda_driver.TENSOR_MAP_SWIZZLE_128B,
+        cuda_driver.TENSOR_MAP_SWIZZLES[128],
         cuda_driver.TENSOR_MAP_L2_PROMOTION_256B,
         cuda_driver.TENSOR_MAP_OOB_FILL_ZEROS,
     )
+    # weight blocks: bytes, rows of a whole number of 16-byte words, copied as they are
+    blocks = torch.zeros(300, 8064, dtype=torch.uint8)
+    encoder.encode(blocks, 176, 128, "k tensor map 1", swizzle=0)
+    call = library.calls[-1]
+    assert call["dtype"] == cuda_driver.TENSOR_MAP_DATA_TYPES[torch.uint8]
+    assert call["dims"] == (8064, 300) and call["strides"] == (8064,) and call["box"] == (176, 128)
+    assert call["modes"][1] == cuda_driver.TENSOR_MAP_SWIZZLES[0]
+    assert encoder.describable(blocks)
+    assert not encoder.describable(torch.zeros(300, 8066, dtype=torch.uint8))
 
 
 def test_tensors_a_map_cannot_describe_are_refused_by_name(monkeypatch):
@@ -185,3 +194,36 @@ def test_a_driver_without_the_tensor_map_entry_point_is_named(monkeypatch):
     monkeypatch.setattr(cuda_driver.ctypes, "CDLL", lambda name: object())
     with pytest.raises(DriverLaunchError, match="cuTensorMapEncodeTiled"):
         cuda_driver.TensorMapEncoder()
+
+
+def test_an_optional_map_of_a_tensor_no_map_describes_is_passed_as_zeros(monkeypatch):
+    """The matmul's weight blocks come by tensor map where their rows are whole 16-byte words
+    and as 128 zero bytes elsewhere (the kernel tests `ggufc::encoded` and copies them); a
+    map that is not optional is refused instead, naming the kernel and map."""
+    import torch
+
+    from runtime_schema.program import Backend, KernelSource, TensorMap
+
+    library = FakeEncoder()
+    encoder = encoder_with(monkeypatch, library)
+    source = KernelSource(
+        Backend.CUDA,
+        "k",
+        "",
+        tensor_maps=(TensorMap(0, 64, 128), TensorMap(1, 176, 128, swizzle=0, optional=True)),
+    )
+    x = torch.zeros(300, 2048, dtype=torch.float16)
+    whole_words = torch.zeros(300, 8064, dtype=torch.uint8)  # Q4_0, K = 14336
+    ragged = torch.zeros(300, 8066, dtype=torch.uint8)
+    mapped = tensor_map_parameters(encoder, source, (x, whole_words))
+    assert [bytes(m) for m in mapped] == [b"\xab" * 128] * 2
+    assert library.calls[-1]["dims"] == (8064, 300) and library.calls[-1]["box"] == (176, 128)
+    calls = len(library.calls)
+    x_only = tensor_map_parameters(encoder, source, (x, ragged))
+    assert bytes(x_only[0]) == b"\xab" * 128 and bytes(x_only[1]) == bytes(128)
+    assert len(library.calls) == calls + 1  # the optional map was not encoded
+    required = KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(1, 176, 128, 0),))
+    with pytest.raises(DriverLaunchError, match=r"'k' tensor map 0 \(tensor 1\): .*16-byte"):
+        tensor_map_parameters(encoder, required, (x, ragged))
+    with pytest.raises(CudaLaunchError, match=r"'k' tensor map 1 \(tensor 1\): .* 1 tensors"):
+        tensor_map_parameters(encoder, source, (x,))

@@ -149,7 +149,10 @@ def _with_source(program, source: KernelSource):
 
 def test_tensor_maps_round_trip():
     program = _kernel_program(1, "/* kernel */")
-    maps = (TensorMap(tensor=0, box_inner=64, box_rows=256), TensorMap(2, 32, 1))
+    maps = (
+        TensorMap(tensor=0, box_inner=64, box_rows=256),
+        TensorMap(1, 176, 128, swizzle=0, optional=True),
+    )
     mapped = _with_source(
         program, KernelSource(Backend.CUDA, "k", "/* kernel */", tensor_maps=maps)
     )
@@ -178,6 +181,10 @@ def test_tensor_maps_round_trip():
         (
             KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(0, 0, 128),)),
             r"box_inner: 0, expected 1 to 256",
+        ),
+        (
+            KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(0, 64, 128, swizzle=64),)),
+            r"tensor_maps\[0\]: swizzle 64 \(expected one of \(0, 128\)\)",
         ),
     ],
 )

@@ -27,8 +27,10 @@
 // (wgmma.m64n{{ tile_m }}k16), the decoded weights are its A operand in registers and the staged
 // activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
 // memory.  The activation stages come by the tensor memory accelerator instead (one copy of a
-// box of x_map a stage, swizzled and zero-filled past M and K by the copy; the producer's
-// threads copy only weights).  Shared-memory barriers (mbarrier) pace the ring instead of
+// box of x_map a stage, swizzled and zero-filled past M and K by the copy), and so do the
+// weight groups where the launcher encodes w_map (rows of whole 16-byte words on 16-byte
+// boundaries: one box a group, from the 16-byte boundary at or before it, zeros past N; the
+// producer's threads copy the other weights).  Shared-memory barriers (mbarrier) pace the ring instead of
 // block barriers: the producer refills a stage as soon as the consumers release it, the
 // consumer warpgroups run out of step, and each decodes step t + 1 into a second set of
 // fragment registers while the products of step t run.{% if register_split %}  The producer warpgroup gives
@@ -43,7 +45,8 @@
 // copies and computes {% if tile_m > 128 %}activation rows [{{ tile_m // splits }} s, {{ tile_m // splits }} (s + 1)) of the tile{% else %}the rows of the consumer warps w with w % {{ splits }} == s{% endif %}, over all of K.
 {% endif -%}
 // Template constants: format, dtype, tile geometry{% if splits > 1 %}, splits{% endif %}.  Kernel arguments: M, N, K, has_bias,
-// x_map (x as an M x K tensor map with {{ tile_m }} x {{ tile_k }} boxes: read on sm_90a only).
+// x_map (x as an M x K tensor map with {{ tile_m }} x {{ tile_k }} boxes), w_map (the blocks as an N x row-bytes
+// uint8 map with {{ tile_n }} x GROUP_STRIDE boxes, or zeros; both read on sm_90a only).
 {% if splits > 1 %}{% include "cuda/cluster.cuh" %}
 {% endif %}{% with wgmma_n = tile_m %}{% include "cuda/matmul_wgmma.cuh" %}{% endwith %}
 namespace {{ entry }}_impl {
@@ -158,7 +161,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     const {{ entry }}_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const {{ entry }}_impl::act_t* bias, {{ entry }}_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias,
-    const __grid_constant__ ggufc::TensorMap x_map) {
+    const __grid_constant__ ggufc::TensorMap x_map, const __grid_constant__ ggufc::TensorMap w_map) {
     using namespace {{ entry }}_impl;
 {%- if splits > 1 %}
     // prelude: programmatic dependent launch, but the next kernel starts only as this one
@@ -191,6 +194,14 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         static_cast<i64>(blockIdx.y) * TILE_M + (PORTABLE_SPLITS_ROWS ? split * BLOCK_M : 0);
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
     const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // a group's rows come by one box of w_map where the launcher could encode it: rows of
+    // whole 16-byte words from a 16-byte boundary (elsewhere it passes the optional map as
+    // zeros, and the producer's threads copy them)
+    const bool weights_by_map = ggufc::encoded(w_map) && row_bytes % CHUNK == 0;
+#else
+    constexpr bool weights_by_map = false;
+#endif
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
     // this block's steps: step_begin .. step_begin + step_count - 1
     const int step_begin = SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * split / SPLITS) : 0;
@@ -319,13 +330,16 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     // the header that came with step t's copies; the wgmma path waits for step t + 1's own)
     // ``inside``: no copy of the step needs a bound (the block's rows all inside M and N, the
     // step inside K), so the copies skip the tests and the zero fill
+    // whether step ``step`` is the first of its group, or this block's first
+    auto starts_group = [&](int step) {
+        return step < steps && (step % GROUP_STEPS == 0 || step == step_begin);
+    };
     auto issue_step = [&](int step, int stage, bool inside) {
         if (step >= steps) {
             return;
         }
         const int group_step = step + GROUP_AHEAD;
-        const bool new_group =
-            group_step < steps && (group_step % GROUP_STEPS == 0 || group_step == step_begin);
+        const bool new_group = !weights_by_map && starts_group(group_step);
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
             if (!ACTIVATIONS_BY_MAP && (A_COPY_SLOTS == COPY_SLOTS ||
@@ -573,9 +587,17 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
                 wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
             if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
-                wg::expect_bytes(&filled[stage], A_STAGE_BYTES);
+                const bool group_by_map = weights_by_map && starts_group(step);
+                wg::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
                 wg::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
                                 step * STEP_K, static_cast<int>(m0), &filled[stage]);
+                if (group_by_map) {  // and its group's weights: one box of w_map
+                    // a box starts on a 16-byte boundary: the one at or before the group, as
+                    // the producer's chunk copies do (its misalignment is read as theirs)
+                    wg::copy_box_2d(
+                        tc::shared_address(shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES),
+                        &w_map, group_start(step) & ~(CHUNK - 1), static_cast<int>(n0), &filled[stage]);
+                }
             }
             issue_step(step, stage, rows_inside && step < whole_steps);
             wg::arrive_after_copies(&filled[stage]);

@@ -21,6 +21,16 @@ namespace ggufc {
 struct alignas(64) TensorMap {
     unsigned long long opaque[16];
 };
+// Whether the host encoded ``map``: an optional map the launcher could not encode (its tensor
+// not on 16-byte boundaries) comes as 128 zero bytes, and an encoded one holds an address.
+__device__ __forceinline__ bool encoded(const TensorMap& map) {
+    unsigned long long any = 0;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+        any |= map.opaque[i];
+    }
+    return any != 0;
+}
 }  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 

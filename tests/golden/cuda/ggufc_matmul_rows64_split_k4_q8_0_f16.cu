@@ -25,8 +25,10 @@
 // (wgmma.m64n64k16), the decoded weights are its A operand in registers and the staged
 // activation tile, whose layout is the 128-byte swizzle wgmma reads, its B operand in shared
 // memory.  The activation stages come by the tensor memory accelerator instead (one copy of a
-// box of x_map a stage, swizzled and zero-filled past M and K by the copy; the producer's
-// threads copy only weights).  Shared-memory barriers (mbarrier) pace the ring instead of
+// box of x_map a stage, swizzled and zero-filled past M and K by the copy), and so do the
+// weight groups where the launcher encodes w_map (rows of whole 16-byte words on 16-byte
+// boundaries: one box a group, from the 16-byte boundary at or before it, zeros past N; the
+// producer's threads copy the other weights).  Shared-memory barriers (mbarrier) pace the ring instead of
 // block barriers: the producer refills a stage as soon as the consumers release it, the
 // consumer warpgroups run out of step, and each decodes step t + 1 into a second set of
 // fragment registers while the products of step t run.
@@ -38,7 +40,8 @@
 // (and before sm_90 without clusters), the 4 blocks split the tile's rows instead: block s
 // copies and computes the rows of the consumer warps w with w % 4 == s, over all of K.
 // Template constants: format, dtype, tile geometry, splits.  Kernel arguments: M, N, K, has_bias,
-// x_map (x as an M x K tensor map with 64 x 64 boxes: read on sm_90a only).
+// x_map (x as an M x K tensor map with 64 x 64 boxes), w_map (the blocks as an N x row-bytes
+// uint8 map with 128 x GROUP_STRIDE boxes, or zeros; both read on sm_90a only).
 // Thread block clusters (CUDA, sm_90 and later): the blocks of a cluster read each other's
 // shared memory (distributed shared memory) and meet at cluster barriers.  The attention
 // kernel splits a row's keys over a cluster, the 16-bit matmul of a few activation rows its K.
@@ -106,6 +109,16 @@ namespace ggufc {
 struct alignas(64) TensorMap {
     unsigned long long opaque[16];
 };
+// Whether the host encoded ``map``: an optional map the launcher could not encode (its tensor
+// not on 16-byte boundaries) comes as 128 zero bytes, and an encoded one holds an address.
+__device__ __forceinline__ bool encoded(const TensorMap& map) {
+    unsigned long long any = 0;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+        any |= map.opaque[i];
+    }
+    return any != 0;
+}
 }  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -407,7 +420,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows64_split_k4_q
     const ggufc_matmul_rows64_split_k4_q8_0_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matmul_rows64_split_k4_q8_0_f16_impl::act_t* bias, ggufc_matmul_rows64_split_k4_q8_0_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias,
-    const __grid_constant__ ggufc::TensorMap x_map) {
+    const __grid_constant__ ggufc::TensorMap x_map, const __grid_constant__ ggufc::TensorMap w_map) {
     using namespace ggufc_matmul_rows64_split_k4_q8_0_f16_impl;
     // prelude: programmatic dependent launch, but the next kernel starts only as this one
     // ends: clusters of the next one waiting in the free slots took Q4_K M = 4 from 32 to
@@ -436,6 +449,14 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows64_split_k4_q
         static_cast<i64>(blockIdx.y) * TILE_M + (PORTABLE_SPLITS_ROWS ? split * BLOCK_M : 0);
     // row_bytes and the offsets inside a row fit in int; only row starts need 64 bits
     const int row_bytes = static_cast<int>(K / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES);
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // a group's rows come by one box of w_map where the launcher could encode it: rows of
+    // whole 16-byte words from a 16-byte boundary (elsewhere it passes the optional map as
+    // zeros, and the producer's threads copy them)
+    const bool weights_by_map = ggufc::encoded(w_map) && row_bytes % CHUNK == 0;
+#else
+    constexpr bool weights_by_map = false;
+#endif
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
     // this block's steps: step_begin .. step_begin + step_count - 1
     const int step_begin = SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * split / SPLITS) : 0;
@@ -564,13 +585,16 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows64_split_k4_q
     // the header that came with step t's copies; the wgmma path waits for step t + 1's own)
     // ``inside``: no copy of the step needs a bound (the block's rows all inside M and N, the
     // step inside K), so the copies skip the tests and the zero fill
+    // whether step ``step`` is the first of its group, or this block's first
+    auto starts_group = [&](int step) {
+        return step < steps && (step % GROUP_STEPS == 0 || step == step_begin);
+    };
     auto issue_step = [&](int step, int stage, bool inside) {
         if (step >= steps) {
             return;
         }
         const int group_step = step + GROUP_AHEAD;
-        const bool new_group =
-            group_step < steps && (group_step % GROUP_STEPS == 0 || group_step == step_begin);
+        const bool new_group = !weights_by_map && starts_group(group_step);
 #pragma unroll
         for (int j = 0; j < SLOTS_PER_PRODUCER; ++j) {
             if (!ACTIVATIONS_BY_MAP && (A_COPY_SLOTS == COPY_SLOTS ||
@@ -815,9 +839,17 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows64_split_k4_q
                 wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
             if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
-                wg::expect_bytes(&filled[stage], A_STAGE_BYTES);
+                const bool group_by_map = weights_by_map && starts_group(step);
+                wg::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
                 wg::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
                                 step * STEP_K, static_cast<int>(m0), &filled[stage]);
+                if (group_by_map) {  // and its group's weights: one box of w_map
+                    // a box starts on a 16-byte boundary: the one at or before the group, as
+                    // the producer's chunk copies do (its misalignment is read as theirs)
+                    wg::copy_box_2d(
+                        tc::shared_address(shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES),
+                        &w_map, group_start(step) & ~(CHUNK - 1), static_cast<int>(n0), &filled[stage]);
+                }
             }
             issue_step(step, stage, rows_inside && step < whole_steps);
             wg::arrive_after_copies(&filled[stage]);
