@@ -20,8 +20,8 @@ matmul; float32 activations keep it too (their matmul runs TF32 tensor cores, cu
 default float32 product does not).
 
 The threshold comes from a cost model of both routes, calibrated on an NVIDIA H100 80GB HBM3
-(session 24; `benchmarks/cuda_matmul_routes.py` measures both routes and the model's picks,
-BENCHMARKS.md "Dense route"):
+(sessions 24 and 27; `benchmarks/cuda_matmul_routes.py` measures both routes and the model's
+picks, BENCHMARKS.md "Dense route"):
 
 * matmul: `codegen.kernels.emitter.matmul_cost` of the geometry the lowering picks (its
   waves of tiles times each block's share of K: a block's time does not depend on the rows
@@ -71,17 +71,18 @@ DENSE_DTYPES = ("float16", "bfloat16")
 # the largest dequantized weight the route allocates (bytes); larger ones keep the matmul
 DENSE_MAX_WEIGHT_BYTES = 512 << 20
 # microseconds the GGUF matmul spends per unit of `matmul_cost` (a K column of a 64-row tile in
-# a wave), by format: fitted on the five geometries it had then over 6 formats x 5 shapes x
-# M = 32 .. 256 on an H100 (session 24; 3-7% off the measured times on average); with these
-# rates and the 256-row tile's format factors (`MATMUL_WIDE_TILE_FACTOR`) the lowering's route
-# is within 5% of the fastest in 95 of 96 cells measured at M = 256 .. 2048 (session 26)
+# a wave), by format: the median of measured / modelled time over its geometries but the 256-row
+# tile's, 6 formats x 3 shapes x M = 32 .. 2048 on an H100 (session 27, weight groups by tensor
+# map; session 24's rates, fitted before it, were 7-26% higher); with these rates and the
+# 256-row tile's format factors (`MATMUL_WIDE_TILE_FACTOR`) the lowering's route is within 5%
+# of the fastest in 105 of those 108 cells (`benchmarks/cuda_matmul_routes.py`)
 MATMUL_US_PER_COLUMN = {
-    "Q4_0": 7.07 / 1024,
-    "Q5_0": 8.88 / 1024,
-    "Q8_0": 9.76 / 1024,
-    "Q4_K": 8.68 / 1024,
-    "Q5_K": 10.14 / 1024,
-    "Q6_K": 10.96 / 1024,
+    "Q4_0": 6.60 / 1024,
+    "Q5_0": 7.61 / 1024,
+    "Q8_0": 7.85 / 1024,
+    "Q4_K": 7.49 / 1024,
+    "Q5_K": 8.53 / 1024,
+    "Q6_K": 8.68 / 1024,
 }
 DEQUANTIZE_BYTES_PER_US = 2.8e6  # 2.8 TB/s, read + written
 DENSE_BYTES_PER_US = 3.0e6  # cuBLAS's memory-bound rate

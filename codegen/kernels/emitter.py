@@ -510,14 +510,16 @@ MATMUL_GEOMETRY_TILES = {
 # (pipeline fill, the split's reduction, the launch).  Fitted on 6 formats x 5 shapes x M = 32
 # .. 256 (session 24): the cheapest geometry by the model was within 4% of the fastest measured
 # in all 120 cells, 1.78x the default geometry's speed on average.  The 256-row tile's column
-# (2.0, and a factor by format below) from 6 formats x 4 shapes x M = 256 .. 2048 (session 26).
+# (2.0, and a factor by format below) from 6 formats x 4 shapes x M = 256 .. 2048 (session 26;
+# the factors refitted in session 27).
 MATMUL_WAVE_BLOCKS = {1: 132, 2: 132, 4: 120, 8: 120}
 MATMUL_TILE_COST = {256: 2.0, 128: 1.1, 64: 1.0}
 # A 256-row tile's cost a column by format, over MATMUL_TILE_COST's: its decode and weight
 # copies serve twice the rows, which the formats of more bytes or decode a weight gain most
-# from (medians of measured / modelled time over 4 shapes x M = 256 .. 2048, H100, session 26)
+# from (the median of its measured / modelled time over the other geometries', 6 formats x 3
+# shapes x M = 32 .. 2048, H100, session 27: weight groups by tensor map, which narrowed the gap)
 MATMUL_WIDE_TILE_FACTOR = {
-    256: {"Q4_0": 0.98, "Q5_0": 0.89, "Q8_0": 0.86, "Q4_K": 0.97, "Q5_K": 0.87, "Q6_K": 0.86}
+    256: {"Q4_0": 0.98, "Q5_0": 0.96, "Q8_0": 0.92, "Q4_K": 1.05, "Q5_K": 0.96, "Q6_K": 0.96}
 }
 MATMUL_WAVE_FIXED_COLUMNS = 512
 # `matmul_cost` changes only where M crosses a multiple of the smallest tile's rows
