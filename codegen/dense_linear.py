@@ -21,7 +21,7 @@ default float32 product does not).
 
 The threshold comes from a cost model of both routes, calibrated on an NVIDIA H100 80GB HBM3
 (sessions 24 and 27; `benchmarks/cuda_matmul_routes.py` measures both routes and the model's
-picks, BENCHMARKS.md "Dense route"):
+picks, BENCHMARKS.md sessions 24 "the dense route for large M" and 27):
 
 * matmul: `codegen.kernels.emitter.matmul_cost` of the geometry the lowering picks (its
   waves of tiles times each block's share of K: a block's time does not depend on the rows
