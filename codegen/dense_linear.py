@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from codegen.kernels.emitter import (
+    H100_SHARED_MEMORY_PER_BLOCK,
     MATMUL_COST_ROW_STEP,
     matmul_cost,
     matmul_geometry_of,
@@ -100,12 +101,15 @@ SCAN_MAX_ROWS = 1 << 16
 class RouteModel:
     """Factors on the H100 model's three terms for one card (see the module docstring):
     ``matmul_scales`` (format, factor) pairs, a format not listed taking 1; the dequantize
-    pass's and cuBLAS's product's factors; ``device`` names the card in messages."""
+    pass's and cuBLAS's product's factors; the card's shared memory a block, which rules out
+    the matmul geometries that need more (`matmul_geometry_of`); ``device`` names the card in
+    messages."""
 
     matmul_scales: tuple[tuple[str, float], ...] = ()
     dequantize_scale: float = 1.0
     product_scale: float = 1.0
     device: str = "NVIDIA H100 80GB HBM3 (the built-in model)"
+    shared_memory_per_block: int = H100_SHARED_MEMORY_PER_BLOCK
 
     def matmul_scale(self, fmt: str) -> float:
         return dict(self.matmul_scales).get(fmt, 1.0)
@@ -115,7 +119,8 @@ class RouteModel:
         scales = ", ".join(f"{fmt} x{scale:g}" for fmt, scale in self.matmul_scales)
         return (
             f"{self.device}: matmul {scales or 'x1'}; dequantize x{self.dequantize_scale:g}; "
-            f"cuBLAS x{self.product_scale:g}"
+            f"cuBLAS x{self.product_scale:g}; {self.shared_memory_per_block // 1024} KB of "
+            "shared memory a block"
         )
 
 
@@ -127,7 +132,8 @@ def matmul_estimate_us(
 ) -> float:
     """The GGUF matmul's modelled time for ``m`` rows of an N x K ``fmt`` weight, in the
     geometry the lowering picks (`codegen.kernels.emitter.matmul_geometry_of`)."""
-    cost = matmul_cost(fmt, n, k, m, matmul_geometry_of(fmt, n, k, m))
+    geometry = matmul_geometry_of(fmt, n, k, m, model.shared_memory_per_block)
+    cost = matmul_cost(fmt, n, k, m, geometry)
     return model.matmul_scale(fmt) * MATMUL_US_PER_COLUMN[fmt] * cost
 
 
@@ -167,17 +173,24 @@ class RouteSample:
     product_us: float
 
 
-def fit_route_model(samples: Iterable[RouteSample], device: str) -> RouteModel:
-    """The `RouteModel` of a card from its measured samples: each factor is the median over
-    the samples of measured / modelled time (per format for the matmul), so that one slow
-    outlier among them moves nothing."""
+def fit_route_model(
+    samples: Iterable[RouteSample],
+    device: str,
+    shared_memory_per_block: int = H100_SHARED_MEMORY_PER_BLOCK,
+) -> RouteModel:
+    """The `RouteModel` of a card from its measured samples (the matmul timed in the geometry
+    `matmul_geometry_of` picks for the card's ``shared_memory_per_block``): each factor is the
+    median over the samples of measured / modelled time (per format for the matmul), so that
+    one slow outlier among them moves nothing."""
     samples = list(samples)
     if not samples:
         raise ValueError("fitting a route model needs at least one sample")
+    card = RouteModel(shared_memory_per_block=shared_memory_per_block)
     matmul: dict[str, list[float]] = {}
     dequantize, product = [], []
     for s in samples:
-        matmul.setdefault(s.fmt, []).append(s.matmul_us / matmul_estimate_us(s.fmt, s.n, s.k, s.m))
+        modelled = matmul_estimate_us(s.fmt, s.n, s.k, s.m, card)
+        matmul.setdefault(s.fmt, []).append(s.matmul_us / modelled)
         dequantize.append(s.dequantize_us / dequantize_estimate_us(s.fmt, s.n, s.k))
         product.append(s.product_us / product_estimate_us(s.n, s.k, s.m))
     return RouteModel(
@@ -187,6 +200,7 @@ def fit_route_model(samples: Iterable[RouteSample], device: str) -> RouteModel:
         dequantize_scale=round(statistics.median(dequantize), 4),
         product_scale=round(statistics.median(product), 4),
         device=device,
+        shared_memory_per_block=shared_memory_per_block,
     )
 
 
@@ -235,7 +249,9 @@ def matmul_routes(
     dense_from = high
     if serves(fmt, dtype, n, k):
         dense_from = min(high, dense_threshold(fmt, n, k, model))
-    routes = matmul_geometry_segments(fmt, n, k, low, dense_from) if low <= dense_from else []
+    routes = []
+    if low <= dense_from:
+        routes = matmul_geometry_segments(fmt, n, k, low, dense_from, model.shared_memory_per_block)
     if dense_from < high:
         routes.append((high, DENSE_ROUTE))
     return routes

@@ -53,7 +53,7 @@ One set of thresholds per model (`Tuning.thresholds_for`)
 
 The file (`Tuning.to_json`, `Tuning.from_json`, `load_tuning`, `Tuning.save`)::
 
-    {"version": 2, "device": "NVIDIA H100 80GB HBM3", "dtype": "float16", "date": "2026-11-25",
+    {"version": 3, "device": "NVIDIA H100 80GB HBM3", "dtype": "float16", "date": "2026-11-25",
      "m_values": [1, 2, ..., 64], "shapes": [[4096, 4096], ...],
      "formats": {"Q4_K": {"thresholds": [3, 12],
                           "timings_us": {"4096x4096": {"matvec": [...], "matvec_batched": [...],
@@ -61,13 +61,17 @@ The file (`Tuning.to_json`, `Tuning.from_json`, `load_tuning`, `Tuning.save`)::
      "thresholds": [3, 12],
      "routes": {"m_values": [64, 128, 256, 512, 1024],
                 "matmul_scales": {"Q4_K": 1.02, ...}, "dequantize_scale": 0.98,
-                "product_scale": 1.01,
+                "product_scale": 1.01, "shared_memory_per_block": 232448,
                 "timings_us": {"Q4_K": {"4096x4096": {"dequantize": 14.2, "matmul": [...],
                                                       "dense": [...]}, ...}, ...}}}
 
 ``timings_us[shape][kernel][i]`` is the median time in microseconds at ``m_values[i]``
 (the routes' at ``routes.m_values[i]``); ``routes`` is null where nothing was timed (float32,
-``--no-routes``).  Version 1 files (no ``routes``) are read as such.  Every field is checked
+``--no-routes``).  ``routes.shared_memory_per_block`` is the card's shared memory a block
+(bytes, the most a kernel may opt in to): the lowering takes no matmul geometry needing more
+(`codegen.kernels.emitter.matmul_geometry_of`).  Version 1 files (no ``routes``) are read
+as such; version 2 files (routes without the card's shared memory) as from a card of
+`codegen.kernels.emitter.PORTABLE_SHARED_MEMORY_PER_BLOCK` (an A100's 163 KB).  Every field is checked
 on load; an error (`TuningFileError`) names the file and the field.  The thresholds and the
 route factors may be edited by hand; they are not recomputed from the timings.
 
@@ -98,6 +102,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from codegen.kernels.emitter import PORTABLE_SHARED_MEMORY_PER_BLOCK
 from compiler.errors import GgufcError
 
 # Thresholds split-dynamic-m uses without a tuning file: the `all` row of `ggufc tune --m-max
@@ -134,8 +139,8 @@ DEFAULT_BUCKETS_BY_DTYPE = {
 }
 
 # 2 added ``routes`` (version 1 files, without it, are still read)
-TUNING_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+TUNING_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 DEFAULT_DTYPE = "float16"
 # A square projection and the two MLP shapes of an 8B-class llama (hidden 4096, FFN 14336).
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((4096, 4096), (14336, 4096), (4096, 14336))
@@ -177,6 +182,8 @@ ROUTE_M_VALUES = (64, 128, 256, 512, 1024)
 # repeat.
 ROUNDS = 2
 ROUTE_FIELDS = ("m_values", "matmul_scales", "dequantize_scale", "product_scale", "timings_us")
+# and since version 3 the card's shared memory a block
+ROUTE_FIELDS_V3 = ROUTE_FIELDS + ("shared_memory_per_block",)
 # a shape's route timings: the dequantize pass once, both routes at each route M
 ROUTE_TIMING_FIELDS = ("dequantize", "matmul", "dense")
 
@@ -313,13 +320,15 @@ class RouteTuning:
     label, the matmul's and the dense route's (dequantize, then cuBLAS) microseconds and the
     dequantize pass's alone (``timings_us[fmt][shape] = {"dequantize": us, "matmul": [...],
     "dense": [...]}``), and the route model's factors fitted on them (editable by hand, not
-    recomputed on load)."""
+    recomputed on load); the card's shared memory a block (a version 2 file's, not recorded
+    there: `PORTABLE_SHARED_MEMORY_PER_BLOCK`)."""
 
     m_values: tuple[int, ...]
     timings_us: Mapping[str, Mapping[str, Mapping]]
     matmul_scales: Mapping[str, float]
     dequantize_scale: float
     product_scale: float
+    shared_memory_per_block: int = PORTABLE_SHARED_MEMORY_PER_BLOCK
 
     def samples(self):
         """The timings as `codegen.dense_linear.RouteSample`s."""
@@ -365,6 +374,7 @@ class Tuning:
             dequantize_scale=self.routes.dequantize_scale,
             product_scale=self.routes.product_scale,
             device=f"{self.device} (tuned {self.date})",
+            shared_memory_per_block=self.routes.shared_memory_per_block,
         )
 
     def dominant_format(self, linear_bytes: Mapping[str, int]) -> str | None:
@@ -439,6 +449,7 @@ def _routes_dict(routes: RouteTuning) -> dict:
         "matmul_scales": dict(routes.matmul_scales),
         "dequantize_scale": routes.dequantize_scale,
         "product_scale": routes.product_scale,
+        "shared_memory_per_block": routes.shared_memory_per_block,
         "timings_us": {
             fmt: {
                 label: {
@@ -571,14 +582,21 @@ class _FileReader:
             shapes=shapes,
             formats=formats,
             thresholds=thresholds,
-            routes=None if routes is None else self.routes(routes, labels),
+            routes=None if routes is None else self.routes(routes, labels, version),
         )
 
-    def routes(self, value, labels: list[str]) -> RouteTuning:
+    def routes(self, value, labels: list[str], version: int) -> RouteTuning:
         from codegen.kernels.emitter import FORMAT_NAMES
 
-        self.object("routes", value, ROUTE_FIELDS)
+        self.object("routes", value, ROUTE_FIELDS_V3 if version >= 3 else ROUTE_FIELDS)
         m_values = self.m_values(value["m_values"], "routes.m_values")
+        shared = value.get("shared_memory_per_block", PORTABLE_SHARED_MEMORY_PER_BLOCK)
+        if not _is_int(shared) or shared <= 0:
+            self.fail(
+                "routes.shared_memory_per_block",
+                "the card's shared memory a block, a positive number of bytes",
+                shared,
+            )
         scales = self.object("routes.matmul_scales", value["matmul_scales"], None)
         for fmt, scale in scales.items():
             if fmt not in FORMAT_NAMES:
@@ -632,6 +650,7 @@ class _FileReader:
             matmul_scales=dict(scales),
             dequantize_scale=value["dequantize_scale"],
             product_scale=value["product_scale"],
+            shared_memory_per_block=shared,
         )
 
     def factor(self, field: str, value) -> None:
@@ -909,10 +928,12 @@ def measure_routes(
     dtype: str = DEFAULT_DTYPE,
     generator=None,
     advance: Callable[[int], object] | None = None,
+    shared_memory_per_block: int | None = None,
 ) -> dict:
     """A 16-bit matmul's routes for random `fmt` weights of `shape` (N x K): microseconds of
     the dequantize pass alone (``"dequantize"``), and at each of `m_values` of the GGUF
-    matmul in the geometry lowering picks (``"matmul"``) and of the dense route as a program
+    matmul in the geometry the lowering picks for a card of ``shared_memory_per_block``
+    (None: the current device's) (``"matmul"``) and of the dense route as a program
     runs it (`codegen.cuda_run.CudaKernelRunner.dense_linear`, ``"dense"``; the product may
     find part of the weight it just wrote in the L2); each the fastest of `ROUNDS` rounds.
     `advance(2)` after each M of each round."""
@@ -925,6 +946,8 @@ def measure_routes(
     n, k = shape
     rows = max(m_values)
     act_dtype = TORCH_DTYPES[dtype]
+    if shared_memory_per_block is None:
+        shared_memory_per_block = device_shared_memory_per_block()
     # copies enough for a launch's weights, activations and output together to pass the L2
     # (at 1024 rows the activations can outweigh the weights)
     act_bytes = rows * (k + n) * torch.finfo(act_dtype).bits // 8
@@ -942,7 +965,7 @@ def measure_routes(
     for _ in range(ROUNDS):
         dequantize_us = inputs.faster(dequantize_us, dequantize_copy)
         for index, m in enumerate(m_values):
-            geometry = pick_geometry("cuda", fmt, "matmul", dtype, n, k, m)
+            geometry = pick_geometry("cuda", fmt, "matmul", dtype, n, k, m, shared_memory_per_block)
             kernel = emit("cuda", fmt, "matmul", dtype, geometry)
 
             def dense(i: int, m=m):
@@ -1072,6 +1095,7 @@ def tune(
         bar.close()
     every_curve = [curve for entry in per_format.values() for curve in entry.curves()]
     device = torch.cuda.get_device_name()
+    shared = device_shared_memory_per_block()
     return Tuning(
         device=device,
         dtype=dtype,
@@ -1080,23 +1104,41 @@ def tune(
         shapes=shapes,
         formats=per_format,
         thresholds=choose_thresholds(every_curve, m_values),
-        routes=fitted_routes(route_timings, ROUTE_M_VALUES, device) if route_timings else None,
+        routes=(
+            fitted_routes(route_timings, ROUTE_M_VALUES, device, shared) if route_timings else None
+        ),
     )
 
 
-def fitted_routes(timings: Mapping[str, Mapping[str, Mapping]], m_values, device: str):
-    """A `RouteTuning` of these route timings (`measure_routes`' per format and shape label)
-    with the route model fitted on them (`codegen.dense_linear.fit_route_model`)."""
+def fitted_routes(
+    timings: Mapping[str, Mapping[str, Mapping]],
+    m_values,
+    device: str,
+    shared_memory_per_block: int,
+):
+    """A `RouteTuning` of these route timings (`measure_routes`' per format and shape label,
+    on a card of ``shared_memory_per_block``) with the route model fitted on them
+    (`codegen.dense_linear.fit_route_model`)."""
     from codegen.dense_linear import fit_route_model
 
-    model = fit_route_model(route_samples(timings, m_values), device)
+    samples = route_samples(timings, m_values)
+    model = fit_route_model(samples, device, shared_memory_per_block)
     return RouteTuning(
         m_values=tuple(m_values),
         timings_us=timings,
         matmul_scales=dict(model.matmul_scales),
         dequantize_scale=model.dequantize_scale,
         product_scale=model.product_scale,
+        shared_memory_per_block=shared_memory_per_block,
     )
+
+
+def device_shared_memory_per_block() -> int:
+    """Bytes of shared memory a block of the current CUDA device may opt in to
+    (cudaDevAttrMaxSharedMemoryPerBlockOptin, through CuPy)."""
+    import cupy
+
+    return int(cupy.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
 
 
 # ---- reporting ----------------------------------------------------------------------------------

@@ -517,9 +517,10 @@ MATMUL_TILE_COST = {256: 2.0, 128: 1.1, 64: 1.0}
 # A 256-row tile's cost a column by format, over MATMUL_TILE_COST's: its decode and weight
 # copies serve twice the rows, which the formats of more bytes or decode a weight gain most
 # from (the median of its measured / modelled time over the other geometries', 6 formats x 3
-# shapes x M = 32 .. 2048, H100, session 27: weight groups by tensor map, which narrowed the gap)
+# shapes x M = 32 .. 2048, H100, session 27: weight groups by tensor map, and its deeper ring,
+# CUDA_MATMUL_SHARED_BUDGET_BY_TILE_M)
 MATMUL_WIDE_TILE_FACTOR = {
-    256: {"Q4_0": 0.98, "Q5_0": 0.96, "Q8_0": 0.92, "Q4_K": 1.05, "Q5_K": 0.96, "Q6_K": 0.96}
+    256: {"Q4_0": 0.90, "Q5_0": 0.85, "Q8_0": 0.84, "Q4_K": 0.83, "Q5_K": 0.79, "Q6_K": 0.80}
 }
 MATMUL_WAVE_FIXED_COLUMNS = 512
 # `matmul_cost` changes only where M crosses a multiple of the smallest tile's rows
@@ -566,6 +567,16 @@ CUDA_MATMUL_SHARED_ALIGNMENT = 1024
 # Dynamic shared memory a CUDA 16-bit matmul block may take: within the 163 KB an sm_80
 # block may have, so that one program launches on an A100 as on an H100.
 CUDA_MATMUL_SHARED_BUDGET = 160 * 1024
+# Shared memory a block may take on every card ggufc's CUDA kernels run on (an A100's 163 KB),
+# and on an H100 or H200 (227 KB; cudaDevAttrMaxSharedMemoryPerBlockOptin)
+PORTABLE_SHARED_MEMORY_PER_BLOCK = 163 * 1024
+H100_SHARED_MEMORY_PER_BLOCK = 227 * 1024
+# ... but the 256-row tile, a geometry for wgmma.m64n256 (sm_90a), takes a deeper ring: its 3
+# stages of 32 KB in 160 KB took 1.05-1.28x its time with 4 or 5 stages (session 27, H100,
+# 4096x14336 M = 512: Q4_0 93.8 -> 85.6 us, Q8_0 107.8 -> 96.8, Q4_K 114.5 -> 89.3, Q6_K
+# 121.0 -> 99.9), so the lowering takes it only for cards with this much shared memory a block
+# (`matmul_geometry_of`'s ``shared_memory_per_block``)
+CUDA_MATMUL_SHARED_BUDGET_BY_TILE_M = {256: 220 * 1024}
 # Split-K partial sums up to this many bytes get their own space (the 64-row tiles' 32 KB);
 # a 256-row tile's 128 KB reuse the ring's once the products are done.
 MATMUL_PARTIALS_APART_BYTES = 32 * 1024
@@ -733,31 +744,52 @@ def matmul_cost(fmt: str, n: int, k: int, m: int, geometry: str) -> float:
     return waves * (ceil_div(k, splits) * column + MATMUL_WAVE_FIXED_COLUMNS)
 
 
-def matmul_geometry_of(fmt: str, n: int, k: int, m: int) -> str:
+@cache
+def matmul_shared_bytes(fmt: str, geometry: str) -> int:
+    """Dynamic shared memory a block of the CUDA 16-bit matmul of ``fmt`` takes in
+    ``geometry`` (either 16-bit dtype: the same layout)."""
+    tile_m, splits = MATMUL_GEOMETRY_TILES[geometry]
+    return cuda_matmul_layout(fmt, "float16", tile_m, splits)["shared_bytes"]
+
+
+def matmul_geometry_of(
+    fmt: str, n: int, k: int, m: int, shared_memory_per_block: int = H100_SHARED_MEMORY_PER_BLOCK
+) -> str:
     """The geometry of MATMUL_GEOMETRY_TILES with the least `matmul_cost` (the earlier of
-    equal ones: fewer splits) among those leaving each block SPLIT_K_MIN_STEPS K steps."""
+    equal ones: fewer splits) among those leaving each block SPLIT_K_MIN_STEPS K steps and
+    taking at most ``shared_memory_per_block`` bytes of shared memory (the target card's;
+    an H100's by default, whose cost model this is)."""
     steps = ceil_div(k, MATMUL_TILES["cuda", "float16"][2])
     fitting = [
         geometry
         for geometry, (_, splits) in MATMUL_GEOMETRY_TILES.items()
-        if splits == 1 or steps >= splits * SPLIT_K_MIN_STEPS
+        if (splits == 1 or steps >= splits * SPLIT_K_MIN_STEPS)
+        and matmul_shared_bytes(fmt, geometry) <= shared_memory_per_block
     ]
     return min(fitting, key=lambda geometry: matmul_cost(fmt, n, k, m, geometry))
 
 
 def matmul_geometry_segments(
-    fmt: str, n: int, k: int, low: int, high: int
+    fmt: str,
+    n: int,
+    k: int,
+    low: int,
+    high: int,
+    shared_memory_per_block: int = H100_SHARED_MEMORY_PER_BLOCK,
 ) -> list[tuple[int, str]]:
-    """The geometry `matmul_geometry_of` picks for each M in [low, high], as (last M,
-    geometry) runs in order.  The cost changes only where M crosses a multiple of 64 (a
-    tile's rows); past MATMUL_SEGMENT_SCAN_ROWS the geometry picked there takes every M."""
+    """The geometry `matmul_geometry_of` picks for each M in [low, high] (on a card of
+    ``shared_memory_per_block``), as (last M, geometry) runs in order.  The cost changes only
+    where M crosses a multiple of 64 (a tile's rows); past MATMUL_SEGMENT_SCAN_ROWS the
+    geometry picked there takes every M."""
     rows = MATMUL_COST_ROW_STEP
     segments: list[tuple[int, str]] = []
     m = low
     while m <= high:
         top = min(high, ceil_div(m, rows) * rows)
         scanned = m <= MATMUL_SEGMENT_SCAN_ROWS
-        geometry = matmul_geometry_of(fmt, n, k, top if scanned else MATMUL_SEGMENT_SCAN_ROWS)
+        geometry = matmul_geometry_of(
+            fmt, n, k, top if scanned else MATMUL_SEGMENT_SCAN_ROWS, shared_memory_per_block
+        )
         last = top if scanned else high
         if segments and segments[-1][1] == geometry:
             segments[-1] = (last, geometry)
@@ -829,7 +861,14 @@ def _whole_wave_fill(blocks: int) -> Fraction:
 
 
 def pick_geometry(
-    backend: str, fmt: str, kind: str, dtype: str, n: int, k: int, m: int | None = None
+    backend: str,
+    fmt: str,
+    kind: str,
+    dtype: str,
+    n: int,
+    k: int,
+    m: int | None = None,
+    shared_memory_per_block: int = H100_SHARED_MEMORY_PER_BLOCK,
 ) -> str:
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
     activations and ``m`` activation rows (None: any M the kind serves): for a
@@ -842,15 +881,15 @@ def pick_geometry(
     row-group sharing of `matvec_group_warps` (paired, quad; the default for one
     warp); for a matvec_batched with split-K matmul geometries, the one of
     `split_k_splits`; for the CUDA 16-bit matmul the cheapest of MATMUL_GEOMETRY_TILES at
-    ``m`` by `matmul_cost` (the default for any M: the lowering branches on a symbolic
-    M, `matmul_geometry_segments`)."""
+    ``m`` by `matmul_cost` that fits ``shared_memory_per_block`` (the default for any M: the
+    lowering branches on a symbolic M, `matmul_geometry_segments`)."""
     available = geometries(backend, fmt, kind, dtype)
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
         return "mma"
     if kind == "matmul":
         if m is None or not takes_matmul_geometries(backend, dtype):
             return DEFAULT_GEOMETRY
-        return matmul_geometry_of(fmt, n, k, m)
+        return matmul_geometry_of(fmt, n, k, m, shared_memory_per_block)
     if split_k_geometry(SPLIT_K_BATCHED_SPLITS[0]) in available:
         return split_k_geometry(split_k_splits(n, k))
     if "narrow" in available and n * k <= MATVEC_NARROW_MAX_WEIGHTS[dtype]:
@@ -967,9 +1006,10 @@ def cuda_matmul_layout(
     The activation stages, then the weight group slots (one row slot a weight row, an odd
     number of 16-byte chunks, so that the 8 rows a fragment read touches fall in distinct
     banks); then two scale tables (K-quants), and with a split the consumers' partial sums.
-    As many stages as fit CUDA_MATMUL_SHARED_BUDGET, up to MATMUL_MAX_STAGES, with the group
-    slots they need: a slot is refilled only once every step of its group is done, so
-    group steps x slots >= stages + group steps - 1."""
+    As many stages as fit CUDA_MATMUL_SHARED_BUDGET (CUDA_MATMUL_SHARED_BUDGET_BY_TILE_M's
+    for its tiles), up to MATMUL_MAX_STAGES, with the group slots they need: a slot is
+    refilled only once every step of its group is done, so group steps x slots >= stages +
+    group steps - 1."""
     default_tile_m, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
     tile_m = tile_m or default_tile_m
     group_chunks = matmul_group_chunks(fmt)
@@ -981,7 +1021,8 @@ def cuda_matmul_layout(
     # that leaves too few stages, over the ring (written once its last products are done)
     partials = tile_m // 2 * MATMUL_CONSUMER_THREADS * 4 if splits > 1 else 0
     partials_over_ring = partials > MATMUL_PARTIALS_APART_BYTES
-    room = CUDA_MATMUL_SHARED_BUDGET - CUDA_MATMUL_SHARED_ALIGNMENT - tables
+    budget = CUDA_MATMUL_SHARED_BUDGET_BY_TILE_M.get(tile_m, CUDA_MATMUL_SHARED_BUDGET)
+    room = budget - CUDA_MATMUL_SHARED_ALIGNMENT - tables
     room -= 0 if partials_over_ring else partials
 
     def group_slots(stages: int) -> int:

@@ -52,6 +52,7 @@ from codegen.kernels.emitter import (
     MATVEC_STREAM_MIN_N,
     MATVEC_WAVE_BLOCKS_PER_SM,
     MATVEC_WAVE_SMS,
+    PORTABLE_SHARED_MEMORY_PER_BLOCK,
     SPLIT_K_BATCHED_DTYPES,
     SPLIT_K_BATCHED_FORMATS,
     SPLIT_K_BATCHED_SPLITS,
@@ -64,6 +65,7 @@ from codegen.kernels.emitter import (
     cuda_matvec_streamed,
     matmul_geometry_of,
     matmul_geometry_segments,
+    matmul_shared_bytes,
     matvec_group_choices,
     matvec_group_warps,
     render_template,
@@ -339,6 +341,7 @@ def test_pick_geometry_picks_one_the_kernel_has(backend, fmt, kind, dtype, n, bl
 # what an sm_80 block may have (163 KB) less the matmul's static shared memory (its stage
 # barriers: 2 x 8 bytes a stage, at most 6 stages), so one program launches on an A100 too
 SM80_BLOCK_SHARED_BYTES = 163 * 1024 - 2 * 8 * MATMUL_MAX_STAGES
+H100_BLOCK_SHARED_BYTES = 227 * 1024 - 2 * 8 * MATMUL_MAX_STAGES
 
 
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
@@ -363,12 +366,22 @@ def test_matmul_ring_fits_an_sm80_block_with_three_stages_or_more(fmt):
 
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
 def test_every_matmul_geometry_fits_an_sm80_block_its_partial_sums_over_the_ring_if_large(fmt):
-    """Every geometry's ring takes 3 stages or more within an sm_80 block; a split's partial
-    sums have their own space up to the 64-row tiles' 32 KB, and the 256-row tile's 128 KB
-    reuse the ring (whose stages and slots then hold at least that much)."""
+    """Every geometry's ring takes 3 stages or more within an sm_80 block but the 256-row
+    tile's, which takes 4 or more within an H100's (and which the lowering does not pick for
+    a card of less: `matmul_geometry_of`); a split's partial sums have their own space up to
+    the 64-row tiles' 32 KB, and the 256-row tile's 128 KB reuse the ring (whose stages and
+    slots then hold at least that much)."""
     for geometry, (tile_m, splits) in MATMUL_GEOMETRY_TILES.items():
         layout = cuda_matmul_layout(fmt, "float16", tile_m, splits)
         assert MATMUL_MIN_STAGES <= layout["stages"] <= MATMUL_MAX_STAGES, geometry
+        assert matmul_shared_bytes(fmt, geometry) == layout["shared_bytes"]
+        if tile_m == 256:
+            assert layout["stages"] >= 4, geometry
+            assert SM80_BLOCK_SHARED_BYTES < layout["shared_bytes"] <= H100_BLOCK_SHARED_BYTES
+            for m in (256, 512, 1024):
+                for shared in (PORTABLE_SHARED_MEMORY_PER_BLOCK, SM80_BLOCK_SHARED_BYTES):
+                    assert matmul_geometry_of(fmt, 4096, 14336, m, shared) != geometry
+            continue
         assert layout["shared_bytes"] <= SM80_BLOCK_SHARED_BYTES, geometry
         partials = tile_m // 2 * 256 * 4 if splits > 1 else 0
         assert layout["partials_over_ring"] == (partials > 32 * 1024), geometry

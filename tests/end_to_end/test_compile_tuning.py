@@ -17,7 +17,13 @@ from compiler.architectures import build_model
 from compiler.cli import main
 from compiler.export import export_model
 from compiler.generate import KEY_PIPELINE
-from compiler.tuning import FormatTuning, Tuning, TuningError, linear_weight_bytes
+from compiler.tuning import (
+    TUNING_VERSION,
+    FormatTuning,
+    Tuning,
+    TuningError,
+    linear_weight_bytes,
+)
 from runtime_schema import load_program
 
 MAX_SEQ = 16
@@ -122,11 +128,11 @@ def test_cli_compile_with_a_tuning_file(gguf_path, tmp_path, capsys):
 def test_bad_tuning_input_fails_before_compiling(gguf_path, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     text = make_tuning(["Q4_K"]).to_json()
-    assert '"version": 2' in text
-    bad.write_text(text.replace('"version": 2', '"version": 7'))
+    assert f'"version": {TUNING_VERSION}' in text
+    bad.write_text(text.replace(f'"version": {TUNING_VERSION}', '"version": 7'))
     output = tmp_path / "never.ggufc"
     cases = [
-        (["--tuning", str(bad)], f"{bad}: field version: expected one of 1, 2"),
+        (["--tuning", str(bad)], f"{bad}: field version: expected one of 1, 2, 3"),
         (["--tuning", str(tmp_path / "none.json")], "none.json: cannot read the tuning file"),
         (
             ["--tuning", str(bad), "--pipeline", "fuse-gguf,dce"],

@@ -198,6 +198,24 @@ def test_each_matmul_route_takes_its_activations_as_a_tensor_map_of_its_tile():
     assert len(tiles) >= 2
 
 
+def test_a_card_of_less_shared_memory_gets_no_kernel_needing_more():
+    """The 256-row tile's deeper ring needs an H100's shared memory a block: lowered for the
+    built-in H100 model a symbolic M reaches it, for a card of an A100's 163 KB (a tuning
+    file's `RouteModel`) no kernel of the program asks for more than that card has."""
+    fmt, n, k = "Q8_0", *BATCH_SHAPE
+    gp = parse_program(linear_ir(fmt, n, k, "s0", symbol="symbol s0 : [17, 4096]"))
+    for model, reaches_wide_tile in (
+        (dense_linear.H100_ROUTE_MODEL, True),
+        (dense_linear.RouteModel(shared_memory_per_block=163 * 1024), False),
+    ):
+        program = lower(gp, backends=("cuda",), route_model=model)
+        kernels = [i for i in program.instructions() if isinstance(i, KernelNode)]
+        assert max(i.shared_memory_bytes for i in kernels) <= model.shared_memory_per_block
+        wide = emit("cuda", fmt, "matmul", "bfloat16", "rows256_split_k2").entry
+        entries = {i.source_for(Backend.CUDA).entry for i in kernels}
+        assert (wide in entries) == reaches_wide_tile, model.describe()
+
+
 @pytest.mark.parametrize(("backends", "dtype"), [(("metal",), "bf16"), (("metal", "cuda"), "f32")])
 def test_no_dense_route_without_cuda_or_for_float32(backends, dtype):
     fmt, n, k = "Q4_K", 512, 4096

@@ -107,11 +107,18 @@ def test_cli_defaults_match_the_module():
     assert tuple(dtype_action.choices) == DTYPES
 
 
+# the fake card's shared memory a block: an A100's, too little for the 256-row matmul tile
+FAKE_SHARED_MEMORY_PER_BLOCK = 163 * 1024
+
+
 def fake_gpu(monkeypatch, measure_kernels, measure_routes) -> None:
     """`tune` on "Fake GPU 9000", these functions standing for the GPU measurements."""
     import codegen.cuda_run
 
     monkeypatch.setattr(tuning, "require_cuda", lambda: None)
+    monkeypatch.setattr(
+        tuning, "device_shared_memory_per_block", lambda: FAKE_SHARED_MEMORY_PER_BLOCK
+    )
     monkeypatch.setattr(tuning, "measure_kernels", measure_kernels)
     monkeypatch.setattr(tuning, "measure_routes", measure_routes)
     monkeypatch.setattr(codegen.cuda_run, "CudaKernelRunner", lambda: object())
@@ -138,8 +145,10 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
     routes_measured = []
 
     def fake_routes(runner, fmt, shape, m_values, dtype, generator, advance):
-        """Each part at a fixed multiple of its H100 model: the fit must find the multiples."""
+        """Each part at a fixed multiple of its H100 model (the matmul in the geometries the
+        fake card's shared memory allows): the fit must find the multiples."""
         from codegen.dense_linear import (
+            RouteModel,
             dequantize_estimate_us,
             matmul_estimate_us,
             product_estimate_us,
@@ -149,9 +158,10 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
         advance(2 * len(m_values))
         n, k = shape
         dequantize = 0.8 * dequantize_estimate_us(fmt, n, k)
+        card = RouteModel(shared_memory_per_block=FAKE_SHARED_MEMORY_PER_BLOCK)
         return {
             "dequantize": dequantize,
-            "matmul": tuple(1.25 * matmul_estimate_us(fmt, n, k, m) for m in m_values),
+            "matmul": tuple(1.25 * matmul_estimate_us(fmt, n, k, m, card) for m in m_values),
             "dense": tuple(dequantize + 1.5 * product_estimate_us(n, k, m) for m in m_values),
         }
 
@@ -186,6 +196,8 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
         for shape in ((512, 256), (2048, 512))
     ]
     assert written.routes.matmul_scales == {"Q4_0": 1.25, "Q8_0": 1.25}
+    assert written.routes.shared_memory_per_block == FAKE_SHARED_MEMORY_PER_BLOCK
+    assert written.route_model().shared_memory_per_block == FAKE_SHARED_MEMORY_PER_BLOCK
     assert (written.routes.dequantize_scale, written.routes.product_scale) == (0.8, 1.5)
     assert "matmul Q4_0 x1.25, Q8_0 x1.25; dequantize x0.80; cuBLAS x1.50" in printed
     route_rows = [line.split()[:2] for line in printed.split("Routes of")[1].splitlines()]

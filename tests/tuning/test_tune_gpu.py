@@ -18,6 +18,7 @@ from compiler.tuning import (
     BUCKET_KERNELS,
     ROUTE_M_VALUES,
     choose_thresholds,
+    device_shared_memory_per_block,
     load_tuning,
     m_grid,
     tune,
@@ -63,7 +64,9 @@ def test_tune_measures_every_kernel_and_chooses_from_the_timings():
                 # the dense route is the dequantize pass and then a product
                 assert all(t > 0 for t in timing[route])
             assert all(t > timing["dequantize"] for t in timing["dense"])
-    fitted = fit_route_model(routes.samples(), tuning.device)
+    # the card's shared memory a block, which the matmul's geometries were picked for
+    assert routes.shared_memory_per_block == device_shared_memory_per_block() >= 48 * 1024
+    fitted = fit_route_model(routes.samples(), tuning.device, routes.shared_memory_per_block)
     assert dict(fitted.matmul_scales) == routes.matmul_scales
     assert (fitted.dequantize_scale, fitted.product_scale) == (
         routes.dequantize_scale,

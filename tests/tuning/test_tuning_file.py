@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from codegen.kernels.emitter import PORTABLE_SHARED_MEMORY_PER_BLOCK, matmul_geometry_of
 from compiler.tuning import (
     FormatTuning,
     RouteTuning,
@@ -58,6 +59,7 @@ def sample_routes() -> RouteTuning:
         matmul_scales={"Q4_K": 1.1},
         dequantize_scale=0.9,
         product_scale=1.05,
+        shared_memory_per_block=227 * 1024,
     )
 
 
@@ -66,7 +68,7 @@ def test_json_round_trip(tmp_path):
     text = tuning.to_json()
     assert Tuning.from_json(text) == tuning
     data = json.loads(text)
-    assert data["version"] == 2 and data["device"] == tuning.device
+    assert data["version"] == 3 and data["device"] == tuning.device
     assert data["routes"]["timings_us"]["Q4_K"]["256x512"]["dense"] == [9.0, 12.5]
     assert data["formats"]["Q4_K"]["timings_us"]["512x256"]["matvec"] == list(
         tuning.formats["Q4_K"].timings_us["512x256"]["matvec"]
@@ -116,9 +118,9 @@ TIMES = "formats.Q4_K.timings_us.512x256.matvec"
 ROUTE = "routes.timings_us.Q4_K.512x256"
 
 BAD_FIELDS = [
-    (_set("version", 3), "field version: expected one of 1, 2"),
-    (_set("version", "1"), "field version: expected one of 1, 2"),
-    (_set("version", True), "field version: expected one of 1, 2"),
+    (_set("version", 4), "field version: expected one of 1, 2, 3"),
+    (_set("version", "1"), "field version: expected one of 1, 2, 3"),
+    (_set("version", True), "field version: expected one of 1, 2, 3"),
     (_set("version", DELETE), "field version: expected a value, it is missing"),
     (_set("device", ""), "field device: expected the device name"),
     (_set("device", 7), "field device: expected the device name"),
@@ -173,6 +175,15 @@ BAD_FIELDS = [
     (_set("routes.dequantize_scale", "1"), "field routes.dequantize_scale: expected a positive"),
     (_set("routes.product_scale", DELETE), "field routes.product_scale: expected a value"),
     (_set("routes.speed", 2), "field routes.speed: unknown field"),
+    (_set("routes.shared_memory_per_block", DELETE), "routes.shared_memory_per_block: expected a"),
+    (
+        _set("routes.shared_memory_per_block", 0),
+        "field routes.shared_memory_per_block: expected the card's shared memory a block",
+    ),
+    (
+        _set("routes.shared_memory_per_block", 1.5e5),
+        "field routes.shared_memory_per_block: expected the card's shared memory a block",
+    ),
     (_set("routes.timings_us.Q8_0", {}), "field routes.timings_us.Q8_0: a format with no"),
     (_set(f"{ROUTE}.dense", [1.0]), f"field {ROUTE}.dense: expected a list of 2 times"),
     (_set(f"{ROUTE}.matmul[1]", -3), f"field {ROUTE}.matmul[1]: expected a positive number"),
@@ -207,6 +218,28 @@ def test_version_1_files_are_read_without_routes():
     data["routes"] = None
     with pytest.raises(TuningFileError, match="old.json: field routes: unknown field"):
         Tuning.from_json(json.dumps(data), "old.json")
+
+
+def test_version_2_files_are_read_as_from_a_card_of_portable_shared_memory():
+    """A version 2 file's routes do not say how much shared memory a block its card has: the
+    route model then assumes an A100's 163 KB, so the lowering takes none of the matmul
+    geometries that need more (the 256-row tile), and the file reads back as version 3."""
+    data = sample_tuning().to_dict()
+    data["version"] = 2
+    del data["routes"]["shared_memory_per_block"]
+    tuning = Tuning.from_json(json.dumps(data), "v2.json")
+    assert tuning.routes.shared_memory_per_block == PORTABLE_SHARED_MEMORY_PER_BLOCK
+    model = tuning.route_model()
+    assert model.shared_memory_per_block == PORTABLE_SHARED_MEMORY_PER_BLOCK
+    assert "163 KB of shared memory a block" in model.describe()
+    fmt, n, k = "Q4_0", 4096, 14336
+    assert matmul_geometry_of(fmt, n, k, 512) == "rows256_split_k2"
+    assert matmul_geometry_of(fmt, n, k, 512, model.shared_memory_per_block) != "rows256_split_k2"
+    assert json.loads(tuning.to_json())["version"] == 3
+    assert Tuning.from_json(tuning.to_json()) == tuning
+    data["version"] = 3
+    with pytest.raises(TuningFileError, match="v2.json: field routes.shared_memory_per_block"):
+        Tuning.from_json(json.dumps(data), "v2.json")
 
 
 def test_route_model_of_a_file():

@@ -4,7 +4,7 @@
 // accumulators).
 //
 // A block of 384 threads computes a 256x128 tile of out (grid = (ceil(N / 128) x 2,
-// ceil(M / 256))).  K advances 64 weights a step through a ring of 3 shared-memory stages
+// ceil(M / 256))).  K advances 64 weights a step through a ring of 5 shared-memory stages
 // of activations x[256][64] as they are (as many as fit the emitter's budget); the raw GGUF
 // bytes of the weights come 4 steps at a time into a ring of 2 group slots (decoded by the
 // format's tc::Staged<FORMAT>).  The block is warp-specialized:
@@ -13,12 +13,12 @@
 // are off the consumers' path.  Activation rows are 128 bytes of 8 chunks, chunk c of row r
 // stored at c ^ (r % 8), so the 8 rows an ldmatrix reads and the rows a warp's copies write
 // hit distinct banks.  Rows past M, weight rows past N and columns past K are zero-filled or
-// skipped, so ragged shapes need no other path.  Dynamic shared memory: 138240 bytes (the
+// skipped, so ragged shapes need no other path.  Dynamic shared memory: 203776 bytes (the
 // launch rule's).
 // Portable build (mma.sync m16n8k16): the consumer warps are 2 (M) x 4 (N), each a 128x32
 // tile of out over both 32-weight parts of a step; a warp reads its activation fragments with
 // ldmatrix and decodes its weight fragments from the raw bytes straight into registers (no
-// dequantized copy in shared memory).  The producer fills the ring 1 steps ahead, a block
+// dequantized copy in shared memory).  The producer fills the ring 3 steps ahead, a block
 // barrier a step.
 // Compiled for sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``) the same staging feeds warpgroup mma
 // (wgmma): the 2 consumer warpgroups own 64 weight rows each and all 256 activation rows
@@ -330,7 +330,7 @@ static_assert(CONSUMER_THREADS % GROUP_THREADS == 0 && PRODUCER_THREADS == GROUP
 constexpr int COPY_SLOTS = CONSUMER_THREADS;
 constexpr int SLOTS_PER_PRODUCER = COPY_SLOTS / PRODUCER_THREADS;
 static_assert(SLOTS_PER_PRODUCER * PRODUCER_THREADS == COPY_SLOTS, "whole slots a producer");
-constexpr int STAGES = 3;
+constexpr int STAGES = 5;
 // blocks of a cluster splitting K (their partial sums meet in distributed shared memory)
 constexpr int SPLITS = 2;
 static_assert(SPLITS >= 1 && SPLITS <= 8, "8 blocks: the largest portable cluster");
@@ -404,7 +404,7 @@ constexpr int LAYOUT_BYTES = PARTIALS_OVER_RING
 // swizzle atoms are aligned to it)
 constexpr int SHARED_ALIGNMENT = 1024;
 static_assert(A_STAGE_BYTES % SHARED_ALIGNMENT == 0, "every activation stage starts aligned");
-constexpr int SHARED_BYTES = 138240;
+constexpr int SHARED_BYTES = 203776;
 static_assert(SHARED_BYTES == LAYOUT_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // one block an SM: 384 threads of up to 168 registers (the consumers' two fragment sets)
