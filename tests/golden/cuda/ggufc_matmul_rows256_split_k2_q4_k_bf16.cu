@@ -389,6 +389,8 @@ static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE, "row slots hold a group");
 static_assert(GROUP_STEPS * GROUP_SLOTS >= STAGES + GROUP_STEPS - 1, "enough group slots");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int GROUP_OFFSET = STAGES * A_STAGE_BYTES;
+// a tensor map's box lands on a 128-byte boundary (sm_90a: the weight groups by w_map)
+static_assert(GROUP_OFFSET % 128 == 0 && GROUP_SLOT_BYTES % 128 == 0, "group slots start aligned");
 constexpr int TABLE_OFFSET = GROUP_OFFSET + GROUP_SLOTS * GROUP_SLOT_BYTES;
 constexpr int TABLE_WORDS = K_GROUPS * TILE_N;  // one table: (K group, row) -> u32
 constexpr int TABLES_END = TABLE_OFFSET + (HAS_TABLE ? 2 * TABLE_WORDS * 4 : 0);
