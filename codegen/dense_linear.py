@@ -44,7 +44,9 @@ and shape (`compiler.tuning.measure_routes`) and `fit_route_model` takes each fa
 median of measured / modelled time; `ggufc compile --tuning` hands the fitted model to the
 lowering.  Without a tuning file the factors are 1 (`H100_ROUTE_MODEL`).  The factors do not
 move the matmul's geometry choice (a common factor of every geometry's cost), only where the
-dense route takes over.
+dense route takes over.  The model also carries the card's shared memory a block (an H100's
+227 KB built in; `ggufc tune` records the card's): geometries needing more (the 256-row
+tile's 220 KB on a 163 KB A100) are left out of the choice.
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ DENSE_MAX_WEIGHT_BYTES = 512 << 20
 # microseconds the GGUF matmul spends per unit of `matmul_cost` (a K column of a 64-row tile in
 # a wave), by format: the median of measured / modelled time over its geometries but the 256-row
 # tile's, 6 formats x 3 shapes x M = 32 .. 2048 on an H100 (session 27, weight groups by tensor
-# map; session 24's rates, fitted before it, were 7-26% higher); with these rates and the
-# 256-row tile's format factors (`MATMUL_WIDE_TILE_FACTOR`) the lowering's route is within 5%
-# of the fastest in 105 of those 108 cells (`benchmarks/cuda_matmul_routes.py`)
+# map; session 24's rates, fitted before it, were 7-26% higher; the same medians on the v36
+# kernels moved < 1%); with these rates and the 256-row tile's format factors
+# (`MATMUL_WIDE_TILE_FACTOR`) the lowering's route is within 5% of the fastest in 99 of those
+# 108 cells on the v36 kernels (`benchmarks/cuda_matmul_routes.py`)
 MATMUL_US_PER_COLUMN = {
     "Q4_0": 6.60 / 1024,
     "Q5_0": 7.61 / 1024,

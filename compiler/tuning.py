@@ -71,9 +71,10 @@ The file (`Tuning.to_json`, `Tuning.from_json`, `load_tuning`, `Tuning.save`)::
 (bytes, the most a kernel may opt in to): the lowering takes no matmul geometry needing more
 (`codegen.kernels.emitter.matmul_geometry_of`).  Version 1 files (no ``routes``) are read
 as such; version 2 files (routes without the card's shared memory) as from a card of
-`codegen.kernels.emitter.PORTABLE_SHARED_MEMORY_PER_BLOCK` (an A100's 163 KB).  Every field is checked
-on load; an error (`TuningFileError`) names the file and the field.  The thresholds and the
-route factors may be edited by hand; they are not recomputed from the timings.
+`codegen.kernels.emitter.PORTABLE_SHARED_MEMORY_PER_BLOCK` (an A100's 163 KB).  Every
+field is checked on load; an error (`TuningFileError`) names the file and the field.  The
+thresholds and the route factors may be edited by hand; they are not recomputed from the
+timings.
 
 Compile applies the chosen thresholds to every ``split-dynamic-m`` in the pipeline
 (`tuned_pipeline`) as the buckets of the file's activation dtype: ``buckets`` for float16 and
