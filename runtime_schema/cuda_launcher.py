@@ -210,7 +210,9 @@ class CudaLauncher:
             fn.max_dynamic_shared_size_bytes = nbytes
         except Exception as exc:  # an old CuPy without the attribute, or a device with less
             raise CudaLaunchError(
-                f"{source.entry!r} needs {nbytes} bytes of shared memory per block: {exc}"
+                f"{source.entry!r} needs {nbytes} bytes of shared memory per block: {exc} "
+                "(the lowering assumes an H100's 227 KB unless told the card: compile with "
+                "--tuning, a file `ggufc tune` wrote on this device)"
             ) from exc
         self._shared_allowed[id(fn)] = nbytes
 

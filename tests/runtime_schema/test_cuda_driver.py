@@ -227,3 +227,29 @@ def test_an_optional_map_of_a_tensor_no_map_describes_is_passed_as_zeros(monkeyp
         tensor_map_parameters(encoder, required, (x, ragged))
     with pytest.raises(CudaLaunchError, match=r"'k' tensor map 1 \(tensor 1\): .* 1 tensors"):
         tensor_map_parameters(encoder, source, (x,))
+
+
+def test_a_kernel_needing_more_shared_memory_than_the_device_has_says_how_to_compile():
+    """A program lowered for the built-in H100 model may hold the 256-row matmul tile (220 KB
+    of shared memory); on a card of less the launch fails naming the kernel, the bytes and the
+    way out (a tuning file from that card)."""
+    from runtime_schema.cuda_launcher import CudaLauncher
+    from runtime_schema.program import Backend, KernelSource
+
+    class SmallCard:
+        @property
+        def max_dynamic_shared_size_bytes(self):
+            return 0
+
+        @max_dynamic_shared_size_bytes.setter
+        def max_dynamic_shared_size_bytes(self, nbytes):
+            raise RuntimeError("CUDA_ERROR_INVALID_VALUE")
+
+    launcher = object.__new__(CudaLauncher)  # no CuPy here: only the limit's bookkeeping
+    launcher._shared_allowed = {}
+    source = KernelSource(Backend.CUDA, "ggufc_matmul_rows256_split_k2_q8_0_f16", "")
+    with pytest.raises(CudaLaunchError) as caught:
+        launcher._allow_shared_memory(source, SmallCard(), 199680)
+    message = str(caught.value)
+    assert "'ggufc_matmul_rows256_split_k2_q8_0_f16' needs 199680 bytes" in message
+    assert "CUDA_ERROR_INVALID_VALUE" in message and "ggufc tune" in message
