@@ -516,13 +516,18 @@ MATMUL_WAVE_BLOCKS = {1: 132, 2: 132, 4: 120, 8: 120}
 MATMUL_TILE_COST = {256: 2.0, 128: 1.1, 64: 1.0}
 # A 256-row tile's cost a column by format, over MATMUL_TILE_COST's: its decode and weight
 # copies serve twice the rows, which the formats of more bytes or decode a weight gain most
-# from (the median of its measured / modelled time over the other geometries', 6 formats x 3
-# shapes x M = 32 .. 2048, H100, session 27: weight groups by tensor map, and its deeper ring,
+# from (least squares of its relative error with the fixed cost below, 6 formats x 3 shapes x
+# M = 32 .. 2048, H100, session 27: weight groups by tensor map, and its deeper ring,
 # CUDA_MATMUL_SHARED_BUDGET_BY_TILE_M)
 MATMUL_WIDE_TILE_FACTOR = {
-    256: {"Q4_0": 0.90, "Q5_0": 0.85, "Q8_0": 0.84, "Q4_K": 0.83, "Q5_K": 0.79, "Q6_K": 0.80}
+    256: {"Q4_0": 0.84, "Q5_0": 0.77, "Q8_0": 0.74, "Q4_K": 0.76, "Q5_K": 0.72, "Q6_K": 0.72}
 }
 MATMUL_WAVE_FIXED_COLUMNS = 512
+# ... and a 256-row tile's wave more: its ring of 4-5 stages of 256 rows to fill and 128 KB
+# of partial sums to reduce across the cluster (session 27: fitted with the factors above on
+# 6 formats x 3 shapes x M = 32 .. 2048, H100: the lowering's route within 5% of the fastest
+# in 102 of the 108 cells, mean 1.006, against 99 and 1.009 with the tiles' common 512)
+MATMUL_WAVE_FIXED_COLUMNS_BY_TILE_M = {256: 1024}
 # `matmul_cost` changes only where M crosses a multiple of the smallest tile's rows
 MATMUL_COST_ROW_STEP = min(tile_m for tile_m, _ in MATMUL_GEOMETRY_TILES.values())
 # a symbolic M branches between the geometries up to this many rows (`matmul_geometry_segments`;
@@ -735,13 +740,15 @@ def matmul_cost(fmt: str, n: int, k: int, m: int, geometry: str) -> float:
     """The modelled time of the CUDA 16-bit matmul of ``fmt`` in ``geometry`` for M x K
     activations and an N x K weight, in K columns of a 64-row tile: its waves
     (MATMUL_WAVE_BLOCKS) times each block's share of K (MATMUL_TILE_COST, times the format's
-    MATMUL_WIDE_TILE_FACTOR for a 256-row tile) plus MATMUL_WAVE_FIXED_COLUMNS."""
+    MATMUL_WIDE_TILE_FACTOR for a 256-row tile) plus MATMUL_WAVE_FIXED_COLUMNS (its
+    MATMUL_WAVE_FIXED_COLUMNS_BY_TILE_M where given)."""
     tile_m, splits = MATMUL_GEOMETRY_TILES[geometry]
     tile_n = MATMUL_TILES["cuda", "float16"][1]
     blocks = ceil_div(m, tile_m) * ceil_div(n, tile_n) * splits
     waves = ceil_div(blocks, MATMUL_WAVE_BLOCKS[splits])
     column = MATMUL_TILE_COST[tile_m] * MATMUL_WIDE_TILE_FACTOR.get(tile_m, {}).get(fmt, 1.0)
-    return waves * (ceil_div(k, splits) * column + MATMUL_WAVE_FIXED_COLUMNS)
+    fixed = MATMUL_WAVE_FIXED_COLUMNS_BY_TILE_M.get(tile_m, MATMUL_WAVE_FIXED_COLUMNS)
+    return waves * (ceil_div(k, splits) * column + fixed)
 
 
 @cache
