@@ -78,8 +78,9 @@ DENSE_MAX_WEIGHT_BYTES = 512 << 20
 # tile's, 6 formats x 3 shapes x M = 32 .. 2048 on an H100 (session 27, weight groups by tensor
 # map; session 24's rates, fitted before it, were 7-26% higher; the same medians on the v36
 # kernels moved < 1%); with these rates and the 256-row tile's format factors
-# (`MATMUL_WIDE_TILE_FACTOR`) the lowering's route is within 5% of the fastest in 99 of those
-# 108 cells on the v36 kernels (`benchmarks/cuda_matmul_routes.py`)
+# and fixed cost (`MATMUL_WIDE_TILE_FACTOR`, `MATMUL_WAVE_FIXED_COLUMNS_BY_TILE_M`) the
+# lowering's route is within 5% of the fastest in 102 of those 108 cells on the v36 kernels
+# (`benchmarks/cuda_matmul_routes.py`)
 MATMUL_US_PER_COLUMN = {
     "Q4_0": 6.60 / 1024,
     "Q5_0": 7.61 / 1024,
