@@ -99,6 +99,9 @@ def describe_program(
     kernel_count = 0
     dependent_sources = 0  # source references a CUDA runtime may launch dependently
     mapped_sources = 0  # source references taking tensor maps (the 16-bit CUDA matmul)
+    # the most dynamic shared memory a kernel launch asks for: a card with less a block cannot
+    # run every path of the program (the 256-row CUDA matmul tile takes ~200-220 KB)
+    shared_memory = 0
     for c, chain in enumerate(p.chains):
         counts = Counter(type(n).__name__ for n in chain.instructions)
         chains.append(
@@ -116,6 +119,7 @@ def describe_program(
         for node in chain.instructions:
             if isinstance(node, KernelNode):
                 kernel_count += 1
+                shared_memory = max(shared_memory, node.shared_memory_bytes)
                 kind = node.kind.name.lower()
                 # a GGUF op's kernels by format; the others have none (format unused)
                 gguf = node.op not in NON_GGUF_OPS
@@ -173,6 +177,7 @@ def describe_program(
             "distinct_sources": len(sources),
             "dependent_launch_sources": dependent_sources,
             "tensor_map_sources": mapped_sources,
+            "max_shared_memory_bytes": shared_memory,
         },
         "if_nodes": if_nodes,
         "aten_ops": dict(sorted(aten_ops.items())),
@@ -248,6 +253,12 @@ def render_description(d: dict) -> str:
         + (f"; {k['tensor_map_sources']} taking tensor maps" if k.get("tensor_map_sources") else "")
         + ")"
     )
+    if k.get("max_shared_memory_bytes"):
+        lines.append(
+            f"  shared memory a block: up to {k['max_shared_memory_bytes']} bytes "
+            f"({k['max_shared_memory_bytes'] / 1024:.1f} KB; a card with less a block cannot "
+            "launch that kernel: compile with --tuning from `ggufc tune` on it)"
+        )
     for key, n in k["by_format_and_kind"].items():
         lines.append(f"  {key}: {n}")
     lines.append(f"aten ops: {sum(d['aten_ops'].values())}")

@@ -130,3 +130,35 @@ def test_tensor_map_sources_are_counted(tmp_path):
     d = describe_program(path)
     assert d["kernels"]["tensor_map_sources"] == 5
     assert "; 5 taking tensor maps)" in render_description(d)
+
+
+def test_the_most_shared_memory_a_kernel_asks_for_is_shown(tmp_path):
+    """A program lowered for an H100 may hold the 256-row CUDA matmul tile (~200-220 KB of
+    shared memory a block, more than an A100 has): inspect names the largest ask and what to
+    do on a card of less; a program whose kernels take none shows no such line."""
+    from dataclasses import replace
+
+    from runtime_schema.program import KernelNode
+
+    program = kitchen_sink(kitchen_sink_data(seed=5))
+    asks = iter([1024, 218112, 0, 49152, 0, 0, 0, 0, 0])
+
+    def asking(node):
+        return (
+            replace(node, shared_memory_bytes=next(asks)) if isinstance(node, KernelNode) else node
+        )
+
+    chains = tuple(
+        replace(c, instructions=tuple(asking(n) for n in c.instructions)) for c in program.chains
+    )
+    cases = (("plain", program, 0), ("asking", replace(program, chains=chains), 218112))
+    for name, p, most in cases:
+        path = tmp_path / f"{name}.ggufc"
+        save_program(p, path)
+        d = describe_program(path)
+        assert d["kernels"]["max_shared_memory_bytes"] == most
+        text = render_description(d)
+        line = "  shared memory a block: up to 218112 bytes (213.0 KB; a card with less a block"
+        assert (line in text) == bool(most), text
+        if most:
+            assert "compile with --tuning from `ggufc tune` on it" in text
