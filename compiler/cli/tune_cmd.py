@@ -66,7 +66,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "every timing) to a JSON file for `ggufc compile --tuning`.  With 16-bit activations "
         "it also times a matmul's two routes (the GGUF matmul; dequantize, then cuBLAS) at M "
         "= 64..1024 and fits the lowering's route model to this card, which picks where the "
-        "dense route takes over per format and weight shape.  Takes a few minutes with the "
+        "dense route takes over per format and weight shape, and records the card's shared "
+        "memory a block, so that the lowering leaves out matmul geometries needing more (the "
+        "256-row tile's ~200-220 KB on an A100's 163 KB).  Takes a few minutes with the "
         "defaults.  Needs an NVIDIA GPU and CuPy (pip install 'ggufc[cuda]').",
     )
     parser.add_argument(
