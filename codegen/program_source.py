@@ -4,6 +4,8 @@ in a KernelNode and what `codegen.cuda_run` launches."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from runtime_schema.program import Backend, KernelSource, TensorMap
 
 BACKEND_ENUMS = {"metal": Backend.METAL, "cuda": Backend.CUDA}
@@ -20,9 +22,8 @@ def program_source(backend: str, generated) -> KernelSource:
         source=generated.source,
         header=generated.header,
         dependent_launch=generated.dependent_launch,
-        tensor_maps=tuple(
-            TensorMap(m.tensor, m.box_inner, m.box_rows, m.swizzle, m.optional) for m in maps
-        ),
+        # a launch rule's TensorMapRule has the program's TensorMap fields, by name
+        tensor_maps=tuple(TensorMap(**asdict(m)) for m in maps),
     )
 
 

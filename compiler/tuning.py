@@ -1074,6 +1074,8 @@ def tune(
     )
     per_format: dict[str, FormatTuning] = {}
     route_timings: dict[str, dict] = {}
+    # the card's shared memory a block: the geometries the routes are timed in, and the file's
+    shared = device_shared_memory_per_block()
     try:
         for fmt in formats:
             timings = {}
@@ -1089,14 +1091,13 @@ def tune(
             for shape in route_shapes[fmt]:
                 bar.set_description(f"ggufc tune: {fmt} {shape_label(shape)} routes")
                 route_timings.setdefault(fmt, {})[shape_label(shape)] = measure_routes(
-                    runner, fmt, shape, ROUTE_M_VALUES, dtype, generator, bar.update
+                    runner, fmt, shape, ROUTE_M_VALUES, dtype, generator, bar.update, shared
                 )
                 torch.cuda.empty_cache()
     finally:
         bar.close()
     every_curve = [curve for entry in per_format.values() for curve in entry.curves()]
     device = torch.cuda.get_device_name()
-    shared = device_shared_memory_per_block()
     return Tuning(
         device=device,
         dtype=dtype,

@@ -146,18 +146,16 @@ class CudaLauncher:
                 and os.environ.get(DEPENDENT_LAUNCH_ENV, "1") != "0"
                 and torch.cuda.get_device_capability() >= DEPENDENT_LAUNCH_MIN_CAPABILITY
             )
-        self._dependent = None
+        self._dependent = bool(dependent_launch)
         self._driver = None  # cuLaunchKernelEx, for dependent launches and tensor maps
         self._tensor_maps = None  # cuTensorMapEncodeTiled, once a source takes a tensor map
-        if dependent_launch:
-            from runtime_schema.cuda_driver import DependentLauncher
-
-            self._dependent = self._driver = DependentLauncher()
+        if self._dependent:
+            self._driver_launcher()  # a driver without cuLaunchKernelEx fails here, not later
 
     @property
     def dependent_launch(self) -> bool:
         """Whether sources marked ``dependent_launch`` are launched dependently."""
-        return self._dependent is not None
+        return self._dependent
 
     def function(self, source: KernelSource):
         known = self._by_object.get(id(source))
@@ -244,7 +242,7 @@ class CudaLauncher:
         params = tuple(np.uint64(t.data_ptr()) for t in tensors) + tuple(
             _scalar(s) for s in scalars
         )
-        dependent = dependent and self._dependent is not None and source.dependent_launch
+        dependent = dependent and self._dependent and source.dependent_launch
         if source.tensor_maps:
             params += self._encode_tensor_maps(source, tensors)
         if dependent or source.tensor_maps:

@@ -144,7 +144,7 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
 
     routes_measured = []
 
-    def fake_routes(runner, fmt, shape, m_values, dtype, generator, advance):
+    def fake_routes(runner, fmt, shape, m_values, dtype, generator, advance, shared):
         """Each part at a fixed multiple of its H100 model (the matmul in the geometries the
         fake card's shared memory allows): the fit must find the multiples."""
         from codegen.dense_linear import (
@@ -158,7 +158,7 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
         advance(2 * len(m_values))
         n, k = shape
         dequantize = 0.8 * dequantize_estimate_us(fmt, n, k)
-        card = RouteModel(shared_memory_per_block=FAKE_SHARED_MEMORY_PER_BLOCK)
+        card = RouteModel(shared_memory_per_block=shared)  # what tune read of the card
         return {
             "dequantize": dequantize,
             "matmul": tuple(1.25 * matmul_estimate_us(fmt, n, k, m, card) for m in m_values),
