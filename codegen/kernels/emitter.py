@@ -40,6 +40,7 @@ a multiple of the format's block weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -387,6 +388,16 @@ MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 # d * sc of each 16 weights from the block's scales) 4096x14336 48.2 / 55.1 -> 24.8 / 32.7,
 # 14336x4096 46.5 / 54.7 -> 30.9 / 32.4.  The scales folded into f16 pairs (the matmul's
 # fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
+# On sm_90a, where the blocks' rows are whole 16-byte words (K a multiple of 256, of 2048 for
+# Q6_K), a group's 16 rows come as one box of a tensor map instead (lane 0 issues it; box
+# width `matvec_mma_staged_map_stride`).  Session 28, H100, float16, us, M = 2 / 4 / 8,
+# chunk copies -> map (same kernel, the optional map passed as zeros or not, same call):
+# Q4_0 4096x14336 18.8 / 22.2 / 28.1 -> 17.5 / 20.9 / 27.1, 5376x21504 47.2 / 50.8 / 60.3 ->
+# 41.6 / 45.3 / 55.1; Q5_0 4096x14336 25.7 / 26.6 / 32.5 -> 24.4 / 25.4 / 31.1; Q8_0
+# 4096x14336 28.7 / 31.8 / 36.7 -> 26.3 / 29.7 / 34.1, 5376x21504 65.6 / 69.1 / 78.6 -> 57.7 /
+# 62.9 / 76.1; Q6_K 14336x4096 31.1 / 31.7 / 32.4 -> 30.0 / 30.4 / 32.5.  A box as wide as
+# the copies' slot rows (176 bytes for Q4_0 / Q8_0, 208 for Q5_0) gained less and lost for
+# Q8_0 (5376x21504 M = 8 78.6 -> 83.4): the bytes past the group come from L2 all the same.
 MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
 # (weight groups, activation steps) a warp's copies run ahead of its decode.  The weights'
 # group slots and the activations' step slots share each block's dynamic shared memory
@@ -410,6 +421,8 @@ MATVEC_MMA_STAGED_WARPS = 8
 # No setting won every shape: one tile stays (a rule by shape and M is not drawn yet).
 MATVEC_MMA_STAGED_ROW_TILES = 1
 MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
+TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
+MBARRIER_BYTES = 8
 
 # Consecutive parts of one block each thread of the CUDA embedding gather decodes, sharing the
 # loads of the bytes they have in common (1 where none is given; Metal decodes one part a
@@ -1071,6 +1084,10 @@ def launch_rule(
         if fmt in MATVEC_MMA_STAGED_FORMATS:
             layout = matvec_mma_staged_layout(fmt, dtype)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
+            # a group slot's rows as they are, where the rows are whole 16-byte words
+            weights = TensorMapRule(1, layout["map_group_stride"], rows, swizzle=0, optional=True)
+            grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
+            return LaunchRule(threads, grid, shared, (weights,))
         grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
         return LaunchRule(threads, grid, shared)
     if uses_tensor_core_matvec(backend, kind, dtype):
@@ -1104,7 +1121,8 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     and ``dtype``: its warps, its group of K steps, the row stride of a group slot (an odd
     number of 16-byte chunks), how far its copies run ahead (MATVEC_MMA_STAGED_AHEAD) with
     the slots that takes, and the dynamic shared bytes of a block (each warp a ring of group
-    slots and one of activation step slots)."""
+    slots and one of activation step slots, then a barrier a group slot, from a 128-byte
+    boundary: a tensor map's box lands on one)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
@@ -1121,6 +1139,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + 16)  # rows a chunk past 128 bytes
     tile_n = MATVEC_MMA_ROWS * MATVEC_MMA_STAGED_ROW_TILES
     warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
+    barriers = MATVEC_MMA_STAGED_WARPS * w_slots * MBARRIER_BYTES
     return {
         "warps": MATVEC_MMA_STAGED_WARPS,
         "row_tiles": MATVEC_MMA_STAGED_ROW_TILES,
@@ -1128,12 +1147,28 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
         "threads": MATVEC_MMA_STAGED_WARPS * WARP_SIZE,
         "group_steps": group_steps,
         "group_stride": group_stride,
+        "map_group_stride": matvec_mma_staged_map_stride(fmt),
         "x_ahead": x_ahead,
         "w_ahead": w_ahead,
         "x_slots": x_slots,
         "w_slots": w_slots,
-        "shared_bytes": MATVEC_MMA_STAGED_WARPS * warp_bytes,
+        "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
+        "shared_bytes": MATVEC_MMA_STAGED_WARPS * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
     }
+
+
+def matvec_mma_staged_map_stride(fmt: str) -> int:
+    """Bytes between the rows of a group slot of the staged mma matvec of ``fmt`` filled by
+    tensor map (rows of whole 16-byte words): the box's width, from the 16-byte boundary at
+    or before a group to past its end, in an odd number of chunks (distinct banks, as
+    `matmul_group_stride`).  A group then starts at most 16 - gcd(group bytes, 16) bytes past
+    that boundary, where the chunk copies allow 14 (any 2-byte boundary): Q4_0's and Q8_0's
+    slot rows are 144 bytes instead of 176, Q5_0's 176 instead of 208."""
+    unit_steps, unit_bytes = matmul_copy_unit(fmt)
+    group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
+    misalignment = 16 - math.gcd(group_bytes, 16)
+    chunks = ceil_div(group_bytes + misalignment, 16)
+    return 16 * (chunks + 1 - chunks % 2)
 
 
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:

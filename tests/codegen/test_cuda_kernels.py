@@ -219,23 +219,31 @@ MAPPED_ROWS_K = 2048
 COPIED_ROWS_K = {"Q4_0": 352, "Q5_0": 352, "Q8_0": 352, "Q6_K": 768}
 
 
+def _record_weight_maps(monkeypatch) -> list[bool]:
+    """A list the launcher then appends to at each launch: whether it encoded the weight
+    blocks' map (tensor 1) or passed zeros."""
+    from runtime_schema import cuda_launcher
+
+    encode = cuda_launcher.tensor_map_parameters
+    weight_maps: list[bool] = []
+
+    def recorded(encoder, source, tensors):
+        maps = encode(encoder, source, tensors)
+        weights = [i for i, m in enumerate(source.tensor_maps) if m.tensor == 1]
+        weight_maps.extend(bool(maps[i].any()) for i in weights)
+        return maps
+
+    monkeypatch.setattr(cuda_launcher, "tensor_map_parameters", recorded)
+    return weight_maps
+
+
 @pytest.mark.parametrize("geometry", ["default", "rows256_split_k2"])
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
 def test_matmul_weights_by_tensor_map_and_by_copies(runner, rng, fmt, geometry, monkeypatch):
     """Rows of whole 16-byte words take the weight groups by tensor map, others by the
     producer's copies (the launcher passes zeros for the optional map); both against
     float64, with a ragged N (the map's rows past N read as zeros)."""
-    from runtime_schema import cuda_launcher
-
-    weight_maps = []
-
-    def recorded(encoder, source, tensors):
-        maps = encode(encoder, source, tensors)
-        weight_maps.append(bool(maps[1].any()))
-        return maps
-
-    encode = cuda_launcher.tensor_map_parameters
-    monkeypatch.setattr(cuda_launcher, "tensor_map_parameters", recorded)
+    weight_maps = _record_weight_maps(monkeypatch)
     assert row_bytes(fmt, MAPPED_ROWS_K) % 16 == 0
     for k in (MAPPED_ROWS_K, COPIED_ROWS_K.get(fmt)):
         if k is None:
@@ -391,6 +399,27 @@ def test_staged_mma_matvec_over_a_long_k(runner, rng, fmt, dtype):
     long_k = 6400 if fmt == "Q6_K" else 6176
     for n, k, m in ((256, long_k, 2), (RAGGED_N, long_k, 9), (256, 4096, 8), (RAGGED_N, 4096, 3)):
         check_linear(runner, rng, fmt, "matvec_batched", dtype, (m,), n, k, m % 2 == 1, "mma")
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+@pytest.mark.parametrize("fmt", MATVEC_MMA_STAGED_FORMATS)
+def test_staged_mma_matvec_weights_by_tensor_map_and_by_copies(
+    runner, rng, fmt, dtype, monkeypatch
+):
+    """Rows of whole 16-byte words take the staged mma matvec's weight groups by tensor map
+    (a K whose group ring wraps many times: 3 x 2048), others by each warp's chunk copies
+    (the launcher passes zeros for the optional map); both against float64, with a ragged N
+    (the map's rows past N read as zeros) and M of one or two tiles."""
+    weight_maps = _record_weight_maps(monkeypatch)
+    for k in (3 * MAPPED_ROWS_K, COPIED_ROWS_K[fmt]):
+        mapped = row_bytes(fmt, k) % 16 == 0
+        assert mapped == (k != COPIED_ROWS_K[fmt])
+        for m in (5, 9):
+            weight_maps.clear()
+            check_linear(
+                runner, rng, fmt, "matvec_batched", dtype, (m,), RAGGED_N, k, m == 5, "mma"
+            )
+            assert weight_maps == [mapped], (k, m, weight_maps)
 
 
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), FLOAT16_KERNELS)

@@ -39,6 +39,7 @@ from codegen.kernels.emitter import (
     MATVEC_INTEGER_X_FORMATS,
     MATVEC_LANE_WORD_FORMATS,
     MATVEC_LANE_WORD_GEOMETRIES,
+    MATVEC_MMA_STAGED_FORMATS,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -549,31 +550,44 @@ def test_split_k_kernels_block_and_bounds(fmt, dtype):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_only_the_16bit_cuda_matmul_takes_its_activations_as_a_tensor_map(backend):
+def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend):
     """The kernels of the 16-bit CUDA matmul template (the matmul's geometries and the split-K
     matvec_batched) take x as a tensor map of a stage's box and, optionally, their blocks as
-    one of a group slot's (a group's stride of bytes x 128 rows, no swizzle), both declared
-    in their signature; no other kernel takes one."""
-    mapped = 0
+    one of a group slot's (a group's stride of bytes x 128 rows, no swizzle); the staged mma
+    matvec only the optional one of its blocks (a box's width of bytes x 16 rows); each
+    declared in the signature; no other kernel takes one."""
+    mapped = staged = 0
+    both = (
+        "const __grid_constant__ ggufc::TensorMap x_map, "
+        "const __grid_constant__ ggufc::TensorMap w_map"
+    )
+    blocks_only = "int has_bias, const __grid_constant__ ggufc::TensorMap w_map)"
     for kernel in _generated_kernels(backend):
         maps = getattr(kernel, "launch", None) and kernel.launch.tensor_maps
-        declared = (
-            "const __grid_constant__ ggufc::TensorMap x_map, "
-            "const __grid_constant__ ggufc::TensorMap w_map"
-        ) in kernel.source
+        declared = both in kernel.source or blocks_only in kernel.source
         assert bool(maps) == declared, kernel.entry
         if not maps:
             continue
-        mapped += 1
         assert backend == "cuda" and kernel.dtype in ("float16", "bfloat16"), kernel.entry
         assert kernel.kind in ("matmul", "matvec_batched"), kernel.entry
+        if blocks_only in kernel.source:
+            staged += 1
+            assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_STAGED_FORMATS
+            stride = int(re.search(r"MAP_GROUP_STRIDE = (\d+);", kernel.source).group(1))
+            assert maps == (
+                TensorMapRule(tensor=1, box_inner=stride, box_rows=16, swizzle=0, optional=True),
+            ), kernel.entry
+            continue
+        mapped += 1
         tile_m = int(re.search(r"constexpr int TILE_M = (\d+);", kernel.source).group(1))
         stride = int(re.search(r"constexpr int GROUP_STRIDE = (\d+);", kernel.source).group(1))
         assert maps == (
             TensorMapRule(tensor=0, box_inner=64, box_rows=tile_m),
             TensorMapRule(tensor=1, box_inner=stride, box_rows=128, swizzle=0, optional=True),
         ), kernel.entry
-    assert mapped if backend == "cuda" else not mapped
+    cuda = backend == "cuda"
+    assert (mapped > 0) == cuda
+    assert staged == (2 * len(MATVEC_MMA_STAGED_FORMATS) if cuda else 0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -48,7 +48,8 @@
 // x_map (x as an M x K tensor map with {{ tile_m }} x {{ tile_k }} boxes), w_map (the blocks as an N x row-bytes
 // uint8 map with {{ tile_n }} x GROUP_STRIDE boxes, or zeros; both read on sm_90a only).
 {% if splits > 1 %}{% include "cuda/cluster.cuh" %}
-{% endif %}{% with wgmma_n = tile_m %}{% include "cuda/matmul_wgmma.cuh" %}{% endwith %}
+{% endif %}{% include "cuda/bulk_copy.cuh" %}
+{% with wgmma_n = tile_m %}{% include "cuda/matmul_wgmma.cuh" %}{% endwith %}
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
 using Staged = ggufc::tc::Staged{{ format }};
@@ -403,6 +404,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     // wgmma: warpgroup g owns weight rows 64g .. 64g + 63, its warp r rows 16r .. 16r + 15 of
     // those; this lane decodes rows ``row`` and ``row + 8`` into A fragments
     namespace wg = ggufc::wg;
+    namespace bulk = ggufc::bulk;
     constexpr int WGMMA_M = 64;
     constexpr int A_FRAGMENT_ROWS = 16;
     static_assert(TILE_N == (CONSUMER_THREADS / wg::WARPGROUP_THREADS) * WGMMA_M,
@@ -568,13 +570,13 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     // Phase k of stage s is step s + k STAGES.  The consumer warpgroups run out of step; each
     // builds its rows' scale table of step t + 1 while its products of step t run, ordered by
     // its own barrier.
-    __shared__ wg::u64 filled[STAGES];
-    __shared__ wg::u64 drained[STAGES];
+    __shared__ bulk::u64 filled[STAGES];
+    __shared__ bulk::u64 drained[STAGES];
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < STAGES; ++s) {
-            wg::barrier_init(&filled[s], PRODUCER_THREADS);
-            wg::barrier_init(&drained[s], CONSUMER_THREADS);
+            bulk::barrier_init(&filled[s], PRODUCER_THREADS);
+            bulk::barrier_init(&drained[s], CONSUMER_THREADS);
         }
     }
     __syncthreads();
@@ -586,23 +588,23 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         for (int t = 0; t < step_count; ++t) {
             const int step = step_begin + t;
             if (t >= STAGES) {
-                wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
+                bulk::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
             if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
                 const bool group_by_map = weights_by_map && starts_group(step);
-                wg::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
-                wg::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
+                bulk::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
+                bulk::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
                                 step * STEP_K, static_cast<int>(m0), &filled[stage]);
                 if (group_by_map) {  // and its group's weights: one box of w_map
                     // a box starts on a 16-byte boundary: the one at or before the group, as
                     // the producer's chunk copies do (its misalignment is read as theirs)
-                    wg::copy_box_2d(
+                    bulk::copy_box_2d(
                         tc::shared_address(shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES),
                         &w_map, group_start(step) & ~(CHUNK - 1), static_cast<int>(n0), &filled[stage]);
                 }
             }
             issue_step(step, stage, rows_inside && step < whole_steps);
-            wg::arrive_after_copies(&filled[stage]);
+            bulk::arrive_after_copies(&filled[stage]);
             stage = stage == STAGES - 1 ? 0 : stage + 1;
         }
         ggufc::cp_async_wait<0>();
@@ -626,7 +628,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
     auto consume = [&](int t, int stage, Fragments& a, Fragments& previous) {
         const int step = step_begin + t;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        wg::wait_phase(&filled[stage], (t / STAGES) & 1);
+        bulk::wait_phase(&filled[stage], (t / STAGES) & 1);
         wg::fence_async_shared();  // the copies' writes, seen by wgmma
         if (HAS_TABLE) {
             if (t == 0) {
@@ -638,12 +640,12 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ entry }}_impl::MI
         compute(step, stage, a, previous);
         if (HAS_TABLE && t + 1 < step_count) {
             // while the products run: step + 1's header, copied with its stage
-            wg::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
+            bulk::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
             prepare_table(step + 1, (step + 1) & 1);
         }
         // step - 1's products are done: its stage and fragments are free
         wg::wait<1>(a);
-        wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], t > 0);
+        bulk::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], t > 0);
         return next;
     };
     int stage = 0;  // t % STAGES

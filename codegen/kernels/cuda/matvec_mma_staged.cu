@@ -12,7 +12,11 @@
 // global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
-// ring of X_SLOTS step slots, X_AHEAD steps ahead.  Lane (g, t) = (lane / 4, lane % 4) decodes
+// ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
+// encodes w_map (rows of whole 16-byte words from a 16-byte boundary: K a multiple of 256,
+// of 2048 for Q6_K), a group's rows come instead as one box of the map that lane 0 asks the
+// tensor memory accelerator for, completing on the slot's shared-memory barrier: the
+// copies' address and bound arithmetic leaves the warps.  Lane (g, t) = (lane / 4, lane % 4) decodes
 // the quants of rows g and g + 8 at its k slots from there as exact q - zero point pairs
 // (tc::Staged{{ format }}::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
 // from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
@@ -20,8 +24,10 @@
 // then add to the lane's sums in float32.  The warps' sums meet in shared
 // memory at the end.  Rows past N or M contribute nothing; no step past K is read.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
-// block weights, below 2^31), has_bias.  Dynamic shared memory: SHARED_BYTES (the launch
-// rule's: emitter.matvec_mma_staged_layout).
+// block weights, below 2^31), has_bias, w_map (the blocks as an N x row-bytes uint8 map with
+// TILE_N x MAP_GROUP_STRIDE boxes, or zeros; read on sm_90a only).  Dynamic shared memory:
+// SHARED_BYTES (the launch rule's: emitter.matvec_mma_staged_layout).
+{% include "cuda/bulk_copy.cuh" %}
 namespace {{ entry }}_impl {
 using act_t = {{ act_type }};
 using Staged = ggufc::tc::Staged{{ format }};
@@ -55,6 +61,15 @@ constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 constexpr int GROUP_STRIDE = {{ group_stride }};
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "row slots hold a group, an odd number of chunks apart");
+// filled by tensor map (rows of whole 16-byte words), a slot's rows are a box's width apart:
+// a group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box
+// starts on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
+constexpr int MAP_GROUP_STRIDE = {{ map_group_stride }};
+constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
+constexpr int MAP_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
+static_assert(GROUP_BYTES + MAP_MISALIGNMENT <= MAP_GROUP_STRIDE && MAP_GROUP_STRIDE <= GROUP_STRIDE &&
+                  MAP_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
+              "a box holds a group, its rows an odd number of chunks apart, within a slot");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
 constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
@@ -79,8 +94,16 @@ constexpr int W_SLOTS = {{ w_slots }};
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
 constexpr int WARP_BYTES = W_SLOTS * GROUP_SLOT_BYTES + X_SLOTS * X_SLOT_BYTES;
+// a tensor map's box lands on a 128-byte boundary: the rings start at the first one of the
+// dynamic shared memory, every slot a multiple of 128 bytes on, the slots' barriers after them
+constexpr int SHARED_ALIGNMENT = {{ shared_alignment }};
+static_assert(GROUP_SLOT_BYTES % SHARED_ALIGNMENT == 0 && X_SLOT_BYTES % SHARED_ALIGNMENT == 0,
+              "every slot starts aligned");
+constexpr int BARRIERS_OFFSET = WARPS * WARP_BYTES;
+constexpr int BARRIER_BYTES = 8;
 constexpr int SHARED_BYTES = {{ shared_bytes }};
-static_assert(SHARED_BYTES == WARPS * WARP_BYTES, "the launch rule's dynamic shared memory is this layout's");
+static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
+              "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own ring
 static_assert(TILE_N * TILE_M * 4 <= WARP_BYTES, "a warp's partial sums fit its ring");
 }  // namespace {{ entry }}_impl
@@ -88,9 +111,11 @@ static_assert(TILE_N * TILE_M * 4 <= WARP_BYTES, "a warp's partial sums fit its 
 extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm }}) {{ entry }}(
     const {{ entry }}_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const {{ entry }}_impl::act_t* bias, {{ entry }}_impl::act_t* __restrict__ out,
-    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias, const __grid_constant__ ggufc::TensorMap w_map) {
     using namespace {{ entry }}_impl;
-    extern __shared__ __align__(16) u8 shared[];
+    extern __shared__ __align__(16) u8 dynamic_shared[];
+    u8* const shared =
+        dynamic_shared + ((SHARED_ALIGNMENT - tc::shared_address(dynamic_shared) % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int g = lane / LANE_GROUPS;
@@ -106,6 +131,24 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
     u8* const w_ring = shared + warp * WARP_BYTES;
     u8* const x_ring = w_ring + W_SLOTS * GROUP_SLOT_BYTES;
     const int x_rows = static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // a group's rows by one box of w_map where the launcher could encode it (elsewhere it
+    // passes the optional map as zeros, and the lanes copy the rows' chunks)
+    namespace bulk = ggufc::bulk;
+    const bool weights_by_map = ggufc::encoded(w_map) && row_bytes % CHUNK == 0;
+    bulk::u64* const w_filled = reinterpret_cast<bulk::u64*>(shared + BARRIERS_OFFSET) + warp * W_SLOTS;
+    if (weights_by_map) {
+        if (lane == 0) {
+#pragma unroll
+            for (int slot = 0; slot < W_SLOTS; ++slot) {
+                bulk::barrier_init(&w_filled[slot], 1);
+            }
+        }
+        __syncwarp();
+    }
+#else
+    constexpr bool weights_by_map = false;
+#endif
 
     // The weight chunks this lane copies of every group: chunk c = lane + 32 r of the
     // TILE_N x GROUP_CHUNKS (row-major), from the 16-byte boundary at or before the group's
@@ -127,9 +170,19 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
         copy_offset[r] = (row_offset & ~(CHUNK - 1)) + CHUNK * (c % GROUP_CHUNKS);
         copy_target[r] = row * GROUP_STRIDE + CHUNK * (c % GROUP_CHUNKS);
     }
-    auto issue_weights = [&](int group, u8* slot) {
+    auto issue_weights = [&](int group, int j) {
+        u8* const slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
         const int start = Staged::body_start(0, group * GROUP_STEPS);
-        if (inside) {
+        if (weights_by_map) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
+                bulk::u64* const filled = &w_filled[j % W_SLOTS];
+                bulk::arrive_expecting_bytes(filled, TILE_N * MAP_GROUP_STRIDE);
+                bulk::copy_box_2d(tc::shared_address(slot), &w_map, start & ~(CHUNK - 1), static_cast<int>(n0),
+                                  filled);
+            }
+#endif
+        } else if (inside) {
 #pragma unroll
             for (int r = 0; r < COPY_ROUNDS; ++r) {
                 if (copy_misalignment[r] >= 0) {
@@ -184,7 +237,6 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
     }
     // this warp's j-th group, and its slot
     auto group_of = [&](int j) { return warp + WARPS * j; };
-    auto w_slot = [&](int j) { return w_ring + j % W_SLOTS * GROUP_SLOT_BYTES; };
     auto x_slot = [&](int i) { return x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES; };
     // this warp's i-th step (the steps of its groups in turn; past the row's last: none)
     auto step_of = [&](int i) { return group_of(i / GROUP_STEPS) * GROUP_STEPS + i % GROUP_STEPS; };
@@ -203,7 +255,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
 #pragma unroll
     for (int j = 0; j < W_AHEAD; ++j) {
         if (j < my_groups) {
-            issue_weights(group_of(j), w_slot(j));
+            issue_weights(group_of(j), j);
         }
     }
     ggufc::allow_dependent_launch();
@@ -218,12 +270,18 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
     }
     for (int j = 0; j < my_groups; ++j) {
         const int group = group_of(j);
-        const u8* slot = w_slot(j);
+        const u8* slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        if (weights_by_map) {
+            bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
+        }
+#endif
         const int group_start = Staged::body_start(0, group * GROUP_STEPS);
+        const int row_stride = weights_by_map ? MAP_GROUP_STRIDE : GROUP_STRIDE;
         const u8* rows[LANE_ROWS];
 #pragma unroll
         for (int h = 0; h < LANE_ROWS; ++h) {
-            rows[h] = slot + (g + 8 * h) * GROUP_STRIDE + ((row_misalignment[h] + group_start) & (CHUNK - 1));
+            rows[h] = slot + (g + 8 * h) * row_stride + ((row_misalignment[h] + group_start) & (CHUNK - 1));
         }
 #pragma unroll
         for (int s = 0; s < GROUP_STEPS; ++s) {
@@ -235,7 +293,7 @@ extern "C" __global__ void __launch_bounds__({{ threads }}, {{ min_blocks_per_sm
             ggufc::cp_async_wait<X_AHEAD - 1>();
             __syncwarp();  // every lane's copies of step i landed; step i - 1's slots are free
             if (s == 0 && j + W_AHEAD < my_groups) {
-                issue_weights(group_of(j + W_AHEAD), w_slot(j + W_AHEAD));
+                issue_weights(group_of(j + W_AHEAD), j + W_AHEAD);
             }
             const int ahead = step_of(i + X_AHEAD);
             if ((i + X_AHEAD) / GROUP_STEPS < my_groups && ahead < steps) {

@@ -87,23 +87,13 @@ __device__ __forceinline__ float load_from_cluster_block(const float* local, uns
 
 #endif  // GGUFC_CUDA_CLUSTER
 
-// Warpgroup tensor-core operations (wgmma, sm_90a) of the 16-bit matmul (matmul.cu).
-//
-// A warpgroup is 4 consecutive warps (128 threads) whose warp index % 4 is its rank.  One
-// wgmma.m64n256k16 multiplies a 64x16 A tile held in registers (warp r of the group holds
-// rows 16r..16r+15 in the mma.sync m16n8k16 A fragment layout: a[0] = (row g, K 2p, 2p+1),
-// a[1] = (row g + 8, same K), a[2] = (row g, K 2p + 8, +9), a[3] = (row g + 8, same K), where
-// g = lane / 4, p = lane % 4) by a 16x256 B tile read from shared memory through a
-// descriptor, into 128 float32 accumulators a thread: d[4i + e] is (row 16r + g + 8 (e / 2),
-// column 8i + 2p + e % 2).  B is K-major with the 128-byte swizzle: each of the 256 columns is
-// a 128-byte row of 64 K values whose 16-byte chunk c sits at c ^ (row % 8), 8 rows to a
-// 1024-byte atom; the atoms must start 1024-byte aligned, and the K sub-step j of a 64-wide
-// row starts 32 j bytes in.  These helpers exist only where the compiler targets sm_90a
-// (``__CUDA_ARCH_FEAT_SM90_ALL``); the matmul falls back to mma.sync elsewhere.
-// The helpers that do not depend on the tile's N have a guard of their own, so kernels of
-// several N (the matmul's 128 and 64, the split-K matvec's 16) share a translation unit.
-#ifndef GGUFC_CUDA_MATMUL_WGMMA
-#define GGUFC_CUDA_MATMUL_WGMMA
+// Copies by the tensor memory accelerator (TMA) and the shared-memory barriers (mbarrier) they
+// complete on: the 16-bit matmul's stages (matmul.cu) and the staged mma matvec's weight
+// groups (matvec_mma_staged.cu).  A kernel takes a tensor map as a __grid_constant__
+// argument whatever it is compiled for (the launcher passes the same bytes); the copies and
+// barriers exist only where the compiler targets sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``).
+#ifndef GGUFC_CUDA_BULK_COPY
+#define GGUFC_CUDA_BULK_COPY
 namespace ggufc {
 // A tensor map (cuda.h's CUtensorMap): 128 opaque bytes the host encodes
 // (cuTensorMapEncodeTiled), passed by value as a __grid_constant__ kernel argument.
@@ -121,6 +111,98 @@ __device__ __forceinline__ bool encoded(const TensorMap& map) {
     return any != 0;
 }
 }  // namespace ggufc
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+namespace ggufc {
+namespace bulk {
+
+typedef unsigned long long u64;
+namespace tc = ggufc::tc;
+
+// Shared-memory barriers (mbarrier): a barrier completes a phase when its count of arrivals
+// is reached and the bytes it expects have landed, and a waiter names the phase by its parity.
+__device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::shared_address(barrier)),
+                 "r"(count)
+                 : "memory");
+}
+// Arrives once all of this thread's earlier cp.async copies have landed (the barrier's count
+// includes this arrival: no pending count is added).
+__device__ __forceinline__ void arrive_after_copies(u64* barrier) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+// Arrives where ``condition`` holds: a predicated instruction, not a branch (the consumer
+// loop of the matmul keeps its products' pipeline free of branches).
+__device__ __forceinline__ void arrive_if(u64* barrier, bool condition) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 state;\nsetp.ne.b32 p, %1, 0;\n"
+        "@p mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(static_cast<u32>(condition))
+        : "memory");
+}
+// Waits until the phase of parity ``parity`` has completed.
+__device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
+    asm volatile(
+        "{\n.reg .pred complete;\nretry:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%0], %1;\n"
+        "@!complete bra retry;\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(parity)
+        : "memory");
+}
+// Adds ``bytes`` to the transaction count the phase in progress of ``barrier`` waits for (the
+// bytes a tensor copy completing on it will write).
+__device__ __forceinline__ void expect_bytes(u64* barrier, u32 bytes) {
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(
+                     tc::shared_address(barrier)),
+                 "r"(bytes)
+                 : "memory");
+}
+// Arrives once and adds ``bytes`` to the transaction count of the phase in progress: the one
+// thread that issues a tensor copy completing on a barrier of count 1.
+__device__ __forceinline__ void arrive_expecting_bytes(u64* barrier, u32 bytes) {
+    asm volatile(
+        "{\n.reg .b64 state;\nmbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(
+            tc::shared_address(barrier)),
+        "r"(bytes)
+        : "memory");
+}
+// Copies the box of tensor map ``map`` at element (``x``, ``y``) (x the inner dimension) to
+// shared address ``destination`` by the tensor memory accelerator; the copy's bytes complete
+// a transaction on ``barrier``.
+__device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* map, int x, int y,
+                                           u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+        "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
+        "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+
+}  // namespace bulk
+}  // namespace ggufc
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // GGUFC_CUDA_BULK_COPY
+
+// Warpgroup tensor-core operations (wgmma, sm_90a) of the 16-bit matmul (matmul.cu).
+//
+// A warpgroup is 4 consecutive warps (128 threads) whose warp index % 4 is its rank.  One
+// wgmma.m64n256k16 multiplies a 64x16 A tile held in registers (warp r of the group holds
+// rows 16r..16r+15 in the mma.sync m16n8k16 A fragment layout: a[0] = (row g, K 2p, 2p+1),
+// a[1] = (row g + 8, same K), a[2] = (row g, K 2p + 8, +9), a[3] = (row g + 8, same K), where
+// g = lane / 4, p = lane % 4) by a 16x256 B tile read from shared memory through a
+// descriptor, into 128 float32 accumulators a thread: d[4i + e] is (row 16r + g + 8 (e / 2),
+// column 8i + 2p + e % 2).  B is K-major with the 128-byte swizzle: each of the 256 columns is
+// a 128-byte row of 64 K values whose 16-byte chunk c sits at c ^ (row % 8), 8 rows to a
+// 1024-byte atom; the atoms must start 1024-byte aligned, and the K sub-step j of a 64-wide
+// row starts 32 j bytes in.  These helpers exist only where the compiler targets sm_90a
+// (``__CUDA_ARCH_FEAT_SM90_ALL``); the matmul falls back to mma.sync elsewhere.
+// The helpers that do not depend on the tile's N have a guard of their own, so kernels of
+// several N (the matmul's 128 and 64, the split-K matvec's 16) share a translation unit.
+#ifndef GGUFC_CUDA_MATMUL_WGMMA
+#define GGUFC_CUDA_MATMUL_WGMMA
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 namespace ggufc {
@@ -180,57 +262,6 @@ __device__ __forceinline__ void fence_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// Shared-memory barriers (mbarrier) of the stage ring: a barrier completes a phase when its
-// count of arrivals is reached, and a waiter names the phase by its parity.
-__device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::shared_address(barrier)),
-                 "r"(count)
-                 : "memory");
-}
-// Arrives once all of this thread's earlier cp.async copies have landed (the barrier's count
-// includes this arrival: no pending count is added).
-__device__ __forceinline__ void arrive_after_copies(u64* barrier) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
-                     tc::shared_address(barrier))
-                 : "memory");
-}
-// Arrives where ``condition`` holds: a predicated instruction, not a branch (the consumer
-// loop of the matmul keeps its products' pipeline free of branches).
-__device__ __forceinline__ void arrive_if(u64* barrier, bool condition) {
-    asm volatile(
-        "{\n.reg .pred p;\n.reg .b64 state;\nsetp.ne.b32 p, %1, 0;\n"
-        "@p mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(tc::shared_address(barrier)),
-        "r"(static_cast<u32>(condition))
-        : "memory");
-}
-// Waits until the phase of parity ``parity`` has completed.
-__device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
-    asm volatile(
-        "{\n.reg .pred complete;\nretry:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%0], %1;\n"
-        "@!complete bra retry;\n}\n" ::"r"(tc::shared_address(barrier)),
-        "r"(parity)
-        : "memory");
-}
-// Adds ``bytes`` to the transaction count the phase in progress of ``barrier`` waits for (the
-// bytes a tensor copy completing on it will write).
-__device__ __forceinline__ void expect_bytes(u64* barrier, u32 bytes) {
-    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(
-                     tc::shared_address(barrier)),
-                 "r"(bytes)
-                 : "memory");
-}
-// Copies the box of tensor map ``map`` at element (``x``, ``y``) (x the inner dimension) to
-// shared address ``destination`` by the tensor memory accelerator; the copy's bytes complete
-// a transaction on ``barrier``.
-__device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* map, int x, int y,
-                                           u64* barrier) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
-        "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
-        "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
-        : "memory");
-}
 // setmaxnreg: a warpgroup gives back registers to the SM's pool down to REGISTERS a thread, or
 // takes them from it up to REGISTERS (waiting until the pool holds them); every warp of the
 // warpgroup runs it, and ptxas allocates the code after it within the new count.
@@ -660,6 +691,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows256_split_k2_
     // wgmma: warpgroup g owns weight rows 64g .. 64g + 63, its warp r rows 16r .. 16r + 15 of
     // those; this lane decodes rows ``row`` and ``row + 8`` into A fragments
     namespace wg = ggufc::wg;
+    namespace bulk = ggufc::bulk;
     constexpr int WGMMA_M = 64;
     constexpr int A_FRAGMENT_ROWS = 16;
     static_assert(TILE_N == (CONSUMER_THREADS / wg::WARPGROUP_THREADS) * WGMMA_M,
@@ -825,13 +857,13 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows256_split_k2_
     // Phase k of stage s is step s + k STAGES.  The consumer warpgroups run out of step; each
     // builds its rows' scale table of step t + 1 while its products of step t run, ordered by
     // its own barrier.
-    __shared__ wg::u64 filled[STAGES];
-    __shared__ wg::u64 drained[STAGES];
+    __shared__ bulk::u64 filled[STAGES];
+    __shared__ bulk::u64 drained[STAGES];
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < STAGES; ++s) {
-            wg::barrier_init(&filled[s], PRODUCER_THREADS);
-            wg::barrier_init(&drained[s], CONSUMER_THREADS);
+            bulk::barrier_init(&filled[s], PRODUCER_THREADS);
+            bulk::barrier_init(&drained[s], CONSUMER_THREADS);
         }
     }
     __syncthreads();
@@ -841,23 +873,23 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows256_split_k2_
         for (int t = 0; t < step_count; ++t) {
             const int step = step_begin + t;
             if (t >= STAGES) {
-                wg::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
+                bulk::wait_phase(&drained[stage], (t / STAGES - 1) & 1);
             }
             if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
                 const bool group_by_map = weights_by_map && starts_group(step);
-                wg::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
-                wg::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
+                bulk::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
+                bulk::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
                                 step * STEP_K, static_cast<int>(m0), &filled[stage]);
                 if (group_by_map) {  // and its group's weights: one box of w_map
                     // a box starts on a 16-byte boundary: the one at or before the group, as
                     // the producer's chunk copies do (its misalignment is read as theirs)
-                    wg::copy_box_2d(
+                    bulk::copy_box_2d(
                         tc::shared_address(shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES),
                         &w_map, group_start(step) & ~(CHUNK - 1), static_cast<int>(n0), &filled[stage]);
                 }
             }
             issue_step(step, stage, rows_inside && step < whole_steps);
-            wg::arrive_after_copies(&filled[stage]);
+            bulk::arrive_after_copies(&filled[stage]);
             stage = stage == STAGES - 1 ? 0 : stage + 1;
         }
         ggufc::cp_async_wait<0>();
@@ -879,7 +911,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows256_split_k2_
     auto consume = [&](int t, int stage, Fragments& a, Fragments& previous) {
         const int step = step_begin + t;
         const int next = stage == STAGES - 1 ? 0 : stage + 1;
-        wg::wait_phase(&filled[stage], (t / STAGES) & 1);
+        bulk::wait_phase(&filled[stage], (t / STAGES) & 1);
         wg::fence_async_shared();  // the copies' writes, seen by wgmma
         if (HAS_TABLE) {
             if (t == 0) {
@@ -891,12 +923,12 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matmul_rows256_split_k2_
         compute(step, stage, a, previous);
         if (HAS_TABLE && t + 1 < step_count) {
             // while the products run: step + 1's header, copied with its stage
-            wg::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
+            bulk::wait_phase(&filled[next], ((t + 1) / STAGES) & 1);
             prepare_table(step + 1, (step + 1) & 1);
         }
         // step - 1's products are done: its stage and fragments are free
         wg::wait<1>(a);
-        wg::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], t > 0);
+        bulk::arrive_if(&drained[stage == 0 ? STAGES - 1 : stage - 1], t > 0);
         return next;
     };
     int stage = 0;  // t % STAGES

@@ -12,7 +12,11 @@
 // global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
-// ring of X_SLOTS step slots, X_AHEAD steps ahead.  Lane (g, t) = (lane / 4, lane % 4) decodes
+// ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
+// encodes w_map (rows of whole 16-byte words from a 16-byte boundary: K a multiple of 256,
+// of 2048 for Q6_K), a group's rows come instead as one box of the map that lane 0 asks the
+// tensor memory accelerator for, completing on the slot's shared-memory barrier: the
+// copies' address and bound arithmetic leaves the warps.  Lane (g, t) = (lane / 4, lane % 4) decodes
 // the quants of rows g and g + 8 at its k slots from there as exact q - zero point pairs
 // (tc::StagedQ5_0::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
 // from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
@@ -20,8 +24,108 @@
 // then add to the lane's sums in float32.  The warps' sums meet in shared
 // memory at the end.  Rows past N or M contribute nothing; no step past K is read.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
-// block weights, below 2^31), has_bias.  Dynamic shared memory: SHARED_BYTES (the launch
-// rule's: emitter.matvec_mma_staged_layout).
+// block weights, below 2^31), has_bias, w_map (the blocks as an N x row-bytes uint8 map with
+// TILE_N x MAP_GROUP_STRIDE boxes, or zeros; read on sm_90a only).  Dynamic shared memory:
+// SHARED_BYTES (the launch rule's: emitter.matvec_mma_staged_layout).
+// Copies by the tensor memory accelerator (TMA) and the shared-memory barriers (mbarrier) they
+// complete on: the 16-bit matmul's stages (matmul.cu) and the staged mma matvec's weight
+// groups (matvec_mma_staged.cu).  A kernel takes a tensor map as a __grid_constant__
+// argument whatever it is compiled for (the launcher passes the same bytes); the copies and
+// barriers exist only where the compiler targets sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``).
+#ifndef GGUFC_CUDA_BULK_COPY
+#define GGUFC_CUDA_BULK_COPY
+namespace ggufc {
+// A tensor map (cuda.h's CUtensorMap): 128 opaque bytes the host encodes
+// (cuTensorMapEncodeTiled), passed by value as a __grid_constant__ kernel argument.
+struct alignas(64) TensorMap {
+    unsigned long long opaque[16];
+};
+// Whether the host encoded ``map``: an optional map the launcher could not encode (its tensor
+// not on 16-byte boundaries) comes as 128 zero bytes, and an encoded one holds an address.
+__device__ __forceinline__ bool encoded(const TensorMap& map) {
+    unsigned long long any = 0;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+        any |= map.opaque[i];
+    }
+    return any != 0;
+}
+}  // namespace ggufc
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+namespace ggufc {
+namespace bulk {
+
+typedef unsigned long long u64;
+namespace tc = ggufc::tc;
+
+// Shared-memory barriers (mbarrier): a barrier completes a phase when its count of arrivals
+// is reached and the bytes it expects have landed, and a waiter names the phase by its parity.
+__device__ __forceinline__ void barrier_init(u64* barrier, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(tc::shared_address(barrier)),
+                 "r"(count)
+                 : "memory");
+}
+// Arrives once all of this thread's earlier cp.async copies have landed (the barrier's count
+// includes this arrival: no pending count is added).
+__device__ __forceinline__ void arrive_after_copies(u64* barrier) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                     tc::shared_address(barrier))
+                 : "memory");
+}
+// Arrives where ``condition`` holds: a predicated instruction, not a branch (the consumer
+// loop of the matmul keeps its products' pipeline free of branches).
+__device__ __forceinline__ void arrive_if(u64* barrier, bool condition) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 state;\nsetp.ne.b32 p, %1, 0;\n"
+        "@p mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(static_cast<u32>(condition))
+        : "memory");
+}
+// Waits until the phase of parity ``parity`` has completed.
+__device__ __forceinline__ void wait_phase(u64* barrier, u32 parity) {
+    asm volatile(
+        "{\n.reg .pred complete;\nretry:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%0], %1;\n"
+        "@!complete bra retry;\n}\n" ::"r"(tc::shared_address(barrier)),
+        "r"(parity)
+        : "memory");
+}
+// Adds ``bytes`` to the transaction count the phase in progress of ``barrier`` waits for (the
+// bytes a tensor copy completing on it will write).
+__device__ __forceinline__ void expect_bytes(u64* barrier, u32 bytes) {
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(
+                     tc::shared_address(barrier)),
+                 "r"(bytes)
+                 : "memory");
+}
+// Arrives once and adds ``bytes`` to the transaction count of the phase in progress: the one
+// thread that issues a tensor copy completing on a barrier of count 1.
+__device__ __forceinline__ void arrive_expecting_bytes(u64* barrier, u32 bytes) {
+    asm volatile(
+        "{\n.reg .b64 state;\nmbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(
+            tc::shared_address(barrier)),
+        "r"(bytes)
+        : "memory");
+}
+// Copies the box of tensor map ``map`` at element (``x``, ``y``) (x the inner dimension) to
+// shared address ``destination`` by the tensor memory accelerator; the copy's bytes complete
+// a transaction on ``barrier``.
+__device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* map, int x, int y,
+                                           u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+        "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
+        "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+
+}  // namespace bulk
+}  // namespace ggufc
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // GGUFC_CUDA_BULK_COPY
+
 namespace ggufc_matvec_batched_mma_q5_0_f16_impl {
 using act_t = __half;
 using Staged = ggufc::tc::StagedQ5_0;
@@ -55,6 +159,15 @@ constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 constexpr int GROUP_STRIDE = 208;
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "row slots hold a group, an odd number of chunks apart");
+// filled by tensor map (rows of whole 16-byte words), a slot's rows are a box's width apart:
+// a group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box
+// starts on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
+constexpr int MAP_GROUP_STRIDE = 176;
+constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
+constexpr int MAP_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
+static_assert(GROUP_BYTES + MAP_MISALIGNMENT <= MAP_GROUP_STRIDE && MAP_GROUP_STRIDE <= GROUP_STRIDE &&
+                  MAP_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
+              "a box holds a group, its rows an odd number of chunks apart, within a slot");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
 constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
@@ -79,8 +192,16 @@ constexpr int W_SLOTS = 2;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
 constexpr int WARP_BYTES = W_SLOTS * GROUP_SLOT_BYTES + X_SLOTS * X_SLOT_BYTES;
-constexpr int SHARED_BYTES = 90112;
-static_assert(SHARED_BYTES == WARPS * WARP_BYTES, "the launch rule's dynamic shared memory is this layout's");
+// a tensor map's box lands on a 128-byte boundary: the rings start at the first one of the
+// dynamic shared memory, every slot a multiple of 128 bytes on, the slots' barriers after them
+constexpr int SHARED_ALIGNMENT = 128;
+static_assert(GROUP_SLOT_BYTES % SHARED_ALIGNMENT == 0 && X_SLOT_BYTES % SHARED_ALIGNMENT == 0,
+              "every slot starts aligned");
+constexpr int BARRIERS_OFFSET = WARPS * WARP_BYTES;
+constexpr int BARRIER_BYTES = 8;
+constexpr int SHARED_BYTES = 90368;
+static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
+              "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own ring
 static_assert(TILE_N * TILE_M * 4 <= WARP_BYTES, "a warp's partial sums fit its ring");
 }  // namespace ggufc_matvec_batched_mma_q5_0_f16_impl
@@ -88,9 +209,11 @@ static_assert(TILE_N * TILE_M * 4 <= WARP_BYTES, "a warp's partial sums fit its 
 extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5_0_f16(
     const ggufc_matvec_batched_mma_q5_0_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
     const ggufc_matvec_batched_mma_q5_0_f16_impl::act_t* bias, ggufc_matvec_batched_mma_q5_0_f16_impl::act_t* __restrict__ out,
-    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias) {
+    ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias, const __grid_constant__ ggufc::TensorMap w_map) {
     using namespace ggufc_matvec_batched_mma_q5_0_f16_impl;
-    extern __shared__ __align__(16) u8 shared[];
+    extern __shared__ __align__(16) u8 dynamic_shared[];
+    u8* const shared =
+        dynamic_shared + ((SHARED_ALIGNMENT - tc::shared_address(dynamic_shared) % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);
     const int warp = static_cast<int>(threadIdx.x) / ggufc::WARP_SIZE;
     const int lane = static_cast<int>(threadIdx.x) % ggufc::WARP_SIZE;
     const int g = lane / LANE_GROUPS;
@@ -106,6 +229,24 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     u8* const w_ring = shared + warp * WARP_BYTES;
     u8* const x_ring = w_ring + W_SLOTS * GROUP_SLOT_BYTES;
     const int x_rows = static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // a group's rows by one box of w_map where the launcher could encode it (elsewhere it
+    // passes the optional map as zeros, and the lanes copy the rows' chunks)
+    namespace bulk = ggufc::bulk;
+    const bool weights_by_map = ggufc::encoded(w_map) && row_bytes % CHUNK == 0;
+    bulk::u64* const w_filled = reinterpret_cast<bulk::u64*>(shared + BARRIERS_OFFSET) + warp * W_SLOTS;
+    if (weights_by_map) {
+        if (lane == 0) {
+#pragma unroll
+            for (int slot = 0; slot < W_SLOTS; ++slot) {
+                bulk::barrier_init(&w_filled[slot], 1);
+            }
+        }
+        __syncwarp();
+    }
+#else
+    constexpr bool weights_by_map = false;
+#endif
 
     // The weight chunks this lane copies of every group: chunk c = lane + 32 r of the
     // TILE_N x GROUP_CHUNKS (row-major), from the 16-byte boundary at or before the group's
@@ -127,9 +268,19 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
         copy_offset[r] = (row_offset & ~(CHUNK - 1)) + CHUNK * (c % GROUP_CHUNKS);
         copy_target[r] = row * GROUP_STRIDE + CHUNK * (c % GROUP_CHUNKS);
     }
-    auto issue_weights = [&](int group, u8* slot) {
+    auto issue_weights = [&](int group, int j) {
+        u8* const slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
         const int start = Staged::body_start(0, group * GROUP_STEPS);
-        if (inside) {
+        if (weights_by_map) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
+                bulk::u64* const filled = &w_filled[j % W_SLOTS];
+                bulk::arrive_expecting_bytes(filled, TILE_N * MAP_GROUP_STRIDE);
+                bulk::copy_box_2d(tc::shared_address(slot), &w_map, start & ~(CHUNK - 1), static_cast<int>(n0),
+                                  filled);
+            }
+#endif
+        } else if (inside) {
 #pragma unroll
             for (int r = 0; r < COPY_ROUNDS; ++r) {
                 if (copy_misalignment[r] >= 0) {
@@ -184,7 +335,6 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     }
     // this warp's j-th group, and its slot
     auto group_of = [&](int j) { return warp + WARPS * j; };
-    auto w_slot = [&](int j) { return w_ring + j % W_SLOTS * GROUP_SLOT_BYTES; };
     auto x_slot = [&](int i) { return x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES; };
     // this warp's i-th step (the steps of its groups in turn; past the row's last: none)
     auto step_of = [&](int i) { return group_of(i / GROUP_STEPS) * GROUP_STEPS + i % GROUP_STEPS; };
@@ -203,7 +353,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
 #pragma unroll
     for (int j = 0; j < W_AHEAD; ++j) {
         if (j < my_groups) {
-            issue_weights(group_of(j), w_slot(j));
+            issue_weights(group_of(j), j);
         }
     }
     ggufc::allow_dependent_launch();
@@ -218,12 +368,18 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     }
     for (int j = 0; j < my_groups; ++j) {
         const int group = group_of(j);
-        const u8* slot = w_slot(j);
+        const u8* slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        if (weights_by_map) {
+            bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
+        }
+#endif
         const int group_start = Staged::body_start(0, group * GROUP_STEPS);
+        const int row_stride = weights_by_map ? MAP_GROUP_STRIDE : GROUP_STRIDE;
         const u8* rows[LANE_ROWS];
 #pragma unroll
         for (int h = 0; h < LANE_ROWS; ++h) {
-            rows[h] = slot + (g + 8 * h) * GROUP_STRIDE + ((row_misalignment[h] + group_start) & (CHUNK - 1));
+            rows[h] = slot + (g + 8 * h) * row_stride + ((row_misalignment[h] + group_start) & (CHUNK - 1));
         }
 #pragma unroll
         for (int s = 0; s < GROUP_STEPS; ++s) {
@@ -235,7 +391,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
             ggufc::cp_async_wait<X_AHEAD - 1>();
             __syncwarp();  // every lane's copies of step i landed; step i - 1's slots are free
             if (s == 0 && j + W_AHEAD < my_groups) {
-                issue_weights(group_of(j + W_AHEAD), w_slot(j + W_AHEAD));
+                issue_weights(group_of(j + W_AHEAD), j + W_AHEAD);
             }
             const int ahead = step_of(i + X_AHEAD);
             if ((i + X_AHEAD) / GROUP_STEPS < my_groups && ahead < steps) {
