@@ -1287,7 +1287,16 @@ class _Lowering:
 
         sources, rules = [], {}
         for backend in self.backends:
-            geometry = pick_geometry(backend, fmt, kind_name, dtype_name, n, k, m)
+            geometry = pick_geometry(
+                backend,
+                fmt,
+                kind_name,
+                dtype_name,
+                n,
+                k,
+                m,
+                shared_memory_per_block=self.route_model.shared_memory_per_block,
+            )
             if backend == "cuda" and cuda_geometry is not None:
                 geometry = cuda_geometry
             generated = self.emitter(backend, fmt, kind_name, dtype_name, geometry=geometry)

@@ -420,6 +420,21 @@ MATVEC_MMA_STAGED_WARPS = 8
 # 31.6 / 37.3 -> 27.7 / 29.2 / 31.5, 14336x4096 33.0 / 34.1 / 37.1 -> 34.8 / 35.4 / 36.3.
 # No setting won every shape: one tile stays (a rule by shape and M is not drawn yet).
 MATVEC_MMA_STAGED_ROW_TILES = 1
+# Formats whose staged mma matvec takes the wide geometry instead ("mma_wide", where its
+# shared memory fits the card's: `pick_geometry`): 2 row tiles a warp (32 weight rows a block,
+# half the activations' L2 reads a weight) with the rings ahead by these (weight groups,
+# activation steps), one block an SM.  Session 28, H100, float16, us, M = 2 / 4 / 8, "mma" ->
+# "mma_wide" (same call): Q8_0 4096x14336 26.3 / 29.4 / 35.2 -> 24.9 / 26.3 / 28.5,
+# 14336x4096 30.2 / 31.6 / 35.0 -> 29.3 / 31.1 / 32.8, 5376x21504 57.8 / 62.7 / 76.0 -> 55.0 /
+# 56.5 / 60.5, 4096x4096 9.6 / 10.1 / 10.9 -> 9.3 / 9.5 / 9.6, 2048x8192 11.1 / 11.9 / 13.8
+# -> 10.9 / 11.1 / 11.6, 8192x8192 30.7 / 34.1 / 39.9 -> 29.6 / 31.1 / 32.8 (faster or tied in
+# all 30 cells of 10 shapes); with (1, 1), two blocks an SM: faster at N >= 8192 (14336x4096
+# 27.2 / 28.0 / 29.7), slower below (4096x14336 31.5 / 33.2 / 36.4).  Q4_0 with (1, 3): mixed
+# (4096x14336 17.7 / 20.9 / 27.1 -> 18.2 / 19.0 / 21.0, 14336x4096 22.6 / 23.5 / 26.6 -> 25.4 /
+# 26.0 / 26.2, 2048x8192 slower at M = 2, 4); Q5_0 / Q6_K slower but at M = 8 on 4096x14336.
+MATVEC_MMA_WIDE_ROW_TILES = 2
+MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
+MATVEC_MMA_GEOMETRIES = ("mma", "mma_wide")  # the mma matvec's; "mma_wide" staged only
 MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
 MBARRIER_BYTES = 8
@@ -718,7 +733,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
     SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
-    MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`)."""
+    MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
+    formats also its wide form, mma_wide)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -729,7 +745,7 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
-        return (DEFAULT_GEOMETRY, "mma")
+        return (DEFAULT_GEOMETRY, "mma", *(("mma_wide",) if fmt in MATVEC_MMA_WIDE_AHEAD else ()))
     if kind == "matmul" and takes_matmul_geometries(backend, dtype):
         return tuple(MATMUL_GEOMETRY_TILES)
     if backend != "cuda" or kind != "matvec":
@@ -893,7 +909,8 @@ def pick_geometry(
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
     activations and ``m`` activation rows (None: any M the kind serves): for a
     matvec_batched with the "mma" geometry (`takes_mma_matvec`) that up to
-    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M); for the matvec narrow up
+    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M), "mma_wide" where the
+    format has it (MATVEC_MMA_WIDE_AHEAD) and it fits ``shared_memory_per_block``; for the matvec narrow up
     to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
@@ -905,6 +922,11 @@ def pick_geometry(
     lowering branches on a symbolic M, `matmul_geometry_segments`)."""
     available = geometries(backend, fmt, kind, dtype)
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
+        wide = "mma_wide" in available
+        if wide and matvec_mma_staged_layout(fmt, dtype, "mma_wide")["shared_bytes"] <= (
+            shared_memory_per_block
+        ):
+            return "mma_wide"
         return "mma"
     if kind == "matmul":
         if m is None or not takes_matmul_geometries(backend, dtype):
@@ -1079,10 +1101,10 @@ def launch_rule(
     splits = _split_k_splits(geometry)
     if splits is not None:
         return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
-    if geometry == "mma":
+    if geometry in MATVEC_MMA_GEOMETRIES:
         threads, rows, shared = MATVEC_MMA_WARPS * WARP_SIZE, MATVEC_MMA_ROWS, 0
         if fmt in MATVEC_MMA_STAGED_FORMATS:
-            layout = matvec_mma_staged_layout(fmt, dtype)
+            layout = matvec_mma_staged_layout(fmt, dtype, geometry)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
             # a group slot's rows as they are, where the rows are whole 16-byte words
             weights = TensorMapRule(1, layout["map_group_stride"], rows, swizzle=0, optional=True)
@@ -1116,17 +1138,21 @@ def launch_rule(
     return LaunchRule(THREADS, (GridExtent((rows, "K_PARTS"), units), one, one))
 
 
-def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
+def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dict:
     """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
-    and ``dtype``: its warps, its group of K steps, the row stride of a group slot (an odd
-    number of 16-byte chunks), how far its copies run ahead (MATVEC_MMA_STAGED_AHEAD) with
+    and ``dtype`` in ``geometry`` ("mma" or "mma_wide": MATVEC_MMA_STAGED_ROW_TILES or
+    MATVEC_MMA_WIDE_ROW_TILES row tiles a warp): its warps, its group of K steps, the row
+    stride of a group slot (an odd number of 16-byte chunks), how far its copies run ahead
+    (MATVEC_MMA_STAGED_AHEAD, MATVEC_MMA_WIDE_AHEAD) with
     the slots that takes, and the dynamic shared bytes of a block (each warp a ring of group
     slots and one of activation step slots, then a barrier a group slot, from a 128-byte
     boundary: a tensor map's box lands on one)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
-    w_ahead, x_ahead = MATVEC_MMA_STAGED_AHEAD[fmt]
+    wide = geometry == "mma_wide"
+    row_tiles = MATVEC_MMA_WIDE_ROW_TILES if wide else MATVEC_MMA_STAGED_ROW_TILES
+    w_ahead, x_ahead = (MATVEC_MMA_WIDE_AHEAD if wide else MATVEC_MMA_STAGED_AHEAD)[fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
         raise UnsupportedError(
@@ -1137,12 +1163,12 @@ def matvec_mma_staged_layout(fmt: str, dtype: str) -> dict:
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
     x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + 16)  # rows a chunk past 128 bytes
-    tile_n = MATVEC_MMA_ROWS * MATVEC_MMA_STAGED_ROW_TILES
+    tile_n = MATVEC_MMA_ROWS * row_tiles
     warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
     barriers = MATVEC_MMA_STAGED_WARPS * w_slots * MBARRIER_BYTES
     return {
         "warps": MATVEC_MMA_STAGED_WARPS,
-        "row_tiles": MATVEC_MMA_STAGED_ROW_TILES,
+        "row_tiles": row_tiles,
         "tile_n": tile_n,
         "threads": MATVEC_MMA_STAGED_WARPS * WARP_SIZE,
         "group_steps": group_steps,
@@ -1321,11 +1347,11 @@ def _kind_values(
     if splits is not None:
         values.update(_cuda_matmul_values(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits))
         return f"{backend}/matmul{syntax.source_suffix}", values
-    if geometry == "mma" and fmt in MATVEC_MMA_STAGED_FORMATS:
+    if geometry in MATVEC_MMA_GEOMETRIES and fmt in MATVEC_MMA_STAGED_FORMATS:
         values.update(
             tile_m=MATVEC_MMA_MAX_M,
             min_blocks_per_sm=MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM,
-            **matvec_mma_staged_layout(fmt, dtype),
+            **matvec_mma_staged_layout(fmt, dtype, geometry),
         )
         return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values
     if geometry == "mma":

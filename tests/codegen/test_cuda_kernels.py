@@ -21,6 +21,7 @@ from cuda_test_support import CUDA_TEST_MARKS
 from codegen.cuda_timing import SLEEP_CYCLES
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
 from codegen.kernels.emitter import (
+    MATVEC_MMA_GEOMETRIES,
     MATVEC_MMA_STAGED_FORMATS,
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
@@ -324,11 +325,13 @@ SPLIT_K_KERNELS = [
     for fmt, kind, geometry in FLOAT16_KERNELS
     if kind == "matvec_batched" and geometry.startswith("split_k")
 ]
+# the mma matvec's geometries: 16 weight rows a block, and the staged ones' wide form (32)
 MMA_KERNELS = [
-    (fmt, dtype)
+    (fmt, dtype, geometry)
     for fmt, kind, dtype, geometry in KERNELS
-    if kind == "matvec_batched" and geometry == "mma"
+    if kind == "matvec_batched" and geometry in MATVEC_MMA_GEOMETRIES
 ]
+STAGED_MMA_KERNELS = [k for k in MMA_KERNELS if k[0] in MATVEC_MMA_STAGED_FORMATS]
 
 
 @pytest.mark.parametrize(("fmt", "geometry"), SPLIT_K_KERNELS)
@@ -375,22 +378,20 @@ def test_split_k_matmul_portable_build(portable_runner, rng, fmt, geometry, dtyp
         )
 
 
-@pytest.mark.parametrize(("fmt", "dtype"), MMA_KERNELS)
-def test_mma_matvec_over_every_m_of_its_tile(runner, rng, fmt, dtype):
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), MMA_KERNELS)
+def test_mma_matvec_over_every_m_of_its_tile(runner, rng, fmt, dtype, geometry):
     """The mma matvec (B = up to 8 activation rows) at every M of its tile and past it (a
-    second tile of columns), a ragged last tile of 16 weight rows, and super-blocks that its 8
+    second tile of columns), a ragged last tile of weight rows, and super-blocks that its 8
     warps take unevenly (11: three warps take two)."""
     block = formats.get_format(fmt).block_weights
     for m in (*range(1, 10), 17):
         check_linear(
-            runner, rng, fmt, "matvec_batched", dtype, (m,), RAGGED_N, 11 * block, m % 2 == 1, "mma"
+            runner, rng, fmt, "matvec_batched", dtype, (m,), RAGGED_N, 11 * block, m % 2, geometry
         )
 
 
-@pytest.mark.parametrize(
-    ("fmt", "dtype"), [(f, d) for f, d in MMA_KERNELS if f in MATVEC_MMA_STAGED_FORMATS]
-)
-def test_staged_mma_matvec_over_a_long_k(runner, rng, fmt, dtype):
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), STAGED_MMA_KERNELS)
+def test_staged_mma_matvec_over_a_long_k(runner, rng, fmt, dtype, geometry):
     """The staged mma matvec's rings wrapping many times: a K of its 8 warps' groups three
     times over and more (K = 6176: Q4_0 / Q5_0 25 groups of 4 K steps, Q8_0 49 of 2, the last
     one step, whose second K group lies past K; Q6_K K = 6400: 25 blocks of 4 steps), and K =
@@ -398,13 +399,12 @@ def test_staged_mma_matvec_over_a_long_k(runner, rng, fmt, dtype):
     last tile; M of one or two tiles."""
     long_k = 6400 if fmt == "Q6_K" else 6176
     for n, k, m in ((256, long_k, 2), (RAGGED_N, long_k, 9), (256, 4096, 8), (RAGGED_N, 4096, 3)):
-        check_linear(runner, rng, fmt, "matvec_batched", dtype, (m,), n, k, m % 2 == 1, "mma")
+        check_linear(runner, rng, fmt, "matvec_batched", dtype, (m,), n, k, m % 2 == 1, geometry)
 
 
-@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
-@pytest.mark.parametrize("fmt", MATVEC_MMA_STAGED_FORMATS)
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), STAGED_MMA_KERNELS)
 def test_staged_mma_matvec_weights_by_tensor_map_and_by_copies(
-    runner, rng, fmt, dtype, monkeypatch
+    runner, rng, fmt, dtype, geometry, monkeypatch
 ):
     """Rows of whole 16-byte words take the staged mma matvec's weight groups by tensor map
     (a K whose group ring wraps many times: 3 x 2048), others by each warp's chunk copies
@@ -417,7 +417,7 @@ def test_staged_mma_matvec_weights_by_tensor_map_and_by_copies(
         for m in (5, 9):
             weight_maps.clear()
             check_linear(
-                runner, rng, fmt, "matvec_batched", dtype, (m,), RAGGED_N, k, m == 5, "mma"
+                runner, rng, fmt, "matvec_batched", dtype, (m,), RAGGED_N, k, m == 5, geometry
             )
             assert weight_maps == [mapped], (k, m, weight_maps)
 

@@ -40,6 +40,7 @@ from codegen.kernels.emitter import (
     MATVEC_LANE_WORD_FORMATS,
     MATVEC_LANE_WORD_GEOMETRIES,
     MATVEC_MMA_STAGED_FORMATS,
+    MATVEC_MMA_WIDE_AHEAD,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -554,7 +555,7 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
     """The kernels of the 16-bit CUDA matmul template (the matmul's geometries and the split-K
     matvec_batched) take x as a tensor map of a stage's box and, optionally, their blocks as
     one of a group slot's (a group's stride of bytes x 128 rows, no swizzle); the staged mma
-    matvec only the optional one of its blocks (a box's width of bytes x 16 rows); each
+    matvec only the optional one of its blocks (a box's width of bytes x its 16 or 32 rows); each
     declared in the signature; no other kernel takes one."""
     mapped = staged = 0
     both = (
@@ -574,8 +575,14 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
             staged += 1
             assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_STAGED_FORMATS
             stride = int(re.search(r"MAP_GROUP_STRIDE = (\d+);", kernel.source).group(1))
+            tile_n = int(re.search(r"constexpr int TILE_N = (\d+);", kernel.source).group(1))
+            assert tile_n == (
+                32 if kernel.entry.startswith("ggufc_matvec_batched_mma_wide") else 16
+            )
             assert maps == (
-                TensorMapRule(tensor=1, box_inner=stride, box_rows=16, swizzle=0, optional=True),
+                TensorMapRule(
+                    tensor=1, box_inner=stride, box_rows=tile_n, swizzle=0, optional=True
+                ),
             ), kernel.entry
             continue
         mapped += 1
@@ -587,7 +594,8 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
         ), kernel.entry
     cuda = backend == "cuda"
     assert (mapped > 0) == cuda
-    assert staged == (2 * len(MATVEC_MMA_STAGED_FORMATS) if cuda else 0)
+    staged_geometries = len(MATVEC_MMA_STAGED_FORMATS) + len(MATVEC_MMA_WIDE_AHEAD)
+    assert staged == (2 * staged_geometries if cuda else 0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

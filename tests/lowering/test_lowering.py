@@ -9,6 +9,7 @@ import torch
 
 from codegen import lower
 from codegen.kernels import emit, pick_geometry
+from codegen.kernels.emitter import PORTABLE_SHARED_MEMORY_PER_BLOCK
 from compiler.errors import UnsupportedError
 from compiler.ir.parser import parse_program
 from compiler.tuning import DEFAULT_BUCKETS
@@ -328,14 +329,21 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
     # the other formats take the staged mma matvec up to 8 rows and the tensor-core batched
-    # matvec above
+    # matvec above; Q8_0 its wide form (32 weight rows a block) where the card's shared
+    # memory holds it
     for dtype in ("float16", "bfloat16"):
         for fmt in ("Q4_0", "Q5_0", "Q8_0", "Q6_K"):
-            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
+            mma = "mma_wide" if fmt == "Q8_0" else "mma"
+            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == mma
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "default"
-            staged = emit("cuda", fmt, "matvec_batched", dtype, "mma")
+            staged = emit("cuda", fmt, "matvec_batched", dtype, mma)
             assert f"tc::Staged{fmt}" in staged.source  # cuda/matvec_mma_staged.cu
             assert staged.launch.shared_memory_bytes > 0
+            assert staged.launch.grid_size(8, 512, 4096)[0] == 512 // (32 if fmt == "Q8_0" else 16)
+        wide_bytes = emit("cuda", "Q8_0", "matvec_batched", dtype, "mma_wide").launch
+        assert wide_bytes.shared_memory_bytes > PORTABLE_SHARED_MEMORY_PER_BLOCK
+        small = ("cuda", "Q8_0", "matvec_batched", dtype, 512, 4096, 8)
+        assert pick_geometry(*small, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
     kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", "mma")
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
 
@@ -377,7 +385,7 @@ def test_symbolic_m_of_a_32_weight_format_branches_to_the_tensor_core_matvec():
         program.chains[chain].instructions[0].source_for(Backend.CUDA).entry
         for chain in (branch.then_chain, branch.else_chain)
     ]
-    assert entries == ["ggufc_matvec_batched_mma_q8_0_f16", "ggufc_matvec_batched_q8_0_f16"]
+    assert entries == ["ggufc_matvec_batched_mma_wide_q8_0_f16", "ggufc_matvec_batched_q8_0_f16"]
 
 
 @pytest.mark.parametrize(("low", "high", "geometry"), [(2, 8, "mma"), (9, 16, "split_k8")])
