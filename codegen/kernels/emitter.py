@@ -389,7 +389,7 @@ MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 # 14336x4096 46.5 / 54.7 -> 30.9 / 32.4.  The scales folded into f16 pairs (the matmul's
 # fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
 # On sm_90a, where the blocks' rows are whole 16-byte words (K a multiple of 256, of 2048 for
-# Q6_K), a group's 16 rows come as one box of a tensor map instead (lane 0 issues it; box
+# Q6_K), a group's rows come as one box of a tensor map instead (lane 0 issues it; box
 # width `matvec_mma_staged_map_stride`).  Session 28, H100, float16, us, M = 2 / 4 / 8,
 # chunk copies -> map (same kernel, the optional map passed as zeros or not, same call):
 # Q4_0 4096x14336 18.8 / 22.2 / 28.1 -> 17.5 / 20.9 / 27.1, 5376x21504 47.2 / 50.8 / 60.3 ->

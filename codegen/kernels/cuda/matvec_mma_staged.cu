@@ -6,10 +6,10 @@
 //
 // A block of {{ warps }} warps computes out[m0 .. m0+{{ tile_m - 1 }}][n0 .. n0+{{ tile_n - 1 }}]
 // (grid = (ceil(N / {{ tile_n }}), ceil(M / {{ tile_m }}))): mma.sync m16n8k16 with A = {{ tile_n }} weight rows
-// and B = x (activation row m0 + j as column j).  The warps split K by groups of GROUP_STEPS
+// and B = x (activation row m0 + j as column j; {{ row_tiles }} A tile{{ "s" if row_tiles > 1 else "" }} of 16 rows a warp{{ ", sharing each B" if row_tiles > 1 else "" }}).  The warps split K by groups of GROUP_STEPS
 // K steps of 64 weights (warp w takes groups w, w + {{ warps }}, ...).  The blocks are only 2-byte
 // aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
-// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
+// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its {{ tile_n }}
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
 // ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher

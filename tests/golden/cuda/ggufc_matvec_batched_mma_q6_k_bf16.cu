@@ -6,7 +6,7 @@
 //
 // A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+15]
 // (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
-// and B = x (activation row m0 + j as column j).  The warps split K by groups of GROUP_STEPS
+// and B = x (activation row m0 + j as column j; 1 A tile of 16 rows a warp).  The warps split K by groups of GROUP_STEPS
 // K steps of 64 weights (warp w takes groups w, w + 8, ...).  The blocks are only 2-byte
 // aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
 // global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16

@@ -6,10 +6,10 @@
 //
 // A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+31]
 // (grid = (ceil(N / 32), ceil(M / 8))): mma.sync m16n8k16 with A = 32 weight rows
-// and B = x (activation row m0 + j as column j).  The warps split K by groups of GROUP_STEPS
+// and B = x (activation row m0 + j as column j; 2 A tiles of 16 rows a warp, sharing each B).  The warps split K by groups of GROUP_STEPS
 // K steps of 64 weights (warp w takes groups w, w + 8, ...).  The blocks are only 2-byte
 // aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
-// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
+// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 32
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
 // ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
