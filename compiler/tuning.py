@@ -895,20 +895,26 @@ def measure_kernels(
     dtype: str = DEFAULT_DTYPE,
     generator=None,
     advance: Callable[[int], object] | None = None,
+    shared_memory_per_block: int | None = None,
 ) -> dict[str, tuple[float, ...]]:
     """kernel -> median microseconds at each of `m_values` (the fastest of `ROUNDS` rounds),
-    for random `fmt` weights of `shape` (N x K) and random activations; `advance(1)` after
-    each timed point of each round."""
+    for random `fmt` weights of `shape` (N x K) and random activations, each kernel in the
+    geometry the lowering picks for a card of ``shared_memory_per_block`` (None: the current
+    device's); `advance(1)` after each timed point of each round."""
     from codegen.cuda_timing import copies_for
     from codegen.kernels import emit, pick_geometry
 
     n, k = shape
+    if shared_memory_per_block is None:
+        shared_memory_per_block = device_shared_memory_per_block()
     inputs = _TimingInputs(fmt, shape, max(m_values), dtype, generator, copies_for)
 
     # each kernel in the geometry lowering picks for this shape and M (the matvec's narrow,
-    # streamed, split-K, paired or quad one; the batched matvec's mma one up to its rows)
+    # streamed, split-K, paired or quad one; the batched matvec's mma one up to its rows, in
+    # its wide form where the card's shared memory holds it)
     def kernel_for_m(kernel: str, m: int):
-        return emit("cuda", fmt, kernel, dtype, pick_geometry("cuda", fmt, kernel, dtype, n, k, m))
+        geometry = pick_geometry("cuda", fmt, kernel, dtype, n, k, m, shared_memory_per_block)
+        return emit("cuda", fmt, kernel, dtype, geometry)
 
     times = {kernel: [math.inf] * len(m_values) for kernel in BUCKET_KERNELS}
     for _ in range(ROUNDS):
@@ -1074,7 +1080,8 @@ def tune(
     )
     per_format: dict[str, FormatTuning] = {}
     route_timings: dict[str, dict] = {}
-    # the card's shared memory a block: the geometries the routes are timed in, and the file's
+    # the card's shared memory a block: the geometries the kernels and routes are timed in,
+    # and the file's
     shared = device_shared_memory_per_block()
     try:
         for fmt in formats:
@@ -1082,7 +1089,7 @@ def tune(
             for shape in shapes:
                 bar.set_description(f"ggufc tune: {fmt} {shape_label(shape)}")
                 timings[shape_label(shape)] = measure_kernels(
-                    runner, fmt, shape, m_values, dtype, generator, bar.update
+                    runner, fmt, shape, m_values, dtype, generator, bar.update, shared
                 )
                 torch.cuda.empty_cache()  # the next shape's copies need the room
             per_format[fmt] = FormatTuning(

@@ -108,6 +108,7 @@ def test_cli_defaults_match_the_module():
 
 
 # the fake card's shared memory a block: an A100's, too little for the 256-row matmul tile
+# and Q8_0's wide batched matvec
 FAKE_SHARED_MEMORY_PER_BLOCK = 163 * 1024
 
 
@@ -131,8 +132,8 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
 
     measured = []
 
-    def fake_measure(runner, fmt, shape, m_values, dtype, generator, advance):
-        measured.append((fmt, shape, m_values, dtype))
+    def fake_measure(runner, fmt, shape, m_values, dtype, generator, advance, shared):
+        measured.append((fmt, shape, m_values, dtype, shared))
         crossover = {"Q4_0": 2, "Q8_0": 5}[fmt] * (1 + shape[0] // 1000)
         for _ in range(len(m_values) * len(tuning.BUCKET_KERNELS)):
             advance(1)
@@ -171,8 +172,9 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
     code, err = run_tune(capsys, *argv, "--dtype", "bfloat16", "--out", str(out))
     assert code == 0, err
     m_values = tuning.m_grid(24)
+    # the kernels in the geometries the fake card holds (Q8_0's wide batched matvec not)
     assert measured == [
-        (fmt, shape, m_values, "bfloat16")
+        (fmt, shape, m_values, "bfloat16", FAKE_SHARED_MEMORY_PER_BLOCK)
         for fmt in ("Q4_0", "Q8_0")
         for shape in ((512, 256), (2048, 512))
     ]
@@ -206,7 +208,7 @@ def test_tune_assembles_the_file_from_the_measurements(monkeypatch, capsys, tmp_
 
 def test_tune_without_routes_or_with_float32_times_no_route(monkeypatch, capsys, tmp_path):
 
-    def fake_measure(runner, fmt, shape, m_values, dtype, generator, advance):
+    def fake_measure(runner, fmt, shape, m_values, dtype, generator, advance, shared):
         return {kernel: tuple(1.0 + m for m in m_values) for kernel in tuning.BUCKET_KERNELS}
 
     def no_routes(*args):
