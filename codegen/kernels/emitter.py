@@ -390,7 +390,7 @@ MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 # fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
 # On sm_90a, where the blocks' rows are whole 16-byte words (K a multiple of 256, of 2048 for
 # Q6_K), a group's rows come as one box of a tensor map instead (lane 0 issues it; box
-# width `matvec_mma_staged_map_stride`).  Session 28, H100, float16, us, M = 2 / 4 / 8,
+# width `mapped_group_stride`).  Session 28, H100, float16, us, M = 2 / 4 / 8,
 # chunk copies -> map (same kernel, the optional map passed as zeros or not, same call):
 # Q4_0 4096x14336 18.8 / 22.2 / 28.1 -> 17.5 / 20.9 / 27.1, 5376x21504 47.2 / 50.8 / 60.3 ->
 # 41.6 / 45.3 / 55.1; Q5_0 4096x14336 25.7 / 26.6 / 32.5 -> 24.4 / 25.4 / 31.1; Q8_0
@@ -1084,6 +1084,7 @@ def cuda_matmul_layout(
         "group_chunks": group_chunks,
         "group_steps": group_steps,
         "group_stride": group_stride,
+        "mapped_group_stride": mapped_group_stride(fmt),
         "group_slots": group_slots(stages),
         "shared_alignment": CUDA_MATMUL_SHARED_ALIGNMENT,
         "shared_bytes": layout_bytes + CUDA_MATMUL_SHARED_ALIGNMENT,
@@ -1106,8 +1107,10 @@ def launch_rule(
         if fmt in MATVEC_MMA_STAGED_FORMATS:
             layout = matvec_mma_staged_layout(fmt, dtype, geometry)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
-            # a group slot's rows as they are, where the rows are whole 16-byte words
-            weights = TensorMapRule(1, layout["map_group_stride"], rows, swizzle=0, optional=True)
+            # a group's rows, each as wide as a group needs, where they are whole 16-byte words
+            weights = TensorMapRule(
+                1, layout["mapped_group_stride"], rows, swizzle=0, optional=True
+            )
             grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
             return LaunchRule(threads, grid, shared, (weights,))
         grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
@@ -1173,7 +1176,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
         "threads": MATVEC_MMA_STAGED_WARPS * WARP_SIZE,
         "group_steps": group_steps,
         "group_stride": group_stride,
-        "map_group_stride": matvec_mma_staged_map_stride(fmt),
+        "mapped_group_stride": mapped_group_stride(fmt),
         "x_ahead": x_ahead,
         "w_ahead": w_ahead,
         "x_slots": x_slots,
@@ -1183,11 +1186,16 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
     }
 
 
-def matvec_mma_staged_map_stride(fmt: str) -> int:
-    """Bytes between the rows of a group slot of the staged mma matvec of ``fmt`` filled by
-    tensor map (rows of whole 16-byte words): the box's width, from the 16-byte boundary at
-    or before a group to past its end, in an odd number of chunks (distinct banks, as
-    `matmul_group_stride`).  A group then starts at most 16 - gcd(group bytes, 16) bytes past
+# The 16-bit matmul took the same box in session 28 (its box had been a slot row wide since
+# v35).  H100, float16, 4096x14336, us at M = 512 / 2048, slot-row box -> this one (same
+# call): Q8_0 default 128.4 / 511 -> 112.6 / 456, rows256_split_k2 92.2 / 376.8 -> 90.1 /
+# 354.3; Q5_0 default 118.4 / 470 -> 116.1 / 467, rows256 93.2 / 369.5 -> 92.3 / 368.5; Q4_0
+# rows256 86.2 / 341 -> 85.8 / 340 (K-quants and Q6_K: the same box either way).
+def mapped_group_stride(fmt: str) -> int:
+    """Bytes between the rows of a group slot of ``fmt`` filled by tensor map (rows of whole
+    16-byte words; the 16-bit matmul's and the staged mma matvec's): the box's width, from
+    the 16-byte boundary at or before a group to past its end, in an odd number of chunks
+    (distinct banks, as `matmul_group_stride`).  A group then starts at most 16 - gcd(group bytes, 16) bytes past
     that boundary, where the chunk copies allow 14 (any 2-byte boundary): Q4_0's and Q8_0's
     slot rows are 144 bytes instead of 176, Q5_0's 176 instead of 208."""
     unit_steps, unit_bytes = matmul_copy_unit(fmt)
@@ -1200,15 +1208,15 @@ def matvec_mma_staged_map_stride(fmt: str) -> int:
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:
     """The launch of the CUDA 16-bit matmul (cuda/matmul.cu) with ``tile_m`` activation rows a
     block and K split over ``splits`` blocks a tile of rows; its activations x as a tensor map
-    of tile_m x tile_k boxes (a stage's), its weight blocks as one of group slots (a group's
-    bytes x tile_n rows; optional: rows of whole 16-byte words only)."""
+    of tile_m x tile_k boxes (a stage's), its weight blocks as one of a group's rows
+    (`mapped_group_stride` bytes x tile_n rows; optional: rows of whole 16-byte words only)."""
     _, tile_n, tile_k = MATMUL_TILES["cuda", dtype]
     grid = (GridExtent(("N",), tile_n, splits), GridExtent(("M",), tile_m), GridExtent())
     layout = cuda_matmul_layout(fmt, dtype, tile_m, splits)
     shared = layout["shared_bytes"]
     activations = TensorMapRule(tensor=0, box_inner=tile_k, box_rows=tile_m)
-    # a group slot's rows as they are, where the rows are whole 16-byte words
-    weights = TensorMapRule(1, layout["group_stride"], tile_n, swizzle=0, optional=True)
+    # a group's rows, each as wide as a group needs, where they are whole 16-byte words
+    weights = TensorMapRule(1, layout["mapped_group_stride"], tile_n, swizzle=0, optional=True)
     return LaunchRule(MATMUL_THREADS["cuda", dtype], grid, shared, (activations, weights))
 
 

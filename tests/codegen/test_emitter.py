@@ -554,7 +554,7 @@ def test_split_k_kernels_block_and_bounds(fmt, dtype):
 def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend):
     """The kernels of the 16-bit CUDA matmul template (the matmul's geometries and the split-K
     matvec_batched) take x as a tensor map of a stage's box and, optionally, their blocks as
-    one of a group slot's (a group's stride of bytes x 128 rows, no swizzle); the staged mma
+    one of a group slot's (a box's width of bytes x 128 rows, no swizzle); the staged mma
     matvec only the optional one of its blocks (a box's width of bytes x its 16 or 32 rows); each
     declared in the signature; no other kernel takes one."""
     mapped = staged = 0
@@ -587,7 +587,7 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
             continue
         mapped += 1
         tile_m = int(re.search(r"constexpr int TILE_M = (\d+);", kernel.source).group(1))
-        stride = int(re.search(r"constexpr int GROUP_STRIDE = (\d+);", kernel.source).group(1))
+        stride = int(re.search(r"MAPPED_GROUP_STRIDE = (\d+);", kernel.source).group(1))
         assert maps == (
             TensorMapRule(tensor=0, box_inner=64, box_rows=tile_m),
             TensorMapRule(tensor=1, box_inner=stride, box_rows=128, swizzle=0, optional=True),

@@ -64,7 +64,7 @@ static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK)
 // filled by tensor map (rows of whole 16-byte words), a slot's rows are a box's width apart:
 // a group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box
 // starts on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
-constexpr int MAP_GROUP_STRIDE = {{ map_group_stride }};
+constexpr int MAP_GROUP_STRIDE = {{ mapped_group_stride }};
 constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
 constexpr int MAP_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
 static_assert(GROUP_BYTES + MAP_MISALIGNMENT <= MAP_GROUP_STRIDE && MAP_GROUP_STRIDE <= GROUP_STRIDE &&

@@ -41,7 +41,7 @@
 // copies and computes the rows of the consumer warps w with w % 3 == s, over all of K.
 // Template constants: format, dtype, tile geometry, splits.  Kernel arguments: M, N, K, has_bias,
 // x_map (x as an M x K tensor map with 16 x 64 boxes), w_map (the blocks as an N x row-bytes
-// uint8 map with 128 x GROUP_STRIDE boxes, or zeros; both read on sm_90a only).
+// uint8 map with 128 x MAPPED_GROUP_STRIDE boxes, or zeros; both read on sm_90a only).
 // Thread block clusters (CUDA, sm_90 and later): the blocks of a cluster read each other's
 // shared memory (distributed shared memory) and meet at cluster barriers.  The attention
 // kernel splits a row's keys over a cluster, the 16-bit matmul of a few activation rows its K.
@@ -415,6 +415,15 @@ constexpr int GROUP_STRIDE = 176;
 constexpr int GROUP_SLOTS = 3;
 static_assert(GROUP_CHUNKS == 11, "the emitter's matmul_group_chunks is the kernel's");
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE, "row slots hold a group");
+// filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart: a
+// group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box starts
+// on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
+constexpr int MAPPED_GROUP_STRIDE = 176;
+constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
+constexpr int MAPPED_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
+static_assert(GROUP_BYTES + MAPPED_MISALIGNMENT <= MAPPED_GROUP_STRIDE && MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
+                  MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
+              "a box holds a group, its rows an odd number of chunks apart, within a slot");
 // a slot is refilled only once every step of its last group is done (see the producers)
 static_assert(GROUP_STEPS * GROUP_SLOTS >= STAGES + GROUP_STEPS - 1, "enough group slots");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
@@ -490,6 +499,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
 #else
     constexpr bool weights_by_map = false;
 #endif
+    // bytes between a group slot's rows: a box's width where they come by w_map
+    const int slot_row_stride = weights_by_map ? MAPPED_GROUP_STRIDE : GROUP_STRIDE;
     const int steps = static_cast<int>((K + STEP_K - 1) / STEP_K);
     // this block's steps: step_begin .. step_begin + step_count - 1
     const int step_begin = SPLIT_K ? static_cast<int>(static_cast<i64>(steps) * split / SPLITS) : 0;
@@ -656,7 +667,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
         const int misalignment =
             Staged::ALIGNED ? 0 : (table_row_misalignment + group_start(step)) & (CHUNK - 1);
         const u8* header = shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES +
-                           table_row * GROUP_STRIDE + misalignment + Staged::header_start(step) -
+                           table_row * slot_row_stride + misalignment + Staged::header_start(step) -
                            group_start(step);
         const int part = K_GROUPS * (step & 3) + table_group;
         u32* table = reinterpret_cast<u32*>(shared + TABLE_OFFSET) + table_index * TABLE_WORDS;
@@ -671,7 +682,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
     // row ``row``'s group slot holding step ``step``'s weights, and the offset there of the
     // step's segment ``segment`` from the group's first byte
     auto group_base = [&](int step, int row) {
-        return shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES + row * GROUP_STRIDE;
+        return shared + GROUP_OFFSET + group_slot(step) * GROUP_SLOT_BYTES + row * slot_row_stride;
     };
     auto segment_offset = [&](int segment, int step) {
         return Staged::body_start(segment, step) - group_start(step);
@@ -722,7 +733,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
             u32 low_rows[SUB_STEPS][2];
             u32 high_rows[SUB_STEPS][2];
             const u8* low = group_row + misalignment[0];
-            const u8* high = group_row + 8 * GROUP_STRIDE + misalignment[1];
+            const u8* high = group_row + 8 * slot_row_stride + misalignment[1];
             Staged::template fragment<act_t>(low + offset[0], low + offset[1],
                                              HAS_TABLE ? table[g * TILE_N] : 0u, g, pair, step,
                                              low_rows);
@@ -828,7 +839,7 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
 #pragma unroll
             for (int j = 0; j < FRAGS_N; ++j) {
                 u32 b[SUB_STEPS][2];
-                const u8* rows = group_row + j * MMA_N * GROUP_STRIDE + misalignment[j % 2];
+                const u8* rows = group_row + j * MMA_N * slot_row_stride + misalignment[j % 2];
                 Staged::template fragment<act_t>(rows + offset[0], rows + offset[1],
                                                  HAS_TABLE ? table[j * MMA_N] : 0u, g, pair, step, b);
 #pragma unroll
@@ -874,7 +885,8 @@ extern "C" __global__ void __launch_bounds__(384, ggufc_matvec_batched_split_k3_
             }
             if (tid == CONSUMER_THREADS) {  // the stage's activations: one box of x_map
                 const bool group_by_map = weights_by_map && starts_group(step);
-                bulk::expect_bytes(&filled[stage], A_STAGE_BYTES + (group_by_map ? GROUP_SLOT_BYTES : 0));
+                bulk::expect_bytes(&filled[stage],
+                                   A_STAGE_BYTES + (group_by_map ? TILE_N * MAPPED_GROUP_STRIDE : 0));
                 bulk::copy_box_2d(tc::shared_address(shared + stage * A_STAGE_BYTES), &x_map,
                                 step * STEP_K, static_cast<int>(m0), &filled[stage]);
                 if (group_by_map) {  // and its group's weights: one box of w_map
