@@ -574,7 +574,7 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
         if blocks_only in kernel.source:
             staged += 1
             assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_STAGED_FORMATS
-            stride = int(re.search(r"MAP_GROUP_STRIDE = (\d+);", kernel.source).group(1))
+            stride = int(re.search(r"MAPPED_GROUP_STRIDE = (\d+);", kernel.source).group(1))
             tile_n = int(re.search(r"constexpr int TILE_N = (\d+);", kernel.source).group(1))
             assert tile_n == (
                 32 if kernel.entry.startswith("ggufc_matvec_batched_mma_wide") else 16

@@ -21,6 +21,12 @@ __device__ __forceinline__ bool encoded(const TensorMap& map) {
     }
     return any != 0;
 }
+// How far past the 16-byte boundary a box starts on a group of ``group_bytes`` may start, in
+// rows of whole 16-byte words: groups start at multiples of group_bytes, so at most 16 -
+// gcd(group_bytes, 16) (16 a power of two: the gcd is group_bytes' lowest bit, at most 16).
+__host__ __device__ constexpr int box_misalignment(int group_bytes) {
+    return 16 - ((group_bytes & -group_bytes) < 16 ? (group_bytes & -group_bytes) : 16);
+}
 }  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 

@@ -125,13 +125,10 @@ constexpr int GROUP_STRIDE = {{ group_stride }};
 constexpr int GROUP_SLOTS = {{ group_slots }};
 static_assert(GROUP_CHUNKS == {{ group_chunks }}, "the emitter's matmul_group_chunks is the kernel's");
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE, "row slots hold a group");
-// filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart: a
-// group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box starts
-// on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
+// filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart
 constexpr int MAPPED_GROUP_STRIDE = {{ mapped_group_stride }};
-constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
-constexpr int MAPPED_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
-static_assert(GROUP_BYTES + MAPPED_MISALIGNMENT <= MAPPED_GROUP_STRIDE && MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
+static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP_STRIDE &&
+                  MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "a box holds a group, its rows an odd number of chunks apart, within a slot");
 // a slot is refilled only once every step of its last group is done (see the producers)

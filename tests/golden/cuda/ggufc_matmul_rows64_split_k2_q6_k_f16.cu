@@ -109,6 +109,12 @@ __device__ __forceinline__ bool encoded(const TensorMap& map) {
     }
     return any != 0;
 }
+// How far past the 16-byte boundary a box starts on a group of ``group_bytes`` may start, in
+// rows of whole 16-byte words: groups start at multiples of group_bytes, so at most 16 -
+// gcd(group_bytes, 16) (16 a power of two: the gcd is group_bytes' lowest bit, at most 16).
+__host__ __device__ constexpr int box_misalignment(int group_bytes) {
+    return 16 - ((group_bytes & -group_bytes) < 16 ? (group_bytes & -group_bytes) : 16);
+}
 }  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -415,13 +421,10 @@ constexpr int GROUP_STRIDE = 240;
 constexpr int GROUP_SLOTS = 2;
 static_assert(GROUP_CHUNKS == 14, "the emitter's matmul_group_chunks is the kernel's");
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE, "row slots hold a group");
-// filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart: a
-// group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box starts
-// on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
+// filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart
 constexpr int MAPPED_GROUP_STRIDE = 240;
-constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
-constexpr int MAPPED_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
-static_assert(GROUP_BYTES + MAPPED_MISALIGNMENT <= MAPPED_GROUP_STRIDE && MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
+static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP_STRIDE &&
+                  MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "a box holds a group, its rows an odd number of chunks apart, within a slot");
 // a slot is refilled only once every step of its last group is done (see the producers)

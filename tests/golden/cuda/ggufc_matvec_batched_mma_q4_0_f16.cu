@@ -25,7 +25,7 @@
 // memory at the end.  Rows past N or M contribute nothing; no step past K is read.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
 // block weights, below 2^31), has_bias, w_map (the blocks as an N x row-bytes uint8 map with
-// TILE_N x MAP_GROUP_STRIDE boxes, or zeros; read on sm_90a only).  Dynamic shared memory:
+// TILE_N x MAPPED_GROUP_STRIDE boxes, or zeros; read on sm_90a only).  Dynamic shared memory:
 // SHARED_BYTES (the launch rule's: emitter.matvec_mma_staged_layout).
 // Copies by the tensor memory accelerator (TMA) and the shared-memory barriers (mbarrier) they
 // complete on: the 16-bit matmul's stages (matmul.cu) and the staged mma matvec's weight
@@ -49,6 +49,12 @@ __device__ __forceinline__ bool encoded(const TensorMap& map) {
         any |= map.opaque[i];
     }
     return any != 0;
+}
+// How far past the 16-byte boundary a box starts on a group of ``group_bytes`` may start, in
+// rows of whole 16-byte words: groups start at multiples of group_bytes, so at most 16 -
+// gcd(group_bytes, 16) (16 a power of two: the gcd is group_bytes' lowest bit, at most 16).
+__host__ __device__ constexpr int box_misalignment(int group_bytes) {
+    return 16 - ((group_bytes & -group_bytes) < 16 ? (group_bytes & -group_bytes) : 16);
 }
 }  // namespace ggufc
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -159,14 +165,11 @@ constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 constexpr int GROUP_STRIDE = 176;
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "row slots hold a group, an odd number of chunks apart");
-// filled by tensor map (rows of whole 16-byte words), a slot's rows are a box's width apart:
-// a group starts at most CHUNK - gcd(GROUP_BYTES, CHUNK) bytes past the boundary the box
-// starts on (CHUNK is a power of two: the gcd is GROUP_BYTES' lowest bit, at most CHUNK)
-constexpr int MAP_GROUP_STRIDE = 144;
-constexpr int GROUP_BYTES_LOWEST_BIT = GROUP_BYTES & -GROUP_BYTES;
-constexpr int MAP_MISALIGNMENT = CHUNK - (GROUP_BYTES_LOWEST_BIT < CHUNK ? GROUP_BYTES_LOWEST_BIT : CHUNK);
-static_assert(GROUP_BYTES + MAP_MISALIGNMENT <= MAP_GROUP_STRIDE && MAP_GROUP_STRIDE <= GROUP_STRIDE &&
-                  MAP_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
+// filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart
+constexpr int MAPPED_GROUP_STRIDE = 144;
+static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP_STRIDE &&
+                  MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
+                  MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "a box holds a group, its rows an odd number of chunks apart, within a slot");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
@@ -275,7 +278,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
             if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
                 bulk::u64* const filled = &w_filled[j % W_SLOTS];
-                bulk::arrive_expecting_bytes(filled, TILE_N * MAP_GROUP_STRIDE);
+                bulk::arrive_expecting_bytes(filled, TILE_N * MAPPED_GROUP_STRIDE);
                 bulk::copy_box_2d(tc::shared_address(slot), &w_map, start & ~(CHUNK - 1), static_cast<int>(n0),
                                   filled);
             }
@@ -375,7 +378,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q4
         }
 #endif
         const int group_start = Staged::body_start(0, group * GROUP_STEPS);
-        const int row_stride = weights_by_map ? MAP_GROUP_STRIDE : GROUP_STRIDE;
+        const int row_stride = weights_by_map ? MAPPED_GROUP_STRIDE : GROUP_STRIDE;
         const u8* rows[LANE_ROWS];
 #pragma unroll
         for (int h = 0; h < LANE_ROWS; ++h) {
