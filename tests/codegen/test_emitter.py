@@ -29,6 +29,7 @@ from codegen.kernels import (
 from codegen.kernels.emitter import (
     DEFAULT_GEOMETRY,
     MATMUL_GEOMETRY_TILES,
+    MATMUL_GROUP_STEPS,
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
     MATMUL_SEGMENT_SCAN_ROWS,
@@ -65,8 +66,11 @@ from codegen.kernels.emitter import (
     WARPS,
     cuda_matmul_layout,
     cuda_matvec_streamed,
+    mapped_group_stride,
+    matmul_copy_unit,
     matmul_geometry_of,
     matmul_geometry_segments,
+    matmul_group_stride,
     matmul_shared_bytes,
     matvec_group_choices,
     matvec_group_warps,
@@ -548,6 +552,27 @@ def test_split_k_kernels_block_and_bounds(fmt, dtype):
     assert split_k_blocks_per_sm(fmt, dtype, "split_k_paired") == 2 * split_k_blocks_per_sm(
         fmt, dtype, "split_k"
     )
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_a_mapped_group_box_holds_every_group_of_whole_word_rows(fmt):
+    """The box a group of rows comes in by tensor map (rows of whole 16-byte words): from the
+    16-byte boundary at or before each group of a row (groups start at multiples of the
+    group's bytes) it holds the whole group, in an odd number of 16-byte chunks, and fits the
+    slot rows the chunk copies use; Q4_0 / Q8_0 read 144 bytes a row instead of 176."""
+    unit_steps, unit_bytes = matmul_copy_unit(fmt)
+    group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
+    box = mapped_group_stride(fmt)
+    assert box % 32 == 16 and box <= matmul_group_stride(fmt)
+    for start in range(0, 64 * group_bytes, group_bytes):
+        assert start % 16 + group_bytes <= box, (fmt, start)
+    # no narrower box of odd chunks holds them all
+    assert (
+        max(start % 16 for start in range(0, 16 * group_bytes, group_bytes)) + group_bytes
+        > box - 32
+    )
+    if fmt in ("Q4_0", "Q8_0"):
+        assert (box, matmul_group_stride(fmt)) == (144, 176)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
