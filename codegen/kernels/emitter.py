@@ -573,21 +573,46 @@ def matmul_copy_unit(fmt: str) -> tuple[int, int]:
     return steps, spec.block_bytes * max(1, step_weights // spec.block_weights)
 
 
+def matmul_group_bytes(fmt: str) -> int:
+    """Bytes of a group of ``fmt``: the whole copy units of MATMUL_GROUP_STEPS K steps of a
+    row (the kernels' GROUP_BYTES)."""
+    unit_steps, unit_bytes = matmul_copy_unit(fmt)
+    return MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
+
+
+def _odd_chunk_bytes(chunks: int) -> int:
+    """``chunks`` 16-byte chunks rounded up to an odd number of them, in bytes: slot rows that
+    far apart put the 8 rows a fragment read touches in distinct banks."""
+    return 16 * (chunks + 1 - chunks % 2)
+
+
 def matmul_group_stride(fmt: str) -> int:
     """Bytes between the rows of a group slot of ``fmt`` (the 16-bit matmul's and the staged
-    mma matvec's): its group chunks rounded up to an odd number of 16-byte chunks, so that
-    the 8 rows a fragment read touches fall in distinct banks."""
-    chunks = matmul_group_chunks(fmt)
-    return 16 * (chunks + 1 - chunks % 2)
+    mma matvec's): its group chunks, in an odd number of 16-byte chunks."""
+    return _odd_chunk_bytes(matmul_group_chunks(fmt))
+
+
+# The 16-bit matmul took the same box as the staged mma matvec in session 28 (its box had been
+# a slot row wide since v35).  H100, float16, 4096x14336, us at M = 512 / 2048, slot-row box
+# -> this one (same call): Q8_0 default 128.4 / 511 -> 112.6 / 456, rows256_split_k2 92.2 /
+# 376.8 -> 90.1 / 354.3; Q5_0 default 118.4 / 470 -> 116.1 / 467, rows256 93.2 / 369.5 -> 92.3
+# / 368.5; Q4_0 rows256 86.2 / 341 -> 85.8 / 340 (K-quants and Q6_K: the same box either way).
+def mapped_group_stride(fmt: str) -> int:
+    """Bytes between the rows of a group slot of ``fmt`` filled by tensor map (rows of whole
+    16-byte words; the 16-bit matmul's and the staged mma matvec's): the box's width, from
+    the 16-byte boundary at or before a group to past its end, in an odd number of chunks.
+    A group then starts at most 16 - gcd(group bytes, 16) bytes past that boundary, where
+    the chunk copies allow 14 (any 2-byte boundary): Q4_0's and Q8_0's slot rows are 144
+    bytes instead of 176, Q5_0's 176 instead of 208."""
+    group_bytes = matmul_group_bytes(fmt)
+    return _odd_chunk_bytes(ceil_div(group_bytes + 16 - math.gcd(group_bytes, 16), 16))
 
 
 def matmul_group_chunks(fmt: str) -> int:
     """16-byte chunks covering a group of ``fmt`` on any 2-byte boundary, or none past it
     where units are 16-byte multiples (tc::Staged ALIGNED); the kernel static_asserts it."""
-    unit_steps, unit_bytes = matmul_copy_unit(fmt)
-    group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
-    slack = 0 if unit_bytes % 16 == 0 else 14
-    return ceil_div(group_bytes + slack, 16)
+    slack = 0 if matmul_copy_unit(fmt)[1] % 16 == 0 else 14
+    return ceil_div(matmul_group_bytes(fmt) + slack, 16)
 
 
 # formats whose steps decode a scale table from the group's header first: the K-quants, whose
@@ -1104,17 +1129,16 @@ def launch_rule(
         return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
     if geometry in MATVEC_MMA_GEOMETRIES:
         threads, rows, shared = MATVEC_MMA_WARPS * WARP_SIZE, MATVEC_MMA_ROWS, 0
+        maps: tuple[TensorMapRule, ...] = ()
         if fmt in MATVEC_MMA_STAGED_FORMATS:
             layout = matvec_mma_staged_layout(fmt, dtype, geometry)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
             # a group's rows, each as wide as a group needs, where they are whole 16-byte words
-            weights = TensorMapRule(
-                1, layout["mapped_group_stride"], rows, swizzle=0, optional=True
+            maps = (
+                TensorMapRule(1, layout["mapped_group_stride"], rows, swizzle=0, optional=True),
             )
-            grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
-            return LaunchRule(threads, grid, shared, (weights,))
         grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
-        return LaunchRule(threads, grid, shared)
+        return LaunchRule(threads, grid, shared, maps)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
         threads = 32 * TENSOR_CORE_MATVEC_WARPS
@@ -1184,25 +1208,6 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
         "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
         "shared_bytes": MATVEC_MMA_STAGED_WARPS * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
     }
-
-
-# The 16-bit matmul took the same box in session 28 (its box had been a slot row wide since
-# v35).  H100, float16, 4096x14336, us at M = 512 / 2048, slot-row box -> this one (same
-# call): Q8_0 default 128.4 / 511 -> 112.6 / 456, rows256_split_k2 92.2 / 376.8 -> 90.1 /
-# 354.3; Q5_0 default 118.4 / 470 -> 116.1 / 467, rows256 93.2 / 369.5 -> 92.3 / 368.5; Q4_0
-# rows256 86.2 / 341 -> 85.8 / 340 (K-quants and Q6_K: the same box either way).
-def mapped_group_stride(fmt: str) -> int:
-    """Bytes between the rows of a group slot of ``fmt`` filled by tensor map (rows of whole
-    16-byte words; the 16-bit matmul's and the staged mma matvec's): the box's width, from
-    the 16-byte boundary at or before a group to past its end, in an odd number of chunks
-    (distinct banks, as `matmul_group_stride`).  A group then starts at most 16 - gcd(group bytes, 16) bytes past
-    that boundary, where the chunk copies allow 14 (any 2-byte boundary): Q4_0's and Q8_0's
-    slot rows are 144 bytes instead of 176, Q5_0's 176 instead of 208."""
-    unit_steps, unit_bytes = matmul_copy_unit(fmt)
-    group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
-    misalignment = 16 - math.gcd(group_bytes, 16)
-    chunks = ceil_div(group_bytes + misalignment, 16)
-    return 16 * (chunks + 1 - chunks % 2)
 
 
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:

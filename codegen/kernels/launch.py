@@ -10,10 +10,11 @@ The sizes a grid extent may multiply are named in ``GRID_SIZES``: ``M`` (activat
 all leading dims flattened; the number of indices for embedding), ``N`` (weight rows),
 ``K_PARTS`` (``K / 32``, the 32-weight parts a row is decoded in).  ``times`` is 1 but for the
 split-K matmul, whose cluster of S blocks shares each tile of rows.  Shared memory is static
-in every kernel except the CUDA 16-bit matmul, whose stages take ``shared_memory_bytes`` of
-dynamic shared memory (the launcher opts the function in above 48 KB), and which also takes
-its activations as a tensor map (``tensor_maps``: sm_90a copies its stages by the tensor
-memory accelerator).
+in every kernel except the CUDA 16-bit matmul and staged mma matvec, whose rings take
+``shared_memory_bytes`` of dynamic shared memory (the launcher opts the function in above 48
+KB), and which also take tensor maps (``tensor_maps``: on sm_90a the matmul's activation
+stages, and both kernels' weight groups where the rows are whole 16-byte words, come by the
+tensor memory accelerator).
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ class TensorMapRule:
 @dataclass(frozen=True)
 class LaunchRule:
     """Block of ``threads`` threads; grid (x, y, z) from ``grid``; ``shared_memory_bytes`` of
-    dynamic shared memory (0 but for the CUDA 16-bit matmul); the ``tensor_maps`` the kernel
-    takes after its scalars (the CUDA 16-bit matmul's activations)."""
+    dynamic shared memory (0 but for the CUDA 16-bit matmul and staged mma matvec); the
+    ``tensor_maps`` the kernel takes after its scalars (theirs: the matmul's activations,
+    both kernels' weight blocks)."""
 
     threads: int
     grid: tuple[GridExtent, GridExtent, GridExtent]

@@ -29,7 +29,6 @@ from codegen.kernels import (
 from codegen.kernels.emitter import (
     DEFAULT_GEOMETRY,
     MATMUL_GEOMETRY_TILES,
-    MATMUL_GROUP_STEPS,
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
     MATMUL_SEGMENT_SCAN_ROWS,
@@ -67,9 +66,9 @@ from codegen.kernels.emitter import (
     cuda_matmul_layout,
     cuda_matvec_streamed,
     mapped_group_stride,
-    matmul_copy_unit,
     matmul_geometry_of,
     matmul_geometry_segments,
+    matmul_group_bytes,
     matmul_group_stride,
     matmul_shared_bytes,
     matvec_group_choices,
@@ -560,8 +559,7 @@ def test_a_mapped_group_box_holds_every_group_of_whole_word_rows(fmt):
     16-byte boundary at or before each group of a row (groups start at multiples of the
     group's bytes) it holds the whole group, in an odd number of 16-byte chunks, and fits the
     slot rows the chunk copies use; Q4_0 / Q8_0 read 144 bytes a row instead of 176."""
-    unit_steps, unit_bytes = matmul_copy_unit(fmt)
-    group_bytes = MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
+    group_bytes = matmul_group_bytes(fmt)
     box = mapped_group_stride(fmt)
     assert box % 32 == 16 and box <= matmul_group_stride(fmt)
     for start in range(0, 64 * group_bytes, group_bytes):
