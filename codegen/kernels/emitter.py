@@ -420,8 +420,9 @@ MATVEC_MMA_STAGED_WARPS = 8
 # 31.6 / 37.3 -> 27.7 / 29.2 / 31.5, 14336x4096 33.0 / 34.1 / 37.1 -> 34.8 / 35.4 / 36.3.
 # No setting won every shape: one tile stays (a rule by shape and M is not drawn yet).
 MATVEC_MMA_STAGED_ROW_TILES = 1
-# Formats whose staged mma matvec takes the wide geometry instead ("mma_wide", where its
-# shared memory fits the card's: `pick_geometry`): 2 row tiles a warp (32 weight rows a block,
+# Formats whose staged mma matvec takes the wide geometry instead ("mma_wide", from
+# MATVEC_MMA_WIDE_MIN_M rows where its shared memory fits the card's: `pick_geometry`): 2 row
+# tiles a warp (32 weight rows a block,
 # half the activations' L2 reads a weight) with the rings ahead by these (weight groups,
 # activation steps), one block an SM.  Session 28, H100, float16, us, M = 2 / 4 / 8, "mma" ->
 # "mma_wide" (same call): Q8_0 4096x14336 26.3 / 29.4 / 35.2 -> 24.9 / 26.3 / 28.5,
@@ -432,9 +433,43 @@ MATVEC_MMA_STAGED_ROW_TILES = 1
 # 27.2 / 28.0 / 29.7), slower below (4096x14336 31.5 / 33.2 / 36.4).  Q4_0 with (1, 3): mixed
 # (4096x14336 17.7 / 20.9 / 27.1 -> 18.2 / 19.0 / 21.0, 14336x4096 22.6 / 23.5 / 26.6 -> 25.4 /
 # 26.0 / 26.2, 2048x8192 slower at M = 2, 4); Q5_0 / Q6_K slower but at M = 8 on 4096x14336.
+# Session 29, same card, us, M = 2 / 4 / 8, mma -> mma_wide with (1, 3) (same call): Q4_0
+# 4096x14336 17.7 / 20.8 / 27.2 -> 18.2 / 19.0 / 20.9, 4096x4096 7.5 / 8.2 / 9.6 -> 7.7 / 7.9 /
+# 8.2, 5376x21504 42.2 / 46.7 / 55.7 -> 46.4 / 47.0 / 50.0, 2048x8192 8.9 / 9.0 / 10.8 -> 10.3 /
+# 10.2 / 10.4, 5120x5120 13.5 / 14.7 / 16.2 -> 14.9 / 15.3 / 15.9; at M = 5 / 6: 4096x14336
+# 22.7 / 25.4 -> 19.4 / 20.7, 5376x21504 48.5 / 52.3 -> 48.2 / 49.1, 4096x4096 8.0 / 8.5 -> 7.9
+# / 8.1, 2048x8192 9.5 / 9.9 -> 10.4 / 10.4, 5120x5120 14.8 / 15.7 -> 15.5 / 15.9.  Q4_0 takes
+# it from MATVEC_MMA_WIDE_MIN_M rows (the lowering's M: a static one, or a range's largest),
+# where it wins on the three large shapes; the small grids (2048, 5120 rows) lose 5-13% at M =
+# 4 to 6 and gain at 8.
 MATVEC_MMA_WIDE_ROW_TILES = 2
-MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
-MATVEC_MMA_GEOMETRIES = ("mma", "mma_wide")  # the mma matvec's; "mma_wide" staged only
+MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3), "Q4_0": (1, 3)}
+MATVEC_MMA_WIDE_MIN_M = {"Q8_0": 2, "Q4_0": 5}
+# The wide form with rings one group and one step ahead ("mma_wide_shallow"): ~109 KB, two
+# blocks an SM.  On short rows (each warp has few groups to run ahead of) two blocks an SM
+# keep more bytes in flight than deep rings, where the grid fills two blocks an SM: K up to
+# MATVEC_MMA_SHALLOW_MAX_K and ceil(N / 32) at least MATVEC_MMA_SHALLOW_MIN_FILL of two
+# blocks on each of MATVEC_WAVE_SMS SMs.  Session 29, same card, us, M = 2 / 4 / 8, the
+# pick before (mma for Q4_0, mma_wide for Q8_0) -> mma_wide_shallow (same call): Q4_0
+# 14336x4096 23.0 / 24.1 / 26.8 -> 20.9 / 21.4 / 22.6, 8192x4096 14.0 / 14.7 / 16.0 -> 12.0 /
+# 12.4 / 12.9, 11008x4096 18.3 / 19.7 / 21.8 -> 17.7 / 18.4 / 19.3, 8192x8192 21.5 / 24.8 /
+# 30.2 -> 20.4 / 21.4 / 23.4; Q8_0 14336x4096 29.6 / 31.6 / 33.1 -> 27.5 / 28.3 / 30.1,
+# 8192x4096 17.8 / 18.2 / 18.5 -> 16.1 / 16.7 / 17.9, 8192x8192 30.0 / 31.4 / 33.2 -> 28.9 /
+# 30.9 / 33.3, 11008x4096 22.9 / 24.3 / 25.4 -> 23.8 / 25.3 / 25.6 (the rule's one loss).
+# Where the grid leaves SMs with one block it loses: 4096x4096 Q8_0 9.2 / 9.5 / 9.9 -> 10.8 /
+# 11.2 / 12.0, 5376x21504 Q8_0 55.3 / 57.1 / 60.4 -> 61.8 / 68.3 / 78.2, 4096x14336 Q4_0 17.7
+# / 19.0 / 20.9 -> 25.6 / 27.1 / 28.7; Q4_0 5120x5120 (160 blocks) 13.5 / 14.7 / 15.9 -> 12.4 /
+# 13.4 / 15.3 and 5376x21504 at M = 2, 4 (42.2 / 46.7 -> 40.5 / 45.6) are the rule's misses.
+# Q5_0 / Q6_K's shallow wide forms take 125 / 142 KB: one block an SM.
+MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1), "Q8_0": (1, 1)}
+MATVEC_MMA_SHALLOW_MAX_K = 8192
+MATVEC_MMA_SHALLOW_MIN_FILL = Fraction(9, 10)
+MATVEC_MMA_SHALLOW_BLOCKS_PER_SM = 2
+# the mma matvec's geometries; the wide ones staged only
+MATVEC_MMA_GEOMETRIES = ("mma", "mma_wide", "mma_wide_shallow")
+# shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
+# per-block maximum plus one of these
+SHARED_MEMORY_RESERVED_PER_BLOCK = 1024
 MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
 MBARRIER_BYTES = 8
@@ -759,7 +794,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
-    formats also its wide form, mma_wide)."""
+    formats also its wide form, mma_wide, for MATVEC_MMA_SHALLOW_AHEAD's its shallow one,
+    mma_wide_shallow)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -770,7 +806,9 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
-        return (DEFAULT_GEOMETRY, "mma", *(("mma_wide",) if fmt in MATVEC_MMA_WIDE_AHEAD else ()))
+        wide = ("mma_wide",) if fmt in MATVEC_MMA_WIDE_AHEAD else ()
+        shallow = ("mma_wide_shallow",) if fmt in MATVEC_MMA_SHALLOW_AHEAD else ()
+        return (DEFAULT_GEOMETRY, "mma", *wide, *shallow)
     if kind == "matmul" and takes_matmul_geometries(backend, dtype):
         return tuple(MATMUL_GEOMETRY_TILES)
     if backend != "cuda" or kind != "matvec":
@@ -934,9 +972,10 @@ def pick_geometry(
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
     activations and ``m`` activation rows (None: any M the kind serves): for a
     matvec_batched with the "mma" geometry (`takes_mma_matvec`) that up to
-    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M), "mma_wide" where the
-    format has it (MATVEC_MMA_WIDE_AHEAD) and it fits ``shared_memory_per_block``; for the matvec narrow up
-    to `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
+    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M), or one of its wide forms
+    where the format has them, the shape and ``m`` call for them and they fit
+    ``shared_memory_per_block`` (`_staged_mma_geometry`); for the matvec narrow up to
+    `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
     else the streamed quad where the format has it and `takes_quad_stream`, else the
@@ -947,12 +986,7 @@ def pick_geometry(
     lowering branches on a symbolic M, `matmul_geometry_segments`)."""
     available = geometries(backend, fmt, kind, dtype)
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
-        wide = "mma_wide" in available
-        if wide and matvec_mma_staged_layout(fmt, dtype, "mma_wide")["shared_bytes"] <= (
-            shared_memory_per_block
-        ):
-            return "mma_wide"
-        return "mma"
+        return _staged_mma_geometry(available, fmt, dtype, n, k, m, shared_memory_per_block)
     if kind == "matmul":
         if m is None or not takes_matmul_geometries(backend, dtype):
             return DEFAULT_GEOMETRY
@@ -1165,21 +1199,58 @@ def launch_rule(
     return LaunchRule(THREADS, (GridExtent((rows, "K_PARTS"), units), one, one))
 
 
+def _staged_mma_geometry(
+    available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, m: int, shared: int
+) -> str:
+    """The mma matvec's geometry for ``m`` rows (see `pick_geometry`): the shallow wide
+    form on short rows whose grid fills two blocks an SM (MATVEC_MMA_SHALLOW_MAX_K,
+    MATVEC_MMA_SHALLOW_MIN_FILL), where ``shared`` bytes a block leave room for two; else
+    the wide form from MATVEC_MMA_WIDE_MIN_M rows where ``shared`` holds it; else 16 rows a
+    block."""
+
+    def blocks_per_sm(geometry: str) -> int:
+        need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
+        return (shared + SHARED_MEMORY_RESERVED_PER_BLOCK) // (
+            need + SHARED_MEMORY_RESERVED_PER_BLOCK
+        )
+
+    wide_rows = MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES
+    fills = ceil_div(n, wide_rows) >= (
+        MATVEC_MMA_SHALLOW_MIN_FILL * MATVEC_MMA_SHALLOW_BLOCKS_PER_SM * MATVEC_WAVE_SMS
+    )
+    if (
+        "mma_wide_shallow" in available
+        and k <= MATVEC_MMA_SHALLOW_MAX_K
+        and fills
+        and blocks_per_sm("mma_wide_shallow") >= MATVEC_MMA_SHALLOW_BLOCKS_PER_SM
+    ):
+        return "mma_wide_shallow"
+    wide = "mma_wide" in available and m >= MATVEC_MMA_WIDE_MIN_M[fmt]
+    if wide and blocks_per_sm("mma_wide") >= 1:
+        return "mma_wide"
+    return "mma"
+
+
 def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dict:
     """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
-    and ``dtype`` in ``geometry`` ("mma" or "mma_wide": MATVEC_MMA_STAGED_ROW_TILES or
-    MATVEC_MMA_WIDE_ROW_TILES row tiles a warp): its warps, its group of K steps, the row
-    stride of a group slot (an odd number of 16-byte chunks), how far its copies run ahead
-    (MATVEC_MMA_STAGED_AHEAD, MATVEC_MMA_WIDE_AHEAD) with
+    and ``dtype`` in ``geometry`` ("mma": MATVEC_MMA_STAGED_ROW_TILES row tiles a warp;
+    "mma_wide", "mma_wide_shallow": MATVEC_MMA_WIDE_ROW_TILES): its warps, its group of K
+    steps, the row stride of a group slot (an odd number of 16-byte chunks), how far its
+    copies run ahead (MATVEC_MMA_STAGED_AHEAD, MATVEC_MMA_WIDE_AHEAD,
+    MATVEC_MMA_SHALLOW_AHEAD) with
     the slots that takes, and the dynamic shared bytes of a block (each warp a ring of group
     slots and one of activation step slots, then a barrier a group slot, from a 128-byte
     boundary: a tensor map's box lands on one)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
-    wide = geometry == "mma_wide"
-    row_tiles = MATVEC_MMA_WIDE_ROW_TILES if wide else MATVEC_MMA_STAGED_ROW_TILES
-    w_ahead, x_ahead = (MATVEC_MMA_WIDE_AHEAD if wide else MATVEC_MMA_STAGED_AHEAD)[fmt]
+    aheads = {
+        "mma": MATVEC_MMA_STAGED_AHEAD,
+        "mma_wide": MATVEC_MMA_WIDE_AHEAD,
+        "mma_wide_shallow": MATVEC_MMA_SHALLOW_AHEAD,
+    }
+    row_tiles = MATVEC_MMA_STAGED_ROW_TILES if geometry == "mma" else MATVEC_MMA_WIDE_ROW_TILES
+    w_ahead, x_ahead = aheads[geometry][fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
         raise UnsupportedError(

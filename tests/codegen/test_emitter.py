@@ -28,6 +28,7 @@ from codegen.kernels import (
 )
 from codegen.kernels.emitter import (
     DEFAULT_GEOMETRY,
+    H100_SHARED_MEMORY_PER_BLOCK,
     MATMUL_GEOMETRY_TILES,
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
@@ -39,6 +40,8 @@ from codegen.kernels.emitter import (
     MATVEC_INTEGER_X_FORMATS,
     MATVEC_LANE_WORD_FORMATS,
     MATVEC_LANE_WORD_GEOMETRIES,
+    MATVEC_MMA_SHALLOW_AHEAD,
+    MATVEC_MMA_SHALLOW_MAX_K,
     MATVEC_MMA_STAGED_FORMATS,
     MATVEC_MMA_WIDE_AHEAD,
     MATVEC_NARROW_MAX_WEIGHTS,
@@ -55,6 +58,7 @@ from codegen.kernels.emitter import (
     MATVEC_WAVE_BLOCKS_PER_SM,
     MATVEC_WAVE_SMS,
     PORTABLE_SHARED_MEMORY_PER_BLOCK,
+    SHARED_MEMORY_RESERVED_PER_BLOCK,
     SPLIT_K_BATCHED_DTYPES,
     SPLIT_K_BATCHED_FORMATS,
     SPLIT_K_BATCHED_SPLITS,
@@ -73,6 +77,7 @@ from codegen.kernels.emitter import (
     matmul_shared_bytes,
     matvec_group_choices,
     matvec_group_warps,
+    matvec_mma_staged_layout,
     render_template,
     split_k_blocks_per_sm,
     split_k_geometry_of,
@@ -617,7 +622,9 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
         ), kernel.entry
     cuda = backend == "cuda"
     assert (mapped > 0) == cuda
-    staged_geometries = len(MATVEC_MMA_STAGED_FORMATS) + len(MATVEC_MMA_WIDE_AHEAD)
+    staged_geometries = (
+        len(MATVEC_MMA_STAGED_FORMATS) + len(MATVEC_MMA_WIDE_AHEAD) + len(MATVEC_MMA_SHALLOW_AHEAD)
+    )
     assert staged == (2 * staged_geometries if cuda else 0)
 
 
@@ -706,3 +713,30 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
         assert MATMUL_GEOMETRY_TILES[geometry][1] * SPLIT_K_MIN_STEPS <= max(k // 64, 1) or (
             MATMUL_GEOMETRY_TILES[geometry][1] == 1
         )
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+def test_the_staged_mma_matvec_takes_its_wide_forms_by_shape_rows_and_shared_memory(dtype):
+    """Short rows on a grid of 32-row blocks that fills two an SM take the shallow wide form
+    (two blocks an SM in an H100's shared memory, not in an A100's); long rows or a grid
+    leaving SMs one block take the deep wide form (Q8_0 from 2 rows, Q4_0 from 5) or 16 rows a
+    block; Q5_0 and Q6_K have no wide form."""
+
+    def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
+        return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
+
+    h100_sm = H100_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
+    for fmt in ("Q4_0", "Q8_0"):
+        shallow = matvec_mma_staged_layout(fmt, dtype, "mma_wide_shallow")["shared_bytes"]
+        assert 2 * (shallow + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+        for n, k in ((14336, 4096), (8192, 4096), (11008, 4096), (8192, MATVEC_MMA_SHALLOW_MAX_K)):
+            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == ["mma_wide_shallow"] * 3
+        # long rows; a grid of 128 or 168 blocks on 132 SMs
+        deep = "mma_wide" if fmt == "Q8_0" else "mma"
+        for n, k in ((14336, MATVEC_MMA_SHALLOW_MAX_K + 256), (4096, 4096), (5376, 21504)):
+            assert (pick(fmt, n, k, 4), pick(fmt, n, k, 5)) == (deep, "mma_wide")
+        # an A100 holds one shallow block an SM; Q8_0's deep wide form does not fit it
+        a100 = pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
+        assert a100 == ("mma" if fmt == "Q8_0" else "mma_wide")
+    for fmt in ("Q5_0", "Q6_K"):
+        assert {pick(fmt, n, 4096, m) for n in (4096, 14336) for m in (2, 8)} == {"mma"}

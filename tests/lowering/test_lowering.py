@@ -329,17 +329,18 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
     # the other formats take the staged mma matvec up to 8 rows and the tensor-core batched
-    # matvec above; Q8_0 its wide form (32 weight rows a block) where the card's shared
-    # memory holds it
+    # matvec above; Q8_0 and Q4_0 at 8 rows its wide form (32 weight rows a block) where the
+    # card's shared memory holds it
     for dtype in ("float16", "bfloat16"):
         for fmt in ("Q4_0", "Q5_0", "Q8_0", "Q6_K"):
-            mma = "mma_wide" if fmt == "Q8_0" else "mma"
+            wide = fmt in ("Q8_0", "Q4_0")
+            mma = "mma_wide" if wide else "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == mma
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "default"
             staged = emit("cuda", fmt, "matvec_batched", dtype, mma)
             assert f"tc::Staged{fmt}" in staged.source  # cuda/matvec_mma_staged.cu
             assert staged.launch.shared_memory_bytes > 0
-            assert staged.launch.grid_size(8, 512, 4096)[0] == 512 // (32 if fmt == "Q8_0" else 16)
+            assert staged.launch.grid_size(8, 512, 4096)[0] == 512 // (32 if wide else 16)
         wide_bytes = emit("cuda", "Q8_0", "matvec_batched", dtype, "mma_wide").launch
         assert wide_bytes.shared_memory_bytes > PORTABLE_SHARED_MEMORY_PER_BLOCK
         small = ("cuda", "Q8_0", "matvec_batched", dtype, 512, 4096, 8)
