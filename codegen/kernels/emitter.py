@@ -420,9 +420,8 @@ MATVEC_MMA_STAGED_WARPS = 8
 # 31.6 / 37.3 -> 27.7 / 29.2 / 31.5, 14336x4096 33.0 / 34.1 / 37.1 -> 34.8 / 35.4 / 36.3.
 # No setting won every shape: one tile stays (a rule by shape and M is not drawn yet).
 MATVEC_MMA_STAGED_ROW_TILES = 1
-# Formats whose staged mma matvec takes the wide geometry instead ("mma_wide", from
-# MATVEC_MMA_WIDE_MIN_M rows where its shared memory fits the card's: `pick_geometry`): 2 row
-# tiles a warp (32 weight rows a block,
+# Formats whose staged mma matvec takes the wide geometry instead ("mma_wide", where its
+# shared memory fits the card's: `pick_geometry`): 2 row tiles a warp (32 weight rows a block,
 # half the activations' L2 reads a weight) with the rings ahead by these (weight groups,
 # activation steps), one block an SM.  Session 28, H100, float16, us, M = 2 / 4 / 8, "mma" ->
 # "mma_wide" (same call): Q8_0 4096x14336 26.3 / 29.4 / 35.2 -> 24.9 / 26.3 / 28.5,
@@ -438,13 +437,14 @@ MATVEC_MMA_STAGED_ROW_TILES = 1
 # 8.2, 5376x21504 42.2 / 46.7 / 55.7 -> 46.4 / 47.0 / 50.0, 2048x8192 8.9 / 9.0 / 10.8 -> 10.3 /
 # 10.2 / 10.4, 5120x5120 13.5 / 14.7 / 16.2 -> 14.9 / 15.3 / 15.9; at M = 5 / 6: 4096x14336
 # 22.7 / 25.4 -> 19.4 / 20.7, 5376x21504 48.5 / 52.3 -> 48.2 / 49.1, 4096x4096 8.0 / 8.5 -> 7.9
-# / 8.1, 2048x8192 9.5 / 9.9 -> 10.4 / 10.4, 5120x5120 14.8 / 15.7 -> 15.5 / 15.9.  Q4_0 takes
-# it from MATVEC_MMA_WIDE_MIN_M rows (the lowering's M: a static one, or a range's largest),
-# where it wins on the three large shapes; the small grids (2048, 5120 rows) lose 5-13% at M =
-# 4 to 6 and gain at 8.
+# / 8.1, 2048x8192 9.5 / 9.9 -> 10.4 / 10.4, 5120x5120 14.8 / 15.7 -> 15.5 / 15.9 (v40 took it
+# for Q4_0 from 5 rows).  Since v41 (the activation rows a line of shared memory each) the
+# 16-row form's time no longer grows with M, and Q4_0's wide form lost (same card and call, M =
+# 2 / 4 / 8, mma -> mma_wide: 4096x14336 M = 8 15.7 -> 18.1, 5376x21504 37.9 -> 48.2) while
+# Q8_0's still gains a little (4096x14336 24.6 / 24.8 / 25.1 -> 24.5 / 24.5 / 24.6, 5376x21504
+# 55.9 / 56.2 / 56.8 -> 54.9 / 55.2 / 55.4).
 MATVEC_MMA_WIDE_ROW_TILES = 2
-MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3), "Q4_0": (1, 3)}
-MATVEC_MMA_WIDE_MIN_M = {"Q8_0": 2, "Q4_0": 5}
+MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # The wide form with rings one group and one step ahead ("mma_wide_shallow"): ~109 KB, two
 # blocks an SM.  On short rows (each warp has few groups to run ahead of) two blocks an SM
 # keep more bytes in flight than deep rings, where the grid fills two blocks an SM: K up to
@@ -455,7 +455,9 @@ MATVEC_MMA_WIDE_MIN_M = {"Q8_0": 2, "Q4_0": 5}
 # 12.4 / 12.9, 11008x4096 18.3 / 19.7 / 21.8 -> 17.7 / 18.4 / 19.3, 8192x8192 21.5 / 24.8 /
 # 30.2 -> 20.4 / 21.4 / 23.4; Q8_0 14336x4096 29.6 / 31.6 / 33.1 -> 27.5 / 28.3 / 30.1,
 # 8192x4096 17.8 / 18.2 / 18.5 -> 16.1 / 16.7 / 17.9, 8192x8192 30.0 / 31.4 / 33.2 -> 28.9 /
-# 30.9 / 33.3, 11008x4096 22.9 / 24.3 / 25.4 -> 23.8 / 25.3 / 25.6 (the rule's one loss).
+# 30.9 / 33.3, 11008x4096 22.9 / 24.3 / 25.4 -> 23.8 / 25.3 / 25.6 (the rule's one loss; since
+# v41 a larger one: 22.3 / 22.2 / 22.4 -> 23.7 / 24.1 / 24.4, against 16 rows 22.6 / 22.6 /
+# 21.9, BENCHMARKS.md session 29).
 # Where the grid leaves SMs with one block it loses: 4096x4096 Q8_0 9.2 / 9.5 / 9.9 -> 10.8 /
 # 11.2 / 12.0, 5376x21504 Q8_0 55.3 / 57.1 / 60.4 -> 61.8 / 68.3 / 78.2, 4096x14336 Q4_0 17.7
 # / 19.0 / 20.9 -> 25.6 / 27.1 / 28.7; Q4_0 5120x5120 (160 blocks) 13.5 / 14.7 / 15.9 -> 12.4 /
@@ -986,7 +988,7 @@ def pick_geometry(
     lowering branches on a symbolic M, `matmul_geometry_segments`)."""
     available = geometries(backend, fmt, kind, dtype)
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
-        return _staged_mma_geometry(available, fmt, dtype, n, k, m, shared_memory_per_block)
+        return _staged_mma_geometry(available, fmt, dtype, n, k, shared_memory_per_block)
     if kind == "matmul":
         if m is None or not takes_matmul_geometries(backend, dtype):
             return DEFAULT_GEOMETRY
@@ -1200,13 +1202,12 @@ def launch_rule(
 
 
 def _staged_mma_geometry(
-    available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, m: int, shared: int
+    available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, shared: int
 ) -> str:
-    """The mma matvec's geometry for ``m`` rows (see `pick_geometry`): the shallow wide
-    form on short rows whose grid fills two blocks an SM (MATVEC_MMA_SHALLOW_MAX_K,
-    MATVEC_MMA_SHALLOW_MIN_FILL), where ``shared`` bytes a block leave room for two; else
-    the wide form from MATVEC_MMA_WIDE_MIN_M rows where ``shared`` holds it; else 16 rows a
-    block."""
+    """The mma matvec's geometry (see `pick_geometry`): the shallow wide form on short rows
+    whose grid fills two blocks an SM (MATVEC_MMA_SHALLOW_MAX_K, MATVEC_MMA_SHALLOW_MIN_FILL),
+    where ``shared`` bytes a block leave room for two; else the wide form where the format
+    has it and ``shared`` holds it; else 16 rows a block."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1225,8 +1226,7 @@ def _staged_mma_geometry(
         and blocks_per_sm("mma_wide_shallow") >= MATVEC_MMA_SHALLOW_BLOCKS_PER_SM
     ):
         return "mma_wide_shallow"
-    wide = "mma_wide" in available and m >= MATVEC_MMA_WIDE_MIN_M[fmt]
-    if wide and blocks_per_sm("mma_wide") >= 1:
+    if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
     return "mma"
 
@@ -1260,7 +1260,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
     x_slots = 1 << x_ahead.bit_length()  # a power of two past the steps ahead
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
-    x_slot = MATVEC_MMA_MAX_M * (step_weights * act_bytes + 16)  # rows a chunk past 128 bytes
+    x_slot = MATVEC_MMA_MAX_M * step_weights * act_bytes  # rows of 128 bytes, swizzled
     tile_n = MATVEC_MMA_ROWS * row_tiles
     warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
     barriers = MATVEC_MMA_STAGED_WARPS * w_slots * MBARRIER_BYTES

@@ -329,11 +329,11 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
     # the other formats take the staged mma matvec up to 8 rows and the tensor-core batched
-    # matvec above; Q8_0 and Q4_0 at 8 rows its wide form (32 weight rows a block) where the
-    # card's shared memory holds it
+    # matvec above; Q8_0 its wide form (32 weight rows a block) where the card's shared
+    # memory holds it
     for dtype in ("float16", "bfloat16"):
         for fmt in ("Q4_0", "Q5_0", "Q8_0", "Q6_K"):
-            wide = fmt in ("Q8_0", "Q4_0")
+            wide = fmt == "Q8_0"
             mma = "mma_wide" if wide else "mma"
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == mma
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "default"

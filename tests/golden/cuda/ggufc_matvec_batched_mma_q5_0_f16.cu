@@ -174,12 +174,14 @@ static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
 constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
-// activations: a step's TILE_M rows of STEP_K, each row X_STRIDE bytes apart (16 past a
-// multiple of 128: the 8 rows of an ldmatrix phase fall in distinct bank groups)
+// activations: a step's TILE_M rows of STEP_K, each row's 128 bytes one 128-byte line of
+// shared memory (so each cp.async of a row lands in one line; rows 144 bytes apart, before
+// v41, took up to 1.4x the kernel's time at M = 8), its 16-byte chunks swizzled: chunk c of
+// row r at chunk c ^ r, so that the 8 rows of an ldmatrix phase fall in distinct bank groups
 constexpr int X_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
 constexpr int X_ROW_CHUNKS = X_ROW_BYTES / CHUNK;
-constexpr int X_STRIDE = X_ROW_BYTES + CHUNK;
-constexpr int X_SLOT_BYTES = TILE_M * X_STRIDE;
+static_assert(X_ROW_BYTES == 128 && TILE_M == 8, "a row one line, 8 rows: chunk c ^ r");
+constexpr int X_SLOT_BYTES = TILE_M * X_ROW_BYTES;
 constexpr int X_ROUNDS = TILE_M * X_ROW_CHUNKS / ggufc::WARP_SIZE;
 static_assert(X_ROUNDS * ggufc::WARP_SIZE == TILE_M * X_ROW_CHUNKS, "whole copy rounds");
 constexpr int X_PART_CHUNKS = PART * static_cast<int>(sizeof(act_t)) / CHUNK;
@@ -194,19 +196,22 @@ constexpr int X_SLOTS = 4;
 constexpr int W_SLOTS = 2;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
-constexpr int WARP_BYTES = W_SLOTS * GROUP_SLOT_BYTES + X_SLOTS * X_SLOT_BYTES;
-// a tensor map's box lands on a 128-byte boundary: the rings start at the first one of the
-// dynamic shared memory, every slot a multiple of 128 bytes on, the slots' barriers after them
+// Dynamic shared memory from its first 128-byte boundary (where a tensor map's box may land):
+// every warp's activation ring, then every warp's weight ring, every slot a multiple of 128
+// bytes on, then the weight slots' barriers.
+constexpr int X_RING_BYTES = X_SLOTS * X_SLOT_BYTES;
+constexpr int W_RING_BYTES = W_SLOTS * GROUP_SLOT_BYTES;
+constexpr int W_RINGS_OFFSET = WARPS * X_RING_BYTES;
 constexpr int SHARED_ALIGNMENT = 128;
-static_assert(GROUP_SLOT_BYTES % SHARED_ALIGNMENT == 0 && X_SLOT_BYTES % SHARED_ALIGNMENT == 0,
+static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_ALIGNMENT == 0,
               "every slot starts aligned");
-constexpr int BARRIERS_OFFSET = WARPS * WARP_BYTES;
+constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 90368;
+constexpr int SHARED_BYTES = 86272;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
-// at the end each warp's sums go to the start of its own ring
-static_assert(TILE_N * TILE_M * 4 <= WARP_BYTES, "a warp's partial sums fit its ring");
+// at the end each warp's sums go to the start of its own activation ring
+static_assert(TILE_N * TILE_M * 4 <= X_RING_BYTES, "a warp's partial sums fit its ring");
 }  // namespace ggufc_matvec_batched_mma_q5_0_f16_impl
 
 extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5_0_f16(
@@ -229,8 +234,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     const int steps = (parts + 1) / 2;
     const int groups = (steps + GROUP_STEPS - 1) / GROUP_STEPS;
     const int my_groups = warp < groups ? (groups - warp + WARPS - 1) / WARPS : 0;
-    u8* const w_ring = shared + warp * WARP_BYTES;
-    u8* const x_ring = w_ring + W_SLOTS * GROUP_SLOT_BYTES;
+    u8* const x_ring = shared + warp * X_RING_BYTES;
+    u8* const w_ring = shared + W_RINGS_OFFSET + warp * W_RING_BYTES;
     const int x_rows = static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // a group's rows by one box of w_map where the launcher could encode it (elsewhere it
@@ -316,10 +321,12 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
         const int k = (c % X_ROW_CHUNKS) * (CHUNK / static_cast<int>(sizeof(act_t)));
         x_k[r] = row < x_rows ? k : k_weights;
         x_source[r] = x + (row < x_rows ? (m0 + row) * K + k : 0);
-        x_target[r] = row * X_STRIDE + CHUNK * (c % X_ROW_CHUNKS);
+        x_target[r] = row * X_ROW_BYTES + CHUNK * ((c % X_ROW_CHUNKS) ^ row);
     }
-    auto issue_x = [&](int step, u8* slot) {
+    // this warp's i-th step's activations (step ``step`` of the row) into its slot
+    auto issue_x = [&](int step, int i) {
         const int k0 = step * STEP_K;
+        u8* const slot = x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES;
 #pragma unroll
         for (int r = 0; r < X_ROUNDS; ++r) {
             if (k0 + x_k[r] < k_weights) {
@@ -331,7 +338,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
         for (int c = lane; c < X_SLOTS * TILE_M * X_ROW_CHUNKS; c += ggufc::WARP_SIZE) {
             const int row = c / X_ROW_CHUNKS % TILE_M;
             if (row >= x_rows) {
-                *reinterpret_cast<uint4*>(x_ring + c / (TILE_M * X_ROW_CHUNKS) * X_SLOT_BYTES + row * X_STRIDE +
+                *reinterpret_cast<uint4*>(x_ring + c / (TILE_M * X_ROW_CHUNKS) * X_SLOT_BYTES + row * X_ROW_BYTES +
                                           CHUNK * (c % X_ROW_CHUNKS)) = make_uint4(0u, 0u, 0u, 0u);
             }
         }
@@ -347,8 +354,12 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     for (int h = 0; h < LANE_ROWS; ++h) {
         row_misalignment[h] = ((g + 8 * h) * row_bytes) & (CHUNK - 1);
     }
-    // ldmatrix: lane l gives row l % 8 of matrix l / 8 (K group chunk l / 8)
-    const int x_lane_offset = (lane % 8) * X_STRIDE + (lane / 8) * CHUNK;
+    // ldmatrix: lane l gives row l % 8 of matrix l / 8 (chunk l / 8 of each K group), swizzled
+    int x_lane_offset[K_GROUPS];
+#pragma unroll
+    for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
+        x_lane_offset[k_group] = (lane % 8) * X_ROW_BYTES + CHUNK * ((k_group * X_PART_CHUNKS + lane / 8) ^ (lane % 8));
+    }
 
     float acc[ROW_TILES][4] = {};
     // the first groups' weights do not depend on the kernels before (prelude: programmatic
@@ -365,7 +376,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     for (int i = 0; i < X_AHEAD; ++i) {
         const int step = step_of(i);
         if (i / GROUP_STEPS < my_groups && step < steps) {
-            issue_x(step, x_slot(i));
+            issue_x(step, i);
         }
         ggufc::cp_async_commit();  // one group a step, empty or not: the wait count stays uniform
     }
@@ -398,10 +409,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
             }
             const int ahead = step_of(i + X_AHEAD);
             if ((i + X_AHEAD) / GROUP_STEPS < my_groups && ahead < steps) {
-                issue_x(ahead, x_slot(i + X_AHEAD));
+                issue_x(ahead, i + X_AHEAD);
             }
             ggufc::cp_async_commit();
-            const u8* x_step = x_slot(i) + x_lane_offset;
+            const u8* x_step = x_slot(i);
             // the step's segments and scales in the group's slot (tensor_core.cuh)
             const int segment[2] = {Staged::body_start(0, step) - group_start,
                                     Staged::body_start(1, step) - group_start};
@@ -420,7 +431,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
                         Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
                     }
                     u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
-                    tc::load_matrix_x4(b, x_step + k_group * X_PART_CHUNKS * CHUNK);
+                    tc::load_matrix_x4(b, x_step + x_lane_offset[k_group]);
 #pragma unroll
                     for (int q = 0; q < ROW_TILES; ++q) {
                         // sums[.][0, 1]: row 16 q + g, columns 2t, 2t + 1; [2, 3]: row 16 q + g + 8
@@ -447,8 +458,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
     ggufc::cp_async_wait<0>();  // no copy may still target shared memory past here
     __syncwarp();
 
-    // each warp's sums at the start of its own ring
-    float (*partial)[TILE_M] = reinterpret_cast<float (*)[TILE_M]>(w_ring);
+    // each warp's sums at the start of its own activation ring
+    float (*partial)[TILE_M] = reinterpret_cast<float (*)[TILE_M]>(x_ring);
 #pragma unroll
     for (int q = 0; q < ROW_TILES; ++q) {
 #pragma unroll
@@ -465,7 +476,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q5
             float sum = 0.0f;
 #pragma unroll
             for (int w = 0; w < WARPS; ++w) {
-                sum += reinterpret_cast<const float*>(shared + w * WARP_BYTES)[e];
+                sum += reinterpret_cast<const float*>(shared + w * X_RING_BYTES)[e];
             }
             if (has_bias) {
                 sum += ggufc::to_float(bias[n0 + n]);
