@@ -462,6 +462,12 @@ MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # 11.2 / 12.0, 5376x21504 Q8_0 55.3 / 57.1 / 60.4 -> 61.8 / 68.3 / 78.2, 4096x14336 Q4_0 17.7
 # / 19.0 / 20.9 -> 25.6 / 27.1 / 28.7; Q4_0 5120x5120 (160 blocks) 13.5 / 14.7 / 15.9 -> 12.4 /
 # 13.4 / 15.3 and 5376x21504 at M = 2, 4 (42.2 / 46.7 -> 40.5 / 45.6) are the rule's misses.
+# Since v41, same card and call, 16 rows (Q8_0: the deep wide form) -> shallow where the rule
+# takes it: Q4_0 14336x4096 21.5 / 21.6 / 20.6 -> 20.2 / 20.5 / 20.8, 8192x4096 12.6 / 12.6 /
+# 12.1 -> 11.5 / 11.8 / 11.9, 11008x4096 17.3 / 17.4 / 16.6 -> 16.9 / 17.2 / 17.6, 8192x8192
+# 19.8 / 20.1 / 19.6 -> 19.8 / 20.2 / 20.6; Q8_0 14336x4096 28.9 / 28.8 / 29.0 -> 26.8 / 27.2 /
+# 27.4, 8192x4096 17.0 / 16.9 / 16.7 -> 15.1 / 15.4 / 15.7, 8192x8192 29.0 / 29.0 / 28.9 ->
+# 27.7 / 28.0 / 28.8 (and 11008x4096 above).
 # Q5_0 / Q6_K's shallow wide forms take 125 / 142 KB: one block an SM.
 MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1), "Q8_0": (1, 1)}
 MATVEC_MMA_SHALLOW_MAX_K = 8192
@@ -975,7 +981,7 @@ def pick_geometry(
     activations and ``m`` activation rows (None: any M the kind serves): for a
     matvec_batched with the "mma" geometry (`takes_mma_matvec`) that up to
     MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M), or one of its wide forms
-    where the format has them, the shape and ``m`` call for them and they fit
+    where the format has them, the shape calls for them and they fit
     ``shared_memory_per_block`` (`_staged_mma_geometry`); for the matvec narrow up to
     `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else split-K where
@@ -1238,9 +1244,9 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
     steps, the row stride of a group slot (an odd number of 16-byte chunks), how far its
     copies run ahead (MATVEC_MMA_STAGED_AHEAD, MATVEC_MMA_WIDE_AHEAD,
     MATVEC_MMA_SHALLOW_AHEAD) with
-    the slots that takes, and the dynamic shared bytes of a block (each warp a ring of group
-    slots and one of activation step slots, then a barrier a group slot, from a 128-byte
-    boundary: a tensor map's box lands on one)."""
+    the slots that takes, and the dynamic shared bytes of a block (every warp's ring of
+    activation step slots, then every warp's ring of group slots, then a barrier a group
+    slot, from a 128-byte boundary: a tensor map's box lands on one)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
