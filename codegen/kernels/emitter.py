@@ -445,8 +445,8 @@ MATVEC_MMA_STAGED_ROW_TILES = 1
 # 55.9 / 56.2 / 56.8 -> 54.9 / 55.2 / 55.4).
 MATVEC_MMA_WIDE_ROW_TILES = 2
 MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
-# The wide form with rings one group and one step ahead ("mma_wide_shallow"): ~109 KB, two
-# blocks an SM.  On short rows (each warp has few groups to run ahead of) two blocks an SM
+# The wide form with rings one group and one step ahead ("mma_wide_shallow"): 104 KB (v41;
+# 106 KB in v40), two blocks an SM.  On short rows (each warp has few groups to run ahead of) two blocks an SM
 # keep more bytes in flight than deep rings, where the grid fills two blocks an SM: K up to
 # MATVEC_MMA_SHALLOW_MAX_K and ceil(N / 32) at least MATVEC_MMA_SHALLOW_MIN_FILL of two
 # blocks on each of MATVEC_WAVE_SMS SMs.  Session 29, same card, us, M = 2 / 4 / 8, the

@@ -68,7 +68,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "= 64..1024 and fits the lowering's route model to this card, which picks where the "
         "dense route takes over per format and weight shape, and records the card's shared "
         "memory a block, so that the lowering leaves out geometries needing more (the "
-        "256-row matmul tile's ~200-220 KB and Q8_0's wide batched matvec's 172 KB on an "
+        "256-row matmul tile's ~200-220 KB and Q8_0's wide batched matvec's 164 KB on an "
         "A100's 163 KB); every kernel is timed in the geometries the card holds.  Takes a "
         "few minutes with the "
         "defaults.  Needs an NVIDIA GPU and CuPy (pip install 'ggufc[cuda]').",
