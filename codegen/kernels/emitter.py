@@ -448,8 +448,12 @@ MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # The wide form with rings one group and one step ahead ("mma_wide_shallow"): 104 KB (v41;
 # 106 KB in v40), two blocks an SM.  On short rows (each warp has few groups to run ahead of) two blocks an SM
 # keep more bytes in flight than deep rings, where the grid fills two blocks an SM: K up to
-# MATVEC_MMA_SHALLOW_MAX_K and ceil(N / 32) at least MATVEC_MMA_SHALLOW_MIN_FILL of two
-# blocks on each of MATVEC_WAVE_SMS SMs.  Session 29, same card, us, M = 2 / 4 / 8, the
+# MATVEC_MMA_SHALLOW_MAX_K and the last wave of ceil(N / 32) blocks, two on each of
+# MATVEC_WAVE_SMS SMs, at least MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL full, or the grid at
+# least MATVEC_MMA_SHALLOW_WHOLE_WAVES waves (v40 asked 0.9 of one wave, which took
+# 11008x4096, 1.3 waves whose last is 0.3 full, and left out 5120x5120, 0.6: the figures since
+# v41 below; the whole waves are reasoned, not measured: past two the last wave's share of
+# the time shrinks, and 14336x4096, 1.7 waves, gains).  Session 29, same card, us, M = 2 / 4 / 8, the
 # pick before (mma for Q4_0, mma_wide for Q8_0) -> mma_wide_shallow (same call): Q4_0
 # 14336x4096 23.0 / 24.1 / 26.8 -> 20.9 / 21.4 / 22.6, 8192x4096 14.0 / 14.7 / 16.0 -> 12.0 /
 # 12.4 / 12.9, 11008x4096 18.3 / 19.7 / 21.8 -> 17.7 / 18.4 / 19.3, 8192x8192 21.5 / 24.8 /
@@ -467,11 +471,14 @@ MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # 12.1 -> 11.5 / 11.8 / 11.9, 11008x4096 17.3 / 17.4 / 16.6 -> 16.9 / 17.2 / 17.6, 8192x8192
 # 19.8 / 20.1 / 19.6 -> 19.8 / 20.2 / 20.6; Q8_0 14336x4096 28.9 / 28.8 / 29.0 -> 26.8 / 27.2 /
 # 27.4, 8192x4096 17.0 / 16.9 / 16.7 -> 15.1 / 15.4 / 15.7, 8192x8192 29.0 / 29.0 / 28.9 ->
-# 27.7 / 28.0 / 28.8 (and 11008x4096 above).
+# 27.7 / 28.0 / 28.8, 5120x5120 15.5 / 15.5 / 15.7 -> 14.7 / 14.8 / 15.1 (and 11008x4096
+# above, now left to the deep form); Q4_0 5120x5120 12.1 / 12.2 / 11.6 -> 11.1 / 11.3 / 11.7,
+# 11008x4096 (now 16 rows) 17.3 / 17.4 / 16.6 against 16.9 / 17.2 / 17.6.
 # Q5_0 / Q6_K's shallow wide forms take 125 / 142 KB: one block an SM.
 MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1), "Q8_0": (1, 1)}
 MATVEC_MMA_SHALLOW_MAX_K = 8192
-MATVEC_MMA_SHALLOW_MIN_FILL = Fraction(9, 10)
+MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL = Fraction(3, 5)
+MATVEC_MMA_SHALLOW_WHOLE_WAVES = 2
 MATVEC_MMA_SHALLOW_BLOCKS_PER_SM = 2
 # the mma matvec's geometries; the wide ones staged only
 MATVEC_MMA_GEOMETRIES = ("mma", "mma_wide", "mma_wide_shallow")
@@ -1211,7 +1218,9 @@ def _staged_mma_geometry(
     available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, shared: int
 ) -> str:
     """The mma matvec's geometry (see `pick_geometry`): the shallow wide form on short rows
-    whose grid fills two blocks an SM (MATVEC_MMA_SHALLOW_MAX_K, MATVEC_MMA_SHALLOW_MIN_FILL),
+    whose grid's last wave of two blocks an SM is full enough or which fills several waves
+    (MATVEC_MMA_SHALLOW_MAX_K, MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL,
+    MATVEC_MMA_SHALLOW_WHOLE_WAVES),
     where ``shared`` bytes a block leave room for two; else the wide form where the format
     has it and ``shared`` holds it; else 16 rows a block."""
 
@@ -1221,9 +1230,12 @@ def _staged_mma_geometry(
             need + SHARED_MEMORY_RESERVED_PER_BLOCK
         )
 
-    wide_rows = MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES
-    fills = ceil_div(n, wide_rows) >= (
-        MATVEC_MMA_SHALLOW_MIN_FILL * MATVEC_MMA_SHALLOW_BLOCKS_PER_SM * MATVEC_WAVE_SMS
+    blocks = ceil_div(n, MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES)
+    wave = MATVEC_MMA_SHALLOW_BLOCKS_PER_SM * MATVEC_WAVE_SMS
+    last_wave = blocks - (ceil_div(blocks, wave) - 1) * wave  # the blocks of the last wave
+    fills = (
+        Fraction(last_wave, wave) >= MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL
+        or blocks >= MATVEC_MMA_SHALLOW_WHOLE_WAVES * wave
     )
     if (
         "mma_wide_shallow" in available

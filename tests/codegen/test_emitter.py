@@ -717,10 +717,11 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
 def test_the_staged_mma_matvec_takes_its_wide_forms_by_shape_rows_and_shared_memory(dtype):
-    """Short rows on a grid of 32-row blocks that fills two an SM take the shallow wide form
-    (two blocks an SM in an H100's shared memory, not in an A100's); long rows or a grid
-    leaving SMs one block take the deep wide form (Q8_0) or 16 rows a block (Q4_0); Q5_0 and
-    Q6_K have no wide form."""
+    """Short rows on a grid of 32-row blocks whose last wave of two an SM is at least 3/5
+    full, or which fills two waves, take the shallow wide form (two blocks an SM in an H100's
+    shared memory, not in an A100's); long rows or a short grid leaving more SMs idle in its
+    last wave take the deep wide form (Q8_0) or 16 rows a block (Q4_0); Q5_0 and Q6_K have
+    no wide form."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
@@ -729,11 +730,14 @@ def test_the_staged_mma_matvec_takes_its_wide_forms_by_shape_rows_and_shared_mem
     for fmt in ("Q4_0", "Q8_0"):
         shallow = matvec_mma_staged_layout(fmt, dtype, "mma_wide_shallow")["shared_bytes"]
         assert 2 * (shallow + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-        for n, k in ((14336, 4096), (8192, 4096), (11008, 4096), (8192, MATVEC_MMA_SHALLOW_MAX_K)):
+        # grids of 448, 256 and 160 blocks: the last wave of 264 is 0.70, 0.97, 0.61 full;
+        # 896 blocks: 3.4 waves
+        shapes = ((14336, 4096), (8192, 4096), (5120, 5120), (8192, MATVEC_MMA_SHALLOW_MAX_K))
+        for n, k in (*shapes, (28672, 4096)):
             assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == ["mma_wide_shallow"] * 3
-        # long rows; a grid of 128 or 168 blocks on 132 SMs
+        # long rows; grids of 128 and 344 blocks (last waves 0.48 and 0.30 full)
         deep = "mma_wide" if fmt == "Q8_0" else "mma"
-        for n, k in ((14336, MATVEC_MMA_SHALLOW_MAX_K + 256), (4096, 4096), (5376, 21504)):
+        for n, k in ((14336, MATVEC_MMA_SHALLOW_MAX_K + 256), (4096, 4096), (11008, 4096)):
             assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [deep] * 3
         # an A100 holds one shallow block an SM; Q8_0's deep wide form does not fit it
         assert pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
