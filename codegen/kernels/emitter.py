@@ -480,8 +480,14 @@ MATVEC_MMA_SHALLOW_MAX_K = 8192
 MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL = Fraction(3, 5)
 MATVEC_MMA_SHALLOW_WHOLE_WAVES = 2
 MATVEC_MMA_SHALLOW_BLOCKS_PER_SM = 2
-# the mma matvec's geometries; the wide ones staged only
-MATVEC_MMA_GEOMETRIES = ("mma", "mma_wide", "mma_wide_shallow")
+# The mma matvec's geometries: (16-row A tiles a warp, the rings ahead by format), the wide
+# ones for the staged formats in their tables only.
+MATVEC_MMA_FORMS = {
+    "mma": (MATVEC_MMA_STAGED_ROW_TILES, MATVEC_MMA_STAGED_AHEAD),
+    "mma_wide": (MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
+    "mma_wide_shallow": (MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_SHALLOW_AHEAD),
+}
+MATVEC_MMA_GEOMETRIES = tuple(MATVEC_MMA_FORMS)
 # shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
 # per-block maximum plus one of these
 SHARED_MEMORY_RESERVED_PER_BLOCK = 1024
@@ -821,9 +827,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
-        wide = ("mma_wide",) if fmt in MATVEC_MMA_WIDE_AHEAD else ()
-        shallow = ("mma_wide_shallow",) if fmt in MATVEC_MMA_SHALLOW_AHEAD else ()
-        return (DEFAULT_GEOMETRY, "mma", *wide, *shallow)
+        wide = (g for g, (_, ahead) in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in ahead)
+        return (DEFAULT_GEOMETRY, "mma", *wide)
     if kind == "matmul" and takes_matmul_geometries(backend, dtype):
         return tuple(MATMUL_GEOMETRY_TILES)
     if backend != "cuda" or kind != "matvec":
@@ -1251,24 +1256,17 @@ def _staged_mma_geometry(
 
 def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dict:
     """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
-    and ``dtype`` in ``geometry`` ("mma": MATVEC_MMA_STAGED_ROW_TILES row tiles a warp;
-    "mma_wide", "mma_wide_shallow": MATVEC_MMA_WIDE_ROW_TILES): its warps, its group of K
-    steps, the row stride of a group slot (an odd number of 16-byte chunks), how far its
-    copies run ahead (MATVEC_MMA_STAGED_AHEAD, MATVEC_MMA_WIDE_AHEAD,
-    MATVEC_MMA_SHALLOW_AHEAD) with
+    and ``dtype`` in ``geometry`` (its row tiles a warp and rings ahead: MATVEC_MMA_FORMS):
+    its warps, its group of K steps, the row stride of a group slot (an odd number of 16-byte
+    chunks), how far its copies run ahead with
     the slots that takes, and the dynamic shared bytes of a block (every warp's ring of
     activation step slots, then every warp's ring of group slots, then a barrier a group
     slot, from a 128-byte boundary: a tensor map's box lands on one)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
-    aheads = {
-        "mma": MATVEC_MMA_STAGED_AHEAD,
-        "mma_wide": MATVEC_MMA_WIDE_AHEAD,
-        "mma_wide_shallow": MATVEC_MMA_SHALLOW_AHEAD,
-    }
-    row_tiles = MATVEC_MMA_STAGED_ROW_TILES if geometry == "mma" else MATVEC_MMA_WIDE_ROW_TILES
-    w_ahead, x_ahead = aheads[geometry][fmt]
+    row_tiles, aheads = MATVEC_MMA_FORMS[geometry]
+    w_ahead, x_ahead = aheads[fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
         raise UnsupportedError(
