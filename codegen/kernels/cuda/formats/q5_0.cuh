@@ -165,39 +165,33 @@ struct StagedQ5_0 : BlockScaled<StagedQ5_0> {
     template <typename T>
     __device__ static __forceinline__ u32 prepare(const u8*, int) { return 0; }
 
-    // the 4-bit field at bits 0-3 / 16-19 of ``field`` with bits BIT, BIT + 1 of q as its
-    // fifth bit (bit 4 / 20), against the magic
-    template <typename T, int BIT>
-    __device__ static __forceinline__ u32 five_bit_pair(u32 field, u32 q) {
-        u32 low;
-        u32 high;
-        if constexpr (BIT <= 4) {
-            low = q << (4 - BIT);
-        } else {
-            low = q >> (BIT - 4);
-        }
-        if constexpr (BIT + 1 <= 20) {
-            high = q << (20 - BIT - 1);
-        } else {
-            high = q >> (BIT + 1 - 20);
-        }
-        const u32 magic = and_or<0x00000010u, PairMath<T>::MAGIC>(low);
-        return and_or<0x000F000Fu>(field, and_or<0x00100000u>(high, magic));
+    // The lane's quant bytes (0..31) of one nibble: the nibbles at bits 0-3 of each byte of
+    // ``nibbles`` (weights 2p, 2p + 8, 2p + 1, 2p + 9 of a half of the block, p = pair), their
+    // fifth bits at bits 0, 8, 1, 9 of ``qh_bits`` (qh's 16 bits of that half, from bit 2p).
+    __device__ static __forceinline__ u32 quant_bytes(u32 nibbles, u32 qh_bits) {
+        return (nibbles & LOW_NIBBLES) | ((qh_bits & 0x0101u) << 4) | ((qh_bits & 0x0202u) << 19);
     }
 
     // The block's quants at the lane's k slots as pairs of BASE + q (fragment's layout):
     // weight j (< 16) is the low nibble of qs[j] with bit j of qh, weight j + 16 the high
-    // nibble with bit j + 16.
+    // nibble with bit j + 16.  The quants are assembled a byte each, four at a time, and each
+    // pair of bytes becomes a pair of BASE + q by one byte permute against the magic's high
+    // byte (BASE's low byte is 0 and q < 32 fits it; v42: five logic ops and a shift a pair before).
     template <typename T>
     __device__ static __forceinline__ void magics(const u8* block, int pair, u32 (&magic)[4]) {
-        const u32 qh = (load_shared_u16(block + 2) | (load_shared_u16(block + 4) << 16)) >>
-                       (2 * pair);
+        const u32 qh_low = load_shared_u16(block + 2) >> (2 * pair);
+        const u32 qh_high = load_shared_u16(block + 4) >> (2 * pair);
         const u8* qs = block + 6 + 2 * pair;
+        // bytes qs[2p], qs[2p+8], qs[2p+1], qs[2p+9]
         const u32 w = __byte_perm(load_shared_u16(qs), load_shared_u16(qs + 8), 0x5140);
-        magic[0] = five_bit_pair<T, 0>(w, qh);
-        magic[1] = five_bit_pair<T, 8>(w >> 8, qh);
-        magic[2] = five_bit_pair<T, 16>(w >> 4, qh);
-        magic[3] = five_bit_pair<T, 24>(w >> 12, qh);
+        const u32 low = quant_bytes(w, qh_low);        // weights 2p, 2p+8, 2p+1, 2p+9
+        const u32 high = quant_bytes(w >> 4, qh_high);  // weights 16 on
+        constexpr u32 MAGIC_BYTES = (PairMath<T>::MAGIC >> 8 & 0xFFu) * 0x01010101u;
+        static_assert((PairMath<T>::MAGIC & 0xFFFFu) == (MAGIC_BYTES & 0xFF00u), "BASE: a high byte only");
+        magic[0] = __byte_perm(low, MAGIC_BYTES, 0x4240);   // bytes 0, 2: 2p, 2p+1
+        magic[1] = __byte_perm(low, MAGIC_BYTES, 0x4341);   // bytes 1, 3: 2p+8, 2p+9
+        magic[2] = __byte_perm(high, MAGIC_BYTES, 0x4240);  // 2p+16, 2p+17
+        magic[3] = __byte_perm(high, MAGIC_BYTES, 0x4341);  // 2p+24, 2p+25
     }
     // the same as exact pairs of q - ZERO_POINT (fragment unscaled)
     template <typename T>
