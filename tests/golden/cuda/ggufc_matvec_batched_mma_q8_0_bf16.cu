@@ -212,6 +212,14 @@ static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES 
               "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own activation ring
 static_assert(TILE_N * TILE_M * 4 <= X_RING_BYTES, "a warp's partial sums fit its ring");
+// How a launch's weight groups arrive, fixed for the whole loop: by w_map's boxes (MAPPED)
+// or by the lanes' chunk copies.  The loop is compiled once for each, so that the mapped
+// one's row addresses in a slot are constant strides (its rows start on 16-byte words)
+// rather than recomputed from a stride chosen at run time every step (v42).
+template <bool BY_MAP>
+struct Arrival {
+    static constexpr bool MAPPED = BY_MAP;
+};
 }  // namespace ggufc_matvec_batched_mma_q8_0_bf16_impl
 
 extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q8_0_bf16(
@@ -252,8 +260,6 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q8
         }
         __syncwarp();
     }
-#else
-    constexpr bool weights_by_map = false;
 #endif
 
     // The weight chunks this lane copies of every group: chunk c = lane + 32 r of the
@@ -276,10 +282,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q8
         copy_offset[r] = (row_offset & ~(CHUNK - 1)) + CHUNK * (c % GROUP_CHUNKS);
         copy_target[r] = row * GROUP_STRIDE + CHUNK * (c % GROUP_CHUNKS);
     }
-    auto issue_weights = [&](int group, int j) {
+    auto issue_weights = [&](auto arrival, int group, int j) {
         u8* const slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
         const int start = Staged::body_start(0, group * GROUP_STEPS);
-        if (weights_by_map) {
+        if constexpr (decltype(arrival)::MAPPED) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
             if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
                 bulk::u64* const filled = &w_filled[j % W_SLOTS];
@@ -311,26 +317,25 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q8
     // A step's activation rows, chunk c = lane + 32 r of TILE_M x X_ROW_CHUNKS.  Rows past M
     // are zeroed once (below) and never copied; a chunk past K is not copied either (only a
     // row's last step has one, and its second K group is not decoded).
-    const act_t* x_source[X_ROUNDS];
-    int x_k[X_ROUNDS];  // the chunk's first K index in a step; a row past M: K, never copied
+    const u8* x_source[X_ROUNDS];  // the chunk's bytes at step 0
+    int x_steps[X_ROUNDS];  // the steps that have the chunk (none for a row past M)
     int x_target[X_ROUNDS];
 #pragma unroll
     for (int r = 0; r < X_ROUNDS; ++r) {
         const int c = lane + ggufc::WARP_SIZE * r;
         const int row = c / X_ROW_CHUNKS;
         const int k = (c % X_ROW_CHUNKS) * (CHUNK / static_cast<int>(sizeof(act_t)));
-        x_k[r] = row < x_rows ? k : k_weights;
-        x_source[r] = x + (row < x_rows ? (m0 + row) * K + k : 0);
+        x_steps[r] = row < x_rows ? (k_weights - k + STEP_K - 1) / STEP_K : 0;
+        x_source[r] = reinterpret_cast<const u8*>(x + (row < x_rows ? (m0 + row) * K + k : 0));
         x_target[r] = row * X_ROW_BYTES + CHUNK * ((c % X_ROW_CHUNKS) ^ row);
     }
     // this warp's i-th step's activations (step ``step`` of the row) into its slot
     auto issue_x = [&](int step, int i) {
-        const int k0 = step * STEP_K;
         u8* const slot = x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES;
 #pragma unroll
         for (int r = 0; r < X_ROUNDS; ++r) {
-            if (k0 + x_k[r] < k_weights) {
-                ggufc::cp_async_16(slot + x_target[r], x_source[r] + k0);
+            if (step < x_steps[r]) {
+                ggufc::cp_async_16(slot + x_target[r], x_source[r] + static_cast<u32>(step) * X_ROW_BYTES);
             }
         }
     };
@@ -362,99 +367,119 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_q8
     }
 
     float acc[ROW_TILES][4] = {};
-    // the first groups' weights do not depend on the kernels before (prelude: programmatic
-    // dependent launch); the activations do
+    // the whole pipeline, for the launch's way of filling the weight slots (Arrival)
+    auto run = [&](auto arrival) {
+        // the first groups' weights do not depend on the kernels before (prelude: programmatic
+        // dependent launch); the activations do
 #pragma unroll
-    for (int j = 0; j < W_AHEAD; ++j) {
-        if (j < my_groups) {
-            issue_weights(group_of(j), j);
+        for (int j = 0; j < W_AHEAD; ++j) {
+            if (j < my_groups) {
+                issue_weights(arrival, group_of(j), j);
+            }
         }
-    }
-    ggufc::allow_dependent_launch();
-    ggufc::wait_for_previous_kernels();
+        ggufc::allow_dependent_launch();
+        ggufc::wait_for_previous_kernels();
 #pragma unroll
-    for (int i = 0; i < X_AHEAD; ++i) {
-        const int step = step_of(i);
-        if (i / GROUP_STEPS < my_groups && step < steps) {
-            issue_x(step, i);
+        for (int i = 0; i < X_AHEAD; ++i) {
+            const int step = step_of(i);
+            if (i / GROUP_STEPS < my_groups && step < steps) {
+                issue_x(step, i);
+            }
+            ggufc::cp_async_commit();  // one group a step, empty or not: the wait count stays uniform
         }
-        ggufc::cp_async_commit();  // one group a step, empty or not: the wait count stays uniform
-    }
-    for (int j = 0; j < my_groups; ++j) {
-        const int group = group_of(j);
-        const u8* slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
+        for (int j = 0; j < my_groups; ++j) {
+            const int group = group_of(j);
+            const u8* slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
+            const int group_start = Staged::body_start(0, group * GROUP_STEPS);
+            const u8* rows[LANE_ROWS];
+            if constexpr (decltype(arrival)::MAPPED) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-        if (weights_by_map) {
-            bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
-        }
+                bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
 #endif
-        const int group_start = Staged::body_start(0, group * GROUP_STEPS);
-        const int row_stride = weights_by_map ? MAPPED_GROUP_STRIDE : GROUP_STRIDE;
-        const u8* rows[LANE_ROWS];
+                // every row starts on a 16-byte word (row_bytes % CHUNK == 0), as its box
 #pragma unroll
-        for (int h = 0; h < LANE_ROWS; ++h) {
-            rows[h] = slot + (g + 8 * h) * row_stride + ((row_misalignment[h] + group_start) & (CHUNK - 1));
-        }
+                for (int h = 0; h < LANE_ROWS; ++h) {
+                    rows[h] = slot + (g + 8 * h) * MAPPED_GROUP_STRIDE + (group_start & (CHUNK - 1));
+                }
+            } else {
 #pragma unroll
-        for (int s = 0; s < GROUP_STEPS; ++s) {
-            const int step = group * GROUP_STEPS + s;
-            if (step >= steps) {
-                break;  // the row's last group may be short (and is this warp's last)
+                for (int h = 0; h < LANE_ROWS; ++h) {
+                    rows[h] = slot + (g + 8 * h) * GROUP_STRIDE + ((row_misalignment[h] + group_start) & (CHUNK - 1));
+                }
             }
-            const int i = j * GROUP_STEPS + s;
-            ggufc::cp_async_wait<X_AHEAD - 1>();
-            __syncwarp();  // every lane's copies of step i landed; step i - 1's slots are free
-            if (s == 0 && j + W_AHEAD < my_groups) {
-                issue_weights(group_of(j + W_AHEAD), j + W_AHEAD);
-            }
-            const int ahead = step_of(i + X_AHEAD);
-            if ((i + X_AHEAD) / GROUP_STEPS < my_groups && ahead < steps) {
-                issue_x(ahead, i + X_AHEAD);
-            }
-            ggufc::cp_async_commit();
-            const u8* x_step = x_slot(i);
-            // the step's segments and scales in the group's slot (tensor_core.cuh)
-            const int segment[2] = {Staged::body_start(0, step) - group_start,
-                                    Staged::body_start(1, step) - group_start};
-            const int header = Staged::header_start(step) - group_start;
-            // the last step of a row of K % 64 == 32 has one K group
-            const int k_groups = 2 * step + 1 < parts ? K_GROUPS : 1;
 #pragma unroll
-            for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
-                if (k_group < k_groups) {
-                    u32 a_rows[LANE_ROWS][SUB_STEPS][2];  // rows g + 8 h
-                    float scale[LANE_ROWS][SCALES];
+            for (int s = 0; s < GROUP_STEPS; ++s) {
+                const int step = group * GROUP_STEPS + s;
+                if (step >= steps) {
+                    break;  // the row's last group may be short (and is this warp's last)
+                }
+                const int i = j * GROUP_STEPS + s;
+                ggufc::cp_async_wait<X_AHEAD - 1>();
+                __syncwarp();  // every lane's copies of step i landed; step i - 1's slots are free
+                if (s == 0 && j + W_AHEAD < my_groups) {
+                    issue_weights(arrival, group_of(j + W_AHEAD), j + W_AHEAD);
+                }
+                // the step X_AHEAD on: step s + X_AHEAD of this group or of a later one of
+                // this warp's (s is unrolled, so the split is a constant)
+                const int ahead_j = j + (s + X_AHEAD) / GROUP_STEPS;
+                const int ahead = group_of(ahead_j) * GROUP_STEPS + (s + X_AHEAD) % GROUP_STEPS;
+                if (ahead_j < my_groups && ahead < steps) {
+                    issue_x(ahead, i + X_AHEAD);
+                }
+                ggufc::cp_async_commit();
+                const u8* x_step = x_slot(i);
+                // the step's segments and scales in the group's slot (tensor_core.cuh)
+                const int segment[2] = {Staged::body_start(0, step) - group_start,
+                                        Staged::body_start(1, step) - group_start};
+                const int header = Staged::header_start(step) - group_start;
+                // the last step of a row of K % 64 == 32 has one K group
+                const int k_groups = 2 * step + 1 < parts ? K_GROUPS : 1;
 #pragma unroll
-                    for (int r = 0; r < LANE_ROWS; ++r) {
-                        Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
-                                                       step, a_rows[r]);
-                        Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
-                    }
-                    u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
-                    tc::load_matrix_x4(b, x_step + x_lane_offset[k_group]);
+                for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
+                    if (k_group < k_groups) {
+                        u32 a_rows[LANE_ROWS][SUB_STEPS][2];  // rows g + 8 h
+                        float scale[LANE_ROWS][SCALES];
 #pragma unroll
-                    for (int q = 0; q < ROW_TILES; ++q) {
-                        // sums[.][0, 1]: row 16 q + g, columns 2t, 2t + 1; [2, 3]: row 16 q + g + 8
-                        float sums[SCALES][4] = {};
-#pragma unroll
-                        for (int sub = 0; sub < SUB_STEPS; ++sub) {
-                            const u32 a[4] = {a_rows[2 * q][sub][0], a_rows[2 * q + 1][sub][0],
-                                              a_rows[2 * q][sub][1], a_rows[2 * q + 1][sub][1]};
-                            const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
-                            tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
+                        for (int r = 0; r < LANE_ROWS; ++r) {
+                            Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
+                                                           step, a_rows[r]);
+                            Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
                         }
+                        u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
+                        tc::load_matrix_x4(b, x_step + x_lane_offset[k_group]);
 #pragma unroll
-                        for (int h = 0; h < SCALES; ++h) {
+                        for (int q = 0; q < ROW_TILES; ++q) {
+                            // sums[.][0, 1]: row 16 q + g, columns 2t, 2t + 1; [2, 3]: row 16 q + g + 8
+                            float sums[SCALES][4] = {};
 #pragma unroll
-                            for (int c = 0; c < 4; ++c) {
-                                acc[q][c] += scale[2 * q + c / 2][h] * sums[h][c];
+                            for (int sub = 0; sub < SUB_STEPS; ++sub) {
+                                const u32 a[4] = {a_rows[2 * q][sub][0], a_rows[2 * q + 1][sub][0],
+                                                  a_rows[2 * q][sub][1], a_rows[2 * q + 1][sub][1]};
+                                const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
+                                tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
+                            }
+#pragma unroll
+                            for (int h = 0; h < SCALES; ++h) {
+#pragma unroll
+                                for (int c = 0; c < 4; ++c) {
+                                    acc[q][c] += scale[2 * q + c / 2][h] * sums[h][c];
+                                }
                             }
                         }
                     }
                 }
             }
         }
+    };
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if (weights_by_map) {
+        run(Arrival<true>{});
+    } else {
+        run(Arrival<false>{});
     }
+#else
+    run(Arrival<false>{});
+#endif
     ggufc::cp_async_wait<0>();  // no copy may still target shared memory past here
     __syncwarp();
 
