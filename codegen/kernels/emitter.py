@@ -475,8 +475,20 @@ MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # above, now left to the deep form); Q4_0 5120x5120 12.1 / 12.2 / 11.6 -> 11.1 / 11.3 / 11.7,
 # 11008x4096 (now 16 rows) 17.3 / 17.4 / 16.6 against 16.9 / 17.2 / 17.6.
 # Q5_0 / Q6_K's shallow wide forms take 125 / 142 KB: one block an SM.
+# Past MATVEC_MMA_SHALLOW_MAX_K a format without the deep wide form (Q4_0) still takes the
+# shallow one where its grid is one wave filled as above and the 16-row form's grid (twice
+# the blocks, two an SM) would end in a wave less than MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL
+# full: a tail the shallow form does not have.  Session 30 (v42), H100, float16, us, M = 2 /
+# 4 / 8, mma -> mma_wide_shallow (same call), the 16-row form's last wave in brackets:
+# 5120x13824 (0.21) 24.4 / 25.3 / 25.5 -> 23.4 / 24.0 / 24.9, 5376x21504 (0.27) 37.8 / 38.1 /
+# 38.0 -> 34.4 / 35.4 / 36.9, 6144x16384 (0.45) 29.8 / 30.2 / 30.2 -> 28.0 / 29.0 / 30.4;
+# where that wave is full it loses: 8192x14336 (0.94) 29.2 / 29.4 / 29.5 -> 29.8 / 30.9 / 32.4,
+# 8192x28672 (0.94) 52.4 / 53.0 / 54.2 -> 54.9 / 58.4 / 61.2.  Q8_0's deep wide form is faster
+# than the shallow one on those rows but 8192x14336 (by 1-2%): 5120x13824 36.1 / 36.9 against
+# 37.7 / 38.8 at M = 2 / 8, 6144x16384 44.1 / 44.7 against 46.8 / 48.1.
 MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1), "Q8_0": (1, 1)}
 MATVEC_MMA_SHALLOW_MAX_K = 8192
+MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL = Fraction(1, 2)
 MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL = Fraction(3, 5)
 MATVEC_MMA_SHALLOW_WHOLE_WAVES = 2
 MATVEC_MMA_SHALLOW_BLOCKS_PER_SM = 2
@@ -1225,9 +1237,11 @@ def _staged_mma_geometry(
     """The mma matvec's geometry (see `pick_geometry`): the shallow wide form on short rows
     whose grid's last wave of two blocks an SM is full enough or which fills several waves
     (MATVEC_MMA_SHALLOW_MAX_K, MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL,
-    MATVEC_MMA_SHALLOW_WHOLE_WAVES),
-    where ``shared`` bytes a block leave room for two; else the wide form where the format
-    has it and ``shared`` holds it; else 16 rows a block."""
+    MATVEC_MMA_SHALLOW_WHOLE_WAVES), or on longer rows where the format has no deep wide form,
+    the shallow grid is one such wave and the 16-row grid's last wave would be mostly empty
+    (MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL), where ``shared`` bytes a block leave room for
+    two; else the wide form where the format has it and ``shared`` holds it; else 16 rows a
+    block."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1235,17 +1249,25 @@ def _staged_mma_geometry(
             need + SHARED_MEMORY_RESERVED_PER_BLOCK
         )
 
+    def last_wave_fill(blocks: int, wave: int) -> Fraction:
+        return Fraction(blocks - (ceil_div(blocks, wave) - 1) * wave, wave)
+
     blocks = ceil_div(n, MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES)
     wave = MATVEC_MMA_SHALLOW_BLOCKS_PER_SM * MATVEC_WAVE_SMS
-    last_wave = blocks - (ceil_div(blocks, wave) - 1) * wave  # the blocks of the last wave
-    fills = (
-        Fraction(last_wave, wave) >= MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL
-        or blocks >= MATVEC_MMA_SHALLOW_WHOLE_WAVES * wave
+    full_enough = last_wave_fill(blocks, wave) >= MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL
+    fills = full_enough or blocks >= MATVEC_MMA_SHALLOW_WHOLE_WAVES * wave
+    # on long rows, only against a 16-row grid whose tail the shallow one does not have
+    sixteen_row_wave = MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM * MATVEC_WAVE_SMS
+    spares_a_tail = (
+        "mma_wide" not in available
+        and blocks <= wave
+        and full_enough
+        and last_wave_fill(ceil_div(n, MATVEC_MMA_ROWS), sixteen_row_wave)
+        < MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL
     )
     if (
         "mma_wide_shallow" in available
-        and k <= MATVEC_MMA_SHALLOW_MAX_K
-        and fills
+        and ((k <= MATVEC_MMA_SHALLOW_MAX_K and fills) or spares_a_tail)
         and blocks_per_sm("mma_wide_shallow") >= MATVEC_MMA_SHALLOW_BLOCKS_PER_SM
     ):
         return "mma_wide_shallow"

@@ -720,8 +720,9 @@ def test_the_staged_mma_matvec_takes_its_wide_forms_by_shape_rows_and_shared_mem
     """Short rows on a grid of 32-row blocks whose last wave of two an SM is at least 3/5
     full, or which fills two waves, take the shallow wide form (two blocks an SM in an H100's
     shared memory, not in an A100's); long rows or a short grid leaving more SMs idle in its
-    last wave take the deep wide form (Q8_0) or 16 rows a block (Q4_0); Q5_0 and Q6_K have
-    no wide form."""
+    last wave take the deep wide form (Q8_0) or 16 rows a block (Q4_0), but Q4_0's long rows
+    take the shallow form where 16-row blocks would leave a mostly empty last wave; Q5_0 and
+    Q6_K have no wide form."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
@@ -739,6 +740,11 @@ def test_the_staged_mma_matvec_takes_its_wide_forms_by_shape_rows_and_shared_mem
         deep = "mma_wide" if fmt == "Q8_0" else "mma"
         for n, k in ((14336, MATVEC_MMA_SHALLOW_MAX_K + 256), (4096, 4096), (11008, 4096)):
             assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [deep] * 3
+        # longer rows on one shallow wave 0.64 full, where 16-row blocks would end in a wave
+        # 0.27 full (336 blocks): Q4_0 takes the shallow form, Q8_0 its deep one; where the
+        # 16-row grid's last wave is 0.94 full (8192 rows), 16 rows
+        assert pick(fmt, 5376, 21504, 4) == ("mma_wide" if fmt == "Q8_0" else "mma_wide_shallow")
+        assert pick(fmt, 8192, 14336, 4) == deep
         # an A100 holds one shallow block an SM; Q8_0's deep wide form does not fit it
         assert pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
     for fmt in ("Q5_0", "Q6_K"):
