@@ -407,7 +407,8 @@ MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
 # (2 steps a group) (2, 3) 28.6 / 37.2, (2, 2) 29.0 / 37.5, (1, 2) 29.5 / 38.0, (1, 1) 39.5 /
 # 54.3; Q6_K (1, 3) 24.8 / 32.7, (1, 2) 25.2 / 33.4, (1, 1) 27.1 / 34.5, (2, 3) 31.8 / 34.3
 # (one block an SM).  Four warps a block (twice the blocks an SM) were slower on every shape
-# but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)).
+# but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)); since v42 they are faster on many
+# rows (MATVEC_MMA_FOUR_WARPS below).
 MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3), "Q6_K": (1, 3)}
 MATVEC_MMA_STAGED_WARPS = 8
 # 16-row A tiles a warp multiplies by the same activations (a block's rows: 16 times this).
@@ -446,14 +447,28 @@ MATVEC_MMA_STAGED_ROW_TILES = 1
 MATVEC_MMA_WIDE_ROW_TILES = 2
 MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # The wide form with rings one group and one step ahead ("mma_wide_shallow"): 104 KB (v41;
-# 106 KB in v40), two blocks an SM.  On short rows (each warp has few groups to run ahead of) two blocks an SM
-# keep more bytes in flight than deep rings, where the grid fills two blocks an SM: K up to
-# MATVEC_MMA_SHALLOW_MAX_K and the last wave of ceil(N / 32) blocks, two on each of
-# MATVEC_WAVE_SMS SMs, at least MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL full, or the grid at
-# least MATVEC_MMA_SHALLOW_WHOLE_WAVES waves (v40 asked 0.9 of one wave, which took
-# 11008x4096, 1.3 waves whose last is 0.3 full, and left out 5120x5120, 0.6: the figures since
-# v41 below; the whole waves are reasoned, not measured: past two the last wave's share of
-# the time shrinks, and 14336x4096, 1.7 waves, gains).  Session 29, same card, us, M = 2 / 4 / 8, the
+# 106 KB in v40), two blocks an SM, for Q4_0, which has no deep wide form.  Session 29 took it
+# (and Q8_0's) on short rows (K <= 8192: each warp has few groups to run ahead of, and two
+# blocks an SM keep more bytes in flight than deep rings) whose grid of ceil(N / 32) blocks,
+# two on each of MATVEC_WAVE_SMS SMs, filled its last wave at least
+# MATVEC_MMA_MIN_LAST_WAVE_FILL or ran MATVEC_MMA_WHOLE_WAVES waves (v40 asked 0.9 of one
+# wave, which took 11008x4096, 1.3 waves whose last is 0.3 full, and left out 5120x5120, 0.6;
+# the whole waves are reasoned, not measured: past two the last wave's share of the time
+# shrinks).  Since v42 the four-warp form below takes those grids (the same fill at four
+# blocks of 16 rows an SM is the same fraction), faster in all but 2 of the 22 cells measured
+# against it, so Q8_0's shallow form went; Q4_0's keeps long rows (past
+# MATVEC_MMA_FOUR_WARPS_MAX_K) where its grid is one wave filled so and the 16-row form's grid
+# (twice the blocks, two an SM) would end in a wave less than MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
+# full: a tail the shallow form does not have.  Session 30 (v42), H100, float16, us, M = 2 /
+# 4 / 8, mma -> mma_wide_shallow (same call), the 16-row form's last wave in brackets:
+# 5120x13824 (0.21) 24.4 / 25.3 / 25.5 -> 23.4 / 24.0 / 24.9, 5376x21504 (0.27) 37.8 / 38.1 /
+# 38.0 -> 34.4 / 35.4 / 36.9, 6144x16384 (0.45) 29.8 / 30.2 / 30.2 -> 28.0 / 29.0 / 30.4;
+# where that wave is full it loses: 8192x14336 (0.94) 29.2 / 29.4 / 29.5 -> 29.8 / 30.9 / 32.4,
+# 8192x28672 (0.94) 52.4 / 53.0 / 54.2 -> 54.9 / 58.4 / 61.2.  Q8_0's deep wide form is faster
+# than the shallow one on those rows but 8192x14336 (by 1-2%): 5120x13824 36.1 / 36.9 against
+# 37.7 / 38.8 at M = 2 / 8, 6144x16384 44.1 / 44.7 against 46.8 / 48.1.  Q5_0 / Q6_K's shallow
+# wide forms would take 125 / 142 KB: one block an SM.  The short rows before four warps:
+# Session 29, same card, us, M = 2 / 4 / 8, the
 # pick before (mma for Q4_0, mma_wide for Q8_0) -> mma_wide_shallow (same call): Q4_0
 # 14336x4096 23.0 / 24.1 / 26.8 -> 20.9 / 21.4 / 22.6, 8192x4096 14.0 / 14.7 / 16.0 -> 12.0 /
 # 12.4 / 12.9, 11008x4096 18.3 / 19.7 / 21.8 -> 17.7 / 18.4 / 19.3, 8192x8192 21.5 / 24.8 /
@@ -474,36 +489,68 @@ MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # 27.7 / 28.0 / 28.8, 5120x5120 15.5 / 15.5 / 15.7 -> 14.7 / 14.8 / 15.1 (and 11008x4096
 # above, now left to the deep form); Q4_0 5120x5120 12.1 / 12.2 / 11.6 -> 11.1 / 11.3 / 11.7,
 # 11008x4096 (now 16 rows) 17.3 / 17.4 / 16.6 against 16.9 / 17.2 / 17.6.
-# Q5_0 / Q6_K's shallow wide forms take 125 / 142 KB: one block an SM.
-# Past MATVEC_MMA_SHALLOW_MAX_K a format without the deep wide form (Q4_0) still takes the
-# shallow one where its grid is one wave filled as above and the 16-row form's grid (twice
-# the blocks, two an SM) would end in a wave less than MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL
-# full: a tail the shallow form does not have.  Session 30 (v42), H100, float16, us, M = 2 /
-# 4 / 8, mma -> mma_wide_shallow (same call), the 16-row form's last wave in brackets:
-# 5120x13824 (0.21) 24.4 / 25.3 / 25.5 -> 23.4 / 24.0 / 24.9, 5376x21504 (0.27) 37.8 / 38.1 /
-# 38.0 -> 34.4 / 35.4 / 36.9, 6144x16384 (0.45) 29.8 / 30.2 / 30.2 -> 28.0 / 29.0 / 30.4;
-# where that wave is full it loses: 8192x14336 (0.94) 29.2 / 29.4 / 29.5 -> 29.8 / 30.9 / 32.4,
-# 8192x28672 (0.94) 52.4 / 53.0 / 54.2 -> 54.9 / 58.4 / 61.2.  Q8_0's deep wide form is faster
-# than the shallow one on those rows but 8192x14336 (by 1-2%): 5120x13824 36.1 / 36.9 against
-# 37.7 / 38.8 at M = 2 / 8, 6144x16384 44.1 / 44.7 against 46.8 / 48.1.
-MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1), "Q8_0": (1, 1)}
-MATVEC_MMA_SHALLOW_MAX_K = 8192
-MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL = Fraction(1, 2)
-MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL = Fraction(3, 5)
-MATVEC_MMA_SHALLOW_WHOLE_WAVES = 2
+MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1)}
+MATVEC_MMA_SHALLOW_MAX_TAIL_FILL = Fraction(1, 2)
+MATVEC_MMA_MIN_LAST_WAVE_FILL = Fraction(3, 5)
+MATVEC_MMA_WHOLE_WAVES = 2
 MATVEC_MMA_SHALLOW_BLOCKS_PER_SM = 2
-# The mma matvec's geometries: (16-row A tiles a warp, the rings ahead by format), the wide
-# ones for the staged formats in their tables only.
+MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
+# The 16-row form with K split over 4 warps a block instead of 8 ("mma_four_warps"), four
+# blocks an SM (the same 16 warps; each warp runs twice the K steps, so its pipeline is
+# longer, and a block's set-up and reduction serve half the warps): on rows of K up to
+# MATVEC_MMA_FOUR_WARPS_MAX_K whose grid of ceil(N / 16) blocks, four on each of
+# MATVEC_WAVE_SMS SMs, fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
+# MATVEC_MMA_WHOLE_WAVES waves, ahead of the other forms.  Session 30 (v42), H100, float16, us at M = 2 / 8, the form picked before
+# -> four warps (same call): Q4_0 14336x4096 (shallow) 19.2 / 19.6 -> 18.0 / 17.9, 8192x4096
+# (shallow) 10.8 / 10.9 -> 10.0 / 10.3, 28672x4096 (shallow) 36.6 / 37.6 -> 33.2 / 32.3,
+# 8192x8192 (shallow) 18.3 / 19.3 -> 16.9 / 17.5, 6144x4096 (16 rows) 10.2 / 10.1 -> 8.5 /
+# 8.9; Q5_0 14336x4096 24.7 / 24.1 -> 22.1 / 21.8, 28672x4096 44.8 / 42.6 -> 39.5 / 37.7,
+# 8192x8192 22.6 / 22.7 -> 20.4 / 20.9; Q6_K 14336x4096 27.9 / 27.3 -> 25.2 / 25.1,
+# 16384x4096 30.3 / 29.8 -> 26.6 / 26.3, 6144x4096 13.2 / 13.2 -> 12.9 / 13.0; Q8_0
+# 14336x4096 (shallow) 26.3 / 27.1 -> 25.7 / 25.7, 16384x4096 (shallow) 28.6 / 29.4 -> 28.1 /
+# 28.1, 14336x8192 (shallow) 47.6 / 49.9 -> 48.4 / 50.0 (the rule's one loss, 0.2-1.7%).
+# Where the last wave is emptier they lose: 11008x4096 (688 blocks, 1.3 waves) Q8_0 (deep
+# wide form) 21.9 / 22.3 -> 22.6 / 23.1, Q4_0 (16 rows) 16.6 / 16.3 -> 16.1 / 16.4, though Q5_0
+# / Q6_K gain 5-8%; 4096x4096 (0.48 of a wave) Q4_0 6.4 / 6.2 -> 7.6 / 7.5; 4096x14336 Q4_0
+# 14.9 / 15.5 -> 22.2 / 22.6.
+MATVEC_MMA_FOUR_WARPS = 4
+MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM = 4
+MATVEC_MMA_FOUR_WARPS_MAX_K = 8192
+
+
+@dataclass(frozen=True)
+class MmaForm:
+    """A form of the staged mma matvec: 16-row A tiles a warp, the rings ahead by format
+    (the formats that have the form), warps a block, and the blocks an SM its launch bounds
+    ask registers for."""
+
+    row_tiles: int
+    aheads: dict[str, tuple[int, int]]
+    warps: int = MATVEC_MMA_STAGED_WARPS
+    blocks_per_sm: int = MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM
+
+
+# The mma matvec's geometries, the wide ones and four warps for the staged formats in their
+# tables only.
 MATVEC_MMA_FORMS = {
-    "mma": (MATVEC_MMA_STAGED_ROW_TILES, MATVEC_MMA_STAGED_AHEAD),
-    "mma_wide": (MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
-    "mma_wide_shallow": (MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_SHALLOW_AHEAD),
+    "mma": MmaForm(MATVEC_MMA_STAGED_ROW_TILES, MATVEC_MMA_STAGED_AHEAD),
+    "mma_four_warps": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES,
+        MATVEC_MMA_STAGED_AHEAD,
+        MATVEC_MMA_FOUR_WARPS,
+        MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM,
+    ),
+    "mma_wide": MmaForm(MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
+    "mma_wide_shallow": MmaForm(
+        MATVEC_MMA_WIDE_ROW_TILES,
+        MATVEC_MMA_SHALLOW_AHEAD,
+        blocks_per_sm=MATVEC_MMA_SHALLOW_BLOCKS_PER_SM,
+    ),
 }
 MATVEC_MMA_GEOMETRIES = tuple(MATVEC_MMA_FORMS)
 # shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
 # per-block maximum plus one of these
 SHARED_MEMORY_RESERVED_PER_BLOCK = 1024
-MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
 MBARRIER_BYTES = 8
 
@@ -828,7 +875,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
     formats also its wide form, mma_wide, for MATVEC_MMA_SHALLOW_AHEAD's its shallow one,
-    mma_wide_shallow)."""
+    mma_wide_shallow, for MATVEC_MMA_STAGED_AHEAD's its form of four warps a block,
+    mma_four_warps)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -839,7 +887,7 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
-        wide = (g for g, (_, ahead) in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in ahead)
+        wide = (g for g, form in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in form.aheads)
         return (DEFAULT_GEOMETRY, "mma", *wide)
     if kind == "matmul" and takes_matmul_geometries(backend, dtype):
         return tuple(MATMUL_GEOMETRY_TILES)
@@ -1234,14 +1282,13 @@ def launch_rule(
 def _staged_mma_geometry(
     available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, shared: int
 ) -> str:
-    """The mma matvec's geometry (see `pick_geometry`): the shallow wide form on short rows
-    whose grid's last wave of two blocks an SM is full enough or which fills several waves
-    (MATVEC_MMA_SHALLOW_MAX_K, MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL,
-    MATVEC_MMA_SHALLOW_WHOLE_WAVES), or on longer rows where the format has no deep wide form,
-    the shallow grid is one such wave and the 16-row grid's last wave would be mostly empty
-    (MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL), where ``shared`` bytes a block leave room for
-    two; else the wide form where the format has it and ``shared`` holds it; else 16 rows a
-    block."""
+    """The mma matvec's geometry (see `pick_geometry`): four warps a block on rows of K up to
+    MATVEC_MMA_FOUR_WARPS_MAX_K whose grid of four blocks an SM fills its last wave at least
+    MATVEC_MMA_MIN_LAST_WAVE_FILL or runs MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes
+    a block leave room for four; else the shallow wide form (Q4_0) where its grid is one wave
+    filled so, the 16-row grid's last wave would be less than MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
+    full, and two fit an SM; else the wide form where the format has it and ``shared`` holds
+    it; else 16 rows a block."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1249,26 +1296,36 @@ def _staged_mma_geometry(
             need + SHARED_MEMORY_RESERVED_PER_BLOCK
         )
 
-    def last_wave_fill(blocks: int, wave: int) -> Fraction:
-        return Fraction(blocks - (ceil_div(blocks, wave) - 1) * wave, wave)
+    def wave(geometry: str) -> int:
+        return MATVEC_MMA_FORMS[geometry].blocks_per_sm * MATVEC_WAVE_SMS
 
-    blocks = ceil_div(n, MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES)
-    wave = MATVEC_MMA_SHALLOW_BLOCKS_PER_SM * MATVEC_WAVE_SMS
-    full_enough = last_wave_fill(blocks, wave) >= MATVEC_MMA_SHALLOW_MIN_LAST_WAVE_FILL
-    fills = full_enough or blocks >= MATVEC_MMA_SHALLOW_WHOLE_WAVES * wave
-    # on long rows, only against a 16-row grid whose tail the shallow one does not have
-    sixteen_row_wave = MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM * MATVEC_WAVE_SMS
-    spares_a_tail = (
-        "mma_wide" not in available
-        and blocks <= wave
-        and full_enough
-        and last_wave_fill(ceil_div(n, MATVEC_MMA_ROWS), sixteen_row_wave)
-        < MATVEC_MMA_SHALLOW_LONG_ROWS_MAX_MMA_FILL
-    )
+    def last_wave_fill(blocks: int, geometry: str) -> Fraction:
+        return Fraction(
+            blocks - (ceil_div(blocks, wave(geometry)) - 1) * wave(geometry), wave(geometry)
+        )
+
+    def fits(geometry: str) -> bool:
+        return (
+            geometry in available
+            and blocks_per_sm(geometry) >= MATVEC_MMA_FORMS[geometry].blocks_per_sm
+        )
+
+    sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)
     if (
-        "mma_wide_shallow" in available
-        and ((k <= MATVEC_MMA_SHALLOW_MAX_K and fills) or spares_a_tail)
-        and blocks_per_sm("mma_wide_shallow") >= MATVEC_MMA_SHALLOW_BLOCKS_PER_SM
+        fits("mma_four_warps")
+        and k <= MATVEC_MMA_FOUR_WARPS_MAX_K
+        and (
+            last_wave_fill(sixteen_rows, "mma_four_warps") >= MATVEC_MMA_MIN_LAST_WAVE_FILL
+            or sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps")
+        )
+    ):
+        return "mma_four_warps"
+    shallow_blocks = ceil_div(n, MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES)
+    if (
+        fits("mma_wide_shallow")
+        and shallow_blocks <= wave("mma_wide_shallow")
+        and last_wave_fill(shallow_blocks, "mma_wide_shallow") >= MATVEC_MMA_MIN_LAST_WAVE_FILL
+        and last_wave_fill(sixteen_rows, "mma") < MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
     ):
         return "mma_wide_shallow"
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
@@ -1287,8 +1344,9 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
-    row_tiles, aheads = MATVEC_MMA_FORMS[geometry]
-    w_ahead, x_ahead = aheads[fmt]
+    form = MATVEC_MMA_FORMS[geometry]
+    row_tiles = form.row_tiles
+    w_ahead, x_ahead = form.aheads[fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
         raise UnsupportedError(
@@ -1301,12 +1359,13 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
     x_slot = MATVEC_MMA_MAX_M * step_weights * act_bytes  # rows of 128 bytes, swizzled
     tile_n = MATVEC_MMA_ROWS * row_tiles
     warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
-    barriers = MATVEC_MMA_STAGED_WARPS * w_slots * MBARRIER_BYTES
+    barriers = form.warps * w_slots * MBARRIER_BYTES
     return {
-        "warps": MATVEC_MMA_STAGED_WARPS,
+        "warps": form.warps,
+        "min_blocks_per_sm": form.blocks_per_sm,
         "row_tiles": row_tiles,
         "tile_n": tile_n,
-        "threads": MATVEC_MMA_STAGED_WARPS * WARP_SIZE,
+        "threads": form.warps * WARP_SIZE,
         "group_steps": group_steps,
         "group_stride": group_stride,
         "mapped_group_stride": mapped_group_stride(fmt),
@@ -1315,7 +1374,7 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
         "x_slots": x_slots,
         "w_slots": w_slots,
         "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
-        "shared_bytes": MATVEC_MMA_STAGED_WARPS * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
+        "shared_bytes": form.warps * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
     }
 
 
@@ -1472,7 +1531,6 @@ def _kind_values(
     if geometry in MATVEC_MMA_GEOMETRIES and fmt in MATVEC_MMA_STAGED_FORMATS:
         values.update(
             tile_m=MATVEC_MMA_MAX_M,
-            min_blocks_per_sm=MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM,
             **matvec_mma_staged_layout(fmt, dtype, geometry),
         )
         return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values

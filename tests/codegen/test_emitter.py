@@ -40,10 +40,9 @@ from codegen.kernels.emitter import (
     MATVEC_INTEGER_X_FORMATS,
     MATVEC_LANE_WORD_FORMATS,
     MATVEC_LANE_WORD_GEOMETRIES,
-    MATVEC_MMA_SHALLOW_AHEAD,
-    MATVEC_MMA_SHALLOW_MAX_K,
+    MATVEC_MMA_FORMS,
+    MATVEC_MMA_FOUR_WARPS_MAX_K,
     MATVEC_MMA_STAGED_FORMATS,
-    MATVEC_MMA_WIDE_AHEAD,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -622,9 +621,7 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
         ), kernel.entry
     cuda = backend == "cuda"
     assert (mapped > 0) == cuda
-    staged_geometries = (
-        len(MATVEC_MMA_STAGED_FORMATS) + len(MATVEC_MMA_WIDE_AHEAD) + len(MATVEC_MMA_SHALLOW_AHEAD)
-    )
+    staged_geometries = sum(len(form.aheads) for form in MATVEC_MMA_FORMS.values())
     assert staged == (2 * staged_geometries if cuda else 0)
 
 
@@ -716,36 +713,42 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
-def test_the_staged_mma_matvec_takes_its_wide_forms_by_shape_rows_and_shared_memory(dtype):
-    """Short rows on a grid of 32-row blocks whose last wave of two an SM is at least 3/5
-    full, or which fills two waves, take the shallow wide form (two blocks an SM in an H100's
-    shared memory, not in an A100's); long rows or a short grid leaving more SMs idle in its
-    last wave take the deep wide form (Q8_0) or 16 rows a block (Q4_0), but Q4_0's long rows
-    take the shallow form where 16-row blocks would leave a mostly empty last wave; Q5_0 and
-    Q6_K have no wide form."""
+def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(dtype):
+    """Rows of K <= 8192 on a grid of 16-row blocks whose last wave of four an SM is at least
+    3/5 full, or which fills two waves, take four warps a block (four blocks an SM in an
+    H100's shared memory, not in an A100's); Q4_0's longer rows take the shallow wide form
+    where its one wave is 3/5 full and 16-row blocks would leave a mostly empty last wave;
+    else Q8_0 takes its deep wide form and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
 
     h100_sm = H100_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
-    for fmt in ("Q4_0", "Q8_0"):
-        shallow = matvec_mma_staged_layout(fmt, dtype, "mma_wide_shallow")["shared_bytes"]
-        assert 2 * (shallow + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-        # grids of 448, 256 and 160 blocks: the last wave of 264 is 0.70, 0.97, 0.61 full;
-        # 896 blocks: 3.4 waves
-        shapes = ((14336, 4096), (8192, 4096), (5120, 5120), (8192, MATVEC_MMA_SHALLOW_MAX_K))
+    for fmt in MATVEC_MMA_STAGED_FORMATS:
+        four = matvec_mma_staged_layout(fmt, dtype, "mma_four_warps")["shared_bytes"]
+        assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+        # grids of 896, 512, 320 and 384 blocks: the last wave of 528 is 0.70, 0.97, 0.61,
+        # 0.73 full; 1792 blocks: 3.4 waves
+        shapes = ((14336, 4096), (8192, 4096), (5120, 5120), (6144, MATVEC_MMA_FOUR_WARPS_MAX_K))
         for n, k in (*shapes, (28672, 4096)):
-            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == ["mma_wide_shallow"] * 3
-        # long rows; grids of 128 and 344 blocks (last waves 0.48 and 0.30 full)
-        deep = "mma_wide" if fmt == "Q8_0" else "mma"
-        for n, k in ((14336, MATVEC_MMA_SHALLOW_MAX_K + 256), (4096, 4096), (11008, 4096)):
-            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [deep] * 3
-        # longer rows on one shallow wave 0.64 full, where 16-row blocks would end in a wave
-        # 0.27 full (336 blocks): Q4_0 takes the shallow form, Q8_0 its deep one; where the
-        # 16-row grid's last wave is 0.94 full (8192 rows), 16 rows
-        assert pick(fmt, 5376, 21504, 4) == ("mma_wide" if fmt == "Q8_0" else "mma_wide_shallow")
-        assert pick(fmt, 8192, 14336, 4) == deep
-        # an A100 holds one shallow block an SM; Q8_0's deep wide form does not fit it
-        assert pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
-    for fmt in ("Q5_0", "Q6_K"):
-        assert {pick(fmt, n, 4096, m) for n in (4096, 14336) for m in (2, 8)} == {"mma"}
+            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == ["mma_four_warps"] * 3
+        # long rows; grids of 256 and 688 blocks (last waves 0.48 and 0.30 full)
+        other = "mma_wide" if fmt == "Q8_0" else "mma"
+        for n, k in ((8192, MATVEC_MMA_FOUR_WARPS_MAX_K + 256), (4096, 4096), (11008, 4096)):
+            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [other] * 3
+        # a card of less shared memory (an A100's) takes them where four still fit an SM
+        a100_sm = PORTABLE_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
+        four_fit = 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= a100_sm
+        a100_pick = pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
+        assert (a100_pick == "mma_four_warps") == four_fit
+    # longer rows on one shallow wave 0.64 full, where 16-row blocks would end in a wave
+    # 0.27 full (336 blocks): Q4_0 takes the shallow form; where the 16-row grid's last wave
+    # is 0.94 full (8192 rows), 16 rows
+    assert pick("Q4_0", 5376, 21504, 4) == "mma_wide_shallow"
+    assert pick("Q4_0", 8192, 14336, 4) == "mma"
+    assert pick("Q8_0", 5376, 21504, 4) == "mma_wide"
+    shallow = matvec_mma_staged_layout("Q4_0", dtype, "mma_wide_shallow")["shared_bytes"]
+    assert 2 * (shallow + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+    # an A100 holds one shallow block an SM; Q8_0's deep wide form does not fit it
+    assert pick("Q4_0", 5376, 21504, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
+    assert pick("Q8_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"

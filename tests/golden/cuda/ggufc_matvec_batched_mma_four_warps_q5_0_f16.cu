@@ -1,15 +1,15 @@
 // ggufc matvec_batched on tensor cores, the weights as the A operand, staged: out[m, n] =
-// sum_k x[m, k] * W[n, k] + bias[n] for Q8_0 weights, __nv_bfloat16 activations, float32
+// sum_k x[m, k] * W[n, k] + bias[n] for Q5_0 weights, __half activations, float32
 // accumulation.  Any M, one read of the
 // weights for each 8 activation rows (the lowering takes it up to M = 8:
 // emitter.MATVEC_MMA_MAX_M).
 //
-// A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+31]
-// (grid = (ceil(N / 32), ceil(M / 8))): mma.sync m16n8k16 with A = 32 weight rows
-// and B = x (activation row m0 + j as column j; 2 A tiles of 16 rows a warp, sharing each B).  The warps split K by groups of GROUP_STEPS
-// K steps of 64 weights (warp w takes groups w, w + 8, ...).  The blocks are only 2-byte
+// A block of 4 warps computes out[m0 .. m0+7][n0 .. n0+15]
+// (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
+// and B = x (activation row m0 + j as column j; 1 A tile of 16 rows a warp).  The warps split K by groups of GROUP_STEPS
+// K steps of 64 weights (warp w takes groups w, w + 4, ...).  The blocks are only 2-byte
 // aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
-// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 32
+// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
 // ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
@@ -18,7 +18,7 @@
 // tensor memory accelerator for, completing on the slot's shared-memory barrier: the
 // copies' address and bound arithmetic leaves the warps.  Lane (g, t) = (lane / 4, lane % 4) decodes
 // the quants of rows g and g + 8 at its k slots from there as exact q - zero point pairs
-// (tc::StagedQ8_0::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
+// (tc::StagedQ5_0::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
 // from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
 // of each 16 weights: Staged::scales) sum into fresh accumulators, which the rows' scales
 // then add to the lane's sums in float32.  The warps' sums meet in shared
@@ -132,16 +132,16 @@ __device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* ma
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 #endif  // GGUFC_CUDA_BULK_COPY
 
-namespace ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16_impl {
-using act_t = __nv_bfloat16;
-using Staged = ggufc::tc::StagedQ8_0;
+namespace ggufc_matvec_batched_mma_four_warps_q5_0_f16_impl {
+using act_t = __half;
+using Staged = ggufc::tc::StagedQ5_0;
 namespace tc = ggufc::tc;
 using ggufc::i64;
 using ggufc::u32;
 using ggufc::u8;
-constexpr int WARPS = 8;
-constexpr int ROW_TILES = 2;  // 16-row A tiles a warp multiplies by the same B
-constexpr int TILE_N = 32;  // weight rows: ROW_TILES times the mma's M
+constexpr int WARPS = 4;
+constexpr int ROW_TILES = 1;  // 16-row A tiles a warp multiplies by the same B
+constexpr int TILE_N = 16;  // weight rows: ROW_TILES times the mma's M
 constexpr int TILE_M = 8;  // activation rows: the mma's N
 constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 constexpr int LANE_ROWS = 2 * ROW_TILES;  // rows g + 8 h of a lane, h = 0 .. LANE_ROWS - 1
@@ -157,16 +157,16 @@ constexpr int SCALES = Staged::SCALES_A_PART;  // scales of a K group's weights,
 static_assert(SUB_STEPS % SCALES == 0, "a scale covers whole mmas");
 constexpr int CHUNK = tc::CHUNK_BYTES;
 // weights: a group is GROUP_STEPS steps of a row, whole copy units
-constexpr int GROUP_STEPS = 2;
+constexpr int GROUP_STEPS = 4;
 static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
 constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
 constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 // an odd multiple of 16 bytes: rows g = 0..7 of a fragment read fall in distinct banks
-constexpr int GROUP_STRIDE = 176;
+constexpr int GROUP_STRIDE = 208;
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "row slots hold a group, an odd number of chunks apart");
 // filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart
-constexpr int MAPPED_GROUP_STRIDE = 144;
+constexpr int MAPPED_GROUP_STRIDE = 176;
 static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
@@ -189,10 +189,10 @@ static_assert(X_PART_CHUNKS == 4, "ldmatrix.x4: a K group's four 8 x 8 matrices"
 // as step i of a warp begins, the activations of step i + X_AHEAD are copied and, where step
 // i starts a group, the weights of the group W_AHEAD groups on (the activations come from
 // L2, the weights mostly from memory); the activations' ring is a power of two of slots
-constexpr int X_AHEAD = 1;
+constexpr int X_AHEAD = 3;
 constexpr int W_AHEAD = 1;
 static_assert(X_AHEAD >= 1 && W_AHEAD >= 1 && W_AHEAD * GROUP_STEPS >= X_AHEAD, "the weights go first");
-constexpr int X_SLOTS = 2;
+constexpr int X_SLOTS = 4;
 constexpr int W_SLOTS = 2;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
@@ -207,7 +207,7 @@ static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_
               "every slot starts aligned");
 constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 106752;
+constexpr int SHARED_BYTES = 43200;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own activation ring
@@ -220,13 +220,13 @@ template <bool BY_MAP>
 struct Arrival {
     static constexpr bool MAPPED = BY_MAP;
 };
-}  // namespace ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16_impl
+}  // namespace ggufc_matvec_batched_mma_four_warps_q5_0_f16_impl
 
-extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16(
-    const ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16_impl::act_t* bias, ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16_impl::act_t* __restrict__ out,
+extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_four_warps_q5_0_f16(
+    const ggufc_matvec_batched_mma_four_warps_q5_0_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_mma_four_warps_q5_0_f16_impl::act_t* bias, ggufc_matvec_batched_mma_four_warps_q5_0_f16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias, const __grid_constant__ ggufc::TensorMap w_map) {
-    using namespace ggufc_matvec_batched_mma_wide_shallow_q8_0_bf16_impl;
+    using namespace ggufc_matvec_batched_mma_four_warps_q5_0_f16_impl;
     extern __shared__ __align__(16) u8 dynamic_shared[];
     u8* const shared =
         dynamic_shared + ((SHARED_ALIGNMENT - tc::shared_address(dynamic_shared) % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);

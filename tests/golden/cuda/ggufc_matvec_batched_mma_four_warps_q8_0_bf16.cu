@@ -1,15 +1,15 @@
 // ggufc matvec_batched on tensor cores, the weights as the A operand, staged: out[m, n] =
-// sum_k x[m, k] * W[n, k] + bias[n] for Q8_0 weights, __half activations, float32
+// sum_k x[m, k] * W[n, k] + bias[n] for Q8_0 weights, __nv_bfloat16 activations, float32
 // accumulation.  Any M, one read of the
 // weights for each 8 activation rows (the lowering takes it up to M = 8:
 // emitter.MATVEC_MMA_MAX_M).
 //
-// A block of 8 warps computes out[m0 .. m0+7][n0 .. n0+31]
-// (grid = (ceil(N / 32), ceil(M / 8))): mma.sync m16n8k16 with A = 32 weight rows
-// and B = x (activation row m0 + j as column j; 2 A tiles of 16 rows a warp, sharing each B).  The warps split K by groups of GROUP_STEPS
-// K steps of 64 weights (warp w takes groups w, w + 8, ...).  The blocks are only 2-byte
+// A block of 4 warps computes out[m0 .. m0+7][n0 .. n0+15]
+// (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
+// and B = x (activation row m0 + j as column j; 1 A tile of 16 rows a warp).  The warps split K by groups of GROUP_STEPS
+// K steps of 64 weights (warp w takes groups w, w + 4, ...).  The blocks are only 2-byte
 // aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
-// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 32
+// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
 // ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
@@ -132,16 +132,16 @@ __device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* ma
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 #endif  // GGUFC_CUDA_BULK_COPY
 
-namespace ggufc_matvec_batched_mma_wide_shallow_q8_0_f16_impl {
-using act_t = __half;
+namespace ggufc_matvec_batched_mma_four_warps_q8_0_bf16_impl {
+using act_t = __nv_bfloat16;
 using Staged = ggufc::tc::StagedQ8_0;
 namespace tc = ggufc::tc;
 using ggufc::i64;
 using ggufc::u32;
 using ggufc::u8;
-constexpr int WARPS = 8;
-constexpr int ROW_TILES = 2;  // 16-row A tiles a warp multiplies by the same B
-constexpr int TILE_N = 32;  // weight rows: ROW_TILES times the mma's M
+constexpr int WARPS = 4;
+constexpr int ROW_TILES = 1;  // 16-row A tiles a warp multiplies by the same B
+constexpr int TILE_N = 16;  // weight rows: ROW_TILES times the mma's M
 constexpr int TILE_M = 8;  // activation rows: the mma's N
 constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 constexpr int LANE_ROWS = 2 * ROW_TILES;  // rows g + 8 h of a lane, h = 0 .. LANE_ROWS - 1
@@ -189,11 +189,11 @@ static_assert(X_PART_CHUNKS == 4, "ldmatrix.x4: a K group's four 8 x 8 matrices"
 // as step i of a warp begins, the activations of step i + X_AHEAD are copied and, where step
 // i starts a group, the weights of the group W_AHEAD groups on (the activations come from
 // L2, the weights mostly from memory); the activations' ring is a power of two of slots
-constexpr int X_AHEAD = 1;
-constexpr int W_AHEAD = 1;
+constexpr int X_AHEAD = 3;
+constexpr int W_AHEAD = 2;
 static_assert(X_AHEAD >= 1 && W_AHEAD >= 1 && W_AHEAD * GROUP_STEPS >= X_AHEAD, "the weights go first");
-constexpr int X_SLOTS = 2;
-constexpr int W_SLOTS = 2;
+constexpr int X_SLOTS = 4;
+constexpr int W_SLOTS = 3;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
 // Dynamic shared memory from its first 128-byte boundary (where a tensor map's box may land):
@@ -207,7 +207,7 @@ static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_
               "every slot starts aligned");
 constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 106752;
+constexpr int SHARED_BYTES = 50400;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own activation ring
@@ -220,13 +220,13 @@ template <bool BY_MAP>
 struct Arrival {
     static constexpr bool MAPPED = BY_MAP;
 };
-}  // namespace ggufc_matvec_batched_mma_wide_shallow_q8_0_f16_impl
+}  // namespace ggufc_matvec_batched_mma_four_warps_q8_0_bf16_impl
 
-extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_batched_mma_wide_shallow_q8_0_f16(
-    const ggufc_matvec_batched_mma_wide_shallow_q8_0_f16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
-    const ggufc_matvec_batched_mma_wide_shallow_q8_0_f16_impl::act_t* bias, ggufc_matvec_batched_mma_wide_shallow_q8_0_f16_impl::act_t* __restrict__ out,
+extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_four_warps_q8_0_bf16(
+    const ggufc_matvec_batched_mma_four_warps_q8_0_bf16_impl::act_t* x, const ggufc::u8* __restrict__ blocks,
+    const ggufc_matvec_batched_mma_four_warps_q8_0_bf16_impl::act_t* bias, ggufc_matvec_batched_mma_four_warps_q8_0_bf16_impl::act_t* __restrict__ out,
     ggufc::i64 M, ggufc::i64 N, ggufc::i64 K, int has_bias, const __grid_constant__ ggufc::TensorMap w_map) {
-    using namespace ggufc_matvec_batched_mma_wide_shallow_q8_0_f16_impl;
+    using namespace ggufc_matvec_batched_mma_four_warps_q8_0_bf16_impl;
     extern __shared__ __align__(16) u8 dynamic_shared[];
     u8* const shared =
         dynamic_shared + ((SHARED_ALIGNMENT - tc::shared_address(dynamic_shared) % SHARED_ALIGNMENT) % SHARED_ALIGNMENT);
