@@ -407,8 +407,8 @@ MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
 # (2 steps a group) (2, 3) 28.6 / 37.2, (2, 2) 29.0 / 37.5, (1, 2) 29.5 / 38.0, (1, 1) 39.5 /
 # 54.3; Q6_K (1, 3) 24.8 / 32.7, (1, 2) 25.2 / 33.4, (1, 1) 27.1 / 34.5, (2, 3) 31.8 / 34.3
 # (one block an SM).  Four warps a block (twice the blocks an SM) were slower on every shape
-# but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)); since v42 they are faster on many
-# rows (MATVEC_MMA_FOUR_WARPS below).
+# but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)); since v42's cheaper step they are
+# faster on many rows (v43: MATVEC_MMA_FOUR_WARPS below).
 MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3), "Q6_K": (1, 3)}
 MATVEC_MMA_STAGED_WARPS = 8
 # 16-row A tiles a warp multiplies by the same activations (a block's rows: 16 times this).
@@ -454,9 +454,10 @@ MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
 # MATVEC_MMA_MIN_LAST_WAVE_FILL or ran MATVEC_MMA_WHOLE_WAVES waves (v40 asked 0.9 of one
 # wave, which took 11008x4096, 1.3 waves whose last is 0.3 full, and left out 5120x5120, 0.6;
 # the whole waves are reasoned, not measured: past two the last wave's share of the time
-# shrinks).  Since v42 the four-warp form below takes those grids (the same fill at four
-# blocks of 16 rows an SM is the same fraction), faster in all but 2 of the 22 cells measured
-# against it, so Q8_0's shallow form went; Q4_0's keeps long rows (past
+# shrinks).  Since v43 the four-warp form below takes those grids (the same fill at four
+# blocks of 16 rows an SM is the same fraction), faster in 25 of the 28 cells measured
+# against the shallow form (Q8_0 8192x8192 M = 2 and 14336x8192: 0.3-1.7% slower), so Q8_0's
+# shallow form went; Q4_0's keeps long rows (past
 # MATVEC_MMA_FOUR_WARPS_MAX_K) where its grid is one wave filled so and the 16-row form's grid
 # (twice the blocks, two an SM) would end in a wave less than MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
 # full: a tail the shallow form does not have.  Session 30 (v42), H100, float16, us, M = 2 /
@@ -500,19 +501,19 @@ MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory
 # longer, and a block's set-up and reduction serve half the warps): on rows of K up to
 # MATVEC_MMA_FOUR_WARPS_MAX_K whose grid of ceil(N / 16) blocks, four on each of
 # MATVEC_WAVE_SMS SMs, fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
-# MATVEC_MMA_WHOLE_WAVES waves, ahead of the other forms.  Session 30 (v42), H100, float16, us at M = 2 / 8, the form picked before
-# -> four warps (same call): Q4_0 14336x4096 (shallow) 19.2 / 19.6 -> 18.0 / 17.9, 8192x4096
-# (shallow) 10.8 / 10.9 -> 10.0 / 10.3, 28672x4096 (shallow) 36.6 / 37.6 -> 33.2 / 32.3,
-# 8192x8192 (shallow) 18.3 / 19.3 -> 16.9 / 17.5, 6144x4096 (16 rows) 10.2 / 10.1 -> 8.5 /
-# 8.9; Q5_0 14336x4096 24.7 / 24.1 -> 22.1 / 21.8, 28672x4096 44.8 / 42.6 -> 39.5 / 37.7,
-# 8192x8192 22.6 / 22.7 -> 20.4 / 20.9; Q6_K 14336x4096 27.9 / 27.3 -> 25.2 / 25.1,
-# 16384x4096 30.3 / 29.8 -> 26.6 / 26.3, 6144x4096 13.2 / 13.2 -> 12.9 / 13.0; Q8_0
-# 14336x4096 (shallow) 26.3 / 27.1 -> 25.7 / 25.7, 16384x4096 (shallow) 28.6 / 29.4 -> 28.1 /
-# 28.1, 14336x8192 (shallow) 47.6 / 49.9 -> 48.4 / 50.0 (the rule's one loss, 0.2-1.7%).
-# Where the last wave is emptier they lose: 11008x4096 (688 blocks, 1.3 waves) Q8_0 (deep
-# wide form) 21.9 / 22.3 -> 22.6 / 23.1, Q4_0 (16 rows) 16.6 / 16.3 -> 16.1 / 16.4, though Q5_0
-# / Q6_K gain 5-8%; 4096x4096 (0.48 of a wave) Q4_0 6.4 / 6.2 -> 7.6 / 7.5; 4096x14336 Q4_0
-# 14.9 / 15.5 -> 22.2 / 22.6.
+# MATVEC_MMA_WHOLE_WAVES waves, ahead of the other forms.  Session 30 (v43 on v42's kernel),
+# H100, float16, us at M = 2 / 8, the form picked before -> four warps (same call): Q4_0
+# 14336x4096 (shallow) 19.2 / 19.6 -> 18.0 / 17.9, 8192x4096 (shallow) 10.8 / 10.9 -> 10.0 /
+# 10.3, 28672x4096 (shallow) 36.6 / 37.6 -> 33.2 / 32.3, 8192x8192 (shallow) 18.3 / 19.3 -> 16.9
+# / 17.5, 6144x4096 (16 rows) 10.2 / 10.1 -> 8.5 / 8.9; Q5_0 14336x4096 24.7 / 24.1 -> 22.1 /
+# 21.8, 28672x4096 44.8 / 42.6 -> 39.5 / 37.7, 8192x8192 22.6 / 22.7 -> 20.4 / 20.9; Q6_K
+# 14336x4096 27.9 / 27.3 -> 25.2 / 25.1, 16384x4096 30.3 / 29.8 -> 26.6 / 26.3, 6144x4096 13.2 /
+# 13.2 -> 12.9 / 13.0; Q8_0 14336x4096 (shallow) 26.3 / 27.1 -> 25.7 / 25.7, 16384x4096
+# (shallow) 28.6 / 29.4 -> 28.1 / 28.1, 14336x8192 (shallow) 47.6 / 49.9 -> 48.4 / 50.0 and
+# 8192x8192 M = 2 27.0 -> 27.1 (the rule's losses, 0.3-1.7%). Where the last wave is emptier they lose: 11008x4096 (688 blocks,
+# 1.3 waves) Q8_0 (deep wide form) 21.9 / 22.3 -> 22.6 / 23.1, Q4_0 (16 rows) 16.6 / 16.3 ->
+# 16.1 / 16.4, though Q5_0 / Q6_K gain 5-8%; 4096x4096 (0.48 of a wave) Q4_0 6.4 / 6.2 -> 7.6 /
+# 7.5; 4096x14336 Q4_0 14.9 / 15.5 -> 22.2 / 22.6.
 MATVEC_MMA_FOUR_WARPS = 4
 MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM = 4
 MATVEC_MMA_FOUR_WARPS_MAX_K = 8192
