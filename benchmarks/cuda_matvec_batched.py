@@ -9,9 +9,9 @@ Each shape and M runs the kernel in the geometry lowering picks (`pick_geometry`
 every format with 16-bit activations the mma matvec up to 8 rows, above that the
 split-K matmul for the formats that have it, else the tensor-core batched matvec), and as the baseline,
 in the same run, the kernel lowering would pick without the mma geometry (the split-K matmul)
-where that differs, else the default one where the pick is not the default; for the wide
-forms of the staged mma matvec (mma_wide, mma_wide_shallow: 32 weight rows a block) its
-16-row form (mma).
+where that differs, else the default one where the pick is not the default; for the other
+forms of the staged mma matvec (mma_wide: 32 weight rows a block; mma_four_warps: 4 warps a
+block) its 16-row form of 8 warps (mma).
 
 Floor: the packed weight bytes divided by the device-copy bandwidth measured in this run
 (bytes read + written per second), as benchmarks/cuda_matmul.py's M = 1 floor.  Timing as
@@ -121,8 +121,8 @@ def main(argv=None) -> int:
                 base_geometry, base_us = "-", "-"
                 if geometry != emitter.DEFAULT_GEOMETRY:
                     base_geometry = any_m if any_m != geometry else emitter.DEFAULT_GEOMETRY
-                    if geometry.startswith("mma_wide"):  # against its 16-row form
-                        base_geometry = "mma"
+                    if geometry in emitter.MATVEC_MMA_GEOMETRIES and geometry != "mma":
+                        base_geometry = "mma"  # against its 16-row form of 8 warps
                     baseline = emitter.emit(
                         "cuda", fmt, "matvec_batched", args.dtype, base_geometry
                     )

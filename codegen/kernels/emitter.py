@@ -446,55 +446,15 @@ MATVEC_MMA_STAGED_ROW_TILES = 1
 # 55.9 / 56.2 / 56.8 -> 54.9 / 55.2 / 55.4).
 MATVEC_MMA_WIDE_ROW_TILES = 2
 MATVEC_MMA_WIDE_AHEAD = {"Q8_0": (2, 3)}
-# The wide form with rings one group and one step ahead ("mma_wide_shallow"): 104 KB (v41;
-# 106 KB in v40), two blocks an SM, for Q4_0, which has no deep wide form.  Session 29 took it
-# (and Q8_0's) on short rows (K <= 8192: each warp has few groups to run ahead of, and two
-# blocks an SM keep more bytes in flight than deep rings) whose grid of ceil(N / 32) blocks,
-# two on each of MATVEC_WAVE_SMS SMs, filled its last wave at least
-# MATVEC_MMA_MIN_LAST_WAVE_FILL or ran MATVEC_MMA_WHOLE_WAVES waves (v40 asked 0.9 of one
-# wave, which took 11008x4096, 1.3 waves whose last is 0.3 full, and left out 5120x5120, 0.6;
-# the whole waves are reasoned, not measured: past two the last wave's share of the time
-# shrinks).  Since v43 the four-warp form below takes those grids (the same fill at four
-# blocks of 16 rows an SM is the same fraction), faster in 25 of the 28 cells measured
-# against the shallow form (Q8_0 8192x8192 M = 2 and 14336x8192: 0.3-1.7% slower), so Q8_0's
-# shallow form went; Q4_0's keeps long rows (past
-# MATVEC_MMA_FOUR_WARPS_MAX_K) where its grid is one wave filled so and the 16-row form's grid
-# (twice the blocks, two an SM) would end in a wave less than MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
-# full: a tail the shallow form does not have.  Session 30 (v42), H100, float16, us, M = 2 /
-# 4 / 8, mma -> mma_wide_shallow (same call), the 16-row form's last wave in brackets:
-# 5120x13824 (0.21) 24.4 / 25.3 / 25.5 -> 23.4 / 24.0 / 24.9, 5376x21504 (0.27) 37.8 / 38.1 /
-# 38.0 -> 34.4 / 35.4 / 36.9, 6144x16384 (0.45) 29.8 / 30.2 / 30.2 -> 28.0 / 29.0 / 30.4;
-# where that wave is full it loses: 8192x14336 (0.94) 29.2 / 29.4 / 29.5 -> 29.8 / 30.9 / 32.4,
-# 8192x28672 (0.94) 52.4 / 53.0 / 54.2 -> 54.9 / 58.4 / 61.2.  Q8_0's deep wide form is faster
-# than the shallow one on those rows but 8192x14336 (by 1-2%): 5120x13824 36.1 / 36.9 against
-# 37.7 / 38.8 at M = 2 / 8, 6144x16384 44.1 / 44.7 against 46.8 / 48.1.  Q5_0 / Q6_K's shallow
-# wide forms would take 125 / 142 KB: one block an SM.  The short rows before four warps:
-# Session 29, same card, us, M = 2 / 4 / 8, the
-# pick before (mma for Q4_0, mma_wide for Q8_0) -> mma_wide_shallow (same call): Q4_0
-# 14336x4096 23.0 / 24.1 / 26.8 -> 20.9 / 21.4 / 22.6, 8192x4096 14.0 / 14.7 / 16.0 -> 12.0 /
-# 12.4 / 12.9, 11008x4096 18.3 / 19.7 / 21.8 -> 17.7 / 18.4 / 19.3, 8192x8192 21.5 / 24.8 /
-# 30.2 -> 20.4 / 21.4 / 23.4; Q8_0 14336x4096 29.6 / 31.6 / 33.1 -> 27.5 / 28.3 / 30.1,
-# 8192x4096 17.8 / 18.2 / 18.5 -> 16.1 / 16.7 / 17.9, 8192x8192 30.0 / 31.4 / 33.2 -> 28.9 /
-# 30.9 / 33.3, 11008x4096 22.9 / 24.3 / 25.4 -> 23.8 / 25.3 / 25.6 (the rule's one loss; since
-# v41 a larger one: 22.3 / 22.2 / 22.4 -> 23.7 / 24.1 / 24.4, against 16 rows 22.6 / 22.6 /
-# 21.9, BENCHMARKS.md session 29).
-# Where the grid leaves SMs with one block it loses: 4096x4096 Q8_0 9.2 / 9.5 / 9.9 -> 10.8 /
-# 11.2 / 12.0, 5376x21504 Q8_0 55.3 / 57.1 / 60.4 -> 61.8 / 68.3 / 78.2, 4096x14336 Q4_0 17.7
-# / 19.0 / 20.9 -> 25.6 / 27.1 / 28.7; Q4_0 5120x5120 (160 blocks) 13.5 / 14.7 / 15.9 -> 12.4 /
-# 13.4 / 15.3 and 5376x21504 at M = 2, 4 (42.2 / 46.7 -> 40.5 / 45.6) are the rule's misses.
-# Since v41, same card and call, 16 rows (Q8_0: the deep wide form) -> shallow where the rule
-# takes it: Q4_0 14336x4096 21.5 / 21.6 / 20.6 -> 20.2 / 20.5 / 20.8, 8192x4096 12.6 / 12.6 /
-# 12.1 -> 11.5 / 11.8 / 11.9, 11008x4096 17.3 / 17.4 / 16.6 -> 16.9 / 17.2 / 17.6, 8192x8192
-# 19.8 / 20.1 / 19.6 -> 19.8 / 20.2 / 20.6; Q8_0 14336x4096 28.9 / 28.8 / 29.0 -> 26.8 / 27.2 /
-# 27.4, 8192x4096 17.0 / 16.9 / 16.7 -> 15.1 / 15.4 / 15.7, 8192x8192 29.0 / 29.0 / 28.9 ->
-# 27.7 / 28.0 / 28.8, 5120x5120 15.5 / 15.5 / 15.7 -> 14.7 / 14.8 / 15.1 (and 11008x4096
-# above, now left to the deep form); Q4_0 5120x5120 12.1 / 12.2 / 11.6 -> 11.1 / 11.3 / 11.7,
-# 11008x4096 (now 16 rows) 17.3 / 17.4 / 16.6 against 16.9 / 17.2 / 17.6.
-MATVEC_MMA_SHALLOW_AHEAD = {"Q4_0": (1, 1)}
-MATVEC_MMA_SHALLOW_MAX_TAIL_FILL = Fraction(1, 2)
+# A wide form with rings one group and one step ahead ("mma_wide_shallow", 104 KB, two blocks
+# an SM) served Q4_0 and Q8_0 from v40 (session 29: on rows of K <= 8192 whose grid of 32-row
+# blocks filled its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or ran
+# MATVEC_MMA_WHOLE_WAVES waves; session 30: Q4_0's long rows where 16-row blocks would end in a
+# mostly empty wave).  The four-warp form below (v43) fills the same waves with the same
+# fraction and was faster in 25 of 28 cells on short rows and 11 of 12 of Q4_0's on long
+# ones, so the shallow form went in session 30 (its figures: BENCHMARKS.md sessions 29-30).
 MATVEC_MMA_MIN_LAST_WAVE_FILL = Fraction(3, 5)
 MATVEC_MMA_WHOLE_WAVES = 2
-MATVEC_MMA_SHALLOW_BLOCKS_PER_SM = 2
 MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory allows 2
 # The 16-row form with K split over 4 warps a block instead of 8 ("mma_four_warps"), four
 # blocks an SM (the same 16 warps; each warp runs twice the K steps, so its pipeline is
@@ -514,9 +474,18 @@ MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM = 2  # the bound of registers; shared memory
 # 1.3 waves) Q8_0 (deep wide form) 21.9 / 22.3 -> 22.6 / 23.1, Q4_0 (16 rows) 16.6 / 16.3 ->
 # 16.1 / 16.4, though Q5_0 / Q6_K gain 5-8%; 4096x4096 (0.48 of a wave) Q4_0 6.4 / 6.2 -> 7.6 /
 # 7.5; 4096x14336 Q4_0 14.9 / 15.5 -> 22.2 / 22.6.
+# Past MATVEC_MMA_FOUR_WARPS_MAX_K only the formats of MATVEC_MMA_FOUR_WARPS_ANY_K take it (the
+# same fill rule).  Same card and kind of call, M = 2 / 8, us, the pick before -> four warps:
+# Q4_0 5376x21504 (shallow) 34.0 / 36.4 -> 33.0 / 36.0, 5120x13824 (shallow) 22.9 / 24.3 ->
+# 22.6 / 22.9, 8192x14336 (16 rows) 28.9 / 29.3 -> 26.8 / 27.9, 14336x14336 52.1 / 51.8 ->
+# 48.8 / 49.8, 8192x28672 52.0 / 53.9 -> 50.4 / 53.2, 6144x16384 (shallow) 27.5 / 29.9 ->
+# 26.4 / 30.5 (the one loss); the others lose on the grids of under a wave: 5376x21504 Q5_0
+# 40.3 -> 45.1 at M = 2, Q6_K 50.8 / 51.2 -> 61.3 / 62.0, Q8_0 (deep wide) 52.6 / 53.1 -> 60.6 /
+# 63.9, and win by 1-6% only on 8192x14336 and 14336x14336.
 MATVEC_MMA_FOUR_WARPS = 4
 MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM = 4
 MATVEC_MMA_FOUR_WARPS_MAX_K = 8192
+MATVEC_MMA_FOUR_WARPS_ANY_K = ("Q4_0",)
 
 
 @dataclass(frozen=True)
@@ -542,11 +511,6 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM,
     ),
     "mma_wide": MmaForm(MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
-    "mma_wide_shallow": MmaForm(
-        MATVEC_MMA_WIDE_ROW_TILES,
-        MATVEC_MMA_SHALLOW_AHEAD,
-        blocks_per_sm=MATVEC_MMA_SHALLOW_BLOCKS_PER_SM,
-    ),
 }
 MATVEC_MMA_GEOMETRIES = tuple(MATVEC_MMA_FORMS)
 # shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
@@ -875,9 +839,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
-    formats also its wide form, mma_wide, for MATVEC_MMA_SHALLOW_AHEAD's its shallow one,
-    mma_wide_shallow, for MATVEC_MMA_STAGED_AHEAD's its form of four warps a block,
-    mma_four_warps)."""
+    formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
+    warps a block, mma_four_warps)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -1284,12 +1247,10 @@ def _staged_mma_geometry(
     available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, shared: int
 ) -> str:
     """The mma matvec's geometry (see `pick_geometry`): four warps a block on rows of K up to
-    MATVEC_MMA_FOUR_WARPS_MAX_K whose grid of four blocks an SM fills its last wave at least
-    MATVEC_MMA_MIN_LAST_WAVE_FILL or runs MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes
-    a block leave room for four; else the shallow wide form (Q4_0) where its grid is one wave
-    filled so, the 16-row grid's last wave would be less than MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
-    full, and two fit an SM; else the wide form where the format has it and ``shared`` holds
-    it; else 16 rows a block."""
+    MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
+    blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
+    MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four; else the
+    wide form where the format has it and ``shared`` holds it; else 16 rows a block."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1314,21 +1275,13 @@ def _staged_mma_geometry(
     sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)
     if (
         fits("mma_four_warps")
-        and k <= MATVEC_MMA_FOUR_WARPS_MAX_K
+        and (k <= MATVEC_MMA_FOUR_WARPS_MAX_K or fmt in MATVEC_MMA_FOUR_WARPS_ANY_K)
         and (
             last_wave_fill(sixteen_rows, "mma_four_warps") >= MATVEC_MMA_MIN_LAST_WAVE_FILL
             or sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps")
         )
     ):
         return "mma_four_warps"
-    shallow_blocks = ceil_div(n, MATVEC_MMA_ROWS * MATVEC_MMA_WIDE_ROW_TILES)
-    if (
-        fits("mma_wide_shallow")
-        and shallow_blocks <= wave("mma_wide_shallow")
-        and last_wave_fill(shallow_blocks, "mma_wide_shallow") >= MATVEC_MMA_MIN_LAST_WAVE_FILL
-        and last_wave_fill(sixteen_rows, "mma") < MATVEC_MMA_SHALLOW_MAX_TAIL_FILL
-    ):
-        return "mma_wide_shallow"
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
     return "mma"

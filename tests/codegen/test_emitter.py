@@ -714,11 +714,10 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
 def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(dtype):
-    """Rows of K <= 8192 on a grid of 16-row blocks whose last wave of four an SM is at least
-    3/5 full, or which fills two waves, take four warps a block (four blocks an SM in an
-    H100's shared memory, not in an A100's); Q4_0's longer rows take the shallow wide form
-    where its one wave is 3/5 full and 16-row blocks would leave a mostly empty last wave;
-    else Q8_0 takes its deep wide form and the others 16 rows a block."""
+    """Rows of K <= 8192 (Q4_0: any K) on a grid of 16-row blocks whose last wave of four an
+    SM is at least 3/5 full, or which fills two waves, take four warps a block (four blocks
+    an SM in an H100's shared memory; in an A100's only Q4_0's fit); else Q8_0 takes its deep
+    wide form and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
@@ -732,23 +731,20 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         shapes = ((14336, 4096), (8192, 4096), (5120, 5120), (6144, MATVEC_MMA_FOUR_WARPS_MAX_K))
         for n, k in (*shapes, (28672, 4096)):
             assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == ["mma_four_warps"] * 3
-        # long rows; grids of 256 and 688 blocks (last waves 0.48 and 0.30 full)
+        # grids of 256 and 688 blocks (last waves 0.48 and 0.30 full), at any K
         other = "mma_wide" if fmt == "Q8_0" else "mma"
-        for n, k in ((8192, MATVEC_MMA_FOUR_WARPS_MAX_K + 256), (4096, 4096), (11008, 4096)):
+        for n, k in ((4096, MATVEC_MMA_FOUR_WARPS_MAX_K + 256), (4096, 4096), (11008, 4096)):
             assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [other] * 3
         # a card of less shared memory (an A100's) takes them where four still fit an SM
         a100_sm = PORTABLE_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
         four_fit = 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= a100_sm
         a100_pick = pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
         assert (a100_pick == "mma_four_warps") == four_fit
-    # longer rows on one shallow wave 0.64 full, where 16-row blocks would end in a wave
-    # 0.27 full (336 blocks): Q4_0 takes the shallow form; where the 16-row grid's last wave
-    # is 0.94 full (8192 rows), 16 rows
-    assert pick("Q4_0", 5376, 21504, 4) == "mma_wide_shallow"
-    assert pick("Q4_0", 8192, 14336, 4) == "mma"
-    assert pick("Q8_0", 5376, 21504, 4) == "mma_wide"
-    shallow = matvec_mma_staged_layout("Q4_0", dtype, "mma_wide_shallow")["shared_bytes"]
-    assert 2 * (shallow + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-    # an A100 holds one shallow block an SM; Q8_0's deep wide form does not fit it
-    assert pick("Q4_0", 5376, 21504, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
+    # longer rows on a wave of four blocks an SM 0.64 (336 blocks) and 0.97 (512) full: Q4_0
+    # takes four warps, the others their K <= 8192 forms
+    for n, k in ((5376, 21504), (8192, 14336)):
+        assert pick("Q4_0", n, k, 4) == "mma_four_warps"
+        assert pick("Q5_0", n, k, 4) == pick("Q6_K", n, k, 4) == "mma"
+        assert pick("Q8_0", n, k, 4) == "mma_wide"
+    # Q8_0's deep wide form does not fit an A100
     assert pick("Q8_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
