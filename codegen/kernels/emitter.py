@@ -486,6 +486,24 @@ MATVEC_MMA_FOUR_WARPS = 4
 MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM = 4
 MATVEC_MMA_FOUR_WARPS_MAX_K = 8192
 MATVEC_MMA_FOUR_WARPS_ANY_K = ("Q4_0",)
+# The 16-row form in blocks of 6 warps, three an SM ("mma_six_warps"; Q4_0, Q5_0: Q6_K's
+# spills 12 bytes at three blocks' registers, Q8_0's 76 KB do not fit three), for grids
+# whose last wave of three blocks an SM is fuller than the 16-row form's (two an SM) and, where
+# four warps would be taken on a grid of under MATVEC_MMA_WHOLE_WAVES waves, fuller than
+# theirs: it fills the waves between.  Session 30 (v44 on v43's kernel), H100, float16, us at
+# M = 2 / 8, 8 warps / 4 warps / 6 warps (same call), the last waves' fill of 2 / 4 / 3
+# blocks an SM in brackets: Q4_0 5376x21504 (0.27 / 0.64 / 0.85) 36.6 / 37.3, 32.9 / 35.7,
+# 29.5 / 31.5; 5120x13824 (0.21 / 0.61 / 0.81) 24.9 / 25.1, 22.5 / 22.9, 19.2 / 20.6;
+# 6144x16384 (0.45 / 0.73 / 0.97) 29.1 / 29.6, 26.4 / 29.2, 23.4 / 24.9; 11008x4096 (2.6 waves,
+# 0.61 / 0.30 / 0.74) 16.4 / 16.3, 16.0 / 16.4, 14.8 / 14.7; Q5_0 5376x21504 40.1 / 44.4, 45.1 /
+# 45.2, 37.0 / 38.0; 5120x13824 27.4 / 27.8, 29.9 / 30.4, 24.4 / 24.8; 6144x16384 36.1 / 36.1,
+# 35.5 / 36.0, 29.8 / 31.3; 11008x4096 19.9 / 19.2, 18.7 / 18.4, 18.3 / 17.8.  Where the 16-row
+# grid's wave is full it loses: 4096x14336 (0.97 / 0.48 / 0.65) Q4_0 14.9 / 15.5, 22.0 / 22.6,
+# 18.9 / 19.9, 4096x4096 Q5_0 7.5 / 7.3, 9.7 / 9.8, 8.3 / 8.7.  Q6_K: 5376x21504 51.0 / 51.5
+# against 52.7 / 53.3, 6144x16384 38.1 / 40.5 against 36.7 / 38.8: not taken.
+MATVEC_MMA_SIX_WARPS = 6
+MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM = 3
+MATVEC_MMA_SIX_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0")}
 
 
 @dataclass(frozen=True)
@@ -509,6 +527,12 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_STAGED_AHEAD,
         MATVEC_MMA_FOUR_WARPS,
         MATVEC_MMA_FOUR_WARPS_BLOCKS_PER_SM,
+    ),
+    "mma_six_warps": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES,
+        MATVEC_MMA_SIX_WARPS_AHEAD,
+        MATVEC_MMA_SIX_WARPS,
+        MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM,
     ),
     "mma_wide": MmaForm(MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
 }
@@ -840,7 +864,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
     formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
-    warps a block, mma_four_warps)."""
+    warps a block, mma_four_warps, for MATVEC_MMA_SIX_WARPS_AHEAD's that of six,
+    mma_six_warps)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -1249,8 +1274,11 @@ def _staged_mma_geometry(
     """The mma matvec's geometry (see `pick_geometry`): four warps a block on rows of K up to
     MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
     blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
-    MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four; else the
-    wide form where the format has it and ``shared`` holds it; else 16 rows a block."""
+    MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four, unless
+    that grid is under MATVEC_MMA_WHOLE_WAVES waves and six warps a block (three an SM) fill
+    their last wave more; else six warps where they fill it at least as the four must and more
+    than 16 rows of 8 warps; else the wide form where the format has it and ``shared`` holds
+    it; else 16 rows a block."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1273,15 +1301,30 @@ def _staged_mma_geometry(
         )
 
     sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)
+
+    def fills(geometry: str) -> bool:
+        return last_wave_fill(
+            sixteen_rows, geometry
+        ) >= MATVEC_MMA_MIN_LAST_WAVE_FILL or sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave(
+            geometry
+        )
+
+    six_warps = fits("mma_six_warps") and fills("mma_six_warps")
     if (
         fits("mma_four_warps")
         and (k <= MATVEC_MMA_FOUR_WARPS_MAX_K or fmt in MATVEC_MMA_FOUR_WARPS_ANY_K)
-        and (
-            last_wave_fill(sixteen_rows, "mma_four_warps") >= MATVEC_MMA_MIN_LAST_WAVE_FILL
-            or sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps")
-        )
+        and fills("mma_four_warps")
     ):
+        fuller = last_wave_fill(sixteen_rows, "mma_six_warps") > last_wave_fill(
+            sixteen_rows, "mma_four_warps"
+        )
+        if six_warps and sixteen_rows < MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps") and fuller:
+            return "mma_six_warps"
         return "mma_four_warps"
+    if six_warps and last_wave_fill(sixteen_rows, "mma_six_warps") > last_wave_fill(
+        sixteen_rows, "mma"
+    ):
+        return "mma_six_warps"
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
     return "mma"

@@ -716,8 +716,10 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(dtype):
     """Rows of K <= 8192 (Q4_0: any K) on a grid of 16-row blocks whose last wave of four an
     SM is at least 3/5 full, or which fills two waves, take four warps a block (four blocks
-    an SM in an H100's shared memory; in an A100's only Q4_0's fit); else Q8_0 takes its deep
-    wide form and the others 16 rows a block."""
+    an SM in an H100's shared memory; in an A100's only Q4_0's fit), unless six warps a block
+    (Q4_0, Q5_0; three an SM) fill their last wave more on a grid of under two waves of four;
+    six warps also where they fill it so and more than 16 rows of 8 warps; else Q8_0 takes
+    its deep wide form and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
@@ -726,25 +728,35 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     for fmt in MATVEC_MMA_STAGED_FORMATS:
         four = matvec_mma_staged_layout(fmt, dtype, "mma_four_warps")["shared_bytes"]
         assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-        # grids of 896, 512, 320 and 384 blocks: the last wave of 528 is 0.70, 0.97, 0.61,
-        # 0.73 full; 1792 blocks: 3.4 waves
-        shapes = ((14336, 4096), (8192, 4096), (5120, 5120), (6144, MATVEC_MMA_FOUR_WARPS_MAX_K))
-        for n, k in (*shapes, (28672, 4096)):
-            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == ["mma_four_warps"] * 3
-        # grids of 256 and 688 blocks (last waves 0.48 and 0.30 full), at any K
+        six = "mma_six_warps" if fmt in ("Q4_0", "Q5_0") else None
+        if six:
+            six_bytes = matvec_mma_staged_layout(fmt, dtype, six)["shared_bytes"]
+            assert 3 * (six_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         other = "mma_wide" if fmt == "Q8_0" else "mma"
-        for n, k in ((4096, MATVEC_MMA_FOUR_WARPS_MAX_K + 256), (4096, 4096), (11008, 4096)):
-            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [other] * 3
-        # a card of less shared memory (an A100's) takes them where four still fit an SM
+        # blocks: last waves of 2 / 3 / 4 blocks an SM (264 / 396 / 528 blocks a wave)
+        expected = {
+            (14336, 4096): "mma_four_warps",  # 896: 2.26 waves of three, 0.70 of four
+            (8192, 4096): "mma_four_warps",  # 512: 0.29 / 0.97
+            (28672, 4096): "mma_four_warps",  # 1792: 3.4 waves of four
+            (5120, 5120): six or "mma_four_warps",  # 320: 0.81 / 0.61
+            (6144, MATVEC_MMA_FOUR_WARPS_MAX_K): six or "mma_four_warps",  # 384: 0.97 / 0.73
+            (11008, 4096): six or other,  # 688: 2.6 waves of two (0.61) / 0.74 / 0.30
+            (4096, MATVEC_MMA_FOUR_WARPS_MAX_K + 256): other,  # 256: 0.97 / 0.65 / 0.48
+            (4096, 4096): other,
+        }
+        for (n, k), geometry in expected.items():
+            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [geometry] * 3, (fmt, n, k)
+        # a card of less shared memory (an A100's) takes four warps where four still fit an
+        # SM (three blocks of six warps fit none)
         a100_sm = PORTABLE_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
         four_fit = 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= a100_sm
         a100_pick = pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
         assert (a100_pick == "mma_four_warps") == four_fit
-    # longer rows on a wave of four blocks an SM 0.64 (336 blocks) and 0.97 (512) full: Q4_0
-    # takes four warps, the others their K <= 8192 forms
-    for n, k in ((5376, 21504), (8192, 14336)):
-        assert pick("Q4_0", n, k, 4) == "mma_four_warps"
-        assert pick("Q5_0", n, k, 4) == pick("Q6_K", n, k, 4) == "mma"
-        assert pick("Q8_0", n, k, 4) == "mma_wide"
+    # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take six warps where the format has them;
+    # 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)
+    assert pick("Q4_0", 5376, 21504, 4) == pick("Q5_0", 5376, 21504, 4) == "mma_six_warps"
+    assert pick("Q4_0", 8192, 14336, 4) == "mma_four_warps"
+    assert pick("Q5_0", 8192, 14336, 4) == pick("Q6_K", 5376, 21504, 4) == "mma"
+    assert pick("Q8_0", 5376, 21504, 4) == pick("Q8_0", 8192, 14336, 4) == "mma_wide"
     # Q8_0's deep wide form does not fit an A100
     assert pick("Q8_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
