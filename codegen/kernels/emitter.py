@@ -1300,30 +1300,25 @@ def _staged_mma_geometry(
             and blocks_per_sm(geometry) >= MATVEC_MMA_FORMS[geometry].blocks_per_sm
         )
 
-    sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)
+    sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)  # the blocks of every 16-row form
+    fill = {g: last_wave_fill(sixteen_rows, g) for g in ("mma", "mma_six_warps", "mma_four_warps")}
 
     def fills(geometry: str) -> bool:
-        return last_wave_fill(
-            sixteen_rows, geometry
-        ) >= MATVEC_MMA_MIN_LAST_WAVE_FILL or sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave(
-            geometry
-        )
+        whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave(geometry)
+        return fill[geometry] >= MATVEC_MMA_MIN_LAST_WAVE_FILL or whole_waves
 
     six_warps = fits("mma_six_warps") and fills("mma_six_warps")
-    if (
+    four_warps = (
         fits("mma_four_warps")
         and (k <= MATVEC_MMA_FOUR_WARPS_MAX_K or fmt in MATVEC_MMA_FOUR_WARPS_ANY_K)
         and fills("mma_four_warps")
-    ):
-        fuller = last_wave_fill(sixteen_rows, "mma_six_warps") > last_wave_fill(
-            sixteen_rows, "mma_four_warps"
-        )
-        if six_warps and sixteen_rows < MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps") and fuller:
+    )
+    if four_warps:
+        under_two_waves = sixteen_rows < MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps")
+        if six_warps and under_two_waves and fill["mma_six_warps"] > fill["mma_four_warps"]:
             return "mma_six_warps"
         return "mma_four_warps"
-    if six_warps and last_wave_fill(sixteen_rows, "mma_six_warps") > last_wave_fill(
-        sixteen_rows, "mma"
-    ):
+    if six_warps and fill["mma_six_warps"] > fill["mma"]:
         return "mma_six_warps"
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
