@@ -911,7 +911,7 @@ def measure_kernels(
 
     # each kernel in the geometry lowering picks for this shape and M (the matvec's narrow,
     # streamed, split-K, paired or quad one; the batched matvec's mma one up to its rows, in
-    # its wide form where the card's shared memory holds it)
+    # the form the shape calls for and the card's shared memory holds)
     def kernel_for_m(kernel: str, m: int):
         geometry = pick_geometry("cuda", fmt, kernel, dtype, n, k, m, shared_memory_per_block)
         return emit("cuda", fmt, kernel, dtype, geometry)

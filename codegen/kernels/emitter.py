@@ -876,8 +876,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
-        wide = (g for g, form in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in form.aheads)
-        return (DEFAULT_GEOMETRY, "mma", *wide)
+        forms = (g for g, form in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in form.aheads)
+        return (DEFAULT_GEOMETRY, "mma", *forms)
     if kind == "matmul" and takes_matmul_geometries(backend, dtype):
         return tuple(MATMUL_GEOMETRY_TILES)
     if backend != "cuda" or kind != "matvec":

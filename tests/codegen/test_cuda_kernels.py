@@ -325,7 +325,8 @@ SPLIT_K_KERNELS = [
     for fmt, kind, geometry in FLOAT16_KERNELS
     if kind == "matvec_batched" and geometry.startswith("split_k")
 ]
-# the mma matvec's geometries: 16 weight rows a block, and the staged ones' wide forms (32)
+# the mma matvec's geometries: 16 weight rows a block, and the staged ones' other forms (32
+# rows a block; 4 or 6 warps a block)
 MMA_KERNELS = [
     (fmt, dtype, geometry)
     for fmt, kind, dtype, geometry in KERNELS
