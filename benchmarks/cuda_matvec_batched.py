@@ -11,7 +11,8 @@ split-K matmul for the formats that have it, else the tensor-core batched matvec
 in the same run, the kernel lowering would pick without the mma geometry (the split-K matmul)
 where that differs, else the default one where the pick is not the default; for the other
 forms of the staged mma matvec (mma_wide: 32 weight rows a block; mma_four_warps: 4 warps a
-block) its 16-row form of 8 warps (mma).
+block) its 16-row form of 8 warps (mma), and for the staged forms of Q4_K / Q5_K their loaded
+form (mma_loaded), which itself runs against "mma".
 
 Floor: the packed weight bytes divided by the device-copy bandwidth measured in this run
 (bytes read + written per second), as benchmarks/cuda_matmul.py's M = 1 floor.  Timing as
@@ -53,6 +54,16 @@ def check(runner, kernel, fmt: str, m: int, dtype: torch.dtype, generator) -> fl
     out = torch.full((m, n), float("nan"), dtype=dtype, device="cuda")
     runner.linear(kernel, x.cuda(), blocks.cuda(), None, n, k, out=out)
     return float((out.cpu().double() - ref).norm() / ref.norm())
+
+
+def mma_baseline(fmt: str, geometry: str, dtype: str, otherwise: str) -> str:
+    """The baseline of an mma matvec geometry: the K-quants' loaded form where the format has
+    one and the pick is a staged form, else the staged 16-row form of 8 warps ("mma"); for
+    "mma" itself of the other formats ``otherwise``."""
+    loaded = emitter.MATVEC_MMA_LOADED
+    if geometry != loaded and loaded in emitter.geometries("cuda", fmt, "matvec_batched", dtype):
+        return loaded
+    return "mma" if geometry != "mma" else otherwise
 
 
 def time_kernel(runner, kernel, fmt, n, k, m, dtype, generator) -> tuple[float, int]:
@@ -121,8 +132,8 @@ def main(argv=None) -> int:
                 base_geometry, base_us = "-", "-"
                 if geometry != emitter.DEFAULT_GEOMETRY:
                     base_geometry = any_m if any_m != geometry else emitter.DEFAULT_GEOMETRY
-                    if geometry in emitter.MATVEC_MMA_GEOMETRIES and geometry != "mma":
-                        base_geometry = "mma"  # against its 16-row form of 8 warps
+                    if geometry in emitter.MATVEC_MMA_GEOMETRIES:
+                        base_geometry = mma_baseline(fmt, geometry, args.dtype, base_geometry)
                     baseline = emitter.emit(
                         "cuda", fmt, "matvec_batched", args.dtype, base_geometry
                     )

@@ -282,7 +282,8 @@ MATVEC_LANE_WORD_GEOMETRIES = ("quad_stream",)
 # the CUDA matvec also "narrow", "stream" and, for its formats, "split_k" and
 # "split_k_paired" (MATVEC_SPLIT_K_WARPS) or "paired" / "quad" (MATVEC_GROUP_GEOMETRIES), and
 # "quad_stream" (MATVEC_QUAD_STREAM_FORMATS); the CUDA matvec_batched "split_k2" .. "split_k8"
-# (SPLIT_K_BATCHED_FORMATS) and "mma" (MATVEC_MMA_FORMATS).
+# (SPLIT_K_BATCHED_FORMATS) and the mma matvec's "mma" and its other forms (MATVEC_MMA_FORMATS:
+# MATVEC_MMA_GEOMETRIES).
 DEFAULT_GEOMETRY = "default"
 
 # CUDA matvec_batched with 16-bit activations runs on tensor cores (`cuda/matvec_tensor_core.cu`):
@@ -335,32 +336,32 @@ SPLIT_K_BATCHED_SPLITS = (2, 3, 4, 5, 6, 7, 8)  # 8: the largest portable cluste
 SPLIT_K_MAX_BLOCKS = 240
 SPLIT_K_MIN_STEPS = 4
 # CUDA matvec_batched of these formats with 16-bit activations and M <= MATVEC_MMA_MAX_M takes
-# "mma": mma.sync with 16 weight rows as A and up to 8 activation rows as B.  Q4_K and Q5_K
-# (`cuda/matvec_mma.cu`; the other formats: MATVEC_MMA_STAGED_FORMATS below), each lane
-# loading its part of its two rows' blocks straight into registers and
-# folding the sub-block scale into the A pairs (sc * q, exact in f16; in bfloat16's 8-bit
-# mantissa only as two pairs, q * (sc % 8) and q * (sc / 8), two mmas: kquant_scales.cuh),
-# MATVEC_MMA_WARPS warps splitting K.
-# A symbolic M in the batched bucket lowers to an IfNode on M (codegen.lowering): this
-# geometry up to MATVEC_MMA_MAX_M, the split-K one above, where its 16-row tile reads the
-# weights once (at M = 16 the mma kernel reads them twice and took 1.3-1.6x the split-K's
-# time).  H100, float16, us, split-K -> mma (session 19, BENCHMARKS.md): Q4_K (activations
-# staged: MATVEC_MMA_STAGE_X_FORMATS) M = 8 4096x14336 32.3 -> 18.2, 14336x4096 31.8 -> 20.2,
-# 5376x21504 61.3 -> 39.1, 4096x4096 14.3 -> 6.5; M = 2 32.5 -> 17.9, 31.6 -> 19.4.  Q5_K
-# (its fifth bits OR-ed in from qh, sc * q <= 1953 still exact; 128 registers, 8 bytes of
-# spills): M = 8 40.4 -> 26.2, 39.3 -> 28.9, 5376x21504 78.2 -> 72.1, 4096x4096 17.1 -> 9.5;
-# M = 2 40.7 -> 21.9.  bfloat16, M = 2 / 8, same call (benchmarks/cuda_matvec_batched.py):
-# Q4_K 4096x14336 32.6 / 32.7 -> 21.7 / 21.9, 14336x4096 32.6 / 32.7 -> 22.5 / 23.2; Q5_K
-# 40.3 / 40.6 -> 24.0 / 26.8, 40.0 / 40.0 -> 26.5 / 29.5; at 5376x21504 (a call before its
-# last fix, the same instructions but one mask) Q4_K 62.2 -> 46.3, Q5_K 78.0 -> 72.3 at M = 8.
+# "mma": mma.sync with 16 weight rows as A and up to 8 activation rows as B, each warp's
+# weights and activations staged in shared memory (`cuda/matvec_mma_staged.cu`:
+# MATVEC_MMA_STAGED_AHEAD below), or one of its other forms (MATVEC_MMA_FORMS).  Q4_K and Q5_K
+# also have a form whose lanes load their blocks straight into registers (MATVEC_MMA_LOADED:
+# MATVEC_MMA_LOADED_FORMATS).
 MATVEC_MMA_FORMATS = ("Q4_K", "Q5_K", "Q4_0", "Q5_0", "Q8_0", "Q6_K")
 MATVEC_MMA_DTYPES = ("float16", "bfloat16")
 MATVEC_MMA_MAX_M = 8  # the mma's N: activation rows a block
 MATVEC_MMA_ROWS = 16  # the mma's M: weight rows a block
-MATVEC_MMA_WARPS = 8
-MATVEC_MMA_MIN_BLOCKS_PER_SM = 2  # 128 registers: the 16 warps an SM the measurements ran
-MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warps, slower)
-# Formats whose mma matvec stages each block's activation rows in shared memory (cp.async, a
+# The loaded form ("mma_loaded", `cuda/matvec_mma.cu`) of the formats whose blocks are 16-byte
+# multiples (Q4_K's 144 bytes, Q5_K's 176): each lane loads its part of its two rows' blocks
+# straight into registers and folds the sub-block scale into the A pairs (sc * q, exact in
+# f16; in bfloat16's 8-bit mantissa only as two pairs, q * (sc % 8) and q * (sc / 8), two
+# mmas: kquant_scales.cuh), MATVEC_MMA_LOADED_WARPS warps splitting K.  It was their "mma"
+# from session 19 to 30.  H100, float16, us, split-K -> loaded (session 19, BENCHMARKS.md):
+# Q4_K (activations staged: MATVEC_MMA_LOADED_STAGE_X_FORMATS) M = 8 4096x14336 32.3 -> 18.2,
+# 14336x4096 31.8 -> 20.2, 5376x21504 61.3 -> 39.1, 4096x4096 14.3 -> 6.5; M = 2 32.5 -> 17.9,
+# 31.6 -> 19.4.  Q5_K (its fifth bits OR-ed in from qh, sc * q <= 1953 still exact; 128
+# registers, 8 bytes of spills): M = 8 40.4 -> 26.2, 39.3 -> 28.9, 5376x21504 78.2 -> 72.1,
+# 4096x4096 17.1 -> 9.5; M = 2 40.7 -> 21.9.  The staged kernel took over from session 31 but
+# on short rows (MATVEC_MMA_LOADED_MAX_K).
+MATVEC_MMA_LOADED = "mma_loaded"
+MATVEC_MMA_LOADED_WARPS = 8
+MATVEC_MMA_LOADED_MIN_BLOCKS_PER_SM = 2  # 128 registers: the 16 warps an SM the measurements ran
+MATVEC_MMA_LOADED_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warps, slower)
+# Formats whose loaded mma matvec stages each block's activation rows in shared memory (cp.async, a
 # row of 512 bytes an instruction) instead of each lane loading its k slots from global
 # memory, where a load instruction touches a cache line a lane at M = 8.  H100, float16, us,
 # M = 1 / 2 / 8, loaded -> staged (session 19, same call): Q4_K 4096x14336 17.3 / 17.8 / 23.5
@@ -369,14 +370,15 @@ MATVEC_MMA_DEPTH = 1  # blocks a warp loads ahead (2: more registers, fewer warp
 # M = 1 20.1 -> 21.4); Q5_K (128 registers either way) loses at M = 2
 # on every shape (4-19%: 4096x14336 21.9 -> 26.0) and gains at M = 8 on three of four
 # (5376x21504 71.4 -> 58.9; 4096x14336 26.2 -> 27.6), so it keeps the loads.
-MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
-# Formats whose mma matvec is `cuda/matvec_mma_staged.cu`: their 18-, 22-, 34- and 210-byte
-# blocks are only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp
+MATVEC_MMA_LOADED_STAGE_X_FORMATS = ("Q4_K",)
+# The staged mma matvec (`cuda/matvec_mma_staged.cu`, every format's "mma" and the other forms
+# of MATVEC_MMA_FORMS): the 18-, 22-, 34- and 210-byte blocks of Q4_0, Q5_0, Q8_0 and Q6_K
+# are only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp
 # copies groups of MATMUL_GROUP_STEPS[format] K steps of its 16 rows into shared memory by
 # cp.async, and every step's activation rows, and its lanes decode the quants there as exact
 # q - zero point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), the mmas of
 # each scale (a 32-weight block's d, Q6_K's d * sc of 16 weights) summing into fresh
-# accumulators that the rows' scales then add in float32.  They took the tensor-core batched
+# accumulators that the rows' scales then add in float32 (Q4_K and Q5_K: below).  They took the tensor-core batched
 # matvec before (cuda/matvec_tensor_core.cu: 8 weight rows as B, the activations as A, half
 # of its rows zero; each lane loading its 32 activations of a part from global memory), as
 # they still do above MATVEC_MMA_MAX_M rows.  H100, float16, us, M = 2 / 8, default -> mma (session 22, same call,
@@ -398,7 +400,17 @@ MATVEC_MMA_STAGE_X_FORMATS = ("Q4_K",)
 # 62.9 / 76.1; Q6_K 14336x4096 31.1 / 31.7 / 32.4 -> 30.0 / 30.4 / 32.5.  A box as wide as
 # the copies' slot rows (176 bytes for Q4_0 / Q8_0, 208 for Q5_0) gained less and lost for
 # Q8_0 (5376x21504 M = 8 78.6 -> 83.4): the bytes past the group come from L2 all the same.
-MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
+# Q4_K and Q5_K joined in session 31 (v45): a group is one block of 4 steps, whose head each
+# row reads once (tc::KquantHead: d * sc exact by one byte permute and one fused multiply-add),
+# and the offsets -dmin * m * x summed apart by an mma with A the rows' m pairs into the
+# group's accumulators, which -dmin then scales.  H100, float16, us at M = 2 / 4 / 8, loaded ->
+# staged (same call): Q4_K 4096x14336 17.9 / 17.8 / 17.9 -> 16.0 / 15.9 / 16.0, 5376x21504
+# 38.4 / 38.5 / 39.1 -> 34.9 / 35.2 / 35.4, 6144x16384 30.1 / 30.2 / 30.7 -> 28.3 / 28.5 /
+# 29.0, 2048x8192 9.8 / 9.8 / 10.0 -> 8.7 / 8.8 / 8.9; Q5_K 4096x14336 21.7 / 22.0 / 26.1 ->
+# 19.8 / 19.8 / 20.1, 5376x21504 47.0 / 53.6 / 70.6 -> 42.8 / 42.6 / 42.9, 5120x13824 31.8 /
+# 35.3 / 46.0 -> 29.2 / 28.9 / 28.7.  Four warps a block (MATVEC_MMA_FOUR_WARPS, the same
+# rule as the other formats') on 14336x4096: Q4_K 19.3 / 19.5 / 20.0 -> 18.4 / 18.6 / 19.1,
+# Q5_K 23.8 / 24.4 / 28.7 -> 22.0 / 21.9 / 21.4.
 # (weight groups, activation steps) a warp's copies run ahead of its decode.  The weights'
 # group slots and the activations' step slots share each block's dynamic shared memory
 # (matvec_mma_staged_layout): deeper rings leave fewer blocks an SM.  Same session and card,
@@ -409,7 +421,14 @@ MATVEC_MMA_STAGED_FORMATS = ("Q4_0", "Q5_0", "Q8_0", "Q6_K")
 # (one block an SM).  Four warps a block (twice the blocks an SM) were slower on every shape
 # but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)); since v42's cheaper step they are
 # faster on many rows (v43: MATVEC_MMA_FOUR_WARPS below).
-MATVEC_MMA_STAGED_AHEAD = {"Q4_0": (1, 3), "Q5_0": (1, 3), "Q8_0": (2, 3), "Q6_K": (1, 3)}
+MATVEC_MMA_STAGED_AHEAD = {
+    "Q4_0": (1, 3),
+    "Q5_0": (1, 3),
+    "Q8_0": (2, 3),
+    "Q6_K": (1, 3),
+    "Q4_K": (1, 3),
+    "Q5_K": (1, 3),
+}
 MATVEC_MMA_STAGED_WARPS = 8
 # 16-row A tiles a warp multiplies by the same activations (a block's rows: 16 times this).
 # Two halve the activations' L2 traffic a weight, which grows with M, but double each warp's
@@ -504,6 +523,21 @@ MATVEC_MMA_FOUR_WARPS_ANY_K = ("Q4_0",)
 MATVEC_MMA_SIX_WARPS = 6
 MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM = 3
 MATVEC_MMA_SIX_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0")}
+# Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
+# where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
+# loaded form slows with M: its registers spill): a warp's 2 groups of 16-row blocks are too
+# few for the staged rings to pay off.  Session 31, H100, float16, us at M = 2 / 4 / 8, loaded /
+# staged (same call): Q4_K 4096x4096 6.2 / 6.2 / 6.3, 6.8 / 6.8 / 6.6; 11008x4096 15.6 / 15.6 /
+# 16.1, 17.9 / 17.9 / 17.2 (four warps 16.0 / 16.3 / 16.3); Q5_K 4096x4096 7.3 / 8.0 / 9.2, 8.0
+# / 8.1 / 8.0; 11008x4096 19.1 / 19.6 / 23.9, 21.1 / 21.0 / 20.5 (four warps 18.9 / 19.0 /
+# 18.5).  From K = 8192 the staged form won every cell (2048x8192 Q4_K 9.8 / 9.8 / 10.0 -> 8.7
+# / 8.8 / 8.9).
+# Q4_K / Q5_K take no six-warp form: before the head was read once a group it was the fastest
+# in none of 32 cells (8 shapes, M = 2 / 8; 5376x21504 Q5_K M = 8 48.9 against 45.6 for 8
+# warps), and since then it spills (36-48 bytes at three blocks' registers).
+MATVEC_MMA_LOADED_MAX_K = 4096
+MATVEC_MMA_LOADED_MAX_M = {"Q4_K": MATVEC_MMA_MAX_M, "Q5_K": 4}
+MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
 
 
 @dataclass(frozen=True)
@@ -518,8 +552,7 @@ class MmaForm:
     blocks_per_sm: int = MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM
 
 
-# The mma matvec's geometries, the wide ones and four warps for the staged formats in their
-# tables only.
+# The staged mma matvec's forms: each format has those whose tables (aheads) name it.
 MATVEC_MMA_FORMS = {
     "mma": MmaForm(MATVEC_MMA_STAGED_ROW_TILES, MATVEC_MMA_STAGED_AHEAD),
     "mma_four_warps": MmaForm(
@@ -536,7 +569,7 @@ MATVEC_MMA_FORMS = {
     ),
     "mma_wide": MmaForm(MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
 }
-MATVEC_MMA_GEOMETRIES = tuple(MATVEC_MMA_FORMS)
+MATVEC_MMA_GEOMETRIES = (*MATVEC_MMA_FORMS, MATVEC_MMA_LOADED)
 # shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
 # per-block maximum plus one of these
 SHARED_MEMORY_RESERVED_PER_BLOCK = 1024
@@ -865,7 +898,7 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
     formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
     warps a block, mma_four_warps, for MATVEC_MMA_SIX_WARPS_AHEAD's that of six,
-    mma_six_warps)."""
+    mma_six_warps, for MATVEC_MMA_LOADED_FORMATS the loaded form, mma_loaded)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -873,11 +906,10 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         and (dtype is None or dtype in SPLIT_K_BATCHED_DTYPES)
     )
     if split_k:
-        mma = ("mma",) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
+        mma = _mma_geometries(fmt) if takes_mma_matvec(backend, fmt, kind, dtype) else ()
         return (DEFAULT_GEOMETRY, *(split_k_geometry(s) for s in SPLIT_K_BATCHED_SPLITS), *mma)
     if takes_mma_matvec(backend, fmt, kind, dtype):
-        forms = (g for g, form in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in form.aheads)
-        return (DEFAULT_GEOMETRY, "mma", *forms)
+        return (DEFAULT_GEOMETRY, *_mma_geometries(fmt))
     if kind == "matmul" and takes_matmul_geometries(backend, dtype):
         return tuple(MATMUL_GEOMETRY_TILES)
     if backend != "cuda" or kind != "matvec":
@@ -889,6 +921,14 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     quad_stream = ("quad_stream",) if fmt in MATVEC_QUAD_STREAM_FORMATS else ()
     grouped = tuple(MATVEC_GROUP_GEOMETRIES[g] for g in shared)
     return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream)
+
+
+def _mma_geometries(fmt: str) -> tuple[str, ...]:
+    """The mma matvec's geometries of ``fmt``: "mma", the staged forms whose tables name it,
+    and the loaded form where it has one."""
+    forms = (g for g, form in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in form.aheads)
+    loaded = (MATVEC_MMA_LOADED,) if fmt in MATVEC_MMA_LOADED_FORMATS else ()
+    return ("mma", *forms, *loaded)
 
 
 def takes_matmul_geometries(backend: str, dtype: str | None) -> bool:
@@ -1041,7 +1081,7 @@ def pick_geometry(
     """The geometry the lowering takes for an N x K weight of ``fmt`` and ``dtype``
     activations and ``m`` activation rows (None: any M the kind serves): for a
     matvec_batched with the "mma" geometry (`takes_mma_matvec`) that up to
-    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M), or one of its wide forms
+    MATVEC_MMA_MAX_M rows (the lowering branches on a symbolic M), or one of its other forms
     where the format has them, the shape calls for them and they fit
     ``shared_memory_per_block`` (`_staged_mma_geometry`); for the matvec narrow up to
     `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
@@ -1055,7 +1095,7 @@ def pick_geometry(
     lowering branches on a symbolic M, `matmul_geometry_segments`)."""
     available = geometries(backend, fmt, kind, dtype)
     if "mma" in available and m is not None and m <= MATVEC_MMA_MAX_M:
-        return _staged_mma_geometry(available, fmt, dtype, n, k, shared_memory_per_block)
+        return _staged_mma_geometry(available, fmt, dtype, n, k, m, shared_memory_per_block)
     if kind == "matmul":
         if m is None or not takes_matmul_geometries(backend, dtype):
             return DEFAULT_GEOMETRY
@@ -1231,9 +1271,9 @@ def launch_rule(
     if splits is not None:
         return _cuda_matmul_launch(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits)
     if geometry in MATVEC_MMA_GEOMETRIES:
-        threads, rows, shared = MATVEC_MMA_WARPS * WARP_SIZE, MATVEC_MMA_ROWS, 0
+        threads, rows, shared = MATVEC_MMA_LOADED_WARPS * WARP_SIZE, MATVEC_MMA_ROWS, 0
         maps: tuple[TensorMapRule, ...] = ()
-        if fmt in MATVEC_MMA_STAGED_FORMATS:
+        if geometry in MATVEC_MMA_FORMS:
             layout = matvec_mma_staged_layout(fmt, dtype, geometry)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
             # a group's rows, each as wide as a group needs, where they are whole 16-byte words
@@ -1269,7 +1309,7 @@ def launch_rule(
 
 
 def _staged_mma_geometry(
-    available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, shared: int
+    available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, m: int, shared: int
 ) -> str:
     """The mma matvec's geometry (see `pick_geometry`): four warps a block on rows of K up to
     MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
@@ -1277,7 +1317,8 @@ def _staged_mma_geometry(
     MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four, unless
     that grid is under MATVEC_MMA_WHOLE_WAVES waves and six warps a block (three an SM) fill
     their last wave more; else six warps where they fill it at least as the four must and more
-    than 16 rows of 8 warps; else the wide form where the format has it and ``shared`` holds
+    than 16 rows of 8 warps; else the loaded form on rows of K up to MATVEC_MMA_LOADED_MAX_K
+    and ``m`` up to MATVEC_MMA_LOADED_MAX_M where the format has it; else the wide form where the format has it and ``shared`` holds
     it; else 16 rows a block."""
 
     def blocks_per_sm(geometry: str) -> int:
@@ -1320,6 +1361,9 @@ def _staged_mma_geometry(
         return "mma_four_warps"
     if six_warps and fill["mma_six_warps"] > fill["mma"]:
         return "mma_six_warps"
+    loaded = MATVEC_MMA_LOADED in available and k <= MATVEC_MMA_LOADED_MAX_K
+    if loaded and m <= MATVEC_MMA_LOADED_MAX_M[fmt]:
+        return MATVEC_MMA_LOADED
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
     return "mma"
@@ -1520,21 +1564,21 @@ def _kind_values(
     if splits is not None:
         values.update(_cuda_matmul_values(fmt, dtype, SPLIT_K_BATCHED_TILE_M, splits))
         return f"{backend}/matmul{syntax.source_suffix}", values
-    if geometry in MATVEC_MMA_GEOMETRIES and fmt in MATVEC_MMA_STAGED_FORMATS:
+    if geometry in MATVEC_MMA_FORMS:
         values.update(
             tile_m=MATVEC_MMA_MAX_M,
             **matvec_mma_staged_layout(fmt, dtype, geometry),
         )
         return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values
-    if geometry == "mma":
+    if geometry == MATVEC_MMA_LOADED:
         values.update(
-            threads=MATVEC_MMA_WARPS * WARP_SIZE,
-            warps=MATVEC_MMA_WARPS,
+            threads=MATVEC_MMA_LOADED_WARPS * WARP_SIZE,
+            warps=MATVEC_MMA_LOADED_WARPS,
             tile_n=MATVEC_MMA_ROWS,
             tile_m=MATVEC_MMA_MAX_M,
-            min_blocks_per_sm=MATVEC_MMA_MIN_BLOCKS_PER_SM,
-            depth=MATVEC_MMA_DEPTH,
-            stage_x=fmt in MATVEC_MMA_STAGE_X_FORMATS,
+            min_blocks_per_sm=MATVEC_MMA_LOADED_MIN_BLOCKS_PER_SM,
+            depth=MATVEC_MMA_LOADED_DEPTH,
+            stage_x=fmt in MATVEC_MMA_LOADED_STAGE_X_FORMATS,
         )
         return f"{backend}/matvec_mma{syntax.source_suffix}", values
     if uses_tensor_core_matvec(backend, kind, dtype):

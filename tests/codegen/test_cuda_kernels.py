@@ -21,8 +21,8 @@ from cuda_test_support import CUDA_TEST_MARKS
 from codegen.cuda_timing import SLEEP_CYCLES
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
 from codegen.kernels.emitter import (
+    MATVEC_MMA_FORMS,
     MATVEC_MMA_GEOMETRIES,
-    MATVEC_MMA_STAGED_FORMATS,
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
     takes_integer_x,
@@ -325,14 +325,14 @@ SPLIT_K_KERNELS = [
     for fmt, kind, geometry in FLOAT16_KERNELS
     if kind == "matvec_batched" and geometry.startswith("split_k")
 ]
-# the mma matvec's geometries: 16 weight rows a block, and the staged ones' other forms (32
-# rows a block; 4 or 6 warps a block)
+# the mma matvec's geometries: the staged kernel's forms (16 or 32 weight rows a block; 8, 6 or
+# 4 warps a block) and the K-quants' loaded one
 MMA_KERNELS = [
     (fmt, dtype, geometry)
     for fmt, kind, dtype, geometry in KERNELS
     if kind == "matvec_batched" and geometry in MATVEC_MMA_GEOMETRIES
 ]
-STAGED_MMA_KERNELS = [k for k in MMA_KERNELS if k[0] in MATVEC_MMA_STAGED_FORMATS]
+STAGED_MMA_KERNELS = [k for k in MMA_KERNELS if k[2] in MATVEC_MMA_FORMS]
 
 
 @pytest.mark.parametrize(("fmt", "geometry"), SPLIT_K_KERNELS)
@@ -395,10 +395,10 @@ def test_mma_matvec_over_every_m_of_its_tile(runner, rng, fmt, dtype, geometry):
 def test_staged_mma_matvec_over_a_long_k(runner, rng, fmt, dtype, geometry):
     """The staged mma matvec's rings wrapping many times: a K of its 8 warps' groups three
     times over and more (K = 6176: Q4_0 / Q5_0 25 groups of 4 K steps, Q8_0 49 of 2, the last
-    one step, whose second K group lies past K; Q6_K K = 6400: 25 blocks of 4 steps), and K =
+    one step, whose second K group lies past K; the K-quants K = 6400: 25 blocks of 4 steps), and K =
     4096 whole groups; whole tiles of rows (all but the last copied unbounded) and a ragged
     last tile; M of one or two tiles."""
-    long_k = 6400 if fmt == "Q6_K" else 6176
+    long_k = 6176 if formats.get_format(fmt).block_weights == 32 else 6400
     for n, k, m in ((256, long_k, 2), (RAGGED_N, long_k, 9), (256, 4096, 8), (RAGGED_N, 4096, 3)):
         check_linear(runner, rng, fmt, "matvec_batched", dtype, (m,), n, k, m % 2 == 1, geometry)
 
@@ -412,9 +412,11 @@ def test_staged_mma_matvec_weights_by_tensor_map_and_by_copies(
     (the launcher passes zeros for the optional map); both against float64, with a ragged N
     (the map's rows past N read as zeros) and M of one or two tiles."""
     weight_maps = _record_weight_maps(monkeypatch)
-    for k in (3 * MAPPED_ROWS_K, COPIED_ROWS_K[fmt]):
+    for k in (3 * MAPPED_ROWS_K, COPIED_ROWS_K.get(fmt)):
+        if k is None:
+            continue  # Q4_K / Q5_K rows are always whole words
         mapped = row_bytes(fmt, k) % 16 == 0
-        assert mapped == (k != COPIED_ROWS_K[fmt])
+        assert mapped == (k != COPIED_ROWS_K.get(fmt))
         for m in (5, 9):
             weight_maps.clear()
             check_linear(

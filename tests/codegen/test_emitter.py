@@ -40,9 +40,9 @@ from codegen.kernels.emitter import (
     MATVEC_INTEGER_X_FORMATS,
     MATVEC_LANE_WORD_FORMATS,
     MATVEC_LANE_WORD_GEOMETRIES,
+    MATVEC_MMA_FORMATS,
     MATVEC_MMA_FORMS,
     MATVEC_MMA_FOUR_WARPS_MAX_K,
-    MATVEC_MMA_STAGED_FORMATS,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -600,7 +600,7 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
         assert kernel.kind in ("matmul", "matvec_batched"), kernel.entry
         if blocks_only in kernel.source:
             staged += 1
-            assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_STAGED_FORMATS
+            assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_FORMATS
             stride = int(re.search(r"MAPPED_GROUP_STRIDE = (\d+);", kernel.source).group(1))
             tile_n = int(re.search(r"constexpr int TILE_N = (\d+);", kernel.source).group(1))
             assert tile_n == (
@@ -718,14 +718,15 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     SM is at least 3/5 full, or which fills two waves, take four warps a block (four blocks
     an SM in an H100's shared memory; in an A100's only Q4_0's fit), unless six warps a block
     (Q4_0, Q5_0; three an SM) fill their last wave more on a grid of under two waves of four;
-    six warps also where they fill it so and more than 16 rows of 8 warps; else Q8_0 takes
-    its deep wide form and the others 16 rows a block."""
+    six warps also where they fill it so and more than 16 rows of 8 warps; else Q4_K / Q5_K
+    their loaded form on rows of K <= 4096, Q8_0 its deep wide form and the others 16 rows a
+    block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
 
     h100_sm = H100_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
-    for fmt in MATVEC_MMA_STAGED_FORMATS:
+    for fmt in MATVEC_MMA_FORMATS:
         four = matvec_mma_staged_layout(fmt, dtype, "mma_four_warps")["shared_bytes"]
         assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         six = "mma_six_warps" if fmt in ("Q4_0", "Q5_0") else None
@@ -733,6 +734,10 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
             six_bytes = matvec_mma_staged_layout(fmt, dtype, six)["shared_bytes"]
             assert 3 * (six_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         other = "mma_wide" if fmt == "Q8_0" else "mma"
+        # rows of K <= 4096: the K-quants' loaded form (Q5_K's up to 4 rows)
+        loaded = "mma_loaded" if fmt in ("Q4_K", "Q5_K") else other
+        short = [loaded, loaded, "mma" if fmt == "Q5_K" else loaded]  # M = 2, 4, 8
+        six_or_short = [six] * 3 if six else short
         # blocks: last waves of 2 / 3 / 4 blocks an SM (264 / 396 / 528 blocks a wave)
         expected = {
             (14336, 4096): "mma_four_warps",  # 896: 2.26 waves of three, 0.70 of four
@@ -740,12 +745,14 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
             (28672, 4096): "mma_four_warps",  # 1792: 3.4 waves of four
             (5120, 5120): six or "mma_four_warps",  # 320: 0.81 / 0.61
             (6144, MATVEC_MMA_FOUR_WARPS_MAX_K): six or "mma_four_warps",  # 384: 0.97 / 0.73
-            (11008, 4096): six or other,  # 688: 2.6 waves of two (0.61) / 0.74 / 0.30
+            (11008, 4096): six_or_short,  # 688: 2.6 waves of two (0.61) / 0.74 / 0.30
             (4096, MATVEC_MMA_FOUR_WARPS_MAX_K + 256): other,  # 256: 0.97 / 0.65 / 0.48
-            (4096, 4096): other,
+            (4096, 8192): other,
+            (4096, 4096): short,
         }
         for (n, k), geometry in expected.items():
-            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == [geometry] * 3, (fmt, n, k)
+            by_m = geometry if isinstance(geometry, list) else [geometry] * 3
+            assert [pick(fmt, n, k, m) for m in (2, 4, 8)] == by_m, (fmt, n, k)
         # a card of less shared memory (an A100's) takes four warps where four still fit an
         # SM (three blocks of six warps fit none)
         a100_sm = PORTABLE_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
@@ -757,6 +764,7 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     assert pick("Q4_0", 5376, 21504, 4) == pick("Q5_0", 5376, 21504, 4) == "mma_six_warps"
     assert pick("Q4_0", 8192, 14336, 4) == "mma_four_warps"
     assert pick("Q5_0", 8192, 14336, 4) == pick("Q6_K", 5376, 21504, 4) == "mma"
+    assert pick("Q4_K", 5376, 21504, 4) == pick("Q5_K", 8192, 14336, 4) == "mma"
     assert pick("Q8_0", 5376, 21504, 4) == pick("Q8_0", 8192, 14336, 4) == "mma_wide"
     # Q8_0's deep wide form does not fit an A100
     assert pick("Q8_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"

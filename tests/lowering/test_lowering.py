@@ -320,14 +320,21 @@ def test_batched_k_quant_linear_takes_the_split_k_matmul():
 
 
 def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
-    """At M = 4 the same linear takes the mma geometry: 16 weight rows a block, 8 columns."""
+    """At M = 4 the same linear takes the mma matvec: 16 weight rows a block, 8 columns; on
+    its rows of 4096 weights the K-quants' loaded form (Q5_K's up to 4 rows), on longer ones
+    the staged kernel."""
     program = lower(parse_program(MMA_BATCHED_IR), backends=("cuda",))
     [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
-    assert pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096, 4) == "mma"
+    loaded = pick_geometry("cuda", "Q4_K", "matvec_batched", "float16", 512, 4096, 4)
+    assert loaded == "mma_loaded"
     for dtype in ("float16", "bfloat16"):
         for fmt in ("Q4_K", "Q5_K"):
-            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 8) == "mma"
-            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, 4096, 9) == "split_k8"
+            short_at_8 = "mma_loaded" if fmt == "Q4_K" else "mma"
+            for k, m, mma in ((4096, 4, "mma_loaded"), (4096, 8, short_at_8), (8192, 8, "mma")):
+                assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, k, m) == mma
+                assert pick_geometry("cuda", fmt, "matvec_batched", dtype, 512, k, 9) == "split_k8"
+            staged = emit("cuda", fmt, "matvec_batched", dtype, "mma")
+            assert f"tc::Staged{fmt}" in staged.source  # cuda/matvec_mma_staged.cu
     # the other formats take the staged mma matvec up to 8 rows and the tensor-core batched
     # matvec above; Q8_0 its wide form (32 weight rows a block) where the card's shared
     # memory holds it
@@ -345,7 +352,8 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
         assert wide_bytes.shared_memory_bytes > PORTABLE_SHARED_MEMORY_PER_BLOCK
         small = ("cuda", "Q8_0", "matvec_batched", dtype, 512, 4096, 8)
         assert pick_geometry(*small, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
-    kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", "mma")
+    kernel = emit("cuda", "Q4_K", "matvec_batched", "float16", loaded)
+    assert "tc::Staged" not in kernel.source  # cuda/matvec_mma.cu
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
 
 
@@ -362,7 +370,7 @@ def test_symbolic_m_branches_between_the_batched_geometries(tmp_path):
         [node] = program.chains[chain].instructions
         sides[label] = node
         assert node.outputs == program.chains[chain].results
-    assert sides["then"].source_for(Backend.CUDA).entry.endswith("mma_q4_k_f16")
+    assert sides["then"].source_for(Backend.CUDA).entry.endswith("mma_loaded_q4_k_f16")
     assert sides["else"].source_for(Backend.CUDA).entry.endswith("split_k8_q4_k_f16")
     metal = {side.source_for(Backend.METAL).entry for side in sides.values()}
     assert len(metal) == 1
@@ -389,7 +397,7 @@ def test_symbolic_m_of_a_32_weight_format_branches_to_the_tensor_core_matvec():
     assert entries == ["ggufc_matvec_batched_mma_wide_q8_0_f16", "ggufc_matvec_batched_q8_0_f16"]
 
 
-@pytest.mark.parametrize(("low", "high", "geometry"), [(2, 8, "mma"), (9, 16, "split_k8")])
+@pytest.mark.parametrize(("low", "high", "geometry"), [(2, 8, "mma_loaded"), (9, 16, "split_k8")])
 def test_symbolic_m_on_one_side_takes_one_geometry(low, high, geometry):
     """A symbolic M whose range lies on one side of MATVEC_MMA_MAX_M needs no branch."""
     text = SYMBOLIC_BATCHED_IR.replace("[2, 16]", f"[{low}, {high}]")

@@ -1,7 +1,8 @@
 // ggufc matvec_batched on tensor cores, the weights as the A operand: out[m, n] = sum_k x[m, k]
 // * W[n, k] + bias[n] for {{ format }} weights, {{ act_type }} activations, float32 accumulation.
-// Any M, one read of the weights for each {{ tile_m }} activation rows (the lowering takes it up to
-// M = {{ tile_m }}: emitter.MATVEC_MMA_MAX_M).
+// Any M, one read of the weights for each {{ tile_m }} activation rows (the lowering takes this
+// loaded form up to M = {{ tile_m }}, emitter.MATVEC_MMA_MAX_M, on rows of K up to
+// emitter.MATVEC_MMA_LOADED_MAX_K; longer ones take matvec_mma_staged.cu).
 //
 // A block of {{ warps }} warps computes out[m0 .. m0+{{ tile_m - 1 }}][n0 .. n0+{{ tile_n - 1 }}] (grid = (ceil(N / {{ tile_n }}), ceil(M / {{ tile_m }}))):
 // mma.sync m16n8k16 with A = 16 weight rows and B = x (activation row m0 + j as column j).

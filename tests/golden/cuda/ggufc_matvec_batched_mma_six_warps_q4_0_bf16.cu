@@ -7,9 +7,10 @@
 // A block of 6 warps computes out[m0 .. m0+7][n0 .. n0+15]
 // (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
 // and B = x (activation row m0 + j as column j; 1 A tile of 16 rows a warp).  The warps split K by groups of GROUP_STEPS
-// K steps of 64 weights (warp w takes groups w, w + 6, ...).  The blocks are only 2-byte
-// aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight from
-// global memory (as matvec_mma.cu does for the 16-byte Q4_K / Q5_K blocks): each warp copies a group of its 16
+// K steps of 64 weights (warp w takes groups w, w + 6, ...).  Most blocks are only
+// 2-byte aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight
+// from global memory (as matvec_mma.cu does for the 16-byte multiples of Q4_K / Q5_K, which
+// are staged here too on longer rows): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
 // ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
@@ -21,7 +22,7 @@
 // (tc::StagedQ4_0::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
 // from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
 // of each 16 weights: Staged::scales) sum into fresh accumulators, which the rows' scales
-// then add to the lane's sums in float32.  The warps' sums meet in shared
+// then add to the lane's sums in float32 (Q4_K / Q5_K: OFFSETS below).  The warps' sums meet in shared
 // memory at the end.  Rows past N or M contribute nothing; no step past K is read.
 // Template constants: format, dtype, geometry.  Kernel arguments: M, N, K (a multiple of the
 // block weights, below 2^31), has_bias, w_map (the blocks as an N x row-bytes uint8 map with
@@ -155,10 +156,57 @@ constexpr int MMA_K = 16;
 constexpr int SUB_STEPS = PART / MMA_K;
 constexpr int SCALES = Staged::SCALES_A_PART;  // scales of a K group's weights, in order
 static_assert(SUB_STEPS % SCALES == 0, "a scale covers whole mmas");
+// Weights d * sc * q - dmin * m (Q4_K, Q5_K: OFFSETS): the scales d * sc as the other
+// formats' (Staged::scales), and the offsets summed apart: an mma of each K group with A the
+// pairs of its rows' m (exact small integers, Staged::min_pair) adds m * sum(x) into
+// accumulators of the group (one block a group), which its rows' -dmin then add to the sums.
+// Both come from each row's block head, read once a group (Staged::Head).
+constexpr bool OFFSETS = Staged::HAS_OFFSETS;
+// what a group's rows keep of their block's head: Staged::Head where the format has offsets
+template <typename Format, bool = Format::HAS_OFFSETS>
+struct HeadOf {
+    struct type {
+        __device__ static __forceinline__ type of(const u8*) { return {}; }
+    };
+};
+template <typename Format>
+struct HeadOf<Format, true> {
+    using type = typename Format::Head;
+};
+using Head = typename HeadOf<Staged>::type;
+// a K group's scales, from the step's bytes or from the block's head
+template <typename Format, typename H>
+__device__ __forceinline__ void scales_of(const u8* body, const u8* header, const H& head, int k_group, int step,
+                                          float (&scale)[Format::SCALES_A_PART]) {
+    if constexpr (Format::HAS_OFFSETS) {
+        Format::scales(head, k_group, step, scale);
+    } else {
+        Format::scales(body, header, k_group, step, scale);
+    }
+}
+// a K group's pair of m (m, m) where the format has offsets
+template <typename Format, typename T, typename H>
+__device__ __forceinline__ u32 min_pair_of(const H& head, int k_group, int step) {
+    if constexpr (Format::HAS_OFFSETS) {
+        return Format::template min_pair<T>(head, k_group, step);
+    } else {
+        return 0u;
+    }
+}
+// the factor of a group's offset sums: -dmin of the row's block
+template <typename Format, typename H>
+__device__ __forceinline__ float offset_scale_of(const H& head) {
+    if constexpr (Format::HAS_OFFSETS) {
+        return Format::offset_scale(head);
+    } else {
+        return 0.0f;
+    }
+}
 constexpr int CHUNK = tc::CHUNK_BYTES;
 // weights: a group is GROUP_STEPS steps of a row, whole copy units
 constexpr int GROUP_STEPS = 4;
 static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
+static_assert(!OFFSETS || GROUP_STEPS == Staged::UNIT_STEPS, "a group is one block: one head");
 constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
 constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 // an odd multiple of 16 bytes: rows g = 0..7 of a fragment read fall in distinct banks
@@ -284,7 +332,7 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_batched_mma_si
     }
     auto issue_weights = [&](auto arrival, int group, int j) {
         u8* const slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
-        const int start = Staged::body_start(0, group * GROUP_STEPS);
+        const int start = group * GROUP_BYTES;  // whole units (a K-quant block from its head)
         if constexpr (decltype(arrival)::MAPPED) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
             if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
@@ -390,8 +438,10 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_batched_mma_si
         for (int j = 0; j < my_groups; ++j) {
             const int group = group_of(j);
             const u8* slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
-            const int group_start = Staged::body_start(0, group * GROUP_STEPS);
+            const int group_start = group * GROUP_BYTES;
             const u8* rows[LANE_ROWS];
+            Head heads[LANE_ROWS];  // OFFSETS: the head of each row's block
+            float offset_sums[ROW_TILES][4] = {};  // OFFSETS: the group's m * x, as acc
             if constexpr (decltype(arrival)::MAPPED) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
                 bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
@@ -416,6 +466,12 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_batched_mma_si
                 const int i = j * GROUP_STEPS + s;
                 ggufc::cp_async_wait<X_AHEAD - 1>();
                 __syncwarp();  // every lane's copies of step i landed; step i - 1's slots are free
+                if (OFFSETS && s == 0) {
+#pragma unroll
+                    for (int h = 0; h < LANE_ROWS; ++h) {
+                        heads[h] = Head::of(rows[h] + Staged::header_start(step) - group_start);
+                    }
+                }
                 if (s == 0 && j + W_AHEAD < my_groups) {
                     issue_weights(arrival, group_of(j + W_AHEAD), j + W_AHEAD);
                 }
@@ -439,11 +495,14 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_batched_mma_si
                     if (k_group < k_groups) {
                         u32 a_rows[LANE_ROWS][SUB_STEPS][2];  // rows g + 8 h
                         float scale[LANE_ROWS][SCALES];
+                        u32 min_pairs[LANE_ROWS];
 #pragma unroll
                         for (int r = 0; r < LANE_ROWS; ++r) {
                             Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
                                                            step, a_rows[r]);
-                            Staged::scales(rows[r] + segment[0], rows[r] + header, k_group, step, scale[r]);
+                            scales_of<Staged>(rows[r] + segment[0], rows[r] + header, heads[r], k_group, step,
+                                              scale[r]);
+                            min_pairs[r] = min_pair_of<Staged, act_t>(heads[r], k_group, step);
                         }
                         u32 b[4];  // k 8j + 2t, +1 of matrix j: sub-step j / 2, its half j % 2
                         tc::load_matrix_x4(b, x_step + x_lane_offset[k_group]);
@@ -457,6 +516,11 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_batched_mma_si
                                                   a_rows[2 * q][sub][1], a_rows[2 * q + 1][sub][1]};
                                 const u32 bs[2] = {b[2 * sub], b[2 * sub + 1]};
                                 tc::mma<act_t>(sums[sub * SCALES / SUB_STEPS], a, bs);
+                                if constexpr (OFFSETS) {  // every k of a row: its m
+                                    const u32 m[4] = {min_pairs[2 * q], min_pairs[2 * q + 1], min_pairs[2 * q],
+                                                      min_pairs[2 * q + 1]};
+                                    tc::mma<act_t>(offset_sums[q], m, bs);
+                                }
                             }
 #pragma unroll
                             for (int h = 0; h < SCALES; ++h) {
@@ -466,6 +530,15 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_batched_mma_si
                                 }
                             }
                         }
+                    }
+                }
+            }
+            if constexpr (OFFSETS) {
+#pragma unroll
+                for (int q = 0; q < ROW_TILES; ++q) {
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        acc[q][c] += offset_scale_of<Staged>(heads[2 * q + c / 2]) * offset_sums[q][c];
                     }
                 }
             }

@@ -1046,6 +1046,7 @@ struct BlockScaled {
     __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     static constexpr int SCALES_A_PART = 1;
+    static constexpr bool HAS_OFFSETS = false;
     template <typename T>
     __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
                                                   u32 (&v)[2][2]) {
@@ -1230,9 +1231,16 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 // where ``body`` / ``body_1`` / ``header`` point at the step's segments and scales in the
 // row's staged group and ``step`` is the K step.  The staged mma matvec
 // (matvec_mma_staged.cu) takes the same pairs unscaled and the scales apart, in float32:
-//   SCALES_A_PART         scales of a K group's 32 weights (1: Q4_0, Q5_0, Q8_0; 2: Q6_K)
+//   SCALES_A_PART         scales of a K group's 32 weights (1: Q4_0, Q5_0, Q8_0, Q4_K, Q5_K;
+//                         2: Q6_K)
+//   HAS_OFFSETS           the weights are d * sc * q - dmin * m (Q4_K, Q5_K), and then:
+//   Head                  what a row keeps of its block's head for the block's steps
+//                         (Head::of(header)), which the next three read instead of the bytes
 //   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
 //   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
+//                         (scales(head, k_group, step, scale) where HAS_OFFSETS)
+//   min_pair<T>(head, k_group, step)   the K group's m as a pair of T (HAS_OFFSETS)
+//   offset_scale(head)    -dmin, the factor of a block's sums of m * x (HAS_OFFSETS)
 
 }  // namespace tc
 }  // namespace ggufc

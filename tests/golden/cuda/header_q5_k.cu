@@ -1046,6 +1046,7 @@ struct BlockScaled {
     __device__ static __forceinline__ u32 scale_bits(const u8* block) { return load_shared_u16(block); }
 
     static constexpr int SCALES_A_PART = 1;
+    static constexpr bool HAS_OFFSETS = false;
     template <typename T>
     __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
                                                   u32 (&v)[2][2]) {
@@ -1230,9 +1231,16 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 // where ``body`` / ``body_1`` / ``header`` point at the step's segments and scales in the
 // row's staged group and ``step`` is the K step.  The staged mma matvec
 // (matvec_mma_staged.cu) takes the same pairs unscaled and the scales apart, in float32:
-//   SCALES_A_PART         scales of a K group's 32 weights (1: Q4_0, Q5_0, Q8_0; 2: Q6_K)
+//   SCALES_A_PART         scales of a K group's 32 weights (1: Q4_0, Q5_0, Q8_0, Q4_K, Q5_K;
+//                         2: Q6_K)
+//   HAS_OFFSETS           the weights are d * sc * q - dmin * m (Q4_K, Q5_K), and then:
+//   Head                  what a row keeps of its block's head for the block's steps
+//                         (Head::of(header)), which the next three read instead of the bytes
 //   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
 //   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
+//                         (scales(head, k_group, step, scale) where HAS_OFFSETS)
+//   min_pair<T>(head, k_group, step)   the K group's m as a pair of T (HAS_OFFSETS)
+//   offset_scale(head)    -dmin, the factor of a block's sums of m * x (HAS_OFFSETS)
 
 }  // namespace tc
 }  // namespace ggufc
@@ -1520,6 +1528,70 @@ __device__ __forceinline__ u32 kquant_scale_table_word(const u8* header, int par
     return Pair<T>::pack(d * static_cast<float>(sc), -(dmin * static_cast<float>(m)));
 }
 
+// The head of a Q4_K / Q5_K super-block (f16 d, f16 dmin, the 12 bytes of 6-bit scales and
+// mins) as the staged mma matvec (matvec_mma_staged.cu) keeps it for the block's 4 K steps:
+// the scales and mins one a byte, d in float32 with -2^23 d, and -dmin.  A part's d * sc is
+// one byte permute (sc into the mantissa of 2^23: the float 2^23 + sc) and one fused
+// multiply-add, (2^23 + sc) * d - 2^23 d rounded once: exactly float32 d * sc.  Its m is a
+// pair of exact small integers (BASE + m by a byte permute, then - BASE), an mma's A.
+struct KquantHead {
+    u32 scales[2];  // sc[0..3], sc[4..7]
+    u32 mins[2];    // m[0..3], m[4..7]
+    float d;
+    float d_bias;  // -2^23 d
+    float minus_dmin;
+
+    __device__ static __forceinline__ KquantHead of(const u8* header) {
+        constexpr u32 LOW_SIX_BITS = 0x3F3F3F3Fu;
+        constexpr u32 NIBBLES = 0x0F0F0F0Fu;
+        constexpr u32 TOP_TWO_AT_FOUR = 0x30303030u;  // bits 6-7 of each byte, shifted down by 2
+        const uint4 h = *reinterpret_cast<const uint4*>(header);
+        KquantHead head;
+        head.scales[0] = h.y & LOW_SIX_BITS;
+        head.mins[0] = h.z & LOW_SIX_BITS;
+        head.scales[1] = (h.w & NIBBLES) | ((h.y >> 2) & TOP_TWO_AT_FOUR);
+        head.mins[1] = ((h.w >> 4) & NIBBLES) | ((h.z >> 2) & TOP_TWO_AT_FOUR);
+        head.d = __half2float(__ushort_as_half(static_cast<u16>(h.x & 0xFFFFu)));
+        head.d_bias = -FLOAT_2POW23 * head.d;
+        head.minus_dmin = -__half2float(__ushort_as_half(static_cast<u16>(h.x >> 16)));
+        return head;
+    }
+
+    // d * sc[part]
+    __device__ __forceinline__ float scale(int part) const {
+        // bytes {byte part % 4 of the word, 0, 0, 0x4B}: the float 2^23 + sc
+        const u32 select = 0x7440u | static_cast<u32>(part % 4);
+        return fmaf(__uint_as_float(__byte_perm(scales[part / 4], FLOAT_2POW23_BITS, select)), d, d_bias);
+    }
+
+    // (m[part], m[part]) as a pair of T
+    template <typename T>
+    __device__ __forceinline__ u32 min_pair(int part) const {
+        // bytes {m, BASE's high byte, m, BASE's high byte}: BASE + m in each half
+        const u32 select = 0x7050u | static_cast<u32>(part % 4) * 0x0101u;
+        return PairMath<T>::template unbias<0>(__byte_perm(mins[part / 4], PairMath<T>::MAGIC, select));
+    }
+};
+
+// The staged mma matvec's scales of Q4_K and Q5_K (tc::StagedQ4_K, tc::StagedQ5_K; the
+// contract: tensor_core.cuh): a K group's sub-block d * sc as its one scale, and its m as pairs
+// whose sums times x the matvec scales by -dmin a block (HAS_OFFSETS), from the block's head
+// read once for its 4 steps (KquantHead)
+struct KquantStagedScales {
+    static constexpr int SCALES_A_PART = 1;
+    static constexpr bool HAS_OFFSETS = true;
+    using Head = KquantHead;
+    __device__ static __forceinline__ void scales(const Head& head, int k_group, int step,
+                                                  float (&scale)[SCALES_A_PART]) {
+        scale[0] = head.scale(2 * (step & 3) + k_group);
+    }
+    template <typename T>
+    __device__ static __forceinline__ u32 min_pair(const Head& head, int k_group, int step) {
+        return head.template min_pair<T>(2 * (step & 3) + k_group);
+    }
+    __device__ static __forceinline__ float offset_scale(const Head& head) { return head.minus_dmin; }
+};
+
 }  // namespace tc
 }  // namespace ggufc
 
@@ -1729,7 +1801,7 @@ namespace tc {
 
 // Step s is parts 2q, 2q+1 (q = s % 4) of super-block s / 4: nibbles of qs[32q ..] (block
 // bytes 48 + 32q ..) as in Q4_K, fifth bit = bit (2q + k group) of qh[0..31] (bytes 16..47).
-struct StagedQ5_K {
+struct StagedQ5_K : KquantStagedScales {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 176;
     static constexpr int QH_OFFSET = 16;
@@ -1767,6 +1839,20 @@ struct StagedQ5_K {
         b[0][1] = Pair<T>::fma(values.second(qs.w01, qh.w01), scale, offset);
         b[1][0] = Pair<T>::fma(values.first(qs.w23, qh.w23), scale, offset);
         b[1][1] = Pair<T>::fma(values.second(qs.w23, qh.w23), scale, offset);
+    }
+
+    // The staged mma matvec's decode (matvec_mma_staged.cu): the K group's quants as exact
+    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* body, const u8* body_1, int k_group, int pair,
+                                                  int step, u32 (&v)[2][2]) {
+        const WideNibbles<T, 1, 10, 0> quants(k_group, 2 * (step & 3) + k_group);
+        const ByteQuad qh = load_byte_quad(body, pair);
+        const ByteQuad qs = load_byte_quad(body_1, pair);
+        v[0][0] = quants.first(qs.w01, qh.w01);
+        v[0][1] = quants.second(qs.w01, qh.w01);
+        v[1][0] = quants.first(qs.w23, qh.w23);
+        v[1][1] = quants.second(qs.w23, qh.w23);
     }
 };
 

@@ -223,7 +223,7 @@ namespace tc {
 
 // Step s is parts 2q, 2q+1 (q = s % 4) of super-block s / 4: the low / high nibbles of
 // qs[32q .. 32q+31] (block bytes 16 + 32q ..).  144-byte blocks keep everything aligned.
-struct StagedQ4_K {
+struct StagedQ4_K : KquantStagedScales {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 144;
     static constexpr int QS_OFFSET = 16;
@@ -258,6 +258,19 @@ struct StagedQ4_K {
         b[0][1] = Pair<T>::fma(nibbles.values(quad.w01 >> 8), scale, offset);
         b[1][0] = Pair<T>::fma(nibbles.values(quad.w23), scale, offset);
         b[1][1] = Pair<T>::fma(nibbles.values(quad.w23 >> 8), scale, offset);
+    }
+
+    // The staged mma matvec's decode (matvec_mma_staged.cu): the K group's quants as exact
+    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
+                                                  u32 (&v)[2][2]) {
+        const NibbleSelect<T> nibbles(k_group);
+        const ByteQuad quad = load_byte_quad(body, pair);
+        v[0][0] = nibbles.values(quad.w01);
+        v[0][1] = nibbles.values(quad.w01 >> 8);
+        v[1][0] = nibbles.values(quad.w23);
+        v[1][1] = nibbles.values(quad.w23 >> 8);
     }
 };
 

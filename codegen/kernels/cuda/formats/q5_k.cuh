@@ -202,7 +202,7 @@ namespace tc {
 
 // Step s is parts 2q, 2q+1 (q = s % 4) of super-block s / 4: nibbles of qs[32q ..] (block
 // bytes 48 + 32q ..) as in Q4_K, fifth bit = bit (2q + k group) of qh[0..31] (bytes 16..47).
-struct StagedQ5_K {
+struct StagedQ5_K : KquantStagedScales {
     static constexpr int BLOCK_WEIGHTS = 256;
     static constexpr int BLOCK_BYTES = 176;
     static constexpr int QH_OFFSET = 16;
@@ -240,6 +240,20 @@ struct StagedQ5_K {
         b[0][1] = Pair<T>::fma(values.second(qs.w01, qh.w01), scale, offset);
         b[1][0] = Pair<T>::fma(values.first(qs.w23, qh.w23), scale, offset);
         b[1][1] = Pair<T>::fma(values.second(qs.w23, qh.w23), scale, offset);
+    }
+
+    // The staged mma matvec's decode (matvec_mma_staged.cu): the K group's quants as exact
+    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales
+    template <typename T>
+    __device__ static __forceinline__ void values(const u8* body, const u8* body_1, int k_group, int pair,
+                                                  int step, u32 (&v)[2][2]) {
+        const WideNibbles<T, 1, 10, 0> quants(k_group, 2 * (step & 3) + k_group);
+        const ByteQuad qh = load_byte_quad(body, pair);
+        const ByteQuad qs = load_byte_quad(body_1, pair);
+        v[0][0] = quants.first(qs.w01, qh.w01);
+        v[0][1] = quants.second(qs.w01, qh.w01);
+        v[1][0] = quants.first(qs.w23, qh.w23);
+        v[1][1] = quants.second(qs.w23, qh.w23);
     }
 };
 
