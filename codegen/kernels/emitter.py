@@ -523,6 +523,24 @@ MATVEC_MMA_FOUR_WARPS_ANY_K = ("Q4_0",)
 MATVEC_MMA_SIX_WARPS = 6
 MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM = 3
 MATVEC_MMA_SIX_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0")}
+# The same waves for Q4_K and Q8_0, whose six-warp forms spill or do not fit: blocks of 5
+# warps, three an SM ("mma_five_warps").  An SM's registers are four files of 16K, one a
+# quarter of its warps: 18 warps (six of three blocks) put 5 on a quarter, 102 registers a
+# thread at most (96 by ptxas), where 15 (five of three) put 4: 128, as the 16 of two 8-warp blocks.
+# Taken where six warps would be for Q4_0 / Q5_0 but not where four warps are (not measured
+# against them there), and after the loaded form.  Session 31 (v46), H100, float16, us at M =
+# 2 / 8, the pick before -> five warps (same call): Q4_K 5376x21504 (16 rows) 35.0 / 35.5 ->
+# 33.7 / 34.3, 5120x13824 24.4 / 24.5 -> 22.5 / 22.9, 6144x16384 28.4 / 28.9 -> 26.6 / 27.1;
+# Q8_0 (deep wide form) 5120x13824 35.8 / 36.6 -> 32.3 / 33.4, 6144x16384 44.0 / 44.4 -> 40.1
+# / 41.4, 5376x21504 52.7 / 53.2 -> 52.0 / 54.0, 11008x4096 21.9 / 22.3 -> 21.6 / 21.4.  Not
+# taken: Q6_K's (16 rows -> five: 6144x16384 38.1 / 40.8 -> 35.9 / 37.3, 5120x13824 35.4 /
+# 35.3 -> 35.0 / 35.3, but 5376x21504 50.9 / 51.5 -> 51.5 / 52.2, and 51.6 / 51.9 -> 52.0 /
+# 52.8 in a later call), Q5_K's (1-3% slower on the three long shapes: 5376x21504 43.1 / 43.0
+# -> 44.1 / 44.5); Q4_0 / Q5_0 keep six (Q4_0 5376x21504 29.5 / 31.6 against 32.5 / 33.5 for
+# five; Q5_0 within 1%).
+MATVEC_MMA_FIVE_WARPS = 5
+MATVEC_MMA_FIVE_WARPS_BLOCKS_PER_SM = 3
+MATVEC_MMA_FIVE_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_K", "Q8_0")}
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
 # loaded form slows with M: its registers spill): a warp's 2 groups of 16-row blocks are too
@@ -568,6 +586,12 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM,
     ),
     "mma_wide": MmaForm(MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
+    "mma_five_warps": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES,
+        MATVEC_MMA_FIVE_WARPS_AHEAD,
+        MATVEC_MMA_FIVE_WARPS,
+        MATVEC_MMA_FIVE_WARPS_BLOCKS_PER_SM,
+    ),
 }
 MATVEC_MMA_GEOMETRIES = (*MATVEC_MMA_FORMS, MATVEC_MMA_LOADED)
 # shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
@@ -898,7 +922,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
     formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
     warps a block, mma_four_warps, for MATVEC_MMA_SIX_WARPS_AHEAD's that of six,
-    mma_six_warps, for MATVEC_MMA_LOADED_FORMATS the loaded form, mma_loaded)."""
+    mma_six_warps, for MATVEC_MMA_FIVE_WARPS_AHEAD's that of five, mma_five_warps, for
+    MATVEC_MMA_LOADED_FORMATS the loaded form, mma_loaded)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -1316,10 +1341,11 @@ def _staged_mma_geometry(
     blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
     MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four, unless
     that grid is under MATVEC_MMA_WHOLE_WAVES waves and six warps a block (three an SM) fill
-    their last wave more; else six warps where they fill it at least as the four must and more
-    than 16 rows of 8 warps; else the loaded form on rows of K up to MATVEC_MMA_LOADED_MAX_K
-    and ``m`` up to MATVEC_MMA_LOADED_MAX_M where the format has it; else the wide form where the format has it and ``shared`` holds
-    it; else 16 rows a block."""
+    their last wave more; else the loaded form on rows of K up to MATVEC_MMA_LOADED_MAX_K and
+    ``m`` up to MATVEC_MMA_LOADED_MAX_M where the format has it; else six warps a block, or
+    five where the format has those instead, where they fill it at least as the four must and
+    more than 16 rows of 8 warps; else the wide form where the format has it and ``shared``
+    holds it; else 16 rows a block."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1342,7 +1368,8 @@ def _staged_mma_geometry(
         )
 
     sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)  # the blocks of every 16-row form
-    fill = {g: last_wave_fill(sixteen_rows, g) for g in ("mma", "mma_six_warps", "mma_four_warps")}
+    three_an_sm = ("mma_six_warps", "mma_five_warps")
+    fill = {g: last_wave_fill(sixteen_rows, g) for g in ("mma", *three_an_sm, "mma_four_warps")}
 
     def fills(geometry: str) -> bool:
         whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave(geometry)
@@ -1359,11 +1386,12 @@ def _staged_mma_geometry(
         if six_warps and under_two_waves and fill["mma_six_warps"] > fill["mma_four_warps"]:
             return "mma_six_warps"
         return "mma_four_warps"
-    if six_warps and fill["mma_six_warps"] > fill["mma"]:
-        return "mma_six_warps"
     loaded = MATVEC_MMA_LOADED in available and k <= MATVEC_MMA_LOADED_MAX_K
     if loaded and m <= MATVEC_MMA_LOADED_MAX_M[fmt]:
         return MATVEC_MMA_LOADED
+    for three in three_an_sm:
+        if fits(three) and fills(three) and fill[three] > fill["mma"]:
+            return three
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
     return "mma"

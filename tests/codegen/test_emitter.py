@@ -718,9 +718,9 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     SM is at least 3/5 full, or which fills two waves, take four warps a block (four blocks
     an SM in an H100's shared memory; in an A100's only Q4_0's fit), unless six warps a block
     (Q4_0, Q5_0; three an SM) fill their last wave more on a grid of under two waves of four;
-    six warps also where they fill it so and more than 16 rows of 8 warps; else Q4_K / Q5_K
-    their loaded form on rows of K <= 4096, Q8_0 its deep wide form and the others 16 rows a
-    block."""
+    else Q4_K / Q5_K their loaded form on rows of K <= 4096; else six warps, or five (Q4_K,
+    Q8_0; three an SM), where they fill it so and more than 16 rows of 8 warps; else
+    Q8_0 its deep wide form and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
@@ -730,14 +730,16 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         four = matvec_mma_staged_layout(fmt, dtype, "mma_four_warps")["shared_bytes"]
         assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         six = "mma_six_warps" if fmt in ("Q4_0", "Q5_0") else None
-        if six:
-            six_bytes = matvec_mma_staged_layout(fmt, dtype, six)["shared_bytes"]
-            assert 3 * (six_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+        three = six or ("mma_five_warps" if fmt in ("Q4_K", "Q8_0") else None)
+        if three:
+            three_bytes = matvec_mma_staged_layout(fmt, dtype, three)["shared_bytes"]
+            assert 3 * (three_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         other = "mma_wide" if fmt == "Q8_0" else "mma"
         # rows of K <= 4096: the K-quants' loaded form (Q5_K's up to 4 rows)
         loaded = "mma_loaded" if fmt in ("Q4_K", "Q5_K") else other
         short = [loaded, loaded, "mma" if fmt == "Q5_K" else loaded]  # M = 2, 4, 8
-        six_or_short = [six] * 3 if six else short
+        # the loaded form first, then three blocks an SM
+        three_or_short = short if loaded == "mma_loaded" else [three or other] * 3
         # blocks: last waves of 2 / 3 / 4 blocks an SM (264 / 396 / 528 blocks a wave)
         expected = {
             (14336, 4096): "mma_four_warps",  # 896: 2.26 waves of three, 0.70 of four
@@ -745,7 +747,7 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
             (28672, 4096): "mma_four_warps",  # 1792: 3.4 waves of four
             (5120, 5120): six or "mma_four_warps",  # 320: 0.81 / 0.61
             (6144, MATVEC_MMA_FOUR_WARPS_MAX_K): six or "mma_four_warps",  # 384: 0.97 / 0.73
-            (11008, 4096): six_or_short,  # 688: 2.6 waves of two (0.61) / 0.74 / 0.30
+            (11008, 4096): three_or_short,  # 688: 2.6 waves of two (0.61) / 0.74 / 0.30
             (4096, MATVEC_MMA_FOUR_WARPS_MAX_K + 256): other,  # 256: 0.97 / 0.65 / 0.48
             (4096, 8192): other,
             (4096, 4096): short,
@@ -759,12 +761,14 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         four_fit = 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= a100_sm
         a100_pick = pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
         assert (a100_pick == "mma_four_warps") == four_fit
-    # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take six warps where the format has them;
-    # 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)
+    # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take six or five warps where the format
+    # has them; 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)
     assert pick("Q4_0", 5376, 21504, 4) == pick("Q5_0", 5376, 21504, 4) == "mma_six_warps"
+    assert pick("Q4_K", 5376, 21504, 4) == pick("Q8_0", 5376, 21504, 4) == "mma_five_warps"
     assert pick("Q4_0", 8192, 14336, 4) == "mma_four_warps"
-    assert pick("Q5_0", 8192, 14336, 4) == pick("Q6_K", 5376, 21504, 4) == "mma"
-    assert pick("Q4_K", 5376, 21504, 4) == pick("Q5_K", 8192, 14336, 4) == "mma"
-    assert pick("Q8_0", 5376, 21504, 4) == pick("Q8_0", 8192, 14336, 4) == "mma_wide"
+    assert pick("Q5_0", 8192, 14336, 4) == pick("Q5_K", 5376, 21504, 4) == "mma"
+    assert pick("Q6_K", 5376, 21504, 4) == "mma"
+    assert pick("Q4_K", 8192, 14336, 4) == pick("Q6_K", 8192, 14336, 4) == "mma"
+    assert pick("Q8_0", 8192, 14336, 4) == "mma_wide"
     # Q8_0's deep wide form does not fit an A100
     assert pick("Q8_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
