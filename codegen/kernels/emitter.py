@@ -372,55 +372,55 @@ MATVEC_MMA_LOADED_DEPTH = 1  # blocks a warp loads ahead (2: more registers, few
 # (5376x21504 71.4 -> 58.9; 4096x14336 26.2 -> 27.6), so it keeps the loads.
 MATVEC_MMA_LOADED_STAGE_X_FORMATS = ("Q4_K",)
 # The staged mma matvec (`cuda/matvec_mma_staged.cu`, every format's "mma" and the other forms
-# of MATVEC_MMA_FORMS): the 18-, 22-, 34- and 210-byte blocks of Q4_0, Q5_0, Q8_0 and Q6_K
-# are only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp
-# copies groups of MATMUL_GROUP_STEPS[format] K steps of its 16 rows into shared memory by
-# cp.async, and every step's activation rows, and its lanes decode the quants there as exact
-# q - zero point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), the mmas of
-# each scale (a 32-weight block's d, Q6_K's d * sc of 16 weights) summing into fresh
-# accumulators that the rows' scales then add in float32 (Q4_K and Q5_K: below).  They took the tensor-core batched
-# matvec before (cuda/matvec_tensor_core.cu: 8 weight rows as B, the activations as A, half
-# of its rows zero; each lane loading its 32 activations of a part from global memory), as
-# they still do above MATVEC_MMA_MAX_M rows.  H100, float16, us, M = 2 / 8, default -> mma (session 22, same call,
-# BENCHMARKS.md): Q4_0 4096x14336 26.7 / 28.6 -> 18.5 / 27.1, 14336x4096 26.9 / 31.0 ->
-# 23.8 / 27.2, 5376x21504 54.7 / 59.2 -> 45.1 / 60.3, 4096x4096 10.0 / 11.1 -> 7.8 / 9.3;
-# Q5_0 33.7 / 35.0 -> 24.1 / 30.8, 33.3 / 36.5 -> 28.9 / 30.6, 68.5 / 71.5 -> 51.5 / 69.6,
-# 12.1 / 13.1 -> 9.4 / 13.0; Q8_0 34.2 / 38.5 -> 28.6 / 37.2, 34.1 / 39.0 -> 32.4 / 36.9,
-# 70.7 / 81.5 -> 65.2 / 78.2, 12.2 / 13.7 -> 10.1 / 11.6; Q6_K (a block a group of 4 steps,
-# d * sc of each 16 weights from the block's scales) 4096x14336 48.2 / 55.1 -> 24.8 / 32.7,
-# 14336x4096 46.5 / 54.7 -> 30.9 / 32.4.  The scales folded into f16 pairs (the matmul's
-# fragment) cost two HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.
-# On sm_90a, where the blocks' rows are whole 16-byte words (K a multiple of 256, of 2048 for
-# Q6_K), a group's rows come as one box of a tensor map instead (lane 0 issues it; box
-# width `mapped_group_stride`).  Session 28, H100, float16, us, M = 2 / 4 / 8,
-# chunk copies -> map (same kernel, the optional map passed as zeros or not, same call):
-# Q4_0 4096x14336 18.8 / 22.2 / 28.1 -> 17.5 / 20.9 / 27.1, 5376x21504 47.2 / 50.8 / 60.3 ->
-# 41.6 / 45.3 / 55.1; Q5_0 4096x14336 25.7 / 26.6 / 32.5 -> 24.4 / 25.4 / 31.1; Q8_0
-# 4096x14336 28.7 / 31.8 / 36.7 -> 26.3 / 29.7 / 34.1, 5376x21504 65.6 / 69.1 / 78.6 -> 57.7 /
-# 62.9 / 76.1; Q6_K 14336x4096 31.1 / 31.7 / 32.4 -> 30.0 / 30.4 / 32.5.  A box as wide as
-# the copies' slot rows (176 bytes for Q4_0 / Q8_0, 208 for Q5_0) gained less and lost for
-# Q8_0 (5376x21504 M = 8 78.6 -> 83.4): the bytes past the group come from L2 all the same.
-# Q4_K and Q5_K joined in session 31 (v45): a group is one block of 4 steps, whose head each
-# row reads once (tc::KquantHead: d * sc exact by one byte permute and one fused multiply-add),
-# and the offsets -dmin * m * x summed apart by an mma with A the rows' m pairs into the
-# group's accumulators, which -dmin then scales.  H100, float16, us at M = 2 / 4 / 8, loaded ->
-# staged (same call): Q4_K 4096x14336 17.9 / 17.8 / 17.9 -> 16.0 / 15.9 / 16.0, 5376x21504
-# 38.4 / 38.5 / 39.1 -> 34.9 / 35.2 / 35.4, 6144x16384 30.1 / 30.2 / 30.7 -> 28.3 / 28.5 /
-# 29.0, 2048x8192 9.8 / 9.8 / 10.0 -> 8.7 / 8.8 / 8.9; Q5_K 4096x14336 21.7 / 22.0 / 26.1 ->
-# 19.8 / 19.8 / 20.1, 5376x21504 47.0 / 53.6 / 70.6 -> 42.8 / 42.6 / 42.9, 5120x13824 31.8 /
-# 35.3 / 46.0 -> 29.2 / 28.9 / 28.7.  Four warps a block (MATVEC_MMA_FOUR_WARPS, the same
-# rule as the other formats') on 14336x4096: Q4_K 19.3 / 19.5 / 20.0 -> 18.4 / 18.6 / 19.1,
-# Q5_K 23.8 / 24.4 / 28.7 -> 22.0 / 21.9 / 21.4.
-# (weight groups, activation steps) a warp's copies run ahead of its decode.  The weights'
-# group slots and the activations' step slots share each block's dynamic shared memory
-# (matvec_mma_staged_layout): deeper rings leave fewer blocks an SM.  Same session and card,
-# two calls, 4096x14336 M = 2 / 8: Q4_0 (1, 3) 18.5 / 27.1 (both calls), (2, 3) 18.8 / 26.6,
-# (1, 2) 19.2 / 28.0, (1, 1) 26.4 / 40.9; Q5_0 (1, 3) 24.1 / 30.8, (2, 3) 30.6 / 32.7; Q8_0
-# (2 steps a group) (2, 3) 28.6 / 37.2, (2, 2) 29.0 / 37.5, (1, 2) 29.5 / 38.0, (1, 1) 39.5 /
-# 54.3; Q6_K (1, 3) 24.8 / 32.7, (1, 2) 25.2 / 33.4, (1, 1) 27.1 / 34.5, (2, 3) 31.8 / 34.3
-# (one block an SM).  Four warps a block (twice the blocks an SM) were slower on every shape
-# but 14336x4096 (Q4_0 4096x14336 M = 2 28.2 with (2, 3)); since v42's cheaper step they are
-# faster on many rows (v43: MATVEC_MMA_FOUR_WARPS below).
+# of MATVEC_MMA_FORMS): the 18-, 22-, 34- and 210-byte blocks of Q4_0, Q5_0, Q8_0 and Q6_K are
+# only 2-byte aligned, so no lane can load its fragment bytes as wide words; each warp copies
+# groups of MATMUL_GROUP_STEPS[format] K steps of its 16 rows into shared memory by cp.async,
+# and every step's activation rows, and its lanes decode the quants there as exact q - zero
+# point pairs (tc::Staged<FORMAT>::values, the 16-bit matmul's layout), the mmas of each scale
+# (a 32-weight block's d, Q6_K's d * sc of 16 weights) summing into fresh accumulators that the
+# rows' scales then add in float32 (Q4_K and Q5_K: below).  They took the tensor-core batched
+# matvec before (cuda/matvec_tensor_core.cu: 8 weight rows as B, the activations as A, half of
+# its rows zero; each lane loading its 32 activations of a part from global memory), as they
+# still do above MATVEC_MMA_MAX_M rows.  H100, float16, us, M = 2 / 8, default -> mma (session
+# 22, same call, BENCHMARKS.md): Q4_0 4096x14336 26.7 / 28.6 -> 18.5 / 27.1, 14336x4096 26.9 /
+# 31.0 -> 23.8 / 27.2, 5376x21504 54.7 / 59.2 -> 45.1 / 60.3, 4096x4096 10.0 / 11.1 -> 7.8 /
+# 9.3; Q5_0 33.7 / 35.0 -> 24.1 / 30.8, 33.3 / 36.5 -> 28.9 / 30.6, 68.5 / 71.5 -> 51.5 / 69.6,
+# 12.1 / 13.1 -> 9.4 / 13.0; Q8_0 34.2 / 38.5 -> 28.6 / 37.2, 34.1 / 39.0 -> 32.4 / 36.9, 70.7 /
+# 81.5 -> 65.2 / 78.2, 12.2 / 13.7 -> 10.1 / 11.6; Q6_K (a block a group of 4 steps, d * sc of
+# each 16 weights from the block's scales) 4096x14336 48.2 / 55.1 -> 24.8 / 32.7, 14336x4096
+# 46.5 / 54.7 -> 30.9 / 32.4.  The scales folded into f16 pairs (the matmul's fragment) cost two
+# HMUL2 a pair more and 2.6-3.0e-4 of error against 2.1e-4.  On sm_90a, where the blocks' rows
+# are whole 16-byte words (K a multiple of 256, of 2048 for Q6_K), a group's rows come as one
+# box of a tensor map instead (lane 0 issues it; box width `mapped_group_stride`).  Session 28,
+# H100, float16, us, M = 2 / 4 / 8, chunk copies -> map (same kernel, the optional map passed as
+# zeros or not, same call): Q4_0 4096x14336 18.8 / 22.2 / 28.1 -> 17.5 / 20.9 / 27.1, 5376x21504
+# 47.2 / 50.8 / 60.3 -> 41.6 / 45.3 / 55.1; Q5_0 4096x14336 25.7 / 26.6 / 32.5 -> 24.4 / 25.4 /
+# 31.1; Q8_0 4096x14336 28.7 / 31.8 / 36.7 -> 26.3 / 29.7 / 34.1, 5376x21504 65.6 / 69.1 / 78.6
+# -> 57.7 / 62.9 / 76.1; Q6_K 14336x4096 31.1 / 31.7 / 32.4 -> 30.0 / 30.4 / 32.5.  A box as
+# wide as the copies' slot rows (176 bytes for Q4_0 / Q8_0, 208 for Q5_0) gained less and lost
+# for Q8_0 (5376x21504 M = 8 78.6 -> 83.4): the bytes past the group come from L2 all the same.
+# Q4_K and Q5_K joined in session 31 (v45): a group is one block of 4 steps, whose head each row
+# reads once (tc::KquantHead: d * sc exact by one byte permute and one fused multiply-add), and
+# the offsets -dmin * m * x summed apart by an mma with A the rows' m pairs into the group's
+# accumulators, which -dmin then scales.  H100, float16, us at M = 2 / 4 / 8, loaded -> staged
+# (same call): Q4_K 4096x14336 17.9 / 17.8 / 17.9 -> 16.0 / 15.9 / 16.0, 5376x21504 38.4 / 38.5
+# / 39.1 -> 34.9 / 35.2 / 35.4, 6144x16384 30.1 / 30.2 / 30.7 -> 28.3 / 28.5 / 29.0, 2048x8192
+# 9.8 / 9.8 / 10.0 -> 8.7 / 8.8 / 8.9; Q5_K 4096x14336 21.7 / 22.0 / 26.1 -> 19.8 / 19.8 / 20.1,
+# 5376x21504 47.0 / 53.6 / 70.6 -> 42.8 / 42.6 / 42.9, 5120x13824 31.8 / 35.3 / 46.0 -> 29.2 /
+# 28.9 / 28.7.  Four warps a block (MATVEC_MMA_FOUR_WARPS, the same rule as the other formats')
+# on 14336x4096: Q4_K 19.3 / 19.5 / 20.0 -> 18.4 / 18.6 / 19.1, Q5_K 23.8 / 24.4 / 28.7 -> 22.0
+# / 21.9 / 21.4.
+#
+# (weight groups, activation steps) a warp's copies run ahead of its decode.  The weights' group
+# slots and the activations' step slots share each block's dynamic shared memory
+# (matvec_mma_staged_layout): deeper rings leave fewer blocks an SM.  Same session and card, two
+# calls, 4096x14336 M = 2 / 8: Q4_0 (1, 3) 18.5 / 27.1 (both calls), (2, 3) 18.8 / 26.6, (1, 2)
+# 19.2 / 28.0, (1, 1) 26.4 / 40.9; Q5_0 (1, 3) 24.1 / 30.8, (2, 3) 30.6 / 32.7; Q8_0 (2 steps a
+# group) (2, 3) 28.6 / 37.2, (2, 2) 29.0 / 37.5, (1, 2) 29.5 / 38.0, (1, 1) 39.5 / 54.3; Q6_K
+# (1, 3) 24.8 / 32.7, (1, 2) 25.2 / 33.4, (1, 1) 27.1 / 34.5, (2, 3) 31.8 / 34.3 (one block an
+# SM).  Four warps a block (twice the blocks an SM) were slower on every shape but 14336x4096
+# (Q4_0 4096x14336 M = 2 28.2 with (2, 3)); since v42's cheaper step they are faster on many
+# rows (v43: MATVEC_MMA_FOUR_WARPS below).
 MATVEC_MMA_STAGED_AHEAD = {
     "Q4_0": (1, 3),
     "Q5_0": (1, 3),
@@ -523,21 +523,21 @@ MATVEC_MMA_FOUR_WARPS_ANY_K = ("Q4_0",)
 MATVEC_MMA_SIX_WARPS = 6
 MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM = 3
 MATVEC_MMA_SIX_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0")}
-# The same waves for Q4_K and Q8_0, whose six-warp forms spill or do not fit: blocks of 5
-# warps, three an SM ("mma_five_warps").  An SM's registers are four files of 16K, one a
-# quarter of its warps: 18 warps (six of three blocks) put 5 on a quarter, 102 registers a
-# thread at most (96 by ptxas), where 15 (five of three) put 4: 128, as the 16 of two 8-warp blocks.
-# Taken where six warps would be for Q4_0 / Q5_0 but not where four warps are (not measured
-# against them there), and after the loaded form.  Session 31 (v46), H100, float16, us at M =
-# 2 / 8, the pick before -> five warps (same call): Q4_K 5376x21504 (16 rows) 35.0 / 35.5 ->
-# 33.7 / 34.3, 5120x13824 24.4 / 24.5 -> 22.5 / 22.9, 6144x16384 28.4 / 28.9 -> 26.6 / 27.1;
-# Q8_0 (deep wide form) 5120x13824 35.8 / 36.6 -> 32.3 / 33.4, 6144x16384 44.0 / 44.4 -> 40.1
-# / 41.4, 5376x21504 52.7 / 53.2 -> 52.0 / 54.0, 11008x4096 21.9 / 22.3 -> 21.6 / 21.4.  Not
-# taken: Q6_K's (16 rows -> five: 6144x16384 38.1 / 40.8 -> 35.9 / 37.3, 5120x13824 35.4 /
-# 35.3 -> 35.0 / 35.3, but 5376x21504 50.9 / 51.5 -> 51.5 / 52.2, and 51.6 / 51.9 -> 52.0 /
-# 52.8 in a later call), Q5_K's (1-3% slower on the three long shapes: 5376x21504 43.1 / 43.0
-# -> 44.1 / 44.5); Q4_0 / Q5_0 keep six (Q4_0 5376x21504 29.5 / 31.6 against 32.5 / 33.5 for
-# five; Q5_0 within 1%).
+# The same waves for Q4_K and Q8_0, whose six-warp forms spill or do not fit: blocks of 5 warps,
+# three an SM ("mma_five_warps").  An SM's registers are four files of 16K, one a quarter of its
+# warps: 18 warps (six of three blocks) put 5 on a quarter, 102 registers a thread at most (96
+# by ptxas), where 15 (five of three) put 4: 128, as the 16 warps of two 8-warp blocks
+# do.  Taken where six warps would be for Q4_0 / Q5_0 but not where four warps are (not measured
+# against them there), and after the loaded form.  Session 31 (v46), H100, float16, us at M = 2
+# / 8, the pick before -> five warps (same call): Q4_K 5376x21504 (16 rows) 35.0 / 35.5 -> 33.7
+# / 34.3, 5120x13824 24.4 / 24.5 -> 22.5 / 22.9, 6144x16384 28.4 / 28.9 -> 26.6 / 27.1; Q8_0
+# (deep wide form) 5120x13824 35.8 / 36.6 -> 32.3 / 33.4, 6144x16384 44.0 / 44.4 -> 40.1 / 41.4,
+# 5376x21504 52.7 / 53.2 -> 52.0 / 54.0, 11008x4096 21.9 / 22.3 -> 21.6 / 21.4.  Not taken:
+# Q6_K's (16 rows -> five: 6144x16384 38.1 / 40.8 -> 35.9 / 37.3, 5120x13824 35.4 / 35.3 -> 35.0
+# / 35.3, but 5376x21504 50.9 / 51.5 -> 51.5 / 52.2, and 51.6 / 51.9 -> 52.0 / 52.8 in a later
+# call), Q5_K's (1-3% slower on the three long shapes: 5376x21504 43.1 / 43.0 -> 44.1 / 44.5);
+# Q4_0 / Q5_0 keep six (Q4_0 5376x21504 29.5 / 31.6 against 32.5 / 33.5 for five; Q5_0 within
+# 1%).
 MATVEC_MMA_FIVE_WARPS = 5
 MATVEC_MMA_FIVE_WARPS_BLOCKS_PER_SM = 3
 MATVEC_MMA_FIVE_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_K", "Q8_0")}
