@@ -1235,7 +1235,7 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 //                         2: Q6_K)
 //   HAS_OFFSETS           the weights are d * sc * q - dmin * m (Q4_K, Q5_K), and then:
 //   Head                  what a row keeps of its block's head for the block's steps
-//                         (Head::of(header)), which the next three read instead of the bytes
+//                         (Head::of(header)), which scales, min_pair and offset_scale read
 //   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
 //   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
 //                         (scales(head, k_group, step, scale) where HAS_OFFSETS)
