@@ -541,6 +541,24 @@ MATVEC_MMA_SIX_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_
 MATVEC_MMA_FIVE_WARPS = 5
 MATVEC_MMA_FIVE_WARPS_BLOCKS_PER_SM = 3
 MATVEC_MMA_FIVE_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_K", "Q8_0")}
+# Blocks of 2 warps, eight an SM ("mma_two_warps": the same 16 warps an SM, each warp twice
+# the K steps of four warps'), on rows of K up to MATVEC_MMA_TWO_WARPS_MAX_K whose grid is one
+# wave of eight blocks an SM at least MATVEC_MMA_TWO_WARPS_MIN_FILL full, where four warps
+# would run 1.6-2 waves.  Session 31 (v47), H100, float16, us at M = 2 / 8, four warps -> two
+# (same call): 14336x4096 (896 blocks: 0.85 of a wave of eight) Q4_0 18.0 / 17.9 -> 16.1 /
+# 16.9, Q5_0 21.9 / 21.8 -> 20.1 / 20.4, Q6_K 25.2 / 25.1 -> 23.9 / 24.8, Q4_K 18.6 / 19.4 ->
+# 17.7 / 18.1; 16384x4096 (0.97) Q4_0 19.2 / 19.1 -> 17.1 / 17.6, Q5_0 23.0 / 22.8 -> 20.5 /
+# 20.9, Q6_K 26.7 / 26.3 -> 24.6 / 25.5, Q4_K 20.5 / 20.2 -> 18.0 / 18.4.  Not taken: Q8_0's
+# and Q5_K's (14336x4096 25.6 / 25.8 -> 26.3 / 27.6 and 22.0 / 21.4 -> 22.9 / 23.1), nor
+# emptier or longer grids: 28672x4096 (1.7 waves) within +-9%, 11008x4096 (0.65) up to 22%
+# slower, 8192x8192 (0.48) 50-70% slower.
+MATVEC_MMA_TWO_WARPS = 2
+MATVEC_MMA_TWO_WARPS_BLOCKS_PER_SM = 8
+MATVEC_MMA_TWO_WARPS_MAX_K = 4096
+MATVEC_MMA_TWO_WARPS_MIN_FILL = Fraction(4, 5)
+MATVEC_MMA_TWO_WARPS_AHEAD = {
+    fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0", "Q6_K", "Q4_K")
+}
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
 # loaded form slows with M: its registers spill): a warp's 2 groups of 16-row blocks are too
@@ -586,6 +604,12 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM,
     ),
     "mma_wide": MmaForm(MATVEC_MMA_WIDE_ROW_TILES, MATVEC_MMA_WIDE_AHEAD),
+    "mma_two_warps": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES,
+        MATVEC_MMA_TWO_WARPS_AHEAD,
+        MATVEC_MMA_TWO_WARPS,
+        MATVEC_MMA_TWO_WARPS_BLOCKS_PER_SM,
+    ),
     "mma_five_warps": MmaForm(
         MATVEC_MMA_STAGED_ROW_TILES,
         MATVEC_MMA_FIVE_WARPS_AHEAD,
@@ -923,7 +947,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
     warps a block, mma_four_warps, for MATVEC_MMA_SIX_WARPS_AHEAD's that of six,
     mma_six_warps, for MATVEC_MMA_FIVE_WARPS_AHEAD's that of five, mma_five_warps, for
-    MATVEC_MMA_LOADED_FORMATS the loaded form, mma_loaded)."""
+    MATVEC_MMA_TWO_WARPS_AHEAD's that of two, mma_two_warps, for MATVEC_MMA_LOADED_FORMATS the
+    loaded form, mma_loaded)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -1336,7 +1361,10 @@ def launch_rule(
 def _staged_mma_geometry(
     available: tuple[str, ...], fmt: str, dtype: str, n: int, k: int, m: int, shared: int
 ) -> str:
-    """The mma matvec's geometry (see `pick_geometry`): four warps a block on rows of K up to
+    """The mma matvec's geometry (see `pick_geometry`): two warps a block on rows of K up to
+    MATVEC_MMA_TWO_WARPS_MAX_K whose grid is one wave of eight blocks an SM at least
+    MATVEC_MMA_TWO_WARPS_MIN_FILL full, where ``shared`` leaves room for eight; else four
+    warps a block on rows of K up to
     MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
     blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
     MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four, unless
@@ -1368,6 +1396,14 @@ def _staged_mma_geometry(
         )
 
     sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)  # the blocks of every 16-row form
+    two_warps = (
+        fits("mma_two_warps")
+        and k <= MATVEC_MMA_TWO_WARPS_MAX_K
+        and sixteen_rows <= wave("mma_two_warps")
+        and last_wave_fill(sixteen_rows, "mma_two_warps") >= MATVEC_MMA_TWO_WARPS_MIN_FILL
+    )
+    if two_warps:
+        return "mma_two_warps"
     three_an_sm = ("mma_six_warps", "mma_five_warps")
     fill = {g: last_wave_fill(sixteen_rows, g) for g in ("mma", *three_an_sm, "mma_four_warps")}
 

@@ -714,9 +714,11 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
 def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(dtype):
-    """Rows of K <= 8192 (Q4_0: any K) on a grid of 16-row blocks whose last wave of four an
-    SM is at least 3/5 full, or which fills two waves, take four warps a block (four blocks
-    an SM in an H100's shared memory; in an A100's only Q4_0's fit), unless six warps a block
+    """Rows of K <= 4096 whose grid is one wave of eight blocks an SM at least 4/5 full take two
+    warps a block (Q4_0, Q5_0, Q6_K, Q4_K); else rows of K <= 8192 (Q4_0: any K) on a grid of
+    16-row blocks whose last wave of four an SM is at least 3/5 full, or which fills two
+    waves, take four warps a block (four blocks an SM in an H100's shared memory; in an
+    A100's only Q4_0's fit), unless six warps a block
     (Q4_0, Q5_0; three an SM) fill their last wave more on a grid of under two waves of four;
     else Q4_K / Q5_K their loaded form on rows of K <= 4096; else six warps, or five (Q4_K,
     Q8_0; three an SM), where they fill it so and more than 16 rows of 8 warps; else
@@ -740,9 +742,15 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         short = [loaded, loaded, "mma" if fmt == "Q5_K" else loaded]  # M = 2, 4, 8
         # the loaded form first, then three blocks an SM
         three_or_short = short if loaded == "mma_loaded" else [three or other] * 3
-        # blocks: last waves of 2 / 3 / 4 blocks an SM (264 / 396 / 528 blocks a wave)
+        two = "mma_two_warps" if fmt in ("Q4_0", "Q5_0", "Q6_K", "Q4_K") else "mma_four_warps"
+        if two == "mma_two_warps":
+            two_bytes = matvec_mma_staged_layout(fmt, dtype, two)["shared_bytes"]
+            assert 8 * (two_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+        # blocks: last waves of 2 / 3 / 4 / 8 blocks an SM (264 / 396 / 528 / 1056 blocks a wave)
         expected = {
-            (14336, 4096): "mma_four_warps",  # 896: 2.26 waves of three, 0.70 of four
+            (14336, 4096): two,  # 896: 2.26 waves of three, 0.70 of four, 0.85 of eight
+            (16384, 4096): two,  # 1024: 0.97 of eight
+            (17024, 4096): "mma_four_warps",  # 1064: past a wave of eight
             (8192, 4096): "mma_four_warps",  # 512: 0.29 / 0.97
             (28672, 4096): "mma_four_warps",  # 1792: 3.4 waves of four
             (5120, 5120): six or "mma_four_warps",  # 320: 0.81 / 0.61
@@ -759,7 +767,7 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         # SM (three blocks of six warps fit none)
         a100_sm = PORTABLE_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
         four_fit = 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= a100_sm
-        a100_pick = pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
+        a100_pick = pick(fmt, 28672, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
         assert (a100_pick == "mma_four_warps") == four_fit
     # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take six or five warps where the format
     # has them; 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)

@@ -148,7 +148,6 @@ constexpr int LANE_GROUPS = 4;  // lanes sharing a row (t = lane % 4)
 constexpr int LANE_ROWS = 2 * ROW_TILES;  // rows g + 8 h of a lane, h = 0 .. LANE_ROWS - 1
 static_assert(TILE_N == LANE_ROWS * ggufc::WARP_SIZE / LANE_GROUPS, "rows g + 8 h of a lane");
 static_assert(TILE_M == ggufc::WARP_SIZE / LANE_GROUPS, "activation row g: B column g");
-static_assert(WARPS * ggufc::WARP_SIZE >= TILE_N * TILE_M, "a thread a result in the reduction");
 constexpr int PART = ggufc::PART_WEIGHTS;
 constexpr int STEP_K = 2 * PART;  // a K step: the two K groups of the staged decode
 constexpr int K_GROUPS = STEP_K / PART;
@@ -566,8 +565,11 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
         }
     }
     __syncthreads();
-    const int e = static_cast<int>(threadIdx.x);
-    if (e < TILE_N * TILE_M) {
+    constexpr int REDUCTION_ROUNDS = (TILE_N * TILE_M + WARPS * ggufc::WARP_SIZE - 1) / (WARPS * ggufc::WARP_SIZE);
+#pragma unroll
+    for (int round = 0; round < REDUCTION_ROUNDS; ++round) {
+      const int e = static_cast<int>(threadIdx.x) + round * WARPS * ggufc::WARP_SIZE;
+      if (e < TILE_N * TILE_M) {
         const int n = e / TILE_M;
         const int m = e % TILE_M;
         if (n0 + n < N && m0 + m < M) {
@@ -581,5 +583,6 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
             }
             out[(m0 + m) * N + n0 + n] = ggufc::from_float<act_t>(sum);
         }
+      }
     }
 }
