@@ -10,8 +10,8 @@ every format with 16-bit activations the mma matvec up to 8 rows, above that the
 split-K matmul for the formats that have it, else the tensor-core batched matvec), and as the baseline,
 in the same run, the kernel lowering would pick without the mma geometry (the split-K matmul)
 where that differs, else the default one where the pick is not the default; for the other
-forms of the staged mma matvec (mma_wide: 32 weight rows a block; mma_four_warps: 4 warps a
-block) its 16-row form of 8 warps (mma), and for the staged forms of Q4_K / Q5_K their loaded
+forms of the staged mma matvec (mma_wide: 32 weight rows a block; mma_two_warps ..
+mma_six_warps: 2, 4, 5 or 6 warps a block) its 16-row form of 8 warps (mma), and for the staged forms of Q4_K / Q5_K their loaded
 form (mma_loaded), which itself runs against "mma".
 
 Floor: the packed weight bytes divided by the device-copy bandwidth measured in this run
