@@ -165,7 +165,7 @@ constexpr bool OFFSETS = Staged::HAS_OFFSETS;
 template <typename Format, bool = Format::HAS_OFFSETS>
 struct HeadOf {
     struct type {
-        __device__ static __forceinline__ type of(const u8*) { return {}; }
+        __device__ static __forceinline__ type of(const u8*, int) { return {}; }
     };
 };
 template <typename Format>
@@ -173,6 +173,16 @@ struct HeadOf<Format, true> {
     using type = typename Format::Head;
 };
 using Head = typename HeadOf<Staged>::type;
+// a K group's values, from the step's bytes or partly from the block's head (Q5_K's qh)
+template <typename Format, typename T, typename H>
+__device__ __forceinline__ void values_of(const u8* body, const u8* body_1, const H& head, int k_group, int pair,
+                                          int step, u32 (&v)[SUB_STEPS][2]) {
+    if constexpr (Format::VALUES_FROM_HEAD) {
+        Format::template values<T>(head, body_1, k_group, pair, step, v);
+    } else {
+        Format::template values<T>(body, body_1, k_group, pair, step, v);
+    }
+}
 // a K group's scales, from the step's bytes or from the block's head
 template <typename Format, typename H>
 __device__ __forceinline__ void scales_of(const u8* body, const u8* header, const H& head, int k_group, int step,
@@ -468,7 +478,7 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_batched_mma_two
                 if (OFFSETS && s == 0) {
 #pragma unroll
                     for (int h = 0; h < LANE_ROWS; ++h) {
-                        heads[h] = Head::of(rows[h] + Staged::header_start(step) - group_start);
+                        heads[h] = Head::of(rows[h] + Staged::header_start(step) - group_start, t);
                     }
                 }
                 if (s == 0 && j + W_AHEAD < my_groups) {
@@ -497,8 +507,8 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_batched_mma_two
                         u32 min_pairs[LANE_ROWS];
 #pragma unroll
                         for (int r = 0; r < LANE_ROWS; ++r) {
-                            Staged::template values<act_t>(rows[r] + segment[0], rows[r] + segment[1], k_group, t,
-                                                           step, a_rows[r]);
+                            values_of<Staged, act_t>(rows[r] + segment[0], rows[r] + segment[1], heads[r], k_group, t,
+                                                     step, a_rows[r]);
                             scales_of<Staged>(rows[r] + segment[0], rows[r] + header, heads[r], k_group, step,
                                               scale[r]);
                             min_pairs[r] = min_pair_of<Staged, act_t>(heads[r], k_group, step);

@@ -1047,6 +1047,7 @@ struct BlockScaled {
 
     static constexpr int SCALES_A_PART = 1;
     static constexpr bool HAS_OFFSETS = false;
+    static constexpr bool VALUES_FROM_HEAD = false;
     template <typename T>
     __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
                                                   u32 (&v)[2][2]) {
@@ -1235,7 +1236,9 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 //                         2: Q6_K)
 //   HAS_OFFSETS           the weights are d * sc * q - dmin * m (Q4_K, Q5_K), and then:
 //   Head                  what a row keeps of its block's head for the block's steps
-//                         (Head::of(header)), which scales, min_pair and offset_scale read
+//                         (Head::of(header, pair)), which scales, min_pair and offset_scale
+//                         read, and values where VALUES_FROM_HEAD (Q5_K: its lane's qh bytes,
+//                         values<T>(head, body_1, k_group, pair, step, v))
 //   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
 //   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
 //                         (scales(head, k_group, step, scale) where HAS_OFFSETS)
@@ -1541,7 +1544,7 @@ struct KquantHead {
     float d_bias;  // -2^23 d
     float minus_dmin;
 
-    __device__ static __forceinline__ KquantHead of(const u8* header) {
+    __device__ static __forceinline__ KquantHead of(const u8* header, int /* the lane's pair */) {
         constexpr u32 LOW_SIX_BITS = 0x3F3F3F3Fu;
         constexpr u32 NIBBLES = 0x0F0F0F0Fu;
         constexpr u32 TOP_TWO_AT_FOUR = 0x30303030u;  // bits 6-7 of each byte, shifted down by 2
@@ -1580,6 +1583,7 @@ struct KquantHead {
 struct KquantStagedScales {
     static constexpr int SCALES_A_PART = 1;
     static constexpr bool HAS_OFFSETS = true;
+    static constexpr bool VALUES_FROM_HEAD = false;
     using Head = KquantHead;
     __device__ static __forceinline__ void scales(const Head& head, int k_group, int step,
                                                   float (&scale)[SCALES_A_PART]) {
@@ -1842,12 +1846,24 @@ struct StagedQ5_K : KquantStagedScales {
     }
 
     // The staged mma matvec's decode (matvec_mma_staged.cu): the K group's quants as exact
-    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales
+    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales.
+    // Every part of a block takes its fifth bits from the same 8 qh bytes of a lane (bit part
+    // of each), so they are read once a block, with the head (VALUES_FROM_HEAD)
+    static constexpr bool VALUES_FROM_HEAD = true;
+    struct Head : KquantHead {
+        ByteQuad qh;  // the lane's qh bytes (load_byte_quad)
+        __device__ static __forceinline__ Head of(const u8* header, int pair) {
+            Head head;
+            static_cast<KquantHead&>(head) = KquantHead::of(header, pair);
+            head.qh = load_byte_quad(header + QH_OFFSET, pair);
+            return head;
+        }
+    };
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* body, const u8* body_1, int k_group, int pair,
+    __device__ static __forceinline__ void values(const Head& head, const u8* body_1, int k_group, int pair,
                                                   int step, u32 (&v)[2][2]) {
         const WideNibbles<T, 1, 10, 0> quants(k_group, 2 * (step & 3) + k_group);
-        const ByteQuad qh = load_byte_quad(body, pair);
+        const ByteQuad qh = head.qh;
         const ByteQuad qs = load_byte_quad(body_1, pair);
         v[0][0] = quants.first(qs.w01, qh.w01);
         v[0][1] = quants.second(qs.w01, qh.w01);

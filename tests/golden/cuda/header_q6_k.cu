@@ -1047,6 +1047,7 @@ struct BlockScaled {
 
     static constexpr int SCALES_A_PART = 1;
     static constexpr bool HAS_OFFSETS = false;
+    static constexpr bool VALUES_FROM_HEAD = false;
     template <typename T>
     __device__ static __forceinline__ void values(const u8* body, const u8*, int k_group, int pair, int,
                                                   u32 (&v)[2][2]) {
@@ -1235,7 +1236,9 @@ __device__ __forceinline__ void mma<__nv_bfloat16>(float (&d)[4], const u32 (&a)
 //                         2: Q6_K)
 //   HAS_OFFSETS           the weights are d * sc * q - dmin * m (Q4_K, Q5_K), and then:
 //   Head                  what a row keeps of its block's head for the block's steps
-//                         (Head::of(header)), which scales, min_pair and offset_scale read
+//                         (Head::of(header, pair)), which scales, min_pair and offset_scale
+//                         read, and values where VALUES_FROM_HEAD (Q5_K: its lane's qh bytes,
+//                         values<T>(head, body_1, k_group, pair, step, v))
 //   values<T>(body, body_1, k_group, pair, step, v)   fragment's pairs as exact q - zero point
 //   scales(body, header, k_group, step, scale)        the K group's scales, in weight order
 //                         (scales(head, k_group, step, scale) where HAS_OFFSETS)
@@ -1496,6 +1499,7 @@ struct StagedQ6_K {
     // 2 (step % 4) + k_group, in float32, one for each half h of its 32 weights
     static constexpr int SCALES_A_PART = 2;
     static constexpr bool HAS_OFFSETS = false;
+    static constexpr bool VALUES_FROM_HEAD = false;
     __device__ static __forceinline__ void scales(const u8*, const u8* header, int k_group, int step,
                                                   float (&scale)[SCALES_A_PART]) {
         const int part = 2 * (step & 3) + k_group;

@@ -292,7 +292,7 @@ struct KquantHead {
     float d_bias;  // -2^23 d
     float minus_dmin;
 
-    __device__ static __forceinline__ KquantHead of(const u8* header) {
+    __device__ static __forceinline__ KquantHead of(const u8* header, int /* the lane's pair */) {
         constexpr u32 LOW_SIX_BITS = 0x3F3F3F3Fu;
         constexpr u32 NIBBLES = 0x0F0F0F0Fu;
         constexpr u32 TOP_TWO_AT_FOUR = 0x30303030u;  // bits 6-7 of each byte, shifted down by 2
@@ -331,6 +331,7 @@ struct KquantHead {
 struct KquantStagedScales {
     static constexpr int SCALES_A_PART = 1;
     static constexpr bool HAS_OFFSETS = true;
+    static constexpr bool VALUES_FROM_HEAD = false;
     using Head = KquantHead;
     __device__ static __forceinline__ void scales(const Head& head, int k_group, int step,
                                                   float (&scale)[SCALES_A_PART]) {

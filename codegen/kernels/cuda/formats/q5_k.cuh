@@ -243,12 +243,24 @@ struct StagedQ5_K : KquantStagedScales {
     }
 
     // The staged mma matvec's decode (matvec_mma_staged.cu): the K group's quants as exact
-    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales
+    // pairs of q (fragment's layout, unscaled); its scales and offsets: KquantStagedScales.
+    // Every part of a block takes its fifth bits from the same 8 qh bytes of a lane (bit part
+    // of each), so they are read once a block, with the head (VALUES_FROM_HEAD)
+    static constexpr bool VALUES_FROM_HEAD = true;
+    struct Head : KquantHead {
+        ByteQuad qh;  // the lane's qh bytes (load_byte_quad)
+        __device__ static __forceinline__ Head of(const u8* header, int pair) {
+            Head head;
+            static_cast<KquantHead&>(head) = KquantHead::of(header, pair);
+            head.qh = load_byte_quad(header + QH_OFFSET, pair);
+            return head;
+        }
+    };
     template <typename T>
-    __device__ static __forceinline__ void values(const u8* body, const u8* body_1, int k_group, int pair,
+    __device__ static __forceinline__ void values(const Head& head, const u8* body_1, int k_group, int pair,
                                                   int step, u32 (&v)[2][2]) {
         const WideNibbles<T, 1, 10, 0> quants(k_group, 2 * (step & 3) + k_group);
-        const ByteQuad qh = load_byte_quad(body, pair);
+        const ByteQuad qh = head.qh;
         const ByteQuad qs = load_byte_quad(body_1, pair);
         v[0][0] = quants.first(qs.w01, qh.w01);
         v[0][1] = quants.second(qs.w01, qh.w01);

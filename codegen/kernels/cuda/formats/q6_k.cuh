@@ -247,6 +247,7 @@ struct StagedQ6_K {
     // 2 (step % 4) + k_group, in float32, one for each half h of its 32 weights
     static constexpr int SCALES_A_PART = 2;
     static constexpr bool HAS_OFFSETS = false;
+    static constexpr bool VALUES_FROM_HEAD = false;
     __device__ static __forceinline__ void scales(const u8*, const u8* header, int k_group, int step,
                                                   float (&scale)[SCALES_A_PART]) {
         const int part = 2 * (step & 3) + k_group;
