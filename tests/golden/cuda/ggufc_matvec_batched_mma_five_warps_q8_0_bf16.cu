@@ -173,6 +173,7 @@ struct HeadOf<Format, true> {
     using type = typename Format::Head;
 };
 using Head = typename HeadOf<Staged>::type;
+static_assert(!Staged::VALUES_FROM_HEAD || OFFSETS, "a head is read only where the format has offsets");
 // a K group's values, from the step's bytes or partly from the block's head (Q5_K's qh)
 template <typename Format, typename T, typename H>
 __device__ __forceinline__ void values_of(const u8* body, const u8* body_1, const H& head, int k_group, int pair,
