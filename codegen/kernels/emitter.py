@@ -1396,22 +1396,28 @@ def _staged_mma_geometry(
         )
 
     sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)  # the blocks of every 16-row form
+    fill = {
+        g: last_wave_fill(sixteen_rows, g)
+        for g, form in MATVEC_MMA_FORMS.items()
+        if form.row_tiles == MATVEC_MMA_STAGED_ROW_TILES
+    }
     two_warps = (
         fits("mma_two_warps")
         and k <= MATVEC_MMA_TWO_WARPS_MAX_K
         and sixteen_rows <= wave("mma_two_warps")
-        and last_wave_fill(sixteen_rows, "mma_two_warps") >= MATVEC_MMA_TWO_WARPS_MIN_FILL
+        and fill["mma_two_warps"] >= MATVEC_MMA_TWO_WARPS_MIN_FILL
     )
     if two_warps:
         return "mma_two_warps"
     three_an_sm = ("mma_six_warps", "mma_five_warps")
-    fill = {g: last_wave_fill(sixteen_rows, g) for g in ("mma", *three_an_sm, "mma_four_warps")}
 
     def fills(geometry: str) -> bool:
         whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave(geometry)
         return fill[geometry] >= MATVEC_MMA_MIN_LAST_WAVE_FILL or whole_waves
 
-    six_warps = fits("mma_six_warps") and fills("mma_six_warps")
+    def takes_three_an_sm(geometry: str) -> bool:
+        return fits(geometry) and fills(geometry)
+
     four_warps = (
         fits("mma_four_warps")
         and (k <= MATVEC_MMA_FOUR_WARPS_MAX_K or fmt in MATVEC_MMA_FOUR_WARPS_ANY_K)
@@ -1419,14 +1425,15 @@ def _staged_mma_geometry(
     )
     if four_warps:
         under_two_waves = sixteen_rows < MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps")
-        if six_warps and under_two_waves and fill["mma_six_warps"] > fill["mma_four_warps"]:
+        six_fuller = fill["mma_six_warps"] > fill["mma_four_warps"]
+        if takes_three_an_sm("mma_six_warps") and under_two_waves and six_fuller:
             return "mma_six_warps"
         return "mma_four_warps"
     loaded = MATVEC_MMA_LOADED in available and k <= MATVEC_MMA_LOADED_MAX_K
     if loaded and m <= MATVEC_MMA_LOADED_MAX_M[fmt]:
         return MATVEC_MMA_LOADED
     for three in three_an_sm:
-        if fits(three) and fills(three) and fill[three] > fill["mma"]:
+        if takes_three_an_sm(three) and fill[three] > fill["mma"]:
             return three
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
