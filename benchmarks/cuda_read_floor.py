@@ -7,9 +7,18 @@ kernel launch pays on top of moving its bytes: the launch gap, the ramp until en
 in flight, the tail of the last blocks.  This benchmark launches a kernel that only streams the
 same bytes (coalesced 16-byte loads that bypass L1, four in flight per thread, 256-thread
 blocks of 8 rows, the values XOR-folded so the loads are not optimized away) and times it with
-the method of `codegen.cuda_timing`.  Its ratio to the floor is the least a real matvec can
-reach at that size; issue 8's M = 1 target (<= 1.18x the floor) is measured against the floor,
-so this says how much of the margin is left for decoding.
+the method of `codegen.cuda_timing`, launched two ways:
+
+* plainly (one kernel after the other: each launch's gap, ramp and tail in its time);
+* dependently, as ggufc launches its own kernels on a compute capability 9.0+ device
+  (programmatic dependent launch, `runtime_schema.cuda_launcher`): the kernel lets the next one
+  start at once (``griddepcontrol.launch_dependents``) and waits for the one before only to
+  write (``griddepcontrol.wait``), so a launch's loads overlap the previous launch's tail.
+
+Its ratio to the floor is the least a real matvec can reach at that size with that launch;
+issue 8's M = 1 target (<= 1.18x the floor) is measured against the floor, so this says how
+much of the margin is left for decoding.  A read alone moves more bytes a second than a copy,
+which also writes, so the dependent ratio can be below 1.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,6 +45,10 @@ READ_ONLY_SOURCE = r"""
 extern "C" __global__ void __launch_bounds__(THREADS) read_rows(
         const unsigned char* __restrict__ rows, long long total_words, long long words_per_block,
         unsigned int* sink) {
+#if __CUDA_ARCH__ >= 900
+    // a dependent launch's next kernel may start now (no-op in a plain launch)
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
     const long long first = (long long)blockIdx.x * words_per_block;
     const long long end = min(first + words_per_block, total_words);
     const uint4* base = reinterpret_cast<const uint4*>(rows);
@@ -56,6 +70,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) read_rows(
             fold ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
         }
     }
+#if __CUDA_ARCH__ >= 900
+    // a dependent launch writes only once the kernel before it has finished
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
     if (fold == 0x9e3779b9u) {  // practically never: keeps the loads without writing
         sink[0] = fold;
     }
@@ -72,7 +90,10 @@ def read_kernel():
     return cupy.RawModule(code=source, options=("--std=c++17",)).get_function("read_rows")
 
 
-def bench_shape(kernel, fmt: str, n: int, k: int, bandwidth: float) -> dict:
+def bench_shape(kernel, launcher, fmt: str, n: int, k: int, bandwidth: float) -> dict:
+    """Microseconds a launch of the read of an N x K ``fmt`` weight, plain and dependent
+    (``launcher``: a `runtime_schema.cuda_driver.DependentLauncher`, None where the device
+    has no dependent launch)."""
     import cupy
 
     row_bytes = k // formats.FORMATS[fmt].block_weights * formats.FORMATS[fmt].block_bytes
@@ -88,9 +109,40 @@ def bench_shape(kernel, fmt: str, n: int, k: int, bandwidth: float) -> dict:
     def launch(i):
         kernel(grid, (THREADS,), (copies[i].data_ptr(), total_words, words_per_block, sink))
 
+    def launch_dependent(i):
+        params = (
+            np.uint64(copies[i].data_ptr()),
+            np.int64(total_words),
+            np.int64(words_per_block),
+            np.uint64(sink.data.ptr),
+        )
+        stream = torch.cuda.current_stream().cuda_stream
+        # CuPy's RawKernel holds the CUfunction as .kernel (older CuPy: the Function itself)
+        function = getattr(kernel, "kernel", kernel).ptr
+        launcher.launch(function, (*grid, 1, 1), (THREADS, 1, 1), 0, stream, params, "read_rows")
+
     read_us = time_launches(launch, len(copies))
+    dependent_us = time_launches(launch_dependent, len(copies)) if launcher else None
     floor_us = packed / bandwidth * 1e6
-    return {"format": fmt, "shape": f"{n}x{k}", "read_us": read_us, "floor_us": floor_us}
+    return {
+        "format": fmt,
+        "shape": f"{n}x{k}",
+        "read_us": read_us,
+        "dependent_us": dependent_us,
+        "floor_us": floor_us,
+    }
+
+
+def dependent_launcher():
+    """The driver launcher ggufc's kernels go through, where the device takes dependent
+    launches (compute capability 9.0+), else None."""
+    from runtime_schema.cuda_launcher import DEPENDENT_LAUNCH_MIN_CAPABILITY
+
+    if torch.cuda.get_device_capability() < DEPENDENT_LAUNCH_MIN_CAPABILITY:
+        return None
+    from runtime_schema.cuda_driver import DependentLauncher
+
+    return DependentLauncher()
 
 
 def main() -> int:
@@ -102,6 +154,7 @@ def main() -> int:
         print("cuda_read_floor.py: needs a CUDA device", file=sys.stderr)
         return 2
     kernel = read_kernel()
+    launcher = dependent_launcher()
     bandwidth = copy_bandwidth()
     lines = [
         (
@@ -109,17 +162,25 @@ def main() -> int:
             "(read + written); floor = packed weight bytes / copy bandwidth"
         ),
         "",
-        "| format | N x K | floor us | read-only kernel us | read / floor |",
-        "|---|---|---:|---:|---:|",
+        (
+            "| format | N x K | floor us | read, plain launches, us | / floor "
+            "| read, dependent launches, us | / floor |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for fmt in args.formats.split(","):
         for n, k in M1_SHAPES:
             if k % formats.FORMATS[fmt].block_weights:
                 continue
-            r = bench_shape(kernel, fmt, n, k, bandwidth)
+            r = bench_shape(kernel, launcher, fmt, n, k, bandwidth)
+            dependent = (
+                f"{r['dependent_us']:.1f} | {r['dependent_us'] / r['floor_us']:.2f}"
+                if r["dependent_us"] is not None
+                else "- | -"
+            )
             lines.append(
                 f"| {fmt} | {r['shape']} | {r['floor_us']:.1f} | {r['read_us']:.1f} | "
-                f"{r['read_us'] / r['floor_us']:.2f} |"
+                f"{r['read_us'] / r['floor_us']:.2f} | {dependent} |"
             )
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
