@@ -432,7 +432,7 @@ def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, 
 
 @pytest.mark.parametrize(
     ("fmt", "geometry"),
-    [(fmt, geometry) for fmt, kind, geometry in FLOAT16_KERNELS if kind == "matvec"],
+    [(fmt, g) for fmt, kind, dtype, g in KERNELS if kind == "matvec" and dtype == "float32"],
 )
 def test_matvec_geometries_at_large_k_in_float32(runner, rng, fmt, geometry):
     """float32 has the tightest bound; LARGE_K runs the split-K loop several times with a

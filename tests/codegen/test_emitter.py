@@ -28,6 +28,7 @@ from codegen.kernels import (
 )
 from codegen.kernels.emitter import (
     DEFAULT_GEOMETRY,
+    DTYPE_TAGS,
     H100_SHARED_MEMORY_PER_BLOCK,
     MATMUL_GEOMETRY_TILES,
     MATMUL_MAX_STAGES,
@@ -44,6 +45,10 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_FORMS,
     MATVEC_MMA_FOUR_WARPS_MAX_K,
     MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_ONE_ROW_MMA_FORMATS,
+    MATVEC_ONE_ROW_MMA_FORMS,
+    MATVEC_ONE_ROW_MMA_MIN_FILL,
+    MATVEC_ONE_ROW_MMA_MIN_K,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
     MATVEC_ROWS_PER_WARP,
@@ -77,6 +82,7 @@ from codegen.kernels.emitter import (
     matvec_group_choices,
     matvec_group_warps,
     matvec_mma_staged_layout,
+    one_row_mma_geometry,
     render_template,
     split_k_blocks_per_sm,
     split_k_geometry_of,
@@ -279,8 +285,8 @@ def test_bounded_matvecs_ask_for_the_blocks_the_rule_counts():
     for fmt, dtype in itertools.product(FORMAT_NAMES, DTYPES):
         activations = "float32" if dtype == "float32" else "16-bit"
         for geometry in geometries("cuda", fmt, "matvec", dtype):
-            if geometry in MATVEC_SPLIT_K_WARPS:
-                continue  # their own table: test_split_k_kernels_block_and_bounds
+            if geometry in MATVEC_SPLIT_K_WARPS or geometry in MATVEC_MMA_FORMS:
+                continue  # their own tables: the split-K and staged mma kernels' tests
             source = emit("cuda", fmt, "matvec", dtype, geometry).source
             bounded = f"__launch_bounds__({WARPS * 32}, {MATVEC_WAVE_BLOCKS_PER_SM})"
             expected = geometry in MATVEC_BOUNDED_GEOMETRIES.get((activations, fmt), ())
@@ -426,7 +432,67 @@ def test_split_k_geometry_counts_rounds_of_parts(case, expected):
     fmt, dtype, n, k = case
     assert split_k_geometry_of(fmt, dtype, n, k) == expected
     if n * k > MATVEC_NARROW_MAX_WEIGHTS[dtype]:  # else the lowering takes the narrow one
-        assert pick_geometry("cuda", fmt, "matvec", dtype, n, k) == expected
+        # unless the staged mma matvec takes the shape (test_one_row_mma_matvec_rule)
+        one_row = one_row_mma_geometry(fmt, dtype, n, k, H100_SHARED_MEMORY_PER_BLOCK)
+        assert pick_geometry("cuda", fmt, "matvec", dtype, n, k) == (one_row or expected)
+
+
+# (format, N, K) -> the staged mma form a matvec (M = 1, 16-bit x) takes, None: its own
+ONE_ROW_MMA_PICKS = {
+    ("Q4_0", 4096, 14336): "mma",  # 16 rows of 8 warps: 256 blocks, 0.97 of a wave
+    ("Q4_0", 4096, 11008): "mma",
+    ("Q4_0", 3584, 18944): "mma",  # 0.85 of a wave
+    ("Q4_0", 8192, 28672): "mma_four_warps",  # the staged pick at M = 1 too
+    ("Q4_0", 4096, 8192): None,  # K under MATVEC_ONE_ROW_MMA_MIN_K
+    ("Q4_0", 2048, 14336): None,  # 0.48 of a wave
+    ("Q4_0", 4608, 14336): None,  # the staged pick is six warps a block
+    ("Q4_0", 5376, 21504): None,
+    ("Q4_0", 14336, 4096): None,  # short rows
+    ("Q4_0", 16384, 14336): None,  # two waves of four warps
+    ("Q5_0", 4096, 14336): "mma",
+    ("Q5_0", 3840, 16384): "mma",  # 0.91 of a wave
+    ("Q5_0", 3584, 18944): None,  # 0.85
+    ("Q5_0", 4096, 11008): None,  # K
+    ("Q5_0", 8192, 16384): None,  # two waves
+    ("Q6_K", 4096, 14336): None,  # not a format of the rule
+    ("Q4_K", 4096, 14336): None,
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_row_mma_matvec_rule(dtype):
+    """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
+    matvec's form for its shape where that is one of MATVEC_ONE_ROW_MMA_FORMS, K is at least
+    MATVEC_ONE_ROW_MMA_MIN_K and the grid is one wave MATVEC_ONE_ROW_MMA_MIN_FILL full; the
+    kernel is the staged
+    template under the matvec's name, launched as the matvec_batched of that form."""
+    sixteen_bit = dtype in ("float16", "bfloat16")
+    for (fmt, n, k), expected in ONE_ROW_MMA_PICKS.items():
+        ours = expected if sixteen_bit else None
+        one_row = one_row_mma_geometry(fmt, dtype, n, k, H100_SHARED_MEMORY_PER_BLOCK)
+        assert one_row == ours, (fmt, n, k)
+        picked = pick_geometry("cuda", fmt, "matvec", dtype, n, k)
+        assert (picked == ours) if ours else picked not in MATVEC_MMA_FORMS, (fmt, n, k)
+        # a static M = 1 takes the same (the matvec's pick does not depend on M)
+        assert pick_geometry("cuda", fmt, "matvec", dtype, n, k, 1) == picked
+        if ours:
+            assert fmt in MATVEC_ONE_ROW_MMA_FORMATS and ours in MATVEC_ONE_ROW_MMA_FORMS
+            assert k >= MATVEC_ONE_ROW_MMA_MIN_K[fmt]
+            blocks = -(-n // 16)
+            wave = MATVEC_MMA_FORMS[ours].blocks_per_sm * MATVEC_WAVE_SMS
+            assert wave >= blocks >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt] * wave
+            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1) == ours
+    for fmt in MATVEC_ONE_ROW_MMA_FORMATS:
+        for geometry in MATVEC_ONE_ROW_MMA_FORMS:
+            if not sixteen_bit:
+                assert geometry not in geometries("cuda", fmt, "matvec", dtype)
+                continue
+            kernel = emit("cuda", fmt, "matvec", dtype, geometry)
+            batched = emit("cuda", fmt, "matvec_batched", dtype, geometry)
+            assert kernel.entry == f"ggufc_matvec_{geometry}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
+            assert kernel.source == batched.source.replace(batched.entry, kernel.entry)
+            assert kernel.launch == batched.launch
+        assert "mma" not in geometries("metal", fmt, "matvec", dtype)
 
 
 # (N, K) -> whether the lowering gives a Q8_0 matvec the streamed quad, float16 and float32
@@ -509,6 +575,8 @@ def test_matvecs_take_int16_activations_for_16_bit_x_of_their_formats(fmt, dtype
     assert takes_integer_x(fmt, dtype) == expected
     for geometry in geometries("cuda", fmt, "matvec", dtype):
         source = emit("cuda", fmt, "matvec", dtype, geometry).source
+        if geometry in MATVEC_MMA_FORMS:
+            continue  # the staged mma matvec: 16-bit x straight into the mma
         if takes_lane_words(fmt, dtype, geometry):
             # the lane-word kernel has only the int16 decode
             assert expected and "ggufc::load_nibble_halves" in source, geometry
@@ -597,10 +665,13 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
         if not maps:
             continue
         assert backend == "cuda" and kernel.dtype in ("float16", "bfloat16"), kernel.entry
-        assert kernel.kind in ("matmul", "matvec_batched"), kernel.entry
+        assert kernel.kind in ("matmul", "matvec_batched", "matvec"), kernel.entry
         if blocks_only in kernel.source:
             staged += 1
-            assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_FORMATS
+            if kernel.kind == "matvec":  # M = 1 on the staged kernel
+                assert kernel.format in MATVEC_ONE_ROW_MMA_FORMATS, kernel.entry
+            else:
+                assert kernel.kind == "matvec_batched" and kernel.format in MATVEC_MMA_FORMATS
             stride = int(re.search(r"MAPPED_GROUP_STRIDE = (\d+);", kernel.source).group(1))
             tile_n = int(re.search(r"constexpr int TILE_N = (\d+);", kernel.source).group(1))
             assert tile_n == (
@@ -622,7 +693,8 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
     cuda = backend == "cuda"
     assert (mapped > 0) == cuda
     staged_geometries = sum(len(form.aheads) for form in MATVEC_MMA_FORMS.values())
-    assert staged == (2 * staged_geometries if cuda else 0)
+    one_row = len(MATVEC_ONE_ROW_MMA_FORMATS) * len(MATVEC_ONE_ROW_MMA_FORMS)
+    assert staged == (2 * (staged_geometries + one_row) if cuda else 0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

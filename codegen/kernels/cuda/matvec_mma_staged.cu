@@ -2,7 +2,8 @@
 // sum_k x[m, k] * W[n, k] + bias[n] for {{ format }} weights, {{ act_type }} activations, float32
 // accumulation.  Any M, one read of the
 // weights for each {{ tile_m }} activation rows (the lowering takes it up to M = {{ tile_m }}:
-// emitter.MATVEC_MMA_MAX_M).
+// emitter.MATVEC_MMA_MAX_M; and as the M = 1 matvec of emitter.MATVEC_ONE_ROW_MMA_FORMATS on
+// long rows).
 //
 // A block of {{ warps }} warps computes out[m0 .. m0+{{ tile_m - 1 }}][n0 .. n0+{{ tile_n - 1 }}]
 // (grid = (ceil(N / {{ tile_n }}), ceil(M / {{ tile_m }}))): mma.sync m16n8k16 with A = {{ tile_n }} weight rows

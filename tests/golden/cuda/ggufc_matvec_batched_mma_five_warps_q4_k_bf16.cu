@@ -2,7 +2,8 @@
 // sum_k x[m, k] * W[n, k] + bias[n] for Q4_K weights, __nv_bfloat16 activations, float32
 // accumulation.  Any M, one read of the
 // weights for each 8 activation rows (the lowering takes it up to M = 8:
-// emitter.MATVEC_MMA_MAX_M).
+// emitter.MATVEC_MMA_MAX_M; and as the M = 1 matvec of emitter.MATVEC_ONE_ROW_MMA_FORMATS on
+// long rows).
 //
 // A block of 5 warps computes out[m0 .. m0+7][n0 .. n0+15]
 // (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
