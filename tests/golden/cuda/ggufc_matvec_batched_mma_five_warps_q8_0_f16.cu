@@ -388,9 +388,11 @@ extern "C" __global__ void __launch_bounds__(160, 3) ggufc_matvec_batched_mma_fi
         x_source[r] = reinterpret_cast<const u8*>(x + (row < x_rows ? (m0 + row) * K + k : 0));
         x_target[r] = row * X_ROW_BYTES + CHUNK * ((c % X_ROW_CHUNKS) ^ row);
     }
+    // the activation slot of this warp's i-th step
+    auto x_slot = [&](int i) { return x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES; };
     // this warp's i-th step's activations (step ``step`` of the row) into its slot
     auto issue_x = [&](int step, int i) {
-        u8* const slot = x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES;
+        u8* const slot = x_slot(i);
 #pragma unroll
         for (int r = 0; r < X_ROUNDS; ++r) {
             if (step < x_steps[r]) {
@@ -407,9 +409,8 @@ extern "C" __global__ void __launch_bounds__(160, 3) ggufc_matvec_batched_mma_fi
             }
         }
     }
-    // this warp's j-th group, and its slot
+    // this warp's j-th group
     auto group_of = [&](int j) { return warp + WARPS * j; };
-    auto x_slot = [&](int i) { return x_ring + (i & (X_SLOTS - 1)) * X_SLOT_BYTES; };
     // this warp's i-th step (the steps of its groups in turn; past the row's last: none)
     auto step_of = [&](int i) { return group_of(i / GROUP_STEPS) * GROUP_STEPS + i % GROUP_STEPS; };
     // the group's rows g + 8 h in the slot start at their misalignment
