@@ -574,26 +574,26 @@ MATVEC_MMA_TWO_WARPS_AHEAD = {
 MATVEC_MMA_LOADED_MAX_K = 4096
 MATVEC_MMA_LOADED_MAX_M = {"Q4_K": MATVEC_MMA_MAX_M, "Q5_K": 4}
 MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
-# The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma
-# matvec's pick for its shape (`_staged_mma_geometry` at M = 1) where that is one of
-# MATVEC_ONE_ROW_MMA_FORMS, its rows have at least MATVEC_ONE_ROW_MMA_MIN_K[format] weights and
-# its grid is one wave at least MATVEC_ONE_ROW_MMA_MIN_FILL[format] full
-# (`one_row_mma_geometry`): one activation row of the mma's 8.  At M = 1 the staged kernel
-# spends the same instructions a weight as at M = 2..8, but reads its weights by tensor map
-# into shared memory where the split-K matvec loads each block by two-byte loads through L1
-# (ncu: L1 86% busy on Q4_0 4096x14336), which bounds it on long rows.  Session 32 (v49),
-# H100, float16, us, split-K -> staged (same call): Q4_0 4096x14336 15.8 -> 14.8, 4096x11008
-# 13.2 -> 12.7, 4096x18944 20.4 -> 19.1, 4096x28672 29.1 -> 26.4, 3584x18944 (0.85 of a wave)
-# 18.3 -> 17.5, 8192x28672 (four warps) 53.2 -> 50.0; Q5_0 4096x14336 18.9 -> 17.8, 4096x16384
-# 20.4 -> 19.9, 4096x22016 28.1 -> 25.5, 4096x24576 29.1 -> 27.8, 4096x28672 33.8 -> 32.3,
-# 3840x16384 (0.91) 19.8 -> 19.4.  Ties at K = 8192 (Q4_0 4096x8192 10.0 / 10.0, 8192x8192 16.8
-# / 16.7) and with six warps a block (Q4_0 5376x21504 29.4 / 29.2); losses, outside the rule:
-# grids of under 3/5 of a wave (Q4_0 2048x8192 6.1 -> 7.7, 3072x8192 8.1 -> 8.6), six warps
-# (Q4_0 4608x14336 18.2 -> 19.3), short rows (Q4_0 14336x4096, two warps, 15.2 -> 16.0), Q5_0
-# below K = 14336 or a wave 0.9 full (4096x11008 14.8 -> 15.0, 3584x18944 20.8 -> 22.3) and
-# over two waves (8192x16384 36.9 -> 39.0).  Not taken by Q6_K (4096x14336 22.1 -> 21.1 but
-# 4096x11008 18.5 -> 19.7, 4096x18944 28.4 -> 30.9), Q4_K / Q5_K (4096x14336 14.7 -> 15.9, 17.2
-# -> 19.1: their M = 1 kernels load 16-byte words already), Q8_0 (its matvec within 1.18x).
+# The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec's
+# pick for its shape (`_staged_mma_geometry` at M = 1) where that is one of
+# MATVEC_ONE_ROW_MMA_FORMS, its rows have at least MATVEC_ONE_ROW_MMA_MIN_K[format] weights and its
+# grid is one wave at least MATVEC_ONE_ROW_MMA_MIN_FILL[format] full (`one_row_mma_geometry`): one
+# activation row of the mma's 8.  At M = 1 the staged kernel spends the same instructions a weight
+# as at M = 2..8, but reads its weights by tensor map into shared memory where the split-K matvec
+# loads each block by two-byte loads through L1 (ncu: L1 86% busy on Q4_0 4096x14336), which bounds
+# it on long rows.  Session 32 (v49), H100, float16, us, split-K -> staged (same call): Q4_0
+# 4096x14336 15.8 -> 14.8, 4096x11008 13.2 -> 12.7, 4096x18944 20.4 -> 19.1, 4096x28672 29.1 ->
+# 26.4, 3584x18944 (0.85 of a wave) 18.3 -> 17.5, four warps 8192x14336 28.2 -> 26.6, 8192x16384
+# 31.4 -> 29.9, 8192x28672 53.2 -> 50.0; Q5_0 4096x14336 18.9 -> 17.8, 4096x16384 20.4 -> 19.9,
+# 4096x22016 28.1 -> 25.5, 4096x24576 29.1 -> 27.8, 4096x28672 33.8 -> 32.3, 3840x16384 (0.91) 19.8
+# -> 19.4.  Ties at K = 8192 (Q4_0 4096x8192 10.0 / 10.0, 8192x8192 16.8 / 16.7) and with six warps
+# a block (Q4_0 5376x21504 29.4 / 29.2); losses, outside the rule: grids of under 3/5 of a wave
+# (Q4_0 2048x8192 6.1 -> 7.7, 3072x8192 8.1 -> 8.6), six warps (Q4_0 4608x14336 18.2 -> 19.3), short
+# rows (Q4_0 14336x4096, two warps, 15.2 -> 16.0), Q5_0 below K = 14336 or a wave 0.9 full
+# (4096x11008 14.8 -> 15.0, 3584x18944 20.8 -> 22.3) and over two waves (8192x16384 36.9 -> 39.0).
+# Not taken by Q6_K (4096x14336 22.1 -> 21.1 but 4096x11008 18.5 -> 19.7, 4096x18944 28.4 -> 30.9),
+# Q4_K / Q5_K (4096x14336 14.7 -> 15.9, 17.2 -> 19.1: their M = 1 kernels load 16-byte words
+# already), Q8_0 (its matvec within 1.18x).
 MATVEC_ONE_ROW_MMA_MIN_K = {"Q4_0": 10240, "Q5_0": 14336}
 MATVEC_ONE_ROW_MMA_MIN_FILL = {"Q4_0": Fraction(3, 5), "Q5_0": Fraction(9, 10)}
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA_MIN_K)
@@ -963,8 +963,9 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS (and for MATVEC_ONE_ROW_MMA_FORMATS with MATVEC_MMA_DTYPES the
-    staged mma matvec's MATVEC_ONE_ROW_MMA_FORMS) and for those of MATVEC_GROUP_WARPS two or four warps a row group
-    where the format may take them (MATVEC_GROUP_GEOMETRIES: paired, quad), and for
+    staged mma matvec's MATVEC_ONE_ROW_MMA_FORMS) and for those of MATVEC_GROUP_WARPS two or
+    four warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
+    quad), and for
     MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
     SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
