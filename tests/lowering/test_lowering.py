@@ -357,6 +357,39 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
 
 
+# Q4_0 rows of K = 10240 (MATVEC_ONE_ROW_MMA_MIN_K), 160 blocks of 16 rows: 0.61 of a wave
+ONE_ROW_MMA_IR = """
+const @w.blocks : u8[2560, 5760] gguf Q4_0
+
+graph @main(%x : f16[1, 10240]) {
+  %y : f16[1, 2560] = ggufc.linear(%x, @w.blocks, None, "Q4_0", 2560, 10240, "matvec")
+  return (%y)
+}
+"""
+
+
+def test_long_q4_0_rows_at_one_row_take_the_staged_mma_kernel(tmp_path):
+    """A Q4_0 matvec (M = 1) of float16 activations on long rows of a wave's 16-row blocks:
+    the KernelNode stays a matvec, its CUDA source is the staged mma matvec under the matvec's
+    name (its grid, block, shared memory and weight tensor map), Metal keeps its own; the
+    saved program runs like the graph."""
+    gp = parse_program(ONE_ROW_MMA_IR)
+    program = lower(gp)
+    [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert node.kind == KernelKind.MATVEC
+    kernel = emit("cuda", "Q4_0", "matvec", "float16", "mma")
+    assert kernel.entry == "ggufc_matvec_mma_q4_0_f16" and kernel.launch.tensor_maps
+    assert_node_runs(node, kernel, (2560 // 16, 1, 1))
+    assert node.source_for(Backend.METAL).entry == "ggufc_matvec_q4_0_f16"
+
+    def make_inputs(m, generator):
+        return [torch.randn(m, 10240, generator=generator).half()]
+
+    assert_saved_program_runs_like_the_graph(
+        gp, program, tmp_path / "one_row.ggufc", (1,), make_inputs
+    )
+
+
 def test_symbolic_m_branches_between_the_batched_geometries(tmp_path):
     """A symbolic M: an IfNode on M <= 8 whose branches hold the mma and the split-K kernel
     (the metal kernel is the same in both); the program runs like the graph on both sides."""

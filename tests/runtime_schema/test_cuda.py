@@ -165,6 +165,38 @@ def test_both_sides_of_a_lowered_m_branch_run_on_cuda():
         assert error < 2e-3, f"M = {rows}: relative error {error:.3g}"
 
 
+# Q4_0 at M = 1 on rows of K = 10240: the lowering gives the matvec the staged mma kernel
+ONE_ROW_MMA_IR = """
+const @w.blocks : u8[2560, 5760] gguf Q4_0
+
+graph @main(%x : f16[1, 10240]) {
+  %y : f16[1, 2560] = ggufc.linear(%x, @w.blocks, None, "Q4_0", 2560, 10240, "matvec")
+  return (%y)
+}
+"""
+
+
+@gpu
+def test_a_saved_one_row_matvec_on_the_staged_mma_kernel_runs_on_cuda(tmp_path):
+    """A matvec KernelNode whose CUDA source is the staged mma matvec (weights by tensor map
+    on sm_90a), saved and loaded back, on CUDA against the CPU reference."""
+    from codegen import lower
+    from compiler.ir.parser import parse_program
+    from runtime_schema import load_program, save_program
+
+    program = lower(parse_program(ONE_ROW_MMA_IR), backends=("cuda",))
+    [node] = [n for n in program.instructions() if isinstance(n, KernelNode)]
+    assert node.source_for(Backend.CUDA).entry == "ggufc_matvec_mma_q4_0_f16"
+    save_program(program, tmp_path / "one_row.ggufc")
+    loaded = load_program(tmp_path / "one_row.ggufc")
+    x = torch.randn(1, 10240, generator=torch.Generator().manual_seed(7)).half()
+    (cpu,) = run_program(loaded, [x], device="cpu")
+    (cuda,) = run_program(loaded, [x], device="cuda")
+    assert bool(torch.isfinite(cuda).all()), "non-finite outputs"
+    error = float((cuda.cpu().double() - cpu.double()).norm() / cpu.double().norm())
+    assert error < 2e-3, f"relative error {error:.3g}"
+
+
 DENSE_ROUTE_IR = """
 const @w.blocks : u8[2048, 576] gguf Q4_K
 
