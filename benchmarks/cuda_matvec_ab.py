@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from codegen.cuda_run import TORCH_DTYPES, CudaKernelRunner
 from codegen.cuda_timing import copy_bandwidth
 from codegen.kernels import FORMAT_NAMES, KernelSource, emit, pick_geometry
-from codegen.kernels.launch import GridExtent, LaunchRule
+from codegen.kernels.launch import GridExtent, LaunchRule, TensorMapRule
 from compiler import formats
 
 # the geometry benchmark's cell (a sibling script): each kernel checked against float64, timed
@@ -100,8 +100,12 @@ def tree_kernels(tree: Path, cells: list[tuple[str, str, int, int]]) -> dict:
     kernels = {}
     for key, fields in json.loads(result.stdout).items():
         rule = fields.pop("launch")
-        grid = tuple(GridExtent(tuple(e["sizes"]), e["per_block"]) for e in rule["grid"])
-        launch = LaunchRule(rule["threads"], grid, rule.get("shared_memory_bytes", 0))
+        grid = tuple(
+            GridExtent(tuple(e["sizes"]), e["per_block"], e.get("times", 1)) for e in rule["grid"]
+        )
+        # older trees' rules lack the later fields (the staged kernels' shared memory and maps)
+        maps = tuple(TensorMapRule(**m) for m in rule.get("tensor_maps", ()))
+        launch = LaunchRule(rule["threads"], grid, rule.get("shared_memory_bytes", 0), maps)
         kernels[key] = KernelSource(**fields, launch=launch)
     return kernels
 
