@@ -464,8 +464,8 @@ def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
     matvec's form for its shape where that is one of MATVEC_ONE_ROW_MMA_FORMS, K is at least
     MATVEC_ONE_ROW_MMA_MIN_K and the grid is one wave MATVEC_ONE_ROW_MMA_MIN_FILL full; the
-    kernel is the staged
-    template under the matvec's name, launched as the matvec_batched of that form."""
+    kernel is the staged template under the matvec's name, launched as the matvec_batched of
+    that form."""
     sixteen_bit = dtype in ("float16", "bfloat16")
     for (fmt, n, k), expected in ONE_ROW_MMA_PICKS.items():
         ours = expected if sixteen_bit else None
