@@ -96,6 +96,8 @@ def bench_shape(kernel, launcher, fmt: str, n: int, k: int, bandwidth: float) ->
     has no dependent launch)."""
     import cupy
 
+    from runtime_schema.cuda_launcher import function_handle
+
     row_bytes = k // formats.FORMATS[fmt].block_weights * formats.FORMATS[fmt].block_bytes
     packed = n * row_bytes
     total_words = -(-packed // WORD_BYTES)
@@ -117,8 +119,7 @@ def bench_shape(kernel, launcher, fmt: str, n: int, k: int, bandwidth: float) ->
             np.uint64(sink.data.ptr),
         )
         stream = torch.cuda.current_stream().cuda_stream
-        # CuPy's RawKernel holds the CUfunction as .kernel (older CuPy: the Function itself)
-        function = getattr(kernel, "kernel", kernel).ptr
+        function = function_handle(kernel)
         launcher.launch(function, (*grid, 1, 1), (THREADS, 1, 1), 0, stream, params, "read_rows")
 
     read_us = time_launches(launch, len(copies))

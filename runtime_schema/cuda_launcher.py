@@ -84,7 +84,7 @@ def architecture_options(arch_specific: bool) -> tuple[str, ...]:
     return (f"--gpu-architecture={target}",) if target else ()
 
 
-def _function_handle(fn) -> int:
+def function_handle(fn) -> int:
     """The CUfunction of a compiled kernel: CuPy's RawKernel holds it as ``kernel.ptr`` (a
     ``cupy.cuda.function.Function``, which older CuPy returned directly)."""
     return getattr(fn, "kernel", fn).ptr
@@ -247,7 +247,7 @@ class CudaLauncher:
             params += self._encode_tensor_maps(source, tensors)
         if dependent or source.tensor_maps:
             self._driver_launcher().launch(
-                _function_handle(fn),
+                function_handle(fn),
                 grid,
                 block,
                 shared_memory_bytes,

@@ -1209,6 +1209,12 @@ def pick_geometry(
     return DEFAULT_GEOMETRY
 
 
+def mma_form_wave(geometry: str) -> int:
+    """Blocks in one wave of the staged mma matvec's form ``geometry`` (its blocks an SM on
+    MATVEC_WAVE_SMS SMs)."""
+    return MATVEC_MMA_FORMS[geometry].blocks_per_sm * MATVEC_WAVE_SMS
+
+
 def one_row_mma_geometry(
     fmt: str, dtype: str, n: int, k: int, shared_memory_per_block: int
 ) -> str | None:
@@ -1220,7 +1226,7 @@ def one_row_mma_geometry(
     geometry = _staged_mma_geometry(available, fmt, dtype, n, k, 1, shared_memory_per_block)
     if geometry not in MATVEC_ONE_ROW_MMA_FORMS:
         return None
-    wave = MATVEC_MMA_FORMS[geometry].blocks_per_sm * MATVEC_WAVE_SMS
+    wave = mma_form_wave(geometry)
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     one_wave = blocks <= wave and Fraction(blocks, wave) >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt]
     return geometry if one_wave else None
@@ -1440,13 +1446,9 @@ def _staged_mma_geometry(
             need + SHARED_MEMORY_RESERVED_PER_BLOCK
         )
 
-    def wave(geometry: str) -> int:
-        return MATVEC_MMA_FORMS[geometry].blocks_per_sm * MATVEC_WAVE_SMS
-
     def last_wave_fill(blocks: int, geometry: str) -> Fraction:
-        return Fraction(
-            blocks - (ceil_div(blocks, wave(geometry)) - 1) * wave(geometry), wave(geometry)
-        )
+        wave = mma_form_wave(geometry)
+        return Fraction(blocks - (ceil_div(blocks, wave) - 1) * wave, wave)
 
     def fits(geometry: str) -> bool:
         return (
@@ -1463,7 +1465,7 @@ def _staged_mma_geometry(
     two_warps = (
         fits("mma_two_warps")
         and k <= MATVEC_MMA_TWO_WARPS_MAX_K
-        and sixteen_rows <= wave("mma_two_warps")
+        and sixteen_rows <= mma_form_wave("mma_two_warps")
         and fill["mma_two_warps"] >= MATVEC_MMA_TWO_WARPS_MIN_FILL
     )
     if two_warps:
@@ -1471,7 +1473,7 @@ def _staged_mma_geometry(
     three_an_sm = ("mma_six_warps", "mma_five_warps")
 
     def fills(geometry: str) -> bool:
-        whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * wave(geometry)
+        whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * mma_form_wave(geometry)
         return fill[geometry] >= MATVEC_MMA_MIN_LAST_WAVE_FILL or whole_waves
 
     def takes_three_an_sm(geometry: str) -> bool:
@@ -1483,7 +1485,7 @@ def _staged_mma_geometry(
         and fills("mma_four_warps")
     )
     if four_warps:
-        under_two_waves = sixteen_rows < MATVEC_MMA_WHOLE_WAVES * wave("mma_four_warps")
+        under_two_waves = sixteen_rows < MATVEC_MMA_WHOLE_WAVES * mma_form_wave("mma_four_warps")
         six_fuller = fill["mma_six_warps"] > fill["mma_four_warps"]
         if takes_three_an_sm("mma_six_warps") and under_two_waves and six_fuller:
             return "mma_six_warps"

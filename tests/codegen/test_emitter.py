@@ -82,6 +82,7 @@ from codegen.kernels.emitter import (
     matvec_group_choices,
     matvec_group_warps,
     matvec_mma_staged_layout,
+    mma_form_wave,
     one_row_mma_geometry,
     render_template,
     split_k_blocks_per_sm,
@@ -479,7 +480,7 @@ def test_one_row_mma_matvec_rule(dtype):
             assert fmt in MATVEC_ONE_ROW_MMA_FORMATS and ours in MATVEC_ONE_ROW_MMA_FORMS
             assert k >= MATVEC_ONE_ROW_MMA_MIN_K[fmt]
             blocks = -(-n // 16)
-            wave = MATVEC_MMA_FORMS[ours].blocks_per_sm * MATVEC_WAVE_SMS
+            wave = mma_form_wave(ours)
             assert wave >= blocks >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt] * wave
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1) == ours
     for fmt in MATVEC_ONE_ROW_MMA_FORMATS:
