@@ -50,7 +50,7 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               streamed (row groups a warp in turn) for K <= `MATVEC_STREAM_MAX_K` and
               N >= `MATVEC_STREAM_MIN_N`, else for Q4_0 / Q5_0 with 16-bit activations on
               long rows whose 16-row grid is a single wave full enough the staged mma
-              matvec's form (`one_row_mma_geometry`: the kernel of matvec_batched at M = 1),
+              matvec's form (`one_row_mma_geometry`: its one-row kernel, an activation row a block),
               else split-K
               (`MATVEC_SPLIT_K_FORMATS`, K >= `MATVEC_SPLIT_K_MIN_K`; 4 or 2 warps a block:
               `split_k_geometry_of`),

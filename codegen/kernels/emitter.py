@@ -577,9 +577,10 @@ MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
 # The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec's
 # pick for its shape (`_staged_mma_geometry` at M = 1) where that is one of
 # MATVEC_ONE_ROW_MMA_FORMS, its rows have at least MATVEC_ONE_ROW_MMA_MIN_K[format] weights and its
-# grid is one wave at least MATVEC_ONE_ROW_MMA_MIN_FILL[format] full (`one_row_mma_geometry`): one
-# activation row of the mma's 8.  At M = 1 the staged kernel spends the same instructions a weight
-# as at M = 2..8, but reads its weights by tensor map into shared memory where the split-K matvec
+# grid is one wave at least MATVEC_ONE_ROW_MMA_MIN_FILL[format] full (`one_row_mma_geometry`): the
+# kernel's one-row form (ONE_ROW: a block an activation row, its slot that row alone, B's 8 columns
+# copies of it).  At M = 1 the staged kernel spends about the instructions a weight it does at
+# M = 2..8, but reads its weights by tensor map into shared memory where the split-K matvec
 # loads each block by two-byte loads through L1 (ncu: L1 86% busy on Q4_0 4096x14336), which bounds
 # it on long rows.  Session 32 (v49), H100, float16, us, split-K -> staged (same call): Q4_0
 # 4096x14336 15.8 -> 14.8, 4096x11008 13.2 -> 12.7, 4096x18944 20.4 -> 19.1, 4096x28672 29.1 ->
@@ -1389,13 +1390,14 @@ def launch_rule(
         threads, rows, shared = MATVEC_MMA_LOADED_WARPS * WARP_SIZE, MATVEC_MMA_ROWS, 0
         maps: tuple[TensorMapRule, ...] = ()
         if geometry in MATVEC_MMA_FORMS:
-            layout = matvec_mma_staged_layout(fmt, dtype, geometry)
+            layout = matvec_mma_staged_layout(fmt, dtype, geometry, kind)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
             # a group's rows, each as wide as a group needs, where they are whole 16-byte words
             maps = (
                 TensorMapRule(1, layout["mapped_group_stride"], rows, swizzle=0, optional=True),
             )
-        grid = (GridExtent(("N",), rows), GridExtent(("M",), MATVEC_MMA_MAX_M), one)
+        tile_m = 1 if kind == "matvec" else MATVEC_MMA_MAX_M
+        grid = (GridExtent(("N",), rows), GridExtent(("M",), tile_m), one)
         return LaunchRule(threads, grid, shared, maps)
     if uses_tensor_core_matvec(backend, kind, dtype):
         tile = TENSOR_CORE_MATVEC_TILE
@@ -1501,7 +1503,9 @@ def _staged_mma_geometry(
     return "mma"
 
 
-def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dict:
+def matvec_mma_staged_layout(
+    fmt: str, dtype: str, geometry: str = "mma", kind: str = "matvec_batched"
+) -> dict:
     """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
     and ``dtype`` in ``geometry`` (its row tiles a warp and rings ahead: MATVEC_MMA_FORMS):
     its warps, its group of K steps, the row stride of a group slot (an odd number of 16-byte
@@ -1524,7 +1528,8 @@ def matvec_mma_staged_layout(fmt: str, dtype: str, geometry: str = "mma") -> dic
     x_slots = 1 << x_ahead.bit_length()  # a power of two past the steps ahead
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
-    x_slot = MATVEC_MMA_MAX_M * step_weights * act_bytes  # rows of 128 bytes, swizzled
+    x_rows = 1 if kind == "matvec" else MATVEC_MMA_MAX_M  # the M = 1 matvec: one row a block
+    x_slot = x_rows * step_weights * act_bytes  # rows of 128 bytes, swizzled
     tile_n = MATVEC_MMA_ROWS * row_tiles
     warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
     barriers = form.warps * w_slots * MBARRIER_BYTES
@@ -1698,8 +1703,9 @@ def _kind_values(
         return f"{backend}/matmul{syntax.source_suffix}", values
     if geometry in MATVEC_MMA_FORMS:
         values.update(
+            one_row="true" if kind == "matvec" else "false",
             tile_m=MATVEC_MMA_MAX_M,
-            **matvec_mma_staged_layout(fmt, dtype, geometry),
+            **matvec_mma_staged_layout(fmt, dtype, geometry, kind),
         )
         return f"{backend}/matvec_mma_staged{syntax.source_suffix}", values
     if geometry == MATVEC_MMA_LOADED:

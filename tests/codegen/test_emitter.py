@@ -44,6 +44,7 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_FORMATS,
     MATVEC_MMA_FORMS,
     MATVEC_MMA_FOUR_WARPS_MAX_K,
+    MATVEC_MMA_MAX_M,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA_FORMATS,
     MATVEC_ONE_ROW_MMA_FORMS,
@@ -465,8 +466,9 @@ def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
     matvec's form for its shape where that is one of MATVEC_ONE_ROW_MMA_FORMS, K is at least
     MATVEC_ONE_ROW_MMA_MIN_K and the grid is one wave MATVEC_ONE_ROW_MMA_MIN_FILL full; the
-    kernel is the staged template under the matvec's name, launched as the matvec_batched of
-    that form."""
+    kernel is the staged template's one-row form under the matvec's name: launched as the
+    matvec_batched of that form but a block an activation row, with a slot of one activation
+    row where the batched kernel has eight."""
     sixteen_bit = dtype in ("float16", "bfloat16")
     for (fmt, n, k), expected in ONE_ROW_MMA_PICKS.items():
         ours = expected if sixteen_bit else None
@@ -491,8 +493,20 @@ def test_one_row_mma_matvec_rule(dtype):
             kernel = emit("cuda", fmt, "matvec", dtype, geometry)
             batched = emit("cuda", fmt, "matvec_batched", dtype, geometry)
             assert kernel.entry == f"ggufc_matvec_{geometry}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
-            assert kernel.source == batched.source.replace(batched.entry, kernel.entry)
-            assert kernel.launch == batched.launch
+            assert "constexpr bool ONE_ROW = true;" in kernel.source
+            assert "constexpr bool ONE_ROW = false;" in batched.source
+            rows, activation_rows, _ = kernel.launch.grid
+            assert rows == batched.launch.grid[0] and activation_rows.per_block == 1
+            assert batched.launch.grid[1].per_block == MATVEC_MMA_MAX_M
+            assert kernel.launch.threads == batched.launch.threads
+            assert kernel.launch.tensor_maps == batched.launch.tensor_maps
+            # every warp's activation ring: a row of 128 bytes a slot instead of MAX_M
+            layout = matvec_mma_staged_layout(fmt, dtype, geometry)
+            ring_rows = layout["warps"] * layout["x_slots"] * (MATVEC_MMA_MAX_M - 1)
+            assert (
+                batched.launch.shared_memory_bytes - kernel.launch.shared_memory_bytes
+                == ring_rows * 128
+            )
         assert "mma" not in geometries("metal", fmt, "matvec", dtype)
 
 

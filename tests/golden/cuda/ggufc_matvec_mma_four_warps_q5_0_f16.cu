@@ -3,11 +3,10 @@
 // accumulation.  Any M, one read of the
 // weights for each 8 activation rows (the lowering takes it up to M = 8:
 // emitter.MATVEC_MMA_MAX_M; and as the M = 1 matvec of emitter.MATVEC_ONE_ROW_MMA_FORMATS on
-// long rows).
+// long rows, a block an activation row: ONE_ROW below).
 //
-// A block of 4 warps computes out[m0 .. m0+7][n0 .. n0+15]
-// (grid = (ceil(N / 16), ceil(M / 8))): mma.sync m16n8k16 with A = 16 weight rows
-// and B = x (activation row m0 + j as column j; 1 A tile of 16 rows a warp).  The warps split K by groups of GROUP_STEPS
+// A block of 4 warps computes out[m0][n0 .. n0+15] (grid = (ceil(N / 16), M)):
+// mma.sync m16n8k16 with A = 16 weight rows and B = x (activation row m0 as every column; 1 A tile of 16 rows a warp).  The warps split K by groups of GROUP_STEPS
 // K steps of 64 weights (warp w takes groups w, w + 4, ...).  Most blocks are only
 // 2-byte aligned (18, 22, 34, 210 bytes), so no lane can load its bytes as wide words straight
 // from global memory (as matvec_mma.cu does for the 16-byte multiples of Q4_K / Q5_K, which
@@ -162,6 +161,11 @@ static_assert(SUB_STEPS % SCALES == 0, "a scale covers whole mmas");
 // accumulators of the group (one block a group), which its rows' -dmin then add to the sums.
 // Both come from each row's block head, read once a group (Staged::Head).
 constexpr bool OFFSETS = Staged::HAS_OFFSETS;
+// ONE_ROW (the M = 1 matvec of emitter.MATVEC_ONE_ROW_MMA_FORMATS, kind "matvec"): a block
+// takes one activation row (m0 = blockIdx.y) and a step's activation slot holds that row alone
+// (128 bytes instead of 1 KB): every lane's ldmatrix row address is row 0, so B's 8 columns
+// are copies of it, and only the sums of column 0 are kept (half the scaling FFMAs).
+constexpr bool ONE_ROW = true;
 // what a group's rows keep of their block's head: Staged::Head where the format has offsets
 template <typename Format, bool = Format::HAS_OFFSETS>
 struct HeadOf {
@@ -240,7 +244,8 @@ constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_S
 constexpr int X_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
 constexpr int X_ROW_CHUNKS = X_ROW_BYTES / CHUNK;
 static_assert(X_ROW_BYTES == 128 && TILE_M == 8, "a row one line, 8 rows: chunk c ^ r");
-constexpr int X_SLOT_BYTES = TILE_M * X_ROW_BYTES;
+constexpr int X_SLOT_ROWS = ONE_ROW ? 1 : TILE_M;  // rows of a step's activation slot
+constexpr int X_SLOT_BYTES = X_SLOT_ROWS * X_ROW_BYTES;
 constexpr int X_ROUNDS = TILE_M * X_ROW_CHUNKS / ggufc::WARP_SIZE;
 static_assert(X_ROUNDS * ggufc::WARP_SIZE == TILE_M * X_ROW_CHUNKS, "whole copy rounds");
 constexpr int X_PART_CHUNKS = PART * static_cast<int>(sizeof(act_t)) / CHUNK;
@@ -266,11 +271,13 @@ static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_
               "every slot starts aligned");
 constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 43200;
+constexpr int SHARED_BYTES = 28864;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
-// at the end each warp's sums go to the start of its own activation ring
-static_assert(TILE_N * TILE_M * 4 <= X_RING_BYTES, "a warp's partial sums fit its ring");
+// at the end each warp's sums go to the start of its own activation ring: a column an
+// activation row (ONE_ROW: column 0, B's other columns copies of it)
+constexpr int SUM_COLUMNS = ONE_ROW ? 1 : TILE_M;
+static_assert(TILE_N * SUM_COLUMNS * 4 <= X_RING_BYTES, "a warp's partial sums fit its ring");
 // How a launch's weight groups arrive, fixed for the whole loop: by w_map's boxes (MAPPED)
 // or by the lanes' chunk copies.  The loop is compiled once for each, so that the mapped
 // one's row addresses in a slot are constant strides (its rows start on 16-byte words)
@@ -294,7 +301,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_mma_four_warps
     const int g = lane / LANE_GROUPS;
     const int t = lane % LANE_GROUPS;
     const i64 n0 = static_cast<i64>(blockIdx.x) * TILE_N;
-    const i64 m0 = static_cast<i64>(blockIdx.y) * TILE_M;
+    const i64 m0 = static_cast<i64>(blockIdx.y) * (ONE_ROW ? 1 : TILE_M);
     const int k_weights = static_cast<int>(K);
     const int row_bytes = k_weights / Staged::BLOCK_WEIGHTS * Staged::BLOCK_BYTES;
     const int parts = k_weights / PART;
@@ -303,7 +310,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_mma_four_warps
     const int my_groups = warp < groups ? (groups - warp + WARPS - 1) / WARPS : 0;
     u8* const x_ring = shared + warp * X_RING_BYTES;
     u8* const w_ring = shared + W_RINGS_OFFSET + warp * W_RING_BYTES;
-    const int x_rows = static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
+    const int x_rows = ONE_ROW ? 1 : static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // a group's rows by one box of w_map where the launcher could encode it (elsewhere it
     // passes the optional map as zeros, and the lanes copy the rows' chunks)
@@ -400,7 +407,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_mma_four_warps
             }
         }
     };
-    if (x_rows < TILE_M) {
+    if (!ONE_ROW && x_rows < TILE_M) {
         for (int c = lane; c < X_SLOTS * TILE_M * X_ROW_CHUNKS; c += ggufc::WARP_SIZE) {
             const int row = c / X_ROW_CHUNKS % TILE_M;
             if (row >= x_rows) {
@@ -423,7 +430,8 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_mma_four_warps
     int x_lane_offset[K_GROUPS];
 #pragma unroll
     for (int k_group = 0; k_group < K_GROUPS; ++k_group) {
-        x_lane_offset[k_group] = (lane % 8) * X_ROW_BYTES + CHUNK * ((k_group * X_PART_CHUNKS + lane / 8) ^ (lane % 8));
+        const int row = ONE_ROW ? 0 : lane % 8;
+        x_lane_offset[k_group] = row * X_ROW_BYTES + CHUNK * ((k_group * X_PART_CHUNKS + lane / 8) ^ row);
     }
 
     float acc[ROW_TILES][4] = {};
@@ -538,7 +546,9 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_mma_four_warps
                             for (int h = 0; h < SCALES; ++h) {
 #pragma unroll
                                 for (int c = 0; c < 4; ++c) {
-                                    acc[q][c] += scale[2 * q + c / 2][h] * sums[h][c];
+                                    if (!ONE_ROW || c % 2 == 0) {  // ONE_ROW: column 2t, a copy of 0
+                                        acc[q][c] += scale[2 * q + c / 2][h] * sums[h][c];
+                                    }
                                 }
                             }
                         }
@@ -568,23 +578,27 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_mma_four_warps
     ggufc::cp_async_wait<0>();  // no copy may still target shared memory past here
     __syncwarp();
 
-    // each warp's sums at the start of its own activation ring
-    float (*partial)[TILE_M] = reinterpret_cast<float (*)[TILE_M]>(x_ring);
+    // each warp's sums at the start of its own activation ring (ONE_ROW: column 0 only)
+    float (*partial)[SUM_COLUMNS] = reinterpret_cast<float (*)[SUM_COLUMNS]>(x_ring);
 #pragma unroll
     for (int q = 0; q < ROW_TILES; ++q) {
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
-            partial[16 * q + g + 8 * (c / 2)][2 * t + c % 2] = acc[q][c];
+            const int column = 2 * t + c % 2;
+            if (column < SUM_COLUMNS) {
+                partial[16 * q + g + 8 * (c / 2)][column] = acc[q][c];
+            }
         }
     }
     __syncthreads();
-    constexpr int REDUCTION_ROUNDS = (TILE_N * TILE_M + WARPS * ggufc::WARP_SIZE - 1) / (WARPS * ggufc::WARP_SIZE);
+    constexpr int SUMS = TILE_N * SUM_COLUMNS;
+    constexpr int REDUCTION_ROUNDS = (SUMS + WARPS * ggufc::WARP_SIZE - 1) / (WARPS * ggufc::WARP_SIZE);
 #pragma unroll
     for (int round = 0; round < REDUCTION_ROUNDS; ++round) {
       const int e = static_cast<int>(threadIdx.x) + round * WARPS * ggufc::WARP_SIZE;
-      if (e < TILE_N * TILE_M) {
-        const int n = e / TILE_M;
-        const int m = e % TILE_M;
+      if (e < SUMS) {
+        const int n = e / SUM_COLUMNS;
+        const int m = e % SUM_COLUMNS;
         if (n0 + n < N && m0 + m < M) {
             float sum = 0.0f;
 #pragma unroll
