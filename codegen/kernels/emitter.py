@@ -1528,10 +1528,14 @@ def matvec_mma_staged_layout(
     x_slots = 1 << x_ahead.bit_length()  # a power of two past the steps ahead
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
-    x_rows = 1 if kind == "matvec" else MATVEC_MMA_MAX_M  # the M = 1 matvec: one row a block
-    x_slot = x_rows * step_weights * act_bytes  # rows of 128 bytes, swizzled
+    x_row = step_weights * act_bytes  # a step of a row: 128 bytes
+    # a step's activation rows a slot, swizzled; the M = 1 matvec (one row a block): a weight
+    # group's steps of its row a slot, a slot a weight slot
+    x_ring = (
+        w_slots * group_steps * x_row if kind == "matvec" else x_slots * MATVEC_MMA_MAX_M * x_row
+    )
     tile_n = MATVEC_MMA_ROWS * row_tiles
-    warp_bytes = w_slots * tile_n * group_stride + x_slots * x_slot
+    warp_bytes = w_slots * tile_n * group_stride + x_ring
     barriers = form.warps * w_slots * MBARRIER_BYTES
     return {
         "warps": form.warps,

@@ -500,13 +500,13 @@ def test_one_row_mma_matvec_rule(dtype):
             assert batched.launch.grid[1].per_block == MATVEC_MMA_MAX_M
             assert kernel.launch.threads == batched.launch.threads
             assert kernel.launch.tensor_maps == batched.launch.tensor_maps
-            # every warp's activation ring: a row of 128 bytes a slot instead of MAX_M
+            # every warp's activation ring: a weight group's steps of one row a weight slot,
+            # instead of MAX_M rows a step slot (128 bytes a step of a row)
             layout = matvec_mma_staged_layout(fmt, dtype, geometry)
-            ring_rows = layout["warps"] * layout["x_slots"] * (MATVEC_MMA_MAX_M - 1)
-            assert (
-                batched.launch.shared_memory_bytes - kernel.launch.shared_memory_bytes
-                == ring_rows * 128
-            )
+            batched_rows = layout["x_slots"] * MATVEC_MMA_MAX_M
+            one_rows = layout["w_slots"] * layout["group_steps"]
+            saved = layout["warps"] * (batched_rows - one_rows) * 128
+            assert batched.launch.shared_memory_bytes - kernel.launch.shared_memory_bytes == saved
         assert "mma" not in geometries("metal", fmt, "matvec", dtype)
 
 
