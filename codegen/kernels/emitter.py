@@ -577,28 +577,30 @@ MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
 # The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec's
 # pick for its shape (`_staged_mma_geometry` at M = 1) where that is one of
 # MATVEC_ONE_ROW_MMA_FORMS, its rows have at least MATVEC_ONE_ROW_MMA_MIN_K[format] weights and its
-# grid is one wave at least MATVEC_ONE_ROW_MMA_MIN_FILL[format] full (`one_row_mma_geometry`): the
-# kernel's one-row form (ONE_ROW: a block an activation row, its slot that row alone, B's 8 columns
-# copies of it).  At M = 1 the staged kernel spends about the instructions a weight it does at
-# M = 2..8, but reads its weights by tensor map into shared memory where the split-K matvec
-# loads each block by two-byte loads through L1 (ncu: L1 86% busy on Q4_0 4096x14336), which bounds
-# it on long rows.  Session 32 (v49), H100, float16, us, split-K -> staged (same call): Q4_0
-# 4096x14336 15.8 -> 14.8, 4096x11008 13.2 -> 12.7, 4096x18944 20.4 -> 19.1, 4096x28672 29.1 ->
-# 26.4, 3584x18944 (0.85 of a wave) 18.3 -> 17.5, four warps 8192x14336 28.2 -> 26.6, 8192x16384
-# 31.4 -> 29.9, 8192x28672 53.2 -> 50.0; Q5_0 4096x14336 18.9 -> 17.8, 4096x16384 20.4 -> 19.9,
-# 4096x22016 28.1 -> 25.5, 4096x24576 29.1 -> 27.8, 4096x28672 33.8 -> 32.3, 3840x16384 (0.91) 19.8
-# -> 19.4.  Ties at K = 8192 (Q4_0 4096x8192 10.0 / 10.0, 8192x8192 16.8 / 16.7) and with six warps
-# a block (Q4_0 5376x21504 29.4 / 29.2); losses, outside the rule: grids of under 3/5 of a wave
-# (Q4_0 2048x8192 6.1 -> 7.7, 3072x8192 8.1 -> 8.6), six warps (Q4_0 4608x14336 18.2 -> 19.3), short
-# rows (Q4_0 14336x4096, two warps, 15.2 -> 16.0), Q5_0 below K = 14336 or a wave 0.9 full
-# (4096x11008 14.8 -> 15.0, 3584x18944 20.8 -> 22.3) and over two waves (8192x16384 36.9 -> 39.0).
-# Not taken by Q6_K (4096x14336 22.1 -> 21.1 but 4096x11008 18.5 -> 19.7, 4096x18944 28.4 -> 30.9),
-# Q4_K / Q5_K (4096x14336 14.7 -> 15.9, 17.2 -> 19.1: their M = 1 kernels load 16-byte words
-# already), Q8_0 (its matvec within 1.18x).
-MATVEC_ONE_ROW_MMA_MIN_K = {"Q4_0": 10240, "Q5_0": 14336}
+# grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last at least
+# MATVEC_ONE_ROW_MMA_MIN_FILL[format] full (`one_row_mma_geometry`), in the kernel's one-row form
+# (ONE_ROW: a block an activation row, its activations a weight group at a time, a row's whole
+# groups without tests between their steps).  It reads its weights by tensor map into shared
+# memory where the split-K matvec loads each block by two-byte loads through L1 (ncu: L1 86% busy
+# on Q4_0 4096x14336).  Session 33 (v51), H100, float16, us, split-K -> one-row staged form (same
+# call): Q4_0 14336x4096 (two warps, 0.85 of a wave) 15.3 -> 14.6, 16384x4096 16.8 -> 15.5,
+# 5376x21504 (six warps, 0.85) 29.3 -> 27.7, 8192x8192 (four warps) 16.9 -> 15.4, 4096x8192 9.9 ->
+# 8.9, 3072x8192 (0.73) 8.1 -> 7.6, 11008x4096 (six warps, 1.74 waves) 12.4 -> 12.0; Q5_0
+# 4096x11008 14.7 -> 13.7, 8192x14336 (1.94 waves) 33.8 -> 31.7, 8192x16384 36.9 -> 35.8,
+# 8192x8192 19.9 -> 19.0, 4096x8192 11.7 -> 10.7, 16384x4096 19.7 -> 19.2.  Where Q5_0's last wave
+# is under 9/10 full it ties or loses: 3584x18944 (0.85) 20.9 / 20.7, 5120x13824 (0.81) 21.7 /
+# 21.7, 14336x4096 (0.85) 17.7 -> 18.6, 5376x21504 (0.85) 33.6 -> 34.0, 11008x4096 (last wave
+# 0.74) 14.2 -> 15.0, 4608x14336 (0.73) 20.6 -> 22.5; and both formats under 3/5 of a wave (2048x8192
+# Q4_0 6.2 -> 6.5, Q5_0 7.0 -> 8.7).  Before v51 (session 32, v49) the staged kernel won only on
+# rows of K >= 10240 (Q5_0: 14336) in one wave of eight or four warps a block.  Not taken by Q6_K
+# (v49: 4096x14336 22.1 -> 21.1 but 4096x11008 18.5 -> 19.7, 4096x18944 28.4 -> 30.9), Q4_K / Q5_K
+# (v49: 4096x14336 14.7 -> 15.9, 17.2 -> 19.1: their M = 1 kernels load 16-byte words already),
+# Q8_0 (its matvec within 1.18x); not measured for them since v51.
+MATVEC_ONE_ROW_MMA_MIN_K = {"Q4_0": 4096, "Q5_0": 4096}
 MATVEC_ONE_ROW_MMA_MIN_FILL = {"Q4_0": Fraction(3, 5), "Q5_0": Fraction(9, 10)}
+MATVEC_ONE_ROW_MMA_MAX_WAVES = 2
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA_MIN_K)
-MATVEC_ONE_ROW_MMA_FORMS = ("mma", "mma_four_warps")
+MATVEC_ONE_ROW_MMA_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
 
 
 @dataclass(frozen=True)
@@ -1229,8 +1231,10 @@ def one_row_mma_geometry(
         return None
     wave = mma_form_wave(geometry)
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
-    one_wave = blocks <= wave and Fraction(blocks, wave) >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt]
-    return geometry if one_wave else None
+    waves = ceil_div(blocks, wave)
+    last_wave = Fraction(blocks - (waves - 1) * wave, wave)
+    fits = waves <= MATVEC_ONE_ROW_MMA_MAX_WAVES and last_wave >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt]
+    return geometry if fits else None
 
 
 def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:

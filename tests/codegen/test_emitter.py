@@ -48,6 +48,7 @@ from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA_FORMATS,
     MATVEC_ONE_ROW_MMA_FORMS,
+    MATVEC_ONE_ROW_MMA_MAX_WAVES,
     MATVEC_ONE_ROW_MMA_MIN_FILL,
     MATVEC_ONE_ROW_MMA_MIN_K,
     MATVEC_PAIRED_MIN_K,
@@ -444,18 +445,23 @@ ONE_ROW_MMA_PICKS = {
     ("Q4_0", 4096, 14336): "mma",  # 16 rows of 8 warps: 256 blocks, 0.97 of a wave
     ("Q4_0", 4096, 11008): "mma",
     ("Q4_0", 3584, 18944): "mma",  # 0.85 of a wave
+    ("Q4_0", 4096, 8192): "mma",
     ("Q4_0", 8192, 28672): "mma_four_warps",  # the staged pick at M = 1 too
-    ("Q4_0", 4096, 8192): None,  # K under MATVEC_ONE_ROW_MMA_MIN_K
+    ("Q4_0", 4608, 14336): "mma_six_warps",  # 0.73 of a wave of three blocks an SM
+    ("Q4_0", 5376, 21504): "mma_six_warps",
+    ("Q4_0", 14336, 4096): "mma_two_warps",  # short rows: 0.85 of a wave of eight
+    ("Q4_0", 16384, 14336): "mma_four_warps",  # two waves, the last 0.94 full
     ("Q4_0", 2048, 14336): None,  # 0.48 of a wave
-    ("Q4_0", 4608, 14336): None,  # the staged pick is six warps a block
-    ("Q4_0", 5376, 21504): None,
-    ("Q4_0", 14336, 4096): None,  # short rows
-    ("Q4_0", 16384, 14336): None,  # two waves of four warps
+    ("Q4_0", 28672, 4096): None,  # 3.4 waves of four warps
+    ("Q4_0", 4096, 2048): None,  # K under MATVEC_ONE_ROW_MMA_MIN_K
     ("Q5_0", 4096, 14336): "mma",
     ("Q5_0", 3840, 16384): "mma",  # 0.91 of a wave
+    ("Q5_0", 4096, 11008): "mma",
+    ("Q5_0", 8192, 16384): "mma",  # two waves, the last 0.94 full
     ("Q5_0", 3584, 18944): None,  # 0.85
-    ("Q5_0", 4096, 11008): None,  # K
-    ("Q5_0", 8192, 16384): None,  # two waves
+    ("Q5_0", 14336, 4096): None,  # 0.85 of two warps' wave
+    ("Q5_0", 5376, 21504): None,  # 0.85 of six warps' wave
+    ("Q5_0", 11008, 4096): None,  # its last wave 0.74 full
     ("Q6_K", 4096, 14336): None,  # not a format of the rule
     ("Q4_K", 4096, 14336): None,
 }
@@ -465,7 +471,8 @@ ONE_ROW_MMA_PICKS = {
 def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
     matvec's form for its shape where that is one of MATVEC_ONE_ROW_MMA_FORMS, K is at least
-    MATVEC_ONE_ROW_MMA_MIN_K and the grid is one wave MATVEC_ONE_ROW_MMA_MIN_FILL full; the
+    MATVEC_ONE_ROW_MMA_MIN_K and the grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the
+    last MATVEC_ONE_ROW_MMA_MIN_FILL full; the
     kernel is the staged template's one-row form under the matvec's name: launched as the
     matvec_batched of that form but a block an activation row, with a slot of one activation
     row where the batched kernel has eight."""
@@ -483,7 +490,9 @@ def test_one_row_mma_matvec_rule(dtype):
             assert k >= MATVEC_ONE_ROW_MMA_MIN_K[fmt]
             blocks = -(-n // 16)
             wave = mma_form_wave(ours)
-            assert wave >= blocks >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt] * wave
+            assert blocks <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
+            last_wave = blocks - (-(-blocks // wave) - 1) * wave
+            assert last_wave >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt] * wave
             assert pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1) == ours
     for fmt in MATVEC_ONE_ROW_MMA_FORMATS:
         for geometry in MATVEC_ONE_ROW_MMA_FORMS:
