@@ -592,10 +592,10 @@ MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
 # 21.7, 14336x4096 (0.85) 17.7 -> 18.6, 5376x21504 (0.85) 33.6 -> 34.0, 11008x4096 (last wave
 # 0.74) 14.2 -> 15.0, 4608x14336 (0.73) 20.6 -> 22.5; and both formats under 3/5 of a wave (2048x8192
 # Q4_0 6.2 -> 6.5, Q5_0 7.0 -> 8.7).  Before v51 (session 32, v49) the staged kernel won only on
-# rows of K >= 10240 (Q5_0: 14336) in one wave of eight or four warps a block.  Not taken by Q6_K
-# (v49: 4096x14336 22.1 -> 21.1 but 4096x11008 18.5 -> 19.7, 4096x18944 28.4 -> 30.9), Q4_K / Q5_K
-# (v49: 4096x14336 14.7 -> 15.9, 17.2 -> 19.1: their M = 1 kernels load 16-byte words already),
-# Q8_0 (its matvec within 1.18x); not measured for them since v51.
+# rows of K >= 10240 (Q5_0: 14336) in one wave of eight or four warps a block.  Not taken yet by
+# Q6_K, which gains from it since v51 (4096x14336 22.0 -> 19.7, 4096x11008 18.5 -> 16.5, eight
+# warps; its GPU tests not run yet), nor by Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 ->
+# 18.7: their M = 1 kernels load 16-byte words already) and Q8_0 (its matvec within 1.18x).
 MATVEC_ONE_ROW_MMA_MIN_K = {"Q4_0": 4096, "Q5_0": 4096}
 MATVEC_ONE_ROW_MMA_MIN_FILL = {"Q4_0": Fraction(3, 5), "Q5_0": Fraction(9, 10)}
 MATVEC_ONE_ROW_MMA_MAX_WAVES = 2
@@ -1516,7 +1516,9 @@ def matvec_mma_staged_layout(
     chunks), how far its copies run ahead with
     the slots that takes, and the dynamic shared bytes of a block (every warp's ring of
     activation step slots, then every warp's ring of group slots, then a barrier a group
-    slot, from a 128-byte boundary: a tensor map's box lands on one)."""
+    slot, from a 128-byte boundary: a tensor map's box lands on one).  ``kind`` "matvec" is
+    the one-row form (M = 1): its activation slots hold a weight group's steps of one row, a
+    slot a weight slot, where the batched kernel's hold a step's MATVEC_MMA_MAX_M rows."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
