@@ -472,10 +472,10 @@ def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
     matvec's form for its shape where that is one of MATVEC_ONE_ROW_MMA_FORMS, K is at least
     MATVEC_ONE_ROW_MMA_MIN_K and the grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the
-    last MATVEC_ONE_ROW_MMA_MIN_FILL full; the
-    kernel is the staged template's one-row form under the matvec's name: launched as the
-    matvec_batched of that form but a block an activation row, with a slot of one activation
-    row where the batched kernel has eight."""
+    last MATVEC_ONE_ROW_MMA_MIN_FILL full; the kernel is the staged template's one-row form
+    under the matvec's name: launched as the matvec_batched of that form but a block an
+    activation row, its activation slots a weight group's steps of that row where the batched
+    kernel's hold a step's eight rows."""
     sixteen_bit = dtype in ("float16", "bfloat16")
     for (fmt, n, k), expected in ONE_ROW_MMA_PICKS.items():
         ours = expected if sixteen_bit else None
