@@ -1175,7 +1175,8 @@ def pick_geometry(
     `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else for
     MATVEC_ONE_ROW_MMA_FORMATS with 16-bit activations the staged mma matvec's form where
-    `one_row_mma_geometry` gives one (long rows, one wave), else split-K where
+    `one_row_mma_geometry` gives one (its grid at most two waves, the last full enough), else
+    split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
     else the streamed quad where the format has it and `takes_quad_stream`, else the
     row-group sharing of `matvec_group_warps` (paired, quad; the default for one
@@ -1218,6 +1219,13 @@ def mma_form_wave(geometry: str) -> int:
     return MATVEC_MMA_FORMS[geometry].blocks_per_sm * MATVEC_WAVE_SMS
 
 
+def mma_form_last_wave_fill(blocks: int, geometry: str) -> Fraction:
+    """How full the last wave of a grid of ``blocks`` blocks of the staged mma matvec's form
+    ``geometry`` is (1: whole waves)."""
+    wave = mma_form_wave(geometry)
+    return Fraction(blocks - (ceil_div(blocks, wave) - 1) * wave, wave)
+
+
 def one_row_mma_geometry(
     fmt: str, dtype: str, n: int, k: int, shared_memory_per_block: int
 ) -> str | None:
@@ -1229,10 +1237,9 @@ def one_row_mma_geometry(
     geometry = _staged_mma_geometry(available, fmt, dtype, n, k, 1, shared_memory_per_block)
     if geometry not in MATVEC_ONE_ROW_MMA_FORMS:
         return None
-    wave = mma_form_wave(geometry)
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
-    waves = ceil_div(blocks, wave)
-    last_wave = Fraction(blocks - (waves - 1) * wave, wave)
+    waves = ceil_div(blocks, mma_form_wave(geometry))
+    last_wave = mma_form_last_wave_fill(blocks, geometry)
     fits = waves <= MATVEC_ONE_ROW_MMA_MAX_WAVES and last_wave >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt]
     return geometry if fits else None
 
@@ -1452,10 +1459,6 @@ def _staged_mma_geometry(
             need + SHARED_MEMORY_RESERVED_PER_BLOCK
         )
 
-    def last_wave_fill(blocks: int, geometry: str) -> Fraction:
-        wave = mma_form_wave(geometry)
-        return Fraction(blocks - (ceil_div(blocks, wave) - 1) * wave, wave)
-
     def fits(geometry: str) -> bool:
         return (
             geometry in available
@@ -1464,7 +1467,7 @@ def _staged_mma_geometry(
 
     sixteen_rows = ceil_div(n, MATVEC_MMA_ROWS)  # the blocks of every 16-row form
     fill = {
-        g: last_wave_fill(sixteen_rows, g)
+        g: mma_form_last_wave_fill(sixteen_rows, g)
         for g, form in MATVEC_MMA_FORMS.items()
         if form.row_tiles == MATVEC_MMA_STAGED_ROW_TILES
     }
