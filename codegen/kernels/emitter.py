@@ -574,15 +574,26 @@ MATVEC_MMA_TWO_WARPS_AHEAD = {
 MATVEC_MMA_LOADED_MAX_K = 4096
 MATVEC_MMA_LOADED_MAX_M = {"Q4_K": MATVEC_MMA_MAX_M, "Q5_K": 4}
 MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
-# The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec's
-# pick for its shape (`_staged_mma_geometry` at M = 1) where that is one of
-# MATVEC_ONE_ROW_MMA_FORMS, its rows have at least MATVEC_ONE_ROW_MMA_MIN_K[format] weights and its
-# grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last at least
-# MATVEC_ONE_ROW_MMA_MIN_FILL[format] full (`one_row_mma_geometry`), in the kernel's one-row form
-# (ONE_ROW: a block an activation row, its activations a weight group at a time, a row's whole
-# groups without tests between their steps).  It reads its weights by tensor map into shared
-# memory where the split-K matvec loads each block by two-byte loads through L1 (ncu: L1 86% busy
-# on Q4_0 4096x14336).  Session 33 (v51), H100, float16, us, split-K -> one-row staged form (same
+
+
+@dataclass(frozen=True)
+class OneRowMmaRule:
+    """Where the CUDA matvec (M = 1) of a format takes the staged mma matvec's one-row form:
+    rows of at least ``min_k`` weights, the staged pick at M = 1 among ``forms`` (each one of
+    the format's staged forms), its grid at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last
+    at least ``min_fill`` full."""
+
+    min_k: int
+    min_fill: Fraction
+    forms: tuple[str, ...]
+
+
+# The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec
+# where its OneRowMmaRule says (`one_row_mma_geometry`), in the kernel's one-row form (ONE_ROW: a
+# block an activation row, its activations a weight group at a time, a row's whole groups
+# without tests between their steps).  It reads its weights by tensor map into shared memory
+# where the split-K matvec loads each block by two-byte loads through L1 (ncu: L1 86% busy on
+# Q4_0 4096x14336).  Session 33 (v51), H100, float16, us, split-K -> one-row staged form (same
 # call): Q4_0 14336x4096 (two warps, 0.85 of a wave) 15.3 -> 14.6, 16384x4096 16.8 -> 15.5,
 # 5376x21504 (six warps, 0.85) 29.3 -> 27.7, 8192x8192 (four warps) 16.9 -> 15.4, 4096x8192 9.9 ->
 # 8.9, 3072x8192 (0.73) 8.1 -> 7.6, 11008x4096 (six warps, 1.74 waves) 12.4 -> 12.0; Q5_0
@@ -590,17 +601,27 @@ MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
 # 8192x8192 19.9 -> 19.0, 4096x8192 11.7 -> 10.7, 16384x4096 19.7 -> 19.2.  Where Q5_0's last wave
 # is under 9/10 full it ties or loses: 3584x18944 (0.85) 20.9 / 20.7, 5120x13824 (0.81) 21.7 /
 # 21.7, 14336x4096 (0.85) 17.7 -> 18.6, 5376x21504 (0.85) 33.6 -> 34.0, 11008x4096 (last wave
-# 0.74) 14.2 -> 15.0, 4608x14336 (0.73) 20.6 -> 22.5; and both formats under 3/5 of a wave (2048x8192
-# Q4_0 6.2 -> 6.5, Q5_0 7.0 -> 8.7).  Before v51 (session 32, v49) the staged kernel won only on
-# rows of K >= 10240 (Q5_0: 14336) in one wave of eight or four warps a block.  Not taken yet by
-# Q6_K, which gains from it since v51 (4096x14336 22.0 -> 19.7, 4096x11008 18.5 -> 16.5, eight
-# warps; its GPU tests not run yet), nor by Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 ->
-# 18.7: their M = 1 kernels load 16-byte words already) and Q8_0 (its matvec within 1.18x).
-MATVEC_ONE_ROW_MMA_MIN_K = {"Q4_0": 4096, "Q5_0": 4096}
-MATVEC_ONE_ROW_MMA_MIN_FILL = {"Q4_0": Fraction(3, 5), "Q5_0": Fraction(9, 10)}
+# 0.74) 14.2 -> 15.0, 4608x14336 (0.73) 20.6 -> 22.5; and both formats under 3/5 of a wave
+# (2048x8192 Q4_0 6.2 -> 6.5, Q5_0 7.0 -> 8.7).  Before v51 (session 32, v49) the staged kernel
+# won only on rows of K >= 10240 (Q5_0: 14336) in one wave of eight or four warps a block.
+# Q6_K (session 34, v53), paired / quad / streamed quad -> one-row staged form (same call):
+# 4096x14336 22.2 -> 19.8, 4096x11008 18.5 -> 16.5, 8192x14336 (1.94 waves) 41.7 -> 37.2,
+# 3584x18944 (0.85) 28.7 -> 25.5, 3072x8192 (0.73) 12.0 -> 10.5, 2560x10240 (0.61) 13.3 -> 12.0,
+# four warps 8192x8192 26.8 -> 22.4, 14336x4096 (1.70 waves) 22.3 -> 21.3, 13824x5120 29.1 -> 27.0,
+# 6144x4096 11.6 -> 10.9; not under 3/5 of a wave (2048x8192 8.9 / 9.3, 2048x14336 13.2 / 15.5)
+# nor where eight warps run a second wave 0.09-0.27 full (5376x21504 43.2 / 52.4, 4608x14336
+# 29.0 / 29.9).  Q6_K takes no two-warp form at M = 1, where the staged pick for M = 2..8 has it:
+# 14336x4096 two warps 22.0 (bfloat16 22.6 against its streamed quad's 22.1), four 21.3 (21.0).
+# Not Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 -> 18.7: their M = 1 kernels load 16-byte
+# words already) nor Q8_0 (its matvec within 1.18x).
+MATVEC_ONE_ROW_MMA_ALL_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
+MATVEC_ONE_ROW_MMA = {
+    "Q4_0": OneRowMmaRule(4096, Fraction(3, 5), MATVEC_ONE_ROW_MMA_ALL_FORMS),
+    "Q5_0": OneRowMmaRule(4096, Fraction(9, 10), MATVEC_ONE_ROW_MMA_ALL_FORMS),
+    "Q6_K": OneRowMmaRule(4096, Fraction(3, 5), ("mma", "mma_four_warps")),
+}
 MATVEC_ONE_ROW_MMA_MAX_WAVES = 2
-MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA_MIN_K)
-MATVEC_ONE_ROW_MMA_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
+MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 
 
 @dataclass(frozen=True)
@@ -966,7 +987,7 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS (and for MATVEC_ONE_ROW_MMA_FORMATS with MATVEC_MMA_DTYPES the
-    staged mma matvec's MATVEC_ONE_ROW_MMA_FORMS) and for those of MATVEC_GROUP_WARPS two or
+    staged mma matvec's forms of its MATVEC_ONE_ROW_MMA rule) and for those of MATVEC_GROUP_WARPS two or
     four warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
     quad), and for
     MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
@@ -1000,15 +1021,16 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     shared = sorted({g for d in DTYPES for g in matvec_group_choices(fmt, d)} - {1})
     quad_stream = ("quad_stream",) if fmt in MATVEC_QUAD_STREAM_FORMATS else ()
     grouped = tuple(MATVEC_GROUP_GEOMETRIES[g] for g in shared)
-    return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream)
+    one_row = _one_row_mma_geometries(fmt, dtype)
+    return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream, *one_row)
 
 
 def _one_row_mma_geometries(fmt: str, dtype: str | None) -> tuple[str, ...]:
     """The staged mma matvec's forms the CUDA matvec of ``fmt`` and ``dtype`` (any if None)
-    has (MATVEC_ONE_ROW_MMA_FORMATS, MATVEC_MMA_DTYPES)."""
-    if fmt not in MATVEC_ONE_ROW_MMA_FORMATS or dtype not in (None, *MATVEC_MMA_DTYPES):
+    has (the forms of its MATVEC_ONE_ROW_MMA rule, with MATVEC_MMA_DTYPES)."""
+    if fmt not in MATVEC_ONE_ROW_MMA or dtype not in (None, *MATVEC_MMA_DTYPES):
         return ()
-    return MATVEC_ONE_ROW_MMA_FORMS
+    return MATVEC_ONE_ROW_MMA[fmt].forms
 
 
 def _mma_geometries(fmt: str) -> tuple[str, ...]:
@@ -1230,17 +1252,15 @@ def one_row_mma_geometry(
     fmt: str, dtype: str, n: int, k: int, shared_memory_per_block: int
 ) -> str | None:
     """The staged mma matvec form an N x K CUDA matvec (M = 1) of ``fmt`` and ``dtype``
-    activations takes (see MATVEC_ONE_ROW_MMA_FORMATS), or None where it keeps its own."""
-    if not _one_row_mma_geometries(fmt, dtype) or k < MATVEC_ONE_ROW_MMA_MIN_K[fmt]:
+    activations takes (its MATVEC_ONE_ROW_MMA rule), or None where it keeps its own."""
+    forms = _one_row_mma_geometries(fmt, dtype)
+    if not forms or k < MATVEC_ONE_ROW_MMA[fmt].min_k:
         return None
-    available = _mma_geometries(fmt)
-    geometry = _staged_mma_geometry(available, fmt, dtype, n, k, 1, shared_memory_per_block)
-    if geometry not in MATVEC_ONE_ROW_MMA_FORMS:
-        return None
+    geometry = _staged_mma_geometry(forms, fmt, dtype, n, k, 1, shared_memory_per_block)
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     waves = ceil_div(blocks, mma_form_wave(geometry))
     last_wave = mma_form_last_wave_fill(blocks, geometry)
-    fits = waves <= MATVEC_ONE_ROW_MMA_MAX_WAVES and last_wave >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt]
+    fits = waves <= MATVEC_ONE_ROW_MMA_MAX_WAVES and last_wave >= MATVEC_ONE_ROW_MMA[fmt].min_fill
     return geometry if fits else None
 
 

@@ -46,11 +46,10 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_FOUR_WARPS_MAX_K,
     MATVEC_MMA_MAX_M,
     MATVEC_NARROW_MAX_WEIGHTS,
+    MATVEC_ONE_ROW_MMA,
+    MATVEC_ONE_ROW_MMA_ALL_FORMS,
     MATVEC_ONE_ROW_MMA_FORMATS,
-    MATVEC_ONE_ROW_MMA_FORMS,
     MATVEC_ONE_ROW_MMA_MAX_WAVES,
-    MATVEC_ONE_ROW_MMA_MIN_FILL,
-    MATVEC_ONE_ROW_MMA_MIN_K,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
     MATVEC_ROWS_PER_WARP,
@@ -238,8 +237,10 @@ GROUP_WARPS_CASES = {
     ("Q4_K", "float16", 14336, 4096): "quad_stream",  # four chunks a row, int16 x: streamed
     ("Q5_K", "float16", 4096, 4096): "paired",
     ("Q4_K", "float16", 2048, 4096): "narrow",
-    ("Q6_K", "float16", 8192, 8192): "paired",  # Q6_K is never unshared
-    ("Q6_K", "float16", 14336, 4096): "quad_stream",
+    # Q6_K is never unshared; its 16-bit rows that fill the one-row staged form's waves take
+    # that (test_one_row_mma_matvec_rule), not these
+    ("Q6_K", "float16", 5376, 21504): "quad",
+    ("Q6_K", "float16", 28672, 4096): "quad_stream",
     ("Q8_0", "float16", 5376, 21504): "default",  # Q8_0 stops at pairs
     ("Q8_0", "float16", 8192, 8192): "default",  # its ties go to one warp
     ("Q8_0", "float16", 2048, 16384): "paired",
@@ -453,7 +454,7 @@ ONE_ROW_MMA_PICKS = {
     ("Q4_0", 16384, 14336): "mma_four_warps",  # two waves, the last 0.94 full
     ("Q4_0", 2048, 14336): None,  # 0.48 of a wave
     ("Q4_0", 28672, 4096): None,  # 3.4 waves of four warps
-    ("Q4_0", 4096, 2048): None,  # K under MATVEC_ONE_ROW_MMA_MIN_K
+    ("Q4_0", 4096, 2048): None,  # K under its rule's min_k
     ("Q5_0", 4096, 14336): "mma",
     ("Q5_0", 3840, 16384): "mma",  # 0.91 of a wave
     ("Q5_0", 4096, 11008): "mma",
@@ -462,17 +463,23 @@ ONE_ROW_MMA_PICKS = {
     ("Q5_0", 14336, 4096): None,  # 0.85 of two warps' wave
     ("Q5_0", 5376, 21504): None,  # 0.85 of six warps' wave
     ("Q5_0", 11008, 4096): None,  # its last wave 0.74 full
-    ("Q6_K", 4096, 14336): None,  # not a format of the rule
-    ("Q4_K", 4096, 14336): None,
+    ("Q6_K", 4096, 14336): "mma",
+    ("Q6_K", 4096, 11008): "mma",
+    ("Q6_K", 2560, 10240): "mma",  # 0.61 of a wave
+    ("Q6_K", 14336, 4096): "mma_four_warps",  # no two warps at M = 1 for Q6_K: 1.70 waves
+    ("Q6_K", 8192, 8192): "mma_four_warps",
+    ("Q6_K", 5376, 21504): None,  # eight warps: two waves, the last 0.27 full (no six warps)
+    ("Q6_K", 11008, 4096): None,  # eight warps: three waves
+    ("Q6_K", 2048, 14336): None,  # 0.48 of a wave
+    ("Q4_K", 4096, 14336): None,  # not a format of the rule
 }
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
-    matvec's form for its shape where that is one of MATVEC_ONE_ROW_MMA_FORMS, K is at least
-    MATVEC_ONE_ROW_MMA_MIN_K and the grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the
-    last MATVEC_ONE_ROW_MMA_MIN_FILL full; the kernel is the staged template's one-row form
+    matvec's pick at M = 1 among its rule's forms where K is at least the rule's min_k and the
+    grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last min_fill full; the kernel is the staged template's one-row form
     under the matvec's name: launched as the matvec_batched of that form but a block an
     activation row, its activation slots a weight group's steps of that row where the batched
     kernel's hold a step's eight rows."""
@@ -486,17 +493,24 @@ def test_one_row_mma_matvec_rule(dtype):
         # a static M = 1 takes the same (the matvec's pick does not depend on M)
         assert pick_geometry("cuda", fmt, "matvec", dtype, n, k, 1) == picked
         if ours:
-            assert fmt in MATVEC_ONE_ROW_MMA_FORMATS and ours in MATVEC_ONE_ROW_MMA_FORMS
-            assert k >= MATVEC_ONE_ROW_MMA_MIN_K[fmt]
+            rule = MATVEC_ONE_ROW_MMA[fmt]
+            assert ours in rule.forms and k >= rule.min_k
             blocks = -(-n // 16)
             wave = mma_form_wave(ours)
             assert blocks <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
             last_wave = blocks - (-(-blocks // wave) - 1) * wave
-            assert last_wave >= MATVEC_ONE_ROW_MMA_MIN_FILL[fmt] * wave
-            assert pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1) == ours
+            assert last_wave >= rule.min_fill * wave
+            # the batched kernel's pick at M = 1 unless that is a form the rule leaves out
+            batched = pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1)
+            assert batched == ours or batched not in rule.forms, (fmt, n, k)
     for fmt in MATVEC_ONE_ROW_MMA_FORMATS:
-        for geometry in MATVEC_ONE_ROW_MMA_FORMS:
-            if not sixteen_bit:
+        forms = MATVEC_ONE_ROW_MMA[fmt].forms
+        # each a form of the format's batched kernel, "mma" (the staged pick's last resort) too
+        assert "mma" in forms
+        assert set(forms) <= set(geometries("cuda", fmt, "matvec_batched", "float16"))
+        assert set(forms) <= set(MATVEC_ONE_ROW_MMA_ALL_FORMS)
+        for geometry in MATVEC_ONE_ROW_MMA_ALL_FORMS:
+            if not sixteen_bit or geometry not in forms:
                 assert geometry not in geometries("cuda", fmt, "matvec", dtype)
                 continue
             kernel = emit("cuda", fmt, "matvec", dtype, geometry)
@@ -544,12 +558,15 @@ def test_q8_0_matvec_takes_the_streamed_quad_by_chunks_and_wave(shape, expected)
 
 @pytest.mark.parametrize("fmt", ["Q4_K", "Q5_K", "Q6_K"])
 def test_kquant_matvec_takes_the_streamed_quad_with_int16_activations_only(fmt):
+    # Q6_K's 16-bit 14336x4096 takes the one-row staged form ahead of it
+    n = 28672 if fmt in MATVEC_ONE_ROW_MMA else 14336
     for dtype in ("float16", "bfloat16"):
-        assert pick_geometry("cuda", fmt, "matvec", dtype, 14336, 4096) == "quad_stream", dtype
+        assert pick_geometry("cuda", fmt, "matvec", dtype, n, 4096) == "quad_stream", dtype
         assert pick_geometry("cuda", fmt, "matvec", dtype, 4096, 14336) != "quad_stream", dtype
         assert pick_geometry("cuda", fmt, "matvec", dtype, 2048, 4096) != "quad_stream", dtype
+    assert takes_quad_stream(fmt, "float16", 14336, 4096)
     # with the float decode the streamed quad lost
-    assert pick_geometry("cuda", fmt, "matvec", "float32", 14336, 4096) != "quad_stream"
+    assert pick_geometry("cuda", fmt, "matvec", "float32", n, 4096) != "quad_stream"
     assert not takes_quad_stream(fmt, "float32", 14336, 4096)
 
 
@@ -717,7 +734,7 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
     cuda = backend == "cuda"
     assert (mapped > 0) == cuda
     staged_geometries = sum(len(form.aheads) for form in MATVEC_MMA_FORMS.values())
-    one_row = len(MATVEC_ONE_ROW_MMA_FORMATS) * len(MATVEC_ONE_ROW_MMA_FORMS)
+    one_row = sum(len(rule.forms) for rule in MATVEC_ONE_ROW_MMA.values())
     assert staged == (2 * (staged_geometries + one_row) if cuda else 0)
 
 
