@@ -48,10 +48,11 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               geometry `codegen.kernels.pick_geometry` picks from N, K and the dtype: narrow
               (one weight row a warp) up to `MATVEC_NARROW_MAX_WEIGHTS[dtype]` weights, else
               streamed (row groups a warp in turn) for K <= `MATVEC_STREAM_MAX_K` and
-              N >= `MATVEC_STREAM_MIN_N`, else for Q4_0 / Q5_0 with 16-bit activations,
-              where the staged mma matvec's form for the shape fills its last wave enough
-              within two waves, that form (`one_row_mma_geometry`: its one-row kernel, an
-              activation row a block), else split-K
+              N >= `MATVEC_STREAM_MIN_N`, else for Q4_0 / Q5_0 / Q6_K with 16-bit
+              activations, where the staged mma matvec's form for the shape fills its last
+              wave enough within two waves, that form (`one_row_mma_geometry` by the
+              format's `MATVEC_ONE_ROW_MMA` rule: its one-row kernel, an activation row a
+              block), else split-K
               (`MATVEC_SPLIT_K_FORMATS`, K >= `MATVEC_SPLIT_K_MIN_K`; 4 or 2 warps a block:
               `split_k_geometry_of`),
               else for Q8_0 and (with 16-bit activations) the K-quants rows of 4 chunks
