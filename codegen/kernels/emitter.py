@@ -559,6 +559,25 @@ MATVEC_MMA_TWO_WARPS_MIN_FILL = Fraction(4, 5)
 MATVEC_MMA_TWO_WARPS_AHEAD = {
     fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0", "Q6_K", "Q4_K")
 }
+# Q6_K's two warps with their activations a weight group at a time, as the one-row form takes
+# them (a slot the group's 4 steps of the 8 rows, 4 KB; one wait a group; the group's steps
+# without tests between them): seven blocks an SM (its 31904 bytes do not fit eight), taken
+# before two warps where its grid is one wave of seven blocks an SM at least
+# MATVEC_MMA_TWO_WARPS_MIN_FILL full.  Session 34, H100, float16, us at M = 2 / 4 / 8, two
+# warps -> the same at the by-group form's shared memory (seven an SM) -> by group (same call):
+# Q6_K 14336x4096 (0.97 of a wave of seven) 23.7 / 23.9 / 24.6 -> 23.3 / 23.4 / 23.7 -> 22.1 /
+# 22.3 / 23.1, 13824x4096 23.3 / 23.6 / 23.9 -> 23.1 / 23.4 / 23.7 -> 22.1 / 22.2 / 23.0; two
+# waves of seven lose (16384x4096 24.5 / 24.7 / 25.4 -> 31.9 / 32.6 / 32.5).  As taken (v54,
+# the pick before -> this form, BENCHMARKS.md): 12288x4096 (0.83 of a wave of seven; eight
+# warps before) 23.3 / 23.5 / 23.4 -> 21.6 / 21.7 / 22.7, 12288x2048 15.8 / 15.9 / 14.9 -> 11.9
+# / 12.0 / 12.7, 14336x2048 13.2 / 13.3 / 13.5 -> 12.5 / 12.6 / 13.1; bfloat16 0-19% faster but
+# two cells at M = 8 within 1% slower.  Not taken by the
+# other formats: Q4_0 (eight an SM) and Q5_0 (seven) within 1-2% of two warps (14336x4096
+# Q4_0 16.1 / 16.6 / 16.7 -> 15.9 / 16.3 / 16.7, Q5_0 20.0 / 20.3 / 20.6 -> 19.5 / 19.7 /
+# 20.4), Q4_K 7-10% slower (17.6 / 17.9 / 18.1 -> 18.9 / 19.1 / 20.0; the same for its eight-,
+# four- and five-warp forms, and for Q5_K's, by group).
+MATVEC_MMA_TWO_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 7
+MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]}
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
 # loaded form slows with M: its registers spill): a warp's 2 groups of 16-row blocks are too
@@ -627,13 +646,15 @@ MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 @dataclass(frozen=True)
 class MmaForm:
     """A form of the staged mma matvec: 16-row A tiles a warp, the rings ahead by format
-    (the formats that have the form), warps a block, and the blocks an SM its launch bounds
-    ask registers for."""
+    (the formats that have the form), warps a block, the blocks an SM its launch bounds
+    ask registers for, and whether its activations come a weight group at a time (X_BY_GROUP
+    in cuda/matvec_mma_staged.cu; else a step at a time)."""
 
     row_tiles: int
     aheads: dict[str, tuple[int, int]]
     warps: int = MATVEC_MMA_STAGED_WARPS
     blocks_per_sm: int = MATVEC_MMA_STAGED_MIN_BLOCKS_PER_SM
+    x_by_group: bool = False
 
 
 # The staged mma matvec's forms: each format has those whose tables (aheads) name it.
@@ -663,6 +684,13 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_FIVE_WARPS_AHEAD,
         MATVEC_MMA_FIVE_WARPS,
         MATVEC_MMA_FIVE_WARPS_BLOCKS_PER_SM,
+    ),
+    "mma_two_warps_x_by_group": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES,
+        MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD,
+        MATVEC_MMA_TWO_WARPS,
+        MATVEC_MMA_TWO_WARPS_X_BY_GROUP_BLOCKS_PER_SM,
+        x_by_group=True,
     ),
 }
 MATVEC_MMA_GEOMETRIES = (*MATVEC_MMA_FORMS, MATVEC_MMA_LOADED)
@@ -997,7 +1025,9 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
     warps a block, mma_four_warps, for MATVEC_MMA_SIX_WARPS_AHEAD's that of six,
     mma_six_warps, for MATVEC_MMA_FIVE_WARPS_AHEAD's that of five, mma_five_warps, for
-    MATVEC_MMA_TWO_WARPS_AHEAD's that of two, mma_two_warps, for MATVEC_MMA_LOADED_FORMATS the
+    MATVEC_MMA_TWO_WARPS_AHEAD's that of two, mma_two_warps, for
+    MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD's that of two taking the activations a group at a
+    time, mma_two_warps_x_by_group, for MATVEC_MMA_LOADED_FORMATS the
     loaded form, mma_loaded)."""
     split_k = (
         backend == "cuda"
@@ -1461,7 +1491,8 @@ def _staged_mma_geometry(
 ) -> str:
     """The mma matvec's geometry (see `pick_geometry`): two warps a block on rows of K up to
     MATVEC_MMA_TWO_WARPS_MAX_K whose grid is one wave of eight blocks an SM at least
-    MATVEC_MMA_TWO_WARPS_MIN_FILL full, where ``shared`` leaves room for eight; else four
+    MATVEC_MMA_TWO_WARPS_MIN_FILL full, where ``shared`` leaves room for eight (for Q6_K first
+    its form with the activations a group at a time, on a wave of seven blocks an SM); else four
     warps a block on rows of K up to
     MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
     blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
@@ -1491,14 +1522,18 @@ def _staged_mma_geometry(
         for g, form in MATVEC_MMA_FORMS.items()
         if form.row_tiles == MATVEC_MMA_STAGED_ROW_TILES
     }
-    two_warps = (
-        fits("mma_two_warps")
-        and k <= MATVEC_MMA_TWO_WARPS_MAX_K
-        and sixteen_rows <= mma_form_wave("mma_two_warps")
-        and fill["mma_two_warps"] >= MATVEC_MMA_TWO_WARPS_MIN_FILL
-    )
-    if two_warps:
-        return "mma_two_warps"
+
+    def takes_two_warps(geometry: str) -> bool:
+        return (
+            fits(geometry)
+            and k <= MATVEC_MMA_TWO_WARPS_MAX_K
+            and sixteen_rows <= mma_form_wave(geometry)
+            and fill[geometry] >= MATVEC_MMA_TWO_WARPS_MIN_FILL
+        )
+
+    for two_warps in ("mma_two_warps_x_by_group", "mma_two_warps"):
+        if takes_two_warps(two_warps):
+            return two_warps
     three_an_sm = ("mma_six_warps", "mma_five_warps")
 
     def fills(geometry: str) -> bool:
@@ -1558,11 +1593,12 @@ def matvec_mma_staged_layout(
     w_slots = w_ahead + 1
     act_bytes = 2  # 16-bit activations (MATVEC_MMA_DTYPES)
     x_row = step_weights * act_bytes  # a step of a row: 128 bytes
-    # a step's activation rows a slot, swizzled; the M = 1 matvec (one row a block): a weight
-    # group's steps of its row a slot, a slot a weight slot
-    x_ring = (
-        w_slots * group_steps * x_row if kind == "matvec" else x_slots * MATVEC_MMA_MAX_M * x_row
-    )
+    # a step's activation rows a slot, swizzled; by group (the M = 1 matvec, one row a block,
+    # and the forms with x_by_group): a weight group's steps of them a slot, a slot a weight
+    # slot
+    x_by_group = kind == "matvec" or form.x_by_group
+    step_rows = 1 if kind == "matvec" else MATVEC_MMA_MAX_M
+    x_ring = (w_slots * group_steps if x_by_group else x_slots) * step_rows * x_row
     tile_n = MATVEC_MMA_ROWS * row_tiles
     warp_bytes = w_slots * tile_n * group_stride + x_ring
     barriers = form.warps * w_slots * MBARRIER_BYTES
@@ -1579,6 +1615,7 @@ def matvec_mma_staged_layout(
         "w_ahead": w_ahead,
         "x_slots": x_slots,
         "w_slots": w_slots,
+        "x_by_group": "true" if x_by_group else "false",
         "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
         "shared_bytes": form.warps * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
     }

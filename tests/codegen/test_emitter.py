@@ -828,7 +828,8 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
 def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(dtype):
     """Rows of K <= 4096 whose grid is one wave of eight blocks an SM at least 4/5 full take two
-    warps a block (Q4_0, Q5_0, Q6_K, Q4_K); else rows of K <= 8192 (Q4_0: any K) on a grid of
+    warps a block (Q4_0, Q5_0, Q6_K, Q4_K; Q6_K first its form with the activations a group at
+    a time, where its grid is one wave of seven blocks an SM at least 4/5 full); else rows of K <= 8192 (Q4_0: any K) on a grid of
     16-row blocks whose last wave of four an SM is at least 3/5 full, or which fills two
     waves, take four warps a block (four blocks an SM in an H100's shared memory; in an
     A100's only Q4_0's fit), unless six warps a block
@@ -859,10 +860,16 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         if two == "mma_two_warps":
             two_bytes = matvec_mma_staged_layout(fmt, dtype, two)["shared_bytes"]
             assert 8 * (two_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+        # Q6_K: two warps taking the activations a group at a time, seven blocks an SM
+        by_group = "mma_two_warps_x_by_group" if fmt == "Q6_K" else two
+        if by_group != two:
+            group_bytes = matvec_mma_staged_layout(fmt, dtype, by_group)["shared_bytes"]
+            assert 7 * (group_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
+            assert 8 * (group_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) > h100_sm
         # blocks: last waves of 2 / 3 / 4 / 8 blocks an SM (264 / 396 / 528 / 1056 blocks a wave)
         expected = {
-            (14336, 4096): two,  # 896: 2.26 waves of three, 0.70 of four, 0.85 of eight
-            (16384, 4096): two,  # 1024: 0.97 of eight
+            (14336, 4096): by_group,  # 896: 2.26 waves of three, 0.70 of four, 0.85 of eight
+            (16384, 4096): two,  # 1024: 0.97 of eight, past a wave of seven (924)
             (17024, 4096): "mma_four_warps",  # 1064: past a wave of eight
             (8192, 4096): "mma_four_warps",  # 512: 0.29 / 0.97
             (28672, 4096): "mma_four_warps",  # 1792: 3.4 waves of four
@@ -882,6 +889,8 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         four_fit = 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= a100_sm
         a100_pick = pick(fmt, 28672, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK)
         assert (a100_pick == "mma_four_warps") == four_fit
+        if by_group != two:  # nor seven blocks of Q6_K's by-group two warps there
+            assert pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) != by_group
     # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take six or five warps where the format
     # has them; 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)
     assert pick("Q4_0", 5376, 21504, 4) == pick("Q5_0", 5376, 21504, 4) == "mma_six_warps"

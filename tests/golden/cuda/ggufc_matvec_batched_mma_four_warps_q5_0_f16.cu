@@ -14,7 +14,8 @@
 // are staged here too on longer rows): each warp copies a group of its 16
 // rows, as the 16-byte chunks that cover them, into a ring of W_SLOTS group slots of its own
 // by cp.async, W_AHEAD groups before it is decoded, and every step's activation rows into a
-// ring of X_SLOTS step slots, X_AHEAD steps ahead.  Compiled for sm_90a, where the launcher
+// ring of X_SLOTS step slots, X_AHEAD steps ahead (X_BY_GROUP: a group's steps of them with
+// the group's weights).  Compiled for sm_90a, where the launcher
 // encodes w_map (rows of whole 16-byte words from a 16-byte boundary: K a multiple of 256,
 // of 2048 for Q6_K), a group's rows come instead as one box of the map that lane 0 asks the
 // tensor memory accelerator for, completing on the slot's shared-memory barrier: the
@@ -168,6 +169,12 @@ constexpr bool OFFSETS = Staged::HAS_OFFSETS;
 // FFMAs).  Its activations come a group at a time (a slot holds the group's steps of the row,
 // 128 bytes each), with the group's weights: one wait a group instead of one a step.
 constexpr bool ONE_ROW = false;
+// X_BY_GROUP (ONE_ROW, and the batched forms whose emitter.MmaForm has x_by_group): the
+// activations come a weight group at a time, a slot the group's steps (each step's TILE_M rows;
+// ONE_ROW: its one row), copied with the group's weights: one wait a group instead of one a
+// step, and a group's steps, where all lie in the row, unrolled with no test between them.
+constexpr bool X_BY_GROUP = false;
+static_assert(X_BY_GROUP || !ONE_ROW, "the one-row form takes its activations a group at a time");
 // what a group's rows keep of their block's head: Staged::Head where the format has offsets
 template <typename Format, bool = Format::HAS_OFFSETS>
 struct HeadOf {
@@ -246,14 +253,16 @@ constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_S
 constexpr int X_ROW_BYTES = STEP_K * static_cast<int>(sizeof(act_t));
 constexpr int X_ROW_CHUNKS = X_ROW_BYTES / CHUNK;
 static_assert(X_ROW_BYTES == 128 && TILE_M == 8, "a row one line, 8 rows: chunk c ^ r");
-// a slot: a step's TILE_M rows; ONE_ROW: a group's steps of the one row
-constexpr int X_SLOT_ROWS = ONE_ROW ? GROUP_STEPS : TILE_M;
+// a slot: a step's TILE_M rows (ONE_ROW: its one row); X_BY_GROUP: a group's steps of them
+constexpr int X_STEP_ROWS = ONE_ROW ? 1 : TILE_M;
+constexpr int X_SLOT_ROWS = X_BY_GROUP ? GROUP_STEPS * X_STEP_ROWS : TILE_M;
 constexpr int X_SLOT_BYTES = X_SLOT_ROWS * X_ROW_BYTES;
 constexpr int X_ROUNDS = TILE_M * X_ROW_CHUNKS / ggufc::WARP_SIZE;
 static_assert(X_ROUNDS * ggufc::WARP_SIZE == TILE_M * X_ROW_CHUNKS, "whole copy rounds");
 constexpr int X_CHUNK_WEIGHTS = CHUNK / static_cast<int>(sizeof(act_t));
-// ONE_ROW: copy rounds of a group's activations
-constexpr int X_GROUP_ROUNDS = (GROUP_STEPS * X_ROW_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
+// X_BY_GROUP: copy rounds of a group's activations
+constexpr int X_GROUP_CHUNKS = GROUP_STEPS * X_STEP_ROWS * X_ROW_CHUNKS;
+constexpr int X_GROUP_ROUNDS = (X_GROUP_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
 constexpr int X_PART_CHUNKS = PART * static_cast<int>(sizeof(act_t)) / CHUNK;
 static_assert(X_PART_CHUNKS == 4, "ldmatrix.x4: a K group's four 8 x 8 matrices");
 // as step i of a warp begins, the activations of step i + X_AHEAD are copied and, where step
@@ -269,7 +278,7 @@ static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decode
 // Dynamic shared memory from its first 128-byte boundary (where a tensor map's box may land):
 // every warp's activation ring, then every warp's weight ring, every slot a multiple of 128
 // bytes on, then the weight slots' barriers.
-constexpr int X_RING_SLOTS = ONE_ROW ? W_SLOTS : X_SLOTS;  // ONE_ROW: a slot a weight group's
+constexpr int X_RING_SLOTS = X_BY_GROUP ? W_SLOTS : X_SLOTS;  // X_BY_GROUP: a slot a weight group's
 constexpr int X_RING_BYTES = X_RING_SLOTS * X_SLOT_BYTES;
 constexpr int W_RING_BYTES = W_SLOTS * GROUP_SLOT_BYTES;
 constexpr int W_RINGS_OFFSET = WARPS * X_RING_BYTES;
@@ -420,25 +429,28 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
             }
         }
     };
-    // ONE_ROW: the activations of this warp's j-th group (group ``group``), chunk c = lane + 32 r
-    // of its GROUP_STEPS steps' 128 bytes, into the group's slot; none past K
+    // X_BY_GROUP: the activations of this warp's j-th group (group ``group``), chunk c = lane +
+    // 32 r of its GROUP_STEPS x X_STEP_ROWS rows of 128 bytes (step-major, each step's rows
+    // swizzled as a step slot's), into the group's slot; none past K or M
     auto issue_x_group = [&](int group, int j) {
         u8* const slot = x_ring + j % W_SLOTS * X_SLOT_BYTES;
 #pragma unroll
         for (int r = 0; r < X_GROUP_ROUNDS; ++r) {
             const int c = lane + ggufc::WARP_SIZE * r;
-            const int k = (group * GROUP_STEPS + c / X_ROW_CHUNKS) * STEP_K + c % X_ROW_CHUNKS * X_CHUNK_WEIGHTS;
-            if (c < GROUP_STEPS * X_ROW_CHUNKS && k < k_weights) {
-                ggufc::cp_async_16(slot + c * CHUNK, x + m0 * K + k);
+            const int step_row = c / X_ROW_CHUNKS;  // s * X_STEP_ROWS + row
+            const int row = step_row % X_STEP_ROWS;
+            const int chunk = c % X_ROW_CHUNKS;
+            const int k = (group * GROUP_STEPS + step_row / X_STEP_ROWS) * STEP_K + chunk * X_CHUNK_WEIGHTS;
+            if (c < X_GROUP_CHUNKS && row < x_rows && k < k_weights) {
+                ggufc::cp_async_16(slot + step_row * X_ROW_BYTES + CHUNK * (chunk ^ row), x + (m0 + row) * K + k);
             }
         }
     };
+    // rows past M: zeros in every slot, once (no copy targets them)
     if (!ONE_ROW && x_rows < TILE_M) {
-        for (int c = lane; c < X_SLOTS * TILE_M * X_ROW_CHUNKS; c += ggufc::WARP_SIZE) {
-            const int row = c / X_ROW_CHUNKS % TILE_M;
-            if (row >= x_rows) {
-                *reinterpret_cast<uint4*>(x_ring + c / (TILE_M * X_ROW_CHUNKS) * X_SLOT_BYTES + row * X_ROW_BYTES +
-                                          CHUNK * (c % X_ROW_CHUNKS)) = make_uint4(0u, 0u, 0u, 0u);
+        for (int c = lane; c < X_RING_BYTES / CHUNK; c += ggufc::WARP_SIZE) {
+            if (c / X_ROW_CHUNKS % TILE_M >= x_rows) {
+                *reinterpret_cast<uint4*>(x_ring + c * CHUNK) = make_uint4(0u, 0u, 0u, 0u);
             }
         }
     }
@@ -473,7 +485,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
         }
         ggufc::allow_dependent_launch();
         ggufc::wait_for_previous_kernels();
-        if constexpr (ONE_ROW) {
+        if constexpr (X_BY_GROUP) {
 #pragma unroll
             for (int j = 0; j < W_AHEAD; ++j) {
                 if (j < my_groups) {
@@ -513,7 +525,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                     rows[h] = slot + (g + 8 * h) * GROUP_STRIDE + ((row_misalignment[h] + group_start) & (CHUNK - 1));
                 }
             }
-            // the group's steps; WHOLE (ONE_ROW, whose steps wait for nothing of their own): every
+            // the group's steps; WHOLE (X_BY_GROUP, whose steps wait for nothing of their own): every
             // one in the row with both K groups (all groups but a row's last), so the unrolled
             // steps run with no test between them and their decodes interleave (with the
             // activations a group at a time: Q4_0 4096x14336 at M = 1 14.5 -> 13.8 us)
@@ -526,10 +538,10 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                         break;  // the row's last group may be short (and is this warp's last)
                     }
                     const int i = j * GROUP_STEPS + s;
-                    if (!ONE_ROW || s == 0) {
-                        // every lane's copies of step i (ONE_ROW: of group j) landed; the slots
-                        // before are free
-                        ggufc::cp_async_wait<ONE_ROW ? W_AHEAD - 1 : X_AHEAD - 1>();
+                    if (!X_BY_GROUP || s == 0) {
+                        // every lane's copies of step i (X_BY_GROUP: of group j) landed; the
+                        // slots before are free
+                        ggufc::cp_async_wait<X_BY_GROUP ? W_AHEAD - 1 : X_AHEAD - 1>();
                         __syncwarp();
                     }
                     if (OFFSETS && s == 0) {
@@ -540,11 +552,11 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                     }
                     if (s == 0 && j + W_AHEAD < my_groups) {
                         issue_weights(arrival, group_of(j + W_AHEAD), j + W_AHEAD);
-                        if constexpr (ONE_ROW) {
+                        if constexpr (X_BY_GROUP) {
                             issue_x_group(group_of(j + W_AHEAD), j + W_AHEAD);
                         }
                     }
-                    if constexpr (ONE_ROW) {
+                    if constexpr (X_BY_GROUP) {
                         if (s == 0) {
                             ggufc::cp_async_commit();
                         }
@@ -558,7 +570,8 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                         }
                         ggufc::cp_async_commit();
                     }
-                    const u8* x_step = ONE_ROW ? x_ring + j % W_SLOTS * X_SLOT_BYTES + s * X_ROW_BYTES : x_slot(i);
+                    const u8* x_step =
+                        X_BY_GROUP ? x_ring + j % W_SLOTS * X_SLOT_BYTES + s * X_STEP_ROWS * X_ROW_BYTES : x_slot(i);
                     // the step's segments and scales in the group's slot (tensor_core.cuh)
                     const int segment[2] = {Staged::body_start(0, step) - group_start,
                                             Staged::body_start(1, step) - group_start};
@@ -611,7 +624,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                     }
                 }
             };
-            if constexpr (ONE_ROW) {
+            if constexpr (X_BY_GROUP) {
                 if ((group + 1) * GROUP_STEPS * K_GROUPS <= parts) {
                     run_steps(Whole<true>{});
                 } else {
