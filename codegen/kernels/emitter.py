@@ -578,6 +578,22 @@ MATVEC_MMA_TWO_WARPS_AHEAD = {
 # four- and five-warp forms, and for Q5_K's, by group).
 MATVEC_MMA_TWO_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 7
 MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]}
+# Q6_K's three blocks an SM, where Q4_0 / Q5_0 take six warps and Q4_K / Q8_0 five (Q6_K's
+# six-warp form spills, its five-warp form gained nothing, v46): four warps with the
+# activations a group at a time (63680 bytes: three blocks an SM).  Session 34, H100, float16,
+# us at M = 2 / 8, the pick before -> four warps a step at a time at three blocks an SM
+# (dynamic shared memory padded) -> by group (same call): 5376x21504 (eight warps, 1.27 waves;
+# 0.85 of a wave of three) 51.8 / 51.5 -> 49.1 / 49.2 -> 46.8 / 48.8, 6144x4096 (four warps,
+# 0.73; 0.97) 12.7 / 12.9 -> 11.3 / 11.5 -> 10.9 / 11.1, 11008x4096 (eight warps, 2.6 waves;
+# 1.74) 22.3 / 22.1 -> 20.5 / 20.9 -> 19.4 / 19.5; under 3/5 of a last wave of three it loses
+# (8192x8192: four warps 24.2 / 24.9 against 28.9 / 29.0, 13824x5120 29.4 / 29.8 against 31.6 /
+# 30.4), as under a fuller wave of eight warps (4096x14336 21.2 / 21.9 against 27.9 / 28.8).
+# As taken (v55, the pick before -> this form, BENCHMARKS.md): 5376x21504 51.6 / 51.6 -> 45.0 /
+# 46.6, 5120x13824 35.0 / 35.2 -> 29.9 / 31.8, 18944x8960 67.0 / 67.5 -> 59.8 / 60.1, 6144x8192
+# (four warps before) 23.0 / 23.2 -> 18.2 / 18.5; every one of 11 changed shapes 4-24% faster,
+# bfloat16 2-23% but 4608x14336 at M = 8 (30.9 -> 31.6).
+MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 3
+MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]}
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
 # loaded form slows with M: its registers spill): a warp's 2 groups of 16-row blocks are too
@@ -631,13 +647,20 @@ class OneRowMmaRule:
 # nor where eight warps run a second wave 0.09-0.27 full (5376x21504 43.2 / 52.4, 4608x14336
 # 29.0 / 29.9).  Q6_K takes no two-warp form at M = 1, where the staged pick for M = 2..8 has it:
 # 14336x4096 two warps 22.0 (bfloat16 22.6 against its streamed quad's 22.1), four 21.3 (21.0).
-# Not Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 -> 18.7: their M = 1 kernels load 16-byte
-# words already) nor Q8_0 (its matvec within 1.18x).
+# Q6_K's rule takes its four warps of three blocks an SM too (mma_four_warps_x_by_group, v56:
+# the one-row kernel reserving the batched one's shared memory so that three blocks an SM run,
+# not four): quad / paired -> it, 5376x21504 43.3 -> 42.3, 4608x14336 29.0 -> 26.1, 6144x16384
+# 37.3 -> 32.5, 4608x4096 11.9 -> 9.1; 14 shapes 2-23% faster (bfloat16: but 11008x14336 53.7
+# -> 54.7).  Not Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 -> 18.7: their M = 1
+# kernels load 16-byte words already) nor Q8_0 (its matvec within 1.18x).
+# the step-at-a-time forms the one-row rule may take (Q4_0 / Q5_0 take them all)
 MATVEC_ONE_ROW_MMA_ALL_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
 MATVEC_ONE_ROW_MMA = {
     "Q4_0": OneRowMmaRule(4096, Fraction(3, 5), MATVEC_ONE_ROW_MMA_ALL_FORMS),
     "Q5_0": OneRowMmaRule(4096, Fraction(9, 10), MATVEC_ONE_ROW_MMA_ALL_FORMS),
-    "Q6_K": OneRowMmaRule(4096, Fraction(3, 5), ("mma", "mma_four_warps")),
+    "Q6_K": OneRowMmaRule(
+        4096, Fraction(3, 5), ("mma", "mma_four_warps", "mma_four_warps_x_by_group")
+    ),
 }
 MATVEC_ONE_ROW_MMA_MAX_WAVES = 2
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
@@ -690,6 +713,13 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD,
         MATVEC_MMA_TWO_WARPS,
         MATVEC_MMA_TWO_WARPS_X_BY_GROUP_BLOCKS_PER_SM,
+        x_by_group=True,
+    ),
+    "mma_four_warps_x_by_group": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES,
+        MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD,
+        MATVEC_MMA_FOUR_WARPS,
+        MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_BLOCKS_PER_SM,
         x_by_group=True,
     ),
 }
@@ -1027,7 +1057,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     mma_six_warps, for MATVEC_MMA_FIVE_WARPS_AHEAD's that of five, mma_five_warps, for
     MATVEC_MMA_TWO_WARPS_AHEAD's that of two, mma_two_warps, for
     MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD's that of two taking the activations a group at a
-    time, mma_two_warps_x_by_group, for MATVEC_MMA_LOADED_FORMATS the
+    time, mma_two_warps_x_by_group, for MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD's that of four
+    so, mma_four_warps_x_by_group, for MATVEC_MMA_LOADED_FORMATS the
     loaded form, mma_loaded)."""
     split_k = (
         backend == "cuda"
@@ -1453,6 +1484,13 @@ def launch_rule(
         if geometry in MATVEC_MMA_FORMS:
             layout = matvec_mma_staged_layout(fmt, dtype, geometry, kind)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
+            if kind == "matvec" and MATVEC_MMA_FORMS[geometry].x_by_group:
+                # the one-row kernel of a by-group form reserves its batched kernel's shared
+                # memory, so that it runs that kernel's blocks an SM (its own would let one more
+                # in: Q6_K's four warps at M = 1, three blocks an SM against four, 4608x14336
+                # 31.1 -> 25.7 us, 6144x16384 38.3 -> 32.0, session 34)
+                batched = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
+                shared = max(shared, batched)
             # a group's rows, each as wide as a group needs, where they are whole 16-byte words
             maps = (
                 TensorMapRule(1, layout["mapped_group_stride"], rows, swizzle=0, optional=True),
@@ -1497,10 +1535,12 @@ def _staged_mma_geometry(
     MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
     blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
     MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four, unless
-    that grid is under MATVEC_MMA_WHOLE_WAVES waves and six warps a block (three an SM) fill
-    their last wave more; else the loaded form on rows of K up to MATVEC_MMA_LOADED_MAX_K and
+    that grid is under MATVEC_MMA_WHOLE_WAVES waves and six warps a block (three an SM; Q6_K's
+    four warps taking the activations a group at a time, three an SM) fill their last wave
+    more; else the loaded form on rows of K up to MATVEC_MMA_LOADED_MAX_K and
     ``m`` up to MATVEC_MMA_LOADED_MAX_M where the format has it; else six warps a block, or
-    five where the format has those instead, where they fill it at least as the four must and
+    five or Q6_K's by-group four where the format has those instead, where they fill it at
+    least as the four must and
     more than 16 rows of 8 warps; else the wide form where the format has it and ``shared``
     holds it; else 16 rows a block."""
 
@@ -1534,7 +1574,10 @@ def _staged_mma_geometry(
     for two_warps in ("mma_two_warps_x_by_group", "mma_two_warps"):
         if takes_two_warps(two_warps):
             return two_warps
-    three_an_sm = ("mma_six_warps", "mma_five_warps")
+    # three blocks an SM (each format has at most one of them); where four warps are taken,
+    # only those measured against them
+    three_an_sm = ("mma_six_warps", "mma_four_warps_x_by_group", "mma_five_warps")
+    fuller_than_four = ("mma_six_warps", "mma_four_warps_x_by_group")
 
     def fills(geometry: str) -> bool:
         whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * mma_form_wave(geometry)
@@ -1550,9 +1593,10 @@ def _staged_mma_geometry(
     )
     if four_warps:
         under_two_waves = sixteen_rows < MATVEC_MMA_WHOLE_WAVES * mma_form_wave("mma_four_warps")
-        six_fuller = fill["mma_six_warps"] > fill["mma_four_warps"]
-        if takes_three_an_sm("mma_six_warps") and under_two_waves and six_fuller:
-            return "mma_six_warps"
+        for three in fuller_than_four:
+            fuller = fill[three] > fill["mma_four_warps"]
+            if takes_three_an_sm(three) and under_two_waves and fuller:
+                return three
         return "mma_four_warps"
     loaded = MATVEC_MMA_LOADED in available and k <= MATVEC_MMA_LOADED_MAX_K
     if loaded and m <= MATVEC_MMA_LOADED_MAX_M[fmt]:

@@ -47,7 +47,6 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_MAX_M,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA,
-    MATVEC_ONE_ROW_MMA_ALL_FORMS,
     MATVEC_ONE_ROW_MMA_FORMATS,
     MATVEC_ONE_ROW_MMA_MAX_WAVES,
     MATVEC_PAIRED_MIN_K,
@@ -239,7 +238,7 @@ GROUP_WARPS_CASES = {
     ("Q4_K", "float16", 2048, 4096): "narrow",
     # Q6_K is never unshared; its 16-bit rows that fill the one-row staged form's waves take
     # that (test_one_row_mma_matvec_rule), not these
-    ("Q6_K", "float16", 5376, 21504): "quad",
+    ("Q6_K", "float16", 2048, 14336): "quad",
     ("Q6_K", "float16", 28672, 4096): "quad_stream",
     ("Q8_0", "float16", 5376, 21504): "default",  # Q8_0 stops at pairs
     ("Q8_0", "float16", 8192, 8192): "default",  # its ties go to one warp
@@ -468,8 +467,10 @@ ONE_ROW_MMA_PICKS = {
     ("Q6_K", 2560, 10240): "mma",  # 0.61 of a wave
     ("Q6_K", 14336, 4096): "mma_four_warps",  # no two warps at M = 1 for Q6_K: 1.70 waves
     ("Q6_K", 8192, 8192): "mma_four_warps",
-    ("Q6_K", 5376, 21504): None,  # eight warps: two waves, the last 0.27 full (no six warps)
-    ("Q6_K", 11008, 4096): None,  # eight warps: three waves
+    # three blocks an SM of four warps taking the activations a group at a time: 0.85 of a wave
+    ("Q6_K", 5376, 21504): "mma_four_warps_x_by_group",
+    ("Q6_K", 11008, 4096): "mma_four_warps_x_by_group",  # 1.74 waves of three
+    ("Q6_K", 28672, 4096): None,  # four warps: 3.4 waves
     ("Q6_K", 2048, 14336): None,  # 0.48 of a wave
     ("Q4_K", 4096, 14336): None,  # not a format of the rule
 }
@@ -508,8 +509,7 @@ def test_one_row_mma_matvec_rule(dtype):
         # each a form of the format's batched kernel, "mma" (the staged pick's last resort) too
         assert "mma" in forms
         assert set(forms) <= set(geometries("cuda", fmt, "matvec_batched", "float16"))
-        assert set(forms) <= set(MATVEC_ONE_ROW_MMA_ALL_FORMS)
-        for geometry in MATVEC_ONE_ROW_MMA_ALL_FORMS:
+        for geometry in MATVEC_MMA_FORMS:
             if not sixteen_bit or geometry not in forms:
                 assert geometry not in geometries("cuda", fmt, "matvec", dtype)
                 continue
@@ -518,6 +518,9 @@ def test_one_row_mma_matvec_rule(dtype):
             assert kernel.entry == f"ggufc_matvec_{geometry}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
             assert "constexpr bool ONE_ROW = true;" in kernel.source
             assert "constexpr bool ONE_ROW = false;" in batched.source
+            assert "constexpr bool X_BY_GROUP = true;" in kernel.source
+            by_group = MATVEC_MMA_FORMS[geometry].x_by_group
+            assert f"constexpr bool X_BY_GROUP = {str(by_group).lower()};" in batched.source
             rows, activation_rows, _ = kernel.launch.grid
             assert rows == batched.launch.grid[0] and activation_rows.per_block == 1
             assert batched.launch.grid[1].per_block == MATVEC_MMA_MAX_M
@@ -526,10 +529,17 @@ def test_one_row_mma_matvec_rule(dtype):
             # every warp's activation ring: a weight group's steps of one row a weight slot,
             # instead of MAX_M rows a step slot (128 bytes a step of a row)
             layout = matvec_mma_staged_layout(fmt, dtype, geometry)
-            batched_rows = layout["x_slots"] * MATVEC_MMA_MAX_M
+            one_row = matvec_mma_staged_layout(fmt, dtype, geometry, "matvec")
+            slots = layout["w_slots"] if by_group else layout["x_slots"]
+            batched_rows = slots * (layout["group_steps"] if by_group else 1) * MATVEC_MMA_MAX_M
             one_rows = layout["w_slots"] * layout["group_steps"]
             saved = layout["warps"] * (batched_rows - one_rows) * 128
-            assert batched.launch.shared_memory_bytes - kernel.launch.shared_memory_bytes == saved
+            assert layout["shared_bytes"] - one_row["shared_bytes"] == saved
+            # the launch: the one-row layout's bytes, but a by-group form's reserves its
+            # batched kernel's (the same blocks an SM)
+            reserved = layout["shared_bytes"] if by_group else one_row["shared_bytes"]
+            assert kernel.launch.shared_memory_bytes == reserved
+            assert batched.launch.shared_memory_bytes == layout["shared_bytes"]
         assert "mma" not in geometries("metal", fmt, "matvec", dtype)
 
 
@@ -833,9 +843,11 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     16-row blocks whose last wave of four an SM is at least 3/5 full, or which fills two
     waves, take four warps a block (four blocks an SM in an H100's shared memory; in an
     A100's only Q4_0's fit), unless six warps a block
-    (Q4_0, Q5_0; three an SM) fill their last wave more on a grid of under two waves of four;
-    else Q4_K / Q5_K their loaded form on rows of K <= 4096; else six warps, or five (Q4_K,
-    Q8_0; three an SM), where they fill it so and more than 16 rows of 8 warps; else
+    (Q4_0, Q5_0; three an SM; Q6_K: four warps taking the activations a group at a time, three
+    an SM) fill their last wave more on a grid of under two waves of four;
+    else Q4_K / Q5_K their loaded form on rows of K <= 4096; else six warps, Q6_K's by-group
+    four, or five (Q4_K, Q8_0; three an SM), where they fill it so and more than 16 rows of 8
+    warps; else
     Q8_0 its deep wide form and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
@@ -845,8 +857,11 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     for fmt in MATVEC_MMA_FORMATS:
         four = matvec_mma_staged_layout(fmt, dtype, "mma_four_warps")["shared_bytes"]
         assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-        six = "mma_six_warps" if fmt in ("Q4_0", "Q5_0") else None
-        three = six or ("mma_five_warps" if fmt in ("Q4_K", "Q8_0") else None)
+        # three blocks an SM, taken over four warps where that fills its wave more: six warps
+        # (Q4_0, Q5_0) or Q6_K's four taking the activations a group at a time
+        fuller = {"Q4_0": "mma_six_warps", "Q5_0": "mma_six_warps"}.get(fmt)
+        fuller = fuller or ("mma_four_warps_x_by_group" if fmt == "Q6_K" else None)
+        three = fuller or ("mma_five_warps" if fmt in ("Q4_K", "Q8_0") else None)
         if three:
             three_bytes = matvec_mma_staged_layout(fmt, dtype, three)["shared_bytes"]
             assert 3 * (three_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
@@ -873,8 +888,8 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
             (17024, 4096): "mma_four_warps",  # 1064: past a wave of eight
             (8192, 4096): "mma_four_warps",  # 512: 0.29 / 0.97
             (28672, 4096): "mma_four_warps",  # 1792: 3.4 waves of four
-            (5120, 5120): six or "mma_four_warps",  # 320: 0.81 / 0.61
-            (6144, MATVEC_MMA_FOUR_WARPS_MAX_K): six or "mma_four_warps",  # 384: 0.97 / 0.73
+            (5120, 5120): fuller or "mma_four_warps",  # 320: 0.81 / 0.61
+            (6144, MATVEC_MMA_FOUR_WARPS_MAX_K): fuller or "mma_four_warps",  # 384: 0.97 / 0.73
             (11008, 4096): three_or_short,  # 688: 2.6 waves of two (0.61) / 0.74 / 0.30
             (4096, MATVEC_MMA_FOUR_WARPS_MAX_K + 256): other,  # 256: 0.97 / 0.65 / 0.48
             (4096, 8192): other,
@@ -895,9 +910,9 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     # has them; 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)
     assert pick("Q4_0", 5376, 21504, 4) == pick("Q5_0", 5376, 21504, 4) == "mma_six_warps"
     assert pick("Q4_K", 5376, 21504, 4) == pick("Q8_0", 5376, 21504, 4) == "mma_five_warps"
+    assert pick("Q6_K", 5376, 21504, 4) == "mma_four_warps_x_by_group"
     assert pick("Q4_0", 8192, 14336, 4) == "mma_four_warps"
     assert pick("Q5_0", 8192, 14336, 4) == pick("Q5_K", 5376, 21504, 4) == "mma"
-    assert pick("Q6_K", 5376, 21504, 4) == "mma"
     assert pick("Q4_K", 8192, 14336, 4) == pick("Q6_K", 8192, 14336, 4) == "mma"
     assert pick("Q8_0", 8192, 14336, 4) == "mma_wide"
     # Q8_0's deep wide form does not fit an A100
