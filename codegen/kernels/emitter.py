@@ -1620,7 +1620,8 @@ def matvec_mma_staged_layout(
     activation step slots, then every warp's ring of group slots, then a barrier a group
     slot, from a 128-byte boundary: a tensor map's box lands on one).  ``kind`` "matvec" is
     the one-row form (M = 1): its activation slots hold a weight group's steps of one row, a
-    slot a weight slot, where the batched kernel's hold a step's MATVEC_MMA_MAX_M rows."""
+    slot a weight slot, where the batched kernel's hold a step's MATVEC_MMA_MAX_M rows (a
+    form with x_by_group: a weight group's steps of them, a slot a weight slot)."""
     step_weights = 2 * PART_WEIGHTS
     group_steps = MATMUL_GROUP_STEPS[fmt]
     group_stride = matmul_group_stride(fmt)
