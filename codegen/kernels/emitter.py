@@ -1045,8 +1045,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     (Metal's matvec is one row a simdgroup already), a streamed one for many short rows, a
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS (and for MATVEC_ONE_ROW_MMA_FORMATS with MATVEC_MMA_DTYPES the
-    staged mma matvec's forms of its MATVEC_ONE_ROW_MMA rule) and for those of MATVEC_GROUP_WARPS two or
-    four warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
+    staged mma matvec's forms of its MATVEC_ONE_ROW_MMA rule) and for those of
+    MATVEC_GROUP_WARPS two or four warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
     quad), and for
     MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
     SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries

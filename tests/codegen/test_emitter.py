@@ -480,10 +480,11 @@ ONE_ROW_MMA_PICKS = {
 def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
     matvec's pick at M = 1 among its rule's forms where K is at least the rule's min_k and the
-    grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last min_fill full; the kernel is the staged template's one-row form
-    under the matvec's name: launched as the matvec_batched of that form but a block an
-    activation row, its activation slots a weight group's steps of that row where the batched
-    kernel's hold a step's eight rows."""
+    grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last min_fill full; the kernel is
+    the staged template's one-row form under the matvec's name: launched as the matvec_batched
+    of that form but a block an activation row, its activation slots a weight group's steps of
+    that row where the batched kernel's hold a step's eight rows (a by-group form's: the
+    group's steps of them), its shared memory a by-group form's batched kernel's."""
     sixteen_bit = dtype in ("float16", "bfloat16")
     for (fmt, n, k), expected in ONE_ROW_MMA_PICKS.items():
         ours = expected if sixteen_bit else None
@@ -839,16 +840,15 @@ def test_matmul_geometry_segments_cover_the_range_with_the_picked_geometry(fmt, 
 def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(dtype):
     """Rows of K <= 4096 whose grid is one wave of eight blocks an SM at least 4/5 full take two
     warps a block (Q4_0, Q5_0, Q6_K, Q4_K; Q6_K first its form with the activations a group at
-    a time, where its grid is one wave of seven blocks an SM at least 4/5 full); else rows of K <= 8192 (Q4_0: any K) on a grid of
-    16-row blocks whose last wave of four an SM is at least 3/5 full, or which fills two
-    waves, take four warps a block (four blocks an SM in an H100's shared memory; in an
-    A100's only Q4_0's fit), unless six warps a block
-    (Q4_0, Q5_0; three an SM; Q6_K: four warps taking the activations a group at a time, three
-    an SM) fill their last wave more on a grid of under two waves of four;
-    else Q4_K / Q5_K their loaded form on rows of K <= 4096; else six warps, Q6_K's by-group
-    four, or five (Q4_K, Q8_0; three an SM), where they fill it so and more than 16 rows of 8
-    warps; else
-    Q8_0 its deep wide form and the others 16 rows a block."""
+    a time, where its grid is one wave of seven blocks an SM at least 4/5 full); else rows of
+    K <= 8192 (Q4_0: any K) on a grid of 16-row blocks whose last wave of four an SM is at
+    least 3/5 full, or which fills two waves, take four warps a block (four blocks an SM in an
+    H100's shared memory; in an A100's only Q4_0's fit), unless six warps a block (Q4_0, Q5_0;
+    three an SM; Q6_K: four warps taking the activations a group at a time, three an SM) fill
+    their last wave more on a grid of under two waves of four; else Q4_K / Q5_K their loaded
+    form on rows of K <= 4096; else six warps, Q6_K's by-group four, or five (Q4_K, Q8_0;
+    three an SM), where they fill it so and more than 16 rows of 8 warps; else Q8_0 its deep
+    wide form and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)

@@ -357,7 +357,8 @@ def test_batched_q4_k_up_to_8_rows_takes_the_mma_matvec():
     assert_node_runs(node, kernel, (512 // 16, 1, 1))
 
 
-# Q4_0 rows of K = 10240, 160 blocks of 16 rows: 0.61 of a wave (Q4_0's MATVEC_ONE_ROW_MMA min_fill: 3/5)
+# Q4_0 rows of K = 10240, 160 blocks of 16 rows: 0.61 of a wave (its one-row rule's min_fill:
+# 3/5)
 ONE_ROW_MMA_IR = """
 const @w.blocks : u8[2560, 5760] gguf Q4_0
 
