@@ -653,11 +653,12 @@ class OneRowMmaRule:
 # 37.3 -> 32.5, 4608x4096 11.9 -> 9.1; 14 shapes 2-23% faster (bfloat16: but 11008x14336 53.7
 # -> 54.7).  Not Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 -> 18.7: their M = 1
 # kernels load 16-byte words already) nor Q8_0 (its matvec within 1.18x).
-# the step-at-a-time forms the one-row rule may take (Q4_0 / Q5_0 take them all)
-MATVEC_ONE_ROW_MMA_ALL_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
+# the one-row forms of the staged forms that take their activations a step at a time (Q4_0 /
+# Q5_0's rules take them all)
+MATVEC_ONE_ROW_MMA_STEP_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
 MATVEC_ONE_ROW_MMA = {
-    "Q4_0": OneRowMmaRule(4096, Fraction(3, 5), MATVEC_ONE_ROW_MMA_ALL_FORMS),
-    "Q5_0": OneRowMmaRule(4096, Fraction(9, 10), MATVEC_ONE_ROW_MMA_ALL_FORMS),
+    "Q4_0": OneRowMmaRule(4096, Fraction(3, 5), MATVEC_ONE_ROW_MMA_STEP_FORMS),
+    "Q5_0": OneRowMmaRule(4096, Fraction(9, 10), MATVEC_ONE_ROW_MMA_STEP_FORMS),
     "Q6_K": OneRowMmaRule(
         4096, Fraction(3, 5), ("mma", "mma_four_warps", "mma_four_warps_x_by_group")
     ),
@@ -1046,8 +1047,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     split-K one in blocks of 4 or 2 warps (split_k, split_k_paired) for
     MATVEC_SPLIT_K_FORMATS (and for MATVEC_ONE_ROW_MMA_FORMATS with MATVEC_MMA_DTYPES the
     staged mma matvec's forms of its MATVEC_ONE_ROW_MMA rule) and for those of
-    MATVEC_GROUP_WARPS two or four warps a row group where the format may take them (MATVEC_GROUP_GEOMETRIES: paired,
-    quad), and for
+    MATVEC_GROUP_WARPS two or four warps a row group where the format may take them
+    (MATVEC_GROUP_GEOMETRIES: paired, quad), and for
     MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
     SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with

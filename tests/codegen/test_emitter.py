@@ -859,8 +859,11 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         # three blocks an SM, taken over four warps where that fills its wave more: six warps
         # (Q4_0, Q5_0) or Q6_K's four taking the activations a group at a time
-        fuller = {"Q4_0": "mma_six_warps", "Q5_0": "mma_six_warps"}.get(fmt)
-        fuller = fuller or ("mma_four_warps_x_by_group" if fmt == "Q6_K" else None)
+        fuller = {
+            "Q4_0": "mma_six_warps",
+            "Q5_0": "mma_six_warps",
+            "Q6_K": "mma_four_warps_x_by_group",
+        }.get(fmt)
         three = fuller or ("mma_five_warps" if fmt in ("Q4_K", "Q8_0") else None)
         if three:
             three_bytes = matvec_mma_staged_layout(fmt, dtype, three)["shared_bytes"]
