@@ -594,6 +594,23 @@ MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]
 # bfloat16 2-23% but 4608x14336 at M = 8 (30.9 -> 31.6).
 MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 3
 MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]}
+# Q4_0's eight warps with their activations a weight group at a time ("mma_x_by_group":
+# 110848 bytes, two blocks an SM where the card's shared memory holds them, an H100's; an
+# A100's 163 KB holds one, and there the step-at-a-time form stays), taken where eight warps
+# are on rows of K >= MATVEC_MMA_X_BY_GROUP_MIN_K whose grid's last wave of two blocks an SM is
+# at least MATVEC_MMA_X_BY_GROUP_MIN_FILL full.  Session 35, H100, us at M = 2 / 4 / 8, a step
+# at a time -> by group (cuda_matvec_batched.py, same call; BENCHMARKS.md): float16 4096x14336
+# 14.9 / 15.2 / 15.5 -> 14.4 / 14.7 / 15.0, 4096x11008 12.7 / 12.9 / 13.2 -> 12.1 / 12.3 /
+# 12.8, 4096x8192 9.9 / 10.1 / 10.2 -> 9.5 / 9.6 / 9.8, 3072x8192 (0.73 of a wave) 8.7 / 8.8 /
+# 8.9 -> 8.3 / 8.4 / 8.7, 3584x18944 (0.85) 17.8 / 18.2 / 18.8 -> 17.4 / 17.8 / 18.4; bfloat16
+# 0-5% faster but 3584x18944 at M = 2 / 8 (within 0.6%).  Emptier grids lose (2560x10240,
+# 0.61: bfloat16 9.9 / 10.0 / 10.3 -> 10.1 / 10.1 / 10.9; 2048x8192, 0.48: 7.7 / 7.8 / 7.9 ->
+# 7.8 / 7.8 / 8.2), as do rows of a group or two a warp (4096x2048 at M = 8, bfloat16 4.4 ->
+# 4.6; 2048x2048 3.0 -> 3.5).  Not Q5_0 (119040 bytes: one block an SM) nor the K-quants (7-15%
+# slower by group in every form, session 34).
+MATVEC_MMA_X_BY_GROUP_AHEAD = {"Q4_0": MATVEC_MMA_STAGED_AHEAD["Q4_0"]}
+MATVEC_MMA_X_BY_GROUP_MIN_K = 4096
+MATVEC_MMA_X_BY_GROUP_MIN_FILL = Fraction(7, 10)
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
 # loaded form slows with M: its registers spill): a warp's 2 groups of 16-row blocks are too
@@ -722,6 +739,9 @@ MATVEC_MMA_FORMS = {
         MATVEC_MMA_FOUR_WARPS,
         MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_BLOCKS_PER_SM,
         x_by_group=True,
+    ),
+    "mma_x_by_group": MmaForm(
+        MATVEC_MMA_STAGED_ROW_TILES, MATVEC_MMA_X_BY_GROUP_AHEAD, x_by_group=True
     ),
 }
 MATVEC_MMA_GEOMETRIES = (*MATVEC_MMA_FORMS, MATVEC_MMA_LOADED)
@@ -1059,8 +1079,8 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     MATVEC_MMA_TWO_WARPS_AHEAD's that of two, mma_two_warps, for
     MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD's that of two taking the activations a group at a
     time, mma_two_warps_x_by_group, for MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD's that of four
-    so, mma_four_warps_x_by_group, for MATVEC_MMA_LOADED_FORMATS the
-    loaded form, mma_loaded)."""
+    so, mma_four_warps_x_by_group, for MATVEC_MMA_X_BY_GROUP_AHEAD's that of eight so,
+    mma_x_by_group, for MATVEC_MMA_LOADED_FORMATS the loaded form, mma_loaded)."""
     split_k = (
         backend == "cuda"
         and kind == "matvec_batched"
@@ -1543,7 +1563,9 @@ def _staged_mma_geometry(
     five or Q6_K's by-group four where the format has those instead, where they fill it at
     least as the four must and
     more than 16 rows of 8 warps; else the wide form where the format has it and ``shared``
-    holds it; else 16 rows a block."""
+    holds it; else 16 rows a block (Q4_0's with the activations a group at a time on rows of K
+    >= MATVEC_MMA_X_BY_GROUP_MIN_K whose last wave of two blocks an SM is at least
+    MATVEC_MMA_X_BY_GROUP_MIN_FILL full, where ``shared`` holds two of those blocks)."""
 
     def blocks_per_sm(geometry: str) -> int:
         need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
@@ -1607,6 +1629,9 @@ def _staged_mma_geometry(
             return three
     if "mma_wide" in available and blocks_per_sm("mma_wide") >= 1:
         return "mma_wide"
+    by_group = k >= MATVEC_MMA_X_BY_GROUP_MIN_K and fill["mma"] >= MATVEC_MMA_X_BY_GROUP_MIN_FILL
+    if by_group and fits("mma_x_by_group"):
+        return "mma_x_by_group"
     return "mma"
 
 

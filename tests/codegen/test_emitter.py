@@ -848,7 +848,9 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     their last wave more on a grid of under two waves of four; else Q4_K / Q5_K their loaded
     form on rows of K <= 4096; else six warps, Q6_K's by-group four, or five (Q4_K, Q8_0;
     three an SM), where they fill it so and more than 16 rows of 8 warps; else Q8_0 its deep
-    wide form and the others 16 rows a block."""
+    wide form, Q4_0 16 rows a block taking the activations a group at a time on rows of K >=
+    4096 whose last wave of two blocks an SM is at least 7/10 full (two blocks an SM in an
+    H100's shared memory, not in an A100's), and the others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
@@ -868,7 +870,10 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         if three:
             three_bytes = matvec_mma_staged_layout(fmt, dtype, three)["shared_bytes"]
             assert 3 * (three_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-        other = "mma_wide" if fmt == "Q8_0" else "mma"
+        other = {"Q8_0": "mma_wide", "Q4_0": "mma_x_by_group"}.get(fmt, "mma")
+        if other == "mma_x_by_group":
+            group_bytes = matvec_mma_staged_layout(fmt, dtype, other)["shared_bytes"]
+            assert 2 * (group_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
         # rows of K <= 4096: the K-quants' loaded form (Q5_K's up to 4 rows)
         loaded = "mma_loaded" if fmt in ("Q4_K", "Q5_K") else other
         short = [loaded, loaded, "mma" if fmt == "Q5_K" else loaded]  # M = 2, 4, 8
@@ -918,5 +923,10 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     assert pick("Q5_0", 8192, 14336, 4) == pick("Q5_K", 5376, 21504, 4) == "mma"
     assert pick("Q4_K", 8192, 14336, 4) == pick("Q6_K", 8192, 14336, 4) == "mma"
     assert pick("Q8_0", 8192, 14336, 4) == "mma_wide"
-    # Q8_0's deep wide form does not fit an A100
+    # Q8_0's deep wide form does not fit an A100, nor two blocks of Q4_0's by-group eight warps
     assert pick("Q8_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
+    assert pick("Q4_0", 4096, 14336, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) == "mma"
+    # Q4_0's by-group eight warps: not on a last wave under 7/10 full (192 blocks: 0.73 of a
+    # wave of two an SM, 160: 0.61), nor on rows of a group or two a warp (K = 2048)
+    assert pick("Q4_0", 3072, 8192, 8) == "mma_x_by_group"
+    assert pick("Q4_0", 2560, 10240, 8) == pick("Q4_0", 4096, 2048, 8) == "mma"
