@@ -519,7 +519,10 @@ MATVEC_MMA_FOUR_WARPS_ANY_K = ("Q4_0",)
 # 35.5 / 36.0, 29.8 / 31.3; 11008x4096 19.9 / 19.2, 18.7 / 18.4, 18.3 / 17.8.  Where the 16-row
 # grid's wave is full it loses: 4096x14336 (0.97 / 0.48 / 0.65) Q4_0 14.9 / 15.5, 22.0 / 22.6,
 # 18.9 / 19.9, 4096x4096 Q5_0 7.5 / 7.3, 9.7 / 9.8, 8.3 / 8.7.  Q6_K: 5376x21504 51.0 / 51.5
-# against 52.7 / 53.3, 6144x16384 38.1 / 40.5 against 36.7 / 38.8: not taken.
+# against 52.7 / 53.3, 6144x16384 38.1 / 40.5 against 36.7 / 38.8: not taken.  Since v58 the
+# staged rule takes four warps with the activations a group at a time there instead (three
+# blocks an SM too, MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD, and smaller: three fit wherever
+# three six-warp blocks do); six warps serve the M = 1 one-row rule.
 MATVEC_MMA_SIX_WARPS = 6
 MATVEC_MMA_SIX_WARPS_BLOCKS_PER_SM = 3
 MATVEC_MMA_SIX_WARPS_AHEAD = {fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0")}
@@ -592,8 +595,17 @@ MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]
 # 46.6, 5120x13824 35.0 / 35.2 -> 29.9 / 31.8, 18944x8960 67.0 / 67.5 -> 59.8 / 60.1, 6144x8192
 # (four warps before) 23.0 / 23.2 -> 18.2 / 18.5; every one of 11 changed shapes 4-24% faster,
 # bfloat16 2-23% but 4608x14336 at M = 8 (30.9 -> 31.6).
+# Q4_0 and Q5_0 take it too, before their six warps (v58; 55488 / 59584 bytes, three blocks an
+# SM by registers): session 35, H100, float16, us at M = 2 / 8, six warps -> it (scratch, same
+# call): Q4_0 5376x21504 29.3 / 31.3 -> 28.7 / 31.1, 4608x14336 19.2 / 20.6 -> 18.9 / 19.8,
+# 11008x4096 14.5 / 14.6 -> 13.9 / 14.0, 6144x16384 23.4 / 25.0 -> 23.4 / 24.7; Q5_0 5376x21504
+# 37.2 / 38.5 -> 36.2 / 37.7, 6144x16384 29.9 / 30.9 -> 28.6 / 30.2, 11008x4096 17.9 / 18.1 ->
+# 17.2 / 17.1, 5120x13824 24.6 / 25.0 -> 24.5 / 25.7 (the one loss).  Not at M = 1, where
+# their one-row rule keeps six warps (Q4_0 5376x21504 27.5 against 31.7: four blocks an SM).
 MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 3
-MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]}
+MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD = {
+    fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0", "Q6_K")
+}
 # Q4_0's eight warps with their activations a weight group at a time ("mma_x_by_group":
 # 110848 bytes, two blocks an SM where the card's shared memory holds them, an H100's; an
 # A100's 163 KB holds one, and there the step-at-a-time form stays), taken where eight warps
@@ -1556,13 +1568,13 @@ def _staged_mma_geometry(
     MATVEC_MMA_FOUR_WARPS_MAX_K (any K for MATVEC_MMA_FOUR_WARPS_ANY_K) whose grid of four
     blocks an SM fills its last wave at least MATVEC_MMA_MIN_LAST_WAVE_FILL or runs
     MATVEC_MMA_WHOLE_WAVES waves, where ``shared`` bytes a block leave room for four, unless
-    that grid is under MATVEC_MMA_WHOLE_WAVES waves and six warps a block (three an SM; Q6_K's
-    four warps taking the activations a group at a time, three an SM) fill their last wave
-    more; else the loaded form on rows of K up to MATVEC_MMA_LOADED_MAX_K and
-    ``m`` up to MATVEC_MMA_LOADED_MAX_M where the format has it; else six warps a block, or
-    five or Q6_K's by-group four where the format has those instead, where they fill it at
-    least as the four must and
-    more than 16 rows of 8 warps; else the wide form where the format has it and ``shared``
+    that grid is under MATVEC_MMA_WHOLE_WAVES waves and a form of three blocks an SM fills its
+    last wave more (four warps taking the activations a group at a time, else six warps, the
+    first the format has that ``shared`` holds three of); else the loaded form on rows of K up
+    to MATVEC_MMA_LOADED_MAX_K and ``m`` up to MATVEC_MMA_LOADED_MAX_M where the format has it;
+    else a form of three blocks an SM (the by-group four warps, six or five warps, the first
+    the format has that fits) where it fills the last wave at least as the four must and more
+    than 16 rows of 8 warps; else the wide form where the format has it and ``shared``
     holds it; else 16 rows a block (Q4_0's with the activations a group at a time on rows of K
     >= MATVEC_MMA_X_BY_GROUP_MIN_K whose last wave of two blocks an SM is at least
     MATVEC_MMA_X_BY_GROUP_MIN_FILL full, where ``shared`` holds two of those blocks)."""
@@ -1597,10 +1609,10 @@ def _staged_mma_geometry(
     for two_warps in ("mma_two_warps_x_by_group", "mma_two_warps"):
         if takes_two_warps(two_warps):
             return two_warps
-    # three blocks an SM (each format has at most one of them); where four warps are taken,
-    # only those measured against them
-    three_an_sm = ("mma_six_warps", "mma_four_warps_x_by_group", "mma_five_warps")
-    fuller_than_four = ("mma_six_warps", "mma_four_warps_x_by_group")
+    # three blocks an SM, the first a format has that fits (the same fill: the same wave);
+    # where four warps are taken, only those measured against them
+    three_an_sm = ("mma_four_warps_x_by_group", "mma_six_warps", "mma_five_warps")
+    fuller_than_four = ("mma_four_warps_x_by_group", "mma_six_warps")
 
     def fills(geometry: str) -> bool:
         whole_waves = sixteen_rows >= MATVEC_MMA_WHOLE_WAVES * mma_form_wave(geometry)

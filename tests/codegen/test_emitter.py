@@ -843,11 +843,11 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     a time, where its grid is one wave of seven blocks an SM at least 4/5 full); else rows of
     K <= 8192 (Q4_0: any K) on a grid of 16-row blocks whose last wave of four an SM is at
     least 3/5 full, or which fills two waves, take four warps a block (four blocks an SM in an
-    H100's shared memory; in an A100's only Q4_0's fit), unless six warps a block (Q4_0, Q5_0;
-    three an SM; Q6_K: four warps taking the activations a group at a time, three an SM) fill
-    their last wave more on a grid of under two waves of four; else Q4_K / Q5_K their loaded
-    form on rows of K <= 4096; else six warps, Q6_K's by-group four, or five (Q4_K, Q8_0;
-    three an SM), where they fill it so and more than 16 rows of 8 warps; else Q8_0 its deep
+    H100's shared memory; in an A100's only Q4_0's fit), unless four warps taking the
+    activations a group at a time (Q4_0, Q5_0, Q6_K; three an SM) fill their last wave more on
+    a grid of under two waves of four; else Q4_K / Q5_K their loaded form on rows of K <= 4096;
+    else the by-group four or five warps (Q4_K, Q8_0; three an SM), where they fill it so and
+    more than 16 rows of 8 warps; else Q8_0 its deep
     wide form, Q4_0 16 rows a block taking the activations a group at a time on rows of K >=
     4096 whose last wave of two blocks an SM is at least 7/10 full (two blocks an SM in an
     H100's shared memory, not in an A100's), and the others 16 rows a block."""
@@ -859,13 +859,9 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     for fmt in MATVEC_MMA_FORMATS:
         four = matvec_mma_staged_layout(fmt, dtype, "mma_four_warps")["shared_bytes"]
         assert 4 * (four + SHARED_MEMORY_RESERVED_PER_BLOCK) <= h100_sm
-        # three blocks an SM, taken over four warps where that fills its wave more: six warps
-        # (Q4_0, Q5_0) or Q6_K's four taking the activations a group at a time
-        fuller = {
-            "Q4_0": "mma_six_warps",
-            "Q5_0": "mma_six_warps",
-            "Q6_K": "mma_four_warps_x_by_group",
-        }.get(fmt)
+        # three blocks an SM, taken over four warps where that fills its wave more: four warps
+        # taking the activations a group at a time (Q4_0, Q5_0, Q6_K), before six warps
+        fuller = "mma_four_warps_x_by_group" if fmt in ("Q4_0", "Q5_0", "Q6_K") else None
         three = fuller or ("mma_five_warps" if fmt in ("Q4_K", "Q8_0") else None)
         if three:
             three_bytes = matvec_mma_staged_layout(fmt, dtype, three)["shared_bytes"]
@@ -914,11 +910,12 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
         assert (a100_pick == "mma_four_warps") == four_fit
         if by_group != two:  # nor seven blocks of Q6_K's by-group two warps there
             assert pick(fmt, 14336, 4096, 8, PORTABLE_SHARED_MEMORY_PER_BLOCK) != by_group
-    # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take six or five warps where the format
-    # has them; 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K (Q4_0)
-    assert pick("Q4_0", 5376, 21504, 4) == pick("Q5_0", 5376, 21504, 4) == "mma_six_warps"
+    # longer rows: 336 blocks (0.27 / 0.85 / 0.64) take the by-group four or five warps where
+    # the format has them; 512 (0.94 / 0.29 / 0.97) four where the format takes them at any K
+    # (Q4_0)
+    by_group_four = [pick(fmt, 5376, 21504, 4) for fmt in ("Q4_0", "Q5_0", "Q6_K")]
+    assert by_group_four == ["mma_four_warps_x_by_group"] * 3
     assert pick("Q4_K", 5376, 21504, 4) == pick("Q8_0", 5376, 21504, 4) == "mma_five_warps"
-    assert pick("Q6_K", 5376, 21504, 4) == "mma_four_warps_x_by_group"
     assert pick("Q4_0", 8192, 14336, 4) == "mma_four_warps"
     assert pick("Q5_0", 8192, 14336, 4) == pick("Q5_K", 5376, 21504, 4) == "mma"
     assert pick("Q4_K", 8192, 14336, 4) == pick("Q6_K", 8192, 14336, 4) == "mma"
