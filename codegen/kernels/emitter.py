@@ -581,7 +581,7 @@ MATVEC_MMA_TWO_WARPS_AHEAD = {
 # four- and five-warp forms, and for Q5_K's, by group).
 MATVEC_MMA_TWO_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 7
 MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]}
-# Q6_K's three blocks an SM, where Q4_0 / Q5_0 take six warps and Q4_K / Q8_0 five (Q6_K's
+# Q6_K's three blocks an SM, where Q4_0 / Q5_0 took six warps and Q4_K / Q8_0 take five (Q6_K's
 # six-warp form spills, its five-warp form gained nothing, v46): four warps with the
 # activations a group at a time (63680 bytes: three blocks an SM).  Session 34, H100, float16,
 # us at M = 2 / 8, the pick before -> four warps a step at a time at three blocks an SM
