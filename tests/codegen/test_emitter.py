@@ -847,10 +847,10 @@ def test_the_staged_mma_matvec_takes_its_forms_by_shape_rows_and_shared_memory(d
     activations a group at a time (Q4_0, Q5_0, Q6_K; three an SM) fill their last wave more on
     a grid of under two waves of four; else Q4_K / Q5_K their loaded form on rows of K <= 4096;
     else the by-group four or five warps (Q4_K, Q8_0; three an SM), where they fill it so and
-    more than 16 rows of 8 warps; else Q8_0 its deep
-    wide form, Q4_0 16 rows a block taking the activations a group at a time on rows of K >=
-    4096 whose last wave of two blocks an SM is at least 7/10 full (two blocks an SM in an
-    H100's shared memory, not in an A100's), and the others 16 rows a block."""
+    more than 16 rows of 8 warps; else Q8_0 its deep wide form, Q4_0 16 rows a block taking the
+    activations a group at a time on rows of K >= 4096 whose last wave of two blocks an SM is at
+    least 7/10 full (two blocks an SM in an H100's shared memory, not in an A100's), and the
+    others 16 rows a block."""
 
     def pick(fmt, n, k, m, shared=H100_SHARED_MEMORY_PER_BLOCK):
         return pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, m, shared)
