@@ -428,11 +428,13 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_mma_q6_k_bf16(
             }
         }
     };
+    // X_BY_GROUP: the activation slot of this warp's j-th group (its weight slot's twin)
+    auto x_group_slot = [&](int j) { return x_ring + j % W_SLOTS * X_SLOT_BYTES; };
     // X_BY_GROUP: the activations of this warp's j-th group (group ``group``), chunk c = lane +
     // 32 r of its GROUP_STEPS x X_STEP_ROWS rows of 128 bytes (step-major, each step's rows
     // swizzled as a step slot's), into the group's slot; none past K or M
     auto issue_x_group = [&](int group, int j) {
-        u8* const slot = x_ring + j % W_SLOTS * X_SLOT_BYTES;
+        u8* const slot = x_group_slot(j);
 #pragma unroll
         for (int r = 0; r < X_GROUP_ROUNDS; ++r) {
             const int c = lane + ggufc::WARP_SIZE * r;
@@ -569,8 +571,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_mma_q6_k_bf16(
                         }
                         ggufc::cp_async_commit();
                     }
-                    const u8* x_step =
-                        X_BY_GROUP ? x_ring + j % W_SLOTS * X_SLOT_BYTES + s * X_STEP_ROWS * X_ROW_BYTES : x_slot(i);
+                    const u8* x_step = X_BY_GROUP ? x_group_slot(j) + s * X_STEP_ROWS * X_ROW_BYTES : x_slot(i);
                     // the step's segments and scales in the group's slot (tensor_core.cuh)
                     const int segment[2] = {Staged::body_start(0, step) - group_start,
                                             Staged::body_start(1, step) - group_start};
