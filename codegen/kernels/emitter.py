@@ -41,7 +41,7 @@ a multiple of the format's block weights.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -600,11 +600,16 @@ MATVEC_MMA_TWO_WARPS_X_BY_GROUP_AHEAD = {"Q6_K": MATVEC_MMA_STAGED_AHEAD["Q6_K"]
 # call): Q4_0 5376x21504 29.3 / 31.3 -> 28.7 / 31.1, 4608x14336 19.2 / 20.6 -> 18.9 / 19.8,
 # 11008x4096 14.5 / 14.6 -> 13.9 / 14.0, 6144x16384 23.4 / 25.0 -> 23.4 / 24.7; Q5_0 5376x21504
 # 37.2 / 38.5 -> 36.2 / 37.7, 6144x16384 29.9 / 30.9 -> 28.6 / 30.2, 11008x4096 17.9 / 18.1 ->
-# 17.2 / 17.1, 5120x13824 24.6 / 25.0 -> 24.5 / 25.7 (the one loss).  Not at M = 1, where
-# their one-row rule keeps six warps (Q4_0 5376x21504 27.5 against 31.7: four blocks an SM).
+# 17.2 / 17.1, 5120x13824 24.6 / 25.0 -> 24.5 / 25.7 (the one loss).  At M = 1 Q4_0's one-row
+# rule keeps six warps (5376x21504 27.5 against 31.7 at four blocks an SM, 27.6 held to three);
+# Q5_0's takes it at three blocks an SM (v59, MATVEC_ONE_ROW_MMA).
 MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_BLOCKS_PER_SM = 3
+# Q4_K has the form for its one-row rule only (MATVEC_MMA_ONE_ROW_ONLY_FORMS): at M = 2..8 its
+# five warps stay (session 36, H100, float16, us at M = 2 / 8, five warps against it, same call:
+# 5376x21504 33.9 / 34.4 against 35.7 / 37.6, 6144x16384 26.6 / 27.3 against 27.8 / 29.4; the
+# K-quants lose by group at M = 2..8, session 34).
 MATVEC_MMA_FOUR_WARPS_X_BY_GROUP_AHEAD = {
-    fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0", "Q6_K")
+    fmt: MATVEC_MMA_STAGED_AHEAD[fmt] for fmt in ("Q4_0", "Q5_0", "Q6_K", "Q4_K")
 }
 # Q4_0's eight warps with their activations a weight group at a time ("mma_x_by_group":
 # 110848 bytes, two blocks an SM where the card's shared memory holds them, an H100's; an
@@ -640,16 +645,26 @@ MATVEC_MMA_LOADED_MAX_M = {"Q4_K": MATVEC_MMA_MAX_M, "Q5_K": 4}
 MATVEC_MMA_LOADED_FORMATS = tuple(MATVEC_MMA_LOADED_MAX_M)
 
 
+MATVEC_ONE_ROW_MMA_MAX_WAVES = 2  # a one-row rule's waves unless it names fewer
+
+
 @dataclass(frozen=True)
 class OneRowMmaRule:
     """Where the CUDA matvec (M = 1) of a format takes the staged mma matvec's one-row form:
     rows of at least ``min_k`` weights, the staged pick at M = 1 among ``forms`` (each one of
-    the format's staged forms), its grid at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last
-    at least ``min_fill`` full."""
+    the format's staged forms; a pick outside them keeps the matvec's own), its grid at most
+    ``max_waves`` waves, the last at least ``min_fill`` full (a form of ``form_min_fill``: its
+    own)."""
 
     min_k: int
     min_fill: Fraction
     forms: tuple[str, ...]
+    form_min_fill: dict[str, Fraction] = field(default_factory=dict)
+    max_waves: int = MATVEC_ONE_ROW_MMA_MAX_WAVES
+
+    def min_fill_of(self, geometry: str) -> Fraction:
+        """How full the last wave of ``geometry``'s grid must be."""
+        return self.form_min_fill.get(geometry, self.min_fill)
 
 
 # The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec
@@ -682,17 +697,41 @@ class OneRowMmaRule:
 # 37.3 -> 32.5, 4608x4096 11.9 -> 9.1; 14 shapes 2-23% faster (bfloat16: but 11008x14336 53.7
 # -> 54.7).  Not Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 -> 18.7: their M = 1
 # kernels load 16-byte words already) nor Q8_0 (its matvec within 1.18x).
+# Q5_0's rule takes the same form (v59) where its last wave of three blocks an SM is at least
+# 4/5 full, and before six warps; Q4_K's takes it and four warps (four blocks an SM) on rows of
+# K >= 8192 in one wave, and nothing else (v60).  Session 36, H100, us, the pick before -> it
+# (cuda_matvec_ab.py, same call; BENCHMARKS.md), float16 / bfloat16: Q5_0 5376x21504 (split-K)
+# 33.7 / 33.5 -> 32.7 / 32.6, 5376x5120 11.1 -> 9.4 / 9.4, 6144x28672 46.3 -> 45.0, 6144x16384
+# (six warps) 27.7 -> 27.3, 5120x13824 (0.81 of a wave) 21.7 / 21.8 -> 21.4, 5120x4096 7.9 ->
+# 8.1 / 8.0 (the one loss); not 4608x14336 (0.73: scratch 20.6 -> 21.3) nor 11008x4096 (two
+# waves, the last 0.74 full: 14.3 -> 15.2).  Q4_K (quad) 5376x21504 31.0 / 31.3 -> 29.8 / 31.0,
+# 5120x13824 22.0 / 22.3 -> 20.2 / 21.2, 6144x16384 25.7 / 26.1 -> 24.0 / 24.5, 5376x8192 14.7 /
+# 14.9 -> 12.7 / 13.2, 4608x14336 (0.73) 21.2 / 21.3 -> 20.5 / 21.5, four warps (paired) 8192x8192
+# 18.2 / 18.3 -> 16.4 / 17.0; not two waves (11008x14336 38.3 / 38.4 -> 40.0 / 41.2, 16384x8192
+# bfloat16 32.8 -> 38.5), nor Q4_K's short rows (11008x4096, quad_stream, 12.9 against 14.0,
+# scratch), nor its one-wave grids of eight warps (4096x14336, paired, 14.7; v51's one-row eight
+# warps 14.8), nor Q5_K (scratch: 5376x21504 35.3 -> 39.0, 6144x16384 29.2 -> 31.0), nor Q4_0
+# (its six warps tie it: 5376x21504 27.7 / 27.6, 6144x16384 22.0 / 22.4).
 # the one-row forms of the staged forms that take their activations a step at a time (Q4_0 /
 # Q5_0's rules take them all)
 MATVEC_ONE_ROW_MMA_STEP_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
 MATVEC_ONE_ROW_MMA = {
     "Q4_0": OneRowMmaRule(4096, Fraction(3, 5), MATVEC_ONE_ROW_MMA_STEP_FORMS),
-    "Q5_0": OneRowMmaRule(4096, Fraction(9, 10), MATVEC_ONE_ROW_MMA_STEP_FORMS),
+    "Q5_0": OneRowMmaRule(
+        4096,
+        Fraction(9, 10),
+        (*MATVEC_ONE_ROW_MMA_STEP_FORMS, "mma_four_warps_x_by_group"),
+        {"mma_four_warps_x_by_group": Fraction(4, 5)},
+    ),
     "Q6_K": OneRowMmaRule(
         4096, Fraction(3, 5), ("mma", "mma_four_warps", "mma_four_warps_x_by_group")
     ),
+    "Q4_K": OneRowMmaRule(
+        8192, Fraction(7, 10), ("mma_four_warps", "mma_four_warps_x_by_group"), max_waves=1
+    ),
 }
-MATVEC_ONE_ROW_MMA_MAX_WAVES = 2
+# staged forms a format has for its one-row rule only (its batched kernel keeps its others)
+MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 
 
@@ -1128,9 +1167,15 @@ def _one_row_mma_geometries(fmt: str, dtype: str | None) -> tuple[str, ...]:
 
 
 def _mma_geometries(fmt: str) -> tuple[str, ...]:
-    """The mma matvec's geometries of ``fmt``: "mma", the staged forms whose tables name it,
-    and the loaded form where it has one."""
-    forms = (g for g, form in MATVEC_MMA_FORMS.items() if g != "mma" and fmt in form.aheads)
+    """The mma matvec's geometries of ``fmt``: "mma", the staged forms whose tables name it
+    (but those MATVEC_MMA_ONE_ROW_ONLY_FORMS gives it for its matvec only), and the loaded form
+    where it has one."""
+    one_row_only = MATVEC_MMA_ONE_ROW_ONLY_FORMS.get(fmt, ())
+    forms = (
+        g
+        for g, form in MATVEC_MMA_FORMS.items()
+        if g != "mma" and fmt in form.aheads and g not in one_row_only
+    )
     loaded = (MATVEC_MMA_LOADED,) if fmt in MATVEC_MMA_LOADED_FORMATS else ()
     return ("mma", *forms, *loaded)
 
@@ -1291,7 +1336,7 @@ def pick_geometry(
     `MATVEC_NARROW_MAX_WEIGHTS`, else streamed for
     short rows (K <= `MATVEC_STREAM_MAX_K`, N >= `MATVEC_STREAM_MIN_N`), else for
     MATVEC_ONE_ROW_MMA_FORMATS with 16-bit activations the staged mma matvec's form where
-    `one_row_mma_geometry` gives one (its grid at most two waves, the last full enough), else
+    `one_row_mma_geometry` gives one (its grid at most its rule's waves, the last full enough), else
     split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
     else the streamed quad where the format has it and `takes_quad_stream`, else the
@@ -1314,7 +1359,7 @@ def pick_geometry(
         return "narrow"
     if "stream" in available and k <= MATVEC_STREAM_MAX_K and n >= MATVEC_STREAM_MIN_N:
         return "stream"
-    if kind == "matvec" and "mma" in available:
+    if kind == "matvec" and backend == "cuda":
         one_row = one_row_mma_geometry(fmt, dtype, n, k, shared_memory_per_block)
         if one_row is not None:
             return one_row
@@ -1351,10 +1396,13 @@ def one_row_mma_geometry(
     if not forms or k < MATVEC_ONE_ROW_MMA[fmt].min_k:
         return None
     geometry = _staged_mma_geometry(forms, fmt, dtype, n, k, 1, shared_memory_per_block)
+    if geometry not in forms:  # the staged pick's last resort, "mma", where the rule has none
+        return None
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     waves = ceil_div(blocks, mma_form_wave(geometry))
     last_wave = mma_form_last_wave_fill(blocks, geometry)
-    fits = waves <= MATVEC_ONE_ROW_MMA_MAX_WAVES and last_wave >= MATVEC_ONE_ROW_MMA[fmt].min_fill
+    min_fill = MATVEC_ONE_ROW_MMA[fmt].min_fill_of(geometry)
+    fits = waves <= MATVEC_ONE_ROW_MMA[fmt].max_waves and last_wave >= min_fill
     return geometry if fits else None
 
 
@@ -1518,12 +1566,13 @@ def launch_rule(
             layout = matvec_mma_staged_layout(fmt, dtype, geometry, kind)
             threads, rows, shared = layout["threads"], layout["tile_n"], layout["shared_bytes"]
             if kind == "matvec" and MATVEC_MMA_FORMS[geometry].x_by_group:
-                # the one-row kernel of a by-group form reserves its batched kernel's shared
-                # memory, so that it runs that kernel's blocks an SM (its own would let one more
-                # in: Q6_K's four warps at M = 1, three blocks an SM against four, 4608x14336
-                # 31.1 -> 25.7 us, 6144x16384 38.3 -> 32.0, session 34)
-                batched = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
-                shared = max(shared, batched)
+                # the one-row kernel of a by-group form reserves enough shared memory that no
+                # more than its form's blocks an SM run (its own would let one more in: Q6_K's
+                # four warps at M = 1, three blocks an SM against four, 4608x14336 31.1 -> 25.7
+                # us, 6144x16384 38.3 -> 32.0, session 34; Q4_K's 5376x21504 37.0 -> 29.7,
+                # session 36)
+                most = MATVEC_MMA_FORMS[geometry].blocks_per_sm
+                shared = max(shared, shared_bytes_for_at_most(most))
             # a group's rows, each as wide as a group needs, where they are whole 16-byte words
             maps = (
                 TensorMapRule(1, layout["mapped_group_stride"], rows, swizzle=0, optional=True),
@@ -1702,6 +1751,14 @@ def matvec_mma_staged_layout(
         "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
         "shared_bytes": form.warps * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
     }
+
+
+def shared_bytes_for_at_most(blocks_per_sm: int) -> int:
+    """The fewest dynamic shared bytes a block must ask for so that no more than
+    ``blocks_per_sm`` of its blocks fit an H100's SM (H100_SHARED_MEMORY_PER_BLOCK and the
+    driver's SHARED_MEMORY_RESERVED_PER_BLOCK a block: 228 KB)."""
+    per_sm = H100_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
+    return per_sm // (blocks_per_sm + 1) - SHARED_MEMORY_RESERVED_PER_BLOCK + 1
 
 
 def _cuda_matmul_launch(fmt: str, dtype: str, tile_m: int, splits: int) -> LaunchRule:

@@ -45,6 +45,7 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_FORMS,
     MATVEC_MMA_FOUR_WARPS_MAX_K,
     MATVEC_MMA_MAX_M,
+    MATVEC_MMA_ONE_ROW_ONLY_FORMS,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA,
     MATVEC_ONE_ROW_MMA_FORMATS,
@@ -85,6 +86,7 @@ from codegen.kernels.emitter import (
     mma_form_wave,
     one_row_mma_geometry,
     render_template,
+    shared_bytes_for_at_most,
     split_k_blocks_per_sm,
     split_k_geometry_of,
     split_k_splits,
@@ -230,9 +232,12 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
 # (format, dtype, N, K) -> geometry: the cases the comment of MATVEC_GROUP_WARPS names
 GROUP_WARPS_CASES = {
     ("Q4_K", "float16", 4096, 14336): "paired",  # 256 blocks unshared: half a wave
-    ("Q4_K", "float16", 5376, 21504): "quad",  # 2.55 waves beat 1.27 and 0.64
-    ("Q4_K", "bfloat16", 5376, 21504): "quad",
-    ("Q4_K", "float16", 8192, 8192): "paired",  # one wave unshared, two paired: a tie
+    # Q4_K's 16-bit rows of K >= 8192 whose grids fill the one-row staged forms' waves take
+    # those (test_one_row_mma_matvec_rule): 5376x21504 and 8192x8192 here are Q5_K's
+    ("Q5_K", "float16", 5376, 21504): "quad",  # 2.55 waves beat 1.27 and 0.64
+    ("Q5_K", "bfloat16", 5376, 21504): "quad",
+    ("Q5_K", "float16", 8192, 8192): "paired",  # one wave unshared, two paired: a tie
+    ("Q4_K", "float32", 8192, 8192): "paired",
     ("Q4_K", "float16", 14336, 4096): "quad_stream",  # four chunks a row, int16 x: streamed
     ("Q5_K", "float16", 4096, 4096): "paired",
     ("Q4_K", "float16", 2048, 4096): "narrow",
@@ -460,7 +465,11 @@ ONE_ROW_MMA_PICKS = {
     ("Q5_0", 8192, 16384): "mma",  # two waves, the last 0.94 full
     ("Q5_0", 3584, 18944): None,  # 0.85
     ("Q5_0", 14336, 4096): None,  # 0.85 of two warps' wave
-    ("Q5_0", 5376, 21504): None,  # 0.85 of six warps' wave
+    # the by-group four warps where their last wave of three blocks an SM is 4/5 full
+    ("Q5_0", 5376, 21504): "mma_four_warps_x_by_group",  # 0.85
+    ("Q5_0", 5120, 13824): "mma_four_warps_x_by_group",  # 0.81
+    ("Q5_0", 6144, 16384): "mma_four_warps_x_by_group",  # 0.97: before six warps
+    ("Q5_0", 4608, 14336): None,  # 0.73
     ("Q5_0", 11008, 4096): None,  # its last wave 0.74 full
     ("Q6_K", 4096, 14336): "mma",
     ("Q6_K", 4096, 11008): "mma",
@@ -472,7 +481,17 @@ ONE_ROW_MMA_PICKS = {
     ("Q6_K", 11008, 4096): "mma_four_warps_x_by_group",  # 1.74 waves of three
     ("Q6_K", 28672, 4096): None,  # four warps: 3.4 waves
     ("Q6_K", 2048, 14336): None,  # 0.48 of a wave
-    ("Q4_K", 4096, 14336): None,  # not a format of the rule
+    # Q4_K: four warps, four or three (by group) blocks an SM, on rows of K >= 8192
+    ("Q4_K", 5376, 21504): "mma_four_warps_x_by_group",  # 0.85 of a wave of three
+    ("Q4_K", 4608, 14336): "mma_four_warps_x_by_group",  # 0.73
+    ("Q4_K", 8192, 8192): "mma_four_warps",  # 0.97 of a wave of four
+    ("Q4_K", 16384, 8192): None,  # 1.94 waves: Q4_K's rule takes one
+    ("Q4_K", 11008, 14336): None,  # two waves of three
+    ("Q4_K", 4096, 14336): None,  # eight warps' grid: not a form of its rule
+    ("Q4_K", 3584, 18944): None,
+    ("Q4_K", 11008, 4096): None,  # K under its rule's min_k
+    ("Q4_K", 14336, 4096): None,
+    ("Q5_K", 5376, 21504): None,  # not a format of the rule
 }
 
 
@@ -480,11 +499,12 @@ ONE_ROW_MMA_PICKS = {
 def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
     matvec's pick at M = 1 among its rule's forms where K is at least the rule's min_k and the
-    grid runs at most MATVEC_ONE_ROW_MMA_MAX_WAVES waves, the last min_fill full; the kernel is
+    grid runs at most the rule's max_waves waves, the last min_fill full; the kernel is
     the staged template's one-row form under the matvec's name: launched as the matvec_batched
     of that form but a block an activation row, its activation slots a weight group's steps of
     that row where the batched kernel's hold a step's eight rows (a by-group form's: the
-    group's steps of them), its shared memory a by-group form's batched kernel's."""
+    group's steps of them), a by-group form's shared memory enough that no more than its form's
+    blocks an SM fit an H100."""
     sixteen_bit = dtype in ("float16", "bfloat16")
     for (fmt, n, k), expected in ONE_ROW_MMA_PICKS.items():
         ours = expected if sixteen_bit else None
@@ -499,48 +519,58 @@ def test_one_row_mma_matvec_rule(dtype):
             assert ours in rule.forms and k >= rule.min_k
             blocks = -(-n // 16)
             wave = mma_form_wave(ours)
-            assert blocks <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
+            assert blocks <= rule.max_waves * wave <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
             last_wave = blocks - (-(-blocks // wave) - 1) * wave
-            assert last_wave >= rule.min_fill * wave
+            assert last_wave >= rule.min_fill_of(ours) * wave
             # the batched kernel's pick at M = 1 unless that is a form the rule leaves out
             batched = pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1)
             assert batched == ours or batched not in rule.forms, (fmt, n, k)
     for fmt in MATVEC_ONE_ROW_MMA_FORMATS:
         forms = MATVEC_ONE_ROW_MMA[fmt].forms
-        # each a form of the format's batched kernel, "mma" (the staged pick's last resort) too
-        assert "mma" in forms
-        assert set(forms) <= set(geometries("cuda", fmt, "matvec_batched", "float16"))
+        # each a form of the format's batched kernel, or one it has for this rule only
+        one_row_only = set(MATVEC_MMA_ONE_ROW_ONLY_FORMS.get(fmt, ()))
+        batched_forms = set(geometries("cuda", fmt, "matvec_batched", "float16"))
+        assert set(forms) <= batched_forms | one_row_only
+        assert not one_row_only & batched_forms
         for geometry in MATVEC_MMA_FORMS:
             if not sixteen_bit or geometry not in forms:
                 assert geometry not in geometries("cuda", fmt, "matvec", dtype)
                 continue
             kernel = emit("cuda", fmt, "matvec", dtype, geometry)
-            batched = emit("cuda", fmt, "matvec_batched", dtype, geometry)
-            assert kernel.entry == f"ggufc_matvec_{geometry}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
-            assert "constexpr bool ONE_ROW = true;" in kernel.source
-            assert "constexpr bool ONE_ROW = false;" in batched.source
-            assert "constexpr bool X_BY_GROUP = true;" in kernel.source
-            by_group = MATVEC_MMA_FORMS[geometry].x_by_group
-            assert f"constexpr bool X_BY_GROUP = {str(by_group).lower()};" in batched.source
-            rows, activation_rows, _ = kernel.launch.grid
-            assert rows == batched.launch.grid[0] and activation_rows.per_block == 1
-            assert batched.launch.grid[1].per_block == MATVEC_MMA_MAX_M
-            assert kernel.launch.threads == batched.launch.threads
-            assert kernel.launch.tensor_maps == batched.launch.tensor_maps
-            # every warp's activation ring: a weight group's steps of one row a weight slot,
-            # instead of MAX_M rows a step slot (128 bytes a step of a row)
             layout = matvec_mma_staged_layout(fmt, dtype, geometry)
             one_row = matvec_mma_staged_layout(fmt, dtype, geometry, "matvec")
+            assert kernel.entry == f"ggufc_matvec_{geometry}_{fmt.lower()}_{DTYPE_TAGS[dtype]}"
+            assert "constexpr bool ONE_ROW = true;" in kernel.source
+            assert "constexpr bool X_BY_GROUP = true;" in kernel.source
+            rows, activation_rows, _ = kernel.launch.grid
+            assert rows.per_block == layout["tile_n"] and activation_rows.per_block == 1
+            assert kernel.launch.threads == layout["threads"]
+            by_group = MATVEC_MMA_FORMS[geometry].x_by_group
+            if geometry not in one_row_only:
+                batched = emit("cuda", fmt, "matvec_batched", dtype, geometry)
+                assert "constexpr bool ONE_ROW = false;" in batched.source
+                assert f"constexpr bool X_BY_GROUP = {str(by_group).lower()};" in batched.source
+                assert rows == batched.launch.grid[0]
+                assert batched.launch.grid[1].per_block == MATVEC_MMA_MAX_M
+                assert kernel.launch.threads == batched.launch.threads
+                assert kernel.launch.tensor_maps == batched.launch.tensor_maps
+                assert batched.launch.shared_memory_bytes == layout["shared_bytes"]
+            # every warp's activation ring: a weight group's steps of one row a weight slot,
+            # instead of MAX_M rows a step slot (128 bytes a step of a row)
             slots = layout["w_slots"] if by_group else layout["x_slots"]
             batched_rows = slots * (layout["group_steps"] if by_group else 1) * MATVEC_MMA_MAX_M
             one_rows = layout["w_slots"] * layout["group_steps"]
             saved = layout["warps"] * (batched_rows - one_rows) * 128
             assert layout["shared_bytes"] - one_row["shared_bytes"] == saved
-            # the launch: the one-row layout's bytes, but a by-group form's reserves its
-            # batched kernel's (the same blocks an SM)
-            reserved = layout["shared_bytes"] if by_group else one_row["shared_bytes"]
+            # the launch: the one-row layout's bytes, but a by-group form's reserves enough
+            # that no more than its form's blocks an SM fit an H100
+            reserved = one_row["shared_bytes"]
+            if by_group:
+                most = MATVEC_MMA_FORMS[geometry].blocks_per_sm
+                reserved = max(reserved, shared_bytes_for_at_most(most))
+                per_sm = H100_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
+                assert per_sm // (reserved + SHARED_MEMORY_RESERVED_PER_BLOCK) == most
             assert kernel.launch.shared_memory_bytes == reserved
-            assert batched.launch.shared_memory_bytes == layout["shared_bytes"]
         assert "mma" not in geometries("metal", fmt, "matvec", dtype)
 
 
@@ -745,6 +775,8 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
     cuda = backend == "cuda"
     assert (mapped > 0) == cuda
     staged_geometries = sum(len(form.aheads) for form in MATVEC_MMA_FORMS.values())
+    # (a form a format has for its one-row rule only has no batched kernel)
+    staged_geometries -= sum(len(forms) for forms in MATVEC_MMA_ONE_ROW_ONLY_FORMS.values())
     one_row = sum(len(rule.forms) for rule in MATVEC_ONE_ROW_MMA.values())
     assert staged == (2 * (staged_geometries + one_row) if cuda else 0)
 
