@@ -46,6 +46,7 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_FOUR_WARPS_MAX_K,
     MATVEC_MMA_MAX_M,
     MATVEC_MMA_ONE_ROW_ONLY_FORMS,
+    MATVEC_MMA_X_THROUGH_L1,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA,
     MATVEC_ONE_ROW_MMA_FORMATS,
@@ -493,6 +494,25 @@ ONE_ROW_MMA_PICKS = {
     ("Q4_K", 14336, 4096): None,
     ("Q5_K", 5376, 21504): None,  # not a format of the rule
 }
+
+
+def test_staged_mma_activations_through_l1_only_where_listed():
+    """A staged kernel's group activation copies go through L1 (cp.async.ca, X_THROUGH_L1)
+    only for the (format, form)s of MATVEC_MMA_X_THROUGH_L1, each a form taking them a group
+    at a time; every other staged kernel copies them past L1 (cp.async.cg) as before."""
+    assert all(MATVEC_MMA_FORMS[form].x_by_group for _, form in MATVEC_MMA_X_THROUGH_L1)
+    through = set()
+    for fmt, dtype in itertools.product(FORMAT_NAMES, ("float16", "bfloat16")):
+        for kind in ("matvec", "matvec_batched"):
+            for geometry in geometries("cuda", fmt, kind, dtype):
+                if geometry not in MATVEC_MMA_FORMS:
+                    continue
+                source = emit("cuda", fmt, kind, dtype, geometry).source
+                listed = (fmt, geometry) in MATVEC_MMA_X_THROUGH_L1
+                assert f"constexpr bool X_THROUGH_L1 = {str(listed).lower()};" in source
+                if listed:
+                    through.add((fmt, geometry))
+    assert through == MATVEC_MMA_X_THROUGH_L1  # each listed pair is a kernel the lowering has
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
