@@ -630,16 +630,18 @@ MATVEC_MMA_X_BY_GROUP_MIN_K = 4096
 MATVEC_MMA_X_BY_GROUP_MIN_FILL = Fraction(7, 10)
 # (format, form)s whose activation copies go through L1 too (cp.async.ca; X_THROUGH_L1 in
 # cuda/matvec_mma_staged.cu): an SM's blocks work on the same activations, so a line one block
-# copied may serve the others, where the form's shared memory leaves L1 room for them (three
-# blocks an SM of Q4_0's four warps by group: 3 x 56.5 of 228 KB).  At M = 8 the activations'
-# L2 reads are ~1.8x the 4-bit weights' bytes, and the staged matvec's time from M = 2 to 8 grows
-# by their copies alone (session 36: copies of 2 of 8 rows took M = 8 to M = 2's time).  Session
+# copied may serve the others (three blocks an SM of Q4_0's four warps by group, 3 x 56.5 KB of
+# shared memory).  At M = 8 the activations' L2 reads are ~1.8x the 4-bit weights' bytes, and
+# the staged matvec's time from M = 2 to 8 grows by their copies alone (session 36: copies of 2
+# of 8 rows took M = 8 to M = 2's time).  Session
 # 36, H100, us at M = 2 / 4 / 8, L2 only -> through L1 (.exp/s36/xca.py, same call;
 # BENCHMARKS.md), float16: 5376x21504 28.8 / 29.3 / 31.4 -> 28.5 / 28.7 / 29.4, 6144x16384 23.3
 # / 23.6 / 24.6 -> 23.2 / 23.4 / 24.2, 4608x14336 at M = 8 19.8 -> 20.4 (the one loss over 1%),
-# 11008x4096, 5120x13824, 6144x8192 within -2..+1%.  Not where L1 has less room (scratch, M = 8):
-# Q5_0's four by group (3 x 60.6 KB) 37.8 -> 38.6, Q6_K's (3 x 64.7 KB) 47.1 -> 54.1, Q4_0's
-# eight warps by group (2 x 112 KB) 15.0 -> 17.1.
+# 11008x4096, 5120x13824, 6144x8192 within -2..+1%.  The other by-group forms measured lost
+# (scratch, M = 8): Q5_0's four (3 x 60.6 KB) 37.8 -> 38.6, Q6_K's four (3 x 64.7 KB) 47.1 ->
+# 54.1, Q4_0's eight warps (2 x 112 KB: little L1 left) 15.0 -> 17.1.  Why Q5_0's and Q6_K's four
+# lose is not measured: their three blocks take the same 196 KB shared-memory carveout as
+# Q4_0's, and their activations are a smaller share of their bytes.
 MATVEC_MMA_X_THROUGH_L1 = {("Q4_0", "mma_four_warps_x_by_group")}
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
