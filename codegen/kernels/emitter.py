@@ -640,8 +640,8 @@ MATVEC_MMA_X_BY_GROUP_MIN_FILL = Fraction(7, 10)
 # 11008x4096, 5120x13824, 6144x8192 within -2..+1%.  The other by-group forms measured lost
 # (scratch, M = 8): Q5_0's four (3 x 60.6 KB) 37.8 -> 38.6, Q6_K's four (3 x 64.7 KB) 47.1 ->
 # 54.1, Q4_0's eight warps (2 x 112 KB: little L1 left) 15.0 -> 17.1.  Why Q5_0's and Q6_K's four
-# lose is not measured: their three blocks need the same 196 KB carveout step as
-# Q4_0's, and their activations are a smaller share of their bytes.
+# lose is not measured: their three blocks need the same 196 KB carveout step as Q4_0's, and
+# their activations are a smaller share of their bytes.
 MATVEC_MMA_X_THROUGH_L1 = {("Q4_0", "mma_four_warps_x_by_group")}
 # Rows of K up to MATVEC_MMA_LOADED_MAX_K that four warps do not take keep the loaded form
 # where the format has it, up to MATVEC_MMA_LOADED_MAX_M[format] activation rows (Q5_K's
