@@ -179,14 +179,6 @@ static_assert(X_BY_GROUP || !ONE_ROW, "the one-row form takes its activations a 
 // (cp.async.ca), where an SM's blocks may share the lines; else L2 only, as the weights' copies
 constexpr bool X_THROUGH_L1 = false;
 static_assert(!X_THROUGH_L1 || X_BY_GROUP, "only a group's activation copies go through L1");
-__device__ __forceinline__ void copy_x_16(void* shared, const void* global) {
-    if constexpr (X_THROUGH_L1) {
-        asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(tc::shared_address(shared)), "l"(global)
-                     : "memory");
-    } else {
-        ggufc::cp_async_16(shared, global);
-    }
-}
 // what a group's rows keep of their block's head: Staged::Head where the format has offsets
 template <typename Format, bool = Format::HAS_OFFSETS>
 struct HeadOf {
@@ -456,7 +448,7 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_batched_mma_two
             const int chunk = c % X_ROW_CHUNKS;
             const int k = (group * GROUP_STEPS + step_row / X_STEP_ROWS) * STEP_K + chunk * X_CHUNK_WEIGHTS;
             if (c < X_GROUP_CHUNKS && row < x_rows && k < k_weights) {
-                copy_x_16(slot + step_row * X_ROW_BYTES + CHUNK * (chunk ^ row), x + (m0 + row) * K + k);
+                ggufc::cp_async_16<X_THROUGH_L1>(slot + step_row * X_ROW_BYTES + CHUNK * (chunk ^ row), x + (m0 + row) * K + k);
             }
         }
     };

@@ -166,11 +166,18 @@ __device__ __forceinline__ u8 byte_of(const u16* halves, int index) {
 }
 
 // ---- cp.async: global -> shared copies that hold no registers while in flight -----------
-// 16 bytes from a 16-byte aligned global address, bypassing L1 (.cg).
+// 16 bytes from a 16-byte aligned global address, bypassing L1 (.cg), or THROUGH_L1 (.ca:
+// where the blocks of an SM copy the same lines, a line one block brought may serve another).
+template <bool THROUGH_L1 = false>
 __device__ __forceinline__ void cp_async_16(void* shared, const void* global) {
     const u32 address = static_cast<u32>(__cvta_generic_to_shared(shared));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global)
-                 : "memory");
+    if constexpr (THROUGH_L1) {
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global)
+                     : "memory");
+    } else {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global)
+                     : "memory");
+    }
 }
 
 // The same where only ``bytes`` (0..16) of the 16 lie inside the source: the rest of the 16
