@@ -1,17 +1,20 @@
-"""The CUDA M = 1 matvec of this checkout against that of an earlier commit, in one run.
+"""The CUDA matvec (M = 1) or matvec_batched (M = 2..8) of this checkout against that of an
+earlier commit, in one run.
 
     python benchmarks/cuda_matvec_ab.py --baseline REV | --baseline-tree DIR
-        [--dtypes float16,float32] [--formats Q4_0,...] [--shapes NxK,... | gemma] [--out FILE]
+        [--dtypes float16,float32] [--formats Q4_0,...] [--shapes NxK,... | gemma] [--ms 1,2,8]
+        [--out FILE]
 
-For issue 6's M = 1 shapes, each format and dtype: the kernel the lowering of this checkout
-picks and the one the lowering of REV picked, timed back to back on the same weights
+For issue 6's shapes (default M = 1), each format, dtype and M: the kernel the lowering of this
+checkout picks and the one the lowering of REV picked (matvec at M = 1, matvec_batched with
+that M above), timed back to back on the same weights
 (codegen.cuda_timing), each checked against a float64 reference first (the cells of
 `cuda_matvec_geometry.py`).  REV's kernels come
 from its own emitter: ``git archive REV`` is unpacked into a temporary directory (or
 --baseline-tree names such a tree, e.g. where git is not at hand) and a Python process
 started there prints them (entry, header, source, launch rule) as JSON; they
 are launched by this checkout's launcher (the kernel signature has not changed).  Floor =
-(packed weights + x + out) / measured device copy bandwidth.
+(packed weights + x + out) / measured device copy bandwidth (x and out of M rows).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
 
 
 # Run inside the baseline's tree: its lowering's pick for each cell, as JSON.  Older trees
-# chose between two geometries with uses_narrow_variant(...) -> bool.
+# chose between two geometries with uses_narrow_variant(...) -> bool (M = 1 only).
 BASELINE_DUMP = """
 import dataclasses, json, sys
 from codegen.kernels import emit
@@ -66,18 +69,25 @@ try:
     from codegen.kernels import pick_geometry
 except ImportError:
     from codegen.kernels import uses_narrow_variant
-    def pick_geometry(backend, fmt, kind, dtype, n, k):
+    def pick_geometry(backend, fmt, kind, dtype, n, k, m=None):
         return uses_narrow_variant(backend, kind, dtype, n, k)
 out = {}
-for fmt, dtype, n, k in json.loads(sys.argv[1]):
-    kernel = emit("cuda", fmt, "matvec", dtype, pick_geometry("cuda", fmt, "matvec", dtype, n, k))
-    out[f"{fmt} {dtype} {n} {k}"] = dataclasses.asdict(kernel)
+for fmt, dtype, n, k, m in json.loads(sys.argv[1]):
+    kind = "matvec" if m == 1 else "matvec_batched"
+    pick = pick_geometry("cuda", fmt, kind, dtype, n, k) if m == 1 else pick_geometry(
+        "cuda", fmt, kind, dtype, n, k, m)
+    out[f"{fmt} {dtype} {n} {k} {m}"] = dataclasses.asdict(emit("cuda", fmt, kind, dtype, pick))
 print(json.dumps(out))
 """
 
 
-def baseline_kernels(revision: str, cells: list[tuple[str, str, int, int]]) -> dict:
-    """REV's kernels for ``cells`` (format, dtype, N, K), by key "format dtype N K"."""
+def kind_of(m: int) -> str:
+    """The kernel kind the lowering takes for ``m`` activation rows (up to 8)."""
+    return "matvec" if m == 1 else "matvec_batched"
+
+
+def baseline_kernels(revision: str, cells: list[tuple[str, str, int, int, int]]) -> dict:
+    """REV's kernels for ``cells`` (format, dtype, N, K, M), by key "format dtype N K M"."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True
     ).stdout
@@ -87,7 +97,7 @@ def baseline_kernels(revision: str, cells: list[tuple[str, str, int, int]]) -> d
         return tree_kernels(Path(tree), cells)
 
 
-def tree_kernels(tree: Path, cells: list[tuple[str, str, int, int]]) -> dict:
+def tree_kernels(tree: Path, cells: list[tuple[str, str, int, int, int]]) -> dict:
     """The kernels the emitter of the source tree ``tree`` gives for ``cells``."""
     result = subprocess.run(
         [sys.executable, "-c", BASELINE_DUMP, json.dumps(cells)],
@@ -124,16 +134,23 @@ def main() -> int:
         help="N x K cells: comma-separated NxK, or gemma (Gemma 3 270M's linears); "
         "default: issue 6's shapes",
     )
+    parser.add_argument(
+        "--ms", default="1", help="activation rows, comma-separated: 1 (matvec) or 2..8"
+    )
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("cuda_matvec_ab.py: needs a CUDA device", file=sys.stderr)
         return 2
+    ms = [int(v) for v in args.ms.split(",")]
+    if not all(1 <= m <= 8 for m in ms):
+        parser.error(f"--ms: expected rows 1..8, got {args.ms!r}")
     cells = [
-        (fmt, dtype, n, k)
+        (fmt, dtype, n, k, m)
         for dtype in args.dtypes.split(",")
         for fmt in args.formats.split(",")
         for n, k in args.shapes
+        for m in ms
         if k % formats.get_format(fmt).block_weights == 0
     ]
     if args.baseline:
@@ -146,25 +163,26 @@ def main() -> int:
     bandwidth = copy_bandwidth()
     card = torch.cuda.get_device_name()
     header = (
-        "| dtype | format | N x K | floor | baseline | now | baseline/floor | now/floor "
+        "| dtype | format | N x K | M | floor | baseline | now | baseline/floor | now/floor "
         "| now/baseline | kernel now |"
     )
     title = f"Card: {card}; device copy {bandwidth / 1e9:.0f} GB/s; baseline {baseline_name}"
     lines = [
-        f"{title}; M = 1; times in us (median)",
+        f"{title}; times in us (median)",
         "",
         header,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     print("\n".join(lines), flush=True)
-    for fmt, dtype, n, k in cells:
-        now = emit("cuda", fmt, "matvec", dtype, pick_geometry("cuda", fmt, "matvec", dtype, n, k))
-        before = baseline[f"{fmt} {dtype} {n} {k}"]
-        t_before, t_now = time_cell(runner, (before, now), fmt, dtype, n, k, generator)
-        moved = formats.row_bytes(fmt, k) * n + (n + k) * TORCH_DTYPES[dtype].itemsize
+    for fmt, dtype, n, k, m in cells:
+        kind = kind_of(m)
+        now = emit("cuda", fmt, kind, dtype, pick_geometry("cuda", fmt, kind, dtype, n, k, m))
+        before = baseline[f"{fmt} {dtype} {n} {k} {m}"]
+        t_before, t_now = time_cell(runner, (before, now), fmt, dtype, n, k, generator, m)
+        moved = formats.row_bytes(fmt, k) * n + m * (n + k) * TORCH_DTYPES[dtype].itemsize
         floor = moved / bandwidth * 1e6
         line = (
-            f"| {dtype} | {fmt} | {n}x{k} | {floor:.1f} | {t_before:.1f} | {t_now:.1f} | "
+            f"| {dtype} | {fmt} | {n}x{k} | {m} | {floor:.1f} | {t_before:.1f} | {t_now:.1f} | "
             f"{t_before / floor:.2f} | {t_now / floor:.2f} | {t_now / t_before:.2f} | "
             f"{now.entry} |"
         )

@@ -118,12 +118,16 @@ TABLES = ("narrow", "split_k", "group_warps", "stream", "quad_stream")
 ERROR_BOUNDS = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 
-def time_cell(runner, kernels, fmt: str, dtype: str, n: int, k: int, generator) -> list[float]:
+def time_cell(
+    runner, kernels, fmt: str, dtype: str, n: int, k: int, generator, m: int = 1
+) -> list[float]:
+    """Each kernel's time on the same rotated weights and ``m`` activation rows, after a check
+    against float64 (output poisoned with NaN first)."""
     torch_dtype = TORCH_DTYPES[dtype]
     blocks = formats.random_blocks(fmt, n, k, generator=generator).cuda()
     copies = rotated_copies(blocks)
-    xs = [torch.randn(1, k, generator=generator).to(torch_dtype).cuda() for _ in copies]
-    outs = [torch.empty(1, n, dtype=torch_dtype, device="cuda") for _ in copies]
+    xs = [torch.randn(m, k, generator=generator).to(torch_dtype).cuda() for _ in copies]
+    outs = [torch.empty(m, n, dtype=torch_dtype, device="cuda") for _ in copies]
     ref = xs[0].double() @ formats.dequantize(blocks.cpu(), fmt, torch.float64).cuda().T
     times = []
     for kernel in kernels:
