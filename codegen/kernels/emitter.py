@@ -747,6 +747,39 @@ MATVEC_ONE_ROW_MMA = {
 }
 # staged forms a format has for its one-row rule only (its batched kernel keeps its others)
 MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
+# (format, form): the rings ahead (weight groups, activation steps) of the one-row kernel where
+# they differ from its batched twin's (the form's aheads), its weights W_AHEAD groups on then
+# issued before the wait for a group's own (WEIGHTS_BEFORE_WAIT in cuda/matvec_mma_staged.cu),
+# so W_AHEAD + 1 groups are in flight while a warp waits.  Its M = 1 time is mostly the
+# pipeline's: with its decode and mma skipped the one-row kernel took 1.14-1.30x the floor
+# (benchmarks/cuda_matvec_activation_copies.py --kind matvec --variants pipeline-only, session
+# 37) where a read of the same bytes takes 0.96-1.03x (cuda_read_floor.py), and ncu saw it
+# hold 13 warps an SM against the read's 45.  The deeper ring keeps the blocks an SM of every
+# form here on an H100 (a smaller card's shared memory may not: `one_row_mma_geometry`).
+# Session 37, H100, us, M = 1, W_AHEAD 1 with the weights after the wait -> before it -> and
+# W_AHEAD 2 (-> 3), float16 (scratch, .exp; W_AHEAD 3 takes Q5_0's and Q6_K's eight warps to one
+# block an SM): Q4_0 eight warps 4096x14336 13.8 -> 13.9 -> 13.1 (13.0), two warps 14336x4096
+# 14.6 -> 14.6 -> 13.3 (13.2); Q5_0 eight warps 4096x14336 16.9 -> 17.0 -> 15.8 (19.3); Q6_K
+# eight warps 4096x14336 19.8 -> 20.0 -> 18.8 (22.1), four warps 14336x4096 21.4 -> 19.6 -> 19.4
+# (21.8); Q4_K four warps by group 5376x21504 29.9 -> 29.6 -> 28.9 (28.8).  As taken (v62,
+# cuda_matvec_ab.py against the tree before, same call; BENCHMARKS.md), float16 / bfloat16:
+# Q4_0 4096x14336 13.9 / 13.9 -> 12.9 / 13.1, 14336x4096 14.6 / 14.9 -> 13.3 / 13.6, 3072x8192
+# 7.6 -> 6.8; Q5_0 4096x14336 17.0 -> 15.8, 8192x16384 35.9 -> 34.8; Q6_K 4096x14336 19.8 /
+# 20.1 -> 18.7 / 19.1, 14336x4096 21.4 / 21.0 -> 19.4 / 19.8, 13824x5120 26.8 -> 23.8; Q4_K
+# 5376x21504 29.8 / 30.7 -> 29.0 / 29.9: of 62 cells, 53 2-11% faster, 7 within 1%, Q6_K
+# bfloat16 3584x18944 and 2560x10240 2% slower.  Not taken: Q4_0's six
+# warps (5376x21504 27.5 -> 28.2 -> 29.1), Q5_0's and Q6_K's four warps by group (5376x21504
+# 32.6 -> 33.3 -> 33.7 (32.7), 42.2 -> 42.8 -> 42.9 (42.4)), nor any batched form (M = 2 / 8,
+# W_AHEAD 2: 0-48% slower; the weights before the wait alone: Q4_0 0-5% faster, Q5_K and Q6_K
+# by group 2-4% slower).
+MATVEC_ONE_ROW_MMA_AHEAD = {
+    ("Q4_0", "mma"): (2, 3),
+    ("Q4_0", "mma_two_warps"): (2, 3),
+    ("Q5_0", "mma"): (2, 3),
+    ("Q6_K", "mma"): (2, 3),
+    ("Q6_K", "mma_four_warps"): (2, 3),
+    ("Q4_K", "mma_four_warps_x_by_group"): (2, 3),
+}
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 
 
@@ -1413,6 +1446,14 @@ def one_row_mma_geometry(
     geometry = _staged_mma_geometry(forms, fmt, dtype, n, k, 1, shared_memory_per_block)
     if geometry not in forms:  # the staged pick's last resort, "mma", where the rule has none
         return None
+    # the one-row kernel's rings may be deeper than its batched twin's, which the staged pick
+    # fitted: a card whose shared memory holds fewer of its blocks keeps the matvec's own
+    need = matvec_mma_staged_layout(fmt, dtype, geometry, "matvec")["shared_bytes"]
+    held = (shared_memory_per_block + SHARED_MEMORY_RESERVED_PER_BLOCK) // (
+        need + SHARED_MEMORY_RESERVED_PER_BLOCK
+    )
+    if held < MATVEC_MMA_FORMS[geometry].blocks_per_sm:
+        return None
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     waves = ceil_div(blocks, mma_form_wave(geometry))
     last_wave = mma_form_last_wave_fill(blocks, geometry)
@@ -1715,7 +1756,8 @@ def matvec_mma_staged_layout(
     fmt: str, dtype: str, geometry: str = "mma", kind: str = "matvec_batched"
 ) -> dict:
     """Shared-memory layout of the staged mma matvec (cuda/matvec_mma_staged.cu) for ``fmt``
-    and ``dtype`` in ``geometry`` (its row tiles a warp and rings ahead: MATVEC_MMA_FORMS):
+    and ``dtype`` in ``geometry`` (its row tiles a warp and rings ahead: MATVEC_MMA_FORMS; the
+    one-row kernel's rings MATVEC_ONE_ROW_MMA_AHEAD's where it lists the form):
     its warps, its group of K steps, the row stride of a group slot (an odd number of 16-byte
     chunks), how far its copies run ahead with
     the slots that takes, and the dynamic shared bytes of a block (every warp's ring of
@@ -1729,7 +1771,8 @@ def matvec_mma_staged_layout(
     group_stride = matmul_group_stride(fmt)
     form = MATVEC_MMA_FORMS[geometry]
     row_tiles = form.row_tiles
-    w_ahead, x_ahead = form.aheads[fmt]
+    one_row_ahead = MATVEC_ONE_ROW_MMA_AHEAD.get((fmt, geometry)) if kind == "matvec" else None
+    w_ahead, x_ahead = one_row_ahead or form.aheads[fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
         raise UnsupportedError(
@@ -1764,6 +1807,7 @@ def matvec_mma_staged_layout(
         "w_slots": w_slots,
         "x_by_group": "true" if x_by_group else "false",
         "x_through_l1": "true" if (fmt, geometry) in MATVEC_MMA_X_THROUGH_L1 else "false",
+        "weights_before_wait": "true" if one_row_ahead else "false",
         "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
         "shared_bytes": form.warps * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,
     }

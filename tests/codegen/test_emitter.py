@@ -49,6 +49,7 @@ from codegen.kernels.emitter import (
     MATVEC_MMA_X_THROUGH_L1,
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA,
+    MATVEC_ONE_ROW_MMA_AHEAD,
     MATVEC_ONE_ROW_MMA_FORMATS,
     MATVEC_ONE_ROW_MMA_MAX_WAVES,
     MATVEC_PAIRED_MIN_K,
@@ -515,6 +516,44 @@ def test_staged_mma_activations_through_l1_only_where_listed():
     assert through == MATVEC_MMA_X_THROUGH_L1  # each listed pair is a kernel the lowering has
 
 
+A100_SHARED_MEMORY_PER_SM = 163 * 1024  # a card of less shared memory than an H100's
+
+
+def test_one_row_deeper_rings_only_where_listed():
+    """The one-row kernels of MATVEC_ONE_ROW_MMA_AHEAD's (format, form)s run its rings ahead
+    and issue their weights before a group's wait (WEIGHTS_BEFORE_WAIT); every other staged
+    kernel, batched ones included, keeps its form's rings and issues them after.  The deeper
+    rings keep each form's blocks an SM on an H100; where a card's shared memory does not hold
+    them, the matvec keeps its own kernel."""
+    listed = set()
+    for fmt, dtype in itertools.product(FORMAT_NAMES, ("float16", "bfloat16")):
+        for kind in ("matvec", "matvec_batched"):
+            for geometry in geometries("cuda", fmt, kind, dtype):
+                if geometry not in MATVEC_MMA_FORMS:
+                    continue
+                source = emit("cuda", fmt, kind, dtype, geometry).source
+                layout = matvec_mma_staged_layout(fmt, dtype, geometry, kind)
+                ahead = MATVEC_ONE_ROW_MMA_AHEAD.get((fmt, geometry)) if kind == "matvec" else None
+                before = ahead is not None
+                assert f"constexpr bool WEIGHTS_BEFORE_WAIT = {str(before).lower()};" in source
+                expected = ahead or MATVEC_MMA_FORMS[geometry].aheads[fmt]
+                assert (layout["w_ahead"], layout["x_ahead"]) == expected
+                if before:
+                    listed.add((fmt, geometry))
+                    per_sm = H100_SHARED_MEMORY_PER_BLOCK + SHARED_MEMORY_RESERVED_PER_BLOCK
+                    held = per_sm // (layout["shared_bytes"] + SHARED_MEMORY_RESERVED_PER_BLOCK)
+                    assert held >= MATVEC_MMA_FORMS[geometry].blocks_per_sm, (fmt, geometry)
+    assert listed == set(MATVEC_ONE_ROW_MMA_AHEAD)  # each one a one-row kernel the lowering has
+    # Q6_K's eight warps at W_AHEAD 2 (104768 bytes) hold two blocks an H100 SM, one of an A100's
+    assert MATVEC_ONE_ROW_MMA_AHEAD[("Q6_K", "mma")][0] == 2
+    assert (
+        one_row_mma_geometry("Q6_K", "float16", 4096, 14336, H100_SHARED_MEMORY_PER_BLOCK) == "mma"
+    )
+    assert one_row_mma_geometry("Q6_K", "float16", 4096, 14336, A100_SHARED_MEMORY_PER_SM) is None
+    # Q4_0's (80192 bytes) two of either
+    assert one_row_mma_geometry("Q4_0", "float16", 4096, 14336, A100_SHARED_MEMORY_PER_SM) == "mma"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
@@ -576,12 +615,16 @@ def test_one_row_mma_matvec_rule(dtype):
                 assert kernel.launch.tensor_maps == batched.launch.tensor_maps
                 assert batched.launch.shared_memory_bytes == layout["shared_bytes"]
             # every warp's activation ring: a weight group's steps of one row a weight slot,
-            # instead of MAX_M rows a step slot (128 bytes a step of a row)
+            # instead of MAX_M rows a step slot (128 bytes a step of a row); where the one-row
+            # kernel's rings are deeper, each weight slot more
             slots = layout["w_slots"] if by_group else layout["x_slots"]
             batched_rows = slots * (layout["group_steps"] if by_group else 1) * MATVEC_MMA_MAX_M
-            one_rows = layout["w_slots"] * layout["group_steps"]
+            one_rows = one_row["w_slots"] * layout["group_steps"]
             saved = layout["warps"] * (batched_rows - one_rows) * 128
-            assert layout["shared_bytes"] - one_row["shared_bytes"] == saved
+            more_slots = one_row["w_slots"] - layout["w_slots"]
+            weight_slot = layout["tile_n"] * layout["group_stride"] + 8  # and its barrier
+            added = layout["warps"] * more_slots * weight_slot
+            assert layout["shared_bytes"] - one_row["shared_bytes"] == saved - added
             # the launch: the one-row layout's bytes, but a by-group form's reserves enough
             # that no more than its form's blocks an SM fit an H100
             reserved = one_row["shared_bytes"]

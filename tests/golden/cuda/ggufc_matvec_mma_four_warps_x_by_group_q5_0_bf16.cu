@@ -278,6 +278,12 @@ constexpr int X_SLOTS = 4;
 constexpr int W_SLOTS = 2;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
+// WEIGHTS_BEFORE_WAIT (emitter.MATVEC_ONE_ROW_MMA_AHEAD): a group's copies W_AHEAD groups on
+// are issued before the wait for the group's own weights, not after it, so all W_SLOTS groups
+// are in flight while a warp waits (W_AHEAD otherwise): the one-row kernels' deeper rings
+constexpr bool WEIGHTS_BEFORE_WAIT = false;
+// X_BY_GROUP: the copy groups committed after a group's own when its wait comes
+constexpr int X_GROUPS_AFTER = WEIGHTS_BEFORE_WAIT ? W_AHEAD : W_AHEAD - 1;
 // Dynamic shared memory from its first 128-byte boundary (where a tensor map's box may land):
 // every warp's activation ring, then every warp's weight ring, every slot a multiple of 128
 // bytes on, then the weight slots' barriers.
@@ -510,6 +516,20 @@ extern "C" __global__ void __launch_bounds__(128, 3) ggufc_matvec_mma_four_warps
         }
         for (int j = 0; j < my_groups; ++j) {
             const int group = group_of(j);
+            if constexpr (WEIGHTS_BEFORE_WAIT) {
+                // group j + W_AHEAD into the slots of group j - 1, whose decode every lane has
+                // left (else: once group j's copies have landed, below)
+                __syncwarp();
+                if (j + W_AHEAD < my_groups) {
+                    issue_weights(arrival, group_of(j + W_AHEAD), j + W_AHEAD);
+                    if constexpr (X_BY_GROUP) {
+                        issue_x_group(group_of(j + W_AHEAD), j + W_AHEAD);
+                    }
+                }
+                if constexpr (X_BY_GROUP) {
+                    ggufc::cp_async_commit();  // one group a weight group, empty or not
+                }
+            }
             const u8* slot = w_ring + j % W_SLOTS * GROUP_SLOT_BYTES;
             const int group_start = group * GROUP_BYTES;
             const u8* rows[LANE_ROWS];
@@ -546,7 +566,7 @@ extern "C" __global__ void __launch_bounds__(128, 3) ggufc_matvec_mma_four_warps
                     if (!X_BY_GROUP || s == 0) {
                         // every lane's copies of step i (X_BY_GROUP: of group j) landed; the
                         // slots before are free
-                        ggufc::cp_async_wait<X_BY_GROUP ? W_AHEAD - 1 : X_AHEAD - 1>();
+                        ggufc::cp_async_wait<X_BY_GROUP ? X_GROUPS_AFTER : X_AHEAD - 1>();
                         __syncwarp();
                     }
                     if (OFFSETS && s == 0) {
@@ -555,14 +575,14 @@ extern "C" __global__ void __launch_bounds__(128, 3) ggufc_matvec_mma_four_warps
                             heads[h] = Head::of(rows[h] + Staged::header_start(step) - group_start, t);
                         }
                     }
-                    if (s == 0 && j + W_AHEAD < my_groups) {
+                    if (!WEIGHTS_BEFORE_WAIT && s == 0 && j + W_AHEAD < my_groups) {
                         issue_weights(arrival, group_of(j + W_AHEAD), j + W_AHEAD);
                         if constexpr (X_BY_GROUP) {
                             issue_x_group(group_of(j + W_AHEAD), j + W_AHEAD);
                         }
                     }
                     if constexpr (X_BY_GROUP) {
-                        if (s == 0) {
+                        if (!WEIGHTS_BEFORE_WAIT && s == 0) {
                             ggufc::cp_async_commit();
                         }
                     } else {
