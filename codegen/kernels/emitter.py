@@ -667,19 +667,24 @@ MATVEC_ONE_ROW_MMA_MAX_WAVES = 2  # a one-row rule's waves unless it names fewer
 class OneRowMmaRule:
     """Where the CUDA matvec (M = 1) of a format takes the staged mma matvec's one-row form:
     rows of at least ``min_k`` weights, the staged pick at M = 1 among ``forms`` (each one of
-    the format's staged forms; a pick outside them keeps the matvec's own), its grid at most
-    ``max_waves`` waves, the last at least ``min_fill`` full (a form of ``form_min_fill``: its
-    own)."""
+    the format's staged forms; a pick outside them keeps the matvec's own; a form of
+    ``form_min_k`` only on rows of its own least K), its grid at most ``max_waves`` waves, the
+    last at least ``min_fill`` full (a form of ``form_min_fill``: its own)."""
 
     min_k: int
     min_fill: Fraction
     forms: tuple[str, ...]
     form_min_fill: dict[str, Fraction] = field(default_factory=dict)
     max_waves: int = MATVEC_ONE_ROW_MMA_MAX_WAVES
+    form_min_k: dict[str, int] = field(default_factory=dict)
 
     def min_fill_of(self, geometry: str) -> Fraction:
         """How full the last wave of ``geometry``'s grid must be."""
         return self.form_min_fill.get(geometry, self.min_fill)
+
+    def forms_for(self, k: int) -> tuple[str, ...]:
+        """The forms the rule takes on rows of ``k`` weights."""
+        return tuple(f for f in self.forms if k >= self.form_min_k.get(f, self.min_k))
 
 
 # The CUDA matvec (M = 1) of these formats with 16-bit activations takes the staged mma matvec
@@ -726,17 +731,32 @@ class OneRowMmaRule:
 # bfloat16 32.8 -> 38.5), nor Q4_K's short rows (11008x4096, quad_stream, 12.9 against 14.0,
 # scratch), nor its one-wave grids of eight warps (4096x14336, paired, 14.7; v51's one-row eight
 # warps 14.8), nor Q5_K (scratch: 5376x21504 35.3 -> 39.0, 6144x16384 29.2 -> 31.0), nor Q4_0
-# (its six warps tie it: 5376x21504 27.7 / 27.6, 6144x16384 22.0 / 22.4).
+# (its six warps tie it: 5376x21504 27.7 / 27.6, 6144x16384 22.0 / 22.4).  With W_AHEAD 3 and
+# its weights before the wait (MATVEC_ONE_ROW_MMA_AHEAD) Q4_0's rule takes it before six warps
+# on rows of K >= 8192 (v63); session 37, H100, us, six warps -> it (cuda_matvec_ab.py, same
+# call), float16 / bfloat16: 5376x21504 27.5 / 27.6 -> 26.2 / 26.8, 4608x14336 17.5 / 17.4 ->
+# 15.9 / 16.0, 6144x16384 22.0 / 22.2 -> 21.2 / 21.4, 5120x13824 17.9 / 18.3 -> 16.6 / 17.0,
+# 12288x8192 (1.94 waves) 22.8 / 23.1 -> 21.8 / 22.0, 5376x8192 11.4 / 11.7 -> 10.5 / 10.6,
+# 11008x14336 34.7 / 35.4 -> 33.7 / 34.1; on rows of 4096 it won or lost (4608x4096 6.3 / 6.5
+# -> 5.7 / 6.0, 6144x4096 7.2 / 7.4 -> 7.2 / 7.7, 11008x4096 12.0 / 12.2 -> 12.7 / 12.8).
+# Q5_0's two warps take a last wave from 4/5 full (v63: split-K before it under 9/10), with
+# W_AHEAD 2: 14336x4096 (0.85) 17.7 / 17.7 -> 17.0 / 17.1, 13824x4096 (0.82) 17.2 / 17.2 ->
+# 16.9 / 16.8, and 16384x4096 (two warps before too) 19.2 / 19.1 -> 17.7 / 17.7.
 # the one-row forms of the staged forms that take their activations a step at a time (Q4_0 /
 # Q5_0's rules take them all)
 MATVEC_ONE_ROW_MMA_STEP_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
 MATVEC_ONE_ROW_MMA = {
-    "Q4_0": OneRowMmaRule(4096, Fraction(3, 5), MATVEC_ONE_ROW_MMA_STEP_FORMS),
+    "Q4_0": OneRowMmaRule(
+        4096,
+        Fraction(3, 5),
+        (*MATVEC_ONE_ROW_MMA_STEP_FORMS, "mma_four_warps_x_by_group"),
+        form_min_k={"mma_four_warps_x_by_group": 8192},
+    ),
     "Q5_0": OneRowMmaRule(
         4096,
         Fraction(9, 10),
         (*MATVEC_ONE_ROW_MMA_STEP_FORMS, "mma_four_warps_x_by_group"),
-        {"mma_four_warps_x_by_group": Fraction(4, 5)},
+        {"mma_four_warps_x_by_group": Fraction(4, 5), "mma_two_warps": Fraction(4, 5)},
     ),
     "Q6_K": OneRowMmaRule(
         4096, Fraction(3, 5), ("mma", "mma_four_warps", "mma_four_warps_x_by_group")
@@ -772,10 +792,14 @@ MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
 # 32.6 -> 33.3 -> 33.7 (32.7), 42.2 -> 42.8 -> 42.9 (42.4)), nor any batched form (M = 2 / 8,
 # W_AHEAD 2: 0-48% slower; the weights before the wait alone: Q4_0 0-5% faster, Q5_K and Q6_K
 # by group 2-4% slower).
+# Q4_0's by-group four (W_AHEAD 3: 26.2 against 2's 26.8 on 5376x21504) and Q5_0's two warps
+# (14336x4096 W_AHEAD 1 18.6, 2 17.0, 3 17.3) came with v63 (above MATVEC_ONE_ROW_MMA_STEP_FORMS).
 MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q4_0", "mma"): (2, 3),
     ("Q4_0", "mma_two_warps"): (2, 3),
+    ("Q4_0", "mma_four_warps_x_by_group"): (3, 3),
     ("Q5_0", "mma"): (2, 3),
+    ("Q5_0", "mma_two_warps"): (2, 3),
     ("Q6_K", "mma"): (2, 3),
     ("Q6_K", "mma_four_warps"): (2, 3),
     ("Q4_K", "mma_four_warps_x_by_group"): (2, 3),
@@ -1440,8 +1464,10 @@ def one_row_mma_geometry(
 ) -> str | None:
     """The staged mma matvec form an N x K CUDA matvec (M = 1) of ``fmt`` and ``dtype``
     activations takes (its MATVEC_ONE_ROW_MMA rule), or None where it keeps its own."""
-    forms = _one_row_mma_geometries(fmt, dtype)
-    if not forms or k < MATVEC_ONE_ROW_MMA[fmt].min_k:
+    if not _one_row_mma_geometries(fmt, dtype):
+        return None
+    forms = MATVEC_ONE_ROW_MMA[fmt].forms_for(k)
+    if not forms:
         return None
     geometry = _staged_mma_geometry(forms, fmt, dtype, n, k, 1, shared_memory_per_block)
     if geometry not in forms:  # the staged pick's last resort, "mma", where the rule has none

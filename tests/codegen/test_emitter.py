@@ -454,8 +454,12 @@ ONE_ROW_MMA_PICKS = {
     ("Q4_0", 3584, 18944): "mma",  # 0.85 of a wave
     ("Q4_0", 4096, 8192): "mma",
     ("Q4_0", 8192, 28672): "mma_four_warps",  # the staged pick at M = 1 too
-    ("Q4_0", 4608, 14336): "mma_six_warps",  # 0.73 of a wave of three blocks an SM
-    ("Q4_0", 5376, 21504): "mma_six_warps",
+    # three blocks an SM: the by-group four warps on rows of K >= 8192, else six warps
+    ("Q4_0", 4608, 14336): "mma_four_warps_x_by_group",  # 0.73 of a wave of three blocks an SM
+    ("Q4_0", 5376, 21504): "mma_four_warps_x_by_group",
+    ("Q4_0", 12288, 8192): "mma_four_warps_x_by_group",  # 1.94 waves
+    ("Q4_0", 6144, 4096): "mma_six_warps",  # K under the by-group four's least
+    ("Q4_0", 11008, 4096): "mma_six_warps",
     ("Q4_0", 14336, 4096): "mma_two_warps",  # short rows: 0.85 of a wave of eight
     ("Q4_0", 16384, 14336): "mma_four_warps",  # two waves, the last 0.94 full
     ("Q4_0", 2048, 14336): None,  # 0.48 of a wave
@@ -466,7 +470,8 @@ ONE_ROW_MMA_PICKS = {
     ("Q5_0", 4096, 11008): "mma",
     ("Q5_0", 8192, 16384): "mma",  # two waves, the last 0.94 full
     ("Q5_0", 3584, 18944): None,  # 0.85
-    ("Q5_0", 14336, 4096): None,  # 0.85 of two warps' wave
+    ("Q5_0", 14336, 4096): "mma_two_warps",  # 0.85 of two warps' wave: at least 4/5
+    ("Q5_0", 16384, 4096): "mma_two_warps",  # 0.97
     # the by-group four warps where their last wave of three blocks an SM is 4/5 full
     ("Q5_0", 5376, 21504): "mma_four_warps_x_by_group",  # 0.85
     ("Q5_0", 5120, 13824): "mma_four_warps_x_by_group",  # 0.81
@@ -575,7 +580,7 @@ def test_one_row_mma_matvec_rule(dtype):
         assert pick_geometry("cuda", fmt, "matvec", dtype, n, k, 1) == picked
         if ours:
             rule = MATVEC_ONE_ROW_MMA[fmt]
-            assert ours in rule.forms and k >= rule.min_k
+            assert ours in rule.forms_for(k) and k >= rule.form_min_k.get(ours, rule.min_k)
             blocks = -(-n // 16)
             wave = mma_form_wave(ours)
             assert blocks <= rule.max_waves * wave <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
@@ -583,7 +588,7 @@ def test_one_row_mma_matvec_rule(dtype):
             assert last_wave >= rule.min_fill_of(ours) * wave
             # the batched kernel's pick at M = 1 unless that is a form the rule leaves out
             batched = pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1)
-            assert batched == ours or batched not in rule.forms, (fmt, n, k)
+            assert batched == ours or batched not in rule.forms_for(k), (fmt, n, k)
     for fmt in MATVEC_ONE_ROW_MMA_FORMATS:
         forms = MATVEC_ONE_ROW_MMA[fmt].forms
         # each a form of the format's batched kernel, or one it has for this rule only

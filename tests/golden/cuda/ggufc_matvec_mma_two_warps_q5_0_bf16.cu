@@ -272,16 +272,16 @@ static_assert(X_PART_CHUNKS == 4, "ldmatrix.x4: a K group's four 8 x 8 matrices"
 // i starts a group, the weights of the group W_AHEAD groups on (the activations come from
 // L2, the weights mostly from memory); the activations' ring is a power of two of slots
 constexpr int X_AHEAD = 3;
-constexpr int W_AHEAD = 1;
+constexpr int W_AHEAD = 2;
 static_assert(X_AHEAD >= 1 && W_AHEAD >= 1 && W_AHEAD * GROUP_STEPS >= X_AHEAD, "the weights go first");
 constexpr int X_SLOTS = 4;
-constexpr int W_SLOTS = 2;
+constexpr int W_SLOTS = 3;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
 // WEIGHTS_BEFORE_WAIT (emitter.MATVEC_ONE_ROW_MMA_AHEAD): a group's copies W_AHEAD groups on
 // are issued before the wait for the group's own weights, not after it, so all W_SLOTS groups
 // are in flight while a warp waits (W_AHEAD otherwise): the one-row kernels' deeper rings
-constexpr bool WEIGHTS_BEFORE_WAIT = false;
+constexpr bool WEIGHTS_BEFORE_WAIT = true;
 // X_BY_GROUP: the copy groups committed after a group's own when its wait comes
 constexpr int X_GROUPS_AFTER = WEIGHTS_BEFORE_WAIT ? W_AHEAD : W_AHEAD - 1;
 // Dynamic shared memory from its first 128-byte boundary (where a tensor map's box may land):
@@ -296,7 +296,7 @@ static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_
               "every slot starts aligned");
 constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 15520;
+constexpr int SHARED_BYTES = 23216;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own activation ring: a column an
