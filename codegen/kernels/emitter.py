@@ -790,8 +790,8 @@ MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
 # bfloat16 3584x18944 and 2560x10240 2% slower.  Not taken: Q4_0's six
 # warps (5376x21504 27.5 -> 28.2 -> 29.1), Q5_0's and Q6_K's four warps by group (5376x21504
 # 32.6 -> 33.3 -> 33.7 (32.7), 42.2 -> 42.8 -> 42.9 (42.4)), nor any batched form (M = 2 / 8,
-# W_AHEAD 2: 0-48% slower; the weights before the wait alone: Q4_0 0-5% faster, Q5_K and Q6_K
-# by group 2-4% slower).
+# W_AHEAD 2: 13 of 20 cells 2-34% slower, 6 within 1%, Q5_0 14336x4096 at M = 2 2% faster; the
+# weights before the wait alone: Q4_0 0-5% faster, Q5_K and Q6_K by group 2-4% slower).
 # Q4_0's by-group four (W_AHEAD 3: 26.2 against 2's 26.8 on 5376x21504) and Q5_0's two warps
 # (14336x4096 W_AHEAD 1 18.6, 2 17.0, 3 17.3) came with v63 (above MATVEC_ONE_ROW_MMA_STEP_FORMS).
 MATVEC_ONE_ROW_MMA_AHEAD = {
