@@ -741,7 +741,13 @@ class OneRowMmaRule:
 # -> 5.7 / 6.0, 6144x4096 7.2 / 7.4 -> 7.2 / 7.7, 11008x4096 12.0 / 12.2 -> 12.7 / 12.8).
 # Q5_0's two warps take a last wave from 4/5 full (v63: split-K before it under 9/10), with
 # W_AHEAD 2: 14336x4096 (0.85) 17.7 / 17.7 -> 17.0 / 17.1, 13824x4096 (0.82) 17.2 / 17.2 ->
-# 16.9 / 16.8, and 16384x4096 (two warps before too) 19.2 / 19.1 -> 17.7 / 17.7.
+# 16.9 / 16.8, and 16384x4096 (two warps before too) 19.2 / 19.1 -> 17.7 / 17.7.  Its eight
+# warps (W_AHEAD 2 since v62) take a last wave from 7/10 full (v64; split-K before under
+# 9/10): 3584x18944 (0.85) 20.8 / 20.9 -> 19.9 / 20.0, 3072x8192 (0.73) 9.3 / 9.4 -> 9.0 / 9.0,
+# 3072x14336 14.6 / 14.5 -> 14.3 / 14.3, 3584x28672 29.8 / 29.8 -> 29.0 / 28.9, 3584x4096 6.6
+# -> 6.6; not under (2560x10240, 0.61: split-K 9.9, eight warps 10.3).  Its by-group four at
+# W_AHEAD 3 won and lost (5120x13824 21.3 -> 20.6, 6144x16384 27.5 -> 26.2, but 5376x21504
+# 32.7 -> 33.1, 6144x4096 8.8 -> 9.7): it keeps its batched twin's rings.
 # the one-row forms of the staged forms that take their activations a step at a time (Q4_0 /
 # Q5_0's rules take them all)
 MATVEC_ONE_ROW_MMA_STEP_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
@@ -756,7 +762,11 @@ MATVEC_ONE_ROW_MMA = {
         4096,
         Fraction(9, 10),
         (*MATVEC_ONE_ROW_MMA_STEP_FORMS, "mma_four_warps_x_by_group"),
-        {"mma_four_warps_x_by_group": Fraction(4, 5), "mma_two_warps": Fraction(4, 5)},
+        {
+            "mma_four_warps_x_by_group": Fraction(4, 5),
+            "mma_two_warps": Fraction(4, 5),
+            "mma": Fraction(7, 10),
+        },
     ),
     "Q6_K": OneRowMmaRule(
         4096, Fraction(3, 5), ("mma", "mma_four_warps", "mma_four_warps_x_by_group")

@@ -469,7 +469,9 @@ ONE_ROW_MMA_PICKS = {
     ("Q5_0", 3840, 16384): "mma",  # 0.91 of a wave
     ("Q5_0", 4096, 11008): "mma",
     ("Q5_0", 8192, 16384): "mma",  # two waves, the last 0.94 full
-    ("Q5_0", 3584, 18944): None,  # 0.85
+    ("Q5_0", 3584, 18944): "mma",  # 0.85: eight warps from 7/10 (W_AHEAD 2)
+    ("Q5_0", 3072, 8192): "mma",  # 0.73
+    ("Q5_0", 2560, 10240): None,  # 0.61
     ("Q5_0", 14336, 4096): "mma_two_warps",  # 0.85 of two warps' wave: at least 4/5
     ("Q5_0", 16384, 4096): "mma_two_warps",  # 0.97
     # the by-group four warps where their last wave of three blocks an SM is 4/5 full
