@@ -518,7 +518,8 @@ extern "C" __global__ void __launch_bounds__(192, 3) ggufc_matvec_mma_six_warps_
             const int group = group_of(j);
             if constexpr (WEIGHTS_BEFORE_WAIT) {
                 // group j + W_AHEAD into the slots of group j - 1, whose decode every lane has
-                // left (else: once group j's copies have landed, below)
+                // left (else: once group j's copies have landed, below; spelled there as it was
+                // before this path, so the kernels issuing late compile to the same PTX)
                 __syncwarp();
                 if (j + W_AHEAD < my_groups) {
                     issue_weights(arrival, group_of(j + W_AHEAD), j + W_AHEAD);
