@@ -1,12 +1,13 @@
-"""What the staged mma matvec's activation copies cost at M = 2..8 (an experiment, figures in
-BENCHMARKS.md and codegen/kernels/cuda/PERFORMANCE.md, sessions 36-37):
+"""What the staged mma matvec's activation copies and its copy pipeline cost (an experiment,
+figures in BENCHMARKS.md and codegen/kernels/cuda/PERFORMANCE.md, sessions 36-37):
 
     python benchmarks/cuda_matvec_activation_copies.py [--formats Q4_0,Q6_K]
         [--shapes 14336x4096,5376x21504] [--ms 2,8] [--dtype float16] [--form FORM]
         [--variants through-l1,two-rows] [--kind matvec_batched]
 
 For each format, shape and M it times the `matvec_batched` kernel the lowering picks (or
---form; with --kind matvec, the M = 1 matvec where its pick is a one-row staged form) as emitted, and variants made by editing its generated source text:
+--form; with --kind matvec, the M = 1 matvec where its pick is a one-row staged form) as
+emitted, and variants made by editing its generated source text:
 
 - ``through-l1``: every activation copy through L1 (``cp.async.ca``, the template's
   ``cp_async_16<true>``) where the kernel as emitted copies them through L2 only (``.cg``), or
