@@ -881,6 +881,15 @@ MATVEC_MMA_GEOMETRIES = (*MATVEC_MMA_FORMS, MATVEC_MMA_LOADED)
 # shared memory the driver sets aside for each block (sm_80 and later): an SM holds its
 # per-block maximum plus one of these
 SHARED_MEMORY_RESERVED_PER_BLOCK = 1024
+
+
+def blocks_held(shared_bytes: int, shared_memory_per_block: int) -> int:
+    """Blocks of ``shared_bytes`` dynamic shared memory an SM holds on a card whose blocks may
+    take up to ``shared_memory_per_block`` (each block also costs the driver's reserve)."""
+    per_sm = shared_memory_per_block + SHARED_MEMORY_RESERVED_PER_BLOCK
+    return per_sm // (shared_bytes + SHARED_MEMORY_RESERVED_PER_BLOCK)
+
+
 TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
 MBARRIER_BYTES = 8
 
@@ -1485,10 +1494,7 @@ def one_row_mma_geometry(
     # the one-row kernel's rings may be deeper than its batched twin's, which the staged pick
     # fitted: a card whose shared memory holds fewer of its blocks keeps the matvec's own
     need = matvec_mma_staged_layout(fmt, dtype, geometry, "matvec")["shared_bytes"]
-    held = (shared_memory_per_block + SHARED_MEMORY_RESERVED_PER_BLOCK) // (
-        need + SHARED_MEMORY_RESERVED_PER_BLOCK
-    )
-    if held < MATVEC_MMA_FORMS[geometry].blocks_per_sm:
+    if blocks_held(need, shared_memory_per_block) < MATVEC_MMA_FORMS[geometry].blocks_per_sm:
         return None
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     waves = ceil_div(blocks, mma_form_wave(geometry))
@@ -1721,10 +1727,7 @@ def _staged_mma_geometry(
     MATVEC_MMA_X_BY_GROUP_MIN_FILL full, where ``shared`` holds two of those blocks)."""
 
     def blocks_per_sm(geometry: str) -> int:
-        need = matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"]
-        return (shared + SHARED_MEMORY_RESERVED_PER_BLOCK) // (
-            need + SHARED_MEMORY_RESERVED_PER_BLOCK
-        )
+        return blocks_held(matvec_mma_staged_layout(fmt, dtype, geometry)["shared_bytes"], shared)
 
     def fits(geometry: str) -> bool:
         return (
