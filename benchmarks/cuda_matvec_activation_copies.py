@@ -41,9 +41,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
-from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
+from codegen.cuda_timing import copy_bandwidth, rotated_copies
 from codegen.kernels import emitter
 from compiler import formats
+
+# the breakdown benchmark's timing of one kernel on rotated weights (a sibling script)
+from cuda_matvec_breakdown import time_kernel  # isort: skip
 
 # The generated source's activation copy sites (codegen/kernels/cuda/matvec_mma_staged.cu).
 STEP_COPY = "ggufc::cp_async_16(slot + x_target[r]"
@@ -94,13 +97,6 @@ def variant(kernel, name: str, by_group: bool):
             raise SystemExit(f"{kernel.entry}: expected one {old!r} in the generated source")
         source = source.replace(old, new)
     return dataclasses.replace(kernel, source=source)
-
-
-def time_kernel(runner, kernel, xs, weights, outs, n: int, k: int) -> float:
-    def launch(i):
-        runner.linear(kernel, xs[i], weights[i], None, n, k, out=outs[i])
-
-    return time_launches(launch, len(weights))
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:

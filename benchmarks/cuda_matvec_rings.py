@@ -36,9 +36,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.cuda_run import CudaKernelRunner
-from codegen.cuda_timing import copy_bandwidth, rotated_copies, time_launches
+from codegen.cuda_timing import copy_bandwidth, rotated_copies
 from codegen.kernels import emitter
 from compiler import formats
+
+# the breakdown benchmark's timing of one kernel on rotated weights (a sibling script)
+from cuda_matvec_breakdown import time_kernel  # isort: skip
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 TOLERANCE = 3e-3  # relative Frobenius error against float64, as the GPU tests' 16-bit bound
@@ -119,13 +122,6 @@ def variant_kernel(fmt: str, kind: str, dtype: str, variant: Variant):
         if line not in kernel.source:
             raise SystemExit(f"{fmt} {variant}: the emitted kernel lacks {line!r}")
     return kernel
-
-
-def time_kernel(runner, kernel, xs, weights, outs, n: int, k: int) -> float:
-    def launch(i):
-        runner.linear(kernel, xs[i], weights[i], None, n, k, out=outs[i])
-
-    return time_launches(launch, len(weights))
 
 
 def parse_cell(text: str) -> tuple[str, int, int, int, list[Variant]]:
