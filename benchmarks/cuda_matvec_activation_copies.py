@@ -118,6 +118,9 @@ def main() -> None:
         if name not in VARIANTS:
             parser.error(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
     dtype = DTYPES[args.dtype]
+    if not torch.cuda.is_available():
+        print("cuda_matvec_activation_copies.py: needs a CUDA device", file=sys.stderr)
+        raise SystemExit(2)
 
     runner = CudaKernelRunner()
     generator = torch.Generator().manual_seed(0)
