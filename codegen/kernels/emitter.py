@@ -669,7 +669,8 @@ class OneRowMmaRule:
     rows of at least ``min_k`` weights, the staged pick at M = 1 among ``forms`` (each one of
     the format's staged forms; a pick outside them keeps the matvec's own; a form of
     ``form_min_k`` only on rows of its own least K), its grid at most ``max_waves`` waves, the
-    last at least ``min_fill`` full (a form of ``form_min_fill``: its own)."""
+    last at least ``min_fill`` full (a form of ``form_min_fill``: its own; rows of K from
+    ``long_rows``' first value: at least its second, where that is more)."""
 
     min_k: int
     min_fill: Fraction
@@ -677,10 +678,14 @@ class OneRowMmaRule:
     form_min_fill: dict[str, Fraction] = field(default_factory=dict)
     max_waves: int = MATVEC_ONE_ROW_MMA_MAX_WAVES
     form_min_k: dict[str, int] = field(default_factory=dict)
+    long_rows: tuple[int, Fraction] | None = None
 
-    def min_fill_of(self, geometry: str) -> Fraction:
-        """How full the last wave of ``geometry``'s grid must be."""
-        return self.form_min_fill.get(geometry, self.min_fill)
+    def min_fill_of(self, geometry: str, k: int) -> Fraction:
+        """How full the last wave of ``geometry``'s grid on rows of ``k`` weights must be."""
+        fill = self.form_min_fill.get(geometry, self.min_fill)
+        if self.long_rows is not None and k >= self.long_rows[0]:
+            fill = max(fill, self.long_rows[1])
+        return fill
 
     def forms_for(self, k: int) -> tuple[str, ...]:
         """The forms the rule takes on rows of ``k`` weights."""
@@ -748,6 +753,28 @@ class OneRowMmaRule:
 # -> 6.6; not under (2560x10240, 0.61: split-K 9.9, eight warps 10.3).  Its by-group four at
 # W_AHEAD 3 won and lost (5120x13824 21.3 -> 20.6, 6144x16384 27.5 -> 26.2, but 5376x21504
 # 32.7 -> 33.1, 6144x4096 8.8 -> 9.7): it keeps its batched twin's rings.
+# Q8_0's rule (v65) comes from an H200 (session 38, the first with no H100 lent; copies at 4.27
+# TB/s against the H100's 2.9), where Q8_0's own kernels, 1.12-1.18x the floor on the H100, took
+# 1.32-1.50x: eight warps and five (W_AHEAD 2 with the weights before the wait; five warps from a
+# last wave 3/4 full), the staged pick between them, in up to two waves, on rows of K >= 12288
+# from a last wave 4/5 full.  Session 38, H200, float16, us, its own kernel -> the one-row form
+# (cuda_matvec_rings.py, same call): eight warps 4096x4096 8.7 -> 6.7, 4096x14336 21.0 -> 19.6,
+# 4096x11008 17.6 -> 15.5, 3072x8192 10.8 -> 10.4, 2048x8192 (0.48 of a wave, the emptiest
+# measured) 8.8 -> 8.5, 2560x10240 12.3 -> 12.0, 3584x18944 27.7 -> 24.8, 8192x8192 (two waves)
+# 23.4 -> 22.5, 8192x14336 38.7 -> 37.1; five warps 5376x21504 42.9 -> 41.8, 6144x16384 36.9 ->
+# 33.3, 6144x4096 12.6 -> 9.5, 5376x5120 12.8 -> 10.6, 12288x4096 (two waves) 20.1 -> 18.0,
+# 5120x13824 29.4 -> 27.0.  Not five warps under 3/4 of a last wave (11008x4096, 0.74 of a
+# second: 16.3 against 16.9; but 4608x14336, 0.73 of one, 29.5 against 27.5) nor grids of three
+# waves or more (14336x4096, 13824x4096: their streamed quads 19.4 / 19.2 against 21.6 / 21.0).
+# W_AHEAD 3 tied (the nine eight-warp shapes 157.1 us in all at 2, 156.8 at 3).  The rule as
+# first written, against the tree before (cuda_matvec_ab.py, same call; BENCHMARKS.md), float16
+# / bfloat16: 2048x4608 7.4 -> 5.6 / 6.0, 2560x4096 6.7 / 6.8 -> 5.2 / 5.5, 4096x8192 13.5 /
+# 13.6 -> 11.8 / 12.1, 6144x4096 12.5 / 12.8 -> 9.5 / 9.7, 6144x16384 37.1 / 37.5 -> 33.2 /
+# 34.3, 4096x28672 38.9 / 39.2 -> 37.5 / 38.3, 12288x21504 82.0 / 81.8 -> 81.8 / 83.0: of 42
+# cells 33 2-24% faster, 5 within 1%, and the long rows of emptier waves 7-15% slower
+# (3072x14336, 0.73 of a wave, 16.6 -> 18.2 / 18.6; 2048x28672, 0.48, 24.1 -> 25.7 / 27.6), which
+# keep their paired kernel since (K >= 12288 between 10240, won at 0.61, and 14336, lost at
+# 0.73).  Not measured on an H100.
 # the one-row forms of the staged forms that take their activations a step at a time (Q4_0 /
 # Q5_0's rules take them all)
 MATVEC_ONE_ROW_MMA_STEP_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
@@ -773,6 +800,13 @@ MATVEC_ONE_ROW_MMA = {
     ),
     "Q4_K": OneRowMmaRule(
         8192, Fraction(7, 10), ("mma_four_warps", "mma_four_warps_x_by_group"), max_waves=1
+    ),
+    "Q8_0": OneRowMmaRule(
+        4096,
+        Fraction(9, 20),
+        ("mma", "mma_five_warps"),
+        {"mma_five_warps": Fraction(3, 4)},
+        long_rows=(12288, Fraction(4, 5)),
     ),
 }
 # staged forms a format has for its one-row rule only (its batched kernel keeps its others)
@@ -804,6 +838,8 @@ MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
 # weights before the wait alone: Q4_0 0-5% faster, Q5_K and Q6_K by group 2-4% slower).
 # Q4_0's by-group four (W_AHEAD 3: 26.2 against 2's 26.8 on 5376x21504) and Q5_0's two warps
 # (14336x4096 W_AHEAD 1 18.6, 2 17.0, 3 17.3) came with v63 (above MATVEC_ONE_ROW_MMA_STEP_FORMS).
+# Q8_0's eight and five warps (v65, from an H200; at W_AHEAD 2, the weights before the wait) as
+# the batched twin's rings: see MATVEC_ONE_ROW_MMA's Q8_0 rule.
 MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q4_0", "mma"): (2, 3),
     ("Q4_0", "mma_two_warps"): (2, 3),
@@ -813,6 +849,8 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q6_K", "mma"): (2, 3),
     ("Q6_K", "mma_four_warps"): (2, 3),
     ("Q4_K", "mma_four_warps_x_by_group"): (2, 3),
+    ("Q8_0", "mma"): MATVEC_MMA_STAGED_AHEAD["Q8_0"],
+    ("Q8_0", "mma_five_warps"): MATVEC_MMA_STAGED_AHEAD["Q8_0"],
 }
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 
@@ -1499,7 +1537,7 @@ def one_row_mma_geometry(
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     waves = ceil_div(blocks, mma_form_wave(geometry))
     last_wave = mma_form_last_wave_fill(blocks, geometry)
-    min_fill = MATVEC_ONE_ROW_MMA[fmt].min_fill_of(geometry)
+    min_fill = MATVEC_ONE_ROW_MMA[fmt].min_fill_of(geometry, k)
     fits = waves <= MATVEC_ONE_ROW_MMA[fmt].max_waves and last_wave >= min_fill
     return geometry if fits else None
 

@@ -210,6 +210,10 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     # large weights: split-K or shared row groups from the format's bound on K where it has one
     n = narrow_bound // threshold + 1
     picked = pick_geometry("cuda", fmt, "matvec", dtype, n, threshold)
+    if one_row_mma_geometry(fmt, dtype, n, threshold, H100_SHARED_MEMORY_PER_BLOCK):
+        # the one-row staged form where the format's rule takes the grid
+        # (test_one_row_mma_matvec_rule)
+        geometry = one_row_mma_geometry(fmt, dtype, n, threshold, H100_SHARED_MEMORY_PER_BLOCK)
     if geometry == "split-K":
         assert picked == split_k_geometry_of(fmt, dtype, n, threshold)
         assert picked in MATVEC_SPLIT_K_WARPS
@@ -247,9 +251,12 @@ GROUP_WARPS_CASES = {
     # that (test_one_row_mma_matvec_rule), not these
     ("Q6_K", "float16", 2048, 14336): "quad",
     ("Q6_K", "float16", 28672, 4096): "quad_stream",
-    ("Q8_0", "float16", 5376, 21504): "default",  # Q8_0 stops at pairs
-    ("Q8_0", "float16", 8192, 8192): "default",  # its ties go to one warp
-    ("Q8_0", "float16", 2048, 16384): "paired",
+    # Q8_0's 16-bit rows that fill the one-row staged forms' waves take those
+    # (test_one_row_mma_matvec_rule): these are float32's, the same rule
+    ("Q8_0", "float32", 5376, 21504): "default",  # Q8_0 stops at pairs
+    ("Q8_0", "float32", 8192, 8192): "default",  # its ties go to one warp
+    ("Q8_0", "float32", 2048, 16384): "paired",
+    ("Q8_0", "float16", 1536, 16384): "paired",  # under the one-row rule's fill
     ("Q4_K", "float32", 14336, 4096): "paired",  # float32: the same rule for Q4_K / Q5_K
     ("Q5_K", "float32", 5376, 21504): "quad",
     ("Q6_K", "float32", 8192, 8192): "default",
@@ -501,6 +508,22 @@ ONE_ROW_MMA_PICKS = {
     ("Q4_K", 11008, 4096): None,  # K under its rule's min_k
     ("Q4_K", 14336, 4096): None,
     ("Q5_K", 5376, 21504): None,  # not a format of the rule
+    # Q8_0 (an H200's measurements): eight warps, or five (three blocks an SM) from 3/4 of a wave
+    ("Q8_0", 4096, 14336): "mma",  # 0.97 of a wave
+    ("Q8_0", 2048, 8192): "mma",  # 0.48: at least 9/20
+    ("Q8_0", 8192, 8192): "mma",  # two waves, the last 0.94 full
+    ("Q8_0", 5376, 21504): "mma_five_warps",  # 0.85 of a wave of three blocks an SM
+    ("Q8_0", 12288, 4096): "mma_five_warps",  # two waves, the last 0.94 full
+    ("Q8_0", 4608, 14336): None,  # five warps' last wave 0.73 full
+    ("Q8_0", 11008, 4096): None,  # 0.74: its streamed quad
+    ("Q8_0", 14336, 4096): None,  # eight warps' four waves: its streamed quad
+    ("Q8_0", 1536, 8192): None,  # 0.36 of a wave
+    # rows of K >= 12288 from 4/5 of a wave
+    ("Q8_0", 3584, 18944): "mma",  # 0.85
+    ("Q8_0", 3072, 14336): None,  # 0.73
+    ("Q8_0", 2048, 28672): None,  # 0.48
+    ("Q8_0", 3072, 8192): "mma",  # 0.73 on shorter rows
+    ("Q8_0", 4096, 3584): None,  # K under its rule's min_k
 }
 
 
@@ -587,7 +610,7 @@ def test_one_row_mma_matvec_rule(dtype):
             wave = mma_form_wave(ours)
             assert blocks <= rule.max_waves * wave <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
             last_wave = blocks - (-(-blocks // wave) - 1) * wave
-            assert last_wave >= rule.min_fill_of(ours) * wave
+            assert last_wave >= rule.min_fill_of(ours, k) * wave
             # the batched kernel's pick at M = 1 unless that is a form the rule leaves out
             batched = pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1)
             assert batched == ours or batched not in rule.forms_for(k), (fmt, n, k)
