@@ -1,10 +1,13 @@
 """The staged-matvec experiment scripts (benchmarks/cuda_matvec_rings.py,
 cuda_matvec_activation_copies.py) make their kernels by overriding the emitter's tables or
 editing generated text; the GPU times them, but what they emit is checked here: the rings and
-WEIGHTS_BEFORE_WAIT a variant asks for, the tables restored after, every edit applying once."""
+WEIGHTS_BEFORE_WAIT a variant asks for, the tables restored after, every edit applying once.
+The profiling target (cuda_matvec_profile.py): its kernels pass the ncu filter its docstring
+gives, and bad arguments stop it before any GPU work."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +18,9 @@ from codegen.kernels import emitter
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import cuda_matvec_activation_copies as copies
+import cuda_matvec_profile as profile
 import cuda_matvec_rings as rings
+import cuda_read_floor
 
 
 def tables():
@@ -93,3 +98,39 @@ def test_activation_copy_variants_apply_to_every_staged_pick(kind):
                     assert not by_group and name == "group-zero"
                     continue
                 assert edited.source != kernel.source, (fmt, form, name)
+
+
+def test_profile_target_kernels_pass_its_ncu_filter():
+    (kernel_filter,) = re.findall(r"-k '(regex:[^']+)'", profile.__doc__)
+    pattern = re.compile(kernel_filter.removeprefix("regex:"))
+    for fmt in ("Q4_0", "Q8_0", "Q4_K"):
+        for m in (1, 8):
+            kind = "matvec" if m == 1 else "matvec_batched"
+            form = emitter.pick_geometry("cuda", fmt, kind, "float16", 4096, 14336, m)
+            assert pattern.search(emitter.emit("cuda", fmt, kind, "float16", form).entry)
+    assert re.search(
+        r"__global__ void __launch_bounds__\(\w+\) read_rows\(", cuda_read_floor.READ_ONLY_SOURCE
+    )
+    assert pattern.search("read_rows")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["Q4_0", "4096x14336", "--form", "bogus"], "not a matvec geometry of Q4_0"),
+        # Q4_K's by-group four warps are a form of its matvec only
+        (
+            ["Q4_K", "4096x14336", "--m", "4", "--form", "mma_four_warps_x_by_group"],
+            "not a matvec_batched geometry of Q4_K",
+        ),
+        (["Q4_K", "4096x100"], "multiple of 256"),
+        (["Q4_0", "4096", "--m", "1"], "expected NxK"),
+        (["Q4_0", "4096x4096", "--m", "9"], "expected 1..8"),
+    ],
+)
+def test_profile_target_rejects_bad_arguments(monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(sys, "argv", ["cuda_matvec_profile.py", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        profile.main()
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
