@@ -20,8 +20,12 @@ python3 -c 'import syrupy, hypothesis, filecheck' 2>/dev/null || {
     echo "gpu_check.sh: the test extra is missing: pip install -e '.[test,cuda]'" >&2
     exit 2
 }
+# with pytest-xdist (on the device tool's image) the GPU tests run in 8 processes: their time is
+# mostly NVRTC compiles, 78 s against ~365 s in one process on an H200's 16 cores (session 38)
+parallel=()
+python3 -c 'import xdist' 2>/dev/null && parallel=(-p xdist -n 8)
 status=0
-python3 -m pytest tests -m gpu -q -p no:cacheprovider 2>&1 \
+python3 -m pytest tests -m gpu -q -p no:cacheprovider "${parallel[@]}" 2>&1 \
     | tee "$out/gpu_tests.log" || status=$?
 python3 benchmarks/cuda_matmul.py --out "$out/cuda_matmul.md" 2>&1 | tee "$out/benchmark.log"
 python3 benchmarks/cuda_matvec_batched.py --out "$out/cuda_matvec_batched.md" 2>&1 \
