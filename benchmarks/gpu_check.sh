@@ -21,7 +21,8 @@ python3 -c 'import syrupy, hypothesis, filecheck' 2>/dev/null || {
     exit 2
 }
 # with pytest-xdist (on the device tool's image) the GPU tests run in 8 processes: their time is
-# mostly NVRTC compiles, 78 s against ~365 s in one process on an H200's 16 cores (session 38)
+# mostly NVRTC compiles: 1641 tests in 93 s on the device tool's H200 (16 cores, session 38),
+# where one process took ~365 s on its H100 (session 37)
 parallel=()
 python3 -c 'import xdist' 2>/dev/null && parallel=(-p xdist -n 8)
 status=0

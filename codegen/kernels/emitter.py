@@ -721,7 +721,8 @@ class OneRowMmaRule:
 # not four): quad / paired -> it, 5376x21504 43.3 -> 42.3, 4608x14336 29.0 -> 26.1, 6144x16384
 # 37.3 -> 32.5, 4608x4096 11.9 -> 9.1; 14 shapes 2-23% faster (bfloat16: but 11008x14336 53.7
 # -> 54.7).  Not Q4_K / Q5_K (v51: 4096x14336 14.6 -> 14.8, 17.2 -> 18.7: their M = 1
-# kernels load 16-byte words already) nor Q8_0 (its matvec within 1.18x).
+# kernels load 16-byte words already) nor Q8_0 (its matvec within 1.18x on the H100; on an H200
+# it is not: Q8_0's rule below).
 # Q5_0's rule takes the same form (v59) where its last wave of three blocks an SM is at least
 # 4/5 full, and before six warps; Q4_K's takes it and four warps (four blocks an SM) on rows of
 # K >= 8192 in one wave, and nothing else (v60).  Session 36, H100, us, the pick before -> it
