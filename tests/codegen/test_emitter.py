@@ -210,10 +210,11 @@ def test_pick_geometry_follows_the_documented_rule(fmt, dtype):
     # large weights: split-K or shared row groups from the format's bound on K where it has one
     n = narrow_bound // threshold + 1
     picked = pick_geometry("cuda", fmt, "matvec", dtype, n, threshold)
-    if one_row_mma_geometry(fmt, dtype, n, threshold, H100_SHARED_MEMORY_PER_BLOCK):
+    one_row = one_row_mma_geometry(fmt, dtype, n, threshold, H100_SHARED_MEMORY_PER_BLOCK)
+    if one_row is not None:
         # the one-row staged form where the format's rule takes the grid
         # (test_one_row_mma_matvec_rule)
-        geometry = one_row_mma_geometry(fmt, dtype, n, threshold, H100_SHARED_MEMORY_PER_BLOCK)
+        geometry = one_row
     if geometry == "split-K":
         assert picked == split_k_geometry_of(fmt, dtype, n, threshold)
         assert picked in MATVEC_SPLIT_K_WARPS
