@@ -28,7 +28,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -83,37 +82,13 @@ def launch_kernel(fmt: str, n: int, k: int, m: int, dtype: str, form: str | None
 
 
 def launch_read_floor(fmt: str, n: int, k: int) -> str:
-    """LAUNCHES dependent launches of the read floor's kernel over the packed bytes of an
-    N x K ``fmt`` weight (random bytes: it does not decode)."""
-    import cupy
-
-    from runtime_schema.cuda_launcher import function_handle
-
-    kernel = cuda_read_floor.read_kernel()
+    """LAUNCHES launches of the read floor's kernel over the packed bytes of an N x K ``fmt``
+    weight, dependent where the device takes them (`cuda_read_floor.ReadLaunches`)."""
     launcher = cuda_read_floor.dependent_launcher()
-    spec = formats.FORMATS[fmt]
-    row_bytes = k // spec.block_weights * spec.block_bytes
-    word = cuda_read_floor.WORD_BYTES
-    total_words = -(-(n * row_bytes) // word)
-    data = torch.randint(0, 256, (total_words * word,), dtype=torch.uint8, device="cuda")
-    copies = rotated_copies(data)
-    words_per_block = cuda_read_floor.ROWS_PER_BLOCK * row_bytes // word
-    grid = -(-total_words // words_per_block)
-    sink = cupy.zeros(1, dtype=cupy.uint32)
-    function = function_handle(kernel)
-    stream = torch.cuda.current_stream().cuda_stream
-    threads = cuda_read_floor.THREADS
+    reads = cuda_read_floor.ReadLaunches(cuda_read_floor.read_kernel(), launcher, fmt, n, k)
+    launch = reads.dependent if launcher is not None else reads.plain
     for i in range(LAUNCHES):
-        params = (
-            np.uint64(copies[i % len(copies)].data_ptr()),
-            np.int64(total_words),
-            np.int64(words_per_block),
-            np.uint64(sink.data.ptr),
-        )
-        if launcher is None:
-            kernel((grid,), (threads,), params)
-        else:
-            launcher.launch(function, (grid, 1, 1), (threads, 1, 1), 0, stream, params, "read_rows")
+        launch(i % len(reads.copies))
     torch.cuda.synchronize()
     return "read_rows"
 

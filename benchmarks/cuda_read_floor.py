@@ -90,43 +90,57 @@ def read_kernel():
     return cupy.RawModule(code=source, options=("--std=c++17",)).get_function("read_rows")
 
 
+class ReadLaunches:
+    """Launches of the read-only kernel over the packed bytes of an N x K ``fmt`` weight (random
+    bytes: the kernel does not decode, so they need not be valid blocks), each on copy ``i`` of
+    `rotated_copies`; ``launcher``: a `runtime_schema.cuda_driver.DependentLauncher`, None where
+    the device has no dependent launch."""
+
+    def __init__(self, kernel, launcher, fmt: str, n: int, k: int) -> None:
+        import cupy
+
+        from runtime_schema.cuda_launcher import function_handle
+
+        row_bytes = k // formats.FORMATS[fmt].block_weights * formats.FORMATS[fmt].block_bytes
+        self.packed = n * row_bytes
+        self.total_words = -(-self.packed // WORD_BYTES)
+        data = torch.randint(
+            0, 256, (self.total_words * WORD_BYTES,), dtype=torch.uint8, device="cuda"
+        )
+        self.copies = rotated_copies(data)
+        self.words_per_block = ROWS_PER_BLOCK * row_bytes // WORD_BYTES
+        self.grid = -(-self.total_words // self.words_per_block)
+        self.sink = cupy.zeros(1, dtype=cupy.uint32)
+        self.kernel = kernel
+        self.launcher = launcher
+        # looked up once, not in the timed launches
+        self.function = function_handle(kernel)
+        self.stream = torch.cuda.current_stream().cuda_stream
+
+    def plain(self, i: int) -> None:
+        arguments = (self.copies[i].data_ptr(), self.total_words, self.words_per_block, self.sink)
+        self.kernel((self.grid,), (THREADS,), arguments)
+
+    def dependent(self, i: int) -> None:
+        params = (
+            np.uint64(self.copies[i].data_ptr()),
+            np.int64(self.total_words),
+            np.int64(self.words_per_block),
+            np.uint64(self.sink.data.ptr),
+        )
+        self.launcher.launch(
+            self.function, (self.grid, 1, 1), (THREADS, 1, 1), 0, self.stream, params, "read_rows"
+        )
+
+
 def bench_shape(kernel, launcher, fmt: str, n: int, k: int, bandwidth: float) -> dict:
     """Microseconds a launch of the read of an N x K ``fmt`` weight, plain and dependent
     (``launcher``: a `runtime_schema.cuda_driver.DependentLauncher`, None where the device
     has no dependent launch)."""
-    import cupy
-
-    from runtime_schema.cuda_launcher import function_handle
-
-    row_bytes = k // formats.FORMATS[fmt].block_weights * formats.FORMATS[fmt].block_bytes
-    packed = n * row_bytes
-    total_words = -(-packed // WORD_BYTES)
-    # random bytes: the read kernel does not decode, so they need not be valid blocks
-    data = torch.randint(0, 256, (total_words * WORD_BYTES,), dtype=torch.uint8, device="cuda")
-    copies = rotated_copies(data)
-    words_per_block = ROWS_PER_BLOCK * row_bytes // WORD_BYTES
-    grid = (-(-total_words // words_per_block),)
-    sink = cupy.zeros(1, dtype=cupy.uint32)
-
-    def launch(i):
-        kernel(grid, (THREADS,), (copies[i].data_ptr(), total_words, words_per_block, sink))
-
-    # looked up once, not in the timed launches
-    function = function_handle(kernel)
-    stream = torch.cuda.current_stream().cuda_stream
-
-    def launch_dependent(i):
-        params = (
-            np.uint64(copies[i].data_ptr()),
-            np.int64(total_words),
-            np.int64(words_per_block),
-            np.uint64(sink.data.ptr),
-        )
-        launcher.launch(function, (*grid, 1, 1), (THREADS, 1, 1), 0, stream, params, "read_rows")
-
-    read_us = time_launches(launch, len(copies))
-    dependent_us = time_launches(launch_dependent, len(copies)) if launcher else None
-    floor_us = packed / bandwidth * 1e6
+    reads = ReadLaunches(kernel, launcher, fmt, n, k)
+    read_us = time_launches(reads.plain, len(reads.copies))
+    dependent_us = time_launches(reads.dependent, len(reads.copies)) if launcher else None
+    floor_us = reads.packed / bandwidth * 1e6
     return {
         "format": fmt,
         "shape": f"{n}x{k}",
