@@ -117,7 +117,16 @@ class DependentLauncher:
 
 
 # cuda.h: CUtensorMapDataType by torch dtype, and the fixed choices of ggufc's tensor maps
-TENSOR_MAP_DATA_TYPES = {torch.uint8: 0, torch.float16: 6, torch.float32: 7, torch.bfloat16: 9}
+TENSOR_MAP_DATA_TYPES = {
+    torch.uint8: 0,
+    torch.uint16: 1,
+    torch.uint32: 2,
+    torch.float16: 6,
+    torch.float32: 7,
+    torch.bfloat16: 9,
+}
+# a uint8 tensor read as wider elements (TensorMap.element_bytes 2 / 4): boxes past 256 bytes
+WIDE_ELEMENTS = {2: torch.uint16, 4: torch.uint32}
 TENSOR_MAP_BYTES = 128
 TENSOR_MAP_ALIGNMENT = 16  # bytes: the global address and every row stride
 TENSOR_MAP_INTERLEAVE_NONE = 0
@@ -168,11 +177,26 @@ class TensorMapEncoder:
         )
 
     def encode(
-        self, tensor: torch.Tensor, box_inner: int, box_rows: int, where: str, swizzle: int = 128
+        self,
+        tensor: torch.Tensor,
+        box_inner: int,
+        box_rows: int,
+        where: str,
+        swizzle: int = 128,
+        element_bytes: int = 1,
     ) -> np.ndarray:
         """The map of contiguous ``tensor`` as a [rows, last dim] matrix with boxes of
         ``box_rows`` x ``box_inner`` elements (``swizzle``: 128-byte swizzle or 0, none; zeros
-        past the edges); ``where`` names the kernel and parameter in errors."""
+        past the edges); ``element_bytes`` 2 or 4 reads a uint8 tensor as elements that wide
+        (1: its own elements); ``where`` names the kernel and parameter in errors."""
+        if element_bytes != 1:
+            if tensor.dtype != torch.uint8 or element_bytes not in WIDE_ELEMENTS:
+                raise DriverLaunchError(
+                    f"{where}: elements of {element_bytes} bytes need a uint8 tensor and 2 or "
+                    f"4 bytes, got {tensor.dtype} and {element_bytes}"
+                )
+            if self.describable(tensor):  # rows of 16-byte words: whole wider elements
+                tensor = tensor.view(WIDE_ELEMENTS[element_bytes])
         data_type = TENSOR_MAP_DATA_TYPES.get(tensor.dtype)
         inner = tensor.shape[-1] if tensor.dim() else 1
         row_bytes = inner * tensor.element_size()

@@ -105,7 +105,9 @@ def tensor_map_parameters(encoder, source: KernelSource, tensors) -> tuple[np.nd
         if m.optional and not encoder.describable(tensor):
             maps.append(np.zeros(TENSOR_MAP_BYTES, dtype=np.uint8))
             continue
-        maps.append(encoder.encode(tensor, m.box_inner, m.box_rows, where, m.swizzle))
+        maps.append(
+            encoder.encode(tensor, m.box_inner, m.box_rows, where, m.swizzle, m.element_bytes)
+        )
     return tuple(maps)
 
 

@@ -293,14 +293,16 @@ class TensorMap:
     """A CUDA tensor map the launcher encodes for the kernel's tensor parameter ``tensor``
     (inputs, then outputs) and passes after the args: boxes of ``box_rows`` x ``box_inner``
     elements of the tensor as a [rows, last dim] matrix, with the 128-byte swizzle or none
-    (``swizzle`` 128 / 0); ``optional``: zeros where the tensor is not on 16-byte boundaries
-    (schema.fbs)."""
+    (``swizzle`` 128 / 0); ``optional``: zeros where the tensor is not on 16-byte boundaries;
+    ``element_bytes``: 1, the tensor's own elements, or 2 / 4: a uint8 tensor read as
+    elements of that many bytes, so that a box may be wider than 256 bytes (schema.fbs)."""
 
     tensor: int
     box_inner: int
     box_rows: int
     swizzle: int = 128
     optional: bool = False
+    element_bytes: int = 1
 
 
 @dataclass(frozen=True)

@@ -429,6 +429,7 @@ def _kernel_source(t: _Table) -> KernelSource:
                 box_rows=m.scalar(2, "box_rows", "u32"),
                 swizzle=m.scalar(3, "swizzle", "u32", TensorMap.swizzle),
                 optional=bool(m.scalar(4, "optional", "u8")),
+                element_bytes=m.scalar(5, "element_bytes", "u32", TensorMap.element_bytes),
             )
             for m in t.tables(5, "tensor_maps")
         ),

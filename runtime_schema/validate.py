@@ -64,6 +64,7 @@ GRID_RANK = 3
 # a tensor map's box: at most 256 elements a side (cuTensorMapEncodeTiled's boxDim)
 TENSOR_MAP_MAX_BOX = 256
 TENSOR_MAP_SWIZZLES = (0, 128)  # bytes: none, or the 128-byte swizzle
+TENSOR_MAP_ELEMENT_BYTES = (1, 2, 4)  # the tensor's own elements, or uint8 read 2 / 4 at a time
 # Positions of the GGUF weight blocks among a KernelNode's inputs (the other ops have none).
 KERNEL_WEIGHT_INPUTS = {OpKind.LINEAR: (1,), OpKind.EMBEDDING: (0,), OpKind.DEQUANTIZE: (0,)}
 # Operand counts of the reference op of each KernelNode op kind: (inputs allowed, outputs).
@@ -324,6 +325,11 @@ class _Validator:
                 raise ProgramFormatError(
                     f"{where}[{i}]: swizzle {m.swizzle!r} (expected one of "
                     f"{TENSOR_MAP_SWIZZLES}), optional {m.optional!r} (expected a bool)"
+                )
+            if m.element_bytes not in TENSOR_MAP_ELEMENT_BYTES:
+                raise ProgramFormatError(
+                    f"{where}[{i}].element_bytes: {m.element_bytes!r}, expected one of "
+                    f"{TENSOR_MAP_ELEMENT_BYTES}"
                 )
             for side in ("box_inner", "box_rows"):
                 if not 1 <= getattr(m, side) <= TENSOR_MAP_MAX_BOX:

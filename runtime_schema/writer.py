@@ -419,6 +419,7 @@ class _ProgramEncoder:
         fb_TensorMap.AddBoxRows(fb, m.box_rows)
         fb_TensorMap.AddSwizzle(fb, m.swizzle)
         fb_TensorMap.AddOptional(fb, m.optional)
+        fb_TensorMap.AddElementBytes(fb, m.element_bytes)
         return fb_TensorMap.End(fb)
 
     def kernel(self, k: KernelNode) -> int:

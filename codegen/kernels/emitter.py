@@ -669,23 +669,26 @@ class OneRowMmaRule:
     rows of at least ``min_k`` weights, the staged pick at M = 1 among ``forms`` (each one of
     the format's staged forms; a pick outside them keeps the matvec's own; a form of
     ``form_min_k`` only on rows of its own least K), its grid at most ``max_waves`` waves, the
-    last at least ``min_fill`` full (a form of ``form_min_fill``: its own; rows of K from
-    ``long_rows``' first value: at least its second, where that is more)."""
+    last at least ``min_fill`` full (a form of ``form_min_fill``: its own); ``max_waves``
+    None: a grid of any waves, of which one wave alone must be ``min_fill`` full."""
 
     min_k: int
     min_fill: Fraction
     forms: tuple[str, ...]
     form_min_fill: dict[str, Fraction] = field(default_factory=dict)
-    max_waves: int = MATVEC_ONE_ROW_MMA_MAX_WAVES
+    max_waves: int | None = MATVEC_ONE_ROW_MMA_MAX_WAVES
     form_min_k: dict[str, int] = field(default_factory=dict)
-    long_rows: tuple[int, Fraction] | None = None
 
-    def min_fill_of(self, geometry: str, k: int) -> Fraction:
-        """How full the last wave of ``geometry``'s grid on rows of ``k`` weights must be."""
-        fill = self.form_min_fill.get(geometry, self.min_fill)
-        if self.long_rows is not None and k >= self.long_rows[0]:
-            fill = max(fill, self.long_rows[1])
-        return fill
+    def min_fill_of(self, geometry: str) -> Fraction:
+        """How full the last wave of ``geometry``'s grid must be."""
+        return self.form_min_fill.get(geometry, self.min_fill)
+
+    def takes_grid(self, geometry: str, waves: int, last_wave: Fraction) -> bool:
+        """Whether a grid of ``geometry`` of ``waves`` waves, the last ``last_wave`` full, takes
+        the one-row form."""
+        if self.max_waves is None:
+            return waves > 1 or last_wave >= self.min_fill_of(geometry)
+        return waves <= self.max_waves and last_wave >= self.min_fill_of(geometry)
 
     def forms_for(self, k: int) -> tuple[str, ...]:
         """The forms the rule takes on rows of ``k`` weights."""
@@ -774,8 +777,15 @@ class OneRowMmaRule:
 # 34.3, 4096x28672 38.9 / 39.2 -> 37.5 / 38.3, 12288x21504 82.0 / 81.8 -> 81.8 / 83.0: of 42
 # cells 33 2-24% faster, 5 within 1%, and the long rows of emptier waves 7-15% slower
 # (3072x14336, 0.73 of a wave, 16.6 -> 18.2 / 18.6; 2048x28672, 0.48, 24.1 -> 25.7 / 27.6), which
-# keep their paired kernel since (K >= 12288 between 10240, won at 0.61, and 14336, lost at
-# 0.73).  Not measured on an H100.
+# kept their paired kernel (v65's long rows: K >= 12288 from a last wave 4/5 full).  Not measured
+# on an H100.  Since v66 (session 39, H200) the two forms copy groups of 4 steps
+# (MATVEC_ONE_ROW_MMA_GROUP_STEPS) and win on grids of any waves: the rule takes every grid of
+# two waves or more and a grid of one wave from 9/20 full, the forms at any fill (no long rows).
+# H200, float16, us, the pick before -> eight / five warps of 4-step groups (same call): 14336x4096
+# (quad_stream, 3.4 waves of eight) 19.4 -> 18.3 / 20.2, 16384x4096 (default) 25.6 -> 20.5 / 21.9,
+# 28672x4096 35.9 -> 33.6 / 35.7, 11008x4096 16.3 -> 15.2 / 15.7, 4608x14336 (default) 29.4 ->
+# 24.5 / 25.5, 2048x28672 (paired) 24.0 -> 23.3, 3072x14336 (paired) 16.6 -> 16.8 (the one loss of
+# 30 shapes, 1%); bfloat16 alike (14336x4096 19.5 -> 18.9, 4608x14336 29.5 -> 25.0).
 # the one-row forms of the staged forms that take their activations a step at a time (Q4_0 /
 # Q5_0's rules take them all)
 MATVEC_ONE_ROW_MMA_STEP_FORMS = ("mma", "mma_four_warps", "mma_six_warps", "mma_two_warps")
@@ -802,13 +812,7 @@ MATVEC_ONE_ROW_MMA = {
     "Q4_K": OneRowMmaRule(
         8192, Fraction(7, 10), ("mma_four_warps", "mma_four_warps_x_by_group"), max_waves=1
     ),
-    "Q8_0": OneRowMmaRule(
-        4096,
-        Fraction(9, 20),
-        ("mma", "mma_five_warps"),
-        {"mma_five_warps": Fraction(3, 4)},
-        long_rows=(12288, Fraction(4, 5)),
-    ),
+    "Q8_0": OneRowMmaRule(4096, Fraction(9, 20), ("mma", "mma_five_warps"), max_waves=None),
 }
 # staged forms a format has for its one-row rule only (its batched kernel keeps its others)
 MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
@@ -839,19 +843,47 @@ MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
 # weights before the wait alone: Q4_0 0-5% faster, Q5_K and Q6_K by group 2-4% slower).
 # Q4_0's by-group four (W_AHEAD 3: 26.2 against 2's 26.8 on 5376x21504) and Q5_0's two warps
 # (14336x4096 W_AHEAD 1 18.6, 2 17.0, 3 17.3) came with v63 (above MATVEC_ONE_ROW_MMA_STEP_FORMS).
-# Q8_0's eight and five warps (v65, from an H200; at W_AHEAD 2, the weights before the wait) as
-# the batched twin's rings: see MATVEC_ONE_ROW_MMA's Q8_0 rule.
+# Q8_0's eight and five warps (v65, from an H200) ran W_AHEAD 2 with the weights before the wait;
+# since v66 they and the by-group fours of Q4_0 and Q5_0 take larger weight groups
+# (MATVEC_ONE_ROW_MMA_GROUP_STEPS) with the rings below.
 MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q4_0", "mma"): (2, 3),
     ("Q4_0", "mma_two_warps"): (2, 3),
-    ("Q4_0", "mma_four_warps_x_by_group"): (3, 3),
+    ("Q4_0", "mma_four_warps_x_by_group"): (2, 3),
     ("Q5_0", "mma"): (2, 3),
     ("Q5_0", "mma_two_warps"): (2, 3),
+    ("Q5_0", "mma_four_warps_x_by_group"): (1, 3),
     ("Q6_K", "mma"): (2, 3),
     ("Q6_K", "mma_four_warps"): (2, 3),
     ("Q4_K", "mma_four_warps_x_by_group"): (2, 3),
-    ("Q8_0", "mma"): MATVEC_MMA_STAGED_AHEAD["Q8_0"],
-    ("Q8_0", "mma_five_warps"): MATVEC_MMA_STAGED_AHEAD["Q8_0"],
+    ("Q8_0", "mma"): (1, 3),
+    ("Q8_0", "mma_five_warps"): (1, 3),
+}
+# (format, form): K steps of the one-row kernel's weight groups where they differ from
+# MATMUL_GROUP_STEPS (its batched twin's and the matmul's): each group one tensor copy of twice
+# the bytes (a box wider than 256 bytes reads the blocks as 2-byte elements,
+# `weight_map_element_bytes`), so a warp waits and asks for copies half as often.  On an H200 the
+# one-row kernel's copies are too many and too small for the card (session 38: 19% of the
+# pipeline's stall samples behind the tensor copy's issue); Q8_0's groups were the smallest (2
+# steps, 136 bytes a row).  Session 39, H200, float16, us, the pick -> these groups with the rings
+# of MATVEC_ONE_ROW_MMA_AHEAD (a scratch script, landed as benchmarks/cuda_matvec_rings.py's
+# variants FORM@W/XegSTEPS; same call; BENCHMARKS.md): Q8_0 eight warps (4 steps, W_AHEAD 1) 4096x14336 19.5
+# -> 18.1, 4096x28672 37.3 -> 33.8, 8192x28672 71.6 -> 64.4, 8192x4096 12.4 -> 11.3, 4096x4096
+# 6.7 -> 6.4; five warps 5376x21504 41.7 -> 37.4, 6144x16384 33.2 -> 29.9, 12288x21504 81.7 ->
+# 72.7, 5120x13824 27.1 -> 24.6; Q5_0's by-group four (8 steps, W_AHEAD 1) 5376x21504 30.8 ->
+# 28.4, 5120x28672 40.3 -> 36.6, 12288x21504 59.0 -> 54.6, 5376x8192 13.0 -> 12.1, 6144x4096 7.9 ->
+# 8.0; Q4_0's by-group four (8 steps, W_AHEAD 2) 5376x21504 21.9 -> 20.7, 6144x16384 17.9 -> 17.2,
+# 12288x21504 44.0 -> 42.4, 5120x13824 14.4 -> 13.6, 12288x8192 19.5 -> 19.4.  Not taken: Q4_0's
+# eight and two warps (8 steps, W_AHEAD 1: 4096x14336 11.4 -> 11.9, 14336x4096 11.8 -> 12.1; 52-76
+# bytes of spills), Q5_0's eight warps (14.5 -> 15.9), Q6_K's four warps (8 steps: 17.3 -> 20.5 on
+# 14336x4096), Q4_0's by-group four with W_AHEAD 1 (5120x13824 14.4 -> 15.2), groups of 6 steps
+# for Q4_0's eight and two warps and Q5_0's eight and two (no spills: 2-19% slower on 13 of 17
+# shapes, Q4_0 14336x4096 two warps 11.8 -> 12.8, Q5_0 4096x14336 14.6 -> 15.1).
+MATVEC_ONE_ROW_MMA_GROUP_STEPS = {
+    ("Q8_0", "mma"): 4,
+    ("Q8_0", "mma_five_warps"): 4,
+    ("Q5_0", "mma_four_warps_x_by_group"): 8,
+    ("Q4_0", "mma_four_warps_x_by_group"): 8,
 }
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 
@@ -930,6 +962,20 @@ def blocks_held(shared_bytes: int, shared_memory_per_block: int) -> int:
 
 
 TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
+TENSOR_MAP_MAX_BOX = 256  # elements a side of a tensor map's box
+# the element widths a uint8 weight map may read its blocks as (TensorMapRule.element_bytes)
+WEIGHT_MAP_ELEMENT_BYTES = (1, 2, 4)
+
+
+def weight_map_element_bytes(box_bytes: int) -> int:
+    """The narrowest element of WEIGHT_MAP_ELEMENT_BYTES in which a weight map's box of
+    ``box_bytes`` bytes a row is at most TENSOR_MAP_MAX_BOX whole elements."""
+    for element in WEIGHT_MAP_ELEMENT_BYTES:
+        if box_bytes % element == 0 and box_bytes // element <= TENSOR_MAP_MAX_BOX:
+            return element
+    raise UnsupportedError(f"a weight map's box of {box_bytes} bytes a row has no element width")
+
+
 MBARRIER_BYTES = 8
 
 # Consecutive parts of one block each thread of the CUDA embedding gather decodes, sharing the
@@ -1066,11 +1112,11 @@ def matmul_copy_unit(fmt: str) -> tuple[int, int]:
     return steps, spec.block_bytes * max(1, step_weights // spec.block_weights)
 
 
-def matmul_group_bytes(fmt: str) -> int:
-    """Bytes of a group of ``fmt``: the whole copy units of MATMUL_GROUP_STEPS K steps of a
-    row (the kernels' GROUP_BYTES)."""
+def matmul_group_bytes(fmt: str, steps: int | None = None) -> int:
+    """Bytes of a group of ``fmt``: the whole copy units of ``steps`` K steps of a row
+    (MATMUL_GROUP_STEPS by default; the kernels' GROUP_BYTES)."""
     unit_steps, unit_bytes = matmul_copy_unit(fmt)
-    return MATMUL_GROUP_STEPS[fmt] // unit_steps * unit_bytes
+    return (steps or MATMUL_GROUP_STEPS[fmt]) // unit_steps * unit_bytes
 
 
 def _odd_chunk_bytes(chunks: int) -> int:
@@ -1079,10 +1125,11 @@ def _odd_chunk_bytes(chunks: int) -> int:
     return 16 * (chunks + 1 - chunks % 2)
 
 
-def matmul_group_stride(fmt: str) -> int:
+def matmul_group_stride(fmt: str, steps: int | None = None) -> int:
     """Bytes between the rows of a group slot of ``fmt`` (the 16-bit matmul's and the staged
-    mma matvec's): its group chunks, in an odd number of 16-byte chunks."""
-    return _odd_chunk_bytes(matmul_group_chunks(fmt))
+    mma matvec's; groups of ``steps`` K steps, MATMUL_GROUP_STEPS by default): its group
+    chunks, in an odd number of 16-byte chunks."""
+    return _odd_chunk_bytes(matmul_group_chunks(fmt, steps))
 
 
 # The 16-bit matmul took the same box as the staged mma matvec in session 28 (its box had been
@@ -1090,22 +1137,23 @@ def matmul_group_stride(fmt: str) -> int:
 # -> this one (same call): Q8_0 default 128.4 / 511 -> 112.6 / 456, rows256_split_k2 92.2 /
 # 376.8 -> 90.1 / 354.3; Q5_0 default 118.4 / 470 -> 116.1 / 467, rows256 93.2 / 369.5 -> 92.3
 # / 368.5; Q4_0 rows256 86.2 / 341 -> 85.8 / 340 (K-quants and Q6_K: the same box either way).
-def mapped_group_stride(fmt: str) -> int:
+def mapped_group_stride(fmt: str, steps: int | None = None) -> int:
     """Bytes between the rows of a group slot of ``fmt`` filled by tensor map (rows of whole
     16-byte words; the 16-bit matmul's and the staged mma matvec's): the box's width, from
     the 16-byte boundary at or before a group to past its end, in an odd number of chunks.
     A group then starts at most 16 - gcd(group bytes, 16) bytes past that boundary, where
     the chunk copies allow 14 (any 2-byte boundary): Q4_0's and Q8_0's slot rows are 144
     bytes instead of 176, Q5_0's 176 instead of 208."""
-    group_bytes = matmul_group_bytes(fmt)
+    group_bytes = matmul_group_bytes(fmt, steps)
     return _odd_chunk_bytes(ceil_div(group_bytes + 16 - math.gcd(group_bytes, 16), 16))
 
 
-def matmul_group_chunks(fmt: str) -> int:
-    """16-byte chunks covering a group of ``fmt`` on any 2-byte boundary, or none past it
-    where units are 16-byte multiples (tc::Staged ALIGNED); the kernel static_asserts it."""
+def matmul_group_chunks(fmt: str, steps: int | None = None) -> int:
+    """16-byte chunks covering a group of ``fmt`` (``steps`` K steps, MATMUL_GROUP_STEPS by
+    default) on any 2-byte boundary, or none past it where units are 16-byte multiples
+    (tc::Staged ALIGNED); the kernel static_asserts it."""
     slack = 0 if matmul_copy_unit(fmt)[1] % 16 == 0 else 14
-    return ceil_div(matmul_group_bytes(fmt) + slack, 16)
+    return ceil_div(matmul_group_bytes(fmt, steps) + slack, 16)
 
 
 # formats whose steps decode a scale table from the group's header first: the K-quants, whose
@@ -1538,9 +1586,7 @@ def one_row_mma_geometry(
     blocks = ceil_div(n, MATVEC_MMA_ROWS)
     waves = ceil_div(blocks, mma_form_wave(geometry))
     last_wave = mma_form_last_wave_fill(blocks, geometry)
-    min_fill = MATVEC_ONE_ROW_MMA[fmt].min_fill_of(geometry, k)
-    fits = waves <= MATVEC_ONE_ROW_MMA[fmt].max_waves and last_wave >= min_fill
-    return geometry if fits else None
+    return geometry if MATVEC_ONE_ROW_MMA[fmt].takes_grid(geometry, waves, last_wave) else None
 
 
 def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
@@ -1711,8 +1757,10 @@ def launch_rule(
                 most = MATVEC_MMA_FORMS[geometry].blocks_per_sm
                 shared = max(shared, shared_bytes_for_at_most(most))
             # a group's rows, each as wide as a group needs, where they are whole 16-byte words
+            element = layout["map_element_bytes"]
+            box_inner = layout["mapped_group_stride"] // element
             maps = (
-                TensorMapRule(1, layout["mapped_group_stride"], rows, swizzle=0, optional=True),
+                TensorMapRule(1, box_inner, rows, swizzle=0, optional=True, element_bytes=element),
             )
         tile_m = 1 if kind == "matvec" else MATVEC_MMA_MAX_M
         grid = (GridExtent(("N",), rows), GridExtent(("M",), tile_m), one)
@@ -1845,11 +1893,15 @@ def matvec_mma_staged_layout(
     slot a weight slot, where the batched kernel's hold a step's MATVEC_MMA_MAX_M rows (a
     form with x_by_group: a weight group's steps of them, a slot a weight slot)."""
     step_weights = 2 * PART_WEIGHTS
-    group_steps = MATMUL_GROUP_STEPS[fmt]
-    group_stride = matmul_group_stride(fmt)
     form = MATVEC_MMA_FORMS[geometry]
     row_tiles = form.row_tiles
     one_row_ahead = MATVEC_ONE_ROW_MMA_AHEAD.get((fmt, geometry)) if kind == "matvec" else None
+    one_row_steps = (
+        MATVEC_ONE_ROW_MMA_GROUP_STEPS.get((fmt, geometry)) if kind == "matvec" else None
+    )
+    group_steps = one_row_steps or MATMUL_GROUP_STEPS[fmt]
+    group_stride = matmul_group_stride(fmt, group_steps)
+    mapped_stride = mapped_group_stride(fmt, group_steps)
     w_ahead, x_ahead = one_row_ahead or form.aheads[fmt]
     if not 1 <= x_ahead <= w_ahead * group_steps:
         # the weights of a step must have been asked for no later than its activations
@@ -1878,7 +1930,8 @@ def matvec_mma_staged_layout(
         "threads": form.warps * WARP_SIZE,
         "group_steps": group_steps,
         "group_stride": group_stride,
-        "mapped_group_stride": mapped_group_stride(fmt),
+        "mapped_group_stride": mapped_stride,
+        "map_element_bytes": weight_map_element_bytes(mapped_stride),
         "x_ahead": x_ahead,
         "w_ahead": w_ahead,
         "x_slots": x_slots,

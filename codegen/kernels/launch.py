@@ -66,14 +66,16 @@ class TensorMapRule:
     """A tensor map a CUDA kernel takes after its scalars: of its tensor parameter ``tensor``
     (0: x, 1: the weight blocks), boxes of ``box_rows`` x ``box_inner`` elements, the 128-byte
     swizzle or none (``swizzle`` 128 / 0), zeros for an ``optional`` one of a tensor not on
-    16-byte boundaries (a program's `runtime_schema.program.TensorMap`, encoded by the
-    launcher)."""
+    16-byte boundaries, elements of ``element_bytes`` bytes (2 or 4: a uint8 tensor read as
+    wider elements, for boxes wider than 256 bytes) (a program's
+    `runtime_schema.program.TensorMap`, encoded by the launcher)."""
 
     tensor: int
     box_inner: int
     box_rows: int
     swizzle: int = 128
     optional: bool = False
+    element_bytes: int = 1
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,15 @@ class TensorMap(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # TensorMap
+    def ElementBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 1
+
 def TensorMapStart(builder):
-    builder.StartObject(5)
+    builder.StartObject(6)
 
 def Start(builder):
     TensorMapStart(builder)
@@ -98,6 +105,12 @@ def TensorMapAddOptional(builder, optional):
 
 def AddOptional(builder, optional):
     TensorMapAddOptional(builder, optional)
+
+def TensorMapAddElementBytes(builder, elementBytes):
+    builder.PrependUint32Slot(5, elementBytes, 1)
+
+def AddElementBytes(builder, elementBytes):
+    TensorMapAddElementBytes(builder, elementBytes)
 
 def TensorMapEnd(builder):
     return builder.EndObject()

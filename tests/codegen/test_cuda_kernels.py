@@ -425,6 +425,35 @@ def test_staged_mma_matvec_weights_by_tensor_map_and_by_copies(
             assert weight_maps == [mapped], (k, m, weight_maps)
 
 
+# the M = 1 matvec's one-row staged kernels (emitter.MATVEC_ONE_ROW_MMA)
+ONE_ROW_KERNELS = [
+    (fmt, dtype, geometry)
+    for fmt, kind, dtype, geometry in KERNELS
+    if kind == "matvec" and geometry in MATVEC_MMA_FORMS
+]
+# K whose rows are whole 16-byte words, ending in a short weight group of every one-row kernel
+# (8-step groups of 512 weights: half of one), and K whose rows are not (a row's last K step
+# then one of its two K groups); none for Q4_K / Q5_K, whose rows are always whole words
+ONE_ROW_MAPPED_K = {"Q6_K": 6144}
+ONE_ROW_COPIED_K = {"Q4_0": 6176, "Q5_0": 6176, "Q8_0": 6176, "Q6_K": 6400}
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "geometry"), ONE_ROW_KERNELS)
+def test_one_row_matvec_weights_by_tensor_map_and_by_copies(
+    runner, rng, fmt, dtype, geometry, monkeypatch
+):
+    """The one-row kernels take their weight groups by tensor map where rows are whole 16-byte
+    words (boxes past 256 bytes as 2-byte elements: emitter.MATVEC_ONE_ROW_MMA_GROUP_STEPS),
+    else by each warp's chunk copies; both against float64 with a ragged N."""
+    weight_maps = _record_weight_maps(monkeypatch)
+    for k in (ONE_ROW_MAPPED_K.get(fmt, 6400), ONE_ROW_COPIED_K.get(fmt)):
+        if k is None:
+            continue
+        weight_maps.clear()
+        check_linear(runner, rng, fmt, "matvec", dtype, (1,), RAGGED_N, k, True, geometry)
+        assert weight_maps == [row_bytes(fmt, k) % 16 == 0], k
+
+
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), FLOAT16_KERNELS)
 def test_linear_kernel_flattens_leading_dims_at_large_k(runner, rng, fmt, kind, geometry):
     check_linear(runner, rng, fmt, kind, "float16", (3, 3), 37, LARGE_K, True, geometry)

@@ -31,6 +31,7 @@ from codegen.kernels.emitter import (
     DTYPE_TAGS,
     H100_SHARED_MEMORY_PER_BLOCK,
     MATMUL_GEOMETRY_TILES,
+    MATMUL_GROUP_STEPS,
     MATMUL_MAX_STAGES,
     MATMUL_MIN_STAGES,
     MATMUL_SEGMENT_SCAN_ROWS,
@@ -51,6 +52,7 @@ from codegen.kernels.emitter import (
     MATVEC_ONE_ROW_MMA,
     MATVEC_ONE_ROW_MMA_AHEAD,
     MATVEC_ONE_ROW_MMA_FORMATS,
+    MATVEC_ONE_ROW_MMA_GROUP_STEPS,
     MATVEC_ONE_ROW_MMA_MAX_WAVES,
     MATVEC_PAIRED_MIN_K,
     MATVEC_QUAD_STREAM_GROUPS,
@@ -74,6 +76,7 @@ from codegen.kernels.emitter import (
     SPLIT_K_MIN_STEPS,
     THREADS,
     WARPS,
+    blocks_held,
     cuda_matmul_layout,
     cuda_matvec_streamed,
     mapped_group_stride,
@@ -95,6 +98,7 @@ from codegen.kernels.emitter import (
     takes_integer_x,
     takes_lane_words,
     takes_quad_stream,
+    weight_map_element_bytes,
 )
 from codegen.kernels.launch import PART_WEIGHTS
 from compiler.errors import UnsupportedError
@@ -509,20 +513,21 @@ ONE_ROW_MMA_PICKS = {
     ("Q4_K", 11008, 4096): None,  # K under its rule's min_k
     ("Q4_K", 14336, 4096): None,
     ("Q5_K", 5376, 21504): None,  # not a format of the rule
-    # Q8_0 (an H200's measurements): eight warps, or five (three blocks an SM) from 3/4 of a wave
+    # Q8_0 (an H200's measurements): eight warps, or five (three blocks an SM) where their last
+    # wave is fuller; a grid of any waves, one wave from 9/20 full (v66)
     ("Q8_0", 4096, 14336): "mma",  # 0.97 of a wave
     ("Q8_0", 2048, 8192): "mma",  # 0.48: at least 9/20
     ("Q8_0", 8192, 8192): "mma",  # two waves, the last 0.94 full
     ("Q8_0", 5376, 21504): "mma_five_warps",  # 0.85 of a wave of three blocks an SM
     ("Q8_0", 12288, 4096): "mma_five_warps",  # two waves, the last 0.94 full
-    ("Q8_0", 4608, 14336): None,  # five warps' last wave 0.73 full
-    ("Q8_0", 11008, 4096): None,  # 0.74: its streamed quad
-    ("Q8_0", 14336, 4096): None,  # eight warps' four waves: its streamed quad
+    ("Q8_0", 4608, 14336): "mma_five_warps",  # one wave of three 0.73 full
+    ("Q8_0", 11008, 4096): "mma_five_warps",  # two waves of three, the last 0.74 full
+    ("Q8_0", 14336, 4096): "mma",  # four waves of eight warps (its streamed quad before v66)
+    ("Q8_0", 128256, 4096): "mma",  # 31 waves
     ("Q8_0", 1536, 8192): None,  # 0.36 of a wave
-    # rows of K >= 12288 from 4/5 of a wave
     ("Q8_0", 3584, 18944): "mma",  # 0.85
-    ("Q8_0", 3072, 14336): None,  # 0.73
-    ("Q8_0", 2048, 28672): None,  # 0.48
+    ("Q8_0", 3072, 14336): "mma",  # 0.73 (v65's long rows kept their paired kernel)
+    ("Q8_0", 2048, 28672): "mma",  # 0.48
     ("Q8_0", 3072, 8192): "mma",  # 0.73 on shorter rows
     ("Q8_0", 4096, 3584): None,  # K under its rule's min_k
 }
@@ -585,6 +590,38 @@ def test_one_row_deeper_rings_only_where_listed():
     assert one_row_mma_geometry("Q4_0", "float16", 4096, 14336, A100_SHARED_MEMORY_PER_SM) == "mma"
 
 
+def test_one_row_kernels_with_their_own_weight_groups():
+    """The one-row kernels of MATVEC_ONE_ROW_MMA_GROUP_STEPS copy weight groups of those K
+    steps (their batched twins MATMUL_GROUP_STEPS'), each group one box of the weight map, as
+    2-byte elements where a box of single bytes would pass 256, with their rings of
+    MATVEC_ONE_ROW_MMA_AHEAD (the weights asked for before the wait), at their form's blocks an
+    SM."""
+    for (fmt, geometry), steps in MATVEC_ONE_ROW_MMA_GROUP_STEPS.items():
+        assert geometry in MATVEC_ONE_ROW_MMA[fmt].forms, (fmt, geometry)
+        assert (fmt, geometry) in MATVEC_ONE_ROW_MMA_AHEAD
+        assert steps > MATMUL_GROUP_STEPS[fmt]
+        for dtype in ("float16", "bfloat16"):
+            kernel = emit("cuda", fmt, "matvec", dtype, geometry)
+            batched = emit("cuda", fmt, "matvec_batched", dtype, geometry)
+            assert f"constexpr int GROUP_STEPS = {steps};" in kernel.source
+            twin = MATMUL_GROUP_STEPS[fmt]
+            assert f"constexpr int GROUP_STEPS = {twin};" in batched.source
+            assert "constexpr bool WEIGHTS_BEFORE_WAIT = true;" in kernel.source
+            (box,) = kernel.launch.tensor_maps
+            stride = mapped_group_stride(fmt, steps)
+            assert stride > 256 and box.element_bytes == 2 and box.box_inner * 2 == stride
+            assert f"constexpr int MAPPED_GROUP_STRIDE = {stride};" in kernel.source
+            assert batched.launch.tensor_maps[0].element_bytes == 1
+            # its shared memory holds its form's blocks an SM (its registers may hold no more)
+            blocks = blocks_held(kernel.launch.shared_memory_bytes, H100_SHARED_MEMORY_PER_BLOCK)
+            assert blocks >= MATVEC_MMA_FORMS[geometry].blocks_per_sm, (fmt, geometry)
+    assert weight_map_element_bytes(256) == 1
+    assert weight_map_element_bytes(272) == 2
+    assert weight_map_element_bytes(528) == 4
+    with pytest.raises(UnsupportedError, match="no element width"):
+        weight_map_element_bytes(1040)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_row_mma_matvec_rule(dtype):
     """The CUDA matvec of MATVEC_ONE_ROW_MMA_FORMATS with 16-bit x takes the staged mma
@@ -609,9 +646,13 @@ def test_one_row_mma_matvec_rule(dtype):
             assert ours in rule.forms_for(k) and k >= rule.form_min_k.get(ours, rule.min_k)
             blocks = -(-n // 16)
             wave = mma_form_wave(ours)
-            assert blocks <= rule.max_waves * wave <= MATVEC_ONE_ROW_MMA_MAX_WAVES * wave
-            last_wave = blocks - (-(-blocks // wave) - 1) * wave
-            assert last_wave >= rule.min_fill_of(ours, k) * wave
+            waves = -(-blocks // wave)
+            last_wave = blocks - (waves - 1) * wave
+            if rule.max_waves is not None:
+                assert waves <= rule.max_waves <= MATVEC_ONE_ROW_MMA_MAX_WAVES
+                assert last_wave >= rule.min_fill_of(ours) * wave
+            elif waves == 1:  # a rule of any waves asks its fill of a grid of one wave only
+                assert last_wave >= rule.min_fill_of(ours) * wave
             # the batched kernel's pick at M = 1 unless that is a form the rule leaves out
             batched = pick_geometry("cuda", fmt, "matvec_batched", dtype, n, k, 1)
             assert batched == ours or batched not in rule.forms_for(k), (fmt, n, k)
@@ -643,19 +684,29 @@ def test_one_row_mma_matvec_rule(dtype):
                 assert rows == batched.launch.grid[0]
                 assert batched.launch.grid[1].per_block == MATVEC_MMA_MAX_M
                 assert kernel.launch.threads == batched.launch.threads
-                assert kernel.launch.tensor_maps == batched.launch.tensor_maps
+                if (fmt, geometry) not in MATVEC_ONE_ROW_MMA_GROUP_STEPS:  # else a wider box
+                    assert kernel.launch.tensor_maps == batched.launch.tensor_maps
                 assert batched.launch.shared_memory_bytes == layout["shared_bytes"]
             # every warp's activation ring: a weight group's steps of one row a weight slot,
             # instead of MAX_M rows a step slot (128 bytes a step of a row); where the one-row
             # kernel's rings are deeper, each weight slot more
-            slots = layout["w_slots"] if by_group else layout["x_slots"]
-            batched_rows = slots * (layout["group_steps"] if by_group else 1) * MATVEC_MMA_MAX_M
-            one_rows = one_row["w_slots"] * layout["group_steps"]
-            saved = layout["warps"] * (batched_rows - one_rows) * 128
-            more_slots = one_row["w_slots"] - layout["w_slots"]
-            weight_slot = layout["tile_n"] * layout["group_stride"] + 8  # and its barrier
-            added = layout["warps"] * more_slots * weight_slot
-            assert layout["shared_bytes"] - one_row["shared_bytes"] == saved - added
+            if (fmt, geometry) in MATVEC_ONE_ROW_MMA_GROUP_STEPS:
+                # groups of its own: every warp's weight slots (and barriers) and a group's steps
+                # of the row a slot, from a 128-byte boundary
+                weight_slot = one_row["tile_n"] * one_row["group_stride"] + 8
+                activation_slot = one_row["group_steps"] * 128
+                warp_bytes = one_row["w_slots"] * (weight_slot + activation_slot)
+                assert one_row["shared_bytes"] == one_row["warps"] * warp_bytes + 128
+            else:
+                slots = layout["w_slots"] if by_group else layout["x_slots"]
+                steps = layout["group_steps"]
+                batched_rows = slots * (steps if by_group else 1) * MATVEC_MMA_MAX_M
+                one_rows = one_row["w_slots"] * steps
+                saved = layout["warps"] * (batched_rows - one_rows) * 128
+                more_slots = one_row["w_slots"] - layout["w_slots"]
+                weight_slot = layout["tile_n"] * layout["group_stride"] + 8  # and its barrier
+                added = layout["warps"] * more_slots * weight_slot
+                assert layout["shared_bytes"] - one_row["shared_bytes"] == saved - added
             # the launch: the one-row layout's bytes, but a by-group form's reserves enough
             # that no more than its form's blocks an SM fit an H100
             reserved = one_row["shared_bytes"]
@@ -668,8 +719,9 @@ def test_one_row_mma_matvec_rule(dtype):
         assert "mma" not in geometries("metal", fmt, "matvec", dtype)
 
 
-# (N, K) -> whether the lowering gives a Q8_0 matvec the streamed quad, float16 and float32
-# alike: where rows are 4 chunks and the grid fills 7/10 of a wave (H100, session 18)
+# (N, K) -> whether the lowering gives a Q8_0 matvec the streamed quad (float32; 16-bit x takes
+# its one-row staged form there since v66): where rows are 4 chunks and the grid fills 7/10 of a
+# wave (H100, session 18)
 QUAD_STREAM_PICKS = {
     (14336, 4096): True,
     (11008, 4096): True,
@@ -685,10 +737,13 @@ QUAD_STREAM_PICKS = {
 @pytest.mark.parametrize(("shape", "expected"), QUAD_STREAM_PICKS.items())
 def test_q8_0_matvec_takes_the_streamed_quad_by_chunks_and_wave(shape, expected):
     n, k = shape
-    for dtype in ("float16", "float32"):
-        picked = pick_geometry("cuda", "Q8_0", "matvec", dtype, n, k)
-        assert (picked == "quad_stream") == expected, (dtype, picked)
+    picked = pick_geometry("cuda", "Q8_0", "matvec", "float32", n, k)
+    assert (picked == "quad_stream") == expected, picked
     assert takes_quad_stream("Q8_0", "float16", n, k) == expected
+    # 16-bit activations: the one-row staged form wherever its rule takes the grid
+    one_row = one_row_mma_geometry("Q8_0", "float16", n, k, H100_SHARED_MEMORY_PER_BLOCK)
+    if one_row is not None:
+        assert pick_geometry("cuda", "Q8_0", "matvec", "float16", n, k) == one_row
 
 
 @pytest.mark.parametrize("fmt", ["Q4_K", "Q5_K", "Q6_K"])
@@ -853,9 +908,18 @@ def test_only_16bit_cuda_matmuls_and_staged_mma_matvecs_take_tensor_maps(backend
             assert tile_n == (
                 32 if kernel.entry.startswith("ggufc_matvec_batched_mma_wide") else 16
             )
+            # a box past 256 bytes reads the blocks as wider elements (the kernel's coordinates too)
+            element = int(re.search(r"MAP_ELEMENT_BYTES = (\d+);", kernel.source).group(1))
+            assert element == weight_map_element_bytes(stride)
+            assert element == 1 if stride <= 256 else stride // element <= 256
             assert maps == (
                 TensorMapRule(
-                    tensor=1, box_inner=stride, box_rows=tile_n, swizzle=0, optional=True
+                    tensor=1,
+                    box_inner=stride // element,
+                    box_rows=tile_n,
+                    swizzle=0,
+                    optional=True,
+                    element_bytes=element,
                 ),
             ), kernel.entry
             continue

@@ -28,6 +28,7 @@ def tables():
         dict(emitter.MATVEC_MMA_FORMS),
         dict(emitter.MATVEC_ONE_ROW_MMA),
         dict(emitter.MATVEC_ONE_ROW_MMA_AHEAD),
+        dict(emitter.MATVEC_ONE_ROW_MMA_GROUP_STEPS),
         emitter.MATVEC_ONE_ROW_MMA_FORMATS,
     )
 
@@ -36,19 +37,22 @@ def tables():
     ("cell", "expected"),
     [
         # a form Q4_K's rule does not take, one-row, rings and issue as asked
-        ("Q4_K:4096x14336:1:mma@2/3e", ("ggufc_matvec_mma_q4_k_f16", 2, True)),
+        ("Q4_K:4096x14336:1:mma@2/3e", ("ggufc_matvec_mma_q4_k_f16", 2, True, 4)),
         # a listed one-row kernel taken back to its batched twin's rings, issued after the wait
-        ("Q6_K:4096x14336:1:mma@1/3", ("ggufc_matvec_mma_q6_k_f16", 1, False)),
+        ("Q6_K:4096x14336:1:mma@1/3", ("ggufc_matvec_mma_q6_k_f16", 1, False, 4)),
         # Q5_K, which has no one-row rule
-        ("Q5_K:5376x21504:1:mma_four_warps_x_by_group@3/3e", (None, 3, True)),
+        ("Q5_K:5376x21504:1:mma_four_warps_x_by_group@3/3e", (None, 3, True, 4)),
         (
             "Q4_0:14336x4096:8:mma_two_warps@2/3",
-            ("ggufc_matvec_batched_mma_two_warps_q4_0_f16", 2, False),
+            ("ggufc_matvec_batched_mma_two_warps_q4_0_f16", 2, False, 4),
         ),
+        # groups of its own: larger, or a listed kernel's taken back to its twin's
+        ("Q4_0:4096x14336:1:mma@1/3eg8", ("ggufc_matvec_mma_q4_0_f16", 1, True, 8)),
+        ("Q8_0:4096x14336:1:mma@2/3e", ("ggufc_matvec_mma_q8_0_f16", 2, True, 2)),
     ],
 )
 def test_rings_variant_emits_what_it_names(cell, expected):
-    entry, w_ahead, before = expected
+    entry, w_ahead, before, steps = expected
     saved = tables()
     fmt, _, _, m, [variant] = rings.parse_cell(cell)
     kind = "matvec" if m == 1 else "matvec_batched"
@@ -57,6 +61,7 @@ def test_rings_variant_emits_what_it_names(cell, expected):
     assert f"constexpr int W_AHEAD = {w_ahead};" in kernel.source
     assert f"constexpr bool WEIGHTS_BEFORE_WAIT = {str(before).lower()};" in kernel.source
     assert f"constexpr bool ONE_ROW = {str(m == 1).lower()};" in kernel.source
+    assert f"constexpr int GROUP_STEPS = {steps};" in kernel.source
     assert tables() == saved  # nothing the lowering reads is left changed
     # and what the lowering emits afterwards is the emitter's own again
     pick = emitter.pick_geometry("cuda", "Q6_K", "matvec", "float16", 4096, 14336)
@@ -70,6 +75,8 @@ def test_rings_variant_emits_what_it_names(cell, expected):
     "bad",
     [
         "Q4_0:14336x4096:2:mma_two_warps@2/3e",  # before the wait: one-row kernels only
+        "Q4_0:14336x4096:2:mma_two_warps@2/3g8",  # own groups: one-row kernels only
+        "Q4_0:14336x4096:1:mma_two_warps@2/3x",
         "Q4_0:14336x4096:1:bogus@1/3",
         "Q9_0:14336x4096:1:mma@1/3",
         "Q4_0:14336x4096:9:mma@1/3",

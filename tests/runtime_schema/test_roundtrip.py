@@ -152,6 +152,7 @@ def test_tensor_maps_round_trip():
     maps = (
         TensorMap(tensor=0, box_inner=64, box_rows=256),
         TensorMap(1, 176, 128, swizzle=0, optional=True),
+        TensorMap(1, 136, 16, swizzle=0, optional=True, element_bytes=2),
     )
     mapped = _with_source(
         program, KernelSource(Backend.CUDA, "k", "/* kernel */", tensor_maps=maps)
@@ -185,6 +186,12 @@ def test_tensor_maps_round_trip():
         (
             KernelSource(Backend.CUDA, "k", "", tensor_maps=(TensorMap(0, 64, 128, swizzle=64),)),
             r"tensor_maps\[0\]: swizzle 64 \(expected one of \(0, 128\)\)",
+        ),
+        (
+            KernelSource(
+                Backend.CUDA, "k", "", tensor_maps=(TensorMap(1, 136, 16, element_bytes=3),)
+            ),
+            r"tensor_maps\[0\].element_bytes: 3, expected one of \(1, 2, 4\)",
         ),
     ],
 )

@@ -247,6 +247,11 @@ static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP
                   MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "a box holds a group, its rows an odd number of chunks apart, within a slot");
+// the bytes of w_map's elements: the launcher encodes the uint8 blocks as elements of this many
+// bytes where a box of single bytes would pass the tensor map's 256 elements (emitter.weight_map_element_bytes)
+constexpr int MAP_ELEMENT_BYTES = 1;
+static_assert(MAPPED_GROUP_STRIDE % MAP_ELEMENT_BYTES == 0 && MAPPED_GROUP_STRIDE / MAP_ELEMENT_BYTES <= 256,
+              "a box's rows are at most 256 whole elements");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
 constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
@@ -388,7 +393,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
             if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
                 bulk::u64* const filled = &w_filled[j % W_SLOTS];
                 bulk::arrive_expecting_bytes(filled, TILE_N * MAPPED_GROUP_STRIDE);
-                bulk::copy_box_2d(tc::shared_address(slot), &w_map, start & ~(CHUNK - 1), static_cast<int>(n0),
+                bulk::copy_box_2d(tc::shared_address(slot), &w_map, (start & ~(CHUNK - 1)) / MAP_ELEMENT_BYTES, static_cast<int>(n0),
                                   filled);
             }
 #endif

@@ -231,21 +231,26 @@ __device__ __forceinline__ float offset_scale_of(const H& head) {
 }
 constexpr int CHUNK = tc::CHUNK_BYTES;
 // weights: a group is GROUP_STEPS steps of a row, whole copy units
-constexpr int GROUP_STEPS = 2;
+constexpr int GROUP_STEPS = 4;
 static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
 static_assert(!OFFSETS || GROUP_STEPS == Staged::UNIT_STEPS, "a group is one block: one head");
 constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
 constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 // an odd multiple of 16 bytes: rows g = 0..7 of a fragment read fall in distinct banks
-constexpr int GROUP_STRIDE = 176;
+constexpr int GROUP_STRIDE = 304;
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "row slots hold a group, an odd number of chunks apart");
 // filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart
-constexpr int MAPPED_GROUP_STRIDE = 144;
+constexpr int MAPPED_GROUP_STRIDE = 272;
 static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "a box holds a group, its rows an odd number of chunks apart, within a slot");
+// the bytes of w_map's elements: the launcher encodes the uint8 blocks as elements of this many
+// bytes where a box of single bytes would pass the tensor map's 256 elements (emitter.weight_map_element_bytes)
+constexpr int MAP_ELEMENT_BYTES = 2;
+static_assert(MAPPED_GROUP_STRIDE % MAP_ELEMENT_BYTES == 0 && MAPPED_GROUP_STRIDE / MAP_ELEMENT_BYTES <= 256,
+              "a box's rows are at most 256 whole elements");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
 constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
@@ -272,10 +277,10 @@ static_assert(X_PART_CHUNKS == 4, "ldmatrix.x4: a K group's four 8 x 8 matrices"
 // i starts a group, the weights of the group W_AHEAD groups on (the activations come from
 // L2, the weights mostly from memory); the activations' ring is a power of two of slots
 constexpr int X_AHEAD = 3;
-constexpr int W_AHEAD = 2;
+constexpr int W_AHEAD = 1;
 static_assert(X_AHEAD >= 1 && W_AHEAD >= 1 && W_AHEAD * GROUP_STEPS >= X_AHEAD, "the weights go first");
 constexpr int X_SLOTS = 4;
-constexpr int W_SLOTS = 3;
+constexpr int W_SLOTS = 2;
 static_assert(X_SLOTS > X_AHEAD && (X_SLOTS & (X_SLOTS - 1)) == 0, "a power of two past the steps ahead");
 static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decoded");
 // WEIGHTS_BEFORE_WAIT (emitter.MATVEC_ONE_ROW_MMA_AHEAD): a group's copies W_AHEAD groups on
@@ -296,7 +301,7 @@ static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_
               "every slot starts aligned");
 constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 74048;
+constexpr int SHARED_BYTES = 86272;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own activation ring: a column an
@@ -387,7 +392,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) ggufc_matvec_mma_q8_0_f16(
             if (lane == 0) {  // from the 16-byte boundary at or before the group, as the chunks
                 bulk::u64* const filled = &w_filled[j % W_SLOTS];
                 bulk::arrive_expecting_bytes(filled, TILE_N * MAPPED_GROUP_STRIDE);
-                bulk::copy_box_2d(tc::shared_address(slot), &w_map, start & ~(CHUNK - 1), static_cast<int>(n0),
+                bulk::copy_box_2d(tc::shared_address(slot), &w_map, (start & ~(CHUNK - 1)) / MAP_ELEMENT_BYTES, static_cast<int>(n0),
                                   filled);
             }
 #endif
