@@ -844,7 +844,7 @@ MATVEC_MMA_ONE_ROW_ONLY_FORMS = {"Q4_K": ("mma_four_warps_x_by_group",)}
 # Q4_0's by-group four (W_AHEAD 3: 26.2 against 2's 26.8 on 5376x21504) and Q5_0's two warps
 # (14336x4096 W_AHEAD 1 18.6, 2 17.0, 3 17.3) came with v63 (above MATVEC_ONE_ROW_MMA_STEP_FORMS).
 # Q8_0's eight and five warps (v65, from an H200) ran W_AHEAD 2 with the weights before the wait;
-# since v66 they and the by-group fours of Q4_0 and Q5_0 take larger weight groups
+# since v66 they and the by-group fours of Q4_0, Q5_0 and Q6_K take larger weight groups
 # (MATVEC_ONE_ROW_MMA_GROUP_STEPS) with the rings below.
 MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q4_0", "mma"): (2, 3),
@@ -855,6 +855,7 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q5_0", "mma_four_warps_x_by_group"): (1, 3),
     ("Q6_K", "mma"): (2, 3),
     ("Q6_K", "mma_four_warps"): (2, 3),
+    ("Q6_K", "mma_four_warps_x_by_group"): (1, 3),
     ("Q4_K", "mma_four_warps_x_by_group"): (2, 3),
     ("Q8_0", "mma"): (1, 3),
     ("Q8_0", "mma_five_warps"): (1, 3),
@@ -873,7 +874,11 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
 # 72.7, 5120x13824 27.1 -> 24.6; Q5_0's by-group four (8 steps, W_AHEAD 1) 5376x21504 30.8 ->
 # 28.4, 5120x28672 40.3 -> 36.6, 12288x21504 59.0 -> 54.6, 5376x8192 13.0 -> 12.1, 6144x4096 7.9 ->
 # 8.0; Q4_0's by-group four (8 steps, W_AHEAD 2) 5376x21504 21.9 -> 20.7, 6144x16384 17.9 -> 17.2,
-# 12288x21504 44.0 -> 42.4, 5120x13824 14.4 -> 13.6, 12288x8192 19.5 -> 19.4.  Not taken: Q4_0's
+# 12288x21504 44.0 -> 42.4, 5120x13824 14.4 -> 13.6, 12288x8192 19.5 -> 19.4; Q6_K's by-group four
+# (8 steps, two blocks a group, W_AHEAD 1; by the map where rows are whole words, K a multiple of
+# 2048) 6144x16384 -14%, 4608x14336 -16%, 4608x4096 -16%, 5376x8192 -15%, 6144x28672 -15%,
+# 11008x4096 -10%, and by the warps' copies (no map) 5376x21504 -1%, 5120x13824 -3%, 12288x21504
+# +1% (W_AHEAD 2 with 4-step groups: -1% to -11%, 6144x4096 +4%).  Not taken: Q4_0's
 # eight and two warps (8 steps, W_AHEAD 1: 4096x14336 11.4 -> 11.9, 14336x4096 11.8 -> 12.1; 52-76
 # bytes of spills), Q5_0's eight warps (14.5 -> 15.9), Q6_K's four warps (8 steps: 17.3 -> 20.5 on
 # 14336x4096), Q4_0's by-group four with W_AHEAD 1 (5120x13824 14.4 -> 15.2), groups of 6 steps
@@ -884,6 +889,7 @@ MATVEC_ONE_ROW_MMA_GROUP_STEPS = {
     ("Q8_0", "mma_five_warps"): 4,
     ("Q5_0", "mma_four_warps_x_by_group"): 8,
     ("Q4_0", "mma_four_warps_x_by_group"): 8,
+    ("Q6_K", "mma_four_warps_x_by_group"): 8,
 }
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 

@@ -231,24 +231,24 @@ __device__ __forceinline__ float offset_scale_of(const H& head) {
 }
 constexpr int CHUNK = tc::CHUNK_BYTES;
 // weights: a group is GROUP_STEPS steps of a row, whole copy units
-constexpr int GROUP_STEPS = 4;
+constexpr int GROUP_STEPS = 8;
 static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
 static_assert(!OFFSETS || GROUP_STEPS == Staged::UNIT_STEPS, "a group is one block: one head");
 constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
 constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 // an odd multiple of 16 bytes: rows g = 0..7 of a fragment read fall in distinct banks
-constexpr int GROUP_STRIDE = 240;
+constexpr int GROUP_STRIDE = 464;
 static_assert(GROUP_CHUNKS * CHUNK <= GROUP_STRIDE && GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "row slots hold a group, an odd number of chunks apart");
 // filled by w_map (rows of whole 16-byte words), a slot's rows are a box's width apart
-constexpr int MAPPED_GROUP_STRIDE = 240;
+constexpr int MAPPED_GROUP_STRIDE = 432;
 static_assert(GROUP_BYTES + ggufc::box_misalignment(GROUP_BYTES) <= MAPPED_GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE <= GROUP_STRIDE &&
                   MAPPED_GROUP_STRIDE % (2 * CHUNK) == CHUNK,
               "a box holds a group, its rows an odd number of chunks apart, within a slot");
 // the bytes of w_map's elements: the launcher encodes the uint8 blocks as elements of this many
 // bytes where a box of single bytes would pass the tensor map's 256 elements (emitter.weight_map_element_bytes)
-constexpr int MAP_ELEMENT_BYTES = 1;
+constexpr int MAP_ELEMENT_BYTES = 2;
 static_assert(MAPPED_GROUP_STRIDE % MAP_ELEMENT_BYTES == 0 && MAPPED_GROUP_STRIDE / MAP_ELEMENT_BYTES <= 256,
               "a box's rows are at most 256 whole elements");
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
@@ -286,7 +286,7 @@ static_assert(W_SLOTS == W_AHEAD + 1, "a slot a group ahead and the group decode
 // WEIGHTS_BEFORE_WAIT (emitter.MATVEC_ONE_ROW_MMA_AHEAD): a group's copies W_AHEAD groups on
 // are issued before the wait for the group's own weights, not after it, so all W_SLOTS groups
 // are in flight while a warp waits (W_AHEAD otherwise): the one-row kernels' deeper rings
-constexpr bool WEIGHTS_BEFORE_WAIT = false;
+constexpr bool WEIGHTS_BEFORE_WAIT = true;
 // X_BY_GROUP: the copy groups committed after a group's own when its wait comes
 constexpr int X_GROUPS_AFTER = WEIGHTS_BEFORE_WAIT ? W_AHEAD : W_AHEAD - 1;
 // Dynamic shared memory from its first 128-byte boundary (where a tensor map's box may land):
@@ -301,7 +301,7 @@ static_assert(X_SLOT_BYTES % SHARED_ALIGNMENT == 0 && GROUP_SLOT_BYTES % SHARED_
               "every slot starts aligned");
 constexpr int BARRIERS_OFFSET = W_RINGS_OFFSET + WARPS * W_RING_BYTES;
 constexpr int BARRIER_BYTES = 8;
-constexpr int SHARED_BYTES = 35008;
+constexpr int SHARED_BYTES = 67776;
 static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES + SHARED_ALIGNMENT,
               "the launch rule's dynamic shared memory is this layout's");
 // at the end each warp's sums go to the start of its own activation ring: a column an
