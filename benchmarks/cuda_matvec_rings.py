@@ -13,12 +13,13 @@ their activations a step at a time only), and with ``e`` its next weight group a
 before a warp waits for the group it decodes (WEIGHTS_BEFORE_WAIT), else after, and with
 ``gSTEPS`` (M = 1 only) weight groups of STEPS K steps (the one-row kernel's
 MATVEC_ONE_ROW_MMA_GROUP_STEPS; else the form's own).  Example:
-``Q4_0:5376x21504:1:mma_six_warps@1/3;mma_four_warps_x_by_group@3/3e;mma_four_warps_x_by_group@2/3eg8``.
+``Q4_0:5376x21504:1:mma_six_warps@1/3;mma_four_warps_x_by_group@2/3eg8``.
 
 A variant is made by overriding, for the one emission, the emitter's tables the lowering reads
 (MATVEC_MMA_FORMS' aheads, MATVEC_ONE_ROW_MMA's forms, MATVEC_ONE_ROW_MMA_AHEAD,
-MATVEC_ONE_ROW_MMA_GROUP_STEPS); they are restored after it.  Its launch's shared memory is the emitter's for those rings, so a deeper
-ring may hold fewer blocks an SM than its form's launch bounds ask (the shared column says).
+MATVEC_ONE_ROW_MMA_GROUP_STEPS); they are restored after it.  Its launch's shared memory is
+the emitter's for those rings, so a deeper ring may hold fewer blocks an SM than its form's
+launch bounds ask (the shared column says).
 Every kernel is checked against a float64 reference on fresh random valid blocks, its output
 poisoned with NaN first; timing: codegen.cuda_timing (device events after warm-up, median of
 many runs, weights rotated past the L2 cache).  Floor = packed weight bytes / copy bandwidth.

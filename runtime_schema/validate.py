@@ -64,7 +64,8 @@ GRID_RANK = 3
 # a tensor map's box: at most 256 elements a side (cuTensorMapEncodeTiled's boxDim)
 TENSOR_MAP_MAX_BOX = 256
 TENSOR_MAP_SWIZZLES = (0, 128)  # bytes: none, or the 128-byte swizzle
-TENSOR_MAP_ELEMENT_BYTES = (1, 2, 4)  # the tensor's own elements, or uint8 read 2 / 4 at a time
+# a map's element widths: the tensor's own elements (1), or uint8 read 2 / 4 bytes at a time
+TENSOR_MAP_ELEMENT_BYTES = (1, 2, 4)
 # Positions of the GGUF weight blocks among a KernelNode's inputs (the other ops have none).
 KERNEL_WEIGHT_INPUTS = {OpKind.LINEAR: (1,), OpKind.EMBEDDING: (0,), OpKind.DEQUANTIZE: (0,)}
 # Operand counts of the reference op of each KernelNode op kind: (inputs allowed, outputs).

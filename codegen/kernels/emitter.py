@@ -51,6 +51,7 @@ import jinja2
 from codegen.kernels.launch import PART_WEIGHTS, GridExtent, LaunchRule, TensorMapRule, ceil_div
 from compiler.errors import UnsupportedError
 from compiler.formats import FORMATS
+from runtime_schema.validate import TENSOR_MAP_ELEMENT_BYTES, TENSOR_MAP_MAX_BOX
 
 TEMPLATE_DIR = Path(__file__).parent
 BACKENDS = ("cuda", "metal")
@@ -861,29 +862,29 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
     ("Q8_0", "mma_five_warps"): (1, 3),
 }
 # (format, form): K steps of the one-row kernel's weight groups where they differ from
-# MATMUL_GROUP_STEPS (its batched twin's and the matmul's): each group one tensor copy of twice
-# the bytes (a box wider than 256 bytes reads the blocks as 2-byte elements,
+# MATMUL_GROUP_STEPS (its batched twin's and the matmul's): each group one tensor copy of twice the
+# bytes (a box wider than 256 bytes reads the blocks as 2-byte elements,
 # `weight_map_element_bytes`), so a warp waits and asks for copies half as often.  On an H200 the
-# one-row kernel's copies are too many and too small for the card (session 38: 19% of the
-# pipeline's stall samples behind the tensor copy's issue); Q8_0's groups were the smallest (2
-# steps, 136 bytes a row).  Session 39, H200, float16, us, the pick -> these groups with the rings
-# of MATVEC_ONE_ROW_MMA_AHEAD (a scratch script, landed as benchmarks/cuda_matvec_rings.py's
-# variants FORM@W/XegSTEPS; same call; BENCHMARKS.md): Q8_0 eight warps (4 steps, W_AHEAD 1) 4096x14336 19.5
-# -> 18.1, 4096x28672 37.3 -> 33.8, 8192x28672 71.6 -> 64.4, 8192x4096 12.4 -> 11.3, 4096x4096
-# 6.7 -> 6.4; five warps 5376x21504 41.7 -> 37.4, 6144x16384 33.2 -> 29.9, 12288x21504 81.7 ->
-# 72.7, 5120x13824 27.1 -> 24.6; Q5_0's by-group four (8 steps, W_AHEAD 1) 5376x21504 30.8 ->
-# 28.4, 5120x28672 40.3 -> 36.6, 12288x21504 59.0 -> 54.6, 5376x8192 13.0 -> 12.1, 6144x4096 7.9 ->
-# 8.0; Q4_0's by-group four (8 steps, W_AHEAD 2) 5376x21504 21.9 -> 20.7, 6144x16384 17.9 -> 17.2,
+# one-row kernel's copies are too many and too small for the card (session 38: 19% of the pipeline's
+# stall samples behind the tensor copy's issue); Q8_0's groups were the smallest (2 steps, 136 bytes
+# a row).  Session 39, H200, float16, us, the pick -> these groups with the rings of
+# MATVEC_ONE_ROW_MMA_AHEAD (a scratch script, landed as benchmarks/cuda_matvec_rings.py's variants
+# FORM@W/XegSTEPS; same call; BENCHMARKS.md): Q8_0 eight warps (4 steps, W_AHEAD 1) 4096x14336 19.5
+# -> 18.1, 4096x28672 37.3 -> 33.8, 8192x28672 71.6 -> 64.4, 8192x4096 12.4 -> 11.3, 4096x4096 6.7
+# -> 6.4; five warps 5376x21504 41.7 -> 37.4, 6144x16384 33.2 -> 29.9, 12288x21504 81.7 -> 72.7,
+# 5120x13824 27.1 -> 24.6; Q5_0's by-group four (8 steps, W_AHEAD 1) 5376x21504 30.8 -> 28.4,
+# 5120x28672 40.3 -> 36.6, 12288x21504 59.0 -> 54.6, 5376x8192 13.0 -> 12.1, 6144x4096 7.9 -> 8.0;
+# Q4_0's by-group four (8 steps, W_AHEAD 2) 5376x21504 21.9 -> 20.7, 6144x16384 17.9 -> 17.2,
 # 12288x21504 44.0 -> 42.4, 5120x13824 14.4 -> 13.6, 12288x8192 19.5 -> 19.4; Q6_K's by-group four
 # (8 steps, two blocks a group, W_AHEAD 1; by the map where rows are whole words, K a multiple of
 # 2048) 6144x16384 -14%, 4608x14336 -16%, 4608x4096 -16%, 5376x8192 -15%, 6144x28672 -15%,
-# 11008x4096 -10%, and by the warps' copies (no map) 5376x21504 -1%, 5120x13824 -3%, 12288x21504
-# +1% (W_AHEAD 2 with 4-step groups: -1% to -11%, 6144x4096 +4%).  Not taken: Q4_0's
-# eight and two warps (8 steps, W_AHEAD 1: 4096x14336 11.4 -> 11.9, 14336x4096 11.8 -> 12.1; 52-76
-# bytes of spills), Q5_0's eight warps (14.5 -> 15.9), Q6_K's four warps (8 steps: 17.3 -> 20.5 on
-# 14336x4096), Q4_0's by-group four with W_AHEAD 1 (5120x13824 14.4 -> 15.2), groups of 6 steps
-# for Q4_0's eight and two warps and Q5_0's eight and two (no spills: 2-19% slower on 13 of 17
-# shapes, Q4_0 14336x4096 two warps 11.8 -> 12.8, Q5_0 4096x14336 14.6 -> 15.1).
+# 11008x4096 -10%, and by the warps' copies (no map) 5376x21504 -1%, 5120x13824 -3%, 12288x21504 +1%
+# (W_AHEAD 2 with 4-step groups: -1% to -11%, 6144x4096 +4%).  Not taken: Q4_0's eight and two warps
+# (8 steps, W_AHEAD 1: 4096x14336 11.4 -> 11.9, 14336x4096 11.8 -> 12.1; 52-76 bytes of spills),
+# Q5_0's eight warps (14.5 -> 15.9), Q6_K's four warps (8 steps: 17.3 -> 20.5 on 14336x4096), Q4_0's
+# by-group four with W_AHEAD 1 (5120x13824 14.4 -> 15.2), groups of 6 steps for Q4_0's eight and two
+# warps and Q5_0's eight and two (no spills: 2-19% slower on 13 of 17 shapes, Q4_0 14336x4096 two
+# warps 11.8 -> 12.8, Q5_0 4096x14336 14.6 -> 15.1).
 MATVEC_ONE_ROW_MMA_GROUP_STEPS = {
     ("Q8_0", "mma"): 4,
     ("Q8_0", "mma_five_warps"): 4,
@@ -968,15 +969,13 @@ def blocks_held(shared_bytes: int, shared_memory_per_block: int) -> int:
 
 
 TENSOR_MAP_BOX_ALIGNMENT = 128  # where a tensor map's box may land in shared memory
-TENSOR_MAP_MAX_BOX = 256  # elements a side of a tensor map's box
-# the element widths a uint8 weight map may read its blocks as (TensorMapRule.element_bytes)
-WEIGHT_MAP_ELEMENT_BYTES = (1, 2, 4)
 
 
 def weight_map_element_bytes(box_bytes: int) -> int:
-    """The narrowest element of WEIGHT_MAP_ELEMENT_BYTES in which a weight map's box of
-    ``box_bytes`` bytes a row is at most TENSOR_MAP_MAX_BOX whole elements."""
-    for element in WEIGHT_MAP_ELEMENT_BYTES:
+    """The narrowest element a uint8 weight map may read its blocks as (the program's
+    TENSOR_MAP_ELEMENT_BYTES; TensorMapRule.element_bytes) in which a box of ``box_bytes``
+    bytes a row is at most TENSOR_MAP_MAX_BOX whole elements."""
+    for element in TENSOR_MAP_ELEMENT_BYTES:
         if box_bytes % element == 0 and box_bytes // element <= TENSOR_MAP_MAX_BOX:
             return element
     raise UnsupportedError(f"a weight map's box of {box_bytes} bytes a row has no element width")

@@ -168,6 +168,15 @@ def test_a_tensor_map_is_the_tensor_as_rows_of_its_last_dim(monkeypatch):
     assert call["modes"][1] == cuda_driver.TENSOR_MAP_SWIZZLES[0]
     assert encoder.describable(blocks)
     assert not encoder.describable(torch.zeros(300, 8066, dtype=torch.uint8))
+    # the same bytes as 2-byte elements: a box of 272 bytes a row is 136 of them
+    encoder.encode(blocks, 136, 16, "k tensor map 1", swizzle=0, element_bytes=2)
+    call = library.calls[-1]
+    assert call["dtype"] == cuda_driver.TENSOR_MAP_DATA_TYPES[torch.uint16]
+    assert call["address"] == blocks.data_ptr()
+    assert call["dims"] == (4032, 300) and call["strides"] == (8064,) and call["box"] == (136, 16)
+    encoder.encode(blocks, 68, 16, "k tensor map 1", swizzle=0, element_bytes=4)
+    assert library.calls[-1]["dtype"] == cuda_driver.TENSOR_MAP_DATA_TYPES[torch.uint32]
+    assert library.calls[-1]["dims"] == (2016, 300)
 
 
 def test_tensors_a_map_cannot_describe_are_refused_by_name(monkeypatch):
@@ -179,6 +188,10 @@ def test_tensors_a_map_cannot_describe_are_refused_by_name(monkeypatch):
         encoder.encode(torch.zeros(64, 8, dtype=torch.float16).T, 64, 8, "'k' tensor map 0")
     with pytest.raises(DriverLaunchError, match="'k' tensor map 0: .*torch.int64"):
         encoder.encode(torch.zeros(8, 64, dtype=torch.int64), 64, 8, "'k' tensor map 0")
+    with pytest.raises(DriverLaunchError, match="elements of 2 bytes need a uint8 tensor"):
+        encoder.encode(torch.zeros(8, 64, dtype=torch.float16), 32, 8, "'k' tensor map 0", 0, 2)
+    with pytest.raises(DriverLaunchError, match="elements of 8 bytes need .* 2 or 4"):
+        encoder.encode(torch.zeros(8, 64, dtype=torch.uint8), 8, 8, "'k' tensor map 0", 0, 8)
     with pytest.raises(DriverLaunchError, match=r"rows \(6 bytes\) on 16-byte boundaries"):
         encoder.encode(torch.zeros(8, 3, dtype=torch.float16), 64, 8, "'k' tensor map 0")
     shifted = torch.zeros(8 * 64 + 1, dtype=torch.float16)[1:].view(8, 64)
