@@ -670,8 +670,11 @@ class OneRowMmaRule:
     rows of at least ``min_k`` weights, the staged pick at M = 1 among ``forms`` (each one of
     the format's staged forms; a pick outside them keeps the matvec's own; a form of
     ``form_min_k`` only on rows of its own least K), its grid at most ``max_waves`` waves, the
-    last at least ``min_fill`` full (a form of ``form_min_fill``: its own); ``max_waves``
-    None: a grid of any waves, of which one wave alone must be ``min_fill`` full."""
+    last at least ``min_fill`` full (a form of ``form_min_fill``: its own; of
+    ``second_wave_fill``: its own where the grid runs more than one wave); ``max_waves`` None: a
+    grid of any waves, of which one wave alone must be ``min_fill`` full.  Where the pick misses
+    that, the matvec keeps its own kernel, but for a form of ``fall_through``: then the staged
+    pick among the rule's other forms is tried instead."""
 
     min_k: int
     min_fill: Fraction
@@ -679,9 +682,13 @@ class OneRowMmaRule:
     form_min_fill: dict[str, Fraction] = field(default_factory=dict)
     max_waves: int | None = MATVEC_ONE_ROW_MMA_MAX_WAVES
     form_min_k: dict[str, int] = field(default_factory=dict)
+    second_wave_fill: dict[str, Fraction] = field(default_factory=dict)
+    fall_through: tuple[str, ...] = ()
 
-    def min_fill_of(self, geometry: str) -> Fraction:
-        """How full the last wave of ``geometry``'s grid must be."""
+    def min_fill_of(self, geometry: str, waves: int = 1) -> Fraction:
+        """How full the last wave of ``geometry``'s grid of ``waves`` waves must be."""
+        if waves > 1 and geometry in self.second_wave_fill:
+            return self.second_wave_fill[geometry]
         return self.form_min_fill.get(geometry, self.min_fill)
 
     def takes_grid(self, geometry: str, waves: int, last_wave: Fraction) -> bool:
@@ -689,7 +696,7 @@ class OneRowMmaRule:
         the one-row form."""
         if self.max_waves is None:
             return waves > 1 or last_wave >= self.min_fill_of(geometry)
-        return waves <= self.max_waves and last_wave >= self.min_fill_of(geometry)
+        return waves <= self.max_waves and last_wave >= self.min_fill_of(geometry, waves)
 
     def forms_for(self, k: int) -> tuple[str, ...]:
         """The forms the rule takes on rows of ``k`` weights."""
@@ -758,6 +765,16 @@ class OneRowMmaRule:
 # -> 6.6; not under (2560x10240, 0.61: split-K 9.9, eight warps 10.3).  Its by-group four at
 # W_AHEAD 3 won and lost (5120x13824 21.3 -> 20.6, 6144x16384 27.5 -> 26.2, but 5376x21504
 # 32.7 -> 33.1, 6144x4096 8.8 -> 9.7): it keeps its batched twin's rings.
+# Since v68 (session 39, H200) Q5_0's two warps need 7/8 of their wave, and where they miss it
+# the pick falls through to the other forms (`OneRowMmaRule.fall_through`): four warps, whose
+# second wave needs 3/5 (`second_wave_fill`; one wave the rule's 9/10).  H200, us, the pick
+# before -> four warps (cuda_matvec_ab.py, same call; BENCHMARKS.md), float16 / bfloat16:
+# 14336x4096 (two warps, 0.85 of their wave) 16.4 / 16.3 -> 15.4, 13824x4096 (0.82) 16.3 -> 15.2,
+# 15360x4608 (split-K) 21.1 / 21.3 -> 18.9, 15872x4608 21.8 / 21.9 -> 19.1, 14848x5120 21.0 / 21.1
+# -> 20.3, 13824x6144 21.5 -> 21.2; rows of 7168-8192 within -3..+3% (15360x8192 29.6 / 29.8 ->
+# 30.5 / 30.4).  Not taken: four warps in one wave under 9/10 (6400x4096, 0.76: 9.1 -> 9.5;
+# 6656x6144, 0.79: 12.0 -> 13.0; 7168x8192, 0.85: 16.3 -> 16.6), nor for 14848x4096 (two warps
+# 0.88 of their wave: 16.5 -> 16.8).
 # Q8_0's rule (v65) comes from an H200 (session 38, the first with no H100 lent; copies at 4.27
 # TB/s against the H100's 2.9), where Q8_0's own kernels, 1.12-1.18x the floor on the H100, took
 # 1.32-1.50x: eight warps and five (W_AHEAD 2 with the weights before the wait; five warps from a
@@ -803,9 +820,11 @@ MATVEC_ONE_ROW_MMA = {
         (*MATVEC_ONE_ROW_MMA_STEP_FORMS, "mma_four_warps_x_by_group"),
         {
             "mma_four_warps_x_by_group": Fraction(4, 5),
-            "mma_two_warps": Fraction(4, 5),
+            "mma_two_warps": Fraction(7, 8),
             "mma": Fraction(7, 10),
         },
+        second_wave_fill={"mma_four_warps": Fraction(3, 5)},
+        fall_through=("mma_two_warps",),
     ),
     "Q6_K": OneRowMmaRule(
         4096, Fraction(3, 5), ("mma", "mma_four_warps", "mma_four_warps_x_by_group")
@@ -1577,21 +1596,26 @@ def one_row_mma_geometry(
     activations takes (its MATVEC_ONE_ROW_MMA rule), or None where it keeps its own."""
     if not _one_row_mma_geometries(fmt, dtype):
         return None
-    forms = MATVEC_ONE_ROW_MMA[fmt].forms_for(k)
-    if not forms:
-        return None
-    geometry = _staged_mma_geometry(forms, fmt, dtype, n, k, 1, shared_memory_per_block)
-    if geometry not in forms:  # the staged pick's last resort, "mma", where the rule has none
-        return None
-    # the one-row kernel's rings may be deeper than its batched twin's, which the staged pick
-    # fitted: a card whose shared memory holds fewer of its blocks keeps the matvec's own
-    need = matvec_mma_staged_layout(fmt, dtype, geometry, "matvec")["shared_bytes"]
-    if blocks_held(need, shared_memory_per_block) < MATVEC_MMA_FORMS[geometry].blocks_per_sm:
-        return None
-    blocks = ceil_div(n, MATVEC_MMA_ROWS)
-    waves = ceil_div(blocks, mma_form_wave(geometry))
-    last_wave = mma_form_last_wave_fill(blocks, geometry)
-    return geometry if MATVEC_ONE_ROW_MMA[fmt].takes_grid(geometry, waves, last_wave) else None
+    rule = MATVEC_ONE_ROW_MMA[fmt]
+    forms = rule.forms_for(k)
+    while forms:
+        geometry = _staged_mma_geometry(forms, fmt, dtype, n, k, 1, shared_memory_per_block)
+        if geometry not in forms:  # the staged pick's last resort, "mma", where the rule has none
+            return None
+        # the one-row kernel's rings may be deeper than its batched twin's, which the staged
+        # pick fitted: a card whose shared memory holds fewer of its blocks keeps the matvec's own
+        need = matvec_mma_staged_layout(fmt, dtype, geometry, "matvec")["shared_bytes"]
+        if blocks_held(need, shared_memory_per_block) < MATVEC_MMA_FORMS[geometry].blocks_per_sm:
+            return None
+        blocks = ceil_div(n, MATVEC_MMA_ROWS)
+        waves = ceil_div(blocks, mma_form_wave(geometry))
+        last_wave = mma_form_last_wave_fill(blocks, geometry)
+        if rule.takes_grid(geometry, waves, last_wave):
+            return geometry
+        if geometry not in rule.fall_through:
+            return None
+        forms = tuple(f for f in forms if f != geometry)  # the staged pick without it
+    return None
 
 
 def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
