@@ -904,12 +904,23 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
 # by-group four with W_AHEAD 1 (5120x13824 14.4 -> 15.2), groups of 6 steps for Q4_0's eight and two
 # warps and Q5_0's eight and two (no spills: 2-19% slower on 13 of 17 shapes, Q4_0 14336x4096 two
 # warps 11.8 -> 12.8, Q5_0 4096x14336 14.6 -> 15.1).
+# Since v69 (session 40, H200) a K-quant group may be two blocks, each row's head read a block and
+# its offsets added as the block ends: Q4_K's by-group four take 8 steps (288 bytes a row, W_AHEAD 2).
+# H200, float16, us, its 4-step groups -> 8 (cuda_matvec_rings.py, same call; BENCHMARKS.md):
+# 5376x21504 29.0 -> 26.8, 6144x16384 22.4 -> 21.7, 4608x14336 19.9 -> 18.5.  Not taken: Q4_K's and
+# Q5_K's other forms with 8 steps (eight, four, five and two warps: 44-60 bytes of spills at their
+# 128 registers; with the group's steps decoded 4 at a time, unrolled, and those runs rolled, no
+# spills but 0-5% slower than 4 steps, e.g. Q4_K 4096x14336 eight warps 13.8 -> 14.5), and the
+# same runs of 4 for Q4_0's and Q5_0's eight and two warps (4096x14336 Q4_0 11.4 -> 11.8, 14336x4096
+# 11.8 -> 11.9); Q5_K's staged forms stay behind its own kernels with 8 steps too (5376x21504 quad
+# 30.1, by-group four 36.2).
 MATVEC_ONE_ROW_MMA_GROUP_STEPS = {
     ("Q8_0", "mma"): 4,
     ("Q8_0", "mma_five_warps"): 4,
     ("Q5_0", "mma_four_warps_x_by_group"): 8,
     ("Q4_0", "mma_four_warps_x_by_group"): 8,
     ("Q6_K", "mma_four_warps_x_by_group"): 8,
+    ("Q4_K", "mma_four_warps_x_by_group"): 8,
 }
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 

@@ -21,6 +21,7 @@ from cuda_test_support import CUDA_TEST_MARKS
 from codegen.cuda_timing import SLEEP_CYCLES
 from codegen.kernels import DTYPES, FORMAT_NAMES, LINEAR_KINDS, emit, geometries
 from codegen.kernels.emitter import (
+    KQUANT_SCALE_FORMATS,
     MATVEC_MMA_FORMS,
     MATVEC_MMA_GEOMETRIES,
     cuda_matvec_streamed,
@@ -452,6 +453,18 @@ def test_one_row_matvec_weights_by_tensor_map_and_by_copies(
         weight_maps.clear()
         check_linear(runner, rng, fmt, "matvec", dtype, (1,), RAGGED_N, k, True, geometry)
         assert weight_maps == [row_bytes(fmt, k) % 16 == 0], k
+
+
+@pytest.mark.parametrize(
+    ("fmt", "dtype", "geometry"), [c for c in ONE_ROW_KERNELS if c[0] in KQUANT_SCALE_FORMATS]
+)
+def test_one_row_kquant_matvec_by_copies_in_the_portable_build(
+    portable_runner, rng, fmt, dtype, geometry
+):
+    """Q4_K / Q5_K rows are always whole words, so their one-row kernels copy by chunks only in
+    the build without sm_90a (no tensor map): groups of one or two blocks (two: a row's head
+    read a block), the row's last group short (K = 6400, 25 blocks), against float64."""
+    check_linear(portable_runner, rng, fmt, "matvec", dtype, (1,), RAGGED_N, 6400, True, geometry)
 
 
 @pytest.mark.parametrize(("fmt", "kind", "geometry"), FLOAT16_KERNELS)

@@ -160,8 +160,9 @@ static_assert(SUB_STEPS % SCALES == 0, "a scale covers whole mmas");
 // Weights d * sc * q - dmin * m (Q4_K, Q5_K: OFFSETS): the scales d * sc as the other
 // formats' (Staged::scales), and the offsets summed apart: an mma of each K group with A the
 // pairs of its rows' m (exact small integers, Staged::min_pair) adds m * sum(x) into
-// accumulators of the group (one block a group), which its rows' -dmin then add to the sums.
-// Both come from each row's block head, read once a group (Staged::Head).
+// accumulators of the block, which its rows' -dmin then add to the sums as the group's steps
+// pass to its next block and at the group's end.  Both come from each row's block head, read
+// once a block (Staged::Head; a group is one block or more, UNIT_STEPS steps each).
 constexpr bool OFFSETS = Staged::HAS_OFFSETS;
 // ONE_ROW (the M = 1 matvec of emitter.MATVEC_ONE_ROW_MMA_FORMATS, kind "matvec"): a block
 // takes one activation row (m0 = blockIdx.y); every lane's ldmatrix row address is that row,
@@ -234,7 +235,6 @@ constexpr int CHUNK = tc::CHUNK_BYTES;
 // weights: a group is GROUP_STEPS steps of a row, whole copy units
 constexpr int GROUP_STEPS = 2;
 static_assert(GROUP_STEPS % Staged::UNIT_STEPS == 0, "a group is whole copy units");
-static_assert(!OFFSETS || GROUP_STEPS == Staged::UNIT_STEPS, "a group is one block: one head");
 constexpr int GROUP_BYTES = GROUP_STEPS / Staged::UNIT_STEPS * Staged::UNIT_BYTES;
 constexpr int GROUP_CHUNKS = tc::covering_chunks(GROUP_BYTES, Staged::ALIGNED);
 // an odd multiple of 16 bytes: rows g = 0..7 of a fragment read fall in distinct banks
@@ -541,7 +541,20 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
             const int group_start = group * GROUP_BYTES;
             const u8* rows[LANE_ROWS];
             Head heads[LANE_ROWS];  // OFFSETS: the head of each row's block
-            float offset_sums[ROW_TILES][4] = {};  // OFFSETS: the group's m * x, as acc
+            float offset_sums[ROW_TILES][4] = {};  // OFFSETS: the block's m * x, as acc
+            // OFFSETS: the block's offset sums, scaled by its rows' -dmin, into acc as it ends
+            auto add_offsets = [&]() {
+#pragma unroll
+                for (int q = 0; q < ROW_TILES; ++q) {
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        if (!ONE_ROW || c % 2 == 0) {  // ONE_ROW: column 2t, a copy of 0
+                            acc[q][c] += offset_scale_of<Staged>(heads[2 * q + c / 2]) * offset_sums[q][c];
+                        }
+                        offset_sums[q][c] = 0.0f;
+                    }
+                }
+            };
             if constexpr (decltype(arrival)::MAPPED) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
                 bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
@@ -576,7 +589,10 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                         ggufc::cp_async_wait<X_BY_GROUP ? X_GROUPS_AFTER : X_AHEAD - 1>();
                         __syncwarp();
                     }
-                    if (OFFSETS && s == 0) {
+                    if (OFFSETS && s % Staged::UNIT_STEPS == 0) {
+                        if (s > 0) {
+                            add_offsets();  // the group's block before this one
+                        }
 #pragma unroll
                         for (int h = 0; h < LANE_ROWS; ++h) {
                             heads[h] = Head::of(rows[h] + Staged::header_start(step) - group_start, t);
@@ -665,13 +681,7 @@ extern "C" __global__ void __launch_bounds__(128, 4) ggufc_matvec_batched_mma_fo
                 run_steps(Whole<false>{});
             }
             if constexpr (OFFSETS) {
-#pragma unroll
-                for (int q = 0; q < ROW_TILES; ++q) {
-#pragma unroll
-                    for (int c = 0; c < 4; ++c) {
-                        acc[q][c] += offset_scale_of<Staged>(heads[2 * q + c / 2]) * offset_sums[q][c];
-                    }
-                }
+                add_offsets();  // the group's last block read (a row's last group may be short)
             }
         }
     };
