@@ -922,6 +922,19 @@ MATVEC_ONE_ROW_MMA_GROUP_STEPS = {
     ("Q6_K", "mma_four_warps_x_by_group"): 8,
     ("Q4_K", "mma_four_warps_x_by_group"): 8,
 }
+# (format, form)s whose one-row kernel takes its weight groups as a bulk copy a row where the
+# launcher passes no map (rows not whole 16-byte words, Q6_K's where K % 2048 != 0) but the
+# blocks start on a 16-byte word, instead of the lanes' 16-byte cp.async (BULK_ROWS in
+# cuda/matvec_mma_staged.cu): a lane a row, from the word at or before the row's group.  Session
+# 40, H200, us, chunk copies -> a bulk copy a row (cuda_matvec_ab.py against v69, same call;
+# BENCHMARKS.md): Q6_K's by-group four (8 steps, 420 bytes a row), float16 5376x21504 39.6 ->
+# 37.5, 4608x18944 36.8 -> 33.8, 5376x6400 15.7 -> 14.5, 12288x21504 76.0 -> 72.0, 11008x5120
+# 21.2 -> 21.2 (10 of 12 shapes 3-8% faster); bfloat16 0-6% faster, 11008x5120 1% slower (23.5 ->
+# 23.7).  A first run: 6144x5120 12.2 -> 12.3.  Smaller groups lose:
+# its eight and four warps' one-row kernels (4 steps, 210 bytes) 4096x11008 15.4 -> 16.8,
+# 14336x5120 22.9 -> 25.9, and every batched form at M = 2 / 8 2-16% (5376x21504 by-group four
+# 46.0 / 47.9 -> 52.2 / 53.8).
+MATVEC_ONE_ROW_MMA_BULK_ROWS = frozenset({("Q6_K", "mma_four_warps_x_by_group")})
 MATVEC_ONE_ROW_MMA_FORMATS = tuple(MATVEC_ONE_ROW_MMA)
 
 
@@ -1978,6 +1991,9 @@ def matvec_mma_staged_layout(
         "w_slots": w_slots,
         "x_by_group": "true" if x_by_group else "false",
         "x_through_l1": "true" if (fmt, geometry) in MATVEC_MMA_X_THROUGH_L1 else "false",
+        "bulk_rows": "true"
+        if kind == "matvec" and (fmt, geometry) in MATVEC_ONE_ROW_MMA_BULK_ROWS
+        else "false",
         "weights_before_wait": "true" if one_row_ahead else "false",
         "shared_alignment": TENSOR_MAP_BOX_ALIGNMENT,
         "shared_bytes": form.warps * warp_bytes + barriers + TENSOR_MAP_BOX_ALIGNMENT,

@@ -24,6 +24,7 @@ from codegen.kernels.emitter import (
     KQUANT_SCALE_FORMATS,
     MATVEC_MMA_FORMS,
     MATVEC_MMA_GEOMETRIES,
+    MATVEC_ONE_ROW_MMA_BULK_ROWS,
     cuda_matvec_streamed,
     cuda_matvec_with_group_warps,
     takes_integer_x,
@@ -445,7 +446,8 @@ def test_one_row_matvec_weights_by_tensor_map_and_by_copies(
 ):
     """The one-row kernels take their weight groups by tensor map where rows are whole 16-byte
     words (boxes past 256 bytes as 2-byte elements: emitter.MATVEC_ONE_ROW_MMA_GROUP_STEPS),
-    else by each warp's chunk copies; both against float64 with a ragged N."""
+    else by each warp's chunk copies (MATVEC_ONE_ROW_MMA_BULK_ROWS' kernels: by a bulk copy a
+    row, the last tile of rows by chunks); both against float64 with a ragged N."""
     weight_maps = _record_weight_maps(monkeypatch)
     for k in (ONE_ROW_MAPPED_K.get(fmt, 6400), ONE_ROW_COPIED_K.get(fmt)):
         if k is None:
@@ -456,14 +458,21 @@ def test_one_row_matvec_weights_by_tensor_map_and_by_copies(
 
 
 @pytest.mark.parametrize(
-    ("fmt", "dtype", "geometry"), [c for c in ONE_ROW_KERNELS if c[0] in KQUANT_SCALE_FORMATS]
+    ("fmt", "dtype", "geometry"),
+    [
+        (fmt, dtype, geometry)
+        for fmt, dtype, geometry in ONE_ROW_KERNELS
+        if fmt in KQUANT_SCALE_FORMATS or (fmt, geometry) in MATVEC_ONE_ROW_MMA_BULK_ROWS
+    ],
 )
-def test_one_row_kquant_matvec_by_copies_in_the_portable_build(
+def test_one_row_matvec_by_chunk_copies_in_the_portable_build(
     portable_runner, rng, fmt, dtype, geometry
 ):
-    """Q4_K / Q5_K rows are always whole words, so their one-row kernels copy by chunks only in
-    the build without sm_90a (no tensor map): groups of one or two blocks (two: a row's head
-    read a block), the row's last group short (K = 6400, 25 blocks), against float64."""
+    """One-row kernels whose sm_90a build never copies their weights by chunks take them so in
+    the build without sm_90a (no tensor map, no bulk copies): Q4_K / Q5_K, whose rows are always
+    whole words (groups of one or two blocks; two: a row's head read a block), and the kernels
+    of MATVEC_ONE_ROW_MMA_BULK_ROWS (a bulk copy a row where no map); the row's last group short
+    (K = 6400, 25 blocks), against float64."""
     check_linear(portable_runner, rng, fmt, "matvec", dtype, (1,), RAGGED_N, 6400, True, geometry)
 
 

@@ -51,6 +51,7 @@ from codegen.kernels.emitter import (
     MATVEC_NARROW_MAX_WEIGHTS,
     MATVEC_ONE_ROW_MMA,
     MATVEC_ONE_ROW_MMA_AHEAD,
+    MATVEC_ONE_ROW_MMA_BULK_ROWS,
     MATVEC_ONE_ROW_MMA_FORMATS,
     MATVEC_ONE_ROW_MMA_GROUP_STEPS,
     MATVEC_ONE_ROW_MMA_MAX_WAVES,
@@ -631,6 +632,22 @@ def test_one_row_kernels_with_their_own_weight_groups():
     assert weight_map_element_bytes(528) == 4
     with pytest.raises(UnsupportedError, match="no element width"):
         weight_map_element_bytes(1040)
+
+
+def test_bulk_rows_only_where_listed():
+    """A bulk copy a row (BULK_ROWS) is the one-row kernels' of MATVEC_ONE_ROW_MMA_BULK_ROWS,
+    forms of their format's one-row rule; their batched twins and every other staged kernel
+    copy rows without a map by chunks."""
+    for fmt, geometry in MATVEC_ONE_ROW_MMA_BULK_ROWS:
+        assert geometry in MATVEC_ONE_ROW_MMA[fmt].forms, (fmt, geometry)
+    for fmt in MATVEC_MMA_FORMATS:
+        for geometry in MATVEC_MMA_FORMS:
+            for kind in ("matvec", "matvec_batched"):
+                if geometry not in geometries("cuda", fmt, kind, "float16"):
+                    continue
+                source = emit("cuda", fmt, kind, "float16", geometry).source
+                bulk = kind == "matvec" and (fmt, geometry) in MATVEC_ONE_ROW_MMA_BULK_ROWS
+                assert f"constexpr bool BULK_ROWS = {str(bulk).lower()};" in source
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -89,9 +89,10 @@ __device__ __forceinline__ float load_from_cluster_block(const float* local, uns
 
 // Copies by the tensor memory accelerator (TMA) and the shared-memory barriers (mbarrier) they
 // complete on: the 16-bit matmul's stages (matmul.cu) and the staged mma matvec's weight
-// groups (matvec_mma_staged.cu).  A kernel takes a tensor map as a __grid_constant__
-// argument whatever it is compiled for (the launcher passes the same bytes); the copies and
-// barriers exist only where the compiler targets sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``).
+// groups (matvec_mma_staged.cu: a tensor map's box, or a bulk copy a row).  A kernel takes a
+// tensor map as a __grid_constant__ argument whatever it is compiled for (the launcher passes
+// the same bytes); the copies and barriers exist only where the compiler targets sm_90a
+// (``__CUDA_ARCH_FEAT_SM90_ALL``).
 #ifndef GGUFC_CUDA_BULK_COPY
 #define GGUFC_CUDA_BULK_COPY
 namespace ggufc {
@@ -183,6 +184,17 @@ __device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* ma
         "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
         "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
         "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+
+// Copies ``bytes`` (a multiple of 16) from global ``source`` to shared address ``destination``
+// (both on 16-byte boundaries) by the tensor memory accelerator, with no tensor map; the
+// copy's bytes complete a transaction on ``barrier``.
+__device__ __forceinline__ void copy_bytes(u32 destination, const void* source, u32 bytes, u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+            destination),
+        "l"(source), "r"(bytes), "r"(tc::shared_address(barrier))
         : "memory");
 }
 

@@ -18,7 +18,9 @@
 // encodes w_map (rows of whole 16-byte words from a 16-byte boundary: K a multiple of 256,
 // of 2048 for Q6_K), a group's rows come instead as one box of the map that lane 0 asks the
 // tensor memory accelerator for, completing on the slot's shared-memory barrier: the
-// copies' address and bound arithmetic leaves the warps.  Lane (g, t) = (lane / 4, lane % 4) decodes
+// copies' address and bound arithmetic leaves the warps; where the rows are not whole words
+// (no map), the kernels of BULK_ROWS take each row's covering chunks as one bulk copy of the
+// accelerator, a lane's.  Lane (g, t) = (lane / 4, lane % 4) decodes
 // the quants of rows g and g + 8 at its k slots from there as exact q - zero point pairs
 // (tc::StagedQ4_0::values, in the 16-bit matmul's fragment layout) and takes B by ldmatrix
 // from the staged activations; the mmas of each scale (a 32-weight block's d; Q6_K's d * sc
@@ -31,9 +33,10 @@
 // SHARED_BYTES (the launch rule's: emitter.matvec_mma_staged_layout).
 // Copies by the tensor memory accelerator (TMA) and the shared-memory barriers (mbarrier) they
 // complete on: the 16-bit matmul's stages (matmul.cu) and the staged mma matvec's weight
-// groups (matvec_mma_staged.cu).  A kernel takes a tensor map as a __grid_constant__
-// argument whatever it is compiled for (the launcher passes the same bytes); the copies and
-// barriers exist only where the compiler targets sm_90a (``__CUDA_ARCH_FEAT_SM90_ALL``).
+// groups (matvec_mma_staged.cu: a tensor map's box, or a bulk copy a row).  A kernel takes a
+// tensor map as a __grid_constant__ argument whatever it is compiled for (the launcher passes
+// the same bytes); the copies and barriers exist only where the compiler targets sm_90a
+// (``__CUDA_ARCH_FEAT_SM90_ALL``).
 #ifndef GGUFC_CUDA_BULK_COPY
 #define GGUFC_CUDA_BULK_COPY
 namespace ggufc {
@@ -125,6 +128,17 @@ __device__ __forceinline__ void copy_box_2d(u32 destination, const TensorMap* ma
         "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
         "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(destination),
         "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(tc::shared_address(barrier))
+        : "memory");
+}
+
+// Copies ``bytes`` (a multiple of 16) from global ``source`` to shared address ``destination``
+// (both on 16-byte boundaries) by the tensor memory accelerator, with no tensor map; the
+// copy's bytes complete a transaction on ``barrier``.
+__device__ __forceinline__ void copy_bytes(u32 destination, const void* source, u32 bytes, u64* barrier) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+            destination),
+        "l"(source), "r"(bytes), "r"(tc::shared_address(barrier))
         : "memory");
 }
 
@@ -254,6 +268,12 @@ static_assert(MAPPED_GROUP_STRIDE % MAP_ELEMENT_BYTES == 0 && MAPPED_GROUP_STRID
 constexpr int GROUP_SLOT_BYTES = TILE_N * GROUP_STRIDE;
 constexpr int COPY_CHUNKS = TILE_N * GROUP_CHUNKS;  // a group's cp.async
 constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;
+// BULK_ROWS (emitter.MATVEC_ONE_ROW_MMA_BULK_ROWS): on sm_90a, where the launcher passes no map
+// (rows not whole 16-byte words), a group's rows come as a bulk copy a row, each lane's,
+// completing on the slot's barrier (Arrival ROWS; the launcher's blocks start on a 16-byte word:
+// codegen.cuda_run.REQUIRED_ALIGNMENT)
+constexpr bool BULK_ROWS = false;
+constexpr int ROW_COPY_ROUNDS = (TILE_N + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;  // ROWS: a row a lane
 // activations: a step's TILE_M rows of STEP_K, each row's 128 bytes one 128-byte line of
 // shared memory (so each cp.async of a row lands in one line; rows 144 bytes apart, before
 // v41, took up to 1.4x the kernel's time at M = 8), its 16-byte chunks swizzled: chunk c of
@@ -308,13 +328,17 @@ static_assert(SHARED_BYTES == BARRIERS_OFFSET + WARPS * W_SLOTS * BARRIER_BYTES 
 // activation row (ONE_ROW: column 0, B's other columns copies of it)
 constexpr int SUM_COLUMNS = ONE_ROW ? 1 : TILE_M;
 static_assert(TILE_N * SUM_COLUMNS * 4 <= X_RING_BYTES, "a warp's partial sums fit its ring");
-// How a launch's weight groups arrive, fixed for the whole loop: by w_map's boxes (MAPPED)
-// or by the lanes' chunk copies.  The loop is compiled once for each, so that the mapped
-// one's row addresses in a slot are constant strides (its rows start on 16-byte words)
-// rather than recomputed from a stride chosen at run time every step (v42).
-template <bool BY_MAP>
+// How a launch's weight groups arrive, fixed for the whole loop: by w_map's boxes (MAPPED),
+// by a bulk copy a row (ROWS: BULK_ROWS on sm_90a without the map; a slot as the chunk
+// copies lay it out), or by the lanes' chunk copies.  The loop is compiled once for each, so
+// that the mapped one's row addresses in a slot are constant strides (its rows start on
+// 16-byte words) rather than recomputed from a stride chosen at run time every step (v42).
+// MAPPED and ROWS complete a group on its slot's barrier.
+template <bool BY_MAP, bool BY_ROWS = false>
 struct Arrival {
     static constexpr bool MAPPED = BY_MAP;
+    static constexpr bool ROWS = BY_ROWS;
+    static constexpr bool ON_BARRIER = BY_MAP || BY_ROWS;
 };
 // Whether a group's steps all lie in the row with both K groups (its steps' loop is then
 // compiled without the tests between them)
@@ -349,11 +373,13 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_mma_two_warps_q
     const int x_rows = ONE_ROW ? 1 : static_cast<int>(M - m0 < TILE_M ? M - m0 : TILE_M);
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // a group's rows by one box of w_map where the launcher could encode it (elsewhere it
-    // passes the optional map as zeros, and the lanes copy the rows' chunks)
+    // passes the optional map as zeros), else (BULK_ROWS) by a bulk copy a row, else by the
+    // lanes' chunk copies
     namespace bulk = ggufc::bulk;
     const bool weights_by_map = ggufc::encoded(w_map) && row_bytes % CHUNK == 0;
+    const bool weights_by_rows = BULK_ROWS && !weights_by_map;
     bulk::u64* const w_filled = reinterpret_cast<bulk::u64*>(shared + BARRIERS_OFFSET) + warp * W_SLOTS;
-    if (weights_by_map) {
+    if (weights_by_map || weights_by_rows) {
         if (lane == 0) {
 #pragma unroll
             for (int slot = 0; slot < W_SLOTS; ++slot) {
@@ -396,6 +422,23 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_mma_two_warps_q
                                   filled);
             }
 #endif
+        } else if (decltype(arrival)::ROWS && inside) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            // row r's GROUP_CHUNKS chunks from the 16-byte word at or before its group, as the
+            // chunk copies lay them out: one bulk copy, lane r's
+            bulk::u64* const filled = &w_filled[j % W_SLOTS];
+            if (lane == 0) {
+                bulk::arrive_expecting_bytes(filled, TILE_N * GROUP_CHUNKS * CHUNK);
+            }
+#pragma unroll
+            for (int r = 0; r < ROW_COPY_ROUNDS; ++r) {
+                const int row = lane + ggufc::WARP_SIZE * r;
+                if (row < TILE_N) {
+                    bulk::copy_bytes(tc::shared_address(slot + row * GROUP_STRIDE),
+                                     tile + ((row * row_bytes + start) & ~(CHUNK - 1)), GROUP_CHUNKS * CHUNK, filled);
+                }
+            }
+#endif
         } else if (inside) {
 #pragma unroll
             for (int r = 0; r < COPY_ROUNDS; ++r) {
@@ -414,6 +457,13 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_mma_two_warps_q
                                             left >= CHUNK ? CHUNK : (left > 0 ? left : 0));
                 }
             }
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            if (decltype(arrival)::ROWS && lane == 0) {
+                // the last tile's chunks (by cp.async, waited for with the activations): the
+                // slot's barrier expects no bytes
+                bulk::arrive_expecting_bytes(&w_filled[j % W_SLOTS], 0);
+            }
+#endif
         }
     };
     // A step's activation rows, chunk c = lane + 32 r of TILE_M x X_ROW_CHUNKS.  Rows past M
@@ -554,10 +604,12 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_mma_two_warps_q
                     }
                 }
             };
-            if constexpr (decltype(arrival)::MAPPED) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            if constexpr (decltype(arrival)::ON_BARRIER) {
                 bulk::wait_phase(&w_filled[j % W_SLOTS], (j / W_SLOTS) & 1);
+            }
 #endif
+            if constexpr (decltype(arrival)::MAPPED) {
                 // every row starts on a 16-byte word (row_bytes % CHUNK == 0), as its box
 #pragma unroll
                 for (int h = 0; h < LANE_ROWS; ++h) {
@@ -687,6 +739,8 @@ extern "C" __global__ void __launch_bounds__(64, 8) ggufc_matvec_mma_two_warps_q
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     if (weights_by_map) {
         run(Arrival<true>{});
+    } else if constexpr (BULK_ROWS) {
+        run(Arrival<false, true>{});
     } else {
         run(Arrival<false>{});
     }
