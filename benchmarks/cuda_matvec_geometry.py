@@ -23,8 +23,9 @@ rerun on another GPU:
   MATVEC_STREAM_GROUPS, from N = MATVEC_STREAM_MIN_N up to K = MATVEC_STREAM_MAX_K);
 * streamed quads, for the formats of MATVEC_QUAD_STREAM_FORMATS at K = 4096 (and two
   shapes the rule leaves out): 1 and 2 warps a row group against 4 warps taking 2, 4 or 7 row
-  groups in turn (the lowering's quad_stream is MATVEC_QUAD_STREAM_GROUPS), beside the
-  lowering's pick (`takes_quad_stream`) and its kernel's time (where `takes_lane_words`, the
+  groups in turn (the lowering's quad_stream is MATVEC_QUAD_STREAM_GROUPS; the K-quants
+  also take other counts, `quad_stream_geometry`), beside the lowering's pick and its
+  kernel's time (where `takes_lane_words`, the
   lane-word kernel `matvec_lanes.cu`, not the staged ones of the other columns).
 
 Each cell is checked against a float64 reference before it is timed.  Timing:
@@ -262,7 +263,8 @@ def main() -> int:
             f"\nThe lowering streams row groups of 4 warps (groups a block by format: "
             f"{MATVEC_QUAD_STREAM_GROUPS}) for rows of {MATVEC_QUAD_STREAM_CHUNKS} chunks where "
             f"the grid's waves fill {MATVEC_QUAD_STREAM_MIN_FILL} of the whole waves they take "
-            "(takes_quad_stream; the K-quants with int16 activations only)\n"
+            "(takes_quad_stream; the K-quants with int16 activations only, other counts of "
+            "row groups by quad_stream_geometry)\n"
         )
         choices = " | ".join(f"4 warps x {g} groups us" for g in QUAD_STREAM_GROUP_CHOICES)
         print(

@@ -56,7 +56,8 @@ Kernels (the contract with `codegen.kernels` and `runtime_schema.cuda_launcher`)
               (`MATVEC_SPLIT_K_FORMATS`, K >= `MATVEC_SPLIT_K_MIN_K`; 4 or 2 warps a block:
               `split_k_geometry_of`),
               else for Q8_0 and (with 16-bit activations) the K-quants rows of 4 chunks
-              on a large grid the streamed quad (`takes_quad_stream`), else 1, 2 or 4
+              on a large grid the streamed quad (`quad_stream_geometry`: the K-quants'
+              row groups in turn by the busiest SM's rows), else 1, 2 or 4
               warps a row group (default, paired, quad: `matvec_group_warps`, by format,
               dtype, N and K).  A CUDA
               matvec_batched with 16-bit activations depends on M too: the mma matvec up

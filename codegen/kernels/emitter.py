@@ -231,6 +231,29 @@ MATVEC_QUAD_STREAM_FORMATS = tuple(MATVEC_QUAD_STREAM_GROUPS)
 MATVEC_QUAD_STREAM_INTEGER_X_ONLY = ("Q4_K", "Q5_K", "Q6_K")
 MATVEC_QUAD_STREAM_CHUNKS = 4
 MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
+# The K-quants' streamed quads of other row groups in turn than MATVEC_QUAD_STREAM_GROUPS
+# ("quad_stream_g5" .. "quad_stream_g8", `quad_stream_geometry`): of the group counts whose grid
+# fills MATVEC_QUAD_STREAM_MIN_FILL of its whole waves, the one whose busiest SM takes the fewest
+# rows (its blocks over MATVEC_WAVE_SMS SMs times a block's rows), a tie going to fewer rounds of
+# MATVEC_WAVE_BLOCKS_PER_SM blocks an SM, then to more blocks an SM at once, then to fewer
+# groups.  On an H200 the time of a streamed quad of K = 4096 follows the busiest SM's rows
+# rather than its last wave's fill: session 40, float16, us, 4 / 5 / 6 / 7 / 8 groups (scratch;
+# BENCHMARKS.md): Q5_K 9216x4096 14.18 / 12.36 / 11.84 / 13.06 / 14.30 (paired picked: 13.29),
+# 11008x4096 15.14 / 16.28 / 14.23 / 13.36 / 14.57 (paired 14.48), 12288x4096 15.43 / 16.53 /
+# 14.02 / 15.85 / 14.80, 14336x4096 16.75 / 18.08 / 18.94 / 15.86 / 17.73, 16384x4096 18.21 /
+# 19.50 / 20.43 / 21.44 / 17.65, 20480x4096 22.44 / 21.83 / 22.74 / 23.37 / 23.99, 65536x4096
+# 62.44 / 61.04 / 60.82 / 60.47 / 60.93; Q6_K (where its one-row rule leaves it the streamed
+# quad) 18944x4096 27.09 / 27.45 / 26.15 / 29.23 / 29.97; Q4_K's staged quads against its
+# lane-word kernel (13.90 at 14336x4096) 14.68 / 15.88 / 17.22 / 13.48 / 15.00, but over several
+# rounds the lane words keep it (18944x4096 17.49 against 19.05 for the 6 groups the rule would
+# take; 32768x4096 28.02 against 29.71), so Q4_K takes another count only in one round
+# (MATVEC_QUAD_STREAM_ONE_ROUND).  Q8_0 keeps its 7 groups.  As taken (v71, cuda_matvec_ab.py
+# against v70, same call; BENCHMARKS.md), float16 / bfloat16, us: Q5_K 10240x4096 14.0 / 13.9 ->
+# 12.2 / 12.3, 14336x4096 16.8 / 16.9 -> 15.9, 65536x4096 62.4 / 62.8 -> 60.9 / 61.3; Q4_K 9216x4096
+# 11.0 / 10.9 -> 10.2, 14336x4096 13.9 -> 13.5; Q6_K 9216x4096 (paired before) 16.4 / 16.5 -> 14.9 /
+# 15.0, 28672x4096 38.1 / 38.2 -> 36.8: 50 cells 1-13% faster, 32768x4096 (7 groups) 0-1% slower.
+MATVEC_QUAD_STREAM_GROUP_CHOICES = {fmt: (4, 5, 6, 7, 8) for fmt in ("Q4_K", "Q5_K", "Q6_K")}
+MATVEC_QUAD_STREAM_ONE_ROUND = ("Q4_K",)
 # The lane-word kernel (`takes_lane_words`) takes it from a fill of half the whole waves.
 # H100, Q4_K float16, us, the lowering's pick before -> lane-word quad_stream, with the fill
 # (session 21, BENCHMARKS.md): 5120x4096 (0.61) paired 9.14 -> 8.21, 10240x4096 (1.21 waves,
@@ -904,8 +927,9 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
 # by-group four with W_AHEAD 1 (5120x13824 14.4 -> 15.2), groups of 6 steps for Q4_0's eight and two
 # warps and Q5_0's eight and two (no spills: 2-19% slower on 13 of 17 shapes, Q4_0 14336x4096 two
 # warps 11.8 -> 12.8, Q5_0 4096x14336 14.6 -> 15.1).
-# Since v69 (session 40, H200) a K-quant group may be two blocks, each row's head read a block and
-# its offsets added as the block ends: Q4_K's by-group four take 8 steps (288 bytes a row, W_AHEAD 2).
+# Since v69 (session 40, H200) a K-quant group may be two blocks, each row's head read a block
+# and its offsets added as the block ends: Q4_K's by-group four take 8 steps (288 bytes a row,
+# W_AHEAD 2).
 # H200, float16, us, its 4-step groups -> 8 (cuda_matvec_rings.py, same call; BENCHMARKS.md):
 # 5376x21504 29.0 -> 26.8, 6144x16384 22.4 -> 21.7, 4608x14336 19.9 -> 18.5.  Not taken: Q4_K's and
 # Q5_K's other forms with 8 steps (eight, four, five and two warps: 44-60 bytes of spills at their
@@ -1346,8 +1370,9 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
     staged mma matvec's forms of its MATVEC_ONE_ROW_MMA rule) and for those of
     MATVEC_GROUP_WARPS two or four warps a row group where the format may take them
     (MATVEC_GROUP_GEOMETRIES: paired, quad), and for
-    MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream); the CUDA matvec_batched of
-    SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
+    MATVEC_QUAD_STREAM_FORMATS a streamed quad (quad_stream, and those of
+    MATVEC_QUAD_STREAM_GROUP_CHOICES' other counts: `quad_stream_geometries`); the CUDA
+    matvec_batched of SPLIT_K_BATCHED_FORMATS with 16-bit activations the split-K matmul geometries
     (`split_k_geometry` of SPLIT_K_BATCHED_SPLITS), and of MATVEC_MMA_FORMATS with
     MATVEC_MMA_DTYPES the mma matvec (mma, `takes_mma_matvec`; for MATVEC_MMA_WIDE_AHEAD's
     formats also its wide form, mma_wide, for MATVEC_MMA_STAGED_AHEAD's its form of four
@@ -1378,7 +1403,7 @@ def geometries(backend: str, fmt: str, kind: str, dtype: str | None = None) -> t
         return split_k + _one_row_mma_geometries(fmt, dtype)
     # every dtype has the geometries of any dtype's choices (float32 picks fewer)
     shared = sorted({g for d in DTYPES for g in matvec_group_choices(fmt, d)} - {1})
-    quad_stream = ("quad_stream",) if fmt in MATVEC_QUAD_STREAM_FORMATS else ()
+    quad_stream = quad_stream_geometries(fmt)
     grouped = tuple(MATVEC_GROUP_GEOMETRIES[g] for g in shared)
     one_row = _one_row_mma_geometries(fmt, dtype)
     return (DEFAULT_GEOMETRY, "narrow", "stream", *grouped, *quad_stream, *one_row)
@@ -1565,7 +1590,7 @@ def pick_geometry(
     `one_row_mma_geometry` gives one (its grid at most its rule's waves, the last full enough), else
     split-K where
     the format has it and K >= `MATVEC_SPLIT_K_MIN_K` (4 or 2 warps: `split_k_geometry_of`),
-    else the streamed quad where the format has it and `takes_quad_stream`, else the
+    else the streamed quad where the format has it and `quad_stream_geometry` gives one, else the
     row-group sharing of `matvec_group_warps` (paired, quad; the default for one
     warp); for a matvec_batched with split-K matmul geometries, the one of
     `split_k_splits`; for the CUDA 16-bit matmul the cheapest of MATMUL_GEOMETRY_TILES at
@@ -1591,8 +1616,10 @@ def pick_geometry(
             return one_row
     if "split_k" in available and k >= MATVEC_SPLIT_K_MIN_K:
         return split_k_geometry_of(fmt, dtype, n, k)
-    if "quad_stream" in available and takes_quad_stream(fmt, dtype, n, k):
-        return "quad_stream"
+    if "quad_stream" in available:
+        streamed = quad_stream_geometry(fmt, dtype, n, k)
+        if streamed is not None:
+            return streamed
     if kind == "matvec" and backend == "cuda":
         group_warps = matvec_group_warps(fmt, dtype, n, k)
         if group_warps > 1:
@@ -1645,25 +1672,84 @@ def one_row_mma_geometry(
 def takes_quad_stream(fmt: str, dtype: str, n: int, k: int) -> bool:
     """Whether an N x K matvec of ``fmt`` (MATVEC_QUAD_STREAM_FORMATS; those of
     MATVEC_QUAD_STREAM_INTEGER_X_ONLY with int16 activations only, `takes_integer_x`) and
-    ``dtype`` activations takes "quad_stream": rows
+    ``dtype`` activations may take "quad_stream" (its MATVEC_QUAD_STREAM_GROUPS row groups in
+    turn; `quad_stream_geometry` weighs the other counts of MATVEC_QUAD_STREAM_GROUP_CHOICES): rows
     of MATVEC_QUAD_STREAM_CHUNKS chunks (a chunk a warp, its part of x kept from group to
     group), and a grid whose waves fill at least MATVEC_QUAD_STREAM_MIN_FILL of the whole waves
     they take (counted at MATVEC_WAVE_SMS x MATVEC_WAVE_BLOCKS_PER_SM blocks a wave);
     MATVEC_LANE_WORD_MIN_FILL where it is the lane-word kernel (`takes_lane_words`)."""
-    if fmt not in MATVEC_QUAD_STREAM_FORMATS:
-        return False
+    return fmt in MATVEC_QUAD_STREAM_FORMATS and _takes_quad_stream_groups(
+        fmt, dtype, n, k, MATVEC_QUAD_STREAM_GROUPS[fmt]
+    )
+
+
+def _quad_stream_launch(groups: int) -> LaunchRule:
+    """The launch of a streamed quad of ``groups`` row groups in turn."""
+    return _matvec_launch(MATVEC_ROWS_PER_WARP, _matvec_group_warps("quad_stream"), groups)
+
+
+def _takes_quad_stream_groups(fmt: str, dtype: str, n: int, k: int, groups: int) -> bool:
+    """`takes_quad_stream` for a streamed quad of ``groups`` row groups in turn (the
+    format's own count: the lane-word kernel's fill where it is that kernel)."""
     if fmt in MATVEC_QUAD_STREAM_INTEGER_X_ONLY and not takes_integer_x(fmt, dtype):
         return False
     if ceil_div(k, MATVEC_CHUNK_WEIGHTS) != MATVEC_QUAD_STREAM_CHUNKS:
         return False
-    launch = _matvec_launch(
-        MATVEC_ROWS_PER_WARP,
-        _matvec_group_warps("quad_stream"),
-        _matvec_stream_groups("quad_stream", fmt),
-    )
-    lane_words = takes_lane_words(fmt, dtype, "quad_stream")
+    launch = _quad_stream_launch(groups)
+    default = groups == MATVEC_QUAD_STREAM_GROUPS[fmt]
+    lane_words = default and takes_lane_words(fmt, dtype, "quad_stream")
     min_fill = MATVEC_LANE_WORD_MIN_FILL if lane_words else MATVEC_QUAD_STREAM_MIN_FILL
     return _whole_wave_fill(launch.grid_size(1, n, k)[0]) >= min_fill
+
+
+def quad_stream_geometries(fmt: str) -> tuple[str, ...]:
+    """The streamed quads the CUDA matvec of ``fmt`` has: "quad_stream" (MATVEC_QUAD_STREAM_GROUPS
+    row groups in turn) and "quad_stream_gG" for the other counts G of
+    MATVEC_QUAD_STREAM_GROUP_CHOICES."""
+    if fmt not in MATVEC_QUAD_STREAM_FORMATS:
+        return ()
+    others = (
+        g
+        for g in MATVEC_QUAD_STREAM_GROUP_CHOICES.get(fmt, ())
+        if g != MATVEC_QUAD_STREAM_GROUPS[fmt]
+    )
+    return ("quad_stream", *(f"quad_stream_g{g}" for g in others))
+
+
+def quad_stream_geometry(fmt: str, dtype: str, n: int, k: int) -> str | None:
+    """The streamed quad an N x K CUDA matvec of ``fmt`` and ``dtype`` takes, or None: for the
+    formats of MATVEC_QUAD_STREAM_GROUP_CHOICES with int16 activations and rows of
+    MATVEC_QUAD_STREAM_CHUNKS chunks, of the counts whose grid fills the streamed quad's
+    share of its whole waves (`takes_quad_stream`'s; MATVEC_QUAD_STREAM_ONE_ROUND's formats'
+    other counts in one round of MATVEC_WAVE_BLOCKS_PER_SM blocks an SM only), the one whose
+    busiest SM takes the fewest rows, a tie going to fewer rounds, then more blocks an SM at
+    once, then fewer groups; for the other formats "quad_stream" where `takes_quad_stream`."""
+    choices = MATVEC_QUAD_STREAM_GROUP_CHOICES.get(fmt)
+    if not choices:
+        return "quad_stream" if takes_quad_stream(fmt, dtype, n, k) else None
+    default = MATVEC_QUAD_STREAM_GROUPS[fmt]
+
+    def geometry(groups: int) -> str:
+        return "quad_stream" if groups == default else f"quad_stream_g{groups}"
+
+    def blocks_per_sm(groups: int) -> int:
+        return ceil_div(_quad_stream_launch(groups).grid_size(1, n, k)[0], MATVEC_WAVE_SMS)
+
+    def rounds(groups: int) -> int:
+        return ceil_div(blocks_per_sm(groups), MATVEC_WAVE_BLOCKS_PER_SM)
+
+    def cost(groups: int) -> tuple[int, int, int, int]:
+        block_rows = _quad_stream_launch(groups).grid[0].per_block
+        at_once = min(blocks_per_sm(groups), MATVEC_WAVE_BLOCKS_PER_SM)
+        return (blocks_per_sm(groups) * block_rows, rounds(groups), -at_once, groups)
+
+    candidates = [
+        g
+        for g in choices
+        if _takes_quad_stream_groups(fmt, dtype, n, k, g)
+        and (g == default or fmt not in MATVEC_QUAD_STREAM_ONE_ROUND or rounds(g) == 1)
+    ]
+    return geometry(min(candidates, key=cost)) if candidates else None
 
 
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
@@ -2059,6 +2145,7 @@ def _matvec_launch(rows_per_warp: int, group_warps: int, stream_groups: int = 1)
 _GROUP_WARPS_OF_GEOMETRY = {
     **{name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()},
     "quad_stream": 4,
+    **{f"quad_stream_g{g}": 4 for g in range(1, 9)},
 }
 
 
@@ -2082,6 +2169,8 @@ def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
 def _matvec_stream_groups(geometry: str, fmt: str) -> int:
     if geometry == "quad_stream":
         return MATVEC_QUAD_STREAM_GROUPS[fmt]
+    if geometry.startswith("quad_stream_g"):
+        return int(geometry.removeprefix("quad_stream_g"))
     return MATVEC_STREAM_GROUPS if geometry == "stream" else 1
 
 

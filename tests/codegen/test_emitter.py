@@ -56,6 +56,7 @@ from codegen.kernels.emitter import (
     MATVEC_ONE_ROW_MMA_GROUP_STEPS,
     MATVEC_ONE_ROW_MMA_MAX_WAVES,
     MATVEC_PAIRED_MIN_K,
+    MATVEC_QUAD_STREAM_GROUP_CHOICES,
     MATVEC_QUAD_STREAM_GROUPS,
     MATVEC_ROWS_PER_WARP,
     MATVEC_SPLIT_K_FORMATS,
@@ -91,6 +92,8 @@ from codegen.kernels.emitter import (
     matvec_mma_staged_layout,
     mma_form_wave,
     one_row_mma_geometry,
+    quad_stream_geometries,
+    quad_stream_geometry,
     render_template,
     shared_bytes_for_at_most,
     split_k_blocks_per_sm,
@@ -250,13 +253,13 @@ GROUP_WARPS_CASES = {
     ("Q5_K", "bfloat16", 5376, 21504): "quad",
     ("Q5_K", "float16", 8192, 8192): "paired",  # one wave unshared, two paired: a tie
     ("Q4_K", "float32", 8192, 8192): "paired",
-    ("Q4_K", "float16", 14336, 4096): "quad_stream",  # four chunks a row, int16 x: streamed
+    ("Q4_K", "float16", 14336, 4096): "quad_stream_g7",  # four chunks a row, int16 x: streamed
     ("Q5_K", "float16", 4096, 4096): "paired",
     ("Q4_K", "float16", 2048, 4096): "narrow",
     # Q6_K is never unshared; its 16-bit rows that fill the one-row staged form's waves take
     # that (test_one_row_mma_matvec_rule), not these
     ("Q6_K", "float16", 2048, 14336): "quad",
-    ("Q6_K", "float16", 28672, 4096): "quad_stream",
+    ("Q6_K", "float16", 28672, 4096): "quad_stream_g5",
     # Q8_0's 16-bit rows that fill the one-row staged forms' waves take those
     # (test_one_row_mma_matvec_rule): these are float32's, the same rule
     ("Q8_0", "float32", 5376, 21504): "default",  # Q8_0 stops at pairs
@@ -780,14 +783,47 @@ def test_q8_0_matvec_takes_the_streamed_quad_by_chunks_and_wave(shape, expected)
 def test_kquant_matvec_takes_the_streamed_quad_with_int16_activations_only(fmt):
     # Q6_K's 16-bit 14336x4096 takes the one-row staged form ahead of it
     n = 28672 if fmt in MATVEC_ONE_ROW_MMA else 14336
+    streamed = set(quad_stream_geometries(fmt))
     for dtype in ("float16", "bfloat16"):
-        assert pick_geometry("cuda", fmt, "matvec", dtype, n, 4096) == "quad_stream", dtype
-        assert pick_geometry("cuda", fmt, "matvec", dtype, 4096, 14336) != "quad_stream", dtype
-        assert pick_geometry("cuda", fmt, "matvec", dtype, 2048, 4096) != "quad_stream", dtype
+        assert pick_geometry("cuda", fmt, "matvec", dtype, n, 4096) in streamed, dtype
+        assert pick_geometry("cuda", fmt, "matvec", dtype, 4096, 14336) not in streamed, dtype
+        assert pick_geometry("cuda", fmt, "matvec", dtype, 2048, 4096) not in streamed, dtype
     assert takes_quad_stream(fmt, "float16", 14336, 4096)
     # with the float decode the streamed quad lost
-    assert pick_geometry("cuda", fmt, "matvec", "float32", n, 4096) != "quad_stream"
+    assert pick_geometry("cuda", fmt, "matvec", "float32", n, 4096) not in streamed
     assert not takes_quad_stream(fmt, "float32", 14336, 4096)
+    assert quad_stream_geometry(fmt, "float32", n, 4096) is None
+
+
+# N (K = 4096) -> the streamed quad of each format (None: another geometry), as the comment of
+# MATVEC_QUAD_STREAM_GROUP_CHOICES measured on an H200: the busiest SM's rows decide
+QUAD_STREAM_GROUP_PICKS = {
+    5120: {"Q4_K": "quad_stream", "Q5_K": None},  # lane words from half a wave; 4 groups 0.61
+    8192: {"Q4_K": "quad_stream", "Q5_K": "quad_stream"},  # 4 a SM x 16 rows against 5 x 20
+    9216: {"Q4_K": "quad_stream_g6", "Q5_K": "quad_stream_g6"},  # 3 x 24 rows, one round
+    11008: {"Q4_K": "quad_stream_g7", "Q5_K": "quad_stream_g7"},  # 3 x 28 against 4 x 24
+    14336: {"Q4_K": "quad_stream_g7", "Q5_K": "quad_stream_g7"},  # 4 x 28 in one round of 4
+    16384: {"Q4_K": "quad_stream_g8", "Q5_K": "quad_stream_g8"},  # 4 x 32: one round, not 8 x 16
+    18944: {"Q4_K": "quad_stream", "Q5_K": "quad_stream_g6"},  # Q4_K: lane words past a round
+    20480: {"Q4_K": "quad_stream", "Q5_K": "quad_stream_g5"},  # 8 x 20 in 2 rounds, not 10 x 16
+    128256: {"Q4_K": "quad_stream", "Q5_K": "quad_stream"},  # 61 x 16 rows, the fewest
+}
+
+
+@pytest.mark.parametrize(("n", "picks"), QUAD_STREAM_GROUP_PICKS.items())
+def test_streamed_quads_take_the_group_count_of_the_least_busy_sm(n, picks):
+    for fmt, expected in picks.items():
+        for dtype in ("float16", "bfloat16"):
+            assert quad_stream_geometry(fmt, dtype, n, 4096) == expected, (fmt, dtype)
+            if expected is not None:
+                assert pick_geometry("cuda", fmt, "matvec", dtype, n, 4096) == expected
+    # the streamed quads of other counts are the same kernel with other STREAM_GROUPS
+    for groups in MATVEC_QUAD_STREAM_GROUP_CHOICES["Q5_K"]:
+        geometry = "quad_stream" if groups == 4 else f"quad_stream_g{groups}"
+        kernel = emit("cuda", "Q5_K", "matvec", "float16", geometry)
+        assert f"constexpr int STREAM_GROUPS = {groups};" in kernel.source
+        assert kernel.launch.grid[0].per_block == MATVEC_ROWS_PER_WARP * groups
+    assert quad_stream_geometries("Q8_0") == ("quad_stream",)
 
 
 @pytest.mark.parametrize(
@@ -795,14 +831,15 @@ def test_kquant_matvec_takes_the_streamed_quad_with_int16_activations_only(fmt):
     [
         ((4096, 4096), False, False),  # half a wave: paired
         ((5120, 4096), True, False),  # 0.61 of a wave
-        ((11008, 4096), True, False),  # 1.30 waves, 0.65 of two
+        ((11008, 4096), False, False),  # 0.65 of two: 7 staged groups in one round instead
         ((4608, 3584), True, False),  # 0.55
-        ((14336, 4096), True, True),  # 0.85
+        ((18944, 4096), True, False),  # 0.75 of three waves (Q5_K: 6 groups)
     ],
 )
 def test_lane_word_streamed_quad_takes_grids_from_half_a_wave(shape, lane_words, staged):
     """Q4_K's lane-word kernel takes the streamed quad from MATVEC_LANE_WORD_MIN_FILL of the
-    whole waves; the staged K-quants (Q5_K) keep MATVEC_QUAD_STREAM_MIN_FILL."""
+    whole waves; the staged K-quants (Q5_K) keep MATVEC_QUAD_STREAM_MIN_FILL (and both may take
+    other counts of row groups: test_streamed_quads_take_the_group_count_of_the_least_busy_sm)."""
     n, k = shape
     for dtype in ("float16", "bfloat16"):
         assert (pick_geometry("cuda", "Q4_K", "matvec", dtype, n, k) == "quad_stream") == lane_words
