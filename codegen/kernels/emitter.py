@@ -251,7 +251,8 @@ MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 # against v70, same call; BENCHMARKS.md), float16 / bfloat16, us: Q5_K 10240x4096 14.0 / 13.9 ->
 # 12.2 / 12.3, 14336x4096 16.8 / 16.9 -> 15.9, 65536x4096 62.4 / 62.8 -> 60.9 / 61.3; Q4_K 9216x4096
 # 11.0 / 10.9 -> 10.2, 14336x4096 13.9 -> 13.5; Q6_K 9216x4096 (paired before) 16.4 / 16.5 -> 14.9 /
-# 15.0, 28672x4096 38.1 / 38.2 -> 36.8: 50 cells 1-13% faster, 32768x4096 (7 groups) 0-1% slower.
+# 15.0, 28672x4096 38.1 / 38.2 -> 36.8: 50 cells 1-13% faster, 32768x4096 (7 groups) 0-1% slower;
+# at K = 3584 (float16) 9216-17408 rows 0-13% faster (Q5_K 11008x3584 15.2 -> 13.1).
 MATVEC_QUAD_STREAM_GROUP_CHOICES = {fmt: (4, 5, 6, 7, 8) for fmt in ("Q4_K", "Q5_K", "Q6_K")}
 MATVEC_QUAD_STREAM_ONE_ROUND = ("Q4_K",)
 # The lane-word kernel (`takes_lane_words`) takes it from a fill of half the whole waves.
@@ -931,13 +932,13 @@ MATVEC_ONE_ROW_MMA_AHEAD = {
 # and its offsets added as the block ends: Q4_K's by-group four take 8 steps (288 bytes a row,
 # W_AHEAD 2).
 # H200, float16, us, its 4-step groups -> 8 (cuda_matvec_rings.py, same call; BENCHMARKS.md):
-# 5376x21504 29.0 -> 26.8, 6144x16384 22.4 -> 21.7, 4608x14336 19.9 -> 18.5.  Not taken: Q4_K's and
-# Q5_K's other forms with 8 steps (eight, four, five and two warps: 44-60 bytes of spills at their
-# 128 registers; with the group's steps decoded 4 at a time, unrolled, and those runs rolled, no
-# spills but 0-5% slower than 4 steps, e.g. Q4_K 4096x14336 eight warps 13.8 -> 14.5), and the
-# same runs of 4 for Q4_0's and Q5_0's eight and two warps (4096x14336 Q4_0 11.4 -> 11.8, 14336x4096
-# 11.8 -> 11.9); Q5_K's staged forms stay behind its own kernels with 8 steps too (5376x21504 quad
-# 30.1, by-group four 36.2).
+# 5376x21504 29.0 -> 26.8, 6144x16384 22.4 -> 21.7, 4608x14336 19.9 -> 18.5.  Not taken: Q4_K's
+# and Q5_K's other forms with 8 steps (eight, four, five and two warps: 36-44 bytes of spill
+# stores at their 128 registers; with a group's steps decoded 4 at a time, unrolled, and those
+# runs rolled, no spills but from 1% faster to 5% slower than 4 steps, e.g. Q4_K 4096x14336 eight
+# warps 13.8 -> 14.5), the same runs of 4 for Q4_0's and Q5_0's eight and two warps (4096x14336
+# Q4_0 11.4 -> 11.8, 14336x4096 11.8 -> 11.9); Q5_K's staged forms stay behind its own kernels
+# with 8 steps too (5376x21504 quad 30.1, by-group four 36.2).
 MATVEC_ONE_ROW_MMA_GROUP_STEPS = {
     ("Q8_0", "mma"): 4,
     ("Q8_0", "mma_five_warps"): 4,
