@@ -1709,12 +1709,14 @@ def quad_stream_geometries(fmt: str) -> tuple[str, ...]:
     MATVEC_QUAD_STREAM_GROUP_CHOICES."""
     if fmt not in MATVEC_QUAD_STREAM_FORMATS:
         return ()
-    others = (
-        g
-        for g in MATVEC_QUAD_STREAM_GROUP_CHOICES.get(fmt, ())
-        if g != MATVEC_QUAD_STREAM_GROUPS[fmt]
-    )
-    return ("quad_stream", *(f"quad_stream_g{g}" for g in others))
+    counts = MATVEC_QUAD_STREAM_GROUP_CHOICES.get(fmt, ())
+    others = (g for g in counts if g != MATVEC_QUAD_STREAM_GROUPS[fmt])
+    return ("quad_stream", *(_quad_stream_name(fmt, g) for g in others))
+
+
+def _quad_stream_name(fmt: str, groups: int) -> str:
+    """The geometry of ``fmt``'s streamed quad of ``groups`` row groups in turn."""
+    return "quad_stream" if groups == MATVEC_QUAD_STREAM_GROUPS[fmt] else f"quad_stream_g{groups}"
 
 
 def quad_stream_geometry(fmt: str, dtype: str, n: int, k: int) -> str | None:
@@ -1729,9 +1731,6 @@ def quad_stream_geometry(fmt: str, dtype: str, n: int, k: int) -> str | None:
     if not choices:
         return "quad_stream" if takes_quad_stream(fmt, dtype, n, k) else None
     default = MATVEC_QUAD_STREAM_GROUPS[fmt]
-
-    def geometry(groups: int) -> str:
-        return "quad_stream" if groups == default else f"quad_stream_g{groups}"
 
     def blocks_per_sm(groups: int) -> int:
         return ceil_div(_quad_stream_launch(groups).grid_size(1, n, k)[0], MATVEC_WAVE_SMS)
@@ -1750,7 +1749,7 @@ def quad_stream_geometry(fmt: str, dtype: str, n: int, k: int) -> str | None:
         if _takes_quad_stream_groups(fmt, dtype, n, k, g)
         and (g == default or fmt not in MATVEC_QUAD_STREAM_ONE_ROUND or rounds(g) == 1)
     ]
-    return geometry(min(candidates, key=cost)) if candidates else None
+    return _quad_stream_name(fmt, min(candidates, key=cost)) if candidates else None
 
 
 def split_k_geometry_of(fmt: str, dtype: str, n: int, k: int) -> str:
@@ -2145,8 +2144,14 @@ def _matvec_launch(rows_per_warp: int, group_warps: int, stream_groups: int = 1)
 
 _GROUP_WARPS_OF_GEOMETRY = {
     **{name: g for g, name in MATVEC_GROUP_GEOMETRIES.items()},
-    "quad_stream": 4,
-    **{f"quad_stream_g{g}": 4 for g in range(1, 9)},
+    **{name: 4 for fmt in MATVEC_QUAD_STREAM_FORMATS for name in quad_stream_geometries(fmt)},
+}
+# the other counts' streamed quads: geometry -> row groups in turn
+_QUAD_STREAM_GROUPS_OF_GEOMETRY = {
+    _quad_stream_name(fmt, g): g
+    for fmt, counts in MATVEC_QUAD_STREAM_GROUP_CHOICES.items()
+    for g in counts
+    if g != MATVEC_QUAD_STREAM_GROUPS[fmt]
 }
 
 
@@ -2170,8 +2175,8 @@ def _matvec_min_blocks(fmt: str, geometry: str, dtype: str) -> int:
 def _matvec_stream_groups(geometry: str, fmt: str) -> int:
     if geometry == "quad_stream":
         return MATVEC_QUAD_STREAM_GROUPS[fmt]
-    if geometry.startswith("quad_stream_g"):
-        return int(geometry.removeprefix("quad_stream_g"))
+    if geometry in _QUAD_STREAM_GROUPS_OF_GEOMETRY:
+        return _QUAD_STREAM_GROUPS_OF_GEOMETRY[geometry]
     return MATVEC_STREAM_GROUPS if geometry == "stream" else 1
 
 
