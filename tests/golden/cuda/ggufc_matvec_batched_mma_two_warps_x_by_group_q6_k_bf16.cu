@@ -275,6 +275,7 @@ constexpr int COPY_ROUNDS = (COPY_CHUNKS + ggufc::WARP_SIZE - 1) / ggufc::WARP_S
 // codegen.cuda_run.REQUIRED_ALIGNMENT)
 constexpr bool BULK_ROWS = false;
 constexpr int ROW_COPY_ROUNDS = (TILE_N + ggufc::WARP_SIZE - 1) / ggufc::WARP_SIZE;  // ROWS: a row a lane
+static_assert(!BULK_ROWS || ROW_COPY_ROUNDS * ggufc::WARP_SIZE >= TILE_N, "every row a lane's copy");
 // activations: a step's TILE_M rows of STEP_K, each row's 128 bytes one 128-byte line of
 // shared memory (so each cp.async of a row lands in one line; rows 144 bytes apart, before
 // v41, took up to 1.4x the kernel's time at M = 8), its 16-byte chunks swizzled: chunk c of
