@@ -253,6 +253,8 @@ MATVEC_QUAD_STREAM_MIN_FILL = Fraction(7, 10)
 # 11.0 / 10.9 -> 10.2, 14336x4096 13.9 -> 13.5; Q6_K 9216x4096 (paired before) 16.4 / 16.5 -> 14.9 /
 # 15.0, 28672x4096 38.1 / 38.2 -> 36.8: 50 cells 1-13% faster, 32768x4096 (7 groups) 0-1% slower;
 # at K = 3584 (float16) 9216-17408 rows 0-13% faster (Q5_K 11008x3584 15.2 -> 13.1).
+# The other counts' kernels leave their registers to the compiler, as measured (Q6_K's own
+# quad_stream alone is bounded: MATVEC_BOUNDED_GEOMETRIES).
 MATVEC_QUAD_STREAM_GROUP_CHOICES = {fmt: (4, 5, 6, 7, 8) for fmt in ("Q4_K", "Q5_K", "Q6_K")}
 MATVEC_QUAD_STREAM_ONE_ROUND = ("Q4_K",)
 # The lane-word kernel (`takes_lane_words`) takes it from a fill of half the whole waves.
